@@ -1,0 +1,11 @@
+// Probes for bench/mmio-access: the costs that bound a register access from
+// JS (an empty Node-API call, raw and through node-addon-api) and the C floor.
+#pragma once
+
+#include <napi.h>
+
+namespace virtio_mmio {
+
+Napi::Object DefineBenchProbes(Napi::Env env);
+
+}  // namespace virtio_mmio

@@ -1,0 +1,225 @@
+#include "dma_memory.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+
+#include "addon_data.h"
+#include "errors.h"
+
+namespace virtio_mmio {
+
+static constexpr uint64_t kMaxDmaSize = uint64_t{1} << 34;  // 16 GiB
+static constexpr const char* kPagemap = "/proc/self/pagemap";
+
+static void Unmap(DmaBlock* b) {
+  if (!b->mapped) return;
+  munmap(b->map_base, b->map_len);
+  b->mapped = false;
+}
+
+static void Release(DmaBlock* b) {
+  if (b->holders.fetch_sub(1) != 1) return;
+  Unmap(b);
+  delete b;
+}
+
+static size_t HugepageSize() {
+  FILE* f = std::fopen("/proc/meminfo", "re");
+  size_t kb = 2048;
+  if (f != nullptr) {
+    char line[128];
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+      unsigned long v;
+      if (std::sscanf(line, "Hugepagesize: %lu kB", &v) == 1) kb = v;
+    }
+    std::fclose(f);
+  }
+  return kb * 1024;
+}
+
+// Physical address of a virtual address from /proc/self/pagemap (bits 0-54
+// PFN, bit 63 present). Without CAP_SYS_ADMIN the kernel reports PFN 0.
+static uint64_t PhysicalAddress(Napi::Env env, const void* addr) {
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  const uint64_t va = reinterpret_cast<uint64_t>(addr);
+  int fd = open(kPagemap, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw SyscallError(env, errno, "open", kPagemap);
+  uint64_t entry = 0;
+  ssize_t n = pread(fd, &entry, sizeof entry, static_cast<off_t>(va / page * sizeof entry));
+  int read_errno = errno;
+  close(fd);
+  if (n != static_cast<ssize_t>(sizeof entry)) throw SyscallError(env, n < 0 ? read_errno : EIO, "read", kPagemap);
+  if ((entry >> 63) == 0) throw TypedError(env, "dma", "page at " + Hex(va) + " is not present in " + kPagemap);
+  uint64_t pfn = entry & ((uint64_t{1} << 55) - 1);
+  if (pfn == 0) throw SyscallError(env, EPERM, "read", kPagemap, "the kernel hides page frame numbers without CAP_SYS_ADMIN");
+  return pfn * page + va % page;
+}
+
+Napi::Function DmaMemory::Define(Napi::Env env) {
+  return DefineClass(env, "DmaMemory",
+                     {
+                         InstanceMethod<&DmaMemory::Free>("free"),
+                         InstanceMethod<&DmaMemory::Translate>("translate"),
+                         InstanceAccessor<&DmaMemory::GetBuffer>("buffer"),
+                         InstanceAccessor<&DmaMemory::GetIova>("iova"),
+                         InstanceAccessor<&DmaMemory::GetSize>("size"),
+                         InstanceAccessor<&DmaMemory::GetKind>("kind"),
+                         InstanceAccessor<&DmaMemory::GetFreed>("freed"),
+                     });
+}
+
+static void FinalizeBuffer(napi_env, void*, void* hint) { Release(static_cast<DmaBlock*>(hint)); }
+
+// Only the factories construct DmaMemory: they pass the block as an External.
+DmaMemory::DmaMemory(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DmaMemory>(info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsExternal()) throw TypeErr(env, "DmaMemory is made by allocHugetlb, mapPhysical or allocAnonymous");
+  block_ = info[0].As<Napi::External<DmaBlock>>().Data();
+  block_->holders++;  // this wrapper
+  napi_value ab;
+  block_->holders++;  // the ArrayBuffer, released by its finalizer
+  napi_status status = napi_create_external_arraybuffer(env, block_->data, block_->size, FinalizeBuffer, block_, &ab);
+  if (status != napi_ok) {
+    block_->holders -= 2;  // the factory still owns the block and frees it
+    block_ = nullptr;
+    throw Napi::Error::New(env, "cannot create an external ArrayBuffer (is this runtime's V8 sandbox on?)");
+  }
+  // Strong: the buffer lives as long as this wrapper (or longer, if JS keeps it).
+  buffer_ = Napi::Reference<Napi::ArrayBuffer>::New(Napi::ArrayBuffer(env, ab), 1);
+}
+
+DmaMemory::~DmaMemory() {
+  buffer_.Reset();
+  if (block_ != nullptr) Release(block_);
+}
+
+Napi::Value DmaMemory::Wrap(Napi::Env env, DmaBlock* raw) {
+  std::unique_ptr<DmaBlock> block(raw);
+  Napi::Object obj = GetAddonData(env).dma_memory.New({Napi::External<DmaBlock>::New(env, block.get())});
+  block.release();  // now owned through the holder count
+  return obj;
+}
+
+// allocHugetlb(size): hugetlb pages, locked and populated; the device address
+// is the physical address from pagemap, checked to be contiguous.
+Napi::Value DmaMemory::AllocHugetlb(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t size = ArgIndex(info, 0, "size", kMaxDmaSize);
+  if (size == 0) throw RangeErr(env, "size must be at least 1 byte");
+  const size_t huge = HugepageSize();
+  const size_t len = static_cast<size_t>((size + huge - 1) / huge * huge);
+  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_LOCKED | MAP_POPULATE, -1, 0);
+  if (p == MAP_FAILED) {
+    throw SyscallError(env, errno, "mmap", "hugetlb", Hex(len) + " bytes in " + std::to_string(len / huge) + " hugepage(s) of " + Hex(huge));
+  }
+  auto* block = new DmaBlock();
+  block->map_base = p;
+  block->map_len = len;
+  block->data = static_cast<uint8_t*>(p);
+  block->size = static_cast<size_t>(size);
+  block->kind = "hugetlb";
+  block->mapped = true;
+  try {
+    block->iova = PhysicalAddress(env, p);
+    for (size_t off = huge; off < len; off += huge) {
+      if (PhysicalAddress(env, static_cast<uint8_t*>(p) + off) != block->iova + off) {
+        throw TypedError(env, "dma-contiguity", "hugetlb allocation of " + Hex(len) +
+                                                    " bytes is not physically contiguous; allocate at most one hugepage (" +
+                                                    Hex(huge) + " bytes) per buffer");
+      }
+    }
+  } catch (...) {
+    Unmap(block);
+    delete block;
+    throw;
+  }
+  return Wrap(env, block);
+}
+
+// mapPhysical(phys, size, cached = false): a /dev/mem carve-out (reserved
+// memory on a board); O_SYNC unless `cached`, so the CPU maps it uncached.
+Napi::Value DmaMemory::MapPhysical(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t phys = ArgU64(info, 0, "phys");
+  uint64_t size = ArgIndex(info, 1, "size", kMaxDmaSize);
+  bool cached = ArgBool(info, 2, false);
+  if (size == 0) throw RangeErr(env, "size must be at least 1 byte");
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  const uint64_t aligned = phys / page * page;
+  const size_t len = static_cast<size_t>((phys - aligned + size + page - 1) / page * page);
+  const char* path = "/dev/mem";
+  int fd = open(path, O_RDWR | O_CLOEXEC | (cached ? 0 : O_SYNC));
+  if (fd < 0) throw SyscallError(env, errno, "open", path);
+  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(aligned));
+  int map_errno = errno;
+  close(fd);
+  if (p == MAP_FAILED) throw SyscallError(env, map_errno, "mmap", path, "physical " + Hex(aligned) + ", length " + Hex(len));
+  auto* block = new DmaBlock();
+  block->map_base = p;
+  block->map_len = len;
+  block->data = static_cast<uint8_t*>(p) + (phys - aligned);
+  block->size = static_cast<size_t>(size);
+  block->iova = phys;
+  block->kind = "physical";
+  block->mapped = true;
+  return Wrap(env, block);
+}
+
+// allocAnonymous(size, iova): ordinary zeroed memory with a caller-given
+// device address, for the software device and tests.
+Napi::Value DmaMemory::AllocAnonymous(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t size = ArgIndex(info, 0, "size", kMaxDmaSize);
+  uint64_t iova = ArgU64(info, 1, "iova");
+  if (size == 0) throw RangeErr(env, "size must be at least 1 byte");
+  if (iova + size < iova) throw RangeErr(env, "iova " + Hex(iova) + " + size " + Hex(size) + " overflows 64 bits");
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  const size_t len = static_cast<size_t>((size + page - 1) / page * page);
+  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw SyscallError(env, errno, "mmap", "anonymous", Hex(len) + " bytes");
+  auto* block = new DmaBlock();
+  block->map_base = p;
+  block->map_len = len;
+  block->data = static_cast<uint8_t*>(p);
+  block->size = static_cast<size_t>(size);
+  block->iova = iova;
+  block->kind = "anonymous";
+  block->mapped = true;
+  return Wrap(env, block);
+}
+
+// free(): detaches the ArrayBuffer, then unmaps. Idempotent.
+Napi::Value DmaMemory::Free(const Napi::CallbackInfo& info) {
+  if (block_->mapped) {
+    Napi::ArrayBuffer ab = buffer_.Value();
+    if (!ab.IsDetached()) ab.Detach();
+    Unmap(block_);
+  }
+  return info.Env().Undefined();
+}
+
+// translate(offset): the device address of byte `offset`; for hugetlb it is
+// read again from pagemap (so callers can check it is stable).
+Napi::Value DmaMemory::Translate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!block_->mapped) throw TypedError(env, "closed", block_->kind + " DMA memory was freed");
+  uint64_t offset = ArgIndex(info, 0, "offset", block_->size > 0 ? block_->size - 1 : 0);
+  uint64_t address = block_->kind == "hugetlb" ? PhysicalAddress(env, block_->data + offset) : block_->iova + offset;
+  return Napi::BigInt::New(env, address);
+}
+
+Napi::Value DmaMemory::GetBuffer(const Napi::CallbackInfo& info) { return buffer_.Value(); }
+Napi::Value DmaMemory::GetIova(const Napi::CallbackInfo& info) { return Napi::BigInt::New(info.Env(), block_->iova); }
+Napi::Value DmaMemory::GetSize(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), block_->size); }
+Napi::Value DmaMemory::GetKind(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), block_->kind); }
+Napi::Value DmaMemory::GetFreed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !block_->mapped); }
+
+}  // namespace virtio_mmio
+
