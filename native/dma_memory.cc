@@ -66,7 +66,7 @@ Napi::Function DmaMemory::Define(Napi::Env env) {
                      {
                          InstanceMethod<&DmaMemory::Free>("free"),
                          InstanceMethod<&DmaMemory::Translate>("translate"),
-                         InstanceAccessor<&DmaMemory::GetBuffer>("buffer"),
+                         InstanceAccessor<&DmaMemory::GetView>("view"),
                          InstanceAccessor<&DmaMemory::GetIova>("iova"),
                          InstanceAccessor<&DmaMemory::GetSize>("size"),
                          InstanceAccessor<&DmaMemory::GetKind>("kind"),
@@ -215,7 +215,7 @@ Napi::Value DmaMemory::Translate(const Napi::CallbackInfo& info) {
   return Napi::BigInt::New(env, address);
 }
 
-Napi::Value DmaMemory::GetBuffer(const Napi::CallbackInfo& info) { return buffer_.Value(); }
+Napi::Value DmaMemory::GetView(const Napi::CallbackInfo& info) { return buffer_.Value(); }
 Napi::Value DmaMemory::GetIova(const Napi::CallbackInfo& info) { return Napi::BigInt::New(info.Env(), block_->iova); }
 Napi::Value DmaMemory::GetSize(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), block_->size); }
 Napi::Value DmaMemory::GetKind(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), block_->kind); }

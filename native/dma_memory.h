@@ -39,7 +39,7 @@ class DmaMemory : public Napi::ObjectWrap<DmaMemory> {
   static Napi::Value Wrap(Napi::Env env, DmaBlock* block);
   Napi::Value Free(const Napi::CallbackInfo& info);
   Napi::Value Translate(const Napi::CallbackInfo& info);
-  Napi::Value GetBuffer(const Napi::CallbackInfo& info);
+  Napi::Value GetView(const Napi::CallbackInfo& info);
   Napi::Value GetIova(const Napi::CallbackInfo& info);
   Napi::Value GetSize(const Napi::CallbackInfo& info);
   Napi::Value GetKind(const Napi::CallbackInfo& info);

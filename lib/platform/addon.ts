@@ -1,0 +1,146 @@
+/**
+ * The only file that loads the C++ addon (native/), and the TypeScript
+ * declaration of everything it exports. Native failures are thrown as the
+ * library's typed errors through the factory installed here.
+ */
+import bindings from 'bindings';
+
+import { ClosedError, DmaError, SyscallError, VirtioError } from '../errors';
+import { syscallHint } from './syscall-hints';
+
+/** A mapped register window. Accessors have Linux readX/writeX semantics. */
+export interface NativeMmioRegion {
+  readonly size: number;
+  readonly closed: boolean;
+  readonly label: string;
+  readb(offset: number): number;
+  readw(offset: number): number;
+  readl(offset: number): number;
+  writeb(offset: number, value: number): void;
+  writew(offset: number, value: number): void;
+  writel(offset: number, value: number): void;
+  copyOut(offset: number, target: Uint8Array, width?: 1 | 2 | 4): Uint8Array;
+  copyIn(offset: number, source: Uint8Array, width?: 1 | 2 | 4): void;
+  pollUntil(offset: number, mask: number, value: number, timeoutMs: number, intervalUs?: number): number | null;
+  close(): void;
+  /** Benchmark probes: the same readl/writel through node-addon-api's method dispatch. */
+  readlViaWrapper(offset: number): number;
+  writelViaWrapper(offset: number, value: number): void;
+}
+
+export type DmaKind = 'hugetlb' | 'physical' | 'anonymous';
+
+export interface NativeDmaMemory {
+  /** External ArrayBuffer over the memory; detached by free(). */
+  readonly view: ArrayBuffer;
+  /** Device (bus) address of view[0]. */
+  readonly iova: bigint;
+  readonly size: number;
+  readonly kind: DmaKind;
+  readonly freed: boolean;
+  /** Device address of byte `offset` (hugetlb: read again from pagemap). */
+  translate(offset: number): bigint;
+  free(): void;
+}
+
+export interface NativeUioFile {
+  readonly fd: number;
+  readonly path: string;
+  readonly closed: boolean;
+  enable(): void;
+  disable(): void;
+  /** Total interrupt count, or null when none is pending. */
+  readCount(): number | null;
+  close(): void;
+}
+
+export interface EpollEvent {
+  fd: number;
+  events: number;
+}
+
+export interface NativeEpollSet {
+  readonly fd: number;
+  readonly size: number;
+  readonly closed: boolean;
+  add(fd: number, events?: number): void;
+  modify(fd: number, events: number): void;
+  remove(fd: number): void;
+  ref(): this;
+  unref(): this;
+  close(): void;
+}
+
+export interface EpollConstants {
+  EPOLLIN: number;
+  EPOLLPRI: number;
+  EPOLLOUT: number;
+  EPOLLERR: number;
+  EPOLLHUP: number;
+  EPOLLRDHUP: number;
+  EPOLLET: number;
+}
+
+export interface NativeBenchProbes {
+  rawNoop(): void;
+  wrappedNoop(): void;
+  /** Nanoseconds for `iterations` readl-equivalent loads done in C. */
+  cReadLoop(region: NativeMmioRegion, offset: number, iterations: number): number;
+  cWriteLoop(region: NativeMmioRegion, offset: number, iterations: number): number;
+  /** A second shared mapping of a file's first `size` bytes. */
+  mapFileView(path: string, size: number): ArrayBuffer;
+}
+
+export interface NativeAddon {
+  MmioRegion: new (path: string, mmapOffset: number | bigint, windowOffset: number, size: number, sync?: boolean) => NativeMmioRegion;
+  UioFile: new (pathOrFd: string | number, label?: string) => NativeUioFile;
+  EpollSet: new (callback: (events: EpollEvent[]) => void) => NativeEpollSet;
+  allocHugetlb(size: number): NativeDmaMemory;
+  mapPhysical(phys: bigint | number, size: number, cached?: boolean): NativeDmaMemory;
+  allocAnonymous(size: number, iova: bigint | number): NativeDmaMemory;
+  mb(): void;
+  rmb(): void;
+  wmb(): void;
+  dmaRmb(): void;
+  dmaWmb(): void;
+  eventfdCreate(initval?: number, semaphore?: boolean): number;
+  eventfdWrite(fd: number, value?: number | bigint): void;
+  eventfdRead(fd: number): bigint | null;
+  pipe(): [number, number];
+  socketpair(): [number, number];
+  closeFd(fd: number): void;
+  setErrorFactory(factory: (kind: string, message: string, props: Record<string, unknown>) => Error): void;
+  readonly pageSize: number;
+  readonly constants: EpollConstants;
+  readonly bench: NativeBenchProbes;
+}
+
+/** Turns the addon's (kind, message, props) into the library's error classes. */
+export function makeNativeError(kind: string, message: string, props: Record<string, unknown>): Error {
+  switch (kind) {
+    case 'syscall': {
+      const code = String(props.code);
+      const syscall = String(props.syscall);
+      const path = typeof props.path === 'string' ? props.path : undefined;
+      return new SyscallError({
+        message,
+        errno: Number(props.errno),
+        code,
+        syscall,
+        path,
+        hint: syscallHint({ code, syscall, path }),
+      });
+    }
+    case 'closed':
+      return new ClosedError(message);
+    case 'dma':
+      return new DmaError(DmaError.NOT_PRESENT, message);
+    case 'dma-contiguity':
+      return new DmaError(DmaError.NOT_CONTIGUOUS, message);
+    default:
+      return new VirtioError('ERR_VIRTIO_NATIVE', message);
+  }
+}
+
+export const native: NativeAddon = bindings('virtio_mmio');
+native.setErrorFactory(makeNativeError);

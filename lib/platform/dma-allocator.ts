@@ -1,0 +1,19 @@
+/**
+ * A piece of DMA memory: `size` bytes at `view[offset]`, which the device
+ * sees at `iova`. Build typed arrays over it with
+ * `new Uint16Array(region.view, region.offset + x, n)`.
+ */
+export interface DmaRegion {
+  readonly view: ArrayBuffer;
+  readonly offset: number;
+  readonly size: number;
+  readonly iova: bigint;
+}
+
+/** Hands out DMA memory; regions come back zeroed and aligned in device-address space. */
+export interface DmaAllocator {
+  allocate(size: number, align?: number): DmaRegion;
+  free(region: DmaRegion): void;
+  /** Frees everything; views of all regions are detached. */
+  close(): void;
+}

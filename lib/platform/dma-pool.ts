@@ -1,0 +1,163 @@
+import { ClosedError, DmaError } from '../errors';
+import { native, type NativeDmaMemory } from './addon';
+import type { DmaAllocator, DmaRegion } from './dma-allocator';
+
+/** Makes a new chunk of at least `minSize` bytes, or throws. */
+export type ChunkSource = (minSize: number) => NativeDmaMemory;
+
+interface Range {
+  offset: number;
+  size: number;
+}
+
+interface Chunk {
+  memory: NativeDmaMemory;
+  free: Range[]; // sorted by offset, coalesced
+}
+
+interface Live {
+  chunk: Chunk;
+  offset: number;
+  size: number;
+}
+
+const GRANULE = 16;
+const MAX_ALIGN = 1 << 21;
+
+const roundUp = (n: number, to: number): number => Math.ceil(n / to) * to;
+const isPowerOfTwo = (n: number): boolean => Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
+
+/**
+ * A first-fit sub-allocator over chunks of native DMA memory, so many small
+ * ring areas share one hugepage or one reserved carve-out. Alignment is in
+ * device-address space (what the device checks), which equals view-offset
+ * alignment for page-aligned chunks.
+ */
+export class DmaPool implements DmaAllocator {
+  private readonly chunks: Chunk[] = [];
+  private readonly live = new Map<DmaRegion, Live>();
+  private closed = false;
+
+  constructor(
+    private readonly source: ChunkSource,
+    private readonly growable = true,
+  ) {}
+
+  /** Hugetlb chunks (one hugepage each unless a region needs more). */
+  static hugetlb(chunkSize = 2 * 1024 * 1024): DmaPool {
+    return new DmaPool((minSize) => native.allocHugetlb(Math.max(minSize, chunkSize)));
+  }
+
+  /** One reserved physical carve-out mapped through /dev/mem; it does not grow. */
+  static physical(base: bigint, size: number, options: { cached?: boolean } = {}): DmaPool {
+    const memory = native.mapPhysical(base, size, options.cached ?? false);
+    let handed = false;
+    const pool = new DmaPool(() => {
+      if (handed) throw new DmaError(DmaError.EXHAUSTED, `physical carve-out at 0x${base.toString(16)} (${size} bytes) is full`);
+      handed = true;
+      return memory;
+    }, false);
+    pool.addChunk(0);
+    return pool;
+  }
+
+  /**
+   * Ordinary memory with made-up device addresses starting at `iovaBase`
+   * (for the software device and tests, where "the device" is this process).
+   */
+  static anonymous(iovaBase = 0x4000_0000n, chunkSize = 1024 * 1024): DmaPool {
+    let next = iovaBase;
+    return new DmaPool((minSize) => {
+      const size = roundUp(Math.max(minSize, chunkSize), native.pageSize);
+      const memory = native.allocAnonymous(size, next);
+      next += BigInt(size);
+      return memory;
+    });
+  }
+
+  allocate(size: number, align = GRANULE): DmaRegion {
+    if (this.closed) throw new ClosedError('DMA pool is closed');
+    if (typeof size !== 'number' || !Number.isInteger(size) || size <= 0 || size > 2 ** 34) {
+      throw new RangeError(`DMA size must be an integer in [1, 2^34], got ${size}`);
+    }
+    if (!isPowerOfTwo(align) || align > MAX_ALIGN) {
+      throw new RangeError(`DMA alignment must be a power of two up to ${MAX_ALIGN}, got ${align}`);
+    }
+    const want = roundUp(size, GRANULE);
+    for (const chunk of this.chunks) {
+      const region = this.carve(chunk, want, Math.max(align, GRANULE));
+      if (region) return region;
+    }
+    if (!this.growable && this.chunks.length > 0) {
+      throw new DmaError(DmaError.EXHAUSTED, `no ${want} free bytes aligned to ${align} left in the DMA pool`);
+    }
+    const chunk = this.addChunk(want + align);
+    const region = this.carve(chunk, want, Math.max(align, GRANULE));
+    if (!region) throw new DmaError(DmaError.EXHAUSTED, `a new chunk of ${chunk.memory.size} bytes could not hold ${want} bytes`);
+    return region;
+  }
+
+  free(region: DmaRegion): void {
+    const live = this.live.get(region);
+    if (!live) throw new RangeError('this DMA region was not allocated by this pool, or was freed already');
+    this.live.delete(region);
+    const { free } = live.chunk;
+    let i = 0;
+    while (i < free.length && free[i].offset < live.offset) i++;
+    free.splice(i, 0, { offset: live.offset, size: live.size });
+    // Coalesce with the following, then the preceding neighbour.
+    if (i + 1 < free.length && free[i].offset + free[i].size === free[i + 1].offset) {
+      free[i].size += free[i + 1].size;
+      free.splice(i + 1, 1);
+    }
+    if (i > 0 && free[i - 1].offset + free[i - 1].size === free[i].offset) {
+      free[i - 1].size += free[i].size;
+      free.splice(i, 1);
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.live.clear();
+    for (const chunk of this.chunks) chunk.memory.free();
+    this.chunks.length = 0;
+  }
+
+  /** Bytes handed out and chunks held (leak checks, diagnostics). */
+  stats(): { chunks: number; regions: number; bytesInUse: number; bytesTotal: number } {
+    let bytesInUse = 0;
+    for (const live of this.live.values()) bytesInUse += live.size;
+    const bytesTotal = this.chunks.reduce((sum, c) => sum + c.memory.size, 0);
+    return { chunks: this.chunks.length, regions: this.live.size, bytesInUse, bytesTotal };
+  }
+
+  private addChunk(minSize: number): Chunk {
+    const memory = this.source(minSize);
+    const chunk: Chunk = { memory, free: [{ offset: 0, size: memory.size }] };
+    this.chunks.push(chunk);
+    return chunk;
+  }
+
+  private carve(chunk: Chunk, size: number, align: number): DmaRegion | undefined {
+    const base = chunk.memory.iova;
+    const bigAlign = BigInt(align);
+    for (let i = 0; i < chunk.free.length; i++) {
+      const range = chunk.free[i];
+      const address = base + BigInt(range.offset);
+      const pad = Number((bigAlign - (address % bigAlign)) % bigAlign);
+      if (pad + size > range.size) continue;
+      const offset = range.offset + pad;
+      const tail = range.size - pad - size;
+      const replacement: Range[] = [];
+      if (pad > 0) replacement.push({ offset: range.offset, size: pad });
+      if (tail > 0) replacement.push({ offset: offset + size, size: tail });
+      chunk.free.splice(i, 1, ...replacement);
+      new Uint8Array(chunk.memory.view, offset, size).fill(0);
+      const region: DmaRegion = Object.freeze({ view: chunk.memory.view, offset, size, iova: base + BigInt(offset) });
+      this.live.set(region, { chunk, offset, size });
+      return region;
+    }
+    return undefined;
+  }
+}

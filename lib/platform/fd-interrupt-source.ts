@@ -1,0 +1,157 @@
+import { ClosedError, DeviceGoneError } from '../errors';
+import { native } from './addon';
+import { EpollLoop } from './epoll-loop';
+import type { InterruptErrorListener, InterruptEvent, InterruptListener, InterruptSource } from './interrupt-source';
+
+const { EPOLLIN, EPOLLERR, EPOLLHUP } = native.constants;
+
+/**
+ * What the UIO and eventfd sources share: watching an fd on the epoll
+ * loop, turning readiness into events or failures, re-arming after the
+ * listener, and async iteration.
+ */
+export abstract class FdInterruptSource implements InterruptSource {
+  private onInterrupt?: InterruptListener;
+  private onError?: InterruptErrorListener;
+  private watched = false;
+  private readonly onClose = new Set<() => void>();
+  protected isClosed = false;
+
+  protected constructor(
+    readonly label: string,
+    protected readonly loop: EpollLoop,
+  ) {}
+
+  /** The fd to watch for readability. */
+  protected abstract get fd(): number;
+  /** Reads what is pending: interrupts since the last call, or null if none (spurious wake-up). */
+  protected abstract consume(): number | null;
+  /** Called after each delivered interrupt. */
+  protected abstract rearm(): void;
+  /** Whether the fd should be watched at all (eventfd masking unwatches). */
+  protected wantsWatch(): boolean {
+    return true;
+  }
+
+  abstract enable(): void;
+  abstract disable(): void;
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  get listening(): boolean {
+    return this.onInterrupt !== undefined;
+  }
+
+  listen(onInterrupt: InterruptListener, onError: InterruptErrorListener): void {
+    if (this.isClosed) throw new ClosedError(`${this.label} is closed`);
+    if (this.onInterrupt) throw new Error(`${this.label} already has a listener`);
+    this.onInterrupt = onInterrupt;
+    this.onError = onError;
+    this.updateWatch();
+  }
+
+  unlisten(): void {
+    this.onInterrupt = undefined;
+    this.onError = undefined;
+    this.updateWatch();
+  }
+
+  close(): void {
+    if (this.isClosed) return;
+    this.unlisten();
+    this.isClosed = true;
+    this.release();
+    for (const hook of this.onClose) hook();
+    this.onClose.clear();
+  }
+
+  /** Releases the fd; called once by close(). */
+  protected abstract release(): void;
+
+  protected updateWatch(): void {
+    const want = !this.isClosed && this.onInterrupt !== undefined && this.wantsWatch();
+    if (want && !this.watched) {
+      this.loop.watch(this.fd, EPOLLIN, (events) => this.ready(events));
+    } else if (!want && this.watched) {
+      this.loop.unwatch(this.fd);
+    }
+    this.watched = want;
+  }
+
+  private ready(events: number): void {
+    const listener = this.onInterrupt;
+    if (!listener) return;
+    let count: number | null;
+    try {
+      if (events & (EPOLLERR | EPOLLHUP) && !(events & EPOLLIN)) {
+        throw new DeviceGoneError(`${this.label}: the interrupt fd reported ${events & EPOLLERR ? 'EPOLLERR' : 'EPOLLHUP'}`);
+      }
+      count = this.consume();
+    } catch (error) {
+      this.fail(error);
+      return;
+    }
+    if (count === null) return;
+    try {
+      listener({ count });
+    } finally {
+      if (!this.isClosed && this.onInterrupt) {
+        try {
+          this.rearm();
+        } catch (error) {
+          this.fail(error);
+        }
+      }
+    }
+  }
+
+  private fail(error: unknown): void {
+    const onError = this.onError;
+    this.unlisten();
+    const gone = error instanceof DeviceGoneError ? error : new DeviceGoneError(`${this.label}: ${(error as Error).message}`, { cause: error });
+    onError?.(gone);
+  }
+
+  events(): AsyncIterableIterator<InterruptEvent> {
+    const queue: InterruptEvent[] = [];
+    const waiting: { resolve: (r: IteratorResult<InterruptEvent>) => void; reject: (e: unknown) => void }[] = [];
+    let failure: Error | undefined;
+    let done = false;
+    const finish = (): void => {
+      done = true;
+      this.onClose.delete(finish);
+      if (this.listening) this.unlisten();
+      for (const w of waiting.splice(0)) w.resolve({ value: undefined, done: true });
+    };
+    this.onClose.add(finish);
+    this.listen(
+      (event) => {
+        const w = waiting.shift();
+        if (w) w.resolve({ value: event, done: false });
+        else queue.push(event);
+      },
+      (error) => {
+        failure = error;
+        done = true;
+        for (const w of waiting.splice(0)) w.reject(error);
+      },
+    );
+    const iterator: AsyncIterableIterator<InterruptEvent> = {
+      next: () => {
+        const event = queue.shift();
+        if (event) return Promise.resolve({ value: event, done: false });
+        if (failure) return Promise.reject(failure);
+        if (done || this.isClosed) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve, reject) => waiting.push({ resolve, reject }));
+      },
+      return: () => {
+        finish();
+        return Promise.resolve({ value: undefined, done: true });
+      },
+      [Symbol.asyncIterator]: () => iterator,
+    };
+    return iterator;
+  }
+}

@@ -1,0 +1,13 @@
+export type { RegisterBlock, AccessWidth } from './register-block';
+export { MmioWindow } from './mmio-window';
+export { nativeBarriers, type Barriers } from './barriers';
+export type { DmaAllocator, DmaRegion } from './dma-allocator';
+export { DmaPool, type ChunkSource } from './dma-pool';
+export type { InterruptSource, InterruptEvent, InterruptListener, InterruptErrorListener } from './interrupt-source';
+export { EpollLoop, type ReadyHandler } from './epoll-loop';
+export { FdInterruptSource } from './fd-interrupt-source';
+export { UioInterruptSource } from './uio-interrupt-source';
+export { EventfdInterruptSource } from './eventfd-interrupt-source';
+export { UioSysfs, type UioDeviceInfo, type UioMap } from './uio-sysfs';
+export { syscallHint, type SyscallFailure } from './syscall-hints';
+export type { NativeAddon, NativeDmaMemory, NativeMmioRegion, NativeUioFile, NativeEpollSet, EpollEvent } from './addon';

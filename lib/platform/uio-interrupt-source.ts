@@ -1,0 +1,72 @@
+import { SyscallError } from '../errors';
+import { native, type NativeUioFile } from './addon';
+import { EpollLoop } from './epoll-loop';
+import { FdInterruptSource } from './fd-interrupt-source';
+import type { UioDeviceInfo } from './uio-sysfs';
+
+/**
+ * The interrupt of a UIO device. uio_pdrv_genirq masks the line in its
+ * handler; the 4-byte write of 1 after each delivered interrupt unmasks it
+ * (Documentation/driver-api/uio-howto.rst). Drivers without irqcontrol
+ * answer ENOSYS: then re-arming is skipped, and enable()/disable() throw.
+ */
+export class UioInterruptSource extends FdInterruptSource {
+  private lastTotal?: number;
+  private irqControl = true;
+
+  constructor(
+    private readonly file: NativeUioFile,
+    loop: EpollLoop = EpollLoop.default(),
+  ) {
+    super(file.path, loop);
+  }
+
+  /** Opens /dev/uioN (non-blocking, close-on-exec). */
+  static open(device: UioDeviceInfo | string, loop?: EpollLoop): UioInterruptSource {
+    const path = typeof device === 'string' ? device : device.devicePath;
+    return new UioInterruptSource(new native.UioFile(path), loop);
+  }
+
+  /** The UIO event counter at the last interrupt (undefined before the first). */
+  get total(): number | undefined {
+    return this.lastTotal;
+  }
+
+  protected get fd(): number {
+    return this.file.fd;
+  }
+
+  protected consume(): number | null {
+    const total = this.file.readCount();
+    if (total === null) return null;
+    // The counter is 32 bits and wraps.
+    const count = this.lastTotal === undefined ? 1 : (total - this.lastTotal) >>> 0;
+    this.lastTotal = total;
+    return Math.max(count, 1);
+  }
+
+  protected rearm(): void {
+    if (!this.irqControl) return;
+    try {
+      this.file.enable();
+    } catch (error) {
+      if (error instanceof SyscallError && error.code === 'ENOSYS') {
+        this.irqControl = false;
+        return;
+      }
+      throw error;
+    }
+  }
+
+  enable(): void {
+    this.file.enable();
+  }
+
+  disable(): void {
+    this.file.disable();
+  }
+
+  protected release(): void {
+    this.file.close();
+  }
+}
