@@ -18,20 +18,26 @@ const path = require('node:path');
 const { parseArgs } = require('node:util');
 const { native } = require('../dist/platform/addon.js');
 
-const { values: opts } = parseArgs({
-  options: {
-    iterations: { type: 'string', default: '2000000' },
-    rounds: { type: 'string', default: '7' },
-    json: { type: 'boolean', default: false },
-  },
-});
+// Defaults are applied by hand: parseArgs' `default` needs Node 18.11+.
+let opts;
+try {
+  ({ values: opts } = parseArgs({
+    options: { iterations: { type: 'string' }, rounds: { type: 'string' }, json: { type: 'boolean' } },
+  }));
+} catch (err) {
+  usage(err.message);
+}
+function usage(problem) {
+  console.error(`${problem}\nusage: node bench/mmio-access.js [--iterations N] [--rounds R] [--json]`);
+  process.exit(2);
+}
 function positiveInt(name, text) {
   const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`--${name} must be a positive integer, got ${text}`);
+  if (!Number.isSafeInteger(n) || n < 1) usage(`--${name} must be a positive integer, got ${text}`);
   return n;
 }
-const ITERATIONS = positiveInt('iterations', opts.iterations);
-const ROUNDS = positiveInt('rounds', opts.rounds);
+const ITERATIONS = positiveInt('iterations', opts.iterations ?? '2000000');
+const ROUNDS = positiveInt('rounds', opts.rounds ?? '7');
 const WARMUP = 200000;
 const OFFSET = 0x10;
 // Below 2^30 the values read back are Smis on every V8 build, so no case

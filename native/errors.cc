@@ -19,6 +19,8 @@ const char* ErrnoName(int err) {
   return name != nullptr ? name : "EUNKNOWN";
 }
 
+// Errors are made by the JS factory so that they belong to the library's own
+// realm (a vm context such as jest's has its own RangeError).
 static Napi::Error FromFactory(Napi::Env env, const char* kind, const std::string& message,
                                Napi::Object props) {
   AddonData& data = GetAddonData(env);
@@ -26,15 +28,18 @@ static Napi::Error FromFactory(Napi::Env env, const char* kind, const std::strin
     Napi::Value made = data.error_factory.Call({Napi::String::New(env, kind), Napi::String::New(env, message), props});
     if (made.IsObject()) return Napi::Error(env, made);
   }
-  // No factory installed (addon loaded directly): a plain Error with the same fields.
-  Napi::Error error = Napi::Error::New(env, message);
+  // No factory installed (addon loaded directly): built-in errors with the same fields.
+  std::string k = kind;
+  Napi::Error error = k == "range"  ? Napi::RangeError::New(env, message)
+                      : k == "type" ? Napi::TypeError::New(env, message)
+                                    : Napi::Error::New(env, message);
   Napi::Object obj = error.Value();
   Napi::Array keys = props.GetPropertyNames();
   for (uint32_t i = 0; i < keys.Length(); i++) {
     Napi::Value key = keys.Get(i);
     obj.Set(key, props.Get(key));
   }
-  obj.Set("kind", Napi::String::New(env, kind));
+  if (k != "range" && k != "type") obj.Set("kind", Napi::String::New(env, kind));
   return error;
 }
 
@@ -56,11 +61,11 @@ Napi::Error TypedError(Napi::Env env, const char* kind, const std::string& messa
 }
 
 Napi::Error RangeErr(Napi::Env env, const std::string& message) {
-  return Napi::RangeError::New(env, message);
+  return FromFactory(env, "range", message, Napi::Object::New(env));
 }
 
 Napi::Error TypeErr(Napi::Env env, const std::string& message) {
-  return Napi::TypeError::New(env, message);
+  return FromFactory(env, "type", message, Napi::Object::New(env));
 }
 
 uint64_t ArgIndex(const Napi::CallbackInfo& info, size_t i, const char* name, uint64_t max) {

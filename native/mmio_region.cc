@@ -210,11 +210,13 @@ void MmioRegion::CheckOpen(Napi::Env env) const {
 
 size_t MmioRegion::CheckRange(Napi::Env env, uint64_t offset, uint64_t length, unsigned width) const {
   CheckOpen(env);
-  std::string what = std::to_string(width * 8) + "-bit copy of " + Hex(length) + " bytes at offset " + Hex(offset) +
-                     " of " + window_->label + " (window of " + Hex(window_->size) + " bytes)";
+  auto what = [&]() {
+    return std::to_string(width * 8) + "-bit copy of " + Hex(length) + " bytes at offset " + Hex(offset) + " of " +
+           window_->label + " (window of " + Hex(window_->size) + " bytes)";
+  };
   if (width != 1 && width != 2 && width != 4) throw RangeErr(env, "width must be 1, 2 or 4, got " + std::to_string(width));
-  if (offset + length > window_->size) throw RangeErr(env, what + ": outside the window");
-  if (offset % width != 0 || length % width != 0) throw RangeErr(env, what + ": not naturally aligned");
+  if (offset + length > window_->size) throw RangeErr(env, what() + ": outside the window");
+  if (offset % width != 0 || length % width != 0) throw RangeErr(env, what() + ": not naturally aligned");
   return static_cast<size_t>(offset);
 }
 

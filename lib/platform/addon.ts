@@ -131,6 +131,10 @@ export function makeNativeError(kind: string, message: string, props: Record<str
         hint: syscallHint({ code, syscall, path }),
       });
     }
+    case 'range':
+      return new RangeError(message);
+    case 'type':
+      return new TypeError(message);
     case 'closed':
       return new ClosedError(message);
     case 'dma':
