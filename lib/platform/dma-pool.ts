@@ -84,15 +84,17 @@ export class DmaPool implements DmaAllocator {
       throw new RangeError(`DMA alignment must be a power of two up to ${MAX_ALIGN}, got ${align}`);
     }
     const want = roundUp(size, GRANULE);
+    const alignment = Math.max(align, GRANULE);
     for (const chunk of this.chunks) {
-      const region = this.carve(chunk, want, Math.max(align, GRANULE));
+      const region = this.carve(chunk, size, want, alignment);
       if (region) return region;
     }
     if (!this.growable && this.chunks.length > 0) {
       throw new DmaError(DmaError.EXHAUSTED, `no ${want} free bytes aligned to ${align} left in the DMA pool`);
     }
-    const chunk = this.addChunk(want + align);
-    const region = this.carve(chunk, want, Math.max(align, GRANULE));
+    // Chunks start page-aligned; only a larger alignment needs slack.
+    const chunk = this.addChunk(want + (alignment > native.pageSize ? alignment : 0));
+    const region = this.carve(chunk, size, want, alignment);
     if (!region) throw new DmaError(DmaError.EXHAUSTED, `a new chunk of ${chunk.memory.size} bytes could not hold ${want} bytes`);
     return region;
   }
@@ -139,23 +141,24 @@ export class DmaPool implements DmaAllocator {
     return chunk;
   }
 
-  private carve(chunk: Chunk, size: number, align: number): DmaRegion | undefined {
+  /** Takes `reserved` bytes (size rounded to the granule) from the first range that fits. */
+  private carve(chunk: Chunk, size: number, reserved: number, align: number): DmaRegion | undefined {
     const base = chunk.memory.iova;
     const bigAlign = BigInt(align);
     for (let i = 0; i < chunk.free.length; i++) {
       const range = chunk.free[i];
       const address = base + BigInt(range.offset);
       const pad = Number((bigAlign - (address % bigAlign)) % bigAlign);
-      if (pad + size > range.size) continue;
+      if (pad + reserved > range.size) continue;
       const offset = range.offset + pad;
-      const tail = range.size - pad - size;
+      const tail = range.size - pad - reserved;
       const replacement: Range[] = [];
       if (pad > 0) replacement.push({ offset: range.offset, size: pad });
-      if (tail > 0) replacement.push({ offset: offset + size, size: tail });
+      if (tail > 0) replacement.push({ offset: offset + reserved, size: tail });
       chunk.free.splice(i, 1, ...replacement);
-      new Uint8Array(chunk.memory.view, offset, size).fill(0);
+      new Uint8Array(chunk.memory.view, offset, reserved).fill(0);
       const region: DmaRegion = Object.freeze({ view: chunk.memory.view, offset, size, iova: base + BigInt(offset) });
-      this.live.set(region, { chunk, offset, size });
+      this.live.set(region, { chunk, offset, size: reserved });
       return region;
     }
     return undefined;
