@@ -28,15 +28,16 @@ export class ClosedError extends VirtioError {
 export class SyscallError extends VirtioError {
   readonly errno: number;
   readonly syscall: string;
-  readonly path?: string;
-  readonly hint?: string;
+  // Absent (not undefined) when unknown, as on Node's fs errors.
+  declare readonly path?: string;
+  declare readonly hint?: string;
 
   constructor(fields: { message: string; errno: number; code: string; syscall: string; path?: string; hint?: string }) {
     super(fields.code, fields.hint ? `${fields.message}: ${fields.hint}` : fields.message);
     this.errno = fields.errno;
     this.syscall = fields.syscall;
-    if (fields.path !== undefined) this.path = fields.path;
-    if (fields.hint !== undefined) this.hint = fields.hint;
+    if (fields.path !== undefined) (this as { path?: string }).path = fields.path;
+    if (fields.hint !== undefined) (this as { hint?: string }).hint = fields.hint;
   }
 }
 

@@ -87,7 +87,11 @@ void EpollSet::Shutdown() {
   fds_.clear();
   if (self_ref_) {
     self_ref_ = false;
-    ObjectWrap::Unref();
+    try {
+      ObjectWrap::Unref();
+    } catch (const Napi::Error&) {
+      // Environment teardown: the reference is going away anyway.
+    }
   }
 }
 
@@ -120,9 +124,12 @@ void EpollSet::UpdateActivity() {
   }
 }
 
+// Runs from libuv, outside any JS call: nothing may throw out of here. The
+// handle scope is opened raw so that it also covers the error path.
 void EpollSet::OnReadable(int status) {
   Napi::Env env = Env();
-  Napi::HandleScope scope(env);
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
   try {
     if (status < 0) throw SyscallError(env, -status, "uv_poll", "epoll set");
     struct epoll_event events[kBatch];
@@ -131,19 +138,28 @@ void EpollSet::OnReadable(int status) {
       n = epoll_wait(epfd_, events, kBatch, 0);
     } while (n < 0 && errno == EINTR);
     if (n < 0) throw SyscallError(env, errno, "epoll_wait", "");
-    if (n == 0) return;
-    Napi::Array batch = Napi::Array::New(env, static_cast<size_t>(n));
-    for (int i = 0; i < n; i++) {
-      Napi::Object item = Napi::Object::New(env);
-      item.Set("fd", Napi::Number::New(env, events[i].data.fd));
-      item.Set("events", Napi::Number::New(env, events[i].events));
-      batch.Set(static_cast<uint32_t>(i), item);
+    if (n > 0) {
+      Napi::Array batch = Napi::Array::New(env, static_cast<size_t>(n));
+      for (int i = 0; i < n; i++) {
+        Napi::Object item = Napi::Object::New(env);
+        item.Set("fd", Napi::Number::New(env, events[i].data.fd));
+        item.Set("events", Napi::Number::New(env, events[i].events));
+        batch.Set(static_cast<uint32_t>(i), item);
+      }
+      callback_.MakeCallback(env.Global(), {batch}, *async_context_);
     }
-    callback_.MakeCallback(env.Global(), {batch}, *async_context_);
   } catch (const Napi::Error& e) {
-    // A throwing callback is an uncaught exception, as for any Node callback.
-    napi_fatal_exception(env, e.Value());
+    // A throwing callback is an uncaught exception, as for any Node callback
+    // (this fails harmlessly while a worker is being terminated).
+    napi_value error = nullptr;
+    try {
+      error = e.Value();
+    } catch (...) {
+    }
+    if (error != nullptr) napi_fatal_exception(env, error);
+  } catch (...) {
   }
+  napi_close_handle_scope(env, scope);
 }
 
 void EpollSet::Control(Napi::Env env, int op, int fd, uint32_t events) {

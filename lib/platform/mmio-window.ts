@@ -24,10 +24,14 @@ export class MmioWindow {
     if (!map) {
       throw new RangeError(`${device.devicePath} has no map ${mapIndex} (maps: ${device.maps.map((m) => m.index).join(', ') || 'none'})`);
     }
-    if (map.size <= map.offset) {
+    // Current kernels: addr page-aligned, size page-rounded including offset.
+    // Older ones: addr unaligned (offset = addr's in-page part), size raw.
+    const alignedAddr = map.addr % BigInt(native.pageSize) === 0n;
+    const windowSize = alignedAddr ? map.size - map.offset : map.size;
+    if (windowSize <= 0) {
       throw new RangeError(`${device.devicePath} map ${mapIndex}: offset 0x${map.offset.toString(16)} is not below size 0x${map.size.toString(16)}`);
     }
-    return new native.MmioRegion(device.devicePath, mapIndex * native.pageSize, map.offset, map.size - map.offset, false);
+    return new native.MmioRegion(device.devicePath, mapIndex * native.pageSize, map.offset, windowSize, false);
   }
 
   /**

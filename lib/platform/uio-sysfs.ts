@@ -9,7 +9,10 @@ export interface UioMap {
   name: string;
   /** Page-aligned physical address of the mapping. */
   addr: bigint;
-  /** Mapped size in bytes (page-rounded; includes `offset`). */
+  /**
+   * Size in bytes as sysfs reports it: current kernels page-round it and
+   * include `offset`; older ones gave an unaligned addr and the raw size.
+   */
   size: number;
   /** Where the device's registers begin inside the first page. */
   offset: number;
@@ -90,7 +93,7 @@ export class UioSysfs {
       info.parent = basename(realpathSync(deviceLink));
       const compatible = join(deviceLink, 'of_node', 'compatible');
       if (existsSync(compatible)) {
-        info.compatible = readFileSync(compatible, 'latin1').split('\0').filter((s) => s.length > 0);
+        info.compatible = readText(compatible).split('\0').filter((s) => s.length > 0);
       }
     }
     return info;

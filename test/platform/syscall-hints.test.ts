@@ -163,3 +163,12 @@ describe('makeNativeError', () => {
     }
   });
 });
+
+describe('SyscallError fields', () => {
+  it('leaves path and hint absent, not undefined, when unknown (like fs errors)', () => {
+    const e = new SyscallError({ message: 'EBADF: bad file descriptor, close', errno: -9, code: 'EBADF', syscall: 'close' });
+    expect('path' in e).toBe(false);
+    expect('hint' in e).toBe(false);
+    expect(e).toMatchObject({ errno: -9, code: 'EBADF', syscall: 'close' });
+  });
+});

@@ -155,6 +155,14 @@ describe('UioSysfs over a fake QEMU virt tree', () => {
       compatible: 'acme,something\0virtio,mmio\0',
       maps: [{ addr: pa(0x0c000000), size: pa(0x1000), offset: '0x0\n', name: 'something@c000000\n' }],
     });
+    // Named virtio_mmio but without of_node (e.g. an ACPI LNRO0005 transport).
+    devices.push({
+      index: 34,
+      name: 'virtio_mmio\n',
+      version: '0.1\n',
+      parent: 'LNRO0005:00',
+      maps: [{ addr: pa(0x0a010000), size: pa(0x1000), offset: '0x0\n', name: '\n' }],
+    });
     // Created in a scrambled order so that directory order is not index order.
     devices.reverse();
     sysfs = makeTree(root, devices);
@@ -162,7 +170,7 @@ describe('UioSysfs over a fake QEMU virt tree', () => {
 
   it('list() returns every device sorted numerically (uio2 before uio10)', () => {
     const list = sysfs.list();
-    expect(list.map((d) => d.index)).toEqual(Array.from({ length: 34 }, (_, i) => i));
+    expect(list.map((d) => d.index)).toEqual(Array.from({ length: 35 }, (_, i) => i));
     const order = list.map((d) => d.index);
     expect(order.indexOf(2)).toBeLessThan(order.indexOf(10));
     expect(order.indexOf(9)).toBeLessThan(order.indexOf(10));
@@ -238,9 +246,11 @@ describe('UioSysfs over a fake QEMU virt tree', () => {
 
   it('listVirtioMmio() keeps the transports (by name or compatible) and drops my_fpga', () => {
     const virtio = sysfs.listVirtioMmio();
-    expect(virtio.map((d) => d.index)).toEqual([...Array.from({ length: QEMU_TRANSPORTS }, (_, i) => i), 33]);
+    expect(virtio.map((d) => d.index)).toEqual([...Array.from({ length: QEMU_TRANSPORTS }, (_, i) => i), 33, 34]);
     expect(virtio.find((d) => d.name === 'my_fpga')).toBeUndefined();
-    expect(virtio[virtio.length - 1].name).toBe('something');
+    // uio33 qualifies only by compatible, uio34 only by name.
+    expect(virtio[QEMU_TRANSPORTS]).toMatchObject({ index: 33, name: 'something', compatible: ['acme,something', 'virtio,mmio'] });
+    expect(virtio[QEMU_TRANSPORTS + 1]).toMatchObject({ index: 34, name: 'virtio_mmio', parent: 'LNRO0005:00', compatible: [] });
   });
 
   it('read(n) matches the entry list() gives for n', () => {
@@ -252,7 +262,7 @@ describe('UioSysfs over a fake QEMU virt tree', () => {
   it('read(n) of a device that does not exist throws DiscoveryError', () => {
     let caught: unknown;
     try {
-      sysfs.read(34);
+      sysfs.read(35);
     } catch (error) {
       caught = error;
     }
@@ -260,7 +270,7 @@ describe('UioSysfs over a fake QEMU virt tree', () => {
     expect(caught).toBeInstanceOf(VirtioError);
     expect(caught).toBeInstanceOf(Error);
     expect((caught as DiscoveryError).code).toBe('ERR_VIRTIO_DISCOVERY');
-    expect((caught as DiscoveryError).message).toContain('uio34');
+    expect((caught as DiscoveryError).message).toContain('uio35');
   });
 
   it.each([-1, 1.5, Number.NaN, Infinity])('read(%p) throws RangeError', (index) => {
@@ -386,6 +396,13 @@ describe('MmioWindow.openUio on a regular file standing in for /dev/uioN', () =>
     expect(Number.isInteger(page) && page >= 4096 && (page & (page - 1)) === 0).toBe(true);
     devicePath = path.join(newRoot(), 'uio7');
     fs.writeFileSync(devicePath, Buffer.alloc(2 * page));
+  });
+
+  it('reads the older kernels\' layout (unaligned addr, raw size) as a window of `size` bytes', () => {
+    const region = track(MmioWindow.openUio(device([{ index: 0, name: '', addr: 0x0a000200n, size: 0x200, offset: 0x200 }])));
+    expect(region.size).toBe(0x200);
+    region.writel(0x1fc, 0x01020304);
+    expect([...fs.readFileSync(devicePath).subarray(0x3fc, 0x400)]).toEqual([4, 3, 2, 1]);
   });
 
   beforeEach(() => {

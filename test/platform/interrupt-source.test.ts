@@ -1,0 +1,203 @@
+import { closeSync, readSync, writeSync } from 'node:fs';
+
+import { ClosedError, DeviceGoneError, SyscallError } from '../../lib/errors';
+import { native } from '../../lib/platform/addon';
+import { EpollLoop } from '../../lib/platform/epoll-loop';
+import { EventfdInterruptSource } from '../../lib/platform/eventfd-interrupt-source';
+import type { InterruptEvent } from '../../lib/platform/interrupt-source';
+import { UioInterruptSource } from '../../lib/platform/uio-interrupt-source';
+
+const settle = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function u32(value: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(value >>> 0);
+  return b;
+}
+
+/** Reads every pending 4-byte message the driver side wrote to the fake device. */
+function drain(fd: number): number[] {
+  const values: number[] = [];
+  const buf = Buffer.alloc(16);
+  for (;;) {
+    try {
+      const n = readSync(fd, buf, 0, 16, null);
+      if (n === 0) return values;
+      expect(n).toBe(4); // the UIO protocol: 4-byte writes
+      values.push(buf.readUInt32LE(0));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EAGAIN') return values;
+      throw error;
+    }
+  }
+}
+
+/**
+ * A UIO device stand-in: a SOCK_SEQPACKET socketpair keeps 4-byte message
+ * boundaries both ways, like /dev/uioN (reads give the count, writes 1/0).
+ */
+function fakeUio(): { file: InstanceType<typeof native.UioFile>; device: number } {
+  const [driverSide, deviceSide] = native.socketpair();
+  return { file: new native.UioFile(driverSide, 'fake uio'), device: deviceSide };
+}
+
+describe('UioFile (4-byte protocol, against a socketpair)', () => {
+  it('enable() and disable() write 1 and 0 as 4 bytes', () => {
+    const { file, device } = fakeUio();
+    file.enable();
+    file.disable();
+    file.enable();
+    expect(drain(device)).toEqual([1, 0, 1]);
+    file.close();
+    closeSync(device);
+  });
+
+  it('readCount() returns the 4-byte count, or null when nothing is pending', () => {
+    const { file, device } = fakeUio();
+    expect(file.readCount()).toBeNull();
+    writeSync(device, u32(41));
+    expect(file.readCount()).toBe(41);
+    writeSync(device, u32(0xfffffffe));
+    expect(file.readCount()).toBe(0xfffffffe);
+    expect(file.readCount()).toBeNull();
+    file.close();
+    closeSync(device);
+  });
+
+  it('a short read is an EIO error, end of file says the device is gone', () => {
+    const { file, device } = fakeUio();
+    writeSync(device, Buffer.from([1, 2]));
+    expect(() => file.readCount()).toThrow(expect.objectContaining({ code: 'EIO', syscall: 'read' }));
+    closeSync(device);
+    expect(() => file.readCount()).toThrow(/device is gone/);
+    file.close();
+  });
+
+  it('after close() every call throws ClosedError; opening a missing node says how to bind UIO', () => {
+    const { file, device } = fakeUio();
+    file.close();
+    expect(file.closed).toBe(true);
+    expect(() => file.enable()).toThrow(ClosedError);
+    expect(() => file.readCount()).toThrow(ClosedError);
+    closeSync(device);
+    let thrown: unknown;
+    try {
+      new native.UioFile('/dev/uio4095');
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(SyscallError);
+    expect(thrown).toMatchObject({ code: 'ENOENT', syscall: 'open', path: '/dev/uio4095' });
+    expect((thrown as SyscallError).hint).toMatch(/uio_pdrv_genirq of_id=virtio,mmio/);
+  });
+
+  it('rejects a bad fd or path type', () => {
+    expect(() => new native.UioFile({} as unknown as string)).toThrow(TypeError);
+    expect(() => new native.UioFile(-3)).toThrow(RangeError);
+  });
+});
+
+describe('UioInterruptSource', () => {
+  it('delivers each interrupt with the count since the last, then re-arms (writes 1)', async () => {
+    const { file, device } = fakeUio();
+    const source = new UioInterruptSource(file, new EpollLoop());
+    const events: InterruptEvent[] = [];
+    source.listen((e) => events.push(e), (e) => { throw e; });
+    writeSync(device, u32(10));
+    await settle(30);
+    writeSync(device, u32(13)); // three interrupts coalesced
+    await settle(30);
+    expect(events).toEqual([{ count: 1 }, { count: 3 }]);
+    expect(source.total).toBe(13);
+    expect(drain(device)).toEqual([1, 1]); // re-armed after each
+    source.close();
+    closeSync(device);
+  });
+
+  it('handles the 32-bit counter wrapping', async () => {
+    const { file, device } = fakeUio();
+    const source = new UioInterruptSource(file, new EpollLoop());
+    const events: InterruptEvent[] = [];
+    source.listen((e) => events.push(e), () => undefined);
+    writeSync(device, u32(0xffffffff));
+    await settle(30);
+    writeSync(device, u32(1));
+    await settle(30);
+    expect(events.map((e) => e.count)).toEqual([1, 2]);
+    source.close();
+    closeSync(device);
+  });
+
+  it('reports the device going away as DeviceGoneError and stops listening', async () => {
+    const { file, device } = fakeUio();
+    const source = new UioInterruptSource(file, new EpollLoop());
+    const errors: Error[] = [];
+    source.listen(() => undefined, (e) => errors.push(e));
+    closeSync(device);
+    await settle(30);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toBeInstanceOf(DeviceGoneError);
+    expect((errors[0] as DeviceGoneError).code).toBe('ERR_VIRTIO_DEVICE_GONE');
+    expect(source.listening).toBe(false);
+    source.close();
+  });
+
+  it('iterates interrupts asynchronously, and ends on close()', async () => {
+    const { file, device } = fakeUio();
+    const source = new UioInterruptSource(file, new EpollLoop());
+    const seen: number[] = [];
+    const consumer = (async () => {
+      for await (const event of source.events()) {
+        seen.push(event.count);
+        if (seen.length === 2) source.close();
+      }
+    })();
+    writeSync(device, u32(1));
+    await settle(20);
+    writeSync(device, u32(3));
+    await consumer;
+    expect(seen).toEqual([1, 2]);
+    expect(source.closed).toBe(true);
+    closeSync(device);
+  });
+
+  it('refuses a second listener and listening after close', () => {
+    const { file, device } = fakeUio();
+    const source = new UioInterruptSource(file, new EpollLoop());
+    source.listen(() => undefined, () => undefined);
+    expect(() => source.listen(() => undefined, () => undefined)).toThrow(/already has a listener/);
+    source.close();
+    expect(() => source.listen(() => undefined, () => undefined)).toThrow(ClosedError);
+    closeSync(device);
+  });
+});
+
+describe('EventfdInterruptSource', () => {
+  it('delivers raised interrupts, coalescing those raised together', async () => {
+    const source = new EventfdInterruptSource('sim irq', new EpollLoop());
+    const events: InterruptEvent[] = [];
+    source.listen((e) => events.push(e), () => undefined);
+    source.raise();
+    await settle(20);
+    source.raise(2);
+    source.raise(1);
+    await settle(20);
+    expect(events).toEqual([{ count: 1 }, { count: 3 }]);
+    source.close();
+    expect(() => source.raise()).toThrow(ClosedError);
+  });
+
+  it('holds interrupts while disabled and delivers them on enable()', async () => {
+    const source = new EventfdInterruptSource('sim irq', new EpollLoop());
+    const events: InterruptEvent[] = [];
+    source.listen((e) => events.push(e), () => undefined);
+    source.disable();
+    source.raise(4);
+    await settle(30);
+    expect(events).toEqual([]);
+    source.enable();
+    await settle(30);
+    expect(events).toEqual([{ count: 4 }]);
+    source.close();
+  });
+});
