@@ -38,9 +38,9 @@ static std::string AccessDescription(const RegionWindow* w, double offset, unsig
          " of " + w->label + " (window of " + Hex(w->size) + " bytes)";
 }
 
-// Cold path of the raw accessors: builds the right error and throws it.
-static napi_value ThrowAccessError(napi_env raw_env, const RegionWindow* w, napi_value arg, double offset,
-                                   bool offset_is_number, unsigned width, const char* value_problem) {
+// Cold paths of the raw accessors: build the right error and throw it.
+static napi_value ThrowOffsetError(napi_env raw_env, const RegionWindow* w, napi_value arg, double offset,
+                                   bool offset_is_number, unsigned width) {
   Napi::Env env(raw_env);
   try {
     if (!w->open) throw TypedError(env, "closed", w->label + " is closed");
@@ -54,11 +54,19 @@ static napi_value ThrowAccessError(napi_env raw_env, const RegionWindow* w, napi
     if (offset + width > static_cast<double>(w->size)) {
       throw RangeErr(env, AccessDescription(w, offset, width) + ": outside the window");
     }
-    if (static_cast<uint64_t>(offset) % width != 0) {
-      throw RangeErr(env, AccessDescription(w, offset, width) + ": not naturally aligned");
-    }
-    throw value_problem != nullptr && value_problem[0] == 'T' ? TypeErr(env, value_problem + 2)
-                                                              : RangeErr(env, value_problem + 2);
+    throw RangeErr(env, AccessDescription(w, offset, width) + ": not naturally aligned");
+  } catch (const Napi::Error& e) {
+    e.ThrowAsJavaScriptException();
+  }
+  return nullptr;
+}
+
+static napi_value ThrowValueError(napi_env raw_env, napi_value value, unsigned width) {
+  Napi::Env env(raw_env);
+  try {
+    if (value == nullptr || !Napi::Value(env, value).IsNumber()) throw TypeErr(env, "value must be a number");
+    throw RangeErr(env, "value " + Napi::Value(env, value).ToString().Utf8Value() + " does not fit in " +
+                            std::to_string(8 * width) + " bits");
   } catch (const Napi::Error& e) {
     e.ThrowAsJavaScriptException();
   }
@@ -81,7 +89,7 @@ static napi_value RawRead(napi_env env, napi_callback_info cbinfo) {
   double offset = -1;
   bool is_number = argc >= 1 && napi_get_value_double(env, arg, &offset) == napi_ok;
   if (!is_number || !AccessOk(w, offset, sizeof(T))) {
-    return ThrowAccessError(env, w, argc >= 1 ? arg : nullptr, offset, is_number, sizeof(T), "R:");
+    return ThrowOffsetError(env, w, argc >= 1 ? arg : nullptr, offset, is_number, sizeof(T));
   }
   T value = io_read<T>(w->base + static_cast<size_t>(offset));
   napi_value result;
@@ -100,18 +108,14 @@ static napi_value RawWrite(napi_env env, napi_callback_info cbinfo) {
   double value = 0;
   bool is_number = argc >= 1 && napi_get_value_double(env, args[0], &offset) == napi_ok;
   if (!is_number || !AccessOk(w, offset, sizeof(T))) {
-    return ThrowAccessError(env, w, argc >= 1 ? args[0] : nullptr, offset, is_number, sizeof(T), "R:");
+    return ThrowOffsetError(env, w, argc >= 1 ? args[0] : nullptr, offset, is_number, sizeof(T));
   }
   // Accept [-2^(bits-1), 2^bits - 1] so both ~0 and 0xffffffff mean all ones.
   constexpr double kMax = static_cast<double>((uint64_t{1} << (8 * sizeof(T))) - 1);
   constexpr double kMin = -static_cast<double>(uint64_t{1} << (8 * sizeof(T) - 1));
-  if (argc < 2 || napi_get_value_double(env, args[1], &value) != napi_ok) {
-    return ThrowAccessError(env, w, args[0], offset, true, sizeof(T), "T:value must be a number");
-  }
-  if (!(value >= kMin && value <= kMax) || value != std::floor(value)) {
-    std::string msg = "R:value " + Napi::Value(env, args[1]).ToString().Utf8Value() + " does not fit in " +
-                      std::to_string(8 * sizeof(T)) + " bits";
-    return ThrowAccessError(env, w, args[0], offset, true, sizeof(T), msg.c_str());
+  if (argc < 2 || napi_get_value_double(env, args[1], &value) != napi_ok || !(value >= kMin && value <= kMax) ||
+      value != std::floor(value)) {
+    return ThrowValueError(env, argc >= 2 ? args[1] : nullptr, sizeof(T));
   }
   io_write<T>(w->base + static_cast<size_t>(offset), static_cast<T>(static_cast<int64_t>(value)));
   return nullptr;

@@ -6,23 +6,11 @@
 import bindings from 'bindings';
 
 import { ClosedError, DmaError, SyscallError, VirtioError } from '../errors';
+import type { RegisterBlock } from './register-block';
 import { syscallHint } from './syscall-hints';
 
-/** A mapped register window. Accessors have Linux readX/writeX semantics. */
-export interface NativeMmioRegion {
-  readonly size: number;
-  readonly closed: boolean;
-  readonly label: string;
-  readb(offset: number): number;
-  readw(offset: number): number;
-  readl(offset: number): number;
-  writeb(offset: number, value: number): void;
-  writew(offset: number, value: number): void;
-  writel(offset: number, value: number): void;
-  copyOut(offset: number, target: Uint8Array, width?: 1 | 2 | 4): Uint8Array;
-  copyIn(offset: number, source: Uint8Array, width?: 1 | 2 | 4): void;
-  pollUntil(offset: number, mask: number, value: number, timeoutMs: number, intervalUs?: number): number | null;
-  close(): void;
+/** A mapped register window: the addon's object is the RegisterBlock itself. */
+export interface NativeMmioRegion extends RegisterBlock {
   /** Benchmark probes: the same readl/writel through node-addon-api's method dispatch. */
   readlViaWrapper(offset: number): number;
   writelViaWrapper(offset: number, value: number): void;
