@@ -63,16 +63,40 @@ export class UioSysfs {
 
   /** Every UIO device, by index; [] when there is no UIO class at all. */
   list(): UioDeviceInfo[] {
+    return this.indices().map((index) => this.read(index));
+  }
+
+  /**
+   * UIO devices that are virtio-mmio transports (by name or device-tree
+   * compatible). Other devices are not parsed, so a malformed unrelated
+   * UIO device does not stop the scan; a malformed transport still throws.
+   */
+  listVirtioMmio(): UioDeviceInfo[] {
+    return this.indices()
+      .filter((index) => this.looksLikeVirtioMmio(index))
+      .map((index) => this.read(index));
+  }
+
+  private indices(): number[] {
     if (!existsSync(this.classRoot)) return [];
     return readdirSync(this.classRoot)
       .filter((entry) => /^uio\d+$/.test(entry))
-      .map((entry) => this.read(Number(entry.slice(3))))
-      .sort((a, b) => a.index - b.index);
+      .map((entry) => Number(entry.slice(3)))
+      .sort((a, b) => a - b);
   }
 
-  /** UIO devices that are virtio-mmio transports (by name or device-tree compatible). */
-  listVirtioMmio(): UioDeviceInfo[] {
-    return this.list().filter((d) => d.name === 'virtio_mmio' || d.compatible.includes('virtio,mmio'));
+  private looksLikeVirtioMmio(index: number): boolean {
+    const dir = join(this.classRoot, `uio${index}`);
+    try {
+      if (readFileSync(join(dir, 'name'), 'utf8').trim() === 'virtio_mmio') return true;
+    } catch {
+      // no readable name: the compatible may still say what it is
+    }
+    try {
+      return readFileSync(join(dir, 'device', 'of_node', 'compatible'), 'latin1').split('\0').includes('virtio,mmio');
+    } catch {
+      return false;
+    }
   }
 
   read(index: number): UioDeviceInfo {

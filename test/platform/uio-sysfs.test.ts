@@ -365,6 +365,15 @@ describe('UioSysfs edge cases', () => {
     }
   });
 
+  it('listVirtioMmio() is not stopped by a malformed unrelated device, but is by a malformed transport', () => {
+    const broken: FakeDevice = { index: 1, name: 'my_fpga\n', maps: [{ addr: pa(0x4000_0000), size: 'banana\n' }] };
+    const sysfs = makeTree(newRoot(), [qemuTransport(0), broken, qemuTransport(2)]);
+    expect(() => sysfs.list()).toThrow(DiscoveryError);
+    expect(sysfs.listVirtioMmio().map((d) => d.index)).toEqual([0, 2]);
+    const brokenTransport = makeTree(newRoot(), [qemuTransport(0), { ...qemuTransport(1), maps: [{ addr: pa(0x0a000200), size: 'banana\n' }] }]);
+    expect(() => brokenTransport.listVirtioMmio()).toThrow(DiscoveryError);
+  });
+
   it('a device directory without a name file throws DiscoveryError with the cause', () => {
     const sysfs = makeTree(newRoot(), [{ index: 0, version: 'devicetree\n', maps: [] }]);
     try {
