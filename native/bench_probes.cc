@@ -23,39 +23,40 @@ static uint64_t NowNs() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-// cReadLoop(region, offset, iterations) -> nanoseconds for `iterations`
-// readl-equivalent loads (load + read barrier) done in C: the floor.
-static Napi::Value CReadLoop(const Napi::CallbackInfo& info) {
+// The 32-bit register of a live region that the C loops hammer.
+static volatile uint8_t* ProbeTarget(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) throw TypeErr(env, "region expected");
   MmioRegion* region = Napi::ObjectWrap<MmioRegion>::Unwrap(info[0].As<Napi::Object>());
   region->CheckOpen(env);
-  uint64_t offset = ArgIndex(info, 1, "offset", region->window()->size - 4);
+  uint64_t offset = ArgIndex(info, 1, "offset", uint64_t{1} << 32);
+  if (offset % 4 != 0 || offset + 4 > region->window()->size) {
+    throw RangeErr(env, "offset must be 4-byte aligned and inside the window");
+  }
+  return region->window()->base + offset;
+}
+
+// cReadLoop(region, offset, iterations) -> nanoseconds for `iterations`
+// readl-equivalent loads (load + read barrier) done in C: the floor.
+static Napi::Value CReadLoop(const Napi::CallbackInfo& info) {
+  const volatile uint8_t* p = ProbeTarget(info);
   uint64_t iterations = ArgIndex(info, 2, "iterations", uint64_t{1} << 40);
-  if (offset % 4 != 0) throw RangeErr(env, "offset must be 4-byte aligned");
-  const volatile uint8_t* p = region->window()->base + offset;
   uint32_t sink = 0;
   uint64_t start = NowNs();
   for (uint64_t i = 0; i < iterations; i++) sink += io_read<uint32_t>(p);
   uint64_t elapsed = NowNs() - start;
   compiler_barrier();
   (void)sink;
-  return Napi::Number::New(env, static_cast<double>(elapsed));
+  return Napi::Number::New(info.Env(), static_cast<double>(elapsed));
 }
 
 // cWriteLoop(region, offset, iterations) -> nanoseconds, writel-equivalent.
 static Napi::Value CWriteLoop(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!info[0].IsObject()) throw TypeErr(env, "region expected");
-  MmioRegion* region = Napi::ObjectWrap<MmioRegion>::Unwrap(info[0].As<Napi::Object>());
-  region->CheckOpen(env);
-  uint64_t offset = ArgIndex(info, 1, "offset", region->window()->size - 4);
+  volatile uint8_t* p = ProbeTarget(info);
   uint64_t iterations = ArgIndex(info, 2, "iterations", uint64_t{1} << 40);
-  if (offset % 4 != 0) throw RangeErr(env, "offset must be 4-byte aligned");
-  volatile uint8_t* p = region->window()->base + offset;
   uint64_t start = NowNs();
   for (uint64_t i = 0; i < iterations; i++) io_write<uint32_t>(p, static_cast<uint32_t>(i));
-  return Napi::Number::New(env, static_cast<double>(NowNs() - start));
+  return Napi::Number::New(info.Env(), static_cast<double>(NowNs() - start));
 }
 
 static void UnmapView(napi_env, void* data, void* hint) { munmap(data, reinterpret_cast<size_t>(hint)); }

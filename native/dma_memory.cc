@@ -99,6 +99,19 @@ DmaMemory::~DmaMemory() {
   if (block_ != nullptr) Release(block_);
 }
 
+static DmaBlock* NewBlock(void* map_base, size_t map_len, size_t data_offset, uint64_t size, uint64_t iova,
+                          const char* kind) {
+  auto* block = new DmaBlock();
+  block->map_base = map_base;
+  block->map_len = map_len;
+  block->data = static_cast<uint8_t*>(map_base) + data_offset;
+  block->size = static_cast<size_t>(size);
+  block->iova = iova;
+  block->kind = kind;
+  block->mapped = true;
+  return block;
+}
+
 Napi::Value DmaMemory::Wrap(Napi::Env env, DmaBlock* raw) {
   std::unique_ptr<DmaBlock> block(raw);
   Napi::Object obj = GetAddonData(env).dma_memory.New({Napi::External<DmaBlock>::New(env, block.get())});
@@ -119,13 +132,7 @@ Napi::Value DmaMemory::AllocHugetlb(const Napi::CallbackInfo& info) {
   if (p == MAP_FAILED) {
     throw SyscallError(env, errno, "mmap", "hugetlb", Hex(len) + " bytes in " + std::to_string(len / huge) + " hugepage(s) of " + Hex(huge));
   }
-  auto* block = new DmaBlock();
-  block->map_base = p;
-  block->map_len = len;
-  block->data = static_cast<uint8_t*>(p);
-  block->size = static_cast<size_t>(size);
-  block->kind = "hugetlb";
-  block->mapped = true;
+  DmaBlock* block = NewBlock(p, len, 0, size, 0, "hugetlb");
   try {
     block->iova = PhysicalAddress(env, p);
     for (size_t off = huge; off < len; off += huge) {
@@ -161,15 +168,7 @@ Napi::Value DmaMemory::MapPhysical(const Napi::CallbackInfo& info) {
   int map_errno = errno;
   close(fd);
   if (p == MAP_FAILED) throw SyscallError(env, map_errno, "mmap", path, "physical " + Hex(aligned) + ", length " + Hex(len));
-  auto* block = new DmaBlock();
-  block->map_base = p;
-  block->map_len = len;
-  block->data = static_cast<uint8_t*>(p) + (phys - aligned);
-  block->size = static_cast<size_t>(size);
-  block->iova = phys;
-  block->kind = "physical";
-  block->mapped = true;
-  return Wrap(env, block);
+  return Wrap(env, NewBlock(p, len, static_cast<size_t>(phys - aligned), size, phys, "physical"));
 }
 
 // allocAnonymous(size, iova): ordinary zeroed memory with a caller-given
@@ -184,15 +183,7 @@ Napi::Value DmaMemory::AllocAnonymous(const Napi::CallbackInfo& info) {
   const size_t len = static_cast<size_t>((size + page - 1) / page * page);
   void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw SyscallError(env, errno, "mmap", "anonymous", Hex(len) + " bytes");
-  auto* block = new DmaBlock();
-  block->map_base = p;
-  block->map_len = len;
-  block->data = static_cast<uint8_t*>(p);
-  block->size = static_cast<size_t>(size);
-  block->iova = iova;
-  block->kind = "anonymous";
-  block->mapped = true;
-  return Wrap(env, block);
+  return Wrap(env, NewBlock(p, len, 0, size, iova, "anonymous"));
 }
 
 // free(): detaches the ArrayBuffer, then unmaps. Idempotent.

@@ -224,59 +224,55 @@ size_t MmioRegion::CheckRange(Napi::Env env, uint64_t offset, uint64_t length, u
   return static_cast<size_t>(offset);
 }
 
-static Napi::TypedArray ArgBytes(const Napi::CallbackInfo& info, size_t i) {
+static Napi::Uint8Array ArgBytes(const Napi::CallbackInfo& info, size_t i) {
   if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
     throw TypeErr(info.Env(), "expected a Uint8Array or Buffer");
   }
-  return info[i].As<Napi::TypedArray>();
+  return info[i].As<Napi::Uint8Array>();
 }
 
-// copyOut(offset, target: Uint8Array, width = 4): reads target.length bytes,
-// one readX per width-sized unit (config space, virtio 1.2 §4.2.2.2).
+// One readX/writeX per T-sized unit; the bytes go through memcpy because the
+// caller's array need not be aligned.
+template <typename T>
+static void ReadUnits(const uint8_t* regs, uint8_t* bytes, size_t length) {
+  for (size_t i = 0; i < length; i += sizeof(T)) {
+    T v = io_read<T>(regs + i);
+    std::memcpy(bytes + i, &v, sizeof(T));
+  }
+}
+
+template <typename T>
+static void WriteUnits(uint8_t* regs, const uint8_t* bytes, size_t length) {
+  for (size_t i = 0; i < length; i += sizeof(T)) {
+    T v;
+    std::memcpy(&v, bytes + i, sizeof(T));
+    io_write<T>(regs + i, v);
+  }
+}
+
+// copyOut(offset, target: Uint8Array, width = 4) / copyIn(offset, source,
+// width = 4): a range at a fixed access width (config space, virtio 1.2 §4.2.2.2).
 Napi::Value MmioRegion::CopyOut(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint64_t offset = ArgIndex(info, 0, "offset", uint64_t{1} << 32);
-  Napi::Uint8Array target = ArgBytes(info, 1).As<Napi::Uint8Array>();
+  Napi::Uint8Array target = ArgBytes(info, 1);
   unsigned width = info[2].IsUndefined() ? 4 : static_cast<unsigned>(ArgIndex(info, 2, "width", 8));
-  size_t start = CheckRange(env, offset, target.ByteLength(), width);
-  uint8_t* dst = target.Data();
-  const uint8_t* src = window_->base + start;
-  for (size_t i = 0; i < target.ByteLength(); i += width) {
-    if (width == 1) {
-      dst[i] = io_read<uint8_t>(src + i);
-    } else if (width == 2) {
-      uint16_t v = io_read<uint16_t>(src + i);
-      std::memcpy(dst + i, &v, 2);
-    } else {
-      uint32_t v = io_read<uint32_t>(src + i);
-      std::memcpy(dst + i, &v, 4);
-    }
-  }
+  const uint8_t* regs = window_->base + CheckRange(env, offset, target.ByteLength(), width);
+  if (width == 1) ReadUnits<uint8_t>(regs, target.Data(), target.ByteLength());
+  if (width == 2) ReadUnits<uint16_t>(regs, target.Data(), target.ByteLength());
+  if (width == 4) ReadUnits<uint32_t>(regs, target.Data(), target.ByteLength());
   return target;
 }
 
-// copyIn(offset, source: Uint8Array, width = 4): the write direction.
 Napi::Value MmioRegion::CopyIn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint64_t offset = ArgIndex(info, 0, "offset", uint64_t{1} << 32);
-  Napi::Uint8Array source = ArgBytes(info, 1).As<Napi::Uint8Array>();
+  Napi::Uint8Array source = ArgBytes(info, 1);
   unsigned width = info[2].IsUndefined() ? 4 : static_cast<unsigned>(ArgIndex(info, 2, "width", 8));
-  size_t start = CheckRange(env, offset, source.ByteLength(), width);
-  const uint8_t* src = source.Data();
-  uint8_t* dst = window_->base + start;
-  for (size_t i = 0; i < source.ByteLength(); i += width) {
-    if (width == 1) {
-      io_write<uint8_t>(dst + i, src[i]);
-    } else if (width == 2) {
-      uint16_t v;
-      std::memcpy(&v, src + i, 2);
-      io_write<uint16_t>(dst + i, v);
-    } else {
-      uint32_t v;
-      std::memcpy(&v, src + i, 4);
-      io_write<uint32_t>(dst + i, v);
-    }
-  }
+  uint8_t* regs = window_->base + CheckRange(env, offset, source.ByteLength(), width);
+  if (width == 1) WriteUnits<uint8_t>(regs, source.Data(), source.ByteLength());
+  if (width == 2) WriteUnits<uint16_t>(regs, source.Data(), source.ByteLength());
+  if (width == 4) WriteUnits<uint32_t>(regs, source.Data(), source.ByteLength());
   return env.Undefined();
 }
 

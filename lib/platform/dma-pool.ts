@@ -50,13 +50,9 @@ export class DmaPool implements DmaAllocator {
 
   /** One reserved physical carve-out mapped through /dev/mem; it does not grow. */
   static physical(base: bigint, size: number, options: { cached?: boolean } = {}): DmaPool {
+    // Mapped now, so that /dev/mem problems show at construction.
     const memory = native.mapPhysical(base, size, options.cached ?? false);
-    let handed = false;
-    const pool = new DmaPool(() => {
-      if (handed) throw new DmaError(DmaError.EXHAUSTED, `physical carve-out at 0x${base.toString(16)} (${size} bytes) is full`);
-      handed = true;
-      return memory;
-    }, false);
+    const pool = new DmaPool(() => memory, false);
     pool.addChunk(0);
     return pool;
   }
