@@ -61,3 +61,103 @@ export class DiscoveryError extends VirtioError {
     super('ERR_VIRTIO_DISCOVERY', message, options);
   }
 }
+
+/**
+ * The register window does not hold a usable virtio-mmio device, or a
+ * transport step did not complete (virtio 1.2 §4.2). `code` tells which.
+ */
+export class TransportError extends VirtioError {
+  /** MagicValue is not "virt". */
+  static readonly BAD_MAGIC = 'ERR_VIRTIO_BAD_MAGIC';
+  /** Version is neither 1 nor 2. */
+  static readonly BAD_VERSION = 'ERR_VIRTIO_BAD_VERSION';
+  /** DeviceID 0: a transport with no device behind it. */
+  static readonly EMPTY_SLOT = 'ERR_VIRTIO_EMPTY_SLOT';
+  /** A driver for one device type was given another. */
+  static readonly WRONG_DEVICE = 'ERR_VIRTIO_WRONG_DEVICE';
+  /** Status did not read 0 after the reset write within the time limit. */
+  static readonly RESET_TIMEOUT = 'ERR_VIRTIO_RESET_TIMEOUT';
+  /** ConfigGeneration kept changing across a config read. */
+  static readonly CONFIG_UNSTABLE = 'ERR_VIRTIO_CONFIG_UNSTABLE';
+  /** QueueNumMax is 0 for this queue index. */
+  static readonly QUEUE_UNAVAILABLE = 'ERR_VIRTIO_QUEUE_UNAVAILABLE';
+  /** QueueReady/QueuePFN was not 0 before setup, or did not read back 0 at teardown. */
+  static readonly QUEUE_IN_USE = 'ERR_VIRTIO_QUEUE_IN_USE';
+  /** QueueReset did not read back 0 within the time limit. */
+  static readonly QUEUE_RESET_TIMEOUT = 'ERR_VIRTIO_QUEUE_RESET_TIMEOUT';
+  /** A call made in the wrong phase of the init sequence (e.g. queue setup after DRIVER_OK). */
+  static readonly STATE = 'ERR_VIRTIO_STATE';
+  /** A feature this call needs was not negotiated (e.g. queue reset without RING_RESET). */
+  static readonly NOT_NEGOTIATED = 'ERR_VIRTIO_NOT_NEGOTIATED';
+}
+
+/** Feature negotiation failed (virtio 1.2 §3.1.1); the device status is FAILED. */
+export class NegotiationError extends VirtioError {
+  /** The device did not keep FEATURES_OK set. */
+  static readonly FEATURES_REFUSED = 'ERR_VIRTIO_FEATURES_REFUSED';
+  /** A Version 2 device did not offer VIRTIO_F_VERSION_1 (§4.2.2). */
+  static readonly VERSION_1_MISSING = 'ERR_VIRTIO_VERSION_1_MISSING';
+  /** The device lacks a feature the driver cannot work without. */
+  static readonly FEATURE_MISSING = 'ERR_VIRTIO_FEATURE_MISSING';
+
+  constructor(
+    code: string,
+    message: string,
+    /** Device features offered and driver features written, as far as known. */
+    readonly offered: bigint,
+    readonly requested: bigint,
+  ) {
+    super(code, message);
+  }
+}
+
+/**
+ * No free descriptors for the request right now. Retryable: wait for a
+ * completion (or use the waiting submit) and try again.
+ */
+export class QueueFullError extends VirtioError {
+  readonly retryable = true;
+
+  constructor(message: string) {
+    super('ERR_VIRTIO_QUEUE_FULL', message);
+  }
+}
+
+/**
+ * The device broke the ring protocol (e.g. a used entry naming a descriptor
+ * it was never given). Sticky: the queue refuses all later work with this
+ * same error until the device is reset, and all pending requests were
+ * rejected with it. `reason` says what the device did.
+ */
+export class DeviceBrokenError extends VirtioError {
+  constructor(
+    readonly reason: string,
+    message: string,
+  ) {
+    super('ERR_VIRTIO_BROKEN', message);
+  }
+}
+
+/** A device completed a request with an error status (device-specific `status`). */
+export class DeviceIoError extends VirtioError {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super('ERR_VIRTIO_IO', message);
+  }
+}
+
+/** A pending request was dropped because its queue or device was closed or reset. */
+export class CanceledError extends VirtioError {
+  constructor(message: string) {
+    super('ERR_VIRTIO_CANCELED', message);
+  }
+}
+
+/** The caller's AbortSignal fired; `cause` is the signal's reason (as Node's own APIs do). */
+export class AbortError extends VirtioError {
+  constructor(message = 'The operation was aborted', options?: { cause?: unknown }) {
+    super('ABORT_ERR', message, options);
+  }
+}

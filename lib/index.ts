@@ -1,2 +1,6 @@
 export * from './errors';
 export * from './platform';
+export * from './spec';
+export * from './transport';
+export * from './queue';
+export * from './devices';

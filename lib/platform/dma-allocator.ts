@@ -17,3 +17,12 @@ export interface DmaAllocator {
   /** Frees everything; views of all regions are detached. */
   close(): void;
 }
+
+/**
+ * DMA memory seen from the device side: how a software device reaches the
+ * bytes behind a device address (the sim reads rings and buffers this way).
+ */
+export interface DeviceMemory {
+  /** The `length` bytes at device address `iova`, or undefined when they are not all backed by memory. */
+  resolve(iova: bigint, length: number): Uint8Array | undefined;
+}

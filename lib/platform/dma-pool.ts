@@ -1,6 +1,6 @@
 import { ClosedError, DmaError } from '../errors';
 import { native, type NativeDmaMemory } from './addon';
-import type { DmaAllocator, DmaRegion } from './dma-allocator';
+import type { DeviceMemory, DmaAllocator, DmaRegion } from './dma-allocator';
 
 /** Makes a new chunk of at least `minSize` bytes, or throws. */
 export type ChunkSource = (minSize: number) => NativeDmaMemory;
@@ -33,7 +33,7 @@ const isPowerOfTwo = (n: number): boolean => Number.isInteger(n) && n > 0 && (n 
  * device-address space (what the device checks), which equals view-offset
  * alignment for page-aligned chunks.
  */
-export class DmaPool implements DmaAllocator {
+export class DmaPool implements DmaAllocator, DeviceMemory {
   private readonly chunks: Chunk[] = [];
   private readonly live = new Map<DmaRegion, Live>();
   private closed = false;
@@ -120,6 +120,17 @@ export class DmaPool implements DmaAllocator {
     this.live.clear();
     for (const chunk of this.chunks) chunk.memory.free();
     this.chunks.length = 0;
+  }
+
+  resolve(iova: bigint, length: number): Uint8Array | undefined {
+    if (!Number.isInteger(length) || length < 0) return undefined;
+    for (const { memory } of this.chunks) {
+      if (iova < memory.iova) continue;
+      const offset = iova - memory.iova;
+      if (offset + BigInt(length) > BigInt(memory.size)) continue;
+      return new Uint8Array(memory.view, Number(offset), length);
+    }
+    return undefined;
   }
 
   /** Bytes handed out and chunks held (leak checks, diagnostics). */

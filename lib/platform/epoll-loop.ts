@@ -5,12 +5,16 @@ export type EpollSetFactory = (callback: (events: EpollEvent[]) => void) => Nati
 
 /**
  * One epoll set per thread, dispatching ready fds to their handlers. It
- * keeps the process alive only while some fd is watched (and not unref'd).
+ * keeps the process alive only while some watched fd is marked keep-alive
+ * (the default) and the loop as a whole is not unref'd.
  */
 export class EpollLoop {
   private static shared?: EpollLoop;
   private readonly handlers = new Map<number, ReadyHandler>();
+  private readonly idleFds = new Set<number>();
   private set?: NativeEpollSet;
+  private unrefd = false;
+  private refd?: boolean;
 
   constructor(private readonly factory: EpollSetFactory = (cb) => new native.EpollSet(cb)) {}
 
@@ -24,32 +28,57 @@ export class EpollLoop {
     return this.handlers.size;
   }
 
-  watch(fd: number, events: number, handler: ReadyHandler): void {
+  watch(fd: number, events: number, handler: ReadyHandler, options: { keepAlive?: boolean } = {}): void {
     if (this.handlers.has(fd)) throw new RangeError(`fd ${fd} is already watched`);
     this.set ??= this.factory((batch) => this.dispatch(batch));
     this.set.add(fd, events);
     this.handlers.set(fd, handler);
+    if (options.keepAlive === false) this.idleFds.add(fd);
+    this.updateRef();
   }
 
   unwatch(fd: number): void {
     if (!this.handlers.delete(fd)) return;
+    this.idleFds.delete(fd);
     this.set?.remove(fd);
+    this.updateRef();
+  }
+
+  /** Whether a watched fd keeps the process alive (like timer.ref()/unref() for one fd). */
+  setKeepAlive(fd: number, keepAlive: boolean): void {
+    if (!this.handlers.has(fd)) return;
+    if (keepAlive) this.idleFds.delete(fd);
+    else this.idleFds.add(fd);
+    this.updateRef();
   }
 
   /** Let the process exit even while fds are watched (like timer.unref()). */
   unref(): void {
-    this.set?.unref();
+    this.unrefd = true;
+    this.updateRef();
   }
 
   ref(): void {
-    this.set?.ref();
+    this.unrefd = false;
+    this.updateRef();
   }
 
   close(): void {
     this.handlers.clear();
+    this.idleFds.clear();
     this.set?.close();
     this.set = undefined;
+    this.refd = undefined;
     if (EpollLoop.shared === this) EpollLoop.shared = undefined;
+  }
+
+  private updateRef(): void {
+    if (!this.set) return;
+    const want = !this.unrefd && this.handlers.size > this.idleFds.size;
+    if (want === this.refd) return;
+    this.refd = want;
+    if (want) this.set.ref();
+    else this.set.unref();
   }
 
   private dispatch(batch: EpollEvent[]): void {

@@ -14,6 +14,7 @@ export abstract class FdInterruptSource implements InterruptSource {
   private onInterrupt?: InterruptListener;
   private onError?: InterruptErrorListener;
   private watched = false;
+  private keepAlive = true;
   private readonly onClose = new Set<() => void>();
   protected isClosed = false;
 
@@ -58,6 +59,20 @@ export abstract class FdInterruptSource implements InterruptSource {
     this.updateWatch();
   }
 
+  ref(): void {
+    this.setKeepAlive(true);
+  }
+
+  unref(): void {
+    this.setKeepAlive(false);
+  }
+
+  private setKeepAlive(keepAlive: boolean): void {
+    if (keepAlive === this.keepAlive) return;
+    this.keepAlive = keepAlive;
+    if (this.watched) this.loop.setKeepAlive(this.fd, keepAlive);
+  }
+
   close(): void {
     if (this.isClosed) return;
     this.unlisten();
@@ -73,7 +88,7 @@ export abstract class FdInterruptSource implements InterruptSource {
   protected updateWatch(): void {
     const want = !this.isClosed && this.onInterrupt !== undefined && this.wantsWatch();
     if (want && !this.watched) {
-      this.loop.watch(this.fd, EPOLLIN, (events) => this.ready(events));
+      this.loop.watch(this.fd, EPOLLIN, (events) => this.ready(events), { keepAlive: this.keepAlive });
     } else if (!want && this.watched) {
       this.loop.unwatch(this.fd);
     }

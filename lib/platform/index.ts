@@ -1,7 +1,7 @@
 export type { RegisterBlock, AccessWidth } from './register-block';
 export { MmioWindow } from './mmio-window';
 export { nativeBarriers, type Barriers } from './barriers';
-export type { DmaAllocator, DmaRegion } from './dma-allocator';
+export type { DmaAllocator, DmaRegion, DeviceMemory } from './dma-allocator';
 export { DmaPool, type ChunkSource } from './dma-pool';
 export type { InterruptSource, InterruptEvent, InterruptListener, InterruptErrorListener } from './interrupt-source';
 export { EpollLoop, type ReadyHandler } from './epoll-loop';

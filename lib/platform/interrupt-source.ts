@@ -28,6 +28,13 @@ export interface InterruptSource {
   /** Mask the line (UIO irqcontrol write of 0). */
   disable(): void;
   close(): void;
+  /**
+   * Whether a listening source keeps the process alive (default: yes).
+   * Drivers unref while no request is outstanding, so an idle device does
+   * not hold the process open.
+   */
+  ref(): void;
+  unref(): void;
   /** Async iteration over interrupts; ends when the iterator is returned or the source closes, throws on failure. */
   events(): AsyncIterableIterator<InterruptEvent>;
 }

@@ -1,0 +1,128 @@
+import { TransportError } from '../errors';
+import type { Barriers, DmaAllocator } from '../platform';
+import { SplitQueue } from '../queue';
+import { deviceIdName, isPowerOfTwo } from '../spec';
+import { TRANSPORT_FEATURES, type MmioTransport } from '../transport';
+
+/** What a driver declares about its device type. */
+export interface DriverPlan {
+  /** Virtio device ID the driver is for (§5). */
+  deviceId: number;
+  /** Device-type feature bits the driver can use; the transport features it implements are added. */
+  features?: bigint;
+  /** Feature bits the driver cannot work without (NegotiationError FEATURE_MISSING when absent). */
+  requiredFeatures?: bigint;
+  /** Queue indices to set up, in order (§5.x "Virtqueues"). */
+  queues: readonly number[];
+  /** Queue Size to ask for (capped by QueueNumMax, rounded down to a power of two). Default 256. */
+  queueSize?: number;
+  /**
+   * Runs after feature negotiation and queue setup, before DRIVER_OK
+   * (§3.1.1 step 7): read config, fill receive queues…
+   */
+  configure?(transport: MmioTransport, features: bigint): void;
+}
+
+/** How to run a driver, chosen by whoever opens it. */
+export interface DriverOptions {
+  /** Where rings and buffers live. */
+  memory: DmaAllocator;
+  barriers?: Barriers;
+  /** Upper bound on every queue's size (default: the plan's). */
+  queueSize?: number;
+  /** Features the driver must not ask for (e.g. turn EVENT_IDX off to compare). Default: none. */
+  excludeFeatures?: bigint;
+  /** Longest chain sent as one indirect table (default 32). */
+  indirectMax?: number;
+}
+
+/**
+ * The base of device drivers, ours and users': it runs the init sequence
+ * of virtio 1.2 §3.1.1 once — reset, negotiation, queues, configure,
+ * DRIVER_OK — and owns the transport and queues afterwards. A subclass
+ * calls `VirtioDriver.start(transport, plan, options)` and passes the
+ * result to this constructor.
+ */
+export abstract class VirtioDriver {
+  readonly transport: MmioTransport;
+  /** Negotiated features. */
+  readonly features: bigint;
+  protected readonly memory: DmaAllocator;
+  private readonly queueMap: Map<number, SplitQueue>;
+  private closing = false;
+
+  protected constructor(started: StartedDevice) {
+    this.transport = started.transport;
+    this.features = started.features;
+    this.memory = started.memory;
+    this.queueMap = started.queues;
+  }
+
+  /** Runs the init sequence for `plan`; on any failure the device is left FAILED and everything allocated is freed. */
+  static start(transport: MmioTransport, plan: DriverPlan, options: DriverOptions): StartedDevice {
+    if (!options || typeof options.memory?.allocate !== 'function') throw new TypeError('options.memory (a DmaAllocator) is required');
+    if (transport.deviceId !== plan.deviceId) {
+      throw new TransportError(TransportError.WRONG_DEVICE, `${transport.label}: this driver is for ${deviceIdName(plan.deviceId)}, the device is ${deviceIdName(transport.deviceId)}`);
+    }
+    const wanted = ((plan.features ?? 0n) | TRANSPORT_FEATURES) & ~(options.excludeFeatures ?? 0n);
+    const features = transport.negotiate(wanted, plan.requiredFeatures ?? 0n);
+    const queues = new Map<number, SplitQueue>();
+    try {
+      for (const index of plan.queues) {
+        const max = transport.queueNumMax(index);
+        if (max === 0) throw new TransportError(TransportError.QUEUE_UNAVAILABLE, `${transport.label}: queue ${index} does not exist (QueueNumMax 0)`);
+        const size = floorPowerOfTwo(Math.min(max, options.queueSize ?? Infinity, plan.queueSize ?? 256));
+        const queue = new SplitQueue({ index, size, memory: options.memory, layout: transport.queueLayout, features, barriers: options.barriers, indirectMax: options.indirectMax });
+        queues.set(index, queue);
+        queue.attach(transport);
+      }
+      plan.configure?.(transport, features);
+      transport.driverOk();
+    } catch (error) {
+      transport.markFailed();
+      for (const queue of queues.values()) queue.close();
+      throw error;
+    }
+    return { transport, features, memory: options.memory, queues };
+  }
+
+  /** The queue at `index` (one of the plan's). */
+  protected queue(index: number): SplitQueue {
+    const queue = this.queueMap.get(index);
+    if (!queue) throw new RangeError(`queue ${index} was not set up by this driver`);
+    return queue;
+  }
+
+  get closed(): boolean {
+    return this.closing;
+  }
+
+  /** Listens for config changes (§4.2.3.4, InterruptStatus bit 1). Returns the unsubscribe function. */
+  onConfigChange(listener: () => void): () => void {
+    return this.transport.onConfigChange(listener);
+  }
+
+  /**
+   * Resets the device (pending requests reject with CanceledError), frees
+   * the queues' memory and closes the transport. Idempotent.
+   */
+  close(): void {
+    if (this.closing) return;
+    this.closing = true;
+    this.transport.close();
+    for (const queue of this.queueMap.values()) queue.close();
+  }
+}
+
+export interface StartedDevice {
+  transport: MmioTransport;
+  features: bigint;
+  memory: DmaAllocator;
+  queues: Map<number, SplitQueue>;
+}
+
+function floorPowerOfTwo(n: number): number {
+  if (!(n >= 1)) throw new RangeError(`queue size must be at least 1, got ${n}`);
+  const p = 2 ** Math.floor(Math.log2(n));
+  return isPowerOfTwo(p) ? p : 1;
+}

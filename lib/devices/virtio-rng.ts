@@ -1,0 +1,141 @@
+import { Readable } from 'node:stream';
+import { DeviceIoError } from '../errors';
+import type { DmaRegion } from '../platform';
+import { DeviceId } from '../spec';
+import type { MmioTransport } from '../transport';
+import { VirtioDriver, type DriverOptions } from './virtio-driver';
+import { SlotPool, abortable } from './slot-pool';
+
+export interface VirtioRngOptions extends DriverOptions {
+  /** Bytes asked of the device per request (default 4096). */
+  requestBytes?: number;
+}
+
+const REQUEST_QUEUE = 0;
+/** Empty completions in a row before a read gives up (a device that never delivers must not hang us). */
+const MAX_EMPTY_COMPLETIONS = 64;
+
+/**
+ * The entropy device (virtio 1.2 §5.4): one queue of device-writable
+ * buffers that the device fills with random bytes. A read is split into
+ * requests that run in parallel up to the queue size.
+ */
+export class VirtioRng extends VirtioDriver {
+  static readonly deviceId = DeviceId.ENTROPY;
+
+  private readonly requestBytes: number;
+  private readonly buffers: DmaRegion;
+  private readonly slots: SlotPool;
+
+  private constructor(transport: MmioTransport, options: VirtioRngOptions) {
+    super(VirtioDriver.start(transport, { deviceId: DeviceId.ENTROPY, queues: [REQUEST_QUEUE], queueSize: 64 }, options));
+    this.requestBytes = options.requestBytes ?? 4096;
+    const { size } = this.queue(REQUEST_QUEUE);
+    try {
+      this.buffers = this.memory.allocate(size * this.requestBytes, 64);
+    } catch (error) {
+      super.close();
+      throw error;
+    }
+    this.slots = new SlotPool(size);
+  }
+
+  /** Initializes the device on `transport` (which must hold an entropy device). */
+  static open(transport: MmioTransport, options: VirtioRngOptions): VirtioRng {
+    const requestBytes = options?.requestBytes ?? 4096;
+    if (!Number.isInteger(requestBytes) || requestBytes < 1 || requestBytes > 1 << 20) {
+      throw new RangeError(`requestBytes must be an integer in [1, 1 MiB], got ${requestBytes}`);
+    }
+    return new VirtioRng(transport, options);
+  }
+
+  /** `length` random bytes from the device. */
+  async read(length: number, options: { signal?: AbortSignal } = {}): Promise<Buffer> {
+    if (!Number.isInteger(length) || length < 0 || length > 2 ** 31 - 1) throw new RangeError(`length must be an integer in [0, 2^31 - 1], got ${length}`);
+    const out = Buffer.allocUnsafe(length);
+    // One failing part stops the others.
+    const stop = new AbortController();
+    const signal = stop.signal;
+    const outer = options.signal;
+    if (outer?.aborted) stop.abort(outer.reason);
+    const forward = (): void => stop.abort(outer?.reason);
+    outer?.addEventListener('abort', forward, { once: true });
+    const parts: Promise<void>[] = [];
+    for (let start = 0; start < length; start += this.requestBytes) {
+      parts.push(this.fill(out, start, Math.min(this.requestBytes, length - start), signal));
+    }
+    const results = await Promise.allSettled(
+      parts.map((part) =>
+        part.catch((error: unknown) => {
+          stop.abort(error);
+          throw error;
+        }),
+      ),
+    );
+    outer?.removeEventListener('abort', forward);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw options.signal?.aborted ? firstAbort(results, failed) : rootCause(results, failed);
+    return out;
+  }
+
+  /** An endless stream of random bytes; destroy it to stop. */
+  createReadStream(options: { highWaterMark?: number } = {}): Readable {
+    const controller = new AbortController();
+    const stream: Readable = new Readable({
+      highWaterMark: options.highWaterMark ?? 16384,
+      read: (size) => {
+        this.read(Math.min(size, this.requestBytes * this.queue(REQUEST_QUEUE).size), { signal: controller.signal }).then(
+          (chunk) => stream.push(chunk),
+          (error: unknown) => stream.destroy(error as Error),
+        );
+      },
+      destroy: (error, callback) => {
+        controller.abort(error ?? undefined);
+        callback(error);
+      },
+    });
+    return stream;
+  }
+
+  override close(): void {
+    if (this.closed) return;
+    super.close();
+    this.slots?.fail(new DeviceIoError('virtio-rng is closed', 0));
+  }
+
+  private async fill(out: Buffer, start: number, length: number, signal: AbortSignal): Promise<void> {
+    let done = 0;
+    let empty = 0;
+    const queue = this.queue(REQUEST_QUEUE);
+    const view = new Uint8Array(this.buffers.view, this.buffers.offset, this.buffers.size);
+    while (done < length) {
+      const slot = await this.slots.acquire(signal);
+      const offset = slot * this.requestBytes;
+      const request = queue.submit({ writable: [{ region: this.buffers, offset, length: length - done }] });
+      // The slot goes back only when the device has returned the buffer, even if the caller stops waiting.
+      const returned = request.then(
+        (len) => len,
+        () => 0,
+      );
+      void returned.then(() => this.slots.release(slot));
+      const len = await abortable(request, signal);
+      out.set(view.subarray(offset, offset + len), start + done);
+      done += len;
+      if (len > 0) empty = 0;
+      else if (++empty >= MAX_EMPTY_COMPLETIONS) {
+        throw new DeviceIoError(`virtio-rng returned ${MAX_EMPTY_COMPLETIONS} empty buffers in a row`, 0);
+      }
+    }
+  }
+}
+
+function rootCause(results: PromiseSettledResult<void>[], first: PromiseRejectedResult): unknown {
+  // Parts stopped by our own controller fail with AbortError; report what stopped them.
+  const real = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && (r.reason as { code?: string })?.code !== 'ABORT_ERR');
+  return (real ?? first).reason;
+}
+
+function firstAbort(results: PromiseSettledResult<void>[], first: PromiseRejectedResult): unknown {
+  const aborted = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && (r.reason as { code?: string })?.code === 'ABORT_ERR');
+  return (aborted ?? first).reason;
+}

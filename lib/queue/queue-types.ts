@@ -1,0 +1,44 @@
+import type { DmaRegion } from '../platform';
+
+/**
+ * A piece of DMA memory for one descriptor: `length` bytes (default: the
+ * rest of the region) from `offset` (default 0) in `region`.
+ */
+export interface QueueBuffer {
+  region: DmaRegion;
+  offset?: number;
+  length?: number;
+}
+
+/**
+ * One request: device-readable buffers first, then device-writable ones
+ * (virtio 1.2 §2.7.4.2), sent as one descriptor chain.
+ */
+export interface QueueRequest {
+  readable?: readonly QueueBuffer[];
+  writable?: readonly QueueBuffer[];
+}
+
+export interface SubmitOptions {
+  /** Stops waiting: rejects with AbortError (see SplitQueue.submit). */
+  signal?: AbortSignal;
+  /** When the ring is full: wait for room (default) or throw QueueFullError at once. */
+  wait?: boolean;
+}
+
+export interface QueueStats {
+  /** Requests put in the avail ring. */
+  submitted: number;
+  /** Used elements consumed. */
+  completed: number;
+  /** avail.idx publications (each may carry many requests). */
+  publishes: number;
+  /** QueueNotify writes. */
+  notifications: number;
+  /** Publications where the device asked not to be notified. */
+  notificationsSuppressed: number;
+  /** Atomics.load/store calls on ring indices (target: ≤ 2 per batch). */
+  atomics: number;
+  /** Requests that went out as an indirect table. */
+  indirect: number;
+}

@@ -1,0 +1,6 @@
+export * from './mmio-registers';
+export * from './status';
+export * from './features';
+export * from './device-ids';
+export * from './split-ring';
+export * from './notification';

@@ -1,0 +1,614 @@
+import { CanceledError, NegotiationError, TransportError } from '../errors';
+import type { InterruptSource, RegisterBlock } from '../platform';
+import {
+  DeviceStatus,
+  FeatureBit,
+  MMIO_INTERRUPT_DEFINED,
+  MmioInterrupt,
+  MmioRegister as R,
+  SHM_LEN_ABSENT,
+  SplitRing,
+  describeFeatures,
+  describeStatus,
+  deviceIdName,
+  features,
+  hasFeature,
+  isPowerOfTwo,
+  legacyLayout,
+  splitNotificationData,
+} from '../spec';
+import { probe } from './probe';
+
+/**
+ * Transport feature bits this library implements (virtio 1.2 §6). The
+ * split queue implements INDIRECT_DESC and EVENT_IDX; ACCESS_PLATFORM and
+ * ORDER_PLATFORM hold because device addresses are platform (physical or
+ * IOMMU) addresses and ring ordering uses the platform's DMA barriers.
+ */
+export const TRANSPORT_FEATURES = features(
+  FeatureBit.INDIRECT_DESC,
+  FeatureBit.EVENT_IDX,
+  FeatureBit.VERSION_1,
+  FeatureBit.ACCESS_PLATFORM,
+  FeatureBit.ORDER_PLATFORM,
+  FeatureBit.NOTIFICATION_DATA,
+  FeatureBit.RING_RESET,
+);
+
+/** Feature bits 24–49 belong to the transport; the rest to the device type (§6). */
+const TRANSPORT_RANGE = ((1n << 50n) - 1n) ^ ((1n << 24n) - 1n);
+
+export interface MmioTransportOptions {
+  /** The device's interrupt line; without one, queues must be polled. */
+  interrupts?: InterruptSource;
+  /** Limit for Status to read 0 after a reset (§2.4.1). Default 1000 ms. */
+  resetTimeoutMs?: number;
+  /** Limit for QueueReset to read 0 (§4.2.2). Default 1000 ms. */
+  queueResetTimeoutMs?: number;
+  /** Attempts at a config read before ConfigGeneration is declared unstable. Default 100. */
+  configRetries?: number;
+  /** Legacy GuestPageSize and the unit of QueuePFN (§4.2.4). Default 4096. */
+  guestPageSize?: number;
+  /** Legacy QueueAlign: used-ring alignment (§4.2.4). Default 4096. */
+  queueAlign?: number;
+  /** close() also closes the register window and the interrupt source (set by the discovery helpers). */
+  owns?: boolean;
+}
+
+/** Where a queue's areas must go (§2.7 alignment; legacy §2.7.2 contiguity). */
+export type QueueLayout = { readonly legacy: false } | { readonly legacy: true; readonly align: number; readonly pageSize: number };
+
+export interface QueueAddresses {
+  size: number;
+  /** Descriptor Area (legacy: start of the one contiguous area). */
+  desc: bigint;
+  /** Driver Area (avail ring). */
+  driver: bigint;
+  /** Device Area (used ring). */
+  device: bigint;
+}
+
+/** What the transport needs of an active queue. */
+export interface QueueEndpoint {
+  /** Used Buffer Notification (InterruptStatus bit 0). */
+  onUsedBuffer(): void;
+  /** The device was reset, closed or went away: reject everything pending with `error`. */
+  detach(error: Error): void;
+}
+
+export interface ShmRegion {
+  id: number;
+  base: bigint;
+  length: bigint;
+}
+
+export interface TransportStats {
+  interrupts: number;
+  spuriousInterrupts: number;
+  configChanges: number;
+}
+
+type Phase = 'reset' | 'negotiating' | 'features-ok' | 'live' | 'failed' | 'closed';
+
+const MAX_SHM_ID = 255;
+
+/**
+ * The driver side of one virtio-mmio transport (virtio 1.2 §4.2), legacy
+ * (Version 1) and modern (Version 2): probe, the init sequence of §3.1.1,
+ * config space, queue setup/teardown/reset, SHM regions, notifications and
+ * the interrupt handler. Device drivers sit on top (see devices/).
+ */
+export class MmioTransport {
+  readonly version: 1 | 2;
+  readonly deviceId: number;
+  readonly vendorId: number;
+  readonly stats: TransportStats = { interrupts: 0, spuriousInterrupts: 0, configChanges: 0 };
+
+  private phase: Phase = 'reset';
+  private offered = 0n;
+  private negotiated = 0n;
+  private readonly endpoints = new Map<number, QueueEndpoint>();
+  private readonly busy = new Set<number>();
+  private readonly resetQueues = new Set<number>();
+  private readonly configListeners = new Set<() => void>();
+  private readonly errorListeners = new Set<(error: Error) => void>();
+  private readonly options: Required<Omit<MmioTransportOptions, 'interrupts'>>;
+  private interruptError?: Error;
+
+  /**
+   * Probes `regs` (throws TransportError BAD_MAGIC, BAD_VERSION, or
+   * EMPTY_SLOT for DeviceID 0; use probe() to tell empty slots apart
+   * without an error).
+   */
+  constructor(
+    readonly regs: RegisterBlock,
+    options: MmioTransportOptions = {},
+  ) {
+    const found = probe(regs);
+    if (found.empty) throw new TransportError(TransportError.EMPTY_SLOT, `${regs.label}: empty virtio-mmio slot (DeviceID 0)`);
+    this.version = found.version;
+    this.deviceId = found.deviceId;
+    this.vendorId = found.vendorId;
+    this.interrupts = options.interrupts;
+    this.options = {
+      resetTimeoutMs: options.resetTimeoutMs ?? 1000,
+      queueResetTimeoutMs: options.queueResetTimeoutMs ?? 1000,
+      configRetries: options.configRetries ?? 100,
+      guestPageSize: options.guestPageSize ?? 4096,
+      queueAlign: options.queueAlign ?? 4096,
+      owns: options.owns ?? false,
+    };
+    for (const [name, value] of [['guestPageSize', this.options.guestPageSize], ['queueAlign', this.options.queueAlign]] as const) {
+      if (!isPowerOfTwo(value) || value < 16) throw new RangeError(`${name} must be a power of two ≥ 16, got ${value}`);
+    }
+  }
+
+  readonly interrupts?: InterruptSource;
+
+  get label(): string {
+    return this.regs.label;
+  }
+
+  get closed(): boolean {
+    return this.phase === 'closed';
+  }
+
+  /** Whether DRIVER_OK is set and the device is live. */
+  get live(): boolean {
+    return this.phase === 'live';
+  }
+
+  /** Features the device offered at the last negotiation. */
+  get deviceFeatures(): bigint {
+    return this.offered;
+  }
+
+  /** Features negotiated (0n before negotiate()). */
+  get features(): bigint {
+    return this.negotiated;
+  }
+
+  hasFeature(bit: number): boolean {
+    return hasFeature(this.negotiated, bit);
+  }
+
+  get status(): number {
+    return this.regs.readl(R.Status);
+  }
+
+  /** Where queue memory must be placed on this transport. */
+  get queueLayout(): QueueLayout {
+    return this.version === 1 ? { legacy: true, align: this.options.queueAlign, pageSize: this.options.guestPageSize } : { legacy: false };
+  }
+
+  // ---- Init sequence (§3.1.1) ----
+
+  /**
+   * Resets the device: Status ← 0, then waits (bounded) until Status reads 0
+   * (§2.4.1). Stops interrupt delivery and detaches every queue (their
+   * pending requests are rejected with `reason`).
+   */
+  reset(reason: Error = new CanceledError(`${this.label}: device reset`)): void {
+    this.checkOpen();
+    this.stopInterrupts();
+    this.detachAll(reason);
+    this.regs.writel(R.Status, 0);
+    if (this.regs.pollUntil(R.Status, 0xff, 0, this.options.resetTimeoutMs, 10) === null) {
+      this.phase = 'failed';
+      throw new TransportError(TransportError.RESET_TIMEOUT, `${this.label}: Status did not read 0 within ${this.options.resetTimeoutMs} ms of the reset`);
+    }
+    this.phase = 'reset';
+    this.offered = 0n;
+    this.negotiated = 0n;
+    this.resetQueues.clear();
+    this.interruptError = undefined;
+  }
+
+  /**
+   * Steps 1–6 of §3.1.1: reset, ACKNOWLEDGE, DRIVER, read the 64 device
+   * feature bits, write driver features = wanted ∩ offered ∩ implemented
+   * (plus VERSION_1 on Version 2, which requires it), then FEATURES_OK and
+   * check that the device kept it (legacy devices have no FEATURES_OK and
+   * get GuestPageSize instead, §4.2.4). Returns the negotiated features.
+   * On refusal the status is set to FAILED and NegotiationError thrown.
+   */
+  negotiate(wanted: bigint, required = 0n): bigint {
+    this.reset();
+    this.phase = 'negotiating';
+    this.addStatus(DeviceStatus.ACKNOWLEDGE);
+    this.addStatus(DeviceStatus.DRIVER);
+    const offered = this.readDeviceFeatures();
+    this.offered = offered;
+    const version1 = features(FeatureBit.VERSION_1);
+    if (this.version === 2 && !(offered & version1)) {
+      this.fail(NegotiationError.VERSION_1_MISSING, `${this.label}: a Version 2 device must offer VIRTIO_F_VERSION_1 (offered: ${describeFeatures(offered)})`, offered, 0n);
+    }
+    const missing = required & ~offered;
+    if (missing) {
+      this.fail(NegotiationError.FEATURE_MISSING, `${this.label}: ${deviceIdName(this.deviceId)} lacks required features ${describeFeatures(missing)}`, offered, 0n);
+    }
+    const implemented = (~TRANSPORT_RANGE & ((1n << 64n) - 1n)) | TRANSPORT_FEATURES;
+    let accepted = wanted & offered & implemented;
+    // Modern devices need VERSION_1; legacy ones speak the legacy interface whatever they offer.
+    accepted = this.version === 2 ? accepted | version1 : accepted & ~version1;
+    this.writeDriverFeatures(accepted);
+    if (this.version === 2) {
+      this.addStatus(DeviceStatus.FEATURES_OK);
+      if (!(this.status & DeviceStatus.FEATURES_OK)) {
+        this.fail(NegotiationError.FEATURES_REFUSED, `${this.label}: device refused FEATURES_OK for features ${describeFeatures(accepted)}`, offered, accepted);
+      }
+    } else {
+      this.regs.writel(R.GuestPageSize, this.options.guestPageSize);
+    }
+    this.negotiated = accepted;
+    this.phase = 'features-ok';
+    return accepted;
+  }
+
+  /** Step 8 of §3.1.1: DRIVER_OK; interrupts are delivered from now on. */
+  driverOk(): void {
+    this.expectPhase('features-ok', 'set DRIVER_OK');
+    this.addStatus(DeviceStatus.DRIVER_OK);
+    this.phase = 'live';
+    this.startInterrupts();
+  }
+
+  /** Tells the device the driver gave up (FAILED, §2.1); reset() to start again. */
+  markFailed(): void {
+    if (this.phase === 'closed' || this.regs.closed) return;
+    this.stopInterrupts();
+    this.addStatus(DeviceStatus.FAILED);
+    this.phase = 'failed';
+  }
+
+  private fail(code: string, message: string, offered: bigint, requested: bigint): never {
+    this.markFailed();
+    throw new NegotiationError(code, message, offered, requested);
+  }
+
+  private addStatus(bit: number): void {
+    this.regs.writel(R.Status, (this.regs.readl(R.Status) | bit) & 0xff);
+  }
+
+  private readDeviceFeatures(): bigint {
+    this.regs.writel(R.DeviceFeaturesSel, 0);
+    const low = this.regs.readl(R.DeviceFeatures);
+    this.regs.writel(R.DeviceFeaturesSel, 1);
+    const high = this.regs.readl(R.DeviceFeatures);
+    return (BigInt(high) << 32n) | BigInt(low);
+  }
+
+  private writeDriverFeatures(value: bigint): void {
+    this.regs.writel(R.DriverFeaturesSel, 0);
+    this.regs.writel(R.DriverFeatures, Number(value & 0xffff_ffffn));
+    this.regs.writel(R.DriverFeaturesSel, 1);
+    this.regs.writel(R.DriverFeatures, Number((value >> 32n) & 0xffff_ffffn));
+  }
+
+  // ---- Config space (§4.2.2: field-width accesses; §2.5.1 generation) ----
+
+  readConfig8(offset: number): number {
+    return this.regs.readb(this.configOffset(offset, 1));
+  }
+
+  readConfig16(offset: number): number {
+    return this.regs.readw(this.configOffset(offset, 2));
+  }
+
+  readConfig32(offset: number): number {
+    return this.regs.readl(this.configOffset(offset, 4));
+  }
+
+  /** A 64-bit field: two 32-bit reads inside one configuration generation. */
+  readConfig64(offset: number): bigint {
+    const at = this.configOffset(offset, 8);
+    return this.atomicConfig(() => {
+      const low = this.regs.readl(at);
+      const high = this.regs.readl(at + 4);
+      return (BigInt(high) << 32n) | BigInt(low);
+    });
+  }
+
+  writeConfig8(offset: number, value: number): void {
+    this.regs.writeb(this.configOffset(offset, 1), value);
+  }
+
+  writeConfig16(offset: number, value: number): void {
+    this.regs.writew(this.configOffset(offset, 2), value);
+  }
+
+  writeConfig32(offset: number, value: number): void {
+    this.regs.writel(this.configOffset(offset, 4), value);
+  }
+
+  writeConfig64(offset: number, value: bigint): void {
+    const at = this.configOffset(offset, 8);
+    this.regs.writel(at, Number(value & 0xffff_ffffn));
+    this.regs.writel(at + 4, Number((value >> 32n) & 0xffff_ffffn));
+  }
+
+  /** `length` config bytes read one byte at a time, inside one generation. */
+  readConfigBytes(offset: number, length: number): Uint8Array {
+    const at = this.configOffset(offset, 1, length);
+    return this.atomicConfig(() => this.regs.copyOut(at, new Uint8Array(length), 1));
+  }
+
+  /**
+   * Runs `read` (several config reads) until ConfigGeneration is the same
+   * before and after (§4.2.2, §2.5.1), at most `configRetries` times, then
+   * throws TransportError CONFIG_UNSTABLE. Version 1 has no generation
+   * register: `read` runs once.
+   */
+  atomicConfig<T>(read: () => T): T {
+    if (this.version === 1) return read();
+    for (let attempt = 0; attempt < this.options.configRetries; attempt++) {
+      const before = this.regs.readl(R.ConfigGeneration);
+      const value = read();
+      if (this.regs.readl(R.ConfigGeneration) === before) return value;
+    }
+    throw new TransportError(
+      TransportError.CONFIG_UNSTABLE,
+      `${this.label}: ConfigGeneration changed during each of ${this.options.configRetries} config reads`,
+    );
+  }
+
+  /** Listens for Configuration Change Notifications (InterruptStatus bit 1). Returns the unsubscribe function. */
+  onConfigChange(listener: () => void): () => void {
+    this.configListeners.add(listener);
+    return () => this.configListeners.delete(listener);
+  }
+
+  /** Listens for the loss of the interrupt line (DeviceGoneError); queues are detached with it. */
+  onError(listener: (error: Error) => void): () => void {
+    this.errorListeners.add(listener);
+    return () => this.errorListeners.delete(listener);
+  }
+
+  private configOffset(offset: number, width: number, length = width): number {
+    if (!Number.isInteger(offset) || offset < 0 || offset % Math.min(width, 4) !== 0) {
+      throw new RangeError(`config offset must be a non-negative multiple of ${Math.min(width, 4)}, got ${offset}`);
+    }
+    if (!Number.isInteger(length) || length < 0 || R.Config + offset + length > this.regs.size) {
+      throw new RangeError(`config bytes ${offset}..${offset + length} are outside the ${this.regs.size - R.Config}-byte config window`);
+    }
+    return R.Config + offset;
+  }
+
+  // ---- Queues (§4.2.3.2; legacy §4.2.4) ----
+
+  /**
+   * Selects queue `index`, checks it is not in use (QueueReady / QueuePFN
+   * read 0) and returns QueueNumMax; 0 means the queue does not exist.
+   */
+  queueNumMax(index: number): number {
+    this.checkQueueSetup(index);
+    this.regs.writel(R.QueueSel, index);
+    const inUse = this.regs.readl(this.version === 2 ? R.QueueReady : R.QueuePFN);
+    if (inUse !== 0) throw new TransportError(TransportError.QUEUE_IN_USE, `${this.label}: queue ${index} is already in use`);
+    return this.regs.readl(R.QueueNumMax);
+  }
+
+  /**
+   * Hands queue `index` to the device: QueueNum, then the three area
+   * addresses and QueueReady=1 (modern), or QueueAlign and QueuePFN
+   * (legacy, where the three areas must form the §2.7.2 layout).
+   */
+  activateQueue(index: number, addresses: QueueAddresses, endpoint: QueueEndpoint): void {
+    const max = this.queueNumMax(index);
+    const { size, desc, driver, device } = addresses;
+    if (max === 0) throw new TransportError(TransportError.QUEUE_UNAVAILABLE, `${this.label}: queue ${index} does not exist (QueueNumMax 0)`);
+    if (!isPowerOfTwo(size) || size > max || size > SplitRing.MAX_SIZE) {
+      throw new RangeError(`queue ${index}: size must be a power of two ≤ QueueNumMax ${max}, got ${size}`);
+    }
+    this.regs.writel(R.QueueNum, size);
+    if (this.version === 2) {
+      this.writeAddress(R.QueueDescLow, desc);
+      this.writeAddress(R.QueueDriverLow, driver);
+      this.writeAddress(R.QueueDeviceLow, device);
+      this.regs.writel(R.QueueReady, 1);
+      if (this.regs.readl(R.QueueReady) !== 1) {
+        throw new TransportError(TransportError.QUEUE_UNAVAILABLE, `${this.label}: queue ${index} did not become ready`);
+      }
+    } else {
+      const { guestPageSize: pageSize, queueAlign: align } = this.options;
+      const layout = legacyLayout(size, align);
+      const page = BigInt(pageSize);
+      const pfn = desc / page;
+      if (desc % page !== 0n || driver !== desc + BigInt(layout.availOffset) || device !== desc + BigInt(layout.usedOffset) || pfn === 0n || pfn > 0xffff_ffffn) {
+        throw new RangeError(`queue ${index}: legacy queues need one page-aligned area at a non-zero 32-bit page number laid out as virtio 1.2 §2.7.2`);
+      }
+      this.regs.writel(R.QueueAlign, align);
+      this.regs.writel(R.QueuePFN, Number(pfn));
+    }
+    this.endpoints.set(index, endpoint);
+    this.resetQueues.delete(index);
+  }
+
+  /** Takes queue `index` back: QueueReady (or QueuePFN) ← 0, read back 0 (§4.2.2). */
+  deactivateQueue(index: number): void {
+    this.checkOpen();
+    this.endpoints.delete(index);
+    this.setBusy(index, false);
+    this.regs.writel(R.QueueSel, index);
+    const register = this.version === 2 ? R.QueueReady : R.QueuePFN;
+    this.regs.writel(register, 0);
+    if (this.regs.readl(register) !== 0) {
+      throw new TransportError(TransportError.QUEUE_IN_USE, `${this.label}: queue ${index} still reads as in use after teardown`);
+    }
+  }
+
+  /**
+   * Resets one queue (VIRTIO_F_RING_RESET, §2.6.1 and §4.2.2): QueueReset
+   * ← 1, then waits (bounded) for it to read 0. The queue may then be set
+   * up again, also after DRIVER_OK.
+   */
+  resetQueue(index: number): void {
+    this.checkOpen();
+    if (!this.hasFeature(FeatureBit.RING_RESET)) {
+      throw new TransportError(TransportError.NOT_NEGOTIATED, `${this.label}: queue reset needs VIRTIO_F_RING_RESET, which was not negotiated`);
+    }
+    this.endpoints.delete(index);
+    this.setBusy(index, false);
+    this.regs.writel(R.QueueSel, index);
+    this.regs.writel(R.QueueReset, 1);
+    if (this.regs.pollUntil(R.QueueReset, 1, 0, this.options.queueResetTimeoutMs, 10) === null) {
+      throw new TransportError(TransportError.QUEUE_RESET_TIMEOUT, `${this.label}: QueueReset of queue ${index} did not read 0 within ${this.options.queueResetTimeoutMs} ms`);
+    }
+    this.resetQueues.add(index);
+  }
+
+  /**
+   * Available Buffer Notification (§4.2.3.3): the queue index, or with
+   * VIRTIO_F_NOTIFICATION_DATA the index and the next avail index.
+   */
+  notify(index: number, nextAvail: number): void {
+    this.regs.writel(R.QueueNotify, this.notificationData ? splitNotificationData(index, nextAvail) : index);
+  }
+
+  private get notificationData(): boolean {
+    return hasFeature(this.negotiated, FeatureBit.NOTIFICATION_DATA);
+  }
+
+  /**
+   * A queue tells whether it has requests in flight; the interrupt line
+   * keeps the process alive only while some queue has.
+   */
+  setBusy(index: number, busy: boolean): void {
+    const before = this.busy.size;
+    if (busy) this.busy.add(index);
+    else this.busy.delete(index);
+    if (!this.interrupts || this.interrupts.closed || before === this.busy.size) return;
+    if (this.busy.size > 0) this.interrupts.ref();
+    else this.interrupts.unref();
+  }
+
+  private writeAddress(low: number, address: bigint): void {
+    this.regs.writel(low, Number(address & 0xffff_ffffn));
+    this.regs.writel(low + 4, Number((address >> 32n) & 0xffff_ffffn));
+  }
+
+  private checkQueueSetup(index: number): void {
+    if (!Number.isInteger(index) || index < 0 || index > 0xffff) throw new RangeError(`queue index must be an integer in [0, 65535], got ${index}`);
+    if (this.phase === 'live' && this.resetQueues.has(index)) return;
+    this.expectPhase('features-ok', `set up queue ${index}`);
+  }
+
+  // ---- Shared memory regions (§2.10, §4.2.2) ----
+
+  /** Region `id`, or undefined when the device has none with that id (SHMLen all ones). Version 1 has none. */
+  shmRegion(id: number): ShmRegion | undefined {
+    this.checkOpen();
+    if (!Number.isInteger(id) || id < 0 || id > MAX_SHM_ID) throw new RangeError(`SHM id must be an integer in [0, ${MAX_SHM_ID}], got ${id}`);
+    if (this.version === 1) return undefined;
+    this.regs.writel(R.SHMSel, id);
+    const length = this.read64(R.SHMLenLow);
+    if (length === SHM_LEN_ABSENT) return undefined;
+    return { id, length, base: this.read64(R.SHMBaseLow) };
+  }
+
+  /** All shared memory regions, by id. */
+  shmRegions(): ShmRegion[] {
+    const regions: ShmRegion[] = [];
+    for (let id = 0; id <= MAX_SHM_ID && this.version === 2; id++) {
+      const region = this.shmRegion(id);
+      if (region) regions.push(region);
+    }
+    return regions;
+  }
+
+  private read64(low: number): bigint {
+    return (BigInt(this.regs.readl(low + 4)) << 32n) | BigInt(this.regs.readl(low));
+  }
+
+  // ---- Interrupts (§4.2.3.4) ----
+
+  private startInterrupts(): void {
+    const source = this.interrupts;
+    if (!source || source.listening) return;
+    source.listen(
+      () => this.handleInterrupt(),
+      (error) => this.interruptFailed(error),
+    );
+    if (this.busy.size === 0) source.unref();
+  }
+
+  private stopInterrupts(): void {
+    if (this.interrupts?.listening) this.interrupts.unlisten();
+  }
+
+  /**
+   * Reads InterruptStatus, acknowledges exactly the defined bits read, then
+   * dispatches bit 0 to every active queue and bit 1 to config listeners.
+   * Status 0 is a spurious wake-up: counted only.
+   */
+  handleInterrupt(): void {
+    if (this.phase !== 'live') return;
+    const handled = this.regs.readl(R.InterruptStatus) & MMIO_INTERRUPT_DEFINED;
+    if (handled === 0) {
+      this.stats.spuriousInterrupts++;
+      return;
+    }
+    this.stats.interrupts++;
+    this.regs.writel(R.InterruptACK, handled);
+    if (handled & MmioInterrupt.VRING) {
+      for (const endpoint of this.endpoints.values()) endpoint.onUsedBuffer();
+    }
+    if (handled & MmioInterrupt.CONFIG) {
+      this.stats.configChanges++;
+      for (const listener of [...this.configListeners]) listener();
+    }
+  }
+
+  private interruptFailed(error: Error): void {
+    this.interruptError = error;
+    this.detachAll(error);
+    for (const listener of [...this.errorListeners]) listener(error);
+  }
+
+  /** The interrupt line's failure, if it failed (queues refuse work after it). */
+  get failure(): Error | undefined {
+    return this.interruptError;
+  }
+
+  private detachAll(error: Error): void {
+    const endpoints = [...this.endpoints.values()];
+    this.endpoints.clear();
+    for (const index of [...this.busy]) this.setBusy(index, false);
+    for (const endpoint of endpoints) endpoint.detach(error);
+  }
+
+  // ---- Lifecycle ----
+
+  /**
+   * Resets the device (if the window is still open), rejects pending
+   * requests with `reason`, stops interrupts; with `owns`, also closes the
+   * window and the interrupt source. Idempotent.
+   */
+  close(reason?: Error): void {
+    if (this.phase === 'closed') return;
+    try {
+      if (!this.regs.closed) this.reset(reason ?? new CanceledError(`${this.label}: transport closed`));
+    } catch {
+      // A device that will not reset is still let go of.
+    } finally {
+      this.stopInterrupts();
+      this.detachAll(reason ?? new CanceledError(`${this.label}: transport closed`));
+      this.phase = 'closed';
+      if (this.options.owns) {
+        this.interrupts?.close();
+        this.regs.close();
+      }
+    }
+  }
+
+  private checkOpen(): void {
+    if (this.phase === 'closed') throw new TransportError(TransportError.STATE, `${this.label}: transport is closed`);
+  }
+
+  private expectPhase(phase: Phase, action: string): void {
+    this.checkOpen();
+    if (this.phase !== phase) {
+      throw new TransportError(TransportError.STATE, `${this.label}: cannot ${action} in phase '${this.phase}' (status ${describeStatus(this.status)})`);
+    }
+  }
+}
