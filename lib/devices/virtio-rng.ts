@@ -1,5 +1,6 @@
+import { setMaxListeners } from 'node:events';
 import { Readable } from 'node:stream';
-import { DeviceIoError } from '../errors';
+import { CanceledError, DeviceIoError } from '../errors';
 import type { DmaRegion } from '../platform';
 import { DeviceId } from '../spec';
 import type { MmioTransport } from '../transport';
@@ -56,6 +57,8 @@ export class VirtioRng extends VirtioDriver {
     // One failing part stops the others.
     const stop = new AbortController();
     const signal = stop.signal;
+    // Every part listens on it (slot wait and completion wait).
+    setMaxListeners(0, signal);
     const outer = options.signal;
     if (outer?.aborted) stop.abort(outer.reason);
     const forward = (): void => stop.abort(outer?.reason);
@@ -100,7 +103,8 @@ export class VirtioRng extends VirtioDriver {
   override close(): void {
     if (this.closed) return;
     super.close();
-    this.slots?.fail(new DeviceIoError('virtio-rng is closed', 0));
+    this.slots?.fail(new CanceledError('virtio-rng is closed'));
+    if (this.buffers) this.memory.free(this.buffers);
   }
 
   private async fill(out: Buffer, start: number, length: number, signal: AbortSignal): Promise<void> {

@@ -1,0 +1,143 @@
+'use strict';
+// Split-ring throughput against the software device, in process: requests/s
+// for batches of 1 and of 32 requests (one writable 64-byte buffer each),
+// with EVENT_IDX on and off, and how many Atomics operations, notifications
+// and interrupts each batch costs (target: Atomics ≤ 2 per batch). Both
+// batch sizes run side by side in one process, alternating rounds, so the
+// ratio between them is what to read; absolute figures depend on the
+// machine. The device side (sim) runs on the same thread and is included
+// in the time.
+//
+//   node bench/ring-sim.js [--requests N] [--rounds R] [--json]
+//
+// Needs dist/ (npx tsc -p tsconfig.build.json) and the built addon.
+
+const { parseArgs } = require('node:util');
+const lib = require('../dist/index.js');
+const { SimDevice } = require('../dist/sim/index.js');
+
+let opts;
+try {
+  ({ values: opts } = parseArgs({ options: { requests: { type: 'string' }, rounds: { type: 'string' }, json: { type: 'boolean' } } }));
+} catch (err) {
+  usage(err.message);
+}
+function usage(problem) {
+  console.error(`${problem}\nusage: node bench/ring-sim.js [--requests N] [--rounds R] [--json]`);
+  process.exit(2);
+}
+function positiveInt(name, text) {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 1) usage(`--${name} must be a positive integer, got ${text}`);
+  return n;
+}
+const REQUESTS = positiveInt('requests', opts.requests ?? '64000');
+const ROUNDS = positiveInt('rounds', opts.rounds ?? '5');
+const BATCHES = [1, 32];
+const BUFFER_BYTES = 64;
+
+/** The cheapest device: writes 8 bytes into each request. */
+const nullModel = {
+  deviceId: 42,
+  features: 0n,
+  queueSizes: [256],
+  config: new Uint8Array(0),
+  handle(request) {
+    request.writable[0][0] = 1;
+    return 8;
+  },
+};
+
+class BenchDriver extends lib.VirtioDriver {
+  constructor(transport, options) {
+    super(lib.VirtioDriver.start(transport, { deviceId: 42, queues: [0], queueSize: 256 }, options));
+    this.q = this.queue(0);
+    this.buffers = this.memory.allocate(256 * BUFFER_BYTES);
+  }
+  close() {
+    super.close();
+    this.memory.free(this.buffers);
+  }
+}
+
+function setup(eventIdx) {
+  const pool = lib.DmaPool.anonymous();
+  const sim = new SimDevice({ memory: pool, version: 2, model: nullModel, strict: false });
+  const transport = new lib.MmioTransport(sim, { interrupts: sim.interrupt });
+  const exclude = eventIdx ? 0n : lib.feature(lib.FeatureBit.EVENT_IDX);
+  const driver = new BenchDriver(transport, { memory: pool, excludeFeatures: exclude });
+  return {
+    driver,
+    sim,
+    close() {
+      driver.close();
+      sim.close();
+      pool.close();
+    },
+  };
+}
+
+async function run(rig, batch, total) {
+  const { driver } = rig;
+  const q = driver.q;
+  const before = { ...q.stats, interrupts: rig.sim.stats.interrupts };
+  const requests = Array.from({ length: batch }, (_, i) => ({ writable: [{ region: driver.buffers, offset: i * BUFFER_BYTES, length: BUFFER_BYTES }] }));
+  const batches = Math.max(1, Math.floor(total / batch));
+  const start = process.hrtime.bigint();
+  for (let b = 0; b < batches; b++) {
+    const pending = new Array(batch);
+    for (let i = 0; i < batch; i++) pending[i] = q.submit(requests[i]);
+    await Promise.all(pending);
+  }
+  const ns = Number(process.hrtime.bigint() - start);
+  const s = q.stats;
+  return {
+    requestsPerSecond: (batches * batch * 1e9) / ns,
+    atomicsPerBatch: (s.atomics - before.atomics) / batches,
+    notificationsPerBatch: (s.notifications - before.notifications) / batches,
+    interruptsPerBatch: (rig.sim.stats.interrupts - before.interrupts) / batches,
+  };
+}
+
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+async function main() {
+  const results = {};
+  for (const eventIdx of [true, false]) {
+    const rig = setup(eventIdx);
+    try {
+      for (const batch of BATCHES) await run(rig, batch, 2000); // warm-up
+      const rounds = Object.fromEntries(BATCHES.map((b) => [b, []]));
+      for (let r = 0; r < ROUNDS; r++) for (const batch of BATCHES) rounds[batch].push(await run(rig, batch, REQUESTS));
+      for (const batch of BATCHES) {
+        const rs = rounds[batch];
+        results[`${eventIdx ? 'event_idx' : 'flags'}/batch${batch}`] = {
+          requestsPerSecond: Math.round(median(rs.map((x) => x.requestsPerSecond))),
+          atomicsPerBatch: median(rs.map((x) => x.atomicsPerBatch)),
+          notificationsPerBatch: median(rs.map((x) => x.notificationsPerBatch)),
+          interruptsPerBatch: median(rs.map((x) => x.interruptsPerBatch)),
+        };
+      }
+    } finally {
+      rig.close();
+    }
+  }
+  const ratio = (mode) => results[`${mode}/batch32`].requestsPerSecond / results[`${mode}/batch1`].requestsPerSecond;
+  const worstAtomics = Math.max(...Object.values(results).map((r) => r.atomicsPerBatch));
+  if (opts.json) {
+    console.log(JSON.stringify({ requests: REQUESTS, rounds: ROUNDS, results, batch32OverBatch1: { event_idx: ratio('event_idx'), flags: ratio('flags') }, worstAtomicsPerBatch: worstAtomics }, null, 2));
+    return;
+  }
+  console.log(`split ring against the in-process sim, ${REQUESTS} requests per round, median of ${ROUNDS} rounds`);
+  console.log('mode/batch            requests/s  atomics/batch  notifies/batch  interrupts/batch');
+  for (const [name, r] of Object.entries(results)) {
+    console.log(`${name.padEnd(20)} ${String(r.requestsPerSecond).padStart(11)}  ${r.atomicsPerBatch.toFixed(2).padStart(13)}  ${r.notificationsPerBatch.toFixed(2).padStart(14)}  ${r.interruptsPerBatch.toFixed(2).padStart(16)}`);
+  }
+  console.log(`batch 32 / batch 1 throughput: event_idx ${ratio('event_idx').toFixed(2)}x, flags ${ratio('flags').toFixed(2)}x`);
+  console.log(`Atomics per batch, worst case: ${worstAtomics.toFixed(2)} (target ≤ 2): ${worstAtomics <= 2 ? 'met' : 'NOT met'}`);
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

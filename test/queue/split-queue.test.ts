@@ -1,0 +1,146 @@
+import { DeviceBrokenError, QueueFullError } from '../../lib/errors';
+import { FeatureBit, feature } from '../../lib/spec';
+import { EchoDriver } from '../support/echo-driver';
+import { echoModel, simRig, turns, type SimRig } from '../support/sim-rig';
+
+let rig: SimRig | undefined;
+afterEach(() => {
+  const violations = rig?.close() ?? [];
+  rig = undefined;
+  expect(violations).toEqual([]);
+});
+
+const bytes = (n: number, seed = 1): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
+
+function open(version: 1 | 2, options: { exclude?: bigint; queueSizes?: number[]; queueSize?: number; sim?: Parameters<typeof simRig>[2]; model?: ReturnType<typeof echoModel> } = {}): EchoDriver {
+  rig = simRig(version, options.model ?? echoModel({ queueSizes: options.queueSizes }), options.sim);
+  return new EchoDriver(rig.transport, { memory: rig.pool, excludeFeatures: options.exclude, queueSize: options.queueSize });
+}
+
+describe.each([1, 2] as const)('SplitQueue on a Version %i sim', (version) => {
+  describe.each([
+    ['indirect and EVENT_IDX', 0n],
+    ['no indirect', feature(FeatureBit.INDIRECT_DESC)],
+    ['no EVENT_IDX', feature(FeatureBit.EVENT_IDX)],
+    ['neither', feature(FeatureBit.INDIRECT_DESC) | feature(FeatureBit.EVENT_IDX)],
+  ])('with %s', (_name, exclude) => {
+    test('chains of readable then writable buffers round-trip, many at once', async () => {
+      const driver = open(version, { exclude, queueSize: 16 });
+      const indirect = (driver.features & feature(FeatureBit.INDIRECT_DESC)) !== 0n;
+      const jobs = Array.from({ length: 50 }, (_, i) => {
+        const parts = [bytes(10 + i, i), bytes(3, i + 1), bytes(1, i + 2)];
+        const expected = Buffer.concat(parts);
+        return driver.echo(parts, [7, expected.length - 7 + 5]).then((out) => expect(out).toEqual(expected));
+      });
+      await Promise.all(jobs);
+      expect(driver.q.stats.completed).toBe(50);
+      expect(driver.q.stats.indirect > 0).toBe(indirect);
+      expect(driver.q.free).toBe(driver.q.size);
+      expect(driver.q.inFlight).toBe(0);
+      driver.close();
+    });
+  });
+
+  test('requests submitted in one tick are published with one avail.idx store and one notification', async () => {
+    const driver = open(version, { queueSizes: [64], queueSize: 64 });
+    const before = { ...driver.q.stats };
+    await Promise.all(Array.from({ length: 32 }, (_, i) => driver.echo([bytes(8, i)], [8])));
+    expect(driver.q.stats.publishes - before.publishes).toBe(1);
+    expect(driver.q.stats.notifications - before.notifications).toBe(1);
+    expect(rig!.sim.stats.interrupts).toBe(1);
+    // One store of avail.idx, one load of used.idx for the whole batch.
+    expect(driver.q.stats.atomics - before.atomics).toBeLessThanOrEqual(2);
+    driver.close();
+  });
+
+  test('a full ring throws QueueFullError with wait: false, and waits otherwise', async () => {
+    const driver = open(version, { queueSize: 2, exclude: feature(FeatureBit.INDIRECT_DESC) });
+    const first = driver.echo([bytes(4)], [4]);
+    await expect(driver.echo([bytes(4)], [4], { wait: false })).rejects.toMatchObject({ code: 'ERR_VIRTIO_QUEUE_FULL', retryable: true });
+    await expect(driver.echo([bytes(4)], [4], { wait: false })).rejects.toBeInstanceOf(QueueFullError);
+    const waited = driver.echo([bytes(4, 9)], [4]);
+    await expect(Promise.all([first, waited])).resolves.toEqual([Buffer.from(bytes(4)), Buffer.from(bytes(4, 9))]);
+    driver.close();
+  });
+
+  test('an AbortSignal drops a waiting request and orphans an in-flight one', async () => {
+    let release: (() => void) | undefined;
+    const model = echoModel();
+    const echo = model.handle;
+    model.handle = (request) => new Promise<number>((resolve) => (release = () => resolve(echo(request) as number)));
+    const driver = open(version, { model, queueSize: 2, exclude: feature(FeatureBit.INDIRECT_DESC) });
+    const inFlight = new AbortController();
+    const waiting = new AbortController();
+    const a = driver.echo([bytes(4)], [4], { signal: inFlight.signal });
+    const b = driver.echo([bytes(4)], [4], { signal: waiting.signal });
+    await turns();
+    waiting.abort();
+    await expect(b).rejects.toMatchObject({ code: 'ABORT_ERR' });
+    inFlight.abort();
+    await expect(a).rejects.toMatchObject({ code: 'ABORT_ERR' });
+    expect(driver.q.free).toBe(0); // still the device's
+    release!();
+    await turns();
+    expect(driver.q.free).toBe(2);
+    driver.close();
+  });
+
+  test('interrupts can be turned off and completions polled', async () => {
+    const driver = open(version);
+    driver.q.disableInterrupts();
+    let done = false;
+    const job = driver.echo([bytes(4)], [4]).then(() => (done = true));
+    await turns(5);
+    expect(done).toBe(false);
+    expect(rig!.sim.stats.interruptsSuppressed).toBeGreaterThan(0);
+    expect(driver.q.poll()).toBe(1);
+    await job;
+    expect(driver.q.enableInterrupts()).toBe(0);
+    await driver.echo([bytes(4)], [4]);
+    driver.close();
+  });
+
+  test('a device that asks not to be notified is not notified', async () => {
+    const driver = open(version, { sim: { suppressNotifications: true } });
+    const job = driver.echo([bytes(4)], [4]);
+    await turns();
+    expect(driver.q.stats.notifications).toBe(0);
+    expect(driver.q.stats.notificationsSuppressed).toBe(1);
+    rig!.sim.process();
+    await expect(job).resolves.toEqual(Buffer.from(bytes(4)));
+    driver.close();
+  });
+
+  describe('a device that lies in the used ring breaks the queue, typed and sticky', () => {
+    test.each([
+      ['used-id-out-of-range', (e: { id: number; len: number }) => ({ id: 1000, len: e.len })],
+      ['used-id-not-head', (e: { id: number; len: number }) => ({ id: e.id + 1, len: e.len })],
+      ['used-len-too-long', (e: { id: number; len: number }) => ({ id: e.id, len: 4097 })],
+    ])('%s', async (reason, usedElement) => {
+      const driver = open(version, { sim: { faults: { usedElement: (_q, e) => usedElement(e) } }, exclude: feature(FeatureBit.INDIRECT_DESC) });
+      const jobs = [driver.echo([bytes(4)], [4, 4]), driver.echo([bytes(4)], [4, 4]), driver.echo([bytes(4)], [4])];
+      const results = await Promise.allSettled(jobs);
+      for (const result of results) {
+        expect(result.status).toBe('rejected');
+        expect((result as PromiseRejectedResult).reason).toBeInstanceOf(DeviceBrokenError);
+        expect((result as PromiseRejectedResult).reason).toMatchObject({ code: 'ERR_VIRTIO_BROKEN', reason });
+      }
+      expect(driver.q.broken).toBe(true);
+      await expect(driver.echo([bytes(1)], [1])).rejects.toMatchObject({ code: 'ERR_VIRTIO_BROKEN', reason });
+      driver.close();
+    });
+  });
+
+  test('bad requests are refused at the edge without touching the ring', async () => {
+    const driver = open(version, { queueSize: 4, exclude: feature(FeatureBit.INDIRECT_DESC) });
+    const region = driver.dma(8);
+    await expect(driver.q.submit({})).rejects.toThrow(RangeError);
+    await expect(driver.q.submit({ readable: [{ region, offset: 4, length: 8 }] })).rejects.toThrow(RangeError);
+    await expect(driver.q.submit({ readable: [{ region, length: 0 }] })).rejects.toThrow(RangeError);
+    await expect(driver.q.submit({ readable: Array(5).fill({ region }) })).rejects.toThrow(RangeError);
+    await expect(driver.q.submit(null as never)).rejects.toThrow(TypeError);
+    await expect(driver.q.submit({ readable: [{ region: 5 as never }] })).rejects.toThrow(TypeError);
+    expect(driver.q.stats.submitted).toBe(0);
+    driver.close();
+  });
+});

@@ -1,0 +1,37 @@
+import { VirtioDriver, type DriverOptions } from '../../lib/devices';
+import type { DmaRegion } from '../../lib/platform';
+import type { SplitQueue, SubmitOptions } from '../../lib/queue';
+import type { MmioTransport } from '../../lib/transport';
+
+/** A user-style driver on the public base: one queue, echo requests (device 42 of echoModel). */
+export class EchoDriver extends VirtioDriver {
+  constructor(transport: MmioTransport, options: DriverOptions) {
+    super(VirtioDriver.start(transport, { deviceId: 42, queues: [0] }, options));
+  }
+
+  get q(): SplitQueue {
+    return this.queue(0);
+  }
+
+  dma(bytes: Uint8Array | number): DmaRegion {
+    const region = this.memory.allocate(typeof bytes === 'number' ? bytes : bytes.length);
+    if (typeof bytes !== 'number') new Uint8Array(region.view, region.offset, region.size).set(bytes);
+    return region;
+  }
+
+  bytes(region: DmaRegion, length = region.size): Buffer {
+    return Buffer.from(new Uint8Array(region.view, region.offset, length));
+  }
+
+  /** Sends `parts` as readable buffers and `outSizes` writable ones; returns the bytes written back. */
+  async echo(parts: Uint8Array[], outSizes: number[], options?: SubmitOptions): Promise<Buffer> {
+    const input = parts.map((p) => this.dma(p));
+    const output = outSizes.map((n) => this.dma(n));
+    try {
+      const len = await this.q.submit({ readable: input.map((region) => ({ region })), writable: output.map((region) => ({ region })) }, options);
+      return Buffer.concat(output.map((r) => this.bytes(r))).subarray(0, len);
+    } finally {
+      for (const r of [...input, ...output]) this.memory.free(r);
+    }
+  }
+}
