@@ -134,25 +134,30 @@ export abstract class FdInterruptSource implements InterruptSource {
     const waiting: { resolve: (r: IteratorResult<InterruptEvent>) => void; reject: (e: unknown) => void }[] = [];
     let failure: Error | undefined;
     let done = false;
+    const onInterrupt = (event: InterruptEvent): void => {
+      const w = waiting.shift();
+      if (w) w.resolve({ value: event, done: false });
+      else queue.push(event);
+    };
+    let finished = false;
     const finish = (): void => {
+      if (finished) return;
+      finished = true;
       done = true;
       this.onClose.delete(finish);
-      if (this.listening) this.unlisten();
+      // Only our own listener: a later listen() by someone else stays.
+      if (this.onInterrupt === onInterrupt) this.unlisten();
       for (const w of waiting.splice(0)) w.resolve({ value: undefined, done: true });
     };
+    this.listen(onInterrupt, (error) => {
+      failure = error;
+      done = true;
+      finished = true;
+      this.onClose.delete(finish);
+      for (const w of waiting.splice(0)) w.reject(error);
+    });
+    // Registered only once listening worked, so a failed listen() leaves nothing behind.
     this.onClose.add(finish);
-    this.listen(
-      (event) => {
-        const w = waiting.shift();
-        if (w) w.resolve({ value: event, done: false });
-        else queue.push(event);
-      },
-      (error) => {
-        failure = error;
-        done = true;
-        for (const w of waiting.splice(0)) w.reject(error);
-      },
-    );
     const iterator: AsyncIterableIterator<InterruptEvent> = {
       next: () => {
         const event = queue.shift();

@@ -8,6 +8,7 @@ export { EpollLoop, type ReadyHandler } from './epoll-loop';
 export { FdInterruptSource } from './fd-interrupt-source';
 export { UioInterruptSource } from './uio-interrupt-source';
 export { EventfdInterruptSource } from './eventfd-interrupt-source';
+export { PollingInterruptSource, type PollingInterruptSourceOptions } from './polling-interrupt-source';
 export { UioSysfs, type UioDeviceInfo, type UioMap } from './uio-sysfs';
 export { syscallHint, type SyscallFailure } from './syscall-hints';
 export type { NativeAddon, NativeDmaMemory, NativeMmioRegion, NativeUioFile, NativeEpollSet, EpollEvent } from './addon';

@@ -250,7 +250,13 @@ export class MmioTransport {
     this.expectPhase('features-ok', 'set DRIVER_OK');
     this.addStatus(DeviceStatus.DRIVER_OK);
     this.phase = 'live';
-    this.startInterrupts();
+    try {
+      this.startInterrupts();
+    } catch (error) {
+      // A live device nobody hears from would hang every request.
+      this.markFailed();
+      throw error;
+    }
   }
 
   /** Tells the device the driver gave up (FAILED, §2.1); reset() to start again. */

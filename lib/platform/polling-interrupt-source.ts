@@ -1,0 +1,181 @@
+import { ClosedError, DeviceGoneError } from '../errors';
+import type { InterruptErrorListener, InterruptEvent, InterruptListener, InterruptSource } from './interrupt-source';
+
+export interface PollingInterruptSourceOptions {
+  /** Milliseconds between ticks; an integer in [1, 2^31 - 1]. Default 1. */
+  intervalMs?: number;
+  /** For messages. Default "polled interrupt". */
+  label?: string;
+}
+
+const MAX_INTERVAL_MS = 2 ** 31 - 1; // setInterval's limit
+
+/**
+ * An interrupt "line" for a register window that has none, such as a
+ * /dev/mem window (user space gets no IRQ without UIO): while listening,
+ * a timer delivers `{ count: 1 }` every `intervalMs`. The listener then
+ * reads InterruptStatus as after a real interrupt, and a 0 there is an
+ * ordinary spurious wake-up.
+ *
+ * disable() pauses the ticks and enable() resumes them. ref()/unref() are
+ * the timer's: a ticking source keeps the process alive only while ref'd
+ * (the default; the transport unrefs it while no request is outstanding).
+ * If the listener throws, the source stops listening and reports the
+ * exception to the error listener as a DeviceGoneError (its cause), so a
+ * broken handler is not re-run every tick.
+ */
+export class PollingInterruptSource implements InterruptSource {
+  readonly label: string;
+  readonly intervalMs: number;
+  private onInterrupt?: InterruptListener;
+  private onError?: InterruptErrorListener;
+  private timer?: NodeJS.Timeout;
+  private masked = false;
+  private keepAlive = true;
+  private isClosed = false;
+  private readonly onClose = new Set<() => void>();
+
+  constructor(options: PollingInterruptSourceOptions = {}) {
+    const intervalMs = options.intervalMs ?? 1;
+    if (typeof intervalMs !== 'number') throw new TypeError(`intervalMs must be a number, got ${typeof intervalMs}`);
+    if (!Number.isInteger(intervalMs) || intervalMs < 1 || intervalMs > MAX_INTERVAL_MS) {
+      throw new RangeError(`intervalMs must be an integer in [1, ${MAX_INTERVAL_MS}], got ${intervalMs}`);
+    }
+    this.intervalMs = intervalMs;
+    this.label = options.label ?? 'polled interrupt';
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  get listening(): boolean {
+    return this.onInterrupt !== undefined;
+  }
+
+  /** Whether the timer is running (listening, enabled, not closed). */
+  get ticking(): boolean {
+    return this.timer !== undefined;
+  }
+
+  listen(onInterrupt: InterruptListener, onError: InterruptErrorListener): void {
+    if (this.isClosed) throw new ClosedError(`${this.label} is closed`);
+    if (this.onInterrupt) throw new Error(`${this.label} already has a listener`);
+    this.onInterrupt = onInterrupt;
+    this.onError = onError;
+    this.updateTimer();
+  }
+
+  unlisten(): void {
+    this.onInterrupt = undefined;
+    this.onError = undefined;
+    this.updateTimer();
+  }
+
+  /** Resumes ticking (the counterpart of unmasking a line). */
+  enable(): void {
+    if (this.isClosed) throw new ClosedError(`${this.label} is closed`);
+    this.masked = false;
+    this.updateTimer();
+  }
+
+  /** Pauses ticking; nothing is delivered until enable(). */
+  disable(): void {
+    if (this.isClosed) throw new ClosedError(`${this.label} is closed`);
+    this.masked = true;
+    this.updateTimer();
+  }
+
+  ref(): void {
+    this.keepAlive = true;
+    this.timer?.ref();
+  }
+
+  unref(): void {
+    this.keepAlive = false;
+    this.timer?.unref();
+  }
+
+  close(): void {
+    if (this.isClosed) return;
+    this.unlisten();
+    this.isClosed = true;
+    for (const hook of this.onClose) hook();
+    this.onClose.clear();
+  }
+
+  private updateTimer(): void {
+    const want = !this.isClosed && !this.masked && this.onInterrupt !== undefined;
+    if (want && !this.timer) {
+      this.timer = setInterval(() => this.tick(), this.intervalMs);
+      if (!this.keepAlive) this.timer.unref();
+    } else if (!want && this.timer) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  private tick(): void {
+    const listener = this.onInterrupt;
+    if (!listener) return;
+    try {
+      listener({ count: 1 });
+    } catch (error) {
+      const onError = this.onError;
+      this.unlisten();
+      const message = error instanceof Error ? error.message : String(error);
+      onError?.(new DeviceGoneError(`${this.label}: the interrupt handler threw: ${message}`, { cause: error }));
+    }
+  }
+
+  /**
+   * Async iteration over ticks. Ticks the consumer has not taken yet are
+   * coalesced into one pending event whose `count` grows, so a slow
+   * consumer does not build up a queue.
+   */
+  events(): AsyncIterableIterator<InterruptEvent> {
+    let pending: InterruptEvent | undefined;
+    const waiting: { resolve: (r: IteratorResult<InterruptEvent>) => void; reject: (e: unknown) => void }[] = [];
+    let failure: Error | undefined;
+    let done = false;
+    const finish = (): void => {
+      done = true;
+      this.onClose.delete(finish);
+      if (this.listening) this.unlisten();
+      for (const w of waiting.splice(0)) w.resolve({ value: undefined, done: true });
+    };
+    this.listen(
+      (event) => {
+        const w = waiting.shift();
+        if (w) w.resolve({ value: event, done: false });
+        else if (pending) pending.count += event.count;
+        else pending = { count: event.count };
+      },
+      (error) => {
+        failure = error;
+        done = true;
+        this.onClose.delete(finish);
+        for (const w of waiting.splice(0)) w.reject(error);
+      },
+    );
+    this.onClose.add(finish);
+    const iterator: AsyncIterableIterator<InterruptEvent> = {
+      next: () => {
+        const event = pending;
+        if (event) {
+          pending = undefined;
+          return Promise.resolve({ value: event, done: false });
+        }
+        if (failure) return Promise.reject(failure);
+        if (done || this.isClosed) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve, reject) => waiting.push({ resolve, reject }));
+      },
+      return: () => {
+        if (!done) finish();
+        return Promise.resolve({ value: undefined, done: true });
+      },
+      [Symbol.asyncIterator]: () => iterator,
+    };
+    return iterator;
+  }
+}
