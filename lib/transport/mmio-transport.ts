@@ -17,6 +17,7 @@ import {
   legacyLayout,
   splitNotificationData,
 } from '../spec';
+import { ConfigSpace } from './config-space';
 import { probe } from './probe';
 
 /**
@@ -138,6 +139,7 @@ export class MmioTransport {
       queueAlign: options.queueAlign ?? 4096,
       owns: options.owns ?? false,
     };
+    this.config = new ConfigSpace(regs, this.version, this.options.configRetries);
     for (const [name, value] of [['guestPageSize', this.options.guestPageSize], ['queueAlign', this.options.queueAlign]] as const) {
       if (!isPowerOfTwo(value) || value < 16) throw new RangeError(`${name} must be a power of two ≥ 16, got ${value}`);
     }
@@ -291,72 +293,10 @@ export class MmioTransport {
     this.regs.writel(R.DriverFeatures, Number((value >> 32n) & 0xffff_ffffn));
   }
 
-  // ---- Config space (§4.2.2: field-width accesses; §2.5.1 generation) ----
+  // ---- Config space ----
 
-  readConfig8(offset: number): number {
-    return this.regs.readb(this.configOffset(offset, 1));
-  }
-
-  readConfig16(offset: number): number {
-    return this.regs.readw(this.configOffset(offset, 2));
-  }
-
-  readConfig32(offset: number): number {
-    return this.regs.readl(this.configOffset(offset, 4));
-  }
-
-  /** A 64-bit field: two 32-bit reads inside one configuration generation. */
-  readConfig64(offset: number): bigint {
-    const at = this.configOffset(offset, 8);
-    return this.atomicConfig(() => {
-      const low = this.regs.readl(at);
-      const high = this.regs.readl(at + 4);
-      return (BigInt(high) << 32n) | BigInt(low);
-    });
-  }
-
-  writeConfig8(offset: number, value: number): void {
-    this.regs.writeb(this.configOffset(offset, 1), value);
-  }
-
-  writeConfig16(offset: number, value: number): void {
-    this.regs.writew(this.configOffset(offset, 2), value);
-  }
-
-  writeConfig32(offset: number, value: number): void {
-    this.regs.writel(this.configOffset(offset, 4), value);
-  }
-
-  writeConfig64(offset: number, value: bigint): void {
-    const at = this.configOffset(offset, 8);
-    this.regs.writel(at, Number(value & 0xffff_ffffn));
-    this.regs.writel(at + 4, Number((value >> 32n) & 0xffff_ffffn));
-  }
-
-  /** `length` config bytes read one byte at a time, inside one generation. */
-  readConfigBytes(offset: number, length: number): Uint8Array {
-    const at = this.configOffset(offset, 1, length);
-    return this.atomicConfig(() => this.regs.copyOut(at, new Uint8Array(length), 1));
-  }
-
-  /**
-   * Runs `read` (several config reads) until ConfigGeneration is the same
-   * before and after (§4.2.2, §2.5.1), at most `configRetries` times, then
-   * throws TransportError CONFIG_UNSTABLE. Version 1 has no generation
-   * register: `read` runs once.
-   */
-  atomicConfig<T>(read: () => T): T {
-    if (this.version === 1) return read();
-    for (let attempt = 0; attempt < this.options.configRetries; attempt++) {
-      const before = this.regs.readl(R.ConfigGeneration);
-      const value = read();
-      if (this.regs.readl(R.ConfigGeneration) === before) return value;
-    }
-    throw new TransportError(
-      TransportError.CONFIG_UNSTABLE,
-      `${this.label}: ConfigGeneration changed during each of ${this.options.configRetries} config reads`,
-    );
-  }
+  /** The device-specific configuration space (§4.2.2, §2.5). */
+  readonly config: ConfigSpace;
 
   /** Listens for Configuration Change Notifications (InterruptStatus bit 1). Returns the unsubscribe function. */
   onConfigChange(listener: () => void): () => void {
@@ -368,16 +308,6 @@ export class MmioTransport {
   onError(listener: (error: Error) => void): () => void {
     this.errorListeners.add(listener);
     return () => this.errorListeners.delete(listener);
-  }
-
-  private configOffset(offset: number, width: number, length = width): number {
-    if (!Number.isInteger(offset) || offset < 0 || offset % Math.min(width, 4) !== 0) {
-      throw new RangeError(`config offset must be a non-negative multiple of ${Math.min(width, 4)}, got ${offset}`);
-    }
-    if (!Number.isInteger(length) || length < 0 || R.Config + offset + length > this.regs.size) {
-      throw new RangeError(`config bytes ${offset}..${offset + length} are outside the ${this.regs.size - R.Config}-byte config window`);
-    }
-    return R.Config + offset;
   }
 
   // ---- Queues (§4.2.3.2; legacy §4.2.4) ----

@@ -97,14 +97,14 @@ describe.each([1, 2] as const)('MmioTransport on a Version %i sim', (version) =>
     });
     const { transport } = rig(version, model);
     transport.negotiate(0n);
-    expect(transport.readConfig8(0)).toBe(0xab);
-    expect(transport.readConfig16(2)).toBe(0xbeef);
-    expect(transport.readConfig32(4)).toBe(0xdead_beef);
-    expect(transport.readConfig64(8)).toBe(0x0123_4567_89ab_cdefn);
-    transport.writeConfig32(4, 0x1122_3344);
+    expect(transport.config.read8(0)).toBe(0xab);
+    expect(transport.config.read16(2)).toBe(0xbeef);
+    expect(transport.config.read32(4)).toBe(0xdead_beef);
+    expect(transport.config.read64(8)).toBe(0x0123_4567_89ab_cdefn);
+    transport.config.write32(4, 0x1122_3344);
     expect(Buffer.from(model.config).readUInt32LE(4)).toBe(0x1122_3344);
-    expect(() => transport.readConfig16(1)).toThrow(RangeError);
-    expect(() => transport.readConfig32(64)).toThrow(RangeError);
+    expect(() => transport.config.read16(1)).toThrow(RangeError);
+    expect(() => transport.config.read32(64)).toThrow(RangeError);
   });
 
   test('shared memory regions are enumerated (all-ones length = absent)', () => {
@@ -163,7 +163,7 @@ describe.each([1, 2] as const)('MmioTransport on a Version %i sim', (version) =>
     const { sim, transport } = rig(version, echoModel({ config: new Uint8Array(4) }));
     transport.negotiate(0n);
     const changes: number[] = [];
-    transport.onConfigChange(() => changes.push(transport.readConfig8(0)));
+    transport.onConfigChange(() => changes.push(transport.config.read8(0)));
     transport.driverOk();
     sim.raiseConfigChange((config) => (config[0] = 7));
     await turns();
@@ -213,10 +213,10 @@ describe('Version 2 only', () => {
     const config = new Uint8Array(8);
     new DataView(config.buffer).setBigUint64(0, 0xfeed_face_cafe_beefn, true);
     const churning = rig(2, echoModel({ config }), { configGenerationChurn: 5 });
-    expect(churning.transport.readConfig64(0)).toBe(0xfeed_face_cafe_beefn);
+    expect(churning.transport.config.read64(0)).toBe(0xfeed_face_cafe_beefn);
 
     const never = rig(2, echoModel({ config }), { configGenerationChurn: Infinity }, { configRetries: 10 });
-    expect(() => never.transport.readConfig64(0)).toThrow(expect.objectContaining({ code: TransportError.CONFIG_UNSTABLE }));
+    expect(() => never.transport.config.read64(0)).toThrow(expect.objectContaining({ code: TransportError.CONFIG_UNSTABLE }));
   });
 
   test('queue reset (RING_RESET) waits for QueueReset to read 0, then allows setup after DRIVER_OK', () => {
@@ -253,7 +253,7 @@ describe('Version 1 only', () => {
     const config = new Uint8Array(8);
     const { transport, sim } = rig(1, echoModel({ config }));
     transport.negotiate(TRANSPORT_FEATURES);
-    expect(transport.readConfig64(0)).toBe(0n);
+    expect(transport.config.read64(0)).toBe(0n);
     expect(sim.violations).toEqual([]);
     expect(MmioRegister.ConfigGeneration).toBe(0x0fc);
   });
