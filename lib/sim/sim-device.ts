@@ -1,0 +1,638 @@
+import { EventfdInterruptSource, type AccessWidth, type DeviceMemory } from '../platform';
+import {
+  describeFeatures,
+  describeStatus,
+  deviceIdName,
+  DeviceStatus,
+  FeatureBit,
+  features,
+  hasFeature,
+  MMIO_INTERRUPT_DEFINED,
+  MMIO_MAGIC_VALUE,
+  MmioInterrupt,
+  MmioRegister,
+  parseNotificationData,
+  SHM_LEN_ABSENT,
+} from '../spec';
+import { mmioRegisterTable, type RegisterEntry } from './mmio-register-table';
+import { SimQueueRegisters } from './queue-registers';
+import { RegisterWindow } from './register-window';
+import { SimConfigSpace } from './sim-config-space';
+import type { SimDeviceModel, SimViolation } from './sim-model';
+import type { SimFaults, SimOptions, SimStats } from './sim-options';
+import { SimQueue, type SimQueueHost, type SimQueueState } from './sim-queue';
+import { StrictRules } from './strict-rules';
+
+/** "VIMM" as a little-endian 32-bit word: the VendorID the sim reads by default. */
+export const SIM_VENDOR_ID = 0x4d4d4956;
+
+/** Reads pollUntil tries beyond the configured latencies before it gives up. */
+const POLL_SPARE_READS = 1024;
+
+const { ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK, DEVICE_NEEDS_RESET, FAILED } = DeviceStatus;
+/** The status bits a driver sets (§2.1). */
+const DRIVER_STATUS_BITS = ACKNOWLEDGE | DRIVER | DRIVER_OK | FEATURES_OK | FAILED;
+/**
+ * DEVICE_NEEDS_RESET is the device's: a driver that writes back what it
+ * read (read-modify-write) echoes it, which is ignored, not a violation.
+ */
+const ECHOED_STATUS_BITS = DEVICE_NEEDS_RESET;
+
+function latency(name: string, value: number | undefined): number {
+  if (value === undefined) return 0;
+  if (typeof value !== 'number' || !(value >= 0) || (!Number.isInteger(value) && value !== Infinity)) {
+    throw new RangeError(`${name} must be a non-negative integer or Infinity, got ${String(value)}`);
+  }
+  return value;
+}
+
+const hex = (n: number): string => `0x${n.toString(16)}`;
+
+/**
+ * A software virtio-mmio device: the register window of §4.2.2 (or the
+ * legacy one of §4.2.4) as a RegisterBlock, the device side of the split
+ * rings in DMA memory reached through DeviceMemory, and an eventfd
+ * interrupt line watched by the same epoll path as a UIO fd. The device
+ * type is a SimDeviceModel.
+ *
+ * In strict mode (the default) every access is checked against the
+ * driver requirements of the virtio 1.2 specification; each broken rule is
+ * recorded in `violations` (rule ids: SIM_RULES) and the device carries on
+ * as a forgiving device would, so one test can see several mistakes.
+ *
+ * Work is done on the event loop: a notification schedules one processing
+ * pass (setImmediate, coalesced); process() runs one now. The device
+ * consumes buffers and raises interrupts only while DRIVER_OK is set
+ * (§2.1.2), in both versions: a legacy driver that makes buffers available
+ * earlier sees them used once it sets DRIVER_OK.
+ */
+export class SimDevice extends RegisterWindow {
+  readonly size: number;
+  readonly label: string;
+  readonly version: 1 | 2;
+  /** The interrupt line the driver's transport listens on (raise() is the device side, for tests of spurious wake-ups). */
+  readonly interrupt: EventfdInterruptSource;
+  readonly stats: SimStats;
+  /** Errors of the model (handle() threw or rejected, or returned a bad length); the request completed with len 0. */
+  readonly modelErrors: Error[] = [];
+
+  private readonly model?: SimDeviceModel;
+  private readonly empty: boolean;
+  private readonly memory: DeviceMemory;
+  private readonly table: ReadonlyMap<number, RegisterEntry>;
+  private readonly rules: StrictRules;
+  private readonly config: SimConfigSpace;
+  private readonly queues: SimQueue[];
+  private readonly queueRegisters: SimQueueRegisters;
+  private readonly line: EventfdInterruptSource;
+  private readonly ownsLine: boolean;
+  private readonly offered: bigint;
+  private readonly magic: number;
+  private readonly versionValue: number;
+  private readonly vendorId: number;
+  private readonly identityValid: boolean;
+  private readonly shmRegions: readonly { id: number; base: bigint; length: bigint }[];
+  private readonly acceptFeatures: (driverFeatures: bigint) => boolean;
+  private readonly resetLatency: number;
+  private readonly pollReads: number;
+  private readonly faults?: SimFaults;
+  private readonly suppressNotifications: boolean;
+
+  private statusValue = 0;
+  /** What Status reads while a reset is still under way (resetReadsLeft > 0). */
+  private statusDuringReset = 0;
+  private resetReadsLeft = 0;
+  private driverFeaturesValue = 0n;
+  private deviceFeaturesSel?: number;
+  private driverFeaturesSel?: number;
+  private shmSel = 0;
+  private interruptStatus = 0;
+  /** Last value written to each control register, for the best effort of narrow writes. */
+  private readonly written = new Map<number, number>();
+  private readonly probed = { magic: false, version: false, deviceId: false };
+  private probeReported = false;
+  private immediate?: NodeJS.Immediate;
+  private processRequested = false;
+  private isClosed = false;
+
+  constructor(options: SimOptions) {
+    super();
+    if (!options || typeof options.memory?.resolve !== 'function') throw new TypeError('SimDevice needs options.memory (a DeviceMemory)');
+    const version = options.version ?? 2;
+    if (version !== 1 && version !== 2) throw new RangeError(`version must be 1 or 2, got ${String(version)}`);
+    this.version = version;
+    this.model = options.model;
+    this.empty = !this.model || this.model.deviceId === 0;
+    this.memory = options.memory;
+    this.table = mmioRegisterTable(version);
+    this.label = options.label ?? `sim ${this.empty ? 'empty slot' : deviceIdName(this.model!.deviceId)}`;
+    this.rules = new StrictRules(options.strict ?? true, this.label, options.onViolation);
+    const configBytes = this.model?.config ?? new Uint8Array(0);
+    this.config = new SimConfigSpace(configBytes, this.model?.configFields, this.rules, latency('configGenerationChurn', options.configGenerationChurn));
+    // The window ends with the configuration space (rounded up to a word), so a config access past it is a RangeError.
+    this.size = MmioRegister.Config + Math.ceil(configBytes.length / 4) * 4;
+
+    const transport =
+      options.transportFeatures ??
+      (version === 2
+        ? features(FeatureBit.VERSION_1, FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX, FeatureBit.RING_RESET, FeatureBit.NOTIFICATION_DATA)
+        : features(FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX));
+    this.offered = (this.model?.features ?? 0n) | transport;
+    this.magic = options.magic ?? MMIO_MAGIC_VALUE;
+    this.versionValue = options.versionValue ?? version;
+    this.identityValid = this.magic === MMIO_MAGIC_VALUE && (this.versionValue === 1 || this.versionValue === 2);
+    this.vendorId = options.vendorId ?? SIM_VENDOR_ID;
+    this.shmRegions = options.shmRegions ?? [];
+    this.acceptFeatures =
+      options.acceptFeatures ??
+      ((driver) => (driver & ~this.offered) === 0n && (version === 1 || hasFeature(driver, FeatureBit.VERSION_1)));
+    this.resetLatency = latency('resetLatency', options.resetLatency);
+    const queueResetLatency = latency('queueResetLatency', options.queueResetLatency);
+    const finite = (n: number): number => (Number.isFinite(n) ? n : 0);
+    this.pollReads = POLL_SPARE_READS + finite(this.resetLatency) + finite(queueResetLatency) + finite(options.configGenerationChurn ?? 0);
+    this.faults = options.faults;
+    this.suppressNotifications = options.suppressNotifications ?? false;
+
+    const host = this.queueHost();
+    const sizes = this.empty ? [] : this.model!.queueSizes;
+    this.queues = sizes.map((max, index) => new SimQueue(index, max, host));
+    this.queueRegisters = new SimQueueRegisters(this.queues, {
+      version,
+      rules: this.rules,
+      queueResetLatency,
+      driverOk: () => (this.statusValue & DRIVER_OK) !== 0,
+      negotiated: (bit) => this.negotiated(bit),
+      queueReset: (index) => this.model?.resetQueue?.(index),
+    });
+    this.stats = { notifications: sizes.map(() => 0), interrupts: 0, interruptsSuppressed: 0, requests: 0 };
+
+    this.ownsLine = options.interrupt === undefined;
+    this.line = options.interrupt ?? new EventfdInterruptSource(`${this.label} interrupt`);
+    this.interrupt = this.line;
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  get violations(): readonly SimViolation[] {
+    return this.rules.violations;
+  }
+
+  clearViolations(): void {
+    this.rules.clear();
+  }
+
+  /** The device status as the device holds it (Status may read an older value while a reset is under way). */
+  get status(): number {
+    return this.statusValue;
+  }
+
+  /** The driver features as written (DriverFeatures words). */
+  get driverFeatures(): bigint {
+    return this.driverFeaturesValue;
+  }
+
+  /** Driver features the device also offered: what the rings run with. */
+  get negotiatedFeatures(): bigint {
+    return this.driverFeaturesValue & this.offered;
+  }
+
+  /** Device features offered (model bits and transport bits). */
+  get deviceFeatures(): bigint {
+    return this.offered;
+  }
+
+  queueState(index: number): SimQueueState {
+    const queue = this.queues[index];
+    if (!queue) throw new RangeError(`${this.label} has no queue ${index} (it has ${this.queues.length})`);
+    return queue.state();
+  }
+
+  /**
+   * A configuration change (§4.2.2.1, §3.2.1): `mutate` edits the config
+   * bytes, ConfigGeneration changes, and once DRIVER_OK is set the
+   * Configuration Change Notification (InterruptStatus bit 1) is raised.
+   */
+  raiseConfigChange(mutate?: (config: Uint8Array) => void): void {
+    this.assertOpen();
+    mutate?.(this.config.bytes);
+    this.config.changed();
+    this.signal(MmioInterrupt.CONFIG);
+  }
+
+  /** Runs pending ring work now: every live queue's new chains, then publishes used elements. */
+  process(): void {
+    this.assertOpen();
+    this.run(true);
+  }
+
+  close(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    if (this.immediate) clearImmediate(this.immediate);
+    this.immediate = undefined;
+    for (const queue of this.queues) queue.reset();
+    if (this.ownsLine) this.line.close();
+  }
+
+  /** pollUntil: once the configured latencies are read through (plus a margin), no further read can match. */
+  protected pollReadLimit(): number {
+    return this.pollReads;
+  }
+
+  // --- Register dispatch -------------------------------------------------
+
+  protected readAt(offset: number, width: AccessWidth): number {
+    const register = offset >= MmioRegister.Config ? offset : offset & ~3;
+    if (!this.admits(register, true)) return 0;
+    if (offset >= MmioRegister.Config) return this.config.read(offset - MmioRegister.Config, width);
+    if (width === 4) return this.readRegister(offset);
+    this.rules.record('register-width', `${width * 8}-bit read at ${hex(offset)} (${this.nameOf(register)}): control registers are read 32 bits wide`);
+    const shift = 8 * (offset & 3);
+    return (this.readRegister(register) >>> shift) & (width === 1 ? 0xff : 0xffff);
+  }
+
+  protected writeAt(offset: number, width: AccessWidth, value: number): void {
+    const register = offset >= MmioRegister.Config ? offset : offset & ~3;
+    if (!this.admits(register, false)) return;
+    // Setting FAILED is how a driver gives up on a reset that does not complete; a new reset is fine too.
+    const givingUp = register === MmioRegister.Status && (value === 0 || (value & FAILED) !== 0);
+    if (this.resetReadsLeft > 0 && !givingUp) {
+      this.rules.record('reset-not-complete', `write at ${hex(offset)} while the reset is under way (Status has not read 0 yet)`);
+    }
+    if (offset >= MmioRegister.Config) {
+      this.writeConfig(offset - MmioRegister.Config, width, value);
+      return;
+    }
+    if (width === 4) {
+      this.writeRegister(offset, value);
+      return;
+    }
+    this.rules.record('register-width', `${width * 8}-bit write at ${hex(offset)} (${this.nameOf(register)}): control registers are written 32 bits wide`);
+    // Best effort: the other bytes keep what was last written there.
+    const shift = 8 * (offset & 3);
+    const mask = (width === 1 ? 0xff : 0xffff) << shift;
+    const base = register === MmioRegister.Status ? this.statusValue : (this.written.get(register) ?? 0);
+    this.writeRegister(register, ((base & ~mask) | (value << shift)) >>> 0);
+  }
+
+  /**
+   * Discovery rules: MagicValue and Version first (§4.2.3.1.1), nothing
+   * else on a device whose MagicValue or Version is wrong (§4.2.2.2), and
+   * only DeviceID more on an empty slot.
+   */
+  private admits(offset: number, read: boolean): boolean {
+    if (read && offset === MmioRegister.MagicValue) {
+      this.probed.magic = true;
+      return true;
+    }
+    if (read && offset === MmioRegister.Version) {
+      this.probed.version = true;
+      return true;
+    }
+    const what = `${read ? 'read' : 'write'} at ${hex(offset)} (${this.nameOf(offset)})`;
+    if (!this.identityValid) {
+      this.rules.record('ignored-device-access', `${what} on a device with MagicValue ${hex(this.magic)} and Version ${this.versionValue}, which the driver must ignore`);
+      return false;
+    }
+    if (read && offset === MmioRegister.DeviceID) {
+      this.probed.deviceId = true;
+      return true;
+    }
+    if (this.empty) {
+      this.rules.record('empty-slot-access', `${what} on an empty slot (DeviceID 0)`);
+      return false;
+    }
+    const { magic, version, deviceId } = this.probed;
+    if (!(magic && version && deviceId) && !this.probeReported) {
+      this.probeReported = true;
+      const missing = [!magic && 'MagicValue', !version && 'Version', !deviceId && 'DeviceID'].filter(Boolean).join(', ');
+      this.rules.record('init-without-probe', `${what} before the driver read ${missing}`);
+    }
+    return true;
+  }
+
+  private nameOf(offset: number): string {
+    if (offset >= MmioRegister.Config) return `config offset ${offset - MmioRegister.Config}`;
+    return this.table.get(offset & ~3)?.name ?? 'no register';
+  }
+
+  private readRegister(offset: number): number {
+    const entry = this.table.get(offset);
+    if (!entry) {
+      this.rules.record('undefined-register', `read at ${hex(offset)}: no register there in the Version ${this.version} layout`);
+      return 0;
+    }
+    if (entry.direction === 'W') {
+      this.rules.record('read-write-only', `read of the write-only register ${entry.name}`);
+      return 0;
+    }
+    const R = MmioRegister;
+    switch (offset) {
+      case R.MagicValue:
+        return this.magic;
+      case R.Version:
+        return this.versionValue;
+      case R.DeviceID:
+        return this.model?.deviceId ?? 0;
+      case R.VendorID:
+        return this.vendorId;
+      case R.DeviceFeatures:
+        return this.readDeviceFeatures();
+      case R.QueueNumMax:
+      case R.QueueReady:
+      case R.QueuePFN:
+      case R.QueueReset:
+        return this.queueRegisters.read(offset);
+      case R.InterruptStatus:
+        return this.interruptStatus;
+      case R.Status:
+        return this.readStatus();
+      case R.SHMLenLow:
+        return low(this.shmRegion()?.length ?? SHM_LEN_ABSENT);
+      case R.SHMLenHigh:
+        return high(this.shmRegion()?.length ?? SHM_LEN_ABSENT);
+      case R.SHMBaseLow:
+        return low(this.shmRegion()?.base ?? SHM_LEN_ABSENT);
+      case R.SHMBaseHigh:
+        return high(this.shmRegion()?.base ?? SHM_LEN_ABSENT);
+      case R.ConfigGeneration:
+        return this.config.readGeneration();
+      default:
+        return 0;
+    }
+  }
+
+  private writeRegister(offset: number, value: number): void {
+    const entry = this.table.get(offset);
+    if (!entry) {
+      this.rules.record('undefined-register', `write of ${hex(value)} at ${hex(offset)}: no register there in the Version ${this.version} layout`);
+      return;
+    }
+    if (entry.direction === 'R') {
+      this.rules.record('write-read-only', `write of ${hex(value)} to the read-only register ${entry.name}`);
+      return;
+    }
+    this.written.set(offset, value);
+    const R = MmioRegister;
+    switch (offset) {
+      case R.DeviceFeaturesSel:
+        this.deviceFeaturesSel = value;
+        return;
+      case R.DriverFeaturesSel:
+        this.driverFeaturesSel = value;
+        return;
+      case R.DriverFeatures:
+        this.writeDriverFeatures(value);
+        return;
+      case R.QueueNotify:
+        this.writeQueueNotify(value);
+        return;
+      case R.InterruptACK:
+        this.writeInterruptAck(value);
+        return;
+      case R.Status:
+        this.writeStatus(value);
+        return;
+      case R.SHMSel:
+        this.shmSel = value;
+        return;
+      default:
+        // QueueSel, QueueNum, QueueReady, the queue addresses, QueueReset; GuestPageSize, QueueAlign, QueuePFN.
+        this.queueRegisters.write(offset, value);
+    }
+  }
+
+  // --- Features (§2.2, §4.2.2) -------------------------------------------
+
+  private readDeviceFeatures(): number {
+    if (this.deviceFeaturesSel === undefined) {
+      this.rules.record('device-features-sel-unset', 'DeviceFeatures read before any DeviceFeaturesSel write');
+    }
+    const sel = this.deviceFeaturesSel ?? 0;
+    return sel > 3 ? 0 : low(this.offered >> BigInt(32 * sel));
+  }
+
+  private writeDriverFeatures(value: number): void {
+    if (this.driverFeaturesSel === undefined) {
+      this.rules.record('driver-features-sel-unset', `DriverFeatures ${hex(value)} written before any DriverFeaturesSel write`);
+    }
+    const sel = this.driverFeaturesSel ?? 0;
+    const fixedBy = this.version === 2 ? FEATURES_OK : DRIVER_OK;
+    if (this.statusValue & fixedBy) {
+      this.rules.record('driver-features-too-late', `DriverFeatures word ${sel} written after ${describeStatus(fixedBy)}; the write is ignored`);
+      return;
+    }
+    if (!(this.statusValue & DRIVER)) {
+      this.rules.record('features-before-driver', `DriverFeatures word ${sel} written before the DRIVER status bit was set (status ${describeStatus(this.statusValue)})`);
+    }
+    if (sel > 3) {
+      if (value !== 0) this.rules.record('feature-not-offered', `DriverFeatures word ${sel} = ${hex(value)}: no features exist there`);
+      return;
+    }
+    const shift = BigInt(32 * sel);
+    const word = BigInt(value) << shift;
+    const unoffered = word & ~this.offered;
+    if (unoffered !== 0n) {
+      this.rules.record('feature-not-offered', `DriverFeatures accepts features the device did not offer: ${describeFeatures(unoffered)}`);
+    }
+    this.driverFeaturesValue = (this.driverFeaturesValue & ~(0xffff_ffffn << shift)) | word;
+  }
+
+  private negotiated(bit: number): boolean {
+    return hasFeature(this.negotiatedFeatures, bit);
+  }
+
+  // --- Device status (§2.1, §3.1) -----------------------------------------
+
+  private readStatus(): number {
+    if (this.resetReadsLeft > 0) {
+      this.resetReadsLeft--;
+      return this.statusDuringReset;
+    }
+    return this.statusValue;
+  }
+
+  private writeStatus(value: number): void {
+    if (value === 0) {
+      this.reset();
+      return;
+    }
+    const before = this.statusValue;
+    const cleared = before & ~value & ~ECHOED_STATUS_BITS;
+    if (cleared) this.rules.record('status-bit-cleared', `Status write ${describeStatus(value)} clears ${describeStatus(cleared)} (only a reset clears status bits)`);
+    const added = value & ~before;
+    const reserved = added & ~(DRIVER_STATUS_BITS | ECHOED_STATUS_BITS);
+    if (reserved) this.rules.record('status-reserved-bit', `Status write sets ${hex(reserved)}, which is not a driver status bit; ignored`);
+    const adding = added & DRIVER_STATUS_BITS;
+    if (before & FAILED && adding & ~FAILED) {
+      this.rules.record('status-after-failed', `Status write sets ${describeStatus(adding)} after FAILED, without a reset first`);
+    }
+    let next = before | adding;
+    const order = (bit: number, needs: number): void => {
+      if (adding & bit && !(next & needs)) {
+        this.rules.record('status-order', `${describeStatus(bit)} set before ${describeStatus(needs)} (status was ${describeStatus(before)})`);
+      }
+    };
+    order(DRIVER, ACKNOWLEDGE);
+    order(FEATURES_OK, DRIVER);
+    order(DRIVER_OK, DRIVER);
+    if (adding & FEATURES_OK) {
+      if (this.version === 1) {
+        this.rules.record('legacy-features-ok', 'FEATURES_OK set on a legacy (Version 1) device, which has no such step');
+      } else {
+        if (hasFeature(this.offered, FeatureBit.VERSION_1) && !hasFeature(this.driverFeaturesValue, FeatureBit.VERSION_1)) {
+          this.rules.record('version-1-not-accepted', 'FEATURES_OK set without accepting the offered VIRTIO_F_VERSION_1');
+        }
+        // The device's decision (§3.1.1 step 6): a refused set does not keep FEATURES_OK.
+        if (!this.acceptFeatures(this.driverFeaturesValue)) next &= ~FEATURES_OK;
+      }
+    }
+    if (adding & DRIVER_OK && this.version === 2 && !(next & FEATURES_OK)) {
+      this.rules.record('driver-ok-without-features-ok', 'DRIVER_OK set while FEATURES_OK is not set');
+    }
+    this.statusValue = next;
+    if (adding & DRIVER_OK) {
+      this.model?.driverOk?.(this.negotiatedFeatures);
+      // Buffers made available before DRIVER_OK are picked up now.
+      if (!this.suppressNotifications) this.schedule(true);
+    }
+  }
+
+  /** Device reset (§2.4, §4.2.2.1): status, features, selectors, queues and InterruptStatus to their initial values. */
+  private reset(): void {
+    if (this.resetLatency > 0) {
+      // Until the reset completes Status reads what it read before, never 0:
+      // a device reset from status 0 shows DEVICE_NEEDS_RESET meanwhile.
+      if (this.resetReadsLeft === 0) this.statusDuringReset = this.statusValue || DEVICE_NEEDS_RESET;
+      this.resetReadsLeft = this.resetLatency;
+    }
+    this.statusValue = 0;
+    this.driverFeaturesValue = 0n;
+    this.deviceFeaturesSel = undefined;
+    this.driverFeaturesSel = undefined;
+    this.shmSel = 0;
+    this.interruptStatus = 0;
+    this.queueRegisters.reset();
+    this.model?.reset?.();
+  }
+
+  // --- Notifications and interrupts (§4.2.3.3, §4.2.3.4) ------------------
+
+  private writeQueueNotify(value: number): void {
+    const data = this.negotiated(FeatureBit.NOTIFICATION_DATA) ? parseNotificationData(value) : undefined;
+    const index = data ? data.queueIndex : value;
+    if (this.version === 2 && !(this.statusValue & DRIVER_OK)) {
+      this.rules.record('notify-before-driver-ok', `QueueNotify for queue ${index} before DRIVER_OK`);
+    }
+    const queue = this.queues[index];
+    if (!queue || !queue.ready) {
+      this.rules.record('notify-queue-not-ready', `QueueNotify for queue ${index}, which ${queue ? 'is not ready' : 'does not exist'}`);
+      if (queue) this.stats.notifications[index]++;
+      return;
+    }
+    this.stats.notifications[index]++;
+    if (data) {
+      // §2.9: for a split ring, next_off/next_wrap are the 15 low bits and bit 15 of the new avail idx.
+      const idx = queue.availIdx();
+      if (data.nextOff !== (idx & 0x7fff) || data.nextWrap !== ((idx & 0x8000) !== 0)) {
+        const claimed = data.nextOff | (data.nextWrap ? 0x8000 : 0);
+        this.rules.record('notification-data-mismatch', `QueueNotify for queue ${index} says avail idx ${claimed}, the ring says ${idx}`);
+      }
+    }
+    if (!this.suppressNotifications) this.schedule(true);
+  }
+
+  private writeInterruptAck(value: number): void {
+    const undefinedBits = value & ~MMIO_INTERRUPT_DEFINED;
+    if (undefinedBits) this.rules.record('interrupt-ack-undefined-bits', `InterruptACK ${hex(value)} sets undefined bits ${hex(undefinedBits)}`);
+    this.interruptStatus &= ~value;
+  }
+
+  /** Sets an InterruptStatus bit and raises the line; nothing before DRIVER_OK (§2.1.2). */
+  private signal(bit: number): boolean {
+    if (!(this.statusValue & DRIVER_OK)) return false;
+    this.interruptStatus |= bit;
+    this.stats.interrupts++;
+    if (!this.line.closed) this.line.raise();
+    return true;
+  }
+
+  // --- Configuration space (§4.2.2) ---------------------------------------
+
+  private writeConfig(offset: number, width: AccessWidth, value: number): void {
+    if (this.version === 2 && !(this.statusValue & FEATURES_OK)) {
+      this.rules.record('config-write-before-features-ok', `config write at ${hex(MmioRegister.Config + offset)} before FEATURES_OK`);
+    }
+    if (this.config.write(offset, width, value)) this.model?.configWritten?.(offset, width);
+  }
+
+  private shmRegion(): { id: number; base: bigint; length: bigint } | undefined {
+    return this.shmRegions.find((region) => region.id === this.shmSel);
+  }
+
+  // --- Ring work -----------------------------------------------------------
+
+  /** Coalesces work into one pass on the next turn of the event loop. */
+  private schedule(pickUpWork: boolean): void {
+    if (pickUpWork) this.processRequested = true;
+    if (this.immediate || this.isClosed) return;
+    this.immediate = setImmediate(() => {
+      this.immediate = undefined;
+      const pickUp = this.processRequested;
+      this.processRequested = false;
+      if (!this.isClosed) this.run(pickUp);
+    });
+  }
+
+  private run(pickUpWork: boolean): void {
+    if (!(this.statusValue & DRIVER_OK)) return; // §2.1.2: no buffers consumed before DRIVER_OK
+    for (const queue of this.queues) {
+      if (pickUpWork) queue.pass();
+      else queue.flush();
+    }
+  }
+
+  private queueHost(): SimQueueHost {
+    const device = this; // for the getters below, whose `this` is the host object
+    return {
+      memory: this.memory,
+      get model() {
+        return device.model!;
+      },
+      rules: this.rules,
+      suppressNotifications: this.suppressNotifications,
+      get indirectDesc() {
+        return device.negotiated(FeatureBit.INDIRECT_DESC);
+      },
+      get eventIdx() {
+        return device.negotiated(FeatureBit.EVENT_IDX);
+      },
+      rewriteUsed: this.faults?.usedElement ? (queue, element) => this.faults!.usedElement!(queue, element) : undefined,
+      notifyUsed: () => {
+        this.signal(MmioInterrupt.VRING);
+      },
+      notifySuppressed: () => {
+        this.stats.interruptsSuppressed++;
+      },
+      queueBroken: () => {
+        // §2.1.2: DEVICE_NEEDS_RESET, announced by a configuration change notification.
+        if (this.version === 2) {
+          this.statusValue |= DEVICE_NEEDS_RESET;
+          this.signal(MmioInterrupt.CONFIG);
+        }
+      },
+      scheduleFlush: () => this.schedule(false),
+      countRequest: () => {
+        this.stats.requests++;
+      },
+      modelError: (error) => {
+        this.modelErrors.push(error);
+      },
+    };
+  }
+}
+
+const low = (value: bigint): number => Number(value & 0xffff_ffffn);
+const high = (value: bigint): number => Number((value >> 32n) & 0xffff_ffffn);
