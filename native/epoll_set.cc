@@ -66,7 +66,6 @@ EpollSet::EpollSet(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EpollSet>(
   handle_->owner = this;
   napi_add_async_cleanup_hook(env, OnEnvCleanup, handle_, &handle_->cleanup_hook);
   callback_ = Napi::Persistent(info[0].As<Napi::Function>());
-  async_context_ = new Napi::AsyncContext(env, "VirtioMmioEpollSet");
 }
 
 EpollSet::~EpollSet() {
@@ -114,6 +113,10 @@ void EpollSet::UpdateActivity() {
   } else {
     uv_unref(reinterpret_cast<uv_handle_t*>(&handle_->poll));
   }
+  // The async resource exists only while something is watched, so tools that
+  // list live async resources (jest --detectOpenHandles) see none when idle.
+  if (active && async_context_ == nullptr) async_context_ = new Napi::AsyncContext(Env(), "VirtioMmioEpollSet");
+  ReleaseIdleContext();
   if (active != self_ref_) {
     self_ref_ = active;
     if (active) {
@@ -146,6 +149,17 @@ void EpollSet::OnReadable(int status) {
         item.Set("events", Napi::Number::New(env, events[i].events));
         batch.Set(static_cast<uint32_t>(i), item);
       }
+      if (async_context_ == nullptr) async_context_ = new Napi::AsyncContext(env, "VirtioMmioEpollSet");
+      // The callback may remove every fd or close the set: the context it runs
+      // in is released only after it returns.
+      struct InCallback {
+        EpollSet* set;
+        explicit InCallback(EpollSet* s) : set(s) { set->in_callback_ = true; }
+        ~InCallback() {
+          set->in_callback_ = false;
+          set->ReleaseIdleContext();
+        }
+      } guard(this);
       callback_.MakeCallback(env.Global(), {batch}, *async_context_);
     }
   } catch (const Napi::Error& e) {
@@ -223,8 +237,15 @@ Napi::Value EpollSet::Unref(const Napi::CallbackInfo& info) {
   return info.This();
 }
 
+void EpollSet::ReleaseIdleContext() {
+  if (in_callback_ || async_context_ == nullptr || (handle_ != nullptr && !fds_.empty())) return;
+  delete async_context_;
+  async_context_ = nullptr;
+}
+
 Napi::Value EpollSet::Close(const Napi::CallbackInfo& info) {
   Shutdown();
+  ReleaseIdleContext();
   return info.Env().Undefined();
 }
 

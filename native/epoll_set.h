@@ -44,6 +44,7 @@ class EpollSet : public Napi::ObjectWrap<EpollSet> {
   void CheckOpen(Napi::Env env) const;
   void Control(Napi::Env env, int op, int fd, uint32_t events);
   void UpdateActivity();
+  void ReleaseIdleContext();  // drops the async context unless active or inside the callback
 
   int epfd_ = -1;
   EpollHandle* handle_ = nullptr;
@@ -53,6 +54,7 @@ class EpollSet : public Napi::ObjectWrap<EpollSet> {
   bool self_ref_ = false;
   Napi::FunctionReference callback_;
   Napi::AsyncContext* async_context_ = nullptr;
+  bool in_callback_ = false;
 };
 
 }  // namespace virtio_mmio

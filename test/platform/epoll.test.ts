@@ -227,3 +227,36 @@ describe('EpollLoop', () => {
     expect(EpollLoop.default()).toBe(EpollLoop.default());
   });
 });
+
+describe('the epoll set as an async resource', () => {
+  test('exists only while an fd is watched, also when the callback removes the last fd', async () => {
+    const { createHook } = await import('node:async_hooks');
+    const live = new Set<number>();
+    const hook = createHook({
+      init: (id, type) => void (type === 'VirtioMmioEpollSet' && live.add(id)),
+      destroy: (id) => void live.delete(id),
+    }).enable();
+    const fd = native.eventfdCreate(0, false);
+    try {
+      const set = new native.EpollSet(() => {
+        native.eventfdRead(fd);
+        set.remove(fd);
+      });
+      expect(live.size).toBe(0);
+      set.add(fd);
+      expect(live.size).toBe(1);
+      native.eventfdWrite(fd, 1);
+      await settle(50);
+      expect(set.size).toBe(0);
+      expect(live.size).toBe(0);
+      set.add(fd);
+      expect(live.size).toBe(1);
+      set.close();
+      await settle(10);
+      expect(live.size).toBe(0);
+    } finally {
+      hook.disable();
+      native.closeFd(fd);
+    }
+  });
+});

@@ -1,7 +1,6 @@
 import { MmioInterrupt } from '../../lib/spec';
-import { nextInterrupt, R, TestDriver, TestModel, releaseEpollLoop } from './sim-test-driver';
+import { nextInterrupt, R, TestDriver, TestModel } from './sim-test-driver';
 
-afterAll(releaseEpollLoop);
 
 let rigs: TestDriver[] = [];
 const rig = (...args: ConstructorParameters<typeof TestDriver>): TestDriver => {

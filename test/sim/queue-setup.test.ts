@@ -1,7 +1,6 @@
 import { availRingBytes, descTableBytes, FeatureBit, feature, legacyLayout, usedRingBytes } from '../../lib/spec';
-import { R, TestDriver, TestModel, releaseEpollLoop } from './sim-test-driver';
+import { R, TestDriver, TestModel } from './sim-test-driver';
 
-afterAll(releaseEpollLoop);
 
 let rigs: TestDriver[] = [];
 const rig = (...args: ConstructorParameters<typeof TestDriver>): TestDriver => {

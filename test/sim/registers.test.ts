@@ -1,9 +1,8 @@
 import { ClosedError } from '../../lib/errors';
 import { SimDevice, SIM_RULES, SIM_VENDOR_ID } from '../../lib/sim';
 import { DeviceId, MMIO_MAGIC_VALUE } from '../../lib/spec';
-import { R, TestDriver, TestModel, releaseEpollLoop } from './sim-test-driver';
+import { R, TestDriver, TestModel } from './sim-test-driver';
 
-afterAll(releaseEpollLoop);
 
 let rigs: TestDriver[] = [];
 const rig = (...args: ConstructorParameters<typeof TestDriver>): TestDriver => {

@@ -1,8 +1,7 @@
 import { RngModel, type SimRequest } from '../../lib/sim';
 import { DeviceId } from '../../lib/spec';
-import { nextInterrupt, R, TestDriver, VirtqDesc, releaseEpollLoop } from './sim-test-driver';
+import { nextInterrupt, R, TestDriver, VirtqDesc } from './sim-test-driver';
 
-afterAll(releaseEpollLoop);
 
 const request = (writable: Uint8Array[], readable: Uint8Array[] = []): SimRequest => ({
   queue: 0,

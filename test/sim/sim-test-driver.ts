@@ -2,7 +2,7 @@
  * A deliberately tiny driver for the sim tests: raw register accesses and a
  * hand-built split ring, independent of lib/transport and lib/queue.
  */
-import { DmaPool, EpollLoop, type DeviceMemory, type DmaRegion } from '../../lib/platform';
+import { DmaPool, type DeviceMemory, type DmaRegion } from '../../lib/platform';
 import { SimDevice, type SimDeviceModel, type SimOptions, type SimRequest } from '../../lib/sim';
 import {
   availEventOffset,
@@ -316,13 +316,6 @@ export async function nextInterrupt(sim: SimDevice, ms = 2000): Promise<number> 
   }
 }
 
-/**
- * For afterAll: closes this test file's shared epoll loop, which the sims'
- * eventfd lines used, so --detectOpenHandles finds nothing left.
- */
-export function releaseEpollLoop(): void {
-  EpollLoop.default().close();
-}
 
 /** Lets setImmediate work (sim passes) and promise callbacks run. */
 export async function turns(n = 3): Promise<void> {

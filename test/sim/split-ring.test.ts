@@ -1,8 +1,7 @@
 import type { SimRequest } from '../../lib/sim';
 import { DeviceStatus, FeatureBit, feature, MmioInterrupt, needEvent, splitNotificationData, VRING_AVAIL_F_NO_INTERRUPT, VRING_USED_F_NO_NOTIFY } from '../../lib/spec';
-import { DEVICE_NEEDS_RESET, nextInterrupt, R, TestDriver, TestModel, type TestRing, turns, VirtqDesc, releaseEpollLoop } from './sim-test-driver';
+import { DEVICE_NEEDS_RESET, nextInterrupt, R, TestDriver, TestModel, type TestRing, turns, VirtqDesc } from './sim-test-driver';
 
-afterAll(releaseEpollLoop);
 
 const { F_NEXT, F_WRITE, F_INDIRECT } = VirtqDesc;
 

@@ -1,8 +1,7 @@
 import { SimDevice } from '../../lib/sim';
 import { FeatureBit, feature } from '../../lib/spec';
-import { ACKNOWLEDGE, DEVICE_NEEDS_RESET, DRIVER, DRIVER_OK, FAILED, FEATURES_OK, R, TestDriver, TestModel, TRANSPORT_V1, TRANSPORT_V2, releaseEpollLoop } from './sim-test-driver';
+import { ACKNOWLEDGE, DEVICE_NEEDS_RESET, DRIVER, DRIVER_OK, FAILED, FEATURES_OK, R, TestDriver, TestModel, TRANSPORT_V1, TRANSPORT_V2 } from './sim-test-driver';
 
-afterAll(releaseEpollLoop);
 
 let rigs: TestDriver[] = [];
 const rig = (...args: ConstructorParameters<typeof TestDriver>): TestDriver => {
