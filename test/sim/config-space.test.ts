@@ -1,17 +1,8 @@
 import { MmioInterrupt } from '../../lib/spec';
-import { nextInterrupt, R, TestDriver, TestModel } from './sim-test-driver';
+import { nextInterrupt, R, TestModel, useTestDrivers } from './sim-test-driver';
 
 
-let rigs: TestDriver[] = [];
-const rig = (...args: ConstructorParameters<typeof TestDriver>): TestDriver => {
-  const r = new TestDriver(...args);
-  rigs.push(r);
-  return r;
-};
-afterEach(() => {
-  for (const r of rigs) r.close();
-  rigs = [];
-});
+const rig = useTestDrivers();
 
 const C = R.Config;
 

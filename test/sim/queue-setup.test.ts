@@ -1,17 +1,8 @@
 import { availRingBytes, descTableBytes, FeatureBit, feature, legacyLayout, usedRingBytes } from '../../lib/spec';
-import { R, TestDriver, TestModel } from './sim-test-driver';
+import { R, TestDriver, TestModel, useTestDrivers } from './sim-test-driver';
 
 
-let rigs: TestDriver[] = [];
-const rig = (...args: ConstructorParameters<typeof TestDriver>): TestDriver => {
-  const r = new TestDriver(...args);
-  rigs.push(r);
-  return r;
-};
-afterEach(() => {
-  for (const r of rigs) r.close();
-  rigs = [];
-});
+const rig = useTestDrivers();
 
 /** Allocates the three areas of a Version 2 queue and writes their addresses (not QueueReady). */
 function areas(r: TestDriver, size: number): { desc: bigint; driver: bigint; device: bigint } {

@@ -1,19 +1,10 @@
 import { ClosedError } from '../../lib/errors';
 import { SimDevice, SIM_RULES, SIM_VENDOR_ID } from '../../lib/sim';
 import { DeviceId, MMIO_MAGIC_VALUE } from '../../lib/spec';
-import { R, TestDriver, TestModel } from './sim-test-driver';
+import { R, TestModel, useTestDrivers } from './sim-test-driver';
 
 
-let rigs: TestDriver[] = [];
-const rig = (...args: ConstructorParameters<typeof TestDriver>): TestDriver => {
-  const r = new TestDriver(...args);
-  rigs.push(r);
-  return r;
-};
-afterEach(() => {
-  for (const r of rigs) r.close();
-  rigs = [];
-});
+const rig = useTestDrivers();
 
 describe('probe values (virtio 1.2 §4.2.2, §4.2.4)', () => {
   test.each([1, 2] as const)('Version %i reads magic, version, device and vendor IDs', (version) => {

@@ -2,6 +2,7 @@
  * A deliberately tiny driver for the sim tests: raw register accesses and a
  * hand-built split ring, independent of lib/transport and lib/queue.
  */
+import { echoRequest } from '../support/echo-request';
 import { DmaPool, type DeviceMemory, type DmaRegion } from '../../lib/platform';
 import { SimDevice, type SimDeviceModel, type SimOptions, type SimRequest } from '../../lib/sim';
 import {
@@ -44,14 +45,7 @@ export class TestModel implements SimDeviceModel {
   handle(request: SimRequest): number | Promise<number> {
     this.requests.push(request);
     if (this.handler) return this.handler(request);
-    const input = Buffer.concat(request.readable.map((b) => Buffer.from(b)));
-    let at = 0;
-    for (const target of request.writable) {
-      const n = Math.min(target.length, input.length - at);
-      target.set(input.subarray(at, at + n));
-      at += n;
-    }
-    return at;
+    return echoRequest(request);
   }
 
   configWritten(offset: number, width: number): void {
@@ -316,6 +310,19 @@ export async function nextInterrupt(sim: SimDevice, ms = 2000): Promise<number> 
   }
 }
 
+
+/** A factory of TestDrivers for one test file; every driver made is closed after each test. */
+export function useTestDrivers(): (...args: ConstructorParameters<typeof TestDriver>) => TestDriver {
+  const made: TestDriver[] = [];
+  afterEach(() => {
+    for (const driver of made.splice(0)) driver.close();
+  });
+  return (...args) => {
+    const driver = new TestDriver(...args);
+    made.push(driver);
+    return driver;
+  };
+}
 
 /** Lets setImmediate work (sim passes) and promise callbacks run. */
 export async function turns(n = 3): Promise<void> {

@@ -1,20 +1,11 @@
 import type { SimRequest } from '../../lib/sim';
 import { DeviceStatus, FeatureBit, feature, MmioInterrupt, needEvent, splitNotificationData, VRING_AVAIL_F_NO_INTERRUPT, VRING_USED_F_NO_NOTIFY } from '../../lib/spec';
-import { DEVICE_NEEDS_RESET, nextInterrupt, R, TestDriver, TestModel, type TestRing, turns, VirtqDesc } from './sim-test-driver';
+import { DEVICE_NEEDS_RESET, nextInterrupt, R, TestDriver, TestModel, type TestRing, turns, VirtqDesc, useTestDrivers } from './sim-test-driver';
 
 
 const { F_NEXT, F_WRITE, F_INDIRECT } = VirtqDesc;
 
-let rigs: TestDriver[] = [];
-const rig = (...args: ConstructorParameters<typeof TestDriver>): TestDriver => {
-  const r = new TestDriver(...args);
-  rigs.push(r);
-  return r;
-};
-afterEach(() => {
-  for (const r of rigs) r.close();
-  rigs = [];
-});
+const rig = useTestDrivers();
 
 const NO_EVENT_IDX = ~feature(FeatureBit.EVENT_IDX);
 const NO_INDIRECT = ~feature(FeatureBit.INDIRECT_DESC);

@@ -1,18 +1,9 @@
 import { SimDevice } from '../../lib/sim';
 import { FeatureBit, feature } from '../../lib/spec';
-import { ACKNOWLEDGE, DEVICE_NEEDS_RESET, DRIVER, DRIVER_OK, FAILED, FEATURES_OK, R, TestDriver, TestModel, TRANSPORT_V1, TRANSPORT_V2 } from './sim-test-driver';
+import { ACKNOWLEDGE, DEVICE_NEEDS_RESET, DRIVER, DRIVER_OK, FAILED, FEATURES_OK, R, TestModel, TRANSPORT_V1, TRANSPORT_V2, useTestDrivers } from './sim-test-driver';
 
 
-let rigs: TestDriver[] = [];
-const rig = (...args: ConstructorParameters<typeof TestDriver>): TestDriver => {
-  const r = new TestDriver(...args);
-  rigs.push(r);
-  return r;
-};
-afterEach(() => {
-  for (const r of rigs) r.close();
-  rigs = [];
-});
+const rig = useTestDrivers();
 
 const MODEL_BITS = feature(0) | feature(5) | feature(50);
 

@@ -1,4 +1,5 @@
 import { DmaPool } from '../../lib/platform';
+import { echoRequest } from './echo-request';
 import { SimDevice, type SimDeviceModel, type SimOptions } from '../../lib/sim';
 import { MmioTransport, type MmioTransportOptions } from '../../lib/transport';
 
@@ -58,14 +59,7 @@ export function echoModel(options: { deviceId?: number; queueSizes?: number[]; c
       options.handle ??
       ((request) => {
         model.requests++;
-        const input = Buffer.concat(request.readable.map((b) => Buffer.from(b)));
-        let at = 0;
-        for (const target of request.writable) {
-          const n = Math.min(target.length, input.length - at);
-          target.set(input.subarray(at, at + n));
-          at += n;
-        }
-        return at;
+        return echoRequest(request);
       }),
   };
   return model;
