@@ -79,8 +79,16 @@ export abstract class VirtioDriver {
       plan.configure?.(transport, features);
       transport.driverOk();
     } catch (error) {
+      // The device lets go of the rings before their memory is freed; if it
+      // will not reset, the memory stays allocated rather than be reused under it.
+      let released = true;
+      try {
+        transport.reset();
+      } catch {
+        released = false;
+      }
+      if (released) for (const queue of queues.values()) queue.close();
       transport.markFailed();
-      for (const queue of queues.values()) queue.close();
       throw error;
     }
     return { transport, features, memory: options.memory, queues };
@@ -104,14 +112,20 @@ export abstract class VirtioDriver {
 
   /**
    * Resets the device (pending requests reject with CanceledError), frees
-   * the queues' memory and closes the transport. Idempotent.
+   * the queues' memory and closes the transport. Idempotent. A device that
+   * does not complete its reset keeps its ring memory allocated (it may
+   * still write there); the allocator's close() takes it back.
    */
   close(): void {
     if (this.closing) return;
     this.closing = true;
-    this.transport.close();
+    this.deviceReleased = this.transport.close();
+    if (!this.deviceReleased) return;
     for (const queue of this.queueMap.values()) queue.close();
   }
+
+  /** After close(): whether the device let go of everything, so driver-owned DMA buffers may be freed. */
+  protected deviceReleased = false;
 }
 
 export interface StartedDevice {

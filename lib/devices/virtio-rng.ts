@@ -104,7 +104,7 @@ export class VirtioRng extends VirtioDriver {
     if (this.closed) return;
     super.close();
     this.slots?.fail(new CanceledError('virtio-rng is closed'));
-    if (this.buffers) this.memory.free(this.buffers);
+    if (this.buffers && this.deviceReleased) this.memory.free(this.buffers);
   }
 
   private async fill(out: Buffer, start: number, length: number, signal: AbortSignal): Promise<void> {

@@ -1,5 +1,5 @@
 import { endianness } from 'node:os';
-import { AbortError, CanceledError, DeviceBrokenError, QueueFullError } from '../errors';
+import { AbortError, CanceledError, DeviceBrokenError, QueueFullError, TransportError } from '../errors';
 import { nativeBarriers, type Barriers, type DmaAllocator, type DmaRegion } from '../platform';
 import {
   FeatureBit,
@@ -243,7 +243,12 @@ export class SplitQueue implements QueueEndpoint {
     const notify = this.eventIdx ? needEvent(this.used16[this.availEventIndex], now, old) : (this.used16[0] & VRING_USED_F_NO_NOTIFY) === 0;
     if (notify) {
       this.stats.notifications++;
-      this.transport?.notify(this.index, now);
+      try {
+        this.transport?.notify(this.index, now);
+      } catch (error) {
+        // Runs in a microtask: a window closed under us must not become an uncaught exception.
+        this.detach(error instanceof Error ? error : new Error(String(error)));
+      }
     } else {
       this.stats.notificationsSuppressed++;
     }
@@ -252,6 +257,7 @@ export class SplitQueue implements QueueEndpoint {
   private validate(request: QueueRequest): number {
     if (this.brokenReason) throw this.brokenError();
     if (this.detachedBy || this.released) throw this.detachedError();
+    if (!this.transport) throw new TransportError(TransportError.STATE, `queue ${this.index} is not attached to a transport (call attach())`);
     if (request === null || typeof request !== 'object') throw new TypeError('a queue request must be an object { readable?, writable? }');
     const readable = request.readable ?? [];
     const writable = request.writable ?? [];
@@ -509,20 +515,20 @@ export class SplitQueue implements QueueEndpoint {
   /**
    * Takes the queue back from the device (if still attached), rejects what
    * is pending with CanceledError and frees the ring memory. Idempotent.
+   * If the device does not let go (QueueReady does not read back 0), the
+   * memory is not freed — the device may still write it — and the error is
+   * thrown; it goes back with the allocator's close().
    */
   close(): void {
     if (this.released) return;
     const transport = this.transport;
     this.transport = undefined;
-    try {
-      transport?.deactivateQueue(this.index);
-    } finally {
-      this.released = true;
-      this.rejectAll(() => new CanceledError(`queue ${this.index} closed`));
-      this.memory.free(this.ring);
-      if (this.indirectSlab) this.memory.free(this.indirectSlab.region);
-      this.indirectSlab = undefined;
-    }
+    this.released = true;
+    this.rejectAll(() => new CanceledError(`queue ${this.index} closed`));
+    transport?.deactivateQueue(this.index);
+    this.memory.free(this.ring);
+    if (this.indirectSlab) this.memory.free(this.indirectSlab.region);
+    this.indirectSlab = undefined;
   }
 }
 

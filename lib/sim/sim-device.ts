@@ -93,7 +93,11 @@ export class SimDevice extends RegisterWindow {
   private readonly identityValid: boolean;
   private readonly shmRegions: readonly { id: number; base: bigint; length: bigint }[];
   private readonly acceptFeatures: (driverFeatures: bigint) => boolean;
-  private readonly resetLatency: number;
+  /**
+   * Status reads after a reset write before it reads 0 (Infinity: never).
+   * May be changed at any time, e.g. to make a later reset hang.
+   */
+  resetLatency: number;
   private readonly pollReads: number;
   private readonly faults?: SimFaults;
   private readonly suppressNotifications: boolean;

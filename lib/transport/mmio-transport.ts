@@ -115,6 +115,7 @@ export class MmioTransport {
   private readonly errorListeners = new Set<(error: Error) => void>();
   private readonly options: Required<Omit<MmioTransportOptions, 'interrupts'>>;
   private interruptError?: Error;
+  private released = false;
 
   /**
    * Probes `regs` (throws TransportError BAD_MAGIC, BAD_VERSION, or
@@ -518,23 +519,32 @@ export class MmioTransport {
   /**
    * Resets the device (if the window is still open), rejects pending
    * requests with `reason`, stops interrupts; with `owns`, also closes the
-   * window and the interrupt source. Idempotent.
+   * window and the interrupt source. Idempotent. Returns whether the device
+   * is known to have let go of its queues (the reset completed, or there
+   * was none to do); false means ring memory must not be reused.
    */
-  close(reason?: Error): void {
-    if (this.phase === 'closed') return;
+  close(reason?: Error): boolean {
+    if (this.phase === 'closed') return this.released;
+    const cause = reason ?? new CanceledError(`${this.label}: transport closed`);
+    let released = this.regs.closed;
     try {
-      if (!this.regs.closed) this.reset(reason ?? new CanceledError(`${this.label}: transport closed`));
+      if (!this.regs.closed) {
+        this.reset(cause);
+        released = true;
+      }
     } catch {
       // A device that will not reset is still let go of.
     } finally {
       this.stopInterrupts();
-      this.detachAll(reason ?? new CanceledError(`${this.label}: transport closed`));
+      this.detachAll(cause);
       this.phase = 'closed';
+      this.released = released;
       if (this.options.owns) {
         this.interrupts?.close();
         this.regs.close();
       }
     }
+    return released;
   }
 
   private checkOpen(): void {

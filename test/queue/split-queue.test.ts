@@ -1,5 +1,6 @@
 import { DeviceBrokenError, QueueFullError } from '../../lib/errors';
-import { FeatureBit, feature } from '../../lib/spec';
+import { VirtioDriver } from '../../lib/devices';
+import { DeviceStatus, FeatureBit, feature } from '../../lib/spec';
 import { EchoDriver } from '../support/echo-driver';
 import { echoModel, simRig, turns, type SimRig } from '../support/sim-rig';
 
@@ -142,5 +143,38 @@ describe.each([1, 2] as const)('SplitQueue on a Version %i sim', (version) => {
     await expect(driver.q.submit({ readable: [{ region: 5 as never }] })).rejects.toThrow(TypeError);
     expect(driver.q.stats.submitted).toBe(0);
     driver.close();
+  });
+});
+
+describe('failure paths', () => {
+  test('a notification that cannot be written rejects the batch instead of throwing in a microtask', async () => {
+    const driver = open(2);
+    const job = driver.echo([bytes(4)], [4]);
+    rig!.sim.close(); // the register window goes away before the publishing microtask runs
+    await expect(job).rejects.toMatchObject({ code: 'ERR_VIRTIO_CLOSED' });
+    driver.close();
+  });
+
+  test('a driver whose setup fails leaves the device FAILED and frees its queues', () => {
+    rig = simRig(2, echoModel());
+    const boom = new Error('configure failed');
+    class Failing extends VirtioDriver {
+      constructor() {
+        super(VirtioDriver.start(rig!.transport, { deviceId: 42, queues: [0], configure: () => { throw boom; } }, { memory: rig!.pool }));
+      }
+    }
+    expect(() => new Failing()).toThrow(boom);
+    expect(rig.transport.status & DeviceStatus.FAILED).toBe(DeviceStatus.FAILED);
+    expect(rig.pool.stats().regions).toBe(0);
+  });
+
+  test('a device that never finishes its reset keeps its ring memory on close', async () => {
+    rig = simRig(2, echoModel(), {}, { resetTimeoutMs: 10 });
+    const driver = new EchoDriver(rig.transport, { memory: rig.pool });
+    const job = driver.echo([bytes(4)], [4]);
+    await job;
+    rig.sim.resetLatency = Infinity;
+    driver.close();
+    expect(rig.pool.stats().regions).toBeGreaterThan(0);
   });
 });
