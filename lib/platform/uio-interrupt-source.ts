@@ -2,6 +2,7 @@ import { SyscallError } from '../errors';
 import { native, type NativeUioFile } from './addon';
 import { EpollLoop } from './epoll-loop';
 import { FdInterruptSource } from './fd-interrupt-source';
+import type { InterruptErrorListener, InterruptListener } from './interrupt-source';
 import type { UioDeviceInfo } from './uio-sysfs';
 
 /**
@@ -30,6 +31,21 @@ export class UioInterruptSource extends FdInterruptSource {
   /** The UIO event counter at the last interrupt (undefined before the first). */
   get total(): number | undefined {
     return this.lastTotal;
+  }
+
+  /**
+   * Also unmasks the line: a previous user may have closed the device
+   * between an interrupt (which uio_pdrv_genirq masks) and its re-arm, and
+   * a masked line would never fire again.
+   */
+  override listen(onInterrupt: InterruptListener, onError: InterruptErrorListener): void {
+    super.listen(onInterrupt, onError);
+    try {
+      this.rearm();
+    } catch (error) {
+      this.unlisten();
+      throw error;
+    }
   }
 
   protected get fd(): number {

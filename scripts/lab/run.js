@@ -1,0 +1,167 @@
+'use strict';
+// Boots the lab guest with a list of QEMU devices and runs one shell command
+// in it (from /opt/virtio-mmio, the compiled library). Streams the console,
+// returns the command's exit status and the result lines it printed, kills
+// QEMU after a timeout, and never leaves a QEMU process behind (also on
+// Ctrl-C or when the calling process exits).
+//
+//   node scripts/lab/run.js [--legacy] [--device SPEC]... [--timeout S] -- COMMAND...
+//
+// As a module: runLab({ devices, legacy, command, timeoutMs, onConsole }).
+
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const zlib = require('node:zlib');
+
+const ROOT = path.resolve(__dirname, '../..');
+const READY = path.join(process.env.LAB_CACHE || path.join(ROOT, '.lab-cache'), 'ready');
+const RESULT = '@@LAB-RESULT ';
+const EXIT = '@@LAB-EXIT ';
+const PARTS = ['1-base.cpio.gz', '2-modules.cpio.gz', '3-library.cpio.gz'];
+
+/** Whether prepare.sh has produced a bootable lab. */
+function labReady() {
+  return ['vmlinuz', ...PARTS].every((f) => fs.existsSync(path.join(READY, f)));
+}
+
+/** One newc cpio archive (the format the kernel unpacks into its initramfs). */
+function cpio(entries) {
+  const chunks = [];
+  let ino = 1;
+  const pad4 = (n) => Buffer.alloc((4 - (n % 4)) % 4);
+  const header = (name, mode, size) => {
+    const fields = [ino++, mode, 0, 0, 1, 0, size, 0, 0, 0, 0, Buffer.byteLength(name) + 1, 0];
+    const text = '070701' + fields.map((f) => f.toString(16).padStart(8, '0')).join('');
+    const head = Buffer.from(`${text}${name}\0`);
+    return Buffer.concat([head, pad4(head.length)]);
+  };
+  for (const { name, data, mode } of entries) {
+    const body = data ?? Buffer.alloc(0);
+    chunks.push(header(name, mode, body.length), body, pad4(body.length));
+  }
+  const trailer = header('TRAILER!!!', 0, 0);
+  chunks.push(trailer);
+  return Buffer.concat(chunks);
+}
+
+const live = new Set();
+function killAll() {
+  for (const child of live) child.kill('SIGKILL');
+}
+process.once('exit', killAll);
+
+/**
+ * @param {{ devices?: string[], extraArgs?: string[], legacy?: boolean, command: string,
+ *           timeoutMs?: number, memoryMb?: number, onConsole?: (line: string) => void }} options
+ * @returns {Promise<{ exitCode: number | null, timedOut: boolean, results: object[], console: string, ms: number }>}
+ */
+function runLab(options) {
+  if (!labReady()) return Promise.reject(new Error(`the lab is not prepared (${READY}): run npm run lab:prepare`));
+  const { devices = [], extraArgs = [], legacy = false, command, timeoutMs = 300_000, memoryMb = 2048, onConsole } = options;
+  if (typeof command !== 'string' || command === '') return Promise.reject(new TypeError('command must be a non-empty string'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lab-'));
+  const initrd = path.join(dir, 'initrd');
+  const out = fs.openSync(initrd, 'w');
+  for (const part of PARTS) fs.writeSync(out, fs.readFileSync(path.join(READY, part)));
+  fs.writeSync(out, zlib.gzipSync(cpio([{ name: 'lab', mode: 0o40755 }, { name: 'lab/cmd', mode: 0o100644, data: Buffer.from(`${command}\n`) }]), { level: 1 }));
+  fs.closeSync(out);
+
+  const args = [
+    '-M', 'virt', '-cpu', 'cortex-a72', '-m', String(memoryMb), '-smp', '2',
+    '-display', 'none', '-monitor', 'none', '-serial', 'stdio', '-no-reboot', '-nic', 'none',
+    '-kernel', path.join(READY, 'vmlinuz'), '-initrd', initrd,
+    '-append', 'console=ttyAMA0 quiet panic=-1',
+    ...(legacy ? [] : ['-global', 'virtio-mmio.force-legacy=false']),
+    ...devices.flatMap((d) => ['-device', d]),
+    ...extraArgs,
+  ];
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn('qemu-system-aarch64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    live.add(child);
+    const lines = [];
+    const results = [];
+    let exitCode = null;
+    let timedOut = false;
+    let partial = '';
+    const onData = (chunk) => {
+      partial += chunk.toString('utf8').replace(/\r/g, '');
+      let at;
+      while ((at = partial.indexOf('\n')) >= 0) {
+        const line = partial.slice(0, at);
+        partial = partial.slice(at + 1);
+        lines.push(line);
+        if (line.startsWith(RESULT)) {
+          try {
+            results.push(JSON.parse(line.slice(RESULT.length)));
+          } catch {
+            results.push({ kind: 'unparsed', line });
+          }
+        } else if (line.startsWith(EXIT)) {
+          exitCode = Number(line.slice(EXIT.length));
+        }
+        onConsole?.(line);
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    const interrupted = () => {
+      child.kill('SIGKILL');
+      process.exit(130);
+    };
+    process.once('SIGINT', interrupted);
+    process.once('SIGTERM', interrupted);
+    const finish = () => {
+      clearTimeout(timer);
+      live.delete(child);
+      process.removeListener('SIGINT', interrupted);
+      process.removeListener('SIGTERM', interrupted);
+      fs.rmSync(dir, { recursive: true, force: true });
+    };
+    child.on('error', (error) => {
+      finish();
+      reject(error.code === 'ENOENT' ? new Error('qemu-system-aarch64 is not installed: run npm run lab:prepare (as root)') : error);
+    });
+    child.on('close', () => {
+      finish();
+      if (partial) lines.push(partial);
+      resolve({ exitCode, timedOut, results, console: lines.join('\n'), ms: Date.now() - started });
+    });
+  });
+}
+
+module.exports = { runLab, labReady, cpio, READY };
+
+if (require.main === module) {
+  const argv = process.argv.slice(2);
+  const devices = [];
+  let legacy = false;
+  let timeoutMs = 300_000;
+  let i = 0;
+  for (; i < argv.length && argv[i] !== '--'; i++) {
+    if (argv[i] === '--legacy') legacy = true;
+    else if (argv[i] === '--device') devices.push(argv[++i]);
+    else if (argv[i] === '--timeout') timeoutMs = Number(argv[++i]) * 1000;
+    else {
+      console.error(`unknown option ${argv[i]}\nusage: node scripts/lab/run.js [--legacy] [--device SPEC]... [--timeout S] -- COMMAND...`);
+      process.exit(2);
+    }
+  }
+  const command = argv.slice(i + 1).join(' ');
+  runLab({ devices, legacy, command, timeoutMs, onConsole: (line) => console.log(line) }).then(
+    (r) => {
+      if (r.timedOut) console.error(`lab: timed out after ${timeoutMs / 1000} s`);
+      process.exit(r.timedOut ? 124 : (r.exitCode ?? 1));
+    },
+    (error) => {
+      console.error(`lab: ${error.message}`);
+      process.exit(1);
+    },
+  );
+}

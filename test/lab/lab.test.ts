@@ -1,0 +1,76 @@
+/**
+ * The QEMU arm64 lab: a real kernel with uio_pdrv_genirq and QEMU's own
+ * virtio-mmio devices, Version 1 and Version 2. The guest scans every
+ * transport and runs the same contract suites that run on the sim; this
+ * file checks what it reported. Needs the lab (scripts/lab/prepare.sh,
+ * root the first time); skipped with the reason otherwise, except in CI.
+ */
+import { spawnSync } from 'node:child_process';
+import { resolve } from 'node:path';
+import { rngContract, type RngSubject } from '../contracts/rng-contract';
+import { describeIf } from '../support/requirements';
+
+interface LabRun {
+  exitCode: number | null;
+  timedOut: boolean;
+  results: Record<string, unknown>[];
+  console: string;
+  ms: number;
+}
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { runLab } = require('../../scripts/lab/run.js') as { runLab(options: object): Promise<LabRun> };
+
+/** Brings the lab up to date with the sources (seconds when warm); the reason when it cannot. */
+function prepare(): { ok: boolean; reason: string } {
+  const child = spawnSync('bash', [resolve(__dirname, '../../scripts/lab/prepare.sh')], { encoding: 'utf8', timeout: 900_000 });
+  if (child.status === 0) return { ok: true, reason: '' };
+  const last = `${child.stderr ?? ''}${child.error?.message ?? ''}`.trim().split('\n').pop();
+  return { ok: false, reason: `the lab could not be prepared: ${last}` };
+}
+
+const lab = prepare();
+const caseNames = rngContract({} as RngSubject).map((c) => c.name);
+
+describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
+  describe.each([
+    ['Version 1 (QEMU default, legacy)', true, 1],
+    ['Version 2 (force-legacy=false)', false, 2],
+  ] as const)('%s', (_name, legacy, version) => {
+    let run: LabRun;
+    beforeAll(async () => {
+      run = await runLab({ devices: ['virtio-rng-device'], legacy, command: 'node scripts/lab/guest/suite.js', timeoutMs: 240_000 });
+    }, 300_000);
+
+    const results = (kind: string): Record<string, unknown>[] => run.results.filter((r) => r.kind === kind);
+
+    test('the guest ran the suite to the end', () => {
+      expect(run.timedOut).toBe(false);
+      if (run.exitCode !== 0) throw new Error(`guest exit ${run.exitCode}; console:\n${run.console.slice(-4000)}`);
+    });
+
+    test('all 32 transports are found through UIO; the empty ones are reported as empty, not as errors', () => {
+      const transports = results('transport');
+      expect(transports).toHaveLength(32);
+      expect(transports.filter((t) => t.error)).toEqual([]);
+      expect(transports.every((t) => t.version === version)).toBe(true);
+      expect(transports.filter((t) => t.device === 'empty')).toHaveLength(31);
+      // QEMU fills transports from the top: the first -device is the last slot.
+      expect(transports.find((t) => t.deviceId === 4)).toMatchObject({ path: '/dev/uio31', address: '0xa003e00' });
+    });
+
+    test.each(caseNames)('rng contract: %s', (name) => {
+      const result = results('case').find((r) => r.suite === 'rng' && r.name === name);
+      expect(result).toBeDefined();
+      if (!result!.ok) throw new Error(`failed in the guest: ${result!.error}`);
+    });
+
+    test('used-buffer interrupts arrive through the UIO fd and are counted by the kernel too', () => {
+      const [counts] = results('interrupts');
+      expect(counts).toBeDefined();
+      const { handled, uioEvents } = counts as { handled: number; uioEvents: number };
+      expect(handled).toBeGreaterThanOrEqual(1);
+      expect(handled).toBeLessThanOrEqual(8);
+      expect(uioEvents).toBeGreaterThanOrEqual(handled);
+    });
+  });
+});
