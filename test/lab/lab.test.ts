@@ -5,7 +5,7 @@
  * file checks what it reported. Needs the lab (scripts/lab/prepare.sh,
  * root the first time); skipped with the reason otherwise, except in CI.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { rngContract, type RngSubject } from '../contracts/rng-contract';
 import { describeIf } from '../support/requirements';
@@ -72,5 +72,42 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
       expect(handled).toBeLessThanOrEqual(8);
       expect(uioEvents).toBeGreaterThanOrEqual(handled);
     });
+  });
+
+  describe('the runner', () => {
+    // Processes whose command line starts with QEMU's name (pgrep prints 0 and exits 1 when none).
+    const qemuCount = (): number => Number(spawnSync('pgrep', ['-c', '-f', '^qemu-system-aarch64 '], { encoding: 'utf8' }).stdout.trim() || 0);
+
+    test("returns the guest command's exit status", async () => {
+      const run = await runLab({ command: 'echo hello from the guest; exit 7', timeoutMs: 120_000 });
+      expect(run.timedOut).toBe(false);
+      expect(run.exitCode).toBe(7);
+      expect(run.console).toContain('hello from the guest');
+    }, 150_000);
+
+    test('kills QEMU at the timeout and leaves no process behind', async () => {
+      const before = qemuCount();
+      const run = await runLab({ command: 'sleep 600', timeoutMs: 15_000 });
+      expect(run.timedOut).toBe(true);
+      expect(run.exitCode).toBeNull();
+      expect(qemuCount()).toBe(before);
+    }, 60_000);
+
+    test('Ctrl-C on the command line stops QEMU too', async () => {
+      const before = qemuCount();
+      const cli = spawn(process.execPath, [resolve(__dirname, '../../scripts/lab/run.js'), '--timeout', '120', '--', 'sleep 600'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let output = '';
+      await new Promise<void>((ready, fail) => {
+        cli.stdout.on('data', (chunk: Buffer) => {
+          output += chunk.toString();
+          if (output.includes('@@LAB-READY')) ready();
+        });
+        cli.on('exit', () => fail(new Error(`the runner exited before the guest was ready:\n${output}`)));
+      });
+      const exited = new Promise<number | null>((done) => cli.on('exit', (code) => done(code)));
+      cli.kill('SIGINT');
+      expect(await exited).toBe(130);
+      expect(qemuCount()).toBe(before);
+    }, 120_000);
   });
 });
