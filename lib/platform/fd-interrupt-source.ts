@@ -1,6 +1,7 @@
 import { ClosedError, DeviceGoneError } from '../errors';
 import { native } from './addon';
 import { EpollLoop } from './epoll-loop';
+import { interruptEvents } from './interrupt-events';
 import type { InterruptErrorListener, InterruptEvent, InterruptListener, InterruptSource } from './interrupt-source';
 
 const { EPOLLIN, EPOLLERR, EPOLLHUP } = native.constants;
@@ -130,48 +131,7 @@ export abstract class FdInterruptSource implements InterruptSource {
   }
 
   events(): AsyncIterableIterator<InterruptEvent> {
-    const queue: InterruptEvent[] = [];
-    const waiting: { resolve: (r: IteratorResult<InterruptEvent>) => void; reject: (e: unknown) => void }[] = [];
-    let failure: Error | undefined;
-    let done = false;
-    const onInterrupt = (event: InterruptEvent): void => {
-      const w = waiting.shift();
-      if (w) w.resolve({ value: event, done: false });
-      else queue.push(event);
-    };
-    let finished = false;
-    const finish = (): void => {
-      if (finished) return;
-      finished = true;
-      done = true;
-      this.onClose.delete(finish);
-      // Only our own listener: a later listen() by someone else stays.
-      if (this.onInterrupt === onInterrupt) this.unlisten();
-      for (const w of waiting.splice(0)) w.resolve({ value: undefined, done: true });
-    };
-    this.listen(onInterrupt, (error) => {
-      failure = error;
-      done = true;
-      finished = true;
-      this.onClose.delete(finish);
-      for (const w of waiting.splice(0)) w.reject(error);
-    });
-    // Registered only once listening worked, so a failed listen() leaves nothing behind.
-    this.onClose.add(finish);
-    const iterator: AsyncIterableIterator<InterruptEvent> = {
-      next: () => {
-        const event = queue.shift();
-        if (event) return Promise.resolve({ value: event, done: false });
-        if (failure) return Promise.reject(failure);
-        if (done || this.isClosed) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve, reject) => waiting.push({ resolve, reject }));
-      },
-      return: () => {
-        finish();
-        return Promise.resolve({ value: undefined, done: true });
-      },
-      [Symbol.asyncIterator]: () => iterator,
-    };
-    return iterator;
+    return interruptEvents({ source: this, onClose: this.onClose, currentListener: () => this.onInterrupt });
   }
+
 }

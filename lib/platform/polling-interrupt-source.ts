@@ -1,4 +1,5 @@
 import { ClosedError, DeviceGoneError } from '../errors';
+import { interruptEvents } from './interrupt-events';
 import type { InterruptErrorListener, InterruptEvent, InterruptListener, InterruptSource } from './interrupt-source';
 
 export interface PollingInterruptSourceOptions {
@@ -128,54 +129,8 @@ export class PollingInterruptSource implements InterruptSource {
     }
   }
 
-  /**
-   * Async iteration over ticks. Ticks the consumer has not taken yet are
-   * coalesced into one pending event whose `count` grows, so a slow
-   * consumer does not build up a queue.
-   */
   events(): AsyncIterableIterator<InterruptEvent> {
-    let pending: InterruptEvent | undefined;
-    const waiting: { resolve: (r: IteratorResult<InterruptEvent>) => void; reject: (e: unknown) => void }[] = [];
-    let failure: Error | undefined;
-    let done = false;
-    const finish = (): void => {
-      done = true;
-      this.onClose.delete(finish);
-      if (this.listening) this.unlisten();
-      for (const w of waiting.splice(0)) w.resolve({ value: undefined, done: true });
-    };
-    this.listen(
-      (event) => {
-        const w = waiting.shift();
-        if (w) w.resolve({ value: event, done: false });
-        else if (pending) pending.count += event.count;
-        else pending = { count: event.count };
-      },
-      (error) => {
-        failure = error;
-        done = true;
-        this.onClose.delete(finish);
-        for (const w of waiting.splice(0)) w.reject(error);
-      },
-    );
-    this.onClose.add(finish);
-    const iterator: AsyncIterableIterator<InterruptEvent> = {
-      next: () => {
-        const event = pending;
-        if (event) {
-          pending = undefined;
-          return Promise.resolve({ value: event, done: false });
-        }
-        if (failure) return Promise.reject(failure);
-        if (done || this.isClosed) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve, reject) => waiting.push({ resolve, reject }));
-      },
-      return: () => {
-        if (!done) finish();
-        return Promise.resolve({ value: undefined, done: true });
-      },
-      [Symbol.asyncIterator]: () => iterator,
-    };
-    return iterator;
+    return interruptEvents({ source: this, onClose: this.onClose, currentListener: () => this.onInterrupt });
   }
+
 }

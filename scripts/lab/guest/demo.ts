@@ -6,7 +6,7 @@
 import { describeFeatures } from '../../../lib/spec';
 import { openTransport } from '../../../lib/transport';
 import { describeReport, rngSubjects, scan, uioEventCount } from './devices';
-import { report } from './report';
+import { report, runMain } from './report';
 
 async function main(): Promise<void> {
   const reports = scan();
@@ -44,10 +44,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (error: unknown) => {
-    console.error(error);
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -4,7 +4,7 @@
  */
 import { rngContract } from '../../../test/contracts/rng-contract';
 import { describeReport, rngSubjects, scan, uioEventCount } from './devices';
-import { report } from './report';
+import { report, runMain } from './report';
 
 async function main(): Promise<void> {
   const reports = scan();
@@ -30,10 +30,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (error: unknown) => {
-    console.error(error);
-    process.exit(1);
-  },
-);
+runMain(main);
