@@ -58,8 +58,8 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
       expect(transports.find((t) => t.deviceId === 4)).toMatchObject({ path: '/dev/uio31', address: '0xa003e00' });
     });
 
-    test.each(caseNames)('rng contract: %s', (name) => {
-      const result = results('case').find((r) => r.suite === 'rng' && r.name === name);
+    test.each(caseNames.flatMap((name) => [['default', name], ['no-event-idx', name]]))('rng contract (%s features): %s', (variant, name) => {
+      const result = results('case').find((r) => r.suite === 'rng' && r.variant === variant && r.name === name);
       expect(result).toBeDefined();
       if (!result!.ok) throw new Error(`failed in the guest: ${result!.error}`);
     });

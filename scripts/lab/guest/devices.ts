@@ -1,6 +1,6 @@
 import { VirtioRng } from '../../../lib/devices';
 import { DmaPool, UioInterruptSource } from '../../../lib/platform';
-import { DeviceId, deviceIdName } from '../../../lib/spec';
+import { DeviceId, describeFeatures, deviceIdName } from '../../../lib/spec';
 import { discoverUio, openTransport, probeAll, type ProbeReport, type UioDeviceSpec } from '../../../lib/transport';
 import type { RngSubject } from '../../../test/contracts/rng-contract';
 
@@ -23,19 +23,23 @@ export function describeReport(report: ProbeReport): Record<string, unknown> {
   };
 }
 
-/** The rng devices found, as contract subjects using hugetlb DMA memory (device address = physical). */
-export function rngSubjects(reports: ProbeReport[]): RngSubject[] {
+/**
+ * The rng devices found, as contract subjects using hugetlb DMA memory
+ * (device address = physical); `excludeFeatures` turns features off (e.g.
+ * EVENT_IDX, to run the flags-based suppression against the device too).
+ */
+export function rngSubjects(reports: ProbeReport[], excludeFeatures = 0n): RngSubject[] {
   return reports
     .filter((r) => r.result?.deviceId === DeviceId.ENTROPY)
     .map((r) => {
       const spec = r.spec as UioDeviceSpec;
       return {
-        label: spec.device.devicePath,
+        label: excludeFeatures ? `${spec.device.devicePath} (without ${describeFeatures(excludeFeatures)})` : spec.device.devicePath,
         open(options) {
           const transport = openTransport(spec);
           const memory = DmaPool.hugetlb();
           try {
-            const rng = VirtioRng.open(transport, { memory, ...options });
+            const rng = VirtioRng.open(transport, { memory, excludeFeatures, ...options });
             return {
               rng,
               transport,
