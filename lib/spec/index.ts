@@ -4,3 +4,4 @@ export * from './features';
 export * from './device-ids';
 export * from './split-ring';
 export * from './notification';
+export * from './blk';
