@@ -148,6 +148,13 @@ export class DeviceIoError extends VirtioError {
   }
 }
 
+/** A write, discard or write-zeroes to a read-only device (refused before anything is sent). */
+export class ReadOnlyError extends VirtioError {
+  constructor(message: string) {
+    super('ERR_VIRTIO_READ_ONLY', message);
+  }
+}
+
 /** A pending request was dropped because its queue or device was closed or reset. */
 export class CanceledError extends VirtioError {
   constructor(message: string) {

@@ -1,2 +1,3 @@
 export { VirtioDriver, type DriverPlan, type DriverOptions, type StartedDevice } from './virtio-driver';
 export { VirtioRng, type VirtioRngOptions } from './virtio-rng';
+export { VirtioBlk, type VirtioBlkOptions, type BlkInfo, type BlkRange, type BlkRequestOptions } from './virtio-blk';

@@ -12,8 +12,11 @@ export interface DriverPlan {
   features?: bigint;
   /** Feature bits the driver cannot work without (NegotiationError FEATURE_MISSING when absent). */
   requiredFeatures?: bigint;
-  /** Queue indices to set up, in order (§5.x "Virtqueues"). */
-  queues: readonly number[];
+  /**
+   * Queue indices to set up, in order (§5.x "Virtqueues"); a function when
+   * the count depends on config read after negotiation (e.g. blk num_queues).
+   */
+  queues: readonly number[] | ((transport: MmioTransport, features: bigint) => readonly number[]);
   /** Queue Size to ask for (capped by QueueNumMax, rounded down to a power of two). Default 256. */
   queueSize?: number;
   /**
@@ -68,7 +71,8 @@ export abstract class VirtioDriver {
     const features = transport.negotiate(wanted, plan.requiredFeatures ?? 0n);
     const queues = new Map<number, SplitQueue>();
     try {
-      for (const index of plan.queues) {
+      const indices = typeof plan.queues === 'function' ? plan.queues(transport, features) : plan.queues;
+      for (const index of indices) {
         const max = transport.queueNumMax(index);
         if (max === 0) throw new TransportError(TransportError.QUEUE_UNAVAILABLE, `${transport.label}: queue ${index} does not exist (QueueNumMax 0)`);
         const size = floorPowerOfTwo(Math.min(max, options.queueSize ?? Infinity, plan.queueSize ?? 256));

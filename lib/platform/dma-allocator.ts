@@ -16,6 +16,12 @@ export interface DmaAllocator {
   free(region: DmaRegion): void;
   /** Frees everything; views of all regions are detached. */
   close(): void;
+  /**
+   * The device address of `view` when it lies wholly inside one live region
+   * of this allocator (so it can be handed to the device without a copy);
+   * undefined otherwise.
+   */
+  addressOf?(view: ArrayBufferView): bigint | undefined;
 }
 
 /**

@@ -122,6 +122,16 @@ export class DmaPool implements DmaAllocator, DeviceMemory {
     this.chunks.length = 0;
   }
 
+  addressOf(view: ArrayBufferView): bigint | undefined {
+    const start = view.byteOffset;
+    const end = start + view.byteLength;
+    for (const [region, live] of this.live) {
+      if (region.view !== view.buffer) continue;
+      if (start >= live.offset && end <= live.offset + region.size) return live.chunk.memory.iova + BigInt(start);
+    }
+    return undefined;
+  }
+
   resolve(iova: bigint, length: number): Uint8Array | undefined {
     if (!Number.isInteger(length) || length < 0) return undefined;
     for (const { memory } of this.chunks) {

@@ -1,0 +1,495 @@
+import { Readable, Writable } from 'node:stream';
+import { DeviceIoError, ReadOnlyError, TransportError } from '../errors';
+import type { DmaRegion } from '../platform';
+import type { QueueBuffer, SplitQueue } from '../queue';
+import {
+  BLK_DISCARD_SEGMENT_SIZE,
+  BLK_ID_BYTES,
+  BLK_REQ_HEADER_SIZE,
+  BLK_SECTOR_SIZE,
+  BLK_WRITE_ZEROES_FLAG_UNMAP,
+  BlkConfig,
+  BlkFeature,
+  BlkRequestType,
+  BlkStatus,
+  DeviceId,
+  FeatureBit,
+  features,
+  hasFeature,
+} from '../spec';
+import type { MmioTransport } from '../transport';
+import { SlotPool, abortable } from './slot-pool';
+import { VirtioDriver, type DriverOptions } from './virtio-driver';
+
+/** What the device told about itself (virtio 1.2 §5.2.4), as negotiated. */
+export interface BlkInfo {
+  /** Size in 512-byte sectors. */
+  readonly capacity: bigint;
+  readonly bytes: bigint;
+  /** Optimal block size (BLK_SIZE), else 512. */
+  readonly blockSize: number;
+  readonly readOnly: boolean;
+  /** Most data segments per request (SEG_MAX), if limited. */
+  readonly segMax?: number;
+  /** Largest data segment in bytes (SIZE_MAX), if limited. */
+  readonly sizeMax?: number;
+  readonly flush: boolean;
+  readonly discard?: { maxSectors: number; maxSegments: number; alignment: number };
+  readonly writeZeroes?: { maxSectors: number; maxSegments: number; mayUnmap: boolean };
+  readonly topology?: { physicalBlockExp: number; alignmentOffset: number; minIoSize: number; optIoSize: number };
+  /** Request queues in use (MQ: num_queues, else 1). */
+  readonly queues: number;
+}
+
+export interface BlkRange {
+  /** First 512-byte sector. */
+  sector: number | bigint;
+  /** Number of sectors. */
+  sectors: number;
+}
+
+export interface BlkRequestOptions {
+  signal?: AbortSignal;
+  /** Request queue to use (MQ); default: round robin. */
+  queue?: number;
+}
+
+export interface VirtioBlkOptions extends DriverOptions {
+  /** Largest transfer per request in bytes (default 256 KiB); bigger reads and writes are split. */
+  maxRequestBytes?: number;
+}
+
+const WANTED = features(
+  BlkFeature.SIZE_MAX,
+  BlkFeature.SEG_MAX,
+  BlkFeature.RO,
+  BlkFeature.BLK_SIZE,
+  BlkFeature.FLUSH,
+  BlkFeature.TOPOLOGY,
+  BlkFeature.MQ,
+  BlkFeature.DISCARD,
+  BlkFeature.WRITE_ZEROES,
+);
+/** Per request: the 16-byte header, then the status byte, in one small DMA slot. */
+const SLOT_BYTES = 32;
+const STATUS_AT = BLK_REQ_HEADER_SIZE;
+const MAX_QUEUES = 64;
+
+interface RequestQueue {
+  queue: SplitQueue;
+  slots: SlotPool;
+}
+
+interface Transfer {
+  type: number;
+  sector: bigint;
+  /** Device-readable data after the header. */
+  out?: QueueBuffer[];
+  /** Device-writable data before the status byte. */
+  in?: QueueBuffer[];
+}
+
+/**
+ * The block device (virtio 1.2 §5.2). Reads and writes take sector
+ * numbers (512 bytes each) and lengths in whole sectors; ranges are checked
+ * against the capacity before anything is sent. Buffers from allocBuffer()
+ * go to the device as they are; others are copied through DMA memory.
+ * Requests run in parallel up to the queue size; more wait their turn.
+ */
+export class VirtioBlk extends VirtioDriver {
+  static readonly deviceId = DeviceId.BLOCK;
+
+  readonly info: BlkInfo;
+  private readonly requestQueues: RequestQueue[];
+  private readonly slotMemory: DmaRegion[];
+  private readonly maxRequestBytes: number;
+  private readonly maxSegments: number;
+  private next = 0;
+  private readonly ownBuffers = new WeakMap<ArrayBufferView, DmaRegion>();
+
+  private constructor(transport: MmioTransport, options: VirtioBlkOptions) {
+    let info: BlkInfo | undefined;
+    super(
+      VirtioDriver.start(
+        transport,
+        {
+          deviceId: DeviceId.BLOCK,
+          features: WANTED,
+          queues: (t, negotiated) => {
+            info = readInfo(t, negotiated);
+            return Array.from({ length: info.queues }, (_, i) => i);
+          },
+          queueSize: 128,
+        },
+        options,
+      ),
+    );
+    this.info = info!;
+    const indices = Array.from({ length: this.info.queues }, (_, i) => i);
+    this.slotMemory = [];
+    this.requestQueues = indices.map((i) => {
+      const queue = this.queue(i);
+      this.slotMemory.push(this.memory.allocate(queue.size * SLOT_BYTES, 16));
+      return { queue, slots: new SlotPool(queue.size) };
+    });
+    // Descriptors per request: header + data segments + status; indirect tables hold up to indirectMax.
+    const indirect = hasFeature(this.features, FeatureBit.INDIRECT_DESC);
+    const perChain = Math.max(...this.requestQueues.map((q) => q.queue.size), indirect ? options.indirectMax ?? 32 : 0);
+    this.maxSegments = Math.max(1, Math.min(this.info.segMax ?? Infinity, perChain - 2));
+    const limit = this.info.sizeMax !== undefined ? this.maxSegments * this.info.sizeMax : Infinity;
+    this.maxRequestBytes = Math.max(BLK_SECTOR_SIZE, floorSectors(Math.min(options.maxRequestBytes ?? 256 * 1024, limit)));
+  }
+
+  /** Initializes the device on `transport` (which must hold a block device). */
+  static open(transport: MmioTransport, options: VirtioBlkOptions): VirtioBlk {
+    const max = options?.maxRequestBytes;
+    if (max !== undefined && (!Number.isInteger(max) || max < BLK_SECTOR_SIZE || max > 1 << 26)) {
+      throw new RangeError(`maxRequestBytes must be an integer in [512, 64 MiB], got ${max}`);
+    }
+    return new VirtioBlk(transport, options);
+  }
+
+  /** A Buffer in DMA memory: reads into it and writes from it need no copy. Give it back with freeBuffer(). */
+  allocBuffer(size: number): Buffer {
+    const region = this.memory.allocate(size, BLK_SECTOR_SIZE);
+    const buffer = Buffer.from(region.view, region.offset, size);
+    this.ownBuffers.set(buffer, region);
+    return buffer;
+  }
+
+  freeBuffer(buffer: Buffer): void {
+    const region = this.ownBuffers.get(buffer);
+    if (!region) throw new RangeError('this buffer did not come from allocBuffer() of this device');
+    this.ownBuffers.delete(buffer);
+    this.memory.free(region);
+  }
+
+  /** Reads `length` bytes (a multiple of 512) from `sector`, or fills `target` (its length a multiple of 512). */
+  async read(sector: number | bigint, lengthOrTarget: number | Uint8Array, options: BlkRequestOptions = {}): Promise<Buffer> {
+    const target = typeof lengthOrTarget === 'number' ? Buffer.allocUnsafe(checkLength(lengthOrTarget)) : asBuffer(lengthOrTarget);
+    const start = this.checkRange(sector, target.length);
+    await this.split(start, target, (at, part) => this.transferIn(at, part, options));
+    return target;
+  }
+
+  /** Writes `data` (its length a multiple of 512) at `sector`. */
+  async write(sector: number | bigint, data: Uint8Array, options: BlkRequestOptions = {}): Promise<void> {
+    this.checkWritable('write');
+    const source = asBuffer(data);
+    const start = this.checkRange(sector, source.length);
+    await this.split(start, source, (at, part) => this.transferOut(at, part, options));
+  }
+
+  /** Makes written data durable (FLUSH); without the feature the device writes through and this resolves at once. */
+  async flush(options: BlkRequestOptions = {}): Promise<void> {
+    if (!this.info.flush) return;
+    await this.submit({ type: BlkRequestType.FLUSH, sector: 0n }, options);
+  }
+
+  /** The device ID string (GET_ID, up to 20 ASCII characters). */
+  async getId(options: BlkRequestOptions = {}): Promise<string> {
+    const region = this.memory.allocate(BLK_ID_BYTES);
+    let id = '';
+    await this.submit({ type: BlkRequestType.GET_ID, sector: 0n, in: [{ region }] }, options, {
+      complete: () => {
+        const bytes = Buffer.from(new Uint8Array(region.view, region.offset, BLK_ID_BYTES));
+        const end = bytes.indexOf(0);
+        id = bytes.subarray(0, end < 0 ? BLK_ID_BYTES : end).toString('latin1');
+      },
+      release: () => this.memory.free(region),
+    });
+    return id;
+  }
+
+  /** Tells the device these ranges are unused (DISCARD). */
+  discard(ranges: readonly BlkRange[], options: BlkRequestOptions = {}): Promise<void> {
+    const limits = this.info.discard;
+    if (!limits) return Promise.reject(new DeviceIoError('the device does not support discard (VIRTIO_BLK_F_DISCARD)', BlkStatus.UNSUPP));
+    return this.segmentsRequest(BlkRequestType.DISCARD, ranges, limits, 0, options);
+  }
+
+  /** Writes zeroes over these ranges (WRITE_ZEROES); `unmap` lets the device deallocate them. */
+  writeZeroes(ranges: readonly BlkRange[], options: BlkRequestOptions & { unmap?: boolean } = {}): Promise<void> {
+    const limits = this.info.writeZeroes;
+    if (!limits) return Promise.reject(new DeviceIoError('the device does not support write zeroes (VIRTIO_BLK_F_WRITE_ZEROES)', BlkStatus.UNSUPP));
+    return this.segmentsRequest(BlkRequestType.WRITE_ZEROES, ranges, limits, options.unmap ? BLK_WRITE_ZEROES_FLAG_UNMAP : 0, options);
+  }
+
+  /** Sequential reads from byte `start` (sector aligned) to `end` (default: the end of the disk). */
+  createReadStream(options: { start?: number; end?: number; chunkSize?: number; highWaterMark?: number } = {}): Readable {
+    const chunk = checkLength(options.chunkSize ?? 65536);
+    const end = options.end ?? Number(this.info.bytes);
+    let at = options.start ?? 0;
+    if (at % BLK_SECTOR_SIZE !== 0 || end % BLK_SECTOR_SIZE !== 0 || at > end) throw new RangeError('stream start and end must be sector-aligned byte offsets, start ≤ end');
+    this.checkRange(at / BLK_SECTOR_SIZE, end - at);
+    const controller = new AbortController();
+    const stream: Readable = new Readable({
+      highWaterMark: options.highWaterMark ?? chunk * 2,
+      read: () => {
+        if (at >= end) {
+          stream.push(null);
+          return;
+        }
+        const n = Math.min(chunk, end - at);
+        const sector = at / BLK_SECTOR_SIZE;
+        at += n;
+        this.read(sector, n, { signal: controller.signal }).then(
+          (data) => stream.push(data),
+          (error: unknown) => stream.destroy(error as Error),
+        );
+      },
+      destroy: (error, callback) => {
+        controller.abort(error ?? undefined);
+        callback(error);
+      },
+    });
+    return stream;
+  }
+
+  /** Sequential writes from byte `start` (sector aligned); the total written must be whole sectors. */
+  createWriteStream(options: { start?: number; highWaterMark?: number } = {}): Writable {
+    let at = options.start ?? 0;
+    if (at % BLK_SECTOR_SIZE !== 0) throw new RangeError('stream start must be a sector-aligned byte offset');
+    this.checkWritable('write');
+    let held: Buffer = Buffer.alloc(0);
+    const flushWhole = async (final: boolean): Promise<void> => {
+      const whole = final ? held.length : held.length - (held.length % BLK_SECTOR_SIZE);
+      if (final && whole % BLK_SECTOR_SIZE !== 0) throw new RangeError(`${whole % BLK_SECTOR_SIZE} bytes left over: a block stream must end on a sector boundary`);
+      if (whole === 0) return;
+      const data = held.subarray(0, whole);
+      held = held.subarray(whole);
+      await this.write(at / BLK_SECTOR_SIZE, data);
+      at += whole;
+    };
+    return new Writable({
+      highWaterMark: options.highWaterMark ?? 256 * 1024,
+      write: (chunk: Buffer, _encoding, callback) => {
+        held = held.length ? Buffer.concat([held, chunk]) : chunk;
+        flushWhole(false).then(() => callback(), callback);
+      },
+      final: (callback) => {
+        flushWhole(true).then(() => callback(), callback);
+      },
+    });
+  }
+
+  override close(): void {
+    if (this.closed) return;
+    super.close();
+    for (const q of this.requestQueues ?? []) q.slots.fail(new TransportError(TransportError.STATE, 'virtio-blk is closed'));
+    if (this.deviceReleased) for (const region of this.slotMemory ?? []) this.memory.free(region);
+  }
+
+  // ---- internals ----
+
+  private checkWritable(what: string): void {
+    if (this.info.readOnly) throw new ReadOnlyError(`${what}: the device is read-only (VIRTIO_BLK_F_RO)`);
+  }
+
+  /** Validates [sector, sector + bytes/512) against the capacity; returns the sector as bigint. */
+  private checkRange(sector: number | bigint, bytes: number): bigint {
+    const start = toSector(sector);
+    checkLength(bytes, true);
+    const end = start + BigInt(bytes / BLK_SECTOR_SIZE);
+    if (end > this.info.capacity) {
+      throw new RangeError(`sectors ${start}..${end} are beyond the device's capacity of ${this.info.capacity} sectors`);
+    }
+    return start;
+  }
+
+  /** Runs `each` over request-sized parts of `data` in parallel; the first failure stops the rest. */
+  private async split(start: bigint, data: Buffer, each: (sector: bigint, part: Buffer) => Promise<void>): Promise<void> {
+    const parts: Promise<void>[] = [];
+    for (let offset = 0; offset < data.length; offset += this.maxRequestBytes) {
+      const part = data.subarray(offset, Math.min(offset + this.maxRequestBytes, data.length));
+      parts.push(each(start + BigInt(offset / BLK_SECTOR_SIZE), part));
+    }
+    const results = await Promise.allSettled(parts);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  private async transferIn(sector: bigint, target: Buffer, options: BlkRequestOptions): Promise<void> {
+    const direct = this.directRegion(target);
+    const region = direct ?? this.memory.allocate(target.length, 64);
+    await this.submit({ type: BlkRequestType.IN, sector, in: this.segments(region, target.length) }, options, {
+      complete: () => {
+        if (!direct) target.set(new Uint8Array(region.view, region.offset, target.length));
+      },
+      release: () => {
+        if (!direct) this.memory.free(region);
+      },
+    });
+  }
+
+  private async transferOut(sector: bigint, source: Buffer, options: BlkRequestOptions): Promise<void> {
+    const direct = this.directRegion(source);
+    const region = direct ?? this.memory.allocate(source.length, 64);
+    if (!direct) new Uint8Array(region.view, region.offset, source.length).set(source);
+    await this.submit({ type: BlkRequestType.OUT, sector, out: this.segments(region, source.length) }, options, {
+      release: () => {
+        if (!direct) this.memory.free(region);
+      },
+    });
+  }
+
+  /** A region-shaped window on `view` when it lies in our DMA memory (no copy needed), else undefined. */
+  private directRegion(view: Buffer): DmaRegion | undefined {
+    const iova = this.memory.addressOf?.(view);
+    return iova === undefined ? undefined : { view: view.buffer as ArrayBuffer, offset: view.byteOffset, size: view.byteLength, iova };
+  }
+
+  /** Splits a data area into segments of at most size_max bytes (§5.2.4). */
+  private segments(region: DmaRegion, length: number): QueueBuffer[] {
+    const max = this.info.sizeMax ?? length;
+    const out: QueueBuffer[] = [];
+    for (let at = 0; at < length; at += max) out.push({ region, offset: at, length: Math.min(max, length - at) });
+    return out;
+  }
+
+  private async segmentsRequest(type: number, ranges: readonly BlkRange[], limits: { maxSectors: number; maxSegments: number }, flags: number, options: BlkRequestOptions): Promise<void> {
+    this.checkWritable(type === BlkRequestType.DISCARD ? 'discard' : 'write zeroes');
+    if (!Array.isArray(ranges) || ranges.length === 0) throw new RangeError('at least one range is needed');
+    if (ranges.length > limits.maxSegments) throw new RangeError(`${ranges.length} ranges, the device takes at most ${limits.maxSegments} per request`);
+    const sectors = ranges.map((range, i) => {
+      if (!Number.isInteger(range?.sectors) || range.sectors < 1 || range.sectors > limits.maxSectors) {
+        throw new RangeError(`range ${i}: sectors must be an integer in [1, ${limits.maxSectors}], got ${range?.sectors}`);
+      }
+      return this.checkRange(range.sector, range.sectors * BLK_SECTOR_SIZE);
+    });
+    const region = this.memory.allocate(ranges.length * BLK_DISCARD_SEGMENT_SIZE);
+    const view = new DataView(region.view, region.offset, region.size);
+    ranges.forEach((range, i) => {
+      view.setBigUint64(i * BLK_DISCARD_SEGMENT_SIZE, sectors[i], true);
+      view.setUint32(i * BLK_DISCARD_SEGMENT_SIZE + 8, range.sectors, true);
+      view.setUint32(i * BLK_DISCARD_SEGMENT_SIZE + 12, flags, true);
+    });
+    await this.submit({ type, sector: 0n, out: [{ region }] }, options, { release: () => this.memory.free(region) });
+  }
+
+  /**
+   * One request: header slot, data, status byte (§5.2.6). `hooks.complete`
+   * runs when the device has completed it (the data may be read then);
+   * `hooks.release` runs exactly once when the device no longer holds the
+   * buffers — also when the caller stopped waiting, and when the request
+   * never reached the device. The status is read once, before the slot is
+   * reused.
+   */
+  private async submit(transfer: Transfer, options: BlkRequestOptions, hooks: { complete?: () => void; release?: () => void } = {}): Promise<void> {
+    let index: number;
+    let slot: number;
+    try {
+      index = this.pickQueue(options.queue);
+      slot = await this.requestQueues[index].slots.acquire(options.signal);
+    } catch (error) {
+      hooks.release?.();
+      throw error;
+    }
+    const { queue, slots } = this.requestQueues[index];
+    const memory = this.slotMemory[index];
+    const header = new DataView(memory.view, memory.offset + slot * SLOT_BYTES, SLOT_BYTES);
+    header.setUint32(0, transfer.type, true);
+    header.setUint32(4, 0, true);
+    header.setBigUint64(8, transfer.sector, true);
+    header.setUint8(STATUS_AT, 0xff);
+    const slotBuffer = (offset: number, length: number): QueueBuffer => ({ region: memory, offset: slot * SLOT_BYTES + offset, length });
+    const completion = queue
+      .submit({
+        readable: [slotBuffer(0, BLK_REQ_HEADER_SIZE), ...(transfer.out ?? [])],
+        writable: [...(transfer.in ?? []), slotBuffer(STATUS_AT, 1)],
+      })
+      .then(
+        () => {
+          const status = header.getUint8(STATUS_AT);
+          if (status === BlkStatus.OK) hooks.complete?.();
+          hooks.release?.();
+          slots.release(slot);
+          return status;
+        },
+        (error: unknown) => {
+          hooks.release?.();
+          slots.release(slot);
+          throw error;
+        },
+      );
+    const status = await abortable(completion, options.signal);
+    if (status !== BlkStatus.OK) {
+      const what = status === BlkStatus.IOERR ? 'an I/O error' : status === BlkStatus.UNSUPP ? 'unsupported request' : `unknown status ${status}`;
+      throw new DeviceIoError(`virtio-blk request type ${transfer.type} at sector ${transfer.sector}: ${what}`, status);
+    }
+  }
+
+  private pickQueue(requested?: number): number {
+    if (requested !== undefined) {
+      if (!Number.isInteger(requested) || requested < 0 || requested >= this.requestQueues.length) {
+        throw new RangeError(`queue must be an integer in [0, ${this.requestQueues.length - 1}], got ${requested}`);
+      }
+      return requested;
+    }
+    const index = this.next;
+    this.next = (this.next + 1) % this.requestQueues.length;
+    return index;
+  }
+}
+
+/** Reads the config fields the negotiated features make valid (§5.2.4), in one generation. */
+function readInfo(transport: MmioTransport, negotiated: bigint): BlkInfo {
+  const has = (bit: number): boolean => hasFeature(negotiated, bit);
+  const c = transport.config;
+  return c.atomic(() => {
+    const capacity = c.read64(BlkConfig.capacity);
+    const queues = has(BlkFeature.MQ) ? c.read16(BlkConfig.num_queues) : 1;
+    if (queues < 1 || queues > MAX_QUEUES) throw new TransportError(TransportError.STATE, `${transport.label}: num_queues ${queues} is outside [1, ${MAX_QUEUES}]`);
+    const blockSize = has(BlkFeature.BLK_SIZE) ? c.read32(BlkConfig.blk_size) : BLK_SECTOR_SIZE;
+    return {
+      capacity,
+      bytes: capacity * BigInt(BLK_SECTOR_SIZE),
+      blockSize: blockSize >= BLK_SECTOR_SIZE && (blockSize & (blockSize - 1)) === 0 ? blockSize : BLK_SECTOR_SIZE,
+      readOnly: has(BlkFeature.RO),
+      segMax: has(BlkFeature.SEG_MAX) ? positive(c.read32(BlkConfig.seg_max)) : undefined,
+      sizeMax: has(BlkFeature.SIZE_MAX) ? positive(c.read32(BlkConfig.size_max)) : undefined,
+      flush: has(BlkFeature.FLUSH),
+      discard: has(BlkFeature.DISCARD)
+        ? { maxSectors: positive(c.read32(BlkConfig.max_discard_sectors)) ?? 1, maxSegments: positive(c.read32(BlkConfig.max_discard_seg)) ?? 1, alignment: c.read32(BlkConfig.discard_sector_alignment) }
+        : undefined,
+      writeZeroes: has(BlkFeature.WRITE_ZEROES)
+        ? { maxSectors: positive(c.read32(BlkConfig.max_write_zeroes_sectors)) ?? 1, maxSegments: positive(c.read32(BlkConfig.max_write_zeroes_seg)) ?? 1, mayUnmap: c.read8(BlkConfig.write_zeroes_may_unmap) !== 0 }
+        : undefined,
+      topology: has(BlkFeature.TOPOLOGY)
+        ? {
+            physicalBlockExp: c.read8(BlkConfig.topology_physical_block_exp),
+            alignmentOffset: c.read8(BlkConfig.topology_alignment_offset),
+            minIoSize: c.read16(BlkConfig.topology_min_io_size),
+            optIoSize: c.read32(BlkConfig.topology_opt_io_size),
+          }
+        : undefined,
+      queues,
+    };
+  });
+}
+
+/** A device-given limit of 0 means none was given. */
+const positive = (n: number): number | undefined => (n > 0 ? n : undefined);
+
+const floorSectors = (n: number): number => Math.floor(n / BLK_SECTOR_SIZE) * BLK_SECTOR_SIZE;
+
+function checkLength(length: number, allowZero = false): number {
+  if (!Number.isInteger(length) || length < (allowZero ? 0 : 1) || length % BLK_SECTOR_SIZE !== 0 || length > 2 ** 31) {
+    throw new RangeError(`length must be a positive multiple of ${BLK_SECTOR_SIZE} bytes up to 2 GiB, got ${length}`);
+  }
+  return length;
+}
+
+function toSector(sector: number | bigint): bigint {
+  if (typeof sector === 'bigint') {
+    if (sector < 0n) throw new RangeError(`sector must be ≥ 0, got ${sector}`);
+    return sector;
+  }
+  if (!Number.isSafeInteger(sector) || sector < 0) throw new RangeError(`sector must be a non-negative integer, got ${sector}`);
+  return BigInt(sector);
+}
+
+function asBuffer(data: Uint8Array): Buffer {
+  if (!(data instanceof Uint8Array)) throw new TypeError('data must be a Buffer or Uint8Array');
+  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
