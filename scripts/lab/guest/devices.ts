@@ -1,7 +1,8 @@
-import { VirtioRng } from '../../../lib/devices';
+import { VirtioBlk, VirtioRng } from '../../../lib/devices';
 import { DmaPool, UioInterruptSource } from '../../../lib/platform';
 import { DeviceId, describeFeatures, deviceIdName } from '../../../lib/spec';
 import { discoverUio, openTransport, probeAll, type ProbeReport, type UioDeviceSpec } from '../../../lib/transport';
+import type { BlkSubject } from '../../../test/contracts/blk-contract';
 import type { RngSubject } from '../../../test/contracts/rng-contract';
 
 /** Every virtio-mmio transport on UIO, probed, the way a user on a board finds them. */
@@ -61,4 +62,35 @@ export function rngSubjects(reports: ProbeReport[], excludeFeatures = 0n): RngSu
 /** Interrupts counted by the UIO driver itself for this transport's line. */
 export function uioEventCount(source: unknown): number | undefined {
   return source instanceof UioInterruptSource ? source.total : undefined;
+}
+
+/** The block devices found, as contract subjects (their contents are overwritten). */
+export function blkSubjects(reports: ProbeReport[]): BlkSubject[] {
+  return reports
+    .filter((r) => r.result?.deviceId === DeviceId.BLOCK)
+    .map((r) => {
+      const spec = r.spec as UioDeviceSpec;
+      return {
+        label: spec.device.devicePath,
+        open(options) {
+          const transport = openTransport(spec);
+          const memory = DmaPool.hugetlb();
+          try {
+            const blk = VirtioBlk.open(transport, { memory, ...options });
+            return {
+              blk,
+              transport,
+              close() {
+                blk.close();
+                memory.close();
+              },
+            };
+          } catch (error) {
+            transport.close();
+            memory.close();
+            throw error;
+          }
+        },
+      };
+    });
 }

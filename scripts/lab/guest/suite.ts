@@ -3,18 +3,25 @@
  * on each device found; one result line per transport and per case.
  */
 import { FeatureBit, feature } from '../../../lib/spec';
+import type { ContractCase } from '../../../test/contracts/contract';
+import { blkContract } from '../../../test/contracts/blk-contract';
 import { rngContract } from '../../../test/contracts/rng-contract';
-import { describeReport, rngSubjects, scan, uioEventCount } from './devices';
+import { blkSubjects, describeReport, rngSubjects, scan, uioEventCount } from './devices';
 import { report, runMain } from './report';
 
 async function main(): Promise<void> {
   const reports = scan();
   for (const r of reports) report({ kind: 'transport', ...describeReport(r) });
-  // The contract with the negotiated defaults, then again without EVENT_IDX (flags-based suppression).
-  for (const [variant, subject] of [...rngSubjects(reports).map((s) => ['default', s] as const), ...rngSubjects(reports, feature(FeatureBit.EVENT_IDX)).map((s) => ['no-event-idx', s] as const)]) {
-    for (const c of rngContract(subject)) {
+  // rng with the negotiated defaults, then again without EVENT_IDX (flags-based suppression); blk.
+  const runs: { suite: string; variant: string; device: string; cases: ContractCase[] }[] = [
+    ...rngSubjects(reports).map((s) => ({ suite: 'rng', variant: 'default', device: s.label, cases: rngContract(s) })),
+    ...rngSubjects(reports, feature(FeatureBit.EVENT_IDX)).map((s) => ({ suite: 'rng', variant: 'no-event-idx', device: s.label, cases: rngContract(s) })),
+    ...blkSubjects(reports).map((s) => ({ suite: 'blk', variant: 'default', device: s.label, cases: blkContract(s) })),
+  ];
+  for (const { suite, variant, device, cases } of runs) {
+    for (const c of cases) {
       const started = Date.now();
-      const base = { kind: 'case', suite: 'rng', variant, device: subject.label, name: c.name };
+      const base = { kind: 'case', suite, variant, device, name: c.name };
       try {
         await c.run();
         report({ ...base, ok: true, ms: Date.now() - started });
