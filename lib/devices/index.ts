@@ -1,3 +1,4 @@
 export { VirtioDriver, type DriverPlan, type DriverOptions, type StartedDevice } from './virtio-driver';
 export { VirtioRng, type VirtioRngOptions } from './virtio-rng';
+export { VirtioConsole, type VirtioConsoleOptions, type ConsoleSize } from './virtio-console';
 export { VirtioBlk, type VirtioBlkOptions, type BlkInfo, type BlkRange, type BlkRequestOptions } from './virtio-blk';

@@ -5,3 +5,4 @@ export * from './device-ids';
 export * from './split-ring';
 export * from './notification';
 export * from './blk';
+export * from './console';

@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import type { VirtioConsole, VirtioConsoleOptions } from '../../lib/devices';
+import type { ContractCase } from './contract';
+
+/** The far end of the console: what the device connects port 0 to. */
+export interface ConsolePeer {
+  /** Bytes for the driver to receive. */
+  send(data: Buffer): void;
+  /** Resolves with the first `bytes` bytes the driver transmitted since open. */
+  received(bytes: number): Promise<Buffer>;
+}
+
+/** A virtio-console device to check, opened fresh for each case. */
+export interface ConsoleSubject {
+  readonly label: string;
+  open(options?: Partial<VirtioConsoleOptions>): Promise<ConsoleHandle>;
+}
+
+export interface ConsoleHandle {
+  readonly console: VirtioConsole;
+  readonly peer: ConsolePeer;
+  close(): void;
+}
+
+async function withConsole(subject: ConsoleSubject, options: Partial<VirtioConsoleOptions>, body: (h: ConsoleHandle) => Promise<void>): Promise<void> {
+  const handle = await subject.open(options);
+  try {
+    await body(handle);
+  } finally {
+    handle.close();
+  }
+}
+
+/** Reads exactly `bytes` bytes from the stream (or fails if it ends first). */
+async function readExactly(stream: NodeJS.ReadableStream, bytes: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of stream) {
+    chunks.push(chunk as Buffer);
+    total += (chunk as Buffer).length;
+    if (total >= bytes) break;
+  }
+  const all = Buffer.concat(chunks);
+  assert.ok(all.length >= bytes, `the stream ended after ${all.length} of ${bytes} bytes`);
+  return all.subarray(0, bytes);
+}
+
+function sameBytes(actual: Buffer, expected: Buffer, what: string): void {
+  if (actual.equals(expected)) return;
+  let at = 0;
+  while (at < Math.min(actual.length, expected.length) && actual[at] === expected[at]) at++;
+  assert.fail(`${what}: ${actual.length} bytes, ${expected.length} expected; first difference at byte ${at}`);
+}
+
+/** The virtio-console contract (virtio 1.2 §5.3, port 0). */
+export function consoleContract(subject: ConsoleSubject): ContractCase[] {
+  return [
+    {
+      name: 'bytes written to the stream reach the other end in order',
+      run: () =>
+        withConsole(subject, { transmitBufferBytes: 1000 }, async ({ console, peer }) => {
+          const data = randomBytes(50_000);
+          for (let at = 0; at < data.length; at += 7000) console.stream.write(data.subarray(at, at + 7000));
+          sameBytes(await peer.received(data.length), data, 'transmitted');
+        }),
+    },
+    {
+      name: 'bytes from the other end arrive on the stream in order',
+      run: () =>
+        withConsole(subject, {}, async ({ console, peer }) => {
+          const data = randomBytes(50_000);
+          peer.send(data);
+          sameBytes(await readExactly(console.stream, data.length), data, 'received');
+        }),
+    },
+    {
+      name: 'a reader that stops reading loses nothing (receive buffers are held back, then re-posted)',
+      run: () =>
+        withConsole(subject, { receiveBuffers: 4, receiveBufferBytes: 512 }, async ({ console, peer }) => {
+          console.stream.pause();
+          const data = randomBytes(200_000);
+          peer.send(data);
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          sameBytes(await readExactly(console.stream, data.length), data, 'received after a pause');
+        }),
+    },
+    {
+      name: 'both directions at once',
+      run: () =>
+        withConsole(subject, {}, async ({ console, peer }) => {
+          const out = randomBytes(20_000);
+          const back = randomBytes(20_000);
+          console.stream.write(out);
+          peer.send(back);
+          const [sent, got] = await Promise.all([peer.received(out.length), readExactly(console.stream, back.length)]);
+          sameBytes(sent, out, 'transmitted');
+          sameBytes(got, back, 'received');
+        }),
+    },
+  ];
+}
