@@ -1,7 +1,7 @@
 /** The virtio-console contract on the sim, for both versions. */
 import { VirtioConsole } from '../../lib/devices';
 import { ConsoleModel } from '../../lib/sim';
-import { consoleContract, type ConsoleSubject } from '../contracts/console-contract';
+import { consoleContract, consoleEchoContract, type ConsoleSubject } from '../contracts/console-contract';
 import { simRig, turns } from '../support/sim-rig';
 
 describe.each([1, 2] as const)('virtio-console on a Version %i sim', (version) => {
@@ -25,6 +25,24 @@ describe.each([1, 2] as const)('virtio-console on a Version %i sim', (version) =
   afterEach(() => expect(violations.splice(0)).toEqual([]));
 
   test.each(consoleContract(subject).map((c) => [c.name, c] as const))('%s', async (_n, c) => {
+    await c.run();
+  });
+
+  const echoing: ConsoleSubject = {
+    label: `echoing sim v${version}`,
+    async open(options) {
+      const rig = simRig(version, new ConsoleModel({ echo: true }));
+      const console = VirtioConsole.open(rig.transport, { memory: rig.pool, ...options });
+      return {
+        console,
+        close() {
+          console.close();
+          violations.push(...rig.close());
+        },
+      };
+    },
+  };
+  test.each(consoleEchoContract(echoing).map((c) => [c.name, c] as const))('echo: %s', async (_n, c) => {
     await c.run();
   });
 

@@ -10,7 +10,9 @@ import { resolve } from 'node:path';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer, type Server, type Socket } from 'node:net';
 import { blkContract, type BlkSubject } from '../contracts/blk-contract';
+import { consoleEchoContract, type ConsoleSubject } from '../contracts/console-contract';
 import { rngContract, type RngSubject } from '../contracts/rng-contract';
 import { describeIf } from '../support/requirements';
 
@@ -35,6 +37,36 @@ function prepare(): { ok: boolean; reason: string } {
 const lab = prepare();
 const rngCases = rngContract({} as RngSubject).map((c) => c.name);
 const blkCases = blkContract({} as BlkSubject).map((c) => c.name);
+const consoleCases = consoleEchoContract({} as ConsoleSubject).map((c) => c.name);
+
+/** The host end of the guest's console: a unix socket server that echoes, counting bytes. */
+function echoServer(path: string): Promise<{ server: Server; echoed: () => number; close: () => Promise<void> }> {
+  let echoed = 0;
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('data', (data) => {
+      echoed += data.length;
+      socket.write(data);
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () =>
+      resolve({
+        server,
+        echoed: () => echoed,
+        close: () =>
+          new Promise<void>((done) => {
+            for (const socket of sockets) socket.destroy();
+            server.close(() => done());
+          }),
+      }),
+    );
+  });
+}
 
 describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
   describe.each([
@@ -42,22 +74,28 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
     ['Version 2 (force-legacy=false)', false, 2],
   ] as const)('%s', (_name, legacy, version) => {
     let run: LabRun;
-    let imageDir: string;
+    let dir: string;
+    let echo: Awaited<ReturnType<typeof echoServer>>;
     beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'lab-devices-'));
       // A 16 MiB raw image for QEMU's virtio-blk (the contract overwrites parts of it).
-      imageDir = mkdtempSync(join(tmpdir(), 'lab-blk-'));
-      const image = join(imageDir, 'disk.img');
+      const image = join(dir, 'disk.img');
       writeFileSync(image, Buffer.alloc(16 * 1024 * 1024));
+      // The console's port 0 is a socket QEMU connects to; this end echoes.
+      echo = await echoServer(join(dir, 'console.sock'));
       run = await runLab({
-        // QEMU fills transports from the top: rng on /dev/uio31, blk on /dev/uio30.
-        devices: ['virtio-rng-device', 'virtio-blk-device,drive=blk0'],
-        extraArgs: ['-drive', `file=${image},if=none,format=raw,id=blk0`],
+        // QEMU fills transports from the top: rng on /dev/uio31, blk on /dev/uio30, the console on /dev/uio29.
+        devices: ['virtio-rng-device', 'virtio-blk-device,drive=blk0', 'virtio-serial-device', 'virtconsole,chardev=con0'],
+        extraArgs: ['-drive', `file=${image},if=none,format=raw,id=blk0`, '-chardev', `socket,id=con0,path=${join(dir, 'console.sock')}`],
         legacy,
         command: 'node scripts/lab/guest/suite.js',
         timeoutMs: 360_000,
       });
     }, 420_000);
-    afterAll(() => rmSync(imageDir, { recursive: true, force: true }));
+    afterAll(async () => {
+      await echo?.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
 
     const results = (kind: string): Record<string, unknown>[] => run.results.filter((r) => r.kind === kind);
 
@@ -66,24 +104,30 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
       if (run.exitCode !== 0) throw new Error(`guest exit ${run.exitCode}; console:\n${run.console.slice(-4000)}`);
     });
 
-    test('all 32 transports are found through UIO; the 30 empty ones are reported as empty, not as errors', () => {
+    test('all 32 transports are found through UIO; the 29 empty ones are reported as empty, not as errors', () => {
       const transports = results('transport');
       expect(transports).toHaveLength(32);
       expect(transports.filter((t) => t.error)).toEqual([]);
       expect(transports.every((t) => t.version === version)).toBe(true);
-      expect(transports.filter((t) => t.device === 'empty')).toHaveLength(30);
+      expect(transports.filter((t) => t.device === 'empty')).toHaveLength(29);
       // QEMU fills transports from the top: the first -device is the last slot.
       expect(transports.find((t) => t.deviceId === 4)).toMatchObject({ path: '/dev/uio31', address: '0xa003e00' });
       expect(transports.find((t) => t.deviceId === 2)).toMatchObject({ path: '/dev/uio30', address: '0xa003c00' });
+      expect(transports.find((t) => t.deviceId === 3)).toMatchObject({ path: '/dev/uio29', address: '0xa003a00' });
     });
 
     test.each([
       ...rngCases.flatMap((name) => [['rng', 'default', name], ['rng', 'no-event-idx', name]]),
       ...blkCases.map((name) => ['blk', 'default', name]),
+      ...consoleCases.map((name) => ['console-echo', 'default', name]),
     ])('%s contract (%s features): %s', (suite, variant, name) => {
       const result = results('case').find((r) => r.suite === suite && r.variant === variant && r.name === name);
       expect(result).toBeDefined();
       if (!result!.ok) throw new Error(`failed in the guest: ${result!.error}`);
+    });
+
+    test('the console bytes really went through the host socket', () => {
+      expect(echo.echoed()).toBeGreaterThanOrEqual(30_000 + 64_000);
     });
 
     test('used-buffer interrupts arrive through the UIO fd and are counted by the kernel too', () => {

@@ -1,8 +1,9 @@
-import { VirtioBlk, VirtioRng } from '../../../lib/devices';
+import { VirtioBlk, VirtioConsole, VirtioRng } from '../../../lib/devices';
 import { DmaPool, UioInterruptSource } from '../../../lib/platform';
 import { DeviceId, describeFeatures, deviceIdName } from '../../../lib/spec';
 import { discoverUio, openTransport, probeAll, type ProbeReport, type UioDeviceSpec } from '../../../lib/transport';
 import type { BlkSubject } from '../../../test/contracts/blk-contract';
+import type { ConsoleSubject } from '../../../test/contracts/console-contract';
 import type { RngSubject } from '../../../test/contracts/rng-contract';
 
 /** Every virtio-mmio transport on UIO, probed, the way a user on a board finds them. */
@@ -82,6 +83,36 @@ export function blkSubjects(reports: ProbeReport[]): BlkSubject[] {
               transport,
               close() {
                 blk.close();
+                memory.close();
+              },
+            };
+          } catch (error) {
+            transport.close();
+            memory.close();
+            throw error;
+          }
+        },
+      };
+    });
+}
+
+/** The console devices found (port 0 wired by the lab to a host socket that echoes). */
+export function consoleSubjects(reports: ProbeReport[]): ConsoleSubject[] {
+  return reports
+    .filter((r) => r.result?.deviceId === DeviceId.CONSOLE)
+    .map((r) => {
+      const spec = r.spec as UioDeviceSpec;
+      return {
+        label: spec.device.devicePath,
+        async open(options) {
+          const transport = openTransport(spec);
+          const memory = DmaPool.hugetlb();
+          try {
+            const console = VirtioConsole.open(transport, { memory, ...options });
+            return {
+              console,
+              close() {
+                console.close();
                 memory.close();
               },
             };

@@ -5,18 +5,20 @@
 import { FeatureBit, feature } from '../../../lib/spec';
 import type { ContractCase } from '../../../test/contracts/contract';
 import { blkContract } from '../../../test/contracts/blk-contract';
+import { consoleEchoContract } from '../../../test/contracts/console-contract';
 import { rngContract } from '../../../test/contracts/rng-contract';
-import { blkSubjects, describeReport, rngSubjects, scan, uioEventCount } from './devices';
+import { blkSubjects, consoleSubjects, describeReport, rngSubjects, scan, uioEventCount } from './devices';
 import { report, runMain } from './report';
 
 async function main(): Promise<void> {
   const reports = scan();
   for (const r of reports) report({ kind: 'transport', ...describeReport(r) });
-  // rng with the negotiated defaults, then again without EVENT_IDX (flags-based suppression); blk.
+  // rng with the negotiated defaults, then again without EVENT_IDX (flags-based suppression); blk; console (echoed by the host).
   const runs: { suite: string; variant: string; device: string; cases: ContractCase[] }[] = [
     ...rngSubjects(reports).map((s) => ({ suite: 'rng', variant: 'default', device: s.label, cases: rngContract(s) })),
     ...rngSubjects(reports, feature(FeatureBit.EVENT_IDX)).map((s) => ({ suite: 'rng', variant: 'no-event-idx', device: s.label, cases: rngContract(s) })),
     ...blkSubjects(reports).map((s) => ({ suite: 'blk', variant: 'default', device: s.label, cases: blkContract(s) })),
+    ...consoleSubjects(reports).map((s) => ({ suite: 'console-echo', variant: 'default', device: s.label, cases: consoleEchoContract(s) })),
   ];
   for (const { suite, variant, device, cases } of runs) {
     for (const c of cases) {
