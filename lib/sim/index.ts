@@ -8,6 +8,7 @@ export { SimDevice, SIM_VENDOR_ID } from './sim-device';
 export type { SimOptions, SimStats, SimFaults } from './sim-options';
 export type { SimQueueState, UsedElement } from './sim-queue';
 export { RngModel, type RngModelOptions } from './rng-model';
+export { NetModel, type NetModelOptions } from './net-model';
 export { ConsoleModel, type ConsoleModelOptions } from './console-model';
 export { BlkModel, type BlkModelOptions } from './blk-model';
 export { SIM_RULES, type SimRule } from './strict-rules';

@@ -6,3 +6,4 @@ export * from './split-ring';
 export * from './notification';
 export * from './blk';
 export * from './console';
+export * from './net';

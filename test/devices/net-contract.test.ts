@@ -1,0 +1,75 @@
+/** The virtio-net contract on the sim, for both versions, with and without MRG_RXBUF. */
+import { VirtioNet } from '../../lib/devices';
+import { NetModel } from '../../lib/sim';
+import { netContract, testFrame, type NetSubject } from '../contracts/net-contract';
+import { simRig, turns } from '../support/sim-rig';
+
+describe.each([1, 2] as const)('virtio-net on a Version %i sim', (version) => {
+  describe.each([true, false])('mergeable receive buffers offered: %s', (mergeable) => {
+    const violations: unknown[] = [];
+    const subject: NetSubject = {
+      label: `sim v${version}`,
+      async open(options) {
+        const model = new NetModel({ mergeable });
+        const rig = simRig(version, model);
+        const net = VirtioNet.open(rig.transport, { memory: rig.pool, ...options });
+        let seen = 0;
+        return {
+          net,
+          peer: {
+            send: (frame) => model.inject(frame),
+            async received(count) {
+              while (model.sent.length < seen + count) await turns(1);
+              const frames = model.sent.slice(seen, seen + count);
+              seen += count;
+              return frames;
+            },
+          },
+          close() {
+            net.close();
+            violations.push(...rig.close());
+          },
+        };
+      },
+    };
+    afterEach(() => expect(violations.splice(0)).toEqual([]));
+    test.each(netContract(subject).map((c) => [c.name, c] as const))('%s', async (_n, c) => {
+      await c.run();
+    });
+  });
+
+  test('two devices on one wire talk to each other; a link change is an event', async () => {
+    const a = new NetModel({ mac: Buffer.from([2, 0, 0, 0, 0, 0xa]) });
+    const b = new NetModel({ mac: Buffer.from([2, 0, 0, 0, 0, 0xb]) });
+    NetModel.pair(a, b);
+    const ra = simRig(version, a);
+    const rb = simRig(version, b);
+    const na = VirtioNet.open(ra.transport, { memory: ra.pool });
+    const nb = VirtioNet.open(rb.transport, { memory: rb.pool });
+    try {
+      const frame = testFrame(nb.mac, na.mac, 1);
+      await na.send(frame);
+      const { value } = await nb.frames().next();
+      expect(value).toEqual(frame);
+      const link = new Promise((resolve) => na.events.once('link', resolve));
+      ra.sim.raiseConfigChange(() => a.setLink(false));
+      await expect(link).resolves.toBe(false);
+      expect(na.linkUp).toBe(false);
+    } finally {
+      na.close();
+      nb.close();
+      expect([...ra.close(), ...rb.close()]).toEqual([]);
+    }
+  });
+
+  test('without the MAC feature the address is random, unicast and locally administered', () => {
+    const rig = simRig(version, new NetModel({ mac: null }));
+    const net = VirtioNet.open(rig.transport, { memory: rig.pool });
+    try {
+      expect(net.mac[0] & 0x03).toBe(0x02);
+    } finally {
+      net.close();
+      expect(rig.close()).toEqual([]);
+    }
+  });
+});
