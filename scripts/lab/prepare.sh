@@ -55,16 +55,30 @@ fi
 # The cross compiler must not have replaced the host's (see QEMU-LAB.md).
 command -v g++ >/dev/null || die "the host g++ is gone: was an :arm64 package installed?"
 
-# ---- stage: kernel + modules (keyed by the ABI) ----
-kernel="$cache/kernel-$abi"
+# ---- stage: kernel + modules (keyed by the ABI and the module list) ----
+# uio for our driver; the kernel's own virtio drivers for side-by-side checks
+# and benchmarks (virtio and virtio_ring are built in).
+kernel_modules=(
+  drivers/uio/uio.ko
+  drivers/virtio/virtio_mmio.ko
+  drivers/block/virtio_blk.ko
+  drivers/char/hw_random/virtio-rng.ko
+  net/core/failover.ko
+  drivers/net/net_failover.ko
+  drivers/net/virtio_net.ko
+)
+kernel="$cache/kernel-$abi-$(echo "${kernel_modules[*]}" | hash_of)"
 if [ ! -f "$kernel/done" ]; then
   say "kernel $abi: downloading the arm64 image and headers ($(elapsed))"
+  rm -rf "$cache"/kernel-*
   rm -rf "$kernel"; mkdir -p "$kernel/debs" "$kernel/x" "$kernel/modules"
   (cd "$kernel/debs" && apt-get download -qq -o APT::Sandbox::User=root "linux-image-$abi-arm64:arm64" "linux-headers-$abi-arm64:arm64" >/dev/null) \
     || die "apt-get download of linux-image-$abi-arm64:arm64 failed"
   for deb in "$kernel"/debs/*.deb; do dpkg -x "$deb" "$kernel/x"; done
   cp "$kernel/x/boot/vmlinuz-$abi-arm64" "$kernel/vmlinuz"
-  cp "$kernel/x/lib/modules/$abi-arm64/kernel/drivers/uio/uio.ko" "$kernel/modules/"
+  for m in "${kernel_modules[@]}"; do
+    cp "$kernel/x/lib/modules/$abi-arm64/kernel/$m" "$kernel/modules/" || die "the kernel package has no $m"
+  done
   # The headers' Makefile includes the -common tree and links into linux-kbuild by /usr/src paths.
   headers="/usr/src/linux-headers-$abi-arm64"
   if [ ! -d "$headers" ]; then

@@ -140,6 +140,45 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
     });
   });
 
+  describe.each([
+    ['Version 1', true],
+    ['Version 2', false],
+  ] as const)('virtio-net against the guest kernel, %s', (_name, legacy) => {
+    // Two NICs on one QEMU hub: the first (/dev/uio31) is ours, the second
+    // (a003c00) is handed to the kernel's virtio_net as eth0, 10.0.0.1/24.
+    const kernelNic = 'a003c00.virtio_mmio';
+    const command = [
+      'set -e',
+      'for m in virtio_mmio failover net_failover virtio_net; do insmod /lab/modules/$m.ko; done',
+      `echo ${kernelNic} > /sys/bus/platform/drivers/uio_pdrv_genirq/unbind`,
+      `echo virtio-mmio > /sys/bus/platform/devices/${kernelNic}/driver_override`,
+      `echo ${kernelNic} > /sys/bus/platform/drivers/virtio-mmio/bind`,
+      'ip link set eth0 up',
+      'ip addr add 10.0.0.1/24 dev eth0',
+      'node scripts/lab/guest/net-peer.js',
+    ].join('\n');
+    let run: LabRun;
+    beforeAll(async () => {
+      run = await runLab({
+        devices: ['virtio-net-device,netdev=n0', 'virtio-net-device,netdev=n1'],
+        extraArgs: ['-netdev', 'hubport,id=n0,hubid=0', '-netdev', 'hubport,id=n1,hubid=0'],
+        legacy,
+        command,
+        timeoutMs: 180_000,
+      });
+    }, 240_000);
+
+    test("the kernel's ARP answers ours, and it answers our pings", () => {
+      if (run.exitCode !== 0) throw new Error(`guest exit ${run.exitCode}; console:\n${run.console.slice(-4000)}`);
+      const [net] = run.results.filter((r) => r.kind === 'net') as { mac: string; peerMac: string; linkUp: boolean; replies: number; pings: number }[];
+      expect(net).toBeDefined();
+      expect(net.linkUp).toBe(true);
+      expect(net.peerMac).toMatch(/^[0-9a-f]{12}$/);
+      expect(net.peerMac).not.toBe(net.mac);
+      expect(net.replies).toBe(net.pings);
+    });
+  });
+
   describe('the runner', () => {
     // Processes whose command line starts with QEMU's name (pgrep prints 0 and exits 1 when none).
     const qemuCount = (): number => Number(spawnSync('pgrep', ['-c', '-f', '^qemu-system-aarch64 '], { encoding: 'utf8' }).stdout.trim() || 0);
