@@ -5,7 +5,7 @@
 // QEMU after a timeout, and never leaves a QEMU process behind (also on
 // Ctrl-C or when the calling process exits).
 //
-//   node scripts/lab/run.js [--legacy] [--device SPEC]... [--timeout S] -- COMMAND...
+//   node scripts/lab/run.js [--legacy] [--device SPEC]... [--qemu ARG]... [--timeout S] -- COMMAND...
 //
 // As a module: runLab({ devices, legacy, command, timeoutMs, onConsole }).
 
@@ -141,20 +141,22 @@ module.exports = { runLab, labReady, cpio, READY };
 if (require.main === module) {
   const argv = process.argv.slice(2);
   const devices = [];
+  const extraArgs = [];
   let legacy = false;
   let timeoutMs = 300_000;
   let i = 0;
   for (; i < argv.length && argv[i] !== '--'; i++) {
     if (argv[i] === '--legacy') legacy = true;
     else if (argv[i] === '--device') devices.push(argv[++i]);
+    else if (argv[i] === '--qemu') extraArgs.push(argv[++i]);
     else if (argv[i] === '--timeout') timeoutMs = Number(argv[++i]) * 1000;
     else {
-      console.error(`unknown option ${argv[i]}\nusage: node scripts/lab/run.js [--legacy] [--device SPEC]... [--timeout S] -- COMMAND...`);
+      console.error(`unknown option ${argv[i]}\nusage: node scripts/lab/run.js [--legacy] [--device SPEC]... [--qemu ARG]... [--timeout S] -- COMMAND...`);
       process.exit(2);
     }
   }
   const command = argv.slice(i + 1).join(' ');
-  runLab({ devices, legacy, command, timeoutMs, onConsole: (line) => console.log(line) }).then(
+  runLab({ devices, extraArgs, legacy, command, timeoutMs, onConsole: (line) => console.log(line) }).then(
     (r) => {
       if (r.timedOut) console.error(`lab: timed out after ${timeoutMs / 1000} s`);
       process.exit(r.timedOut ? 124 : (r.exitCode ?? 1));
