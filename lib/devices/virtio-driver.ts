@@ -1,6 +1,6 @@
 import { TransportError } from '../errors';
 import type { Barriers, DmaAllocator } from '../platform';
-import { SplitQueue } from '../queue';
+import { SplitQueue, type QueueStats } from '../queue';
 import { deviceIdName, isPowerOfTwo } from '../spec';
 import { TRANSPORT_FEATURES, type MmioTransport } from '../transport';
 
@@ -107,6 +107,11 @@ export abstract class VirtioDriver {
 
   get closed(): boolean {
     return this.closing;
+  }
+
+  /** Counters of the queue at `index` (requests, publishes, notifications, Atomics…), as a copy. */
+  queueStats(index: number): QueueStats {
+    return { ...this.queue(index).stats };
   }
 
   /** Listens for config changes (§4.2.3.4, InterruptStatus bit 1). Returns the unsubscribe function. */

@@ -1,0 +1,103 @@
+'use strict';
+// The first side-by-side with the kernel: one boot of the lab guest with two
+// identical virtio-blk devices on QEMU's null-co backend (reads return
+// zeroes, no host I/O): one bound to the guest kernel's virtio_blk and
+// measured with fio, one driven by our VirtioBlk over UIO. The same pattern
+// for both: 4 KiB random reads, direct, for a fixed time at queue depth 1
+// and 32. Prints IOPS, mean and p99 completion latency, interrupts (and for
+// ours, notifications) per request, and the ratio ours/kernel.
+//
+//   node bench/lab-blk.js [--seconds S] [--legacy] [--json]
+//
+// Needs the lab (npm run lab:prepare). The guest runs under TCG, so
+// absolute numbers are far below hardware; the ratio is what to read.
+
+const { parseArgs } = require('node:util');
+const { runLab } = require('../scripts/lab/run.js');
+
+let opts;
+try {
+  ({ values: opts } = parseArgs({ options: { seconds: { type: 'string' }, legacy: { type: 'boolean' }, json: { type: 'boolean' } } }));
+} catch (error) {
+  console.error(`${error.message}\nusage: node bench/lab-blk.js [--seconds S] [--legacy] [--json]`);
+  process.exit(2);
+}
+const SECONDS = Number(opts.seconds ?? '10');
+if (!Number.isInteger(SECONDS) || SECONDS < 1 || SECONDS > 600) {
+  console.error('--seconds must be an integer in [1, 600]');
+  process.exit(2);
+}
+const DEPTHS = [1, 32];
+const KERNEL_NIC = 'a003c00.virtio_mmio'; // the second -device lands one slot below the first
+
+const command = [
+  'set -e',
+  'for m in virtio_mmio virtio_blk; do insmod /lab/modules/$m.ko; done',
+  `echo ${KERNEL_NIC} > /sys/bus/platform/drivers/uio_pdrv_genirq/unbind`,
+  `echo virtio-mmio > /sys/bus/platform/devices/${KERNEL_NIC}/driver_override`,
+  `echo ${KERNEL_NIC} > /sys/bus/platform/drivers/virtio-mmio/bind`,
+  'sleep 1',
+  'test -b /dev/vda',
+  // The kernel names the device's interrupt after the virtio device (virtio0); sum the per-CPU columns.
+  "irqs() { awk '/ virtio0$/ { s = 0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i; print s }' /proc/interrupts; }",
+  ...DEPTHS.flatMap((qd) => [
+    `before=$(irqs)`,
+    `echo "@@LAB-FIO-BEGIN ${qd}"`,
+    `fio --name=kernel --filename=/dev/vda --direct=1 --rw=randread --bs=4k --ioengine=libaio --iodepth=${qd} --runtime=${SECONDS} --time_based --output-format=json`,
+    `echo "@@LAB-FIO-END ${qd} $before $(irqs)"`,
+  ]),
+  ...DEPTHS.map((qd) => `node scripts/lab/guest/blk-bench.js ${qd} ${SECONDS}`),
+].join('\n');
+
+async function main() {
+  const run = await runLab({
+    devices: ['virtio-blk-device,drive=ours', 'virtio-blk-device,drive=kernel'],
+    extraArgs: [
+      '-blockdev', 'driver=null-co,node-name=ours,size=1073741824,read-zeroes=on',
+      '-blockdev', 'driver=null-co,node-name=kernel,size=1073741824,read-zeroes=on',
+    ],
+    legacy: opts.legacy ?? false,
+    command,
+    timeoutMs: (SECONDS * 8 + 120) * 1000,
+  });
+  if (run.timedOut || run.exitCode !== 0) {
+    console.error(run.console.split('\n').slice(-40).join('\n'));
+    throw new Error(run.timedOut ? 'the guest timed out' : `the guest exited with ${run.exitCode}`);
+  }
+  const lines = run.console.split('\n');
+  const kernel = {};
+  for (const qd of DEPTHS) {
+    const begin = lines.findIndex((l) => l === `@@LAB-FIO-BEGIN ${qd}`);
+    const end = lines.findIndex((l, i) => i > begin && l.startsWith(`@@LAB-FIO-END ${qd} `));
+    const text = lines.slice(begin + 1, end).join('\n');
+    const json = JSON.parse(text.slice(text.indexOf('{')));
+    const read = json.jobs[0].read;
+    const [, , irqBefore, irqAfter] = lines[end].split(' ');
+    kernel[qd] = {
+      iops: read.iops,
+      meanUs: read.clat_ns.mean / 1000,
+      p99Us: read.clat_ns.percentile['99.000000'] / 1000,
+      requests: read.total_ios,
+      interruptsPerRequest: (Number(irqAfter) - Number(irqBefore)) / read.total_ios,
+    };
+  }
+  const ours = Object.fromEntries(run.results.filter((r) => r.kind === 'blk-bench').map((r) => [r.iodepth, r]));
+  const rows = DEPTHS.map((qd) => ({ qd, kernel: kernel[qd], ours: ours[qd], ratio: ours[qd].iops / kernel[qd].iops }));
+  if (opts.json) {
+    console.log(JSON.stringify({ seconds: SECONDS, version: opts.legacy ? 1 : 2, rows }, null, 2));
+    return;
+  }
+  const f = (n, d = 0) => (n === undefined ? '-' : n.toFixed(d));
+  console.log(`virtio-blk, 4 KiB random reads, null-co backend, ${SECONDS} s per run, virtio-mmio Version ${opts.legacy ? 1 : 2}, guest under TCG`);
+  console.log('QD  driver   IOPS      mean µs   p99 µs    notifies/req  interrupts/req');
+  for (const { qd, kernel: k, ours: o } of rows) {
+    console.log(`${String(qd).padEnd(3)} kernel   ${f(k.iops).padStart(8)}  ${f(k.meanUs).padStart(8)}  ${f(k.p99Us).padStart(8)}  ${'n/a'.padStart(12)}  ${f(k.interruptsPerRequest, 2).padStart(14)}`);
+    console.log(`${String(qd).padEnd(3)} ours     ${f(o.iops).padStart(8)}  ${f(o.meanUs).padStart(8)}  ${f(o.p99Us).padStart(8)}  ${f(o.notificationsPerRequest, 2).padStart(12)}  ${f(o.interruptsPerRequest, 2).padStart(14)}`);
+  }
+  for (const { qd, ratio } of rows) console.log(`QD${qd}: ours/kernel IOPS = ${ratio.toFixed(2)}x (goal at QD32: >= 1.0)`);
+}
+
+main().catch((error) => {
+  console.error(`bench/lab-blk: ${error.message}`);
+  process.exit(1);
+});

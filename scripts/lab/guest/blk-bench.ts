@@ -1,0 +1,64 @@
+/**
+ * Runs in the lab guest: 4 KiB random reads through our VirtioBlk on the
+ * first virtio-blk transport left on UIO, at a given queue depth for a
+ * given time — the same pattern fio runs against the kernel's virtio_blk.
+ *
+ *   node scripts/lab/guest/blk-bench.js <iodepth> <seconds>
+ */
+import { VirtioBlk } from '../../../lib/devices';
+import { DmaPool } from '../../../lib/platform';
+import { DeviceId } from '../../../lib/spec';
+import { openTransport, type UioDeviceSpec } from '../../../lib/transport';
+import { scan } from './devices';
+import { report, runMain } from './report';
+
+async function main(): Promise<void> {
+  const depth = Number(process.argv[2] ?? 1);
+  const seconds = Number(process.argv[3] ?? 10);
+  const found = scan().find((r) => r.result?.deviceId === DeviceId.BLOCK);
+  if (!found) throw new Error('no virtio-blk transport on UIO');
+  const memory = DmaPool.hugetlb();
+  const transport = openTransport(found.spec as UioDeviceSpec);
+  const blk = VirtioBlk.open(transport, { memory });
+  try {
+    const blocks = Number(blk.info.capacity / 8n);
+    const latencies: number[] = [];
+    const before = { ...blk.queueStats(0), interrupts: transport.stats.interrupts };
+    const end = process.hrtime.bigint() + BigInt(seconds * 1e9);
+    const started = process.hrtime.bigint();
+    const worker = async (): Promise<void> => {
+      const buffer = blk.allocBuffer(4096);
+      try {
+        while (process.hrtime.bigint() < end) {
+          const sector = BigInt(Math.floor(Math.random() * blocks)) * 8n;
+          const t0 = process.hrtime.bigint();
+          await blk.read(sector, buffer);
+          latencies.push(Number(process.hrtime.bigint() - t0) / 1000);
+        }
+      } finally {
+        blk.freeBuffer(buffer);
+      }
+    };
+    await Promise.all(Array.from({ length: depth }, worker));
+    const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
+    const after = blk.queueStats(0);
+    latencies.sort((a, b) => a - b);
+    const n = latencies.length;
+    report({
+      kind: 'blk-bench',
+      driver: 'ours',
+      iodepth: depth,
+      requests: n,
+      iops: n / elapsed,
+      meanUs: latencies.reduce((a, b) => a + b, 0) / n,
+      p99Us: latencies[Math.min(n - 1, Math.floor(n * 0.99))],
+      notificationsPerRequest: (after.notifications - before.notifications) / n,
+      interruptsPerRequest: (transport.stats.interrupts - before.interrupts) / n,
+    });
+  } finally {
+    blk.close();
+    memory.close();
+  }
+}
+
+runMain(main);
