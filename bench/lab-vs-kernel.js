@@ -1,13 +1,15 @@
 'use strict';
-// The first side-by-side with the kernel: one boot of the lab guest with two
+// The first side-by-side with the kernel. virtio-blk: one boot of the lab guest with two
 // identical virtio-blk devices on QEMU's null-co backend (reads return
 // zeroes, no host I/O): one bound to the guest kernel's virtio_blk and
 // measured with fio, one driven by our VirtioBlk over UIO. The same pattern
 // for both: 4 KiB random reads, direct, for a fixed time at queue depth 1
 // and 32. Prints IOPS, mean and p99 completion latency, interrupts (and for
-// ours, notifications) per request, and the ratio ours/kernel.
+// ours, notifications) per request, and the ratio ours/kernel. virtio-rng:
+// a second boot with two virtio-rng devices, one read through the kernel's
+// /dev/hwrng, one through our VirtioRng; bytes/s for each.
 //
-//   node bench/lab-blk.js [--seconds S] [--legacy] [--json]
+//   node bench/lab-vs-kernel.js [--seconds S] [--legacy] [--json]
 //
 // Needs the lab (npm run lab:prepare). The guest runs under TCG, so
 // absolute numbers are far below hardware; the ratio is what to read.
@@ -19,7 +21,7 @@ let opts;
 try {
   ({ values: opts } = parseArgs({ options: { seconds: { type: 'string' }, legacy: { type: 'boolean' }, json: { type: 'boolean' } } }));
 } catch (error) {
-  console.error(`${error.message}\nusage: node bench/lab-blk.js [--seconds S] [--legacy] [--json]`);
+  console.error(`${error.message}\nusage: node bench/lab-vs-kernel.js [--seconds S] [--legacy] [--json]`);
   process.exit(2);
 }
 const SECONDS = Number(opts.seconds ?? '10');
@@ -30,7 +32,7 @@ if (!Number.isInteger(SECONDS) || SECONDS < 1 || SECONDS > 600) {
 const DEPTHS = [1, 32];
 const KERNEL_NIC = 'a003c00.virtio_mmio'; // the second -device lands one slot below the first
 
-const command = [
+const blkCommand = [
   'set -e',
   'for m in virtio_mmio virtio_blk; do insmod /lab/modules/$m.ko; done',
   `echo ${KERNEL_NIC} > /sys/bus/platform/drivers/uio_pdrv_genirq/unbind`,
@@ -49,6 +51,24 @@ const command = [
   ...DEPTHS.map((qd) => `node scripts/lab/guest/blk-bench.js ${qd} ${SECONDS}`),
 ].join('\n');
 
+const rngCommand = [
+  'set -e',
+  'for m in virtio_mmio virtio-rng; do insmod /lab/modules/$m.ko; done',
+  `echo ${KERNEL_NIC} > /sys/bus/platform/drivers/uio_pdrv_genirq/unbind`,
+  `echo virtio-mmio > /sys/bus/platform/devices/${KERNEL_NIC}/driver_override`,
+  `echo ${KERNEL_NIC} > /sys/bus/platform/drivers/virtio-mmio/bind`,
+  'sleep 1',
+  'test -c /dev/hwrng',
+  `node scripts/lab/guest/rng-bench.js ${SECONDS}`,
+].join('\n');
+
+function check(run) {
+  if (run.timedOut || run.exitCode !== 0) {
+    console.error(run.console.split('\n').slice(-40).join('\n'));
+    throw new Error(run.timedOut ? 'the guest timed out' : `the guest exited with ${run.exitCode}`);
+  }
+}
+
 async function main() {
   const run = await runLab({
     devices: ['virtio-blk-device,drive=ours', 'virtio-blk-device,drive=kernel'],
@@ -57,13 +77,18 @@ async function main() {
       '-blockdev', 'driver=null-co,node-name=kernel,size=1073741824,read-zeroes=on',
     ],
     legacy: opts.legacy ?? false,
-    command,
+    command: blkCommand,
     timeoutMs: (SECONDS * 8 + 120) * 1000,
   });
-  if (run.timedOut || run.exitCode !== 0) {
-    console.error(run.console.split('\n').slice(-40).join('\n'));
-    throw new Error(run.timedOut ? 'the guest timed out' : `the guest exited with ${run.exitCode}`);
-  }
+  check(run);
+  const rngRun = await runLab({
+    devices: ['virtio-rng-device', 'virtio-rng-device'],
+    legacy: opts.legacy ?? false,
+    command: rngCommand,
+    timeoutMs: (SECONDS * 6 + 120) * 1000,
+  });
+  check(rngRun);
+  const rng = rngRun.results.filter((r) => r.kind === 'rng-bench');
   const lines = run.console.split('\n');
   const kernel = {};
   for (const qd of DEPTHS) {
@@ -84,7 +109,7 @@ async function main() {
   const ours = Object.fromEntries(run.results.filter((r) => r.kind === 'blk-bench').map((r) => [r.iodepth, r]));
   const rows = DEPTHS.map((qd) => ({ qd, kernel: kernel[qd], ours: ours[qd], ratio: ours[qd].iops / kernel[qd].iops }));
   if (opts.json) {
-    console.log(JSON.stringify({ seconds: SECONDS, version: opts.legacy ? 1 : 2, rows }, null, 2));
+    console.log(JSON.stringify({ seconds: SECONDS, version: opts.legacy ? 1 : 2, blk: rows, rng }, null, 2));
     return;
   }
   const f = (n, d = 0) => (n === undefined ? '-' : n.toFixed(d));
@@ -95,9 +120,14 @@ async function main() {
     console.log(`${String(qd).padEnd(3)} ours     ${f(o.iops).padStart(8)}  ${f(o.meanUs).padStart(8)}  ${f(o.p99Us).padStart(8)}  ${f(o.notificationsPerRequest, 2).padStart(12)}  ${f(o.interruptsPerRequest, 2).padStart(14)}`);
   }
   for (const { qd, ratio } of rows) console.log(`QD${qd}: ours/kernel IOPS = ${ratio.toFixed(2)}x (goal at QD32: >= 1.0)`);
+  const kernelRng = rng.find((r) => r.driver === 'kernel');
+  console.log(`\nvirtio-rng, 4 KiB reads, ${SECONDS} s each`);
+  for (const r of rng) {
+    console.log(`${r.driver.padEnd(7)} ${String(r.inFlight).padStart(2)} in flight  ${(r.bytesPerSecond / 1024).toFixed(0).padStart(8)} KiB/s  ${(r.bytesPerSecond / kernelRng.bytesPerSecond).toFixed(2)}x the kernel's /dev/hwrng`);
+  }
 }
 
 main().catch((error) => {
-  console.error(`bench/lab-blk: ${error.message}`);
+  console.error(`bench/lab-vs-kernel: ${error.message}`);
   process.exit(1);
 });
