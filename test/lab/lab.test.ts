@@ -7,13 +7,15 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type Server, type Socket } from 'node:net';
 import { blkContract, type BlkSubject } from '../contracts/blk-contract';
 import { consoleEchoContract, type ConsoleSubject } from '../contracts/console-contract';
 import { rngContract, type RngSubject } from '../contracts/rng-contract';
+import { pattern } from '../../scripts/lab/guest/blk-pattern';
 import { describeIf } from '../support/requirements';
 
 interface LabRun {
@@ -178,6 +180,34 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
       expect(net.replies).toBe(net.pings);
     });
   });
+
+  test('data written by VirtioBlk is in the host image file and survives a reboot', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lab-persist-'));
+    const image = join(dir, 'disk.img');
+    const bytes = 1 << 20;
+    writeFileSync(image, Buffer.alloc(4 * bytes));
+    try {
+      const boot = (mode: string): Promise<LabRun> =>
+        runLab({
+          devices: ['virtio-blk-device,drive=blk0'],
+          extraArgs: ['-drive', `file=${image},if=none,format=raw,id=blk0`],
+          command: `node scripts/lab/guest/blk-pattern.js ${mode} ${bytes}`,
+          timeoutMs: 120_000,
+        });
+      const hashOf = (run: LabRun): string => {
+        if (run.exitCode !== 0) throw new Error(`guest exit ${run.exitCode}; console:\n${run.console.slice(-3000)}`);
+        return (run.results.find((r) => r.kind === 'blk-pattern') as { sha256: string }).sha256;
+      };
+      const written = hashOf(await boot('write'));
+      // The host's own view of the same bytes, and the pattern computed here.
+      const onDisk = createHash('sha256').update(readFileSync(image).subarray(0, bytes)).digest('hex');
+      expect(onDisk).toBe(written);
+      expect(createHash('sha256').update(pattern(bytes)).digest('hex')).toBe(written);
+      expect(hashOf(await boot('read'))).toBe(written);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
 
   describe('the runner', () => {
     // Processes whose command line starts with QEMU's name (pgrep prints 0 and exits 1 when none).
