@@ -4,12 +4,18 @@
 // zeroes, no host I/O): one bound to the guest kernel's virtio_blk and
 // measured with fio, one driven by our VirtioBlk over UIO. The same pattern
 // for both: 4 KiB random reads, direct, for a fixed time at queue depth 1
-// and 32. Prints IOPS, mean and p99 completion latency, interrupts (and for
-// ours, notifications) per request, and the ratio ours/kernel. virtio-rng:
+// and 32. Prints IOPS, mean and p99 completion latency, notifications (the
+// kernel's from QEMU's virtio_queue_notify trace events with --trace, ours
+// from the queue's counters) and interrupts (the kernel's from
+// /proc/interrupts) per request, and the ratio ours/kernel. virtio-rng:
 // a second boot with two virtio-rng devices, one read through the kernel's
 // /dev/hwrng, one through our VirtioRng; bytes/s for each.
 //
-//   node bench/lab-vs-kernel.js [--seconds S] [--legacy] [--json]
+//   node bench/lab-vs-kernel.js [--seconds S] [--legacy] [--trace] [--json]
+//
+// --trace counts the kernel's notifications through QEMU's trace events;
+// tracing slows QEMU (more for the kernel, which notifies once per request),
+// so its timings are not comparable with a run without it.
 //
 // Needs the lab (npm run lab:prepare). The guest runs under TCG, so
 // absolute numbers are far below hardware; the ratio is what to read.
@@ -19,9 +25,9 @@ const { runLab } = require('../scripts/lab/run.js');
 
 let opts;
 try {
-  ({ values: opts } = parseArgs({ options: { seconds: { type: 'string' }, legacy: { type: 'boolean' }, json: { type: 'boolean' } } }));
+  ({ values: opts } = parseArgs({ options: { seconds: { type: 'string' }, legacy: { type: 'boolean' }, trace: { type: 'boolean' }, json: { type: 'boolean' } } }));
 } catch (error) {
-  console.error(`${error.message}\nusage: node bench/lab-vs-kernel.js [--seconds S] [--legacy] [--json]`);
+  console.error(`${error.message}\nusage: node bench/lab-vs-kernel.js [--seconds S] [--legacy] [--trace] [--json]`);
   process.exit(2);
 }
 const SECONDS = Number(opts.seconds ?? '10');
@@ -75,6 +81,8 @@ async function main() {
     extraArgs: [
       '-blockdev', 'driver=null-co,node-name=ours,size=1073741824,read-zeroes=on',
       '-blockdev', 'driver=null-co,node-name=kernel,size=1073741824,read-zeroes=on',
+      // One line per available-buffer notification QEMU receives, from either device.
+      ...(opts.trace ? ['-trace', 'virtio_queue_notify'] : []),
     ],
     legacy: opts.legacy ?? false,
     command: blkCommand,
@@ -94,7 +102,10 @@ async function main() {
   for (const qd of DEPTHS) {
     const begin = lines.findIndex((l) => l === `@@LAB-FIO-BEGIN ${qd}`);
     const end = lines.findIndex((l, i) => i > begin && l.startsWith(`@@LAB-FIO-END ${qd} `));
-    const text = lines.slice(begin + 1, end).join('\n');
+    // QEMU's trace lines (stderr) interleave with fio's JSON (the console): count them, parse the rest.
+    const between = lines.slice(begin + 1, end);
+    const notifies = between.filter((l) => l.includes('virtio_queue_notify')).length;
+    const text = between.filter((l) => !l.includes('virtio_queue_notify')).join('\n');
     const json = JSON.parse(text.slice(text.indexOf('{')));
     const read = json.jobs[0].read;
     const [, , irqBefore, irqAfter] = lines[end].split(' ');
@@ -104,6 +115,7 @@ async function main() {
       p99Us: read.clat_ns.percentile['99.000000'] / 1000,
       requests: read.total_ios,
       interruptsPerRequest: (Number(irqAfter) - Number(irqBefore)) / read.total_ios,
+      notificationsPerRequest: notifies > 0 ? notifies / read.total_ios : undefined,
     };
   }
   const ours = Object.fromEntries(run.results.filter((r) => r.kind === 'blk-bench').map((r) => [r.iodepth, r]));
@@ -116,7 +128,7 @@ async function main() {
   console.log(`virtio-blk, 4 KiB random reads, null-co backend, ${SECONDS} s per run, virtio-mmio Version ${opts.legacy ? 1 : 2}, guest under TCG`);
   console.log('QD  driver   IOPS      mean µs   p99 µs    notifies/req  interrupts/req');
   for (const { qd, kernel: k, ours: o } of rows) {
-    console.log(`${String(qd).padEnd(3)} kernel   ${f(k.iops).padStart(8)}  ${f(k.meanUs).padStart(8)}  ${f(k.p99Us).padStart(8)}  ${'n/a'.padStart(12)}  ${f(k.interruptsPerRequest, 2).padStart(14)}`);
+    console.log(`${String(qd).padEnd(3)} kernel   ${f(k.iops).padStart(8)}  ${f(k.meanUs).padStart(8)}  ${f(k.p99Us).padStart(8)}  ${f(k.notificationsPerRequest, 2).padStart(12)}  ${f(k.interruptsPerRequest, 2).padStart(14)}`);
     console.log(`${String(qd).padEnd(3)} ours     ${f(o.iops).padStart(8)}  ${f(o.meanUs).padStart(8)}  ${f(o.p99Us).padStart(8)}  ${f(o.notificationsPerRequest, 2).padStart(12)}  ${f(o.interruptsPerRequest, 2).padStart(14)}`);
   }
   for (const { qd, ratio } of rows) console.log(`QD${qd}: ours/kernel IOPS = ${ratio.toFixed(2)}x (goal at QD32: >= 1.0)`);
