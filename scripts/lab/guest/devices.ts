@@ -1,7 +1,7 @@
 import { VirtioBlk, VirtioConsole, VirtioRng } from '../../../lib/devices';
 import { DmaPool, UioInterruptSource } from '../../../lib/platform';
 import { DeviceId, describeFeatures, deviceIdName } from '../../../lib/spec';
-import { discoverUio, openTransport, probeAll, type ProbeReport, type UioDeviceSpec } from '../../../lib/transport';
+import { discoverUio, openTransport, probeAll, type MmioTransport, type ProbeReport, type UioDeviceSpec } from '../../../lib/transport';
 import type { BlkSubject } from '../../../test/contracts/blk-contract';
 import type { ConsoleSubject } from '../../../test/contracts/console-contract';
 import type { RngSubject } from '../../../test/contracts/rng-contract';
@@ -25,103 +25,72 @@ export function describeReport(report: ProbeReport): Record<string, unknown> {
   };
 }
 
-/**
- * The rng devices found, as contract subjects using hugetlb DMA memory
- * (device address = physical); `excludeFeatures` turns features off (e.g.
- * EVENT_IDX, to run the flags-based suppression against the device too).
- */
-export function rngSubjects(reports: ProbeReport[], excludeFeatures = 0n): RngSubject[] {
-  return reports
-    .filter((r) => r.result?.deviceId === DeviceId.ENTROPY)
-    .map((r) => {
-      const spec = r.spec as UioDeviceSpec;
-      return {
-        label: excludeFeatures ? `${spec.device.devicePath} (without ${describeFeatures(excludeFeatures)})` : spec.device.devicePath,
-        open(options) {
-          const transport = openTransport(spec);
-          const memory = DmaPool.hugetlb();
-          try {
-            const rng = VirtioRng.open(transport, { memory, excludeFeatures, ...options });
-            return {
-              rng,
-              transport,
-              close() {
-                rng.close();
-                memory.close();
-              },
-            };
-          } catch (error) {
-            transport.close();
-            memory.close();
-            throw error;
-          }
-        },
-      };
-    });
-}
-
 /** Interrupts counted by the UIO driver itself for this transport's line. */
 export function uioEventCount(source: unknown): number | undefined {
   return source instanceof UioInterruptSource ? source.total : undefined;
 }
 
+/**
+ * Opens a driver on a UIO transport with its own hugetlb DMA pool (device
+ * address = physical: the guest has no IOMMU); closing the driver closes
+ * both. What every contract subject in the guest does.
+ */
+function openOnUio<D extends { close(): void }>(spec: UioDeviceSpec, open: (transport: MmioTransport, memory: DmaPool) => D): { driver: D; transport: MmioTransport; close(): void } {
+  const transport = openTransport(spec);
+  const memory = DmaPool.hugetlb();
+  try {
+    const driver = open(transport, memory);
+    return {
+      driver,
+      transport,
+      close() {
+        driver.close();
+        memory.close();
+      },
+    };
+  } catch (error) {
+    transport.close();
+    memory.close();
+    throw error;
+  }
+}
+
+const found = (reports: ProbeReport[], deviceId: number): UioDeviceSpec[] =>
+  reports.filter((r) => r.result?.deviceId === deviceId).map((r) => r.spec as UioDeviceSpec);
+
+/**
+ * The rng devices found, as contract subjects; `excludeFeatures` turns
+ * features off (e.g. EVENT_IDX, to run the flags-based suppression against
+ * the device too).
+ */
+export function rngSubjects(reports: ProbeReport[], excludeFeatures = 0n): RngSubject[] {
+  return found(reports, DeviceId.ENTROPY).map((spec) => ({
+    label: excludeFeatures ? `${spec.device.devicePath} (without ${describeFeatures(excludeFeatures)})` : spec.device.devicePath,
+    open(options) {
+      const { driver: rng, transport, close } = openOnUio(spec, (t, memory) => VirtioRng.open(t, { memory, excludeFeatures, ...options }));
+      return { rng, transport, close };
+    },
+  }));
+}
+
 /** The block devices found, as contract subjects (their contents are overwritten). */
 export function blkSubjects(reports: ProbeReport[]): BlkSubject[] {
-  return reports
-    .filter((r) => r.result?.deviceId === DeviceId.BLOCK)
-    .map((r) => {
-      const spec = r.spec as UioDeviceSpec;
-      return {
-        label: spec.device.devicePath,
-        open(options) {
-          const transport = openTransport(spec);
-          const memory = DmaPool.hugetlb();
-          try {
-            const blk = VirtioBlk.open(transport, { memory, ...options });
-            return {
-              blk,
-              transport,
-              close() {
-                blk.close();
-                memory.close();
-              },
-            };
-          } catch (error) {
-            transport.close();
-            memory.close();
-            throw error;
-          }
-        },
-      };
-    });
+  return found(reports, DeviceId.BLOCK).map((spec) => ({
+    label: spec.device.devicePath,
+    open(options) {
+      const { driver: blk, transport, close } = openOnUio(spec, (t, memory) => VirtioBlk.open(t, { memory, ...options }));
+      return { blk, transport, close };
+    },
+  }));
 }
 
 /** The console devices found (port 0 wired by the lab to a host socket that echoes). */
 export function consoleSubjects(reports: ProbeReport[]): ConsoleSubject[] {
-  return reports
-    .filter((r) => r.result?.deviceId === DeviceId.CONSOLE)
-    .map((r) => {
-      const spec = r.spec as UioDeviceSpec;
-      return {
-        label: spec.device.devicePath,
-        async open(options) {
-          const transport = openTransport(spec);
-          const memory = DmaPool.hugetlb();
-          try {
-            const console = VirtioConsole.open(transport, { memory, ...options });
-            return {
-              console,
-              close() {
-                console.close();
-                memory.close();
-              },
-            };
-          } catch (error) {
-            transport.close();
-            memory.close();
-            throw error;
-          }
-        },
-      };
-    });
+  return found(reports, DeviceId.CONSOLE).map((spec) => ({
+    label: spec.device.devicePath,
+    async open(options) {
+      const { driver: console, close } = openOnUio(spec, (t, memory) => VirtioConsole.open(t, { memory, ...options }));
+      return { console, close };
+    },
+  }));
 }
