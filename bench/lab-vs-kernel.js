@@ -21,7 +21,7 @@
 // absolute numbers are far below hardware; the ratio is what to read.
 
 const { parseArgs } = require('node:util');
-const { runLab } = require('../scripts/lab/run.js');
+const { runLab, kernelDriverCommands } = require('../scripts/lab/run.js');
 
 let opts;
 try {
@@ -36,14 +36,11 @@ if (!Number.isInteger(SECONDS) || SECONDS < 1 || SECONDS > 600) {
   process.exit(2);
 }
 const DEPTHS = [1, 32];
-const KERNEL_NIC = 'a003c00.virtio_mmio'; // the second -device lands one slot below the first
+const KERNEL_NIC = 'a003c00.virtio_mmio'; // the kernel's device: the second -device lands one slot below the first
 
 const blkCommand = [
   'set -e',
-  'for m in virtio_mmio virtio_blk; do insmod /lab/modules/$m.ko; done',
-  `echo ${KERNEL_NIC} > /sys/bus/platform/drivers/uio_pdrv_genirq/unbind`,
-  `echo virtio-mmio > /sys/bus/platform/devices/${KERNEL_NIC}/driver_override`,
-  `echo ${KERNEL_NIC} > /sys/bus/platform/drivers/virtio-mmio/bind`,
+  ...kernelDriverCommands(KERNEL_NIC, ['virtio_blk']),
   'sleep 1',
   'test -b /dev/vda',
   // The kernel names the device's interrupt after the virtio device (virtio0); sum the per-CPU columns.
@@ -59,10 +56,7 @@ const blkCommand = [
 
 const rngCommand = [
   'set -e',
-  'for m in virtio_mmio virtio-rng; do insmod /lab/modules/$m.ko; done',
-  `echo ${KERNEL_NIC} > /sys/bus/platform/drivers/uio_pdrv_genirq/unbind`,
-  `echo virtio-mmio > /sys/bus/platform/devices/${KERNEL_NIC}/driver_override`,
-  `echo ${KERNEL_NIC} > /sys/bus/platform/drivers/virtio-mmio/bind`,
+  ...kernelDriverCommands(KERNEL_NIC, ['virtio-rng']),
   'sleep 1',
   'test -c /dev/hwrng',
   `node scripts/lab/guest/rng-bench.js ${SECONDS}`,

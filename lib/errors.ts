@@ -157,8 +157,8 @@ export class ReadOnlyError extends VirtioError {
 
 /** A pending request was dropped because its queue or device was closed or reset. */
 export class CanceledError extends VirtioError {
-  constructor(message: string) {
-    super('ERR_VIRTIO_CANCELED', message);
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_VIRTIO_CANCELED', message, options);
   }
 }
 

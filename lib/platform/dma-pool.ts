@@ -123,6 +123,8 @@ export class DmaPool implements DmaAllocator, DeviceMemory {
   }
 
   addressOf(view: ArrayBufferView): bigint | undefined {
+    // Ordinary Buffers (the common case) are turned away without a walk over the live regions.
+    if (!this.chunks.some((chunk) => chunk.memory.view === view.buffer)) return undefined;
     const start = view.byteOffset;
     const end = start + view.byteLength;
     for (const [region, live] of this.live) {

@@ -477,7 +477,7 @@ export class SplitQueue implements QueueEndpoint {
 
   private detachedError(): Error {
     const cause = this.detachedBy;
-    return Object.assign(new CanceledError(`queue ${this.index} is ${this.released ? 'closed' : `detached (${cause?.message})`}`), cause ? { cause } : {});
+    return new CanceledError(`queue ${this.index} is ${this.released ? 'closed' : `detached (${cause?.message})`}`, cause ? { cause } : undefined);
   }
 
   private unusable(): boolean {
@@ -543,7 +543,8 @@ function checkBuffer(buffer: QueueBuffer): number {
   if (!Number.isInteger(offset) || offset < 0 || !Number.isInteger(length) || length < 1 || offset + length > region.size) {
     throw new RangeError(`buffer [${offset}, ${offset}+${length}) is empty or outside its ${region.size}-byte DMA region`);
   }
-  if (region.iova + BigInt(offset + length) > BigInt(MAX_ADDRESS)) throw new RangeError('buffer device address beyond 2^53');
+  // Number arithmetic, as writeDesc uses; no BigInt work per buffer on the submit path.
+  if (Number(region.iova) + offset + length > MAX_ADDRESS) throw new RangeError('buffer device address beyond 2^53');
   return length;
 }
 

@@ -1,4 +1,5 @@
 import { ConsoleConfig, ConsoleFeature, DeviceId, feature } from '../spec';
+import { HeldReceives, fillWritable } from './held-receives';
 import type { SimConfigField, SimDeviceModel, SimRequest } from './sim-model';
 
 export interface ConsoleModelOptions {
@@ -8,11 +9,6 @@ export interface ConsoleModelOptions {
   echo?: boolean;
   /** QueueNumMax of both port-0 queues (default 64). */
   queueSize?: number;
-}
-
-interface PendingReceive {
-  request: SimRequest;
-  complete: (len: number) => void;
 }
 
 /**
@@ -35,7 +31,7 @@ export class ConsoleModel implements SimDeviceModel {
   /** Everything the driver transmitted, in order. */
   output: Buffer = Buffer.alloc(0);
   private readonly echo: boolean;
-  private readonly receives: PendingReceive[] = [];
+  private readonly receives = new HeldReceives(() => this.deliver());
   private waiting: Buffer = Buffer.alloc(0);
   private readonly outputWaiters: { bytes: number; resolve: (data: Buffer) => void }[] = [];
 
@@ -90,33 +86,24 @@ export class ConsoleModel implements SimDeviceModel {
       return 0;
     }
     if (request.queue !== 0) return 0;
-    return new Promise<number>((complete) => {
-      this.receives.push({ request, complete });
-      this.deliver();
-    });
+    return this.receives.hold(request);
   }
 
   reset(): void {
-    this.receives.length = 0;
+    this.receives.clear();
     this.waiting = Buffer.alloc(0);
   }
 
   resetQueue(queue: number): void {
-    if (queue === 0) this.receives.length = 0;
+    if (queue === 0) this.receives.clear();
   }
 
   private deliver(): void {
     while (this.waiting.length > 0 && this.receives.length > 0) {
-      const { request, complete } = this.receives.shift()!;
-      let at = 0;
-      for (const target of request.writable) {
-        const n = Math.min(target.length, this.waiting.length - at);
-        target.set(this.waiting.subarray(at, at + n));
-        at += n;
-        if (at === this.waiting.length) break;
-      }
-      this.waiting = this.waiting.subarray(at);
-      complete(at);
+      const [{ request, complete }] = this.receives.take();
+      const written = fillWritable(request, this.waiting);
+      this.waiting = this.waiting.subarray(written);
+      complete(written);
     }
   }
 }

@@ -1,4 +1,5 @@
 import { DeviceId, FeatureBit, NET_HDR_NUM_BUFFERS, NET_HDR_SIZE, NET_HDR_SIZE_LEGACY, NetConfig, NetFeature, NetStatus, feature, hasFeature } from '../spec';
+import { HeldReceives, fillWritable } from './held-receives';
 import type { SimConfigField, SimDeviceModel, SimRequest } from './sim-model';
 
 export interface NetModelOptions {
@@ -13,11 +14,6 @@ export interface NetModelOptions {
   /** Frames held while the driver has no receive buffer posted, before new ones are dropped (default 256). */
   backlog?: number;
   queueSize?: number;
-}
-
-interface PendingReceive {
-  readonly request: SimRequest;
-  readonly complete: (len: number) => void;
 }
 
 /**
@@ -45,7 +41,7 @@ export class NetModel implements SimDeviceModel {
   private peer?: NetModel;
   private readonly loopback: boolean;
   private readonly backlogLimit: number;
-  private readonly receives: PendingReceive[] = [];
+  private readonly receives = new HeldReceives(() => this.deliver());
   private readonly backlog: Buffer[] = [];
   private headerBytes = NET_HDR_SIZE;
   private mergeable = false;
@@ -113,19 +109,16 @@ export class NetModel implements SimDeviceModel {
       return 0;
     }
     if (request.queue !== 0) return 0;
-    return new Promise<number>((complete) => {
-      this.receives.push({ request, complete });
-      this.deliver();
-    });
+    return this.receives.hold(request);
   }
 
   reset(): void {
-    this.receives.length = 0;
+    this.receives.clear();
     this.backlog.length = 0;
   }
 
   resetQueue(queue: number): void {
-    if (queue === 0) this.receives.length = 0;
+    if (queue === 0) this.receives.clear();
   }
 
   /** Fills posted receive buffers with backlogged frames (§5.1.6.4). */
@@ -135,14 +128,14 @@ export class NetModel implements SimDeviceModel {
       let needed = 1;
       if (!this.mergeable) {
         // Without MRG_RXBUF a frame must fit one buffer (§5.1.6.3.1); a driver that posts less loses it.
-        if (this.receives[0].request.writableBytes < packet.length) {
+        if (this.receives.room(0) < packet.length) {
           this.backlog.shift();
           this.dropped++;
           continue;
         }
       } else {
-        let room = this.receives[0].request.writableBytes;
-        while (room < packet.length && needed < this.receives.length) room += this.receives[needed++].request.writableBytes;
+        let room = this.receives.room(0);
+        while (room < packet.length && needed < this.receives.length) room += this.receives.room(needed++);
         if (room < packet.length) {
           if (needed < this.queueSizes[0]) return; // wait for more buffers
           this.backlog.shift();
@@ -153,14 +146,9 @@ export class NetModel implements SimDeviceModel {
       this.backlog.shift();
       if (this.headerBytes === NET_HDR_SIZE) packet.writeUInt16LE(needed, NET_HDR_NUM_BUFFERS);
       let at = 0;
-      for (const { request, complete } of this.receives.splice(0, needed)) {
-        let written = 0;
-        for (const target of request.writable) {
-          const n = Math.min(target.length, packet.length - at);
-          target.set(packet.subarray(at, at + n));
-          at += n;
-          written += n;
-        }
+      for (const { request, complete } of this.receives.take(needed)) {
+        const written = fillWritable(request, packet, at);
+        at += written;
         complete(written);
       }
     }

@@ -108,6 +108,8 @@ export class MmioTransport {
   private phase: Phase = 'reset';
   private offered = 0n;
   private negotiated = 0n;
+  /** VIRTIO_F_NOTIFICATION_DATA, decided once at negotiation (notify is on the hot path). */
+  private notificationData = false;
   private readonly endpoints = new Map<number, QueueEndpoint>();
   private readonly busy = new Set<number>();
   private readonly resetQueues = new Set<number>();
@@ -203,6 +205,7 @@ export class MmioTransport {
     this.phase = 'reset';
     this.offered = 0n;
     this.negotiated = 0n;
+    this.notificationData = false;
     this.resetQueues.clear();
     this.interruptError = undefined;
   }
@@ -244,6 +247,7 @@ export class MmioTransport {
       this.regs.writel(R.GuestPageSize, this.options.guestPageSize);
     }
     this.negotiated = accepted;
+    this.notificationData = hasFeature(accepted, FeatureBit.NOTIFICATION_DATA);
     this.phase = 'features-ok';
     return accepted;
   }
@@ -400,10 +404,6 @@ export class MmioTransport {
    */
   notify(index: number, nextAvail: number): void {
     this.regs.writel(R.QueueNotify, this.notificationData ? splitNotificationData(index, nextAvail) : index);
-  }
-
-  private get notificationData(): boolean {
-    return hasFeature(this.negotiated, FeatureBit.NOTIFICATION_DATA);
   }
 
   /**

@@ -136,7 +136,21 @@ function runLab(options) {
   });
 }
 
-module.exports = { runLab, labReady, cpio, READY };
+/**
+ * Shell lines that hand one transport (its platform device, e.g.
+ * "a003c00.virtio_mmio") from uio_pdrv_genirq to the guest kernel's own
+ * virtio-mmio driver, after loading virtio_mmio and `modules` (QEMU-LAB.md).
+ */
+function kernelDriverCommands(platformDevice, modules) {
+  return [
+    `for m in virtio_mmio ${modules.join(' ')}; do insmod /lab/modules/$m.ko; done`,
+    `echo ${platformDevice} > /sys/bus/platform/drivers/uio_pdrv_genirq/unbind`,
+    `echo virtio-mmio > /sys/bus/platform/devices/${platformDevice}/driver_override`,
+    `echo ${platformDevice} > /sys/bus/platform/drivers/virtio-mmio/bind`,
+  ];
+}
+
+module.exports = { runLab, labReady, cpio, kernelDriverCommands, READY };
 
 if (require.main === module) {
   const argv = process.argv.slice(2);

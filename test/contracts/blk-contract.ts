@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { VirtioBlk, VirtioBlkOptions } from '../../lib/devices';
 import type { MmioTransport } from '../../lib/transport';
-import type { ContractCase } from './contract';
+import { sameBytes, type ContractCase } from './contract';
 
 /** A virtio-blk device to check, opened fresh for each case; its contents may be overwritten. */
 export interface BlkSubject {
@@ -26,17 +26,6 @@ async function withBlk(subject: BlkSubject, options: Partial<VirtioBlkOptions>, 
 }
 
 const SECTOR = 512;
-
-/**
- * Byte-for-byte equality with a short message: assert.deepEqual's diff of
- * large buffers takes minutes, which looks like a hang.
- */
-function sameBytes(actual: Uint8Array, expected: Uint8Array, what = 'data'): void {
-  if (Buffer.compare(actual, expected) === 0) return;
-  let at = 0;
-  while (at < Math.min(actual.length, expected.length) && actual[at] === expected[at]) at++;
-  assert.fail(`${what}: ${actual.length} bytes read, ${expected.length} expected; first difference at byte ${at} (${actual[at]} ≠ ${expected[at]})`);
-}
 
 /** The virtio-blk contract (virtio 1.2 §5.2): what any block device must do with our driver. */
 export function blkContract(subject: BlkSubject): ContractCase[] {

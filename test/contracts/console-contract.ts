@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { VirtioConsole, VirtioConsoleOptions } from '../../lib/devices';
-import type { ContractCase } from './contract';
+import { sameBytes, type ContractCase } from './contract';
 
 /** The far end of the console: what the device connects port 0 to. */
 export interface ConsolePeer {
@@ -50,13 +50,6 @@ async function readExactly(stream: NodeJS.ReadableStream, bytes: number): Promis
   const all = Buffer.concat(chunks);
   assert.ok(all.length >= bytes, `the stream ended after ${all.length} of ${bytes} bytes`);
   return all.subarray(0, bytes);
-}
-
-function sameBytes(actual: Buffer, expected: Buffer, what: string): void {
-  if (actual.equals(expected)) return;
-  let at = 0;
-  while (at < Math.min(actual.length, expected.length) && actual[at] === expected[at]) at++;
-  assert.fail(`${what}: ${actual.length} bytes, ${expected.length} expected; first difference at byte ${at}`);
 }
 
 /** The virtio-console contract (virtio 1.2 §5.3, port 0). */

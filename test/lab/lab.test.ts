@@ -26,7 +26,10 @@ interface LabRun {
   ms: number;
 }
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { runLab } = require('../../scripts/lab/run.js') as { runLab(options: object): Promise<LabRun> };
+const { runLab, kernelDriverCommands } = require('../../scripts/lab/run.js') as {
+  runLab(options: object): Promise<LabRun>;
+  kernelDriverCommands(platformDevice: string, modules: string[]): string[];
+};
 
 /** Brings the lab up to date with the sources (seconds when warm); the reason when it cannot. */
 function prepare(): { ok: boolean; reason: string } {
@@ -151,10 +154,7 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
     const kernelNic = 'a003c00.virtio_mmio';
     const command = [
       'set -e',
-      'for m in virtio_mmio failover net_failover virtio_net; do insmod /lab/modules/$m.ko; done',
-      `echo ${kernelNic} > /sys/bus/platform/drivers/uio_pdrv_genirq/unbind`,
-      `echo virtio-mmio > /sys/bus/platform/devices/${kernelNic}/driver_override`,
-      `echo ${kernelNic} > /sys/bus/platform/drivers/virtio-mmio/bind`,
+      ...kernelDriverCommands(kernelNic, ['failover', 'net_failover', 'virtio_net']),
       'ip link set eth0 up',
       'ip addr add 10.0.0.1/24 dev eth0',
       'node scripts/lab/guest/net-peer.js',
