@@ -168,3 +168,22 @@ export class AbortError extends VirtioError {
     super('ABORT_ERR', message, options);
   }
 }
+
+/** A virtio-console port that cannot be used as asked (virtio 1.2 §5.3.6.2). `code` tells why. */
+export class PortError extends VirtioError {
+  /** The device has not added the port, or removed it (DEVICE_REMOVE). */
+  static readonly ABSENT = 'ERR_VIRTIO_PORT_ABSENT';
+  /** No port matched within the time given to waitForPort(). */
+  static readonly NOT_FOUND = 'ERR_VIRTIO_PORT_NOT_FOUND';
+  /** Ports other than 0 need VIRTIO_CONSOLE_F_MULTIPORT, which was not negotiated. */
+  static readonly NO_MULTIPORT = 'ERR_VIRTIO_PORT_NO_MULTIPORT';
+
+  constructor(
+    code: string,
+    message: string,
+    /** The port id concerned, when there is one. */
+    readonly port?: number,
+  ) {
+    super(code, message);
+  }
+}

@@ -1,78 +1,144 @@
-import { Duplex } from 'node:stream';
-import type { DmaRegion } from '../platform';
-import type { SplitQueue } from '../queue';
-import { ConsoleConfig, ConsoleFeature, ConsoleQueue, DeviceId, feature, hasFeature } from '../spec';
+import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+import { AbortError, PortError } from '../errors';
+import {
+  ConsoleConfig,
+  ConsoleControlEvent,
+  ConsoleFeature,
+  ConsoleQueue,
+  ConsoleResize,
+  DeviceId,
+  feature,
+  hasFeature,
+  portReceiveQueue,
+  portTransmitQueue,
+  type ConsoleControlMessage,
+} from '../spec';
 import type { MmioTransport } from '../transport';
+import { ControlChannel } from './console-control';
+import { ConsolePort, type ConsoleSize, type PortControl } from './console-port';
 import { VirtioDriver, type DriverOptions } from './virtio-driver';
 
+export type { ConsoleSize } from './console-port';
+
 export interface VirtioConsoleOptions extends DriverOptions {
-  /** Receive buffers kept posted (default: the receive queue's size, at most 64). */
+  /** Receive buffers kept posted per open port (default: the receive queue's size, at most 64). */
   receiveBuffers?: number;
   /** Bytes per receive buffer (default 4096). */
   receiveBufferBytes?: number;
   /** Largest transmit buffer; longer writes are split (default 4096). */
   transmitBufferBytes?: number;
+  /** Negotiate VIRTIO_CONSOLE_F_MULTIPORT when the device offers it (default true). */
+  multiport?: boolean;
+  /** With MULTIPORT: ports to set queues up for, at most max_nr_ports (default min(max_nr_ports, 32)). */
+  maxPorts?: number;
 }
 
-export interface ConsoleSize {
-  cols: number;
-  rows: number;
+export interface WaitForPortOptions {
+  signal?: AbortSignal;
+  /** Give up after this long with PortError NOT_FOUND (default: wait until the signal or close). */
+  timeoutMs?: number;
 }
+
+/** Bytes per control receive buffer: the 8-byte header and a PORT_NAME name. */
+const CONTROL_BUFFER_BYTES = 1024;
+const DEFAULT_MAX_PORTS = 32;
 
 /**
- * The console device (virtio 1.2 §5.3), port 0: a Duplex stream of bytes.
- * Receive buffers stay posted while the reader keeps up; when the stream's
- * buffer is full, completed buffers are held back (not re-posted) until it
- * drains, so the device stops sending instead of bytes being lost. A write
- * completes when the device has taken its bytes.
+ * The console device (virtio 1.2 §5.3). Port 0's stream is `stream`,
+ * open from the start. With MULTIPORT (negotiated when offered unless
+ * `multiport: false`) the device adds, names and removes further ports
+ * through the control queues; `ports`, `port(id)` and `waitForPort(name)`
+ * find them, and `port.open()` gives each one's stream. Queues for
+ * `maxPorts` ports are set up before DRIVER_OK (ports can be hot-plugged
+ * later, and queues cannot be added after DRIVER_OK).
+ *
+ * `events`: 'add' (port), 'remove' (port), 'error' (a control queue
+ * failed; emitted only when listened to).
  */
 export class VirtioConsole extends VirtioDriver {
   static readonly deviceId = DeviceId.CONSOLE;
 
-  /** The port-0 byte stream. */
+  /** Port 0's byte stream; destroying it closes the console. */
   readonly stream: Duplex;
-  private readonly rx: SplitQueue;
-  private readonly tx: SplitQueue;
-  private readonly rxMemory: DmaRegion;
-  private readonly rxBytes: number;
-  private readonly txBytes: number;
-  private readonly held: number[] = [];
-  private reading = true;
-  private currentSize?: ConsoleSize;
+  readonly events = new EventEmitter();
+  /** Whether MULTIPORT was negotiated. */
+  readonly multiport: boolean;
+  private readonly slots: { port: ConsolePort; control: PortControl }[] = [];
+  private readonly control?: ControlChannel;
+  private ignored = 0;
 
   private constructor(transport: MmioTransport, options: VirtioConsoleOptions) {
+    const wantMultiport = options.multiport ?? true;
+    let portCount = 1;
     super(
       VirtioDriver.start(
         transport,
-        { deviceId: DeviceId.CONSOLE, features: feature(ConsoleFeature.SIZE), queues: [ConsoleQueue.RECEIVE0, ConsoleQueue.TRANSMIT0], queueSize: 64 },
+        {
+          deviceId: DeviceId.CONSOLE,
+          features: feature(ConsoleFeature.SIZE) | (wantMultiport ? feature(ConsoleFeature.MULTIPORT) : 0n),
+          queues: (t, features) => {
+            if (!hasFeature(features, ConsoleFeature.MULTIPORT)) return [ConsoleQueue.RECEIVE0, ConsoleQueue.TRANSMIT0];
+            // max_nr_ports comes from the device: bounded by what the caller allows.
+            const offered = t.config.read32(ConsoleConfig.max_nr_ports);
+            portCount = Math.max(1, Math.min(offered, options.maxPorts ?? DEFAULT_MAX_PORTS));
+            const queues: number[] = [ConsoleQueue.RECEIVE0, ConsoleQueue.TRANSMIT0, ConsoleQueue.CONTROL_RECEIVE, ConsoleQueue.CONTROL_TRANSMIT];
+            for (let id = 1; id < portCount; id++) queues.push(portReceiveQueue(id), portTransmitQueue(id));
+            return queues;
+          },
+          queueSize: 64,
+        },
         options,
       ),
     );
-    this.rx = this.queue(ConsoleQueue.RECEIVE0);
-    this.tx = this.queue(ConsoleQueue.TRANSMIT0);
-    this.rxBytes = options.receiveBufferBytes ?? 4096;
-    this.txBytes = options.transmitBufferBytes ?? 4096;
-    const count = Math.min(options.receiveBuffers ?? 64, this.rx.size);
-    this.rxMemory = this.memory.allocate(count * this.rxBytes, 64);
-    this.currentSize = this.readSize();
-    this.stream = new Duplex({
-      read: () => this.resume(),
-      write: (chunk: Buffer, _encoding, callback) => {
-        this.send(chunk).then(() => callback(), callback);
+    this.multiport = hasFeature(this.features, ConsoleFeature.MULTIPORT);
+    const receiveBufferBytes = options.receiveBufferBytes ?? 4096;
+    const buffers = { receiveBuffers: options.receiveBuffers ?? 64, receiveBufferBytes, transmitBufferBytes: options.transmitBufferBytes ?? 4096 };
+    const owner = {
+      memory: this.memory,
+      closed: false,
+      released: false,
+      announceOpen: this.multiport ? (id: number, open: boolean) => this.control?.send(id, ConsoleControlEvent.PORT_OPEN, open ? 1 : 0) : undefined,
+      streamDestroyed: (id: number) => {
+        if (id === 0) this.close();
       },
-      destroy: (error, callback) => {
-        this.close();
-        callback(error);
-      },
+    };
+    Object.defineProperties(owner, {
+      closed: { get: () => this.closed },
+      released: { get: () => this.deviceReleased },
     });
+    for (let id = 0; id < portCount; id++) {
+      let control!: PortControl;
+      const port = new ConsolePort(id, this.queue(portReceiveQueue(id)), this.queue(portTransmitQueue(id)), owner, buffers, !this.multiport, (c) => (control = c));
+      this.slots.push({ port, control });
+    }
+    const size = this.readSize();
+    if (size) this.slots[0].control.resize(size);
     this.onConfigChange(() => {
       const size = this.readSize();
-      if (size && (size.cols !== this.currentSize?.cols || size.rows !== this.currentSize?.rows)) {
-        this.currentSize = size;
-        this.stream.emit('resize', size);
-      }
+      if (size) this.slots[0].control.resize(size);
     });
-    for (let slot = 0; slot < count; slot++) this.post(slot);
+    if (this.multiport) {
+      this.control = new ControlChannel({
+        receive: this.queue(ConsoleQueue.CONTROL_RECEIVE),
+        transmit: this.queue(ConsoleQueue.CONTROL_TRANSMIT),
+        memory: this.memory,
+        buffers: 64,
+        bufferBytes: CONTROL_BUFFER_BYTES,
+        onMessage: (message) => this.handleControl(message),
+        onMalformed: () => this.ignored++,
+        onError: (error) => this.controlFailed(error),
+        closed: () => this.closed,
+        released: () => this.deviceReleased,
+      });
+    }
+    // Port 0's stream is open from the start; with MULTIPORT its PORT_OPEN follows DEVICE_ADD.
+    this.stream = this.slots[0].port.open();
+    if (this.control) {
+      this.control.start();
+      // §5.3.6.2: the driver MUST send DEVICE_READY when MULTIPORT is negotiated.
+      this.control.send(0, ConsoleControlEvent.DEVICE_READY, 1);
+    }
   }
 
   /** Initializes the device on `transport` (which must hold a console device). */
@@ -81,19 +147,84 @@ export class VirtioConsole extends VirtioDriver {
       const value = options?.[name];
       if (value !== undefined && (!Number.isInteger(value) || value < 1 || value > 1 << 20)) throw new RangeError(`${name} must be an integer in [1, 1 MiB], got ${value}`);
     }
+    const maxPorts = options?.maxPorts;
+    if (maxPorts !== undefined && (!Number.isInteger(maxPorts) || maxPorts < 1 || maxPorts > 1024)) throw new RangeError(`maxPorts must be an integer in [1, 1024], got ${maxPorts}`);
     return new VirtioConsole(transport, options);
   }
 
-  /** Columns and rows, when the device offers VIRTIO_CONSOLE_F_SIZE; the stream emits 'resize' on change. */
+  /** Port 0's columns and rows, when the device offers VIRTIO_CONSOLE_F_SIZE; the stream emits 'resize' on change. */
   get size(): ConsoleSize | undefined {
-    return this.currentSize;
+    return this.slots[0].port.size;
+  }
+
+  /** The ports the device has added (port 0 alone without MULTIPORT). */
+  get ports(): ConsolePort[] {
+    return this.slots.filter((s) => s.port.added).map((s) => s.port);
+  }
+
+  /** The port with this id, if the device has added it. */
+  port(id: number): ConsolePort | undefined {
+    const slot = this.slots[id];
+    return slot?.port.added ? slot.port : undefined;
+  }
+
+  /** Control messages received that were malformed or made no sense (ignored; §5.3.6.2 device requirements). */
+  get ignoredControlMessages(): number {
+    return this.ignored;
+  }
+
+  /**
+   * Resolves with the added port whose id (a number) or name (a string)
+   * matches, now or when the device adds or names it.
+   */
+  waitForPort(match: number | string, options: WaitForPortOptions = {}): Promise<ConsolePort> {
+    const find = (): ConsolePort | undefined => this.ports.find((p) => (typeof match === 'number' ? p.id === match : p.name === match));
+    const found = find();
+    if (found) return Promise.resolve(found);
+    if (typeof match === 'number' && (!Number.isInteger(match) || match < 0)) return Promise.reject(new RangeError(`port id must be a non-negative integer, got ${match}`));
+    if (!this.multiport) return Promise.reject(new PortError(PortError.NO_MULTIPORT, `port ${String(match)}: MULTIPORT was not negotiated, only port 0 exists`));
+    if (this.closed) return Promise.reject(new PortError(PortError.ABSENT, 'the console is closed'));
+    if (options.signal?.aborted) return Promise.reject(new AbortError(undefined, { cause: options.signal.reason }));
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const done = (): void => {
+        this.events.off('change', check);
+        options.signal?.removeEventListener('abort', abort);
+        if (timer) clearTimeout(timer);
+      };
+      const check = (): void => {
+        if (this.closed) {
+          done();
+          reject(new PortError(PortError.ABSENT, 'the console is closed'));
+          return;
+        }
+        const port = find();
+        if (port) {
+          done();
+          resolve(port);
+        }
+      };
+      const abort = (): void => {
+        done();
+        reject(new AbortError(undefined, { cause: options.signal?.reason }));
+      };
+      this.events.on('change', check);
+      options.signal?.addEventListener('abort', abort, { once: true });
+      if (options.timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          done();
+          reject(new PortError(PortError.NOT_FOUND, `no port ${typeof match === 'number' ? match : JSON.stringify(match)} within ${options.timeoutMs} ms`));
+        }, options.timeoutMs);
+      }
+    });
   }
 
   override close(): void {
     if (this.closed) return;
     super.close();
-    if (this.deviceReleased && this.rxMemory) this.memory.free(this.rxMemory);
-    if (this.stream && !this.stream.destroyed) this.stream.destroy();
+    for (const { control } of this.slots) control.shutdown();
+    this.control?.shutdown();
+    this.events.emit('change');
   }
 
   private readSize(): ConsoleSize | undefined {
@@ -101,48 +232,71 @@ export class VirtioConsole extends VirtioDriver {
     return this.transport.config.atomic(() => ({ cols: this.transport.config.read16(ConsoleConfig.cols), rows: this.transport.config.read16(ConsoleConfig.rows) }));
   }
 
-  /** Posts receive buffer `slot`; its completion pushes the bytes and re-posts it (unless the reader is full). */
-  private post(slot: number): void {
-    if (this.closed) return;
-    this.rx.submit({ writable: [{ region: this.rxMemory, offset: slot * this.rxBytes, length: this.rxBytes }] }).then(
-      (len) => {
-        if (len > 0) {
-          const bytes = Buffer.from(new Uint8Array(this.rxMemory.view, this.rxMemory.offset + slot * this.rxBytes, len));
-          if (!this.stream.push(bytes)) this.reading = false;
-        }
-        if (this.reading) this.post(slot);
-        else this.held.push(slot);
-      },
-      (error: unknown) => {
-        if (!this.closed) this.stream.destroy(error as Error);
-      },
-    );
-  }
-
-  private resume(): void {
-    this.reading = true;
-    for (const slot of this.held.splice(0)) this.post(slot);
-  }
-
-  private async send(data: Buffer): Promise<void> {
-    const parts: Promise<void>[] = [];
-    for (let at = 0; at < data.length; at += this.txBytes) {
-      const part = data.subarray(at, Math.min(at + this.txBytes, data.length));
-      const region = this.memory.allocate(part.length);
-      new Uint8Array(region.view, region.offset, part.length).set(part);
-      parts.push(
-        this.tx.submit({ readable: [{ region }] }).then(
-          () => this.memory.free(region),
-          (error: unknown) => {
-            // After a reset the device no longer holds it; after a broken queue it is left to the pool.
-            if (this.deviceReleased || !this.closed) this.memory.free(region);
-            throw error;
-          },
-        ),
-      );
+  /** One control message from the device (§5.3.6.2); its id and event are untrusted. */
+  private handleControl({ id, event, value, extra }: ConsoleControlMessage): void {
+    const control = this.control;
+    if (!control || this.closed) return;
+    const slot = this.slots[id];
+    if (event === ConsoleControlEvent.DEVICE_ADD) {
+      if (!slot) {
+        // A port we have no queues for (beyond maxPorts): refuse it, as §5.3.6.2 lets the driver.
+        this.ignored++;
+        if (id < 0x10000) control.send(id, ConsoleControlEvent.PORT_READY, 0);
+        return;
+      }
+      if (slot.port.added) {
+        this.ignored++;
+        return;
+      }
+      slot.control.add();
+      control.send(id, ConsoleControlEvent.PORT_READY, 1);
+      // Port 0's stream (or a port reopened before a remove/add) is already open.
+      if (slot.port.stream) control.send(id, ConsoleControlEvent.PORT_OPEN, 1);
+      this.events.emit('add', slot.port);
+      this.events.emit('change');
+      return;
     }
-    const results = await Promise.allSettled(parts);
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    if (!slot?.port.added) {
+      this.ignored++;
+      return;
+    }
+    const { port } = slot;
+    switch (event) {
+      case ConsoleControlEvent.DEVICE_REMOVE:
+        slot.control.remove();
+        this.events.emit('remove', port);
+        this.events.emit('change');
+        return;
+      case ConsoleControlEvent.CONSOLE_PORT:
+        slot.control.console();
+        // §5.3.6.2: a console port MUST be answered with PORT_OPEN 1.
+        if (port.stream) control.send(id, ConsoleControlEvent.PORT_OPEN, 1);
+        else port.open();
+        return;
+      case ConsoleControlEvent.PORT_NAME: {
+        const end = extra.indexOf(0); // QEMU ends the name with a NUL the spec does not have
+        slot.control.name(new TextDecoder().decode(end >= 0 ? extra.subarray(0, end) : extra));
+        this.events.emit('change');
+        return;
+      }
+      case ConsoleControlEvent.PORT_OPEN:
+        slot.control.host(value === 1);
+        return;
+      case ConsoleControlEvent.RESIZE:
+        if (extra.length < ConsoleResize.SIZE) {
+          this.ignored++;
+          return;
+        }
+        slot.control.resize({ cols: extra[0] | (extra[1] << 8), rows: extra[2] | (extra[3] << 8) });
+        return;
+      default:
+        // DEVICE_READY and PORT_READY are the driver's; anything else is unknown.
+        this.ignored++;
+    }
+  }
+
+  private controlFailed(error: Error): void {
+    for (const { control } of this.slots) control.fail(error);
+    if (this.events.listenerCount('error') > 0) this.events.emit('error', error);
   }
 }

@@ -1,0 +1,90 @@
+import type { DmaAllocator, DmaRegion } from '../platform';
+import type { SplitQueue } from '../queue';
+import { decodeConsoleControl, encodeConsoleControl, type ConsoleControlMessage } from '../spec';
+
+export interface ControlChannelOptions {
+  /** control receiveq (2) and control transmitq (3), §5.3.2. */
+  receive: SplitQueue;
+  transmit: SplitQueue;
+  memory: DmaAllocator;
+  /** Receive buffers kept posted, and their size (a message and its name must fit in one). */
+  buffers: number;
+  bufferBytes: number;
+  /** One message from the device; `extra` is a private copy. */
+  onMessage(message: ConsoleControlMessage): void;
+  /** A message shorter than its header. */
+  onMalformed(len: number): void;
+  /** A control queue failed while the console was open. */
+  onError(error: Error): void;
+  readonly closed: () => boolean;
+  readonly released: () => boolean;
+}
+
+/**
+ * The control queues of a MULTIPORT console (virtio 1.2 §5.3.6.2): receive
+ * buffers stay posted (the device has nowhere else to put a message), each
+ * completed one is decoded from a private copy and posted again; sent
+ * messages each get their own small buffer, freed when the device takes it.
+ */
+export class ControlChannel {
+  private memory?: DmaRegion;
+  private sent = 0;
+  private received = 0;
+
+  constructor(private readonly options: ControlChannelOptions) {}
+
+  /** Posts the receive buffers. */
+  start(): void {
+    const { receive, buffers, bufferBytes } = this.options;
+    const count = Math.min(buffers, receive.size);
+    this.memory = this.options.memory.allocate(count * bufferBytes, 64);
+    for (let slot = 0; slot < count; slot++) this.post(slot);
+  }
+
+  /** Messages sent and received so far. */
+  get stats(): { sent: number; received: number } {
+    return { sent: this.sent, received: this.received };
+  }
+
+  /** Sends one message; failures go to onError (not to the caller), since nobody waits on them. */
+  send(id: number, event: number, value: number): void {
+    const { memory, transmit } = this.options;
+    const bytes = encodeConsoleControl(id, event, value);
+    const region = memory.allocate(bytes.length);
+    new Uint8Array(region.view, region.offset, bytes.length).set(bytes);
+    this.sent++;
+    transmit.submit({ readable: [{ region }] }).then(
+      () => memory.free(region),
+      (error: unknown) => {
+        if (this.options.released() || !this.options.closed()) memory.free(region);
+        if (!this.options.closed()) this.options.onError(error as Error);
+      },
+    );
+  }
+
+  /** Frees the receive buffers once the device let go of them. */
+  shutdown(): void {
+    if (this.memory && this.options.released()) this.options.memory.free(this.memory);
+    this.memory = undefined;
+  }
+
+  private post(slot: number): void {
+    const region = this.memory;
+    if (this.options.closed() || !region) return;
+    const size = this.options.bufferBytes;
+    this.options.receive.submit({ writable: [{ region, offset: slot * size, length: size }] }).then(
+      (len) => {
+        // len ≤ the buffer's size: the queue checked it against what was posted.
+        const copy = Buffer.from(new Uint8Array(region.view, region.offset + slot * size, len));
+        this.post(slot);
+        this.received++;
+        const message = decodeConsoleControl(copy);
+        if (message) this.options.onMessage(message);
+        else this.options.onMalformed(len);
+      },
+      (error: unknown) => {
+        if (!this.options.closed()) this.options.onError(error as Error);
+      },
+    );
+  }
+}
