@@ -28,6 +28,7 @@ export interface ControlChannelOptions {
  */
 export class ControlChannel {
   private memory?: DmaRegion;
+  private readonly inFlight = new Set<DmaRegion>();
   private sent = 0;
   private received = 0;
 
@@ -39,6 +40,9 @@ export class ControlChannel {
     const count = Math.min(buffers, receive.size);
     this.memory = this.options.memory.allocate(count * bufferBytes, 64);
     for (let slot = 0; slot < count; slot++) this.post(slot);
+    // Published now, before any message is sent: a device may answer at once
+    // and drops a message for which no buffer is posted (QEMU does).
+    receive.flush();
   }
 
   /** Messages sent and received so far. */
@@ -52,19 +56,26 @@ export class ControlChannel {
     const bytes = encodeConsoleControl(id, event, value);
     const region = memory.allocate(bytes.length);
     new Uint8Array(region.view, region.offset, bytes.length).set(bytes);
+    this.inFlight.add(region);
     this.sent++;
-    transmit.submit({ readable: [{ region }] }).then(
-      () => memory.free(region),
-      (error: unknown) => {
-        if (this.options.released() || !this.options.closed()) memory.free(region);
-        if (!this.options.closed()) this.options.onError(error as Error);
-      },
-    );
+    const settle = (): void => {
+      // After close, shutdown() has dealt with it (freed it if the device let go).
+      if (this.inFlight.delete(region)) memory.free(region);
+    };
+    transmit.submit({ readable: [{ region }] }).then(settle, (error: unknown) => {
+      if (this.options.closed()) return;
+      settle();
+      this.options.onError(error as Error);
+    });
   }
 
-  /** Frees the receive buffers once the device let go of them. */
+  /** At close: frees the buffers once the device let go of them (else they stay with the allocator). */
   shutdown(): void {
-    if (this.memory && this.options.released()) this.options.memory.free(this.memory);
+    if (this.options.released()) {
+      if (this.memory) this.options.memory.free(this.memory);
+      for (const region of this.inFlight) this.options.memory.free(region);
+    }
+    this.inFlight.clear();
     this.memory = undefined;
   }
 

@@ -68,6 +68,7 @@ export interface PortHost {
 export class ConsolePort extends EventEmitter {
   private currentStream?: Duplex;
   private rxMemory?: DmaRegion;
+  private readonly inFlight = new Set<DmaRegion>();
   private readonly held: number[] = [];
   private reading = true;
   private present: boolean;
@@ -174,7 +175,8 @@ export class ConsolePort extends EventEmitter {
     } else {
       this.resume();
     }
-    this.owner.announceOpen?.(this.id, true);
+    // A port the device has not added yet is announced after its DEVICE_ADD.
+    if (this.present) this.owner.announceOpen?.(this.id, true);
     return stream;
   }
 
@@ -217,7 +219,11 @@ export class ConsolePort extends EventEmitter {
     const stream = this.currentStream;
     this.currentStream = undefined;
     if (stream && !stream.destroyed) stream.destroy();
-    if (this.owner.released && this.rxMemory) this.owner.memory.free(this.rxMemory);
+    if (this.owner.released) {
+      if (this.rxMemory) this.owner.memory.free(this.rxMemory);
+      for (const region of this.inFlight) this.owner.memory.free(region);
+    }
+    this.inFlight.clear();
     this.rxMemory = undefined;
   }
 
@@ -269,15 +275,16 @@ export class ConsolePort extends EventEmitter {
       const part = data.subarray(at, Math.min(at + this.buffers.transmitBufferBytes, data.length));
       const region = memory.allocate(part.length);
       new Uint8Array(region.view, region.offset, part.length).set(part);
+      this.inFlight.add(region);
+      // After close, shutdown() has dealt with it (freed it if the device let go).
+      const settle = (): void => {
+        if (this.inFlight.delete(region)) memory.free(region);
+      };
       parts.push(
-        this.tx.submit({ readable: [{ region }] }).then(
-          () => memory.free(region),
-          (error: unknown) => {
-            // After a reset the device no longer holds it; after a broken queue it is left to the pool.
-            if (this.owner.released || !this.owner.closed) memory.free(region);
-            throw error;
-          },
-        ),
+        this.tx.submit({ readable: [{ region }] }).then(settle, (error: unknown) => {
+          if (!this.owner.closed) settle();
+          throw error;
+        }),
       );
     }
     const results = await Promise.allSettled(parts);

@@ -10,6 +10,7 @@ export type { SimQueueState, UsedElement } from './sim-queue';
 export { RngModel, type RngModelOptions } from './rng-model';
 export { NetModel, type NetModelOptions } from './net-model';
 export { ConsoleModel, type ConsoleModelOptions } from './console-model';
+export type { ConsolePortSpec, ConsoleMultiportOptions } from './console-multiport';
 export { BlkModel, type BlkModelOptions } from './blk-model';
 export { SIM_RULES, type SimRule } from './strict-rules';
 export type { SimDeviceModel, SimRequest, SimConfigField, SimViolation } from './sim-model';

@@ -14,6 +14,7 @@ describe.each([1, 2] as const)('virtio-console on a Version %i sim', (version) =
       const console = VirtioConsole.open(rig.transport, { memory: rig.pool, ...options });
       return {
         console,
+        stream: console.stream,
         peer: { send: (data) => model.send(data), received: (bytes) => model.outputOf(bytes) },
         close() {
           console.close();
@@ -35,6 +36,7 @@ describe.each([1, 2] as const)('virtio-console on a Version %i sim', (version) =
       const console = VirtioConsole.open(rig.transport, { memory: rig.pool, ...options });
       return {
         console,
+        stream: console.stream,
         close() {
           console.close();
           violations.push(...rig.close());

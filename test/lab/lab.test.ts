@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type Server, type Socket } from 'node:net';
 import { blkContract, type BlkSubject } from '../contracts/blk-contract';
-import { consoleEchoContract, type ConsoleSubject } from '../contracts/console-contract';
+import { consoleEchoContract, consoleMultiportContract, type ConsoleSubject } from '../contracts/console-contract';
 import { rngContract, type RngSubject } from '../contracts/rng-contract';
 import { pattern } from '../../scripts/lab/guest/blk-pattern';
 import { describeIf } from '../support/requirements';
@@ -43,6 +43,7 @@ const lab = prepare();
 const rngCases = rngContract({} as RngSubject).map((c) => c.name);
 const blkCases = blkContract({} as BlkSubject).map((c) => c.name);
 const consoleCases = consoleEchoContract({} as ConsoleSubject).map((c) => c.name);
+const multiportCases = consoleMultiportContract({} as ConsoleSubject, { ports: [], echoPort: '' }).map((c) => c.name);
 
 /** The host end of the guest's console: a unix socket server that echoes, counting bytes. */
 function echoServer(path: string): Promise<{ server: Server; echoed: () => number; close: () => Promise<void> }> {
@@ -81,6 +82,7 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
     let run: LabRun;
     let dir: string;
     let echo: Awaited<ReturnType<typeof echoServer>>;
+    let portEcho: Awaited<ReturnType<typeof echoServer>>;
     beforeAll(async () => {
       dir = mkdtempSync(join(tmpdir(), 'lab-devices-'));
       // A 16 MiB raw image for QEMU's virtio-blk (the contract overwrites parts of it).
@@ -88,10 +90,16 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
       writeFileSync(image, Buffer.alloc(16 * 1024 * 1024));
       // The console's port 0 is a socket QEMU connects to; this end echoes.
       echo = await echoServer(join(dir, 'console.sock'));
+      // A second port (virtserialport, port 1 with MULTIPORT) named as the guest suite expects, echoed the same way.
+      portEcho = await echoServer(join(dir, 'port.sock'));
       run = await runLab({
         // QEMU fills transports from the top: rng on /dev/uio31, blk on /dev/uio30, the console on /dev/uio29.
-        devices: ['virtio-rng-device', 'virtio-blk-device,drive=blk0', 'virtio-serial-device', 'virtconsole,chardev=con0'],
-        extraArgs: ['-drive', `file=${image},if=none,format=raw,id=blk0`, '-chardev', `socket,id=con0,path=${join(dir, 'console.sock')}`],
+        devices: ['virtio-rng-device', 'virtio-blk-device,drive=blk0', 'virtio-serial-device', 'virtconsole,chardev=con0', 'virtserialport,chardev=port1,name=org.virtio-mmio.echo'],
+        extraArgs: [
+          '-drive', `file=${image},if=none,format=raw,id=blk0`,
+          '-chardev', `socket,id=con0,path=${join(dir, 'console.sock')}`,
+          '-chardev', `socket,id=port1,path=${join(dir, 'port.sock')}`,
+        ],
         legacy,
         command: 'node scripts/lab/guest/suite.js',
         timeoutMs: 360_000,
@@ -99,6 +107,7 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
     }, 420_000);
     afterAll(async () => {
       await echo?.close();
+      await portEcho?.close();
       rmSync(dir, { recursive: true, force: true });
     });
 
@@ -124,15 +133,19 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
     test.each([
       ...rngCases.flatMap((name) => [['rng', 'default', name], ['rng', 'no-event-idx', name]]),
       ...blkCases.map((name) => ['blk', 'default', name]),
-      ...consoleCases.map((name) => ['console-echo', 'default', name]),
+      ...consoleCases.flatMap((name) => [['console-echo', 'default', name], ['console-echo', 'no-multiport', name], ['console-echo', 'named-port', name]]),
+      ...multiportCases.map((name) => ['console-multiport', 'default', name]),
     ])('%s contract (%s features): %s', (suite, variant, name) => {
       const result = results('case').find((r) => r.suite === suite && r.variant === variant && r.name === name);
       expect(result).toBeDefined();
       if (!result!.ok) throw new Error(`failed in the guest: ${result!.error}`);
     });
 
-    test('the console bytes really went through the host socket', () => {
-      expect(echo.echoed()).toBeGreaterThanOrEqual(30_000 + 64_000);
+    test('the console bytes really went through the host sockets: port 0 and the named port each', () => {
+      // Port 0: the echo contract with and without MULTIPORT, and 20 kB of the multiport contract.
+      expect(echo.echoed()).toBeGreaterThanOrEqual(2 * (30_000 + 64_000) + 20_000);
+      // The named port: the echo contract and 70 kB of the multiport contract.
+      expect(portEcho.echoed()).toBeGreaterThanOrEqual(30_000 + 64_000 + 70_000);
     });
 
     test('used-buffer interrupts arrive through the UIO fd and are counted by the kernel too', () => {

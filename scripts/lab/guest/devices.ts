@@ -1,4 +1,4 @@
-import { VirtioBlk, VirtioConsole, VirtioRng } from '../../../lib/devices';
+import { VirtioBlk, VirtioConsole, VirtioRng, type VirtioConsoleOptions } from '../../../lib/devices';
 import { DmaPool, UioInterruptSource } from '../../../lib/platform';
 import { DeviceId, describeFeatures, deviceIdName } from '../../../lib/spec';
 import { discoverUio, openTransport, probeAll, type MmioTransport, type ProbeReport, type UioDeviceSpec } from '../../../lib/transport';
@@ -84,13 +84,24 @@ export function blkSubjects(reports: ProbeReport[]): BlkSubject[] {
   }));
 }
 
-/** The console devices found (port 0 wired by the lab to a host socket that echoes). */
-export function consoleSubjects(reports: ProbeReport[]): ConsoleSubject[] {
+/**
+ * The console devices found (the lab wires port 0, and a port named
+ * `portName` when given, to host sockets that echo); `base` options
+ * choose e.g. `multiport: false`. The subject's stream is port 0's, or
+ * the named port's.
+ */
+export function consoleSubjects(reports: ProbeReport[], base: Partial<VirtioConsoleOptions> = {}, portName?: string): ConsoleSubject[] {
   return found(reports, DeviceId.CONSOLE).map((spec) => ({
-    label: spec.device.devicePath,
+    label: portName ? `${spec.device.devicePath} port ${portName}` : spec.device.devicePath,
     async open(options) {
-      const { driver: console, close } = openOnUio(spec, (t, memory) => VirtioConsole.open(t, { memory, ...options }));
-      return { console, close };
+      const { driver: console, close } = openOnUio(spec, (t, memory) => VirtioConsole.open(t, { memory, ...base, ...options }));
+      try {
+        const stream = portName ? (await console.waitForPort(portName, { timeoutMs: 10_000 })).open() : console.stream;
+        return { console, stream, close };
+      } catch (error) {
+        close();
+        throw error;
+      }
     },
   }));
 }

@@ -5,10 +5,13 @@
 import { FeatureBit, feature } from '../../../lib/spec';
 import type { ContractCase } from '../../../test/contracts/contract';
 import { blkContract } from '../../../test/contracts/blk-contract';
-import { consoleEchoContract } from '../../../test/contracts/console-contract';
+import { consoleEchoContract, consoleMultiportContract } from '../../../test/contracts/console-contract';
 import { rngContract } from '../../../test/contracts/rng-contract';
 import { blkSubjects, consoleSubjects, describeReport, rngSubjects, scan, uioEventCount } from './devices';
 import { report, runMain } from './report';
+
+/** The virtserialport the lab test puts on the console device (port 1), wired to a host socket that echoes. */
+const LAB_ECHO_PORT = 'org.virtio-mmio.echo';
 
 async function main(): Promise<void> {
   const reports = scan();
@@ -18,7 +21,16 @@ async function main(): Promise<void> {
     ...rngSubjects(reports).map((s) => ({ suite: 'rng', variant: 'default', device: s.label, cases: rngContract(s) })),
     ...rngSubjects(reports, feature(FeatureBit.EVENT_IDX)).map((s) => ({ suite: 'rng', variant: 'no-event-idx', device: s.label, cases: rngContract(s) })),
     ...blkSubjects(reports).map((s) => ({ suite: 'blk', variant: 'default', device: s.label, cases: blkContract(s) })),
+    // The console: port 0 with MULTIPORT (QEMU offers it) and without, the named port, and the port protocol.
     ...consoleSubjects(reports).map((s) => ({ suite: 'console-echo', variant: 'default', device: s.label, cases: consoleEchoContract(s) })),
+    ...consoleSubjects(reports, { multiport: false }).map((s) => ({ suite: 'console-echo', variant: 'no-multiport', device: s.label, cases: consoleEchoContract(s) })),
+    ...consoleSubjects(reports, {}, LAB_ECHO_PORT).map((s) => ({ suite: 'console-echo', variant: 'named-port', device: s.label, cases: consoleEchoContract(s) })),
+    ...consoleSubjects(reports).map((s) => ({
+      suite: 'console-multiport',
+      variant: 'default',
+      device: s.label,
+      cases: consoleMultiportContract(s, { ports: [{ id: 0, isConsole: true }, { id: 1, name: LAB_ECHO_PORT, isConsole: false }], echoPort: LAB_ECHO_PORT }),
+    })),
   ];
   for (const { suite, variant, device, cases } of runs) {
     for (const c of cases) {
