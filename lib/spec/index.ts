@@ -7,3 +7,4 @@ export * from './notification';
 export * from './blk';
 export * from './console';
 export * from './net';
+export * from './packed-ring';
