@@ -1,2 +1,3 @@
-export { SplitQueue, type SplitQueueOptions, type QueueTransport } from './split-queue';
+export { Virtqueue, type VirtqueueOptions, type QueueTransport } from './virtqueue';
+export { SplitQueue, type SplitQueueOptions } from './split-queue';
 export type { QueueBuffer, QueueRequest, SubmitOptions, QueueStats } from './queue-types';

@@ -1,0 +1,513 @@
+import { endianness } from 'node:os';
+import { AbortError, CanceledError, DeviceBrokenError, QueueFullError, TransportError } from '../errors';
+import { nativeBarriers, type Barriers, type DmaAllocator, type DmaRegion } from '../platform';
+import { FeatureBit, hasFeature } from '../spec';
+import type { QueueAddresses, QueueEndpoint, QueueLayout } from '../transport';
+import type { QueueBuffer, QueueRequest, QueueStats, SubmitOptions } from './queue-types';
+
+// The rings are little-endian (§2.7, §2.8) and are accessed through host-order typed arrays.
+if (endianness() !== 'LE') throw new Error('virtio-mmio: virtqueues are only implemented for little-endian hosts');
+
+/** What a queue needs of its transport (MmioTransport provides it). */
+export interface QueueTransport {
+  activateQueue(index: number, addresses: QueueAddresses, endpoint: QueueEndpoint): void;
+  deactivateQueue(index: number): void;
+  /** `nextAvail`: bits 0–14 the next offset, bit 15 its wrap bit (split: avail.idx; packed: slot and wrap counter). */
+  notify(index: number, nextAvail: number): void;
+  setBusy(index: number, busy: boolean): void;
+}
+
+export interface VirtqueueOptions {
+  /** Queue index on the device. */
+  index: number;
+  /** Queue Size: ≤ QueueNumMax; a power of two for the split ring (§2.7). */
+  size: number;
+  memory: DmaAllocator;
+  layout: QueueLayout;
+  /** Negotiated features; INDIRECT_DESC, EVENT_IDX and IN_ORDER change how the queue works. */
+  features: bigint;
+  barriers?: Barriers;
+  /** Longest chain sent as one indirect table (default 32); longer chains go direct. */
+  indirectMax?: number;
+}
+
+const TWO_32 = 4294967296;
+const MAX_ADDRESS = Number.MAX_SAFE_INTEGER;
+
+class Pending {
+  orphaned = false;
+  cleanup?: () => void;
+  constructor(
+    readonly resolve: (len: number) => void,
+    readonly reject: (error: unknown) => void,
+  ) {}
+}
+
+interface Waiter {
+  request: QueueRequest;
+  count: number;
+  pending: Pending;
+}
+
+/** An indirect table slab: `indirectMax` 16-byte entries per request id. */
+export interface IndirectSlab {
+  region: DmaRegion;
+  d32: Uint32Array;
+  d16: Uint16Array;
+  iova: number;
+}
+
+/**
+ * What both ring formats share (virtio 1.2 §2.7, §2.8), driver side:
+ * requests and their promises, waiting for room (FIFO), aborts, the
+ * validation of what the device reports used (id in range and outstanding,
+ * len within the writable bytes posted), the sticky broken state, teardown,
+ * and interrupt suppression on/off. A ring format subclass places
+ * descriptors, publishes them, and finds used entries.
+ *
+ * Requests are identified by an id < size: the split ring's head
+ * descriptor index, the packed ring's Buffer ID. Per-id state lives in
+ * private shadow arrays, never read back from device-writable memory.
+ *
+ * Publication is batched: requests submitted in the same tick are made
+ * visible at once with at most one notification, in a microtask (or at
+ * once with flush()).
+ *
+ * When the ring is full, submit() waits (FIFO) for room; with
+ * `{ wait: false }` it throws QueueFullError (retryable) instead. An
+ * AbortSignal rejects the promise with AbortError: a waiting request is
+ * dropped; a request already given to the device keeps its descriptors
+ * and buffers until the device returns them, and its result is discarded.
+ */
+export abstract class Virtqueue implements QueueEndpoint {
+  readonly index: number;
+  readonly size: number;
+  readonly stats: QueueStats = { submitted: 0, completed: 0, publishes: 0, notifications: 0, notificationsSuppressed: 0, atomics: 0, indirect: 0 };
+  /** 'split' or 'packed'. */
+  abstract readonly format: 'split' | 'packed';
+
+  protected readonly memory: DmaAllocator;
+  protected readonly barriers: Barriers;
+  protected readonly eventIdx: boolean;
+  protected readonly inOrder: boolean;
+  protected readonly indirectAllowed: boolean;
+  protected readonly indirectMax: number;
+  /** Bytes the device may write, per outstanding id (the used len's bound). */
+  protected readonly writableBytes: Float64Array;
+  protected outstanding = 0;
+  protected interruptsEnabled = true;
+  protected transport?: QueueTransport;
+  private readonly pending: (Pending | undefined)[];
+  // IN_ORDER (§2.7 and §2.8, "In-order use of descriptors"): ids in the order they were made available.
+  private readonly order: Uint16Array;
+  private readonly sequence: Float64Array;
+  private orderStart = 0;
+  private orderLength = 0;
+  private nextSequence = 0;
+  private flushScheduled = false;
+  private readonly waiters: Waiter[] = [];
+  private indirectSlab?: IndirectSlab;
+  private brokenReason?: { reason: string; message: string };
+  private detachedBy?: Error;
+  private released = false;
+
+  protected constructor(options: VirtqueueOptions, maxSize: number) {
+    const { index, size } = options;
+    if (!Number.isInteger(size) || size < 1 || size > maxSize) throw new RangeError(`Queue Size must be an integer in [1, ${maxSize}], got ${size}`);
+    this.index = index;
+    this.size = size;
+    this.memory = options.memory;
+    this.barriers = options.barriers ?? nativeBarriers;
+    this.eventIdx = hasFeature(options.features, FeatureBit.EVENT_IDX);
+    this.inOrder = hasFeature(options.features, FeatureBit.IN_ORDER);
+    this.indirectAllowed = hasFeature(options.features, FeatureBit.INDIRECT_DESC);
+    this.indirectMax = options.indirectMax ?? 32;
+    if (!Number.isInteger(this.indirectMax) || this.indirectMax < 2 || this.indirectMax > 0xffff) {
+      throw new RangeError(`indirectMax must be an integer in [2, 65535], got ${this.indirectMax}`);
+    }
+    this.writableBytes = new Float64Array(size);
+    this.pending = new Array<Pending | undefined>(size).fill(undefined);
+    this.order = new Uint16Array(this.inOrder ? size : 0);
+    this.sequence = new Float64Array(this.inOrder ? size : 0);
+  }
+
+  /** The areas' device addresses, for the transport's queue registers. */
+  abstract get addresses(): QueueAddresses;
+
+  /** Free descriptors right now. */
+  abstract get free(): number;
+
+  /** Requests given to the device and not yet returned. */
+  get inFlight(): number {
+    return this.outstanding;
+  }
+
+  get broken(): boolean {
+    return this.brokenReason !== undefined;
+  }
+
+  /** Hands the queue to the device through `transport` (QueueNum, addresses, QueueReady / QueuePFN). */
+  attach(transport: QueueTransport): void {
+    if (this.released) throw new CanceledError(`queue ${this.index} is closed`);
+    transport.activateQueue(this.index, this.addresses, this);
+    this.transport = transport;
+  }
+
+  // ---- Submitting ----
+
+  /**
+   * Sends one request; resolves with the number of bytes the device wrote
+   * (the used len, validated ≤ the writable bytes posted).
+   */
+  submit(request: QueueRequest, options: SubmitOptions = {}): Promise<number> {
+    try {
+      const count = this.validate(request);
+      const signal = options.signal;
+      if (signal?.aborted) return Promise.reject(new AbortError(undefined, { cause: signal.reason }));
+      if (this.waiters.length === 0 && this.hasRoom(count)) {
+        return new Promise<number>((resolve, reject) => {
+          const pending = new Pending(resolve, reject);
+          this.placeRequest(request, count, pending);
+          if (signal) this.watchAbort(pending, signal);
+        });
+      }
+      if (options.wait === false) {
+        throw new QueueFullError(`queue ${this.index}: ${this.descriptorsFor(count)} descriptor(s) needed, ${this.free} free`);
+      }
+      return new Promise<number>((resolve, reject) => {
+        const waiter: Waiter = { request, count, pending: new Pending(resolve, reject) };
+        this.waiters.push(waiter);
+        if (signal) this.watchAbort(waiter.pending, signal, waiter);
+      });
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** Publishes what was submitted and notifies the device now (normally done in a microtask). */
+  flush(): void {
+    this.flushScheduled = false;
+    if (this.unusable()) return;
+    this.publish();
+  }
+
+  /** Makes placed requests visible to the device and notifies it unless it asked not to be (§2.7.13, §2.8.21). */
+  protected abstract publish(): void;
+
+  /** Whether a request of `count` buffers fits now. */
+  protected abstract hasRoom(count: number): boolean;
+
+  /** Writes the request's descriptors; returns its id. */
+  protected abstract place(request: QueueRequest, count: number): number;
+
+  /** Consumes used entries, settling each through complete(); returns how many requests were settled. */
+  protected abstract reap(): number;
+
+  /** Takes back the descriptors (and id) of request `id`, which the device has used. */
+  protected abstract reclaim(id: number): void;
+
+  /** Writes the driver's interrupt suppression state (§2.7.10, §2.8.10) for `enabled`. */
+  protected abstract suppressInterrupts(enabled: boolean): void;
+
+  /** Frees the ring memory (after the device let go of it). */
+  protected abstract freeRing(): void;
+
+  /** Notifies the device (the publish step decided it must); a failure detaches the queue. */
+  protected notifyDevice(nextAvail: number): void {
+    this.stats.notifications++;
+    try {
+      this.transport?.notify(this.index, nextAvail);
+    } catch (error) {
+      // Runs in a microtask: a window closed under us must not become an uncaught exception.
+      this.detach(error instanceof Error ? error : new Error(String(error)));
+    }
+  }
+
+  private validate(request: QueueRequest): number {
+    if (this.brokenReason) throw this.brokenError();
+    if (this.detachedBy || this.released) throw this.detachedError();
+    if (!this.transport) throw new TransportError(TransportError.STATE, `queue ${this.index} is not attached to a transport (call attach())`);
+    if (request === null || typeof request !== 'object') throw new TypeError('a queue request must be an object { readable?, writable? }');
+    const readable = request.readable ?? [];
+    const writable = request.writable ?? [];
+    if (!Array.isArray(readable) || !Array.isArray(writable)) throw new TypeError('readable and writable must be arrays of buffers');
+    const count = readable.length + writable.length;
+    if (count === 0) throw new RangeError('a queue request needs at least one buffer');
+    if (count > this.size && (!this.indirectAllowed || count > this.indirectMax)) {
+      throw new RangeError(`a chain of ${count} buffers cannot fit queue ${this.index} (size ${this.size})`);
+    }
+    let total = 0;
+    for (const buffer of readable) total += checkBuffer(buffer);
+    for (const buffer of writable) total += checkBuffer(buffer);
+    // §2.7.4.2: a chain's total length must fit in 32 bits.
+    if (total > 0xffff_ffff) throw new RangeError(`a chain may carry at most 2^32 - 1 bytes, got ${total}`);
+    return count;
+  }
+
+  /** Ring descriptors a request of `count` buffers takes. */
+  protected descriptorsFor(count: number): number {
+    return this.useIndirect(count) ? 1 : count;
+  }
+
+  protected useIndirect(count: number): boolean {
+    return this.indirectAllowed && count > 1 && count <= this.indirectMax;
+  }
+
+  private placeRequest(request: QueueRequest, count: number, pending: Pending): void {
+    const id = this.place(request, count);
+    this.pending[id] = pending;
+    if (this.inOrder) {
+      this.order[(this.orderStart + this.orderLength++) % this.size] = id;
+      this.sequence[id] = this.nextSequence++;
+    }
+    this.stats.submitted++;
+    if (this.outstanding++ === 0) this.transport?.setBusy(this.index, true);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(() => this.flushScheduled && this.flush());
+    }
+  }
+
+  /** The indirect table entries of request `id` (allocated on first use). */
+  protected indirectTable(id: number): { slab: IndirectSlab; base: number; address: number } {
+    if (!this.indirectSlab) {
+      const entries = this.size * this.indirectMax;
+      const region = this.memory.allocate(entries * 16, 16);
+      this.indirectSlab = {
+        region,
+        d32: new Uint32Array(region.view, region.offset, entries * 4),
+        d16: new Uint16Array(region.view, region.offset, entries * 8),
+        iova: Number(region.iova),
+      };
+    }
+    const base = id * this.indirectMax;
+    this.stats.indirect++;
+    return { slab: this.indirectSlab, base, address: this.indirectSlab.iova + base * 16 };
+  }
+
+  private watchAbort(pending: Pending, signal: AbortSignal, waiter?: Waiter): void {
+    const onAbort = (): void => {
+      if (waiter) {
+        const at = this.waiters.indexOf(waiter);
+        if (at >= 0) this.waiters.splice(at, 1);
+        // A waiter that was placed meanwhile is in flight: orphan it instead.
+      }
+      pending.orphaned = true;
+      pending.cleanup = undefined;
+      pending.reject(new AbortError(undefined, { cause: signal.reason }));
+      this.drainWaiters();
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    pending.cleanup = () => signal.removeEventListener('abort', onAbort);
+  }
+
+  // ---- Completing ----
+
+  /** InterruptStatus bit 0 (QueueEndpoint). */
+  onUsedBuffer(): void {
+    this.consume();
+  }
+
+  /** Consumes what the device has used, without waiting for an interrupt. Returns the number consumed. */
+  poll(): number {
+    return this.consume();
+  }
+
+  private consume(): number {
+    if (this.unusable()) return 0;
+    const consumed = this.reap();
+    if (consumed > 0) this.drainWaiters();
+    return consumed;
+  }
+
+  /** Whether `id` (device-written, already < size) names an outstanding request. */
+  protected isOutstanding(id: number): boolean {
+    return this.pending[id] !== undefined;
+  }
+
+  /**
+   * Settles request `id` with `len` after validating both (device-written
+   * values): reclaims its descriptors, then resolves it. On a violation the
+   * queue breaks and false is returned.
+   */
+  protected complete(id: number, len: number): boolean {
+    if (id >= this.size) {
+      this.breakQueue('used-id-out-of-range', `used element id ${id} is outside the queue (size ${this.size})`);
+      return false;
+    }
+    const pending = this.pending[id];
+    if (pending === undefined) {
+      this.breakQueue('used-id-not-head', `used element id ${id} is not an outstanding request`);
+      return false;
+    }
+    if (len > this.writableBytes[id]) {
+      this.breakQueue('used-len-too-long', `used element for request ${id} reports ${len} bytes written into ${this.writableBytes[id]} writable bytes`);
+      return false;
+    }
+    this.pending[id] = undefined;
+    this.reclaim(id);
+    this.stats.completed++;
+    if (--this.outstanding === 0) this.transport?.setBusy(this.index, false);
+    if (!pending.orphaned) {
+      pending.cleanup?.();
+      pending.resolve(len);
+    }
+    return true;
+  }
+
+  /**
+   * IN_ORDER: one used entry naming `id` covers every request made
+   * available before it that is still outstanding, and `id` itself
+   * (§2.7 and §2.8, "In-order use of descriptors"); the earlier ones were used
+   * completely, `id` reports `len`. Settles them oldest first, at most
+   * `limit` of them; returns how many, or -1 when the queue broke.
+   */
+  protected completeInOrder(id: number, len: number, limit: number): number {
+    if (id >= this.size) return this.complete(id, len) ? 1 : -1;
+    if (this.pending[id] === undefined || this.orderLength === 0) {
+      this.breakQueue('used-id-not-head', `used element id ${id} is not an outstanding request`);
+      return -1;
+    }
+    const batch = this.sequence[id] - this.sequence[this.order[this.orderStart]] + 1;
+    if (batch > limit) {
+      this.breakQueue('used-idx-jump', `an in-order used element for request ${id} covers ${batch} requests, the device reported ${limit}`);
+      return -1;
+    }
+    for (let n = 1; n <= batch; n++) {
+      const next = this.order[this.orderStart];
+      this.orderStart = (this.orderStart + 1) % this.size;
+      this.orderLength--;
+      if (!this.complete(next, n === batch ? len : this.writableBytes[next])) return -1;
+    }
+    return batch;
+  }
+
+  private drainWaiters(): void {
+    while (this.waiters.length > 0 && !this.unusable()) {
+      const waiter = this.waiters[0];
+      if (!this.hasRoom(waiter.count)) return;
+      this.waiters.shift();
+      this.placeRequest(waiter.request, waiter.count, waiter.pending);
+    }
+  }
+
+  // ---- Interrupt suppression (§2.7.7, §2.7.10, §2.8.10) ----
+
+  /** Asks the device not to interrupt for this queue (a hint; poll() to consume). */
+  disableInterrupts(): void {
+    this.interruptsEnabled = false;
+    this.suppressInterrupts(false);
+  }
+
+  /** Asks for interrupts again and consumes whatever was used meanwhile. */
+  enableInterrupts(): number {
+    this.interruptsEnabled = true;
+    this.suppressInterrupts(true);
+    this.barriers.mb();
+    return this.consume();
+  }
+
+  // ---- Failure and teardown ----
+
+  private brokenError(): DeviceBrokenError {
+    const { reason, message } = this.brokenReason!;
+    return new DeviceBrokenError(reason, `queue ${this.index} is broken: ${message}`);
+  }
+
+  private detachedError(): Error {
+    const cause = this.detachedBy;
+    return new CanceledError(`queue ${this.index} is ${this.released ? 'closed' : `detached (${cause?.message})`}`, cause ? { cause } : undefined);
+  }
+
+  protected unusable(): boolean {
+    return this.brokenReason !== undefined || this.detachedBy !== undefined || this.released;
+  }
+
+  /** Marks the queue broken (sticky) and rejects every pending request. */
+  protected breakQueue(reason: string, message: string): void {
+    this.brokenReason = { reason, message };
+    this.rejectAll(() => this.brokenError());
+  }
+
+  /** The transport was reset, closed, or lost its interrupt (QueueEndpoint). */
+  detach(error: Error): void {
+    if (this.detachedBy) return;
+    this.detachedBy = error;
+    this.transport = undefined;
+    this.rejectAll(() => error);
+  }
+
+  private rejectAll(makeError: () => Error): void {
+    const waiters = this.waiters.splice(0);
+    const pending = this.pending.filter((p): p is Pending => p !== undefined && !p.orphaned);
+    for (let id = 0; id < this.size; id++) this.pending[id] = undefined;
+    this.orderLength = 0;
+    if (this.outstanding > 0) {
+      this.outstanding = 0;
+      this.transport?.setBusy(this.index, false);
+    }
+    for (const p of [...pending, ...waiters.map((w) => w.pending)]) {
+      p.cleanup?.();
+      p.reject(makeError());
+    }
+  }
+
+  /**
+   * Takes the queue back from the device (if still attached), rejects what
+   * is pending with CanceledError and frees the ring memory. Idempotent.
+   * If the device does not let go (QueueReady does not read back 0), the
+   * memory is not freed — the device may still write it — and the error is
+   * thrown; it goes back with the allocator's close().
+   */
+  close(): void {
+    if (this.released) return;
+    const transport = this.transport;
+    this.transport = undefined;
+    this.released = true;
+    this.rejectAll(() => new CanceledError(`queue ${this.index} closed`));
+    transport?.deactivateQueue(this.index);
+    this.freeRing();
+    if (this.indirectSlab) this.memory.free(this.indirectSlab.region);
+    this.indirectSlab = undefined;
+  }
+}
+
+/** Checks one buffer at the public edge; returns its length. */
+function checkBuffer(buffer: QueueBuffer): number {
+  if (buffer === null || typeof buffer !== 'object' || buffer.region === null || typeof buffer.region !== 'object') {
+    throw new TypeError('a queue buffer must be { region: DmaRegion, offset?, length? }');
+  }
+  const { region } = buffer;
+  const offset = buffer.offset ?? 0;
+  const length = buffer.length ?? region.size - offset;
+  if (!Number.isInteger(offset) || offset < 0 || !Number.isInteger(length) || length < 1 || offset + length > region.size) {
+    throw new RangeError(`buffer [${offset}, ${offset}+${length}) is empty or outside its ${region.size}-byte DMA region`);
+  }
+  // Number arithmetic, as writeDescriptor uses; no BigInt work per buffer on the submit path.
+  if (Number(region.iova) + offset + length > MAX_ADDRESS) throw new RangeError('buffer device address beyond 2^53');
+  return length;
+}
+
+/**
+ * Fills the 16-byte descriptor at `slot`: address and length (the same
+ * place in both formats), then the two 16-bit words at 12 and 14 — split:
+ * flags, next; packed: id, flags. Returns the buffer's length.
+ */
+export function writeDescriptor(d32: Uint32Array, d16: Uint16Array, slot: number, buffer: QueueBuffer, word12: number, word14: number): number {
+  const offset = buffer.offset ?? 0;
+  const length = buffer.length ?? buffer.region.size - offset;
+  const address = Number(buffer.region.iova) + offset;
+  d32[slot * 4] = address % TWO_32;
+  d32[slot * 4 + 1] = Math.floor(address / TWO_32);
+  d32[slot * 4 + 2] = length;
+  d16[slot * 8 + 6] = word12;
+  d16[slot * 8 + 7] = word14;
+  return length;
+}
+
+/** Writes address and length of a descriptor (the flags word is written by the caller, later for a packed head). */
+export function writeAddress(d32: Uint32Array, slot: number, address: number, length: number): void {
+  d32[slot * 4] = address % TWO_32;
+  d32[slot * 4 + 1] = Math.floor(address / TWO_32);
+  d32[slot * 4 + 2] = length;
+}
