@@ -1,11 +1,11 @@
 import type { DmaAllocator, DmaRegion } from '../platform';
-import type { SplitQueue } from '../queue';
+import type { Virtqueue } from '../queue';
 import { decodeConsoleControl, encodeConsoleControl, type ConsoleControlMessage } from '../spec';
 
 export interface ControlChannelOptions {
   /** control receiveq (2) and control transmitq (3), §5.3.2. */
-  receive: SplitQueue;
-  transmit: SplitQueue;
+  receive: Virtqueue;
+  transmit: Virtqueue;
   memory: DmaAllocator;
   /** Receive buffers kept posted, and their size (a message and its name must fit in one). */
   buffers: number;

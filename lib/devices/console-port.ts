@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { Duplex } from 'node:stream';
 import { PortError } from '../errors';
 import type { DmaAllocator, DmaRegion } from '../platform';
-import type { SplitQueue } from '../queue';
+import type { Virtqueue } from '../queue';
 
 export interface ConsoleSize {
   cols: number;
@@ -82,8 +82,8 @@ export class ConsolePort extends EventEmitter {
   /** Made by VirtioConsole, which keeps `bind`'s control to drive the port from control messages. */
   constructor(
     readonly id: number,
-    private readonly rx: SplitQueue,
-    private readonly tx: SplitQueue,
+    private readonly rx: Virtqueue,
+    private readonly tx: Virtqueue,
     private readonly owner: PortHost,
     private readonly buffers: PortBuffers,
     present: boolean,

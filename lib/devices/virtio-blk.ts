@@ -1,7 +1,7 @@
 import { Readable, Writable } from 'node:stream';
 import { DeviceIoError, ReadOnlyError, TransportError } from '../errors';
 import type { DmaRegion } from '../platform';
-import type { QueueBuffer, SplitQueue } from '../queue';
+import type { QueueBuffer, Virtqueue } from '../queue';
 import {
   BLK_DISCARD_SEGMENT_SIZE,
   BLK_ID_BYTES,
@@ -76,7 +76,7 @@ const STATUS_AT = BLK_REQ_HEADER_SIZE;
 const MAX_QUEUES = 64;
 
 interface RequestQueue {
-  queue: SplitQueue;
+  queue: Virtqueue;
   slots: SlotPool;
 }
 

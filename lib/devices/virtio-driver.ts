@@ -1,6 +1,6 @@
 import { TransportError } from '../errors';
 import type { Barriers, DmaAllocator } from '../platform';
-import { SplitQueue, type QueueStats } from '../queue';
+import { createQueue, type QueueStats, type Virtqueue } from '../queue';
 import { deviceIdName, isPowerOfTwo } from '../spec';
 import { TRANSPORT_FEATURES, type MmioTransport } from '../transport';
 
@@ -51,7 +51,7 @@ export abstract class VirtioDriver {
   /** Negotiated features. */
   readonly features: bigint;
   protected readonly memory: DmaAllocator;
-  private readonly queueMap: Map<number, SplitQueue>;
+  private readonly queueMap: Map<number, Virtqueue>;
   private closing = false;
 
   protected constructor(started: StartedDevice) {
@@ -69,14 +69,14 @@ export abstract class VirtioDriver {
     }
     const wanted = ((plan.features ?? 0n) | TRANSPORT_FEATURES) & ~(options.excludeFeatures ?? 0n);
     const features = transport.negotiate(wanted, plan.requiredFeatures ?? 0n);
-    const queues = new Map<number, SplitQueue>();
+    const queues = new Map<number, Virtqueue>();
     try {
       const indices = typeof plan.queues === 'function' ? plan.queues(transport, features) : plan.queues;
       for (const index of indices) {
         const max = transport.queueNumMax(index);
         if (max === 0) throw new TransportError(TransportError.QUEUE_UNAVAILABLE, `${transport.label}: queue ${index} does not exist (QueueNumMax 0)`);
         const size = floorPowerOfTwo(Math.min(max, options.queueSize ?? Infinity, plan.queueSize ?? 256));
-        const queue = new SplitQueue({ index, size, memory: options.memory, layout: transport.queueLayout, features, barriers: options.barriers, indirectMax: options.indirectMax });
+        const queue = createQueue({ index, size, memory: options.memory, layout: transport.queueLayout, features, barriers: options.barriers, indirectMax: options.indirectMax });
         queues.set(index, queue);
         queue.attach(transport);
       }
@@ -99,7 +99,7 @@ export abstract class VirtioDriver {
   }
 
   /** The queue at `index` (one of the plan's). */
-  protected queue(index: number): SplitQueue {
+  protected queue(index: number): Virtqueue {
     const queue = this.queueMap.get(index);
     if (!queue) throw new RangeError(`queue ${index} was not set up by this driver`);
     return queue;
@@ -141,7 +141,7 @@ export interface StartedDevice {
   transport: MmioTransport;
   features: bigint;
   memory: DmaAllocator;
-  queues: Map<number, SplitQueue>;
+  queues: Map<number, Virtqueue>;
 }
 
 function floorPowerOfTwo(n: number): number {

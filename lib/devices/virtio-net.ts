@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { CanceledError, DeviceIoError } from '../errors';
 import type { DmaRegion } from '../platform';
-import type { SplitQueue } from '../queue';
+import type { Virtqueue } from '../queue';
 import { DeviceId, FeatureBit, NET_HDR_NUM_BUFFERS, NET_HDR_SIZE, NET_HDR_SIZE_LEGACY, NET_MAX_FRAME, NetConfig, NetFeature, NetQueue, NetStatus, features, hasFeature } from '../spec';
 import type { MmioTransport } from '../transport';
 import { VirtioDriver, type DriverOptions } from './virtio-driver';
@@ -33,8 +33,8 @@ export class VirtioNet extends VirtioDriver {
   /** The MAC address: from config (MAC feature), else random and locally administered. */
   readonly mac: Buffer;
   readonly events = new EventEmitter();
-  private readonly rx: SplitQueue;
-  private readonly tx: SplitQueue;
+  private readonly rx: Virtqueue;
+  private readonly tx: Virtqueue;
   private readonly headerBytes: number;
   private readonly rxMemory: DmaRegion;
   private readonly maxQueued: number;

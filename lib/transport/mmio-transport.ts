@@ -22,7 +22,7 @@ import { probe } from './probe';
 
 /**
  * Transport feature bits this library implements (virtio 1.2 §6). The
- * split queue implements INDIRECT_DESC and EVENT_IDX; ACCESS_PLATFORM and
+ * queues implement INDIRECT_DESC, EVENT_IDX, RING_PACKED and IN_ORDER; ACCESS_PLATFORM and
  * ORDER_PLATFORM hold because device addresses are platform (physical or
  * IOMMU) addresses and ring ordering uses the platform's DMA barriers.
  */
@@ -34,6 +34,8 @@ export const TRANSPORT_FEATURES = features(
   FeatureBit.ORDER_PLATFORM,
   FeatureBit.NOTIFICATION_DATA,
   FeatureBit.RING_RESET,
+  FeatureBit.RING_PACKED,
+  FeatureBit.IN_ORDER,
 );
 
 /** Feature bits 24–49 belong to the transport; the rest to the device type (§6). */
@@ -236,7 +238,8 @@ export class MmioTransport {
     const implemented = (~TRANSPORT_RANGE & ((1n << 64n) - 1n)) | TRANSPORT_FEATURES;
     let accepted = wanted & offered & implemented;
     // Modern devices need VERSION_1; legacy ones speak the legacy interface whatever they offer.
-    accepted = this.version === 2 ? accepted | version1 : accepted & ~version1;
+    // Legacy devices have no packed ring (§2.8 needs the modern interface).
+    accepted = this.version === 2 ? accepted | version1 : accepted & ~(version1 | features(FeatureBit.RING_PACKED));
     this.writeDriverFeatures(accepted);
     if (this.version === 2) {
       this.addStatus(DeviceStatus.FEATURES_OK);

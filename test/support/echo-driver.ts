@@ -1,6 +1,6 @@
 import { VirtioDriver, type DriverOptions } from '../../lib/devices';
 import type { DmaRegion } from '../../lib/platform';
-import type { SplitQueue, SubmitOptions } from '../../lib/queue';
+import type { Virtqueue, SubmitOptions } from '../../lib/queue';
 import type { MmioTransport } from '../../lib/transport';
 
 /** A user-style driver on the public base: one queue, echo requests (device 42 of echoModel). */
@@ -9,7 +9,7 @@ export class EchoDriver extends VirtioDriver {
     super(VirtioDriver.start(transport, { deviceId: 42, queues: [0] }, options));
   }
 
-  get q(): SplitQueue {
+  get q(): Virtqueue {
     return this.queue(0);
   }
 
