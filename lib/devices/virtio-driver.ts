@@ -1,6 +1,6 @@
 import { TransportError } from '../errors';
 import type { Barriers, DmaAllocator } from '../platform';
-import { createQueue, type QueueStats, type Virtqueue } from '../queue';
+import { createQueue, type QueueMode, type QueueModeOptions, type QueueStats, type Virtqueue } from '../queue';
 import { deviceIdName, isPowerOfTwo } from '../spec';
 import { TRANSPORT_FEATURES, type MmioTransport } from '../transport';
 
@@ -37,6 +37,9 @@ export interface DriverOptions {
   excludeFeatures?: bigint;
   /** Longest chain sent as one indirect table (default 32). */
   indirectMax?: number;
+  /** How every queue finds completions (default 'interrupt'; see QueueMode). */
+  queueMode?: QueueMode;
+  queueModeOptions?: QueueModeOptions;
 }
 
 /**
@@ -79,6 +82,7 @@ export abstract class VirtioDriver {
         const queue = createQueue({ index, size, memory: options.memory, layout: transport.queueLayout, features, barriers: options.barriers, indirectMax: options.indirectMax });
         queues.set(index, queue);
         queue.attach(transport);
+        if (options.queueMode) queue.setMode(options.queueMode, options.queueModeOptions);
       }
       plan.configure?.(transport, features);
       transport.driverOk();
@@ -112,6 +116,12 @@ export abstract class VirtioDriver {
   /** Counters of the queue at `index` (requests, publishes, notifications, Atomics…), as a copy. */
   queueStats(index: number): QueueStats {
     return { ...this.queue(index).stats };
+  }
+
+  /** Switches how completions are found, for one queue or (without `index`) all of them. */
+  setQueueMode(mode: QueueMode, options: QueueModeOptions = {}, index?: number): void {
+    const queues = index === undefined ? [...this.queueMap.values()] : [this.queue(index)];
+    for (const queue of queues) queue.setMode(mode, options);
   }
 
   /** Listens for config changes (§4.2.3.4, InterruptStatus bit 1). Returns the unsubscribe function. */

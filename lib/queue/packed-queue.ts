@@ -179,11 +179,13 @@ export class PackedQueue extends Virtqueue {
       const flags = Atomics.load(this.desc16, slot * 8 + 7);
       this.stats.atomics++;
       if (this.outstanding === 0 || !isPackedUsed(flags, this.usedWrap)) {
-        if (this.outstanding > 0 && this.eventIdx && this.interruptsEnabled && consumed > 0) {
-          // Interrupt me when this slot is used; a completion may have raced with that store.
+        if (consumed > 0 && this.eventIdx && this.interruptsEnabled) {
+          // §2.8.10: interrupt me when this slot is used next; a completion may have raced with that store.
           this.driverEvent[0] = packEventOffWrap(this.nextUsed, this.usedWrap);
-          this.barriers.mb();
-          if (isPackedUsed(Atomics.load(this.desc16, slot * 8 + 7), this.usedWrap)) continue;
+          if (this.outstanding > 0) {
+            this.barriers.mb();
+            if (isPackedUsed(Atomics.load(this.desc16, slot * 8 + 7), this.usedWrap)) continue;
+          }
         }
         return consumed;
       }

@@ -41,4 +41,8 @@ export interface QueueStats {
   atomics: number;
   /** Requests that went out as an indirect table. */
   indirect: number;
+  /** Turns of the polling loop ('poll' and 'hybrid' modes). */
+  polls: number;
+  /** Completions the polling loop found (rather than an interrupt). */
+  polledCompletions: number;
 }

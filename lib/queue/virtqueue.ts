@@ -3,6 +3,7 @@ import { AbortError, CanceledError, DeviceBrokenError, QueueFullError, Transport
 import { nativeBarriers, type Barriers, type DmaAllocator, type DmaRegion } from '../platform';
 import { FeatureBit, hasFeature } from '../spec';
 import type { QueueAddresses, QueueEndpoint, QueueLayout } from '../transport';
+import { CompletionPoller, type QueueMode, type QueueModeOptions } from './completion-mode';
 import type { QueueBuffer, QueueRequest, QueueStats, SubmitOptions } from './queue-types';
 
 // The rings are little-endian (§2.7, §2.8) and are accessed through host-order typed arrays.
@@ -82,7 +83,7 @@ export interface IndirectSlab {
 export abstract class Virtqueue implements QueueEndpoint {
   readonly index: number;
   readonly size: number;
-  readonly stats: QueueStats = { submitted: 0, completed: 0, publishes: 0, notifications: 0, notificationsSuppressed: 0, atomics: 0, indirect: 0 };
+  readonly stats: QueueStats = { submitted: 0, completed: 0, publishes: 0, notifications: 0, notificationsSuppressed: 0, atomics: 0, indirect: 0, polls: 0, polledCompletions: 0 };
   /** 'split' or 'packed'. */
   abstract readonly format: 'split' | 'packed';
 
@@ -107,6 +108,7 @@ export abstract class Virtqueue implements QueueEndpoint {
   private flushScheduled = false;
   private readonly waiters: Waiter[] = [];
   private indirectSlab?: IndirectSlab;
+  private poller?: CompletionPoller;
   private brokenReason?: { reason: string; message: string };
   private detachedBy?: Error;
   private released = false;
@@ -262,6 +264,7 @@ export abstract class Virtqueue implements QueueEndpoint {
     }
     this.stats.submitted++;
     if (this.outstanding++ === 0) this.transport?.setBusy(this.index, true);
+    this.poller?.submitted();
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       queueMicrotask(() => this.flushScheduled && this.flush());
@@ -306,6 +309,7 @@ export abstract class Virtqueue implements QueueEndpoint {
   /** InterruptStatus bit 0 (QueueEndpoint). */
   onUsedBuffer(): void {
     this.consume();
+    this.poller?.interrupted();
   }
 
   /** Consumes what the device has used, without waiting for an interrupt. Returns the number consumed. */
@@ -407,6 +411,23 @@ export abstract class Virtqueue implements QueueEndpoint {
     return this.consume();
   }
 
+  // ---- Completion modes ----
+
+  /** How completions are found: 'interrupt' (default), 'poll' or 'hybrid' (see QueueMode). */
+  get mode(): QueueMode {
+    return this.poller?.mode ?? 'interrupt';
+  }
+
+  /** Switches the completion mode; takes effect at once. */
+  setMode(mode: QueueMode, options: QueueModeOptions = {}): void {
+    if (mode !== 'interrupt' && mode !== 'poll' && mode !== 'hybrid') throw new TypeError(`queue mode must be 'interrupt', 'poll' or 'hybrid', got ${String(mode)}`);
+    const poller = mode === 'interrupt' ? undefined : new CompletionPoller(this, mode, options);
+    this.poller?.stop();
+    this.poller = poller;
+    if (mode === 'interrupt' && !this.interruptsEnabled) this.enableInterrupts();
+    if (mode === 'poll' && this.outstanding > 0) poller!.submitted();
+  }
+
   // ---- Failure and teardown ----
 
   private brokenError(): DeviceBrokenError {
@@ -438,6 +459,7 @@ export abstract class Virtqueue implements QueueEndpoint {
   }
 
   private rejectAll(makeError: () => Error): void {
+    this.poller?.stop();
     const waiters = this.waiters.splice(0);
     const pending = this.pending.filter((p): p is Pending => p !== undefined && !p.orphaned);
     for (let id = 0; id < this.size; id++) this.pending[id] = undefined;
