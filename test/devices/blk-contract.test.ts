@@ -2,7 +2,7 @@
 import { VirtioBlk } from '../../lib/devices';
 import { BlkModel, type BlkModelOptions } from '../../lib/sim';
 import { blkContract, type BlkSubject } from '../contracts/blk-contract';
-import { simRig } from '../support/sim-rig';
+import { simRig, SIM_VARIANTS } from '../support/sim-rig';
 
 const models: [string, BlkModelOptions][] = [
   ['plain', {}],
@@ -10,7 +10,7 @@ const models: [string, BlkModelOptions][] = [
   ['two request queues', { numQueues: 2, queueSize: 16 }],
 ];
 
-describe.each([1, 2] as const)('virtio-blk contract on a Version %i sim', (version) => {
+describe.each(SIM_VARIANTS)('virtio-blk contract on a %s sim', (_label, version) => {
   describe.each(models)('%s', (_name, options) => {
     const violations: unknown[] = [];
     const subject: BlkSubject = {

@@ -2,9 +2,9 @@
 import { VirtioConsole } from '../../lib/devices';
 import { ConsoleModel } from '../../lib/sim';
 import { consoleContract, consoleEchoContract, type ConsoleSubject } from '../contracts/console-contract';
-import { simRig, turns } from '../support/sim-rig';
+import { simRig, turns, SIM_VARIANTS } from '../support/sim-rig';
 
-describe.each([1, 2] as const)('virtio-console on a Version %i sim', (version) => {
+describe.each(SIM_VARIANTS)('virtio-console on a %s sim', (_label, version) => {
   const violations: unknown[] = [];
   const subject: ConsoleSubject = {
     label: `sim v${version}`,

@@ -4,7 +4,7 @@ import { PortError } from '../../lib/errors';
 import { ConsoleModel, type ConsoleModelOptions } from '../../lib/sim';
 import { ConsoleControlEvent as E, ConsoleFeature, hasFeature } from '../../lib/spec';
 import { consoleMultiportContract, type ConsoleSubject } from '../contracts/console-contract';
-import { simRig, turns, type SimRig } from '../support/sim-rig';
+import { simRig, turns, type SimRig, SIM_VARIANTS } from '../support/sim-rig';
 
 const ECHO_PORT = 'org.virtio-mmio.echo';
 const PORTS = [
@@ -13,7 +13,7 @@ const PORTS = [
   { id: 3, name: 'second' },
 ];
 
-describe.each([1, 2] as const)('virtio-console MULTIPORT on a Version %i sim', (version) => {
+describe.each(SIM_VARIANTS)('virtio-console MULTIPORT on a %s sim', (_label, version) => {
   const violations: unknown[] = [];
   afterEach(() => expect(violations.splice(0)).toEqual([]));
 

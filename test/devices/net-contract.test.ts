@@ -2,9 +2,9 @@
 import { VirtioNet } from '../../lib/devices';
 import { NetModel } from '../../lib/sim';
 import { netContract, testFrame, type NetSubject } from '../contracts/net-contract';
-import { simRig, turns } from '../support/sim-rig';
+import { simRig, turns, SIM_VARIANTS } from '../support/sim-rig';
 
-describe.each([1, 2] as const)('virtio-net on a Version %i sim', (version) => {
+describe.each(SIM_VARIANTS)('virtio-net on a %s sim', (_label, version) => {
   describe.each([true, false])('mergeable receive buffers offered: %s', (mergeable) => {
     const violations: unknown[] = [];
     const subject: NetSubject = {

@@ -1,7 +1,7 @@
 import { TransportError } from '../../lib/errors';
 import { VirtioRng } from '../../lib/devices';
 import { RngModel } from '../../lib/sim';
-import { simRig, turns, type SimRig } from '../support/sim-rig';
+import { simRig, turns, type SimRig, SIM_VARIANTS } from '../support/sim-rig';
 
 let rig: SimRig | undefined;
 afterEach(() => {
@@ -10,7 +10,7 @@ afterEach(() => {
   expect(violations).toEqual([]);
 });
 
-describe.each([1, 2] as const)('VirtioRng on a Version %i sim', (version) => {
+describe.each(SIM_VARIANTS)('VirtioRng on a %s sim', (_label, version) => {
   test.each([0, 1, 7, 64, 4096, 4097, 65536, 1_000_003])('read(%i) returns that many device bytes', async (n) => {
     let counter = 0;
     const source = (buf: Uint8Array): void => {

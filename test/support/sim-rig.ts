@@ -2,6 +2,7 @@ import { DmaPool } from '../../lib/platform';
 import { echoRequest } from './echo-request';
 import { SimDevice, type SimDeviceModel, type SimOptions } from '../../lib/sim';
 import { MmioTransport, type MmioTransportOptions } from '../../lib/transport';
+import { FeatureBit, features, hasFeature } from '../../lib/spec';
 
 export interface SimRig {
   pool: DmaPool;
@@ -11,15 +12,31 @@ export interface SimRig {
   close(): readonly unknown[];
 }
 
+/**
+ * Which sim the tests run on: Version 1 (legacy, split ring), Version 2
+ * (split ring), or 'packed' — Version 2 offering VIRTIO_F_RING_PACKED too.
+ */
+export type SimVariant = 1 | 2 | 'packed';
+/** For describe.each: [label, variant]. */
+export const SIM_VARIANTS: readonly (readonly [string, SimVariant])[] = [
+  ['Version 1', 1],
+  ['Version 2', 2],
+  ['packed-ring', 'packed'],
+];
+
+const PACKED_TRANSPORT = features(FeatureBit.VERSION_1, FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX, FeatureBit.RING_RESET, FeatureBit.NOTIFICATION_DATA, FeatureBit.RING_PACKED);
+
 /** A sim device with `model`, its memory pool, and a transport on it, strict mode on. */
 export function simRig(
-  version: 1 | 2,
+  variant: SimVariant,
   model: SimDeviceModel | undefined,
   simOptions: Partial<SimOptions> = {},
   transportOptions: MmioTransportOptions = {},
 ): SimRig {
   const pool = DmaPool.anonymous();
-  const sim = new SimDevice({ memory: pool, version, model, strict: true, ...simOptions });
+  const version = variant === 'packed' ? 2 : variant;
+  const ring = variant === 'packed' ? { transportFeatures: PACKED_TRANSPORT } : {};
+  const sim = new SimDevice({ memory: pool, version, model, strict: true, ...ring, ...simOptions });
   let transport: MmioTransport;
   try {
     transport = new MmioTransport(sim, { interrupts: sim.interrupt, ...transportOptions });
@@ -28,12 +45,23 @@ export function simRig(
     pool.close();
     throw error;
   }
+  let ranSplit = false;
+  if (variant === 'packed') {
+    const negotiate = transport.negotiate.bind(transport);
+    transport.negotiate = (wanted, required) => {
+      const accepted = negotiate(wanted, required);
+      if (!hasFeature(accepted, FeatureBit.RING_PACKED)) ranSplit = true;
+      return accepted;
+    };
+  }
   return {
     pool,
     sim,
     transport,
     close() {
-      const violations = [...sim.violations];
+      const violations: unknown[] = [...sim.violations];
+      // The packed variant must really have run packed whenever a driver negotiated.
+      if (ranSplit) violations.push({ rule: 'test-rig-packed-not-negotiated', message: 'the packed-ring sim ran a split ring' });
       transport.close();
       sim.close();
       pool.close();
