@@ -192,8 +192,11 @@ export class PackedQueue extends Virtqueue {
       // §2.8.22: the flags before the id and len they cover; each read once.
       this.barriers.dmaRmb();
       const id = this.desc16[slot * 8 + 6];
-      // §2.8.2: len is meaningful only with F_WRITE; without it nothing was written.
-      const len = flags & PackedDesc.F_WRITE ? this.desc32[slot * 4 + 2] : 0;
+      // §2.8.2 reserves len when F_WRITE is clear, but QEMU (7.2) never sets F_WRITE in a used
+      // descriptor and Linux reads len regardless: without F_WRITE, a len that fits is taken, others
+      // count as 0. With F_WRITE, len is checked strictly (complete() breaks the queue on too much).
+      const raw = this.desc32[slot * 4 + 2];
+      const len = flags & PackedDesc.F_WRITE || (id < this.size && raw <= this.writableBytes[id]) ? raw : 0;
       let skip = 0;
       if (this.inOrder) {
         const before = this.freeSlots;

@@ -1,6 +1,9 @@
 import type { DeviceMemory } from '../platform';
 import { SplitRing, VirtqDesc } from '../spec';
+import { ChainBuilder, type ChainBuffers } from './chain-builder';
 import type { SimRule } from './strict-rules';
+
+export type { ChainBuffers } from './chain-builder';
 
 export interface ChainSource {
   /** The queue's descriptor table (Queue Size entries). */
@@ -9,13 +12,13 @@ export interface ChainSource {
   /** VIRTIO_F_INDIRECT_DESC negotiated. */
   readonly indirect: boolean;
   readonly memory: DeviceMemory;
-}
-
-export interface ChainBuffers {
-  readonly readable: Uint8Array[];
-  readonly writable: Uint8Array[];
-  readonly readableBytes: number;
-  readonly writableBytes: number;
+  /**
+   * VIRTIO_F_IN_ORDER negotiated: `next` must be x + 1 (0 after the last
+   * entry) in the table (§2.7.5.2) and i + 1 in an indirect table
+   * (§2.7.5.3.1). Each miss is noted; the walk follows `next` anyway.
+   */
+  readonly inOrder?: boolean;
+  note?(rule: SimRule, message: string): void;
 }
 
 /**
@@ -26,8 +29,6 @@ export interface ChainBuffers {
 export type ChainWalk =
   | ({ readonly ok: true; readonly descriptors: number[] } & ChainBuffers)
   | { readonly ok: false; readonly descriptors: number[]; readonly rule: SimRule; readonly message: string };
-
-const MAX_CHAIN_BYTES = 2 ** 32;
 
 const viewOf = (bytes: Uint8Array): DataView => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
@@ -40,10 +41,7 @@ const viewOf = (bytes: Uint8Array): DataView => new DataView(bytes.buffer, bytes
  */
 export function walkDescriptorChain(source: ChainSource, head: number): ChainWalk {
   const descriptors: number[] = [];
-  const readable: Uint8Array[] = [];
-  const writable: Uint8Array[] = [];
-  let readableBytes = 0;
-  let writableBytes = 0;
+  const buffers = new ChainBuilder(source.memory, 'readable-after-writable');
   const fail = (rule: SimRule, message: string): ChainWalk => ({ ok: false, descriptors, rule, message });
 
   let table = source.table;
@@ -88,20 +86,21 @@ export function walkDescriptorChain(source: ChainSource, head: number): ChainWal
       continue;
     }
 
-    const buffer = len === 0 ? (source.memory.resolve(addr, 0) ?? new Uint8Array(0)) : source.memory.resolve(addr, len);
-    if (!buffer) return fail('buffer-unreachable', `chain from head ${head}: ${where(index)} buffer at 0x${addr.toString(16)} (${len} bytes) is not in device-reachable memory`);
-    if (flags & VirtqDesc.F_WRITE) {
-      writable.push(buffer);
-      writableBytes += len;
-    } else {
-      if (writable.length > 0) return fail('readable-after-writable', `chain from head ${head}: ${where(index)} is device-readable but follows a device-writable one`);
-      readable.push(buffer);
-      readableBytes += len;
-    }
-    if (readableBytes + writableBytes > MAX_CHAIN_BYTES) {
-      return fail('chain-too-long', `chain from head ${head} describes more than 2^32 bytes`);
-    }
-    if (!(flags & VirtqDesc.F_NEXT)) return { ok: true, descriptors, readable, writable, readableBytes, writableBytes };
+    const fault = buffers.add(addr, len, (flags & VirtqDesc.F_WRITE) !== 0, `chain from head ${head}: ${where(index)}`);
+    if (fault) return fail(fault.rule, fault.message);
+    if (!(flags & VirtqDesc.F_NEXT)) return { ok: true, descriptors, ...buffers.result() };
+    if (source.inOrder) checkInOrderNext(source, head, index, next, inIndirect);
     index = next;
+  }
+}
+
+/** IN_ORDER: the next entry is the following one, in the ring table (wrapping) and in an indirect table. */
+function checkInOrderNext(source: ChainSource, head: number, index: number, next: number, inIndirect: boolean): void {
+  const expected = inIndirect ? index + 1 : (index + 1) % source.size;
+  if (next === expected) return;
+  if (inIndirect) {
+    source.note?.('in-order-indirect-next', `chain from head ${head}: indirect descriptor ${index} has next ${next}; with VIRTIO_F_IN_ORDER it must be ${expected}`);
+  } else {
+    source.note?.('in-order-next', `chain from head ${head}: descriptor ${index} has next ${next}; with VIRTIO_F_IN_ORDER it must be ${expected}`);
   }
 }

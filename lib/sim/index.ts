@@ -1,12 +1,12 @@
 /**
  * The software virtio-mmio device: a SimDevice (register window, split
- * rings, eventfd interrupt line) with a pluggable SimDeviceModel, strict
- * checking of the driver requirements (SIM_RULES), and fault injection for
- * tests of drivers. Users test their own drivers with it.
+ * or packed rings, eventfd interrupt line) with a pluggable
+ * SimDeviceModel, strict checking of the driver requirements (SIM_RULES),
+ * and fault injection for tests of drivers. Users test their own drivers with it.
  */
 export { SimDevice, SIM_VENDOR_ID } from './sim-device';
 export type { SimOptions, SimStats, SimFaults } from './sim-options';
-export type { SimQueueState, UsedElement } from './sim-queue';
+export type { SimQueueState, SimRingKind, UsedElement } from './sim-queue';
 export { RngModel, type RngModelOptions } from './rng-model';
 export { NetModel, type NetModelOptions } from './net-model';
 export { ConsoleModel, type ConsoleModelOptions } from './console-model';

@@ -136,7 +136,9 @@ export class SimQueueRegisters {
     const queue = this.queueConfigurable('QueueNum');
     if (!queue) return;
     if (value > queue.numMax) this.context.rules.record('queue-num-above-max', `QueueNum ${value} for queue ${queue.index} is above QueueNumMax ${queue.numMax}`);
-    if (!isPowerOfTwo(value)) this.context.rules.record('queue-num-not-power-of-two', `QueueNum ${value} for queue ${queue.index} is not a power of two`);
+    // §2.8.10.1: a packed ring's size need not be a power of 2.
+    const packed = this.context.negotiated(FeatureBit.RING_PACKED);
+    if (!packed && !isPowerOfTwo(value)) this.context.rules.record('queue-num-not-power-of-two', `QueueNum ${value} for queue ${queue.index} is not a power of two`);
     queue.num = value;
   }
 

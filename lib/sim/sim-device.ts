@@ -5,6 +5,7 @@ import {
   deviceIdName,
   DeviceStatus,
   FeatureBit,
+  feature,
   features,
   hasFeature,
   MMIO_INTERRUPT_DEFINED,
@@ -51,7 +52,8 @@ const hex = (n: number): string => `0x${n.toString(16)}`;
 /**
  * A software virtio-mmio device: the register window of §4.2.2 (or the
  * legacy one of §4.2.4) as a RegisterBlock, the device side of the split
- * rings in DMA memory reached through DeviceMemory, and an eventfd
+ * (§2.7) or, with VIRTIO_F_RING_PACKED, packed (§2.8) rings in DMA memory
+ * reached through DeviceMemory (IN_ORDER on both), and an eventfd
  * interrupt line watched by the same epoll path as a UIO fd. The device
  * type is a SimDeviceModel.
  *
@@ -101,6 +103,7 @@ export class SimDevice extends RegisterWindow {
   private readonly pollReads: number;
   private readonly faults?: SimFaults;
   private readonly suppressNotifications: boolean;
+  private readonly inOrderBatch: number;
 
   private statusValue = 0;
   /** What Status reads while a reset is still under way (resetReadsLeft > 0). */
@@ -141,7 +144,8 @@ export class SimDevice extends RegisterWindow {
       (version === 2
         ? features(FeatureBit.VERSION_1, FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX, FeatureBit.RING_RESET, FeatureBit.NOTIFICATION_DATA)
         : features(FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX));
-    this.offered = (this.model?.features ?? 0n) | transport;
+    // A legacy device has no packed ring: the legacy interface lays queues out by QueuePFN (§4.2.4, §2.7.2), so bit 34 is never offered.
+    this.offered = ((this.model?.features ?? 0n) | transport) & (version === 1 ? ~feature(FeatureBit.RING_PACKED) : -1n);
     this.magic = options.magic ?? MMIO_MAGIC_VALUE;
     this.versionValue = options.versionValue ?? version;
     this.identityValid = this.magic === MMIO_MAGIC_VALUE && (this.versionValue === 1 || this.versionValue === 2);
@@ -156,6 +160,10 @@ export class SimDevice extends RegisterWindow {
     this.pollReads = POLL_SPARE_READS + finite(this.resetLatency) + finite(queueResetLatency) + finite(options.configGenerationChurn ?? 0);
     this.faults = options.faults;
     this.suppressNotifications = options.suppressNotifications ?? false;
+    this.inOrderBatch = options.inOrderBatch ?? 1;
+    if (!Number.isInteger(this.inOrderBatch) || this.inOrderBatch < 1) {
+      throw new RangeError(`inOrderBatch must be a positive integer, got ${String(options.inOrderBatch)}`);
+    }
 
     const host = this.queueHost();
     const sizes = this.empty ? [] : this.model!.queueSizes;
@@ -537,14 +545,7 @@ export class SimDevice extends RegisterWindow {
       return;
     }
     this.stats.notifications[index]++;
-    if (data) {
-      // §2.9: for a split ring, next_off/next_wrap are the 15 low bits and bit 15 of the new avail idx.
-      const idx = queue.availIdx();
-      if (data.nextOff !== (idx & 0x7fff) || data.nextWrap !== ((idx & 0x8000) !== 0)) {
-        const claimed = data.nextOff | (data.nextWrap ? 0x8000 : 0);
-        this.rules.record('notification-data-mismatch', `QueueNotify for queue ${index} says avail idx ${claimed}, the ring says ${idx}`);
-      }
-    }
+    if (data) queue.checkNotificationData(data.nextOff, data.nextWrap);
     if (!this.suppressNotifications) this.schedule(true);
   }
 
@@ -613,6 +614,13 @@ export class SimDevice extends RegisterWindow {
       get eventIdx() {
         return device.negotiated(FeatureBit.EVENT_IDX);
       },
+      get packed() {
+        return device.negotiated(FeatureBit.RING_PACKED);
+      },
+      get inOrder() {
+        return device.negotiated(FeatureBit.IN_ORDER);
+      },
+      inOrderBatch: this.inOrderBatch,
       rewriteUsed: this.faults?.usedElement ? (queue, element) => this.faults!.usedElement!(queue, element) : undefined,
       notifyUsed: () => {
         this.signal(MmioInterrupt.VRING);

@@ -5,11 +5,11 @@
  * rings.
  */
 
-/** One descriptor chain popped from a queue, as the device sees it (virtio 1.2 §2.7.4). */
+/** One descriptor chain popped from a queue, as the device sees it (virtio 1.2 §2.7.4; a packed list, §2.8.5). */
 export interface SimRequest {
   /** The queue it came from. */
   readonly queue: number;
-  /** Head descriptor index (what goes back in the used element's id). */
+  /** What goes back in the used element's id: the head descriptor index (split ring) or the Buffer ID (packed ring, §2.8.6). */
   readonly head: number;
   /** Device-readable buffers, in chain order, as views straight into DMA memory. */
   readonly readable: readonly Uint8Array[];

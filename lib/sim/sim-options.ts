@@ -1,6 +1,6 @@
 import type { DeviceMemory, EventfdInterruptSource } from '../platform';
 import type { SimDeviceModel, SimViolation } from './sim-model';
-import type { UsedElement } from './sim-queue';
+import type { UsedElement } from './sim-ring';
 
 export interface SimOptions {
   /** The device type; absent (or DeviceID 0) makes an empty slot. */
@@ -14,7 +14,9 @@ export interface SimOptions {
   /**
    * Transport feature bits offered besides the model's. Default, Version 2:
    * VERSION_1 | INDIRECT_DESC | EVENT_IDX | RING_RESET | NOTIFICATION_DATA;
-   * Version 1: INDIRECT_DESC | EVENT_IDX.
+   * Version 1: INDIRECT_DESC | EVENT_IDX. RING_PACKED and IN_ORDER are
+   * implemented but offered only when listed here; a Version 1 device
+   * never offers RING_PACKED (the legacy interface has no packed ring).
    */
   transportFeatures?: bigint;
   /** Record violations of driver requirements (default true). */
@@ -47,6 +49,14 @@ export interface SimOptions {
    * counted but start nothing; only process() picks up work.
    */
   suppressNotifications?: boolean;
+  /**
+   * With VIRTIO_F_IN_ORDER negotiated: the most buffers one used element
+   * covers (§2.7.9, §2.8.8), default 1. Consecutive buffers that are
+   * complete when the device publishes are used in batches of up to this
+   * many, each batch as one used element naming its last buffer; a buffer
+   * the model did not fill (len below its writable bytes) ends its batch.
+   */
+  inOrderBatch?: number;
 }
 
 export interface SimStats {
@@ -54,13 +64,17 @@ export interface SimStats {
   readonly notifications: number[];
   /** Interrupts raised (used buffer and configuration change). */
   interrupts: number;
-  /** Used buffer notifications the driver's avail flags or used_event suppressed. */
+  /** Used buffer notifications the driver suppressed (avail flags or used_event; packed: the driver event suppression structure). */
   interruptsSuppressed: number;
   /** Chains handed to the model. */
   requests: number;
 }
 
 export interface SimFaults {
-  /** Rewrites a used element just before the device writes it (validation tests of drivers). */
+  /**
+   * Rewrites a used element just before the device writes it (validation
+   * tests of drivers): a split used ring entry, or the id and len of a used
+   * packed descriptor (its WRITE flag then follows the rewritten len).
+   */
   usedElement?(queue: number, element: UsedElement): UsedElement;
 }

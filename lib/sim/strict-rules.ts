@@ -69,6 +69,23 @@ export const SIM_RULES = {
   'indirect-len': '2.7.5.3',
   'buffer-unreachable': '2.7.5',
   'chain-in-flight': '2.7.13',
+  // VIRTIO_F_IN_ORDER on the split ring: descriptors in ring order (§2.7.5, §2.7.5.2, §2.7.5.3.1).
+  'in-order-descriptor-order': '2.7.5',
+  'in-order-next': '2.7.5.2',
+  'in-order-indirect-next': '2.7.5.3.1',
+  // The packed ring (§2.8.1, §2.8.7, §2.8.10, §2.8.16, §2.8.17, §2.8.19, §2.8.21.1).
+  'packed-desc-flags-inconsistent': '2.8.1',
+  'packed-chain-incomplete': '2.8.17',
+  'packed-chain-too-long': '2.8.17',
+  'packed-ring-overrun': '2.8.16',
+  'packed-readable-after-writable': '2.8.17',
+  'packed-indirect-not-negotiated': '2.8.19',
+  'packed-indirect-with-next': '2.8.19',
+  'packed-indirect-flags': '2.8.19',
+  'packed-indirect-len': '2.8.7',
+  'packed-buffer-id-in-flight': '2.8.21.1',
+  'packed-event-flags-invalid': '2.8.10',
+  'packed-notification-data-mismatch': '2.8.16',
 } as const;
 
 export type SimRule = keyof typeof SIM_RULES;
