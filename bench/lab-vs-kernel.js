@@ -1,10 +1,11 @@
 'use strict';
-// The first side-by-side with the kernel. virtio-blk: one boot of the lab guest with two
+// The side-by-side with the kernel. virtio-blk: one boot of the lab guest with two
 // identical virtio-blk devices on QEMU's null-co backend (reads return
 // zeroes, no host I/O): one bound to the guest kernel's virtio_blk and
 // measured with fio, one driven by our VirtioBlk over UIO. The same pattern
 // for both: 4 KiB random reads, direct, for a fixed time at queue depth 1
-// and 32. Prints IOPS, mean and p99 completion latency, notifications (the
+// and 32 — ours in each completion mode (interrupt, poll, hybrid); then a
+// second boot with both devices packed=on (Version 2). Prints IOPS, mean and p99 completion latency, notifications (the
 // kernel's from QEMU's virtio_queue_notify trace events with --trace, ours
 // from the queue's counters) and interrupts (the kernel's from
 // /proc/interrupts) per request, and the ratio ours/kernel. virtio-rng:
@@ -38,21 +39,26 @@ if (!Number.isInteger(SECONDS) || SECONDS < 1 || SECONDS > 600) {
 const DEPTHS = [1, 32];
 const KERNEL_NIC = 'a003c00.virtio_mmio'; // the kernel's device: the second -device lands one slot below the first
 
-const blkCommand = [
-  'set -e',
-  ...kernelDriverCommands(KERNEL_NIC, ['virtio_blk']),
-  'sleep 1',
-  'test -b /dev/vda',
-  // The kernel names the device's interrupt after the virtio device (virtio0); sum the per-CPU columns.
-  "irqs() { awk '/ virtio0$/ { s = 0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i; print s }' /proc/interrupts; }",
-  ...DEPTHS.flatMap((qd) => [
-    `before=$(irqs)`,
-    `echo "@@LAB-FIO-BEGIN ${qd}"`,
-    `fio --name=kernel --filename=/dev/vda --direct=1 --rw=randread --bs=4k --ioengine=libaio --iodepth=${qd} --runtime=${SECONDS} --time_based --output-format=json`,
-    `echo "@@LAB-FIO-END ${qd} $before $(irqs)"`,
-  ]),
-  ...DEPTHS.map((qd) => `node scripts/lab/guest/blk-bench.js ${qd} ${SECONDS}`),
-].join('\n');
+const MODES = ['interrupt', 'poll', 'hybrid'];
+
+/** The guest's commands for one blk boot: fio on the kernel's device, then ours in each mode. */
+function blkCommand(modes) {
+  return [
+    'set -e',
+    ...kernelDriverCommands(KERNEL_NIC, ['virtio_blk']),
+    'sleep 1',
+    'test -b /dev/vda',
+    // The kernel names the device's interrupt after the virtio device (virtio0); sum the per-CPU columns.
+    "irqs() { awk '/ virtio0$/ { s = 0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i; print s }' /proc/interrupts; }",
+    ...DEPTHS.flatMap((qd) => [
+      `before=$(irqs)`,
+      `echo "@@LAB-FIO-BEGIN ${qd}"`,
+      `fio --name=kernel --filename=/dev/vda --direct=1 --rw=randread --bs=4k --ioengine=libaio --iodepth=${qd} --runtime=${SECONDS} --time_based --output-format=json`,
+      `echo "@@LAB-FIO-END ${qd} $before $(irqs)"`,
+    ]),
+    ...modes.flatMap((mode) => DEPTHS.map((qd) => `node scripts/lab/guest/blk-bench.js ${qd} ${SECONDS} ${mode}`)),
+  ].join('\n');
+}
 
 const rngCommand = [
   'set -e',
@@ -69,9 +75,11 @@ function check(run) {
   }
 }
 
-async function main() {
+/** One boot with two identical null-co blk devices (split or packed=on): the kernel's figures and ours per mode. */
+async function blkBoot(packed, modes) {
+  const suffix = packed ? ',packed=on' : '';
   const run = await runLab({
-    devices: ['virtio-blk-device,drive=ours', 'virtio-blk-device,drive=kernel'],
+    devices: [`virtio-blk-device,drive=ours${suffix}`, `virtio-blk-device,drive=kernel${suffix}`],
     extraArgs: [
       '-blockdev', 'driver=null-co,node-name=ours,size=1073741824,read-zeroes=on',
       '-blockdev', 'driver=null-co,node-name=kernel,size=1073741824,read-zeroes=on',
@@ -79,18 +87,10 @@ async function main() {
       ...(opts.trace ? ['-trace', 'virtio_queue_notify'] : []),
     ],
     legacy: opts.legacy ?? false,
-    command: blkCommand,
-    timeoutMs: (SECONDS * 8 + 120) * 1000,
+    command: blkCommand(modes),
+    timeoutMs: (SECONDS * (4 + 2 * modes.length) * 2 + 120) * 1000,
   });
   check(run);
-  const rngRun = await runLab({
-    devices: ['virtio-rng-device', 'virtio-rng-device'],
-    legacy: opts.legacy ?? false,
-    command: rngCommand,
-    timeoutMs: (SECONDS * 6 + 120) * 1000,
-  });
-  check(rngRun);
-  const rng = rngRun.results.filter((r) => r.kind === 'rng-bench');
   const lines = run.console.split('\n');
   const kernel = {};
   for (const qd of DEPTHS) {
@@ -112,20 +112,45 @@ async function main() {
       notificationsPerRequest: notifies > 0 ? notifies / read.total_ios : undefined,
     };
   }
-  const ours = Object.fromEntries(run.results.filter((r) => r.kind === 'blk-bench').map((r) => [r.iodepth, r]));
-  const rows = DEPTHS.map((qd) => ({ qd, kernel: kernel[qd], ours: ours[qd], ratio: ours[qd].iops / kernel[qd].iops }));
+  const ours = run.results.filter((r) => r.kind === 'blk-bench');
+  return DEPTHS.map((qd) => ({
+    qd,
+    ring: packed ? 'packed' : 'split',
+    kernel: kernel[qd],
+    ours: modes.map((mode) => {
+      const o = ours.find((r) => r.iodepth === qd && r.mode === mode);
+      return { ...o, ratio: o.iops / kernel[qd].iops };
+    }),
+  }));
+}
+
+async function main() {
+  // Split ring in every completion mode; the packed ring (Version 2 only) in interrupt and poll mode.
+  const rows = [...(await blkBoot(false, MODES)), ...(opts.legacy ? [] : await blkBoot(true, ['interrupt', 'poll']))];
+  const rngRun = await runLab({
+    devices: ['virtio-rng-device', 'virtio-rng-device'],
+    legacy: opts.legacy ?? false,
+    command: rngCommand,
+    timeoutMs: (SECONDS * 6 + 120) * 1000,
+  });
+  check(rngRun);
+  const rng = rngRun.results.filter((r) => r.kind === 'rng-bench');
   if (opts.json) {
     console.log(JSON.stringify({ seconds: SECONDS, version: opts.legacy ? 1 : 2, blk: rows, rng }, null, 2));
     return;
   }
   const f = (n, d = 0) => (n === undefined ? '-' : n.toFixed(d));
   console.log(`virtio-blk, 4 KiB random reads, null-co backend, ${SECONDS} s per run, virtio-mmio Version ${opts.legacy ? 1 : 2}, guest under TCG`);
-  console.log('QD  driver   IOPS      mean µs   p99 µs    notifies/req  interrupts/req');
-  for (const { qd, kernel: k, ours: o } of rows) {
-    console.log(`${String(qd).padEnd(3)} kernel   ${f(k.iops).padStart(8)}  ${f(k.meanUs).padStart(8)}  ${f(k.p99Us).padStart(8)}  ${f(k.notificationsPerRequest, 2).padStart(12)}  ${f(k.interruptsPerRequest, 2).padStart(14)}`);
-    console.log(`${String(qd).padEnd(3)} ours     ${f(o.iops).padStart(8)}  ${f(o.meanUs).padStart(8)}  ${f(o.p99Us).padStart(8)}  ${f(o.notificationsPerRequest, 2).padStart(12)}  ${f(o.interruptsPerRequest, 2).padStart(14)}`);
+  console.log('ring    QD  driver            IOPS      mean µs   p99 µs    notifies/req  interrupts/req  ours/kernel');
+  for (const { qd, ring, kernel: k, ours } of rows) {
+    const line = (who, r, ratio) =>
+      `${ring.padEnd(7)} ${String(qd).padEnd(3)} ${who.padEnd(16)} ${f(r.iops).padStart(8)}  ${f(r.meanUs).padStart(8)}  ${f(r.p99Us).padStart(8)}  ${f(r.notificationsPerRequest, 2).padStart(12)}  ${f(r.interruptsPerRequest, 2).padStart(14)}  ${ratio}`;
+    console.log(line('kernel', k, ''));
+    for (const o of ours) console.log(line(`ours ${o.mode}`, o, `${o.ratio.toFixed(2)}x`));
   }
-  for (const { qd, ratio } of rows) console.log(`QD${qd}: ours/kernel IOPS = ${ratio.toFixed(2)}x (goal at QD32: >= 1.0)`);
+  for (const { qd, ring, ours } of rows) {
+    console.log(`${ring} QD${qd}: ours/kernel IOPS = ${ours.map((o) => `${o.mode} ${o.ratio.toFixed(2)}x`).join(', ')}${qd === 32 ? ' (goal: >= 1.0)' : ''}`);
+  }
   const kernelRng = rng.find((r) => r.driver === 'kernel');
   console.log(`\nvirtio-rng, 4 KiB reads, ${SECONDS} s each`);
   for (const r of rng) {

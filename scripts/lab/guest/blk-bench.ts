@@ -3,11 +3,12 @@
  * first virtio-blk transport left on UIO, at a given queue depth for a
  * given time — the same pattern fio runs against the kernel's virtio_blk.
  *
- *   node scripts/lab/guest/blk-bench.js <iodepth> <seconds>
+ *   node scripts/lab/guest/blk-bench.js <iodepth> <seconds> [interrupt|poll|hybrid]
  */
 import { VirtioBlk } from '../../../lib/devices';
 import { DmaPool } from '../../../lib/platform';
-import { DeviceId } from '../../../lib/spec';
+import type { QueueMode } from '../../../lib/queue';
+import { DeviceId, FeatureBit, hasFeature } from '../../../lib/spec';
 import { openTransport, type UioDeviceSpec } from '../../../lib/transport';
 import { scan } from './devices';
 import { report, runMain } from './report';
@@ -15,11 +16,12 @@ import { report, runMain } from './report';
 async function main(): Promise<void> {
   const depth = Number(process.argv[2] ?? 1);
   const seconds = Number(process.argv[3] ?? 10);
+  const mode = (process.argv[4] ?? 'interrupt') as QueueMode;
   const found = scan().find((r) => r.result?.deviceId === DeviceId.BLOCK);
   if (!found) throw new Error('no virtio-blk transport on UIO');
   const memory = DmaPool.hugetlb();
   const transport = openTransport(found.spec as UioDeviceSpec);
-  const blk = VirtioBlk.open(transport, { memory });
+  const blk = VirtioBlk.open(transport, { memory, queueMode: mode });
   try {
     const blocks = Number(blk.info.capacity / 8n);
     const latencies: number[] = [];
@@ -48,12 +50,15 @@ async function main(): Promise<void> {
       kind: 'blk-bench',
       driver: 'ours',
       iodepth: depth,
+      mode,
+      ring: hasFeature(blk.features, FeatureBit.RING_PACKED) ? 'packed' : 'split',
       requests: n,
       iops: n / elapsed,
       meanUs: latencies.reduce((a, b) => a + b, 0) / n,
       p99Us: latencies[Math.min(n - 1, Math.floor(n * 0.99))],
       notificationsPerRequest: (after.notifications - before.notifications) / n,
       interruptsPerRequest: (transport.stats.interrupts - before.interrupts) / n,
+      polledPerRequest: (after.polledCompletions - before.polledCompletions) / n,
     });
   } finally {
     blk.close();

@@ -2,7 +2,7 @@
  * Runs in the lab guest: scans every transport, then the contract suites
  * on each device found; one result line per transport and per case.
  */
-import { FeatureBit, feature } from '../../../lib/spec';
+import { FeatureBit, describeFeatures, feature, hasFeature } from '../../../lib/spec';
 import type { ContractCase } from '../../../test/contracts/contract';
 import { blkContract } from '../../../test/contracts/blk-contract';
 import { consoleEchoContract, consoleMultiportContract } from '../../../test/contracts/console-contract';
@@ -42,6 +42,25 @@ async function main(): Promise<void> {
       } catch (error) {
         report({ ...base, ok: false, ms: Date.now() - started, error: String((error as Error)?.stack ?? error) });
       }
+    }
+  }
+  // What each device negotiated with our drivers (the ring format among it); blk reads spread over its queues.
+  for (const subject of rngSubjects(reports)) {
+    const { rng, close } = subject.open();
+    try {
+      report({ kind: 'negotiated', suite: 'rng', device: subject.label, features: describeFeatures(rng.features), packed: hasFeature(rng.features, FeatureBit.RING_PACKED) });
+    } finally {
+      close();
+    }
+  }
+  for (const subject of blkSubjects(reports)) {
+    const { blk, close } = subject.open();
+    try {
+      await Promise.all(Array.from({ length: 64 }, (_, i) => blk.read(BigInt(i * 8), 4096)));
+      const perQueue = Array.from({ length: blk.info.queues }, (_, q) => blk.queueStats(q).completed);
+      report({ kind: 'negotiated', suite: 'blk', device: subject.label, features: describeFeatures(blk.features), packed: hasFeature(blk.features, FeatureBit.RING_PACKED), queues: blk.info.queues, perQueue });
+    } finally {
+      close();
     }
   }
   for (const subject of rngSubjects(reports)) {
