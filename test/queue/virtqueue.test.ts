@@ -19,6 +19,8 @@ interface Ring {
   version: 1 | 2;
   format: 'split' | 'packed';
   transportFeatures?: bigint;
+  /** IN_ORDER: the sim reports up to this many buffers with one used entry. */
+  inOrderBatch?: number;
 }
 
 const MODERN = features(FeatureBit.VERSION_1, FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX, FeatureBit.RING_RESET, FeatureBit.NOTIFICATION_DATA);
@@ -28,10 +30,12 @@ export const RINGS: Ring[] = [
   { name: 'split ring, IN_ORDER', version: 2, format: 'split', transportFeatures: MODERN | feature(FeatureBit.IN_ORDER) },
   { name: 'packed ring', version: 2, format: 'packed', transportFeatures: MODERN | feature(FeatureBit.RING_PACKED) },
   { name: 'packed ring, IN_ORDER', version: 2, format: 'packed', transportFeatures: MODERN | features(FeatureBit.RING_PACKED, FeatureBit.IN_ORDER) },
+  { name: 'split ring, IN_ORDER batches of 4', version: 2, format: 'split', transportFeatures: MODERN | feature(FeatureBit.IN_ORDER), inOrderBatch: 4 },
+  { name: 'packed ring, IN_ORDER batches of 4', version: 2, format: 'packed', transportFeatures: MODERN | features(FeatureBit.RING_PACKED, FeatureBit.IN_ORDER), inOrderBatch: 4 },
 ];
 
 function open(ring: Ring, options: { exclude?: bigint; queueSizes?: number[]; queueSize?: number; sim?: Parameters<typeof simRig>[2]; model?: ReturnType<typeof echoModel> } = {}): EchoDriver {
-  const sim = ring.transportFeatures === undefined ? options.sim : { transportFeatures: ring.transportFeatures, ...options.sim };
+  const sim = { ...(ring.transportFeatures === undefined ? {} : { transportFeatures: ring.transportFeatures }), ...(ring.inOrderBatch ? { inOrderBatch: ring.inOrderBatch } : {}), ...options.sim };
   rig = simRig(ring.version, options.model ?? echoModel({ queueSizes: options.queueSizes }), sim);
   const driver = new EchoDriver(rig.transport, { memory: rig.pool, excludeFeatures: options.exclude, queueSize: options.queueSize });
   expect(driver.q.format).toBe(ring.format);
@@ -120,6 +124,19 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
     await driver.echo([bytes(4)], [4]);
     driver.close();
   });
+
+  if (ring.inOrderBatch) {
+    test('IN_ORDER: one used entry settles a whole batch, each request with its own data', async () => {
+      let usedEntries = 0;
+      const driver = open(ring, { queueSize: 64, queueSizes: [64], sim: { faults: { usedElement: (_q, e) => (usedEntries++, e) } } });
+      const outs = await Promise.all(Array.from({ length: 32 }, (_, i) => driver.echo([bytes(8, i)], [8])));
+      outs.forEach((out, i) => expect(out).toEqual(Buffer.from(bytes(8, i))));
+      expect(driver.q.stats.completed).toBe(32);
+      expect(usedEntries).toBe(32 / ring.inOrderBatch!);
+      expect(driver.q.free).toBe(driver.q.size);
+      driver.close();
+    });
+  }
 
   describe('completion modes', () => {
     test('poll: the device is asked for no interrupts and the loop finds every completion, then stops', async () => {
