@@ -1,6 +1,7 @@
 import type { DmaAllocator, DmaRegion } from '../platform';
 import type { Virtqueue } from '../queue';
 import { decodeConsoleControl, encodeConsoleControl, type ConsoleControlMessage } from '../spec';
+import { TransmitBuffers } from './transmit-buffers';
 
 export interface ControlChannelOptions {
   /** control receiveq (2) and control transmitq (3), §5.3.2. */
@@ -28,11 +29,13 @@ export interface ControlChannelOptions {
  */
 export class ControlChannel {
   private memory?: DmaRegion;
-  private readonly inFlight = new Set<DmaRegion>();
+  private readonly transmitted: TransmitBuffers;
   private sent = 0;
   private received = 0;
 
-  constructor(private readonly options: ControlChannelOptions) {}
+  constructor(private readonly options: ControlChannelOptions) {
+    this.transmitted = new TransmitBuffers(options.memory, options.closed);
+  }
 
   /** Posts the receive buffers. */
   start(): void {
@@ -52,30 +55,17 @@ export class ControlChannel {
 
   /** Sends one message; failures go to onError (not to the caller), since nobody waits on them. */
   send(id: number, event: number, value: number): void {
-    const { memory, transmit } = this.options;
-    const bytes = encodeConsoleControl(id, event, value);
-    const region = memory.allocate(bytes.length);
-    new Uint8Array(region.view, region.offset, bytes.length).set(bytes);
-    this.inFlight.add(region);
     this.sent++;
-    const settle = (): void => {
-      // After close, shutdown() has dealt with it (freed it if the device let go).
-      if (this.inFlight.delete(region)) memory.free(region);
-    };
-    transmit.submit({ readable: [{ region }] }).then(settle, (error: unknown) => {
-      if (this.options.closed()) return;
-      settle();
-      this.options.onError(error as Error);
+    this.transmitted.send(this.options.transmit, encodeConsoleControl(id, event, value)).catch((error: unknown) => {
+      if (!this.options.closed()) this.options.onError(error as Error);
     });
   }
 
   /** At close: frees the buffers once the device let go of them (else they stay with the allocator). */
   shutdown(): void {
-    if (this.options.released()) {
-      if (this.memory) this.options.memory.free(this.memory);
-      for (const region of this.inFlight) this.options.memory.free(region);
-    }
-    this.inFlight.clear();
+    const released = this.options.released();
+    if (this.memory && released) this.options.memory.free(this.memory);
+    this.transmitted.release(released);
     this.memory = undefined;
   }
 

@@ -3,6 +3,7 @@ import { Duplex } from 'node:stream';
 import { PortError } from '../errors';
 import type { DmaAllocator, DmaRegion } from '../platform';
 import type { Virtqueue } from '../queue';
+import { TransmitBuffers } from './transmit-buffers';
 
 export interface ConsoleSize {
   cols: number;
@@ -68,7 +69,7 @@ export interface PortHost {
 export class ConsolePort extends EventEmitter {
   private currentStream?: Duplex;
   private rxMemory?: DmaRegion;
-  private readonly inFlight = new Set<DmaRegion>();
+  private readonly transmitted: TransmitBuffers;
   private readonly held: number[] = [];
   private reading = true;
   private present: boolean;
@@ -91,6 +92,7 @@ export class ConsolePort extends EventEmitter {
   ) {
     super();
     this.present = present;
+    this.transmitted = new TransmitBuffers(owner.memory, () => owner.closed);
     bind({
       add: () => this.onAdd(),
       remove: () => this.onRemove(),
@@ -219,11 +221,8 @@ export class ConsolePort extends EventEmitter {
     const stream = this.currentStream;
     this.currentStream = undefined;
     if (stream && !stream.destroyed) stream.destroy();
-    if (this.owner.released) {
-      if (this.rxMemory) this.owner.memory.free(this.rxMemory);
-      for (const region of this.inFlight) this.owner.memory.free(region);
-    }
-    this.inFlight.clear();
+    if (this.owner.released && this.rxMemory) this.owner.memory.free(this.rxMemory);
+    this.transmitted.release(this.owner.released);
     this.rxMemory = undefined;
   }
 
@@ -269,24 +268,9 @@ export class ConsolePort extends EventEmitter {
   }
 
   private async send(data: Buffer): Promise<void> {
-    const memory = this.owner.memory;
     const parts: Promise<void>[] = [];
-    for (let at = 0; at < data.length; at += this.buffers.transmitBufferBytes) {
-      const part = data.subarray(at, Math.min(at + this.buffers.transmitBufferBytes, data.length));
-      const region = memory.allocate(part.length);
-      new Uint8Array(region.view, region.offset, part.length).set(part);
-      this.inFlight.add(region);
-      // After close, shutdown() has dealt with it (freed it if the device let go).
-      const settle = (): void => {
-        if (this.inFlight.delete(region)) memory.free(region);
-      };
-      parts.push(
-        this.tx.submit({ readable: [{ region }] }).then(settle, (error: unknown) => {
-          if (!this.owner.closed) settle();
-          throw error;
-        }),
-      );
-    }
+    const step = this.buffers.transmitBufferBytes;
+    for (let at = 0; at < data.length; at += step) parts.push(this.transmitted.send(this.tx, data.subarray(at, Math.min(at + step, data.length))));
     const results = await Promise.allSettled(parts);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
