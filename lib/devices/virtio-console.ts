@@ -62,6 +62,8 @@ export class VirtioConsole extends VirtioDriver {
   /** Port 0's byte stream; destroying it closes the console. */
   readonly stream: Duplex;
   readonly events = new EventEmitter();
+  /** Internal: a port was added, named or removed, or the console closed (what waitForPort waits on; any number of waiters). */
+  private readonly changes = new EventEmitter().setMaxListeners(0);
   /** Whether MULTIPORT was negotiated. */
   readonly multiport: boolean;
   private readonly slots: { port: ConsolePort; control: PortControl }[] = [];
@@ -188,7 +190,7 @@ export class VirtioConsole extends VirtioDriver {
     return new Promise((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       const done = (): void => {
-        this.events.off('change', check);
+        this.changes.off('change', check);
         options.signal?.removeEventListener('abort', abort);
         if (timer) clearTimeout(timer);
       };
@@ -208,7 +210,7 @@ export class VirtioConsole extends VirtioDriver {
         done();
         reject(new AbortError(undefined, { cause: options.signal?.reason }));
       };
-      this.events.on('change', check);
+      this.changes.on('change', check);
       options.signal?.addEventListener('abort', abort, { once: true });
       if (options.timeoutMs !== undefined) {
         timer = setTimeout(() => {
@@ -224,7 +226,7 @@ export class VirtioConsole extends VirtioDriver {
     super.close();
     for (const { control } of this.slots) control.shutdown();
     this.control?.shutdown();
-    this.events.emit('change');
+    this.changes.emit('change');
   }
 
   private readSize(): ConsoleSize | undefined {
@@ -253,7 +255,7 @@ export class VirtioConsole extends VirtioDriver {
       // Port 0's stream (or a port reopened before a remove/add) is already open.
       if (slot.port.stream) control.send(id, ConsoleControlEvent.PORT_OPEN, 1);
       this.events.emit('add', slot.port);
-      this.events.emit('change');
+      this.changes.emit('change');
       return;
     }
     if (!slot?.port.added) {
@@ -265,7 +267,7 @@ export class VirtioConsole extends VirtioDriver {
       case ConsoleControlEvent.DEVICE_REMOVE:
         slot.control.remove();
         this.events.emit('remove', port);
-        this.events.emit('change');
+        this.changes.emit('change');
         return;
       case ConsoleControlEvent.CONSOLE_PORT:
         slot.control.console();
@@ -276,7 +278,7 @@ export class VirtioConsole extends VirtioDriver {
       case ConsoleControlEvent.PORT_NAME: {
         const end = extra.indexOf(0); // QEMU ends the name with a NUL the spec does not have
         slot.control.name(new TextDecoder().decode(end >= 0 ? extra.subarray(0, end) : extra));
-        this.events.emit('change');
+        this.changes.emit('change');
         return;
       }
       case ConsoleControlEvent.PORT_OPEN:

@@ -399,12 +399,15 @@ export abstract class Virtqueue implements QueueEndpoint {
 
   /** Asks the device not to interrupt for this queue (a hint; poll() to consume). */
   disableInterrupts(): void {
+    // After close the ring memory is back in the allocator: never write it.
+    if (this.released) return;
     this.interruptsEnabled = false;
     this.suppressInterrupts(false);
   }
 
   /** Asks for interrupts again and consumes whatever was used meanwhile. */
   enableInterrupts(): number {
+    if (this.released) return 0;
     this.interruptsEnabled = true;
     this.suppressInterrupts(true);
     this.barriers.mb();
@@ -421,6 +424,7 @@ export abstract class Virtqueue implements QueueEndpoint {
   /** Switches the completion mode; takes effect at once. */
   setMode(mode: QueueMode, options: QueueModeOptions = {}): void {
     if (mode !== 'interrupt' && mode !== 'poll' && mode !== 'hybrid') throw new TypeError(`queue mode must be 'interrupt', 'poll' or 'hybrid', got ${String(mode)}`);
+    if (this.released) throw new CanceledError(`queue ${this.index} is closed`);
     const poller = mode === 'interrupt' ? undefined : new CompletionPoller(this, mode, options);
     this.poller?.stop();
     this.poller = poller;

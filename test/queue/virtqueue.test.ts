@@ -187,6 +187,22 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
       driver.close();
     });
 
+    test('after close, suppression calls and mode changes never touch the freed ring', async () => {
+      const driver = open(ring);
+      await driver.echo([bytes(4)], [4]);
+      const q = driver.q;
+      driver.close();
+      // The ring's memory is back in the pool: fill a new allocation and check nothing writes into it.
+      const reused = rig!.pool.allocate(64 * 1024);
+      const view = new Uint8Array(reused.view, reused.offset, reused.size);
+      view.fill(0xa5);
+      q.disableInterrupts();
+      expect(q.enableInterrupts()).toBe(0);
+      expect(() => q.setMode('poll')).toThrow(expect.objectContaining({ code: 'ERR_VIRTIO_CANCELED' }));
+      expect(view.every((b) => b === 0xa5)).toBe(true);
+      rig!.pool.free(reused);
+    });
+
     test('back to interrupt mode: interrupts are asked for again', async () => {
       const driver = open(ring);
       driver.q.setMode('poll');
