@@ -114,6 +114,7 @@ export class MmioTransport {
   private notificationData = false;
   private readonly endpoints = new Map<number, QueueEndpoint>();
   private readonly busy = new Set<number>();
+  private pendingUnref?: NodeJS.Immediate;
   private readonly resetQueues = new Set<number>();
   private readonly configListeners = new Set<() => void>();
   private readonly errorListeners = new Set<(error: Error) => void>();
@@ -411,15 +412,32 @@ export class MmioTransport {
 
   /**
    * A queue tells whether it has requests in flight; the interrupt line
-   * keeps the process alive only while some queue has.
+   * keeps the process alive only while some queue has (and for one
+   * event-loop turn after the last completes).
    */
   setBusy(index: number, busy: boolean): void {
     const before = this.busy.size;
     if (busy) this.busy.add(index);
     else this.busy.delete(index);
     if (!this.interrupts || this.interrupts.closed || before === this.busy.size) return;
-    if (this.busy.size > 0) this.interrupts.ref();
-    else this.interrupts.unref();
+    if (this.busy.size > 0) {
+      // An unref still pending from the last idle moment is dropped: the line never stopped being ref'd.
+      if (this.pendingUnref) this.cancelPendingUnref();
+      else this.interrupts.ref();
+    } else if (!this.pendingUnref) {
+      // Unref one event-loop turn later, not now: a caller that submits again from the completion
+      // (a QD1 loop) keeps the line ref'd instead of paying two native calls per request.
+      this.pendingUnref = setImmediate(() => {
+        this.pendingUnref = undefined;
+        const source = this.interrupts;
+        if (source && !source.closed && this.busy.size === 0) source.unref();
+      });
+    }
+  }
+
+  private cancelPendingUnref(): void {
+    if (this.pendingUnref) clearImmediate(this.pendingUnref);
+    this.pendingUnref = undefined;
   }
 
   private writeAddress(low: number, address: bigint): void {
@@ -540,6 +558,11 @@ export class MmioTransport {
     } finally {
       this.stopInterrupts();
       this.detachAll(cause);
+      // Idle now: the line is unref'd at once, not a turn later.
+      if (this.pendingUnref) {
+        this.cancelPendingUnref();
+        if (this.interrupts && !this.interrupts.closed) this.interrupts.unref();
+      }
       this.phase = 'closed';
       this.released = released;
       if (this.options.owns) {

@@ -497,6 +497,17 @@ describe('a polled transport (what openTransport builds for a physical spec), ov
       t.setBusy(0, true);
       expect(refdTimers()).toBe(timers + 1);
       t.setBusy(0, false);
+      // Unref'd one turn later, so that a request submitted from a completion costs no ref/unref pair.
+      expect(refdTimers()).toBe(timers + 1);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(refdTimers()).toBe(timers);
+      t.setBusy(0, true);
+      t.setBusy(0, false);
+      t.setBusy(0, true); // busy again within the turn: still ref'd, the pending unref dropped
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(refdTimers()).toBe(timers + 1);
+      t.setBusy(0, false);
+      await new Promise((resolve) => setImmediate(resolve));
       expect(refdTimers()).toBe(timers);
 
       await settle(20);
