@@ -87,6 +87,11 @@ export class PollingInterruptSource implements InterruptSource {
     this.updateTimer();
   }
 
+  /** Whether a running timer keeps the process alive (ref()'d and ticking). */
+  get keepsAlive(): boolean {
+    return this.timer?.hasRef() ?? false;
+  }
+
   ref(): void {
     this.keepAlive = true;
     this.timer?.ref();
