@@ -1,4 +1,5 @@
-import type { DmaAllocator, DmaRegion } from '../platform';
+import type { DmaRegion } from '../platform';
+import type { PortHost } from './console-port';
 import type { Virtqueue } from '../queue';
 import { decodeConsoleControl, encodeConsoleControl, type ConsoleControlMessage } from '../spec';
 import { TransmitBuffers } from './transmit-buffers';
@@ -7,7 +8,8 @@ export interface ControlChannelOptions {
   /** control receiveq (2) and control transmitq (3), §5.3.2. */
   receive: Virtqueue;
   transmit: Virtqueue;
-  memory: DmaAllocator;
+  /** The console: its memory, and whether it is closed and the device let go. */
+  owner: Pick<PortHost, 'memory' | 'closed' | 'released'>;
   /** Receive buffers kept posted, and their size (a message and its name must fit in one). */
   buffers: number;
   bufferBytes: number;
@@ -17,8 +19,6 @@ export interface ControlChannelOptions {
   onMalformed(len: number): void;
   /** A control queue failed while the console was open. */
   onError(error: Error): void;
-  readonly closed: () => boolean;
-  readonly released: () => boolean;
 }
 
 /**
@@ -34,14 +34,14 @@ export class ControlChannel {
   private received = 0;
 
   constructor(private readonly options: ControlChannelOptions) {
-    this.transmitted = new TransmitBuffers(options.memory, options.closed);
+    this.transmitted = new TransmitBuffers(options.owner.memory, () => options.owner.closed);
   }
 
   /** Posts the receive buffers. */
   start(): void {
     const { receive, buffers, bufferBytes } = this.options;
     const count = Math.min(buffers, receive.size);
-    this.memory = this.options.memory.allocate(count * bufferBytes, 64);
+    this.memory = this.options.owner.memory.allocate(count * bufferBytes, 64);
     for (let slot = 0; slot < count; slot++) this.post(slot);
     // Published now, before any message is sent: a device may answer at once
     // and drops a message for which no buffer is posted (QEMU does).
@@ -57,21 +57,21 @@ export class ControlChannel {
   send(id: number, event: number, value: number): void {
     this.sent++;
     this.transmitted.send(this.options.transmit, encodeConsoleControl(id, event, value)).catch((error: unknown) => {
-      if (!this.options.closed()) this.options.onError(error as Error);
+      if (!this.options.owner.closed) this.options.onError(error as Error);
     });
   }
 
   /** At close: frees the buffers once the device let go of them (else they stay with the allocator). */
   shutdown(): void {
-    const released = this.options.released();
-    if (this.memory && released) this.options.memory.free(this.memory);
+    const released = this.options.owner.released;
+    if (this.memory && released) this.options.owner.memory.free(this.memory);
     this.transmitted.release(released);
     this.memory = undefined;
   }
 
   private post(slot: number): void {
     const region = this.memory;
-    if (this.options.closed() || !region) return;
+    if (this.options.owner.closed || !region) return;
     const size = this.options.bufferBytes;
     this.options.receive.submit({ writable: [{ region, offset: slot * size, length: size }] }).then(
       (len) => {
@@ -84,7 +84,7 @@ export class ControlChannel {
         else this.options.onMalformed(len);
       },
       (error: unknown) => {
-        if (!this.options.closed()) this.options.onError(error as Error);
+        if (!this.options.owner.closed) this.options.onError(error as Error);
       },
     );
   }

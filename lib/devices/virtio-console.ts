@@ -16,7 +16,7 @@ import {
 } from '../spec';
 import type { MmioTransport } from '../transport';
 import { ControlChannel } from './console-control';
-import { ConsolePort, type ConsoleSize, type PortControl } from './console-port';
+import { ConsolePort, type ConsoleSize, type PortControl, type PortHost } from './console-port';
 import { VirtioDriver, type DriverOptions } from './virtio-driver';
 
 export type { ConsoleSize } from './console-port';
@@ -96,19 +96,20 @@ export class VirtioConsole extends VirtioDriver {
     this.multiport = hasFeature(this.features, ConsoleFeature.MULTIPORT);
     const receiveBufferBytes = options.receiveBufferBytes ?? 4096;
     const buffers = { receiveBuffers: options.receiveBuffers ?? 64, receiveBufferBytes, transmitBufferBytes: options.transmitBufferBytes ?? 4096 };
-    const owner = {
+    const console = this; // for the getters below
+    const owner: PortHost = {
       memory: this.memory,
-      closed: false,
-      released: false,
+      get closed() {
+        return console.closed;
+      },
+      get released() {
+        return console.deviceReleased;
+      },
       announceOpen: this.multiport ? (id: number, open: boolean) => this.control?.send(id, ConsoleControlEvent.PORT_OPEN, open ? 1 : 0) : undefined,
       streamDestroyed: (id: number) => {
         if (id === 0) this.close();
       },
     };
-    Object.defineProperties(owner, {
-      closed: { get: () => this.closed },
-      released: { get: () => this.deviceReleased },
-    });
     for (let id = 0; id < portCount; id++) {
       let control!: PortControl;
       const port = new ConsolePort(id, this.queue(portReceiveQueue(id)), this.queue(portTransmitQueue(id)), owner, buffers, !this.multiport, (c) => (control = c));
@@ -124,14 +125,12 @@ export class VirtioConsole extends VirtioDriver {
       this.control = new ControlChannel({
         receive: this.queue(ConsoleQueue.CONTROL_RECEIVE),
         transmit: this.queue(ConsoleQueue.CONTROL_TRANSMIT),
-        memory: this.memory,
+        owner,
         buffers: 64,
         bufferBytes: CONTROL_BUFFER_BYTES,
         onMessage: (message) => this.handleControl(message),
         onMalformed: () => this.ignored++,
         onError: (error) => this.controlFailed(error),
-        closed: () => this.closed,
-        released: () => this.deviceReleased,
       });
     }
     // Port 0's stream is open from the start; with MULTIPORT its PORT_OPEN follows DEVICE_ADD.

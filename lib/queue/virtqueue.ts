@@ -324,11 +324,6 @@ export abstract class Virtqueue implements QueueEndpoint {
     return consumed;
   }
 
-  /** Whether `id` (device-written, already < size) names an outstanding request. */
-  protected isOutstanding(id: number): boolean {
-    return this.pending[id] !== undefined;
-  }
-
   /**
    * Settles request `id` with `len` after validating both (device-written
    * values): reclaims its descriptors, then resolves it. On a violation the

@@ -9,8 +9,13 @@ export function notificationData(queueIndex: number, nextOff: number, nextWrap: 
   return ((queueIndex & 0xffff) | ((nextOff & 0x7fff) << 16) | (nextWrap ? 0x8000_0000 : 0)) >>> 0;
 }
 
-export function splitNotificationData(queueIndex: number, availIdx: number): number {
-  return notificationData(queueIndex, availIdx & 0x7fff, (availIdx & 0x8000) !== 0);
+/**
+ * The same from one 16-bit "next available" value: bits 0–14 the offset,
+ * bit 15 the wrap bit. Split ring: avail.idx. Packed ring: the next slot
+ * with the driver's wrap counter in bit 15 (§2.8 and "Driver notifications").
+ */
+export function nextAvailNotificationData(queueIndex: number, nextAvail: number): number {
+  return notificationData(queueIndex, nextAvail & 0x7fff, (nextAvail & 0x8000) !== 0);
 }
 
 /** The fields of a notification value (device side). */

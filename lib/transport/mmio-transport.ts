@@ -15,7 +15,7 @@ import {
   hasFeature,
   isPowerOfTwo,
   legacyLayout,
-  splitNotificationData,
+  nextAvailNotificationData,
 } from '../spec';
 import { ConfigSpace } from './config-space';
 import { probe } from './probe';
@@ -407,7 +407,7 @@ export class MmioTransport {
    * VIRTIO_F_NOTIFICATION_DATA the index and the next avail index.
    */
   notify(index: number, nextAvail: number): void {
-    this.regs.writel(R.QueueNotify, this.notificationData ? splitNotificationData(index, nextAvail) : index);
+    this.regs.writel(R.QueueNotify, this.notificationData ? nextAvailNotificationData(index, nextAvail) : index);
   }
 
   /**

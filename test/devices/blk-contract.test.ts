@@ -2,7 +2,7 @@
 import { VirtioBlk } from '../../lib/devices';
 import { BlkModel, type BlkModelOptions } from '../../lib/sim';
 import { blkContract, type BlkSubject } from '../contracts/blk-contract';
-import { simRig, SIM_VARIANTS } from '../support/sim-rig';
+import { SIM_VARIANTS, driverOnSim } from '../support/sim-rig';
 
 const models: [string, BlkModelOptions][] = [
   ['plain', {}],
@@ -16,21 +16,9 @@ describe.each(SIM_VARIANTS)('virtio-blk contract on a %s sim', (_label, version)
     const subject: BlkSubject = {
       label: `sim v${version}`,
       open(driverOptions) {
-        const rig = simRig(version, new BlkModel({ disk: new Uint8Array(4 * 1024 * 1024), ...options }));
-        try {
-          const blk = VirtioBlk.open(rig.transport, { memory: rig.pool, ...driverOptions });
-          return {
-            blk,
-            transport: rig.transport,
-            close() {
-              blk.close();
-              violations.push(...rig.close());
-            },
-          };
-        } catch (error) {
-          rig.close();
-          throw error;
-        }
+        const model = new BlkModel({ disk: new Uint8Array(4 * 1024 * 1024), ...options });
+        const { driver: blk, rig, close } = driverOnSim(version, model, (r) => VirtioBlk.open(r.transport, { memory: r.pool, ...driverOptions }), violations);
+        return { blk, transport: rig.transport, close };
       },
     };
     afterEach(() => expect(violations.splice(0)).toEqual([]));

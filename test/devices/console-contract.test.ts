@@ -2,7 +2,7 @@
 import { VirtioConsole } from '../../lib/devices';
 import { ConsoleModel } from '../../lib/sim';
 import { consoleContract, consoleEchoContract, type ConsoleSubject } from '../contracts/console-contract';
-import { simRig, turns, SIM_VARIANTS } from '../support/sim-rig';
+import { simRig, turns, SIM_VARIANTS, driverOnSim } from '../support/sim-rig';
 
 describe.each(SIM_VARIANTS)('virtio-console on a %s sim', (_label, version) => {
   const violations: unknown[] = [];
@@ -10,17 +10,8 @@ describe.each(SIM_VARIANTS)('virtio-console on a %s sim', (_label, version) => {
     label: `sim v${version}`,
     async open(options) {
       const model = new ConsoleModel();
-      const rig = simRig(version, model);
-      const console = VirtioConsole.open(rig.transport, { memory: rig.pool, ...options });
-      return {
-        console,
-        stream: console.stream,
-        peer: { send: (data) => model.send(data), received: (bytes) => model.outputOf(bytes) },
-        close() {
-          console.close();
-          violations.push(...rig.close());
-        },
-      };
+      const { driver: console, close } = driverOnSim(version, model, (r) => VirtioConsole.open(r.transport, { memory: r.pool, ...options }), violations);
+      return { console, stream: console.stream, peer: { send: (data) => model.send(data), received: (bytes) => model.outputOf(bytes) }, close };
     },
   };
   afterEach(() => expect(violations.splice(0)).toEqual([]));
@@ -32,16 +23,8 @@ describe.each(SIM_VARIANTS)('virtio-console on a %s sim', (_label, version) => {
   const echoing: ConsoleSubject = {
     label: `echoing sim v${version}`,
     async open(options) {
-      const rig = simRig(version, new ConsoleModel({ echo: true }));
-      const console = VirtioConsole.open(rig.transport, { memory: rig.pool, ...options });
-      return {
-        console,
-        stream: console.stream,
-        close() {
-          console.close();
-          violations.push(...rig.close());
-        },
-      };
+      const { driver: console, close } = driverOnSim(version, new ConsoleModel({ echo: true }), (r) => VirtioConsole.open(r.transport, { memory: r.pool, ...options }), violations);
+      return { console, stream: console.stream, close };
     },
   };
   test.each(consoleEchoContract(echoing).map((c) => [c.name, c] as const))('echo: %s', async (_n, c) => {

@@ -4,7 +4,7 @@ import { PortError } from '../../lib/errors';
 import { ConsoleModel, type ConsoleModelOptions } from '../../lib/sim';
 import { ConsoleControlEvent as E, ConsoleFeature, hasFeature } from '../../lib/spec';
 import { consoleMultiportContract, type ConsoleSubject } from '../contracts/console-contract';
-import { simRig, turns, type SimRig, SIM_VARIANTS } from '../support/sim-rig';
+import { turns, type SimRig, SIM_VARIANTS, driverOnSim } from '../support/sim-rig';
 
 const ECHO_PORT = 'org.virtio-mmio.echo';
 const PORTS = [
@@ -24,29 +24,20 @@ describe.each(SIM_VARIANTS)('virtio-console MULTIPORT on a %s sim', (_label, ver
     consoleOptions: Partial<VirtioConsoleOptions> = {},
   ): Promise<void> {
     const model = new ConsoleModel({ echo: true, multiport: { maxPorts: 8, ports: PORTS }, ...modelOptions });
-    const rig = simRig(version, model);
-    const console = VirtioConsole.open(rig.transport, { memory: rig.pool, ...consoleOptions });
+    const { driver: console, rig, close } = driverOnSim(version, model, (r) => VirtioConsole.open(r.transport, { memory: r.pool, ...consoleOptions }), violations);
     try {
       await body(console, model, rig);
     } finally {
-      console.close();
-      violations.push(...rig.close());
+      close();
     }
   }
 
   const subject: ConsoleSubject = {
     label: `multiport sim v${version}`,
     async open(options) {
-      const rig = simRig(version, new ConsoleModel({ echo: true, multiport: { maxPorts: 8, ports: PORTS } }));
-      const console = VirtioConsole.open(rig.transport, { memory: rig.pool, ...options });
-      return {
-        console,
-        stream: console.stream,
-        close() {
-          console.close();
-          violations.push(...rig.close());
-        },
-      };
+      const model = new ConsoleModel({ echo: true, multiport: { maxPorts: 8, ports: PORTS } });
+      const { driver: console, close } = driverOnSim(version, model, (r) => VirtioConsole.open(r.transport, { memory: r.pool, ...options }), violations);
+      return { console, stream: console.stream, close };
     },
   };
   const expected = {

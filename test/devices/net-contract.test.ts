@@ -2,7 +2,7 @@
 import { VirtioNet } from '../../lib/devices';
 import { NetModel } from '../../lib/sim';
 import { netContract, testFrame, type NetSubject } from '../contracts/net-contract';
-import { simRig, turns, SIM_VARIANTS } from '../support/sim-rig';
+import { simRig, turns, SIM_VARIANTS, driverOnSim } from '../support/sim-rig';
 
 describe.each(SIM_VARIANTS)('virtio-net on a %s sim', (_label, version) => {
   describe.each([true, false])('mergeable receive buffers offered: %s', (mergeable) => {
@@ -11,8 +11,7 @@ describe.each(SIM_VARIANTS)('virtio-net on a %s sim', (_label, version) => {
       label: `sim v${version}`,
       async open(options) {
         const model = new NetModel({ mergeable });
-        const rig = simRig(version, model);
-        const net = VirtioNet.open(rig.transport, { memory: rig.pool, ...options });
+        const { driver: net, close } = driverOnSim(version, model, (r) => VirtioNet.open(r.transport, { memory: r.pool, ...options }), violations);
         let seen = 0;
         return {
           net,
@@ -25,10 +24,7 @@ describe.each(SIM_VARIANTS)('virtio-net on a %s sim', (_label, version) => {
               return frames;
             },
           },
-          close() {
-            net.close();
-            violations.push(...rig.close());
-          },
+          close,
         };
       },
     };

@@ -2,23 +2,15 @@
 import { VirtioRng } from '../../lib/devices';
 import { RngModel } from '../../lib/sim';
 import { rngContract, type RngSubject } from '../contracts/rng-contract';
-import { simRig, SIM_VARIANTS } from '../support/sim-rig';
+import { SIM_VARIANTS, driverOnSim } from '../support/sim-rig';
 
 describe.each(SIM_VARIANTS)('virtio-rng contract on a %s sim', (_label, version) => {
   const violations: unknown[] = [];
   const subject: RngSubject = {
     label: `sim v${version}`,
     open(options) {
-      const rig = simRig(version, new RngModel());
-      const rng = VirtioRng.open(rig.transport, { memory: rig.pool, ...options });
-      return {
-        rng,
-        transport: rig.transport,
-        close() {
-          rng.close();
-          violations.push(...rig.close());
-        },
-      };
+      const { driver: rng, rig, close } = driverOnSim(version, new RngModel(), (r) => VirtioRng.open(r.transport, { memory: r.pool, ...options }), violations);
+      return { rng, transport: rig.transport, close };
     },
   };
   afterEach(() => expect(violations.splice(0)).toEqual([]));

@@ -15,7 +15,7 @@ import {
   legacyLayout,
   MmioRegister as R,
   SplitRing,
-  splitNotificationData,
+  nextAvailNotificationData,
   usedEventOffset,
   usedRingBytes,
   VirtqDesc,
@@ -270,7 +270,7 @@ export class TestDriver {
   notify(queue: number): void {
     const ring = this.rings.get(queue);
     const withData = (this.negotiated & feature(FeatureBit.NOTIFICATION_DATA)) !== 0n && ring;
-    this.sim.writel(R.QueueNotify, withData ? splitNotificationData(queue, ring.availIdxWritten) : queue);
+    this.sim.writel(R.QueueNotify, withData ? nextAvailNotificationData(queue, ring.availIdxWritten) : queue);
   }
 
   /** A DMA buffer with `bytes` in it. */

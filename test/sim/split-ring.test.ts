@@ -1,5 +1,5 @@
 import type { SimRequest } from '../../lib/sim';
-import { DeviceStatus, FeatureBit, feature, MmioInterrupt, needEvent, splitNotificationData, VRING_AVAIL_F_NO_INTERRUPT, VRING_USED_F_NO_NOTIFY } from '../../lib/spec';
+import { DeviceStatus, FeatureBit, feature, MmioInterrupt, needEvent, nextAvailNotificationData, VRING_AVAIL_F_NO_INTERRUPT, VRING_USED_F_NO_NOTIFY } from '../../lib/spec';
 import { DEVICE_NEEDS_RESET, nextInterrupt, R, TestDriver, TestModel, type TestRing, turns, VirtqDesc, useTestDrivers } from './sim-test-driver';
 
 
@@ -500,9 +500,9 @@ describe('notifications and interrupt acknowledgement (virtio 1.2 §4.2.3.3, §4
     const { r, ring } = live(2);
     echoChain(r, ring, 0, Uint8Array.of(1), 1);
     const idx = ring.publish(0);
-    r.sim.writel(R.QueueNotify, splitNotificationData(0, idx));
+    r.sim.writel(R.QueueNotify, nextAvailNotificationData(0, idx));
     expect(r.sim.violations).toEqual([]);
-    r.sim.writel(R.QueueNotify, splitNotificationData(0, idx + 1));
+    r.sim.writel(R.QueueNotify, nextAvailNotificationData(0, idx + 1));
     expect(r.rules).toEqual(['notification-data-mismatch']);
     expect(r.sim.stats.notifications).toEqual([2]);
   });

@@ -92,3 +92,32 @@ export function echoModel(options: { deviceId?: number; queueSizes?: number[]; c
   };
   return model;
 }
+
+/**
+ * A driver opened on a fresh rig: close() closes the driver, then the rig,
+ * and adds the rig's strict-mode violations to `violations`. If opening
+ * throws, the rig is closed and the error passed on.
+ */
+export function driverOnSim<D extends { close(): void }>(
+  variant: SimVariant,
+  model: SimDeviceModel,
+  open: (rig: SimRig) => D,
+  violations: unknown[],
+): { driver: D; rig: SimRig; close(): void } {
+  const rig = simRig(variant, model);
+  let driver: D;
+  try {
+    driver = open(rig);
+  } catch (error) {
+    violations.push(...rig.close());
+    throw error;
+  }
+  return {
+    driver,
+    rig,
+    close() {
+      driver.close();
+      violations.push(...rig.close());
+    },
+  };
+}

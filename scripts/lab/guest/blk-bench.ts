@@ -25,36 +25,29 @@ async function main(): Promise<void> {
   const blk = VirtioBlk.open(transport, { memory, queueMode: mode });
   try {
     const blocks = Number(blk.info.capacity / 8n);
-    const latencies: number[] = [];
+    /** `depth` workers reading until `until`; each read's latency goes to `latencies` when given. */
+    const run = (until: bigint, latencies?: number[]): Promise<void[]> =>
+      Promise.all(
+        Array.from({ length: depth }, async () => {
+          const buffer = blk.allocBuffer(4096);
+          try {
+            while (process.hrtime.bigint() < until) {
+              const sector = BigInt(Math.floor(Math.random() * blocks)) * 8n;
+              const t0 = process.hrtime.bigint();
+              await blk.read(sector, buffer);
+              latencies?.push(Number(process.hrtime.bigint() - t0) / 1000);
+            }
+          } finally {
+            blk.freeBuffer(buffer);
+          }
+        }),
+      );
     // Warm-up, not measured: under TCG the JIT needs seconds to settle (fio has no such phase to go through).
-    const warmEnd = process.hrtime.bigint() + BigInt(Math.min(2, seconds / 2) * 1e9);
-    await Promise.all(
-      Array.from({ length: depth }, async () => {
-        const buffer = blk.allocBuffer(4096);
-        try {
-          while (process.hrtime.bigint() < warmEnd) await blk.read(BigInt(Math.floor(Math.random() * blocks)) * 8n, buffer);
-        } finally {
-          blk.freeBuffer(buffer);
-        }
-      }),
-    );
+    await run(process.hrtime.bigint() + BigInt(Math.min(2, seconds / 2) * 1e9));
+    const latencies: number[] = [];
     const before = { ...blk.queueStats(0), interrupts: transport.stats.interrupts };
-    const end = process.hrtime.bigint() + BigInt(seconds * 1e9);
     const started = process.hrtime.bigint();
-    const worker = async (): Promise<void> => {
-      const buffer = blk.allocBuffer(4096);
-      try {
-        while (process.hrtime.bigint() < end) {
-          const sector = BigInt(Math.floor(Math.random() * blocks)) * 8n;
-          const t0 = process.hrtime.bigint();
-          await blk.read(sector, buffer);
-          latencies.push(Number(process.hrtime.bigint() - t0) / 1000);
-        }
-      } finally {
-        blk.freeBuffer(buffer);
-      }
-    };
-    await Promise.all(Array.from({ length: depth }, worker));
+    await run(started + BigInt(seconds * 1e9), latencies);
     const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
     const after = blk.queueStats(0);
     latencies.sort((a, b) => a - b);
