@@ -89,6 +89,8 @@ export class TransportError extends VirtioError {
   static readonly STATE = 'ERR_VIRTIO_STATE';
   /** A feature this call needs was not negotiated (e.g. queue reset without RING_RESET). */
   static readonly NOT_NEGOTIATED = 'ERR_VIRTIO_NOT_NEGOTIATED';
+  /** The config space is too small for the device type, or a field holds a value the spec does not allow. */
+  static readonly CONFIG_INVALID = 'ERR_VIRTIO_CONFIG_INVALID';
 }
 
 /** Feature negotiation failed (virtio 1.2 §3.1.1); the device status is FAILED. */
@@ -135,6 +137,35 @@ export class DeviceBrokenError extends VirtioError {
     message: string,
   ) {
     super('ERR_VIRTIO_BROKEN', message);
+  }
+}
+
+/**
+ * The device used a request in a way its device type's protocol does not
+ * allow (e.g. a virtio-blk request used without its status byte). Only
+ * that request is rejected; the queue goes on. `reason` says what.
+ */
+export class ProtocolError extends VirtioError {
+  constructor(
+    readonly reason: string,
+    message: string,
+  ) {
+    super('ERR_VIRTIO_PROTOCOL', message);
+  }
+}
+
+/**
+ * A request the device did not complete within its time limit. Its buffers
+ * stay with the device until it uses them (or is reset); the result, if
+ * it ever comes, is discarded.
+ */
+export class TimeoutError extends VirtioError {
+  constructor(
+    message: string,
+    /** The limit that passed, in milliseconds. */
+    readonly timeoutMs: number,
+  ) {
+    super('ERR_VIRTIO_TIMEOUT', message);
   }
 }
 

@@ -9,7 +9,7 @@ export interface ControlChannelOptions {
   receive: Virtqueue;
   transmit: Virtqueue;
   /** The console: its memory, and whether it is closed and the device let go. */
-  owner: Pick<PortHost, 'memory' | 'closed' | 'released'>;
+  owner: Pick<PortHost, 'memory' | 'closed' | 'released' | 'requestTimeoutMs'>;
   /** Receive buffers kept posted, and their size (a message and its name must fit in one). */
   buffers: number;
   bufferBytes: number;
@@ -34,7 +34,7 @@ export class ControlChannel {
   private received = 0;
 
   constructor(private readonly options: ControlChannelOptions) {
-    this.transmitted = new TransmitBuffers(options.owner.memory, () => options.owner.closed);
+    this.transmitted = new TransmitBuffers(options.owner.memory, () => options.owner.closed, options.owner.requestTimeoutMs);
   }
 
   /** Posts the receive buffers. */

@@ -45,6 +45,8 @@ export interface PortHost {
   readonly closed: boolean;
   /** After close: whether the device let go of every buffer (so they may be freed). */
   readonly released: boolean;
+  /** Time limit of each transmit (DriverOptions.requestTimeoutMs). */
+  readonly requestTimeoutMs?: number;
   /** Tells the device the port was opened or closed (PORT_OPEN, §5.3.6.2); absent without MULTIPORT. */
   announceOpen?(id: number, open: boolean): void;
   /** The port's stream was destroyed by its user. */
@@ -92,7 +94,7 @@ export class ConsolePort extends EventEmitter {
   ) {
     super();
     this.present = present;
-    this.transmitted = new TransmitBuffers(owner.memory, () => owner.closed);
+    this.transmitted = new TransmitBuffers(owner.memory, () => owner.closed, owner.requestTimeoutMs);
     bind({
       add: () => this.onAdd(),
       remove: () => this.onRemove(),

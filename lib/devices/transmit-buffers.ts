@@ -14,6 +14,8 @@ export class TransmitBuffers {
   constructor(
     private readonly memory: DmaAllocator,
     private readonly closed: () => boolean,
+    /** SubmitOptions.timeoutMs of each send. */
+    private readonly timeoutMs?: number,
   ) {}
 
   /** Sends a copy of `bytes` on `queue`; resolves when the device has used it. */
@@ -25,7 +27,7 @@ export class TransmitBuffers {
       // After close, release() has dealt with it.
       if (this.inFlight.delete(region)) this.memory.free(region);
     };
-    return queue.submit({ readable: [{ region }] }).then(settle, (error: unknown) => {
+    return queue.submit({ readable: [{ region }] }, { timeoutMs: this.timeoutMs }).then(settle, (error: unknown) => {
       if (!this.closed()) settle();
       throw error;
     });

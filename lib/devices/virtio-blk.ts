@@ -1,5 +1,5 @@
 import { Readable, Writable } from 'node:stream';
-import { DeviceIoError, ReadOnlyError, TransportError } from '../errors';
+import { DeviceIoError, ProtocolError, ReadOnlyError, TransportError } from '../errors';
 import type { DmaRegion } from '../platform';
 import type { QueueBuffer, Virtqueue } from '../queue';
 import {
@@ -73,7 +73,10 @@ const WANTED = features(
 /** Per request: the 16-byte header, then the status byte, in one small DMA slot. */
 const SLOT_BYTES = 32;
 const STATUS_AT = BLK_REQ_HEADER_SIZE;
+/** Request queues used at most; a device offering more has the rest left idle (§5.2.6.2 lets the driver use fewer). */
 const MAX_QUEUES = 64;
+/** Largest capacity whose byte count fits 64 bits. */
+const MAX_CAPACITY = (1n << 55n) - 1n;
 
 interface RequestQueue {
   queue: Virtqueue;
@@ -116,6 +119,7 @@ export class VirtioBlk extends VirtioDriver {
           deviceId: DeviceId.BLOCK,
           features: WANTED,
           queues: (t, negotiated) => {
+            VirtioDriver.requireConfig(t, configBytes(negotiated), 'virtio-blk');
             info = readInfo(t, negotiated);
             return Array.from({ length: info.queues }, (_, i) => i);
           },
@@ -394,16 +398,25 @@ export class VirtioBlk extends VirtioDriver {
     header.setUint8(STATUS_AT, 0xff);
     const slotBuffer = (offset: number, length: number): QueueBuffer => ({ region: memory, offset: slot * SLOT_BYTES + offset, length });
     const completion = queue
-      .submit({
-        readable: [slotBuffer(0, BLK_REQ_HEADER_SIZE), ...(transfer.out ?? [])],
-        writable: [...(transfer.in ?? []), slotBuffer(STATUS_AT, 1)],
-      })
+      .submit(
+        {
+          readable: [slotBuffer(0, BLK_REQ_HEADER_SIZE), ...(transfer.out ?? [])],
+          writable: [...(transfer.in ?? []), slotBuffer(STATUS_AT, 1)],
+        },
+        { timeoutMs: this.requestTimeoutMs },
+      )
       .then(
-        () => {
+        (len) => {
           const status = header.getUint8(STATUS_AT);
-          if (status === BlkStatus.OK) hooks.complete?.();
+          // §5.2.6: the device writes the data, then the status byte; a len short of that means it did not.
+          const expected = (transfer.type === BlkRequestType.IN ? dataBytes(transfer.in) : 0) + 1;
+          const short = len < expected;
+          if (status === BlkStatus.OK && !short) hooks.complete?.();
           hooks.release?.();
           slots.release(slot);
+          if (short) {
+            throw new ProtocolError(len === 0 ? 'blk-status-missing' : 'blk-short-read', `virtio-blk request type ${transfer.type} at sector ${transfer.sector}: the device reported ${len} bytes written, ${expected} expected`);
+          }
           return status;
         },
         (error: unknown) => {
@@ -432,14 +445,37 @@ export class VirtioBlk extends VirtioDriver {
   }
 }
 
+function dataBytes(buffers?: QueueBuffer[]): number {
+  let total = 0;
+  for (const b of buffers ?? []) total += b.length ?? b.region.size - (b.offset ?? 0);
+  return total;
+}
+
+/** Bytes of config space the fields valid under `negotiated` reach (§5.2.4). */
+function configBytes(negotiated: bigint): number {
+  const ends: [number, number][] = [
+    [-1, BlkConfig.capacity + 8],
+    [BlkFeature.SIZE_MAX, BlkConfig.size_max + 4],
+    [BlkFeature.SEG_MAX, BlkConfig.seg_max + 4],
+    [BlkFeature.BLK_SIZE, BlkConfig.blk_size + 4],
+    [BlkFeature.TOPOLOGY, BlkConfig.topology_opt_io_size + 4],
+    [BlkFeature.MQ, BlkConfig.num_queues + 2],
+    [BlkFeature.DISCARD, BlkConfig.discard_sector_alignment + 4],
+    [BlkFeature.WRITE_ZEROES, BlkConfig.write_zeroes_may_unmap + 1],
+  ];
+  return Math.max(...ends.filter(([bit]) => bit < 0 || hasFeature(negotiated, bit)).map(([, end]) => end));
+}
+
 /** Reads the config fields the negotiated features make valid (§5.2.4), in one generation. */
 function readInfo(transport: MmioTransport, negotiated: bigint): BlkInfo {
   const has = (bit: number): boolean => hasFeature(negotiated, bit);
   const c = transport.config;
   return c.atomic(() => {
     const capacity = c.read64(BlkConfig.capacity);
-    const queues = has(BlkFeature.MQ) ? c.read16(BlkConfig.num_queues) : 1;
-    if (queues < 1 || queues > MAX_QUEUES) throw new TransportError(TransportError.STATE, `${transport.label}: num_queues ${queues} is outside [1, ${MAX_QUEUES}]`);
+    if (capacity > MAX_CAPACITY) throw new TransportError(TransportError.CONFIG_INVALID, `${transport.label}: capacity ${capacity} sectors is more bytes than 64 bits count`);
+    const offered = has(BlkFeature.MQ) ? c.read16(BlkConfig.num_queues) : 1;
+    if (offered < 1) throw new TransportError(TransportError.CONFIG_INVALID, `${transport.label}: num_queues is 0 with VIRTIO_BLK_F_MQ`);
+    const queues = Math.min(offered, MAX_QUEUES);
     const blockSize = has(BlkFeature.BLK_SIZE) ? c.read32(BlkConfig.blk_size) : BLK_SECTOR_SIZE;
     return {
       capacity,

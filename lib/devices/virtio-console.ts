@@ -80,7 +80,9 @@ export class VirtioConsole extends VirtioDriver {
           deviceId: DeviceId.CONSOLE,
           features: feature(ConsoleFeature.SIZE) | (wantMultiport ? feature(ConsoleFeature.MULTIPORT) : 0n),
           queues: (t, features) => {
+            if (hasFeature(features, ConsoleFeature.SIZE)) VirtioDriver.requireConfig(t, ConsoleConfig.rows + 2, 'virtio-console (VIRTIO_CONSOLE_F_SIZE)');
             if (!hasFeature(features, ConsoleFeature.MULTIPORT)) return [ConsoleQueue.RECEIVE0, ConsoleQueue.TRANSMIT0];
+            VirtioDriver.requireConfig(t, ConsoleConfig.max_nr_ports + 4, 'virtio-console (VIRTIO_CONSOLE_F_MULTIPORT)');
             // max_nr_ports comes from the device: bounded by what the caller allows.
             const offered = t.config.read32(ConsoleConfig.max_nr_ports);
             portCount = Math.max(1, Math.min(offered, options.maxPorts ?? DEFAULT_MAX_PORTS));
@@ -99,6 +101,7 @@ export class VirtioConsole extends VirtioDriver {
     const console = this; // for the getters below
     const owner: PortHost = {
       memory: this.memory,
+      requestTimeoutMs: this.requestTimeoutMs,
       get closed() {
         return console.closed;
       },

@@ -40,7 +40,16 @@ export interface DriverOptions {
   /** How every queue finds completions (default 'interrupt'; see QueueMode). */
   queueMode?: QueueMode;
   queueModeOptions?: QueueModeOptions;
+  /**
+   * Time limit of each request (blk reads and writes, rng fills, transmits):
+   * a request the device has not completed by then rejects with
+   * TimeoutError. Receive buffers have none. Default 30,000 ms; 0 turns the
+   * limit off.
+   */
+  requestTimeoutMs?: number;
 }
+
+const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 
 /**
  * The base of device drivers, ours and users': it runs the init sequence
@@ -54,6 +63,8 @@ export abstract class VirtioDriver {
   /** Negotiated features. */
   readonly features: bigint;
   protected readonly memory: DmaAllocator;
+  /** SubmitOptions.timeoutMs for request-type submissions (undefined: no limit). */
+  protected readonly requestTimeoutMs?: number;
   private readonly queueMap: Map<number, Virtqueue>;
   private closing = false;
 
@@ -62,11 +73,14 @@ export abstract class VirtioDriver {
     this.features = started.features;
     this.memory = started.memory;
     this.queueMap = started.queues;
+    this.requestTimeoutMs = started.requestTimeoutMs;
   }
 
   /** Runs the init sequence for `plan`; on any failure the device is left FAILED and everything allocated is freed. */
   static start(transport: MmioTransport, plan: DriverPlan, options: DriverOptions): StartedDevice {
     if (!options || typeof options.memory?.allocate !== 'function') throw new TypeError('options.memory (a DmaAllocator) is required');
+    const timeout = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    if (typeof timeout !== 'number' || !(timeout >= 0 && timeout <= 2 ** 31 - 1)) throw new RangeError(`requestTimeoutMs must be a number in [0, 2^31 - 1], got ${String(timeout)}`);
     if (transport.deviceId !== plan.deviceId) {
       throw new TransportError(TransportError.WRONG_DEVICE, `${transport.label}: this driver is for ${deviceIdName(plan.deviceId)}, the device is ${deviceIdName(transport.deviceId)}`);
     }
@@ -99,7 +113,7 @@ export abstract class VirtioDriver {
       transport.markFailed();
       throw error;
     }
-    return { transport, features, memory: options.memory, queues };
+    return { transport, features, memory: options.memory, queues, requestTimeoutMs: timeout > 0 ? timeout : undefined };
   }
 
   /** The queue at `index` (one of the plan's). */
@@ -130,6 +144,27 @@ export abstract class VirtioDriver {
   }
 
   /**
+   * Listens for the device failing while open: DeviceGoneError (the
+   * interrupt line went away) or DeviceBrokenError ('needs-reset',
+   * 'interrupt-storm'). Pending requests are rejected with the same error
+   * and later ones refused; close() and open again to recover. Returns the
+   * unsubscribe function.
+   */
+  onError(listener: (error: Error) => void): () => void {
+    return this.transport.onError(listener);
+  }
+
+  /**
+   * Throws TransportError CONFIG_INVALID unless the config space holds at
+   * least `bytes` bytes (the fields the negotiated features make valid).
+   */
+  protected static requireConfig(transport: MmioTransport, bytes: number, what: string): void {
+    if (transport.config.size < bytes) {
+      throw new TransportError(TransportError.CONFIG_INVALID, `${transport.label}: ${what} needs ${bytes} bytes of config space, the device has ${transport.config.size}`);
+    }
+  }
+
+  /**
    * Resets the device (pending requests reject with CanceledError), frees
    * the queues' memory and closes the transport. Idempotent. A device that
    * does not complete its reset keeps its ring memory allocated (it may
@@ -152,6 +187,7 @@ export interface StartedDevice {
   features: bigint;
   memory: DmaAllocator;
   queues: Map<number, Virtqueue>;
+  requestTimeoutMs?: number;
 }
 
 function floorPowerOfTwo(n: number): number {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { CanceledError, DeviceIoError } from '../errors';
+import { CanceledError } from '../errors';
 import type { DmaRegion } from '../platform';
 import type { Virtqueue } from '../queue';
 import { DeviceId, FeatureBit, NET_HDR_NUM_BUFFERS, NET_HDR_SIZE, NET_HDR_SIZE_LEGACY, NET_MAX_FRAME, NetConfig, NetFeature, NetQueue, NetStatus, features, hasFeature } from '../spec';
@@ -42,11 +42,28 @@ export class VirtioNet extends VirtioDriver {
   private readonly waiters: { resolve: (r: IteratorResult<Buffer>) => void; reject: (e: unknown) => void }[] = [];
   private readonly idle: number[] = [];
   private link: boolean;
+  private dropped = 0;
   private partial?: { parts: Buffer[]; left: number };
   private failure?: Error;
 
   private constructor(transport: MmioTransport, options: VirtioNetOptions) {
-    super(VirtioDriver.start(transport, { deviceId: DeviceId.NET, features: WANTED, queues: [NetQueue.RECEIVE0, NetQueue.TRANSMIT0], queueSize: 256 }, options));
+    super(
+      VirtioDriver.start(
+        transport,
+        {
+          deviceId: DeviceId.NET,
+          features: WANTED,
+          queues: (t, negotiated) => {
+            // §5.1.4: mac with VIRTIO_NET_F_MAC, status after it with VIRTIO_NET_F_STATUS.
+            const bytes = hasFeature(negotiated, NetFeature.STATUS) ? NetConfig.status + 2 : hasFeature(negotiated, NetFeature.MAC) ? NetConfig.mac + 6 : 0;
+            VirtioDriver.requireConfig(t, bytes, 'virtio-net');
+            return [NetQueue.RECEIVE0, NetQueue.TRANSMIT0];
+          },
+          queueSize: 256,
+        },
+        options,
+      ),
+    );
     this.rx = this.queue(NetQueue.RECEIVE0);
     this.tx = this.queue(NetQueue.TRANSMIT0);
     const modern = hasFeature(this.features, FeatureBit.VERSION_1);
@@ -75,6 +92,11 @@ export class VirtioNet extends VirtioDriver {
     return new VirtioNet(transport, options);
   }
 
+  /** Receive buffers the device returned malformed (shorter than the header, num_buffers out of range): dropped, not delivered. */
+  get droppedFrames(): number {
+    return this.dropped;
+  }
+
   /** Link state: the STATUS feature's LINK_UP bit, or always up without it (§5.1.4). */
   get linkUp(): boolean {
     return this.link;
@@ -89,7 +111,7 @@ export class VirtioNet extends VirtioDriver {
     // The header stays all zeroes: no checksum or segmentation offload (§5.1.6.2).
     new Uint8Array(region.view, region.offset + this.headerBytes, frame.length).set(frame);
     try {
-      await this.tx.submit({ readable: [{ region }] });
+      await this.tx.submit({ readable: [{ region }] }, { timeoutMs: this.requestTimeoutMs });
     } finally {
       if (!this.closed || this.deviceReleased) this.memory.free(region);
     }
@@ -130,6 +152,7 @@ export class VirtioNet extends VirtioDriver {
     if (this.closed || this.failure) return;
     this.rx.submit({ writable: [{ region: this.rxMemory, offset: slot * RX_BUFFER_BYTES, length: RX_BUFFER_BYTES }] }).then(
       (len) => {
+        if (this.closed) return;
         this.received(slot, len);
         if (this.queued.length < this.maxQueued) this.post(slot);
         else this.idle.push(slot);
@@ -142,14 +165,15 @@ export class VirtioNet extends VirtioDriver {
   private received(slot: number, len: number): void {
     const base = this.rxMemory.offset + slot * RX_BUFFER_BYTES;
     if (!this.partial) {
+      // §5.1.6.4: every frame starts with the whole header; a buffer without it is dropped.
       if (len < this.headerBytes) {
-        this.fail(new DeviceIoError(`virtio-net: a receive buffer came back with ${len} bytes, less than the ${this.headerBytes}-byte header`, 0));
+        this.dropped++;
         return;
       }
       const header = new DataView(this.rxMemory.view, base, this.headerBytes);
       const buffers = this.headerBytes === NET_HDR_SIZE && hasFeature(this.features, NetFeature.MRG_RXBUF) ? header.getUint16(NET_HDR_NUM_BUFFERS, true) : 1;
       if (buffers < 1 || buffers > this.rx.size) {
-        this.fail(new DeviceIoError(`virtio-net: num_buffers ${buffers} is outside [1, ${this.rx.size}]`, 0));
+        this.dropped++;
         return;
       }
       this.partial = { parts: [Buffer.from(new Uint8Array(this.rxMemory.view, base + this.headerBytes, len - this.headerBytes))], left: buffers - 1 };

@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import { Readable } from 'node:stream';
-import { CanceledError, DeviceIoError } from '../errors';
+import { CanceledError, ProtocolError } from '../errors';
 import type { DmaRegion } from '../platform';
 import { DeviceId } from '../spec';
 import type { MmioTransport } from '../transport';
@@ -115,7 +115,7 @@ export class VirtioRng extends VirtioDriver {
     while (done < length) {
       const slot = await this.slots.acquire(signal);
       const offset = slot * this.requestBytes;
-      const request = queue.submit({ writable: [{ region: this.buffers, offset, length: length - done }] });
+      const request = queue.submit({ writable: [{ region: this.buffers, offset, length: length - done }] }, { timeoutMs: this.requestTimeoutMs });
       // The slot goes back only when the device has returned the buffer, even if the caller stops waiting.
       const returned = request.then(
         (len) => len,
@@ -127,7 +127,7 @@ export class VirtioRng extends VirtioDriver {
       done += len;
       if (len > 0) empty = 0;
       else if (++empty >= MAX_EMPTY_COMPLETIONS) {
-        throw new DeviceIoError(`virtio-rng returned ${MAX_EMPTY_COMPLETIONS} empty buffers in a row`, 0);
+        throw new ProtocolError('rng-empty', `virtio-rng returned ${MAX_EMPTY_COMPLETIONS} empty buffers in a row`);
       }
     }
   }

@@ -18,7 +18,8 @@ export interface QueueModeOptions {
 /** What the poller needs of its queue. */
 export interface PollTarget {
   poll(): number;
-  readonly inFlight: number;
+  /** In-flight requests someone waits for: the loop runs only while there are some. */
+  readonly awaited: number;
   disableInterrupts(): void;
   enableInterrupts(): number;
   readonly stats: { polls: number; polledCompletions: number };
@@ -69,7 +70,7 @@ export class CompletionPoller {
       this.queue.disableInterrupts();
     }
     this.windowEnd = process.hrtime.bigint() + this.spinNs;
-    if (this.queue.inFlight > 0) this.schedule();
+    if (this.queue.awaited > 0) this.schedule();
   }
 
   /** Stops the loop (mode change, close). */
@@ -94,13 +95,13 @@ export class CompletionPoller {
     this.queue.stats.polls++;
     this.queue.stats.polledCompletions += got;
     if (this.mode === 'poll') {
-      if (this.queue.inFlight > 0) this.schedule();
+      if (this.queue.awaited > 0) this.schedule();
       return;
     }
     const now = process.hrtime.bigint();
     if (got > 0) this.windowEnd = now + this.spinNs;
     if (now >= this.windowEnd) this.backToInterrupts();
-    else if (this.queue.inFlight > 0) this.schedule();
+    else if (this.queue.awaited > 0) this.schedule();
     // Idle within the window: interrupts stay off (nothing is outstanding); the next submit decides.
   }
 }

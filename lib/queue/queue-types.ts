@@ -24,6 +24,12 @@ export interface SubmitOptions {
   signal?: AbortSignal;
   /** When the ring is full: wait for room (default) or throw QueueFullError at once. */
   wait?: boolean;
+  /**
+   * Rejects with TimeoutError if the request is not completed within this
+   * many milliseconds (waiting for room included). The buffers stay with the
+   * device until it uses them; the result is then discarded.
+   */
+  timeoutMs?: number;
 }
 
 export interface QueueStats {

@@ -168,6 +168,11 @@ export class SplitQueue extends Virtqueue {
       // §2.7.13.3.1 / §2.7.14: the index before the elements it covers.
       this.barriers.dmaRmb();
       let count = (usedIdx - this.lastUsed) & 0xffff;
+      if (count > 0x8000) {
+        // A move of more than half the index space forward is a move back (§2.7.8: used.idx only grows).
+        this.breakQueue('used-idx-backwards', `used.idx went back by ${0x10000 - count} (from ${this.lastUsed} to ${usedIdx})`);
+        return consumed;
+      }
       if (count > this.outstanding) {
         this.breakQueue('used-idx-jump', `used.idx moved by ${count} with ${this.outstanding} request(s) outstanding`);
         return consumed;

@@ -1,5 +1,5 @@
 import { endianness } from 'node:os';
-import { AbortError, CanceledError, DeviceBrokenError, QueueFullError, TransportError } from '../errors';
+import { AbortError, CanceledError, DeviceBrokenError, DeviceGoneError, QueueFullError, TimeoutError, TransportError } from '../errors';
 import { nativeBarriers, type Barriers, type DmaAllocator, type DmaRegion } from '../platform';
 import { FeatureBit, hasFeature } from '../spec';
 import type { QueueAddresses, QueueEndpoint, QueueLayout } from '../transport';
@@ -37,6 +37,9 @@ const MAX_ADDRESS = Number.MAX_SAFE_INTEGER;
 
 class Pending {
   orphaned = false;
+  /** performance.now() after which the request is rejected with TimeoutError (Infinity: never). */
+  deadline = Infinity;
+  timeoutMs = 0;
   cleanup?: () => void;
   constructor(
     readonly resolve: (len: number) => void,
@@ -96,6 +99,13 @@ export abstract class Virtqueue implements QueueEndpoint {
   /** Bytes the device may write, per outstanding id (the used len's bound). */
   protected readonly writableBytes: Float64Array;
   protected outstanding = 0;
+  /** Outstanding requests whose caller gave up (abort, timeout): they do not keep the process alive. */
+  private orphans = 0;
+  private busy = false;
+  /** Pending and waiting requests with a deadline; the watchdog timer is ref'd only while there are some. */
+  private timed = 0;
+  private watchdog?: NodeJS.Timeout;
+  private watchdogAt = Infinity;
   protected interruptsEnabled = true;
   protected transport?: QueueTransport;
   private readonly pending: (Pending | undefined)[];
@@ -144,6 +154,11 @@ export abstract class Virtqueue implements QueueEndpoint {
     return this.outstanding;
   }
 
+  /** In-flight requests someone still waits for (not aborted or timed out). */
+  get awaited(): number {
+    return this.outstanding - this.orphans;
+  }
+
   get broken(): boolean {
     return this.brokenReason !== undefined;
   }
@@ -165,10 +180,15 @@ export abstract class Virtqueue implements QueueEndpoint {
     try {
       const count = this.validate(request);
       const signal = options.signal;
+      const timeoutMs = options.timeoutMs;
+      if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && timeoutMs > 0 && timeoutMs <= 2 ** 31 - 1)) {
+        throw new RangeError(`timeoutMs must be a number in (0, 2^31 - 1], got ${String(timeoutMs)}`);
+      }
       if (signal?.aborted) return Promise.reject(new AbortError(undefined, { cause: signal.reason }));
       if (this.waiters.length === 0 && this.hasRoom(count)) {
         return new Promise<number>((resolve, reject) => {
           const pending = new Pending(resolve, reject);
+          if (timeoutMs !== undefined) this.setDeadline(pending, timeoutMs);
           this.placeRequest(request, count, pending);
           if (signal) this.watchAbort(pending, signal);
         });
@@ -178,6 +198,7 @@ export abstract class Virtqueue implements QueueEndpoint {
       }
       return new Promise<number>((resolve, reject) => {
         const waiter: Waiter = { request, count, pending: new Pending(resolve, reject) };
+        if (timeoutMs !== undefined) this.setDeadline(waiter.pending, timeoutMs);
         this.waiters.push(waiter);
         if (signal) this.watchAbort(waiter.pending, signal, waiter);
       });
@@ -263,7 +284,8 @@ export abstract class Virtqueue implements QueueEndpoint {
       this.sequence[id] = this.nextSequence++;
     }
     this.stats.submitted++;
-    if (this.outstanding++ === 0) this.transport?.setBusy(this.index, true);
+    this.outstanding++;
+    if (!this.busy) this.updateBusy();
     this.poller?.submitted();
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -290,26 +312,105 @@ export abstract class Virtqueue implements QueueEndpoint {
 
   private watchAbort(pending: Pending, signal: AbortSignal, waiter?: Waiter): void {
     const onAbort = (): void => {
-      if (waiter) {
-        const at = this.waiters.indexOf(waiter);
-        if (at >= 0) this.waiters.splice(at, 1);
-        // A waiter that was placed meanwhile is in flight: orphan it instead.
-      }
-      pending.orphaned = true;
-      pending.cleanup = undefined;
-      pending.reject(new AbortError(undefined, { cause: signal.reason }));
+      this.giveUp(pending, new AbortError(undefined, { cause: signal.reason }), waiter);
       this.drainWaiters();
     };
     signal.addEventListener('abort', onAbort, { once: true });
     pending.cleanup = () => signal.removeEventListener('abort', onAbort);
   }
 
+  /**
+   * The caller no longer waits for `pending`: a waiter is dropped; a
+   * request in flight becomes an orphan, whose descriptors and buffers stay
+   * with the device until it uses them and whose result is discarded.
+   */
+  private giveUp(pending: Pending, error: Error, waiter?: Waiter): void {
+    let inFlight = true;
+    if (waiter) {
+      const at = this.waiters.indexOf(waiter);
+      // A waiter that was placed meanwhile is in flight: orphan it instead.
+      if (at >= 0) {
+        this.waiters.splice(at, 1);
+        inFlight = false;
+      }
+    }
+    pending.orphaned = true;
+    if (pending.deadline !== Infinity) this.untime(pending);
+    pending.cleanup = undefined;
+    if (inFlight) {
+      this.orphans++;
+      this.updateBusy();
+    }
+    pending.reject(error);
+  }
+
+  // ---- Timeouts ----
+
+  private setDeadline(pending: Pending, timeoutMs: number): void {
+    pending.timeoutMs = timeoutMs;
+    pending.deadline = performance.now() + timeoutMs;
+    if (this.timed++ === 0) this.watchdog?.ref();
+    if (pending.deadline < this.watchdogAt) this.armWatchdog(pending.deadline);
+  }
+
+  private untime(pending: Pending): void {
+    pending.deadline = Infinity;
+    // With nothing timed the watchdog may still fire once (and find nothing) but keeps no process alive.
+    if (--this.timed === 0) this.watchdog?.unref();
+  }
+
+  private armWatchdog(deadline: number): void {
+    if (this.watchdog) clearTimeout(this.watchdog);
+    this.watchdogAt = deadline;
+    this.watchdog = setTimeout(() => this.expire(), Math.max(1, Math.ceil(deadline - performance.now())));
+    if (this.timed === 0) this.watchdog.unref();
+  }
+
+  private stopWatchdog(): void {
+    if (this.watchdog) clearTimeout(this.watchdog);
+    this.watchdog = undefined;
+    this.watchdogAt = Infinity;
+  }
+
+  /** Rejects every request past its deadline with TimeoutError; re-arms for the next deadline. */
+  private expire(): void {
+    this.watchdog = undefined;
+    this.watchdogAt = Infinity;
+    if (this.timed === 0) return;
+    // Whatever the device used meanwhile is taken first: a late interrupt must not turn into a timeout.
+    this.consume();
+    const now = performance.now();
+    let next = Infinity;
+    const timeout = (pending: Pending, waiter?: Waiter): void => {
+      if (pending.orphaned || pending.deadline === Infinity) return;
+      if (pending.deadline <= now) {
+        this.giveUp(pending, new TimeoutError(`queue ${this.index}: the device did not complete the request within ${pending.timeoutMs} ms`, pending.timeoutMs), waiter);
+      } else next = Math.min(next, pending.deadline);
+    };
+    for (const waiter of [...this.waiters]) timeout(waiter.pending, waiter);
+    for (let id = 0; id < this.size; id++) {
+      const pending = this.pending[id];
+      if (pending) timeout(pending);
+    }
+    if (next !== Infinity) this.armWatchdog(next);
+    this.drainWaiters();
+  }
+
+  /** Tells the transport whether someone waits for this queue (the interrupt line keeps the process alive only then). */
+  private updateBusy(): void {
+    const busy = this.outstanding > this.orphans;
+    if (busy === this.busy) return;
+    this.busy = busy;
+    this.transport?.setBusy(this.index, busy);
+  }
+
   // ---- Completing ----
 
   /** InterruptStatus bit 0 (QueueEndpoint). */
-  onUsedBuffer(): void {
-    this.consume();
+  onUsedBuffer(): number {
+    const consumed = this.consume();
     this.poller?.interrupted();
+    return consumed;
   }
 
   /** Consumes what the device has used, without waiting for an interrupt. Returns the number consumed. */
@@ -346,11 +447,14 @@ export abstract class Virtqueue implements QueueEndpoint {
     this.pending[id] = undefined;
     this.reclaim(id);
     this.stats.completed++;
-    if (--this.outstanding === 0) this.transport?.setBusy(this.index, false);
-    if (!pending.orphaned) {
+    this.outstanding--;
+    if (pending.orphaned) this.orphans--;
+    else {
+      if (pending.deadline !== Infinity) this.untime(pending);
       pending.cleanup?.();
       pending.resolve(len);
     }
+    if (this.busy && this.outstanding === this.orphans) this.updateBusy();
     return true;
   }
 
@@ -436,6 +540,8 @@ export abstract class Virtqueue implements QueueEndpoint {
 
   private detachedError(): Error {
     const cause = this.detachedBy;
+    // A device that failed (gone, broken) keeps saying so; a reset or close is a cancellation.
+    if (cause instanceof DeviceBrokenError || cause instanceof DeviceGoneError) return cause;
     return new CanceledError(`queue ${this.index} is ${this.released ? 'closed' : `detached (${cause?.message})`}`, cause ? { cause } : undefined);
   }
 
@@ -459,15 +565,17 @@ export abstract class Virtqueue implements QueueEndpoint {
 
   private rejectAll(makeError: () => Error): void {
     this.poller?.stop();
+    this.stopWatchdog();
+    this.timed = 0;
     const waiters = this.waiters.splice(0);
     const pending = this.pending.filter((p): p is Pending => p !== undefined && !p.orphaned);
     for (let id = 0; id < this.size; id++) this.pending[id] = undefined;
     this.orderLength = 0;
-    if (this.outstanding > 0) {
-      this.outstanding = 0;
-      this.transport?.setBusy(this.index, false);
-    }
+    this.outstanding = 0;
+    this.orphans = 0;
+    this.updateBusy();
     for (const p of [...pending, ...waiters.map((w) => w.pending)]) {
+      p.orphaned = true;
       p.cleanup?.();
       p.reject(makeError());
     }

@@ -1,4 +1,4 @@
-import { CanceledError, NegotiationError, TransportError } from '../errors';
+import { CanceledError, DeviceBrokenError, NegotiationError, TransportError } from '../errors';
 import type { InterruptSource, RegisterBlock } from '../platform';
 import {
   DeviceStatus,
@@ -54,6 +54,13 @@ export interface MmioTransportOptions {
   guestPageSize?: number;
   /** Legacy QueueAlign: used-ring alignment (§4.2.4). Default 4096. */
   queueAlign?: number;
+  /**
+   * Consecutive interrupts that find no work (no used buffer, no config
+   * change, nothing completed meanwhile) after which the line is declared a
+   * storm: it is no longer listened to and the device is reported broken
+   * (DeviceBrokenError 'interrupt-storm'). Default 10,000.
+   */
+  stormLimit?: number;
   /** close() also closes the register window and the interrupt source (set by the discovery helpers). */
   owns?: boolean;
 }
@@ -73,8 +80,10 @@ export interface QueueAddresses {
 
 /** What the transport needs of an active queue. */
 export interface QueueEndpoint {
-  /** Used Buffer Notification (InterruptStatus bit 0). */
-  onUsedBuffer(): void;
+  /** Used Buffer Notification (InterruptStatus bit 0); returns the requests it settled. */
+  onUsedBuffer(): number;
+  /** Requests completed so far, however found (interrupt or polling). */
+  readonly stats?: { readonly completed: number };
   /** The device was reset, closed or went away: reject everything pending with `error`. */
   detach(error: Error): void;
 }
@@ -86,8 +95,14 @@ export interface ShmRegion {
 }
 
 export interface TransportStats {
+  /** Interrupts with a defined InterruptStatus bit set. */
   interrupts: number;
+  /** Wake-ups with InterruptStatus 0. */
   spuriousInterrupts: number;
+  /** Wake-ups with InterruptStatus bits outside the two §4.2.2 defines (those bits are not acknowledged). */
+  unknownInterruptBits: number;
+  /** Interrupts delivered while the device was not live (before DRIVER_OK, after a reset): not dispatched. */
+  ignoredInterrupts: number;
   configChanges: number;
 }
 
@@ -105,7 +120,7 @@ export class MmioTransport {
   readonly version: 1 | 2;
   readonly deviceId: number;
   readonly vendorId: number;
-  readonly stats: TransportStats = { interrupts: 0, spuriousInterrupts: 0, configChanges: 0 };
+  readonly stats: TransportStats = { interrupts: 0, spuriousInterrupts: 0, unknownInterruptBits: 0, ignoredInterrupts: 0, configChanges: 0 };
 
   private phase: Phase = 'reset';
   private offered = 0n;
@@ -121,6 +136,9 @@ export class MmioTransport {
   private readonly options: Required<Omit<MmioTransportOptions, 'interrupts'>>;
   private interruptError?: Error;
   private released = false;
+  /** Storm detection: consecutive interrupts that found no work, and the completions total at the last one. */
+  private idleInterrupts = 0;
+  private completionsSeen = 0;
 
   /**
    * Probes `regs` (throws TransportError BAD_MAGIC, BAD_VERSION, or
@@ -143,8 +161,10 @@ export class MmioTransport {
       configRetries: options.configRetries ?? 100,
       guestPageSize: options.guestPageSize ?? 4096,
       queueAlign: options.queueAlign ?? 4096,
+      stormLimit: options.stormLimit ?? 10_000,
       owns: options.owns ?? false,
     };
+    if (!Number.isInteger(this.options.stormLimit) || this.options.stormLimit < 1) throw new RangeError(`stormLimit must be a positive integer, got ${this.options.stormLimit}`);
     this.config = new ConfigSpace(regs, this.version, this.options.configRetries);
     for (const [name, value] of [['guestPageSize', this.options.guestPageSize], ['queueAlign', this.options.queueAlign]] as const) {
       if (!isPowerOfTwo(value) || value < 16) throw new RangeError(`${name} must be a power of two ≥ 16, got ${value}`);
@@ -313,7 +333,13 @@ export class MmioTransport {
     return () => this.configListeners.delete(listener);
   }
 
-  /** Listens for the loss of the interrupt line (DeviceGoneError); queues are detached with it. */
+  /**
+   * Listens for the device failing while live: the interrupt line lost
+   * (DeviceGoneError), DEVICE_NEEDS_RESET raised (DeviceBrokenError
+   * 'needs-reset', §2.1.2) or an interrupt storm (DeviceBrokenError
+   * 'interrupt-storm'). Queues are detached with the same error; reset()
+   * or close() to recover. Returns the unsubscribe function.
+   */
   onError(listener: (error: Error) => void): () => void {
     this.errorListeners.add(listener);
     return () => this.errorListeners.delete(listener);
@@ -500,21 +526,58 @@ export class MmioTransport {
    * Status 0 is a spurious wake-up: counted only.
    */
   handleInterrupt(): void {
-    if (this.phase !== 'live') return;
-    const handled = this.regs.readl(R.InterruptStatus) & MMIO_INTERRUPT_DEFINED;
+    if (this.phase !== 'live') {
+      this.stats.ignoredInterrupts++;
+      return;
+    }
+    const status = this.regs.readl(R.InterruptStatus);
+    if ((status & ~MMIO_INTERRUPT_DEFINED) !== 0) this.stats.unknownInterruptBits++;
+    const handled = status & MMIO_INTERRUPT_DEFINED;
     if (handled === 0) {
       this.stats.spuriousInterrupts++;
+      this.idleInterrupt();
       return;
     }
     this.stats.interrupts++;
     this.regs.writel(R.InterruptACK, handled);
+    let settled = 0;
     if (handled & MmioInterrupt.VRING) {
-      for (const endpoint of this.endpoints.values()) endpoint.onUsedBuffer();
+      for (const endpoint of this.endpoints.values()) settled += endpoint.onUsedBuffer();
     }
     if (handled & MmioInterrupt.CONFIG) {
       this.stats.configChanges++;
+      // §2.1.2: a device that needs a reset says so in Status and SHOULD send a config change notification.
+      if (this.regs.readl(R.Status) & DeviceStatus.DEVICE_NEEDS_RESET) {
+        this.deviceFailed(new DeviceBrokenError('needs-reset', `${this.label}: the device set DEVICE_NEEDS_RESET; reset or close it`));
+        return;
+      }
+      this.idleInterrupts = 0;
       for (const listener of [...this.configListeners]) listener();
+    } else if (settled > 0) this.idleInterrupts = 0;
+    else this.idleInterrupt();
+  }
+
+  /**
+   * An interrupt that found nothing to do. Some are normal (a completion
+   * already polled, a suppression hint the device ignored); an unbroken run
+   * of `stormLimit` with no completion anywhere in between is a storm.
+   */
+  private idleInterrupt(): void {
+    let completed = 0;
+    for (const endpoint of this.endpoints.values()) completed += endpoint.stats?.completed ?? 0;
+    if (completed !== this.completionsSeen) {
+      this.completionsSeen = completed;
+      this.idleInterrupts = 0;
     }
+    if (++this.idleInterrupts < this.options.stormLimit) return;
+    this.deviceFailed(new DeviceBrokenError('interrupt-storm', `${this.label}: ${this.idleInterrupts} interrupts in a row found no work; the line is no longer listened to`));
+  }
+
+  /** The device failed while live: stop listening, detach every queue with `error`, tell the error listeners. */
+  private deviceFailed(error: Error): void {
+    this.stopInterrupts();
+    this.idleInterrupts = 0;
+    this.interruptFailed(error);
   }
 
   private interruptFailed(error: Error): void {
@@ -523,7 +586,7 @@ export class MmioTransport {
     for (const listener of [...this.errorListeners]) listener(error);
   }
 
-  /** The interrupt line's failure, if it failed (queues refuse work after it). */
+  /** Why the live device failed (interrupt line lost, NEEDS_RESET, storm), if it did; reset() clears it. */
   get failure(): Error | undefined {
     return this.interruptError;
   }
