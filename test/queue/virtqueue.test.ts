@@ -1,4 +1,4 @@
-import { DeviceBrokenError, QueueFullError } from '../../lib/errors';
+import { DeviceBrokenError, QueueFullError, TimeoutError } from '../../lib/errors';
 import { VirtioDriver } from '../../lib/devices';
 import { DeviceStatus, FeatureBit, feature, features } from '../../lib/spec';
 import { EchoDriver } from '../support/echo-driver';
@@ -244,6 +244,70 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
       }
       expect(driver.q.broken).toBe(true);
       await expect(driver.echo([bytes(1)], [1])).rejects.toMatchObject({ code: 'ERR_VIRTIO_BROKEN', reason });
+      driver.close();
+    });
+  });
+
+  describe('time limits (SubmitOptions.timeoutMs)', () => {
+    /** Settles of each promise, counted: a request must settle exactly once. */
+    const track = <T>(promise: Promise<T>): { settled: () => number; result: Promise<PromiseSettledResult<T>> } => {
+      let settled = 0;
+      const result = promise.then(
+        (value) => (settled++, { status: 'fulfilled' as const, value }),
+        (reason: unknown) => (settled++, { status: 'rejected' as const, reason }),
+      );
+      return { settled: () => settled, result };
+    };
+
+    test('a request the device does not complete rejects with TimeoutError, stops keeping the line busy, and is reclaimed when the device uses it', async () => {
+      const driver = open(ring, { sim: { suppressNotifications: true } });
+      const busy = jest.spyOn(rig!.transport, 'setBusy');
+      const job = track(driver.q.submit({ writable: [{ region: driver.dma(8) }] }, { timeoutMs: 20 }));
+      const outcome = await job.result;
+      expect(outcome.status).toBe('rejected');
+      const error = (outcome as PromiseRejectedResult).reason;
+      expect(error).toBeInstanceOf(TimeoutError);
+      expect(error).toMatchObject({ code: 'ERR_VIRTIO_TIMEOUT', timeoutMs: 20 });
+      expect(driver.q.inFlight).toBe(1);
+      expect(driver.q.awaited).toBe(0);
+      expect(busy).toHaveBeenLastCalledWith(0, false);
+      // The device uses it late: its descriptors come back, the result is dropped, nothing settles twice.
+      rig!.sim.process();
+      await turns();
+      expect(driver.q.inFlight).toBe(0);
+      expect(job.settled()).toBe(1);
+      const later = driver.echo([bytes(4)], [4]);
+      await turns(1);
+      rig!.sim.process();
+      await expect(later).resolves.toEqual(Buffer.from(bytes(4)));
+      driver.close();
+    });
+
+    test('a request completed in time resolves, and the watchdog then keeps no process alive', async () => {
+      const driver = open(ring);
+      await expect(driver.echo([bytes(4)], [4], { timeoutMs: 5000 })).resolves.toEqual(Buffer.from(bytes(4)));
+      const watchdog = (driver.q as unknown as { watchdog?: NodeJS.Timeout }).watchdog;
+      expect(watchdog === undefined || !watchdog.hasRef()).toBe(true);
+      driver.close();
+    });
+
+    test('a request waiting for room times out without ever reaching the ring', async () => {
+      const driver = open(ring, { queueSize: 2, exclude: feature(FeatureBit.INDIRECT_DESC), sim: { suppressNotifications: true } });
+      const first = [track(driver.q.submit({ writable: [{ region: driver.dma(8) }] })), track(driver.q.submit({ writable: [{ region: driver.dma(8) }] }))];
+      const waiting = track(driver.q.submit({ writable: [{ region: driver.dma(8) }] }, { timeoutMs: 20 }));
+      const outcome = await waiting.result;
+      expect((outcome as PromiseRejectedResult).reason).toMatchObject({ code: 'ERR_VIRTIO_TIMEOUT' });
+      rig!.sim.process();
+      await turns();
+      for (const job of first) expect((await job.result).status).toBe('fulfilled');
+      expect(driver.q.stats.submitted).toBe(2);
+      driver.close();
+    });
+
+    test.each([0, -1, NaN, Infinity, '5' as never])('timeoutMs %p is refused with RangeError', async (timeoutMs) => {
+      const driver = open(ring);
+      await expect(driver.q.submit({ writable: [{ region: driver.dma(8) }] }, { timeoutMs })).rejects.toThrow(RangeError);
+      expect(driver.q.stats.submitted).toBe(0);
       driver.close();
     });
   });
