@@ -1,5 +1,5 @@
 import { Readable, Writable } from 'node:stream';
-import { DeviceIoError, ProtocolError, ReadOnlyError, TransportError } from '../errors';
+import { CanceledError, DeviceIoError, ProtocolError, ReadOnlyError, TransportError } from '../errors';
 import type { DmaRegion } from '../platform';
 import type { QueueBuffer, Virtqueue } from '../queue';
 import {
@@ -170,6 +170,7 @@ export class VirtioBlk extends VirtioDriver {
 
   /** Reads `length` bytes (a multiple of 512) from `sector`, or fills `target` (its length a multiple of 512). */
   async read(sector: number | bigint, lengthOrTarget: number | Uint8Array, options: BlkRequestOptions = {}): Promise<Buffer> {
+    this.checkOpen();
     const target = typeof lengthOrTarget === 'number' ? Buffer.allocUnsafe(checkLength(lengthOrTarget)) : asBuffer(lengthOrTarget);
     const start = this.checkRange(sector, target.length);
     await this.split(start, target, (at, part) => this.transferIn(at, part, options));
@@ -178,6 +179,7 @@ export class VirtioBlk extends VirtioDriver {
 
   /** Writes `data` (its length a multiple of 512) at `sector`. */
   async write(sector: number | bigint, data: Uint8Array, options: BlkRequestOptions = {}): Promise<void> {
+    this.checkOpen();
     this.checkWritable('write');
     const source = asBuffer(data);
     const start = this.checkRange(sector, source.length);
@@ -186,12 +188,14 @@ export class VirtioBlk extends VirtioDriver {
 
   /** Makes written data durable (FLUSH); without the feature the device writes through and this resolves at once. */
   async flush(options: BlkRequestOptions = {}): Promise<void> {
+    this.checkOpen();
     if (!this.info.flush) return;
     await this.submit({ type: BlkRequestType.FLUSH, sector: 0n }, options);
   }
 
   /** The device ID string (GET_ID, up to 20 ASCII characters). */
   async getId(options: BlkRequestOptions = {}): Promise<string> {
+    this.checkOpen();
     const region = this.memory.allocate(BLK_ID_BYTES);
     let id = '';
     await this.submit({ type: BlkRequestType.GET_ID, sector: 0n, in: [{ region }] }, options, {
@@ -280,7 +284,7 @@ export class VirtioBlk extends VirtioDriver {
   override close(): void {
     if (this.closed) return;
     super.close();
-    for (const q of this.requestQueues ?? []) q.slots.fail(new TransportError(TransportError.STATE, 'virtio-blk is closed'));
+    for (const q of this.requestQueues ?? []) q.slots.fail(new CanceledError('virtio-blk closed while the request waited for a slot'));
     if (this.deviceReleased) for (const region of this.slotMemory ?? []) this.memory.free(region);
   }
 
@@ -352,6 +356,7 @@ export class VirtioBlk extends VirtioDriver {
   }
 
   private async segmentsRequest(type: number, ranges: readonly BlkRange[], limits: { maxSectors: number; maxSegments: number }, flags: number, options: BlkRequestOptions): Promise<void> {
+    this.checkOpen();
     this.checkWritable(type === BlkRequestType.DISCARD ? 'discard' : 'write zeroes');
     if (!Array.isArray(ranges) || ranges.length === 0) throw new RangeError('at least one range is needed');
     if (ranges.length > limits.maxSegments) throw new RangeError(`${ranges.length} ranges, the device takes at most ${limits.maxSegments} per request`);
@@ -383,8 +388,13 @@ export class VirtioBlk extends VirtioDriver {
     let index: number;
     let slot: number;
     try {
+      this.checkOpen();
       index = this.pickQueue(options.queue);
       slot = await this.requestQueues[index].slots.acquire(options.signal);
+      if (this.closed) {
+        this.requestQueues[index].slots.release(slot);
+        throw new CanceledError('virtio-blk closed while the request waited for a slot');
+      }
     } catch (error) {
       hooks.release?.();
       throw error;

@@ -36,13 +36,15 @@ export interface VirtioConsoleOptions extends DriverOptions {
 
 export interface WaitForPortOptions {
   signal?: AbortSignal;
-  /** Give up after this long with PortError NOT_FOUND (default: wait until the signal or close). */
+  /** Give up after this long with PortError NOT_FOUND; a number in [0, 2^31 - 1] (default: wait until the signal or close). */
   timeoutMs?: number;
 }
 
 /** Bytes per control receive buffer: the 8-byte header and a PORT_NAME name. */
 const CONTROL_BUFFER_BYTES = 1024;
 const DEFAULT_MAX_PORTS = 32;
+/** setTimeout's limit; a longer delay would fire at once. */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 /**
  * The console device (virtio 1.2 §5.3). Port 0's stream is `stream`,
@@ -179,14 +181,23 @@ export class VirtioConsole extends VirtioDriver {
 
   /**
    * Resolves with the added port whose id (a number) or name (a string)
-   * matches, now or when the device adds or names it.
+   * matches, now or when the device adds or names it. Bad arguments reject
+   * at once: a match neither number nor string (TypeError), an id outside
+   * the ports set up (RangeError), a bad timeoutMs (RangeError).
    */
   waitForPort(match: number | string, options: WaitForPortOptions = {}): Promise<ConsolePort> {
+    if (typeof match !== 'number' && typeof match !== 'string') return Promise.reject(new TypeError(`a port is matched by id (number) or name (string), got ${typeof match}`));
+    if (typeof match === 'number' && (!Number.isInteger(match) || match < 0)) return Promise.reject(new RangeError(`port id must be a non-negative integer, got ${match}`));
+    const { timeoutMs } = options;
+    if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !(timeoutMs >= 0 && timeoutMs <= MAX_TIMEOUT_MS))) {
+      return Promise.reject(new RangeError(`timeoutMs must be a number in [0, ${MAX_TIMEOUT_MS}], got ${String(timeoutMs)}`));
+    }
     const find = (): ConsolePort | undefined => this.ports.find((p) => (typeof match === 'number' ? p.id === match : p.name === match));
     const found = find();
     if (found) return Promise.resolve(found);
-    if (typeof match === 'number' && (!Number.isInteger(match) || match < 0)) return Promise.reject(new RangeError(`port id must be a non-negative integer, got ${match}`));
     if (!this.multiport) return Promise.reject(new PortError(PortError.NO_MULTIPORT, `port ${String(match)}: MULTIPORT was not negotiated, only port 0 exists`));
+    // Ports beyond the queues set up before DRIVER_OK can never be added (§5.3.6.2: the driver refuses them).
+    if (typeof match === 'number' && match >= this.slots.length) return Promise.reject(new RangeError(`port id ${match} is outside the ${this.slots.length} ports set up (ids 0..${this.slots.length - 1})`));
     if (this.closed) return Promise.reject(new PortError(PortError.ABSENT, 'the console is closed'));
     if (options.signal?.aborted) return Promise.reject(new AbortError(undefined, { cause: options.signal.reason }));
     return new Promise((resolve, reject) => {

@@ -1,7 +1,7 @@
-import { TransportError } from '../errors';
+import { ClosedError, TransportError } from '../errors';
 import type { Barriers, DmaAllocator } from '../platform';
 import { createQueue, type QueueMode, type QueueModeOptions, type QueueStats, type Virtqueue } from '../queue';
-import { deviceIdName, isPowerOfTwo } from '../spec';
+import { FeatureBit, deviceIdName, hasFeature, isPowerOfTwo } from '../spec';
 import { TRANSPORT_FEATURES, type MmioTransport } from '../transport';
 
 /** What a driver declares about its device type. */
@@ -79,6 +79,7 @@ export abstract class VirtioDriver {
   /** Runs the init sequence for `plan`; on any failure the device is left FAILED and everything allocated is freed. */
   static start(transport: MmioTransport, plan: DriverPlan, options: DriverOptions): StartedDevice {
     if (!options || typeof options.memory?.allocate !== 'function') throw new TypeError('options.memory (a DmaAllocator) is required');
+    checkDriverOptions(options);
     const timeout = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     if (typeof timeout !== 'number' || !(timeout >= 0 && timeout <= 2 ** 31 - 1)) throw new RangeError(`requestTimeoutMs must be a number in [0, 2^31 - 1], got ${String(timeout)}`);
     if (transport.deviceId !== plan.deviceId) {
@@ -92,7 +93,9 @@ export abstract class VirtioDriver {
       for (const index of indices) {
         const max = transport.queueNumMax(index);
         if (max === 0) throw new TransportError(TransportError.QUEUE_UNAVAILABLE, `${transport.label}: queue ${index} does not exist (QueueNumMax 0)`);
-        const size = floorPowerOfTwo(Math.min(max, options.queueSize ?? Infinity, plan.queueSize ?? 256));
+        // §2.7: split rings take a power of two; packed rings any size up to QueueNumMax (§2.8).
+        const wantedSize = Math.min(max, options.queueSize ?? Infinity, plan.queueSize ?? 256);
+        const size = hasFeature(features, FeatureBit.RING_PACKED) ? wantedSize : floorPowerOfTwo(wantedSize);
         const queue = createQueue({ index, size, memory: options.memory, layout: transport.queueLayout, features, barriers: options.barriers, indirectMax: options.indirectMax });
         queues.set(index, queue);
         queue.attach(transport);
@@ -125,6 +128,11 @@ export abstract class VirtioDriver {
 
   get closed(): boolean {
     return this.closing;
+  }
+
+  /** Throws ClosedError after close() (for the public methods of subclasses). */
+  protected checkOpen(): void {
+    if (this.closing) throw new ClosedError(`${this.transport.label}: the driver is closed`);
   }
 
   /** Counters of the queue at `index` (requests, publishes, notifications, Atomics…), as a copy. */
@@ -188,6 +196,15 @@ export interface StartedDevice {
   memory: DmaAllocator;
   queues: Map<number, Virtqueue>;
   requestTimeoutMs?: number;
+}
+
+/** Refuses bad options before the device is touched (a refusal later would leave it FAILED). */
+function checkDriverOptions(options: DriverOptions): void {
+  const { queueSize, indirectMax, queueMode, excludeFeatures } = options;
+  if (queueSize !== undefined && (!Number.isInteger(queueSize) || queueSize < 1 || queueSize > 32768)) throw new RangeError(`queueSize must be an integer in [1, 32768], got ${String(queueSize)}`);
+  if (indirectMax !== undefined && (!Number.isInteger(indirectMax) || indirectMax < 2 || indirectMax > 0xffff)) throw new RangeError(`indirectMax must be an integer in [2, 65535], got ${String(indirectMax)}`);
+  if (queueMode !== undefined && queueMode !== 'interrupt' && queueMode !== 'poll' && queueMode !== 'hybrid') throw new TypeError(`queueMode must be 'interrupt', 'poll' or 'hybrid', got ${String(queueMode)}`);
+  if (excludeFeatures !== undefined && typeof excludeFeatures !== 'bigint') throw new TypeError('excludeFeatures must be a bigint');
 }
 
 function floorPowerOfTwo(n: number): number {

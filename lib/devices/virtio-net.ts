@@ -106,6 +106,7 @@ export class VirtioNet extends VirtioDriver {
   async send(frame: Uint8Array): Promise<void> {
     if (!(frame instanceof Uint8Array)) throw new TypeError('frame must be a Buffer or Uint8Array');
     if (frame.length < 14 || frame.length > NET_MAX_FRAME) throw new RangeError(`a frame is 14..${NET_MAX_FRAME} bytes without offloads, got ${frame.length}`);
+    this.checkOpen();
     if (this.failure) throw this.failure;
     const region = this.memory.allocate(this.headerBytes + frame.length);
     // The header stays all zeroes: no checksum or segmentation offload (§5.1.6.2).

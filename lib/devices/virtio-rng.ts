@@ -52,6 +52,7 @@ export class VirtioRng extends VirtioDriver {
 
   /** `length` random bytes from the device. */
   async read(length: number, options: { signal?: AbortSignal } = {}): Promise<Buffer> {
+    this.checkOpen();
     if (!Number.isInteger(length) || length < 0 || length > 2 ** 31 - 1) throw new RangeError(`length must be an integer in [0, 2^31 - 1], got ${length}`);
     const out = Buffer.allocUnsafe(length);
     // One failing part stops the others.
@@ -114,6 +115,10 @@ export class VirtioRng extends VirtioDriver {
     const view = new Uint8Array(this.buffers.view, this.buffers.offset, this.buffers.size);
     while (done < length) {
       const slot = await this.slots.acquire(signal);
+      if (this.closed) {
+        this.slots.release(slot);
+        throw new CanceledError('virtio-rng closed during the read');
+      }
       const offset = slot * this.requestBytes;
       const request = queue.submit({ writable: [{ region: this.buffers, offset, length: length - done }] }, { timeoutMs: this.requestTimeoutMs });
       // The slot goes back only when the device has returned the buffer, even if the caller stops waiting.

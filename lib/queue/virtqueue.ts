@@ -1,5 +1,5 @@
 import { endianness } from 'node:os';
-import { AbortError, CanceledError, DeviceBrokenError, DeviceGoneError, QueueFullError, TimeoutError, TransportError } from '../errors';
+import { AbortError, CanceledError, ClosedError, DeviceBrokenError, DeviceGoneError, QueueFullError, TimeoutError, TransportError } from '../errors';
 import { nativeBarriers, type Barriers, type DmaAllocator, type DmaRegion } from '../platform';
 import { FeatureBit, hasFeature } from '../spec';
 import type { QueueAddresses, QueueEndpoint, QueueLayout } from '../transport';
@@ -523,7 +523,7 @@ export abstract class Virtqueue implements QueueEndpoint {
   /** Switches the completion mode; takes effect at once. */
   setMode(mode: QueueMode, options: QueueModeOptions = {}): void {
     if (mode !== 'interrupt' && mode !== 'poll' && mode !== 'hybrid') throw new TypeError(`queue mode must be 'interrupt', 'poll' or 'hybrid', got ${String(mode)}`);
-    if (this.released) throw new CanceledError(`queue ${this.index} is closed`);
+    if (this.released) throw new ClosedError(`queue ${this.index} is closed`);
     const poller = mode === 'interrupt' ? undefined : new CompletionPoller(this, mode, options);
     this.poller?.stop();
     this.poller = poller;
@@ -542,6 +542,7 @@ export abstract class Virtqueue implements QueueEndpoint {
     const cause = this.detachedBy;
     // A device that failed (gone, broken) keeps saying so; a reset or close is a cancellation.
     if (cause instanceof DeviceBrokenError || cause instanceof DeviceGoneError) return cause;
+    if (this.released) return new ClosedError(`queue ${this.index} is closed`);
     return new CanceledError(`queue ${this.index} is ${this.released ? 'closed' : `detached (${cause?.message})`}`, cause ? { cause } : undefined);
   }
 

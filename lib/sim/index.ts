@@ -2,10 +2,20 @@
  * The software virtio-mmio device: a SimDevice (register window, split
  * or packed rings, eventfd interrupt line) with a pluggable
  * SimDeviceModel, strict checking of the driver requirements (SIM_RULES),
- * and fault injection for tests of drivers. Users test their own drivers with it.
+ * fault injection, and a hostile mode that lies on purpose, for tests of drivers. Users test their own drivers with it.
  */
 export { SimDevice, SIM_VENDOR_ID } from './sim-device';
-export type { SimOptions, SimStats, SimFaults } from './sim-options';
+export type { SimOptions, SimStats, SimFaults, SimInterruptLine } from './sim-options';
+export {
+  Hostile,
+  HOSTILE_BEHAVIOURS,
+  type HostileBehaviour,
+  type HostileBehaviourOptions,
+  type HostileOptions,
+  type HostileEvent,
+  type ConfigOutOfRangeField,
+  type ConfigPatch,
+} from './hostile';
 export type { SimQueueState, SimRingKind, UsedElement } from './sim-queue';
 export { RngModel, type RngModelOptions } from './rng-model';
 export { NetModel, type NetModelOptions } from './net-model';

@@ -13,6 +13,8 @@ export interface QueueRegisterContext {
   negotiated(bit: number): boolean;
   /** A queue was reset through QueueReset (the model hears of it). */
   queueReset(index: number): void;
+  /** Hostile queue-num-max-bad 'already-live': whether queue `index`, not ready, still reads as live (QueueReady 1 / QueuePFN ≠ 0). */
+  liveBeforeSetup?(index: number): boolean;
 }
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
@@ -55,9 +57,9 @@ export class SimQueueRegisters {
       case R.QueueNumMax:
         return this.readQueueNumMax();
       case R.QueueReady:
-        return this.selected?.ready ? 1 : 0;
+        return this.selected?.ready || this.readsLive() ? 1 : 0;
       case R.QueuePFN:
-        return this.selected?.pfn ?? 0;
+        return this.readsLive() ? 1 : (this.selected?.pfn ?? 0);
       case R.QueueReset:
         return this.readQueueReset();
       default:
@@ -100,6 +102,12 @@ export class SimQueueRegisters {
     const queue = this.queues[this.sel];
     if (!queue) this.context.rules.record('queue-unavailable', `${register} written for queue ${this.sel}, which does not exist`);
     return queue;
+  }
+
+  /** Hostile: a selected queue that is not live but reads as live. */
+  private readsLive(): boolean {
+    const queue = this.selected;
+    return queue !== undefined && !queue.ready && (this.context.liveBeforeSetup?.(queue.index) ?? false);
   }
 
   private readQueueNumMax(): number {

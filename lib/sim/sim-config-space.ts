@@ -1,6 +1,16 @@
 import type { SimConfigField } from './sim-model';
 import type { StrictRules } from './strict-rules';
 
+/** Hostile mode's hooks into the config space (behaviours 15 and 17). */
+export interface ConfigSpaceHostility {
+  /** Bytes that config reads see at `offset` instead of the stored ones. */
+  patch?: { offset: number; bytes: Uint8Array };
+  /** A read saw patched bytes. */
+  patched?(offset: number): void;
+  /** A ConfigGeneration read returned a churned value. */
+  churned?(generation: number): void;
+}
+
 /**
  * The device-specific configuration space at 0x100 (virtio 1.2 §4.2.2):
  * little-endian accesses into the model's bytes, width checks against the
@@ -15,10 +25,22 @@ export class SimConfigSpace {
     private readonly rules: StrictRules,
     /** Reads of ConfigGeneration that each still return a new value (Infinity: never settles). */
     private churnLeft: number,
+    private readonly hostility: ConfigSpaceHostility = {},
   ) {}
 
   read(offset: number, width: 1 | 2 | 4): number {
     if (!this.check(offset, width, 'read')) return 0;
+    const patch = this.hostility.patch;
+    if (patch && offset < patch.offset + patch.bytes.length && offset + width > patch.offset) {
+      this.hostility.patched?.(offset);
+      let value = 0;
+      for (let i = width - 1; i >= 0; i--) {
+        const at = offset + i;
+        const inPatch = at >= patch.offset && at < patch.offset + patch.bytes.length;
+        value = value * 256 + (inPatch ? patch.bytes[at - patch.offset] : this.bytes[at]);
+      }
+      return value;
+    }
     return this.load(offset, width);
   }
 
@@ -39,6 +61,7 @@ export class SimConfigSpace {
     if (this.churnLeft > 0) {
       this.churnLeft--;
       this.changed();
+      this.hostility.churned?.(this.generation);
     }
     return this.generation;
   }

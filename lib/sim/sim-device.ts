@@ -15,12 +15,14 @@ import {
   parseNotificationData,
   SHM_LEN_ABSENT,
 } from '../spec';
+import { Hostile, HOSTILE_BEHAVIOURS, type HostileBehaviour, type HostileEvent } from './hostile';
+import { configPatch, patchBytes } from './hostile-config';
 import { mmioRegisterTable, type RegisterEntry } from './mmio-register-table';
 import { SimQueueRegisters } from './queue-registers';
 import { RegisterWindow } from './register-window';
 import { SimConfigSpace } from './sim-config-space';
 import type { SimDeviceModel, SimViolation } from './sim-model';
-import type { SimFaults, SimOptions, SimStats } from './sim-options';
+import type { SimFaults, SimInterruptLine, SimOptions, SimStats } from './sim-options';
 import { SimQueue, type SimQueueHost, type SimQueueState } from './sim-queue';
 import { StrictRules } from './strict-rules';
 
@@ -73,7 +75,7 @@ export class SimDevice extends RegisterWindow {
   readonly label: string;
   readonly version: 1 | 2;
   /** The interrupt line the driver's transport listens on (raise() is the device side, for tests of spurious wake-ups). */
-  readonly interrupt: EventfdInterruptSource;
+  readonly interrupt: SimInterruptLine;
   readonly stats: SimStats;
   /** Errors of the model (handle() threw or rejected, or returned a bad length); the request completed with len 0. */
   readonly modelErrors: Error[] = [];
@@ -86,7 +88,7 @@ export class SimDevice extends RegisterWindow {
   private readonly config: SimConfigSpace;
   private readonly queues: SimQueue[];
   private readonly queueRegisters: SimQueueRegisters;
-  private readonly line: EventfdInterruptSource;
+  private readonly line: SimInterruptLine;
   private readonly ownsLine: boolean;
   private readonly offered: bigint;
   private readonly magic: number;
@@ -104,6 +106,26 @@ export class SimDevice extends RegisterWindow {
   private readonly faults?: SimFaults;
   private readonly suppressNotifications: boolean;
   private readonly inOrderBatch: number;
+  /** Hostile mode (SimOptions.hostile); absent when off. */
+  private readonly hostile?: Hostile;
+  /** Hostile bad-identity 'device-id-0': DeviceID reads 0 (the device acts as an empty slot). */
+  private readonly hideDeviceId: boolean = false;
+  /** Hostile echo-unoffered: feature bits DeviceFeatures shows that the device does not offer. */
+  private readonly claimedFeatures: bigint = 0n;
+  /** Seeded: the claimed bits show on every other read only (two reads of one word disagree). */
+  private readonly claimAlternately: boolean = false;
+  private deviceFeatureReads = 0;
+  /** Hostile needs-reset / device-gone happened (once per device). */
+  private tripped = false;
+  /** Hostile needs-reset / device-gone: no ring work until reset (needs-reset) or ever (device-gone). */
+  private halted = false;
+  /** Hostile device-gone with registers 'all-ones'. */
+  private allOnes = false;
+  /** Hostile interrupt-storm: re-raises left. */
+  private stormLeft = 0;
+  private stormBits = 0;
+  /** Hostile spurious-interrupts: undefined InterruptStatus bits shown until the next InterruptACK. */
+  private unknownBits = 0;
 
   private statusValue = 0;
   /** What Status reads while a reset is still under way (resetReadsLeft > 0). */
@@ -129,13 +151,34 @@ export class SimDevice extends RegisterWindow {
     if (version !== 1 && version !== 2) throw new RangeError(`version must be 1 or 2, got ${String(version)}`);
     this.version = version;
     this.model = options.model;
-    this.empty = !this.model || this.model.deviceId === 0;
+    const hostile = options.hostile ? new Hostile(options.hostile) : undefined;
+    this.hostile = hostile;
+    this.hideDeviceId = hostile?.options('bad-identity')?.kind === 'device-id-0';
+    this.empty = !this.model || this.model.deviceId === 0 || this.hideDeviceId;
     this.memory = options.memory;
     this.table = mmioRegisterTable(version);
     this.label = options.label ?? `sim ${this.empty ? 'empty slot' : deviceIdName(this.model!.deviceId)}`;
     this.rules = new StrictRules(options.strict ?? true, this.label, options.onViolation);
-    const configBytes = this.model?.config ?? new Uint8Array(0);
-    this.config = new SimConfigSpace(configBytes, this.model?.configFields, this.rules, latency('configGenerationChurn', options.configGenerationChurn));
+    let configBytes = this.model?.config ?? new Uint8Array(0);
+    const shortWindow = hostile?.options('config-window-short');
+    if (shortWindow) {
+      const { configBytes: n } = shortWindow;
+      if (!Number.isInteger(n) || n < 0 || n > configBytes.length) throw new RangeError(`config-window-short configBytes must be an integer in [0, ${configBytes.length}], got ${String(n)}`);
+      configBytes = configBytes.subarray(0, n);
+    }
+    const patch = hostile ? configPatch(hostile) : undefined;
+    if (patch && (patch.offset < 0 || patch.offset + patch.width > configBytes.length)) {
+      throw new RangeError(`config-out-of-range: ${patch.width} bytes at config offset ${patch.offset} lie outside the ${configBytes.length}-byte config space`);
+    }
+    const churn = hostile?.has('config-generation-churn')
+      ? (hostile.options('config-generation-churn')?.reads ?? Infinity)
+      : options.configGenerationChurn;
+    this.config = new SimConfigSpace(configBytes, this.model?.configFields, this.rules, latency('configGenerationChurn', churn), {
+      patch: patch && { offset: patch.offset, bytes: patchBytes(patch) },
+      patched: (offset) => hostile!.record('config-out-of-range', `config read at offset ${offset} patched`),
+      churned: hostile?.has('config-generation-churn') ? (generation) => hostile.record('config-generation-churn', `ConfigGeneration read ${generation}`) : undefined,
+    });
+    if (shortWindow) hostile!.record('config-window-short', `the window ends ${configBytes.length} bytes into the config space of ${this.model?.config.length ?? 0}`);
     // The window ends with the configuration space (rounded up to a word), so a config access past it is a RangeError.
     this.size = MmioRegister.Config + Math.ceil(configBytes.length / 4) * 4;
 
@@ -145,17 +188,33 @@ export class SimDevice extends RegisterWindow {
         ? features(FeatureBit.VERSION_1, FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX, FeatureBit.RING_RESET, FeatureBit.NOTIFICATION_DATA)
         : features(FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX));
     // A legacy device has no packed ring: the legacy interface lays queues out by QueuePFN (§4.2.4, §2.7.2), so bit 34 is never offered.
-    this.offered = ((this.model?.features ?? 0n) | transport) & (version === 1 ? ~feature(FeatureBit.RING_PACKED) : -1n);
-    this.magic = options.magic ?? MMIO_MAGIC_VALUE;
-    this.versionValue = options.versionValue ?? version;
+    this.offered = ((this.model?.features ?? 0n) | transport | (patch?.features ?? 0n)) & (version === 1 ? ~feature(FeatureBit.RING_PACKED) : -1n);
+    const identity = hostile?.options('bad-identity')?.kind;
+    const featuresBad = hostile?.options('features-bad')?.kind;
+    if (featuresBad === 'version-1-missing') this.offered &= ~feature(FeatureBit.VERSION_1);
+    if (featuresBad === 'echo-unoffered') {
+      // Reserved transport bits (§6: 41–49 are not defined by virtio 1.2, 41 is ADMIN_VQ in 1.3): a nonempty seeded subset of 42–49.
+      this.claimedFeatures = BigInt(hostile!.int(1, 255)) << 42n;
+      this.claimAlternately = hostile!.random() < 0.5;
+    }
+    this.magic = options.magic ?? (identity === 'magic' ? (MMIO_MAGIC_VALUE ^ hostile!.int(1, 0xffff_ffff)) >>> 0 : MMIO_MAGIC_VALUE);
+    this.versionValue = options.versionValue ?? (identity === 'version-3' ? 3 : version);
     this.identityValid = this.magic === MMIO_MAGIC_VALUE && (this.versionValue === 1 || this.versionValue === 2);
     this.vendorId = options.vendorId ?? SIM_VENDOR_ID;
     this.shmRegions = options.shmRegions ?? [];
-    this.acceptFeatures =
+    const honestAccept =
       options.acceptFeatures ??
-      ((driver) => (driver & ~this.offered) === 0n && (version === 1 || hasFeature(driver, FeatureBit.VERSION_1)));
-    this.resetLatency = latency('resetLatency', options.resetLatency);
-    const queueResetLatency = latency('queueResetLatency', options.queueResetLatency);
+      ((driver: bigint) => (driver & ~(this.offered | this.claimedFeatures)) === 0n && (version === 1 || hasFeature(driver, FeatureBit.VERSION_1)));
+    this.acceptFeatures =
+      featuresBad === 'features-ok-dropped'
+        ? (driver) => {
+            hostile!.record('features-bad', `FEATURES_OK dropped for driver features ${describeFeatures(driver)}`);
+            return false;
+          }
+        : honestAccept;
+    const resetNever = hostile?.options('reset-never-completes')?.kind;
+    this.resetLatency = resetNever === 'device' ? Infinity : latency('resetLatency', options.resetLatency);
+    const queueResetLatency = resetNever === 'queue' ? Infinity : latency('queueResetLatency', options.queueResetLatency);
     const finite = (n: number): number => (Number.isFinite(n) ? n : 0);
     this.pollReads = POLL_SPARE_READS + finite(this.resetLatency) + finite(queueResetLatency) + finite(options.configGenerationChurn ?? 0);
     this.faults = options.faults;
@@ -166,7 +225,7 @@ export class SimDevice extends RegisterWindow {
     }
 
     const host = this.queueHost();
-    const sizes = this.empty ? [] : this.model!.queueSizes;
+    const sizes = this.empty ? [] : this.hostileQueueSizes(this.model!.queueSizes);
     this.queues = sizes.map((max, index) => new SimQueue(index, max, host));
     this.queueRegisters = new SimQueueRegisters(this.queues, {
       version,
@@ -175,12 +234,47 @@ export class SimDevice extends RegisterWindow {
       driverOk: () => (this.statusValue & DRIVER_OK) !== 0,
       negotiated: (bit) => this.negotiated(bit),
       queueReset: (index) => this.model?.resetQueue?.(index),
+      liveBeforeSetup:
+        hostile?.options('queue-num-max-bad')?.kind === 'already-live'
+          ? (index) => {
+              if (!hostile.targets(index)) return false;
+              hostile.record('queue-num-max-bad', `queue ${index} reads as live before setup`, index);
+              return true;
+            }
+          : undefined,
     });
     this.stats = { notifications: sizes.map(() => 0), interrupts: 0, interruptsSuppressed: 0, requests: 0 };
 
+    if (hostile?.has('device-gone') && typeof options.interrupt?.hangUp !== 'function') {
+      throw new TypeError('hostile device-gone needs an interrupt line that can hang up (options.interrupt with hangUp(), e.g. a pipe)');
+    }
     this.ownsLine = options.interrupt === undefined;
     this.line = options.interrupt ?? new EventfdInterruptSource(`${this.label} interrupt`);
     this.interrupt = this.line;
+    this.hostileLog = hostile?.log ?? (Object.fromEntries(HOSTILE_BEHAVIOURS.map((b) => [b.name, 0])) as Record<HostileBehaviour, number>);
+  }
+
+  /** How many times each hostile behaviour actually misbehaved (all 0 when hostile mode is off). */
+  readonly hostileLog: Readonly<Record<HostileBehaviour, number>>;
+
+  /** What hostile mode did, in order (the first 1000 events). */
+  get hostileEvents(): readonly HostileEvent[] {
+    return this.hostile?.events ?? [];
+  }
+
+  /** Hostile queue-num-max-bad 'zero' and 'not-power-of-two': the QueueNumMax values the device shows. */
+  private hostileQueueSizes(sizes: readonly number[]): readonly number[] {
+    const hostile = this.hostile;
+    const option = hostile?.options('queue-num-max-bad');
+    if (!hostile || !option || option.kind === 'already-live') return sizes;
+    return sizes.map((max, index) => {
+      if (!hostile.targets(index) || max === 0) return max;
+      if (option.kind === 'zero') return 0;
+      if (option.value !== undefined) return option.value;
+      // Above half of a power-of-two maximum and below it, no value is a power of two.
+      const value = max < 4 ? 3 : hostile.int(Math.floor(max / 2) + 1, max - 1);
+      return isPowerOfTwoNumber(value) ? value - 1 : value;
+    });
   }
 
   get closed(): boolean {
@@ -256,6 +350,7 @@ export class SimDevice extends RegisterWindow {
   // --- Register dispatch -------------------------------------------------
 
   protected readAt(offset: number, width: AccessWidth): number {
+    if (this.allOnes) return width === 4 ? 0xffff_ffff : width === 2 ? 0xffff : 0xff;
     const register = offset >= MmioRegister.Config ? offset : offset & ~3;
     if (!this.admits(register, true)) return 0;
     if (offset >= MmioRegister.Config) return this.config.read(offset - MmioRegister.Config, width);
@@ -266,6 +361,7 @@ export class SimDevice extends RegisterWindow {
   }
 
   protected writeAt(offset: number, width: AccessWidth, value: number): void {
+    if (this.allOnes) return; // the device is gone: writes go nowhere
     const register = offset >= MmioRegister.Config ? offset : offset & ~3;
     if (!this.admits(register, false)) return;
     // Setting FAILED is how a driver gives up on a reset that does not complete; a new reset is fine too.
@@ -343,10 +439,16 @@ export class SimDevice extends RegisterWindow {
     const R = MmioRegister;
     switch (offset) {
       case R.MagicValue:
+        if (this.magic !== MMIO_MAGIC_VALUE && this.hostile) this.hostile.record('bad-identity', `MagicValue read ${hex(this.magic)}`);
         return this.magic;
       case R.Version:
+        if (this.hostile?.options('bad-identity')?.kind === 'version-3') this.hostile.record('bad-identity', `Version read ${this.versionValue}`);
         return this.versionValue;
       case R.DeviceID:
+        if (this.hideDeviceId) {
+          this.hostile!.record('bad-identity', 'DeviceID read 0');
+          return 0;
+        }
         return this.model?.deviceId ?? 0;
       case R.VendorID:
         return this.vendorId;
@@ -356,9 +458,9 @@ export class SimDevice extends RegisterWindow {
       case R.QueueReady:
       case R.QueuePFN:
       case R.QueueReset:
-        return this.queueRegisters.read(offset);
+        return this.hostileQueueRead(offset, this.queueRegisters.read(offset));
       case R.InterruptStatus:
-        return this.interruptStatus;
+        return this.interruptStatus | this.unknownBits;
       case R.Status:
         return this.readStatus();
       case R.SHMLenLow:
@@ -423,7 +525,13 @@ export class SimDevice extends RegisterWindow {
       this.rules.record('device-features-sel-unset', 'DeviceFeatures read before any DeviceFeaturesSel write');
     }
     const sel = this.deviceFeaturesSel ?? 0;
-    return sel > 3 ? 0 : low(this.offered >> BigInt(32 * sel));
+    if (sel > 3) return 0;
+    const honest = low(this.offered >> BigInt(32 * sel));
+    const claimed = low(this.claimedFeatures >> BigInt(32 * sel));
+    // Hostile echo-unoffered: the claimed bits show on every read, or (seeded) on every other one, so two reads disagree.
+    if (claimed === 0 || (this.claimAlternately && this.deviceFeatureReads++ % 2 === 1)) return honest;
+    this.hostile!.record('features-bad', `DeviceFeatures word ${sel} read with unoffered bits ${hex(claimed)}`);
+    return (honest | claimed) >>> 0;
   }
 
   private writeDriverFeatures(value: number): void {
@@ -461,12 +569,18 @@ export class SimDevice extends RegisterWindow {
   private readStatus(): number {
     if (this.resetReadsLeft > 0) {
       this.resetReadsLeft--;
+      if (this.hostile?.options('reset-never-completes')?.kind === 'device') this.hostile.record('reset-never-completes', `Status read ${hex(this.statusDuringReset)} after the reset`);
       return this.statusDuringReset;
     }
     return this.statusValue;
   }
 
   private writeStatus(value: number): void {
+    this.writeStatusHonestly(value);
+    if (this.hostile) this.afterStatusWrite(value);
+  }
+
+  private writeStatusHonestly(value: number): void {
     if (value === 0) {
       this.reset();
       return;
@@ -526,6 +640,10 @@ export class SimDevice extends RegisterWindow {
     this.driverFeaturesSel = undefined;
     this.shmSel = 0;
     this.interruptStatus = 0;
+    this.unknownBits = 0;
+    this.stormLeft = 0;
+    // A reset clears DEVICE_NEEDS_RESET's halt; a gone device stays gone.
+    if (!this.allOnes && !this.hostile?.has('device-gone')) this.halted = false;
     this.queueRegisters.reset();
     this.model?.reset?.();
   }
@@ -553,6 +671,7 @@ export class SimDevice extends RegisterWindow {
     const undefinedBits = value & ~MMIO_INTERRUPT_DEFINED;
     if (undefinedBits) this.rules.record('interrupt-ack-undefined-bits', `InterruptACK ${hex(value)} sets undefined bits ${hex(undefinedBits)}`);
     this.interruptStatus &= ~value;
+    if (this.hostile) this.afterInterruptAck(value);
   }
 
   /** Sets an InterruptStatus bit and raises the line; nothing before DRIVER_OK (§2.1.2). */
@@ -592,7 +711,7 @@ export class SimDevice extends RegisterWindow {
   }
 
   private run(pickUpWork: boolean): void {
-    if (!(this.statusValue & DRIVER_OK)) return; // §2.1.2: no buffers consumed before DRIVER_OK
+    if (!(this.statusValue & DRIVER_OK) || this.halted) return; // §2.1.2: no buffers consumed before DRIVER_OK
     for (const queue of this.queues) {
       if (pickUpWork) queue.pass();
       else queue.flush();
@@ -642,9 +761,99 @@ export class SimDevice extends RegisterWindow {
       modelError: (error) => {
         this.modelErrors.push(error);
       },
+      hostile: this.hostile,
+      get halted() {
+        return device.halted;
+      },
+      haltAtTake: (queue) => this.haltAtTake(queue),
     };
+  }
+
+  // --- Hostile mode (hostile.ts) -------------------------------------------
+
+  /** needs-reset and device-gone start when a chain is taken mid-I/O (once `after` requests completed). */
+  private haltAtTake(queue: number): boolean {
+    const hostile = this.hostile!;
+    if (this.tripped) return false;
+    if (hostile.ringLive('needs-reset', queue)) {
+      this.tripped = true;
+      this.halted = true;
+      hostile.record('needs-reset', `DEVICE_NEEDS_RESET set while taking a chain from queue ${queue}`, queue);
+      // §2.1.2: DEVICE_NEEDS_RESET, announced by a configuration change notification.
+      this.statusValue |= DEVICE_NEEDS_RESET;
+      this.signal(MmioInterrupt.CONFIG);
+      return true;
+    }
+    if (hostile.ringLive('device-gone', queue)) {
+      this.tripped = true;
+      this.halted = true;
+      const ones = hostile.options('device-gone')?.registers === 'all-ones';
+      hostile.record('device-gone', `interrupt line hung up${ones ? ', registers read all ones' : ''} while taking a chain from queue ${queue}`, queue);
+      this.line.hangUp!();
+      this.allOnes = ones;
+      return true;
+    }
+    return false;
+  }
+
+  /** QueueNumMax/QueueReady/QueuePFN/QueueReset reads that hostile mode changed are logged. */
+  private hostileQueueRead(offset: number, value: number): number {
+    const hostile = this.hostile;
+    const queue = this.queueRegisters.selected;
+    if (!hostile || !queue || !hostile.targets(queue.index)) return value;
+    const kind = hostile.options('queue-num-max-bad')?.kind;
+    if (offset === MmioRegister.QueueNumMax && (kind === 'zero' || kind === 'not-power-of-two') && queue.numMax !== this.model!.queueSizes[queue.index]) {
+      hostile.record('queue-num-max-bad', `QueueNumMax of queue ${queue.index} read ${value}`, queue.index);
+    }
+    if (offset === MmioRegister.QueueReset && value === 1 && hostile.options('reset-never-completes')?.kind === 'queue') {
+      hostile.record('reset-never-completes', `QueueReset of queue ${queue.index} read 1`, queue.index);
+    }
+    return value;
+  }
+
+  /** interrupt-when-not-live: every Status write that leaves DRIVER_OK clear (a reset too) is followed by an interrupt; interrupt-storm starts at DRIVER_OK. */
+  private afterStatusWrite(value: number): void {
+    const hostile = this.hostile!;
+    const live = (this.statusValue & DRIVER_OK) !== 0;
+    if (!live && hostile.has('interrupt-when-not-live') && !this.line.closed) {
+      const bits = hostile.pick([MmioInterrupt.VRING, MmioInterrupt.CONFIG, MmioInterrupt.VRING | MmioInterrupt.CONFIG]);
+      this.interruptStatus |= bits;
+      this.line.raise();
+      hostile.record('interrupt-when-not-live', `InterruptStatus ${hex(bits)} raised after Status write ${describeStatus(value)}`);
+    }
+    if (live && value & DRIVER_OK && hostile.has('interrupt-storm') && this.stormLeft === 0) {
+      this.stormLeft = hostile.options('interrupt-storm')?.limit ?? Infinity;
+      this.stormBits = hostile.options('interrupt-storm')?.bits ?? hostile.pick([MmioInterrupt.VRING, MmioInterrupt.VRING, MmioInterrupt.VRING | MmioInterrupt.CONFIG]);
+      this.storm();
+    }
+  }
+
+  /** interrupt-storm: the acknowledged interrupt comes straight back; spurious-interrupts: a wake-up with nothing (or only undefined bits) to report. */
+  private afterInterruptAck(value: number): void {
+    const hostile = this.hostile!;
+    this.unknownBits = 0;
+    if (!(value & MMIO_INTERRUPT_DEFINED) || this.line.closed || !(this.statusValue & DRIVER_OK)) return;
+    if (this.stormLeft > 0) {
+      this.storm();
+      return;
+    }
+    if (hostile.has('spurious-interrupts')) {
+      const variant = hostile.options('spurious-interrupts')?.variant ?? hostile.pick(['zero', 'unknown-bits'] as const);
+      if (variant === 'unknown-bits') this.unknownBits = (hostile.int(1, 63) << 2) & ~MMIO_INTERRUPT_DEFINED;
+      else if (this.interruptStatus !== 0) return;
+      this.line.raise();
+      hostile.record('spurious-interrupts', `line raised with InterruptStatus ${hex(this.interruptStatus | this.unknownBits)}`);
+    }
+  }
+
+  private storm(): void {
+    this.stormLeft--;
+    this.interruptStatus |= this.stormBits;
+    this.line.raise();
+    this.hostile!.record('interrupt-storm', `InterruptStatus ${hex(this.stormBits)} raised with no used buffers`);
   }
 }
 
 const low = (value: bigint): number => Number(value & 0xffff_ffffn);
+const isPowerOfTwoNumber = (n: number): boolean => n > 0 && (n & (n - 1)) === 0;
 const high = (value: bigint): number => Number((value >> 32n) & 0xffff_ffffn);

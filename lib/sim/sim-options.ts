@@ -1,4 +1,5 @@
-import type { DeviceMemory, EventfdInterruptSource } from '../platform';
+import type { DeviceMemory, InterruptSource } from '../platform';
+import type { HostileOptions } from './hostile';
 import type { SimDeviceModel, SimViolation } from './sim-model';
 import type { UsedElement } from './sim-ring';
 
@@ -23,8 +24,8 @@ export interface SimOptions {
   strict?: boolean;
   /** Called with each violation as it is recorded (e.g. to throw and get a stack). */
   onViolation?: (violation: SimViolation) => void;
-  /** The interrupt line; created (and closed by close()) when absent. */
-  interrupt?: EventfdInterruptSource;
+  /** The interrupt line; an eventfd line is created (and closed by close()) when absent. */
+  interrupt?: SimInterruptLine;
   label?: string;
   /** Shared memory regions (§2.10) for SHMSel/SHMLen/SHMBase. */
   shmRegions?: readonly { id: number; base: bigint; length: bigint }[];
@@ -57,6 +58,19 @@ export interface SimOptions {
    * the model did not fill (len below its writable bytes) ends its batch.
    */
   inOrderBatch?: number;
+  /** Hostile mode: the device misbehaves on purpose, as the switches say (see hostile.ts). Off when absent. */
+  hostile?: HostileOptions;
+}
+
+/**
+ * What the sim needs of its interrupt line: the driver's side (an
+ * InterruptSource the transport listens on) and the device's: raise(),
+ * and for hostile `device-gone` hangUp(), after which the driver's side
+ * reports EPOLLHUP (an eventfd cannot hang up; a pipe can).
+ */
+export interface SimInterruptLine extends InterruptSource {
+  raise(count?: number): void;
+  hangUp?(): void;
 }
 
 export interface SimStats {

@@ -1,5 +1,6 @@
 import { packEventOffWrap, PackedDesc, PackedRing, RingEventFlags } from '../spec';
 import type { Completion } from './completion-order';
+import { garbage, type HostileRingView } from './hostile-ring';
 import { walkPackedChain, type PackedChainSource } from './packed-chain';
 import { packedEventUsed, PackedPosition } from './packed-position';
 import { SimRing, type SimQueueHost, type SimRingPosition, type UsedElement } from './sim-ring';
@@ -53,6 +54,8 @@ export class SimPackedRing extends SimRing<PackedBuffer> {
   private readonly ids = new Set<number>();
   private lastBadEvent = -1;
   private readonly chainSource: PackedChainSource;
+  /** Hostile used-element-changes: the last published used descriptor, rewritten at the next pass. */
+  private changeLater?: { slot: number; wrap: boolean; id: number; len: number };
 
   constructor(
     index: number,
@@ -119,7 +122,9 @@ export class SimPackedRing extends SimRing<PackedBuffer> {
       const { id, count, readable, writable, readableBytes, writableBytes } = walk;
       const buffer: PackedBuffer = { id, writableBytes, len: 0, done: false, count };
       if (!this.dispatch(buffer, { queue: this.index, head: id, readable, writable, readableBytes, writableBytes })) return;
+      this.rewriteTaken(slot, count, id);
     }
+    if (this.changeLater) this.changePublished(this.changeLater);
     this.publishSuppression();
     this.flush();
   }
@@ -152,7 +157,9 @@ export class SimPackedRing extends SimRing<PackedBuffer> {
     this.areas.desc.setUint16(at + PackedRing.DESC_ID, element.id & 0xffff, true);
     this.areas.desc.setUint32(at + PackedRing.DESC_LEN, element.len >>> 0, true);
     // §2.8.1: AVAIL = USED = the device's wrap counter; §2.8.3: WRITE when anything was written.
-    this.unflagged.push([slot, (wrap ? F_AVAIL | F_USED : 0) | (element.len > 0 ? F_WRITE : 0)]);
+    const flags = (wrap ? F_AVAIL | F_USED : 0) | (element.len > 0 ? F_WRITE : 0);
+    this.unflagged.push([slot, this.hostileRing ? this.hostileRing.usedFlags(flags, wrap) : flags]);
+    if (this.hostileRing?.changesLater) this.changeLater = { slot, wrap, ...element };
     for (const buffer of batch) {
       this.ids.delete(buffer.id);
       this.usedPos += buffer.count;
@@ -179,6 +186,62 @@ export class SimPackedRing extends SimRing<PackedBuffer> {
       default:
         return true; // ENABLE, and the reserved value 3
     }
+  }
+
+  protected hostileView(): HostileRingView {
+    return {
+      index: this.index,
+      num: this.num,
+      kind: 'packed',
+      busy: (id) => this.ids.has(id) || this.pendingIds().includes(id),
+      wrongChain: (batch) => {
+        const others = [...this.ids].filter((id) => !batch.some((b) => b.id === id));
+        return others.length ? this.host.hostile!.pick(others) : undefined;
+      },
+    };
+  }
+
+  /** Buffer IDs in descriptors made available and not yet taken. */
+  private pendingIds(): number[] {
+    const ids: number[] = [];
+    for (let position = this.availPos; position < this.usedPos + this.num && this.isAvailable(position); position++) {
+      ids.push(this.areas.desc.getUint16(PackedPosition.slot(position, this.num) * PackedRing.DESC_SIZE + PackedRing.DESC_ID, true));
+    }
+    return ids;
+  }
+
+  /**
+   * Hostile descriptors-rewritten: the `count` descriptors just read from
+   * `slot` get garbage addresses, lengths, ids and flag bits; AVAIL and
+   * USED stay, so the ring positions still mean what they meant (§2.8.1).
+   */
+  private rewriteTaken(slot: number, count: number, id: number): void {
+    const hostile = this.host.hostile;
+    if (!hostile?.ringLive('descriptors-rewritten', this.index)) return;
+    const { desc } = this.areas;
+    for (let i = 0; i < count; i++) {
+      const at = ((slot + i) % this.num) * PackedRing.DESC_SIZE;
+      garbage(hostile, new Uint8Array(desc.buffer, desc.byteOffset + at, PackedRing.DESC_FLAGS));
+      const keep = this.flagsAt((slot + i) % this.num) & (F_AVAIL | F_USED);
+      this.storeFlags((slot + i) % this.num, keep | (hostile.int(0, 0xffff) & ~(F_AVAIL | F_USED)));
+    }
+    hostile.record('descriptors-rewritten', `Buffer ID ${id}: descriptors ${slot}…${(slot + count - 1) % this.num} overwritten`, this.index);
+  }
+
+  /** Hostile used-element-changes: the used descriptor published last names another outstanding id (or its own) with another len, while the driver has not reused its slot. */
+  private changePublished(before: { slot: number; wrap: boolean; id: number; len: number }): void {
+    const hostile = this.host.hostile!;
+    this.changeLater = undefined;
+    const flags = this.flagsAt(before.slot);
+    const stillUsed = ((flags & F_AVAIL) !== 0) === before.wrap && ((flags & F_USED) !== 0) === before.wrap;
+    if (!stillUsed) return;
+    const others = [...this.ids].filter((id) => id !== before.id);
+    const id = others.length ? hostile.pick(others) : before.id;
+    const len = (before.len + hostile.int(1, 0xffff)) >>> 0;
+    const at = before.slot * PackedRing.DESC_SIZE;
+    this.areas.desc.setUint16(at + PackedRing.DESC_ID, id, true);
+    this.areas.desc.setUint32(at + PackedRing.DESC_LEN, len, true);
+    hostile.record('used-element-changes', `used descriptor ${before.slot}: id ${before.id} len ${before.len} changed to id ${id} len ${len}`, this.index);
   }
 
   /** Whether the descriptor at `position` is available for its lap (§2.8.1). */

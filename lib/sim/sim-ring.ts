@@ -1,5 +1,7 @@
 import type { DeviceMemory } from '../platform';
 import { CompletionOrder, type Completion } from './completion-order';
+import type { Hostile } from './hostile';
+import { HostileRing, type HostileRingView } from './hostile-ring';
 import type { SimDeviceModel, SimRequest } from './sim-model';
 import type { SimRule, StrictRules } from './strict-rules';
 
@@ -39,6 +41,12 @@ export interface SimQueueHost {
   scheduleFlush(): void;
   countRequest(queue: number): void;
   modelError(error: Error): void;
+  /** Hostile mode (SimOptions.hostile), when on. */
+  readonly hostile?: Hostile;
+  /** Hostile mode stopped the device (needs-reset, device-gone): no ring work at all. */
+  readonly halted?: boolean;
+  /** Hostile mode: a chain is being taken from queue `queue`; true when the device stops now instead (it is not handed to the model). */
+  haltAtTake?(queue: number): boolean;
 }
 
 /** Where a ring's device side is, for SimQueueState. */
@@ -70,6 +78,8 @@ export abstract class SimRing<T extends Completion> {
   private dropped = false;
   private inFlightCount = 0;
   private readonly order: CompletionOrder<T>;
+  /** Hostile mode's lies for this ring (absent when hostile mode is off). */
+  protected readonly hostileRing?: HostileRing;
 
   constructor(
     readonly index: number,
@@ -78,7 +88,11 @@ export abstract class SimRing<T extends Completion> {
   ) {
     // The features are settled before queues are set up (§3.1.1 step 7), so the mode is fixed for the ring's life.
     this.order = new CompletionOrder(host.inOrder, host.inOrderBatch);
+    if (host.hostile) this.hostileRing = new HostileRing(host.hostile, this.hostileView());
   }
+
+  /** What hostile mode needs to know of this ring (a subclass's fields are set only after this constructor: read lazily). */
+  protected abstract hostileView(): HostileRingView;
 
   get broken(): boolean {
     return this.isBroken;
@@ -105,11 +119,12 @@ export abstract class SimRing<T extends Completion> {
 
   /** Uses every buffer that is ready, publishes, and decides on the used buffer notification. */
   flush(): void {
-    if (this.dropped) return;
+    if (this.dropped || this.host.halted) return;
     for (const batch of this.order.takeBatches()) {
       const last = batch[batch.length - 1];
       let element: UsedElement = { id: last.id, len: last.len };
       if (this.host.rewriteUsed) element = this.host.rewriteUsed(this.index, element);
+      if (this.hostileRing) element = this.hostileRing.usedElement(batch, element);
       this.writeUsed(batch, element);
       this.inFlightCount -= batch.length;
     }
@@ -131,6 +146,15 @@ export abstract class SimRing<T extends Completion> {
    * the queue meanwhile (the pass ends).
    */
   protected dispatch(item: T, request: SimRequest): boolean {
+    const hostile = this.host.hostile;
+    if (hostile && this.host.haltAtTake?.(this.index)) return false;
+    if (hostile?.ringLive('never-completes', this.index)) {
+      // Taken and kept: never handed to the model, never used (§2.7.13 is the device's promise to use it).
+      hostile.record('never-completes', `chain ${item.id} taken and held`, this.index);
+      this.inFlightCount++;
+      this.host.countRequest(this.index);
+      return true;
+    }
     this.order.added(item);
     this.inFlightCount++;
     this.host.countRequest(this.index);

@@ -1,6 +1,7 @@
 import { availEventOffset, needEvent, SplitRing, usedEventOffset, VRING_AVAIL_F_NO_INTERRUPT, VRING_USED_F_NO_NOTIFY } from '../spec';
 import type { Completion } from './completion-order';
 import { walkDescriptorChain } from './descriptor-chain';
+import { garbage, type HostileRingView } from './hostile-ring';
 import { RingIndex } from './ring-index';
 import { SimRing, type SimQueueHost, type SimRingPosition, type UsedElement } from './sim-ring';
 
@@ -40,6 +41,10 @@ export class SimSplitRing extends SimRing<SplitBuffer> {
   private readonly owned: Uint8Array;
   /** IN_ORDER: where the next chain must start (§2.7.5: ring order from offset 0, wrapping). */
   private nextInOrderHead = 0;
+  /** Hostile used-element-changes: the last published element, rewritten at the next pass. */
+  private changeLater?: { at: number; id: number; len: number };
+  /** Heads taken in the current pass (hostile used-element-changes names one of them). */
+  private takenThisPass: number[] = [];
 
   constructor(
     index: number,
@@ -66,12 +71,14 @@ export class SimSplitRing extends SimRing<SplitBuffer> {
       this.break('avail-idx-jump', `queue ${this.index}: avail idx moved from ${this.lastAvail} to ${availIdx}, ${pending} new entries in a queue of ${this.num}`);
       return;
     }
+    this.takenThisPass = [];
     while (this.lastAvail !== availIdx) {
       const slot = this.lastAvail % this.num;
       const head = rings.avail.getUint16(SplitRing.AVAIL_RING + 2 * slot, true);
       this.lastAvail = (this.lastAvail + 1) & 0xffff;
       if (!this.take(head)) return;
     }
+    if (this.changeLater) this.changePublished(this.changeLater);
     this.publishSuppression();
     this.flush();
   }
@@ -92,6 +99,7 @@ export class SimSplitRing extends SimRing<SplitBuffer> {
     this.rings.used.setUint32(at, element.id >>> 0, true);
     this.rings.used.setUint32(at + 4, element.len >>> 0, true);
     this.usedIdx = (this.usedIdx + batch.length) & 0xffff;
+    if (this.hostileRing?.changesLater) this.changeLater = { at, ...element };
   }
 
   /** One used.idx store for everything written, then the notification decision (§2.7.7.2). */
@@ -99,7 +107,7 @@ export class SimSplitRing extends SimRing<SplitBuffer> {
     const rings = this.rings;
     if (this.usedIdx === this.published) return undefined;
     const old = this.published;
-    rings.usedIdx.store(this.usedIdx);
+    rings.usedIdx.store(this.hostileRing ? this.hostileRing.usedIdx(this.usedIdx, old) : this.usedIdx);
     this.published = this.usedIdx;
     return this.host.eventIdx
       ? needEvent(rings.avail.getUint16(usedEventOffset(this.num), true), this.usedIdx, old)
@@ -127,7 +135,50 @@ export class SimSplitRing extends SimRing<SplitBuffer> {
     this.nextInOrderHead = (walk.descriptors[walk.descriptors.length - 1] + 1) % this.num;
     const { readable, writable, readableBytes, writableBytes } = walk;
     const buffer: SplitBuffer = { id: head, writableBytes, len: 0, done: false, descriptors: walk.descriptors };
-    return this.dispatch(buffer, { queue: this.index, head, readable, writable, readableBytes, writableBytes });
+    if (!this.dispatch(buffer, { queue: this.index, head, readable, writable, readableBytes, writableBytes })) return false;
+    this.takenThisPass.push(head);
+    const hostile = this.host.hostile;
+    if (hostile?.ringLive('descriptors-rewritten', this.index)) {
+      // The chain was read; its table entries are overwritten while the device still owns them (§2.7.5: they are the driver's to trust only via its own copy).
+      const table = this.rings.desc;
+      for (const d of walk.descriptors) garbage(hostile, new Uint8Array(table.buffer, table.byteOffset + 16 * d, 16));
+      hostile.record('descriptors-rewritten', `chain from head ${head}: descriptors ${walk.descriptors.join(', ')} overwritten`, this.index);
+    }
+    return true;
+  }
+
+  protected hostileView(): HostileRingView {
+    return {
+      index: this.index,
+      num: this.num,
+      kind: 'split',
+      busy: (id) => this.owned[id] !== 0 || this.pendingHeads().includes(id),
+      wrongChain: (batch) => {
+        const nonHeads = (batch as readonly SplitBuffer[]).flatMap((b) => b.descriptors.slice(1));
+        return nonHeads.length ? this.host.hostile!.pick(nonHeads) : undefined;
+      },
+    };
+  }
+
+  /** Heads made available and not yet taken. */
+  private pendingHeads(): number[] {
+    const heads: number[] = [];
+    const availIdx = this.rings.availIdx.load();
+    for (let i = this.lastAvail; i !== availIdx && heads.length < this.num; i = (i + 1) & 0xffff) {
+      heads.push(this.rings.avail.getUint16(SplitRing.AVAIL_RING + 2 * (i % this.num), true));
+    }
+    return heads;
+  }
+
+  /** Hostile used-element-changes: the element published last time now names another outstanding chain (or its own id again) with another len. */
+  private changePublished(before: { at: number; id: number; len: number }): void {
+    const hostile = this.host.hostile!;
+    this.changeLater = undefined;
+    const id = this.takenThisPass.length ? hostile.pick(this.takenThisPass) : before.id;
+    const len = (before.len + hostile.int(1, 0xffff)) >>> 0;
+    this.rings.used.setUint32(before.at, id, true);
+    this.rings.used.setUint32(before.at + 4, len, true);
+    hostile.record('used-element-changes', `published element id ${before.id} len ${before.len} changed to id ${id} len ${len}`, this.index);
   }
 
   /**

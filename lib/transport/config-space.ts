@@ -13,6 +13,8 @@ export class ConfigSpace {
     private readonly regs: RegisterBlock,
     private readonly version: 1 | 2,
     private readonly retries: number,
+    /** Throws when the transport does not allow the access now (closed; a write before FEATURES_OK). */
+    private readonly guard: (write: boolean) => void = () => undefined,
   ) {}
 
   /** Bytes the window leaves for the config space. */
@@ -43,19 +45,19 @@ export class ConfigSpace {
   }
 
   write8(offset: number, value: number): void {
-    this.regs.writeb(this.at(offset, 1), value);
+    this.regs.writeb(this.at(offset, 1, 1, true), value);
   }
 
   write16(offset: number, value: number): void {
-    this.regs.writew(this.at(offset, 2), value);
+    this.regs.writew(this.at(offset, 2, 2, true), value);
   }
 
   write32(offset: number, value: number): void {
-    this.regs.writel(this.at(offset, 4), value);
+    this.regs.writel(this.at(offset, 4, 4, true), value);
   }
 
   write64(offset: number, value: bigint): void {
-    const at = this.at(offset, 8);
+    const at = this.at(offset, 8, 8, true);
     this.regs.writel(at, Number(value & 0xffff_ffffn));
     this.regs.writel(at + 4, Number((value >> 32n) & 0xffff_ffffn));
   }
@@ -81,7 +83,8 @@ export class ConfigSpace {
     throw new TransportError(TransportError.CONFIG_UNSTABLE, `${this.regs.label}: ConfigGeneration changed during each of ${this.retries} config reads`);
   }
 
-  private at(offset: number, width: number, length = width): number {
+  private at(offset: number, width: number, length = width, write = false): number {
+    this.guard(write);
     const align = Math.min(width, 4);
     if (!Number.isInteger(offset) || offset < 0 || offset % align !== 0) {
       throw new RangeError(`config offset must be a non-negative multiple of ${align}, got ${offset}`);

@@ -1,4 +1,4 @@
-import { CanceledError, DeviceBrokenError, NegotiationError, TransportError } from '../errors';
+import { CanceledError, ClosedError, DeviceBrokenError, NegotiationError, TransportError } from '../errors';
 import type { InterruptSource, RegisterBlock } from '../platform';
 import {
   DeviceStatus,
@@ -164,8 +164,15 @@ export class MmioTransport {
       stormLimit: options.stormLimit ?? 10_000,
       owns: options.owns ?? false,
     };
-    if (!Number.isInteger(this.options.stormLimit) || this.options.stormLimit < 1) throw new RangeError(`stormLimit must be a positive integer, got ${this.options.stormLimit}`);
-    this.config = new ConfigSpace(regs, this.version, this.options.configRetries);
+    for (const name of ['resetTimeoutMs', 'queueResetTimeoutMs'] as const) {
+      const value = this.options[name];
+      if (typeof value !== 'number' || !(value >= 0 && value <= 2 ** 31 - 1)) throw new RangeError(`${name} must be a number in [0, 2^31 - 1], got ${String(value)}`);
+    }
+    for (const name of ['configRetries', 'stormLimit'] as const) {
+      const value = this.options[name];
+      if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, got ${String(value)}`);
+    }
+    this.config = new ConfigSpace(regs, this.version, this.options.configRetries, (write) => this.checkConfigAccess(write));
     for (const [name, value] of [['guestPageSize', this.options.guestPageSize], ['queueAlign', this.options.queueAlign]] as const) {
       if (!isPowerOfTwo(value) || value < 16) throw new RangeError(`${name} must be a power of two ≥ 16, got ${value}`);
     }
@@ -242,6 +249,8 @@ export class MmioTransport {
    * On refusal the status is set to FAILED and NegotiationError thrown.
    */
   negotiate(wanted: bigint, required = 0n): bigint {
+    // A live device belongs to the driver that set it up: reset() or close() it first.
+    if (this.phase === 'live') throw new TransportError(TransportError.STATE, `${this.label}: the device is live; reset() before negotiating again`);
     this.reset();
     this.phase = 'negotiating';
     this.addStatus(DeviceStatus.ACKNOWLEDGE);
@@ -368,8 +377,20 @@ export class MmioTransport {
     const max = this.queueNumMax(index);
     const { size, desc, driver, device } = addresses;
     if (max === 0) throw new TransportError(TransportError.QUEUE_UNAVAILABLE, `${this.label}: queue ${index} does not exist (QueueNumMax 0)`);
-    if (!isPowerOfTwo(size) || size > max || size > SplitRing.MAX_SIZE) {
-      throw new RangeError(`queue ${index}: size must be a power of two ≤ QueueNumMax ${max}, got ${size}`);
+    // §2.7: a split ring's size is a power of two; a packed ring's need not be (§2.8).
+    const packed = this.hasFeature(FeatureBit.RING_PACKED);
+    if (!Number.isInteger(size) || size < 1 || size > max || size > SplitRing.MAX_SIZE || (!packed && !isPowerOfTwo(size))) {
+      throw new RangeError(`queue ${index}: size must be ${packed ? 'an integer' : 'a power of two'} in [1, QueueNumMax ${max}], got ${size}`);
+    }
+    let pfn = 0n;
+    if (this.version === 1) {
+      // Checked before any register changes: a refused layout leaves the device as it was.
+      const layout = legacyLayout(size, this.options.queueAlign);
+      const page = BigInt(this.options.guestPageSize);
+      pfn = desc / page;
+      if (desc % page !== 0n || driver !== desc + BigInt(layout.availOffset) || device !== desc + BigInt(layout.usedOffset) || pfn === 0n || pfn > 0xffff_ffffn) {
+        throw new RangeError(`queue ${index}: legacy queues need one page-aligned area at a non-zero 32-bit page number laid out as virtio 1.2 §2.7.2`);
+      }
     }
     this.regs.writel(R.QueueNum, size);
     if (this.version === 2) {
@@ -381,14 +402,7 @@ export class MmioTransport {
         throw new TransportError(TransportError.QUEUE_UNAVAILABLE, `${this.label}: queue ${index} did not become ready`);
       }
     } else {
-      const { guestPageSize: pageSize, queueAlign: align } = this.options;
-      const layout = legacyLayout(size, align);
-      const page = BigInt(pageSize);
-      const pfn = desc / page;
-      if (desc % page !== 0n || driver !== desc + BigInt(layout.availOffset) || device !== desc + BigInt(layout.usedOffset) || pfn === 0n || pfn > 0xffff_ffffn) {
-        throw new RangeError(`queue ${index}: legacy queues need one page-aligned area at a non-zero 32-bit page number laid out as virtio 1.2 §2.7.2`);
-      }
-      this.regs.writel(R.QueueAlign, align);
+      this.regs.writel(R.QueueAlign, this.options.queueAlign);
       this.regs.writel(R.QueuePFN, Number(pfn));
     }
     this.endpoints.set(index, endpoint);
@@ -398,6 +412,7 @@ export class MmioTransport {
   /** Takes queue `index` back: QueueReady (or QueuePFN) ← 0, read back 0 (§4.2.2). */
   deactivateQueue(index: number): void {
     this.checkOpen();
+    checkQueueIndex(index);
     this.endpoints.delete(index);
     this.setBusy(index, false);
     this.regs.writel(R.QueueSel, index);
@@ -418,9 +433,14 @@ export class MmioTransport {
     if (!this.hasFeature(FeatureBit.RING_RESET)) {
       throw new TransportError(TransportError.NOT_NEGOTIATED, `${this.label}: queue reset needs VIRTIO_F_RING_RESET, which was not negotiated`);
     }
+    checkQueueIndex(index);
+    this.regs.writel(R.QueueSel, index);
+    if (this.regs.readl(R.QueueNumMax) === 0) throw new TransportError(TransportError.QUEUE_UNAVAILABLE, `${this.label}: queue ${index} does not exist (QueueNumMax 0)`);
+    // §2.6.1: the device forgets the queue's buffers; so does its driver-side queue.
+    const endpoint = this.endpoints.get(index);
     this.endpoints.delete(index);
     this.setBusy(index, false);
-    this.regs.writel(R.QueueSel, index);
+    endpoint?.detach(new CanceledError(`${this.label}: queue ${index} was reset`));
     this.regs.writel(R.QueueReset, 1);
     if (this.regs.pollUntil(R.QueueReset, 1, 0, this.options.queueResetTimeoutMs, 10) === null) {
       throw new TransportError(TransportError.QUEUE_RESET_TIMEOUT, `${this.label}: QueueReset of queue ${index} did not read 0 within ${this.options.queueResetTimeoutMs} ms`);
@@ -433,6 +453,8 @@ export class MmioTransport {
    * VIRTIO_F_NOTIFICATION_DATA the index and the next avail index.
    */
   notify(index: number, nextAvail: number): void {
+    // §3.1.1: no notification before DRIVER_OK; only queues handed to the device.
+    if (this.phase !== 'live' || !this.endpoints.has(index)) this.refuseNotify(index);
     this.regs.writel(R.QueueNotify, this.notificationData ? nextAvailNotificationData(index, nextAvail) : index);
   }
 
@@ -461,6 +483,20 @@ export class MmioTransport {
     }
   }
 
+  private refuseNotify(index: number): never {
+    this.checkOpen();
+    checkQueueIndex(index);
+    throw new TransportError(TransportError.STATE, `${this.label}: queue ${index} is not active (notifications go only to queues set up, after DRIVER_OK)`);
+  }
+
+  /** ConfigSpace's guard: no access after close; writes only from FEATURES_OK on (§3.1.1 step 7). */
+  private checkConfigAccess(write: boolean): void {
+    this.checkOpen();
+    if (write && this.phase !== 'features-ok' && this.phase !== 'live') {
+      throw new TransportError(TransportError.STATE, `${this.label}: config writes come after FEATURES_OK (phase '${this.phase}')`);
+    }
+  }
+
   private cancelPendingUnref(): void {
     if (this.pendingUnref) clearImmediate(this.pendingUnref);
     this.pendingUnref = undefined;
@@ -472,7 +508,7 @@ export class MmioTransport {
   }
 
   private checkQueueSetup(index: number): void {
-    if (!Number.isInteger(index) || index < 0 || index > 0xffff) throw new RangeError(`queue index must be an integer in [0, 65535], got ${index}`);
+    checkQueueIndex(index);
     if (this.phase === 'live' && this.resetQueues.has(index)) return;
     this.expectPhase('features-ok', `set up queue ${index}`);
   }
@@ -551,9 +587,11 @@ export class MmioTransport {
         this.deviceFailed(new DeviceBrokenError('needs-reset', `${this.label}: the device set DEVICE_NEEDS_RESET; reset or close it`));
         return;
       }
-      this.idleInterrupts = 0;
       for (const listener of [...this.configListeners]) listener();
-    } else if (settled > 0) this.idleInterrupts = 0;
+      if (this.phase !== 'live') return;
+    }
+    // A config change is dispatched but counts as no work: a device that keeps raising it is a storm too.
+    if (settled > 0) this.idleInterrupts = 0;
     else this.idleInterrupt();
   }
 
@@ -637,7 +675,7 @@ export class MmioTransport {
   }
 
   private checkOpen(): void {
-    if (this.phase === 'closed') throw new TransportError(TransportError.STATE, `${this.label}: transport is closed`);
+    if (this.phase === 'closed') throw new ClosedError(`${this.label}: transport is closed`);
   }
 
   private expectPhase(phase: Phase, action: string): void {
@@ -646,4 +684,8 @@ export class MmioTransport {
       throw new TransportError(TransportError.STATE, `${this.label}: cannot ${action} in phase '${this.phase}' (status ${describeStatus(this.status)})`);
     }
   }
+}
+
+function checkQueueIndex(index: number): void {
+  if (!Number.isInteger(index) || index < 0 || index > 0xffff) throw new RangeError(`queue index must be an integer in [0, 65535], got ${index}`);
 }

@@ -198,7 +198,7 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
       view.fill(0xa5);
       q.disableInterrupts();
       expect(q.enableInterrupts()).toBe(0);
-      expect(() => q.setMode('poll')).toThrow(expect.objectContaining({ code: 'ERR_VIRTIO_CANCELED' }));
+      expect(() => q.setMode('poll')).toThrow(expect.objectContaining({ code: 'ERR_VIRTIO_CLOSED' }));
       expect(view.every((b) => b === 0xa5)).toBe(true);
       rig!.pool.free(reused);
     });

@@ -57,6 +57,8 @@ class ConsoleBench {
   /** §3.1.1 from the reset on: negotiate everything offered, set up `indices` (16 entries each), DRIVER_OK. */
   start(): bigint {
     const { transport, pool } = this.rig;
+    // A live device is reset explicitly before it is negotiated again.
+    if (transport.live) transport.reset();
     const features = transport.negotiate(ALL_FEATURES);
     this.queues.clear();
     this.controlPosted = [];
