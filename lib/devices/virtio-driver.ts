@@ -130,6 +130,24 @@ export abstract class VirtioDriver {
     return this.closing;
   }
 
+  /**
+   * Lets the process exit while this driver waits for nothing but the
+   * device (receive buffers posted, requests in flight), as unref() on a
+   * socket does. rng and blk hold the process only while a request is in
+   * flight anyway; console and net, whose receive buffers are always
+   * posted, hold it for as long as they are open unless unref()'d.
+   */
+  unref(): this {
+    for (const queue of this.queueMap.values()) queue.setKeepAlive(false);
+    return this;
+  }
+
+  /** Undoes unref(). */
+  ref(): this {
+    for (const queue of this.queueMap.values()) queue.setKeepAlive(true);
+    return this;
+  }
+
   /** Throws ClosedError after close() (for the public methods of subclasses). */
   protected checkOpen(): void {
     if (this.closing) throw new ClosedError(`${this.transport.label}: the driver is closed`);

@@ -22,6 +22,17 @@ export interface DmaAllocator {
    * undefined otherwise.
    */
   addressOf?(view: ArrayBufferView): bigint | undefined;
+  /**
+   * Whether `region` came from this allocator and has not been freed (nor
+   * the allocator closed), so it may still be handed to the device. O(1).
+   */
+  isLive?(region: DmaRegion): boolean;
+  /**
+   * Whether this allocator handed out `region` and took it back since (or
+   * was closed). Region-shaped windows the caller made itself are not
+   * known, so not freed. O(1); the queues refuse freed regions with it.
+   */
+  wasFreed?(region: DmaRegion): boolean;
 }
 
 /**

@@ -36,6 +36,7 @@ const isPowerOfTwo = (n: number): boolean => Number.isInteger(n) && n > 0 && (n 
 export class DmaPool implements DmaAllocator, DeviceMemory {
   private readonly chunks: Chunk[] = [];
   private readonly live = new Map<DmaRegion, Live>();
+  private readonly freed = new WeakSet<DmaRegion>();
   private closed = false;
 
   constructor(
@@ -95,10 +96,13 @@ export class DmaPool implements DmaAllocator, DeviceMemory {
     return region;
   }
 
+  /** Gives `region` back; after close() this is a ClosedError (everything was freed then). */
   free(region: DmaRegion): void {
+    if (this.closed) throw new ClosedError('DMA pool is closed');
     const live = this.live.get(region);
     if (!live) throw new RangeError('this DMA region was not allocated by this pool, or was freed already');
     this.live.delete(region);
+    this.freed.add(region);
     const { free } = live.chunk;
     let i = 0;
     while (i < free.length && free[i].offset < live.offset) i++;
@@ -114,9 +118,20 @@ export class DmaPool implements DmaAllocator, DeviceMemory {
     }
   }
 
+  /** Whether `region` is one this pool handed out and has not freed since (O(1); false after close()). */
+  isLive(region: DmaRegion): boolean {
+    return this.live.has(region);
+  }
+
+  /** Whether `region` was handed out by this pool and freed since (or the pool closed). */
+  wasFreed(region: DmaRegion): boolean {
+    return this.freed.has(region);
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    for (const region of this.live.keys()) this.freed.add(region);
     this.live.clear();
     for (const chunk of this.chunks) chunk.memory.free();
     this.chunks.length = 0;

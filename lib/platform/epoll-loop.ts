@@ -28,6 +28,11 @@ export class EpollLoop {
     return this.handlers.size;
   }
 
+  /** Watched fds that keep the process alive (leak checks: none once every driver is idle or closed). */
+  get keepAliveCount(): number {
+    return this.handlers.size - this.idleFds.size;
+  }
+
   watch(fd: number, events: number, handler: ReadyHandler, options: { keepAlive?: boolean } = {}): void {
     if (this.handlers.has(fd)) throw new RangeError(`fd ${fd} is already watched`);
     this.set ??= this.factory((batch) => this.dispatch(batch));

@@ -7,7 +7,8 @@ import { FdInterruptSource } from './fd-interrupt-source';
  * An interrupt line made of an eventfd: the software device raises it,
  * the driver side receives it through the same epoll path as a UIO fd.
  * disable() masks by not watching; interrupts raised meanwhile stay counted
- * in the eventfd and arrive on enable().
+ * in the eventfd and arrive on enable(). After close(), enable(), disable()
+ * and raise() are ClosedErrors.
  */
 export class EventfdInterruptSource extends FdInterruptSource {
   private masked = false;
@@ -40,11 +41,13 @@ export class EventfdInterruptSource extends FdInterruptSource {
   }
 
   enable(): void {
+    if (this.isClosed) throw new ClosedError(`${this.label} is closed`);
     this.masked = false;
     this.updateWatch();
   }
 
   disable(): void {
+    if (this.isClosed) throw new ClosedError(`${this.label} is closed`);
     this.masked = true;
     this.updateWatch();
   }

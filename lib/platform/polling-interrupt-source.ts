@@ -1,4 +1,4 @@
-import { ClosedError, DeviceGoneError } from '../errors';
+import { ClosedError, DeviceGoneError, TransportError } from '../errors';
 import { interruptEvents } from './interrupt-events';
 import type { InterruptErrorListener, InterruptEvent, InterruptListener, InterruptSource } from './interrupt-source';
 
@@ -59,9 +59,13 @@ export class PollingInterruptSource implements InterruptSource {
     return this.timer !== undefined;
   }
 
+  /** One listener at a time: a second listen() before unlisten() is a TransportError STATE. */
   listen(onInterrupt: InterruptListener, onError: InterruptErrorListener): void {
+    if (typeof onInterrupt !== 'function' || typeof onError !== 'function') {
+      throw new TypeError(`${this.label}: listen() needs an interrupt listener and an error listener (functions)`);
+    }
     if (this.isClosed) throw new ClosedError(`${this.label} is closed`);
-    if (this.onInterrupt) throw new Error(`${this.label} already has a listener`);
+    if (this.onInterrupt) throw new TransportError(TransportError.STATE, `${this.label} already has a listener`);
     this.onInterrupt = onInterrupt;
     this.onError = onError;
     this.updateTimer();

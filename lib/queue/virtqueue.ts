@@ -102,6 +102,8 @@ export abstract class Virtqueue implements QueueEndpoint {
   /** Outstanding requests whose caller gave up (abort, timeout): they do not keep the process alive. */
   private orphans = 0;
   private busy = false;
+  /** Whether requests in flight keep the process alive (setKeepAlive). */
+  private holdsProcess = true;
   /** Pending and waiting requests with a deadline; the watchdog timer is ref'd only while there are some. */
   private timed = 0;
   private watchdog?: NodeJS.Timeout;
@@ -260,11 +262,18 @@ export abstract class Virtqueue implements QueueEndpoint {
       throw new RangeError(`a chain of ${count} buffers cannot fit queue ${this.index} (size ${this.size})`);
     }
     let total = 0;
-    for (const buffer of readable) total += checkBuffer(buffer);
-    for (const buffer of writable) total += checkBuffer(buffer);
+    for (const buffer of readable) total += this.checkBuffer(buffer);
+    for (const buffer of writable) total += this.checkBuffer(buffer);
     // §2.7.4.2: a chain's total length must fit in 32 bits.
     if (total > 0xffff_ffff) throw new RangeError(`a chain may carry at most 2^32 - 1 bytes, got ${total}`);
     return count;
+  }
+
+  private checkBuffer(buffer: QueueBuffer): number {
+    const length = checkBuffer(buffer);
+    // A freed region may already belong to someone else: the device must never get it.
+    if (this.memory.wasFreed?.(buffer.region)) throw new ClosedError('a buffer of this request lies in a DMA region that was freed');
+    return length;
   }
 
   /** Ring descriptors a request of `count` buffers takes. */
@@ -396,9 +405,19 @@ export abstract class Virtqueue implements QueueEndpoint {
     this.drainWaiters();
   }
 
+  /**
+   * Whether this queue's requests keep the process alive while in flight
+   * (default true). Receive queues whose buffers stay posted are turned off
+   * by an unref()'d driver, as an unref()'d socket lets the process exit.
+   */
+  setKeepAlive(keepAlive: boolean): void {
+    this.holdsProcess = keepAlive;
+    this.updateBusy();
+  }
+
   /** Tells the transport whether someone waits for this queue (the interrupt line keeps the process alive only then). */
   private updateBusy(): void {
-    const busy = this.outstanding > this.orphans;
+    const busy = this.holdsProcess && this.outstanding > this.orphans;
     if (busy === this.busy) return;
     this.busy = busy;
     this.transport?.setBusy(this.index, busy);

@@ -138,6 +138,7 @@ export class MmioTransport {
   private released = false;
   /** Storm detection: consecutive interrupts that found no work, and the completions total at the last one. */
   private idleInterrupts = 0;
+  private listening = false;
   private completionsSeen = 0;
 
   /**
@@ -544,7 +545,11 @@ export class MmioTransport {
 
   private startInterrupts(): void {
     const source = this.interrupts;
-    if (!source || source.listening) return;
+    if (!source || this.listening) return;
+    if (source.listening) {
+      throw new TransportError(TransportError.STATE, `${this.label}: the interrupt source already has a listener (another transport or driver on the same device?)`);
+    }
+    this.listening = true;
     source.listen(
       () => this.handleInterrupt(),
       (error) => this.interruptFailed(error),
@@ -552,7 +557,10 @@ export class MmioTransport {
     if (this.busy.size === 0) source.unref();
   }
 
+  /** Stops listening, if this transport is the listener (never another's). */
   private stopInterrupts(): void {
+    if (!this.listening) return;
+    this.listening = false;
     if (this.interrupts?.listening) this.interrupts.unlisten();
   }
 
@@ -620,6 +628,19 @@ export class MmioTransport {
 
   private interruptFailed(error: Error): void {
     this.interruptError = error;
+    // The device may still be running — a UIO unbind leaves it be, a storm or NEEDS_RESET is the device
+    // itself — and may still write the buffers of pending requests, which their drivers free once
+    // rejected. A reset (§2.4, bounded) takes them back first, where the registers still answer.
+    let released = false;
+    try {
+      if (!this.regs.closed) {
+        this.regs.writel(R.Status, 0);
+        released = this.regs.pollUntil(R.Status, 0xff, 0, this.options.resetTimeoutMs, 10) !== null;
+      }
+    } catch {
+      // Registers gone too: nothing more to do here.
+    }
+    this.phase = released ? 'reset' : 'failed';
     this.detachAll(error);
     for (const listener of [...this.errorListeners]) listener(error);
   }

@@ -140,7 +140,7 @@ lib_key="$( (cd "$root" && find lib test/contracts scripts/lab/guest scripts/lab
 library="$cache/library-$lib_key"
 if [ ! -f "$library/done" ]; then
   say "library: compiling for the guest ($(elapsed))"
-  rm -rf "$cache"/library-*
+  rm -rf "$library"
   stage="$library/stage"; app="$stage/opt/virtio-mmio"
   mkdir -p "$app/build/Release" "$app/node_modules" "$stage/lab"
   "$root/node_modules/.bin/tsc" -p "$root/scripts/lab/tsconfig.guest.json" --outDir "$app" \
@@ -152,6 +152,8 @@ if [ ! -f "$library/done" ]; then
   (cd "$stage" && find . | cpio -o -H newc --quiet | gzip -1 > "$library/library.cpio.gz")
   rm -rf "$stage"
   touch "$library/done"
+  # Older builds go only once this one is complete: a source tree that does not compile leaves the last good build in place.
+  find "$cache" -maxdepth 1 -name 'library-*' ! -path "$library" -exec rm -rf {} +
 fi
 
 # The parts a boot concatenates (Linux unpacks each cpio archive in turn).

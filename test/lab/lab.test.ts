@@ -16,6 +16,7 @@ import { blkContract, type BlkSubject } from '../contracts/blk-contract';
 import { consoleEchoContract, consoleMultiportContract, type ConsoleSubject } from '../contracts/console-contract';
 import { rngContract, type RngSubject } from '../contracts/rng-contract';
 import { pattern } from '../../scripts/lab/guest/blk-pattern';
+import { MARKER_SECTOR, PATTERN_BYTES, ROUNDS, marker } from '../../scripts/lab/guest/unbind-fault';
 import { describeIf } from '../support/requirements';
 
 interface LabRun {
@@ -276,5 +277,111 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
       expect(await exited).toBe(130);
       expect(qemuCount()).toBe(before);
     }, 120_000);
+  });
+
+  describe('unbind during I/O', () => {
+    // One boot (Version 2): scripts/lab/guest/unbind-fault.ts unbinds the rng
+    // and blk transports from uio_pdrv_genirq while requests are in flight,
+    // rebinds them and opens them again, once per round (ROUNDS). Requests in
+    // flight at the unbind must reject with exactly these codes (the UIO fd's
+    // poll/read answer EIO, which the interrupt source turns into
+    // DeviceGoneError); a request made after the failure may also be refused
+    // as canceled (a detached queue).
+    const IN_FLIGHT_CODES = ['ERR_VIRTIO_DEVICE_GONE'];
+    const AFTER_CODES = ['ERR_VIRTIO_DEVICE_GONE', 'ERR_VIRTIO_CANCELED'];
+    const IMAGE_BYTES = 16 * 1024 * 1024;
+    let run: LabRun;
+    let dir: string;
+    let image: string;
+    beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'lab-unbind-'));
+      image = join(dir, 'disk.img');
+      // The first MiB holds the pattern the guest's reads are checked against.
+      const contents = Buffer.alloc(IMAGE_BYTES);
+      pattern(PATTERN_BYTES).copy(contents);
+      writeFileSync(image, contents);
+      run = await runLab({
+        // rng on /dev/uio31 (a003e00), blk on /dev/uio30 (a003c00).
+        devices: ['virtio-rng-device', 'virtio-blk-device,drive=blk0'],
+        extraArgs: ['-drive', `file=${image},if=none,format=raw,id=blk0`],
+        command: 'node scripts/lab/guest/unbind-fault.js',
+        timeoutMs: 240_000,
+      });
+    }, 300_000);
+    afterAll(() => {
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
+
+    const rounds = (Object.keys(ROUNDS) as (keyof typeof ROUNDS)[]).flatMap((device) => ROUNDS[device].map((trigger, round) => [device, round, trigger] as const));
+    type Described = { name: string; code?: string; virtio: boolean; message: string };
+    interface RoundLine {
+      trigger: string;
+      submitted: number;
+      settledBeforeUnbind: number;
+      resolved: number;
+      rejected: number;
+      errors: Described[];
+      failures: Described[];
+      after: { state: string; code?: string };
+      closed: { ok: boolean; error?: unknown; unsettledAfterClose: number };
+    }
+    const line = <T = Record<string, unknown>>(kind: string, device: string, round: number): T => {
+      const found = run.results.find((r) => r.kind === kind && r.device === device && r.round === round);
+      if (!found) throw new Error(`no ${kind} line for ${device} round ${round}; guest exit ${run.exitCode}; console:\n${run.console.slice(-4000)}`);
+      return found as T;
+    };
+
+    test('the guest ran every round to the end, and nothing escaped as an uncaught exception or unhandled rejection', () => {
+      expect(run.timedOut).toBe(false);
+      expect(run.results.filter((r) => r.kind === 'unbind-crash')).toEqual([]);
+      if (run.exitCode !== 0) throw new Error(`guest exit ${run.exitCode}; console:\n${run.console.slice(-4000)}`);
+      expect(run.results.filter((r) => r.kind === 'unbind-round')).toHaveLength(rounds.length);
+    });
+
+    test.each(rounds)('%s round %d (unbind %s): every request settled, in-flight ones rejected with a typed error', (device, round, trigger) => {
+      const r = line<RoundLine>('unbind-round', device, round);
+      expect(r).toMatchObject({ trigger, unbound: true, unsettled: 0, badData: 0 });
+      expect(r.resolved + r.rejected).toBe(r.submitted);
+      for (const error of r.errors) {
+        expect(error.virtio).toBe(true);
+        expect(IN_FLIGHT_CODES).toContain(error.code);
+      }
+      if (trigger === 'published') {
+        // Published and notified, none reaped: the driver cannot have completed any.
+        expect(r.settledBeforeUnbind).toBe(0);
+        expect(r.rejected).toBe(r.submitted);
+      } else if (trigger === 'after-some') {
+        expect(r.resolved).toBeGreaterThanOrEqual(1);
+        expect(r.rejected).toBeGreaterThanOrEqual(r.submitted / 2);
+      }
+      // The transport reported the loss once, and later work is refused, not hung.
+      expect(r.failures).toHaveLength(1);
+      expect(r.failures[0]).toMatchObject({ name: 'DeviceGoneError', code: 'ERR_VIRTIO_DEVICE_GONE', virtio: true });
+      expect(r.after.state).toBe('rejected');
+      expect(AFTER_CODES).toContain(r.after.code);
+      expect(r.closed).toEqual({ ok: true, unsettledAfterClose: 0 });
+    });
+
+    test.each(rounds)('%s round %d (%s): rebound to UIO and opened again through discovery; the data checks pass', (device, round) => {
+      const rebind = line<{ after: string }>('unbind-rebind', device, round);
+      expect(rebind.after).toMatch(/^\/dev\/uio\d+$/);
+      const reopen = line<{ ok: boolean; error?: unknown; bytes?: number; distinct?: number }>('unbind-reopen', device, round);
+      if (!reopen.ok) throw new Error(`re-open failed in the guest: ${JSON.stringify(reopen.error)}`);
+      if (device === 'blk') {
+        expect(reopen).toMatchObject({ sector0Ok: true, markersOk: true, markers: round + 1, writeReadOk: true });
+      } else {
+        expect(reopen.bytes).toBe(256);
+        expect(reopen.distinct).toBeGreaterThan(64);
+      }
+    });
+
+    test('what each blk round wrote and flushed before its unbind is in the host image file', () => {
+      const contents = readFileSync(image);
+      ROUNDS.blk.forEach((_trigger, round) => {
+        const at = (MARKER_SECTOR + round * 8) * 512;
+        expect(contents.subarray(at, at + marker(round).length).equals(marker(round))).toBe(true);
+      });
+      expect(contents.subarray(0, PATTERN_BYTES).equals(pattern(PATTERN_BYTES))).toBe(true);
+    });
   });
 });

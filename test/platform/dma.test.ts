@@ -108,6 +108,39 @@ describe('DmaPool over anonymous chunks', () => {
     other.close();
   });
 
+  it('isLive: true for a region it handed out, until that region is freed or the pool closed', () => {
+    const pool = DmaPool.anonymous();
+    const other = DmaPool.anonymous();
+    const kept = pool.allocate(64);
+    const freed = pool.allocate(64);
+    const foreign = other.allocate(64);
+    expect(pool.isLive(kept)).toBe(true);
+    expect(pool.isLive(freed)).toBe(true);
+    pool.free(freed);
+    expect(pool.isLive(freed)).toBe(false);
+    expect(pool.isLive(kept)).toBe(true); // freeing a neighbour leaves it alone
+    // The same space handed out again is a new region; the stale object stays dead.
+    const reused = pool.allocate(64);
+    expect(reused.iova).toBe(freed.iova);
+    expect(pool.isLive(reused)).toBe(true);
+    expect(pool.isLive(freed)).toBe(false);
+    // Only the very object handed out counts: not an equal copy, not another pool's region.
+    expect(pool.isLive({ ...kept })).toBe(false);
+    expect(pool.isLive(foreign)).toBe(false);
+    expect(other.isLive(foreign)).toBe(true);
+    pool.close();
+    expect(pool.isLive(kept)).toBe(false);
+    other.close();
+  });
+
+  it('free after close() is a ClosedError', () => {
+    const pool = DmaPool.anonymous();
+    const r = pool.allocate(64);
+    pool.close();
+    expect(() => pool.free(r)).toThrow(ClosedError);
+    expect(() => pool.free(r)).toThrow(expect.objectContaining({ code: 'ERR_VIRTIO_CLOSED' }));
+  });
+
   it('reports exhaustion of a fixed pool as a typed error', () => {
     let handed = false;
     const pool = new DmaPool(() => {
