@@ -156,9 +156,13 @@ export abstract class Virtqueue implements QueueEndpoint {
     return this.outstanding;
   }
 
-  /** In-flight requests someone still waits for (not aborted or timed out). */
+  /**
+   * In-flight requests someone still waits for: those not aborted or timed
+   * out, or all of them while a request waits for room (any completion
+   * makes room for it).
+   */
   get awaited(): number {
-    return this.outstanding - this.orphans;
+    return this.waiters.length > 0 ? this.outstanding : this.outstanding - this.orphans;
   }
 
   get broken(): boolean {
@@ -203,6 +207,11 @@ export abstract class Virtqueue implements QueueEndpoint {
         if (timeoutMs !== undefined) this.setDeadline(waiter.pending, timeoutMs);
         this.waiters.push(waiter);
         if (signal) this.watchAbort(waiter.pending, signal, waiter);
+        // Orphans now hold room someone waits for: they keep the line busy and the polling loop going.
+        if (this.waiters.length === 1 && this.orphans > 0) {
+          this.updateBusy();
+          this.poller?.submitted();
+        }
       });
     } catch (error) {
       return Promise.reject(error);
@@ -341,6 +350,7 @@ export abstract class Virtqueue implements QueueEndpoint {
       if (at >= 0) {
         this.waiters.splice(at, 1);
         inFlight = false;
+        if (this.waiters.length === 0) this.updateBusy();
       }
     }
     pending.orphaned = true;
@@ -417,7 +427,7 @@ export abstract class Virtqueue implements QueueEndpoint {
 
   /** Tells the transport whether someone waits for this queue (the interrupt line keeps the process alive only then). */
   private updateBusy(): void {
-    const busy = this.holdsProcess && this.outstanding > this.orphans;
+    const busy = this.holdsProcess && this.awaited > 0;
     if (busy === this.busy) return;
     this.busy = busy;
     this.transport?.setBusy(this.index, busy);
@@ -473,7 +483,7 @@ export abstract class Virtqueue implements QueueEndpoint {
       pending.cleanup?.();
       pending.resolve(len);
     }
-    if (this.busy && this.outstanding === this.orphans) this.updateBusy();
+    if (this.busy && this.awaited === 0) this.updateBusy();
     return true;
   }
 
@@ -511,6 +521,7 @@ export abstract class Virtqueue implements QueueEndpoint {
       this.waiters.shift();
       this.placeRequest(waiter.request, waiter.count, waiter.pending);
     }
+    if (this.waiters.length === 0 && this.busy) this.updateBusy();
   }
 
   // ---- Interrupt suppression (§2.7.7, §2.7.10, §2.8.10) ----

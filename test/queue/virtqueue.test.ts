@@ -2,6 +2,7 @@ import { DeviceBrokenError, QueueFullError, TimeoutError } from '../../lib/error
 import { VirtioDriver } from '../../lib/devices';
 import { DeviceStatus, FeatureBit, feature, features } from '../../lib/spec';
 import { EchoDriver } from '../support/echo-driver';
+import { echoRequest } from '../support/echo-request';
 import { echoModel, simRig, turns, type SimRig } from '../support/sim-rig';
 
 let rig: SimRig | undefined;
@@ -301,6 +302,25 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
       await turns();
       for (const job of first) expect((await job.result).status).toBe('fulfilled');
       expect(driver.q.stats.submitted).toBe(2);
+      driver.close();
+    });
+
+    test.each(['interrupt', 'poll'] as const)('%s mode: a request waiting for room that only an aborted request holds still gets it, and keeps the line busy meanwhile', async (mode) => {
+      // The device completes each request a few event-loop turns after taking it (found by the mutation run).
+      const model = echoModel({ queueSizes: [4], handle: (request) => turns(5).then(() => echoRequest(request)) });
+      const driver = open(ring, { model, queueSize: 4, exclude: feature(FeatureBit.INDIRECT_DESC) });
+      driver.setQueueMode(mode);
+      const busy = jest.spyOn(rig!.transport, 'setBusy');
+      const buffers = () => ({ readable: [{ region: driver.dma(bytes(2)) }, { region: driver.dma(bytes(2, 5)) }], writable: [{ region: driver.dma(2) }, { region: driver.dma(2) }] });
+      const controller = new AbortController();
+      const first = track(driver.q.submit(buffers(), { signal: controller.signal }));
+      const second = track(driver.q.submit(buffers())); // waits: the first holds all 4 descriptors
+      await turns(2);
+      controller.abort();
+      expect(busy).not.toHaveBeenLastCalledWith(0, false);
+      const outcome = await Promise.race([second.result, new Promise((resolve) => setTimeout(() => resolve('stalled'), 1000))]);
+      expect(outcome).toEqual({ status: 'fulfilled', value: 4 });
+      expect((await first.result).status).toBe('rejected');
       driver.close();
     });
 
