@@ -16,6 +16,8 @@ export interface QueueTransport {
   /** `nextAvail`: bits 0–14 the next offset, bit 15 its wrap bit (split: avail.idx; packed: slot and wrap counter). */
   notify(index: number, nextAvail: number): void;
   setBusy(index: number, busy: boolean): void;
+  /** The device broke this queue's protocol: the transport resets it and fails the device (optional). */
+  deviceBroken?(error: Error): void;
 }
 
 export interface VirtqueueOptions {
@@ -583,6 +585,9 @@ export abstract class Virtqueue implements QueueEndpoint {
   /** Marks the queue broken (sticky) and rejects every pending request. */
   protected breakQueue(reason: string, message: string): void {
     this.brokenReason = { reason, message };
+    // A device that lies may still write the buffers of what is pending, which their owners free once
+    // rejected: the transport resets it first (and detaches every queue of it with this error).
+    this.transport?.deviceBroken?.(this.brokenError());
     this.rejectAll(() => this.brokenError());
   }
 

@@ -619,6 +619,14 @@ export class MmioTransport {
     this.deviceFailed(new DeviceBrokenError('interrupt-storm', `${this.label}: ${this.idleInterrupts} interrupts in a row found no work; the line is no longer listened to`));
   }
 
+  /**
+   * A queue found the device breaking its protocol (DeviceBrokenError): the
+   * device is failed as a whole — reset, every queue detached, onError told.
+   */
+  deviceBroken(error: Error): void {
+    if (this.phase === 'live') this.deviceFailed(error);
+  }
+
   /** The device failed while live: stop listening, detach every queue with `error`, tell the error listeners. */
   private deviceFailed(error: Error): void {
     this.stopInterrupts();
