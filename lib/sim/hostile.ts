@@ -6,6 +6,8 @@
  * typed, and never hangs or crashes the process.
  */
 
+import { SeededRandom } from './seeded-random';
+
 /** The 23 behaviours, in the order of the project's issue 7; `section` is the virtio 1.2 rule broken. */
 export const HOSTILE_BEHAVIOURS = [
   { number: 1, name: 'used-id-out-of-range', section: '2.7.8', summary: 'a used element id at or above the queue size' },
@@ -118,7 +120,7 @@ export class Hostile {
   readonly after: number;
   readonly queue?: number;
   private readonly behaviours: HostileOptions['behaviours'];
-  private state: number;
+  private readonly generator: SeededRandom;
   private honest = 0;
 
   constructor(options: HostileOptions) {
@@ -136,7 +138,7 @@ export class Hostile {
     this.behaviours = behaviours;
     this.after = after;
     this.queue = options.queue;
-    this.state = options.seed >>> 0;
+    this.generator = new SeededRandom(options.seed);
     this.log = Object.fromEntries(HOSTILE_BEHAVIOURS.map((b) => [b.name, 0])) as Record<HostileBehaviour, number>;
   }
 
@@ -171,13 +173,9 @@ export class Hostile {
     if (this.targets(index) && this.honest < this.after) this.honest += count;
   }
 
-  /** A float in [0, 1) (mulberry32). */
+  /** A float in [0, 1). */
   random(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    return this.generator.next();
   }
 
   /** An integer in [low, high]. */

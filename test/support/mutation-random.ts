@@ -1,22 +1,13 @@
+import { SeededRandom } from '../../lib/sim/seeded-random';
+
 /**
  * A small seeded PRNG (mulberry32) for the mutation run: the same seed
  * gives the same scenario, operations and mutations, so a failing seed can
  * be replayed alone (MUTATION_FIRST_SEED=n MUTATION_SEEDS=1).
  */
-export class MutationRandom {
-  private state: number;
-
+export class MutationRandom extends SeededRandom {
   constructor(readonly seed: number) {
-    this.state = (seed ^ 0x9e3779b9) >>> 0;
-  }
-
-  /** A float in [0, 1). */
-  next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    super(seed ^ 0x9e3779b9);
   }
 
   /** An integer in [0, n). */

@@ -35,7 +35,7 @@ export function uioEventCount(source: unknown): number | undefined {
  * address = physical: the guest has no IOMMU); closing the driver closes
  * both. What every contract subject in the guest does.
  */
-function openOnUio<D extends { close(): void }>(spec: UioDeviceSpec, open: (transport: MmioTransport, memory: DmaPool) => D): { driver: D; transport: MmioTransport; close(): void } {
+export function openOnUio<D extends { close(): void }>(spec: UioDeviceSpec, open: (transport: MmioTransport, memory: DmaPool) => D): { driver: D; transport: MmioTransport; close(): void } {
   const transport = openTransport(spec);
   const memory = DmaPool.hugetlb();
   try {

@@ -34,9 +34,9 @@ import { VirtioBlk, VirtioRng, type VirtioDriver } from '../../../lib/devices';
 import { VirtioError } from '../../../lib/errors';
 import { DmaPool } from '../../../lib/platform';
 import { DeviceId } from '../../../lib/spec';
-import { discoverUio, openTransport, type MmioTransport, type UioDeviceSpec } from '../../../lib/transport';
+import { discoverUio, type MmioTransport, type UioDeviceSpec } from '../../../lib/transport';
 import { pattern } from './blk-pattern';
-import { scan } from './devices';
+import { openOnUio, scan } from './devices';
 import { report, runMain } from './report';
 
 const DRIVER_DIR = '/sys/bus/platform/drivers/uio_pdrv_genirq';
@@ -106,23 +106,8 @@ function findSpec(deviceId: number, parent?: string): UioDeviceSpec {
 
 /** The transport, a hugetlb pool and the driver; close() closes all three (the driver closes its transport). */
 function openOn<D extends VirtioDriver>(subject: FaultSubject<D>, spec: UioDeviceSpec): Opened<D> {
-  const transport = openTransport(spec);
-  const memory = DmaPool.hugetlb();
-  try {
-    const driver = subject.open(transport, memory);
-    return {
-      driver,
-      spec,
-      close() {
-        driver.close();
-        memory.close();
-      },
-    };
-  } catch (error) {
-    transport.close();
-    memory.close();
-    throw error;
-  }
+  const { driver, close } = openOnUio(spec, subject.open);
+  return { driver, spec, close };
 }
 
 /** Binds `name` back to uio_pdrv_genirq and waits for its /dev/uioN (the number may differ). */
