@@ -12,3 +12,10 @@ test('virtio-mmio and virtio-mmio/sim load from the built package', () => {
   expect(child.stderr).toBe('');
   expect(child.stdout.trim()).toBe('function function function function function function');
 });
+
+test('the virtio-mmio command (package bin) runs from the built package', () => {
+  const child = spawnSync(process.execPath, ['dist/cli/bin.js', 'scan', '--no-uio', '--sim', 'rng', '--json'], { cwd: resolve(__dirname, '..'), encoding: 'utf8', timeout: 10_000 });
+  expect(child.stderr).toBe('');
+  expect(child.status).toBe(0);
+  expect(JSON.parse(child.stdout)).toMatchObject([{ where: 'sim:rng', device: 'ENTROPY', version: 2 }]);
+});

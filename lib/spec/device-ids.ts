@@ -50,6 +50,11 @@ export const EMPTY_DEVICE_ID = 0;
 
 const names = new Map<number, string>(Object.entries(DeviceId).map(([name, id]) => [id, name]));
 
+/** The ID's name as in §5 ("ENTROPY"), or undefined for an ID the spec does not name. */
+export function deviceTypeName(id: number): string | undefined {
+  return names.get(id);
+}
+
 /** "ENTROPY (4)" style text; unknown IDs by number. */
 export function deviceIdName(id: number): string {
   return names.has(id) ? `${names.get(id)} (${id})` : `device ${id}`;

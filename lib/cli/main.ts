@@ -1,0 +1,120 @@
+import { parseArgs } from 'node:util';
+import { UioSysfs } from '../platform';
+import { VirtioRng } from '../devices';
+import { discoverUio, describeSpec } from '../transport';
+import { formatScan, scan, describeError } from './scan';
+import { formatInspect, inspect } from './inspect';
+import { NO_UIO_HINT, openForDriver, openRegisters, parseTarget, type Target } from './targets';
+
+/** Where the CLI writes, and the sysfs it looks at (tests give their own). */
+export interface CliIo {
+  stdout: { write(text: string): unknown };
+  stderr: { write(text: string): unknown };
+  sysfs?: UioSysfs;
+}
+
+export const USAGE = `usage: virtio-mmio <command> [options]
+
+  scan [--device <size>@<baseaddr>[:<irq>[:<id>]]]... [--sim <type>[:1|2|packed]]... [--no-uio] [--json]
+        every virtio-mmio transport: UIO devices named virtio_mmio (or device-tree virtio,mmio),
+        the /dev/mem windows given, and software devices; one line each
+  inspect <dev> [--reset] [--json]
+        every register, the features by name, config space, SHM regions and queue sizes;
+        read-only (selector registers only) unless --reset
+  rng <dev> [--bytes N] [--json]
+        N random bytes (default 32) from a virtio-rng device
+
+  <dev> is /dev/uioN, uioN, <size>@<baseaddr>[:<irq>[:<id>]] (a /dev/mem window), or
+  sim:<rng|blk|console|net|empty>[:1|2|packed] (a software device in this process)
+`;
+
+class UsageError extends Error {}
+
+/** Runs one command; resolves with the exit status (0 ok, 1 failed, 2 bad usage). */
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'scan':
+        return scanCommand(rest, io);
+      case 'inspect':
+        return await inspectCommand(rest, io);
+      case 'rng':
+        return await rngCommand(rest, io);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        io.stdout.write(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command '${command}'`);
+    }
+  } catch (error) {
+    if (error instanceof UsageError || (error as { code?: string })?.code?.startsWith('ERR_PARSE_ARGS')) {
+      io.stderr.write(`virtio-mmio: ${(error as Error).message}\n\n${USAGE}`);
+      return 2;
+    }
+    io.stderr.write(`virtio-mmio ${command}: ${describeError(error).message}\n`);
+    return 1;
+  }
+}
+
+function scanCommand(args: readonly string[], io: CliIo): number {
+  const { values } = parseArgs({
+    args: [...args],
+    options: { device: { type: 'string', multiple: true }, sim: { type: 'string', multiple: true }, 'no-uio': { type: 'boolean' }, json: { type: 'boolean' } },
+    strict: true,
+  });
+  const sysfs = io.sysfs ?? new UioSysfs();
+  const targets: Target[] = [];
+  if (!values['no-uio']) for (const spec of discoverUio(sysfs)) targets.push({ kind: 'device', spec, where: describeSpec(spec) });
+  for (const text of values.device ?? []) targets.push(parseTarget(text, sysfs));
+  for (const text of values.sim ?? []) targets.push(parseTarget(text.startsWith('sim:') ? text : `sim:${text}`, sysfs));
+  const entries = scan(targets);
+  if (values.json) io.stdout.write(`${JSON.stringify(entries, null, 2)}\n`);
+  else {
+    io.stdout.write(formatScan(entries));
+    if (targets.length === 0) io.stdout.write(`no virtio-mmio transport found: ${NO_UIO_HINT}\n`);
+  }
+  return entries.some((e) => e.error) ? 1 : 0;
+}
+
+function oneTarget(positionals: readonly string[], io: CliIo, command: string): Target {
+  if (positionals.length !== 1) throw new UsageError(`${command} takes one device, got ${positionals.length}`);
+  return parseTarget(positionals[0], io.sysfs ?? new UioSysfs());
+}
+
+async function inspectCommand(args: readonly string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseArgs({ args: [...args], options: { reset: { type: 'boolean' }, json: { type: 'boolean' } }, allowPositionals: true, strict: true });
+  const target = oneTarget(positionals, io, 'inspect');
+  const opened = openRegisters(target);
+  try {
+    const report = inspect(opened.regs, { reset: values.reset ?? false });
+    io.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatInspect(report));
+    return report.problem ? 1 : 0;
+  } finally {
+    opened.close();
+  }
+}
+
+async function rngCommand(args: readonly string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseArgs({ args: [...args], options: { bytes: { type: 'string' }, json: { type: 'boolean' } }, allowPositionals: true, strict: true });
+  const target = oneTarget(positionals, io, 'rng');
+  const bytes = values.bytes === undefined ? 32 : Number(values.bytes);
+  if (!Number.isInteger(bytes) || bytes < 1 || bytes > 1 << 30) throw new UsageError(`--bytes must be an integer in [1, 2^30], got ${values.bytes}`);
+  const opened = openForDriver(target);
+  let rng: VirtioRng | undefined;
+  try {
+    rng = VirtioRng.open(opened.transport, { memory: opened.memory });
+    const started = performance.now();
+    const data = await rng.read(bytes);
+    const ms = performance.now() - started;
+    if (values.json) io.stdout.write(`${JSON.stringify({ where: opened.where, bytes: data.length, ms: Math.round(ms * 1000) / 1000, hex: data.toString('hex') })}\n`);
+    else io.stdout.write(`${opened.where}: ${data.length} random bytes in ${ms.toFixed(1)} ms\n${data.toString('hex')}\n`);
+    return 0;
+  } finally {
+    rng?.close();
+    opened.close();
+  }
+}

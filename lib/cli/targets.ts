@@ -1,0 +1,134 @@
+import { DiscoveryError } from '../errors';
+import { DmaPool, MmioWindow, UioSysfs, type DmaAllocator, type InterruptSource, type RegisterBlock } from '../platform';
+import { BlkModel, ConsoleModel, NetModel, RngModel, SimDevice, type SimDeviceModel } from '../sim';
+import { FeatureBit, features } from '../spec';
+import { MmioTransport, describeSpec, discoverUio, openTransport, parseDeviceSpec, type DeviceSpec } from '../transport';
+
+/**
+ * What a command works on: a transport bound to UIO (`/dev/uioN`, `uioN`),
+ * a /dev/mem window (`<size>@<baseaddr>[:<irq>[:<id>]]`), or a software
+ * device made in this process (`sim:<type>[:1|2|packed]`, type rng, blk,
+ * console, net or empty) — for trying the tool without hardware.
+ */
+export type Target = { readonly kind: 'device'; readonly spec: DeviceSpec; readonly where: string } | { readonly kind: 'sim'; readonly type: SimType; readonly version: 1 | 2 | 'packed'; readonly where: string };
+
+export const SIM_TYPES = ['rng', 'blk', 'console', 'net', 'empty'] as const;
+export type SimType = (typeof SIM_TYPES)[number];
+
+/** Registers (and, for drivers, interrupts and DMA memory) of an opened target; close() releases all of it. */
+export interface OpenedTarget {
+  readonly where: string;
+  readonly regs: RegisterBlock;
+  close(): void;
+}
+
+/** Parses a command-line device name. */
+export function parseTarget(text: string, sysfs: UioSysfs = new UioSysfs()): Target {
+  if (typeof text !== 'string' || text.length === 0) throw new DiscoveryError('a device is needed: /dev/uioN, uioN, <size>@<baseaddr>[:<irq>[:<id>]] or sim:<type>');
+  if (text.startsWith('sim:')) return parseSim(text);
+  const uio = /^(?:\/dev\/)?uio(\d+)$/.exec(text);
+  if (uio) {
+    const index = Number(uio[1]);
+    const spec = discoverUio(sysfs).find((s) => s.device.index === index);
+    if (!spec) {
+      const any = sysfs.list().some((d) => d.index === index);
+      throw new DiscoveryError(
+        any
+          ? `/dev/uio${index} is not a virtio-mmio transport (its UIO name and device-tree node say otherwise)`
+          : `/dev/uio${index} does not exist: ${NO_UIO_HINT}`,
+      );
+    }
+    return { kind: 'device', spec, where: describeSpec(spec) };
+  }
+  const spec = parseDeviceSpec(text);
+  return { kind: 'device', spec, where: describeSpec(spec) };
+}
+
+/** How to get virtio-mmio transports onto UIO, for messages. */
+export const NO_UIO_HINT =
+  'bind the transports to UIO: `modprobe uio_pdrv_genirq of_id=virtio,mmio` (or insmod uio.ko, then uio_pdrv_genirq.ko of_id=virtio,mmio) with the virtio_mmio kernel driver not bound to them, or name a /dev/mem window as <size>@<baseaddr>';
+
+function parseSim(text: string): Target {
+  const [, type, version = '2', ...rest] = text.split(':');
+  if (!(SIM_TYPES as readonly string[]).includes(type) || rest.length > 0 || !['1', '2', 'packed'].includes(version)) {
+    throw new DiscoveryError(`bad sim device '${text}': sim:<${SIM_TYPES.join('|')}>[:1|2|packed]`);
+  }
+  return { kind: 'sim', type: type as SimType, version: version === 'packed' ? 'packed' : (Number(version) as 1 | 2), where: text };
+}
+
+function simModel(type: SimType): SimDeviceModel | undefined {
+  switch (type) {
+    case 'rng':
+      return new RngModel();
+    case 'blk':
+      return new BlkModel();
+    case 'console':
+      return new ConsoleModel({ echo: true });
+    case 'net':
+      return new NetModel({ loopback: true });
+    case 'empty':
+      return undefined;
+  }
+}
+
+const PACKED_TRANSPORT = features(FeatureBit.VERSION_1, FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX, FeatureBit.RING_RESET, FeatureBit.RING_PACKED);
+
+/** A software device for a sim target, with its own memory; close() closes both. */
+export function openSim(target: Extract<Target, { kind: 'sim' }>): { sim: SimDevice; memory: DmaPool; close(): void } {
+  const memory = DmaPool.anonymous();
+  const packed = target.version === 'packed';
+  const sim = new SimDevice({ memory, model: simModel(target.type), version: packed ? 2 : target.version, label: target.where, ...(packed ? { transportFeatures: PACKED_TRANSPORT } : {}) });
+  return {
+    sim,
+    memory,
+    close() {
+      sim.close();
+      memory.close();
+    },
+  };
+}
+
+/** The register window of `target` alone (no interrupt fd, no register written). */
+export function openRegisters(target: Target): OpenedTarget {
+  if (target.kind === 'sim') {
+    const opened = openSim(target);
+    return { where: target.where, regs: opened.sim, close: () => opened.close() };
+  }
+  const { spec } = target;
+  const regs = spec.kind === 'uio' ? MmioWindow.openUio(spec.device, spec.map ?? 0) : MmioWindow.openPhysical(spec.base, spec.size);
+  return { where: target.where, regs, close: () => regs.close() };
+}
+
+/** A transport on `target` with DMA memory for a driver: hugetlb pages for hardware, plain memory for the sim. */
+export function openForDriver(target: Target): { where: string; transport: MmioTransport; memory: DmaAllocator; close(): void } {
+  if (target.kind === 'sim') {
+    const opened = openSim(target);
+    const transport = new MmioTransport(opened.sim, { interrupts: opened.sim.interrupt as InterruptSource });
+    return {
+      where: target.where,
+      transport,
+      memory: opened.memory,
+      close() {
+        transport.close();
+        opened.close();
+      },
+    };
+  }
+  const transport = openTransport(target.spec);
+  let memory: DmaPool;
+  try {
+    memory = DmaPool.hugetlb();
+  } catch (error) {
+    transport.close();
+    throw error;
+  }
+  return {
+    where: target.where,
+    transport,
+    memory,
+    close() {
+      transport.close();
+      memory.close();
+    },
+  };
+}
