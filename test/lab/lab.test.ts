@@ -140,6 +140,27 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
       expect(transports.find((t) => t.deviceId === 3)).toMatchObject({ path: '/dev/uio29', address: '0xa003a00' });
     });
 
+    test('the CLI: scan finds the 32 slots and the three devices; inspect decodes QEMU\'s features and config', () => {
+      const [scanned] = results('cli-scan') as { status: number; stderr: string; entries: { device: string; deviceId?: number; version?: number; empty?: boolean; vendor?: string }[] }[];
+      expect({ status: scanned.status, stderr: scanned.stderr }).toEqual({ status: 0, stderr: '' });
+      expect(scanned.entries).toHaveLength(32);
+      expect(scanned.entries.filter((e) => e.empty)).toHaveLength(29);
+      expect(scanned.entries.filter((e) => !e.empty).map((e) => [e.device, e.version, e.vendor]).sort()).toEqual([
+        ['BLOCK', version, 'QEMU'],
+        ['CONSOLE', version, 'QEMU'],
+        ['ENTROPY', version, 'QEMU'],
+      ]);
+      const inspected = results('cli-inspect') as { deviceId: number; status: number; stderr: string; report: { features: { bits: { name: string }[] }; config?: { fields: Record<string, unknown> }; queues: { sizeMax?: number }[]; problem?: string } }[];
+      expect(inspected.map((i) => [i.deviceId, i.status, i.stderr, i.report.problem])).toEqual(expect.arrayContaining([[4, 0, '', undefined], [2, 0, '', undefined], [3, 0, '', undefined]]));
+      const names = (id: number): string[] => inspected.find((i) => i.deviceId === id)!.report.features.bits.map((b) => b.name);
+      if (version === 2) for (const id of [2, 3, 4]) expect(names(id)).toContain('VIRTIO_F_VERSION_1');
+      expect(names(2)).toEqual(expect.arrayContaining(['VIRTIO_BLK_F_FLUSH', 'VIRTIO_BLK_F_SEG_MAX']));
+      expect(names(3)).toContain('VIRTIO_CONSOLE_F_MULTIPORT');
+      // The 16 MiB image: 32768 sectors (64-bit values are hex strings in the report).
+      expect(inspected.find((i) => i.deviceId === 2)!.report.config?.fields.capacity).toBe('0x8000');
+      expect(inspected.find((i) => i.deviceId === 4)!.report.queues[0].sizeMax).toBeGreaterThan(0);
+    });
+
     test.each([
       ...rngCases.flatMap((name) => [['rng', 'default', name], ['rng', 'no-event-idx', name]]),
       ...blkCases.map((name) => ['blk', 'default', name]),

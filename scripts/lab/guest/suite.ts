@@ -9,6 +9,7 @@ import { consoleEchoContract, consoleMultiportContract } from '../../../test/con
 import { rngContract } from '../../../test/contracts/rng-contract';
 import { blkSubjects, consoleSubjects, describeReport, rngSubjects, scan, uioEventCount } from './devices';
 import { report, runMain } from './report';
+import { runCli } from '../../../lib/cli/main';
 
 /** The virtserialport the lab test puts on the console device (port 1), wired to a host socket that echoes. */
 const LAB_ECHO_PORT = 'org.virtio-mmio.echo';
@@ -73,6 +74,22 @@ async function main(): Promise<void> {
       close();
     }
   }
+  // The bring-up CLI on the same board: scan, then inspect each device found.
+  const scanned = await cli('scan', '--json');
+  report({ kind: 'cli-scan', status: scanned.status, stderr: scanned.stderr, entries: JSON.parse(scanned.stdout || '[]') });
+  for (const r of reports) {
+    if (!r.result || r.result.empty || r.spec.kind !== 'uio') continue;
+    const inspected = await cli('inspect', r.spec.device.devicePath, '--json');
+    report({ kind: 'cli-inspect', where: r.spec.device.devicePath, deviceId: r.result.deviceId, status: inspected.status, stderr: inspected.stderr, report: JSON.parse(inspected.stdout || '{}') });
+  }
+}
+
+/** Runs the CLI in this process, capturing what it writes. */
+async function cli(...argv: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const status = await runCli(argv, { stdout: { write: (t: string) => (stdout += t) }, stderr: { write: (t: string) => (stderr += t) } });
+  return { status, stdout, stderr };
 }
 
 runMain(main);
