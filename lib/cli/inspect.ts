@@ -13,7 +13,9 @@ import {
   MmioRegister,
   NetFeature,
   SHM_LEN_ABSENT,
+  mmioRegisterTable,
   type MmioRegisterName,
+  type RegisterDirection,
 } from '../spec';
 import { describeNetStatus, hasConfigSpace, inspectConfig, type ConfigReport } from './inspect-config';
 import { vendorText } from './scan';
@@ -32,7 +34,7 @@ export interface InspectOptions {
 }
 
 /** R read-only, W write-only, RW both: the Direction column of virtio 1.2 §4.2.2 (§4.2.4 for Version 1). */
-export type RegisterAccess = 'R' | 'W' | 'RW';
+export type RegisterAccess = RegisterDirection;
 
 /** One control register: read once (`value`), once per selector value (`values`), or not read (`note` says why). */
 export interface RegisterReading {
@@ -113,43 +115,9 @@ export const RESET_TIMEOUT_MS = 1000;
 const SHM_IDS = 256;
 
 type Row = readonly [MmioRegisterName, RegisterAccess];
-const COMMON: readonly Row[] = [
-  ['MagicValue', 'R'],
-  ['Version', 'R'],
-  ['DeviceID', 'R'],
-  ['VendorID', 'R'],
-  ['DeviceFeatures', 'R'],
-  ['DeviceFeaturesSel', 'W'],
-  ['DriverFeatures', 'W'],
-  ['DriverFeaturesSel', 'W'],
-  ['QueueSel', 'W'],
-  ['QueueNumMax', 'R'],
-  ['QueueNum', 'W'],
-  ['QueueNotify', 'W'],
-  ['InterruptStatus', 'R'],
-  ['InterruptACK', 'W'],
-  ['Status', 'RW'],
-];
-/** §4.2.2. */
-const MODERN: readonly Row[] = [
-  ...COMMON,
-  ['QueueReady', 'RW'],
-  ['QueueDescLow', 'W'],
-  ['QueueDescHigh', 'W'],
-  ['QueueDriverLow', 'W'],
-  ['QueueDriverHigh', 'W'],
-  ['QueueDeviceLow', 'W'],
-  ['QueueDeviceHigh', 'W'],
-  ['SHMSel', 'W'],
-  ['SHMLenLow', 'R'],
-  ['SHMLenHigh', 'R'],
-  ['SHMBaseLow', 'R'],
-  ['SHMBaseHigh', 'R'],
-  ['QueueReset', 'RW'],
-  ['ConfigGeneration', 'R'],
-];
-/** §4.2.4. */
-const LEGACY: readonly Row[] = [...COMMON, ['GuestPageSize', 'W'], ['QueueAlign', 'W'], ['QueuePFN', 'RW']];
+/** The register layout of `version` (§4.2.2, §4.2.4), in offset order. */
+const layout = (version: 1 | 2): readonly Row[] =>
+  [...mmioRegisterTable(version).entries()].sort(([a], [b]) => a - b).map(([, entry]): Row => [entry.name, entry.direction]);
 
 const TRANSPORT_NAMES: ReadonlyMap<number, string> = new Map(Object.entries(FeatureBit).map(([name, bit]) => [bit, `VIRTIO_F_${name}`]));
 
@@ -234,7 +202,7 @@ export function inspect(regs: RegisterBlock, options: InspectOptions = {}): Insp
     report.problem = `not a virtio-mmio device: ${why}`;
     return finish(undefined);
   }
-  const rows = version === 2 ? MODERN : LEGACY;
+  const rows = layout(version);
   for (const [name, access] of rows) if (access === 'W') notes.set(name, { note: 'write-only: not read' });
   const deviceId = read('DeviceID');
   report.deviceId = deviceId;

@@ -17,7 +17,7 @@ import {
 } from '../spec';
 import { Hostile, HOSTILE_BEHAVIOURS, type HostileBehaviour, type HostileEvent } from './hostile';
 import { configPatch, patchBytes } from './hostile-config';
-import { mmioRegisterTable, type RegisterEntry } from './mmio-register-table';
+import { mmioRegisterTable, type RegisterEntry } from '../spec';
 import { SimQueueRegisters } from './queue-registers';
 import { RegisterWindow } from './register-window';
 import { SimConfigSpace } from './sim-config-space';

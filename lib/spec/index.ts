@@ -8,3 +8,4 @@ export * from './blk';
 export * from './console';
 export * from './net';
 export * from './packed-ring';
+export * from './mmio-register-table';

@@ -1,4 +1,4 @@
-import { MmioRegister, type MmioRegisterName } from '../spec';
+import { MmioRegister, type MmioRegisterName } from './mmio-registers';
 
 /** R: read-only, W: write-only, RW: both (the Direction column of §4.2.2 / §4.2.4). */
 export type RegisterDirection = 'R' | 'W' | 'RW';
