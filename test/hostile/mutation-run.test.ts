@@ -82,19 +82,10 @@ describe('the mutation run notices', () => {
   });
 
   test('a request that never settles, even after close (unsettled request)', async () => {
-    const hanging: WorkloadKind = {
-      ...rngWorkload,
-      open(transport, driverOptions, context, model) {
-        const workload = rngWorkload.open(transport, driverOptions, context, model);
-        return {
-          ...workload,
-          start(signal) {
-            if (context.random.chance(0.1)) void context.tracker.track('never', new Promise<void>(() => undefined));
-            return workload.start(signal);
-          },
-        };
-      },
-    };
+    const hanging = rngStartingWith((start, context) => (signal) => {
+      if (context.random.chance(0.1)) void context.tracker.track('never', new Promise<void>(() => undefined));
+      return start(signal);
+    });
     const summary = await runMutations({ ...small, seeds: 2, workloads: [hanging] });
     expect(summary.unsettledRequests).toBeGreaterThan(0);
     expect(summary.findings.join('\n')).toMatch(/request\(s\) never settled after close\(\): never/);
@@ -111,23 +102,14 @@ describe('the mutation run notices', () => {
   });
 
   test('a completion callback called twice (double completion)', async () => {
-    const twice: WorkloadKind = {
-      ...rngWorkload,
-      open(transport, driverOptions, context, model) {
-        const workload = rngWorkload.open(transport, driverOptions, context, model);
-        return {
-          ...workload,
-          start(signal) {
-            const { callback, done } = context.tracker.callback('twice');
-            void workload.start(signal).then(() => {
-              callback();
-              callback();
-            });
-            return done;
-          },
-        };
-      },
-    };
+    const twice = rngStartingWith((start, context) => (signal) => {
+      const { callback, done } = context.tracker.callback('twice');
+      void start(signal).then(() => {
+        callback();
+        callback();
+      });
+      return done;
+    });
     const summary = await runMutations({ ...small, seeds: 1, workloads: [twice] });
     expect(summary.doubleCompletions).toBe(summary.operations);
   });
@@ -147,3 +129,16 @@ describe('the mutation run notices', () => {
     expect(summary.findings.join('\n')).toMatch(/wrong completion without any lie: blk read of sector \d+ returned bytes no write put there/);
   });
 });
+
+type Opened = ReturnType<WorkloadKind['open']>;
+
+/** The rng workload with each operation's start wrapped by `wrap` (to plant a fault the run must notice). */
+function rngStartingWith(wrap: (start: Opened['start'], context: Parameters<WorkloadKind['open']>[2]) => Opened['start']): WorkloadKind {
+  return {
+    ...rngWorkload,
+    open(transport, driverOptions, context, model) {
+      const workload = rngWorkload.open(transport, driverOptions, context, model);
+      return { ...workload, start: wrap((signal) => workload.start(signal), context) };
+    },
+  };
+}
