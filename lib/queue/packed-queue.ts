@@ -1,6 +1,4 @@
-import type { DmaRegion } from '../platform';
 import { PackedDesc, PackedRing, RingEventFlags, isPackedUsed, packEventOffWrap, packedAvailFlags, packedRingBytes, unpackEventOffWrap } from '../spec';
-import type { QueueAddresses } from '../transport';
 import type { QueueRequest } from './queue-types';
 import { Virtqueue, writeAddress, writeDescriptor, type VirtqueueOptions } from './virtqueue';
 
@@ -21,8 +19,6 @@ export type PackedQueueOptions = VirtqueueOptions;
  */
 export class PackedQueue extends Virtqueue {
   readonly format = 'packed' as const;
-  private readonly ring: DmaRegion;
-  private readonly ringAddresses: QueueAddresses;
   private readonly desc32: Uint32Array;
   private readonly desc16: Uint16Array;
   /** Driver event suppression (the driver area), written by us. */
@@ -48,15 +44,15 @@ export class PackedQueue extends Virtqueue {
     super(options, PackedRing.MAX_SIZE);
     const { size, memory } = options;
     const descBytes = packedRingBytes(size);
-    this.ring = memory.allocate(descBytes + 2 * PackedRing.EVENT_SIZE, PackedRing.DESC_ALIGN);
-    const { view, offset, iova } = this.ring;
+    const ring = memory.allocate(descBytes + 2 * PackedRing.EVENT_SIZE, PackedRing.DESC_ALIGN);
+    const { view, offset, iova } = ring;
     // §2.8.4: the descriptor ring is zero-initialized (no AVAIL bit in any wrap state of ours).
-    new Uint8Array(view, offset, this.ring.size).fill(0);
+    new Uint8Array(view, offset, ring.size).fill(0);
     this.desc32 = new Uint32Array(view, offset, 4 * size);
     this.desc16 = new Uint16Array(view, offset, 8 * size);
     this.driverEvent = new Uint16Array(view, offset + descBytes, 2);
     this.deviceEvent = new Uint16Array(view, offset + descBytes + PackedRing.EVENT_SIZE, 2);
-    this.ringAddresses = { size, desc: iova, driver: iova + BigInt(descBytes), device: iova + BigInt(descBytes + PackedRing.EVENT_SIZE) };
+    this.placeRing(ring, { size, desc: iova, driver: iova + BigInt(descBytes), device: iova + BigInt(descBytes + PackedRing.EVENT_SIZE) });
     this.freeIds = new Uint16Array(size);
     for (let i = 0; i < size; i++) this.freeIds[i] = size - 1 - i; // id 0 first
     this.freeIdCount = size;
@@ -65,9 +61,6 @@ export class PackedQueue extends Virtqueue {
     this.suppressInterrupts(true);
   }
 
-  get addresses(): QueueAddresses {
-    return this.ringAddresses;
-  }
 
   get free(): number {
     return this.freeIdCount > 0 ? this.freeSlots : 0;
@@ -234,7 +227,4 @@ export class PackedQueue extends Virtqueue {
     }
   }
 
-  protected freeRing(): void {
-    this.memory.free(this.ring);
-  }
 }

@@ -1,4 +1,3 @@
-import type { DmaRegion } from '../platform';
 import {
   SplitRing,
   VRING_AVAIL_F_NO_INTERRUPT,
@@ -12,7 +11,6 @@ import {
   needEvent,
   usedEventOffset,
 } from '../spec';
-import type { QueueAddresses } from '../transport';
 import type { QueueRequest } from './queue-types';
 import { Virtqueue, writeAddress, writeDescriptor, type VirtqueueOptions } from './virtqueue';
 
@@ -28,8 +26,6 @@ export type SplitQueueOptions = VirtqueueOptions;
 export class SplitQueue extends Virtqueue {
   readonly format = 'split' as const;
   private readonly mask: number;
-  private readonly ring: DmaRegion;
-  private readonly ringAddresses: QueueAddresses;
   private readonly desc32: Uint32Array;
   private readonly desc16: Uint16Array;
   private readonly avail16: Uint16Array;
@@ -66,8 +62,8 @@ export class SplitQueue extends Virtqueue {
       bytes = usedOffset + 6 + SplitRing.USED_ELEM_SIZE * size;
       align = SplitRing.DESC_ALIGN;
     }
-    this.ring = memory.allocate(bytes, align);
-    const { view, offset, iova } = this.ring;
+    const ring = memory.allocate(bytes, align);
+    const { view, offset, iova } = ring;
     this.desc32 = new Uint32Array(view, offset, 4 * size);
     this.desc16 = new Uint16Array(view, offset, 8 * size);
     this.avail16 = new Uint16Array(view, offset + availOffset, 3 + size);
@@ -75,7 +71,7 @@ export class SplitQueue extends Virtqueue {
     this.used32 = new Uint32Array(view, offset + usedOffset, 1 + 2 * size);
     this.usedEventIndex = usedEventOffset(size) / 2;
     this.availEventIndex = availEventOffset(size) / 2;
-    this.ringAddresses = { size, desc: iova, driver: iova + BigInt(availOffset), device: iova + BigInt(usedOffset) };
+    this.placeRing(ring, { size, desc: iova, driver: iova + BigInt(availOffset), device: iova + BigInt(usedOffset) });
 
     // The free list starts in ring order (x → x + 1, the last → 0); with
     // IN_ORDER it stays that way, since chains come back oldest first.
@@ -85,9 +81,6 @@ export class SplitQueue extends Virtqueue {
     this.numFree = size;
   }
 
-  get addresses(): QueueAddresses {
-    return this.ringAddresses;
-  }
 
   get free(): number {
     return this.numFree;
@@ -227,7 +220,4 @@ export class SplitQueue extends Virtqueue {
     else this.avail16[0] = enabled ? 0 : VRING_AVAIL_F_NO_INTERRUPT;
   }
 
-  protected freeRing(): void {
-    this.memory.free(this.ring);
-  }
 }

@@ -147,8 +147,20 @@ export abstract class Virtqueue implements QueueEndpoint {
     this.sequence = new Float64Array(this.inOrder ? size : 0);
   }
 
+  /** The ring's memory and its areas' device addresses (placeRing). */
+  private ring?: DmaRegion;
+  private ringAddresses?: QueueAddresses;
+
+  /** A ring format's constructor hands over the memory it laid its areas out in. */
+  protected placeRing(ring: DmaRegion, addresses: QueueAddresses): void {
+    this.ring = ring;
+    this.ringAddresses = addresses;
+  }
+
   /** The areas' device addresses, for the transport's queue registers. */
-  abstract get addresses(): QueueAddresses;
+  get addresses(): QueueAddresses {
+    return this.ringAddresses!;
+  }
 
   /** Free descriptors right now. */
   abstract get free(): number;
@@ -244,9 +256,6 @@ export abstract class Virtqueue implements QueueEndpoint {
 
   /** Writes the driver's interrupt suppression state (§2.7.10, §2.8.10) for `enabled`. */
   protected abstract suppressInterrupts(enabled: boolean): void;
-
-  /** Frees the ring memory (after the device let go of it). */
-  protected abstract freeRing(): void;
 
   /** Notifies the device (the publish step decided it must); a failure detaches the queue. */
   protected notifyDevice(nextAvail: number): void {
@@ -517,13 +526,15 @@ export abstract class Virtqueue implements QueueEndpoint {
   }
 
   private drainWaiters(): void {
+    if (this.waiters.length === 0) return;
     while (this.waiters.length > 0 && !this.unusable()) {
       const waiter = this.waiters[0];
       if (!this.hasRoom(waiter.count)) return;
       this.waiters.shift();
       this.placeRequest(waiter.request, waiter.count, waiter.pending);
     }
-    if (this.waiters.length === 0 && this.busy) this.updateBusy();
+    // The last waiter placed: orphans no longer hold room someone waits for.
+    if (this.waiters.length === 0) this.updateBusy();
   }
 
   // ---- Interrupt suppression (§2.7.7, §2.7.10, §2.8.10) ----
@@ -631,7 +642,7 @@ export abstract class Virtqueue implements QueueEndpoint {
     this.released = true;
     this.rejectAll(() => new CanceledError(`queue ${this.index} closed`));
     transport?.deactivateQueue(this.index);
-    this.freeRing();
+    if (this.ring) this.memory.free(this.ring);
     if (this.indirectSlab) this.memory.free(this.indirectSlab.region);
     this.indirectSlab = undefined;
   }

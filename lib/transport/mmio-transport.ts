@@ -228,8 +228,7 @@ export class MmioTransport {
     this.checkOpen();
     this.stopInterrupts();
     this.detachAll(reason);
-    this.regs.writel(R.Status, 0);
-    if (this.regs.pollUntil(R.Status, 0xff, 0, this.options.resetTimeoutMs, 10) === null) {
+    if (!this.writeReset()) {
       this.phase = 'failed';
       throw new TransportError(TransportError.RESET_TIMEOUT, `${this.label}: Status did not read 0 within ${this.options.resetTimeoutMs} ms of the reset`);
     }
@@ -239,6 +238,12 @@ export class MmioTransport {
     this.notificationData = false;
     this.resetQueues.clear();
     this.interruptError = undefined;
+  }
+
+  /** Status ← 0, then waits (bounded) until it reads 0 (§2.4.1); whether it did. */
+  private writeReset(): boolean {
+    this.regs.writel(R.Status, 0);
+    return this.regs.pollUntil(R.Status, 0xff, 0, this.options.resetTimeoutMs, 10) !== null;
   }
 
   /**
@@ -552,7 +557,7 @@ export class MmioTransport {
     this.listening = true;
     source.listen(
       () => this.handleInterrupt(),
-      (error) => this.interruptFailed(error),
+      (error) => this.deviceFailed(error),
     );
     if (this.busy.size === 0) source.unref();
   }
@@ -627,24 +632,21 @@ export class MmioTransport {
     if (this.phase === 'live') this.deviceFailed(error);
   }
 
-  /** The device failed while live: stop listening, detach every queue with `error`, tell the error listeners. */
+  /**
+   * The device failed while live (interrupt line lost, NEEDS_RESET, storm,
+   * a broken ring): stop listening, reset, detach every queue with `error`,
+   * tell the error listeners.
+   */
   private deviceFailed(error: Error): void {
     this.stopInterrupts();
     this.idleInterrupts = 0;
-    this.interruptFailed(error);
-  }
-
-  private interruptFailed(error: Error): void {
     this.interruptError = error;
     // The device may still be running — a UIO unbind leaves it be, a storm or NEEDS_RESET is the device
     // itself — and may still write the buffers of pending requests, which their drivers free once
     // rejected. A reset (§2.4, bounded) takes them back first, where the registers still answer.
     let released = false;
     try {
-      if (!this.regs.closed) {
-        this.regs.writel(R.Status, 0);
-        released = this.regs.pollUntil(R.Status, 0xff, 0, this.options.resetTimeoutMs, 10) !== null;
-      }
+      if (!this.regs.closed) released = this.writeReset();
     } catch {
       // Registers gone too: nothing more to do here.
     }

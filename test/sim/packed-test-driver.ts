@@ -7,7 +7,7 @@
  */
 import type { DmaPool } from '../../lib/platform';
 import { FeatureBit, feature, MmioRegister as R, notificationData, PackedDesc, PackedRing } from '../../lib/spec';
-import { TRANSPORT_V2, type TestDriver } from './sim-test-driver';
+import { TRANSPORT_V2, ringView, type TestDriver } from './sim-test-driver';
 
 export const { F_NEXT, F_WRITE, F_INDIRECT, F_AVAIL, F_USED } = PackedDesc;
 
@@ -67,10 +67,9 @@ export class PackedTestRing {
     private readonly inOrder = false,
   ) {
     const view = (iova: bigint, bytes: number): DataView => {
-      const u8 = pool.resolve(iova, bytes);
-      if (!u8) throw new Error(`ring memory at 0x${iova.toString(16)} is not in the pool`);
-      u8.fill(0); // §2.8.13: the descriptor ring is zero-initialized
-      return new DataView(u8.buffer, u8.byteOffset, u8.byteLength);
+      const ring = ringView(pool, iova, bytes);
+      new Uint8Array(ring.buffer, ring.byteOffset, ring.byteLength).fill(0); // §2.8.13: the descriptor ring is zero-initialized
+      return ring;
     };
     this.desc = view(addresses.desc, PackedRing.DESC_SIZE * size);
     this.driverEvent = view(addresses.driver, PackedRing.EVENT_SIZE);

@@ -72,6 +72,13 @@ export interface Descriptor {
   next?: number;
 }
 
+/** `bytes` of ring memory at device address `iova`, as a DataView. */
+export function ringView(pool: DmaPool, iova: bigint, bytes: number): DataView {
+  const u8 = pool.resolve(iova, bytes);
+  if (!u8) throw new Error(`ring memory at 0x${iova.toString(16)} is not in the pool`);
+  return new DataView(u8.buffer, u8.byteOffset, u8.byteLength);
+}
+
 /** The driver's view of one split ring in DMA memory. */
 export class TestRing {
   readonly desc: DataView;
@@ -85,11 +92,7 @@ export class TestRing {
     readonly addresses: { desc: bigint; driver: bigint; device: bigint },
     pool: DmaPool,
   ) {
-    const view = (iova: bigint, bytes: number): DataView => {
-      const u8 = pool.resolve(iova, bytes);
-      if (!u8) throw new Error(`ring memory at 0x${iova.toString(16)} is not in the pool`);
-      return new DataView(u8.buffer, u8.byteOffset, u8.byteLength);
-    };
+    const view = (iova: bigint, bytes: number): DataView => ringView(pool, iova, bytes);
     this.desc = view(addresses.desc, descTableBytes(size));
     this.avail = view(addresses.driver, availRingBytes(size));
     this.used = view(addresses.device, usedRingBytes(size));
