@@ -2,7 +2,7 @@
 // The `virtio-mmio` command (package.json "bin"); see main.ts for the commands.
 import { runCli } from './main';
 
-runCli(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr }).then(
+runCli(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, isTTY: process.stderr.isTTY === true }).then(
   (status) => {
     process.exitCode = status;
   },

@@ -4,14 +4,11 @@ import { VirtioRng } from '../devices';
 import { discoverUio, describeSpec } from '../transport';
 import { formatScan, scan, describeError } from './scan';
 import { formatInspect, inspect } from './inspect';
+import { UsageError, oneTarget, type CliIo } from './cli-io';
 import { NO_UIO_HINT, openForDriver, openRegisters, parseTarget, type Target } from './targets';
 
-/** Where the CLI writes, and the sysfs it looks at (tests give their own). */
-export interface CliIo {
-  stdout: { write(text: string): unknown };
-  stderr: { write(text: string): unknown };
-  sysfs?: UioSysfs;
-}
+
+export type { CliIo } from './cli-io';
 
 export const USAGE = `usage: virtio-mmio <command> [options]
 
@@ -27,8 +24,6 @@ export const USAGE = `usage: virtio-mmio <command> [options]
   <dev> is /dev/uioN, uioN, <size>@<baseaddr>[:<irq>[:<id>]] (a /dev/mem window), or
   sim:<rng|blk|console|net|empty>[:1|2|packed] (a software device in this process)
 `;
-
-class UsageError extends Error {}
 
 /** Runs one command; resolves with the exit status (0 ok, 1 failed, 2 bad usage). */
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
@@ -78,11 +73,6 @@ function scanCommand(args: readonly string[], io: CliIo): number {
     if (targets.length === 0) io.stdout.write(`no virtio-mmio transport found: ${NO_UIO_HINT}\n`);
   }
   return entries.some((e) => e.error) ? 1 : 0;
-}
-
-function oneTarget(positionals: readonly string[], io: CliIo, command: string): Target {
-  if (positionals.length !== 1) throw new UsageError(`${command} takes one device, got ${positionals.length}`);
-  return parseTarget(positionals[0], io.sysfs ?? new UioSysfs());
 }
 
 async function inspectCommand(args: readonly string[], io: CliIo): Promise<number> {
