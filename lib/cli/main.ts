@@ -4,6 +4,8 @@ import { VirtioRng } from '../devices';
 import { discoverUio, describeSpec } from '../transport';
 import { formatScan, scan, describeError } from './scan';
 import { formatInspect, inspect } from './inspect';
+import { formatSelftest, selftest } from './selftest';
+import { HOSTILE_BEHAVIOURS, type HostileOptions } from '../sim';
 import { UsageError, oneTarget, type CliIo } from './cli-io';
 import { NO_UIO_HINT, openForDriver, openRegisters, parseTarget, type Target } from './targets';
 
@@ -20,6 +22,11 @@ export const USAGE = `usage: virtio-mmio <command> [options]
         read-only (selector registers only) unless --reset
   rng <dev> [--bytes N] [--json]
         N random bytes (default 32) from a virtio-rng device
+  selftest <dev> [--strict] [--timeout MS] [--json] [--hostile <behaviour>[=<value>]]...
+        the device type's driver through negotiation and a few requests (rng bytes, blk read of
+        sector 0, console echo when looped back, net link status), each step pass/fail with its
+        time; --strict also reports every spec rule the device breaks (exit 1 on a MUST);
+        --hostile (sim devices only) makes the software device lie, to see --strict catch it
 
   <dev> is /dev/uioN, uioN, <size>@<baseaddr>[:<irq>[:<id>]] (a /dev/mem window), or
   sim:<rng|blk|console|net|empty>[:1|2|packed] (a software device in this process)
@@ -36,6 +43,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         return await inspectCommand(rest, io);
       case 'rng':
         return await rngCommand(rest, io);
+      case 'selftest':
+        return await selftestCommand(rest, io);
       case undefined:
       case 'help':
       case '--help':
@@ -107,4 +116,50 @@ async function rngCommand(args: readonly string[], io: CliIo): Promise<number> {
     rng?.close();
     opened.close();
   }
+}
+
+async function selftestCommand(args: readonly string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: [...args],
+    options: { strict: { type: 'boolean' }, timeout: { type: 'string' }, json: { type: 'boolean' }, hostile: { type: 'string', multiple: true } },
+    allowPositionals: true,
+    strict: true,
+  });
+  const target = oneTarget(positionals, io, 'selftest');
+  const timeoutMs = values.timeout === undefined ? 5000 : Number(values.timeout);
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 600_000) throw new UsageError(`--timeout must be milliseconds in [1, 600000], got ${values.timeout}`);
+  let hostile: HostileOptions | undefined;
+  if (values.hostile?.length) {
+    if (target.kind !== 'sim') throw new UsageError('--hostile works on sim devices only');
+    hostile = { seed: 1, behaviours: Object.fromEntries(values.hostile.map(parseHostile)) };
+  }
+  const report = await selftest(target, { strict: values.strict ?? false, timeoutMs, echoTimeoutMs: Math.min(2000, timeoutMs), sim: hostile ? { hostile } : undefined });
+  io.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatSelftest(report));
+  return report.ok ? 0 : 1;
+}
+
+/** The option key a `--hostile name=value` sets, for the behaviours whose options are not just `true`. */
+const HOSTILE_VALUE_KEY: Record<string, string> = {
+  'used-id-not-head': 'variant',
+  'used-len-too-short': 'len',
+  'packed-wrong-flags': 'variant',
+  'spurious-interrupts': 'variant',
+  'interrupt-storm': 'limit',
+  'config-generation-churn': 'reads',
+  'config-window-short': 'configBytes',
+  'config-out-of-range': 'field',
+  'bad-identity': 'kind',
+  'queue-num-max-bad': 'kind',
+  'features-bad': 'kind',
+  'device-gone': 'registers',
+  'reset-never-completes': 'kind',
+};
+
+function parseHostile(text: string): [string, unknown] {
+  const [name, value] = text.split('=', 2);
+  if (!HOSTILE_BEHAVIOURS.some((b) => b.name === name)) throw new UsageError(`unknown --hostile behaviour '${name}' (known: ${HOSTILE_BEHAVIOURS.map((b) => b.name).join(', ')})`);
+  if (value === undefined) return [name, true];
+  const key = HOSTILE_VALUE_KEY[name];
+  if (!key) throw new UsageError(`--hostile ${name} takes no value`);
+  return [name, { [key]: /^\d+$/.test(value) ? Number(value) : value }];
 }

@@ -1,8 +1,8 @@
 import { DiscoveryError } from '../errors';
 import { DmaPool, MmioWindow, UioSysfs, type DmaAllocator, type InterruptSource, type RegisterBlock } from '../platform';
-import { BlkModel, ConsoleModel, NetModel, RngModel, SimDevice, type SimDeviceModel } from '../sim';
+import { BlkModel, ConsoleModel, NetModel, RngModel, SimDevice, type SimDeviceModel, type SimOptions } from '../sim';
 import { FeatureBit, features } from '../spec';
-import { MmioTransport, describeSpec, discoverUio, openTransport, parseDeviceSpec, type DeviceSpec } from '../transport';
+import { MmioTransport, describeSpec, discoverUio, openTransport, parseDeviceSpec, type DeviceSpec, type OpenTransportOptions } from '../transport';
 
 /**
  * What a command works on: a transport bound to UIO (`/dev/uioN`, `uioN`),
@@ -74,10 +74,10 @@ function simModel(type: SimType): SimDeviceModel | undefined {
 const PACKED_TRANSPORT = features(FeatureBit.VERSION_1, FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX, FeatureBit.RING_RESET, FeatureBit.RING_PACKED);
 
 /** A software device for a sim target, with its own memory; close() closes both. */
-export function openSim(target: Extract<Target, { kind: 'sim' }>): { sim: SimDevice; memory: DmaPool; close(): void } {
+export function openSim(target: Extract<Target, { kind: 'sim' }>, extra: Partial<SimOptions> = {}): { sim: SimDevice; memory: DmaPool; close(): void } {
   const memory = DmaPool.anonymous();
   const packed = target.version === 'packed';
-  const sim = new SimDevice({ memory, model: simModel(target.type), version: packed ? 2 : target.version, label: target.where, ...(packed ? { transportFeatures: PACKED_TRANSPORT } : {}) });
+  const sim = new SimDevice({ memory, model: simModel(target.type), version: packed ? 2 : target.version, label: target.where, ...(packed ? { transportFeatures: PACKED_TRANSPORT } : {}), ...extra });
   return {
     sim,
     memory,
@@ -99,22 +99,38 @@ export function openRegisters(target: Target): OpenedTarget {
   return { where: target.where, regs, close: () => regs.close() };
 }
 
+export interface OpenForDriverOptions {
+  /** Sim targets only: more SimOptions (e.g. `hostile`). */
+  sim?: Partial<SimOptions>;
+  /** A layer between the registers and the transport (selftest --strict watches the device through one). */
+  wrapRegisters?: (regs: RegisterBlock) => RegisterBlock;
+  /** Per-transport options (time limits). */
+  transport?: Pick<OpenTransportOptions, 'resetTimeoutMs' | 'queueResetTimeoutMs'>;
+}
+
 /** A transport on `target` with DMA memory for a driver: hugetlb pages for hardware, plain memory for the sim. */
-export function openForDriver(target: Target): { where: string; transport: MmioTransport; memory: DmaAllocator; close(): void } {
+export function openForDriver(target: Target, options: OpenForDriverOptions = {}): { where: string; transport: MmioTransport; memory: DmaAllocator; sim?: SimDevice; close(): void } {
   if (target.kind === 'sim') {
-    const opened = openSim(target);
-    const transport = new MmioTransport(opened.sim, { interrupts: opened.sim.interrupt as InterruptSource });
+    const opened = openSim(target, options.sim);
+    let transport: MmioTransport;
+    try {
+      transport = new MmioTransport(options.wrapRegisters ? options.wrapRegisters(opened.sim) : opened.sim, { ...options.transport, interrupts: opened.sim.interrupt as InterruptSource });
+    } catch (error) {
+      opened.close();
+      throw error;
+    }
     return {
       where: target.where,
       transport,
       memory: opened.memory,
+      sim: opened.sim,
       close() {
         transport.close();
         opened.close();
       },
     };
   }
-  const transport = openTransport(target.spec);
+  const transport = openTransport(target.spec, { ...options.transport, wrapRegisters: options.wrapRegisters });
   let memory: DmaPool;
   try {
     memory = DmaPool.hugetlb();

@@ -40,6 +40,8 @@ export type DeviceSpec = UioDeviceSpec | PhysicalDeviceSpec;
 export type OpenTransportOptions = Omit<MmioTransportOptions, 'interrupts' | 'owns'> & {
   /** Physical specs: milliseconds between polls of InterruptStatus. Default 1. Ignored for UIO. */
   pollIntervalMs?: number;
+  /** Puts a layer between the register window and the transport (e.g. one that watches the device); it owns the window after. */
+  wrapRegisters?: (regs: RegisterBlock) => RegisterBlock;
 };
 
 export interface ProbeReport {
@@ -171,7 +173,7 @@ function openWindow(spec: DeviceSpec): RegisterBlock {
  */
 export function openTransport(spec: DeviceSpec, options: OpenTransportOptions = {}): MmioTransport {
   checkSpec(spec);
-  const { pollIntervalMs, ...transportOptions } = options;
+  const { pollIntervalMs, wrapRegisters, ...transportOptions } = options;
   let interrupts: InterruptSource | undefined;
   let regs: RegisterBlock | undefined;
   try {
@@ -183,6 +185,7 @@ export function openTransport(spec: DeviceSpec, options: OpenTransportOptions = 
       regs = openWindow(spec);
       interrupts = UioInterruptSource.open(spec.device);
     }
+    if (wrapRegisters) regs = wrapRegisters(regs);
     return new MmioTransport(regs, { ...transportOptions, interrupts, owns: true });
   } catch (error) {
     interrupts?.close();
