@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { DeviceIoError } from '../errors';
-import { VirtioBlk, VirtioConsole, VirtioNet, VirtioRng, type VirtioDriver } from '../devices';
+import { DeviceIoError, PortError } from '../errors';
+import { VirtioBlk, VirtioConsole, VirtioNet, VirtioRng, type ConsolePort, type VirtioDriver } from '../devices';
 import type { MmioTransport } from '../transport';
 import type { SimOptions } from '../sim';
 import { DeviceId, FeatureBit, NetFeature, deviceTypeName, hasFeature } from '../spec';
@@ -227,14 +227,22 @@ const PLANS: Partial<Record<number, Plan>> = {
 
 /** Writes a probe line to port 0 and waits for it to come back; no echo is a skip, not a failure. */
 async function consoleEcho(console: VirtioConsole, echoTimeoutMs: number): Promise<string | { skipped: string }> {
-  const port = console.port(0);
-  if (!port) throw new Error('the console has no port 0');
+  const started = performance.now();
+  let port: ConsolePort;
+  try {
+    // With MULTIPORT, port 0 is there once the device has added it (§5.3.6.2).
+    port = await console.waitForPort(0, { timeoutMs: echoTimeoutMs });
+  } catch (error) {
+    if (error instanceof PortError && error.code === PortError.NOT_FOUND) return { skipped: `the device did not add port 0 within ${echoTimeoutMs} ms` };
+    throw error;
+  }
+  const waitMs = Math.max(1, echoTimeoutMs - (performance.now() - started));
   const stream = port.open();
   const probe = Buffer.from(`virtio-mmio selftest ${randomBytes(6).toString('hex')}\n`);
   let received = Buffer.alloc(0);
   try {
     const found = await new Promise<boolean>((resolve, reject) => {
-      const timer = setTimeout(() => done(false), echoTimeoutMs);
+      const timer = setTimeout(() => done(false), waitMs);
       const onData = (chunk: Buffer): void => {
         received = Buffer.concat([received, chunk]);
         if (received.includes(probe)) done(true);

@@ -161,6 +161,22 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
       expect(inspected.find((i) => i.deviceId === 4)!.report.queues[0].sizeMax).toBeGreaterThan(0);
     });
 
+    test('the CLI: selftest --strict passes every step for rng, blk and console, and QEMU breaks no MUST rule', () => {
+      const tested = results('cli-selftest') as { deviceId: number; status: number; stderr: string; report: { ok: boolean; version: number; ring: string; steps: { step: string; ok: boolean; skipped?: boolean; error?: unknown }[]; strict: { violations: { rule: string; level: string }[] } } }[];
+      expect(tested.map((t) => t.deviceId).sort()).toEqual([2, 3, 4]);
+      for (const t of tested) {
+        expect({ deviceId: t.deviceId, status: t.status, stderr: t.stderr, failed: t.report.steps.filter((s) => !s.ok) }).toEqual({ deviceId: t.deviceId, status: 0, stderr: '', failed: [] });
+        expect(t.report).toMatchObject({ ok: true, version, ring: packed ? 'packed' : 'split' });
+        expect(t.report.strict.violations.filter((v) => v.level === 'must')).toEqual([]);
+      }
+      const steps = (id: number): string[] => tested.find((t) => t.deviceId === id)!.report.steps.map((s) => s.step);
+      expect(steps(4)).toContain('read 64 random bytes');
+      expect(steps(2)).toContain('read sector 0');
+      // The host echoes port 0, so the echo is proven, not skipped.
+      expect(tested.find((t) => t.deviceId === 3)!.report.steps.find((s) => s.step === 'echo on port 0')).toMatchObject({ ok: true });
+      expect(tested.find((t) => t.deviceId === 3)!.report.steps.find((s) => s.step === 'echo on port 0')!.skipped).toBeUndefined();
+    });
+
     test.each([
       ...rngCases.flatMap((name) => [['rng', 'default', name], ['rng', 'no-event-idx', name]]),
       ...blkCases.map((name) => ['blk', 'default', name]),
@@ -212,6 +228,8 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
       'ip link set eth0 up',
       'ip addr add 10.0.0.1/24 dev eth0',
       'node scripts/lab/guest/net-peer.js',
+      // The bring-up CLI on our NIC, after the peer program has let it go.
+      'node scripts/lab/guest/cli-report.js selftest /dev/uio31 --strict --json',
     ].join('\n');
     let run: LabRun;
     beforeAll(async () => {
@@ -233,7 +251,40 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
       expect(net.peerMac).not.toBe(net.mac);
       expect(net.replies).toBe(net.pings);
     });
+
+    test('the CLI: selftest --strict passes on our NIC, link up, with no MUST rule broken', () => {
+      const [cli] = run.results.filter((r) => r.kind === 'cli') as { status: number; stderr: string; stdout: string }[];
+      expect(cli).toBeDefined();
+      const report = JSON.parse(cli.stdout) as { ok: boolean; deviceId: number; version: number; steps: { step: string; ok: boolean; detail?: string }[]; strict: { violations: { level: string }[] } };
+      expect({ status: cli.status, stderr: cli.stderr, failed: report.steps.filter((s) => !s.ok) }).toEqual({ status: 0, stderr: '', failed: [] });
+      expect(report).toMatchObject({ ok: true, deviceId: 1, version: legacy ? 1 : 2 });
+      expect(report.steps.find((s) => s.step === 'link status')?.detail).toMatch(/^MAC [0-9a-f:]{17}; link up$/);
+      expect(report.strict.violations.filter((v) => v.level === 'must')).toEqual([]);
+    });
   });
+
+  test('the CLI explains what is missing: no access to /dev/uioN (not root), no free hugepages', async () => {
+    const run = await runLab({
+      devices: ['virtio-rng-device'],
+      command: [
+        'node scripts/lab/guest/cli-report.js rng /dev/uio31 --bytes 16',
+        'CLI_AS_UID=65534 node scripts/lab/guest/cli-report.js rng /dev/uio31',
+        'echo 0 > /proc/sys/vm/nr_hugepages',
+        'node scripts/lab/guest/cli-report.js rng /dev/uio31',
+      ].join('\n'),
+      timeoutMs: 120_000,
+    });
+    if (run.exitCode !== 0) throw new Error(`guest exit ${run.exitCode}; console:\n${run.console.slice(-3000)}`);
+    const [ok, notRoot, noHugepages] = run.results.filter((r) => r.kind === 'cli') as { status: number; stdout: string; stderr: string }[];
+    expect({ status: ok.status, stderr: ok.stderr }).toEqual({ status: 0, stderr: '' });
+    expect(ok.stdout).toMatch(/16 random bytes/);
+    expect(notRoot.status).toBe(1);
+    expect(notRoot.stderr).toMatch(/EACCES/);
+    expect(notRoot.stderr).toContain('udev rule');
+    expect(notRoot.stderr).toContain('SUBSYSTEM=="uio"');
+    expect(noHugepages.status).toBe(1);
+    expect(noHugepages.stderr).toContain('echo 64 > /proc/sys/vm/nr_hugepages');
+  }, 180_000);
 
   test('data written by VirtioBlk is in the host image file and survives a reboot', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'lab-persist-'));

@@ -81,6 +81,9 @@ async function main(): Promise<void> {
     if (!r.result || r.result.empty || r.spec.kind !== 'uio') continue;
     const inspected = await cli('inspect', r.spec.device.devicePath, '--json');
     report({ kind: 'cli-inspect', where: r.spec.device.devicePath, deviceId: r.result.deviceId, status: inspected.status, stderr: inspected.stderr, report: JSON.parse(inspected.stdout || '{}') });
+    // selftest with the device rules watched; the console's port 0 is echoed by the host.
+    const tested = await cli('selftest', r.spec.device.devicePath, '--strict', '--json');
+    report({ kind: 'cli-selftest', where: r.spec.device.devicePath, deviceId: r.result.deviceId, status: tested.status, stderr: tested.stderr, report: JSON.parse(tested.stdout || '{}') });
   }
 }
 
