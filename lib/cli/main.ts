@@ -5,6 +5,7 @@ import { discoverUio, describeSpec } from '../transport';
 import { formatScan, scan, describeError } from './scan';
 import { formatInspect, inspect } from './inspect';
 import { formatSelftest, selftest } from './selftest';
+import { dumpCommand } from './dump';
 import { HOSTILE_BEHAVIOURS, type HostileOptions } from '../sim';
 import { UsageError, oneTarget, type CliIo } from './cli-io';
 import { NO_UIO_HINT, openForDriver, openRegisters, parseTarget, type Target } from './targets';
@@ -22,6 +23,10 @@ export const USAGE = `usage: virtio-mmio <command> [options]
         read-only (selector registers only) unless --reset
   rng <dev> [--bytes N] [--json]
         N random bytes (default 32) from a virtio-rng device
+  dump <dev> --queue N [--live] [--size N] [--format split|packed] [--page-size N] [--rings <desc>,<driver>,<device>]
+        one queue's ring state as JSON (indices, flags, requests in flight with their descriptors):
+        driven by this process (a sim, or a device without DRIVER_OK: a request is put in flight),
+        or read live (DRIVER_OK set, or --live) through /dev/mem; QueueSel is left at N
   selftest <dev> [--strict] [--timeout MS] [--json] [--hostile <behaviour>[=<value>]]...
         the device type's driver through negotiation and a few requests (rng bytes, blk read of
         sector 0, console echo when looped back, net link status), each step pass/fail with its
@@ -43,6 +48,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         return await inspectCommand(rest, io);
       case 'rng':
         return await rngCommand(rest, io);
+      case 'dump':
+        return await dumpCommand(rest, io);
       case 'selftest':
         return await selftestCommand(rest, io);
       case undefined:

@@ -1,6 +1,6 @@
 import { ClosedError, TransportError } from '../errors';
 import type { Barriers, DmaAllocator } from '../platform';
-import { createQueue, type QueueMode, type QueueModeOptions, type QueueStats, type Virtqueue } from '../queue';
+import { createQueue, type QueueDump, type QueueMode, type QueueModeOptions, type QueueStats, type Virtqueue } from '../queue';
 import { FeatureBit, deviceIdName, hasFeature, isPowerOfTwo } from '../spec';
 import { TRANSPORT_FEATURES, type MmioTransport } from '../transport';
 
@@ -156,6 +156,17 @@ export abstract class VirtioDriver {
   /** Counters of the queue at `index` (requests, publishes, notifications, Atomics…), as a copy. */
   queueStats(index: number): QueueStats {
     return { ...this.queue(index).stats };
+  }
+
+  /**
+   * The state of the queue at `index` as plain JSON data: the driver's
+   * shadow state, the ring words in memory, and each request in flight with
+   * its descriptors (see QueueDump). Read-only. RangeError for a queue this
+   * driver did not set up; ClosedError after close().
+   */
+  dumpQueue(index: number): QueueDump {
+    this.checkOpen();
+    return this.queue(index).dump();
   }
 
   /** Switches how completions are found, for one queue or (without `index`) all of them. */

@@ -12,3 +12,4 @@ export { PollingInterruptSource, type PollingInterruptSourceOptions } from './po
 export { UioSysfs, type UioDeviceInfo, type UioMap } from './uio-sysfs';
 export { syscallHint, type SyscallFailure } from './syscall-hints';
 export type { NativeAddon, NativeDmaMemory, NativeMmioRegion, NativeUioFile, NativeEpollSet, EpollEvent } from './addon';
+export { PhysicalMemory, type PhysicalMapper } from './physical-memory';

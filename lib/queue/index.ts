@@ -4,3 +4,19 @@ export type { QueueBuffer, QueueRequest, SubmitOptions, QueueStats } from './que
 export { PackedQueue, type PackedQueueOptions } from './packed-queue';
 export { createQueue } from './create-queue';
 export { type QueueMode, type QueueModeOptions } from './completion-mode';
+export {
+  descriptorFlagNames,
+  packedSlotState,
+  type QueueDump,
+  type DescriptorDump,
+  type OutstandingDump,
+  type RingState,
+  type SplitRingState,
+  type PackedRingState,
+  type EventSuppressionDump,
+  type SplitShadow,
+  type PackedShadow,
+  type PackedSlotState,
+  type RingFormat,
+} from './queue-dump';
+export { readLiveQueue, deviceRingMemory, type RingMemory, type LiveQueueDump, type LiveQueueOptions, type LiveRingDump } from './live-queue';

@@ -1,4 +1,5 @@
 import { PackedDesc, PackedRing, RingEventFlags, isPackedUsed, packEventOffWrap, packedAvailFlags, packedRingBytes, unpackEventOffWrap } from '../spec';
+import { eventSuppression, packedSlotState, walkPackedChain, type QueueDump } from './queue-dump';
 import type { QueueRequest } from './queue-types';
 import { Virtqueue, writeAddress, writeDescriptor, type VirtqueueOptions } from './virtqueue';
 
@@ -214,6 +215,60 @@ export class PackedQueue extends Virtqueue {
   protected reclaim(id: number): void {
     this.freeSlots += this.chainLength[id];
     this.freeIds[this.freeIdCount++] = id;
+  }
+
+  dump(): QueueDump {
+    const common = this.dumpCommon();
+    const ring = new DataView(this.desc32.buffer, this.desc32.byteOffset, this.desc32.byteLength + 2 * PackedRing.EVENT_SIZE);
+    const descBytes = this.desc32.byteLength;
+    const outstanding = this.pendingDumps();
+    const byId = new Map(outstanding.map((entry) => [entry.id, entry]));
+    // The slots in flight run from the next used slot for as many slots as are not free. Walk them
+    // in ring order: a used descriptor stands for its buffer's chain length (§2.8.7), anything else
+    // starts a chain as the driver wrote it (its Buffer ID in each descriptor).
+    let slot = this.nextUsed;
+    let wrap = this.usedWrap;
+    for (let left = this.size - this.freeSlots; left > 0; ) {
+      const flags = this.desc16[slot * 8 + 7];
+      const id = this.desc16[slot * 8 + 6];
+      let step = 1;
+      const state = packedSlotState(flags, wrap);
+      if (state === 'used') {
+        const entry = byId.get(id);
+        if (entry && !entry.used) entry.used = { len: this.desc32[slot * 4 + 2] };
+        if (entry) step = Math.max(1, this.chainLength[id]);
+      } else if (state !== 'used-earlier') {
+        const known = byId.has(id) ? Math.min(this.chainLength[id], left) : 0;
+        const chain = walkPackedChain(ring, this.size, slot, wrap, known || left, this.readOwnTable, this.indirectMax, known > 0);
+        const entry = byId.get(chain[chain.length - 1].id!);
+        if (entry && entry.descriptors.length === 0) entry.descriptors = chain;
+        step = chain.length;
+      }
+      left -= step;
+      slot += step;
+      if (slot >= this.size) {
+        slot -= this.size;
+        wrap = !wrap;
+      }
+    }
+    for (const entry of outstanding) {
+      if (entry.descriptors.length === 0) entry.problem = 'its descriptors are no longer in the ring: the device has written used descriptors over them (§2.8.7)';
+    }
+    return {
+      ...common,
+      format: this.format,
+      shadow: {
+        nextAvail: this.nextAvail,
+        availWrap: this.availWrap ? 1 : 0,
+        nextUsed: this.nextUsed,
+        usedWrap: this.usedWrap ? 1 : 0,
+        freeSlots: this.freeSlots,
+        freeIds: this.freeIdCount,
+        unpublished: this.heads.length / 2,
+      },
+      ring: { format: 'packed', driverEvent: eventSuppression(ring, descBytes), deviceEvent: eventSuppression(ring, descBytes + PackedRing.EVENT_SIZE) },
+      outstanding,
+    };
   }
 
   protected suppressInterrupts(enabled: boolean): void {

@@ -11,6 +11,7 @@ import {
   needEvent,
   usedEventOffset,
 } from '../spec';
+import { walkSplitChain, type QueueDump, type SplitRingState } from './queue-dump';
 import type { QueueRequest } from './queue-types';
 import { Virtqueue, writeAddress, writeDescriptor, type VirtqueueOptions } from './virtqueue';
 
@@ -218,6 +219,32 @@ export class SplitQueue extends Virtqueue {
   protected suppressInterrupts(enabled: boolean): void {
     if (this.eventIdx) this.avail16[this.usedEventIndex] = enabled ? this.lastUsed : (this.lastUsed - 1) & 0xffff;
     else this.avail16[0] = enabled ? 0 : VRING_AVAIL_F_NO_INTERRUPT;
+  }
+
+  dump(): QueueDump {
+    const common = this.dumpCommon();
+    // Plain reads of the ring words: a snapshot, no barrier, nothing written.
+    const ring: SplitRingState = { format: 'split', availFlags: this.avail16[0], availIdx: this.avail16[1], usedFlags: this.used16[0], usedIdx: this.used16[1] };
+    if (this.eventIdx) {
+      ring.usedEvent = this.avail16[this.usedEventIndex];
+      ring.availEvent = this.used16[this.availEventIndex];
+    }
+    const table = new DataView(this.desc32.buffer, this.desc32.byteOffset, this.desc32.byteLength);
+    const outstanding = this.pendingDumps().map((entry) => ({ ...walkSplitChain(table, this.size, entry.id, this.readOwnTable, this.indirectMax), orphan: entry.orphan }));
+    // Used elements the device has published and the driver not yet consumed (at most one per request in flight).
+    const ready = Math.min((ring.usedIdx - this.lastUsed) & 0xffff, this.inFlight);
+    for (let n = 0; n < ready; n++) {
+      const slot = (this.lastUsed + n) & this.mask;
+      const entry = outstanding.find((o) => o.id === this.used32[1 + 2 * slot]);
+      if (entry && !entry.used) entry.used = { len: this.used32[2 + 2 * slot] };
+    }
+    return {
+      ...common,
+      format: this.format,
+      shadow: { nextAvailIdx: this.availIdx, publishedIdx: this.publishedIdx, lastUsedIdx: this.lastUsed, free: this.numFree, freeHead: this.freeHead },
+      ring,
+      outstanding,
+    };
   }
 
 }

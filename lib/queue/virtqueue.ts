@@ -4,6 +4,7 @@ import { nativeBarriers, type Barriers, type DmaAllocator, type DmaRegion } from
 import { FeatureBit, hasFeature } from '../spec';
 import type { QueueAddresses, QueueEndpoint, QueueLayout } from '../transport';
 import { CompletionPoller, type QueueMode, type QueueModeOptions } from './completion-mode';
+import { hex, type OutstandingDump, type QueueDump, type TableReader } from './queue-dump';
 import type { QueueBuffer, QueueRequest, QueueStats, SubmitOptions } from './queue-types';
 
 // The rings are little-endian (§2.7, §2.8) and are accessed through host-order typed arrays.
@@ -573,6 +574,46 @@ export abstract class Virtqueue implements QueueEndpoint {
     if (mode === 'interrupt' && !this.interruptsEnabled) this.enableInterrupts();
     if (mode === 'poll' && this.outstanding > 0) poller!.submitted();
   }
+
+  // ---- Dump (on demand only; nothing here runs per request) ----
+
+  /** The queue's state as plain JSON data: shadow state, ring memory, requests in flight (see QueueDump). */
+  abstract dump(): QueueDump;
+
+  /** What both formats dump alike; a subclass adds its shadow, ring and chains. Throws ClosedError after close(). */
+  protected dumpCommon(): Pick<QueueDump, 'index' | 'size' | 'features' | 'mode' | 'broken' | 'stats' | 'addresses'> {
+    if (this.released) throw new ClosedError(`queue ${this.index} is closed`);
+    const { desc, driver, device } = this.addresses;
+    return {
+      index: this.index,
+      size: this.size,
+      features: { eventIdx: this.eventIdx, inOrder: this.inOrder, indirect: this.indirectAllowed },
+      mode: this.mode,
+      ...(this.brokenReason ? { broken: { ...this.brokenReason } } : {}),
+      stats: { ...this.stats },
+      addresses: { desc: hex(desc), driver: hex(driver), device: hex(device) },
+    };
+  }
+
+  /** The ids given to the device and not yet returned, ascending, each with an empty chain for the subclass to fill. */
+  protected pendingDumps(): OutstandingDump[] {
+    const ids: OutstandingDump[] = [];
+    for (let id = 0; id < this.size; id++) {
+      const pending = this.pending[id];
+      if (pending) ids.push({ id, orphan: pending.orphaned, descriptors: [] });
+    }
+    return ids;
+  }
+
+  /** Reads an indirect table back from this queue's own slab (the only place the driver puts them). */
+  protected readonly readOwnTable: TableReader = (address, length) => {
+    const slab = this.indirectSlab;
+    const offset = slab ? address - slab.region.iova : -1n;
+    if (!slab || offset < 0n || offset + BigInt(length) > BigInt(slab.region.size)) {
+      throw new RangeError(`${hex(address)} (+${length}) is not in this queue's indirect tables`);
+    }
+    return new DataView(slab.region.view, slab.region.offset + Number(offset), length);
+  };
 
   // ---- Failure and teardown ----
 

@@ -1,0 +1,169 @@
+import { parseArgs } from 'node:util';
+import { TransportError } from '../errors';
+import { VirtioBlk, VirtioConsole, VirtioNet, VirtioRng, type VirtioDriver } from '../devices';
+import { PhysicalMemory, type DeviceMemory, type DmaAllocator } from '../platform';
+import { deviceRingMemory, readLiveQueue, type LiveQueueDump, type LiveQueueOptions, type QueueDump, type RingMemory } from '../queue';
+import { DeviceId, DeviceStatus, MmioRegister, deviceIdName } from '../spec';
+import type { MmioTransport } from '../transport';
+import { UsageError, oneTarget, type CliIo, type Command } from './cli-io';
+import { describeError } from './scan';
+import { openForDriver, openRegisters, type Target } from './targets';
+
+interface DumpArgs {
+  queue: number;
+  live: boolean;
+  options: LiveQueueOptions;
+}
+
+const MAX_QUEUE = 0xffff;
+
+function integer(name: string, text: string | undefined, min: number, max: number): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!/^(0x[0-9a-f]+|\d+)$/i.test(text) || !Number.isInteger(value) || value < min || value > max) throw new UsageError(`--${name} must be an integer in [${min}, ${max}], got '${text}'`);
+  return value;
+}
+
+function parse(args: readonly string[]): { target: string[]; dump: DumpArgs } {
+  const { values, positionals } = parseArgs({
+    args: [...args],
+    options: {
+      queue: { type: 'string' },
+      live: { type: 'boolean' },
+      size: { type: 'string' },
+      format: { type: 'string' },
+      'page-size': { type: 'string' },
+      rings: { type: 'string' },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (values.queue === undefined) throw new UsageError('dump needs --queue N');
+  const queue = integer('queue', values.queue, 0, MAX_QUEUE)!;
+  const options: LiveQueueOptions = {};
+  const size = integer('size', values.size, 1, 32768);
+  if (size !== undefined) options.size = size;
+  if (values.format !== undefined) {
+    if (values.format !== 'split' && values.format !== 'packed') throw new UsageError(`--format must be split or packed, got '${values.format}'`);
+    options.format = values.format;
+  }
+  const pageSize = integer('page-size', values['page-size'], 1, 1 << 30);
+  if (pageSize !== undefined) {
+    if (pageSize & (pageSize - 1)) throw new UsageError(`--page-size must be a power of two, got ${pageSize}`);
+    options.pageSize = pageSize;
+  }
+  if (values.rings !== undefined) {
+    const parts = values.rings.split(',');
+    if (parts.length !== 3 || !parts.every((p) => /^(0x[0-9a-f]+|\d+)$/i.test(p))) throw new UsageError(`--rings must be <desc>,<driver>,<device> device addresses, got '${values.rings}'`);
+    const [desc, driver, device] = parts.map((p) => BigInt(p));
+    options.addresses = { desc, driver, device };
+  }
+  return { target: positionals, dump: { queue, live: values.live ?? false, options } };
+}
+
+/**
+ * `dump <dev> --queue N [--live] [--size N] [--format split|packed]
+ * [--page-size N] [--rings desc,driver,device]`: the state of one queue as
+ * JSON. A device nobody drives (a sim, or hardware without DRIVER_OK) is
+ * driven by this process, with a request in flight where that is natural,
+ * and both views are printed: the driver's (VirtioDriver.dumpQueue) and
+ * what the registers and ring memory show (readLiveQueue). A device driven
+ * elsewhere (DRIVER_OK set, or --live) is only read: registers, then the
+ * rings through /dev/mem. Exit 1 when something could not be read.
+ */
+export const dumpCommand: Command = async (args: readonly string[], io: CliIo): Promise<number> => {
+  const { target: positionals, dump } = parse(args);
+  const target = oneTarget(positionals, io, 'dump');
+  try {
+    const result = target.kind === 'device' && (dump.live || drivenElsewhere(target)) ? liveOnly(target, dump) : await driveAndDump(target, dump);
+    io.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    const memory = result.live.memory;
+    if ('error' in memory) {
+      io.stderr.write(`virtio-mmio dump: ${memory.error.code ? `${memory.error.code}: ` : ''}${memory.error.message}\n`);
+      if (memory.error.hint && !memory.error.message.includes(memory.error.hint)) io.stderr.write(`hint: ${memory.error.hint}\n`);
+      return 1;
+    }
+    return 0;
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    const { code, message } = describeError(error);
+    io.stderr.write(`virtio-mmio dump: ${code ? `${code}: ` : ''}${message}\n`);
+    return 1;
+  }
+};
+
+/** Status read (and nothing written): DRIVER_OK means a driver owns the device (§3.1.1 step 8). */
+function drivenElsewhere(target: Target): boolean {
+  const opened = openRegisters(target);
+  try {
+    return (opened.regs.readl(MmioRegister.Status) & DeviceStatus.DRIVER_OK) !== 0;
+  } finally {
+    opened.close();
+  }
+}
+
+function liveOnly(target: Target, dump: DumpArgs): { where: string; driven: 'elsewhere'; live: LiveQueueDump } {
+  const opened = openRegisters(target);
+  try {
+    return { where: opened.where, driven: 'elsewhere', live: readLiveQueue(opened.regs, dump.queue, new PhysicalMemory(), dump.options) };
+  } finally {
+    opened.close();
+  }
+}
+
+/** Opens the driver for the device type; a request in flight for rng and blk (console and net post receive buffers on open). */
+function openDriver(transport: MmioTransport, memory: DmaAllocator): { driver: VirtioDriver; inFlight: Promise<unknown>[] } {
+  const options = { memory };
+  switch (transport.deviceId) {
+    case DeviceId.ENTROPY: {
+      const rng = VirtioRng.open(transport, options);
+      return { driver: rng, inFlight: [rng.read(16)] };
+    }
+    case DeviceId.BLOCK: {
+      const blk = VirtioBlk.open(transport, options);
+      return { driver: blk, inFlight: [blk.read(0, 512)] };
+    }
+    case DeviceId.CONSOLE:
+      return { driver: VirtioConsole.open(transport, options), inFlight: [] };
+    case DeviceId.NET:
+      return { driver: VirtioNet.open(transport, options), inFlight: [] };
+    default:
+      throw new TransportError(TransportError.WRONG_DEVICE, `${transport.label}: dump drives entropy, block, console and network devices, this is ${deviceIdName(transport.deviceId)}; use --live on a device another driver has set up`);
+  }
+}
+
+async function driveAndDump(target: Target, dump: DumpArgs): Promise<{ where: string; driven: 'this process'; queue: QueueDump; live: LiveQueueDump }> {
+  const opened = openForDriver(target);
+  let driver: VirtioDriver | undefined;
+  let inFlight: Promise<unknown>[] = [];
+  try {
+    ({ driver, inFlight } = openDriver(opened.transport, opened.memory));
+    // Errors of the requests are not ours to report: they are canceled by close() below.
+    for (const request of inFlight) request.catch(() => undefined);
+    // A few microtasks: what was submitted is published (and the device notified); the sim and the
+    // interrupt path run on later turns of the event loop, so the requests are still in flight.
+    for (let i = 0; i < 8; i++) await Promise.resolve();
+    let queue: QueueDump;
+    try {
+      queue = driver.dumpQueue(dump.queue);
+    } catch (error) {
+      if (!(error instanceof RangeError)) throw error;
+      throw new TransportError(TransportError.QUEUE_UNAVAILABLE, `${opened.where}: the device has no queue ${dump.queue}, or the ${deviceIdName(opened.transport.deviceId)} driver does not use it`);
+    }
+    const options: LiveQueueOptions = { ...dump.options, size: queue.size, format: queue.format };
+    // The address registers are write-only (§4.2.2): the driver knows where its rings are.
+    if (opened.transport.version === 2) options.addresses = { desc: BigInt(queue.addresses.desc), driver: BigInt(queue.addresses.driver), device: BigInt(queue.addresses.device) };
+    const live = readLiveQueue(opened.transport.regs, dump.queue, ringMemoryOf(opened.memory), options);
+    return { where: opened.where, driven: 'this process', queue, live };
+  } finally {
+    driver?.close();
+    opened.close();
+  }
+}
+
+/** The driver's own pool seen by device address (DmaPool resolves them). */
+function ringMemoryOf(memory: DmaAllocator): RingMemory {
+  const device = memory as Partial<DeviceMemory>;
+  if (typeof device.resolve !== 'function') throw new TypeError('this DMA allocator cannot resolve device addresses');
+  return deviceRingMemory(device as DeviceMemory);
+}
