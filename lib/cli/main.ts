@@ -6,6 +6,7 @@ import { formatScan, scan, describeError } from './scan';
 import { formatInspect, inspect } from './inspect';
 import { formatSelftest, selftest } from './selftest';
 import { dumpCommand } from './dump';
+import { blkCommand } from './blk';
 import { HOSTILE_BEHAVIOURS, type HostileOptions } from '../sim';
 import { UsageError, oneTarget, type CliIo } from './cli-io';
 import { NO_UIO_HINT, openForDriver, openRegisters, parseTarget, type Target } from './targets';
@@ -23,6 +24,10 @@ export const USAGE = `usage: virtio-mmio <command> [options]
         read-only (selector registers only) unless --reset
   rng <dev> [--bytes N] [--json]
         N random bytes (default 32) from a virtio-rng device
+  blk <dev> info|read|write|bench [options]
+        a virtio-blk device: info; read <sector> (hex dump or --out FILE); write <sector>
+        (--in FILE | --pattern) [--verify] [--flush]; bench (IOPS, MB/s, latency; --write
+        overwrites the device's data); a progress bar on long runs; `virtio-mmio blk` alone lists the options
   dump <dev> --queue N [--live] [--size N] [--format split|packed] [--page-size N] [--rings <desc>,<driver>,<device>]
         one queue's ring state as JSON (indices, flags, requests in flight with their descriptors):
         driven by this process (a sim, or a device without DRIVER_OK: a request is put in flight),
@@ -48,6 +53,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         return await inspectCommand(rest, io);
       case 'rng':
         return await rngCommand(rest, io);
+      case 'blk':
+        return await blkCommand(rest, io);
       case 'dump':
         return await dumpCommand(rest, io);
       case 'selftest':

@@ -1,0 +1,569 @@
+import { createHash, randomFillSync } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { VirtioBlk } from '../devices';
+import { DeviceIoError, ReadOnlyError } from '../errors';
+import type { DmaAllocator } from '../platform';
+import type { QueueMode } from '../queue';
+import { BLK_SECTOR_SIZE, BlkFeature, BlkStatus, FeatureBit, describeFeatures, hasFeature } from '../spec';
+import type { MmioTransport } from '../transport';
+import { UsageError, oneTarget, type CliIo, type Command } from './cli-io';
+import { Progress, formatBytes } from './progress';
+import { describeError } from './scan';
+import { openForDriver, type Target } from './targets';
+
+export const BLK_USAGE = `usage: virtio-mmio blk <dev> <info|read|write|bench> [options]
+
+  blk <dev> info [--json]
+        capacity, block size, read-only, queues, features by name and the device ID string
+  blk <dev> read <sector> [--bytes N | --sectors N] [--out FILE] [--progress] [--json]
+        a hex dump of N bytes (default one sector) from <sector>; --out FILE writes them
+        to FILE instead (- = stdout, raw)
+  blk <dev> write <sector> (--in FILE | --pattern BYTE|random [--bytes N | --sectors N])
+        [--verify] [--flush] [--progress] [--json]
+        writes FILE, or N bytes (default one sector) of BYTE (0-255) or random data;
+        --verify reads them back and compares, --flush sends a FLUSH afterwards
+  blk <dev> bench [--depth N] [--seconds S] [--warmup S] [--size BYTES] [--mode interrupt|poll|hybrid]
+        [--write] [--progress] [--json]
+        random reads of BYTES (default 4096) at random aligned places, N at a time (default 1),
+        for S seconds (default 10) after an unmeasured warm-up (default min(2, S/2));
+        prints requests, IOPS, MB/s, latency (mean, p50, p99 in µs), notifications
+        and interrupts per request. --write benchmarks writes: it OVERWRITES THE DEVICE'S DATA
+        with random bytes
+
+  Sizes are multiples of 512 bytes, up to 1 GiB for read and write. A progress bar is drawn
+  on stderr for transfers above 1 MiB and for bench when stderr is a terminal and --json is
+  not given; --progress draws it always (also with --json: the JSON goes to stdout).
+`;
+
+/** What the command works on: an opened target as openForDriver() gives it (tests give their own sim). */
+export interface BlkTarget {
+  readonly where: string;
+  readonly transport: MmioTransport;
+  readonly memory: DmaAllocator;
+  close(): void;
+}
+
+export interface BlkDependencies {
+  /** Opens the named target (default openForDriver). */
+  open(target: Target): BlkTarget;
+  /** The progress bar's clock in milliseconds (default performance.now). */
+  now?: () => number;
+}
+
+/** `virtio-mmio blk …` on real targets. */
+export const blkCommand: Command = (args, io) => runBlk(args, io, { open: openForDriver });
+
+/** Largest read or write, held in memory whole. */
+const MAX_TRANSFER = 1 << 30;
+/** Reads and writes go to the device in parts of this size, IN_FLIGHT at a time. */
+const CHUNK = 1 << 20;
+const IN_FLIGHT = 4;
+/** Transfers above this size are "long": the bar is drawn on a terminal. */
+const LONG_TRANSFER = 1 << 20;
+const MAX_BENCH_SIZE = 16 << 20;
+/** Bench buffers (depth × size) come from DMA memory; more than this is refused. */
+const MAX_BENCH_MEMORY = 256 << 20;
+
+const OPTIONS = {
+  json: { type: 'boolean' },
+  progress: { type: 'boolean' },
+  bytes: { type: 'string' },
+  sectors: { type: 'string' },
+  out: { type: 'string' },
+  in: { type: 'string' },
+  pattern: { type: 'string' },
+  verify: { type: 'boolean' },
+  flush: { type: 'boolean' },
+  depth: { type: 'string' },
+  seconds: { type: 'string' },
+  warmup: { type: 'string' },
+  size: { type: 'string' },
+  mode: { type: 'string' },
+  write: { type: 'boolean' },
+} as const;
+
+type Values = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extends 'boolean' ? boolean : string };
+
+/** Options each action takes, besides --json. */
+const ACTION_OPTIONS: Record<string, readonly (keyof typeof OPTIONS)[]> = {
+  info: [],
+  read: ['bytes', 'sectors', 'out', 'progress'],
+  write: ['bytes', 'sectors', 'in', 'pattern', 'verify', 'flush', 'progress'],
+  bench: ['depth', 'seconds', 'warmup', 'size', 'mode', 'write', 'progress'],
+};
+
+/** What an action needs besides the device. */
+interface Context {
+  readonly io: CliIo;
+  readonly where: string;
+  readonly values: Values;
+  readonly now?: () => number;
+}
+
+/**
+ * Runs `blk` with the target opened by `deps.open`; resolves with the exit
+ * status (0 ok, 1 failed, 2 bad usage) and writes its own error messages,
+ * so it behaves the same called from runCli or from a test.
+ */
+export async function runBlk(args: readonly string[], io: CliIo, deps: BlkDependencies): Promise<number> {
+  let action: string | undefined;
+  try {
+    const { values, positionals } = parseArgs({ args: [...args], options: OPTIONS, allowPositionals: true, strict: true });
+    action = positionals[1];
+    if (action === undefined) throw new UsageError('blk needs a device and an action: info, read, write or bench');
+    const allowed = ACTION_OPTIONS[action];
+    if (!allowed) throw new UsageError(`unknown blk action '${action}'`);
+    const stray = Object.keys(values).filter((name) => name !== 'json' && !allowed.includes(name as keyof typeof OPTIONS));
+    if (stray.length > 0) throw new UsageError(`blk ${action} does not take --${stray.join(', --')}`);
+    const rest = positionals.slice(2);
+    const wantsSector = action === 'read' || action === 'write';
+    if (rest.length !== (wantsSector ? 1 : 0)) throw new UsageError(wantsSector ? `blk ${action} takes one sector number` : `blk ${action} takes no more arguments, got '${rest.join(' ')}'`);
+    const target = oneTarget(positionals.slice(0, 1), io, 'blk');
+    const run = plan(action, values as Values, rest[0]);
+    const opened = deps.open(target);
+    let blk: VirtioBlk | undefined;
+    try {
+      blk = VirtioBlk.open(opened.transport, { memory: opened.memory, ...(run.queueMode ? { queueMode: run.queueMode } : {}) });
+      return await run.execute(blk, { io, where: opened.where, values: values as Values, now: deps.now });
+    } finally {
+      blk?.close();
+      opened.close();
+    }
+  } catch (error) {
+    if (error instanceof UsageError || (error as { code?: string })?.code?.startsWith('ERR_PARSE_ARGS')) {
+      io.stderr.write(`virtio-mmio blk: ${(error as Error).message}\n\n${BLK_USAGE}`);
+      return 2;
+    }
+    const { code, message } = describeError(error);
+    const name = error instanceof Error ? error.name : 'Error';
+    io.stderr.write(`virtio-mmio blk${action ? ` ${action}` : ''}: ${message} [${code ?? name}]\n`);
+    return 1;
+  }
+}
+
+/** The action with its arguments checked (usage mistakes are found before the device is opened). */
+function plan(action: string, values: Values, sectorText?: string): { queueMode?: QueueMode; execute(blk: VirtioBlk, context: Context): Promise<number> } {
+  switch (action) {
+    case 'info':
+      return { execute: info };
+    case 'read': {
+      const sector = parseSector(sectorText!);
+      const bytes = transferBytes(values);
+      if (values.out === '-' && values.json) throw new UsageError('--json and --out - would both write to stdout');
+      return { execute: (blk, context) => read(blk, context, sector, bytes) };
+    }
+    case 'write': {
+      const sector = parseSector(sectorText!);
+      const data = writeData(values);
+      return { execute: (blk, context) => write(blk, context, sector, data) };
+    }
+    default: {
+      const bench = benchPlan(values);
+      return { queueMode: bench.mode, execute: (blk, context) => runBench(blk, context, bench) };
+    }
+  }
+}
+
+// ---- arguments ----
+
+function parseSector(text: string): bigint {
+  if (!/^(?:\d+|0x[0-9a-f]+)$/i.test(text)) throw new UsageError(`the sector must be a non-negative integer, got '${text}'`);
+  return BigInt(text);
+}
+
+function integer(name: string, text: string, min: number, max: number): number {
+  const n = /^(?:\d+|0x[0-9a-f]+)$/i.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be an integer in [${min}, ${max}], got '${text}'`);
+  return n;
+}
+
+/** --bytes or --sectors (default one sector): a whole number of sectors, at most MAX_TRANSFER. */
+function transferBytes(values: Values): number {
+  if (values.bytes !== undefined && values.sectors !== undefined) throw new UsageError('give --bytes or --sectors, not both');
+  const bytes = values.sectors !== undefined ? integer('sectors', values.sectors, 1, MAX_TRANSFER / BLK_SECTOR_SIZE) * BLK_SECTOR_SIZE : values.bytes !== undefined ? integer('bytes', values.bytes, 1, MAX_TRANSFER) : BLK_SECTOR_SIZE;
+  if (bytes % BLK_SECTOR_SIZE !== 0) throw new UsageError(`--bytes must be a multiple of ${BLK_SECTOR_SIZE}, got ${bytes}`);
+  return bytes;
+}
+
+/** The data a write sends: the --in file (read now, before the device is opened) or --pattern bytes. */
+function writeData(values: Values): Buffer {
+  if ((values.in === undefined) === (values.pattern === undefined)) throw new UsageError('blk write needs --in FILE or --pattern BYTE|random');
+  if (values.in !== undefined) {
+    if (values.bytes !== undefined || values.sectors !== undefined) throw new UsageError('--in writes the whole file: --bytes and --sectors go with --pattern');
+    const data = readFileSync(values.in);
+    if (data.length === 0 || data.length % BLK_SECTOR_SIZE !== 0 || data.length > MAX_TRANSFER) {
+      throw new UsageError(`--in ${values.in}: its size must be a non-zero multiple of ${BLK_SECTOR_SIZE} bytes up to 1 GiB, it is ${data.length}`);
+    }
+    return data;
+  }
+  const bytes = transferBytes(values);
+  if (values.pattern === 'random') return randomFillSync(Buffer.allocUnsafe(bytes));
+  return Buffer.alloc(bytes, integer('pattern', values.pattern!, 0, 255));
+}
+
+interface BenchPlan {
+  depth: number;
+  seconds: number;
+  warmup: number;
+  size: number;
+  mode: QueueMode;
+  write: boolean;
+}
+
+/** A number of seconds in [0, max], or (0, max] when `positive`. */
+function parseSeconds(name: string, text: string, max: number, positive: boolean): number {
+  const n = /^(?:\d+\.?\d*|\.\d+)$/.test(text) ? Number(text) : NaN;
+  if (!(n <= max && (positive ? n > 0 : n >= 0))) throw new UsageError(`--${name} must be a number of seconds in ${positive ? '(0' : '[0'}, ${max}], got '${text}'`);
+  return n;
+}
+
+function benchPlan(values: Values): BenchPlan {
+  const depth = values.depth === undefined ? 1 : integer('depth', values.depth, 1, 1024);
+  const duration = values.seconds === undefined ? 10 : parseSeconds('seconds', values.seconds, 3600, true);
+  const warmup = values.warmup === undefined ? Math.min(2, duration / 2) : parseSeconds('warmup', values.warmup, 60, false);
+  const size = values.size === undefined ? 4096 : integer('size', values.size, BLK_SECTOR_SIZE, MAX_BENCH_SIZE);
+  if (size % BLK_SECTOR_SIZE !== 0) throw new UsageError(`--size must be a multiple of ${BLK_SECTOR_SIZE}, got ${size}`);
+  if (depth * size > MAX_BENCH_MEMORY) throw new UsageError(`--depth × --size is ${formatBytes(depth * size)} of DMA buffers, at most ${formatBytes(MAX_BENCH_MEMORY)}`);
+  const mode = (values.mode ?? 'interrupt') as QueueMode;
+  if (!['interrupt', 'poll', 'hybrid'].includes(mode)) throw new UsageError(`--mode must be interrupt, poll or hybrid, got '${values.mode}'`);
+  return { depth, seconds: duration, warmup, size, mode, write: values.write ?? false };
+}
+
+// ---- shared ----
+
+/** A bar on stderr for long runs on a terminal (without --json), or whenever --progress is given. */
+function progressFor(context: Context, long: boolean, options: { total: number; label: string; unit?: 'bytes' | 'ms' }): Progress | undefined {
+  const { io, values } = context;
+  const show = values.progress === true || (io.isTTY === true && long && !values.json);
+  return show ? new Progress(io.stderr, { ...options, ...(context.now ? { now: context.now } : {}) }) : undefined;
+}
+
+/** Refuses [sector, sector + bytes) beyond the capacity before anything is sent (so no part of it is). */
+function checkRange(blk: VirtioBlk, sector: bigint, bytes: number): void {
+  const end = sector + BigInt(bytes / BLK_SECTOR_SIZE);
+  if (end > blk.info.capacity) throw new RangeError(`sectors ${sector}..${end} are beyond the device's capacity of ${blk.info.capacity} sectors`);
+}
+
+/**
+ * Runs `each` over CHUNK-sized parts of [0, length), IN_FLIGHT at a time,
+ * drawing `progress`. After a failure no new part starts; it returns once
+ * none is in flight, then throws the first error.
+ */
+async function inChunks(length: number, each: (offset: number, size: number) => Promise<void>, progress?: Progress): Promise<void> {
+  let next = 0;
+  let done = 0;
+  let failure: { error: unknown } | undefined;
+  const worker = async (): Promise<void> => {
+    while (next < length && !failure) {
+      const offset = next;
+      const size = Math.min(CHUNK, length - offset);
+      next += size;
+      try {
+        await each(offset, size);
+      } catch (error) {
+        failure ??= { error };
+        return;
+      }
+      done += size;
+      progress?.update(done);
+    }
+  };
+  await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
+  progress?.finish(done);
+  if (failure) throw failure.error;
+}
+
+const readInto = (blk: VirtioBlk, sector: bigint, data: Buffer) => (offset: number, size: number) =>
+  blk.read(sector + BigInt(offset / BLK_SECTOR_SIZE), data.subarray(offset, offset + size)).then(() => undefined);
+
+const elapsedMs = (since: number): number => Math.round((performance.now() - since) * 1000) / 1000;
+
+const print = (context: Context, object: unknown): unknown => context.io.stdout.write(`${JSON.stringify(object)}\n`);
+
+// ---- info ----
+
+const FEATURE_NAMES: Record<string, number> = {
+  ...Object.fromEntries(Object.entries(FeatureBit).map(([name, bit]) => [`VIRTIO_F_${name}`, bit])),
+  ...Object.fromEntries(Object.entries(BlkFeature).map(([name, bit]) => [`VIRTIO_BLK_F_${name}`, bit])),
+};
+
+async function info(blk: VirtioBlk, context: Context): Promise<number> {
+  let id: string | null;
+  try {
+    id = await blk.getId();
+  } catch (error) {
+    // GET_ID is optional for a device (§5.2.6.2): UNSUPP means it has no ID string.
+    if (!(error instanceof DeviceIoError && error.status === BlkStatus.UNSUPP)) throw error;
+    id = null;
+  }
+  const i = blk.info;
+  const features = describeFeatures(blk.features, FEATURE_NAMES);
+  if (context.values.json) {
+    // 64-bit counts as decimal strings: JSON numbers lose precision above 2^53.
+    print(context, {
+      where: context.where,
+      capacity: String(i.capacity),
+      bytes: String(i.bytes),
+      blockSize: i.blockSize,
+      readOnly: i.readOnly,
+      queues: i.queues,
+      flush: i.flush,
+      ...(i.segMax !== undefined ? { segMax: i.segMax } : {}),
+      ...(i.sizeMax !== undefined ? { sizeMax: i.sizeMax } : {}),
+      ...(i.discard ? { discard: i.discard } : {}),
+      ...(i.writeZeroes ? { writeZeroes: i.writeZeroes } : {}),
+      ...(i.topology ? { topology: i.topology } : {}),
+      ring: hasFeature(blk.features, FeatureBit.RING_PACKED) ? 'packed' : 'split',
+      features: features === 'none' ? [] : features.split(', '),
+      id,
+    });
+    return 0;
+  }
+  const lines = [
+    `${context.where}: virtio-blk, ${i.capacity} sectors (${formatBytes(Number(i.bytes))}, ${i.bytes} bytes), block size ${i.blockSize}, ${i.readOnly ? 'read-only' : 'read-write'}, ${i.queues} queue${i.queues === 1 ? '' : 's'}`,
+    `id: ${id === null ? '(the device does not support GET_ID)' : JSON.stringify(id)}`,
+    `features: ${features}`,
+  ];
+  if (i.segMax !== undefined || i.sizeMax !== undefined) lines.push(`limits: ${i.segMax ?? '-'} segments of at most ${i.sizeMax ?? '-'} bytes per request`);
+  context.io.stdout.write(`${lines.join('\n')}\n`);
+  return 0;
+}
+
+// ---- read ----
+
+async function read(blk: VirtioBlk, context: Context, sector: bigint, bytes: number): Promise<number> {
+  checkRange(blk, sector, bytes);
+  const data = Buffer.allocUnsafe(bytes);
+  const started = performance.now();
+  await inChunks(bytes, readInto(blk, sector, data), progressFor(context, bytes > LONG_TRANSFER, { total: bytes, label: 'read' }));
+  const ms = elapsedMs(started);
+  const { out, json } = context.values;
+  if (out === '-') {
+    // Raw bytes: process.stdout takes Buffers (CliIo declares text only).
+    (context.io.stdout as unknown as { write(data: Uint8Array): unknown }).write(data);
+  } else if (out !== undefined) {
+    writeFileSync(out, data);
+    const sha256 = createHash('sha256').update(data).digest('hex');
+    if (json) print(context, { where: context.where, sector: String(sector), bytes, ms, out, sha256 });
+    else context.io.stdout.write(`${context.where}: ${bytes} bytes from sector ${sector} written to ${out} in ${ms.toFixed(1)} ms (sha256 ${sha256})\n`);
+  } else if (json) {
+    print(context, { where: context.where, sector: String(sector), bytes, ms, hex: data.toString('hex') });
+  } else {
+    context.io.stdout.write(hexDump(data, sector * BigInt(BLK_SECTOR_SIZE)));
+  }
+  return 0;
+}
+
+/** Lines of: device byte offset, 16 bytes in hex (two groups of 8), the same bytes as ASCII ('.' if not printable). */
+function hexDump(data: Uint8Array, base = 0n): string {
+  const lines: string[] = [];
+  for (let at = 0; at < data.length; at += 16) {
+    const row = data.subarray(at, Math.min(at + 16, data.length));
+    const hex = Array.from({ length: 16 }, (_, i) => (i < row.length ? row[i].toString(16).padStart(2, '0') : '  '));
+    const ascii = Array.from(row, (b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : '.')).join('');
+    lines.push(`${(base + BigInt(at)).toString(16).padStart(8, '0')}  ${hex.slice(0, 8).join(' ')}  ${hex.slice(8).join(' ')}  |${ascii}|`);
+  }
+  return lines.length ? `${lines.join('\n')}\n` : '';
+}
+
+// ---- write ----
+
+async function write(blk: VirtioBlk, context: Context, sector: bigint, data: Buffer): Promise<number> {
+  // Checked here, before the first request: nothing is sent to a read-only device (§5.2.6.2).
+  if (blk.info.readOnly) throw new ReadOnlyError(`${context.where}: the device is read-only (VIRTIO_BLK_F_RO); nothing was written`);
+  checkRange(blk, sector, data.length);
+  const long = data.length > LONG_TRANSFER;
+  const started = performance.now();
+  await inChunks(
+    data.length,
+    (offset, size) => blk.write(sector + BigInt(offset / BLK_SECTOR_SIZE), data.subarray(offset, offset + size)),
+    progressFor(context, long, { total: data.length, label: 'write' }),
+  );
+  const ms = elapsedMs(started);
+  const result: Record<string, unknown> = { where: context.where, sector: String(sector), bytes: data.length, ms };
+  const notes: string[] = [];
+  if (context.values.flush) {
+    if (blk.info.flush) {
+      await blk.flush();
+      result.flushed = true;
+    } else {
+      result.flushed = false;
+      notes.push('the device does not offer VIRTIO_BLK_F_FLUSH: no FLUSH sent');
+    }
+  }
+  let mismatch: { offset: number; deviceOffset: string; wrote: number; read: number } | undefined;
+  if (context.values.verify) {
+    const back = Buffer.allocUnsafe(data.length);
+    await inChunks(data.length, readInto(blk, sector, back), progressFor(context, long, { total: data.length, label: 'verify' }));
+    const offset = firstDifference(data, back);
+    result.verified = offset < 0;
+    if (offset >= 0) {
+      mismatch = { offset, deviceOffset: String(sector * BigInt(BLK_SECTOR_SIZE) + BigInt(offset)), wrote: data[offset], read: back[offset] };
+      result.mismatch = mismatch;
+    }
+  }
+  if (notes.length) result.notes = notes;
+  if (context.values.json) print(context, result);
+  else {
+    const lines = [`${context.where}: wrote ${data.length} bytes at sector ${sector} in ${ms.toFixed(1)} ms`];
+    if (result.flushed) lines.push('flushed');
+    lines.push(...notes);
+    if (result.verified) lines.push(`verified: the ${data.length} bytes read back are the ones written`);
+    context.io.stdout.write(`${lines.join('\n')}\n`);
+  }
+  if (mismatch) {
+    const hex = (b: number): string => `0x${b.toString(16).padStart(2, '0')}`;
+    context.io.stderr.write(`virtio-mmio blk write: verify failed: first difference at byte ${mismatch.offset} of the data (device byte ${mismatch.deviceOffset}): wrote ${hex(mismatch.wrote)}, read back ${hex(mismatch.read)}\n`);
+    return 1;
+  }
+  return 0;
+}
+
+/** The index of the first byte where `a` and `b` (same length) differ, or -1. */
+function firstDifference(a: Buffer, b: Buffer): number {
+  const step = 4096;
+  for (let at = 0; at < a.length; at += step) {
+    const end = Math.min(at + step, a.length);
+    if (a.subarray(at, end).equals(b.subarray(at, end))) continue;
+    for (let i = at; i < end; i++) if (a[i] !== b[i]) return i;
+  }
+  return -1;
+}
+
+// ---- bench ----
+
+/** What bench measured; the numbers the lab benchmark (scripts/lab/guest/blk-bench.ts) reports, and a few more. */
+export interface BenchResult {
+  where: string;
+  ring: 'split' | 'packed';
+  mode: QueueMode;
+  depth: number;
+  size: number;
+  write: boolean;
+  /** Requests done during the warm-up (not measured). */
+  warmupRequests: number;
+  requests: number;
+  /** Measured time in seconds. */
+  seconds: number;
+  iops: number;
+  mbPerSecond: number;
+  meanUs: number | null;
+  p50Us: number | null;
+  p99Us: number | null;
+  notificationsPerRequest: number | null;
+  interruptsPerRequest: number | null;
+  polledPerRequest: number | null;
+}
+
+const round = (n: number, places: number): number => Math.round(n * 10 ** places) / 10 ** places;
+
+async function runBench(blk: VirtioBlk, context: Context, bench: BenchPlan): Promise<number> {
+  const { depth, size, write: writing } = bench;
+  if (writing && blk.info.readOnly) throw new ReadOnlyError(`${context.where}: the device is read-only (VIRTIO_BLK_F_RO): no write benchmark`);
+  checkRange(blk, 0n, size);
+  const blocks = Number(blk.info.bytes / BigInt(size));
+  const perBlock = BigInt(size / BLK_SECTOR_SIZE);
+  const totalMs = (bench.warmup + bench.seconds) * 1000;
+  const progress = progressFor(context, true, { total: totalMs, label: writing ? 'bench write' : 'bench read', unit: 'ms' });
+  const runStarted = process.hrtime.bigint();
+  const sinceStart = (): number => Number(process.hrtime.bigint() - runStarted) / 1e6;
+  const buffers = Array.from({ length: depth }, () => blk.allocBuffer(size));
+  let measuredSince = 0n;
+  try {
+    if (writing) for (const buffer of buffers) randomFillSync(buffer);
+    let failure: { error: unknown } | undefined;
+    /**
+     * `depth` workers doing requests until `until`; latencies (µs) go to
+     * `latencies` when given. After a failure the others stop, and it
+     * returns once none is in flight. Resolves with the requests done.
+     */
+    const run = async (until: bigint, latencies?: number[]): Promise<number> => {
+      const counts = await Promise.all(
+        buffers.map(async (buffer) => {
+          let count = 0;
+          try {
+            while (!failure && process.hrtime.bigint() < until) {
+              const sector = BigInt(Math.floor(Math.random() * blocks)) * perBlock;
+              const t0 = process.hrtime.bigint();
+              if (writing) await blk.write(sector, buffer);
+              else await blk.read(sector, buffer);
+              const t1 = process.hrtime.bigint();
+              count++;
+              if (latencies) {
+                latencies.push(Number(t1 - t0) / 1000);
+                progress?.update(sinceStart(), `${Math.round(latencies.length / (Number(t1 - measuredSince) / 1e9))} IOPS`);
+              } else {
+                progress?.update(sinceStart());
+              }
+            }
+          } catch (error) {
+            failure ??= { error };
+          }
+          return count;
+        }),
+      );
+      if (failure) throw failure.error;
+      return counts.reduce((a, b) => a + b, 0);
+    };
+    const warmupRequests = await run(runStarted + BigInt(Math.round(bench.warmup * 1e9)));
+    const queues = Array.from({ length: blk.info.queues }, (_, q) => q);
+    const queueTotals = (): { notifications: number; polled: number } =>
+      queues.reduce(
+        (sum, q) => {
+          const s = blk.queueStats(q);
+          return { notifications: sum.notifications + s.notifications, polled: sum.polled + s.polledCompletions };
+        },
+        { notifications: 0, polled: 0 },
+      );
+    const before = { ...queueTotals(), interrupts: blk.transport.stats.interrupts };
+    const latencies: number[] = [];
+    measuredSince = process.hrtime.bigint();
+    await run(measuredSince + BigInt(Math.round(bench.seconds * 1e9)), latencies);
+    const elapsed = Number(process.hrtime.bigint() - measuredSince) / 1e9;
+    const after = { ...queueTotals(), interrupts: blk.transport.stats.interrupts };
+    progress?.finish();
+
+    latencies.sort((a, b) => a - b);
+    const n = latencies.length;
+    const at = (q: number): number | null => (n ? round(latencies[Math.min(n - 1, Math.floor(n * q))], 1) : null);
+    const per = (count: number): number | null => (n ? round(count / n, 3) : null);
+    const result: BenchResult = {
+      where: context.where,
+      ring: hasFeature(blk.features, FeatureBit.RING_PACKED) ? 'packed' : 'split',
+      mode: bench.mode,
+      depth,
+      size,
+      write: writing,
+      warmupRequests,
+      requests: n,
+      seconds: round(elapsed, 6),
+      iops: round(n / elapsed, 1),
+      mbPerSecond: round((n * size) / elapsed / 1e6, 2),
+      meanUs: n ? round(latencies.reduce((a, b) => a + b, 0) / n, 1) : null,
+      p50Us: at(0.5),
+      p99Us: at(0.99),
+      notificationsPerRequest: per(after.notifications - before.notifications),
+      interruptsPerRequest: per(after.interrupts - before.interrupts),
+      polledPerRequest: per(after.polled - before.polled),
+    };
+    if (context.values.json) print(context, result);
+    else context.io.stdout.write(formatBench(result));
+    return 0;
+  } finally {
+    progress?.finish(sinceStart());
+    for (const buffer of buffers) blk.freeBuffer(buffer);
+  }
+}
+
+function formatBench(r: BenchResult): string {
+  const us = (v: number | null): string => (v === null ? '-' : v.toFixed(1));
+  return [
+    `${r.where}: ${r.write ? 'random writes' : 'random reads'} of ${r.size} bytes, depth ${r.depth}, ${r.mode} mode, ${r.ring} ring`,
+    `requests ${r.requests} in ${r.seconds.toFixed(3)} s (after ${r.warmupRequests} warm-up requests)`,
+    `IOPS ${r.iops.toFixed(1)}, ${r.mbPerSecond.toFixed(2)} MB/s`,
+    `latency µs: mean ${us(r.meanUs)}, p50 ${us(r.p50Us)}, p99 ${us(r.p99Us)}`,
+    `per request: ${r.notificationsPerRequest ?? '-'} notifications, ${r.interruptsPerRequest ?? '-'} interrupts, ${r.polledPerRequest ?? '-'} polled completions`,
+    '',
+  ].join('\n');
+}
