@@ -420,7 +420,8 @@ export class VirtioBlk extends VirtioDriver {
           const status = header.getUint8(STATUS_AT);
           // §5.2.6: the device writes the data, then the status byte; a len short of that means it did not.
           const expected = (transfer.type === BlkRequestType.IN ? dataBytes(transfer.in) : 0) + 1;
-          const short = len < expected;
+          // A failed request may write only its status byte (the data is not valid then): only len 0 is short.
+          const short = status === BlkStatus.OK ? len < expected : len < 1;
           if (status === BlkStatus.OK && !short) hooks.complete?.();
           hooks.release?.();
           slots.release(slot);
