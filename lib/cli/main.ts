@@ -27,7 +27,7 @@ export const USAGE = `usage: virtio-mmio <command> [options]
   blk <dev> info|read|write|bench [options]
         a virtio-blk device: info; read <sector> (hex dump or --out FILE); write <sector>
         (--in FILE | --pattern) [--verify] [--flush]; bench (IOPS, MB/s, latency; --write
-        overwrites the device's data); a progress bar on long runs; `virtio-mmio blk` alone lists the options
+        overwrites the device's data); a progress bar on long runs; "virtio-mmio blk" alone lists the options
   dump <dev> --queue N [--live] [--size N] [--format split|packed] [--page-size N] [--rings <desc>,<driver>,<device>]
         one queue's ring state as JSON (indices, flags, requests in flight with their descriptors):
         driven by this process (a sim, or a device without DRIVER_OK: a request is put in flight),
