@@ -9,6 +9,8 @@ import { consoleEchoContract, consoleMultiportContract } from '../../../test/con
 import { rngContract } from '../../../test/contracts/rng-contract';
 import { blkSubjects, consoleSubjects, describeReport, rngSubjects, scan, uioEventCount } from './devices';
 import { report, runMain } from './report';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { runCli } from '../../../lib/cli/main';
 
 /** The virtserialport the lab test puts on the console device (port 1), wired to a host socket that echoes. */
@@ -84,7 +86,29 @@ async function main(): Promise<void> {
     // selftest with the device rules watched; the console's port 0 is echoed by the host.
     const tested = await cli('selftest', r.spec.device.devicePath, '--strict', '--json');
     report({ kind: 'cli-selftest', where: r.spec.device.devicePath, deviceId: r.result.deviceId, status: tested.status, stderr: tested.stderr, report: JSON.parse(tested.stdout || '{}') });
+    // dump: nobody drives the device now, so the CLI drives it (a request in flight) and shows both views of queue 0.
+    const dumped = await cli('dump', r.spec.device.devicePath, '--queue', '0');
+    report({ kind: 'cli-dump', where: r.spec.device.devicePath, deviceId: r.result.deviceId, status: dumped.status, stderr: dumped.stderr, dump: JSON.parse(dumped.stdout || '{}') });
   }
+  // dump --live from another process, while this one drives the console (receive buffers posted on queue 0).
+  for (const subject of consoleSubjects(reports)) {
+    const { console, close } = await subject.open();
+    try {
+      const own = console.dumpQueue(0);
+      const { desc, driver, device } = own.addresses;
+      const argv = ['dump', subject.label, '--queue', '0', '--live', '--size', String(own.size), ...(legacyTransport(reports) ? [] : ['--rings', `${desc},${driver},${device}`])];
+      report({ kind: 'cli-dump-own', where: subject.label, outstanding: own.outstanding.length, size: own.size, addresses: own.addresses, argv });
+      // The child's result line (kind 'cli') goes to the console like ours.
+      spawnSync(process.execPath, [join(__dirname, 'cli-report.js'), ...argv], { stdio: 'inherit', timeout: 60_000 });
+    } finally {
+      close();
+    }
+  }
+}
+
+/** Whether the transports speak Version 1 (the legacy interface: queue addresses come from QueuePFN). */
+function legacyTransport(reports: ReturnType<typeof scan>): boolean {
+  return reports.some((r) => r.result && !r.result.empty && r.result.version === 1);
 }
 
 /** Runs the CLI in this process, capturing what it writes. */
