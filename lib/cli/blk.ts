@@ -17,7 +17,7 @@ export const BLK_USAGE = `usage: virtio-mmio blk <dev> <info|read|write|bench> [
   blk <dev> info [--json]
         capacity, block size, read-only, queues, features by name and the device ID string
   blk <dev> read <sector> [--bytes N | --sectors N] [--out FILE] [--progress] [--json]
-        a hex dump of N bytes (default one sector) from <sector>; --out FILE writes them
+        a hex dump of N bytes (default one sector; any N, whole sectors are read) from <sector>; --out FILE writes them
         to FILE instead (- = stdout, raw)
   blk <dev> write <sector> (--in FILE | --pattern BYTE|random [--bytes N | --sectors N])
         [--verify] [--flush] [--progress] [--json]
@@ -149,7 +149,7 @@ function plan(action: string, values: Values, sectorText?: string): { queueMode?
       return { execute: info };
     case 'read': {
       const sector = parseSector(sectorText!);
-      const bytes = transferBytes(values);
+      const bytes = transferBytes(values, true);
       if (values.out === '-' && values.json) throw new UsageError('--json and --out - would both write to stdout');
       return { execute: (blk, context) => read(blk, context, sector, bytes) };
     }
@@ -178,11 +178,11 @@ function integer(name: string, text: string, min: number, max: number): number {
   return n;
 }
 
-/** --bytes or --sectors (default one sector): a whole number of sectors, at most MAX_TRANSFER. */
-function transferBytes(values: Values): number {
+/** --bytes or --sectors (default one sector), at most MAX_TRANSFER; a whole number of sectors unless `anyLength` (reads show part of the last sector). */
+function transferBytes(values: Values, anyLength = false): number {
   if (values.bytes !== undefined && values.sectors !== undefined) throw new UsageError('give --bytes or --sectors, not both');
   const bytes = values.sectors !== undefined ? integer('sectors', values.sectors, 1, MAX_TRANSFER / BLK_SECTOR_SIZE) * BLK_SECTOR_SIZE : values.bytes !== undefined ? integer('bytes', values.bytes, 1, MAX_TRANSFER) : BLK_SECTOR_SIZE;
-  if (bytes % BLK_SECTOR_SIZE !== 0) throw new UsageError(`--bytes must be a multiple of ${BLK_SECTOR_SIZE}, got ${bytes}`);
+  if (!anyLength && bytes % BLK_SECTOR_SIZE !== 0) throw new UsageError(`--bytes must be a multiple of ${BLK_SECTOR_SIZE}, got ${bytes}`);
   return bytes;
 }
 
@@ -325,7 +325,9 @@ async function info(blk: VirtioBlk, context: Context): Promise<number> {
     `id: ${id === null ? '(the device does not support GET_ID)' : JSON.stringify(id)}`,
     `features: ${features}`,
   ];
-  if (i.segMax !== undefined || i.sizeMax !== undefined) lines.push(`limits: ${i.segMax ?? '-'} segments of at most ${i.sizeMax ?? '-'} bytes per request`);
+  if (i.segMax !== undefined || i.sizeMax !== undefined) {
+    lines.push(`limits: ${i.segMax !== undefined ? `${i.segMax} segments per request` : 'any number of segments'}, ${i.sizeMax !== undefined ? `at most ${i.sizeMax} bytes each` : 'of any size'}`);
+  }
   context.io.stdout.write(`${lines.join('\n')}\n`);
   return 0;
 }
@@ -333,10 +335,13 @@ async function info(blk: VirtioBlk, context: Context): Promise<number> {
 // ---- read ----
 
 async function read(blk: VirtioBlk, context: Context, sector: bigint, bytes: number): Promise<number> {
-  checkRange(blk, sector, bytes);
-  const data = Buffer.allocUnsafe(bytes);
+  // Whole sectors are read; the first `bytes` of them are shown.
+  const whole = Math.ceil(bytes / BLK_SECTOR_SIZE) * BLK_SECTOR_SIZE;
+  checkRange(blk, sector, whole);
+  const sectors = Buffer.allocUnsafe(whole);
   const started = performance.now();
-  await inChunks(bytes, readInto(blk, sector, data), progressFor(context, bytes > LONG_TRANSFER, { total: bytes, label: 'read' }));
+  await inChunks(whole, readInto(blk, sector, sectors), progressFor(context, whole > LONG_TRANSFER, { total: whole, label: 'read' }));
+  const data = sectors.subarray(0, bytes);
   const ms = elapsedMs(started);
   const { out, json } = context.values;
   if (out === '-') {

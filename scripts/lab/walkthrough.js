@@ -6,6 +6,7 @@
 //
 //   node scripts/lab/walkthrough.js [--legacy]
 
+const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
@@ -23,11 +24,16 @@ const STEPS = [
   'blk /dev/uio30 info',
   'blk /dev/uio30 write 2048 --pattern random --sectors 8 --verify --flush',
   'blk /dev/uio30 read 0 --bytes 64',
-  'blk /dev/uio30 bench --depth 8 --seconds 3',
+  // The progress bar goes to stderr (drawn here: the serial console is a terminal).
+  'blk /dev/uio30 bench --depth 8 --seconds 3 2>/dev/null',
+  'dump /dev/uio31 --queue 0',
 ];
 
 async function main() {
   const legacy = process.argv.includes('--legacy');
+  // The guest runs what the sources say now (seconds when nothing changed).
+  const prepared = spawnSync('bash', [path.join(__dirname, 'prepare.sh')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  if (prepared.status !== 0) throw new Error('scripts/lab/prepare.sh failed');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lab-walkthrough-'));
   const image = path.join(dir, 'disk.img');
   // A disk with a recognisable first sector.
@@ -40,9 +46,12 @@ async function main() {
   });
   await new Promise((resolve) => server.listen(path.join(dir, 'console.sock'), resolve));
   const command = [
-    'printf \'#!/bin/sh\\nexec node /opt/virtio-mmio/lib/cli/bin.js "$@"\\n\' > /bin/virtio-mmio',
-    'chmod +x /bin/virtio-mmio',
-    ...STEPS.map((step) => `echo '$ virtio-mmio ${step}'; virtio-mmio ${step} 2>&1; echo`),
+    // The package's bin, as `npm install` would put it on PATH.
+    'mkdir -p /tmp/bin',
+    'printf \'#!/bin/busybox sh\\nexec node /opt/virtio-mmio/lib/cli/bin.js "$@"\\n\' > /tmp/bin/virtio-mmio',
+    'chmod +x /tmp/bin/virtio-mmio',
+    'export PATH=/tmp/bin:$PATH',
+    ...STEPS.map((step) => `echo '$ virtio-mmio ${step}'; virtio-mmio ${step}${step.includes('2>') ? '' : ' 2>&1'} || echo "(exit status $?)"; echo`),
   ].join('\n');
   const printed = [];
   let on = false;
