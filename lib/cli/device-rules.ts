@@ -22,7 +22,7 @@ export const DEVICE_RULES = {
   'queues-present': { section: '5', level: 'must', text: 'the virtqueues the device type defines exist (QueueNumMax above 0)' },
   'used-ring-valid': { section: '2.7.8', level: 'must', text: 'used elements name a chain in flight, and the used index moves by at most the chains in flight (§2.8.1 on packed rings)' },
   'used-len-valid': { section: '2.7.8.1', level: 'must', text: 'used len is no more than the writable bytes, and covers what the device type must write' },
-  'completes-requests': { section: '2.7.13', level: 'should', text: 'buffers made available are used in reasonable time (within the selftest time limit)' },
+  'completes-requests': { section: '2.7.13', level: 'should', text: 'buffers made available are used within the selftest time limit (a liveness check: the spec sets no time)' },
   'interrupts-with-cause': { section: '4.2.2', level: 'should', text: 'the interrupt line is raised only with a defined InterruptStatus bit set, and not in a storm' },
   'no-needs-reset': { section: '2.1.2', level: 'should', text: 'DEVICE_NEEDS_RESET stays clear during a valid exchange (set, it means the device hit an internal error)' },
 } as const;
