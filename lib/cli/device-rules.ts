@@ -240,26 +240,18 @@ export function ruleOfError(error: unknown): DeviceRule | undefined {
   if (error instanceof ProtocolError) return 'used-len-valid';
   if (error instanceof TimeoutError) return 'completes-requests';
   if (error instanceof DeviceGoneError) return undefined;
-  switch (error.code) {
-    case TransportError.BAD_MAGIC:
-      return 'magic-value';
-    case TransportError.BAD_VERSION:
-      return 'version-value';
-    case TransportError.RESET_TIMEOUT:
-      return 'reset-completes';
-    case TransportError.QUEUE_IN_USE:
-      return 'queue-ready-cleared-on-reset';
-    case TransportError.QUEUE_UNAVAILABLE:
-      return 'queues-present';
-    case TransportError.CONFIG_UNSTABLE:
-      return 'config-generation-settles';
-    case TransportError.CONFIG_INVALID:
-      return 'config-valid';
-    case NegotiationError.VERSION_1_MISSING:
-      return 'version-1-offered';
-    case NegotiationError.FEATURES_REFUSED:
-      return 'features-ok-kept';
-    default:
-      return undefined;
-  }
+  return RULE_OF_CODE[error.code];
 }
+
+/** What the transport's and the negotiation's typed errors say about the device. */
+const RULE_OF_CODE: Partial<Record<string, DeviceRule>> = {
+  [TransportError.BAD_MAGIC]: 'magic-value',
+  [TransportError.BAD_VERSION]: 'version-value',
+  [TransportError.RESET_TIMEOUT]: 'reset-completes',
+  [TransportError.QUEUE_IN_USE]: 'queue-ready-cleared-on-reset',
+  [TransportError.QUEUE_UNAVAILABLE]: 'queues-present',
+  [TransportError.CONFIG_UNSTABLE]: 'config-generation-settles',
+  [TransportError.CONFIG_INVALID]: 'config-valid',
+  [NegotiationError.VERSION_1_MISSING]: 'version-1-offered',
+  [NegotiationError.FEATURES_REFUSED]: 'features-ok-kept',
+};

@@ -218,23 +218,7 @@ function readIndirect(descriptor: DescriptorDump, format: RingFormat, maxEntries
   if (format === 'packed') {
     for (let i = 0; i < count; i++) entries.push(readDescriptor(table, i, format));
   } else {
-    const seen = new Uint8Array(count);
-    for (let i = 0; ; ) {
-      seen[i] = 1;
-      const entry = readDescriptor(table, i, format);
-      entries.push(entry);
-      if (!(entry.flags & VirtqDesc.F_NEXT)) break;
-      const next = entry.next!;
-      if (next >= count) {
-        entry.problem = `next ${next} is outside the ${count}-entry indirect table`;
-        break;
-      }
-      if (seen[next]) {
-        entry.problem = `next ${next} loops back into the chain`;
-        break;
-      }
-      i = next;
-    }
+    entries.push(...followNext(table, 0, count, 'indirect table'));
   }
   for (const entry of entries) if (entry.flags & VirtqDesc.F_INDIRECT) entry.problem = 'INDIRECT inside an indirect table (§2.7.5.3.1)';
   descriptor.indirect = entries;
@@ -251,16 +235,29 @@ export function walkSplitChain(table: DataView, size: number, head: number, read
     chain.problem = `head ${head} is outside the ${size}-entry descriptor table`;
     return chain;
   }
-  const seen = new Uint8Array(size);
-  for (let slot = head; ; ) {
+  chain.descriptors = followNext(table, head, size, 'descriptor table', (descriptor) => {
+    if (descriptor.flags & VirtqDesc.F_INDIRECT) readIndirect(descriptor, 'split', maxIndirect, readTable);
+  });
+  return chain;
+}
+
+/**
+ * Split-format descriptors from `start` along NEXT in a table of `count`
+ * entries: each at most once, never outside the table; where the walk had
+ * to stop, the last descriptor says why.
+ */
+function followNext(table: DataView, start: number, count: number, what: string, visit?: (descriptor: DescriptorDump) => void): DescriptorDump[] {
+  const descriptors: DescriptorDump[] = [];
+  const seen = new Uint8Array(count);
+  for (let slot = start; ; ) {
     seen[slot] = 1;
     const descriptor = readDescriptor(table, slot, 'split');
-    chain.descriptors.push(descriptor);
-    if (descriptor.flags & VirtqDesc.F_INDIRECT) readIndirect(descriptor, 'split', maxIndirect, readTable);
+    descriptors.push(descriptor);
+    visit?.(descriptor);
     if (!(descriptor.flags & VirtqDesc.F_NEXT)) break;
     const next = descriptor.next!;
-    if (next >= size) {
-      descriptor.problem = `next ${next} is outside the ${size}-entry descriptor table`;
+    if (next >= count) {
+      descriptor.problem = `next ${next} is outside the ${count}-entry ${what}`;
       break;
     }
     if (seen[next]) {
@@ -269,7 +266,7 @@ export function walkSplitChain(table: DataView, size: number, head: number, read
     }
     slot = next;
   }
-  return chain;
+  return descriptors;
 }
 
 /**
