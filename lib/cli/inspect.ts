@@ -8,6 +8,9 @@ import {
   deviceIdName,
   EMPTY_DEVICE_ID,
   FeatureBit,
+  LegacyBlkFeature,
+  LegacyFeatureBit,
+  LegacyNetFeature,
   featureBits,
   MMIO_MAGIC_VALUE,
   MmioRegister,
@@ -119,15 +122,21 @@ type Row = readonly [MmioRegisterName, RegisterAccess];
 const layout = (version: 1 | 2): readonly Row[] =>
   [...mmioRegisterTable(version).entries()].sort(([a], [b]) => a - b).map(([, entry]): Row => [entry.name, entry.direction]);
 
-const TRANSPORT_NAMES: ReadonlyMap<number, string> = new Map(Object.entries(FeatureBit).map(([name, bit]) => [bit, `VIRTIO_F_${name}`]));
+const TRANSPORT_NAMES: ReadonlyMap<number, string> = new Map([
+  ...Object.entries(LegacyFeatureBit).map(([name, bit]): [number, string] => [bit, `VIRTIO_F_${name} (legacy)`]),
+  ...Object.entries(FeatureBit).map(([name, bit]): [number, string] => [bit, `VIRTIO_F_${name}`]),
+]);
 
 const prefixed = (prefix: string, table: Record<string, number>): ReadonlyMap<number, string> =>
   new Map(Object.entries(table).map(([name, bit]) => [bit, `${prefix}${name}`]));
 
+const legacy = (prefix: string, table: Record<string, number>): ReadonlyMap<number, string> =>
+  new Map(Object.entries(table).map(([name, bit]) => [bit, `${prefix}${name} (legacy)`]));
+
 /** Device-type feature names (§5.1.3, §5.2.3, §5.3.3); the entropy device has none (§5.4.3). */
 const DEVICE_NAMES: ReadonlyMap<number, ReadonlyMap<number, string>> = new Map([
-  [DeviceId.NET, prefixed('VIRTIO_NET_F_', NetFeature)],
-  [DeviceId.BLOCK, prefixed('VIRTIO_BLK_F_', BlkFeature)],
+  [DeviceId.NET, new Map([...legacy('VIRTIO_NET_F_', LegacyNetFeature), ...prefixed('VIRTIO_NET_F_', NetFeature)])],
+  [DeviceId.BLOCK, new Map([...legacy('VIRTIO_BLK_F_', LegacyBlkFeature), ...prefixed('VIRTIO_BLK_F_', BlkFeature)])],
   [DeviceId.CONSOLE, prefixed('VIRTIO_CONSOLE_F_', ConsoleFeature)],
 ]);
 

@@ -18,6 +18,12 @@ export const BlkFeature = {
   ZONED: 17,
 } as const;
 
+/** Legacy-only bits (§5.2.3.1): named for reports only. */
+export const LegacyBlkFeature = {
+  BARRIER: 0,
+  SCSI: 7,
+} as const;
+
 /** Offsets in struct virtio_blk_config (§5.2.4). */
 export const BlkConfig = {
   capacity: 0, // le64, in 512-byte sectors

@@ -18,6 +18,16 @@ export const FeatureBit = {
 
 export type FeatureBitName = keyof typeof FeatureBit;
 
+/**
+ * Transport bits a legacy device may offer (virtio 1.2 §6.3, legacy
+ * interface): named for reports only; this library never negotiates them.
+ */
+export const LegacyFeatureBit = {
+  NOTIFY_ON_EMPTY: 24,
+  ANY_LAYOUT: 27,
+  UNUSED: 30,
+} as const;
+
 /** The 64-bit mask of one feature bit. */
 export const feature = (bit: number): bigint => 1n << BigInt(bit);
 

@@ -1,6 +1,11 @@
 /** virtio-net (virtio 1.2 §5.1): device ID 1. */
 
 /** Feature bits this library knows by name (§5.1.3). */
+/** Legacy-only bits (§5.1.3.2): named for reports only. */
+export const LegacyNetFeature = {
+  GSO: 6,
+} as const;
+
 export const NetFeature = {
   CSUM: 0,
   GUEST_CSUM: 1,

@@ -1,4 +1,4 @@
-import { formatInspect, inspect, type InspectReport, type RegisterReading } from '../../lib/cli/inspect';
+import { formatInspect, inspect, nameFeatures, type InspectReport, type RegisterReading } from '../../lib/cli/inspect';
 import { VirtioBlk, VirtioRng } from '../../lib/devices';
 import { DmaPool, type RegisterBlock } from '../../lib/platform';
 import { BlkModel, ConsoleModel, NetModel, RngModel, SimDevice, type SimDeviceModel, type SimOptions } from '../../lib/sim';
@@ -350,5 +350,19 @@ describe('inspect: options', () => {
     expect(inspect(sim, { maxQueues: 2 }).queues!.map((q) => q.index)).toEqual([0, 1]);
     expect(inspect(sim, { maxQueues: 0 }).queues).toEqual([]);
     expect(() => inspect(sim, { maxQueues: -1 })).toThrow(RangeError);
+  });
+});
+
+describe('nameFeatures: the bits a legacy device offers have names too', () => {
+  test('legacy transport bits and legacy blk and net bits are named and marked (legacy); current names win', () => {
+    // What QEMU's virtio-blk offers on a Version 1 transport: SCSI (7) and NOTIFY_ON_EMPTY (24) among the rest.
+    expect(nameFeatures(2, features(7, 24, 27, 28)).map((f) => [f.bit, f.name, f.group])).toEqual([
+      [7, 'VIRTIO_BLK_F_SCSI (legacy)', 'device'],
+      [24, 'VIRTIO_F_NOTIFY_ON_EMPTY (legacy)', 'transport'],
+      [27, 'VIRTIO_F_ANY_LAYOUT (legacy)', 'transport'],
+      [28, 'VIRTIO_F_INDIRECT_DESC', 'transport'],
+    ]);
+    expect(nameFeatures(1, features(6, 5)).map((f) => f.name)).toEqual(['VIRTIO_NET_F_MAC', 'VIRTIO_NET_F_GSO (legacy)']);
+    expect(nameFeatures(4, features(7)).map((f) => f.name)).toEqual(['bit 7']);
   });
 });
