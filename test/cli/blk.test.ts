@@ -1,7 +1,8 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BLK_USAGE, blkCommand, runBlk, type BenchResult, type BlkDependencies } from '../../lib/cli/blk';
+import { BLK_USAGE, blkCommand, runBlk, type BlkDependencies } from '../../lib/cli/blk';
+import type { BenchResult } from '../../lib/cli/blk-bench';
 import type { CliIo } from '../../lib/cli/cli-io';
 import { UioSysfs } from '../../lib/platform';
 import { BlkModel, type SimDeviceModel, type SimRequest } from '../../lib/sim';
