@@ -79,7 +79,7 @@ export const dumpCommand: Command = async (args: readonly string[], io: CliIo): 
     io.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     const memory = result.live.memory;
     if ('error' in memory) {
-      io.stderr.write(`virtio-mmio dump: ${memory.error.code ? `${memory.error.code}: ` : ''}${memory.error.message}\n`);
+      io.stderr.write(`virtio-mmio dump: ${withCode(memory.error.code, memory.error.message)}\n`);
       if (memory.error.hint && !memory.error.message.includes(memory.error.hint)) io.stderr.write(`hint: ${memory.error.hint}\n`);
       return 1;
     }
@@ -87,10 +87,13 @@ export const dumpCommand: Command = async (args: readonly string[], io: CliIo): 
   } catch (error) {
     if (error instanceof UsageError) throw error;
     const { code, message } = describeError(error);
-    io.stderr.write(`virtio-mmio dump: ${code ? `${code}: ` : ''}${message}\n`);
+    io.stderr.write(`virtio-mmio dump: ${withCode(code, message)}\n`);
     return 1;
   }
 };
+
+/** "CODE: message", unless the message already starts with its code (system call errors do). */
+const withCode = (code: string | undefined, message: string): string => (code && !message.startsWith(`${code}:`) ? `${code}: ${message}` : message);
 
 /** Status read (and nothing written): DRIVER_OK means a driver owns the device (§3.1.1 step 8). */
 function drivenElsewhere(target: Target): boolean {
