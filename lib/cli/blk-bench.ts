@@ -3,8 +3,8 @@ import type { VirtioBlk } from '../devices';
 import { ReadOnlyError } from '../errors';
 import type { QueueMode } from '../queue';
 import { BLK_SECTOR_SIZE, FeatureBit, hasFeature } from '../spec';
-import { UsageError } from './cli-io';
-import { checkRange, integer, print, progressFor, type Context, type Values } from './blk-shared';
+import { UsageError, integerOption } from './cli-io';
+import { checkRange, print, progressFor, type Context, type Values } from './blk-shared';
 import { formatBytes } from './progress';
 
 const MAX_BENCH_SIZE = 16 << 20;
@@ -28,10 +28,10 @@ export function parseSeconds(name: string, text: string, max: number, positive: 
 }
 
 export function benchPlan(values: Values): BenchPlan {
-  const depth = values.depth === undefined ? 1 : integer('depth', values.depth, 1, 1024);
+  const depth = values.depth === undefined ? 1 : integerOption('depth', values.depth, 1, 1024);
   const duration = values.seconds === undefined ? 10 : parseSeconds('seconds', values.seconds, 3600, true);
   const warmup = values.warmup === undefined ? Math.min(2, duration / 2) : parseSeconds('warmup', values.warmup, 60, false);
-  const size = values.size === undefined ? 4096 : integer('size', values.size, BLK_SECTOR_SIZE, MAX_BENCH_SIZE);
+  const size = values.size === undefined ? 4096 : integerOption('size', values.size, BLK_SECTOR_SIZE, MAX_BENCH_SIZE);
   if (size % BLK_SECTOR_SIZE !== 0) throw new UsageError(`--size must be a multiple of ${BLK_SECTOR_SIZE}, got ${size}`);
   if (depth * size > MAX_BENCH_MEMORY) throw new UsageError(`--depth × --size is ${formatBytes(depth * size)} of DMA buffers, at most ${formatBytes(MAX_BENCH_MEMORY)}`);
   const mode = (values.mode ?? 'interrupt') as QueueMode;

@@ -1,10 +1,9 @@
 import type { VirtioBlk } from '../devices';
 import { BLK_SECTOR_SIZE } from '../spec';
-import { UsageError, type CliIo } from './cli-io';
+import type { CliIo } from './cli-io';
 import { Progress } from './progress';
 
 /** What the blk actions share: their options, their context, the progress bar and the range check. */
-
 
 export const OPTIONS = {
   json: { type: 'boolean' },
@@ -32,12 +31,6 @@ export interface Context {
   readonly where: string;
   readonly values: Values;
   readonly now?: () => number;
-}
-
-export function integer(name: string, text: string, min: number, max: number): number {
-  const n = /^(?:\d+|0x[0-9a-f]+)$/i.test(text) ? Number(text) : NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be an integer in [${min}, ${max}], got '${text}'`);
-  return n;
 }
 
 /** A bar on stderr for long runs on a terminal (without --json), or whenever --progress is given. */

@@ -5,13 +5,14 @@ import { VirtioBlk } from '../devices';
 import { DeviceIoError, ReadOnlyError } from '../errors';
 import type { DmaAllocator } from '../platform';
 import type { QueueMode } from '../queue';
-import { BLK_SECTOR_SIZE, BlkFeature, BlkStatus, FeatureBit, describeFeatures, hasFeature } from '../spec';
+import { BLK_SECTOR_SIZE, DeviceId, BlkStatus, FeatureBit, hasFeature } from '../spec';
 import type { MmioTransport } from '../transport';
-import { UsageError, oneTarget, type CliIo, type Command } from './cli-io';
+import { UsageError, integerOption, oneTarget, type CliIo, type Command } from './cli-io';
 import { Progress, formatBytes } from './progress';
 import { describeError } from './scan';
+import { nameFeatures } from './inspect';
 import { openForDriver, type Target } from './targets';
-import { OPTIONS, checkRange, elapsedMs, integer, print, progressFor, type Context, type Values } from './blk-shared';
+import { OPTIONS, checkRange, elapsedMs, print, progressFor, type Context, type Values } from './blk-shared';
 import { benchPlan, runBench } from './blk-bench';
 
 export const BLK_USAGE = `usage: virtio-mmio blk <dev> <info|read|write|bench> [options]
@@ -146,7 +147,7 @@ function parseSector(text: string): bigint {
 /** --bytes or --sectors (default one sector), at most MAX_TRANSFER; a whole number of sectors unless `anyLength` (reads show part of the last sector). */
 function transferBytes(values: Values, anyLength = false): number {
   if (values.bytes !== undefined && values.sectors !== undefined) throw new UsageError('give --bytes or --sectors, not both');
-  const bytes = values.sectors !== undefined ? integer('sectors', values.sectors, 1, MAX_TRANSFER / BLK_SECTOR_SIZE) * BLK_SECTOR_SIZE : values.bytes !== undefined ? integer('bytes', values.bytes, 1, MAX_TRANSFER) : BLK_SECTOR_SIZE;
+  const bytes = values.sectors !== undefined ? integerOption('sectors', values.sectors, 1, MAX_TRANSFER / BLK_SECTOR_SIZE) * BLK_SECTOR_SIZE : values.bytes !== undefined ? integerOption('bytes', values.bytes, 1, MAX_TRANSFER) : BLK_SECTOR_SIZE;
   if (!anyLength && bytes % BLK_SECTOR_SIZE !== 0) throw new UsageError(`--bytes must be a multiple of ${BLK_SECTOR_SIZE}, got ${bytes}`);
   return bytes;
 }
@@ -164,7 +165,7 @@ function writeData(values: Values): Buffer {
   }
   const bytes = transferBytes(values);
   if (values.pattern === 'random') return randomFillSync(Buffer.allocUnsafe(bytes));
-  return Buffer.alloc(bytes, integer('pattern', values.pattern!, 0, 255));
+  return Buffer.alloc(bytes, integerOption('pattern', values.pattern!, 0, 255));
 }
 
 // ---- shared ----
@@ -204,11 +205,6 @@ const readInto = (blk: VirtioBlk, sector: bigint, data: Buffer) => (offset: numb
 
 // ---- info ----
 
-const FEATURE_NAMES: Record<string, number> = {
-  ...Object.fromEntries(Object.entries(FeatureBit).map(([name, bit]) => [`VIRTIO_F_${name}`, bit])),
-  ...Object.fromEntries(Object.entries(BlkFeature).map(([name, bit]) => [`VIRTIO_BLK_F_${name}`, bit])),
-};
-
 async function info(blk: VirtioBlk, context: Context): Promise<number> {
   let id: string | null;
   try {
@@ -219,7 +215,8 @@ async function info(blk: VirtioBlk, context: Context): Promise<number> {
     id = null;
   }
   const i = blk.info;
-  const features = describeFeatures(blk.features, FEATURE_NAMES);
+  const names = nameFeatures(DeviceId.BLOCK, blk.features).map((f) => f.name);
+  const features = names.length ? names.join(', ') : 'none';
   if (context.values.json) {
     // 64-bit counts as decimal strings: JSON numbers lose precision above 2^53.
     print(context, {

@@ -21,3 +21,10 @@ export function oneTarget(positionals: readonly string[], io: CliIo, command: st
   if (positionals.length !== 1) throw new UsageError(`${command} takes one device, got ${positionals.length}`);
   return parseTarget(positionals[0], io.sysfs ?? new UioSysfs());
 }
+
+/** The integer value of option `--name` (decimal or 0x hex) in [min, max]; UsageError otherwise. */
+export function integerOption(name: string, text: string, min: number, max: number): number {
+  const n = /^(?:\d+|0x[0-9a-f]+)$/i.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be an integer in [${min}, ${max}], got '${text}'`);
+  return n;
+}

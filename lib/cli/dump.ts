@@ -1,12 +1,13 @@
 import { parseArgs } from 'node:util';
 import { TransportError } from '../errors';
-import { VirtioBlk, VirtioConsole, VirtioNet, VirtioRng, type VirtioDriver } from '../devices';
-import { PhysicalMemory, type DeviceMemory, type DmaAllocator } from '../platform';
-import { deviceRingMemory, readLiveQueue, type LiveQueueDump, type LiveQueueOptions, type QueueDump, type RingMemory } from '../queue';
-import { DeviceId, DeviceStatus, MmioRegister, deviceIdName } from '../spec';
+import { VirtioBlk, VirtioRng, type VirtioDriver } from '../devices';
+import { PhysicalMemory, type DmaAllocator } from '../platform';
+import { deviceRingMemory, readLiveQueue, type LiveQueueDump, type LiveQueueOptions, type QueueDump } from '../queue';
+import { DeviceStatus, MmioRegister, deviceIdName } from '../spec';
 import type { MmioTransport } from '../transport';
-import { UsageError, oneTarget, type CliIo, type Command } from './cli-io';
+import { UsageError, integerOption, oneTarget, type CliIo, type Command } from './cli-io';
 import { describeError } from './scan';
+import { DRIVERS } from './drivers';
 import { openForDriver, openRegisters, type Target } from './targets';
 
 interface DumpArgs {
@@ -17,12 +18,8 @@ interface DumpArgs {
 
 const MAX_QUEUE = 0xffff;
 
-function integer(name: string, text: string | undefined, min: number, max: number): number | undefined {
-  if (text === undefined) return undefined;
-  const value = Number(text);
-  if (!/^(0x[0-9a-f]+|\d+)$/i.test(text) || !Number.isInteger(value) || value < min || value > max) throw new UsageError(`--${name} must be an integer in [${min}, ${max}], got '${text}'`);
-  return value;
-}
+/** An optional integer option. */
+const integer = (name: string, text: string | undefined, min: number, max: number): number | undefined => (text === undefined ? undefined : integerOption(name, text, min, max));
 
 function parse(args: readonly string[]): { target: string[]; dump: DumpArgs } {
   const { values, positionals } = parseArgs({
@@ -75,7 +72,7 @@ export const dumpCommand: Command = async (args: readonly string[], io: CliIo): 
   const { target: positionals, dump } = parse(args);
   const target = oneTarget(positionals, io, 'dump');
   try {
-    const result = target.kind === 'device' && (dump.live || drivenElsewhere(target)) ? liveOnly(target, dump) : await driveAndDump(target, dump);
+    const result = (target.kind === 'device' ? readIfDrivenElsewhere(target, dump) : undefined) ?? (await driveAndDump(target, dump));
     io.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     const memory = result.live.memory;
     if ('error' in memory) {
@@ -95,19 +92,15 @@ export const dumpCommand: Command = async (args: readonly string[], io: CliIo): 
 /** "CODE: message", unless the message already starts with its code (system call errors do). */
 const withCode = (code: string | undefined, message: string): string => (code && !message.startsWith(`${code}:`) ? `${code}: ${message}` : message);
 
-/** Status read (and nothing written): DRIVER_OK means a driver owns the device (§3.1.1 step 8). */
-function drivenElsewhere(target: Target): boolean {
+/**
+ * The live dump of a device someone else drives — DRIVER_OK set (§3.1.1
+ * step 8), or --live — through one opening of its registers; undefined
+ * when nobody drives it (Status is read, nothing written).
+ */
+function readIfDrivenElsewhere(target: Target, dump: DumpArgs): { where: string; driven: 'elsewhere'; live: LiveQueueDump } | undefined {
   const opened = openRegisters(target);
   try {
-    return (opened.regs.readl(MmioRegister.Status) & DeviceStatus.DRIVER_OK) !== 0;
-  } finally {
-    opened.close();
-  }
-}
-
-function liveOnly(target: Target, dump: DumpArgs): { where: string; driven: 'elsewhere'; live: LiveQueueDump } {
-  const opened = openRegisters(target);
-  try {
+    if (!dump.live && !(opened.regs.readl(MmioRegister.Status) & DeviceStatus.DRIVER_OK)) return undefined;
     return { where: opened.where, driven: 'elsewhere', live: readLiveQueue(opened.regs, dump.queue, new PhysicalMemory(), dump.options) };
   } finally {
     opened.close();
@@ -116,23 +109,14 @@ function liveOnly(target: Target, dump: DumpArgs): { where: string; driven: 'els
 
 /** Opens the driver for the device type; a request in flight for rng and blk (console and net post receive buffers on open). */
 function openDriver(transport: MmioTransport, memory: DmaAllocator): { driver: VirtioDriver; inFlight: Promise<unknown>[] } {
-  const options = { memory };
-  switch (transport.deviceId) {
-    case DeviceId.ENTROPY: {
-      const rng = VirtioRng.open(transport, options);
-      return { driver: rng, inFlight: [rng.read(16)] };
-    }
-    case DeviceId.BLOCK: {
-      const blk = VirtioBlk.open(transport, options);
-      return { driver: blk, inFlight: [blk.read(0, 512)] };
-    }
-    case DeviceId.CONSOLE:
-      return { driver: VirtioConsole.open(transport, options), inFlight: [] };
-    case DeviceId.NET:
-      return { driver: VirtioNet.open(transport, options), inFlight: [] };
-    default:
-      throw new TransportError(TransportError.WRONG_DEVICE, `${transport.label}: dump drives entropy, block, console and network devices, this is ${deviceIdName(transport.deviceId)}; use --live on a device another driver has set up`);
+  const open = DRIVERS[transport.deviceId];
+  if (!open) {
+    throw new TransportError(TransportError.WRONG_DEVICE, `${transport.label}: dump drives entropy, block, console and network devices, this is ${deviceIdName(transport.deviceId)}; use --live on a device another driver has set up`);
   }
+  const driver = open(transport, { memory });
+  if (driver instanceof VirtioRng) return { driver, inFlight: [driver.read(16)] };
+  if (driver instanceof VirtioBlk) return { driver, inFlight: [driver.read(0, 512)] };
+  return { driver, inFlight: [] };
 }
 
 async function driveAndDump(target: Target, dump: DumpArgs): Promise<{ where: string; driven: 'this process'; queue: QueueDump; live: LiveQueueDump }> {
@@ -156,17 +140,10 @@ async function driveAndDump(target: Target, dump: DumpArgs): Promise<{ where: st
     const options: LiveQueueOptions = { ...dump.options, size: queue.size, format: queue.format };
     // The address registers are write-only (§4.2.2): the driver knows where its rings are.
     if (opened.transport.version === 2) options.addresses = { desc: BigInt(queue.addresses.desc), driver: BigInt(queue.addresses.driver), device: BigInt(queue.addresses.device) };
-    const live = readLiveQueue(opened.transport.regs, dump.queue, ringMemoryOf(opened.memory), options);
+    const live = readLiveQueue(opened.transport.regs, dump.queue, deviceRingMemory(opened.memory), options);
     return { where: opened.where, driven: 'this process', queue, live };
   } finally {
     driver?.close();
     opened.close();
   }
-}
-
-/** The driver's own pool seen by device address (DmaPool resolves them). */
-function ringMemoryOf(memory: DmaAllocator): RingMemory {
-  const device = memory as Partial<DeviceMemory>;
-  if (typeof device.resolve !== 'function') throw new TypeError('this DMA allocator cannot resolve device addresses');
-  return deviceRingMemory(device as DeviceMemory);
 }

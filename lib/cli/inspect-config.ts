@@ -1,5 +1,5 @@
 import type { RegisterBlock } from '../platform';
-import { BlkConfig, BlkFeature, ConsoleConfig, ConsoleFeature, DeviceId, hasFeature, MmioRegister, NetConfig, NetFeature, NetStatus } from '../spec';
+import { BlkConfig, BlkFeature, ConsoleConfig, ConsoleFeature, DeviceId, hasFeature, MmioRegister, NetConfig, NetFeature, NetStatus, macText } from '../spec';
 
 /** One field of a device's configuration structure, as the driver must access it (virtio 1.2 §4.2.2.2: by its own width; 64-bit as two 32-bit halves). */
 export interface ConfigLayoutField {
@@ -133,7 +133,7 @@ function decodeNet(view: DataView, offered: bigint, length: number): Record<stri
   const fields: Record<string, ConfigValue> = {};
   const has = (bit: number, end: number): boolean => hasFeature(offered, bit) && end <= length;
   if (has(NetFeature.MAC, NetConfig.mac + 6)) {
-    fields.mac = Array.from({ length: 6 }, (_, i) => view.getUint8(NetConfig.mac + i).toString(16).padStart(2, '0')).join(':');
+    fields.mac = macText(new Uint8Array(view.buffer, view.byteOffset + NetConfig.mac, 6));
   }
   if (has(NetFeature.STATUS, NetConfig.status + 2)) fields.status = view.getUint16(NetConfig.status, true);
   if (has(NetFeature.MQ, NetConfig.max_virtqueue_pairs + 2)) fields.max_virtqueue_pairs = view.getUint16(NetConfig.max_virtqueue_pairs, true);

@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { DeviceIoError, PortError } from '../errors';
-import { VirtioBlk, VirtioConsole, VirtioNet, VirtioRng, type ConsolePort, type VirtioDriver } from '../devices';
-import type { MmioTransport } from '../transport';
+import type { ConsolePort, VirtioBlk, VirtioConsole, VirtioNet, VirtioRng, VirtioDriver } from '../devices';
 import type { SimOptions } from '../sim';
-import { DeviceId, FeatureBit, NetFeature, deviceTypeName, hasFeature } from '../spec';
+import { DeviceId, FeatureBit, NetFeature, deviceTypeName, hasFeature, macText } from '../spec';
 import { nameFeatures } from './inspect';
 import { DEVICE_RULES, DeviceRuleWatch, type DeviceRuleViolation } from './device-rules';
 import { describeError } from './scan';
+import { DRIVERS } from './drivers';
 import { openForDriver, type Target } from './targets';
 
 /** One step of a selftest: what it did, whether it passed, how long it took. */
@@ -96,12 +96,13 @@ export async function selftest(target: Target, options: SelftestOptions = {}): P
     });
     if (identified && opened) {
       const { transport, memory } = opened;
-      const plan = PLANS[transport.deviceId];
-      if (!plan) {
+      const open = DRIVERS[transport.deviceId];
+      const steps = STEPS[transport.deviceId];
+      if (!open || !steps) {
         report.steps.push({ step: 'negotiate', ok: false, ms: 0, error: { message: `no selftest for device type ${transport.deviceId}: only rng, blk, console and net have one` } });
       } else if (
         await step('negotiate', () => {
-          driver = plan.open(transport, { memory, requestTimeoutMs: timeoutMs });
+          driver = open(transport, { memory, requestTimeoutMs: timeoutMs });
           driver.onError((error) => deviceErrors.push(error));
           const { features } = driver;
           report.features = nameFeatures(transport.deviceId, features).map((f) => f.name);
@@ -109,7 +110,7 @@ export async function selftest(target: Target, options: SelftestOptions = {}): P
           return `${report.ring} ring; ${report.features.join(' ')}`;
         })
       ) {
-        for (const [name, run] of plan.steps) {
+        for (const [name, run] of steps) {
           if (!(await step(name, () => run(driver!, options)))) break;
         }
       }
@@ -158,71 +159,54 @@ export async function selftest(target: Target, options: SelftestOptions = {}): P
 }
 
 type StepRun = (driver: VirtioDriver, options: SelftestOptions) => Promise<string | { skipped: string } | undefined> | string | { skipped: string };
-interface Plan {
-  open(transport: MmioTransport, options: { memory: ReturnType<typeof openForDriver>['memory']; requestTimeoutMs: number }): VirtioDriver;
-  steps: [string, StepRun][];
-}
-
-const PLANS: Partial<Record<number, Plan>> = {
-  [DeviceId.ENTROPY]: {
-    open: (transport, options) => VirtioRng.open(transport, options),
-    steps: [
-      [
-        'read 64 random bytes',
-        async (driver) => {
-          const data = await (driver as VirtioRng).read(64);
-          if (data.length !== 64) throw new Error(`asked for 64 bytes, got ${data.length}`);
-          if (data.every((b) => b === data[0])) throw new Error(`all 64 bytes are 0x${data[0].toString(16)}: not random`);
-          return data.subarray(0, 16).toString('hex') + '…';
-        },
-      ],
+/** The steps of each device type's selftest, after negotiation. */
+const STEPS: Partial<Record<number, [string, StepRun][]>> = {
+  [DeviceId.ENTROPY]: [
+    [
+      'read 64 random bytes',
+      async (driver) => {
+        const data = await (driver as VirtioRng).read(64);
+        if (data.length !== 64) throw new Error(`asked for 64 bytes, got ${data.length}`);
+        if (data.every((b) => b === data[0])) throw new Error(`all 64 bytes are 0x${data[0].toString(16)}: not random`);
+        return data.subarray(0, 16).toString('hex') + '…';
+      },
     ],
-  },
-  [DeviceId.BLOCK]: {
-    open: (transport, options) => VirtioBlk.open(transport, options),
-    steps: [
-      [
-        'read sector 0',
-        async (driver) => {
-          const blk = driver as VirtioBlk;
-          const data = await blk.read(0, 512);
-          const zero = data.every((b) => b === 0);
-          return `capacity ${blk.info.capacity} sectors (${Number(blk.info.capacity) * 512} bytes)${blk.info.readOnly ? ', read-only' : ''}; sector 0 ${zero ? 'all zero' : `starts ${data.subarray(0, 16).toString('hex')}`}`;
-        },
-      ],
-      [
-        'device ID',
-        async (driver) => {
-          try {
-            const id = await (driver as VirtioBlk).getId();
-            return id.length > 0 ? `"${id}"` : 'empty';
-          } catch (error) {
-            // GET_ID is optional: an old device answers UNSUPP (§5.2.6).
-            if (error instanceof DeviceIoError) return { skipped: `the device does not support GET_ID (${error.message})` };
-            throw error;
-          }
-        },
-      ],
+  ],
+  [DeviceId.BLOCK]: [
+    [
+      'read sector 0',
+      async (driver) => {
+        const blk = driver as VirtioBlk;
+        const data = await blk.read(0, 512);
+        const zero = data.every((b) => b === 0);
+        return `capacity ${blk.info.capacity} sectors (${Number(blk.info.capacity) * 512} bytes)${blk.info.readOnly ? ', read-only' : ''}; sector 0 ${zero ? 'all zero' : `starts ${data.subarray(0, 16).toString('hex')}`}`;
+      },
     ],
-  },
-  [DeviceId.CONSOLE]: {
-    open: (transport, options) => VirtioConsole.open(transport, options),
-    steps: [['echo on port 0', (driver, options) => consoleEcho(driver as VirtioConsole, options.echoTimeoutMs ?? 2000)]],
-  },
-  [DeviceId.NET]: {
-    open: (transport, options) => VirtioNet.open(transport, options),
-    steps: [
-      [
-        'link status',
-        (driver) => {
-          const net = driver as VirtioNet;
-          const mac = [...net.mac].map((b) => b.toString(16).padStart(2, '0')).join(':');
-          const status = hasFeature(net.features, NetFeature.STATUS);
-          return `MAC ${mac}${hasFeature(net.features, NetFeature.MAC) ? '' : ' (made up: no VIRTIO_NET_F_MAC)'}; link ${net.linkUp ? 'up' : 'down'}${status ? '' : ' (assumed: no VIRTIO_NET_F_STATUS)'}`;
-        },
-      ],
+    [
+      'device ID',
+      async (driver) => {
+        try {
+          const id = await (driver as VirtioBlk).getId();
+          return id.length > 0 ? `"${id}"` : 'empty';
+        } catch (error) {
+          // GET_ID is optional: an old device answers UNSUPP (§5.2.6).
+          if (error instanceof DeviceIoError) return { skipped: `the device does not support GET_ID (${error.message})` };
+          throw error;
+        }
+      },
     ],
-  },
+  ],
+  [DeviceId.CONSOLE]: [['echo on port 0', (driver, options) => consoleEcho(driver as VirtioConsole, options.echoTimeoutMs ?? 2000)]],
+  [DeviceId.NET]: [
+    [
+      'link status',
+      (driver) => {
+        const net = driver as VirtioNet;
+        const status = hasFeature(net.features, NetFeature.STATUS);
+        return `MAC ${macText(net.mac)}${hasFeature(net.features, NetFeature.MAC) ? '' : ' (made up: no VIRTIO_NET_F_MAC)'}; link ${net.linkUp ? 'up' : 'down'}${status ? '' : ' (assumed: no VIRTIO_NET_F_STATUS)'}`;
+      },
+    ],
+  ],
 };
 
 /** Writes a probe line to port 0 and waits for it to come back; no echo is a skip, not a failure. */

@@ -1,5 +1,5 @@
 import { DiscoveryError } from '../errors';
-import { DmaPool, MmioWindow, UioSysfs, type DmaAllocator, type InterruptSource, type RegisterBlock } from '../platform';
+import { DmaPool, MmioWindow, UioSysfs, type InterruptSource, type RegisterBlock } from '../platform';
 import { BlkModel, ConsoleModel, NetModel, RngModel, SimDevice, type SimDeviceModel, type SimOptions } from '../sim';
 import { FeatureBit, features } from '../spec';
 import { MmioTransport, describeSpec, discoverUio, openTransport, parseDeviceSpec, type DeviceSpec, type OpenTransportOptions } from '../transport';
@@ -109,7 +109,7 @@ export interface OpenForDriverOptions {
 }
 
 /** A transport on `target` with DMA memory for a driver: hugetlb pages for hardware, plain memory for the sim. */
-export function openForDriver(target: Target, options: OpenForDriverOptions = {}): { where: string; transport: MmioTransport; memory: DmaAllocator; sim?: SimDevice; close(): void } {
+export function openForDriver(target: Target, options: OpenForDriverOptions = {}): { where: string; transport: MmioTransport; memory: DmaPool; close(): void } {
   if (target.kind === 'sim') {
     const opened = openSim(target, options.sim);
     let transport: MmioTransport;
@@ -123,7 +123,6 @@ export function openForDriver(target: Target, options: OpenForDriverOptions = {}
       where: target.where,
       transport,
       memory: opened.memory,
-      sim: opened.sim,
       close() {
         transport.close();
         opened.close();

@@ -50,3 +50,6 @@ export const NET_HDR_SIZE_LEGACY = 10;
 export const NET_HDR_NUM_BUFFERS = 10;
 /** Largest Ethernet frame without offloads: 1514 bytes plus a VLAN tag (§5.1.6.3.1: buffers of 1526 bytes with the header). */
 export const NET_MAX_FRAME = 1518;
+
+/** A MAC address as six colon-separated hex bytes ("52:54:00:12:34:56"). */
+export const macText = (mac: Uint8Array): string => Array.from(mac, (b) => b.toString(16).padStart(2, '0')).join(':');

@@ -96,7 +96,7 @@ async function main(): Promise<void> {
     try {
       const own = console.dumpQueue(0);
       const { desc, driver, device } = own.addresses;
-      const argv = ['dump', subject.label, '--queue', '0', '--live', '--size', String(own.size), ...(legacyTransport(reports) ? [] : ['--rings', `${desc},${driver},${device}`])];
+      const argv = ['dump', subject.label, '--queue', '0', '--live', '--size', String(own.size), ...(console.transport.version === 1 ? [] : ['--rings', `${desc},${driver},${device}`])];
       report({ kind: 'cli-dump-own', where: subject.label, outstanding: own.outstanding.length, size: own.size, addresses: own.addresses, argv });
       // The child's result line (kind 'cli') goes to the console like ours.
       spawnSync(process.execPath, [join(__dirname, 'cli-report.js'), ...argv], { stdio: 'inherit', timeout: 60_000 });
@@ -104,11 +104,6 @@ async function main(): Promise<void> {
       close();
     }
   }
-}
-
-/** Whether the transports speak Version 1 (the legacy interface: queue addresses come from QueuePFN). */
-function legacyTransport(reports: ReturnType<typeof scan>): boolean {
-  return reports.some((r) => r.result && !r.result.empty && r.result.version === 1);
 }
 
 /** Runs the CLI in this process, capturing what it writes. */
