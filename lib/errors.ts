@@ -186,6 +186,18 @@ export class ReadOnlyError extends VirtioError {
   }
 }
 
+/**
+ * A request's writable buffer lies in memory a device still holds from a
+ * request that was given up on (timeout, abort, detach): the device may
+ * still write it. Refused before anything is sent; wait for the earlier
+ * request's SubmitOptions.reclaim.
+ */
+export class BufferHeldError extends VirtioError {
+  constructor(message: string) {
+    super('ERR_VIRTIO_BUFFER_HELD', message);
+  }
+}
+
 /** A pending request was dropped because its queue or device was closed or reset. */
 export class CanceledError extends VirtioError {
   constructor(message: string, options?: { cause?: unknown }) {

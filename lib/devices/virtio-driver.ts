@@ -112,7 +112,13 @@ export abstract class VirtioDriver {
       } catch {
         released = false;
       }
-      if (released) for (const queue of queues.values()) queue.close();
+      // A queue whose attach failed midway is not known to the transport: the completed reset is its reclaim too.
+      if (released) {
+        for (const queue of queues.values()) {
+          queue.reclaimAll();
+          queue.close();
+        }
+      }
       transport.markFailed();
       throw error;
     }
@@ -211,7 +217,7 @@ export abstract class VirtioDriver {
     if (this.closing) return;
     this.closing = true;
     this.deviceReleased = this.transport.close();
-    if (!this.deviceReleased) return;
+    // Each queue frees its ring only once the device let go of it (now, or when a later reset completes).
     for (const queue of this.queueMap.values()) queue.close();
   }
 

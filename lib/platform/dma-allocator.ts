@@ -33,6 +33,19 @@ export interface DmaAllocator {
    * known, so not freed. O(1); the queues refuse freed regions with it.
    */
   wasFreed?(region: DmaRegion): boolean;
+  /**
+   * A device keeps `length` bytes at `offset` in `region` although the
+   * request they belonged to was settled (timeout, abort, detach): until
+   * unhold(), free() of the region they lie in is deferred — the memory is
+   * not handed out again — and isHeld() says so. Counted; `region` may be a
+   * region-shaped window inside one of this allocator's regions. Regions it
+   * does not know are ignored.
+   */
+  hold?(region: DmaRegion, offset: number, length: number): void;
+  /** Undoes one hold(); a free() deferred meanwhile takes effect when nothing in its region is held. */
+  unhold?(region: DmaRegion, offset: number, length: number): void;
+  /** Whether any of those bytes are held. O(1) while nothing is. */
+  isHeld?(region: DmaRegion, offset: number, length: number): boolean;
 }
 
 /**

@@ -37,6 +37,11 @@ export class DmaPool implements DmaAllocator, DeviceMemory {
   private readonly chunks: Chunk[] = [];
   private readonly live = new Map<DmaRegion, Live>();
   private readonly freed = new WeakSet<DmaRegion>();
+  /** Byte ranges [start, end) of chunk views a device still holds (hold()), by view; a range may appear more than once. */
+  private readonly held = new Map<ArrayBuffer, number[]>();
+  private holds = 0;
+  /** Regions freed while some of their bytes were held: given back when the last hold in them goes. */
+  private readonly deferred = new Map<DmaRegion, Live>();
   private closed = false;
 
   constructor(
@@ -103,6 +108,56 @@ export class DmaPool implements DmaAllocator, DeviceMemory {
     if (!live) throw new RangeError('this DMA region was not allocated by this pool, or was freed already');
     this.live.delete(region);
     this.freed.add(region);
+    // A device may still write part of it: the bytes are not handed out again until it gives them back.
+    if (this.holds > 0 && this.overlapsHeld(region.view, live.offset, live.offset + live.size)) {
+      this.deferred.set(region, live);
+      return;
+    }
+    this.giveBack(live);
+  }
+
+  hold(region: DmaRegion, offset: number, length: number): void {
+    if (this.closed || !this.chunks.some((chunk) => chunk.memory.view === region.view)) return;
+    const start = region.offset + offset;
+    let ranges = this.held.get(region.view);
+    if (!ranges) this.held.set(region.view, (ranges = []));
+    ranges.push(start, start + length);
+    this.holds++;
+  }
+
+  unhold(region: DmaRegion, offset: number, length: number): void {
+    const ranges = this.held.get(region.view);
+    if (!ranges) return;
+    const start = region.offset + offset;
+    for (let i = 0; i < ranges.length; i += 2) {
+      if (ranges[i] !== start || ranges[i + 1] !== start + length) continue;
+      ranges.splice(i, 2);
+      this.holds--;
+      if (ranges.length === 0) this.held.delete(region.view);
+      break;
+    }
+    for (const [freedRegion, live] of this.deferred) {
+      if (freedRegion.view !== region.view || this.overlapsHeld(region.view, live.offset, live.offset + live.size)) continue;
+      this.deferred.delete(freedRegion);
+      this.giveBack(live);
+    }
+  }
+
+  isHeld(region: DmaRegion, offset: number, length: number): boolean {
+    if (this.holds === 0) return false;
+    const start = region.offset + offset;
+    return this.overlapsHeld(region.view, start, start + length);
+  }
+
+  private overlapsHeld(view: ArrayBuffer, start: number, end: number): boolean {
+    const ranges = this.held.get(view);
+    if (!ranges) return false;
+    for (let i = 0; i < ranges.length; i += 2) if (ranges[i] < end && start < ranges[i + 1]) return true;
+    return false;
+  }
+
+  /** Puts a live range back on its chunk's free list, coalescing with its neighbours. */
+  private giveBack(live: Live): void {
     const { free } = live.chunk;
     let i = 0;
     while (i < free.length && free[i].offset < live.offset) i++;
@@ -133,6 +188,9 @@ export class DmaPool implements DmaAllocator, DeviceMemory {
     this.closed = true;
     for (const region of this.live.keys()) this.freed.add(region);
     this.live.clear();
+    this.deferred.clear();
+    this.held.clear();
+    this.holds = 0;
     for (const chunk of this.chunks) chunk.memory.free();
     this.chunks.length = 0;
   }
@@ -160,12 +218,19 @@ export class DmaPool implements DmaAllocator, DeviceMemory {
     return undefined;
   }
 
-  /** Bytes handed out and chunks held (leak checks, diagnostics). */
-  stats(): { chunks: number; regions: number; bytesInUse: number; bytesTotal: number } {
+  /**
+   * Bytes handed out and chunks held (leak checks, diagnostics). `regions`
+   * and `bytesInUse` count live regions; `deferredRegions` and
+   * `bytesDeferred` those freed while a device still held some of their
+   * bytes (not reusable yet); `holds` the byte ranges devices hold.
+   */
+  stats(): { chunks: number; regions: number; bytesInUse: number; bytesTotal: number; deferredRegions: number; bytesDeferred: number; holds: number } {
     let bytesInUse = 0;
     for (const live of this.live.values()) bytesInUse += live.size;
+    let bytesDeferred = 0;
+    for (const live of this.deferred.values()) bytesDeferred += live.size;
     const bytesTotal = this.chunks.reduce((sum, c) => sum + c.memory.size, 0);
-    return { chunks: this.chunks.length, regions: this.live.size, bytesInUse, bytesTotal };
+    return { chunks: this.chunks.length, regions: this.live.size, bytesInUse, bytesTotal, deferredRegions: this.deferred.size, bytesDeferred, holds: this.holds };
   }
 
   private addChunk(minSize: number): Chunk {

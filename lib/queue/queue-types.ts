@@ -30,6 +30,18 @@ export interface SubmitOptions {
    * device until it uses them; the result is then discarded.
    */
   timeoutMs?: number;
+  /**
+   * Runs once when the buffers of a request whose promise *rejected* are
+   * the caller's again: at once when the device never got them (it waited
+   * for room, or the queue was unusable); otherwise when the device returns
+   * the chain (late) or a reset of the device or of this queue completes.
+   * Never, while the device may still write them (a reset that did not
+   * complete). A request that resolved does not call it: its buffers are
+   * the caller's when the promise resolves. Until then the allocator defers
+   * free() of those buffers (DmaAllocator.hold) and the queue refuses them
+   * as writable buffers (BufferHeldError).
+   */
+  reclaim?: () => void;
 }
 
 export interface QueueStats {

@@ -1,5 +1,5 @@
 import { endianness } from 'node:os';
-import { AbortError, CanceledError, ClosedError, DeviceBrokenError, DeviceGoneError, QueueFullError, TimeoutError, TransportError } from '../errors';
+import { AbortError, BufferHeldError, CanceledError, ClosedError, DeviceBrokenError, DeviceGoneError, QueueFullError, TimeoutError, TransportError } from '../errors';
 import { nativeBarriers, type Barriers, type DmaAllocator, type DmaRegion } from '../platform';
 import { FeatureBit, hasFeature } from '../spec';
 import type { QueueAddresses, QueueEndpoint, QueueLayout } from '../transport';
@@ -40,6 +40,12 @@ const MAX_ADDRESS = Number.MAX_SAFE_INTEGER;
 
 class Pending {
   orphaned = false;
+  /** The request's id once placed (-1 while waiting for room). */
+  id = -1;
+  /** Whether its buffers are held in the allocator (hold()) while the device keeps them. */
+  held = false;
+  /** SubmitOptions.reclaim. */
+  reclaim?: () => void;
   /** performance.now() after which the request is rejected with TimeoutError (Infinity: never). */
   deadline = Infinity;
   timeoutMs = 0;
@@ -127,6 +133,19 @@ export abstract class Virtqueue implements QueueEndpoint {
   private brokenReason?: { reason: string; message: string };
   private detachedBy?: Error;
   private released = false;
+  /**
+   * The buffers of each placed id (region, offset, length), copied at
+   * placement so that holding them later does not trust the caller's
+   * objects; arrays reused per id, so no allocation in steady state.
+   */
+  private readonly chainRegions: DmaRegion[][];
+  private readonly chainRanges: number[][];
+  /** Requests rejected while the device still had them (detach, break, close): kept until a reset completes (reclaimAll). */
+  private retained: Pending[] = [];
+  /** Whether the device has let go of everything it was given (never attached, or a reset/teardown completed since). */
+  private deviceLetGo = true;
+  /** close() came while the device still held the ring: its memory is freed when reclaimAll() comes, if ever. */
+  private ringFreePending = false;
 
   protected constructor(options: VirtqueueOptions, maxSize: number) {
     const { index, size } = options;
@@ -146,6 +165,8 @@ export abstract class Virtqueue implements QueueEndpoint {
     this.pending = new Array<Pending | undefined>(size).fill(undefined);
     this.order = new Uint16Array(this.inOrder ? size : 0);
     this.sequence = new Float64Array(this.inOrder ? size : 0);
+    this.chainRegions = Array.from({ length: size }, () => []);
+    this.chainRanges = Array.from({ length: size }, () => []);
   }
 
   /** The ring's memory and its areas' device addresses (placeRing). */
@@ -187,6 +208,10 @@ export abstract class Virtqueue implements QueueEndpoint {
   /** Hands the queue to the device through `transport` (QueueNum, addresses, QueueReady / QueuePFN). */
   attach(transport: QueueTransport): void {
     if (this.released) throw new CanceledError(`queue ${this.index} is closed`);
+    // Indirect tables are allocated before the device sees the queue: an allocation failure
+    // later, inside place(), would lose the id (packed) or escape from an interrupt handler.
+    if (this.indirectAllowed && !this.indirectSlab) this.allocateIndirectSlab();
+    this.deviceLetGo = false;
     transport.activateQueue(this.index, this.addresses, this);
     this.transport = transport;
   }
@@ -205,10 +230,16 @@ export abstract class Virtqueue implements QueueEndpoint {
       if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && timeoutMs > 0 && timeoutMs <= 2 ** 31 - 1)) {
         throw new RangeError(`timeoutMs must be a number in (0, 2^31 - 1], got ${String(timeoutMs)}`);
       }
-      if (signal?.aborted) return Promise.reject(new AbortError(undefined, { cause: signal.reason }));
+      const reclaim = options.reclaim;
+      if (reclaim !== undefined && typeof reclaim !== 'function') throw new TypeError('reclaim must be a function');
+      if (signal?.aborted) {
+        reclaim?.();
+        return Promise.reject(new AbortError(undefined, { cause: signal.reason }));
+      }
       if (this.waiters.length === 0 && this.hasRoom(count)) {
         return new Promise<number>((resolve, reject) => {
           const pending = new Pending(resolve, reject);
+          pending.reclaim = reclaim;
           if (timeoutMs !== undefined) this.setDeadline(pending, timeoutMs);
           this.placeRequest(request, count, pending);
           if (signal) this.watchAbort(pending, signal);
@@ -217,8 +248,11 @@ export abstract class Virtqueue implements QueueEndpoint {
       if (options.wait === false) {
         throw new QueueFullError(`queue ${this.index}: ${this.descriptorsFor(count)} descriptor(s) needed, ${this.free} free`);
       }
+      // Placed later: a copy, so that the caller changing its objects meanwhile cannot change what was validated.
+      const snapshot = snapshotRequest(request);
       return new Promise<number>((resolve, reject) => {
-        const waiter: Waiter = { request, count, pending: new Pending(resolve, reject) };
+        const waiter: Waiter = { request: snapshot, count, pending: new Pending(resolve, reject) };
+        waiter.pending.reclaim = reclaim;
         if (timeoutMs !== undefined) this.setDeadline(waiter.pending, timeoutMs);
         this.waiters.push(waiter);
         if (signal) this.watchAbort(waiter.pending, signal, waiter);
@@ -229,6 +263,9 @@ export abstract class Virtqueue implements QueueEndpoint {
         }
       });
     } catch (error) {
+      // Refused before the device saw anything: the buffers are the caller's again.
+      const reclaim = options?.reclaim;
+      if (typeof reclaim === 'function') reclaim();
       return Promise.reject(error);
     }
   }
@@ -283,17 +320,21 @@ export abstract class Virtqueue implements QueueEndpoint {
       throw new RangeError(`a chain of ${count} buffers cannot fit queue ${this.index} (size ${this.size})`);
     }
     let total = 0;
-    for (const buffer of readable) total += this.checkBuffer(buffer);
-    for (const buffer of writable) total += this.checkBuffer(buffer);
+    for (const buffer of readable) total += this.checkBuffer(buffer, false);
+    for (const buffer of writable) total += this.checkBuffer(buffer, true);
     // §2.7.4.2: a chain's total length must fit in 32 bits.
     if (total > 0xffff_ffff) throw new RangeError(`a chain may carry at most 2^32 - 1 bytes, got ${total}`);
     return count;
   }
 
-  private checkBuffer(buffer: QueueBuffer): number {
+  private checkBuffer(buffer: QueueBuffer, writable: boolean): number {
     const length = checkBuffer(buffer);
     // A freed region may already belong to someone else: the device must never get it.
     if (this.memory.wasFreed?.(buffer.region)) throw new ClosedError('a buffer of this request lies in a DMA region that was freed');
+    // Memory a device still holds from a request given up on may still be written by it: not a second time.
+    if (writable && this.memory.isHeld?.(buffer.region, buffer.offset ?? 0, length)) {
+      throw new BufferHeldError(`a writable buffer of this request overlaps memory the device still holds from a request that was given up on (timeout, abort, detach); wait for SubmitOptions.reclaim`);
+    }
     return length;
   }
 
@@ -309,6 +350,8 @@ export abstract class Virtqueue implements QueueEndpoint {
   private placeRequest(request: QueueRequest, count: number, pending: Pending): void {
     const id = this.place(request, count);
     this.pending[id] = pending;
+    pending.id = id;
+    this.recordChain(id, request);
     if (this.inOrder) {
       this.order[(this.orderStart + this.orderLength++) % this.size] = id;
       this.sequence[id] = this.nextSequence++;
@@ -323,21 +366,63 @@ export abstract class Virtqueue implements QueueEndpoint {
     }
   }
 
-  /** The indirect table entries of request `id` (allocated on first use). */
+  private allocateIndirectSlab(): void {
+    const entries = this.size * this.indirectMax;
+    const region = this.memory.allocate(entries * 16, 16);
+    this.indirectSlab = {
+      region,
+      d32: new Uint32Array(region.view, region.offset, entries * 4),
+      d16: new Uint16Array(region.view, region.offset, entries * 8),
+      iova: Number(region.iova),
+    };
+  }
+
+  /** The indirect table entries of request `id` (the slab is allocated at attach()). */
   protected indirectTable(id: number): { slab: IndirectSlab; base: number; address: number } {
-    if (!this.indirectSlab) {
-      const entries = this.size * this.indirectMax;
-      const region = this.memory.allocate(entries * 16, 16);
-      this.indirectSlab = {
-        region,
-        d32: new Uint32Array(region.view, region.offset, entries * 4),
-        d16: new Uint16Array(region.view, region.offset, entries * 8),
-        iova: Number(region.iova),
-      };
-    }
+    if (!this.indirectSlab) this.allocateIndirectSlab();
     const base = id * this.indirectMax;
     this.stats.indirect++;
-    return { slab: this.indirectSlab, base, address: this.indirectSlab.iova + base * 16 };
+    return { slab: this.indirectSlab!, base, address: this.indirectSlab!.iova + base * 16 };
+  }
+
+  /** Copies the buffers of the request placed as `id` into the per-id shadow (see chainRegions). */
+  private recordChain(id: number, request: QueueRequest): void {
+    const regions = this.chainRegions[id];
+    const ranges = this.chainRanges[id];
+    regions.length = 0;
+    ranges.length = 0;
+    for (const list of [request.readable, request.writable]) {
+      if (!list) continue;
+      for (let i = 0; i < list.length; i++) {
+        const buffer = list[i];
+        const offset = buffer.offset ?? 0;
+        regions.push(buffer.region);
+        ranges.push(offset, buffer.length ?? buffer.region.size - offset);
+      }
+    }
+  }
+
+  /** The device keeps the buffers of `pending` although its caller was answered: the allocator defers their free (hold()). */
+  private holdChain(pending: Pending): void {
+    if (pending.held || pending.id < 0) return;
+    pending.held = true;
+    const hold = this.memory.hold;
+    if (!hold) return;
+    const regions = this.chainRegions[pending.id];
+    const ranges = this.chainRanges[pending.id];
+    for (let i = 0; i < regions.length; i++) hold.call(this.memory, regions[i], ranges[2 * i], ranges[2 * i + 1]);
+  }
+
+  /** The device gave back the buffers of a request settled early: unhold them, then tell its owner (SubmitOptions.reclaim). */
+  private returnChain(pending: Pending, regions: DmaRegion[], ranges: number[]): void {
+    if (pending.held) {
+      pending.held = false;
+      const unhold = this.memory.unhold;
+      if (unhold) for (let i = 0; i < regions.length; i++) unhold.call(this.memory, regions[i], ranges[2 * i], ranges[2 * i + 1]);
+    }
+    const reclaim = pending.reclaim;
+    pending.reclaim = undefined;
+    reclaim?.();
   }
 
   private watchAbort(pending: Pending, signal: AbortSignal, waiter?: Waiter): void {
@@ -370,9 +455,12 @@ export abstract class Virtqueue implements QueueEndpoint {
     pending.cleanup = undefined;
     if (inFlight) {
       this.orphans++;
+      this.holdChain(pending);
       this.updateBusy();
     }
     pending.reject(error);
+    // Never given to the device: its buffers are the caller's again at once.
+    if (!inFlight) this.returnChain(pending, EMPTY_REGIONS, EMPTY_RANGES);
   }
 
   // ---- Timeouts ----
@@ -489,8 +577,10 @@ export abstract class Virtqueue implements QueueEndpoint {
     this.reclaim(id);
     this.stats.completed++;
     this.outstanding--;
-    if (pending.orphaned) this.orphans--;
-    else {
+    if (pending.orphaned) {
+      this.orphans--;
+      this.returnChain(pending, this.chainRegions[id], this.chainRanges[id]);
+    } else {
       if (pending.deadline !== Infinity) this.untime(pending);
       pending.cleanup?.();
       pending.resolve(len);
@@ -643,7 +733,11 @@ export abstract class Virtqueue implements QueueEndpoint {
     this.rejectAll(() => this.brokenError());
   }
 
-  /** The transport was reset, closed, or lost its interrupt (QueueEndpoint). */
+  /**
+   * The transport was reset, closed, or lost its interrupt (QueueEndpoint).
+   * What the device had is rejected but stays held until reclaimAll() says
+   * a reset completed.
+   */
   detach(error: Error): void {
     if (this.detachedBy) return;
     this.detachedBy = error;
@@ -651,30 +745,67 @@ export abstract class Virtqueue implements QueueEndpoint {
     this.rejectAll(() => error);
   }
 
+  /**
+   * The device has let go of every buffer of this queue: a reset of the
+   * device or of this queue completed, or the queue was taken back
+   * (QueueEndpoint). The memory of requests rejected meanwhile goes back
+   * to its owners (SubmitOptions.reclaim); a close() that waited for this
+   * frees the ring now. Idempotent.
+   */
+  reclaimAll(): void {
+    if (this.outstanding > 0) this.rejectAll(() => this.detachedError());
+    this.deviceLetGo = true;
+    const retained = this.retained;
+    this.retained = [];
+    for (const pending of retained) {
+      const id = pending.id;
+      this.returnChain(pending, this.chainRegions[id], this.chainRanges[id]);
+    }
+    if (this.ringFreePending) this.freeRing();
+  }
+
+  /** Rejects everything; requests the device had are retained (and held) until reclaimAll(). */
   private rejectAll(makeError: () => Error): void {
     this.poller?.stop();
     this.stopWatchdog();
     this.timed = 0;
     const waiters = this.waiters.splice(0);
-    const pending = this.pending.filter((p): p is Pending => p !== undefined && !p.orphaned);
-    for (let id = 0; id < this.size; id++) this.pending[id] = undefined;
+    const inDevice: Pending[] = [];
+    for (let id = 0; id < this.size; id++) {
+      const p = this.pending[id];
+      if (p === undefined) continue;
+      this.pending[id] = undefined;
+      this.holdChain(p);
+      inDevice.push(p);
+    }
     this.orderLength = 0;
     this.outstanding = 0;
     this.orphans = 0;
     this.updateBusy();
-    for (const p of [...pending, ...waiters.map((w) => w.pending)]) {
+    for (const p of inDevice) {
+      // Kept until the device is known to have let go; an orphan's caller was answered already.
+      this.retained.push(p);
+      if (p.orphaned) continue;
       p.orphaned = true;
       p.cleanup?.();
       p.reject(makeError());
     }
+    for (const { pending: p } of waiters) {
+      p.orphaned = true;
+      p.cleanup?.();
+      p.reject(makeError());
+      this.returnChain(p, EMPTY_REGIONS, EMPTY_RANGES);
+    }
   }
 
   /**
-   * Takes the queue back from the device (if still attached), rejects what
-   * is pending with CanceledError and frees the ring memory. Idempotent.
-   * If the device does not let go (QueueReady does not read back 0), the
-   * memory is not freed — the device may still write it — and the error is
-   * thrown; it goes back with the allocator's close().
+   * Takes the queue back from the device (if still attached) and rejects
+   * what is pending with CanceledError. Idempotent. The ring, the indirect
+   * tables and the buffers of pending requests go back only once the
+   * device has let go: at once when the queue is taken back (QueueReady
+   * reads 0) or a reset completed before; otherwise when a reset completes
+   * later (reclaimAll), or never — the allocator's close() takes them back
+   * at process end. A device that does not let go makes this throw.
    */
   close(): void {
     if (this.released) return;
@@ -682,11 +813,35 @@ export abstract class Virtqueue implements QueueEndpoint {
     this.transport = undefined;
     this.released = true;
     this.rejectAll(() => new CanceledError(`queue ${this.index} closed`));
-    transport?.deactivateQueue(this.index);
+    this.ringFreePending = true;
+    if (transport) {
+      transport.deactivateQueue(this.index);
+      this.reclaimAll();
+    } else if (this.deviceLetGo) this.freeRing();
+  }
+
+  /** Whether the device may still hold this queue's memory (rings or buffers of rejected requests). */
+  get deviceHolds(): boolean {
+    return !this.deviceLetGo;
+  }
+
+  private freeRing(): void {
+    this.ringFreePending = false;
     if (this.ring) this.memory.free(this.ring);
+    this.ring = undefined;
     if (this.indirectSlab) this.memory.free(this.indirectSlab.region);
     this.indirectSlab = undefined;
   }
+}
+
+const EMPTY_REGIONS: DmaRegion[] = [];
+const EMPTY_RANGES: number[] = [];
+
+/** A copy of `request` with each buffer's offset and length fixed (for requests placed later). */
+function snapshotRequest(request: QueueRequest): QueueRequest {
+  const copy = (list: readonly QueueBuffer[] | undefined): QueueBuffer[] =>
+    (list ?? []).map(({ region, offset = 0, length }) => ({ region, offset, length: length ?? region.size - offset }));
+  return { readable: copy(request.readable), writable: copy(request.writable) };
 }
 
 /** Checks one buffer at the public edge; returns its length. */

@@ -86,6 +86,12 @@ export interface QueueEndpoint {
   readonly stats?: { readonly completed: number };
   /** The device was reset, closed or went away: reject everything pending with `error`. */
   detach(error: Error): void;
+  /**
+   * A reset of the device (or of this queue) has completed since detach():
+   * the device holds none of the queue's memory any more, which may go back
+   * to its owners. Not called while the device may still write it.
+   */
+  reclaimAll?(): void;
 }
 
 export interface ShmRegion {
@@ -128,6 +134,8 @@ export class MmioTransport {
   /** VIRTIO_F_NOTIFICATION_DATA, decided once at negotiation (notify is on the hot path). */
   private notificationData = false;
   private readonly endpoints = new Map<number, QueueEndpoint>();
+  /** Queues detached while the device may still hold their memory: told by the next completed reset (reclaimAll). */
+  private readonly detachedEndpoints = new Set<QueueEndpoint>();
   private readonly busy = new Set<number>();
   private pendingUnref?: NodeJS.Immediate;
   private readonly resetQueues = new Set<number>();
@@ -232,6 +240,7 @@ export class MmioTransport {
       this.phase = 'failed';
       throw new TransportError(TransportError.RESET_TIMEOUT, `${this.label}: Status did not read 0 within ${this.options.resetTimeoutMs} ms of the reset`);
     }
+    this.reclaimDetached();
     this.phase = 'reset';
     this.offered = 0n;
     this.negotiated = 0n;
@@ -412,6 +421,7 @@ export class MmioTransport {
       this.regs.writel(R.QueuePFN, Number(pfn));
     }
     this.endpoints.set(index, endpoint);
+    this.detachedEndpoints.delete(endpoint);
     this.resetQueues.delete(index);
   }
 
@@ -446,10 +456,18 @@ export class MmioTransport {
     const endpoint = this.endpoints.get(index);
     this.endpoints.delete(index);
     this.setBusy(index, false);
-    endpoint?.detach(new CanceledError(`${this.label}: queue ${index} was reset`));
+    if (endpoint) {
+      this.detachedEndpoints.add(endpoint);
+      endpoint.detach(new CanceledError(`${this.label}: queue ${index} was reset`));
+    }
     this.regs.writel(R.QueueReset, 1);
     if (this.regs.pollUntil(R.QueueReset, 1, 0, this.options.queueResetTimeoutMs, 10) === null) {
       throw new TransportError(TransportError.QUEUE_RESET_TIMEOUT, `${this.label}: QueueReset of queue ${index} did not read 0 within ${this.options.queueResetTimeoutMs} ms`);
+    }
+    // §2.6.1: the device forgot the queue's buffers; its memory is the driver's again.
+    if (endpoint) {
+      this.detachedEndpoints.delete(endpoint);
+      endpoint.reclaimAll?.();
     }
     this.resetQueues.add(index);
   }
@@ -652,6 +670,7 @@ export class MmioTransport {
     }
     this.phase = released ? 'reset' : 'failed';
     this.detachAll(error);
+    if (released) this.reclaimDetached();
     for (const listener of [...this.errorListeners]) listener(error);
   }
 
@@ -664,7 +683,17 @@ export class MmioTransport {
     const endpoints = [...this.endpoints.values()];
     this.endpoints.clear();
     for (const index of [...this.busy]) this.setBusy(index, false);
-    for (const endpoint of endpoints) endpoint.detach(error);
+    for (const endpoint of endpoints) {
+      this.detachedEndpoints.add(endpoint);
+      endpoint.detach(error);
+    }
+  }
+
+  /** A reset completed: every queue detached since holds nothing the device may write (§2.4). */
+  private reclaimDetached(): void {
+    const endpoints = [...this.detachedEndpoints];
+    this.detachedEndpoints.clear();
+    for (const endpoint of endpoints) endpoint.reclaimAll?.();
   }
 
   // ---- Lifecycle ----
@@ -679,7 +708,8 @@ export class MmioTransport {
   close(reason?: Error): boolean {
     if (this.phase === 'closed') return this.released;
     const cause = reason ?? new CanceledError(`${this.label}: transport closed`);
-    let released = this.regs.closed;
+    // With the window gone no reset can be written: only a device never given a queue (or reset since) holds nothing.
+    let released = this.regs.closed && this.endpoints.size === 0 && this.detachedEndpoints.size === 0;
     try {
       if (!this.regs.closed) {
         this.reset(cause);
