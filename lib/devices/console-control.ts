@@ -21,6 +21,9 @@ export interface ControlChannelOptions {
   onError(error: Error): void;
 }
 
+/** Bytes of control replies the device may leave untaken before more are dropped. */
+const MAX_PENDING_REPLY_BYTES = 64 * 1024;
+
 /**
  * The control queues of a MULTIPORT console (virtio 1.2 §5.3.6.2): receive
  * buffers stay posted (the device has nowhere else to put a message), each
@@ -32,9 +35,11 @@ export class ControlChannel {
   private readonly transmitted: TransmitBuffers;
   private sent = 0;
   private received = 0;
+  private dropped = 0;
 
   constructor(private readonly options: ControlChannelOptions) {
-    this.transmitted = new TransmitBuffers(options.owner.memory, () => options.owner.closed, options.owner.requestTimeoutMs);
+    // A device that floods us with events and never takes our replies must not grow our memory (§5.3.6.2 sets no bound).
+    this.transmitted = new TransmitBuffers(options.owner.memory, options.owner.requestTimeoutMs, { count: Math.max(1, options.transmit.size), bytes: MAX_PENDING_REPLY_BYTES });
   }
 
   /** Posts the receive buffers. */
@@ -48,24 +53,31 @@ export class ControlChannel {
     receive.flush();
   }
 
-  /** Messages sent and received so far. */
-  get stats(): { sent: number; received: number } {
-    return { sent: this.sent, received: this.received };
+  /**
+   * Messages sent and received so far; `dropped`: messages not sent because
+   * the device had not taken the earlier ones (the queue's size of them, or
+   * 64 KiB, were outstanding).
+   */
+  get stats(): { sent: number; received: number; dropped: number } {
+    return { sent: this.sent, received: this.received, dropped: this.dropped };
   }
 
   /** Sends one message; failures go to onError (not to the caller), since nobody waits on them. */
   send(id: number, event: number, value: number): void {
+    const sending = this.transmitted.trySend(this.options.transmit, encodeConsoleControl(id, event, value));
+    if (!sending) {
+      this.dropped++;
+      return;
+    }
     this.sent++;
-    this.transmitted.send(this.options.transmit, encodeConsoleControl(id, event, value)).catch((error: unknown) => {
+    sending.catch((error: unknown) => {
       if (!this.options.owner.closed) this.options.onError(error as Error);
     });
   }
 
-  /** At close: frees the buffers once the device let go of them (else they stay with the allocator). */
+  /** At close: frees the receive buffers once the device let go of them (else they stay with the allocator). */
   shutdown(): void {
-    const released = this.options.owner.released;
-    if (this.memory && released) this.options.owner.memory.free(this.memory);
-    this.transmitted.release(released);
+    if (this.memory && this.options.owner.released) this.options.owner.memory.free(this.memory);
     this.memory = undefined;
   }
 

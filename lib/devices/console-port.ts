@@ -94,7 +94,7 @@ export class ConsolePort extends EventEmitter {
   ) {
     super();
     this.present = present;
-    this.transmitted = new TransmitBuffers(owner.memory, () => owner.closed, owner.requestTimeoutMs);
+    this.transmitted = new TransmitBuffers(owner.memory, owner.requestTimeoutMs);
     bind({
       add: () => this.onAdd(),
       remove: () => this.onRemove(),
@@ -224,7 +224,6 @@ export class ConsolePort extends EventEmitter {
     this.currentStream = undefined;
     if (stream && !stream.destroyed) stream.destroy();
     if (this.owner.released && this.rxMemory) this.owner.memory.free(this.rxMemory);
-    this.transmitted.release(this.owner.released);
     this.rxMemory = undefined;
   }
 

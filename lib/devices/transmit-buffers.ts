@@ -1,41 +1,52 @@
-import type { DmaAllocator, DmaRegion } from '../platform';
+import type { DmaAllocator } from '../platform';
 import type { Virtqueue } from '../queue';
 
 /**
  * Device-readable copies on their way to a device: each send copies the
- * bytes into DMA memory and frees it when the device has taken them. At
- * close, what is still in flight is freed only if the device let go (it
- * was reset); otherwise it stays with the allocator, whose close() takes
- * it back.
+ * bytes into DMA memory, which is freed when the device has taken them —
+ * never earlier: a send that timed out, was aborted or was rejected by a
+ * reset or close frees its copy only when the device gives the chain back
+ * or a reset completes (SubmitOptions.reclaim).
  */
 export class TransmitBuffers {
-  private readonly inFlight = new Set<DmaRegion>();
+  /** Copies the device holds or still may hold, and their bytes. */
+  private outstanding = 0;
+  private outstandingBytes = 0;
 
   constructor(
     private readonly memory: DmaAllocator,
-    private readonly closed: () => boolean,
     /** SubmitOptions.timeoutMs of each send. */
     private readonly timeoutMs?: number,
+    /** Bounds for trySend(): copies and bytes not yet given back. */
+    private readonly limits: { count: number; bytes: number } = { count: Infinity, bytes: Infinity },
   ) {}
+
+  /** Copies in DMA memory not yet given back (diagnostics, tests). */
+  get inFlight(): number {
+    return this.outstanding;
+  }
+
+  /**
+   * send(), unless the copies not yet given back would pass the limits
+   * (a device that never takes them must not grow our memory): undefined then.
+   */
+  trySend(queue: Virtqueue, bytes: Uint8Array): Promise<void> | undefined {
+    if (this.outstanding + 1 > this.limits.count || this.outstandingBytes + bytes.length > this.limits.bytes) return undefined;
+    return this.send(queue, bytes);
+  }
 
   /** Sends a copy of `bytes` on `queue`; resolves when the device has used it. */
   send(queue: Virtqueue, bytes: Uint8Array): Promise<void> {
     const region = this.memory.allocate(bytes.length);
     new Uint8Array(region.view, region.offset, bytes.length).set(bytes);
-    this.inFlight.add(region);
-    const settle = (): void => {
-      // After close, release() has dealt with it.
-      if (this.inFlight.delete(region)) this.memory.free(region);
+    this.outstanding++;
+    this.outstandingBytes += bytes.length;
+    const giveBack = (): void => {
+      this.outstanding--;
+      this.outstandingBytes -= bytes.length;
+      // After the allocator's close() everything went back with it.
+      if (this.memory.isLive?.(region) ?? true) this.memory.free(region);
     };
-    return queue.submit({ readable: [{ region }] }, { timeoutMs: this.timeoutMs }).then(settle, (error: unknown) => {
-      if (!this.closed()) settle();
-      throw error;
-    });
-  }
-
-  /** At close: frees what is in flight when `deviceReleased`; forgets it either way. */
-  release(deviceReleased: boolean): void {
-    if (deviceReleased) for (const region of this.inFlight) this.memory.free(region);
-    this.inFlight.clear();
+    return queue.submit({ readable: [{ region }] }, { timeoutMs: this.timeoutMs, reclaim: giveBack }).then(giveBack);
   }
 }

@@ -204,7 +204,7 @@ export class VirtioBlk extends VirtioDriver {
         const end = bytes.indexOf(0);
         id = bytes.subarray(0, end < 0 ? BLK_ID_BYTES : end).toString('latin1');
       },
-      release: () => this.memory.free(region),
+      release: () => this.freeRegion(region),
     });
     return id;
   }
@@ -325,7 +325,7 @@ export class VirtioBlk extends VirtioDriver {
         if (!direct) target.set(new Uint8Array(region.view, region.offset, target.length));
       },
       release: () => {
-        if (!direct) this.memory.free(region);
+        if (!direct) this.freeRegion(region);
       },
     });
   }
@@ -336,9 +336,14 @@ export class VirtioBlk extends VirtioDriver {
     if (!direct) new Uint8Array(region.view, region.offset, source.length).set(source);
     await this.submit({ type: BlkRequestType.OUT, sector, out: this.segments(region, source.length) }, options, {
       release: () => {
-        if (!direct) this.memory.free(region);
+        if (!direct) this.freeRegion(region);
       },
     });
+  }
+
+  /** Frees a bounce or request buffer, unless the allocator was closed (and took everything back) meanwhile. */
+  private freeRegion(region: DmaRegion): void {
+    if (this.memory.isLive?.(region) ?? true) this.memory.free(region);
   }
 
   /** A region-shaped window on `view` when it lies in our DMA memory (no copy needed), else undefined. */
@@ -373,14 +378,16 @@ export class VirtioBlk extends VirtioDriver {
       view.setUint32(i * BLK_DISCARD_SEGMENT_SIZE + 8, range.sectors, true);
       view.setUint32(i * BLK_DISCARD_SEGMENT_SIZE + 12, flags, true);
     });
-    await this.submit({ type, sector: 0n, out: [{ region }] }, options, { release: () => this.memory.free(region) });
+    await this.submit({ type, sector: 0n, out: [{ region }] }, options, { release: () => this.freeRegion(region) });
   }
 
   /**
    * One request: header slot, data, status byte (§5.2.6). `hooks.complete`
    * runs when the device has completed it (the data may be read then);
    * `hooks.release` runs exactly once when the device no longer holds the
-   * buffers — also when the caller stopped waiting, and when the request
+   * buffers: at completion; for a request that timed out, was aborted or
+   * was rejected by a reset or close, when the device gives the chain back
+   * or a reset completes (never, if none does); at once when the request
    * never reached the device. The status is read once, before the slot is
    * reused.
    */
@@ -407,35 +414,33 @@ export class VirtioBlk extends VirtioDriver {
     header.setBigUint64(8, transfer.sector, true);
     header.setUint8(STATUS_AT, 0xff);
     const slotBuffer = (offset: number, length: number): QueueBuffer => ({ region: memory, offset: slot * SLOT_BYTES + offset, length });
+    // The data buffers and the header/status slot are the device's until it returns the chain or a reset
+    // completes: a request that timed out or was rejected gives them back only then (reclaim).
+    const giveBack = (): void => {
+      hooks.release?.();
+      slots.release(slot);
+    };
     const completion = queue
       .submit(
         {
           readable: [slotBuffer(0, BLK_REQ_HEADER_SIZE), ...(transfer.out ?? [])],
           writable: [...(transfer.in ?? []), slotBuffer(STATUS_AT, 1)],
         },
-        { timeoutMs: this.requestTimeoutMs },
+        { timeoutMs: this.requestTimeoutMs, reclaim: giveBack },
       )
-      .then(
-        (len) => {
-          const status = header.getUint8(STATUS_AT);
-          // §5.2.6: the device writes the data, then the status byte; a len short of that means it did not.
-          const expected = (transfer.type === BlkRequestType.IN ? dataBytes(transfer.in) : 0) + 1;
-          // A failed request may write only its status byte (the data is not valid then): only len 0 is short.
-          const short = status === BlkStatus.OK ? len < expected : len < 1;
-          if (status === BlkStatus.OK && !short) hooks.complete?.();
-          hooks.release?.();
-          slots.release(slot);
-          if (short) {
-            throw new ProtocolError(len === 0 ? 'blk-status-missing' : 'blk-short-read', `virtio-blk request type ${transfer.type} at sector ${transfer.sector}: the device reported ${len} bytes written, ${expected} expected`);
-          }
-          return status;
-        },
-        (error: unknown) => {
-          hooks.release?.();
-          slots.release(slot);
-          throw error;
-        },
-      );
+      .then((len) => {
+        const status = header.getUint8(STATUS_AT);
+        // §5.2.6: the device writes the data, then the status byte; a len short of that means it did not.
+        const expected = (transfer.type === BlkRequestType.IN ? dataBytes(transfer.in) : 0) + 1;
+        // A failed request may write only its status byte (the data is not valid then): only len 0 is short.
+        const short = status === BlkStatus.OK ? len < expected : len < 1;
+        if (status === BlkStatus.OK && !short) hooks.complete?.();
+        giveBack();
+        if (short) {
+          throw new ProtocolError(len === 0 ? 'blk-status-missing' : 'blk-short-read', `virtio-blk request type ${transfer.type} at sector ${transfer.sector}: the device reported ${len} bytes written, ${expected} expected`);
+        }
+        return status;
+      });
     const status = await abortable(completion, options.signal);
     if (status !== BlkStatus.OK) {
       const what = status === BlkStatus.IOERR ? 'an I/O error' : status === BlkStatus.UNSUPP ? 'unsupported request' : `unknown status ${status}`;

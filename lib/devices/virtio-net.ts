@@ -111,11 +111,12 @@ export class VirtioNet extends VirtioDriver {
     const region = this.memory.allocate(this.headerBytes + frame.length);
     // The header stays all zeroes: no checksum or segmentation offload (§5.1.6.2).
     new Uint8Array(region.view, region.offset + this.headerBytes, frame.length).set(frame);
-    try {
-      await this.tx.submit({ readable: [{ region }] }, { timeoutMs: this.requestTimeoutMs });
-    } finally {
-      if (!this.closed || this.deviceReleased) this.memory.free(region);
-    }
+    // Freed when the device has taken it; a send given up on frees its copy when the device gives it back.
+    const free = (): void => {
+      if (this.memory.isLive?.(region) ?? true) this.memory.free(region);
+    };
+    await this.tx.submit({ readable: [{ region }] }, { timeoutMs: this.requestTimeoutMs, reclaim: free });
+    free();
   }
 
   /** Received frames, in order, until the device is closed. */

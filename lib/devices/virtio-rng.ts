@@ -120,15 +120,16 @@ export class VirtioRng extends VirtioDriver {
         throw new CanceledError('virtio-rng closed during the read');
       }
       const offset = slot * this.requestBytes;
-      const request = queue.submit({ writable: [{ region: this.buffers, offset, length: length - done }] }, { timeoutMs: this.requestTimeoutMs });
-      // The slot goes back only when the device has returned the buffer, even if the caller stops waiting.
-      const returned = request.then(
-        (len) => len,
-        () => 0,
-      );
-      void returned.then(() => this.slots.release(slot));
-      const len = await abortable(request, signal);
-      out.set(view.subarray(offset, offset + len), start + done);
+      const at = start + done;
+      const release = (): void => this.slots.release(slot);
+      // The slot goes back only when the device has returned the buffer — at completion, after the
+      // copy, or for a request given up on when the device gives it back late or is reset (reclaim).
+      const copied = queue.submit({ writable: [{ region: this.buffers, offset, length: length - done }] }, { timeoutMs: this.requestTimeoutMs, reclaim: release }).then((len) => {
+        out.set(view.subarray(offset, offset + len), at);
+        release();
+        return len;
+      });
+      const len = await abortable(copied, signal);
       done += len;
       if (len > 0) empty = 0;
       else if (++empty >= MAX_EMPTY_COMPLETIONS) {
