@@ -422,7 +422,13 @@ export abstract class Virtqueue implements QueueEndpoint {
     }
     const reclaim = pending.reclaim;
     pending.reclaim = undefined;
-    reclaim?.();
+    if (!reclaim) return;
+    try {
+      reclaim();
+    } catch (error) {
+      // Runs inside interrupt handling and resets: an owner's failure must not unwind those.
+      process.emitWarning(`virtio-mmio: queue ${this.index}: a SubmitOptions.reclaim callback threw: ${String((error as Error)?.message ?? error)}`, 'VirtioReclaimWarning');
+    }
   }
 
   private watchAbort(pending: Pending, signal: AbortSignal, waiter?: Waiter): void {

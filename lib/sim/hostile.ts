@@ -8,7 +8,10 @@
 
 import { SeededRandom } from './seeded-random';
 
-/** The 23 behaviours, in the order of the project's issue 7; `section` is the virtio 1.2 rule broken. */
+/**
+ * The behaviours, in the order of the project's issues (1–23: issue 7; 24: the buffer-ownership issue);
+ * `section` is the virtio 1.2 rule broken — or, for 24, the rule the *driver* must survive.
+ */
 export const HOSTILE_BEHAVIOURS = [
   { number: 1, name: 'used-id-out-of-range', section: '2.7.8', summary: 'a used element id at or above the queue size' },
   { number: 2, name: 'used-id-not-head', section: '2.7.8', summary: 'a used element naming a request that is not outstanding (duplicate or replay)' },
@@ -33,6 +36,7 @@ export const HOSTILE_BEHAVIOURS = [
   { number: 21, name: 'needs-reset', section: '2.1.2', summary: 'DEVICE_NEEDS_RESET mid-I/O, then nothing completes' },
   { number: 22, name: 'device-gone', section: '4.2.3.4', summary: 'the interrupt line hangs up mid-I/O (and the registers may read all ones)' },
   { number: 23, name: 'reset-never-completes', section: '2.4', summary: 'Status or QueueReset never reads 0 after a reset' },
+  { number: 24, name: 'late-completion', section: '2.7.13', summary: 'an honest device that does the work of a chain and uses it long after the driver gave up on it (timeout, abort, a reset that did not complete)' },
 ] as const;
 
 export type HostileBehaviour = (typeof HOSTILE_BEHAVIOURS)[number]['name'];
@@ -83,7 +87,16 @@ export interface HostileBehaviourOptions {
   'needs-reset': true;
   /** `registers: 'all-ones'`: after the hang-up every register reads 0xffffffff and writes are lost. */
   'device-gone': true | { registers?: 'all-ones' };
+  /** 'device': from the first reset after `after` honest completions (from the start by default). */
   'reset-never-completes': { kind: 'device' | 'queue' };
+  /**
+   * `share`: the fraction of chains held back (default 1: every one, seeded choice otherwise);
+   * `delayMs`: each held chain is done after a seeded delay in [delayMs, 2 × delayMs]; without it
+   * they wait for SimDevice.completeLate(). The work (buffer writes) is done then even after a reset
+   * that did not complete (reset-never-completes); after a completed reset it is dropped, as §2.4 lets
+   * the driver expect. Not applied with IN_ORDER (a late chain would be used out of order).
+   */
+  'late-completion': true | { share?: number; delayMs?: number };
 }
 
 export interface HostileOptions {

@@ -102,6 +102,8 @@ export class SimDevice extends RegisterWindow {
    * May be changed at any time, e.g. to make a later reset hang.
    */
   resetLatency: number;
+  /** Hostile reset-never-completes 'device'. */
+  private readonly resetNeverCompletes: boolean;
   private readonly pollReads: number;
   private readonly faults?: SimFaults;
   private readonly suppressNotifications: boolean;
@@ -213,7 +215,8 @@ export class SimDevice extends RegisterWindow {
           }
         : honestAccept;
     const resetNever = hostile?.options('reset-never-completes')?.kind;
-    this.resetLatency = resetNever === 'device' ? Infinity : latency('resetLatency', options.resetLatency);
+    this.resetLatency = latency('resetLatency', options.resetLatency);
+    this.resetNeverCompletes = resetNever === 'device';
     const queueResetLatency = resetNever === 'queue' ? Infinity : latency('queueResetLatency', options.queueResetLatency);
     const finite = (n: number): number => (Number.isFinite(n) ? n : 0);
     this.pollReads = POLL_SPARE_READS + finite(this.resetLatency) + finite(queueResetLatency) + finite(options.configGenerationChurn ?? 0);
@@ -628,11 +631,13 @@ export class SimDevice extends RegisterWindow {
 
   /** Device reset (§2.4, §4.2.2.1): status, features, selectors, queues and InterruptStatus to their initial values. */
   private reset(): void {
-    if (this.resetLatency > 0) {
+    // Hostile reset-never-completes: once `after` requests were completed honestly (from the start by default).
+    const resetLatency = this.resetNeverCompletes && this.hostile!.started(this.hostile!.queue ?? 0) ? Infinity : this.resetLatency;
+    if (resetLatency > 0) {
       // Until the reset completes Status reads what it read before, never 0:
       // a device reset from status 0 shows DEVICE_NEEDS_RESET meanwhile.
       if (this.resetReadsLeft === 0) this.statusDuringReset = this.statusValue || DEVICE_NEEDS_RESET;
-      this.resetReadsLeft = this.resetLatency;
+      this.resetReadsLeft = resetLatency;
     }
     this.statusValue = 0;
     this.driverFeaturesValue = 0n;
@@ -766,7 +771,51 @@ export class SimDevice extends RegisterWindow {
         return device.halted;
       },
       haltAtTake: (queue) => this.haltAtTake(queue),
+      holdLate: (work) => this.holdLate(work),
+      // A device whose resets never complete goes on with the work it took.
+      resetIncomplete: () => this.hostile?.has('reset-never-completes') === true,
     };
+  }
+
+  /** Hostile late-completion: chains taken and not yet done. */
+  private readonly lateWork: (() => void)[] = [];
+
+  /** Chains held back by hostile late-completion and not done yet. */
+  get lateHeld(): number {
+    return this.lateWork.length;
+  }
+
+  /**
+   * Hostile late-completion: does the work of up to `count` held chains now
+   * (default all), in a seeded order — the buffers are written, then each
+   * chain is used if its ring still lives. Returns how many were done.
+   */
+  completeLate(count = Infinity): number {
+    let done = 0;
+    while (done < count && this.lateWork.length > 0) {
+      const at = this.hostile ? this.hostile.int(0, this.lateWork.length - 1) : 0;
+      const [work] = this.lateWork.splice(at, 1);
+      work();
+      done++;
+    }
+    return done;
+  }
+
+  private holdLate(work: () => void): void {
+    const delayMs = this.hostile?.options('late-completion')?.delayMs;
+    if (delayMs === undefined) {
+      this.lateWork.push(work);
+      return;
+    }
+    const timer = setTimeout(() => {
+      const at = this.lateWork.indexOf(work);
+      if (at < 0) return;
+      this.lateWork.splice(at, 1);
+      work();
+    }, this.hostile!.int(delayMs, 2 * delayMs));
+    // A held chain must not keep a process alive that has nothing else to do.
+    timer.unref();
+    this.lateWork.push(work);
   }
 
   // --- Hostile mode (hostile.ts) -------------------------------------------

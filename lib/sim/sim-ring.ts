@@ -47,6 +47,10 @@ export interface SimQueueHost {
   readonly halted?: boolean;
   /** Hostile mode: a chain is being taken from queue `queue`; true when the device stops now instead (it is not handed to the model). */
   haltAtTake?(queue: number): boolean;
+  /** Hostile late-completion: keeps `work` to be done later (after a delay or at SimDevice.completeLate()). */
+  holdLate?(work: () => void): void;
+  /** Whether a reset of the device or of queue `queue` was asked for and did not complete (the device goes on working). */
+  resetIncomplete?(queue: number): boolean;
 }
 
 /** Where a ring's device side is, for SimQueueState. */
@@ -155,6 +159,7 @@ export abstract class SimRing<T extends Completion> {
       this.host.countRequest(this.index);
       return true;
     }
+    if (hostile && this.holdForLate(hostile, item, request)) return true;
     this.order.added(item);
     this.inFlightCount++;
     this.host.countRequest(this.index);
@@ -178,6 +183,40 @@ export abstract class SimRing<T extends Completion> {
     result.then(later, (error: unknown) => {
       if (!this.dropped) this.host.modelError(asError(error, `queue ${this.index}: handle() rejected`));
       later(0);
+    });
+    return true;
+  }
+
+  /**
+   * Hostile late-completion: the chain is taken now and its work done later
+   * — the buffers written, then the chain used if the ring still lives.
+   * After a reset that completed the work is dropped; after one that did
+   * not, the device writes the buffers all the same.
+   */
+  private holdForLate(hostile: Hostile, item: T, request: SimRequest): boolean {
+    if (!hostile.ringLive('late-completion', this.index) || this.host.inOrder || !this.host.holdLate) return false;
+    const share = hostile.options('late-completion')?.share ?? 1;
+    if (share < 1 && hostile.random() >= share) return false;
+    hostile.record('late-completion', `chain ${item.id} held for a late completion`, this.index);
+    this.inFlightCount++;
+    this.host.countRequest(this.index);
+    this.host.holdLate(() => {
+      if (this.dropped && !this.host.resetIncomplete?.(this.index)) return;
+      const done = (len: unknown): void => {
+        if (this.dropped) return; // the ring is gone: the buffers were written, no used element can be
+        this.order.added(item);
+        this.complete(item, len);
+        this.host.scheduleFlush();
+      };
+      let result: number | Promise<number>;
+      try {
+        result = this.host.model.handle(request);
+      } catch (error) {
+        this.host.modelError(asError(error, `queue ${this.index}: handle() threw`));
+        result = 0;
+      }
+      if (isPromiseLike(result)) result.then(done, () => done(0));
+      else done(result);
     });
     return true;
   }
