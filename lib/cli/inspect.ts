@@ -34,6 +34,9 @@ export interface InspectOptions {
    * Version 1 QueuePFN 0).
    */
   maxQueues?: number;
+  /** Where the window's size came from (a UIO window: 'device-tree', 'uio-map' or 'caller'), and why, for the report. */
+  windowFrom?: string;
+  windowNote?: string;
 }
 
 /** R read-only, W write-only, RW both: the Direction column of virtio 1.2 §4.2.2 (§4.2.4 for Version 1). */
@@ -82,6 +85,9 @@ export interface QueueReport {
 export interface InspectReport {
   where: string;
   windowSize: number;
+  /** Where windowSize came from, when the caller said (UIO windows: 'device-tree', 'uio-map', 'caller'). */
+  windowFrom?: string;
+  windowNote?: string;
   magicValue?: string;
   /** MagicValue is "virt" (§4.2.2). */
   magicOk?: boolean;
@@ -170,6 +176,8 @@ export function inspect(regs: RegisterBlock, options: InspectOptions = {}): Insp
   const maxQueues = options.maxQueues ?? DEFAULT_MAX_QUEUES;
   if (!Number.isInteger(maxQueues) || maxQueues < 0 || maxQueues > 0x10000) throw new RangeError(`maxQueues must be an integer in [0, 65536], got ${String(maxQueues)}`);
   const report: InspectReport = { where: regs.label, windowSize: regs.size, registers: [], writes: [], warnings: [] };
+  if (options.windowFrom !== undefined) report.windowFrom = options.windowFrom;
+  if (options.windowNote !== undefined) report.windowNote = options.windowNote;
   if (regs.size < MmioRegister.Config) {
     report.problem = `the window has ${hex(regs.size)} bytes, less than the ${hex(MmioRegister.Config)} bytes of the virtio-mmio registers`;
     return report;
@@ -356,10 +364,13 @@ function fieldText(report: InspectReport, name: string, value: number | string):
   return String(value);
 }
 
+const WINDOW_FROM: Record<string, string> = { 'device-tree': 'device-tree reg', 'uio-map': 'UIO map', caller: 'given' };
+
 /** A multi-line, human-readable rendering of a report, for a terminal. */
 export function formatInspect(report: InspectReport): string {
   const lines: string[] = [];
-  const head = [`${report.where}: window of ${hex(report.windowSize)} bytes`];
+  const from = report.windowFrom === undefined ? '' : ` (${WINDOW_FROM[report.windowFrom] ?? report.windowFrom}${report.windowNote ? `: ${report.windowNote}` : ''})`;
+  const head = [`${report.where}: window of ${hex(report.windowSize)} bytes${from}`];
   if (report.magicValue !== undefined) head.push(`MagicValue ${report.magicValue}${report.magicOk ? ' ("virt")' : ''}`);
   if (report.version !== undefined) head.push(`Version ${report.version}${report.version === 1 ? ' (legacy)' : ''}`);
   lines.push(head.join(', '));

@@ -18,6 +18,9 @@ export interface ScanEntry {
   status?: string;
   statusBits?: string;
   empty?: boolean;
+  /** UIO targets: the register window's size (0x hex) and where it came from ('device-tree', 'uio-map', 'caller'). */
+  window?: string;
+  windowFrom?: string;
   /** Why the window could not be opened or holds no virtio-mmio device. */
   error?: { code?: string; message: string };
 }
@@ -42,7 +45,8 @@ export function scan(targets: readonly Target[]): ScanEntry[] {
     try {
       opened = openRegisters(target);
       const found = probe(opened.regs);
-      const entry: ScanEntry = { where: target.where, kind, version: found.version, deviceId: found.deviceId, device: found.empty ? 'empty' : (deviceTypeName(found.deviceId) ?? `device ${found.deviceId}`), empty: found.empty };
+      const window = opened.windowFrom ? { window: hex(opened.regs.size), windowFrom: opened.windowFrom } : {};
+      const entry: ScanEntry = { where: target.where, kind, version: found.version, deviceId: found.deviceId, device: found.empty ? 'empty' : (deviceTypeName(found.deviceId) ?? `device ${found.deviceId}`), empty: found.empty, ...window };
       if (found.empty) return entry;
       const status = opened.regs.readl(MmioRegister.Status);
       const vendor = vendorText(found.vendorId);

@@ -1,5 +1,5 @@
 import { DiscoveryError } from '../errors';
-import { DmaPool, MmioWindow, UioSysfs, type InterruptSource, type RegisterBlock } from '../platform';
+import { DmaPool, MmioWindow, UioSysfs, type InterruptSource, type RegisterBlock, type UioWindowSource } from '../platform';
 import { BlkModel, ConsoleModel, NetModel, RngModel, SimDevice, type SimDeviceModel, type SimOptions } from '../sim';
 import { FeatureBit, features } from '../spec';
 import { MmioTransport, describeSpec, discoverUio, openTransport, parseDeviceSpec, type DeviceSpec, type OpenTransportOptions } from '../transport';
@@ -19,6 +19,9 @@ export type SimType = (typeof SIM_TYPES)[number];
 export interface OpenedTarget {
   readonly where: string;
   readonly regs: RegisterBlock;
+  /** UIO targets: where the window's size came from, and why not from the device tree when it did not. */
+  readonly windowFrom?: UioWindowSource;
+  readonly windowNote?: string;
   close(): void;
 }
 
@@ -95,8 +98,13 @@ export function openRegisters(target: Target): OpenedTarget {
     return { where: target.where, regs: opened.sim, close: () => opened.close() };
   }
   const { spec } = target;
-  const regs = spec.kind === 'uio' ? MmioWindow.openUio(spec.device, spec.map ?? 0) : MmioWindow.openPhysical(spec.base, spec.size);
-  return { where: target.where, regs, close: () => regs.close() };
+  if (spec.kind === 'physical') {
+    const regs = MmioWindow.openPhysical(spec.base, spec.size);
+    return { where: target.where, regs, close: () => regs.close() };
+  }
+  const window = MmioWindow.uioWindow(spec.device, spec.map ?? 0, { windowSize: spec.windowSize });
+  const regs = MmioWindow.openUio(spec.device, spec.map ?? 0, { windowSize: spec.windowSize });
+  return { where: target.where, regs, windowFrom: window.from, ...(window.note ? { windowNote: window.note } : {}), close: () => regs.close() };
 }
 
 export interface OpenForDriverOptions {

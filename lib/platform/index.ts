@@ -1,5 +1,5 @@
 export type { RegisterBlock, AccessWidth } from './register-block';
-export { MmioWindow } from './mmio-window';
+export { MmioWindow, type UioWindow, type UioWindowOptions } from './mmio-window';
 export { nativeBarriers, type Barriers } from './barriers';
 export type { DmaAllocator, DmaRegion, DeviceMemory } from './dma-allocator';
 export { DmaPool, type ChunkSource } from './dma-pool';
@@ -9,7 +9,7 @@ export { FdInterruptSource } from './fd-interrupt-source';
 export { UioInterruptSource } from './uio-interrupt-source';
 export { EventfdInterruptSource } from './eventfd-interrupt-source';
 export { PollingInterruptSource, type PollingInterruptSourceOptions } from './polling-interrupt-source';
-export { UioSysfs, type UioDeviceInfo, type UioMap } from './uio-sysfs';
+export { UioSysfs, type UioDeviceInfo, type UioMap, type UioWindowSource } from './uio-sysfs';
 export { syscallHint, type SyscallFailure } from './syscall-hints';
 export type { NativeAddon, NativeDmaMemory, NativeMmioRegion, NativeUioFile, NativeEpollSet, EpollEvent } from './addon';
 export { PhysicalMemory, type PhysicalMapper } from './physical-memory';

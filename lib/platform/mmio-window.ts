@@ -1,6 +1,6 @@
 import { native } from './addon';
 import type { RegisterBlock } from './register-block';
-import type { UioDeviceInfo } from './uio-sysfs';
+import { uioMapExtent, type UioDeviceInfo, type UioMap, type UioWindowSource } from './uio-sysfs';
 
 /** Needed before the page arithmetic below; the addon checks everything else. */
 function checkInteger(name: string, value: number): void {
@@ -10,6 +10,26 @@ function checkInteger(name: string, value: number): void {
   }
 }
 
+export interface UioWindowOptions {
+  /**
+   * Bytes of the window, instead of the device tree's or the map's: for a
+   * device tree that is wrong, or a device without one. At most what the
+   * map holds from its offset (the kernel maps no more).
+   */
+  windowSize?: number;
+}
+
+/** The window openUio maps: map, size, and where the size came from. */
+export interface UioWindow {
+  map: UioMap;
+  size: number;
+  from: UioWindowSource;
+  /** Why the device tree was not used, or was cut to the map. */
+  note?: string;
+}
+
+const hex = (value: number): string => `0x${value.toString(16)}`;
+
 /**
  * Opens register windows. Each returns the addon's region object directly,
  * so register accesses cost one native call and nothing more.
@@ -18,21 +38,45 @@ export class MmioWindow {
   /**
    * Map `mapIndex` of a UIO device. The kernel selects map N by the mmap
    * offset N * pagesize; the registers begin at maps/mapN/offset inside the
-   * first page, and the window runs to the end of the mapped size.
+   * first page. The window is the device's own extent (see uioWindow), not
+   * the page-rounded map, so an access past it is a RangeError and never
+   * reaches a neighbouring device that shares the page.
    */
-  static openUio(device: UioDeviceInfo, mapIndex = 0): RegisterBlock {
+  static openUio(device: UioDeviceInfo, mapIndex = 0, options: UioWindowOptions = {}): RegisterBlock {
+    const { map, size } = MmioWindow.uioWindow(device, mapIndex, options);
+    return new native.MmioRegion(device.devicePath, mapIndex * native.pageSize, map.offset, size, false);
+  }
+
+  /**
+   * The window openUio would map, without mapping it: `options.windowSize`
+   * when given ('caller'); else the map's `window` as UioSysfs found it (the
+   * device-tree `reg` size, 'device-tree', or the map's extent, 'uio-map');
+   * else (a hand-made map) the map's extent. Never more than the map holds
+   * from its offset. Throws RangeError for a missing map, an offset not
+   * below the map's size, or a windowSize outside [1, extent].
+   */
+  static uioWindow(device: UioDeviceInfo, mapIndex = 0, options: UioWindowOptions = {}): UioWindow {
     const map = device.maps.find((m) => m.index === mapIndex);
     if (!map) {
       throw new RangeError(`${device.devicePath} has no map ${mapIndex} (maps: ${device.maps.map((m) => m.index).join(', ') || 'none'})`);
     }
-    // Current kernels: addr page-aligned, size page-rounded including offset.
-    // Older ones: addr unaligned (offset = addr's in-page part), size raw.
-    const alignedAddr = map.addr % BigInt(native.pageSize) === 0n;
-    const windowSize = alignedAddr ? map.size - map.offset : map.size;
-    if (windowSize <= 0) {
-      throw new RangeError(`${device.devicePath} map ${mapIndex}: offset 0x${map.offset.toString(16)} is not below size 0x${map.size.toString(16)}`);
+    const extent = uioMapExtent(map);
+    if (extent <= 0) {
+      throw new RangeError(`${device.devicePath} map ${mapIndex}: offset ${hex(map.offset)} is not below size ${hex(map.size)}`);
     }
-    return new native.MmioRegion(device.devicePath, mapIndex * native.pageSize, map.offset, windowSize, false);
+    const { windowSize } = options;
+    if (windowSize !== undefined) {
+      checkInteger('windowSize', windowSize);
+      if (windowSize === 0 || windowSize > extent) {
+        throw new RangeError(`windowSize ${hex(windowSize)} for ${device.devicePath} map ${mapIndex} must be in [1, ${hex(extent)}], the bytes the map holds from offset ${hex(map.offset)}`);
+      }
+      return { map, size: windowSize, from: 'caller' };
+    }
+    if (map.window === undefined || map.windowFrom === undefined) return { map, size: extent, from: 'uio-map' };
+    if (!Number.isInteger(map.window) || map.window <= 0 || map.window > extent) {
+      return { map, size: extent, from: 'uio-map', note: `the map's window ${map.window} is not in [1, ${hex(extent)}]; cut to the map` };
+    }
+    return { map, size: map.window, from: map.windowFrom, ...(map.windowNote ? { note: map.windowNote } : {}) };
   }
 
   /**

@@ -2,6 +2,15 @@ import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { basename, join } from 'node:path';
 
 import { DiscoveryError } from '../errors';
+import { native } from './addon';
+import { readDeviceTreeReg, type DeviceTreeReg } from './device-tree-reg';
+
+/**
+ * Where a register window's size comes from: the device-tree `reg` entry
+ * of the device (its real extent), the UIO map (page-rounded by current
+ * kernels, so it may cover neighbouring devices), or the caller.
+ */
+export type UioWindowSource = 'device-tree' | 'uio-map' | 'caller';
 
 /** One memory map of a UIO device (/sys/class/uio/uioN/maps/mapM). */
 export interface UioMap {
@@ -16,6 +25,16 @@ export interface UioMap {
   size: number;
   /** Where the device's registers begin inside the first page. */
   offset: number;
+  /**
+   * Bytes of the register window from `offset` on: the size of the
+   * device-tree `reg` entry at this map's physical address, or, without one,
+   * what the map holds past `offset` (see uioMapExtent). UioSysfs always sets
+   * it; a hand-made map without it gets the map's extent.
+   */
+  window?: number;
+  windowFrom?: Exclude<UioWindowSource, 'caller'>;
+  /** Why the device tree was not used, or was cut to the map. */
+  windowNote?: string;
 }
 
 export interface UioDeviceInfo {
@@ -30,6 +49,43 @@ export interface UioDeviceInfo {
   /** The device-tree `compatible` strings of the parent, when it has an of_node. */
   compatible: string[];
   maps: UioMap[];
+}
+
+/**
+ * The bytes a UIO map holds from `offset` on. Current kernels give a
+ * page-aligned addr and a size page-rounded to include `offset`; older ones
+ * an unaligned addr (its in-page part is `offset`) and the raw size.
+ */
+export function uioMapExtent(map: Pick<UioMap, 'addr' | 'size' | 'offset'>): number {
+  return map.addr % BigInt(native.pageSize) === 0n ? map.size - map.offset : map.size;
+}
+
+/** The physical address where the map's registers begin (for either layout above). */
+function uioMapStart(map: Pick<UioMap, 'addr' | 'offset'>): bigint {
+  return map.addr % BigInt(native.pageSize) === 0n ? map.addr + BigInt(map.offset) : map.addr;
+}
+
+const hex = (value: number | bigint): string => `0x${value.toString(16)}`;
+
+/**
+ * Each map's window from the device tree: the `reg` entry whose CPU address
+ * is where the map's registers begin (entry M for map M when several match,
+ * as the kernel makes map M from entry M), cut to what the map holds.
+ * Without a usable entry, the map's extent, with the reason.
+ */
+function withWindow(map: UioMap, reg: DeviceTreeReg | Error | undefined): UioMap {
+  const extent = uioMapExtent(map);
+  // A map whose offset is not below its size is refused when opened (MmioWindow.openUio).
+  const fromMap = (note: string): UioMap => ({ ...map, window: Math.max(extent, 0), windowFrom: 'uio-map', windowNote: note });
+  if (reg === undefined) return fromMap('no device-tree node');
+  if (reg instanceof Error) return fromMap(`device tree not used: ${reg.message}`);
+  const start = uioMapStart(map);
+  const matches = reg.entries.filter((e) => e.address === start);
+  const entry = matches.find((e) => reg.entries.indexOf(e) === map.index) ?? matches[0];
+  if (!entry) return fromMap(`no reg entry of ${reg.node} is at ${hex(start)}`);
+  if (entry.size === 0n) return fromMap(`the reg entry at ${hex(start)} has size 0`);
+  if (entry.size > BigInt(extent)) return fromMap(`reg size ${hex(entry.size)} is larger than the ${hex(extent)} bytes the map holds from offset ${hex(map.offset)}; cut to the map`);
+  return { ...map, window: Number(entry.size), windowFrom: 'device-tree' };
 }
 
 function readText(path: string): string {
@@ -113,13 +169,24 @@ export class UioSysfs {
       maps: this.readMaps(sysfsPath),
     };
     const deviceLink = join(sysfsPath, 'device');
+    let reg: DeviceTreeReg | Error | undefined;
     if (existsSync(deviceLink)) {
       info.parent = basename(realpathSync(deviceLink));
-      const compatible = join(deviceLink, 'of_node', 'compatible');
+      const ofNode = join(deviceLink, 'of_node');
+      const compatible = join(ofNode, 'compatible');
       if (existsSync(compatible)) {
         info.compatible = readText(compatible).split('\0').filter((s) => s.length > 0);
       }
+      // A malformed or unreadable node costs the exact window, never the device.
+      if (existsSync(ofNode)) {
+        try {
+          reg = readDeviceTreeReg(ofNode);
+        } catch (error) {
+          reg = error instanceof Error ? error : new Error(String(error));
+        }
+      }
     }
+    info.maps = info.maps.map((map) => withWindow(map, reg));
     return info;
   }
 

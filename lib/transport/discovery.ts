@@ -17,6 +17,8 @@ export interface UioDeviceSpec {
   readonly device: UioDeviceInfo;
   /** Which UIO map holds the registers. Default 0. */
   readonly map?: number;
+  /** Bytes of the register window, instead of the device tree's `reg` size (MmioWindow.openUio's windowSize). */
+  readonly windowSize?: number;
 }
 
 /**
@@ -159,7 +161,7 @@ function checkSpec(spec: DeviceSpec): void {
 }
 
 function openWindow(spec: DeviceSpec): RegisterBlock {
-  return spec.kind === 'uio' ? MmioWindow.openUio(spec.device, spec.map ?? 0) : MmioWindow.openPhysical(spec.base, spec.size);
+  return spec.kind === 'uio' ? MmioWindow.openUio(spec.device, spec.map ?? 0, { windowSize: spec.windowSize }) : MmioWindow.openPhysical(spec.base, spec.size);
 }
 
 /**

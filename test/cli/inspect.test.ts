@@ -351,6 +351,16 @@ describe('inspect: options', () => {
     expect(inspect(sim, { maxQueues: 0 }).queues).toEqual([]);
     expect(() => inspect(sim, { maxQueues: -1 })).toThrow(RangeError);
   });
+
+  test('windowFrom and windowNote (where a UIO window\'s size came from) go into the report and its first line', () => {
+    const sim = bareSim(2, new RngModel());
+    const plain = inspect(sim);
+    expect('windowFrom' in plain || 'windowNote' in plain).toBe(false);
+    const fromMap = inspect(sim, { windowFrom: 'uio-map', windowNote: 'no device-tree node' });
+    expect(fromMap).toMatchObject({ windowFrom: 'uio-map', windowNote: 'no device-tree node' });
+    expect(formatInspect(fromMap).split('\n')[0]).toMatch(/^sim ENTROPY \(4\): window of 0x100 bytes \(UIO map: no device-tree node\), MagicValue/);
+    expect(formatInspect(inspect(sim, { windowFrom: 'caller' })).split('\n')[0]).toContain('window of 0x100 bytes (given),');
+  });
 });
 
 describe('nameFeatures: the bits a legacy device offers have names too', () => {

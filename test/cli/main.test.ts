@@ -1,4 +1,9 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
 import { UioSysfs } from '../../lib/platform';
+import { native } from '../../lib/platform/addon';
 import { runCli, USAGE } from '../../lib/cli/main';
 import { parseTarget } from '../../lib/cli/targets';
 import type { ScanEntry } from '../../lib/cli/scan';
@@ -7,9 +12,13 @@ import type { ScanEntry } from '../../lib/cli/scan';
 const NO_UIO = new UioSysfs('/nonexistent/sys/class/uio', '/nonexistent/dev');
 
 async function cli(...argv: string[]): Promise<{ status: number; out: string; err: string }> {
+  return cliWith(NO_UIO, ...argv);
+}
+
+async function cliWith(sysfs: UioSysfs, ...argv: string[]): Promise<{ status: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const status = await runCli(argv, { stdout: { write: (t: string) => (out += t) }, stderr: { write: (t: string) => (err += t) }, sysfs: NO_UIO });
+  const status = await runCli(argv, { stdout: { write: (t: string) => (out += t) }, stderr: { write: (t: string) => (err += t) }, sysfs });
   return { status, out, err };
 }
 
@@ -70,6 +79,62 @@ describe('virtio-mmio inspect', () => {
     const { status, out } = await cli('inspect', 'sim:empty', '--json');
     expect(status).toBe(0);
     expect(JSON.parse(out)).toMatchObject({ empty: true });
+  });
+});
+
+describe('scan and inspect on a UIO transport at in-page offset 0 (fake sysfs with its device-tree node)', () => {
+  // /dev/uio0 as uio_pdrv_genirq shows QEMU virt's first transport: map0 addr
+  // 0xa000000, size 0x1000 (page-rounded), offset 0; its node's reg is 0x200.
+  let root: string;
+  let sysfs: UioSysfs;
+  beforeAll(() => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'virtio-mmio-cli-uio-'));
+    const put = (file: string, data: string | Buffer): void => {
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      fs.writeFileSync(file, data);
+    };
+    const cells = (...values: number[]): Buffer => Buffer.concat(values.map((v) => Buffer.from([v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff])));
+    const base = path.join(root, 'sys', 'firmware', 'devicetree', 'base');
+    put(path.join(base, '#address-cells'), cells(2));
+    put(path.join(base, '#size-cells'), cells(2));
+    const node = path.join(base, 'virtio_mmio@a000000');
+    put(path.join(node, 'compatible'), 'virtio,mmio\0');
+    put(path.join(node, 'reg'), cells(0, 0x0a000000, 0, 0x200));
+    const platform = path.join(root, 'sys', 'devices', 'platform', 'a000000.virtio_mmio');
+    const uio = path.join(platform, 'uio', 'uio0');
+    put(path.join(uio, 'name'), 'virtio_mmio\n');
+    put(path.join(uio, 'maps', 'map0', 'addr'), '0x000000000a000000\n');
+    put(path.join(uio, 'maps', 'map0', 'size'), '0x0000000000001000\n');
+    put(path.join(uio, 'maps', 'map0', 'offset'), '0x0\n');
+    fs.symlinkSync(path.relative(platform, node), path.join(platform, 'of_node'));
+    fs.symlinkSync('../../../a000000.virtio_mmio', path.join(uio, 'device'));
+    fs.mkdirSync(path.join(root, 'sys', 'class', 'uio'), { recursive: true });
+    fs.symlinkSync(path.relative(path.join(root, 'sys', 'class', 'uio'), uio), path.join(root, 'sys', 'class', 'uio', 'uio0'));
+    // An rng at 0, Version 2, and the neighbour's registers at 0x200 in the same page.
+    const image = Buffer.alloc(native.pageSize);
+    for (const at of [0, 0x200]) {
+      image.writeUInt32LE(0x74726976, at);
+      image.writeUInt32LE(2, at + 4);
+      image.writeUInt32LE(4, at + 8);
+      image.writeUInt32LE(0x554d4551, at + 0xc);
+    }
+    put(path.join(root, 'dev', 'uio0'), image);
+    sysfs = new UioSysfs(path.join(root, 'sys', 'class', 'uio'), path.join(root, 'dev'));
+  });
+  afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+  test('scan --json gives the window and where its size came from', async () => {
+    const { status, out, err } = await cliWith(sysfs, 'scan', '--json');
+    expect({ status, err }).toEqual({ status: 0, err: '' });
+    expect(JSON.parse(out)).toEqual([expect.objectContaining({ kind: 'uio', device: 'ENTROPY', window: '0x200', windowFrom: 'device-tree' })]);
+  });
+
+  test('inspect says the window is the device tree\'s 0x200 bytes, not the page', async () => {
+    const { out } = await cliWith(sysfs, 'inspect', 'uio0');
+    expect(out.split('\n')[0]).toBe(`${path.join(root, 'dev', 'uio0')}@0x0: window of 0x200 bytes (device-tree reg), MagicValue 0x74726976 ("virt"), Version 2`);
+    const json = JSON.parse((await cliWith(sysfs, 'inspect', 'uio0', '--json')).out);
+    expect(json).toMatchObject({ windowSize: 0x200, windowFrom: 'device-tree' });
+    expect(json.windowNote).toBeUndefined();
   });
 });
 

@@ -324,6 +324,63 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
     expect(noHugepages.stderr).toContain('echo 64 > /proc/sys/vm/nr_hugepages');
   }, 180_000);
 
+  describe("register windows: the device tree's reg, not the page-rounded UIO map", () => {
+    // One rng (on a003e00). uio_pdrv_genirq maps every transport as a whole
+    // page (size 0x1000, offset 0x000…0xe00); a000000 and a003000 sit at
+    // in-page offset 0, and a003000's page also holds the rng's registers.
+    type Access = { path: string; parent: string; window: { size: number; from: string }; accesses: Record<string, string> };
+    let run: LabRun;
+    beforeAll(async () => {
+      run = await runLab({ devices: ['virtio-rng-device'], command: 'node scripts/lab/guest/window-bounds.js', timeoutMs: 150_000 });
+    }, 180_000);
+    const results = (kind: string): Record<string, unknown>[] => run.results.filter((r) => r.kind === kind);
+
+    test('the guest ran the checks to the end', () => {
+      expect(run.timedOut).toBe(false);
+      if (run.exitCode !== 0) throw new Error(`guest exit ${run.exitCode}; console:\n${run.console.slice(-4000)}`);
+    });
+
+    test("every transport's window is its reg's 0x200 bytes, read from the device tree, though each map is a 0x1000 page", () => {
+      const windows = results('window');
+      expect(windows).toHaveLength(32);
+      for (const w of windows) expect(w).toMatchObject({ mapSize: '0x1000', window: '0x200', windowFrom: 'device-tree' });
+      expect(windows.find((w) => w.parent === 'a000000.virtio_mmio')).toMatchObject({ start: '0xa000000', offset: '0x0' });
+      expect(windows.find((w) => w.parent === 'a003e00.virtio_mmio')).toMatchObject({ start: '0xa003e00', offset: '0xe00' });
+      // As QEMU's hw/arm/virt.c writes it: reg = <0 base 0 0x200> under a root of 2 address and 2 size cells.
+      expect(results('window-dt')).toEqual([expect.objectContaining({ reg: '00000000 0a000000 00000000 00000200', addressCells: '00000002', sizeCells: '00000002' })]);
+    });
+
+    test.each(['a000000.virtio_mmio', 'a003000.virtio_mmio'])('%s (in-page offset 0): a window of 0x200; an access at 0x200 or beyond is a RangeError', (parent) => {
+      const found = (results('window-access') as Access[]).find((r) => r.parent === parent);
+      expect(found).toBeDefined();
+      expect(found!.window).toMatchObject({ size: 0x200, from: 'device-tree' });
+      expect(found!.accesses).toEqual({
+        size: '0x200',
+        'readl 0x0': '0x74726976',
+        'readl 0x1fc': expect.stringMatching(/^0x[0-9a-f]+$/),
+        'readl 0x200': 'RangeError',
+        'readb 0x200': 'RangeError',
+        'writel 0x270': 'RangeError',
+        'readl 0xe00': 'RangeError',
+        'writel 0xe70': 'RangeError',
+      });
+    });
+
+    test("nothing reached the rng that shares a003000's page; a caller's windowSize of the whole page shows it is there", () => {
+      const [rng] = results('window-rng');
+      expect(rng).toEqual({ kind: 'window-rng', statusBefore: 0, statusAfter: 0, page: { size: '0x1000', magicAtE00: '0x74726976', deviceIdAtE08: 4 }, from: 'caller' });
+    });
+
+    test('the CLI: scan --json gives each window and its source; inspect says where the size came from', () => {
+      const [cli] = results('window-cli') as { scanStatus: number; scan: { window?: string; windowFrom?: string }[]; inspectStatus: number; inspectHead: string }[];
+      expect(cli.scanStatus).toBe(0);
+      expect(cli.scan).toHaveLength(32);
+      for (const entry of cli.scan) expect(entry).toMatchObject({ window: '0x200', windowFrom: 'device-tree' });
+      expect(cli.inspectStatus).toBe(0);
+      expect(cli.inspectHead).toMatch(/^\/dev\/uio\d+@0x0: window of 0x200 bytes \(device-tree reg\), MagicValue 0x74726976 \("virt"\), Version 2$/);
+    });
+  });
+
   test('data written by VirtioBlk is in the host image file and survives a reboot', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'lab-persist-'));
     const image = join(dir, 'disk.img');

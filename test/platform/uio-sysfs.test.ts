@@ -6,7 +6,7 @@ import { DiscoveryError, VirtioError } from '../../lib/errors';
 import { native } from '../../lib/platform/addon';
 import { MmioWindow } from '../../lib/platform/mmio-window';
 import type { RegisterBlock } from '../../lib/platform/register-block';
-import { UioSysfs, type UioDeviceInfo } from '../../lib/platform/uio-sysfs';
+import { UioSysfs, type UioDeviceInfo, type UioMap } from '../../lib/platform/uio-sysfs';
 
 /*
  * A fake sysfs laid out like the real one (drivers/uio/uio.c,
@@ -18,6 +18,11 @@ import { UioSysfs, type UioDeviceInfo } from '../../lib/platform/uio-sysfs';
  *       uio/uio1/maps/map0/{addr,size,offset,name}
  *   <root>/sys/class/uio/uio1 -> ../../devices/platform/a000200.virtio_mmio/uio/uio1
  *   <root>/sys/firmware/devicetree/base/virtio_mmio@a000200/compatible  ("virtio,mmio\0")
+ *   <root>/sys/firmware/devicetree/base/virtio_mmio@a000200/reg  (<0x0 0xa000200 0x0 0x200>)
+ *   <root>/sys/firmware/devicetree/base/{#address-cells,#size-cells}  (2 and 2, as QEMU virt)
+ *
+ * Properties are raw big-endian 32-bit cells, as the kernel's
+ * drivers/of/kobj.c shows them.
  */
 
 const QEMU_TRANSPORTS = 32;
@@ -46,23 +51,49 @@ interface FakeDevice {
   version?: string;
   /** Platform device directory name (the `device` link target); undefined: no `device` link. */
   parent?: string;
-  /** Raw bytes of of_node/compatible; undefined: the parent has no of_node. */
+  /** Raw bytes of of_node/compatible; undefined (and no reg): the parent has no of_node. */
   compatible?: string;
+  /** of_node/reg; undefined: the node has no reg property. */
+  reg?: Buffer;
+  /** The node's directory under devicetree/base; default node-uioN (a child of the root). */
+  node?: string;
   /** undefined: no maps directory. */
   maps?: FakeMap[];
 }
 
-function write(file: string, text: string): void {
+function write(file: string, text: string | Buffer): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(file, text, 'latin1');
+  if (typeof text === 'string') fs.writeFileSync(file, text, 'latin1');
+  else fs.writeFileSync(file, text);
 }
 
-/** Builds <root>/sys and <root>/dev; returns a UioSysfs over it. */
-function makeTree(root: string, devices: FakeDevice[]): UioSysfs {
+/** A device-tree property value: big-endian 32-bit cells. */
+function cells(...values: number[]): Buffer {
+  const bytes = Buffer.alloc(4 * values.length);
+  values.forEach((v, i) => bytes.writeUInt32BE(v, 4 * i));
+  return bytes;
+}
+
+/** Writes property `name` of the node at `node` (a path under devicetree/base; '' is the root). */
+function dtProperty(root: string, node: string, name: string, value: Buffer): void {
+  write(path.join(root, 'sys', 'firmware', 'devicetree', 'base', node, name), value);
+}
+
+/**
+ * Builds <root>/sys and <root>/dev; returns a UioSysfs over it. The
+ * devicetree root says #address-cells 2, #size-cells 2 (QEMU virt) unless
+ * `rootCells` is null (then neither property exists).
+ */
+function makeTree(root: string, devices: FakeDevice[], rootCells: [number, number] | null = [2, 2]): UioSysfs {
   const sys = path.join(root, 'sys');
   const classDir = path.join(sys, 'class', 'uio');
   fs.mkdirSync(classDir, { recursive: true });
   fs.mkdirSync(path.join(root, 'dev'), { recursive: true });
+  fs.mkdirSync(path.join(sys, 'firmware', 'devicetree', 'base'), { recursive: true });
+  if (rootCells) {
+    dtProperty(root, '', '#address-cells', cells(rootCells[0]));
+    dtProperty(root, '', '#size-cells', cells(rootCells[1]));
+  }
   for (const d of devices) {
     const uio = `uio${d.index}`;
     const parentDir = path.join(sys, 'devices', 'platform', d.parent ?? `virtual-${uio}`);
@@ -72,9 +103,11 @@ function makeTree(root: string, devices: FakeDevice[]): UioSysfs {
     if (d.version !== undefined) write(path.join(uioDir, 'version'), d.version);
     write(path.join(uioDir, 'event'), '0\n');
     if (d.parent !== undefined) fs.symlinkSync(path.join('..', '..', '..', d.parent), path.join(uioDir, 'device'));
-    if (d.compatible !== undefined) {
-      const node = path.join(sys, 'firmware', 'devicetree', 'base', `node-${uio}`);
-      write(path.join(node, 'compatible'), d.compatible);
+    if (d.compatible !== undefined || d.reg !== undefined) {
+      const node = path.join(sys, 'firmware', 'devicetree', 'base', d.node ?? `node-${uio}`);
+      fs.mkdirSync(node, { recursive: true });
+      if (d.compatible !== undefined) write(path.join(node, 'compatible'), d.compatible);
+      if (d.reg !== undefined) write(path.join(node, 'reg'), d.reg);
       fs.symlinkSync(path.relative(parentDir, node), path.join(parentDir, 'of_node'));
     }
     if (d.maps !== undefined) {
@@ -103,6 +136,8 @@ function qemuTransport(i: number): FakeDevice {
     version: 'devicetree\n',
     parent: `${start.toString(16)}.virtio_mmio`,
     compatible: 'virtio,mmio\0',
+    // QEMU's hw/arm/virt.c: reg = <0 base 0 0x200>, a child of the root.
+    reg: cells(0, start, 0, TRANSPORT_STRIDE),
     maps: [{
       addr: pa(start - offs),
       size: pa(Math.ceil((offs + TRANSPORT_STRIDE) / KERNEL_PAGE) * KERNEL_PAGE),
@@ -187,7 +222,7 @@ describe('UioSysfs over a fake QEMU virt tree', () => {
       sysfsPath: path.join(classDir, 'uio0'),
       parent: 'a000000.virtio_mmio',
       compatible: ['virtio,mmio'],
-      maps: [{ index: 0, name: 'virtio_mmio@a000000', addr: 0x0a000000n, size: 0x1000, offset: 0 }],
+      maps: [{ index: 0, name: 'virtio_mmio@a000000', addr: 0x0a000000n, size: 0x1000, offset: 0, window: 0x200, windowFrom: 'device-tree' }],
     });
     expect(byIndex.get(10)).toEqual<UioDeviceInfo>({
       index: 10,
@@ -197,11 +232,11 @@ describe('UioSysfs over a fake QEMU virt tree', () => {
       sysfsPath: path.join(classDir, 'uio10'),
       parent: 'a001400.virtio_mmio',
       compatible: ['virtio,mmio'],
-      maps: [{ index: 0, name: 'virtio_mmio@a001400', addr: 0x0a001000n, size: 0x1000, offset: 0x400 }],
+      maps: [{ index: 0, name: 'virtio_mmio@a001400', addr: 0x0a001000n, size: 0x1000, offset: 0x400, window: 0x200, windowFrom: 'device-tree' }],
     });
     expect(byIndex.get(31)).toMatchObject({
       parent: 'a003e00.virtio_mmio',
-      maps: [{ index: 0, addr: 0x0a003000n, size: 0x1000, offset: 0xe00 }],
+      maps: [{ index: 0, addr: 0x0a003000n, size: 0x1000, offset: 0xe00, window: 0x200, windowFrom: 'device-tree' }],
     });
   });
 
@@ -231,8 +266,8 @@ describe('UioSysfs over a fake QEMU virt tree', () => {
       parent: 'my_fpga.0',
       compatible: [],
       maps: [
-        { index: 0, name: 'regs', addr: 0x40000000n, size: 0x10000, offset: 0 },
-        { index: 1, name: '', addr: 0x40100000n, size: 0x2000, offset: 0 },
+        { index: 0, name: 'regs', addr: 0x40000000n, size: 0x10000, offset: 0, window: 0x10000, windowFrom: 'uio-map', windowNote: 'no device-tree node' },
+        { index: 1, name: '', addr: 0x40100000n, size: 0x2000, offset: 0, window: 0x2000, windowFrom: 'uio-map', windowNote: 'no device-tree node' },
       ],
     });
   });
@@ -315,7 +350,7 @@ describe('UioSysfs edge cases', () => {
       index: 0, name: 'virtio_mmio\n', version: 'devicetree\n', parent: 'a000000.virtio_mmio', compatible: 'virtio,mmio\0',
       maps: [{ addr: pa(0x0a000000), size: pa(0x1000), name: 'virtio_mmio@a000000\n' }],
     }]);
-    expect(sysfs.read(0).maps).toEqual([{ index: 0, name: 'virtio_mmio@a000000', addr: 0x0a000000n, size: 0x1000, offset: 0 }]);
+    expect(sysfs.read(0).maps).toEqual([{ index: 0, name: 'virtio_mmio@a000000', addr: 0x0a000000n, size: 0x1000, offset: 0, window: 0x1000, windowFrom: 'uio-map', windowNote: expect.stringMatching(/no reg property/) }]);
   });
 
   it('a device without a maps directory has maps []', () => {
@@ -337,7 +372,7 @@ describe('UioSysfs edge cases', () => {
 
   it('accepts decimal numbers in map attributes', () => {
     const sysfs = makeTree(newRoot(), [{ index: 0, name: 'x\n', maps: [{ addr: '4096\n', size: '8192\n', offset: '16\n', name: '\n' }] }]);
-    expect(sysfs.read(0).maps).toEqual([{ index: 0, name: '', addr: 4096n, size: 8192, offset: 16 }]);
+    expect(sysfs.read(0).maps).toEqual([{ index: 0, name: '', addr: 4096n, size: 8192, offset: 16, window: 8192 - 16, windowFrom: 'uio-map', windowNote: 'no device-tree node' }]);
   });
 
   it('keeps a 64-bit addr above 2^53 exact as a bigint', () => {
@@ -518,5 +553,270 @@ describe('MmioWindow.openUio on a regular file standing in for /dev/uioN', () =>
     expect(region.size).toBe(0x200);
     region.writel(0x1fc, 0x01020304);
     expect(fs.readFileSync(d.devicePath).readUInt32LE(0xffc)).toBe(0x01020304);
+  });
+});
+
+describe('register windows from the device tree (uio_pdrv_genirq page-rounds each map)', () => {
+  const page = native.pageSize;
+  const open: RegisterBlock[] = [];
+
+  function track(region: RegisterBlock): RegisterBlock {
+    open.push(region);
+    return region;
+  }
+
+  afterEach(() => {
+    for (const r of open.splice(0)) if (!r.closed) r.close();
+  });
+
+  /** A one-map device whose node sits at `node` with `reg`; the map as uio_pdrv_genirq makes it for a register block at `start`. */
+  function boardDevice(start: number, regSize: number, reg: Buffer | undefined, node = `device@${start.toString(16)}`): FakeDevice {
+    const offs = start % KERNEL_PAGE;
+    return {
+      index: 0,
+      name: 'virtio_mmio\n',
+      version: 'devicetree\n',
+      parent: `${start.toString(16)}.virtio_mmio`,
+      compatible: 'virtio,mmio\0',
+      reg,
+      node,
+      maps: [{ addr: pa(start - offs), size: pa(Math.ceil((offs + regSize) / KERNEL_PAGE) * KERNEL_PAGE), offset: `0x${offs.toString(16)}\n`, name: '\n' }],
+    };
+  }
+
+  /** What the map says about its window, without the other fields. */
+  const windowOf = (map: UioMap): Pick<UioMap, 'window' | 'windowFrom' | 'windowNote'> => {
+    const { window, windowFrom, windowNote } = map;
+    return windowNote === undefined ? { window, windowFrom } : { window, windowFrom, windowNote };
+  };
+
+  it('QEMU virt: every one of the 32 transports gets reg\'s 0x200, whatever its in-page offset', () => {
+    const sysfs = makeTree(newRoot(), Array.from({ length: QEMU_TRANSPORTS }, (_, i) => qemuTransport(i)));
+    for (const d of sysfs.listVirtioMmio()) {
+      expect(windowOf(d.maps[0])).toEqual({ window: 0x200, windowFrom: 'device-tree' });
+      expect(MmioWindow.uioWindow(d)).toMatchObject({ size: 0x200, from: 'device-tree' });
+    }
+  });
+
+  it('in-page offset 0, reg size 0x200: a window of 0x200; an access at 0x200 is a RangeError and the neighbour\'s registers are untouched', () => {
+    const root = newRoot();
+    const sysfs = makeTree(root, [qemuTransport(0), qemuTransport(1)]);
+    // /dev/uio0's page: our registers at 0, the neighbour's (uio1, a000200) at 0x200.
+    const image = Buffer.alloc(page);
+    image.writeUInt32LE(0x74726976, 0);
+    image.writeUInt32LE(0x74726976, 0x200);
+    image.writeUInt32LE(0x0f, 0x270); // the neighbour's Status: DRIVER_OK and more, set by its own driver
+    fs.writeFileSync(path.join(root, 'dev', 'uio0'), image);
+    const d = sysfs.read(0);
+    expect(d.maps[0]).toMatchObject({ addr: 0x0a000000n, size: 0x1000, offset: 0, window: 0x200, windowFrom: 'device-tree' });
+    const region = track(MmioWindow.openUio(d));
+    expect(region.size).toBe(0x200);
+    expect(region.readl(0)).toBe(0x74726976);
+    region.writel(0x1fc, 0x11223344); // the last register word of our own block
+    for (const access of [() => region.readl(0x200), () => region.readb(0x200), () => region.writel(0x270, 0), () => region.writeb(0x270, 0), () => region.readl(0xffc)]) {
+      expect(access).toThrow(RangeError);
+    }
+    expect(() => region.copyOut(0x1f0, new Uint8Array(0x20), 4)).toThrow(RangeError);
+    const after = fs.readFileSync(path.join(root, 'dev', 'uio0'));
+    expect(after.readUInt32LE(0x1fc)).toBe(0x11223344);
+    expect(after.subarray(0x200).equals(image.subarray(0x200))).toBe(true);
+  });
+
+  it('in-page offset 0xe00 (the last QEMU transport): 0x200 from the device tree, registers at file byte 0xe00', () => {
+    const root = newRoot();
+    const sysfs = makeTree(root, [qemuTransport(31)]);
+    fs.writeFileSync(path.join(root, 'dev', 'uio31'), Buffer.alloc(page));
+    const d = sysfs.read(31);
+    expect(d.maps[0]).toMatchObject({ offset: 0xe00, window: 0x200, windowFrom: 'device-tree' });
+    const region = track(MmioWindow.openUio(d));
+    expect(region.size).toBe(0x200);
+    region.writel(0x1fc, 0xcafef00d);
+    expect(fs.readFileSync(d.devicePath).readUInt32LE(0xffc)).toBe(0xcafef00d);
+    expect(() => region.readl(0x200)).toThrow(RangeError);
+  });
+
+  it('no of_node (ACPI, a platform device made by code): the page-rounded map, said so', () => {
+    const root = newRoot();
+    const acpi: FakeDevice = { index: 0, name: 'virtio_mmio\n', version: '0.1\n', parent: 'LNRO0005:00', maps: [{ addr: pa(0x0a010000), size: pa(0x1000), offset: '0x0\n', name: '\n' }] };
+    const noDeviceLink: FakeDevice = { index: 1, name: 'virtio_mmio\n', maps: [{ addr: pa(0x0a011000), size: pa(0x1000), offset: '0x200\n', name: '\n' }] };
+    const sysfs = makeTree(root, [acpi, noDeviceLink]);
+    expect(windowOf(sysfs.read(0).maps[0])).toEqual({ window: 0x1000, windowFrom: 'uio-map', windowNote: 'no device-tree node' });
+    expect(windowOf(sysfs.read(1).maps[0])).toEqual({ window: 0xe00, windowFrom: 'uio-map', windowNote: 'no device-tree node' });
+    fs.writeFileSync(path.join(root, 'dev', 'uio0'), Buffer.alloc(page));
+    const region = track(MmioWindow.openUio(sysfs.read(0)));
+    expect(region.size).toBe(0x1000);
+    expect(MmioWindow.uioWindow(sysfs.read(0))).toMatchObject({ size: 0x1000, from: 'uio-map', note: 'no device-tree node' });
+  });
+
+  it('a 1-cell bus (#address-cells 1, #size-cells 1 on the parent, empty ranges): reg <addr 0x100>', () => {
+    const root = newRoot();
+    dtProperty(root, 'soc', '#address-cells', cells(1));
+    dtProperty(root, 'soc', '#size-cells', cells(1));
+    dtProperty(root, 'soc', 'ranges', Buffer.alloc(0));
+    const sysfs = makeTree(root, [boardDevice(0x1c130000, 0x100, cells(0x1c130000, 0x100), 'soc/virtio@1c130000')]);
+    const d = sysfs.read(0);
+    expect(d.maps[0]).toMatchObject({ addr: 0x1c130000n, size: 0x1000, offset: 0, window: 0x100, windowFrom: 'device-tree' });
+    fs.writeFileSync(d.devicePath, Buffer.alloc(page));
+    const region = track(MmioWindow.openUio(d));
+    expect(region.size).toBe(0x100);
+    expect(() => region.readl(0x100)).toThrow(RangeError);
+  });
+
+  it('1-cell reg straight under a 1-cell root', () => {
+    const sysfs = makeTree(newRoot(), [boardDevice(0x10001200, 0x200, cells(0x10001200, 0x200))], [1, 1]);
+    expect(windowOf(sysfs.read(0).maps[0])).toEqual({ window: 0x200, windowFrom: 'device-tree' });
+  });
+
+  it('a 2-cell address above 4 GiB with a 2-cell size', () => {
+    const root = newRoot();
+    const start = 0x1_2000_0800;
+    const device = boardDevice(start, 0x800, cells(0x1, 0x2000_0800, 0x0, 0x800));
+    const sysfs = makeTree(root, [device]);
+    expect(sysfs.read(0).maps[0]).toMatchObject({ addr: 0x1_2000_0000n, offset: 0x800, window: 0x800, windowFrom: 'device-tree' });
+  });
+
+  it('cells come from the nearest ancestor that has them (the kernel\'s of_n_addr_cells walks up), else 2 and 1', () => {
+    // The bus has no #address-cells/#size-cells of its own: the root's 1 and 1 apply.
+    const root = newRoot();
+    dtProperty(root, 'bus', 'ranges', Buffer.alloc(0));
+    const inherited = makeTree(root, [boardDevice(0x20000000, 0x100, cells(0x20000000, 0x100), 'bus/dev@20000000')], [1, 1]);
+    expect(windowOf(inherited.read(0).maps[0])).toEqual({ window: 0x100, windowFrom: 'device-tree' });
+    // Nobody says: #address-cells 2, #size-cells 1 (3 cells per entry).
+    const defaults = makeTree(newRoot(), [boardDevice(0x20000000, 0x100, cells(0, 0x20000000, 0x100))], null);
+    expect(windowOf(defaults.read(0).maps[0])).toEqual({ window: 0x100, windowFrom: 'device-tree' });
+  });
+
+  it('a bus that translates (ranges <0x7e000000 0x0 0x3f000000 0x1000000>): reg\'s bus address maps to the UIO map\'s physical one', () => {
+    const root = newRoot();
+    dtProperty(root, 'soc', '#address-cells', cells(1));
+    dtProperty(root, 'soc', '#size-cells', cells(1));
+    dtProperty(root, 'soc', 'ranges', cells(0x7e000000, 0x0, 0x3f000000, 0x01000000));
+    const sysfs = makeTree(root, [boardDevice(0x3f00b200, 0x100, cells(0x7e00b200, 0x100), 'soc/virtio@7e00b200')]);
+    expect(sysfs.read(0).maps[0]).toMatchObject({ addr: 0x3f00b000n, offset: 0x200, window: 0x100, windowFrom: 'device-tree' });
+  });
+
+  it('several maps: each takes the reg entry at its own physical address', () => {
+    const root = newRoot();
+    const device: FakeDevice = {
+      ...boardDevice(0x10000000, 0x100, cells(0, 0x10000000, 0, 0x100, 0, 0x10002800, 0, 0x800)),
+      maps: [
+        { addr: pa(0x10000000), size: pa(0x1000), offset: '0x0\n', name: 'regs\n' },
+        { addr: pa(0x10002000), size: pa(0x1000), offset: '0x800\n', name: 'more\n' },
+      ],
+    };
+    const sysfs = makeTree(root, [device]);
+    const d = sysfs.read(0);
+    expect(d.maps.map(windowOf)).toEqual([{ window: 0x100, windowFrom: 'device-tree' }, { window: 0x800, windowFrom: 'device-tree' }]);
+    fs.writeFileSync(d.devicePath, Buffer.alloc(2 * page));
+    const second = track(MmioWindow.openUio(d, 1));
+    expect(second.size).toBe(0x800);
+    second.writel(0x7fc, 0x5a5a5a5a);
+    expect(fs.readFileSync(d.devicePath).readUInt32LE(page + 0xffc)).toBe(0x5a5a5a5a);
+    expect(() => second.readl(0x800)).toThrow(RangeError);
+  });
+
+  it('a reg larger than the map is cut to the map, with the reason', () => {
+    const root = newRoot();
+    const device = boardDevice(0x0a000000, 0x1000, cells(0, 0x0a000000, 0, 0x4000));
+    const sysfs = makeTree(root, [device]);
+    const [map] = sysfs.read(0).maps;
+    expect(map).toMatchObject({ size: 0x1000, window: 0x1000, windowFrom: 'uio-map' });
+    expect(map.windowNote).toMatch(/reg size 0x4000 is larger than the 0x1000 bytes the map holds .*cut to the map/);
+    fs.writeFileSync(path.join(root, 'dev', 'uio0'), Buffer.alloc(page));
+    expect(track(MmioWindow.openUio(sysfs.read(0))).size).toBe(0x1000);
+  });
+
+  it.each<[string, (root: string) => FakeDevice, RegExp]>([
+    ['no reg entry at the map\'s address', () => boardDevice(0x0a000000, 0x200, cells(0, 0x0b000000, 0, 0x200)), /no reg entry of .* is at 0xa000000/],
+    ['a reg of 5 bytes', () => boardDevice(0x0a000000, 0x200, Buffer.from([0, 0, 0, 0, 1])), /has 5 bytes, not a non-zero multiple of 16/],
+    ['an empty reg', () => boardDevice(0x0a000000, 0x200, Buffer.alloc(0)), /has 0 bytes/],
+    ['a reg written for 1+1 cells under a 2+2 parent', () => boardDevice(0x0a000000, 0x200, cells(0x0a000000, 0x200, 0x0a000400)), /not a non-zero multiple of 16/],
+    ['no reg property', () => boardDevice(0x0a000000, 0x200, undefined), /no reg property/],
+    ['a reg entry of size 0', () => boardDevice(0x0a000000, 0x200, cells(0, 0x0a000000, 0, 0)), /size 0/],
+    ['a 3-byte #address-cells', (root) => {
+      dtProperty(root, 'bad', '#address-cells', Buffer.from([0, 0, 1]));
+      return boardDevice(0x0a000000, 0x200, cells(0x0a000000, 0x200), 'bad/dev@a000000');
+    }, /#address-cells has 3 bytes/],
+    ['#size-cells 0', (root) => {
+      dtProperty(root, 'bad', '#size-cells', cells(0));
+      return boardDevice(0x0a000000, 0x200, cells(0, 0x0a000000), 'bad/dev@a000000');
+    }, /#size-cells is 0/],
+    ['#address-cells 9', (root) => {
+      dtProperty(root, 'bad', '#address-cells', cells(9));
+      return boardDevice(0x0a000000, 0x200, cells(0x0a000000, 0x200), 'bad/dev@a000000');
+    }, /#address-cells is 9/],
+    ['a bus with no ranges (not translatable)', (root) => {
+      dtProperty(root, 'bus', '#address-cells', cells(1));
+      dtProperty(root, 'bus', '#size-cells', cells(1));
+      return boardDevice(0x0a000000, 0x200, cells(0x0a000000, 0x200), 'bus/dev@a000000');
+    }, /no reg entry of .* is at 0xa000000/],
+    ['ranges of the wrong length', (root) => {
+      dtProperty(root, 'bus', '#address-cells', cells(1));
+      dtProperty(root, 'bus', '#size-cells', cells(1));
+      dtProperty(root, 'bus', 'ranges', cells(0, 0, 0x0a000000));
+      return boardDevice(0x0a000000, 0x200, cells(0, 0x200), 'bus/dev@0');
+    }, /ranges has 12 bytes, not a multiple of 16/],
+  ])('a malformed or unmatched node (%s): the page-rounded map, the reason, no exception', (_label, make, note) => {
+    const root = newRoot();
+    const sysfs = makeTree(root, [make(root)]);
+    const [d] = sysfs.listVirtioMmio();
+    expect(d.maps[0]).toMatchObject({ size: 0x1000, offset: 0, window: 0x1000, windowFrom: 'uio-map' });
+    expect(d.maps[0].windowNote).toMatch(note);
+    fs.writeFileSync(d.devicePath, Buffer.alloc(page));
+    expect(track(MmioWindow.openUio(d)).size).toBe(0x1000);
+  });
+
+  it('an of_node link that leads nowhere, or outside any devicetree root: the page-rounded map, no exception', () => {
+    const root = newRoot();
+    const sysfs = makeTree(root, [qemuTransport(0)]);
+    const link = path.join(root, 'sys', 'devices', 'platform', 'a000000.virtio_mmio', 'of_node');
+    fs.rmSync(link);
+    fs.symlinkSync(path.join(root, 'nowhere'), link);
+    expect(windowOf(sysfs.read(0).maps[0])).toEqual({ window: 0x1000, windowFrom: 'uio-map', windowNote: 'no device-tree node' });
+    const elsewhere = path.join(root, 'elsewhere', 'virtio_mmio@a000000');
+    write(path.join(elsewhere, 'reg'), cells(0, 0x0a000000, 0, 0x200));
+    fs.rmSync(link);
+    fs.symlinkSync(elsewhere, link);
+    expect(windowOf(sysfs.read(0).maps[0])).toEqual({ window: 0x1000, windowFrom: 'uio-map', windowNote: expect.stringMatching(/^device tree not used: .* is not inside a devicetree\/base directory/) });
+  });
+
+  describe('the caller\'s windowSize', () => {
+    let root: string;
+    let d: UioDeviceInfo;
+    beforeAll(() => {
+      root = newRoot();
+      d = makeTree(root, [qemuTransport(0)]).read(0);
+    });
+    beforeEach(() => {
+      fs.writeFileSync(d.devicePath, Buffer.alloc(page));
+    });
+
+    it('wins over the device tree, up to what the map holds', () => {
+      expect(MmioWindow.uioWindow(d, 0, { windowSize: 0x100 })).toMatchObject({ size: 0x100, from: 'caller' });
+      expect(track(MmioWindow.openUio(d, 0, { windowSize: 0x100 })).size).toBe(0x100);
+      // The whole page, as before this fix: the neighbours become reachable, on purpose.
+      const page0 = track(MmioWindow.openUio(d, 0, { windowSize: 0x1000 }));
+      expect(page0.size).toBe(0x1000);
+      page0.writel(0xffc, 7);
+      expect(fs.readFileSync(d.devicePath).readUInt32LE(0xffc)).toBe(7);
+      // Without it: the device tree.
+      expect(MmioWindow.uioWindow(d)).toMatchObject({ size: 0x200, from: 'device-tree' });
+    });
+
+    it.each([0, 0x1001, 0x2000, -1, 1.5, Number.NaN])('windowSize %p is a RangeError', (windowSize) => {
+      expect(() => MmioWindow.openUio(d, 0, { windowSize })).toThrow(RangeError);
+      expect(() => MmioWindow.uioWindow(d, 0, { windowSize })).toThrow(RangeError);
+    });
+
+    it('a windowSize that is not a number is a TypeError', () => {
+      expect(() => MmioWindow.openUio(d, 0, { windowSize: '0x200' as unknown as number })).toThrow(TypeError);
+    });
+  });
+
+  it('a hand-made map without window gets its extent; one with a window beyond the extent is cut', () => {
+    const info = (map: Partial<UioMap>): UioDeviceInfo => ({ index: 0, name: 'x', version: '', devicePath: '/dev/null', sysfsPath: '/nonexistent', compatible: [], maps: [{ index: 0, name: '', addr: 0x0a000000n, size: 0x1000, offset: 0x200, ...map }] });
+    expect(MmioWindow.uioWindow(info({}))).toEqual(expect.objectContaining({ size: 0xe00, from: 'uio-map' }));
+    expect(MmioWindow.uioWindow(info({ window: 0x200, windowFrom: 'device-tree' }))).toEqual(expect.objectContaining({ size: 0x200, from: 'device-tree' }));
+    expect(MmioWindow.uioWindow(info({ window: 0x2000, windowFrom: 'device-tree' }))).toMatchObject({ size: 0xe00, from: 'uio-map', note: expect.stringMatching(/cut to the map/) });
   });
 });

@@ -403,6 +403,26 @@ describe('probeAll over fake UIO devices (register images in regular files)', ()
     }
   });
 
+  it("passes a UIO spec's windowSize on to the window (openTransport and probeAll), and refuses one larger than the map", () => {
+    // These fake nodes have no reg: without windowSize, the window is what the map holds from its offset.
+    expect(byIndex(0).device.maps[0]).toMatchObject({ window: 0x1000, windowFrom: 'uio-map' });
+    const whole = openTransport(byIndex(0));
+    const sized = openTransport({ ...byIndex(0), windowSize: 0x200 });
+    try {
+      expect(whole.regs.size).toBe(0x1000);
+      expect(sized.regs.size).toBe(0x200);
+      expect(sized).toMatchObject({ version: 2, deviceId: 4 });
+    } finally {
+      whole.close();
+      sized.close();
+    }
+    const [tooBig, tooSmall] = probeAll([{ ...byIndex(31), windowSize: 0x400 }, { ...byIndex(0), windowSize: 8 }]);
+    expect(tooBig.error).toBeInstanceOf(RangeError);
+    expect(tooBig.error?.message).toMatch(/windowSize 0x400 .* must be in \[1, 0x200\]/);
+    // Probing reads up to VendorID (0x00c): an 8-byte window stops it with a RangeError, not a read beyond.
+    expect(tooSmall.error).toBeInstanceOf(RangeError);
+  });
+
   it.each<[string, number, string, RegExp]>([
     ['a bad magic', 3, TransportError.BAD_MAGIC, /MagicValue is 0xdeadbeef/],
     ['a bad version', 4, TransportError.BAD_VERSION, /Version 3 is not supported/],
