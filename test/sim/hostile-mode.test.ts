@@ -114,9 +114,9 @@ function honestFirst(h: Harness): Posted {
 const FORMATS = ['split', 'packed'] as const;
 
 describe('hostile options', () => {
-  it('lists the 23 behaviours in order with stable names', () => {
-    expect(HOSTILE_BEHAVIOURS.map((b) => b.number)).toEqual(Array.from({ length: 23 }, (_, i) => i + 1));
-    expect(new Set(HOSTILE_BEHAVIOURS.map((b) => b.name)).size).toBe(23);
+  it('lists the 24 behaviours in order with stable names', () => {
+    expect(HOSTILE_BEHAVIOURS.map((b) => b.number)).toEqual(Array.from({ length: 24 }, (_, i) => i + 1));
+    expect(new Set(HOSTILE_BEHAVIOURS.map((b) => b.name)).size).toBe(24);
   });
 
   it('refuses unknown behaviour names and a non-integer seed', () => {
@@ -136,7 +136,7 @@ describe('hostile options', () => {
     r.sim.process();
     expect(ring.usedElement(0)).toEqual({ id: 0, len: 0 });
     expect(Object.values(r.sim.hostileLog).every((n) => n === 0)).toBe(true);
-    expect(Object.keys(r.sim.hostileLog)).toHaveLength(23);
+    expect(Object.keys(r.sim.hostileLog)).toHaveLength(24);
   });
 
   it('the same seed replays the same lies; another seed tells others', () => {

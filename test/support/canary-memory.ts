@@ -63,6 +63,7 @@ export class CanaryMemory implements DmaAllocator, DeviceMemory {
   readonly damage: CanaryDamage[] = [];
   private readonly live = new Map<DmaRegion, Record>();
   private readonly quarantined: Quarantined[] = [];
+  private readonly deferred = new Set<Record>();
   private readonly handedOut = new WeakSet<DmaRegion>();
   private closed = false;
   private readonly random: MutationRandom;
@@ -112,10 +113,42 @@ export class CanaryMemory implements DmaAllocator, DeviceMemory {
     if (!record) throw new RangeError('this DMA region was not allocated by this allocator, or was freed already');
     this.live.delete(region);
     this.checkGuards(record);
+    // As DmaPool does: memory a device still holds is given back (quarantined) only when it lets go.
+    if (this.pool.isHeld(record.outer, 0, record.outer.size)) {
+      this.deferred.add(record);
+      return;
+    }
+    this.retire(record);
+  }
+
+  hold(region: DmaRegion, offset: number, length: number): void {
+    this.pool.hold(region, offset, length);
+  }
+
+  unhold(region: DmaRegion, offset: number, length: number): void {
+    this.pool.unhold(region, offset, length);
+    for (const record of this.deferred) {
+      if (this.pool.isHeld(record.outer, 0, record.outer.size)) continue;
+      this.deferred.delete(record);
+      this.retire(record);
+    }
+  }
+
+  isHeld(region: DmaRegion, offset: number, length: number): boolean {
+    return this.pool.isHeld(region, offset, length);
+  }
+
+  /** Regions freed while a device held part of them, not retired yet. */
+  get deferredRegions(): number {
+    return this.deferred.size;
+  }
+
+  private retire(record: Record): void {
     if (!this.quarantine) {
       this.pool.free(record.outer);
       return;
     }
+    this.checkGuards(record);
     const poison = this.random.bytes(record.outer.size);
     new Uint8Array(record.outer.view, record.outer.offset, record.outer.size).set(poison);
     this.quarantined.push({ outer: record.outer, inner: record.inner, poison, damaged: false });

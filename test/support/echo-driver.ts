@@ -9,14 +9,6 @@ export class EchoDriver extends VirtioDriver {
     super(VirtioDriver.start(transport, { deviceId: 42, queues: [0] }, options));
   }
 
-  private readonly held: DmaRegion[] = [];
-
-  override close(): void {
-    if (this.closed) return;
-    super.close();
-    if (this.deviceReleased) for (const region of this.held.splice(0)) this.memory.free(region);
-  }
-
   get q(): Virtqueue {
     return this.queue(0);
   }
@@ -35,18 +27,13 @@ export class EchoDriver extends VirtioDriver {
   async echo(parts: Uint8Array[], outSizes: number[], options?: SubmitOptions): Promise<Buffer> {
     const input = parts.map((p) => this.dma(p));
     const output = outSizes.map((n) => this.dma(n));
-    let len: number;
+    // Written as a user would, freeing in `finally`: the base keeps whatever the device still holds
+    // (the allocator defers the free until the chain comes back or a reset completes).
     try {
-      len = await this.q.submit({ readable: input.map((region) => ({ region })), writable: output.map((region) => ({ region })) }, options);
-    } catch (error) {
-      // An aborted or timed-out request's buffers may still be the device's: freed at close, once it let go.
-      const code = (error as { code?: string }).code;
-      if (code === 'ABORT_ERR' || code === 'ERR_VIRTIO_TIMEOUT') this.held.push(...input, ...output);
-      else for (const r of [...input, ...output]) this.memory.free(r);
-      throw error;
+      const len = await this.q.submit({ readable: input.map((region) => ({ region })), writable: output.map((region) => ({ region })) }, options);
+      return Buffer.concat(output.map((r) => this.bytes(r))).subarray(0, len);
+    } finally {
+      for (const r of [...input, ...output]) if (this.memory.isLive?.(r) ?? true) this.memory.free(r);
     }
-    const result = Buffer.concat(output.map((r) => this.bytes(r))).subarray(0, len);
-    for (const r of [...input, ...output]) this.memory.free(r);
-    return result;
   }
 }
