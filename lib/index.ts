@@ -4,3 +4,4 @@ export * from './spec';
 export * from './transport';
 export * from './queue';
 export * from './devices';
+export { resetDevicesOnSignals, type ResetOnSignalsOptions, type ResetSignal } from './transport/exit-reset';

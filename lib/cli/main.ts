@@ -103,7 +103,7 @@ async function inspectCommand(args: readonly string[], io: CliIo): Promise<numbe
   const target = oneTarget(positionals, io, 'inspect');
   const opened = openRegisters(target);
   try {
-    const report = inspect(opened.regs, { reset: values.reset ?? false });
+    const report = inspect(opened.regs, { reset: values.reset ?? false, windowFrom: opened.windowFrom, windowNote: opened.windowNote });
     io.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatInspect(report));
     return report.problem ? 1 : 0;
   } finally {

@@ -18,6 +18,7 @@ import {
   nextAvailNotificationData,
 } from '../spec';
 import { ConfigSpace } from './config-space';
+import { trackLiveDevice } from './exit-reset';
 import { probe } from './probe';
 
 /**
@@ -148,6 +149,8 @@ export class MmioTransport {
   private idleInterrupts = 0;
   private listening = false;
   private completionsSeen = 0;
+  /** Set from DRIVER_OK until a reset: takes the device out of this thread's exit-reset registry (exit-reset.ts). */
+  private untrackExit?: () => void;
 
   /**
    * Probes `regs` (throws TransportError BAD_MAGIC, BAD_VERSION, or
@@ -240,6 +243,7 @@ export class MmioTransport {
       this.phase = 'failed';
       throw new TransportError(TransportError.RESET_TIMEOUT, `${this.label}: Status did not read 0 within ${this.options.resetTimeoutMs} ms of the reset`);
     }
+    this.untrackExit?.();
     this.reclaimDetached();
     this.phase = 'reset';
     this.offered = 0n;
@@ -304,6 +308,7 @@ export class MmioTransport {
   driverOk(): void {
     this.expectPhase('features-ok', 'set DRIVER_OK');
     this.addStatus(DeviceStatus.DRIVER_OK);
+    this.untrackExit = trackLiveDevice(this);
     this.phase = 'live';
     try {
       this.startInterrupts();
@@ -669,6 +674,7 @@ export class MmioTransport {
       // Registers gone too: nothing more to do here.
     }
     this.phase = released ? 'reset' : 'failed';
+    this.untrackExit?.(); // the reset an exit would make was just made (or the registers are gone)
     this.detachAll(error);
     if (released) this.reclaimDetached();
     for (const listener of [...this.errorListeners]) listener(error);
@@ -726,6 +732,7 @@ export class MmioTransport {
         if (this.interrupts && !this.interrupts.closed) this.interrupts.unref();
       }
       this.phase = 'closed';
+      this.untrackExit?.();
       this.released = released;
       if (this.options.owns) {
         this.interrupts?.close();
@@ -743,6 +750,25 @@ export class MmioTransport {
     this.checkOpen();
     if (this.phase !== phase) {
       throw new TransportError(TransportError.STATE, `${this.label}: cannot ${action} in phase '${this.phase}' (status ${describeStatus(this.status)})`);
+    }
+  }
+
+  /**
+   * The reset of the exit paths (exit-reset.ts: 'exit', opt-in signals):
+   * Status ← 0 (§2.4) if the window is still open, then at most 10 ms (and
+   * never beyond resetTimeoutMs) for Status to read 0. Not unbounded: an
+   * exit must not hang on a device that never resets. Not without a read
+   * either: the DMA memory goes back to the kernel right after, and a reset
+   * that reads 0 is the device saying it let go of the rings (§2.4.1).
+   * Changes no driver-side state; synchronous; never throws.
+   */
+  emergencyReset(): void {
+    try {
+      if (this.regs.closed) return;
+      this.regs.writel(R.Status, 0);
+      this.regs.pollUntil(R.Status, 0xff, 0, Math.min(10, Math.floor(this.options.resetTimeoutMs)), 10);
+    } catch {
+      // Registers gone or refusing accesses: nothing more can be done from here.
     }
   }
 }
