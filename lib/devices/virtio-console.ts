@@ -174,6 +174,16 @@ export class VirtioConsole extends VirtioDriver {
     return slot?.port.added ? slot.port : undefined;
   }
 
+  /**
+   * Control replies not sent because the device had not taken the earlier
+   * ones (a device flooding DEVICE_ADD while never draining the control
+   * transmitq must not grow our memory): at most the control transmitq's
+   * size, and 64 KiB, are outstanding.
+   */
+  get droppedControlReplies(): number {
+    return this.control?.stats.dropped ?? 0;
+  }
+
   /** Control messages received that were malformed or made no sense (ignored; §5.3.6.2 device requirements). */
   get ignoredControlMessages(): number {
     return this.ignored;
