@@ -17,6 +17,8 @@ export interface GatedModel<M extends SimDeviceModel> {
   release(at?: number): void;
   /** Releases every held request, oldest first. */
   releaseAll(): void;
+  /** Forgets every held request without doing its work, as a device does at a reset that completes (§2.4). */
+  dropAll(): void;
 }
 
 export function gateModel<M extends SimDeviceModel>(
@@ -48,6 +50,9 @@ export function gateModel<M extends SimDeviceModel>(
     },
     releaseAll() {
       while (queue.length > 0) gate.release(0);
+    },
+    dropAll() {
+      queue.length = 0;
     },
   };
   model.handle = (request: SimRequest) => {
