@@ -10,13 +10,18 @@
 //
 //   node bench/mmio-access.js [--iterations N] [--rounds R] [--json]
 //
-// Needs the built addon and dist/ (npx node-gyp build; npx tsc -p tsconfig.build.json).
+// Needs the built addons and dist/ (npx node-gyp build; npx tsc -p tsconfig.build.json).
+// The no-ops, the C loops and the second mapping come from the bench addon
+// (bench/native, built beside the library's addon in a checkout, never shipped).
 
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
+const bindings = require('bindings');
 const { native } = require('../dist/platform/addon.js');
+
+const bench = bindings('virtio_mmio_bench');
 
 // Defaults are applied by hand: parseArgs' `default` needs Node 18.11+.
 let opts;
@@ -67,8 +72,8 @@ const CASES = [
 // The C loops time themselves (clock_gettime around the loop), so the JS call
 // into them is outside the measurement.
 const C_CASES = [
-  { key: 'cReadLoop', label: 'C volatile load loop (floor)', run: (region, n) => native.bench.cReadLoop(region, OFFSET, n) },
-  { key: 'cWriteLoop', label: 'C volatile store loop (floor)', run: (region, n) => native.bench.cWriteLoop(region, OFFSET, n) },
+  { key: 'cReadLoop', label: 'C volatile load loop (floor)', run: (region, n) => bench.cReadLoop(region, OFFSET, n) },
+  { key: 'cWriteLoop', label: 'C volatile store loop (floor)', run: (region, n) => bench.cWriteLoop(region, OFFSET, n) },
 ];
 
 function median(xs) {
@@ -78,7 +83,7 @@ function median(xs) {
 }
 
 function measure(region, u32) {
-  const args = (n) => [region, native.bench, u32, OFFSET, OFFSET >>> 2, n];
+  const args = (n) => [region, bench, u32, OFFSET, OFFSET >>> 2, n];
   let sink = 0;
   for (const c of CASES) sink ^= c.run(...args(WARMUP));
   for (const c of C_CASES) c.run(region, WARMUP);
@@ -133,7 +138,7 @@ function main() {
     const init = new Uint32Array(pageSize / 4).map((_, i) => PATTERN | i);
     fs.writeFileSync(file, init);
     region = new native.MmioRegion(file, 0, 0, pageSize);
-    const u32 = new Uint32Array(native.bench.mapFileView(file, pageSize));
+    const u32 = new Uint32Array(bench.mapFileView(file, pageSize));
 
     // The comparison only means something if all paths touch the same word.
     const expect = PATTERN | (OFFSET >>> 2);

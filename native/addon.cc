@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include "addon_data.h"
-#include "bench_probes.h"
 #include "dma_memory.h"
 #include "epoll_set.h"
 #include "fd_helpers.h"
@@ -54,7 +53,6 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setErrorFactory", Napi::Function::New<SetErrorFactory>(env, "setErrorFactory"));
   exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(sysconf(_SC_PAGESIZE))));
   DefineFdHelpers(env, exports);
-  exports.Set("bench", DefineBenchProbes(env));
   return exports;
 }
 

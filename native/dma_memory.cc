@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <memory>
 
 #include "addon_data.h"
 #include "errors.h"
@@ -17,15 +16,11 @@ namespace virtio_mmio {
 static constexpr uint64_t kMaxDmaSize = uint64_t{1} << 34;  // 16 GiB
 static constexpr const char* kPagemap = "/proc/self/pagemap";
 
-static void Unmap(DmaBlock* b) {
-  if (!b->mapped) return;
-  munmap(b->map_base, b->map_len);
-  b->mapped = false;
-}
-
+// The last holder unmaps (for hugetlb, that gives the pages back): by then no
+// JS object can reach the memory any more.
 static void Release(DmaBlock* b) {
   if (b->holders.fetch_sub(1) != 1) return;
-  Unmap(b);
+  munmap(b->map_base, b->map_len);
   delete b;
 }
 
@@ -74,24 +69,44 @@ Napi::Function DmaMemory::Define(Napi::Env env) {
                      });
 }
 
-static void FinalizeBuffer(napi_env, void*, void* hint) { Release(static_cast<DmaBlock*>(hint)); }
+// The backing store is gone: Node calls this on the JS thread once V8 has freed
+// it, which is later than the detach in free() when transfer() moved the store
+// to another ArrayBuffer, and at the latest when the environment exits.
+static void ReleaseBackingStore(napi_env, void*, void* hint) { Release(static_cast<DmaBlock*>(hint)); }
+
+// The ArrayBuffer object itself was collected (or the environment exits).
+// Detaching frees a store that was not moved at once, but a native job started
+// before free() (crypto.randomFill, fs.read: the thread pool) writes through
+// the pointer it took from this buffer and keeps only the buffer object alive.
+static void ReleaseBufferObject(napi_env, void* data, void*) { Release(static_cast<DmaBlock*>(data)); }
 
 // Only the factories construct DmaMemory: they pass the block as an External.
 DmaMemory::DmaMemory(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DmaMemory>(info) {
   Napi::Env env = info.Env();
   if (!info[0].IsExternal()) throw TypeErr(env, "DmaMemory is made by allocHugetlb, mapPhysical or allocAnonymous");
-  block_ = info[0].As<Napi::External<DmaBlock>>().Data();
-  block_->holders++;  // this wrapper
+  DmaBlock* block = info[0].As<Napi::External<DmaBlock>>().Data();
+  // A failure below leaves the holds already handed out to their finalizers;
+  // the factory's own hold keeps the block until then.
   napi_value ab;
-  block_->holders++;  // the ArrayBuffer, released by its finalizer
-  napi_status status = napi_create_external_arraybuffer(env, block_->data, block_->size, FinalizeBuffer, block_, &ab);
-  if (status != napi_ok) {
-    block_->holders -= 2;  // the factory still owns the block and frees it
-    block_ = nullptr;
+  block->holders++;  // the backing store
+  if (napi_create_external_arraybuffer(env, block->data, block->size, ReleaseBackingStore, block, &ab) != napi_ok) {
+    block->holders--;
     throw Napi::Error::New(env, "cannot create an external ArrayBuffer (is this runtime's V8 sandbox on?)");
   }
-  // Strong: the buffer lives as long as this wrapper (or longer, if JS keeps it).
+  block->holders++;  // the ArrayBuffer object
+  if (napi_add_finalizer(env, ab, block, ReleaseBufferObject, nullptr, nullptr) != napi_ok) {
+    block->holders--;
+    // JS has not seen this buffer: detached, its store lets go of the block.
+    napi_detach_arraybuffer(env, ab);
+    throw Napi::Error::New(env, "cannot add a finalizer to the DMA memory's ArrayBuffer");
+  }
+  // Strong until free(): the buffer lives as long as this wrapper (or longer, if JS keeps it).
   buffer_ = Napi::Reference<Napi::ArrayBuffer>::New(Napi::ArrayBuffer(env, ab), 1);
+  block->holders++;  // this wrapper, until free()
+  block_ = block;
+  iova_ = block->iova;
+  size_ = block->size;
+  kind_ = block->kind;
 }
 
 DmaMemory::~DmaMemory() {
@@ -108,14 +123,19 @@ static DmaBlock* NewBlock(void* map_base, size_t map_len, size_t data_offset, ui
   block->size = static_cast<size_t>(size);
   block->iova = iova;
   block->kind = kind;
-  block->mapped = true;
+  block->holders = 1;  // the factory's, until Wrap
   return block;
 }
 
-Napi::Value DmaMemory::Wrap(Napi::Env env, DmaBlock* raw) {
-  std::unique_ptr<DmaBlock> block(raw);
-  Napi::Object obj = GetAddonData(env).dma_memory.New({Napi::External<DmaBlock>::New(env, block.get())});
-  block.release();  // now owned through the holder count
+Napi::Value DmaMemory::Wrap(Napi::Env env, DmaBlock* block) {
+  Napi::Object obj;
+  try {
+    obj = GetAddonData(env).dma_memory.New({Napi::External<DmaBlock>::New(env, block)});
+  } catch (...) {
+    Release(block);
+    throw;
+  }
+  Release(block);  // the wrapper and its buffer hold it now
   return obj;
 }
 
@@ -143,8 +163,7 @@ Napi::Value DmaMemory::AllocHugetlb(const Napi::CallbackInfo& info) {
       }
     }
   } catch (...) {
-    Unmap(block);
-    delete block;
+    Release(block);
     throw;
   }
   return Wrap(env, block);
@@ -186,13 +205,18 @@ Napi::Value DmaMemory::AllocAnonymous(const Napi::CallbackInfo& info) {
   return Wrap(env, NewBlock(p, len, 0, size, iova, "anonymous"));
 }
 
-// free(): detaches the ArrayBuffer, then unmaps. Idempotent.
+// free(): for this object the memory is gone at once (freed, translate()
+// throws) and its ArrayBuffer is detached; the mapping itself goes when the
+// last thing that can reach it does (see the finalizers above), never under a
+// buffer that transfer() made or a job still writing. Idempotent.
 Napi::Value DmaMemory::Free(const Napi::CallbackInfo& info) {
-  if (block_->mapped) {
-    Napi::ArrayBuffer ab = buffer_.Value();
-    if (!ab.IsDetached()) ab.Detach();
-    Unmap(block_);
-  }
+  if (block_ == nullptr) return info.Env().Undefined();
+  Napi::ArrayBuffer ab = buffer_.Value();
+  if (!ab.IsDetached()) ab.Detach();
+  buffer_.Unref();  // weak: a freed wrapper that JS keeps must not keep the memory
+  DmaBlock* block = block_;
+  block_ = nullptr;
+  Release(block);
   return info.Env().Undefined();
 }
 
@@ -200,17 +224,25 @@ Napi::Value DmaMemory::Free(const Napi::CallbackInfo& info) {
 // read again from pagemap (so callers can check it is stable).
 Napi::Value DmaMemory::Translate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!block_->mapped) throw TypedError(env, "closed", block_->kind + " DMA memory was freed");
-  uint64_t offset = ArgIndex(info, 0, "offset", block_->size > 0 ? block_->size - 1 : 0);
-  uint64_t address = block_->kind == "hugetlb" ? PhysicalAddress(env, block_->data + offset) : block_->iova + offset;
+  if (block_ == nullptr) throw TypedError(env, "closed", kind_ + " DMA memory was freed");
+  uint64_t offset = ArgIndex(info, 0, "offset", size_ > 0 ? size_ - 1 : 0);
+  uint64_t address = kind_ == "hugetlb" ? PhysicalAddress(env, block_->data + offset) : iova_ + offset;
   return Napi::BigInt::New(env, address);
 }
 
-Napi::Value DmaMemory::GetView(const Napi::CallbackInfo& info) { return buffer_.Value(); }
-Napi::Value DmaMemory::GetIova(const Napi::CallbackInfo& info) { return Napi::BigInt::New(info.Env(), block_->iova); }
-Napi::Value DmaMemory::GetSize(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), block_->size); }
-Napi::Value DmaMemory::GetKind(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), block_->kind); }
-Napi::Value DmaMemory::GetFreed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !block_->mapped); }
+// After free() the buffer is held weakly: once collected, a detached empty one stands in.
+Napi::Value DmaMemory::GetView(const Napi::CallbackInfo& info) {
+  Napi::ArrayBuffer ab = buffer_.Value();
+  if (!ab.IsEmpty()) return ab;
+  Napi::ArrayBuffer empty = Napi::ArrayBuffer::New(info.Env(), 0);
+  empty.Detach();
+  return empty;
+}
+
+Napi::Value DmaMemory::GetIova(const Napi::CallbackInfo& info) { return Napi::BigInt::New(info.Env(), iova_); }
+Napi::Value DmaMemory::GetSize(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), size_); }
+Napi::Value DmaMemory::GetKind(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), kind_); }
+Napi::Value DmaMemory::GetFreed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), block_ == nullptr); }
 
 }  // namespace virtio_mmio
 

@@ -12,7 +12,10 @@
 
 namespace virtio_mmio {
 
-// Owned jointly by the DmaMemory wrapper and the ArrayBuffer's finalizer.
+// The mapping, owned jointly by everything that can still reach it: the
+// DmaMemory wrapper (until free()), the ArrayBuffer object it made, and that
+// buffer's backing store (which transfer() can move to another ArrayBuffer).
+// The last of them to go unmaps it.
 struct DmaBlock {
   void* map_base = nullptr;
   size_t map_len = 0;
@@ -20,7 +23,6 @@ struct DmaBlock {
   size_t size = 0;
   uint64_t iova = 0;
   std::string kind;
-  bool mapped = false;
   std::atomic<int> holders{0};
 };
 
@@ -45,8 +47,14 @@ class DmaMemory : public Napi::ObjectWrap<DmaMemory> {
   Napi::Value GetKind(const Napi::CallbackInfo& info);
   Napi::Value GetFreed(const Napi::CallbackInfo& info);
 
+  // Null once freed: the wrapper's hold is gone and the block may be gone with it.
   DmaBlock* block_ = nullptr;
+  // Strong until free(), weak after (a freed wrapper must not keep the memory mapped).
   Napi::Reference<Napi::ArrayBuffer> buffer_;
+  // Copies, so that the accessors still answer after free().
+  uint64_t iova_ = 0;
+  size_t size_ = 0;
+  std::string kind_;
 };
 
 }  // namespace virtio_mmio

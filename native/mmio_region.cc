@@ -144,6 +144,7 @@ Napi::Function MmioRegion::Define(Napi::Env env) {
 //   window begins inside the mapping; sync: open with O_SYNC (/dev/mem).
 MmioRegion::MmioRegion(const Napi::CallbackInfo& info) : Napi::ObjectWrap<MmioRegion>(info) {
   Napi::Env env = info.Env();
+  Value().TypeTag(&kMmioRegionTypeTag);  // first: nothing to undo if it fails
   if (!info[0].IsString()) throw TypeErr(env, "path must be a string");
   std::string path = info[0].As<Napi::String>().Utf8Value();
   uint64_t mmap_offset = ArgU64(info, 1, "mmapOffset");

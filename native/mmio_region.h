@@ -22,6 +22,12 @@ struct RegionWindow {
   std::string label;
 };
 
+// Set on every MmioRegion object by its constructor; JS cannot set or copy
+// it. Code that unwraps a region it was handed as an argument (the bench
+// addon's C loops) checks it first: napi_unwrap alone accepts any wrapped
+// object, and a DmaMemory taken for a region is a wild pointer.
+inline constexpr napi_type_tag kMmioRegionTypeTag = {0x6d6d696f72656769ULL, 0x9c1e5b0f3a7d4e21ULL};
+
 class MmioRegion : public Napi::ObjectWrap<MmioRegion> {
  public:
   static Napi::Function Define(Napi::Env env);

@@ -3,17 +3,24 @@ import { EventEmitter } from 'node:events';
 import { CanceledError } from '../errors';
 import type { DmaRegion } from '../platform';
 import type { Virtqueue } from '../queue';
-import { DeviceId, FeatureBit, NET_HDR_NUM_BUFFERS, NET_HDR_SIZE, NET_HDR_SIZE_LEGACY, NET_MAX_FRAME, NetConfig, NetFeature, NetQueue, NetStatus, features, hasFeature } from '../spec';
+import { DeviceId, FeatureBit, NET_HDR_NUM_BUFFERS, NET_HDR_SIZE, NET_HDR_SIZE_LEGACY, NET_MAX_FRAME, NET_MIN_FRAME, NetConfig, NetFeature, NetQueue, NetStatus, features, hasFeature } from '../spec';
 import type { MmioTransport } from '../transport';
 import { VirtioDriver, type DriverOptions } from './virtio-driver';
 
 export interface VirtioNetOptions extends DriverOptions {
   /** Receive buffers kept posted (default: the receive queue's size, at most 256). */
   receiveBuffers?: number;
-  /** Received frames kept for a slow consumer before receive buffers stop being re-posted (default 1024). */
+  /** Received frames kept for a slow consumer (default 1024). */
   maxQueuedFrames?: number;
+  /** Bytes of received frames kept for a slow consumer (default 4 MiB; at least one largest frame, 1518). */
+  maxQueuedBytes?: number;
 }
 
+/**
+ * No offloads and no VIRTIO_NET_F_MTU: a received frame is at most
+ * NET_MAX_FRAME bytes (§5.1.6.3.1), the same limit send() has. (With MTU
+ * the limit would be the config's mtu plus the Ethernet header, §5.1.4.)
+ */
 const WANTED = features(NetFeature.MAC, NetFeature.STATUS, NetFeature.MRG_RXBUF);
 /** Each receive buffer holds a header and a whole frame (§5.1.6.3.1 asks for ≥ 1526 bytes without offloads). */
 const RX_BUFFER_BYTES = 2048;
@@ -22,10 +29,12 @@ const RX_BUFFER_BYTES = 2048;
  * The network device (virtio 1.2 §5.1), first queue pair, no offloads:
  * send(frame) puts one Ethernet frame (without FCS) on the wire; received
  * frames arrive as 'frame' events and through frames(). Receive buffers
- * are re-posted as soon as a frame is copied out; frames not yet consumed
- * are kept (up to maxQueuedFrames, then buffers stop being re-posted and
- * the device holds or drops new frames — frames already received are never
- * lost). Emits 'link' (boolean) when the STATUS link bit changes.
+ * are re-posted as soon as a frame is copied out, but only while the
+ * frames not yet consumed plus what every posted buffer may still bring
+ * stay within maxQueuedFrames and maxQueuedBytes; beyond that the device
+ * holds or drops new frames (§5.1.6.4: it needs posted buffers), and a
+ * frame already received is never lost. Emits 'link' (boolean) when the
+ * STATUS link bit changes.
  */
 export class VirtioNet extends VirtioDriver {
   static readonly deviceId = DeviceId.NET;
@@ -38,12 +47,17 @@ export class VirtioNet extends VirtioDriver {
   private readonly headerBytes: number;
   private readonly rxMemory: DmaRegion;
   private readonly maxQueued: number;
+  private readonly maxQueuedBytes: number;
   private readonly queued: Buffer[] = [];
+  private queuedBytes = 0;
+  /** Receive buffers posted and not yet returned. */
+  private posted = 0;
   private readonly waiters: { resolve: (r: IteratorResult<Buffer>) => void; reject: (e: unknown) => void }[] = [];
   private readonly idle: number[] = [];
   private link: boolean;
   private dropped = 0;
-  private partial?: { parts: Buffer[]; left: number };
+  /** The frame being gathered from several buffers (MRG_RXBUF): its data so far (none once too long), its bytes, buffers still to come. */
+  private partial?: { parts: Buffer[]; bytes: number; left: number };
   private failure?: Error;
 
   private constructor(transport: MmioTransport, options: VirtioNetOptions) {
@@ -69,6 +83,7 @@ export class VirtioNet extends VirtioDriver {
     const modern = hasFeature(this.features, FeatureBit.VERSION_1);
     this.headerBytes = modern || hasFeature(this.features, NetFeature.MRG_RXBUF) ? NET_HDR_SIZE : NET_HDR_SIZE_LEGACY;
     this.maxQueued = options.maxQueuedFrames ?? 1024;
+    this.maxQueuedBytes = options.maxQueuedBytes ?? 4 * 1024 * 1024;
     this.mac = hasFeature(this.features, NetFeature.MAC) ? Buffer.from(transport.config.readBytes(NetConfig.mac, 6)) : randomMac();
     this.link = this.readLink();
     this.onConfigChange(() => {
@@ -80,7 +95,8 @@ export class VirtioNet extends VirtioDriver {
     });
     const count = Math.min(options.receiveBuffers ?? 256, this.rx.size);
     this.rxMemory = this.memory.allocate(count * RX_BUFFER_BYTES, 64);
-    for (let slot = 0; slot < count; slot++) this.post(slot);
+    for (let slot = 0; slot < count; slot++) this.idle.push(slot);
+    this.refill();
   }
 
   /** Initializes the device on `transport` (which must hold a network device). */
@@ -89,10 +105,19 @@ export class VirtioNet extends VirtioDriver {
       const value = options?.[name];
       if (value !== undefined && (!Number.isInteger(value) || value < 1 || value > 65536)) throw new RangeError(`${name} must be an integer in [1, 65536], got ${value}`);
     }
+    const bytes = options?.maxQueuedBytes;
+    if (bytes !== undefined && (!Number.isInteger(bytes) || bytes < NET_MAX_FRAME || bytes > 2 ** 31)) {
+      throw new RangeError(`maxQueuedBytes must be an integer in [${NET_MAX_FRAME}, 2^31], got ${bytes}`);
+    }
     return new VirtioNet(transport, options);
   }
 
-  /** Receive buffers the device returned malformed (shorter than the header, num_buffers out of range): dropped, not delivered. */
+  /**
+   * Frames dropped, not delivered, because of what the device wrote: a
+   * first buffer shorter than the header, num_buffers out of range, or a
+   * frame outside [14, 1518] bytes (the sum of its buffers' used lengths).
+   * Their buffers are re-posted.
+   */
   get droppedFrames(): number {
     return this.dropped;
   }
@@ -105,7 +130,7 @@ export class VirtioNet extends VirtioDriver {
   /** Sends one Ethernet frame (destination MAC first, no FCS); resolves when the device has taken it. */
   async send(frame: Uint8Array): Promise<void> {
     if (!(frame instanceof Uint8Array)) throw new TypeError('frame must be a Buffer or Uint8Array');
-    if (frame.length < 14 || frame.length > NET_MAX_FRAME) throw new RangeError(`a frame is 14..${NET_MAX_FRAME} bytes without offloads, got ${frame.length}`);
+    if (frame.length < NET_MIN_FRAME || frame.length > NET_MAX_FRAME) throw new RangeError(`a frame is ${NET_MIN_FRAME}..${NET_MAX_FRAME} bytes without offloads, got ${frame.length}`);
     this.checkOpen();
     if (this.failure) throw this.failure;
     const region = this.memory.allocate(this.headerBytes + frame.length);
@@ -125,6 +150,7 @@ export class VirtioNet extends VirtioDriver {
       next: () => {
         const frame = this.queued.shift();
         if (frame) {
+          this.queuedBytes -= frame.length;
           this.refill();
           return Promise.resolve({ value: frame, done: false });
         }
@@ -152,20 +178,32 @@ export class VirtioNet extends VirtioDriver {
 
   private post(slot: number): void {
     if (this.closed || this.failure) return;
+    this.posted++;
     this.rx.submit({ writable: [{ region: this.rxMemory, offset: slot * RX_BUFFER_BYTES, length: RX_BUFFER_BYTES }] }).then(
       (len) => {
+        this.posted--;
         if (this.closed) return;
         this.received(slot, len);
-        if (this.queued.length < this.maxQueued) this.post(slot);
-        else this.idle.push(slot);
+        this.idle.push(slot);
+        this.refill();
       },
-      (error: unknown) => this.fail(error),
+      (error: unknown) => {
+        this.posted--;
+        this.fail(error);
+      },
     );
   }
 
-  /** One used receive buffer: header (first buffer of a frame) and data (§5.1.6.4). */
+  /**
+   * One used receive buffer: header (first buffer of a frame) and data
+   * (§5.1.6.4). Data is copied only while the frame is within
+   * NET_MAX_FRAME; the buffers of a longer frame are counted through and
+   * the frame dropped, so a device's num_buffers and len never make the
+   * driver hold more than one largest frame in the making.
+   */
   private received(slot: number, len: number): void {
     const base = this.rxMemory.offset + slot * RX_BUFFER_BYTES;
+    let data = 0;
     if (!this.partial) {
       // §5.1.6.4: every frame starts with the whole header; a buffer without it is dropped.
       if (len < this.headerBytes) {
@@ -178,26 +216,44 @@ export class VirtioNet extends VirtioDriver {
         this.dropped++;
         return;
       }
-      this.partial = { parts: [Buffer.from(new Uint8Array(this.rxMemory.view, base + this.headerBytes, len - this.headerBytes))], left: buffers - 1 };
-    } else {
-      this.partial.parts.push(Buffer.from(new Uint8Array(this.rxMemory.view, base, len)));
-      this.partial.left--;
+      this.partial = { parts: [], bytes: 0, left: buffers };
+      data = this.headerBytes;
     }
-    if (this.partial.left > 0) return;
-    const frame = Buffer.concat(this.partial.parts);
+    const partial = this.partial;
+    partial.left--;
+    partial.bytes += len - data;
+    if (partial.bytes <= NET_MAX_FRAME) partial.parts.push(Buffer.from(new Uint8Array(this.rxMemory.view, base + data, len - data)));
+    else partial.parts.length = 0;
+    if (partial.left > 0) return;
     this.partial = undefined;
-    this.deliver(frame);
+    if (partial.bytes < NET_MIN_FRAME || partial.bytes > NET_MAX_FRAME) {
+      this.dropped++;
+      return;
+    }
+    this.deliver(Buffer.concat(partial.parts, partial.bytes));
   }
 
   private deliver(frame: Buffer): void {
     this.events.emit('frame', frame);
     const waiter = this.waiters.shift();
-    if (waiter) waiter.resolve({ value: frame, done: false });
-    else this.queued.push(frame);
+    if (waiter) {
+      waiter.resolve({ value: frame, done: false });
+      return;
+    }
+    this.queued.push(frame);
+    this.queuedBytes += frame.length;
   }
 
+  /**
+   * Posts idle buffers while the frames kept plus one frame per posted
+   * buffer (each brings at most one, of at most NET_MAX_FRAME bytes) stay
+   * within both limits: the queue never outgrows them, and nothing the
+   * device delivered has to be dropped for room.
+   */
   private refill(): void {
-    while (this.idle.length > 0 && this.queued.length < this.maxQueued) this.post(this.idle.shift()!);
+    while (this.idle.length > 0 && this.queued.length + this.posted < this.maxQueued && this.queuedBytes + (this.posted + 1) * NET_MAX_FRAME <= this.maxQueuedBytes) {
+      this.post(this.idle.shift()!);
+    }
   }
 
   private fail(error: unknown): void {

@@ -19,7 +19,11 @@ export interface NativeMmioRegion extends RegisterBlock {
 export type DmaKind = 'hugetlb' | 'physical' | 'anonymous';
 
 export interface NativeDmaMemory {
-  /** External ArrayBuffer over the memory; detached by free(). */
+  /**
+   * External ArrayBuffer over the memory; detached by free(). The memory is
+   * unmapped only once the garbage collector finds nothing that can reach it
+   * (a buffer made by transfer(), a thread-pool job writing into a view).
+   */
   readonly view: ArrayBuffer;
   /** Device (bus) address of view[0]. */
   readonly iova: bigint;
@@ -69,10 +73,15 @@ export interface EpollConstants {
   EPOLLET: number;
 }
 
+/**
+ * What the bench addon (build/Release/virtio_mmio_bench.node) exports: built
+ * from bench/native in a checkout, loaded only by bench/ programs and their
+ * test, never by the library nor shipped with it.
+ */
 export interface NativeBenchProbes {
   rawNoop(): void;
   wrappedNoop(): void;
-  /** Nanoseconds for `iterations` readl-equivalent loads done in C. */
+  /** Nanoseconds for `iterations` readl-equivalent loads done in C; a TypeError unless `region` is an MmioRegion. */
   cReadLoop(region: NativeMmioRegion, offset: number, iterations: number): number;
   cWriteLoop(region: NativeMmioRegion, offset: number, iterations: number): number;
   /** A second shared mapping of a file's first `size` bytes. */
@@ -100,7 +109,6 @@ export interface NativeAddon {
   setErrorFactory(factory: (kind: string, message: string, props: Record<string, unknown>) => Error): void;
   readonly pageSize: number;
   readonly constants: EpollConstants;
-  readonly bench: NativeBenchProbes;
 }
 
 /** Turns the addon's (kind, message, props) into the library's error classes. */

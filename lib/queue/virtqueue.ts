@@ -389,17 +389,11 @@ export abstract class Virtqueue implements QueueEndpoint {
   private recordChain(id: number, request: QueueRequest): void {
     const regions = this.chainRegions[id];
     const ranges = this.chainRanges[id];
-    regions.length = 0;
-    ranges.length = 0;
-    for (const list of [request.readable, request.writable]) {
-      if (!list) continue;
-      for (let i = 0; i < list.length; i++) {
-        const buffer = list[i];
-        const offset = buffer.offset ?? 0;
-        regions.push(buffer.region);
-        ranges.push(offset, buffer.length ?? buffer.region.size - offset);
-      }
-    }
+    let n = 0;
+    if (request.readable) n = recordBuffers(request.readable, regions, ranges, n);
+    if (request.writable) n = recordBuffers(request.writable, regions, ranges, n);
+    regions.length = n;
+    ranges.length = 2 * n;
   }
 
   /** The device keeps the buffers of `pending` although its caller was answered: the allocator defers their free (hold()). */
@@ -838,6 +832,18 @@ export abstract class Virtqueue implements QueueEndpoint {
     if (this.indirectSlab) this.memory.free(this.indirectSlab.region);
     this.indirectSlab = undefined;
   }
+}
+
+/** Writes `list` into the per-id shadow from position `n` (arrays reused: no allocation once grown); returns the next position. */
+function recordBuffers(list: readonly QueueBuffer[], regions: DmaRegion[], ranges: number[], n: number): number {
+  for (let i = 0; i < list.length; i++, n++) {
+    const buffer = list[i];
+    const offset = buffer.offset ?? 0;
+    regions[n] = buffer.region;
+    ranges[2 * n] = offset;
+    ranges[2 * n + 1] = buffer.length ?? buffer.region.size - offset;
+  }
+  return n;
 }
 
 const EMPTY_REGIONS: DmaRegion[] = [];

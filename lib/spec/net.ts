@@ -48,8 +48,15 @@ export const NetQueue = {
 export const NET_HDR_SIZE = 12;
 export const NET_HDR_SIZE_LEGACY = 10;
 export const NET_HDR_NUM_BUFFERS = 10;
-/** Largest Ethernet frame without offloads: 1514 bytes plus a VLAN tag (§5.1.6.3.1: buffers of 1526 bytes with the header). */
+/**
+ * Largest Ethernet frame without offloads and without VIRTIO_NET_F_MTU:
+ * 1514 bytes plus a VLAN tag (§5.1.6.3.1 asks for receive buffers of 1526
+ * bytes with the header; Linux's virtio_net allows ETH_HLEN + VLAN_HLEN +
+ * ETH_DATA_LEN). The most send() takes and the most a received frame may be.
+ */
 export const NET_MAX_FRAME = 1518;
+/** Smallest Ethernet frame: the header alone (destination, source, EtherType). */
+export const NET_MIN_FRAME = 14;
 
 /** A MAC address as six colon-separated hex bytes ("52:54:00:12:34:56"). */
 export const macText = (mac: Uint8Array): string => Array.from(mac, (b) => b.toString(16).padStart(2, '0')).join(':');
