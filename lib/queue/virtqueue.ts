@@ -481,7 +481,8 @@ export abstract class Virtqueue implements QueueEndpoint {
   private armWatchdog(deadline: number): void {
     if (this.watchdog) clearTimeout(this.watchdog);
     this.watchdogAt = deadline;
-    this.watchdog = setTimeout(() => this.expire(), Math.max(1, Math.ceil(deadline - performance.now())));
+    // Clamped: rounding can make the largest timeoutMs (2^31 - 1) one more than setTimeout takes.
+    this.watchdog = setTimeout(() => this.expire(), Math.min(2 ** 31 - 1, Math.max(1, Math.ceil(deadline - performance.now()))));
     if (this.timed === 0) this.watchdog.unref();
   }
 
