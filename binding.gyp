@@ -26,6 +26,7 @@
         "native/addon_data.cc",
         "native/errors.cc",
         "native/mmio_region.cc",
+        "native/exit_write.cc",
         "native/dma_memory.cc",
         "native/uio_file.cc",
         "native/epoll_set.cc",

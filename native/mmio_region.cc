@@ -132,6 +132,9 @@ Napi::Function MmioRegion::Define(Napi::Env env) {
                          InstanceMethod<&MmioRegion::PollUntil>("pollUntil"),
                          InstanceMethod<&MmioRegion::ReadlViaWrapper>("readlViaWrapper"),
                          InstanceMethod<&MmioRegion::WritelViaWrapper>("writelViaWrapper"),
+                         InstanceMethod<&MmioRegion::Arm>("armExitWrite"),
+                         InstanceMethod<&MmioRegion::Disarm>("disarmExitWrite"),
+                         InstanceAccessor<&MmioRegion::GetArmed>("exitWriteArmed"),
                          InstanceAccessor<&MmioRegion::GetSize>("size"),
                          InstanceAccessor<&MmioRegion::GetClosed>("closed"),
                          InstanceAccessor<&MmioRegion::GetLabel>("label"),
@@ -318,7 +321,46 @@ Napi::Value MmioRegion::WritelViaWrapper(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// armExitWrite(offset, value, pollMs = 10): when this env (main thread or
+// worker) tears down — even by worker.terminate(), where no JavaScript runs —
+// a writel(offset, value) through this window, then up to pollMs (at most
+// 1000) of reads until the register reads `value` (exit_write.cc). Offset and
+// value are checked as writel checks them. Until disarmExitWrite() or close();
+// an armed window stays mapped until then, even once unreachable.
+Napi::Value MmioRegion::Arm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  double offset = -1;
+  double value = 0;
+  bool is_number = info.Length() >= 1 && napi_get_value_double(env, info[0], &offset) == napi_ok;
+  if (!is_number || !AccessOk(window_, offset, 4)) {
+    return Napi::Value(env, ThrowOffsetError(env, window_, info.Length() >= 1 ? static_cast<napi_value>(info[0]) : nullptr,
+                                             offset, is_number, 4));
+  }
+  if (info.Length() < 2 || napi_get_value_double(env, info[1], &value) != napi_ok || !(value >= -2147483648.0 && value <= 4294967295.0) ||
+      value != std::floor(value)) {
+    return Napi::Value(env, ThrowValueError(env, info.Length() >= 2 ? static_cast<napi_value>(info[1]) : nullptr, 4));
+  }
+  uint32_t poll_ms = info[2].IsUndefined() ? 10 : static_cast<uint32_t>(ArgIndex(info, 2, "pollMs", 1000));
+  if (virtio_mmio::ArmExitWrite(env, window_, static_cast<size_t>(offset), static_cast<uint32_t>(static_cast<int64_t>(value)),
+                                poll_ms) != napi_ok) {
+    throw Napi::Error::New(env, "cannot add an environment cleanup hook for " + window_->label);
+  }
+  return env.Undefined();
+}
+
+// disarmExitWrite(): no store at teardown. Idempotent, also on a closed window.
+Napi::Value MmioRegion::Disarm(const Napi::CallbackInfo& info) {
+  virtio_mmio::DisarmExitWrite(info.Env(), window_);
+  return info.Env().Undefined();
+}
+
+Napi::Value MmioRegion::GetArmed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), window_->exit_write.armed);
+}
+
+// Disarms first: a closed window is never touched again.
 Napi::Value MmioRegion::Close(const Napi::CallbackInfo& info) {
+  virtio_mmio::DisarmExitWrite(info.Env(), window_);
   UnmapWindow(window_);
   return info.Env().Undefined();
 }

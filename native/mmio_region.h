@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 
+#include "exit_write.h"
+
 namespace virtio_mmio {
 
 // Shared by the wrapper object and each per-instance accessor function (the
@@ -20,6 +22,8 @@ struct RegionWindow {
   bool open = false;
   int holders = 0;
   std::string label;
+  // armExitWrite's store at env teardown (exit_write.h); off the accessors' path.
+  ExitWrite exit_write;
 };
 
 // Set on every MmioRegion object by its constructor; JS cannot set or copy
@@ -45,6 +49,9 @@ class MmioRegion : public Napi::ObjectWrap<MmioRegion> {
   Napi::Value PollUntil(const Napi::CallbackInfo& info);
   Napi::Value ReadlViaWrapper(const Napi::CallbackInfo& info);
   Napi::Value WritelViaWrapper(const Napi::CallbackInfo& info);
+  Napi::Value Arm(const Napi::CallbackInfo& info);
+  Napi::Value Disarm(const Napi::CallbackInfo& info);
+  Napi::Value GetArmed(const Napi::CallbackInfo& info);
   Napi::Value GetSize(const Napi::CallbackInfo& info);
   Napi::Value GetClosed(const Napi::CallbackInfo& info);
   Napi::Value GetLabel(const Napi::CallbackInfo& info);

@@ -130,6 +130,13 @@ export class DeviceRuleWatch implements RegisterBlock {
     }
     return value;
   }
+  /** Passed through: the watched window's own teardown write (a no-op where it has none, as on the sim). */
+  armExitWrite(offset: number, value: number, pollMs?: number): void {
+    this.regs.armExitWrite?.(offset, value, pollMs);
+  }
+  disarmExitWrite(): void {
+    this.regs.disarmExitWrite?.();
+  }
   close(): void {
     this.regs.close();
   }

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { DeviceIoError, PortError } from '../errors';
 import type { ConsolePort, VirtioBlk, VirtioConsole, VirtioNet, VirtioRng, VirtioDriver } from '../devices';
+import { POLL_TIMEOUT_MAX_MS } from '../platform/register-block';
 import type { SimOptions } from '../sim';
 import { DeviceId, FeatureBit, NetFeature, deviceTypeName, hasFeature, macText } from '../spec';
 import { nameFeatures } from './inspect';
@@ -37,7 +38,7 @@ export interface SelftestReport {
 export interface SelftestOptions {
   /** Watch the device for DEVICE_RULES violations. */
   strict?: boolean;
-  /** Time limit for each request and for the reset, in ms. Default 5000. */
+  /** Time limit for each request, in ms, and for the resets (at most POLL_TIMEOUT_MAX_MS, the most pollUntil waits). Default 5000. */
   timeoutMs?: number;
   /** How long to wait for a console echo, in ms. Default 2000. */
   echoTimeoutMs?: number;
@@ -59,6 +60,8 @@ const round = (ms: number): number => Math.round(ms * 1000) / 1000;
  */
 export async function selftest(target: Target, options: SelftestOptions = {}): Promise<SelftestReport> {
   const timeoutMs = options.timeoutMs ?? 5000;
+  // A reset is waited for with pollUntil, which blocks the thread and takes no more than its limit.
+  const resetTimeoutMs = Math.min(timeoutMs, POLL_TIMEOUT_MAX_MS);
   const report: SelftestReport = { where: target.where, steps: [], ok: false };
   let watch: DeviceRuleWatch | undefined;
   let opened: ReturnType<typeof openForDriver> | undefined;
@@ -88,7 +91,7 @@ export async function selftest(target: Target, options: SelftestOptions = {}): P
       opened = openForDriver(target, {
         sim: options.sim,
         wrapRegisters: options.strict ? (regs) => (watch = new DeviceRuleWatch(regs)) : undefined,
-        transport: { resetTimeoutMs: timeoutMs, queueResetTimeoutMs: timeoutMs },
+        transport: { resetTimeoutMs, queueResetTimeoutMs: resetTimeoutMs },
       });
       const { transport } = opened;
       Object.assign(report, { device: deviceTypeName(transport.deviceId) ?? `device ${transport.deviceId}`, deviceId: transport.deviceId, version: transport.version });

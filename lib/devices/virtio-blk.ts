@@ -29,9 +29,9 @@ export interface BlkInfo {
   /** Optimal block size (BLK_SIZE), else 512. */
   readonly blockSize: number;
   readonly readOnly: boolean;
-  /** Most data segments per request (SEG_MAX), if limited. */
+  /** Most data segments per request (SEG_MAX), if limited; a seg_max of 0 reads as 1. */
   readonly segMax?: number;
-  /** Largest data segment in bytes (SIZE_MAX), if limited. */
+  /** Largest data segment in bytes (SIZE_MAX), if limited; a size_max of 1..511 is raised to 512 (see sizeMaxUsed). */
   readonly sizeMax?: number;
   readonly flush: boolean;
   readonly discard?: { maxSectors: number; maxSegments: number; alignment: number };
@@ -223,13 +223,18 @@ export class VirtioBlk extends VirtioDriver {
     return this.segmentsRequest(BlkRequestType.WRITE_ZEROES, ranges, limits, options.unmap ? BLK_WRITE_ZEROES_FLAG_UNMAP : 0, options);
   }
 
-  /** Sequential reads from byte `start` (sector aligned) to `end` (default: the end of the disk). */
-  createReadStream(options: { start?: number; end?: number; chunkSize?: number; highWaterMark?: number } = {}): Readable {
+  /**
+   * Sequential reads from byte `start` to `end` (default: the end of the
+   * disk), both sector aligned, as safe integers or bigints. The range may
+   * span the whole disk; each read in it is at most `chunkSize` bytes.
+   */
+  createReadStream(options: { start?: number | bigint; end?: number | bigint; chunkSize?: number; highWaterMark?: number } = {}): Readable {
     const chunk = checkLength(options.chunkSize ?? 65536);
-    const end = options.end ?? Number(this.info.bytes);
-    let at = options.start ?? 0;
-    if (at % BLK_SECTOR_SIZE !== 0 || end % BLK_SECTOR_SIZE !== 0 || at > end) throw new RangeError('stream start and end must be sector-aligned byte offsets, start ≤ end');
-    this.checkRange(at / BLK_SECTOR_SIZE, end - at);
+    const start = toByteOffset('start', options.start ?? 0);
+    const end = options.end === undefined ? this.info.bytes : toByteOffset('end', options.end);
+    if (start > end) throw new RangeError(`stream start ${start} is after its end ${end}`);
+    this.checkRange(start / SECTOR_BIG, end - start);
+    let at = start;
     const controller = new AbortController();
     const stream: Readable = new Readable({
       highWaterMark: options.highWaterMark ?? chunk * 2,
@@ -238,9 +243,9 @@ export class VirtioBlk extends VirtioDriver {
           stream.push(null);
           return;
         }
-        const n = Math.min(chunk, end - at);
-        const sector = at / BLK_SECTOR_SIZE;
-        at += n;
+        const n = end - at < BigInt(chunk) ? Number(end - at) : chunk;
+        const sector = at / SECTOR_BIG;
+        at += BigInt(n);
         this.read(sector, n, { signal: controller.signal }).then(
           (data) => stream.push(data),
           (error: unknown) => stream.destroy(error as Error),
@@ -254,10 +259,10 @@ export class VirtioBlk extends VirtioDriver {
     return stream;
   }
 
-  /** Sequential writes from byte `start` (sector aligned); the total written must be whole sectors. */
-  createWriteStream(options: { start?: number; highWaterMark?: number } = {}): Writable {
-    let at = options.start ?? 0;
-    if (at % BLK_SECTOR_SIZE !== 0) throw new RangeError('stream start must be a sector-aligned byte offset');
+  /** Sequential writes from byte `start` (sector aligned, a safe integer or a bigint); the total written must be whole sectors. */
+  createWriteStream(options: { start?: number | bigint; highWaterMark?: number } = {}): Writable {
+    let at = toByteOffset('start', options.start ?? 0);
+    this.checkRange(at / SECTOR_BIG, 0);
     this.checkWritable('write');
     let held: Buffer = Buffer.alloc(0);
     const flushWhole = async (final: boolean): Promise<void> => {
@@ -266,8 +271,8 @@ export class VirtioBlk extends VirtioDriver {
       if (whole === 0) return;
       const data = held.subarray(0, whole);
       held = held.subarray(whole);
-      await this.write(at / BLK_SECTOR_SIZE, data);
-      at += whole;
+      await this.write(at / SECTOR_BIG, data);
+      at += BigInt(whole);
     };
     return new Writable({
       highWaterMark: options.highWaterMark ?? 256 * 1024,
@@ -294,11 +299,17 @@ export class VirtioBlk extends VirtioDriver {
     if (this.info.readOnly) throw new ReadOnlyError(`${what}: the device is read-only (VIRTIO_BLK_F_RO)`);
   }
 
-  /** Validates [sector, sector + bytes/512) against the capacity; returns the sector as bigint. */
-  private checkRange(sector: number | bigint, bytes: number): bigint {
+  /**
+   * Validates [sector, sector + bytes/512) against the capacity; returns the
+   * sector as bigint. A range, not a request: it may be as large as the
+   * disk (a stream, a discard); requests are cut to maxRequestBytes by
+   * split(), and read(n) caps what it allocates with checkLength().
+   */
+  private checkRange(sector: number | bigint, bytes: number | bigint): bigint {
     const start = toSector(sector);
-    checkLength(bytes, true);
-    const end = start + BigInt(bytes / BLK_SECTOR_SIZE);
+    const length = typeof bytes === 'bigint' ? bytes : Number.isSafeInteger(bytes) ? BigInt(bytes) : -1n;
+    if (length < 0n || length % SECTOR_BIG !== 0n) throw new RangeError(`length must be a multiple of ${BLK_SECTOR_SIZE} bytes, got ${String(bytes)}`);
+    const end = start + length / SECTOR_BIG;
     if (end > this.info.capacity) {
       throw new RangeError(`sectors ${start}..${end} are beyond the device's capacity of ${this.info.capacity} sectors`);
     }
@@ -496,10 +507,14 @@ function readInfo(transport: MmioTransport, negotiated: bigint): BlkInfo {
     return {
       capacity,
       bytes: capacity * BigInt(BLK_SECTOR_SIZE),
+      // Reported only: no request is sized by it. Linux refuses a device whose blk_size is not a power of two in
+      // [512, page size] (blk_validate_block_size); here such a value reads as 512.
       blockSize: blockSize >= BLK_SECTOR_SIZE && (blockSize & (blockSize - 1)) === 0 ? blockSize : BLK_SECTOR_SIZE,
       readOnly: has(BlkFeature.RO),
-      segMax: has(BlkFeature.SEG_MAX) ? positive(c.read32(BlkConfig.seg_max)) : undefined,
-      sizeMax: has(BlkFeature.SIZE_MAX) ? positive(c.read32(BlkConfig.size_max)) : undefined,
+      // Linux's virtio_blk takes a seg_max of 0 as 1 ("at least one SG element, whatever they say"); so do we.
+      // A huge one is cut to the descriptors a chain can have (the constructor's maxSegments).
+      segMax: has(BlkFeature.SEG_MAX) ? Math.max(1, c.read32(BlkConfig.seg_max)) : undefined,
+      sizeMax: has(BlkFeature.SIZE_MAX) ? sizeMaxUsed(c.read32(BlkConfig.size_max)) : undefined,
       flush: has(BlkFeature.FLUSH),
       discard: has(BlkFeature.DISCARD)
         ? { maxSectors: positive(c.read32(BlkConfig.max_discard_sectors)) ?? 1, maxSegments: positive(c.read32(BlkConfig.max_discard_seg)) ?? 1, alignment: c.read32(BlkConfig.discard_sector_alignment) }
@@ -525,11 +540,40 @@ const positive = (n: number): number | undefined => (n > 0 ? n : undefined);
 
 const floorSectors = (n: number): number => Math.floor(n / BLK_SECTOR_SIZE) * BLK_SECTOR_SIZE;
 
-function checkLength(length: number, allowZero = false): number {
-  if (!Number.isInteger(length) || length < (allowZero ? 0 : 1) || length % BLK_SECTOR_SIZE !== 0 || length > 2 ** 31) {
+const SECTOR_BIG = BigInt(BLK_SECTOR_SIZE);
+
+/**
+ * The size_max used (§5.2.4: the largest data segment). Linux's virtio_blk
+ * hands it to the block layer as max_segment_size: a value below a page
+ * was raised to a page (blk_queue_max_segment_size, "set to minimum");
+ * since the queue_limits rework 0 takes the block layer's default and
+ * 1..page-1 makes blk_validate_limits refuse the device. Here 0 means no
+ * limit given, and 1..511 is raised to one sector: below that a request of
+ * whole sectors may need more segments than seg_max allows, and every I/O
+ * would fail. BlkInfo.sizeMax is the value used.
+ */
+function sizeMaxUsed(sizeMax: number): number | undefined {
+  return sizeMax === 0 ? undefined : Math.max(BLK_SECTOR_SIZE, sizeMax);
+}
+
+/** The length of one buffer read(n) allocates, or of a stream's chunk: what one Buffer holds here. */
+function checkLength(length: number): number {
+  if (!Number.isInteger(length) || length < 1 || length % BLK_SECTOR_SIZE !== 0 || length > 2 ** 31) {
     throw new RangeError(`length must be a positive multiple of ${BLK_SECTOR_SIZE} bytes up to 2 GiB, got ${length}`);
   }
   return length;
+}
+
+/** A byte offset on the disk: a safe integer or a bigint, ≥ 0, on a sector boundary (§5.2.6: requests address 512-byte sectors). */
+function toByteOffset(name: string, value: number | bigint): bigint {
+  let offset: bigint;
+  if (typeof value === 'bigint') offset = value;
+  else if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value)) throw new RangeError(`${name} must be a safe integer or a bigint, got ${value}`);
+    offset = BigInt(value);
+  } else throw new TypeError(`${name} must be a number or a bigint, got ${typeof value}`);
+  if (offset < 0n || offset % SECTOR_BIG !== 0n) throw new RangeError(`${name} must be a sector-aligned byte offset ≥ 0, got ${offset}`);
+  return offset;
 }
 
 function toSector(sector: number | bigint): bigint {

@@ -14,6 +14,11 @@ export interface NativeMmioRegion extends RegisterBlock {
   /** Benchmark probes: the same readl/writel through node-addon-api's method dispatch. */
   readlViaWrapper(offset: number): number;
   writelViaWrapper(offset: number, value: number): void;
+  /** The env cleanup hook's write (native/exit_write.cc); see RegisterBlock.armExitWrite. */
+  armExitWrite(offset: number, value: number, pollMs?: number): void;
+  disarmExitWrite(): void;
+  /** Whether a write is armed for this thread's teardown. */
+  readonly exitWriteArmed: boolean;
 }
 
 export type DmaKind = 'hugetlb' | 'physical' | 'anonymous';

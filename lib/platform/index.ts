@@ -1,4 +1,4 @@
-export type { RegisterBlock, AccessWidth } from './register-block';
+export { POLL_TIMEOUT_MAX_MS, checkPollTimeout, type RegisterBlock, type AccessWidth } from './register-block';
 export { MmioWindow, type UioWindow, type UioWindowOptions } from './mmio-window';
 export { nativeBarriers, type Barriers } from './barriers';
 export type { DmaAllocator, DmaRegion, DeviceMemory } from './dma-allocator';

@@ -14,11 +14,15 @@ import { TransportError } from '../errors';
  * exception or unhandled rejection (Node emits 'exit' for them with exit
  * code 1, then prints the error; no 'uncaughtException' listener is added,
  * which would swallow it), and with
- * resetDevicesOnSignals() SIGINT/SIGTERM/SIGHUP. Not covered, because no
- * JavaScript runs: SIGKILL, a signal nobody listens for, a crash in native
- * code, --abort-on-uncaught-exception, worker.terminate() and workers
- * still running when the main thread exits (Node terminates them). There
- * the next open resets the device (§3.1.1 step 1).
+ * resetDevicesOnSignals() SIGINT/SIGTERM/SIGHUP. worker.terminate() and
+ * workers still running when the main thread exits (Node terminates them)
+ * run no JavaScript: there the addon's windows reset by themselves, from the
+ * environment cleanup hook that MmioTransport arms with
+ * RegisterBlock.armExitWrite (native/exit_write.cc); a window without it
+ * (the sim's) is not reset then. Not covered, because nothing runs: SIGKILL,
+ * a signal nobody listens for, a crash in native code,
+ * --abort-on-uncaught-exception. There the next open resets the device
+ * (§3.1.1 step 1).
  */
 
 /** What the registry needs of a live device. */

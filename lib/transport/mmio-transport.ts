@@ -1,5 +1,6 @@
 import { CanceledError, ClosedError, DeviceBrokenError, NegotiationError, TransportError } from '../errors';
 import type { InterruptSource, RegisterBlock } from '../platform';
+import { checkPollTimeout } from '../platform/register-block';
 import {
   DeviceStatus,
   FeatureBit,
@@ -45,9 +46,9 @@ const TRANSPORT_RANGE = ((1n << 50n) - 1n) ^ ((1n << 24n) - 1n);
 export interface MmioTransportOptions {
   /** The device's interrupt line; without one, queues must be polled. */
   interrupts?: InterruptSource;
-  /** Limit for Status to read 0 after a reset (§2.4.1). Default 1000 ms. */
+  /** Limit for Status to read 0 after a reset (§2.4.1): integer ms in [0, POLL_TIMEOUT_MAX_MS], pollUntil's range. Default 1000. */
   resetTimeoutMs?: number;
-  /** Limit for QueueReset to read 0 (§4.2.2). Default 1000 ms. */
+  /** Limit for QueueReset to read 0 (§4.2.2): integer ms in [0, POLL_TIMEOUT_MAX_MS], pollUntil's range. Default 1000. */
   queueResetTimeoutMs?: number;
   /** Attempts at a config read before ConfigGeneration is declared unstable. Default 100. */
   configRetries?: number;
@@ -176,10 +177,8 @@ export class MmioTransport {
       stormLimit: options.stormLimit ?? 10_000,
       owns: options.owns ?? false,
     };
-    for (const name of ['resetTimeoutMs', 'queueResetTimeoutMs'] as const) {
-      const value = this.options[name];
-      if (typeof value !== 'number' || !(value >= 0 && value <= 2 ** 31 - 1)) throw new RangeError(`${name} must be a number in [0, 2^31 - 1], got ${String(value)}`);
-    }
+    // Both go to regs.pollUntil: refused here, in its range, not later inside open() or close().
+    for (const name of ['resetTimeoutMs', 'queueResetTimeoutMs'] as const) checkPollTimeout(name, this.options[name]);
     for (const name of ['configRetries', 'stormLimit'] as const) {
       const value = this.options[name];
       if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, got ${String(value)}`);
@@ -308,7 +307,7 @@ export class MmioTransport {
   driverOk(): void {
     this.expectPhase('features-ok', 'set DRIVER_OK');
     this.addStatus(DeviceStatus.DRIVER_OK);
-    this.untrackExit = trackLiveDevice(this);
+    this.untrackExit = this.trackLive();
     this.phase = 'live';
     try {
       this.startInterrupts();
@@ -317,6 +316,25 @@ export class MmioTransport {
       this.markFailed();
       throw error;
     }
+  }
+
+  /**
+   * A live device is reset when this thread ends: by the exit-reset registry
+   * ('exit', opt-in signals), and, where the window can (the addon's), by a
+   * Status ← 0 armed for the thread's teardown, the one reset that also runs
+   * for worker.terminate() (no JavaScript runs in the worker then). Both,
+   * when both run, write the same 0. Returns the undo (idempotent).
+   */
+  private trackLive(): () => void {
+    this.regs.armExitWrite?.(R.Status, 0, Math.min(10, Math.floor(this.options.resetTimeoutMs)));
+    const untrack = trackLiveDevice(this);
+    let tracked = true;
+    return () => {
+      if (!tracked) return;
+      tracked = false;
+      untrack();
+      this.regs.disarmExitWrite?.();
+    };
   }
 
   /** Tells the device the driver gave up (FAILED, §2.1); reset() to start again. */

@@ -7,14 +7,17 @@
  * from an 'exit' listener, or a register window over a regular file
  * (MmioWindow.openFile) whose Status the parent reads from the file after
  * the child is gone — the only witness left after a worker is terminated
- * or a process killed by a signal.
+ * or a process killed by a signal. A terminated worker runs no JavaScript:
+ * its device is reset by the write MmioTransport arms on the addon's window
+ * (RegisterBlock.armExitWrite, an env cleanup hook; test/platform/exit-write.test.ts).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { TransportError } from '../../lib/errors';
-import { DmaPool } from '../../lib/platform';
+import { DmaPool, MmioWindow } from '../../lib/platform';
+import type { NativeMmioRegion } from '../../lib/platform/addon';
 import { VirtioRng } from '../../lib/devices';
 import { RngModel, SimDevice } from '../../lib/sim';
 import { DeviceStatus, MMIO_MAGIC_VALUE, MmioRegister as R } from '../../lib/spec';
@@ -178,7 +181,7 @@ describe('MmioTransport in the registry', () => {
     });
     transport.emergencyReset();
     expect(polls).toEqual([10]);
-    const quick = new MmioTransport(sim, { resetTimeoutMs: 2.5 });
+    const quick = new MmioTransport(sim, { resetTimeoutMs: 2 });
     quick.emergencyReset();
     expect(polls).toEqual([10, 2]);
     jest.spyOn(sim, 'writel').mockImplementation(() => {
@@ -202,6 +205,76 @@ describe('MmioTransport in the registry', () => {
     }
     expect(process.listeners('exit')).toEqual(before);
     expect(liveDeviceCount()).toBe(0);
+  });
+});
+
+describe("MmioTransport arms the teardown reset of the addon's windows (armExitWrite)", () => {
+  /** A transport on a file window (see registerFile below), past FEATURES_OK, and its window. */
+  const negotiated = (): [MmioTransport, NativeMmioRegion] => {
+    const regs = MmioWindow.openFile(registerFile(), 0, 0x200) as NativeMmioRegion;
+    const transport = new MmioTransport(regs, { owns: true });
+    transport.negotiate(0n);
+    expect(regs.exitWriteArmed).toBe(false);
+    return [transport, regs];
+  };
+
+  test('armed from DRIVER_OK; disarmed by reset() and by close()', () => {
+    const [transport, regs] = negotiated();
+    transport.driverOk();
+    expect(regs.exitWriteArmed).toBe(true);
+    transport.reset();
+    expect(regs.exitWriteArmed).toBe(false);
+    transport.negotiate(0n);
+    transport.driverOk();
+    expect(regs.exitWriteArmed).toBe(true);
+    transport.close();
+    expect(regs.closed).toBe(true);
+    expect(regs.exitWriteArmed).toBe(false);
+  });
+
+  test('what it arms: Status ← 0, then at most 10 ms (never beyond resetTimeoutMs) of read-back; one disarm per arm', () => {
+    // The addon's methods cannot be spied on (read-only): a sim window given the two methods stands in.
+    const pool = DmaPool.anonymous();
+    const sim = new SimDevice({ memory: pool, model: new RngModel() });
+    try {
+      const calls: unknown[][] = [];
+      Object.assign(sim, {
+        armExitWrite: (...args: unknown[]) => calls.push(['arm', ...args]),
+        disarmExitWrite: () => calls.push(['disarm']),
+      });
+      for (const resetTimeoutMs of [1000, 3]) {
+        const transport = new MmioTransport(sim, { resetTimeoutMs });
+        transport.negotiate(0n);
+        transport.driverOk();
+        transport.reset();
+        transport.close();
+      }
+      expect(calls).toEqual([['arm', R.Status, 0, 10], ['disarm'], ['arm', R.Status, 0, 3], ['disarm']]);
+    } finally {
+      sim.close();
+      pool.close();
+    }
+  });
+
+  test('disarmed when the device fails while live (it was reset then); still armed after markFailed()', () => {
+    const [transport, regs] = negotiated();
+    transport.driverOk();
+    transport.markFailed();
+    expect(regs.exitWriteArmed).toBe(true); // FAILED stops no device (§2.1)
+    transport.close();
+    const [broken, brokenRegs] = negotiated();
+    broken.driverOk();
+    broken.deviceBroken(new Error('a broken ring'));
+    expect(brokenRegs.exitWriteArmed).toBe(false);
+    broken.close();
+  });
+
+  test('a window closed under a live transport: disarmed by the close, and the transport closes without throwing', () => {
+    const [transport, regs] = negotiated();
+    transport.driverOk();
+    regs.close();
+    expect(regs.exitWriteArmed).toBe(false);
+    expect(() => transport.close()).not.toThrow();
   });
 });
 
@@ -474,20 +547,36 @@ describe('worker threads (the transport lives in the worker)', () => {
     expect(child.stdout).toBe('worker error: thrown in the worker\nworker exit 1, status 0\n');
   });
 
-  test('a terminated worker cannot reset its device: no JavaScript runs in it (only a native cleanup hook could)', () => {
+  test('a terminated worker resets its device: no JavaScript runs in it, the env cleanup hook armed at DRIVER_OK does', () => {
     const child = runChild(
       withWorker(registerFile(), "setInterval(() => {}, 1000); require('node:worker_threads').parentPort.postMessage('live');", "w.on('message', () => w.terminate());"),
     );
     expect(child.stderr).toBe('');
-    expect(child.stdout).toBe(`worker exit 1, status ${LIVE}\n`);
+    expect(child.stdout).toBe('worker exit 1, status 0\n');
   });
 
-  test('a worker still running when the main thread exits is terminated, and cannot reset either', () => {
+  test('a worker still running when the main thread exits is terminated, and resets its device the same way', () => {
     const file = registerFile();
     const child = runChild(withWorker(file, "setInterval(() => {}, 1000); require('node:worker_threads').parentPort.postMessage('live');", "w.on('message', () => process.exit(0));"));
     expect(child.stderr).toBe('');
     expect(child.status).toBe(0);
-    expect(statusIn(file)).toBe(LIVE);
+    expect(statusIn(file)).toBe(0);
+  });
+
+  test('a terminated worker leaves alone the devices it reset or closed before (a marker written through another window stays)', () => {
+    const [live, wasReset, wasClosed] = [registerFile(), registerFile(), registerFile()];
+    const marker = (file: string): string => `{ const m = lib.MmioWindow.openFile(${JSON.stringify(file)}, 0, 0x200); m.writel(0x70, 0x40); m.close(); }`;
+    const child = runChild(
+      withWorker(
+        live,
+        `openLive(${JSON.stringify(wasReset)}).reset(); ${marker(wasReset)} openLive(${JSON.stringify(wasClosed)}).close(); ${marker(wasClosed)}
+         setInterval(() => {}, 1000); require('node:worker_threads').parentPort.postMessage('live');`,
+        "w.on('message', () => w.terminate());",
+      ),
+    );
+    expect(child.stderr).toBe('');
+    expect(child.stdout).toBe('worker exit 1, status 0\n');
+    expect([statusIn(wasReset), statusIn(wasClosed)]).toEqual([0x40, 0x40]);
   });
 
   test('resetDevicesOnSignals() in a worker is refused: signals reach the main thread only', () => {
