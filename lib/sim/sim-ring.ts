@@ -163,13 +163,7 @@ export abstract class SimRing<T extends Completion> {
     this.order.added(item);
     this.inFlightCount++;
     this.host.countRequest(this.index);
-    let result: number | Promise<number>;
-    try {
-      result = this.host.model.handle(request);
-    } catch (error) {
-      this.host.modelError(asError(error, `queue ${this.index}: handle() threw`));
-      result = 0;
-    }
+    const result = this.handle(request);
     if (this.dropped) return false;
     if (!isPromiseLike(result)) {
       this.complete(item, result);
@@ -208,17 +202,21 @@ export abstract class SimRing<T extends Completion> {
         this.complete(item, len);
         this.host.scheduleFlush();
       };
-      let result: number | Promise<number>;
-      try {
-        result = this.host.model.handle(request);
-      } catch (error) {
-        this.host.modelError(asError(error, `queue ${this.index}: handle() threw`));
-        result = 0;
-      }
+      const result = this.handle(request);
       if (isPromiseLike(result)) result.then(done, () => done(0));
       else done(result);
     });
     return true;
+  }
+
+  /** The model's handle(); one that throws is recorded as a device error and uses the chain with len 0. */
+  private handle(request: SimRequest): number | Promise<number> {
+    try {
+      return this.host.model.handle(request);
+    } catch (error) {
+      this.host.modelError(asError(error, `queue ${this.index}: handle() threw`));
+      return 0;
+    }
   }
 
   /** Records a driver error the ring cannot go on from: publishes what is done, stops, asks for a reset. */
