@@ -1,4 +1,4 @@
-import type { DmaAllocator } from '../platform';
+import { freeIfLive, type DmaAllocator } from '../platform';
 import type { Virtqueue } from '../queue';
 
 /**
@@ -44,8 +44,7 @@ export class TransmitBuffers {
     const giveBack = (): void => {
       this.outstanding--;
       this.outstandingBytes -= bytes.length;
-      // After the allocator's close() everything went back with it.
-      if (this.memory.isLive?.(region) ?? true) this.memory.free(region);
+      freeIfLive(this.memory, region);
     };
     return queue.submit({ readable: [{ region }] }, { timeoutMs: this.timeoutMs, reclaim: giveBack }).then(giveBack);
   }

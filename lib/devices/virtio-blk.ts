@@ -1,6 +1,6 @@
 import { Readable, Writable } from 'node:stream';
 import { CanceledError, DeviceIoError, ProtocolError, ReadOnlyError, TransportError } from '../errors';
-import type { DmaRegion } from '../platform';
+import { freeIfLive, type DmaRegion } from '../platform';
 import type { QueueBuffer, Virtqueue } from '../queue';
 import {
   BLK_DISCARD_SEGMENT_SIZE,
@@ -204,7 +204,7 @@ export class VirtioBlk extends VirtioDriver {
         const end = bytes.indexOf(0);
         id = bytes.subarray(0, end < 0 ? BLK_ID_BYTES : end).toString('latin1');
       },
-      release: () => this.freeRegion(region),
+      release: () => freeIfLive(this.memory, region),
     });
     return id;
   }
@@ -336,7 +336,7 @@ export class VirtioBlk extends VirtioDriver {
         if (!direct) target.set(new Uint8Array(region.view, region.offset, target.length));
       },
       release: () => {
-        if (!direct) this.freeRegion(region);
+        if (!direct) freeIfLive(this.memory, region);
       },
     });
   }
@@ -347,14 +347,9 @@ export class VirtioBlk extends VirtioDriver {
     if (!direct) new Uint8Array(region.view, region.offset, source.length).set(source);
     await this.submit({ type: BlkRequestType.OUT, sector, out: this.segments(region, source.length) }, options, {
       release: () => {
-        if (!direct) this.freeRegion(region);
+        if (!direct) freeIfLive(this.memory, region);
       },
     });
-  }
-
-  /** Frees a bounce or request buffer, unless the allocator was closed (and took everything back) meanwhile. */
-  private freeRegion(region: DmaRegion): void {
-    if (this.memory.isLive?.(region) ?? true) this.memory.free(region);
   }
 
   /** A region-shaped window on `view` when it lies in our DMA memory (no copy needed), else undefined. */
@@ -389,7 +384,7 @@ export class VirtioBlk extends VirtioDriver {
       view.setUint32(i * BLK_DISCARD_SEGMENT_SIZE + 8, range.sectors, true);
       view.setUint32(i * BLK_DISCARD_SEGMENT_SIZE + 12, flags, true);
     });
-    await this.submit({ type, sector: 0n, out: [{ region }] }, options, { release: () => this.freeRegion(region) });
+    await this.submit({ type, sector: 0n, out: [{ region }] }, options, { release: () => freeIfLive(this.memory, region) });
   }
 
   /**

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { CanceledError } from '../errors';
-import type { DmaRegion } from '../platform';
+import { freeIfLive, type DmaRegion } from '../platform';
 import type { Virtqueue } from '../queue';
 import { DeviceId, FeatureBit, NET_HDR_NUM_BUFFERS, NET_HDR_SIZE, NET_HDR_SIZE_LEGACY, NET_MAX_FRAME, NET_MIN_FRAME, NetConfig, NetFeature, NetQueue, NetStatus, features, hasFeature } from '../spec';
 import type { MmioTransport } from '../transport';
@@ -137,9 +137,7 @@ export class VirtioNet extends VirtioDriver {
     // The header stays all zeroes: no checksum or segmentation offload (§5.1.6.2).
     new Uint8Array(region.view, region.offset + this.headerBytes, frame.length).set(frame);
     // Freed when the device has taken it; a send given up on frees its copy when the device gives it back.
-    const free = (): void => {
-      if (this.memory.isLive?.(region) ?? true) this.memory.free(region);
-    };
+    const free = (): void => freeIfLive(this.memory, region);
     await this.tx.submit({ readable: [{ region }] }, { timeoutMs: this.requestTimeoutMs, reclaim: free });
     free();
   }

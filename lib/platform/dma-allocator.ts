@@ -49,6 +49,15 @@ export interface DmaAllocator {
 }
 
 /**
+ * Frees `region` unless `memory` no longer has it live — typically because
+ * the allocator was closed (and took everything back) while the device
+ * still held it. For release paths that may run late (SubmitOptions.reclaim).
+ */
+export function freeIfLive(memory: DmaAllocator, region: DmaRegion): void {
+  if (memory.isLive?.(region) ?? true) memory.free(region);
+}
+
+/**
  * DMA memory seen from the device side: how a software device reaches the
  * bytes behind a device address (the sim reads rings and buffers this way).
  */

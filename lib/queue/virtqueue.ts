@@ -144,8 +144,6 @@ export abstract class Virtqueue implements QueueEndpoint {
   private retained: Pending[] = [];
   /** Whether the device has let go of everything it was given (never attached, or a reset/teardown completed since). */
   private deviceLetGo = true;
-  /** close() came while the device still held the ring: its memory is freed when reclaimAll() comes, if ever. */
-  private ringFreePending = false;
 
   protected constructor(options: VirtqueueOptions, maxSize: number) {
     const { index, size } = options;
@@ -232,10 +230,7 @@ export abstract class Virtqueue implements QueueEndpoint {
       }
       const reclaim = options.reclaim;
       if (reclaim !== undefined && typeof reclaim !== 'function') throw new TypeError('reclaim must be a function');
-      if (signal?.aborted) {
-        reclaim?.();
-        return Promise.reject(new AbortError(undefined, { cause: signal.reason }));
-      }
+      if (signal?.aborted) throw new AbortError(undefined, { cause: signal.reason });
       if (this.waiters.length === 0 && this.hasRoom(count)) {
         return new Promise<number>((resolve, reject) => {
           const pending = new Pending(resolve, reject);
@@ -263,7 +258,7 @@ export abstract class Virtqueue implements QueueEndpoint {
         }
       });
     } catch (error) {
-      // Refused before the device saw anything: the buffers are the caller's again.
+      // Refused (or aborted) before the device saw anything: the buffers are the caller's again.
       const reclaim = options?.reclaim;
       if (typeof reclaim === 'function') reclaim();
       return Promise.reject(error);
@@ -377,12 +372,12 @@ export abstract class Virtqueue implements QueueEndpoint {
     };
   }
 
-  /** The indirect table entries of request `id` (the slab is allocated at attach()). */
+  /** The indirect table entries of request `id` (the slab is allocated at attach(), before any placement). */
   protected indirectTable(id: number): { slab: IndirectSlab; base: number; address: number } {
-    if (!this.indirectSlab) this.allocateIndirectSlab();
+    const slab = this.indirectSlab!;
     const base = id * this.indirectMax;
     this.stats.indirect++;
-    return { slab: this.indirectSlab!, base, address: this.indirectSlab!.iova + base * 16 };
+    return { slab, base, address: slab.iova + base * 16 };
   }
 
   /** Copies the buffers of the request placed as `id` into the per-id shadow (see chainRegions). */
@@ -407,11 +402,16 @@ export abstract class Virtqueue implements QueueEndpoint {
     for (let i = 0; i < regions.length; i++) hold.call(this.memory, regions[i], ranges[2 * i], ranges[2 * i + 1]);
   }
 
-  /** The device gave back the buffers of a request settled early: unhold them, then tell its owner (SubmitOptions.reclaim). */
-  private returnChain(pending: Pending, regions: DmaRegion[], ranges: number[]): void {
+  /**
+   * The buffers of a request settled early are its owner's again (the device gave them back, or never had
+   * them): unhold them, then tell the owner (SubmitOptions.reclaim). Before its id is reused.
+   */
+  private returnChain(pending: Pending): void {
     if (pending.held) {
       pending.held = false;
       const unhold = this.memory.unhold;
+      const regions = this.chainRegions[pending.id];
+      const ranges = this.chainRanges[pending.id];
       if (unhold) for (let i = 0; i < regions.length; i++) unhold.call(this.memory, regions[i], ranges[2 * i], ranges[2 * i + 1]);
     }
     const reclaim = pending.reclaim;
@@ -460,7 +460,7 @@ export abstract class Virtqueue implements QueueEndpoint {
     }
     pending.reject(error);
     // Never given to the device: its buffers are the caller's again at once.
-    if (!inFlight) this.returnChain(pending, EMPTY_REGIONS, EMPTY_RANGES);
+    if (!inFlight) this.returnChain(pending);
   }
 
   // ---- Timeouts ----
@@ -580,7 +580,7 @@ export abstract class Virtqueue implements QueueEndpoint {
     this.outstanding--;
     if (pending.orphaned) {
       this.orphans--;
-      this.returnChain(pending, this.chainRegions[id], this.chainRanges[id]);
+      this.returnChain(pending);
     } else {
       if (pending.deadline !== Infinity) this.untime(pending);
       pending.cleanup?.();
@@ -758,11 +758,9 @@ export abstract class Virtqueue implements QueueEndpoint {
     this.deviceLetGo = true;
     const retained = this.retained;
     this.retained = [];
-    for (const pending of retained) {
-      const id = pending.id;
-      this.returnChain(pending, this.chainRegions[id], this.chainRanges[id]);
-    }
-    if (this.ringFreePending) this.freeRing();
+    for (const pending of retained) this.returnChain(pending);
+    // A close() that came while the device held the ring frees it now.
+    if (this.released) this.freeRing();
   }
 
   /** Rejects everything; requests the device had are retained (and held) until reclaimAll(). */
@@ -795,7 +793,7 @@ export abstract class Virtqueue implements QueueEndpoint {
       p.orphaned = true;
       p.cleanup?.();
       p.reject(makeError());
-      this.returnChain(p, EMPTY_REGIONS, EMPTY_RANGES);
+      this.returnChain(p);
     }
   }
 
@@ -814,20 +812,14 @@ export abstract class Virtqueue implements QueueEndpoint {
     this.transport = undefined;
     this.released = true;
     this.rejectAll(() => new CanceledError(`queue ${this.index} closed`));
-    this.ringFreePending = true;
     if (transport) {
       transport.deactivateQueue(this.index);
       this.reclaimAll();
     } else if (this.deviceLetGo) this.freeRing();
   }
 
-  /** Whether the device may still hold this queue's memory (rings or buffers of rejected requests). */
-  get deviceHolds(): boolean {
-    return !this.deviceLetGo;
-  }
-
+  /** Frees the ring and the indirect tables (once; only when the device let go). */
   private freeRing(): void {
-    this.ringFreePending = false;
     if (this.ring) this.memory.free(this.ring);
     this.ring = undefined;
     if (this.indirectSlab) this.memory.free(this.indirectSlab.region);
@@ -846,9 +838,6 @@ function recordBuffers(list: readonly QueueBuffer[], regions: DmaRegion[], range
   }
   return n;
 }
-
-const EMPTY_REGIONS: DmaRegion[] = [];
-const EMPTY_RANGES: number[] = [];
 
 /** A copy of `request` with each buffer's offset and length fixed (for requests placed later). */
 function snapshotRequest(request: QueueRequest): QueueRequest {

@@ -87,13 +87,12 @@ export interface HostileBehaviourOptions {
   'needs-reset': true;
   /** `registers: 'all-ones'`: after the hang-up every register reads 0xffffffff and writes are lost. */
   'device-gone': true | { registers?: 'all-ones' };
-  /** 'device': from the first reset after `after` honest completions (from the start by default). */
   'reset-never-completes': { kind: 'device' | 'queue' };
   /**
    * `share`: the fraction of chains held back (default 1: every one, seeded choice otherwise);
    * `delayMs`: each held chain is done after a seeded delay in [delayMs, 2 × delayMs]; without it
    * they wait for SimDevice.completeLate(). The work (buffer writes) is done then even after a reset
-   * that did not complete (reset-never-completes); after a completed reset it is dropped, as §2.4 lets
+   * that has not completed (Status not yet 0: resetLatency, reset-never-completes); after a completed reset it is dropped, as §2.4 lets
    * the driver expect. Not applied with IN_ORDER (a late chain would be used out of order).
    */
   'late-completion': true | { share?: number; delayMs?: number };

@@ -1,7 +1,6 @@
 import { ClosedError } from '../errors';
 import type { AccessWidth, RegisterBlock } from '../platform';
-
-const MAX_POLL_MS = 60_000;
+import { checkPollTimeout } from '../platform/register-block';
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
 
@@ -83,9 +82,7 @@ export abstract class RegisterWindow implements RegisterBlock {
    */
   pollUntil(offset: number, mask: number, expected: number, timeoutMs: number, intervalUs?: number): number | null {
     this.checkAccess(offset, 4);
-    if (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > MAX_POLL_MS) {
-      throw new RangeError(`timeoutMs must be an integer in [0, ${MAX_POLL_MS}], got ${String(timeoutMs)}`);
-    }
+    checkPollTimeout('timeoutMs', timeoutMs);
     if (intervalUs !== undefined && (typeof intervalUs !== 'number' || !(intervalUs >= 0))) {
       throw new RangeError(`intervalUs must be a non-negative number, got ${String(intervalUs)}`);
     }

@@ -102,8 +102,6 @@ export class SimDevice extends RegisterWindow {
    * May be changed at any time, e.g. to make a later reset hang.
    */
   resetLatency: number;
-  /** Hostile reset-never-completes 'device'. */
-  private readonly resetNeverCompletes: boolean;
   private readonly pollReads: number;
   private readonly faults?: SimFaults;
   private readonly suppressNotifications: boolean;
@@ -215,8 +213,7 @@ export class SimDevice extends RegisterWindow {
           }
         : honestAccept;
     const resetNever = hostile?.options('reset-never-completes')?.kind;
-    this.resetLatency = latency('resetLatency', options.resetLatency);
-    this.resetNeverCompletes = resetNever === 'device';
+    this.resetLatency = resetNever === 'device' ? Infinity : latency('resetLatency', options.resetLatency);
     const queueResetLatency = resetNever === 'queue' ? Infinity : latency('queueResetLatency', options.queueResetLatency);
     const finite = (n: number): number => (Number.isFinite(n) ? n : 0);
     this.pollReads = POLL_SPARE_READS + finite(this.resetLatency) + finite(queueResetLatency) + finite(options.configGenerationChurn ?? 0);
@@ -631,13 +628,11 @@ export class SimDevice extends RegisterWindow {
 
   /** Device reset (§2.4, §4.2.2.1): status, features, selectors, queues and InterruptStatus to their initial values. */
   private reset(): void {
-    // Hostile reset-never-completes: once `after` requests were completed honestly (from the start by default).
-    const resetLatency = this.resetNeverCompletes && this.hostile!.started(this.hostile!.queue ?? 0) ? Infinity : this.resetLatency;
-    if (resetLatency > 0) {
+    if (this.resetLatency > 0) {
       // Until the reset completes Status reads what it read before, never 0:
       // a device reset from status 0 shows DEVICE_NEEDS_RESET meanwhile.
       if (this.resetReadsLeft === 0) this.statusDuringReset = this.statusValue || DEVICE_NEEDS_RESET;
-      this.resetReadsLeft = resetLatency;
+      this.resetReadsLeft = this.resetLatency;
     }
     this.statusValue = 0;
     this.driverFeaturesValue = 0n;
@@ -772,8 +767,8 @@ export class SimDevice extends RegisterWindow {
       },
       haltAtTake: (queue) => this.haltAtTake(queue),
       holdLate: (work) => this.holdLate(work),
-      // A device whose resets never complete goes on with the work it took.
-      resetIncomplete: () => this.hostile?.has('reset-never-completes') === true,
+      // A device whose reset has not completed (Status not yet 0, or QueueReset never 0) goes on with the work it took.
+      resetIncomplete: () => this.resetReadsLeft > 0 || this.hostile?.options('reset-never-completes')?.kind === 'queue',
     };
   }
 

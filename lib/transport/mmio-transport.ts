@@ -326,7 +326,7 @@ export class MmioTransport {
    * when both run, write the same 0. Returns the undo (idempotent).
    */
   private trackLive(): () => void {
-    this.regs.armExitWrite?.(R.Status, 0, Math.min(10, Math.floor(this.options.resetTimeoutMs)));
+    this.regs.armExitWrite?.(R.Status, 0, this.exitPollMs);
     const untrack = trackLiveDevice(this);
     let tracked = true;
     return () => {
@@ -771,6 +771,11 @@ export class MmioTransport {
     }
   }
 
+  /** How long a reset at thread exit waits for Status to read 0: 10 ms, never beyond resetTimeoutMs. */
+  private get exitPollMs(): number {
+    return Math.min(10, this.options.resetTimeoutMs);
+  }
+
   /**
    * The reset of the exit paths (exit-reset.ts: 'exit', opt-in signals):
    * Status ← 0 (§2.4) if the window is still open, then at most 10 ms (and
@@ -784,7 +789,7 @@ export class MmioTransport {
     try {
       if (this.regs.closed) return;
       this.regs.writel(R.Status, 0);
-      this.regs.pollUntil(R.Status, 0xff, 0, Math.min(10, Math.floor(this.options.resetTimeoutMs)), 10);
+      this.regs.pollUntil(R.Status, 0xff, 0, this.exitPollMs, 10);
     } catch {
       // Registers gone or refusing accesses: nothing more can be done from here.
     }

@@ -1,5 +1,5 @@
 import { VirtioDriver, type DriverOptions } from '../../lib/devices';
-import type { DmaRegion } from '../../lib/platform';
+import { freeIfLive, type DmaRegion } from '../../lib/platform';
 import type { Virtqueue, SubmitOptions } from '../../lib/queue';
 import type { MmioTransport } from '../../lib/transport';
 
@@ -33,7 +33,7 @@ export class EchoDriver extends VirtioDriver {
       const len = await this.q.submit({ readable: input.map((region) => ({ region })), writable: output.map((region) => ({ region })) }, options);
       return Buffer.concat(output.map((r) => this.bytes(r))).subarray(0, len);
     } finally {
-      for (const r of [...input, ...output]) if (this.memory.isLive?.(r) ?? true) this.memory.free(r);
+      for (const r of [...input, ...output]) freeIfLive(this.memory, r);
     }
   }
 }
