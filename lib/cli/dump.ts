@@ -130,17 +130,20 @@ async function driveAndDump(target: Target, dump: DumpArgs): Promise<{ where: st
     // A few microtasks: what was submitted is published (and the device notified); the sim and the
     // interrupt path run on later turns of the event loop, so the requests are still in flight.
     for (let i = 0; i < 8; i++) await Promise.resolve();
-    let queue: QueueDump;
+    let geometry: QueueDump;
     try {
-      queue = driver.dumpQueue(dump.queue);
+      geometry = driver.dumpQueue(dump.queue);
     } catch (error) {
       if (!(error instanceof RangeError)) throw error;
       throw new TransportError(TransportError.QUEUE_UNAVAILABLE, `${opened.where}: the device has no queue ${dump.queue}, or the ${deviceIdName(opened.transport.deviceId)} driver does not use it`);
     }
-    const options: LiveQueueOptions = { ...dump.options, size: queue.size, format: queue.format };
+    const options: LiveQueueOptions = { ...dump.options, size: geometry.size, format: geometry.format };
     // The address registers are write-only (§4.2.2): the driver knows where its rings are.
-    if (opened.transport.version === 2) options.addresses = { desc: BigInt(queue.addresses.desc), driver: BigInt(queue.addresses.driver), device: BigInt(queue.addresses.device) };
+    if (opened.transport.version === 2) options.addresses = { desc: BigInt(geometry.addresses.desc), driver: BigInt(geometry.addresses.driver), device: BigInt(geometry.addresses.device) };
     const live = readLiveQueue(opened.transport.regs, dump.queue, deviceRingMemory(opened.memory), options);
+    // The driver's view is taken after the memory's: a real device works beside us, and a chain the
+    // driver still sees unused now was unused when the memory was read (nothing is submitted between).
+    const queue = driver.dumpQueue(dump.queue);
     return { where: opened.where, driven: 'this process', queue, live };
   } finally {
     driver?.close();
