@@ -1,4 +1,4 @@
-export { Virtqueue, type VirtqueueOptions, type QueueTransport } from './virtqueue';
+export { Virtqueue, type VirtqueueOptions } from './virtqueue';
 export { SplitQueue, type SplitQueueOptions } from './split-queue';
 export type { QueueBuffer, QueueRequest, SubmitOptions, QueueStats } from './queue-types';
 export { PackedQueue, type PackedQueueOptions } from './packed-queue';

@@ -2,24 +2,13 @@ import { endianness } from 'node:os';
 import { AbortError, BufferHeldError, CanceledError, ClosedError, DeviceBrokenError, DeviceGoneError, QueueFullError, TimeoutError, TransportError } from '../errors';
 import { nativeBarriers, type Barriers, type DmaAllocator, type DmaRegion } from '../platform';
 import { FeatureBit, hasFeature } from '../spec';
-import type { QueueAddresses, QueueEndpoint, QueueLayout } from '../transport';
+import type { QueueAddresses, QueueEndpoint, QueueLayout, QueueTransport } from '../transport';
 import { CompletionPoller, type QueueMode, type QueueModeOptions } from './completion-mode';
 import { hex, type OutstandingDump, type QueueDump, type TableReader } from './queue-dump';
 import type { QueueBuffer, QueueRequest, QueueStats, SubmitOptions } from './queue-types';
 
 // The rings are little-endian (§2.7, §2.8) and are accessed through host-order typed arrays.
 if (endianness() !== 'LE') throw new Error('virtio-mmio: virtqueues are only implemented for little-endian hosts');
-
-/** What a queue needs of its transport (MmioTransport provides it). */
-export interface QueueTransport {
-  activateQueue(index: number, addresses: QueueAddresses, endpoint: QueueEndpoint): void;
-  deactivateQueue(index: number): void;
-  /** `nextAvail`: bits 0–14 the next offset, bit 15 its wrap bit (split: avail.idx; packed: slot and wrap counter). */
-  notify(index: number, nextAvail: number): void;
-  setBusy(index: number, busy: boolean): void;
-  /** The device broke this queue's protocol: the transport resets it and fails the device (optional). */
-  deviceBroken?(error: Error): void;
-}
 
 export interface VirtqueueOptions {
   /** Queue index on the device. */

@@ -21,6 +21,7 @@ import {
 import { ConfigSpace } from './config-space';
 import { trackLiveDevice } from './exit-reset';
 import { probe } from './probe';
+import type { QueueAddresses, QueueEndpoint, ShmRegion, TransportStats, VirtioTransport, QueueLayout } from './virtio-transport';
 
 /**
  * Transport feature bits this library implements (virtio 1.2 §6). The
@@ -67,53 +68,6 @@ export interface MmioTransportOptions {
   owns?: boolean;
 }
 
-/** Where a queue's areas must go (§2.7 alignment; legacy §2.7.2 contiguity). */
-export type QueueLayout = { readonly legacy: false } | { readonly legacy: true; readonly align: number; readonly pageSize: number };
-
-export interface QueueAddresses {
-  size: number;
-  /** Descriptor Area (legacy: start of the one contiguous area). */
-  desc: bigint;
-  /** Driver Area (avail ring). */
-  driver: bigint;
-  /** Device Area (used ring). */
-  device: bigint;
-}
-
-/** What the transport needs of an active queue. */
-export interface QueueEndpoint {
-  /** Used Buffer Notification (InterruptStatus bit 0); returns the requests it settled. */
-  onUsedBuffer(): number;
-  /** Requests completed so far, however found (interrupt or polling). */
-  readonly stats?: { readonly completed: number };
-  /** The device was reset, closed or went away: reject everything pending with `error`. */
-  detach(error: Error): void;
-  /**
-   * A reset of the device (or of this queue) has completed since detach():
-   * the device holds none of the queue's memory any more, which may go back
-   * to its owners. Not called while the device may still write it.
-   */
-  reclaimAll?(): void;
-}
-
-export interface ShmRegion {
-  id: number;
-  base: bigint;
-  length: bigint;
-}
-
-export interface TransportStats {
-  /** Interrupts with a defined InterruptStatus bit set. */
-  interrupts: number;
-  /** Wake-ups with InterruptStatus 0. */
-  spuriousInterrupts: number;
-  /** Wake-ups with InterruptStatus bits outside the two §4.2.2 defines (those bits are not acknowledged). */
-  unknownInterruptBits: number;
-  /** Interrupts delivered while the device was not live (before DRIVER_OK, after a reset): not dispatched. */
-  ignoredInterrupts: number;
-  configChanges: number;
-}
-
 type Phase = 'reset' | 'negotiating' | 'features-ok' | 'live' | 'failed' | 'closed';
 
 const MAX_SHM_ID = 255;
@@ -124,7 +78,7 @@ const MAX_SHM_ID = 255;
  * config space, queue setup/teardown/reset, SHM regions, notifications and
  * the interrupt handler. Device drivers sit on top (see devices/).
  */
-export class MmioTransport {
+export class MmioTransport implements VirtioTransport {
   readonly version: 1 | 2;
   readonly deviceId: number;
   readonly vendorId: number;
