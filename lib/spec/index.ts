@@ -9,3 +9,4 @@ export * from './console';
 export * from './net';
 export * from './packed-ring';
 export * from './mmio-register-table';
+export * from './ring-violations';

@@ -1,0 +1,65 @@
+import type { Pending } from './pending-request';
+
+/** setTimeout's longest delay. */
+const MAX_DELAY_MS = 2 ** 31 - 1;
+
+/**
+ * The time limits of a queue's requests (SubmitOptions.timeoutMs): one
+ * timer for the earliest deadline, ref'd only while some request has one
+ * (an idle process can exit), re-armed by the queue after each expiry.
+ */
+export class RequestDeadlines {
+  /** Requests (placed or waiting) with a deadline. */
+  private timed = 0;
+  private timer?: NodeJS.Timeout;
+  private armedFor = Infinity;
+
+  /** `onDue` runs when the earliest deadline may have passed; it settles what expired and calls arm() for the next. */
+  constructor(private readonly onDue: () => void) {}
+
+  /** Whether any request has a deadline. */
+  get active(): boolean {
+    return this.timed > 0;
+  }
+
+  add(pending: Pending, timeoutMs: number): void {
+    pending.timeoutMs = timeoutMs;
+    pending.deadline = performance.now() + timeoutMs;
+    if (this.timed++ === 0) this.timer?.ref();
+    if (pending.deadline < this.armedFor) this.arm(pending.deadline);
+  }
+
+  remove(pending: Pending): void {
+    pending.deadline = Infinity;
+    // With nothing timed the timer may still fire once (and find nothing) but keeps no process alive.
+    if (--this.timed === 0) this.timer?.unref();
+  }
+
+  /** Fires at `deadline` (performance.now() time). */
+  arm(deadline: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.armedFor = deadline;
+    // Clamped: rounding can make the largest timeoutMs (2^31 - 1) one more than setTimeout takes.
+    this.timer = setTimeout(() => this.fire(), Math.min(MAX_DELAY_MS, Math.max(1, Math.ceil(deadline - performance.now()))));
+    if (this.timed === 0) this.timer.unref();
+  }
+
+  /** Forgets every deadline (the requests were all settled otherwise). */
+  clear(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.armedFor = Infinity;
+    this.timed = 0;
+  }
+
+  /** Whether the timer (if any) keeps the process alive. */
+  get holdsProcess(): boolean {
+    return this.timer?.hasRef() ?? false;
+  }
+
+  private fire(): void {
+    this.timer = undefined;
+    this.armedFor = Infinity;
+    if (this.timed > 0) this.onDue();
+  }
+}
