@@ -27,3 +27,39 @@ export interface Waiter {
   count: number;
   pending: Pending;
 }
+
+/** Requests waiting for room in the ring, first come first placed (FIFO). */
+export class WaitingRoom {
+  private readonly line: Waiter[] = [];
+
+  get length(): number {
+    return this.line.length;
+  }
+
+  push(waiter: Waiter): void {
+    this.line.push(waiter);
+  }
+
+  /** Takes `waiter` out of the line; false when it is no longer there (placed meanwhile). */
+  remove(waiter: Waiter): boolean {
+    const at = this.line.indexOf(waiter);
+    if (at < 0) return false;
+    this.line.splice(at, 1);
+    return true;
+  }
+
+  /** Places waiters from the front while `fits` says the first one fits; stops at the first that does not. */
+  drain(fits: (count: number) => boolean, place: (waiter: Waiter) => void): void {
+    while (this.line.length > 0 && fits(this.line[0].count)) place(this.line.shift()!);
+  }
+
+  /** Empties the line; returns who was in it. */
+  takeAll(): Waiter[] {
+    return this.line.splice(0);
+  }
+
+  /** A copy of the line (for a sweep that may change it). */
+  list(): Waiter[] {
+    return [...this.line];
+  }
+}

@@ -1,4 +1,5 @@
-import type { DmaRegion } from '../platform';
+import type { Barriers, DmaAllocator, DmaRegion } from '../platform';
+import type { QueueLayout } from '../transport';
 
 /**
  * A piece of DMA memory for one descriptor: `length` bytes (default: the
@@ -63,4 +64,18 @@ export interface QueueStats {
   polls: number;
   /** Completions the polling loop found (rather than an interrupt). */
   polledCompletions: number;
+}
+
+export interface VirtqueueOptions {
+  /** Queue index on the device. */
+  index: number;
+  /** Queue Size: ≤ QueueNumMax; a power of two for the split ring (§2.7). */
+  size: number;
+  memory: DmaAllocator;
+  layout: QueueLayout;
+  /** Negotiated features; INDIRECT_DESC, EVENT_IDX and IN_ORDER change how the queue works. */
+  features: bigint;
+  barriers?: Barriers;
+  /** Longest chain sent as one indirect table (default 32); longer chains go direct. */
+  indirectMax?: number;
 }

@@ -1,4 +1,5 @@
-import type { Pending } from './pending-request';
+import type { InFlightRequests } from './in-flight';
+import type { Pending, Waiter } from './pending-request';
 
 /** setTimeout's longest delay. */
 const MAX_DELAY_MS = 2 ** 31 - 1;
@@ -42,6 +43,23 @@ export class RequestDeadlines {
     // Clamped: rounding can make the largest timeoutMs (2^31 - 1) one more than setTimeout takes.
     this.timer = setTimeout(() => this.fire(), Math.min(MAX_DELAY_MS, Math.max(1, Math.ceil(deadline - performance.now()))));
     if (this.timed === 0) this.timer.unref();
+  }
+
+  /**
+   * Calls `late` for every request (waiting, or in flight and not yet an
+   * orphan) whose deadline has passed; arms the timer for the earliest left.
+   */
+  sweep(waiting: readonly Waiter[], inFlight: InFlightRequests, late: (pending: Pending, waiter?: Waiter) => void): void {
+    const now = performance.now();
+    let next = Infinity;
+    const check = (pending: Pending, waiter?: Waiter): void => {
+      if (pending.orphaned || pending.deadline === Infinity) return;
+      if (pending.deadline <= now) late(pending, waiter);
+      else next = Math.min(next, pending.deadline);
+    };
+    for (const waiter of waiting) check(waiter.pending, waiter);
+    inFlight.forEach((pending) => check(pending));
+    if (next !== Infinity) this.arm(next);
   }
 
   /** Forgets every deadline (the requests were all settled otherwise). */

@@ -1,11 +1,14 @@
-import { RingViolation } from '../spec';
-import { FeatureBit, hasFeature } from '../spec';
+import { endianness } from 'node:os';
+import { FeatureBit, RingViolation, hasFeature } from '../spec';
 import type { Barriers, DmaAllocator, DmaRegion } from '../platform';
 import type { QueueAddresses, QueueLayout } from '../transport';
 import { IndirectSlab } from './descriptors';
 import { hex, type OutstandingDump, type QueueDump, type TableReader } from './queue-dump';
 import type { QueueRequest, QueueStats } from './queue-types';
 import { AvailOrder, checkUsedEntry, type RingBreak } from './used-entry';
+
+// The rings are little-endian (§2.7, §2.8) and are accessed through host-order typed arrays.
+if (endianness() !== 'LE') throw new Error('virtio-mmio: virtqueues are only implemented for little-endian hosts');
 
 export interface RingEngineOptions {
   /** Queue Size (§2.7: a power of two for the split ring). */
@@ -22,6 +25,9 @@ export interface RingEngineOptions {
   /** Receives each used entry reap() validated, in the order the device used them; the id is free again. */
   onUsed: (id: number, len: number) => void;
 }
+
+/** Builds the ring engine of a format (SplitRingEngine, PackedRingEngine). */
+export type RingEngineFactory = (options: RingEngineOptions) => RingEngine;
 
 /** What a dump needs of the layer above: the requests in flight, each with an empty chain to fill. */
 export type DumpPart = Pick<QueueDump, 'shadow' | 'ring' | 'outstanding'>;

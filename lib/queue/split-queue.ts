@@ -1,5 +1,6 @@
 import { SplitRingEngine } from './split-ring-engine';
-import { Virtqueue, type VirtqueueOptions } from './virtqueue';
+import type { VirtqueueOptions } from './queue-types';
+import { Virtqueue } from './virtqueue';
 
 export type SplitQueueOptions = VirtqueueOptions;
 

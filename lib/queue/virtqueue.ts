@@ -1,35 +1,15 @@
-import { endianness } from 'node:os';
-import { AbortError, CanceledError, ClosedError, DeviceBrokenError, DeviceGoneError, QueueFullError, TimeoutError, TransportError } from '../errors';
+import { AbortError, CanceledError, ClosedError, QueueFullError, TimeoutError, TransportError } from '../errors';
 import { nativeBarriers, type Barriers, type DmaAllocator } from '../platform';
-import type { QueueAddresses, QueueEndpoint, QueueLayout, QueueTransport } from '../transport';
+import type { QueueAddresses, QueueEndpoint, QueueTransport } from '../transport';
 import { CompletionPoller, type QueueMode, type QueueModeOptions } from './completion-mode';
-import { ChainRecords } from './chain-records';
-import { Pending, type Waiter } from './pending-request';
-import { hex, type OutstandingDump, type QueueDump } from './queue-dump';
-import type { QueueRequest, QueueStats, SubmitOptions } from './queue-types';
+import { InFlightRequests } from './in-flight';
+import { QueueState } from './queue-state';
+import { Pending, WaitingRoom, type Waiter } from './pending-request';
+import { hex, type QueueDump } from './queue-dump';
+import type { QueueRequest, QueueStats, SubmitOptions, VirtqueueOptions } from './queue-types';
 import { checkRequest, checkSubmitOptions, snapshotRequest, type RequestLimits } from './request-checks';
 import { RequestDeadlines } from './request-deadlines';
-import type { RingEngine, RingEngineOptions } from './ring-engine';
-
-// The rings are little-endian (§2.7, §2.8) and are accessed through host-order typed arrays.
-if (endianness() !== 'LE') throw new Error('virtio-mmio: virtqueues are only implemented for little-endian hosts');
-
-export interface VirtqueueOptions {
-  /** Queue index on the device. */
-  index: number;
-  /** Queue Size: ≤ QueueNumMax; a power of two for the split ring (§2.7). */
-  size: number;
-  memory: DmaAllocator;
-  layout: QueueLayout;
-  /** Negotiated features; INDIRECT_DESC, EVENT_IDX and IN_ORDER change how the queue works. */
-  features: bigint;
-  barriers?: Barriers;
-  /** Longest chain sent as one indirect table (default 32); longer chains go direct. */
-  indirectMax?: number;
-}
-
-/** Builds the ring engine of a format (SplitRingEngine, PackedRingEngine). */
-export type RingEngineFactory = (options: RingEngineOptions) => RingEngine;
+import type { RingEngine, RingEngineFactory } from './ring-engine';
 
 /**
  * The request layer of one virtqueue, over a ring engine (ring-engine.ts)
@@ -59,28 +39,22 @@ export class Virtqueue implements QueueEndpoint {
   private readonly memory: DmaAllocator;
   private readonly barriers: Barriers;
   private readonly limits: RequestLimits;
-  /** Requests given to the device and not yet settled (the engine's count until a detach rejects them). */
-  private outstanding = 0;
-  /** Outstanding requests whose caller gave up (abort, timeout): they do not keep the process alive. */
-  private orphans = 0;
   private busy = false;
   /** Whether requests in flight keep the process alive (setKeepAlive). */
   private holdsProcess = true;
   private readonly deadlines: RequestDeadlines;
   private transport?: QueueTransport;
-  private readonly pending: (Pending | undefined)[];
-  private readonly records: ChainRecords;
+  /** Requests the device has, and the ownership rule over their memory. */
+  private readonly inFlightRequests: InFlightRequests;
   private flushScheduled = false;
   private readonly flushTask = (): void => {
     if (this.flushScheduled) this.flush();
   };
-  private readonly waiters: Waiter[] = [];
+  private readonly waiters = new WaitingRoom();
+  private readonly fits = (count: number): boolean => !this.state.unusable && this.engine.hasRoom(count);
+  private readonly placeWaiter = (waiter: Waiter): void => this.placeRequest(waiter.request, waiter.count, waiter.pending);
   private poller?: CompletionPoller;
-  private brokenReason?: { reason: string; message: string };
-  private detachedBy?: Error;
-  private released = false;
-  /** Requests rejected while the device still had them (detach, break, close): kept until a reset completes (reclaimAll). */
-  private retained: Pending[] = [];
+  private readonly state: QueueState;
   /** Whether the device has let go of everything it was given (never attached, or a reset/teardown completed since). */
   private deviceLetGo = true;
   private ringFreed = false;
@@ -106,8 +80,8 @@ export class Virtqueue implements QueueEndpoint {
     });
     this.size = this.engine.size;
     this.limits = { index, size: this.size, indirectMax: this.engine.indirect ? indirectMax : 0 };
-    this.pending = new Array<Pending | undefined>(this.size).fill(undefined);
-    this.records = new ChainRecords(this.size, options.memory);
+    this.inFlightRequests = new InFlightRequests(this.size, options.memory, index);
+    this.state = new QueueState(index);
     this.deadlines = new RequestDeadlines(() => this.expire());
   }
 
@@ -128,7 +102,7 @@ export class Virtqueue implements QueueEndpoint {
 
   /** Requests given to the device and not yet returned. */
   get inFlight(): number {
-    return this.outstanding;
+    return this.inFlightRequests.outstanding;
   }
 
   /**
@@ -137,16 +111,17 @@ export class Virtqueue implements QueueEndpoint {
    * makes room for it).
    */
   get awaited(): number {
-    return this.waiters.length > 0 ? this.outstanding : this.outstanding - this.orphans;
+    const { outstanding, orphans } = this.inFlightRequests;
+    return this.waiters.length > 0 ? outstanding : outstanding - orphans;
   }
 
   get broken(): boolean {
-    return this.brokenReason !== undefined;
+    return this.state.brokenBy !== undefined;
   }
 
   /** Hands the queue to the device through `transport` (QueueNum, addresses, QueueReady / QueuePFN). */
   attach(transport: QueueTransport): void {
-    if (this.released) throw new CanceledError(`queue ${this.index} is closed`);
+    if (this.state.closed) throw new CanceledError(`queue ${this.index} is closed`);
     this.deviceLetGo = false;
     transport.activateQueue(this.index, this.addresses, this);
     this.transport = transport;
@@ -186,7 +161,7 @@ export class Virtqueue implements QueueEndpoint {
         this.waiters.push(waiter);
         if (signal) this.watchAbort(waiter.pending, signal, waiter);
         // Orphans now hold room someone waits for: they keep the line busy and the polling loop going.
-        if (this.waiters.length === 1 && this.orphans > 0) {
+        if (this.waiters.length === 1 && this.inFlightRequests.orphans > 0) {
           this.updateBusy();
           this.poller?.submitted();
         }
@@ -202,7 +177,7 @@ export class Virtqueue implements QueueEndpoint {
   /** Publishes what was submitted and notifies the device now (normally done in a microtask). */
   flush(): void {
     this.flushScheduled = false;
-    if (this.unusable()) return;
+    if (this.state.unusable) return;
     const notify = this.engine.publish();
     if (notify >= 0) this.notifyDevice(notify);
   }
@@ -219,50 +194,19 @@ export class Virtqueue implements QueueEndpoint {
   }
 
   private checkUsable(): void {
-    if (this.brokenReason) throw this.brokenError();
-    if (this.detachedBy || this.released) throw this.detachedError();
+    const refusal = this.state.refusal();
+    if (refusal) throw refusal;
     if (!this.transport) throw new TransportError(TransportError.STATE, `queue ${this.index} is not attached to a transport (call attach())`);
   }
 
   private placeRequest(request: QueueRequest, count: number, pending: Pending): void {
-    const id = this.engine.place(request, count);
-    this.pending[id] = pending;
-    pending.id = id;
-    this.records.record(id, request);
+    this.inFlightRequests.add(this.engine.place(request, count), pending, request);
     this.stats.submitted++;
-    this.outstanding++;
     if (!this.busy) this.updateBusy();
     this.poller?.submitted();
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       queueMicrotask(this.flushTask);
-    }
-  }
-
-  /** The device keeps the buffers of `pending` although its caller was answered: the allocator defers their free. */
-  private holdChain(pending: Pending): void {
-    if (pending.held || pending.id < 0) return;
-    pending.held = true;
-    this.records.hold(pending.id);
-  }
-
-  /**
-   * The buffers of a request settled early are its owner's again (the device gave them back, or never had
-   * them): unhold them, then tell the owner (SubmitOptions.reclaim). Before its id is reused.
-   */
-  private returnChain(pending: Pending): void {
-    if (pending.held) {
-      pending.held = false;
-      this.records.unhold(pending.id);
-    }
-    const reclaim = pending.reclaim;
-    pending.reclaim = undefined;
-    if (!reclaim) return;
-    try {
-      reclaim();
-    } catch (error) {
-      // Runs inside interrupt handling and resets: an owner's failure must not unwind those.
-      process.emitWarning(`virtio-mmio: queue ${this.index}: a SubmitOptions.reclaim callback threw: ${String((error as Error)?.message ?? error)}`, 'VirtioReclaimWarning');
     }
   }
 
@@ -281,47 +225,27 @@ export class Virtqueue implements QueueEndpoint {
    * with the device until it uses them and whose result is discarded.
    */
   private giveUp(pending: Pending, error: Error, waiter?: Waiter): void {
-    let inFlight = true;
-    if (waiter) {
-      const at = this.waiters.indexOf(waiter);
-      // A waiter that was placed meanwhile is in flight: orphan it instead.
-      if (at >= 0) {
-        this.waiters.splice(at, 1);
-        inFlight = false;
-        if (this.waiters.length === 0) this.updateBusy();
-      }
-    }
-    pending.orphaned = true;
+    // A waiter that was placed meanwhile is in flight: orphan it instead.
+    const inFlight = !(waiter && this.waiters.remove(waiter));
+    if (!inFlight && this.waiters.length === 0) this.updateBusy();
     if (pending.deadline !== Infinity) this.deadlines.remove(pending);
     pending.cleanup = undefined;
     if (inFlight) {
-      this.orphans++;
-      this.holdChain(pending);
+      this.inFlightRequests.orphan(pending);
       this.updateBusy();
-    }
+    } else pending.orphaned = true;
     pending.reject(error);
     // Never given to the device: its buffers are the caller's again at once.
-    if (!inFlight) this.returnChain(pending);
+    if (!inFlight) this.inFlightRequests.giveBack(pending);
   }
 
   /** Rejects every request past its deadline with TimeoutError; re-arms for the next deadline. */
   private expire(): void {
     // Whatever the device used meanwhile is taken first: a late interrupt must not turn into a timeout.
     this.consume();
-    const now = performance.now();
-    let next = Infinity;
-    const timeout = (pending: Pending, waiter?: Waiter): void => {
-      if (pending.orphaned || pending.deadline === Infinity) return;
-      if (pending.deadline <= now) {
-        this.giveUp(pending, new TimeoutError(`queue ${this.index}: the device did not complete the request within ${pending.timeoutMs} ms`, pending.timeoutMs), waiter);
-      } else next = Math.min(next, pending.deadline);
-    };
-    for (const waiter of [...this.waiters]) timeout(waiter.pending, waiter);
-    for (let id = 0; id < this.size; id++) {
-      const pending = this.pending[id];
-      if (pending) timeout(pending);
-    }
-    if (next !== Infinity) this.deadlines.arm(next);
+    const late = (pending: Pending, waiter?: Waiter): void =>
+      this.giveUp(pending, new TimeoutError(`queue ${this.index}: the device did not complete the request within ${pending.timeoutMs} ms`, pending.timeoutMs), waiter);
+    this.deadlines.sweep(this.waiters.list(), this.inFlightRequests, late);
     this.drainWaiters();
   }
 
@@ -358,7 +282,7 @@ export class Virtqueue implements QueueEndpoint {
   }
 
   private consume(): number {
-    if (this.unusable()) return 0;
+    if (this.state.unusable) return 0;
     const consumed = this.engine.reap();
     const violation = this.engine.violation;
     if (violation) this.breakQueue(violation.reason, violation.message);
@@ -368,14 +292,9 @@ export class Virtqueue implements QueueEndpoint {
 
   /** A used entry the engine validated (onUsed): settles request `id` with `len`. */
   private complete(id: number, len: number): void {
-    const pending = this.pending[id]!;
-    this.pending[id] = undefined;
+    const pending = this.inFlightRequests.settle(id);
     this.stats.completed++;
-    this.outstanding--;
-    if (pending.orphaned) {
-      this.orphans--;
-      this.returnChain(pending);
-    } else {
+    if (!pending.orphaned) {
       if (pending.deadline !== Infinity) this.deadlines.remove(pending);
       pending.cleanup?.();
       pending.resolve(len);
@@ -385,12 +304,7 @@ export class Virtqueue implements QueueEndpoint {
 
   private drainWaiters(): void {
     if (this.waiters.length === 0) return;
-    while (this.waiters.length > 0 && !this.unusable()) {
-      const waiter = this.waiters[0];
-      if (!this.engine.hasRoom(waiter.count)) return;
-      this.waiters.shift();
-      this.placeRequest(waiter.request, waiter.count, waiter.pending);
-    }
+    this.waiters.drain(this.fits, this.placeWaiter);
     // The last waiter placed: orphans no longer hold room someone waits for.
     if (this.waiters.length === 0) this.updateBusy();
   }
@@ -400,13 +314,13 @@ export class Virtqueue implements QueueEndpoint {
   /** Asks the device not to interrupt for this queue (a hint; poll() to consume). */
   disableInterrupts(): void {
     // After close the ring memory is back in the allocator: never write it.
-    if (this.released) return;
+    if (this.state.closed) return;
     this.engine.setNotifications(false);
   }
 
   /** Asks for interrupts again and consumes whatever was used meanwhile. */
   enableInterrupts(): number {
-    if (this.released) return 0;
+    if (this.state.closed) return 0;
     this.engine.setNotifications(true);
     this.barriers.mb();
     return this.consume();
@@ -422,64 +336,40 @@ export class Virtqueue implements QueueEndpoint {
   /** Switches the completion mode; takes effect at once. */
   setMode(mode: QueueMode, options: QueueModeOptions = {}): void {
     if (mode !== 'interrupt' && mode !== 'poll' && mode !== 'hybrid') throw new TypeError(`queue mode must be 'interrupt', 'poll' or 'hybrid', got ${String(mode)}`);
-    if (this.released) throw new ClosedError(`queue ${this.index} is closed`);
+    if (this.state.closed) throw new ClosedError(`queue ${this.index} is closed`);
     const poller = mode === 'interrupt' ? undefined : new CompletionPoller(this, mode, options);
     this.poller?.stop();
     this.poller = poller;
     if (mode === 'interrupt' && !this.engine.notifications) this.enableInterrupts();
-    if (mode === 'poll' && this.outstanding > 0) poller!.submitted();
+    if (mode === 'poll' && this.inFlight > 0) poller!.submitted();
   }
 
-  // ---- Dump (on demand only; nothing here runs per request) ----
-
-  /** The queue's state as plain JSON data: shadow state, ring memory, requests in flight (see QueueDump). Throws ClosedError after close(). */
+  /** The queue's state as plain JSON data: shadow state, ring memory, requests in flight (see QueueDump); on demand only. ClosedError after close(). */
   dump(): QueueDump {
-    if (this.released) throw new ClosedError(`queue ${this.index} is closed`);
+    if (this.state.closed) throw new ClosedError(`queue ${this.index} is closed`);
     const { desc, driver, device } = this.addresses;
-    const outstanding: OutstandingDump[] = [];
-    for (let id = 0; id < this.size; id++) {
-      const pending = this.pending[id];
-      if (pending) outstanding.push({ id, orphan: pending.orphaned, descriptors: [] });
-    }
     return {
       index: this.index,
       size: this.size,
       features: { eventIdx: this.engine.eventIdx, inOrder: this.engine.inOrder, indirect: this.engine.indirect !== undefined },
       mode: this.mode,
-      ...(this.brokenReason ? { broken: { ...this.brokenReason } } : {}),
+      ...(this.state.brokenBy ? { broken: { ...this.state.brokenBy } } : {}),
       stats: { ...this.stats },
       addresses: { desc: hex(desc), driver: hex(driver), device: hex(device) },
       format: this.format,
-      ...this.engine.dump(outstanding),
+      ...this.engine.dump(this.inFlightRequests.dumpEntries()),
     } as QueueDump;
   }
 
   // ---- Failure and teardown ----
 
-  private brokenError(): DeviceBrokenError {
-    const { reason, message } = this.brokenReason!;
-    return new DeviceBrokenError(reason, `queue ${this.index} is broken: ${message}`);
-  }
-
-  private detachedError(): Error {
-    const cause = this.detachedBy;
-    // A device that failed (gone, broken) keeps saying so; a reset or close is a cancellation.
-    if (cause instanceof DeviceBrokenError || cause instanceof DeviceGoneError) return cause;
-    if (this.released) return new ClosedError(`queue ${this.index} is closed`);
-    return new CanceledError(`queue ${this.index} is detached (${cause?.message})`, cause ? { cause } : undefined);
-  }
-
-  private unusable(): boolean {
-    return this.brokenReason !== undefined || this.detachedBy !== undefined || this.released;
-  }
-
   /** Marks the queue broken (sticky) and rejects every pending request. */
   private breakQueue(reason: string, message: string): void {
-    this.brokenReason = { reason, message };
+    this.state.markBroken(reason, message);
     // A device that lies may still write the buffers of what is pending, which their owners free once
     // rejected: the transport resets it first (and detaches every queue of it with this error).
-    this.transport?.deviceBroken?.(this.brokenError());
-    this.rejectAll(() => this.brokenError());
+    this.transport?.deviceBroken?.(this.state.brokenError());
+    this.rejectAll(() => this.state.brokenError());
   }
 
   /**
@@ -488,8 +378,8 @@ export class Virtqueue implements QueueEndpoint {
    * a reset completed.
    */
   detach(error: Error): void {
-    if (this.detachedBy) return;
-    this.detachedBy = error;
+    if (this.state.detached) return;
+    this.state.markDetached(error);
     this.transport = undefined;
     this.rejectAll(() => error);
   }
@@ -502,44 +392,31 @@ export class Virtqueue implements QueueEndpoint {
    * frees the ring now. Idempotent.
    */
   reclaimAll(): void {
-    if (this.outstanding > 0) this.rejectAll(() => this.detachedError());
+    if (this.inFlight > 0) this.rejectAll(() => this.state.detachedError());
     this.deviceLetGo = true;
-    const retained = this.retained;
-    this.retained = [];
-    for (const pending of retained) this.returnChain(pending);
+    this.inFlightRequests.reclaimRetained();
     // A close() that came while the device held the ring frees it now.
-    if (this.released) this.freeRing();
+    if (this.state.closed) this.freeRing();
   }
 
   /** Rejects everything; requests the device had are retained (and held) until reclaimAll(). */
   private rejectAll(makeError: () => Error): void {
     this.poller?.stop();
     this.deadlines.clear();
-    const waiters = this.waiters.splice(0);
-    const inDevice: Pending[] = [];
-    for (let id = 0; id < this.size; id++) {
-      const p = this.pending[id];
-      if (p === undefined) continue;
-      this.pending[id] = undefined;
-      this.holdChain(p);
-      inDevice.push(p);
-    }
-    this.outstanding = 0;
-    this.orphans = 0;
+    const waiters = this.waiters.takeAll();
+    // Kept (and held) until the device is known to have let go.
+    const inDevice = this.inFlightRequests.takeAll();
     this.updateBusy();
-    for (const p of inDevice) {
-      // Kept until the device is known to have let go; an orphan's caller was answered already.
-      this.retained.push(p);
-      if (p.orphaned) continue;
+    const reject = (p: Pending): void => {
       p.orphaned = true;
       p.cleanup?.();
       p.reject(makeError());
-    }
-    for (const { pending: p } of waiters) {
-      p.orphaned = true;
-      p.cleanup?.();
-      p.reject(makeError());
-      this.returnChain(p);
+    };
+    // An orphan's caller was answered already; a waiter's buffers never reached the device.
+    for (const p of inDevice) if (!p.orphaned) reject(p);
+    for (const { pending } of waiters) {
+      reject(pending);
+      this.inFlightRequests.giveBack(pending);
     }
   }
 
@@ -553,10 +430,10 @@ export class Virtqueue implements QueueEndpoint {
    * at process end. A device that does not let go makes this throw.
    */
   close(): void {
-    if (this.released) return;
+    if (this.state.closed) return;
     const transport = this.transport;
     this.transport = undefined;
-    this.released = true;
+    this.state.closed = true;
     this.rejectAll(() => new CanceledError(`queue ${this.index} closed`));
     if (transport) {
       transport.deactivateQueue(this.index);
