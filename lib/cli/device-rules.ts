@@ -1,6 +1,6 @@
 import { DeviceBrokenError, DeviceGoneError, NegotiationError, ProtocolError, TimeoutError, TransportError, VirtioError } from '../errors';
 import type { AccessWidth, RegisterBlock } from '../platform';
-import { DeviceStatus, MmioRegister as R, MMIO_MAGIC_VALUE } from '../spec';
+import { DeviceStatus, MmioRegister as R, MMIO_MAGIC_VALUE, RingViolation } from '../spec';
 
 /**
  * The spec rules `selftest --strict` holds the *device* to — the sim's
@@ -238,7 +238,7 @@ export class DeviceRuleWatch implements RegisterBlock {
 export function ruleOfError(error: unknown): DeviceRule | undefined {
   if (!(error instanceof VirtioError)) return undefined;
   if (error instanceof DeviceBrokenError) {
-    if (error.reason === 'used-len-too-long') return 'used-len-valid';
+    if (error.reason === RingViolation.USED_LEN_TOO_LONG) return 'used-len-valid';
     if (error.reason.startsWith('used-') || error.reason.startsWith('packed-')) return 'used-ring-valid';
     if (error.reason === 'needs-reset') return 'no-needs-reset';
     if (error.reason === 'interrupt-storm') return 'interrupts-with-cause';

@@ -1,4 +1,4 @@
-import { PackedDesc } from '../spec';
+import { PackedDesc, RingViolation } from '../spec';
 import type { Completion } from './completion-order';
 import type { Hostile } from './hostile';
 import type { UsedElement } from './sim-ring';
@@ -52,21 +52,21 @@ export class HostileRing {
       hostile.record(name, `used element id ${element.id} len ${element.len} written as id ${next.id} len ${next.len}`, q);
       return next;
     };
-    if (hostile.has('used-id-out-of-range')) {
+    if (hostile.has(RingViolation.USED_ID_OUT_OF_RANGE)) {
       const top = view.kind === 'packed' ? 0xffff : 0xffff_ffff;
       const id = hostile.pick([view.num, Math.min(top, view.num + hostile.int(1, 1024)), top]);
-      return lie('used-id-out-of-range', { id, len: element.len });
+      return lie(RingViolation.USED_ID_OUT_OF_RANGE, { id, len: element.len });
     }
-    if (hostile.has('used-id-not-head')) {
+    if (hostile.has(RingViolation.USED_ID_NOT_HEAD)) {
       const id = this.notOutstanding(batch);
-      if (id !== undefined) return lie('used-id-not-head', { id, len: element.len });
+      if (id !== undefined) return lie(RingViolation.USED_ID_NOT_HEAD, { id, len: element.len });
     }
     if (hostile.has('used-wrong-chain')) {
       const id = view.wrongChain(batch);
       if (id !== undefined) return lie('used-wrong-chain', { id, len: element.len });
     }
-    if (hostile.has('used-len-too-long')) {
-      return lie('used-len-too-long', { id: element.id, len: Math.min(0xffff_ffff, writable + hostile.int(1, 4096)) });
+    if (hostile.has(RingViolation.USED_LEN_TOO_LONG)) {
+      return lie(RingViolation.USED_LEN_TOO_LONG, { id: element.id, len: Math.min(0xffff_ffff, writable + hostile.int(1, 4096)) });
     }
     if (hostile.has('used-len-too-short')) {
       const fixed = hostile.options('used-len-too-short')?.len;
@@ -83,15 +83,15 @@ export class HostileRing {
     const honest = this.honestSincePublish;
     this.honestSincePublish = false;
     if (honest || !hostile.started(view.index)) return next;
-    if (hostile.has('used-idx-jump')) {
+    if (hostile.has(RingViolation.USED_IDX_JUMP)) {
       // Past anything in flight: more new entries than the queue holds, still less than half the index space (not "backwards").
       const shown = (published + view.num + hostile.int(1, Math.max(1, 0x7fff - view.num))) & 0xffff;
-      hostile.record('used-idx-jump', `used.idx ${published} → ${shown} (honest: ${next})`, view.index);
+      hostile.record(RingViolation.USED_IDX_JUMP, `used.idx ${published} → ${shown} (honest: ${next})`, view.index);
       return shown;
     }
-    if (hostile.has('used-idx-backwards')) {
+    if (hostile.has(RingViolation.USED_IDX_BACKWARDS)) {
       const shown = (published - hostile.int(1, Math.min(4, view.num))) & 0xffff;
-      hostile.record('used-idx-backwards', `used.idx ${published} → ${shown} (honest: ${next})`, view.index);
+      hostile.record(RingViolation.USED_IDX_BACKWARDS, `used.idx ${published} → ${shown} (honest: ${next})`, view.index);
       return shown;
     }
     return next;
@@ -117,7 +117,7 @@ export class HostileRing {
   private notOutstanding(batch: readonly Completion[]): number | undefined {
     const { hostile, view } = this;
     const free = (id: number): boolean => id < view.num && !view.busy(id) && !batch.some((b) => b.id === id);
-    const variant = hostile.options('used-id-not-head')?.variant ?? hostile.pick(['duplicate', 'replay'] as const);
+    const variant = hostile.options(RingViolation.USED_ID_NOT_HEAD)?.variant ?? hostile.pick(['duplicate', 'replay'] as const);
     const earlier = variant === 'duplicate' ? this.history.slice(-1) : this.history.slice(0, -1);
     const candidates = earlier.filter(free);
     if (candidates.length) return hostile.pick(candidates);

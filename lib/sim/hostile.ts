@@ -6,6 +6,7 @@
  * typed, and never hangs or crashes the process.
  */
 
+import { RingViolation } from '../spec';
 import { SeededRandom } from './seeded-random';
 
 /**
@@ -13,13 +14,13 @@ import { SeededRandom } from './seeded-random';
  * `section` is the virtio 1.2 rule broken — or, for 24, the rule the *driver* must survive.
  */
 export const HOSTILE_BEHAVIOURS = [
-  { number: 1, name: 'used-id-out-of-range', section: '2.7.8', summary: 'a used element id at or above the queue size' },
-  { number: 2, name: 'used-id-not-head', section: '2.7.8', summary: 'a used element naming a request that is not outstanding (duplicate or replay)' },
+  { number: 1, name: RingViolation.USED_ID_OUT_OF_RANGE, section: '2.7.8', summary: 'a used element id at or above the queue size' },
+  { number: 2, name: RingViolation.USED_ID_NOT_HEAD, section: '2.7.8', summary: 'a used element naming a request that is not outstanding (duplicate or replay)' },
   { number: 3, name: 'used-wrong-chain', section: '2.7.8', summary: 'split: a non-head descriptor of an outstanding chain; packed: another outstanding Buffer ID' },
-  { number: 4, name: 'used-len-too-long', section: '2.7.8.1', summary: 'used len above the writable bytes posted' },
+  { number: 4, name: RingViolation.USED_LEN_TOO_LONG, section: '2.7.8.1', summary: 'used len above the writable bytes posted' },
   { number: 5, name: 'used-len-too-short', section: '2.7.8.1', summary: 'used len 0 or below what the device wrote' },
-  { number: 6, name: 'used-idx-jump', section: '2.7.8', summary: 'split: used.idx moves past the requests in flight' },
-  { number: 7, name: 'used-idx-backwards', section: '2.7.8', summary: 'split: used.idx goes back' },
+  { number: 6, name: RingViolation.USED_IDX_JUMP, section: '2.7.8', summary: 'split: used.idx moves past the requests in flight' },
+  { number: 7, name: RingViolation.USED_IDX_BACKWARDS, section: '2.7.8', summary: 'split: used.idx goes back' },
   { number: 8, name: 'descriptors-rewritten', section: '2.7.5', summary: 'descriptors of an in-flight chain overwritten with garbage' },
   { number: 9, name: 'used-element-changes', section: '2.7.8', summary: 'a published used element rewritten afterwards' },
   { number: 10, name: 'packed-wrong-flags', section: '2.8.1', summary: 'packed: a used descriptor with wrong AVAIL/USED bits' },
@@ -60,14 +61,14 @@ export interface ConfigPatch {
 
 /** The options of each switch (`true` takes the defaults; the seed picks among variants not fixed here). */
 export interface HostileBehaviourOptions {
-  'used-id-out-of-range': true;
-  'used-id-not-head': true | { variant?: 'duplicate' | 'replay' };
+  [RingViolation.USED_ID_OUT_OF_RANGE]: true;
+  [RingViolation.USED_ID_NOT_HEAD]: true | { variant?: 'duplicate' | 'replay' };
   'used-wrong-chain': true;
-  'used-len-too-long': true;
+  [RingViolation.USED_LEN_TOO_LONG]: true;
   /** `len`: always this len (e.g. 0); default: 0 or a seeded value below the writable bytes. */
   'used-len-too-short': true | { len?: number };
-  'used-idx-jump': true;
-  'used-idx-backwards': true;
+  [RingViolation.USED_IDX_JUMP]: true;
+  [RingViolation.USED_IDX_BACKWARDS]: true;
   'descriptors-rewritten': true;
   'used-element-changes': true;
   'packed-wrong-flags': true | { variant?: 'avail-only' | 'used-only' | 'stale-wrap' };
