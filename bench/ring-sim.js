@@ -51,8 +51,19 @@ const nullModel = {
 };
 
 class BenchDriver extends lib.VirtioDriver {
-  constructor(transport, options) {
-    super(lib.VirtioDriver.start(transport, { deviceId: 42, queues: [0], queueSize: 256 }, options));
+  static open(transport, options) {
+    const setup = lib.DriverSetup.begin(transport, options);
+    try {
+      setup.negotiate(42, 0n);
+      setup.setUpQueues([0], 256);
+      setup.driverOk();
+      return new BenchDriver(setup.finish());
+    } catch (error) {
+      throw setup.abandon(error);
+    }
+  }
+  constructor(started) {
+    super(started);
     this.q = this.queue(0);
     this.buffers = this.memory.allocate(256 * BUFFER_BYTES);
   }
@@ -70,7 +81,7 @@ function setup(eventIdx, packed) {
   const sim = new SimDevice({ memory: pool, version: 2, model: nullModel, strict: false, transportFeatures });
   const transport = new lib.MmioTransport(sim, { interrupts: sim.interrupt });
   const exclude = eventIdx ? 0n : lib.feature(lib.FeatureBit.EVENT_IDX);
-  const driver = new BenchDriver(transport, { memory: pool, excludeFeatures: exclude });
+  const driver = BenchDriver.open(transport, { memory: pool, excludeFeatures: exclude });
   return {
     driver,
     sim,

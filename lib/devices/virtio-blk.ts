@@ -1,5 +1,5 @@
-import { Readable, Writable } from 'node:stream';
-import { CanceledError, DeviceIoError, ProtocolError, ReadOnlyError, TransportError } from '../errors';
+import type { Readable, Writable } from 'node:stream';
+import { CanceledError, DeviceIoError, ProtocolError } from '../errors';
 import { freeIfLive, type DmaRegion } from '../platform';
 import type { QueueBuffer, Virtqueue } from '../queue';
 import {
@@ -8,7 +8,6 @@ import {
   BLK_REQ_HEADER_SIZE,
   BLK_SECTOR_SIZE,
   BLK_WRITE_ZEROES_FLAG_UNMAP,
-  BlkConfig,
   BlkFeature,
   BlkRequestType,
   BlkStatus,
@@ -17,29 +16,13 @@ import {
   features,
   hasFeature,
 } from '../spec';
-import type { MmioTransport } from '../transport';
+import type { VirtioTransport } from '../transport';
+import { configBytes, readInfo, type BlkInfo } from './blk-info';
+import { checkLength, checkRange, checkWritable } from './blk-sectors';
+import { createBlkReadStream, createBlkWriteStream, type BlkReadStreamOptions, type BlkWriteStreamOptions } from './blk-streams';
+import { DriverSetup } from './driver-setup';
 import { SlotPool, abortable } from './slot-pool';
-import { VirtioDriver, type DriverOptions } from './virtio-driver';
-
-/** What the device told about itself (virtio 1.2 §5.2.4), as negotiated. */
-export interface BlkInfo {
-  /** Size in 512-byte sectors. */
-  readonly capacity: bigint;
-  readonly bytes: bigint;
-  /** Optimal block size (BLK_SIZE), else 512. */
-  readonly blockSize: number;
-  readonly readOnly: boolean;
-  /** Most data segments per request (SEG_MAX), if limited; a seg_max of 0 reads as 1. */
-  readonly segMax?: number;
-  /** Largest data segment in bytes (SIZE_MAX), if limited; a size_max of 1..511 is raised to 512 (see sizeMaxUsed). */
-  readonly sizeMax?: number;
-  readonly flush: boolean;
-  readonly discard?: { maxSectors: number; maxSegments: number; alignment: number };
-  readonly writeZeroes?: { maxSectors: number; maxSegments: number; mayUnmap: boolean };
-  readonly topology?: { physicalBlockExp: number; alignmentOffset: number; minIoSize: number; optIoSize: number };
-  /** Request queues in use (MQ: num_queues, else 1). */
-  readonly queues: number;
-}
+import { VirtioDriver, type DriverOptions, type StartedDevice } from './virtio-driver';
 
 export interface BlkRange {
   /** First 512-byte sector. */
@@ -73,10 +56,6 @@ const WANTED = features(
 /** Per request: the 16-byte header, then the status byte, in one small DMA slot. */
 const SLOT_BYTES = 32;
 const STATUS_AT = BLK_REQ_HEADER_SIZE;
-/** Request queues used at most; a device offering more has the rest left idle (§5.2.6.2 lets the driver use fewer). */
-const MAX_QUEUES = 64;
-/** Largest capacity whose byte count fits 64 bits. */
-const MAX_CAPACITY = (1n << 55n) - 1n;
 
 interface RequestQueue {
   queue: Virtqueue;
@@ -110,47 +89,47 @@ export class VirtioBlk extends VirtioDriver {
   private next = 0;
   private readonly ownBuffers = new WeakMap<ArrayBufferView, DmaRegion>();
 
-  private constructor(transport: MmioTransport, options: VirtioBlkOptions) {
-    let info: BlkInfo | undefined;
-    super(
-      VirtioDriver.start(
-        transport,
-        {
-          deviceId: DeviceId.BLOCK,
-          features: WANTED,
-          queues: (t, negotiated) => {
-            VirtioDriver.requireConfig(t, configBytes(negotiated), 'virtio-blk');
-            info = readInfo(t, negotiated);
-            return Array.from({ length: info.queues }, (_, i) => i);
-          },
-          queueSize: 128,
-        },
-        options,
-      ),
-    );
-    this.info = info!;
-    const indices = Array.from({ length: this.info.queues }, (_, i) => i);
+  private constructor(started: StartedDevice, info: BlkInfo, options: VirtioBlkOptions) {
+    super(started);
+    this.info = info;
     this.slotMemory = [];
-    this.requestQueues = indices.map((i) => {
-      const queue = this.queue(i);
-      this.slotMemory.push(this.memory.allocate(queue.size * SLOT_BYTES, 16));
-      return { queue, slots: new SlotPool(queue.size) };
-    });
+    try {
+      this.requestQueues = Array.from({ length: info.queues }, (_, i) => {
+        const queue = this.queue(i);
+        this.slotMemory.push(this.memory.allocate(queue.size * SLOT_BYTES, 16));
+        return { queue, slots: new SlotPool(queue.size) };
+      });
+    } catch (error) {
+      // The device has seen none of them; open()'s abandon() closes it.
+      for (const region of this.slotMemory) this.memory.free(region);
+      throw error;
+    }
     // Descriptors per request: header + data segments + status; indirect tables hold up to indirectMax.
     const indirect = hasFeature(this.features, FeatureBit.INDIRECT_DESC);
     const perChain = Math.max(...this.requestQueues.map((q) => q.queue.size), indirect ? options.indirectMax ?? 32 : 0);
-    this.maxSegments = Math.max(1, Math.min(this.info.segMax ?? Infinity, perChain - 2));
-    const limit = this.info.sizeMax !== undefined ? this.maxSegments * this.info.sizeMax : Infinity;
+    this.maxSegments = Math.max(1, Math.min(info.segMax ?? Infinity, perChain - 2));
+    const limit = info.sizeMax !== undefined ? this.maxSegments * info.sizeMax : Infinity;
     this.maxRequestBytes = Math.max(BLK_SECTOR_SIZE, floorSectors(Math.min(options.maxRequestBytes ?? 256 * 1024, limit)));
   }
 
   /** Initializes the device on `transport` (which must hold a block device). */
-  static open(transport: MmioTransport, options: VirtioBlkOptions): VirtioBlk {
+  static open(transport: VirtioTransport, options: VirtioBlkOptions): VirtioBlk {
     const max = options?.maxRequestBytes;
     if (max !== undefined && (!Number.isInteger(max) || max < BLK_SECTOR_SIZE || max > 1 << 26)) {
       throw new RangeError(`maxRequestBytes must be an integer in [512, 64 MiB], got ${max}`);
     }
-    return new VirtioBlk(transport, options);
+    const setup = DriverSetup.begin(transport, options);
+    try {
+      const features = setup.negotiate(DeviceId.BLOCK, WANTED);
+      setup.requireConfig(configBytes(features), 'virtio-blk');
+      const info = readInfo(transport, features);
+      // §5.2.2: requestq1..requestqN at indices 0..N-1.
+      setup.setUpQueues(Array.from({ length: info.queues }, (_, i) => i), 128);
+      setup.driverOk();
+      return new VirtioBlk(setup.finish(), info, options);
+    } catch (error) {
+      throw setup.abandon(error);
+    }
   }
 
   /** A Buffer in DMA memory: reads into it and writes from it need no copy. Give it back with freeBuffer(). */
@@ -172,7 +151,7 @@ export class VirtioBlk extends VirtioDriver {
   async read(sector: number | bigint, lengthOrTarget: number | Uint8Array, options: BlkRequestOptions = {}): Promise<Buffer> {
     this.checkOpen();
     const target = typeof lengthOrTarget === 'number' ? Buffer.allocUnsafe(checkLength(lengthOrTarget)) : asBuffer(lengthOrTarget);
-    const start = this.checkRange(sector, target.length);
+    const start = checkRange(this.info, sector, target.length);
     await this.split(start, target, (at, part) => this.transferIn(at, part, options));
     return target;
   }
@@ -180,9 +159,9 @@ export class VirtioBlk extends VirtioDriver {
   /** Writes `data` (its length a multiple of 512) at `sector`. */
   async write(sector: number | bigint, data: Uint8Array, options: BlkRequestOptions = {}): Promise<void> {
     this.checkOpen();
-    this.checkWritable('write');
+    checkWritable(this.info, 'write');
     const source = asBuffer(data);
-    const start = this.checkRange(sector, source.length);
+    const start = checkRange(this.info, sector, source.length);
     await this.split(start, source, (at, part) => this.transferOut(at, part, options));
   }
 
@@ -228,62 +207,13 @@ export class VirtioBlk extends VirtioDriver {
    * disk), both sector aligned, as safe integers or bigints. The range may
    * span the whole disk; each read in it is at most `chunkSize` bytes.
    */
-  createReadStream(options: { start?: number | bigint; end?: number | bigint; chunkSize?: number; highWaterMark?: number } = {}): Readable {
-    const chunk = checkLength(options.chunkSize ?? 65536);
-    const start = toByteOffset('start', options.start ?? 0);
-    const end = options.end === undefined ? this.info.bytes : toByteOffset('end', options.end);
-    if (start > end) throw new RangeError(`stream start ${start} is after its end ${end}`);
-    this.checkRange(start / SECTOR_BIG, end - start);
-    let at = start;
-    const controller = new AbortController();
-    const stream: Readable = new Readable({
-      highWaterMark: options.highWaterMark ?? chunk * 2,
-      read: () => {
-        if (at >= end) {
-          stream.push(null);
-          return;
-        }
-        const n = end - at < BigInt(chunk) ? Number(end - at) : chunk;
-        const sector = at / SECTOR_BIG;
-        at += BigInt(n);
-        this.read(sector, n, { signal: controller.signal }).then(
-          (data) => stream.push(data),
-          (error: unknown) => stream.destroy(error as Error),
-        );
-      },
-      destroy: (error, callback) => {
-        controller.abort(error ?? undefined);
-        callback(error);
-      },
-    });
-    return stream;
+  createReadStream(options: BlkReadStreamOptions = {}): Readable {
+    return createBlkReadStream(this, options);
   }
 
   /** Sequential writes from byte `start` (sector aligned, a safe integer or a bigint); the total written must be whole sectors. */
-  createWriteStream(options: { start?: number | bigint; highWaterMark?: number } = {}): Writable {
-    let at = toByteOffset('start', options.start ?? 0);
-    this.checkRange(at / SECTOR_BIG, 0);
-    this.checkWritable('write');
-    let held: Buffer = Buffer.alloc(0);
-    const flushWhole = async (final: boolean): Promise<void> => {
-      const whole = final ? held.length : held.length - (held.length % BLK_SECTOR_SIZE);
-      if (final && whole % BLK_SECTOR_SIZE !== 0) throw new RangeError(`${whole % BLK_SECTOR_SIZE} bytes left over: a block stream must end on a sector boundary`);
-      if (whole === 0) return;
-      const data = held.subarray(0, whole);
-      held = held.subarray(whole);
-      await this.write(at / SECTOR_BIG, data);
-      at += BigInt(whole);
-    };
-    return new Writable({
-      highWaterMark: options.highWaterMark ?? 256 * 1024,
-      write: (chunk: Buffer, _encoding, callback) => {
-        held = held.length ? Buffer.concat([held, chunk]) : chunk;
-        flushWhole(false).then(() => callback(), callback);
-      },
-      final: (callback) => {
-        flushWhole(true).then(() => callback(), callback);
-      },
-    });
+  createWriteStream(options: BlkWriteStreamOptions = {}): Writable {
+    return createBlkWriteStream(this, options);
   }
 
   override close(): void {
@@ -294,27 +224,6 @@ export class VirtioBlk extends VirtioDriver {
   }
 
   // ---- internals ----
-
-  private checkWritable(what: string): void {
-    if (this.info.readOnly) throw new ReadOnlyError(`${what}: the device is read-only (VIRTIO_BLK_F_RO)`);
-  }
-
-  /**
-   * Validates [sector, sector + bytes/512) against the capacity; returns the
-   * sector as bigint. A range, not a request: it may be as large as the
-   * disk (a stream, a discard); requests are cut to maxRequestBytes by
-   * split(), and read(n) caps what it allocates with checkLength().
-   */
-  private checkRange(sector: number | bigint, bytes: number | bigint): bigint {
-    const start = toSector(sector);
-    const length = typeof bytes === 'bigint' ? bytes : Number.isSafeInteger(bytes) ? BigInt(bytes) : -1n;
-    if (length < 0n || length % SECTOR_BIG !== 0n) throw new RangeError(`length must be a multiple of ${BLK_SECTOR_SIZE} bytes, got ${String(bytes)}`);
-    const end = start + length / SECTOR_BIG;
-    if (end > this.info.capacity) {
-      throw new RangeError(`sectors ${start}..${end} are beyond the device's capacity of ${this.info.capacity} sectors`);
-    }
-    return start;
-  }
 
   /** Runs `each` over request-sized parts of `data` in parallel; the first failure stops the rest. */
   private async split(start: bigint, data: Buffer, each: (sector: bigint, part: Buffer) => Promise<void>): Promise<void> {
@@ -368,14 +277,14 @@ export class VirtioBlk extends VirtioDriver {
 
   private async segmentsRequest(type: number, ranges: readonly BlkRange[], limits: { maxSectors: number; maxSegments: number }, flags: number, options: BlkRequestOptions): Promise<void> {
     this.checkOpen();
-    this.checkWritable(type === BlkRequestType.DISCARD ? 'discard' : 'write zeroes');
+    checkWritable(this.info, type === BlkRequestType.DISCARD ? 'discard' : 'write zeroes');
     if (!Array.isArray(ranges) || ranges.length === 0) throw new RangeError('at least one range is needed');
     if (ranges.length > limits.maxSegments) throw new RangeError(`${ranges.length} ranges, the device takes at most ${limits.maxSegments} per request`);
     const sectors = ranges.map((range, i) => {
       if (!Number.isInteger(range?.sectors) || range.sectors < 1 || range.sectors > limits.maxSectors) {
         throw new RangeError(`range ${i}: sectors must be an integer in [1, ${limits.maxSectors}], got ${range?.sectors}`);
       }
-      return this.checkRange(range.sector, range.sectors * BLK_SECTOR_SIZE);
+      return checkRange(this.info, range.sector, range.sectors * BLK_SECTOR_SIZE);
     });
     const region = this.memory.allocate(ranges.length * BLK_DISCARD_SEGMENT_SIZE);
     const view = new DataView(region.view, region.offset, region.size);
@@ -473,112 +382,7 @@ function dataBytes(buffers?: QueueBuffer[]): number {
   return total;
 }
 
-/** Bytes of config space the fields valid under `negotiated` reach (§5.2.4). */
-function configBytes(negotiated: bigint): number {
-  const ends: [number, number][] = [
-    [-1, BlkConfig.capacity + 8],
-    [BlkFeature.SIZE_MAX, BlkConfig.size_max + 4],
-    [BlkFeature.SEG_MAX, BlkConfig.seg_max + 4],
-    [BlkFeature.BLK_SIZE, BlkConfig.blk_size + 4],
-    [BlkFeature.TOPOLOGY, BlkConfig.topology_opt_io_size + 4],
-    [BlkFeature.MQ, BlkConfig.num_queues + 2],
-    [BlkFeature.DISCARD, BlkConfig.discard_sector_alignment + 4],
-    [BlkFeature.WRITE_ZEROES, BlkConfig.write_zeroes_may_unmap + 1],
-  ];
-  return Math.max(...ends.filter(([bit]) => bit < 0 || hasFeature(negotiated, bit)).map(([, end]) => end));
-}
-
-/** Reads the config fields the negotiated features make valid (§5.2.4), in one generation. */
-function readInfo(transport: MmioTransport, negotiated: bigint): BlkInfo {
-  const has = (bit: number): boolean => hasFeature(negotiated, bit);
-  const c = transport.config;
-  return c.atomic(() => {
-    const capacity = c.read64(BlkConfig.capacity);
-    if (capacity > MAX_CAPACITY) throw new TransportError(TransportError.CONFIG_INVALID, `${transport.label}: capacity ${capacity} sectors is more bytes than 64 bits count`);
-    const offered = has(BlkFeature.MQ) ? c.read16(BlkConfig.num_queues) : 1;
-    if (offered < 1) throw new TransportError(TransportError.CONFIG_INVALID, `${transport.label}: num_queues is 0 with VIRTIO_BLK_F_MQ`);
-    const queues = Math.min(offered, MAX_QUEUES);
-    const blockSize = has(BlkFeature.BLK_SIZE) ? c.read32(BlkConfig.blk_size) : BLK_SECTOR_SIZE;
-    return {
-      capacity,
-      bytes: capacity * BigInt(BLK_SECTOR_SIZE),
-      // Reported only: no request is sized by it. Linux refuses a device whose blk_size is not a power of two in
-      // [512, page size] (blk_validate_block_size); here such a value reads as 512.
-      blockSize: blockSize >= BLK_SECTOR_SIZE && (blockSize & (blockSize - 1)) === 0 ? blockSize : BLK_SECTOR_SIZE,
-      readOnly: has(BlkFeature.RO),
-      // Linux's virtio_blk takes a seg_max of 0 as 1 ("at least one SG element, whatever they say"); so do we.
-      // A huge one is cut to the descriptors a chain can have (the constructor's maxSegments).
-      segMax: has(BlkFeature.SEG_MAX) ? Math.max(1, c.read32(BlkConfig.seg_max)) : undefined,
-      sizeMax: has(BlkFeature.SIZE_MAX) ? sizeMaxUsed(c.read32(BlkConfig.size_max)) : undefined,
-      flush: has(BlkFeature.FLUSH),
-      discard: has(BlkFeature.DISCARD)
-        ? { maxSectors: positive(c.read32(BlkConfig.max_discard_sectors)) ?? 1, maxSegments: positive(c.read32(BlkConfig.max_discard_seg)) ?? 1, alignment: c.read32(BlkConfig.discard_sector_alignment) }
-        : undefined,
-      writeZeroes: has(BlkFeature.WRITE_ZEROES)
-        ? { maxSectors: positive(c.read32(BlkConfig.max_write_zeroes_sectors)) ?? 1, maxSegments: positive(c.read32(BlkConfig.max_write_zeroes_seg)) ?? 1, mayUnmap: c.read8(BlkConfig.write_zeroes_may_unmap) !== 0 }
-        : undefined,
-      topology: has(BlkFeature.TOPOLOGY)
-        ? {
-            physicalBlockExp: c.read8(BlkConfig.topology_physical_block_exp),
-            alignmentOffset: c.read8(BlkConfig.topology_alignment_offset),
-            minIoSize: c.read16(BlkConfig.topology_min_io_size),
-            optIoSize: c.read32(BlkConfig.topology_opt_io_size),
-          }
-        : undefined,
-      queues,
-    };
-  });
-}
-
-/** A device-given limit of 0 means none was given. */
-const positive = (n: number): number | undefined => (n > 0 ? n : undefined);
-
 const floorSectors = (n: number): number => Math.floor(n / BLK_SECTOR_SIZE) * BLK_SECTOR_SIZE;
-
-const SECTOR_BIG = BigInt(BLK_SECTOR_SIZE);
-
-/**
- * The size_max used (§5.2.4: the largest data segment). Linux's virtio_blk
- * hands it to the block layer as max_segment_size: a value below a page
- * was raised to a page (blk_queue_max_segment_size, "set to minimum");
- * since the queue_limits rework 0 takes the block layer's default and
- * 1..page-1 makes blk_validate_limits refuse the device. Here 0 means no
- * limit given, and 1..511 is raised to one sector: below that a request of
- * whole sectors may need more segments than seg_max allows, and every I/O
- * would fail. BlkInfo.sizeMax is the value used.
- */
-function sizeMaxUsed(sizeMax: number): number | undefined {
-  return sizeMax === 0 ? undefined : Math.max(BLK_SECTOR_SIZE, sizeMax);
-}
-
-/** The length of one buffer read(n) allocates, or of a stream's chunk: what one Buffer holds here. */
-function checkLength(length: number): number {
-  if (!Number.isInteger(length) || length < 1 || length % BLK_SECTOR_SIZE !== 0 || length > 2 ** 31) {
-    throw new RangeError(`length must be a positive multiple of ${BLK_SECTOR_SIZE} bytes up to 2 GiB, got ${length}`);
-  }
-  return length;
-}
-
-/** A byte offset on the disk: a safe integer or a bigint, ≥ 0, on a sector boundary (§5.2.6: requests address 512-byte sectors). */
-function toByteOffset(name: string, value: number | bigint): bigint {
-  let offset: bigint;
-  if (typeof value === 'bigint') offset = value;
-  else if (typeof value === 'number') {
-    if (!Number.isSafeInteger(value)) throw new RangeError(`${name} must be a safe integer or a bigint, got ${value}`);
-    offset = BigInt(value);
-  } else throw new TypeError(`${name} must be a number or a bigint, got ${typeof value}`);
-  if (offset < 0n || offset % SECTOR_BIG !== 0n) throw new RangeError(`${name} must be a sector-aligned byte offset ≥ 0, got ${offset}`);
-  return offset;
-}
-
-function toSector(sector: number | bigint): bigint {
-  if (typeof sector === 'bigint') {
-    if (sector < 0n) throw new RangeError(`sector must be ≥ 0, got ${sector}`);
-    return sector;
-  }
-  if (!Number.isSafeInteger(sector) || sector < 0) throw new RangeError(`sector must be a non-negative integer, got ${sector}`);
-  return BigInt(sector);
-}
 
 function asBuffer(data: Uint8Array): Buffer {
   if (!(data instanceof Uint8Array)) throw new TypeError('data must be a Buffer or Uint8Array');

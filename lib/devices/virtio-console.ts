@@ -14,10 +14,11 @@ import {
   portTransmitQueue,
   type ConsoleControlMessage,
 } from '../spec';
-import type { MmioTransport } from '../transport';
+import type { VirtioTransport } from '../transport';
 import { ControlChannel } from './console-control';
 import { ConsolePort, type ConsoleSize, type PortControl, type PortHost } from './console-port';
-import { VirtioDriver, type DriverOptions } from './virtio-driver';
+import { DriverSetup } from './driver-setup';
+import { VirtioDriver, type DriverOptions, type StartedDevice } from './virtio-driver';
 
 export type { ConsoleSize } from './console-port';
 
@@ -72,31 +73,8 @@ export class VirtioConsole extends VirtioDriver {
   private readonly control?: ControlChannel;
   private ignored = 0;
 
-  private constructor(transport: MmioTransport, options: VirtioConsoleOptions) {
-    const wantMultiport = options.multiport ?? true;
-    let portCount = 1;
-    super(
-      VirtioDriver.start(
-        transport,
-        {
-          deviceId: DeviceId.CONSOLE,
-          features: feature(ConsoleFeature.SIZE) | (wantMultiport ? feature(ConsoleFeature.MULTIPORT) : 0n),
-          queues: (t, features) => {
-            if (hasFeature(features, ConsoleFeature.SIZE)) VirtioDriver.requireConfig(t, ConsoleConfig.rows + 2, 'virtio-console (VIRTIO_CONSOLE_F_SIZE)');
-            if (!hasFeature(features, ConsoleFeature.MULTIPORT)) return [ConsoleQueue.RECEIVE0, ConsoleQueue.TRANSMIT0];
-            VirtioDriver.requireConfig(t, ConsoleConfig.max_nr_ports + 4, 'virtio-console (VIRTIO_CONSOLE_F_MULTIPORT)');
-            // max_nr_ports comes from the device: bounded by what the caller allows.
-            const offered = t.config.read32(ConsoleConfig.max_nr_ports);
-            portCount = Math.max(1, Math.min(offered, options.maxPorts ?? DEFAULT_MAX_PORTS));
-            const queues: number[] = [ConsoleQueue.RECEIVE0, ConsoleQueue.TRANSMIT0, ConsoleQueue.CONTROL_RECEIVE, ConsoleQueue.CONTROL_TRANSMIT];
-            for (let id = 1; id < portCount; id++) queues.push(portReceiveQueue(id), portTransmitQueue(id));
-            return queues;
-          },
-          queueSize: 64,
-        },
-        options,
-      ),
-    );
+  private constructor(started: StartedDevice, portCount: number, options: VirtioConsoleOptions) {
+    super(started);
     this.multiport = hasFeature(this.features, ConsoleFeature.MULTIPORT);
     const receiveBufferBytes = options.receiveBufferBytes ?? 4096;
     const buffers = { receiveBuffers: options.receiveBuffers ?? 64, receiveBufferBytes, transmitBufferBytes: options.transmitBufferBytes ?? 4096 };
@@ -148,14 +126,31 @@ export class VirtioConsole extends VirtioDriver {
   }
 
   /** Initializes the device on `transport` (which must hold a console device). */
-  static open(transport: MmioTransport, options: VirtioConsoleOptions): VirtioConsole {
+  static open(transport: VirtioTransport, options: VirtioConsoleOptions): VirtioConsole {
     for (const name of ['receiveBufferBytes', 'transmitBufferBytes', 'receiveBuffers'] as const) {
       const value = options?.[name];
       if (value !== undefined && (!Number.isInteger(value) || value < 1 || value > 1 << 20)) throw new RangeError(`${name} must be an integer in [1, 1 MiB], got ${value}`);
     }
     const maxPorts = options?.maxPorts;
     if (maxPorts !== undefined && (!Number.isInteger(maxPorts) || maxPorts < 1 || maxPorts > 1024)) throw new RangeError(`maxPorts must be an integer in [1, 1024], got ${maxPorts}`);
-    return new VirtioConsole(transport, options);
+    const setup = DriverSetup.begin(transport, options);
+    try {
+      const wanted = feature(ConsoleFeature.SIZE) | (options.multiport ?? true ? feature(ConsoleFeature.MULTIPORT) : 0n);
+      const features = setup.negotiate(DeviceId.CONSOLE, wanted);
+      if (hasFeature(features, ConsoleFeature.SIZE)) setup.requireConfig(ConsoleConfig.rows + 2, 'virtio-console (VIRTIO_CONSOLE_F_SIZE)');
+      let portCount = 1;
+      if (hasFeature(features, ConsoleFeature.MULTIPORT)) {
+        setup.requireConfig(ConsoleConfig.max_nr_ports + 4, 'virtio-console (VIRTIO_CONSOLE_F_MULTIPORT)');
+        // max_nr_ports comes from the device: bounded by what the caller allows.
+        const offered = transport.config.read32(ConsoleConfig.max_nr_ports);
+        portCount = Math.max(1, Math.min(offered, maxPorts ?? DEFAULT_MAX_PORTS));
+      }
+      setup.setUpQueues(consoleQueues(portCount, hasFeature(features, ConsoleFeature.MULTIPORT)), 64);
+      setup.driverOk();
+      return new VirtioConsole(setup.finish(), portCount, options);
+    } catch (error) {
+      throw setup.abandon(error);
+    }
   }
 
   /** Port 0's columns and rows, when the device offers VIRTIO_CONSOLE_F_SIZE; the stream emits 'resize' on change. */
@@ -324,4 +319,12 @@ export class VirtioConsole extends VirtioDriver {
     for (const { control } of this.slots) control.fail(error);
     if (this.events.listenerCount('error') > 0) this.events.emit('error', error);
   }
+}
+
+/** §5.3.2: port 0's receiveq and transmitq; with MULTIPORT the control queues, then each further port's pair. */
+function consoleQueues(portCount: number, multiport: boolean): number[] {
+  if (!multiport) return [ConsoleQueue.RECEIVE0, ConsoleQueue.TRANSMIT0];
+  const queues: number[] = [ConsoleQueue.RECEIVE0, ConsoleQueue.TRANSMIT0, ConsoleQueue.CONTROL_RECEIVE, ConsoleQueue.CONTROL_TRANSMIT];
+  for (let id = 1; id < portCount; id++) queues.push(portReceiveQueue(id), portTransmitQueue(id));
+  return queues;
 }

@@ -1,37 +1,14 @@
-import { ClosedError, TransportError } from '../errors';
+import { ClosedError } from '../errors';
 import type { Barriers, DmaAllocator } from '../platform';
-import { createQueue, type QueueDump, type QueueMode, type QueueModeOptions, type QueueStats, type Virtqueue } from '../queue';
-import { FeatureBit, deviceIdName, hasFeature, isPowerOfTwo } from '../spec';
-import { TRANSPORT_FEATURES, type MmioTransport } from '../transport';
-
-/** What a driver declares about its device type. */
-export interface DriverPlan {
-  /** Virtio device ID the driver is for (§5). */
-  deviceId: number;
-  /** Device-type feature bits the driver can use; the transport features it implements are added. */
-  features?: bigint;
-  /** Feature bits the driver cannot work without (NegotiationError FEATURE_MISSING when absent). */
-  requiredFeatures?: bigint;
-  /**
-   * Queue indices to set up, in order (§5.x "Virtqueues"); a function when
-   * the count depends on config read after negotiation (e.g. blk num_queues).
-   */
-  queues: readonly number[] | ((transport: MmioTransport, features: bigint) => readonly number[]);
-  /** Queue Size to ask for (capped by QueueNumMax, rounded down to a power of two). Default 256. */
-  queueSize?: number;
-  /**
-   * Runs after feature negotiation and queue setup, before DRIVER_OK
-   * (§3.1.1 step 7): read config, fill receive queues…
-   */
-  configure?(transport: MmioTransport, features: bigint): void;
-}
+import type { QueueDump, QueueMode, QueueModeOptions, QueueStats, Virtqueue } from '../queue';
+import type { VirtioTransport } from '../transport';
 
 /** How to run a driver, chosen by whoever opens it. */
 export interface DriverOptions {
   /** Where rings and buffers live. */
   memory: DmaAllocator;
   barriers?: Barriers;
-  /** Upper bound on every queue's size (default: the plan's). */
+  /** Upper bound on every queue's size (default: the size each driver asks for). */
   queueSize?: number;
   /** Features the driver must not ask for (e.g. turn EVENT_IDX off to compare). Default: none. */
   excludeFeatures?: bigint;
@@ -49,17 +26,14 @@ export interface DriverOptions {
   requestTimeoutMs?: number;
 }
 
-const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
-
 /**
- * The base of device drivers, ours and users': it runs the init sequence
- * of virtio 1.2 §3.1.1 once — reset, negotiation, queues, configure,
- * DRIVER_OK — and owns the transport and queues afterwards. A subclass
- * calls `VirtioDriver.start(transport, plan, options)` and passes the
- * result to this constructor.
+ * The base of device drivers, ours and users': it owns the transport and
+ * the queues once the device is live. A subclass's `static open(transport,
+ * options)` runs the init sequence of virtio 1.2 §3.1.1 step by step with
+ * a DriverSetup and hands `setup.finish()` to this constructor.
  */
 export abstract class VirtioDriver {
-  readonly transport: MmioTransport;
+  readonly transport: VirtioTransport;
   /** Negotiated features. */
   readonly features: bigint;
   protected readonly memory: DmaAllocator;
@@ -76,56 +50,7 @@ export abstract class VirtioDriver {
     this.requestTimeoutMs = started.requestTimeoutMs;
   }
 
-  /** Runs the init sequence for `plan`; on any failure the device is left FAILED and everything allocated is freed. */
-  static start(transport: MmioTransport, plan: DriverPlan, options: DriverOptions): StartedDevice {
-    if (!options || typeof options.memory?.allocate !== 'function') throw new TypeError('options.memory (a DmaAllocator) is required');
-    checkDriverOptions(options);
-    const timeout = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-    if (typeof timeout !== 'number' || !(timeout >= 0 && timeout <= 2 ** 31 - 1)) throw new RangeError(`requestTimeoutMs must be a number in [0, 2^31 - 1], got ${String(timeout)}`);
-    if (transport.deviceId !== plan.deviceId) {
-      throw new TransportError(TransportError.WRONG_DEVICE, `${transport.label}: this driver is for ${deviceIdName(plan.deviceId)}, the device is ${deviceIdName(transport.deviceId)}`);
-    }
-    const wanted = ((plan.features ?? 0n) | TRANSPORT_FEATURES) & ~(options.excludeFeatures ?? 0n);
-    const features = transport.negotiate(wanted, plan.requiredFeatures ?? 0n);
-    const queues = new Map<number, Virtqueue>();
-    try {
-      const indices = typeof plan.queues === 'function' ? plan.queues(transport, features) : plan.queues;
-      for (const index of indices) {
-        const max = transport.queueNumMax(index);
-        if (max === 0) throw new TransportError(TransportError.QUEUE_UNAVAILABLE, `${transport.label}: queue ${index} does not exist (QueueNumMax 0)`);
-        // §2.7: split rings take a power of two; packed rings any size up to QueueNumMax (§2.8).
-        const wantedSize = Math.min(max, options.queueSize ?? Infinity, plan.queueSize ?? 256);
-        const size = hasFeature(features, FeatureBit.RING_PACKED) ? wantedSize : floorPowerOfTwo(wantedSize);
-        const queue = createQueue({ index, size, memory: options.memory, layout: transport.queueLayout, features, barriers: options.barriers, indirectMax: options.indirectMax });
-        queues.set(index, queue);
-        queue.attach(transport);
-        if (options.queueMode) queue.setMode(options.queueMode, options.queueModeOptions);
-      }
-      plan.configure?.(transport, features);
-      transport.driverOk();
-    } catch (error) {
-      // The device lets go of the rings before their memory is freed; if it
-      // will not reset, the memory stays allocated rather than be reused under it.
-      let released = true;
-      try {
-        transport.reset();
-      } catch {
-        released = false;
-      }
-      // A queue whose attach failed midway is not known to the transport: the completed reset is its reclaim too.
-      if (released) {
-        for (const queue of queues.values()) {
-          queue.reclaimAll();
-          queue.close();
-        }
-      }
-      transport.markFailed();
-      throw error;
-    }
-    return { transport, features, memory: options.memory, queues, requestTimeoutMs: timeout > 0 ? timeout : undefined };
-  }
-
-  /** The queue at `index` (one of the plan's). */
+  /** The queue at `index` (one of those set up by DriverSetup.setUpQueues). */
   protected queue(index: number): Virtqueue {
     const queue = this.queueMap.get(index);
     if (!queue) throw new RangeError(`queue ${index} was not set up by this driver`);
@@ -198,16 +123,6 @@ export abstract class VirtioDriver {
   }
 
   /**
-   * Throws TransportError CONFIG_INVALID unless the config space holds at
-   * least `bytes` bytes (the fields the negotiated features make valid).
-   */
-  protected static requireConfig(transport: MmioTransport, bytes: number, what: string): void {
-    if (transport.config.size < bytes) {
-      throw new TransportError(TransportError.CONFIG_INVALID, `${transport.label}: ${what} needs ${bytes} bytes of config space, the device has ${transport.config.size}`);
-    }
-  }
-
-  /**
    * Resets the device (pending requests reject with CanceledError), frees
    * the queues' memory and closes the transport. Idempotent. A device that
    * does not complete its reset keeps its ring memory allocated (it may
@@ -225,25 +140,13 @@ export abstract class VirtioDriver {
   protected deviceReleased = false;
 }
 
+/** A device DriverSetup brought to DRIVER_OK (§3.1.1 step 8), as the driver takes it over. */
 export interface StartedDevice {
-  transport: MmioTransport;
+  transport: VirtioTransport;
+  /** Negotiated features. */
   features: bigint;
   memory: DmaAllocator;
   queues: Map<number, Virtqueue>;
+  /** SubmitOptions.timeoutMs for requests (undefined: no limit). */
   requestTimeoutMs?: number;
-}
-
-/** Refuses bad options before the device is touched (a refusal later would leave it FAILED). */
-function checkDriverOptions(options: DriverOptions): void {
-  const { queueSize, indirectMax, queueMode, excludeFeatures } = options;
-  if (queueSize !== undefined && (!Number.isInteger(queueSize) || queueSize < 1 || queueSize > 32768)) throw new RangeError(`queueSize must be an integer in [1, 32768], got ${String(queueSize)}`);
-  if (indirectMax !== undefined && (!Number.isInteger(indirectMax) || indirectMax < 2 || indirectMax > 0xffff)) throw new RangeError(`indirectMax must be an integer in [2, 65535], got ${String(indirectMax)}`);
-  if (queueMode !== undefined && queueMode !== 'interrupt' && queueMode !== 'poll' && queueMode !== 'hybrid') throw new TypeError(`queueMode must be 'interrupt', 'poll' or 'hybrid', got ${String(queueMode)}`);
-  if (excludeFeatures !== undefined && typeof excludeFeatures !== 'bigint') throw new TypeError('excludeFeatures must be a bigint');
-}
-
-function floorPowerOfTwo(n: number): number {
-  if (!(n >= 1)) throw new RangeError(`queue size must be at least 1, got ${n}`);
-  const p = 2 ** Math.floor(Math.log2(n));
-  return isPowerOfTwo(p) ? p : 1;
 }

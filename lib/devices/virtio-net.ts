@@ -4,8 +4,9 @@ import { CanceledError } from '../errors';
 import { freeIfLive, type DmaRegion } from '../platform';
 import type { Virtqueue } from '../queue';
 import { DeviceId, FeatureBit, NET_HDR_NUM_BUFFERS, NET_HDR_SIZE, NET_HDR_SIZE_LEGACY, NET_MAX_FRAME, NET_MIN_FRAME, NetConfig, NetFeature, NetQueue, NetStatus, features, hasFeature } from '../spec';
-import type { MmioTransport } from '../transport';
-import { VirtioDriver, type DriverOptions } from './virtio-driver';
+import type { VirtioTransport } from '../transport';
+import { DriverSetup } from './driver-setup';
+import { VirtioDriver, type DriverOptions, type StartedDevice } from './virtio-driver';
 
 export interface VirtioNetOptions extends DriverOptions {
   /** Receive buffers kept posted (default: the receive queue's size, at most 256). */
@@ -60,31 +61,15 @@ export class VirtioNet extends VirtioDriver {
   private partial?: { parts: Buffer[]; bytes: number; left: number };
   private failure?: Error;
 
-  private constructor(transport: MmioTransport, options: VirtioNetOptions) {
-    super(
-      VirtioDriver.start(
-        transport,
-        {
-          deviceId: DeviceId.NET,
-          features: WANTED,
-          queues: (t, negotiated) => {
-            // §5.1.4: mac with VIRTIO_NET_F_MAC, status after it with VIRTIO_NET_F_STATUS.
-            const bytes = hasFeature(negotiated, NetFeature.STATUS) ? NetConfig.status + 2 : hasFeature(negotiated, NetFeature.MAC) ? NetConfig.mac + 6 : 0;
-            VirtioDriver.requireConfig(t, bytes, 'virtio-net');
-            return [NetQueue.RECEIVE0, NetQueue.TRANSMIT0];
-          },
-          queueSize: 256,
-        },
-        options,
-      ),
-    );
+  private constructor(started: StartedDevice, mac: Buffer | undefined, options: VirtioNetOptions) {
+    super(started);
     this.rx = this.queue(NetQueue.RECEIVE0);
     this.tx = this.queue(NetQueue.TRANSMIT0);
     const modern = hasFeature(this.features, FeatureBit.VERSION_1);
     this.headerBytes = modern || hasFeature(this.features, NetFeature.MRG_RXBUF) ? NET_HDR_SIZE : NET_HDR_SIZE_LEGACY;
     this.maxQueued = options.maxQueuedFrames ?? 1024;
     this.maxQueuedBytes = options.maxQueuedBytes ?? 4 * 1024 * 1024;
-    this.mac = hasFeature(this.features, NetFeature.MAC) ? Buffer.from(transport.config.readBytes(NetConfig.mac, 6)) : randomMac();
+    this.mac = mac ?? randomMac();
     this.link = this.readLink();
     this.onConfigChange(() => {
       const link = this.readLink();
@@ -100,7 +85,7 @@ export class VirtioNet extends VirtioDriver {
   }
 
   /** Initializes the device on `transport` (which must hold a network device). */
-  static open(transport: MmioTransport, options: VirtioNetOptions): VirtioNet {
+  static open(transport: VirtioTransport, options: VirtioNetOptions): VirtioNet {
     for (const name of ['receiveBuffers', 'maxQueuedFrames'] as const) {
       const value = options?.[name];
       if (value !== undefined && (!Number.isInteger(value) || value < 1 || value > 65536)) throw new RangeError(`${name} must be an integer in [1, 65536], got ${value}`);
@@ -109,7 +94,20 @@ export class VirtioNet extends VirtioDriver {
     if (bytes !== undefined && (!Number.isInteger(bytes) || bytes < NET_MAX_FRAME || bytes > 2 ** 31)) {
       throw new RangeError(`maxQueuedBytes must be an integer in [${NET_MAX_FRAME}, 2^31], got ${bytes}`);
     }
-    return new VirtioNet(transport, options);
+    const setup = DriverSetup.begin(transport, options);
+    try {
+      const negotiated = setup.negotiate(DeviceId.NET, WANTED);
+      // §5.1.4: mac with VIRTIO_NET_F_MAC, status after it with VIRTIO_NET_F_STATUS.
+      const configBytes = hasFeature(negotiated, NetFeature.STATUS) ? NetConfig.status + 2 : hasFeature(negotiated, NetFeature.MAC) ? NetConfig.mac + 6 : 0;
+      setup.requireConfig(configBytes, 'virtio-net');
+      const mac = hasFeature(negotiated, NetFeature.MAC) ? Buffer.from(transport.config.readBytes(NetConfig.mac, 6)) : undefined;
+      // §5.1.2: receiveq1 and transmitq1 (no multiqueue, no control queue).
+      setup.setUpQueues([NetQueue.RECEIVE0, NetQueue.TRANSMIT0], 256);
+      setup.driverOk();
+      return new VirtioNet(setup.finish(), mac, options);
+    } catch (error) {
+      throw setup.abandon(error);
+    }
   }
 
   /**

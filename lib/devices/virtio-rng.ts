@@ -3,8 +3,9 @@ import { Readable } from 'node:stream';
 import { CanceledError, ProtocolError } from '../errors';
 import type { DmaRegion } from '../platform';
 import { DeviceId } from '../spec';
-import type { MmioTransport } from '../transport';
-import { VirtioDriver, type DriverOptions } from './virtio-driver';
+import type { VirtioTransport } from '../transport';
+import { DriverSetup } from './driver-setup';
+import { VirtioDriver, type DriverOptions, type StartedDevice } from './virtio-driver';
 import { SlotPool, abortable } from './slot-pool';
 
 export interface VirtioRngOptions extends DriverOptions {
@@ -28,26 +29,31 @@ export class VirtioRng extends VirtioDriver {
   private readonly buffers: DmaRegion;
   private readonly slots: SlotPool;
 
-  private constructor(transport: MmioTransport, options: VirtioRngOptions) {
-    super(VirtioDriver.start(transport, { deviceId: DeviceId.ENTROPY, queues: [REQUEST_QUEUE], queueSize: 64 }, options));
-    this.requestBytes = options.requestBytes ?? 4096;
+  private constructor(started: StartedDevice, requestBytes: number) {
+    super(started);
+    this.requestBytes = requestBytes;
     const { size } = this.queue(REQUEST_QUEUE);
-    try {
-      this.buffers = this.memory.allocate(size * this.requestBytes, 64);
-    } catch (error) {
-      super.close();
-      throw error;
-    }
+    // Should this fail, open()'s abandon() closes the device.
+    this.buffers = this.memory.allocate(size * this.requestBytes, 64);
     this.slots = new SlotPool(size);
   }
 
   /** Initializes the device on `transport` (which must hold an entropy device). */
-  static open(transport: MmioTransport, options: VirtioRngOptions): VirtioRng {
+  static open(transport: VirtioTransport, options: VirtioRngOptions): VirtioRng {
     const requestBytes = options?.requestBytes ?? 4096;
     if (!Number.isInteger(requestBytes) || requestBytes < 1 || requestBytes > 1 << 20) {
       throw new RangeError(`requestBytes must be an integer in [1, 1 MiB], got ${requestBytes}`);
     }
-    return new VirtioRng(transport, options);
+    const setup = DriverSetup.begin(transport, options);
+    try {
+      setup.negotiate(DeviceId.ENTROPY, 0n);
+      // §5.4.2: one queue, requestq.
+      setup.setUpQueues([REQUEST_QUEUE], 64);
+      setup.driverOk();
+      return new VirtioRng(setup.finish(), requestBytes);
+    } catch (error) {
+      throw setup.abandon(error);
+    }
   }
 
   /** `length` random bytes from the device. */

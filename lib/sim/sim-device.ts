@@ -132,6 +132,7 @@ export class SimDevice extends RegisterWindow {
   private statusDuringReset = 0;
   private resetReadsLeft = 0;
   private driverFeaturesValue = 0n;
+  private readonly featuresAccepted: bigint[] = [];
   private deviceFeaturesSel?: number;
   private driverFeaturesSel?: number;
   private shmSel = 0;
@@ -297,6 +298,11 @@ export class SimDevice extends RegisterWindow {
   /** The driver features as written (DriverFeatures words). */
   get driverFeatures(): bigint {
     return this.driverFeaturesValue;
+  }
+
+  /** The driver features of every FEATURES_OK the device kept (§3.1.1 step 6; Version 2 only), oldest first; resets do not clear it. */
+  get acceptedFeatures(): readonly bigint[] {
+    return this.featuresAccepted;
   }
 
   /** Driver features the device also offered: what the rings run with. */
@@ -613,6 +619,7 @@ export class SimDevice extends RegisterWindow {
         }
         // The device's decision (§3.1.1 step 6): a refused set does not keep FEATURES_OK.
         if (!this.acceptFeatures(this.driverFeaturesValue)) next &= ~FEATURES_OK;
+        else this.featuresAccepted.push(this.driverFeaturesValue);
       }
     }
     if (adding & DRIVER_OK && this.version === 2 && !(next & FEATURES_OK)) {

@@ -1,5 +1,5 @@
 import { DeviceBrokenError, QueueFullError, TimeoutError } from '../../lib/errors';
-import { VirtioDriver } from '../../lib/devices';
+import { DriverSetup } from '../../lib/devices';
 import { DeviceStatus, FeatureBit, feature, features } from '../../lib/spec';
 import { EchoDriver } from '../support/echo-driver';
 import { echoRequest } from '../support/echo-request';
@@ -358,12 +358,18 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('failure paths: %s', (_nam
   test('a driver whose setup fails leaves the device FAILED and frees its queues', () => {
     rig = simRig(ring.version, echoModel(), ring.transportFeatures === undefined ? {} : { transportFeatures: ring.transportFeatures });
     const boom = new Error('configure failed');
-    class Failing extends VirtioDriver {
-      constructor() {
-        super(VirtioDriver.start(rig!.transport, { deviceId: 42, queues: [0], configure: () => { throw boom; } }, { memory: rig!.pool }));
+    // A driver's open() whose config step fails after its queues were set up (§3.1.1 step 7).
+    const open = (): never => {
+      const setup = DriverSetup.begin(rig!.transport, { memory: rig!.pool });
+      try {
+        setup.negotiate(42, 0n);
+        setup.setUpQueues([0], 8);
+        throw boom;
+      } catch (error) {
+        throw setup.abandon(error);
       }
-    }
-    expect(() => new Failing()).toThrow(boom);
+    };
+    expect(open).toThrow(boom);
     expect(rig.transport.status & DeviceStatus.FAILED).toBe(DeviceStatus.FAILED);
     expect(rig.pool.stats().regions).toBe(0);
   });

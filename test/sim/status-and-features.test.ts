@@ -86,6 +86,15 @@ describe('feature words (virtio 1.2 §4.2.2)', () => {
     r.init(feature(FeatureBit.VERSION_1));
     expect(seen).toEqual([feature(FeatureBit.VERSION_1)]);
     expect(r.status() & FEATURES_OK).toBe(0);
+    expect(r.sim.acceptedFeatures).toEqual([]);
+    expect(r.sim.violations).toEqual([]);
+  });
+
+  test('acceptedFeatures lists every FEATURES_OK kept, across resets', () => {
+    const r = rig(new TestModel({ features: MODEL_BITS }));
+    const first = r.init(feature(0) | feature(FeatureBit.VERSION_1));
+    const second = r.init(feature(5) | feature(FeatureBit.VERSION_1));
+    expect(r.sim.acceptedFeatures).toEqual([first, second]);
     expect(r.sim.violations).toEqual([]);
   });
 

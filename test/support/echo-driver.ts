@@ -1,12 +1,25 @@
-import { VirtioDriver, type DriverOptions } from '../../lib/devices';
+import { DriverSetup, VirtioDriver, type DriverOptions, type StartedDevice } from '../../lib/devices';
 import { freeIfLive, type DmaRegion } from '../../lib/platform';
 import type { Virtqueue, SubmitOptions } from '../../lib/queue';
-import type { MmioTransport } from '../../lib/transport';
+import type { VirtioTransport } from '../../lib/transport';
 
 /** A user-style driver on the public base: one queue, echo requests (device 42 of echoModel). */
 export class EchoDriver extends VirtioDriver {
-  constructor(transport: MmioTransport, options: DriverOptions) {
-    super(VirtioDriver.start(transport, { deviceId: 42, queues: [0] }, options));
+  /** Opens the device (the tests construct it with `new`, so the setup runs here). */
+  constructor(transport: VirtioTransport, options: DriverOptions) {
+    super(EchoDriver.setUp(transport, options));
+  }
+
+  private static setUp(transport: VirtioTransport, options: DriverOptions): StartedDevice {
+    const setup = DriverSetup.begin(transport, options);
+    try {
+      setup.negotiate(42, 0n);
+      setup.setUpQueues([0]);
+      setup.driverOk();
+      return setup.finish();
+    } catch (error) {
+      throw setup.abandon(error);
+    }
   }
 
   get q(): Virtqueue {

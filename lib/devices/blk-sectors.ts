@@ -1,0 +1,62 @@
+import { ReadOnlyError } from '../errors';
+import { BLK_SECTOR_SIZE } from '../spec';
+import type { BlkInfo } from './blk-info';
+
+/**
+ * What a block request may address (virtio 1.2 §5.2.6: 512-byte sectors
+ * within the capacity, no writes to a VIRTIO_BLK_F_RO device), checked
+ * before anything is sent.
+ */
+
+export const SECTOR_BIG = BigInt(BLK_SECTOR_SIZE);
+
+/** The length of one buffer read(n) allocates, or of a stream's chunk: what one Buffer holds here. */
+export function checkLength(length: number): number {
+  if (!Number.isInteger(length) || length < 1 || length % BLK_SECTOR_SIZE !== 0 || length > 2 ** 31) {
+    throw new RangeError(`length must be a positive multiple of ${BLK_SECTOR_SIZE} bytes up to 2 GiB, got ${length}`);
+  }
+  return length;
+}
+
+/** A byte offset on the disk: a safe integer or a bigint, ≥ 0, on a sector boundary. */
+export function toByteOffset(name: string, value: number | bigint): bigint {
+  let offset: bigint;
+  if (typeof value === 'bigint') offset = value;
+  else if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value)) throw new RangeError(`${name} must be a safe integer or a bigint, got ${value}`);
+    offset = BigInt(value);
+  } else throw new TypeError(`${name} must be a number or a bigint, got ${typeof value}`);
+  if (offset < 0n || offset % SECTOR_BIG !== 0n) throw new RangeError(`${name} must be a sector-aligned byte offset ≥ 0, got ${offset}`);
+  return offset;
+}
+
+export function toSector(sector: number | bigint): bigint {
+  if (typeof sector === 'bigint') {
+    if (sector < 0n) throw new RangeError(`sector must be ≥ 0, got ${sector}`);
+    return sector;
+  }
+  if (!Number.isSafeInteger(sector) || sector < 0) throw new RangeError(`sector must be a non-negative integer, got ${sector}`);
+  return BigInt(sector);
+}
+
+/**
+ * Validates [sector, sector + bytes/512) against the capacity; returns the
+ * sector as bigint. A range, not a request: it may be as large as the
+ * disk (a stream, a discard); VirtioBlk cuts requests to maxRequestBytes,
+ * and read(n) caps what it allocates with checkLength().
+ */
+export function checkRange(info: BlkInfo, sector: number | bigint, bytes: number | bigint): bigint {
+  const start = toSector(sector);
+  const length = typeof bytes === 'bigint' ? bytes : Number.isSafeInteger(bytes) ? BigInt(bytes) : -1n;
+  if (length < 0n || length % SECTOR_BIG !== 0n) throw new RangeError(`length must be a multiple of ${BLK_SECTOR_SIZE} bytes, got ${String(bytes)}`);
+  const end = start + length / SECTOR_BIG;
+  if (end > info.capacity) {
+    throw new RangeError(`sectors ${start}..${end} are beyond the device's capacity of ${info.capacity} sectors`);
+  }
+  return start;
+}
+
+/** ReadOnlyError for `what` on a read-only device (VIRTIO_BLK_F_RO). */
+export function checkWritable(info: BlkInfo, what: string): void {
+  if (info.readOnly) throw new ReadOnlyError(`${what}: the device is read-only (VIRTIO_BLK_F_RO)`);
+}
