@@ -1,4 +1,7 @@
-export { MmioTransport, TRANSPORT_FEATURES, type MmioTransportOptions } from './mmio-transport';
+export { MmioTransport, type MmioTransportOptions } from './mmio-transport';
+export { TRANSPORT_FEATURES } from './transport-features';
+export { DeviceStatusMachine, type DeviceStatusMachineOptions } from './device-status-machine';
+export type { TransportOps } from './transport-ops';
 export type { VirtioTransport, QueueTransport, DeviceConfig, QueueLayout, QueueAddresses, QueueEndpoint, ShmRegion, TransportStats } from './virtio-transport';
 export { probe, type ProbeResult } from './probe';
 export { ConfigSpace } from './config-space';

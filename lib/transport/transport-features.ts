@@ -1,0 +1,38 @@
+import { FeatureBit, features } from '../spec';
+
+/**
+ * Transport feature bits this library implements (virtio 1.2 §6). The
+ * queues implement INDIRECT_DESC, EVENT_IDX, RING_PACKED and IN_ORDER; ACCESS_PLATFORM and
+ * ORDER_PLATFORM hold because device addresses are platform (physical or
+ * IOMMU) addresses and ring ordering uses the platform's DMA barriers.
+ */
+export const TRANSPORT_FEATURES = features(
+  FeatureBit.INDIRECT_DESC,
+  FeatureBit.EVENT_IDX,
+  FeatureBit.VERSION_1,
+  FeatureBit.ACCESS_PLATFORM,
+  FeatureBit.ORDER_PLATFORM,
+  FeatureBit.NOTIFICATION_DATA,
+  FeatureBit.RING_RESET,
+  FeatureBit.RING_PACKED,
+  FeatureBit.IN_ORDER,
+);
+
+/** Feature bits 24–49 belong to the transport; the rest to the device type (§6). */
+const TRANSPORT_RANGE = ((1n << 50n) - 1n) ^ ((1n << 24n) - 1n);
+
+/** Every device-type bit (the driver decides those), and the transport bits implemented here. */
+const IMPLEMENTED = (~TRANSPORT_RANGE & ((1n << 64n) - 1n)) | TRANSPORT_FEATURES;
+
+const VERSION_1 = features(FeatureBit.VERSION_1);
+
+/**
+ * The driver features to write (§3.1.1 step 4): wanted ∩ offered ∩
+ * implemented, adjusted for the interface the device speaks.
+ */
+export function acceptedFeatures(wanted: bigint, offered: bigint, legacy: boolean): bigint {
+  const accepted = wanted & offered & IMPLEMENTED;
+  // Modern devices need VERSION_1; legacy ones speak the legacy interface whatever they offer.
+  // Legacy devices have no packed ring (§2.8 needs the modern interface).
+  return legacy ? accepted & ~(VERSION_1 | features(FeatureBit.RING_PACKED)) : accepted | VERSION_1;
+}
