@@ -157,6 +157,7 @@ export class PackedRingEngine extends RingEngine {
     this.barriers.dmaWmb();
     const heads = this.heads;
     for (let i = 0; i < this.headCount; i += 2) this.desc16[heads[i] * 8 + 7] = heads[i + 1];
+    this.markPublished();
     this.headCount = 0;
     this.stats.publishes++;
     const old = this.publishedPosition;
@@ -190,11 +191,11 @@ export class PackedRingEngine extends RingEngine {
       const slot = this.nextUsed;
       const flags = Atomics.load(this.desc16, slot * 8 + 7);
       this.stats.atomics++;
-      if (this.inFlight === 0 || !isPackedUsed(flags, this.usedWrap)) {
+      if (this.published === 0 || !isPackedUsed(flags, this.usedWrap)) {
         if (consumed > 0 && this.eventIdx && this.notificationsEnabled) {
           // §2.8.10: interrupt me when this slot is used next; a completion may have raced with that store.
           this.driverEvent[0] = packEventOffWrap(this.nextUsed, this.usedWrap);
-          if (this.inFlight > 0) {
+          if (this.published > 0) {
             this.barriers.mb();
             if (isPackedUsed(Atomics.load(this.desc16, slot * 8 + 7), this.usedWrap)) continue;
           }
@@ -212,7 +213,7 @@ export class PackedRingEngine extends RingEngine {
       let skip = 0;
       if (this.inOrder) {
         const before = this.freeSlots;
-        const settled = this.settleInOrder(id, len, this.inFlight);
+        const settled = this.settleInOrder(id, len, this.published);
         if (settled < 0) return consumed;
         consumed += settled;
         skip = this.freeSlots - before;

@@ -5,7 +5,7 @@ import type { QueueAddresses, QueueLayout } from '../transport';
 import { IndirectSlab } from './descriptors';
 import { hex, type OutstandingDump, type QueueDump, type TableReader } from './queue-dump';
 import type { QueueRequest, QueueStats } from './queue-types';
-import { AvailOrder, checkUsedEntry, type RingBreak } from './used-entry';
+import { AvailOrder, IdState, checkUsedEntry, type RingBreak } from './used-entry';
 
 // The rings are little-endian (§2.7, §2.8) and are accessed through host-order typed arrays.
 if (endianness() !== 'LE') throw new Error('virtio-mmio: virtqueues are only implemented for little-endian hosts');
@@ -64,9 +64,13 @@ export abstract class RingEngine {
   protected readonly onUsed: (id: number, len: number) => void;
   /** Bytes the device may write, per id in flight (the used len's bound). */
   protected readonly writableBytes: Float64Array;
-  /** 1 for each id given to the device and not yet used. */
+  /** Per id: FREE, PLACED (written, not yet published: the device cannot have seen it) or PUBLISHED. */
   protected readonly inFlightIds: Uint8Array;
+  /** Ids placed and not yet used, published or not. */
   protected inFlight = 0;
+  /** Ids placed since the last publish(), in placement order. */
+  private readonly unpublishedIds: Uint16Array;
+  private unpublishedCount = 0;
   protected notificationsEnabled = true;
   private readonly order?: AvailOrder;
 
@@ -82,6 +86,7 @@ export abstract class RingEngine {
     this.indirectMax = options.indirectMax;
     this.writableBytes = new Float64Array(size);
     this.inFlightIds = new Uint8Array(size);
+    this.unpublishedIds = new Uint16Array(size);
     if (this.inOrder) this.order = new AvailOrder(size);
     const { bytes, align, driver, device } = layOut(size);
     this.ring = memory.allocate(bytes, align);
@@ -139,8 +144,9 @@ export abstract class RingEngine {
    */
   reset(): void {
     new Uint8Array(this.ring.view, this.ring.offset, this.ring.size).fill(0);
-    this.inFlightIds.fill(0);
+    this.inFlightIds.fill(IdState.FREE);
     this.inFlight = 0;
+    this.unpublishedCount = 0;
     this.order?.clear();
     this.violation = undefined;
     this.resetShadow();
@@ -170,12 +176,24 @@ export abstract class RingEngine {
     return this.indirect !== undefined && count > 1 && count <= this.indirectMax;
   }
 
+  /** Requests the device may have seen: published and not yet used (what a used entry may name). */
+  protected get published(): number {
+    return this.inFlight - this.unpublishedCount;
+  }
+
   /** Bookkeeping of a chain just placed as `id`. */
   protected placed(id: number, writable: number): void {
     this.writableBytes[id] = writable;
-    this.inFlightIds[id] = 1;
+    this.inFlightIds[id] = IdState.PLACED;
+    this.unpublishedIds[this.unpublishedCount++] = id;
     this.inFlight++;
     this.order?.push(id);
+  }
+
+  /** The chains placed since the last publication are now visible to the device (a format's publish()). */
+  protected markPublished(): void {
+    for (let i = 0; i < this.unpublishedCount; i++) this.inFlightIds[this.unpublishedIds[i]] = IdState.PUBLISHED;
+    this.unpublishedCount = 0;
   }
 
   /** A used entry, validated (checkUsedEntry), its id freed and handed on; false (and `violation` set) when it broke a rule. */
@@ -185,7 +203,7 @@ export abstract class RingEngine {
       this.violation = violation;
       return false;
     }
-    this.inFlightIds[id] = 0;
+    this.inFlightIds[id] = IdState.FREE;
     this.inFlight--;
     this.reclaim(id);
     this.onUsed(id, len);
@@ -202,7 +220,7 @@ export abstract class RingEngine {
   protected settleInOrder(id: number, len: number, limit: number): number {
     const order = this.order!;
     // Not a request in flight: settle() names the violation.
-    if (id >= this.size || this.inFlightIds[id] === 0) return this.settle(id, len) ? 1 : -1;
+    if (id >= this.size || this.inFlightIds[id] !== IdState.PUBLISHED) return this.settle(id, len) ? 1 : -1;
     const batch = order.batchTo(id);
     if (batch > limit) {
       this.violation = { reason: RingViolation.USED_IDX_JUMP, message: `an in-order used element for request ${id} covers ${batch} requests, the device reported ${limit}` };

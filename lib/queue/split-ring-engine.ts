@@ -152,6 +152,7 @@ export class SplitRingEngine extends RingEngine {
     const now = this.availIdx;
     // §2.7.13.2–3: descriptors and ring entries before the index, the index before the notification check.
     this.barriers.dmaWmb();
+    this.markPublished();
     Atomics.store(this.avail16, 1, now);
     this.stats.atomics++;
     this.publishedIdx = now;
@@ -178,8 +179,8 @@ export class SplitRingEngine extends RingEngine {
         this.violation = { reason: RingViolation.USED_IDX_BACKWARDS, message: `used.idx went back by ${0x10000 - count} (from ${this.lastUsed} to ${usedIdx})` };
         return consumed;
       }
-      if (count > this.inFlight) {
-        this.violation = { reason: RingViolation.USED_IDX_JUMP, message: `used.idx moved by ${count} with ${this.inFlight} request(s) outstanding` };
+      if (count > this.published) {
+        this.violation = { reason: RingViolation.USED_IDX_JUMP, message: `used.idx moved by ${count} with ${this.published} request(s) published and outstanding` };
         return consumed;
       }
       while (count > 0) {
@@ -203,7 +204,7 @@ export class SplitRingEngine extends RingEngine {
       if (this.eventIdx && this.notificationsEnabled) {
         // §2.7.10: interrupt me when the next element after these is used.
         this.avail16[this.usedEventIndex] = this.lastUsed;
-        if (this.inFlight === 0) break;
+        if (this.published === 0) break;
         // A completion may have raced with the store above: look once more.
         this.barriers.mb();
         usedIdx = Atomics.load(this.used16, 1);

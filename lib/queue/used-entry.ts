@@ -6,18 +6,23 @@ export interface RingBreak {
   readonly message: string;
 }
 
+/** Where a request id is (RingEngine's shadow); only a PUBLISHED id may come back used. */
+export const IdState = { FREE: 0, PLACED: 1, PUBLISHED: 2 } as const;
+
 /**
  * The one check of a used entry the device wrote (virtio 1.2 §2.7.8,
  * §2.7.8.1; §2.8.7 for the packed ring's Buffer ID): the id names a request
- * in flight, and the len is within the device-writable bytes posted with
- * it. `inFlight` and `writable` are the driver's private shadow, indexed
- * by id. Returns undefined when the entry may be trusted.
+ * published to the device and not yet used, and the len is within the
+ * device-writable bytes posted with it. `inFlight` (IdState) and `writable`
+ * are the driver's private shadow, indexed by id. Returns undefined when
+ * the entry may be trusted.
  */
 export function checkUsedEntry(id: number, len: number, inFlight: Uint8Array, writable: Float64Array): RingBreak | undefined {
   if (id >= inFlight.length) {
     return { reason: RingViolation.USED_ID_OUT_OF_RANGE, message: `used element id ${id} is outside the queue (size ${inFlight.length})` };
   }
-  if (inFlight[id] === 0) return { reason: RingViolation.USED_ID_NOT_HEAD, message: `used element id ${id} is not an outstanding request` };
+  // Only what was published can have been used: a free id, or one placed and not yet published, is a lie.
+  if (inFlight[id] !== IdState.PUBLISHED) return { reason: RingViolation.USED_ID_NOT_HEAD, message: `used element id ${id} is not an outstanding request` };
   if (len > writable[id]) {
     return { reason: RingViolation.USED_LEN_TOO_LONG, message: `used element for request ${id} reports ${len} bytes written into ${writable[id]} writable bytes` };
   }
