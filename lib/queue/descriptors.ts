@@ -3,6 +3,9 @@ import type { QueueBuffer } from './queue-types';
 
 const TWO_32 = 4294967296;
 
+/** Stands for an absent readable or writable list (nothing allocated per request). */
+export const NO_BUFFERS: readonly QueueBuffer[] = Object.freeze([]);
+
 /**
  * Fills the 16-byte descriptor at `slot`: address and length (the same
  * place in both formats, §2.7.5 and §2.8.13), then the two 16-bit words at

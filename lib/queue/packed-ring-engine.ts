@@ -1,5 +1,5 @@
 import { PackedDesc, PackedRing, RingEventFlags, isPackedUsed, packEventOffWrap, packedAvailFlags, packedRingBytes, unpackEventOffWrap } from '../spec';
-import { writeAddress, writeDescriptor } from './descriptors';
+import { NO_BUFFERS, writeAddress, writeDescriptor } from './descriptors';
 import { eventSuppression, packedSlotState, walkPackedChain, type OutstandingDump } from './queue-dump';
 import type { QueueRequest } from './queue-types';
 import { RingEngine, type DumpPart, type RingEngineOptions } from './ring-engine';
@@ -86,8 +86,8 @@ export class PackedRingEngine extends RingEngine {
 
   place(request: QueueRequest, count: number): number {
     const id = this.freeIds[--this.freeIdCount];
-    const readable = request.readable ?? [];
-    const writable = request.writable ?? [];
+    const readable = request.readable ?? NO_BUFFERS;
+    const writable = request.writable ?? NO_BUFFERS;
     const headSlot = this.nextAvail;
     let headFlags: number;
     let writableTotal = 0;

@@ -1,5 +1,6 @@
 import { BufferHeldError, ClosedError } from '../errors';
 import type { DmaAllocator } from '../platform';
+import { NO_BUFFERS } from './descriptors';
 import type { QueueBuffer, QueueRequest } from './queue-types';
 
 const MAX_ADDRESS = Number.MAX_SAFE_INTEGER;
@@ -19,8 +20,8 @@ export interface RequestLimits {
  */
 export function checkRequest(request: QueueRequest, limits: RequestLimits, memory: DmaAllocator): number {
   if (request === null || typeof request !== 'object') throw new TypeError('a queue request must be an object { readable?, writable? }');
-  const readable = request.readable ?? [];
-  const writable = request.writable ?? [];
+  const readable = request.readable ?? NO_BUFFERS;
+  const writable = request.writable ?? NO_BUFFERS;
   if (!Array.isArray(readable) || !Array.isArray(writable)) throw new TypeError('readable and writable must be arrays of buffers');
   const count = readable.length + writable.length;
   if (count === 0) throw new RangeError('a queue request needs at least one buffer');

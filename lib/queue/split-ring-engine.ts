@@ -13,7 +13,7 @@ import {
   usedEventOffset,
 } from '../spec';
 import type { QueueLayout } from '../transport';
-import { writeAddress, writeDescriptor } from './descriptors';
+import { NO_BUFFERS, writeAddress, writeDescriptor } from './descriptors';
 import { walkSplitChain, type OutstandingDump, type SplitRingState } from './queue-dump';
 import type { QueueRequest } from './queue-types';
 import { RingEngine, type DumpPart, type RingEngineOptions } from './ring-engine';
@@ -100,8 +100,8 @@ export class SplitRingEngine extends RingEngine {
 
   place(request: QueueRequest, count: number): number {
     const head = this.freeHead;
-    const readable = request.readable ?? [];
-    const writable = request.writable ?? [];
+    const readable = request.readable ?? NO_BUFFERS;
+    const writable = request.writable ?? NO_BUFFERS;
     let writableTotal = 0;
     if (this.useIndirect(count)) {
       const slab = this.indirect!;
