@@ -14,6 +14,10 @@
 namespace virtio_mmio {
 
 static constexpr uint64_t kMaxDmaSize = uint64_t{1} << 34;  // 16 GiB
+// mapPhysical's offset into /dev/mem is a physical address, above 4 GiB on
+// LPAE (armhf): a 32-bit off_t would cut it and map other memory. node-gyp
+// builds with _FILE_OFFSET_BITS=64 (musl's off_t is always 64-bit).
+static_assert(sizeof(off_t) == 8, "off_t must be 64-bit: build with -D_FILE_OFFSET_BITS=64");
 static constexpr const char* kPagemap = "/proc/self/pagemap";
 
 // The last holder unmaps (for hugetlb, that gives the pages back): by then no
@@ -40,6 +44,8 @@ static size_t HugepageSize() {
 
 // Physical address of a virtual address from /proc/self/pagemap (bits 0-54
 // PFN, bit 63 present). Without CAP_SYS_ADMIN the kernel reports PFN 0.
+// Entries are 64-bit on every architecture and the PFN arithmetic is done in
+// uint64_t, so an LPAE address above 4 GiB on a 32-bit build stays exact.
 static uint64_t PhysicalAddress(Napi::Env env, const void* addr) {
   const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   const uint64_t va = reinterpret_cast<uint64_t>(addr);
@@ -146,7 +152,7 @@ Napi::Value DmaMemory::AllocHugetlb(const Napi::CallbackInfo& info) {
   uint64_t size = ArgIndex(info, 0, "size", kMaxDmaSize);
   if (size == 0) throw RangeErr(env, "size must be at least 1 byte");
   const size_t huge = HugepageSize();
-  const size_t len = static_cast<size_t>((size + huge - 1) / huge * huge);
+  const size_t len = MapLength(env, (size + huge - 1) / huge * huge, "hugetlb allocation");
   void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_LOCKED | MAP_POPULATE, -1, 0);
   if (p == MAP_FAILED) {
@@ -179,10 +185,11 @@ Napi::Value DmaMemory::MapPhysical(const Napi::CallbackInfo& info) {
   if (size == 0) throw RangeErr(env, "size must be at least 1 byte");
   const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   const uint64_t aligned = phys / page * page;
-  const size_t len = static_cast<size_t>((phys - aligned + size + page - 1) / page * page);
+  const size_t len = MapLength(env, (phys - aligned + size + page - 1) / page * page, "physical mapping");
   const char* path = "/dev/mem";
   int fd = open(path, O_RDWR | O_CLOEXEC | (cached ? 0 : O_SYNC));
   if (fd < 0) throw SyscallError(env, errno, "open", path);
+  // Exact up to 2^63 - 1; beyond, negative, and mmap fails (see mmio_region.cc).
   void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(aligned));
   int map_errno = errno;
   close(fd);
@@ -199,7 +206,7 @@ Napi::Value DmaMemory::AllocAnonymous(const Napi::CallbackInfo& info) {
   if (size == 0) throw RangeErr(env, "size must be at least 1 byte");
   if (iova + size < iova) throw RangeErr(env, "iova " + Hex(iova) + " + size " + Hex(size) + " overflows 64 bits");
   const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-  const size_t len = static_cast<size_t>((size + page - 1) / page * page);
+  const size_t len = MapLength(env, (size + page - 1) / page * page, "anonymous allocation");
   void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw SyscallError(env, errno, "mmap", "anonymous", Hex(len) + " bytes");
   return Wrap(env, NewBlock(p, len, 0, size, iova, "anonymous"));

@@ -1,6 +1,7 @@
 #include "errors.h"
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 
@@ -88,6 +89,14 @@ uint64_t ArgU64(const Napi::CallbackInfo& info, size_t i, const char* name) {
     return value;
   }
   return ArgIndex(info, i, name, 9007199254740991ULL);
+}
+
+size_t MapLength(Napi::Env env, uint64_t bytes, const std::string& what) {
+  if (bytes > static_cast<uint64_t>(PTRDIFF_MAX)) {
+    throw RangeErr(env, what + " of " + Hex(bytes) + " bytes does not fit a " + std::to_string(8 * sizeof(void*)) +
+                            "-bit address space");
+  }
+  return static_cast<size_t>(bytes);
 }
 
 bool ArgBool(const Napi::CallbackInfo& info, size_t i, bool fallback) {

@@ -28,4 +28,11 @@ uint64_t ArgU64(const Napi::CallbackInfo& info, size_t i, const char* name);  //
 bool ArgBool(const Napi::CallbackInfo& info, size_t i, bool fallback);
 int ArgFd(const Napi::CallbackInfo& info, size_t i);
 
+// A mapping length computed in 64 bits (sizes reach 16 GiB, windows 2^32 +
+// an offset) as the size_t that mmap takes. On a 32-bit build (armhf) size_t
+// is 32 bits and a cast would silently map less than asked for, so a length
+// beyond PTRDIFF_MAX (no mapping can be that large) is a RangeError naming
+// `what`. Never throws on a 64-bit build for the sizes the addon accepts.
+size_t MapLength(Napi::Env env, uint64_t bytes, const std::string& what);
+
 }  // namespace virtio_mmio

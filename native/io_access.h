@@ -1,11 +1,19 @@
 // Volatile MMIO accessors and barriers with the semantics of Linux's
 // readX/writeX and mb/rmb/wmb/dma_rmb/dma_wmb
-// (arch/arm64/include/asm/io.h, asm/barrier.h; arch/x86/include/asm/barrier.h).
+// (arch/arm64/include/asm/io.h, asm/barrier.h; arch/arm/include/asm/io.h,
+// asm/barrier.h; arch/x86/include/asm/barrier.h).
 //
 // arm64: every access is a single plain ldr/str without writeback, written
 // in inline asm so that a hypervisor trapping the access (KVM, QEMU) gets a
 // valid syndrome and can emulate it. A read is load then `dmb oshld`; a write
 // is `dmb oshst` then store. mb/rmb/wmb are the DSB forms, as in Linux.
+// 32-bit ARM, ARMv7-A and later (armhf): the same single plain accesses, for
+// the same reason. Linux's arm readX/writeX put rmb()/wmb() around the access
+// (__iormb/__iowmb), and those are DSBs: a read is load then `dsb sy`; a write
+// is `dsb st` then store. mb is `dsb sy`, rmb `dsb sy`, wmb `dsb st`, dma_rmb
+// `dmb osh`, dma_wmb `dmb oshst` (the kernel's forms for ARMv7 with DMA
+// memory bufferable or SMP, as every multi-platform v7 kernel is; its outer
+// cache sync after a DSB is kernel-only and has no user-space form).
 // x86-64: MMIO is uncached and strongly ordered, so readX/writeX need only a
 // compiler barrier; mb/rmb/wmb are mfence/lfence/sfence; dma_* are compiler
 // barriers.
@@ -16,6 +24,13 @@
 namespace virtio_mmio {
 
 inline void compiler_barrier() { asm volatile("" ::: "memory"); }
+
+// ARMv7-A or later in AArch32 state. Older ARM (v6: DSB is a CP15 operation,
+// not an instruction) takes the generic path below.
+#if defined(__arm__) && defined(__ARM_ARCH) && __ARM_ARCH >= 7 && defined(__ARM_ARCH_PROFILE) && \
+    __ARM_ARCH_PROFILE == 'A'
+#define VIRTIO_MMIO_ARM32 1
+#endif
 
 #if defined(__aarch64__)
 inline void barrier_mb() { asm volatile("dsb sy" ::: "memory"); }
@@ -48,6 +63,40 @@ inline void raw_write16(volatile void* p, uint16_t v) {
 inline void raw_write32(volatile void* p, uint32_t v) {
   asm volatile("str %w0, [%1]" : : "rZ"(v), "r"(p));
 }
+#elif defined(VIRTIO_MMIO_ARM32)
+// `dsb sy` is what a bare `dsb` (Linux's dsb()) assembles to.
+inline void barrier_mb() { asm volatile("dsb sy" ::: "memory"); }
+inline void barrier_rmb() { asm volatile("dsb sy" ::: "memory"); }
+inline void barrier_wmb() { asm volatile("dsb st" ::: "memory"); }
+inline void barrier_dma_rmb() { asm volatile("dmb osh" ::: "memory"); }
+inline void barrier_dma_wmb() { asm volatile("dmb oshst" ::: "memory"); }
+
+// [reg] addressing only: no writeback, so a trapped access carries a valid
+// syndrome (ARM or Thumb-2 encoding alike).
+inline uint8_t raw_read8(const volatile void* p) {
+  uint8_t v;
+  asm volatile("ldrb %0, [%1]" : "=r"(v) : "r"(p));
+  return v;
+}
+inline uint16_t raw_read16(const volatile void* p) {
+  uint16_t v;
+  asm volatile("ldrh %0, [%1]" : "=r"(v) : "r"(p));
+  return v;
+}
+inline uint32_t raw_read32(const volatile void* p) {
+  uint32_t v;
+  asm volatile("ldr %0, [%1]" : "=r"(v) : "r"(p));
+  return v;
+}
+inline void raw_write8(volatile void* p, uint8_t v) {
+  asm volatile("strb %0, [%1]" : : "r"(v), "r"(p));
+}
+inline void raw_write16(volatile void* p, uint16_t v) {
+  asm volatile("strh %0, [%1]" : : "r"(v), "r"(p));
+}
+inline void raw_write32(volatile void* p, uint32_t v) {
+  asm volatile("str %0, [%1]" : : "r"(v), "r"(p));
+}
 #else
 #if defined(__x86_64__) || defined(__i386__)
 inline void barrier_mb() { asm volatile("mfence" ::: "memory"); }
@@ -56,7 +105,8 @@ inline void barrier_wmb() { asm volatile("sfence" ::: "memory"); }
 inline void barrier_dma_rmb() { compiler_barrier(); }
 inline void barrier_dma_wmb() { compiler_barrier(); }
 #else
-// Other architectures: full fences; correct, not tuned.
+// Other architectures (ARMv6, RISC-V, POWER, ...): full thread fences. Not
+// tuned, and not checked against each architecture's device-ordering rules.
 inline void barrier_mb() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 inline void barrier_rmb() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 inline void barrier_wmb() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
@@ -76,9 +126,18 @@ inline void raw_write32(volatile void* p, uint32_t v) { *static_cast<volatile ui
 #if defined(__aarch64__)
 inline void io_rmb() { barrier_dma_rmb(); }
 inline void io_wmb() { barrier_dma_wmb(); }
-#else
+#elif defined(VIRTIO_MMIO_ARM32)
+// Linux arm: __iormb() is rmb() and __iowmb() is wmb(), both DSBs.
+inline void io_rmb() { barrier_rmb(); }
+inline void io_wmb() { barrier_wmb(); }
+#elif defined(__x86_64__) || defined(__i386__)
 inline void io_rmb() { compiler_barrier(); }
 inline void io_wmb() { compiler_barrier(); }
+#else
+// Weakly ordered and unknown: a compiler barrier alone would let the CPU
+// reorder DMA memory accesses around the register access.
+inline void io_rmb() { barrier_rmb(); }
+inline void io_wmb() { barrier_wmb(); }
 #endif
 
 template <typename T> inline T io_read(const volatile void* p);

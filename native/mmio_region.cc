@@ -17,6 +17,12 @@
 
 namespace virtio_mmio {
 
+// The mmap offset is a physical address for /dev/mem, above 4 GiB on LPAE
+// (armhf); a 32-bit off_t would cut it and map another device. node-gyp
+// builds with _FILE_OFFSET_BITS=64 (glibc then calls mmap64; musl's off_t is
+// always 64-bit); this keeps a build without it from compiling.
+static_assert(sizeof(off_t) == 8, "off_t must be 64-bit: build with -D_FILE_OFFSET_BITS=64");
+
 void UnmapWindow(RegionWindow* w) {
   if (!w->open) return;
   munmap(w->map_base, w->map_len);
@@ -159,6 +165,8 @@ MmioRegion::MmioRegion(const Napi::CallbackInfo& info) : Napi::ObjectWrap<MmioRe
   if (mmap_offset % page != 0) {
     throw RangeErr(env, "mmapOffset " + Hex(mmap_offset) + " is not a multiple of the page size " + Hex(page));
   }
+  // Up to 2^33 bytes: exact in 64 bits, checked before it becomes a size_t.
+  const size_t map_len = MapLength(env, (window_offset + size + page - 1) / page * page, "window mapping");
 
   int fd = open(path.c_str(), O_RDWR | O_CLOEXEC | (sync ? O_SYNC : 0));
   if (fd < 0) throw SyscallError(env, errno, "open", path);
@@ -168,9 +176,12 @@ MmioRegion::MmioRegion(const Napi::CallbackInfo& info) : Napi::ObjectWrap<MmioRe
     close(fd);
     // Mapping past the end of a file would turn accesses into SIGBUS.
     throw RangeErr(env, "window " + Hex(mmap_offset + window_offset) + "+" + Hex(size) + " lies beyond the end of '" +
-                            path + "' (" + Hex(st.st_size) + " bytes)");
+                            path + "' (" + Hex(static_cast<uint64_t>(st.st_size)) + " bytes)");
   }
-  size_t map_len = static_cast<size_t>((window_offset + size + page - 1) / page * page);
+  // Exact up to 2^63 - 1. A bigint offset of 2^63 or more turns negative
+  // here and mmap fails (a SyscallError, never a wrapped offset); on a 32-bit
+  // build glibc's mmap64 also fails any offset of 2^44 or more (EINVAL), as
+  // mmap2 takes the offset in 4 KiB units: LPAE's 40-bit addresses fit.
   void* base = mmap(nullptr, map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(mmap_offset));
   int map_errno = errno;
   close(fd);
