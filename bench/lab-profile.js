@@ -196,7 +196,7 @@ function fioResult(consoleText) {
   };
 }
 
-const f = (n, d = 0) => (n === undefined || Number.isNaN(n) ? '-' : n.toFixed(d));
+const f = (n, d = 0) => (n === undefined || n === null || Number.isNaN(n) ? '-' : n.toFixed(d));
 const pad = (s, n) => String(s).padStart(n);
 
 function print(result) {

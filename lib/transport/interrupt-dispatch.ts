@@ -13,6 +13,12 @@ export interface DispatchedDevice {
   readonly label: string;
   /** DRIVER_OK is set (§3.1.1 step 8): interrupts are dispatched only then. */
   readonly live: boolean;
+  /**
+   * The device's public entry for one interrupt (it calls handle()): the
+   * line's wake-ups go through it, so that whoever wraps it (a profiler, a
+   * test) sees every interrupt.
+   */
+  handleInterrupt(): void;
 }
 
 export interface InterruptDispatchDeps {
@@ -76,7 +82,7 @@ export class InterruptDispatch {
     }
     this.listening = true;
     source.listen(
-      () => this.handle(),
+      () => this.device.handleInterrupt(),
       (error) => this.fail(error),
     );
     if (this.busy.size === 0) source.unref();

@@ -69,7 +69,7 @@ const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve)
 function setup(options: { stormLimit?: number; line?: boolean } = {}) {
   const registers = new FakeRegisters();
   const line = new FakeLine();
-  const device = { label: 'fake', live: true };
+  const device = { label: 'fake', live: true, handleInterrupt: (): void => dispatch.handle() };
   const endpoints = new Map<number, QueueEndpoint>();
   const configListeners = new Set<() => void>();
   const stats: TransportStats = { interrupts: 0, spuriousInterrupts: 0, unknownInterruptBits: 0, ignoredInterrupts: 0, configChanges: 0 };
@@ -173,7 +173,14 @@ describe('InterruptDispatch', () => {
   });
 
   test('start() listens once, refuses a line someone else listens to, and leaves the line unref’d while nothing is busy', () => {
-    const { dispatch, registers, line, failures } = setup();
+    const { dispatch, registers, line, failures, device } = setup();
+    // The line's wake-ups go through the device's public handleInterrupt() (what a profiler wraps).
+    let viaDevice = 0;
+    const handle = device.handleInterrupt;
+    device.handleInterrupt = () => {
+      viaDevice++;
+      handle();
+    };
     dispatch.start();
     dispatch.start();
     expect(line.listening).toBe(true);
@@ -181,6 +188,7 @@ describe('InterruptDispatch', () => {
     registers.interruptStatus = MmioInterrupt.VRING;
     line.fire?.();
     expect(registers.log).toEqual(['read InterruptStatus', `ack ${MmioInterrupt.VRING}`]);
+    expect(viaDevice).toBe(1);
     const lost = new Error('line lost');
     line.lose?.(lost);
     expect(failures).toEqual([lost]);
