@@ -1,7 +1,8 @@
-import { Readable, Writable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
 import { BLK_SECTOR_SIZE } from '../spec';
 import type { BlkInfo } from './blk-info';
 import { SECTOR_BIG, checkLength, checkRange, checkWritable, toByteOffset } from './blk-sectors';
+import { requestStream } from './slot-pool';
 
 /** What the streams need of a block driver (VirtioBlk). */
 export interface BlkStreamDevice {
@@ -34,28 +35,13 @@ export function createBlkReadStream(device: BlkStreamDevice, options: BlkReadStr
   if (start > end) throw new RangeError(`stream start ${start} is after its end ${end}`);
   checkRange(device.info, start / SECTOR_BIG, end - start);
   let at = start;
-  const controller = new AbortController();
-  const stream: Readable = new Readable({
-    highWaterMark: options.highWaterMark ?? chunk * 2,
-    read: () => {
-      if (at >= end) {
-        stream.push(null);
-        return;
-      }
-      const n = end - at < BigInt(chunk) ? Number(end - at) : chunk;
-      const sector = at / SECTOR_BIG;
-      at += BigInt(n);
-      device.read(sector, n, { signal: controller.signal }).then(
-        (data) => stream.push(data),
-        (error: unknown) => stream.destroy(error as Error),
-      );
-    },
-    destroy: (error, callback) => {
-      controller.abort(error ?? undefined);
-      callback(error);
-    },
+  return requestStream(options.highWaterMark ?? chunk * 2, (_size, signal) => {
+    if (at >= end) return null;
+    const n = end - at < BigInt(chunk) ? Number(end - at) : chunk;
+    const sector = at / SECTOR_BIG;
+    at += BigInt(n);
+    return device.read(sector, n, { signal });
   });
-  return stream;
 }
 
 /** Sequential writes from byte `start`; whole sectors go out as they fill, and the stream must end on a sector boundary. */

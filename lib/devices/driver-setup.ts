@@ -1,5 +1,6 @@
 import { TransportError } from '../errors';
 import { createQueue, type Virtqueue } from '../queue';
+import { checkQueueMode } from '../queue/completion-mode';
 import { FeatureBit, deviceIdName, hasFeature, isPowerOfTwo } from '../spec';
 import { TRANSPORT_FEATURES, type VirtioTransport } from '../transport';
 import type { DriverOptions, StartedDevice } from './virtio-driver';
@@ -166,7 +167,7 @@ function checkDriverOptions(options: DriverOptions): void {
   const { queueSize, indirectMax, queueMode, excludeFeatures } = options;
   if (queueSize !== undefined && (!Number.isInteger(queueSize) || queueSize < 1 || queueSize > 32768)) throw new RangeError(`queueSize must be an integer in [1, 32768], got ${String(queueSize)}`);
   if (indirectMax !== undefined && (!Number.isInteger(indirectMax) || indirectMax < 2 || indirectMax > 0xffff)) throw new RangeError(`indirectMax must be an integer in [2, 65535], got ${String(indirectMax)}`);
-  if (queueMode !== undefined && queueMode !== 'interrupt' && queueMode !== 'poll' && queueMode !== 'hybrid') throw new TypeError(`queueMode must be 'interrupt', 'poll' or 'hybrid', got ${String(queueMode)}`);
+  if (queueMode !== undefined) checkQueueMode(queueMode, 'queueMode');
   if (excludeFeatures !== undefined && typeof excludeFeatures !== 'bigint') throw new TypeError('excludeFeatures must be a bigint');
 }
 

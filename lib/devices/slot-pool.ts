@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import { AbortError } from '../errors';
 
 /**
@@ -50,6 +51,34 @@ export class SlotPool {
       waiter.reject(error);
     }
   }
+}
+
+/**
+ * A Readable whose every read() starts one request: `next(size, signal)`
+ * returns its promise, or null at the end of the data. Destroying the
+ * stream aborts the request in flight through `signal`.
+ */
+export function requestStream(highWaterMark: number, next: (size: number, signal: AbortSignal) => Promise<Buffer> | null): Readable {
+  const controller = new AbortController();
+  const stream: Readable = new Readable({
+    highWaterMark,
+    read: (size) => {
+      const request = next(size, controller.signal);
+      if (request === null) {
+        stream.push(null);
+        return;
+      }
+      request.then(
+        (data) => stream.push(data),
+        (error: unknown) => stream.destroy(error as Error),
+      );
+    },
+    destroy: (error, callback) => {
+      controller.abort(error ?? undefined);
+      callback(error);
+    },
+  });
+  return stream;
 }
 
 /** Settles like `promise`, or rejects with AbortError as soon as `signal` fires. */

@@ -1,12 +1,12 @@
 import { setMaxListeners } from 'node:events';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { CanceledError, ProtocolError } from '../errors';
 import type { DmaRegion } from '../platform';
 import { DeviceId } from '../spec';
 import type { VirtioTransport } from '../transport';
 import { DriverSetup } from './driver-setup';
 import { VirtioDriver, type DriverOptions, type StartedDevice } from './virtio-driver';
-import { SlotPool, abortable } from './slot-pool';
+import { SlotPool, abortable, requestStream } from './slot-pool';
 
 export interface VirtioRngOptions extends DriverOptions {
   /** Bytes asked of the device per request (default 4096). */
@@ -90,21 +90,7 @@ export class VirtioRng extends VirtioDriver {
 
   /** An endless stream of random bytes; destroy it to stop. */
   createReadStream(options: { highWaterMark?: number } = {}): Readable {
-    const controller = new AbortController();
-    const stream: Readable = new Readable({
-      highWaterMark: options.highWaterMark ?? 16384,
-      read: (size) => {
-        this.read(Math.min(size, this.requestBytes * this.queue(REQUEST_QUEUE).size), { signal: controller.signal }).then(
-          (chunk) => stream.push(chunk),
-          (error: unknown) => stream.destroy(error as Error),
-        );
-      },
-      destroy: (error, callback) => {
-        controller.abort(error ?? undefined);
-        callback(error);
-      },
-    });
-    return stream;
+    return requestStream(options.highWaterMark ?? 16384, (size, signal) => this.read(Math.min(size, this.requestBytes * this.queue(REQUEST_QUEUE).size), { signal }));
   }
 
   override close(): void {

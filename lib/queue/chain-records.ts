@@ -33,20 +33,20 @@ export class ChainRecords {
 
   /** The allocator defers free() of request `id`'s buffers (the device keeps them though their caller was answered). */
   hold(id: number): void {
-    const hold = this.memory.hold;
-    if (!hold) return;
-    const regions = this.regions[id];
-    const ranges = this.ranges[id];
-    for (let i = 0; i < regions.length; i++) hold.call(this.memory, regions[i], ranges[2 * i], ranges[2 * i + 1]);
+    this.each(id, this.memory.hold);
   }
 
   /** Undoes hold(id): the device gave the buffers back, or a reset completed. */
   unhold(id: number): void {
-    const unhold = this.memory.unhold;
-    if (!unhold) return;
+    this.each(id, this.memory.unhold);
+  }
+
+  /** Calls the allocator's `method` (hold or unhold; optional in DmaAllocator) for each buffer of `id`. */
+  private each(id: number, method: DmaAllocator['hold']): void {
+    if (!method) return;
     const regions = this.regions[id];
     const ranges = this.ranges[id];
-    for (let i = 0; i < regions.length; i++) unhold.call(this.memory, regions[i], ranges[2 * i], ranges[2 * i + 1]);
+    for (let i = 0; i < regions.length; i++) method.call(this.memory, regions[i], ranges[2 * i], ranges[2 * i + 1]);
   }
 }
 

@@ -8,6 +8,11 @@
  */
 export type QueueMode = 'interrupt' | 'poll' | 'hybrid';
 
+/** Throws TypeError unless `mode` is a QueueMode; `name` is what the caller called it. */
+export function checkQueueMode(mode: unknown, name = 'queue mode'): asserts mode is QueueMode {
+  if (mode !== 'interrupt' && mode !== 'poll' && mode !== 'hybrid') throw new TypeError(`${name} must be 'interrupt', 'poll' or 'hybrid', got ${String(mode)}`);
+}
+
 export interface QueueModeOptions {
   /** 'hybrid': how long to keep polling after the last completion (default 50 µs). */
   spinMicros?: number;

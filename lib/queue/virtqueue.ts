@@ -1,7 +1,7 @@
 import { AbortError, CanceledError, ClosedError, QueueFullError, TimeoutError, TransportError } from '../errors';
 import { nativeBarriers, type Barriers, type DmaAllocator } from '../platform';
 import type { QueueAddresses, QueueEndpoint, QueueTransport } from '../transport';
-import { CompletionPoller, type QueueMode, type QueueModeOptions } from './completion-mode';
+import { CompletionPoller, checkQueueMode, type QueueMode, type QueueModeOptions } from './completion-mode';
 import { InFlightRequests } from './in-flight';
 import { QueueState } from './queue-state';
 import { Pending, WaitingRoom, type Waiter } from './pending-request';
@@ -335,7 +335,7 @@ export class Virtqueue implements QueueEndpoint {
 
   /** Switches the completion mode; takes effect at once. */
   setMode(mode: QueueMode, options: QueueModeOptions = {}): void {
-    if (mode !== 'interrupt' && mode !== 'poll' && mode !== 'hybrid') throw new TypeError(`queue mode must be 'interrupt', 'poll' or 'hybrid', got ${String(mode)}`);
+    checkQueueMode(mode);
     if (this.state.closed) throw new ClosedError(`queue ${this.index} is closed`);
     const poller = mode === 'interrupt' ? undefined : new CompletionPoller(this, mode, options);
     this.poller?.stop();
