@@ -1,10 +1,9 @@
 /**
  * How a queue learns of completions: 'interrupt' (the device's used buffer
  * notifications, the default), 'poll' (the device is asked for no
- * notifications, §2.7.10 / §2.8.10, and the used ring is polled on the
- * event loop while requests are outstanding — lowest latency, a busy CPU),
- * or 'hybrid' (interrupts while idle; after a completion the ring is polled
- * for `spinMicros`, and interrupts come back when nothing more arrives).
+ * notifications, §2.7.10 / §2.8.10, and the used ring is polled while
+ * requests are outstanding — lowest latency, a busy CPU), or 'hybrid'
+ * (polls while the device answers quickly, interrupts while it does not).
  */
 export type QueueMode = 'interrupt' | 'poll' | 'hybrid';
 
@@ -14,8 +13,18 @@ export function checkQueueMode(mode: unknown, name = 'queue mode'): asserts mode
 }
 
 export interface QueueModeOptions {
-  /** 'hybrid': how long to keep polling after the last completion (default 50 µs). */
+  /**
+   * 'poll' and 'hybrid': the longest a notification is followed by a
+   * synchronous spin on the used ring, in µs (default 200; 0: never spin).
+   * The spin adapts below this to the device's recent completion latency.
+   */
   spinMicros?: number;
+  /**
+   * The longest run of synchronous spins, with the completions they find
+   * and the work those start, before the event loop gets a turn (timers,
+   * other I/O), in µs (default 2000).
+   */
+  burstMicros?: number;
   /** 'poll': run the polling loop on the event loop (default true); false leaves poll() to the caller. */
   loop?: boolean;
 }
@@ -27,55 +36,105 @@ export interface PollTarget {
   readonly awaited: number;
   disableInterrupts(): void;
   enableInterrupts(): number;
-  readonly stats: { polls: number; polledCompletions: number };
+  readonly stats: { polls: number; polledCompletions: number; spins: number; spinHits: number };
 }
 
+/** Misses in a row after which spins are skipped for a while (doubling up to 2^MAX_BACKOFF notifications). */
+const MISSES_BEFORE_BACKOFF = 3;
+const MAX_BACKOFF = 8;
+
 /**
- * The polling loop of 'poll' and 'hybrid' modes. Each turn is one
- * setImmediate, so timers and other I/O keep running; the loop stops when
- * nothing is outstanding (an idle process can exit) and starts again on the
- * next submission (poll) or interrupt (hybrid).
+ * The completion side of 'poll' and 'hybrid'. After a notification the
+ * used ring is spun on synchronously for a bound learnt from recent
+ * completion latency (a device that answers in tens of µs is found within
+ * the same turn: no event-loop iteration, no syscall). Spins that keep
+ * missing (a device that answers later, or only on a later turn) are
+ * skipped for a doubling number of notifications. Synchronous spinning is
+ * bounded per event-loop turn (burstMicros), so timers and I/O still run.
+ *
+ * poll: interrupts stay off; between spins, one poll per event-loop turn
+ * (setImmediate) while requests are awaited; the loop stops when idle.
+ * hybrid: interrupts are turned off for a request that will be spun for
+ * and back on when the spin misses; a device slower than the spin bound is
+ * left to its interrupts.
  */
 export class CompletionPoller {
   private scheduled?: NodeJS.Immediate;
-  private windowEnd = 0n;
-  /** Hybrid: interrupts are off and the ring is polled until windowEnd. */
-  private spinning = false;
-  private readonly spinNs: bigint;
+  private readonly capUs: number;
+  private readonly burstMs: number;
   private readonly loop: boolean;
+  /** Recent notification → completion latency, µs (exponentially weighted). */
+  private latencyUs: number;
+  private notifiedAt = 0;
+  private misses = 0;
+  private skipLeft = 0;
+  /** performance.now() when the current run of synchronous spins began (0: none). */
+  private burstStart = 0;
+  private readonly endBurst = (): void => {
+    this.burstStart = 0;
+  };
+  /** Hybrid: interrupts are off because completions are being spun or polled for. */
+  private polling = false;
+  /** beforePublish() decided the publication is spun for. */
+  private spinPlanned = false;
 
   constructor(
     private readonly queue: PollTarget,
     readonly mode: Exclude<QueueMode, 'interrupt'>,
     options: QueueModeOptions = {},
   ) {
-    const spin = options.spinMicros ?? 50;
+    const spin = options.spinMicros ?? 200;
     if (!Number.isFinite(spin) || spin < 0 || spin > 1e6) throw new RangeError(`spinMicros must be in [0, 1e6], got ${spin}`);
-    this.spinNs = BigInt(Math.round(spin * 1000));
+    this.capUs = spin;
+    const burst = options.burstMicros ?? 2000;
+    if (!Number.isFinite(burst) || burst < 0 || burst > 1e7) throw new RangeError(`burstMicros must be in [0, 1e7], got ${burst}`);
+    this.burstMs = burst / 1000;
+    this.latencyUs = spin / 2;
     this.loop = options.loop ?? true;
     if (mode === 'poll') queue.disableInterrupts();
   }
 
+  /** The bound of the next spin, µs: twice the recent latency, within the cap. */
+  get spinBoundUs(): number {
+    return Math.min(this.capUs, 2 * this.latencyUs + 5);
+  }
+
   /** A request was placed. */
   submitted(): void {
+    // Without spinning, the loop is what finds completions.
+    if (this.mode === 'poll' && this.loop && this.capUs === 0) this.schedule();
+  }
+
+  /**
+   * New requests are about to be published (and the device perhaps
+   * notified): decides whether they will be spun for. Hybrid: a request
+   * that will be spun for must not also interrupt.
+   */
+  beforePublish(): void {
+    this.spinPlanned = this.queue.awaited > 0 && this.decide();
+    if (this.spinPlanned && this.mode === 'hybrid' && !this.polling) {
+      this.polling = true;
+      this.queue.disableInterrupts();
+    }
+  }
+
+  /** New requests were published: spins for their completion now, or leaves them to the loop or the interrupt. */
+  published(): void {
+    this.notifiedAt = performance.now();
+    if (this.queue.awaited === 0) return;
+    if (this.spinPlanned && this.spin()) return;
     if (this.mode === 'poll') {
       if (this.loop) this.schedule();
-    } else if (this.spinning) {
-      // Within the window the request is polled for; after it, interrupts come back first.
-      if (process.hrtime.bigint() < this.windowEnd) this.schedule();
+    } else if (this.polling) {
+      // Out of burst budget: one poll on the next turn. A miss: interrupts back on.
+      if (!this.spinPlanned) this.schedule();
       else this.backToInterrupts();
     }
   }
 
-  /** An interrupt delivered completions (or tried to): hybrid starts a polling window. */
+  /** An interrupt delivered completions (or tried to): they tell the latency. */
   interrupted(): void {
-    if (this.mode !== 'hybrid') return;
-    if (!this.spinning) {
-      this.spinning = true;
-      this.queue.disableInterrupts();
-    }
-    this.windowEnd = process.hrtime.bigint() + this.spinNs;
-    if (this.queue.awaited > 0) this.schedule();
+    this.sample(performance.now() - this.notifiedAt);
   }
 
   /** Stops the loop (mode change, close). */
@@ -84,8 +143,58 @@ export class CompletionPoller {
     this.scheduled = undefined;
   }
 
+  /** Whether to spin now: a cap, a device known to answer within it, burst budget left, no backoff pending (counted down here). */
+  private decide(): boolean {
+    if (this.capUs === 0 || this.latencyUs > this.capUs) return false;
+    if (this.burstStart !== 0 && performance.now() - this.burstStart > this.burstMs) return false;
+    if (this.skipLeft > 0) {
+      this.skipLeft--;
+      return false;
+    }
+    return true;
+  }
+
+  /** Spins on the used ring for up to the bound; true when something completed. */
+  private spin(): boolean {
+    const start = performance.now();
+    if (this.burstStart === 0) {
+      this.burstStart = start;
+      setImmediate(this.endBurst);
+    }
+    const end = start + this.spinBoundUs / 1000;
+    const stats = this.queue.stats;
+    stats.spins++;
+    let got = 0;
+    let now = start;
+    do {
+      got = this.queue.poll();
+      now = performance.now();
+    } while (got === 0 && now < end);
+    if (got === 0) {
+      this.missed();
+      return false;
+    }
+    stats.spinHits++;
+    stats.polledCompletions += got;
+    this.misses = 0;
+    this.sample(now - this.notifiedAt);
+    // More awaited (QD > 1): the next publish spins again; meanwhile the loop keeps looking.
+    if (this.queue.awaited > 0 && (this.mode === 'hybrid' || this.loop)) this.schedule();
+    return true;
+  }
+
+  private missed(): void {
+    if (++this.misses >= MISSES_BEFORE_BACKOFF) this.skipLeft = 2 ** Math.min(this.misses - MISSES_BEFORE_BACKOFF + 1, MAX_BACKOFF);
+  }
+
+  /** One notification → completion latency; a single outlier (a GC pause) counts as twice the cap at most. */
+  private sample(ms: number): void {
+    const us = ms * 1000;
+    if (us >= 0) this.latencyUs += (Math.min(us, 2 * this.capUs) - this.latencyUs) / 8;
+  }
+
   private backToInterrupts(): void {
-    this.spinning = false;
+    this.polling = false;
     // enableInterrupts() consumes what arrived meanwhile.
     this.queue.stats.polledCompletions += this.queue.enableInterrupts();
   }
@@ -99,14 +208,17 @@ export class CompletionPoller {
     const got = this.queue.poll();
     this.queue.stats.polls++;
     this.queue.stats.polledCompletions += got;
-    if (this.mode === 'poll') {
-      if (this.queue.awaited > 0) this.schedule();
+    if (got > 0) this.sample(performance.now() - this.notifiedAt);
+    if (this.queue.awaited === 0) {
+      if (this.polling) this.backToInterrupts();
       return;
     }
-    const now = process.hrtime.bigint();
-    if (got > 0) this.windowEnd = now + this.spinNs;
-    if (now >= this.windowEnd) this.backToInterrupts();
-    else if (this.queue.awaited > 0) this.schedule();
-    // Idle within the window: interrupts stay off (nothing is outstanding); the next submit decides.
+    const found = got > 0 || (this.decide() && this.spin());
+    if (this.mode === 'poll') {
+      if (this.loop) this.schedule();
+    } else if (this.polling) {
+      if (found) this.schedule();
+      else this.backToInterrupts();
+    }
   }
 }

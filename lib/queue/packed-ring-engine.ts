@@ -101,7 +101,7 @@ export class PackedRingEngine extends RingEngine {
       for (const buffer of writable) writableTotal += writeDescriptor(slab.d32, slab.d16, base + i++, buffer, 0, PackedDesc.F_WRITE);
       writeAddress(this.desc32, headSlot, slab.address(id), count * PackedRing.DESC_SIZE);
       this.desc16[headSlot * 8 + 6] = id;
-      this.desc16[headSlot * 8 + 7] = this.unpublished();
+      this.desc16[headSlot * 8 + 7] = this.hiddenHeadFlags();
       headFlags = PackedDesc.F_INDIRECT | packedAvailFlags(this.availWrap);
       this.advanceAvail();
       this.chainLength[id] = 1;
@@ -112,13 +112,13 @@ export class PackedRingEngine extends RingEngine {
       for (const buffer of readable) {
         const flags = (++i < count ? PackedDesc.F_NEXT : 0) | packedAvailFlags(this.availWrap);
         if (i === 1) headFlags = flags;
-        writeDescriptor(this.desc32, this.desc16, this.nextAvail, buffer, id, i === 1 ? this.unpublished() : flags);
+        writeDescriptor(this.desc32, this.desc16, this.nextAvail, buffer, id, i === 1 ? this.hiddenHeadFlags() : flags);
         this.advanceAvail();
       }
       for (const buffer of writable) {
         const flags = PackedDesc.F_WRITE | (++i < count ? PackedDesc.F_NEXT : 0) | packedAvailFlags(this.availWrap);
         if (i === 1) headFlags = flags;
-        writableTotal += writeDescriptor(this.desc32, this.desc16, this.nextAvail, buffer, id, i === 1 ? this.unpublished() : flags);
+        writableTotal += writeDescriptor(this.desc32, this.desc16, this.nextAvail, buffer, id, i === 1 ? this.hiddenHeadFlags() : flags);
         this.advanceAvail();
       }
       this.chainLength[id] = count;
@@ -135,7 +135,7 @@ export class PackedRingEngine extends RingEngine {
    * to us) and AVAIL ≠ the current wrap (never "available" to the device).
    * Zero would not do: in a round with wrap 0 it reads as used.
    */
-  private unpublished(): number {
+  private hiddenHeadFlags(): number {
     return packedAvailFlags(!this.availWrap);
   }
 

@@ -62,8 +62,12 @@ export interface QueueStats {
   indirect: number;
   /** Turns of the polling loop ('poll' and 'hybrid' modes). */
   polls: number;
-  /** Completions the polling loop found (rather than an interrupt). */
+  /** Completions the polling loop or a spin found (rather than an interrupt). */
   polledCompletions: number;
+  /** Synchronous spins on the used ring after a publication ('poll' and 'hybrid'). */
+  spins: number;
+  /** Spins that found a completion. */
+  spinHits: number;
 }
 
 export interface VirtqueueOptions {

@@ -181,6 +181,11 @@ export abstract class RingEngine {
     return this.inFlight - this.unpublishedCount;
   }
 
+  /** Requests placed and not yet published. */
+  get unpublished(): number {
+    return this.unpublishedCount;
+  }
+
   /** Bookkeeping of a chain just placed as `id`. */
   protected placed(id: number, writable: number): void {
     this.writableBytes[id] = writable;

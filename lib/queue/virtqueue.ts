@@ -32,7 +32,7 @@ import type { RingEngine, RingEngineFactory } from './ring-engine';
 export class Virtqueue implements QueueEndpoint {
   readonly index: number;
   readonly size: number;
-  readonly stats: QueueStats = { submitted: 0, completed: 0, publishes: 0, notifications: 0, notificationsSuppressed: 0, atomics: 0, indirect: 0, polls: 0, polledCompletions: 0 };
+  readonly stats: QueueStats = { submitted: 0, completed: 0, publishes: 0, notifications: 0, notificationsSuppressed: 0, atomics: 0, indirect: 0, polls: 0, polledCompletions: 0, spins: 0, spinHits: 0 };
   /** The ring itself (synchronous; see RingEngine). */
   protected readonly engine: RingEngine;
 
@@ -134,43 +134,56 @@ export class Virtqueue implements QueueEndpoint {
    * (the used len, validated ≤ the writable bytes posted).
    */
   submit(request: QueueRequest, options: SubmitOptions = {}): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      try {
+        this.enqueue(request, resolve, reject, options);
+      } catch (error) {
+        reject(error);
+      }
+    });
+  }
+
+  /**
+   * submit() without a promise of its own, for drivers on the hot path:
+   * exactly one of `done(len)` and `failed(error)` is called later (never
+   * from within this call, never from within the other's). A request
+   * refused at once (bad input, a closed or broken queue, `{ wait: false }`
+   * on a full ring, an aborted signal) throws here instead, after
+   * SubmitOptions.reclaim ran.
+   */
+  enqueue(request: QueueRequest, done: (len: number) => void, failed: (error: unknown) => void, options: SubmitOptions = {}): void {
     try {
       this.checkUsable();
       const count = checkRequest(request, this.limits, this.memory);
       const { signal, timeoutMs, reclaim } = options;
       checkSubmitOptions(timeoutMs, reclaim);
       if (signal?.aborted) throw new AbortError(undefined, { cause: signal.reason });
+      const pending = new Pending(done, failed);
+      pending.reclaim = reclaim;
       if (this.waiters.length === 0 && this.engine.hasRoom(count)) {
-        return new Promise<number>((resolve, reject) => {
-          const pending = new Pending(resolve, reject);
-          pending.reclaim = reclaim;
-          if (timeoutMs !== undefined) this.deadlines.add(pending, timeoutMs);
-          this.placeRequest(request, count, pending);
-          if (signal) this.watchAbort(pending, signal);
-        });
+        if (timeoutMs !== undefined) this.deadlines.add(pending, timeoutMs);
+        this.placeRequest(request, count, pending);
+        if (signal) this.watchAbort(pending, signal);
+        return;
       }
       if (options.wait === false) {
         throw new QueueFullError(`queue ${this.index}: ${this.engine.descriptorsFor(count)} descriptor(s) needed, ${this.free} free`);
       }
       // Placed later: a copy, so that the caller changing its objects meanwhile cannot change what was validated.
-      const snapshot = snapshotRequest(request);
-      return new Promise<number>((resolve, reject) => {
-        const waiter: Waiter = { request: snapshot, count, pending: new Pending(resolve, reject) };
-        waiter.pending.reclaim = reclaim;
-        if (timeoutMs !== undefined) this.deadlines.add(waiter.pending, timeoutMs);
-        this.waiters.push(waiter);
-        if (signal) this.watchAbort(waiter.pending, signal, waiter);
-        // Orphans now hold room someone waits for: they keep the line busy and the polling loop going.
-        if (this.waiters.length === 1 && this.inFlightRequests.orphans > 0) {
-          this.updateBusy();
-          this.poller?.submitted();
-        }
-      });
+      const waiter: Waiter = { request: snapshotRequest(request), count, pending };
+      if (timeoutMs !== undefined) this.deadlines.add(pending, timeoutMs);
+      this.waiters.push(waiter);
+      if (signal) this.watchAbort(pending, signal, waiter);
+      // Orphans now hold room someone waits for: they keep the line busy and the polling loop going.
+      if (this.waiters.length === 1 && this.inFlightRequests.orphans > 0) {
+        this.updateBusy();
+        this.poller?.submitted();
+      }
     } catch (error) {
       // Refused (or aborted) before the device saw anything: the buffers are the caller's again.
       const reclaim = options?.reclaim;
       if (typeof reclaim === 'function') reclaim();
-      return Promise.reject(error);
+      throw error;
     }
   }
 
@@ -178,8 +191,12 @@ export class Virtqueue implements QueueEndpoint {
   flush(): void {
     this.flushScheduled = false;
     if (this.state.unusable) return;
+    const fresh = this.engine.unpublished > 0;
+    if (fresh) this.poller?.beforePublish();
     const notify = this.engine.publish();
     if (notify >= 0) this.notifyDevice(notify);
+    // 'poll' and 'hybrid': a device that answers quickly is found by a spin, within this turn.
+    if (fresh && !this.state.unusable) this.poller?.published();
   }
 
   /** Notifies the device (the engine decided it must); a failure detaches the queue. */
@@ -297,7 +314,14 @@ export class Virtqueue implements QueueEndpoint {
     if (!pending.orphaned) {
       if (pending.deadline !== Infinity) this.deadlines.remove(pending);
       pending.cleanup?.();
-      pending.resolve(len);
+      try {
+        pending.resolve(len);
+      } catch (error) {
+        // An enqueue() callback that throws must not stop the reap halfway: it surfaces as uncaught, later.
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
     }
     if (this.busy && this.awaited === 0) this.updateBusy();
   }

@@ -105,6 +105,7 @@ export class SimDevice extends RegisterWindow {
   private readonly pollReads: number;
   private readonly faults?: SimFaults;
   private readonly suppressNotifications: boolean;
+  private readonly completeOnNotify: boolean;
   private readonly inOrderBatch: number;
   /** Hostile mode (SimOptions.hostile); absent when off. */
   private readonly hostile?: Hostile;
@@ -220,6 +221,7 @@ export class SimDevice extends RegisterWindow {
     this.pollReads = POLL_SPARE_READS + finite(this.resetLatency) + finite(queueResetLatency) + finite(options.configGenerationChurn ?? 0);
     this.faults = options.faults;
     this.suppressNotifications = options.suppressNotifications ?? false;
+    this.completeOnNotify = options.completeOnNotify ?? false;
     this.inOrderBatch = options.inOrderBatch ?? 1;
     if (!Number.isInteger(this.inOrderBatch) || this.inOrderBatch < 1) {
       throw new RangeError(`inOrderBatch must be a positive integer, got ${String(options.inOrderBatch)}`);
@@ -671,7 +673,9 @@ export class SimDevice extends RegisterWindow {
     }
     this.stats.notifications[index]++;
     if (data) queue.checkNotificationData(data.nextOff, data.nextWrap);
-    if (!this.suppressNotifications) this.schedule(true);
+    if (this.suppressNotifications) return;
+    if (this.completeOnNotify) this.run(true);
+    else this.schedule(true);
   }
 
   private writeInterruptAck(value: number): void {

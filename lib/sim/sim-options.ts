@@ -51,6 +51,13 @@ export interface SimOptions {
    */
   suppressNotifications?: boolean;
   /**
+   * Work a notification starts is done within the QueueNotify write, not
+   * on the next turn of the event loop (default false): a device that
+   * answers before the driver's next instruction, as a fast device seems
+   * to a driver that spins ('poll', 'hybrid') on another CPU.
+   */
+  completeOnNotify?: boolean;
+  /**
    * With VIRTIO_F_IN_ORDER negotiated: the most buffers one used element
    * covers (§2.7.9, §2.8.8), default 1. Consecutive buffers that are
    * complete when the device publishes are used in batches of up to this

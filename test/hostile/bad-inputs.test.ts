@@ -606,6 +606,7 @@ function queueRows(variant: SimVariant): Row<QueueSubject>[] {
     ['{ wait: false } on a full ring', queueAt(variant, 'full'), (s) => s.driver.q.submit({ writable: [{ region: s.region }] }, { wait: false }), rejects(QueueFullError, 'ERR_VIRTIO_QUEUE_FULL')],
     ['setMode("fast")', open, (s) => s.driver.q.setMode(bad('fast')), throws(TypeError)],
     ['setMode("hybrid") spinning -1 µs', open, (s) => s.driver.q.setMode('hybrid', { spinMicros: -1 }), throws(RangeError)],
+    ['setMode("poll") with a burst of NaN µs', open, (s) => s.driver.q.setMode('poll', { burstMicros: NaN }), throws(RangeError)],
     ['queueStats of a queue the driver lacks', open, (s) => s.driver.queueStats(9), throws(RangeError)],
     ['setQueueMode on a queue the driver lacks', open, (s) => s.driver.setQueueMode('poll', {}, 9), throws(RangeError)],
     ['submit after close()', queueAt(variant, 'closed'), (s) => s.driver.q.submit({ writable: [{ region: s.region }] }), rejects(ClosedError, CLOSED)],

@@ -168,23 +168,153 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
       driver.close();
     });
 
-    test('hybrid: after an interrupt the ring is polled for a while, then interrupts come back', async () => {
-      const driver = open(ring, { queueSize: 16 });
-      driver.q.setMode('hybrid', { spinMicros: 20_000 });
-      await driver.echo([bytes(4)], [4]); // the first completion arrives by interrupt
-      const interrupts = rig!.sim.stats.interrupts;
-      expect(interrupts).toBeGreaterThan(0);
-      // Within the spin window more requests are found by polling, not by interrupts.
-      await Promise.all(Array.from({ length: 8 }, (_, i) => driver.echo([bytes(4, i)], [4])));
-      expect(driver.q.stats.polledCompletions).toBeGreaterThan(0);
-      await new Promise((resolve) => setTimeout(resolve, 40));
-      await turns(3);
-      // Idle past the window: interrupts are on again and deliver the next completion.
-      const polls = driver.q.stats.polls;
+    test('poll, a device that answers within the spin: each completion is found by the spin after its notification, no loop turn, no interrupt', async () => {
+      const driver = open(ring, { queueSize: 16, sim: { completeOnNotify: true } });
+      driver.q.setMode('poll', { burstMicros: 1e7 });
+      const interruptsBefore = rig!.sim.stats.interrupts;
+      for (let i = 0; i < 20; i++) expect(await driver.echo([bytes(8, i)], [8])).toEqual(Buffer.from(bytes(8, i)));
+      const { spins, spinHits, polls, polledCompletions } = driver.q.stats;
+      expect(spinHits).toBe(20);
+      expect(spins).toBe(20);
+      expect(polledCompletions).toBe(20);
+      expect(polls).toBe(0);
+      expect(rig!.sim.stats.interrupts).toBe(interruptsBefore);
+      driver.close();
+    });
+
+    test('poll with spinMicros 0: no spin, the loop finds every completion', async () => {
+      const driver = open(ring, { sim: { completeOnNotify: true } });
+      driver.q.setMode('poll', { spinMicros: 0 });
+      for (let i = 0; i < 5; i++) await driver.echo([bytes(4, i)], [4]);
+      expect(driver.q.stats.spins).toBe(0);
+      expect(driver.q.stats.polledCompletions).toBe(5);
+      expect(driver.q.stats.polls).toBeGreaterThanOrEqual(5);
+      driver.close();
+    });
+
+    test('poll: a device that answers only on a later turn makes spins miss, then be skipped (backoff), and the loop finds it', async () => {
+      const driver = open(ring);
+      driver.q.setMode('poll', { spinMicros: 50 });
+      for (let i = 0; i < 40; i++) await driver.echo([bytes(4, i)], [4]);
+      const { spins, spinHits, polledCompletions } = driver.q.stats;
+      expect(spinHits).toBe(0);
+      expect(polledCompletions).toBe(40);
+      // 3 misses in a row start the backoff (skip 2, 4, 8, … notifications), and a latency above the cap stops them.
+      expect(spins).toBeGreaterThanOrEqual(1);
+      expect(spins).toBeLessThanOrEqual(12);
+      driver.close();
+    });
+
+    test('hybrid, a device that answers within the spin: completions by spin and no interrupt', async () => {
+      const driver = open(ring, { queueSize: 16, sim: { completeOnNotify: true } });
+      driver.q.setMode('hybrid', { burstMicros: 1e7 });
       const before = rig!.sim.stats.interrupts;
-      await driver.echo([bytes(4)], [4]);
-      expect(rig!.sim.stats.interrupts).toBe(before + 1);
-      expect(driver.q.stats.polls).toBeGreaterThanOrEqual(polls);
+      for (let i = 0; i < 10; i++) await driver.echo([bytes(4, i)], [4]);
+      await Promise.all(Array.from({ length: 8 }, (_, i) => driver.echo([bytes(4, i)], [4])));
+      expect(driver.q.stats.spinHits).toBeGreaterThanOrEqual(11);
+      expect(driver.q.stats.polledCompletions).toBe(18);
+      // The device was asked for no interrupt while each request was spun for.
+      expect(rig!.sim.stats.interrupts).toBe(before);
+      driver.close();
+    });
+
+    test('hybrid, a device slower than the spin: the spin misses, interrupts come back on and deliver, and spins back off', async () => {
+      const driver = open(ring, { queueSize: 16 });
+      driver.q.setMode('hybrid', { spinMicros: 50 });
+      const before = rig!.sim.stats.interrupts;
+      for (let i = 0; i < 30; i++) await driver.echo([bytes(4, i)], [4]);
+      expect(driver.q.stats.spinHits).toBe(0);
+      expect(rig!.sim.stats.interrupts - before).toBe(30);
+      // Misses back off, and the latency the interrupts show (above 50 µs here) stops the spins.
+      expect(driver.q.stats.spins).toBeGreaterThanOrEqual(1);
+      expect(driver.q.stats.spins).toBeLessThanOrEqual(10);
+      driver.close();
+    });
+
+    test('spinning is bounded per turn: a timer and an immediate still run during a loop of requests the spin completes', async () => {
+      const driver = open(ring, { sim: { completeOnNotify: true } });
+      driver.q.setMode('poll');
+      let immediate = -1;
+      let timer = -1;
+      let done = 0;
+      setImmediate(() => (immediate = done));
+      setTimeout(() => (timer = done), 1);
+      while ((immediate < 0 || timer < 0) && done < 200_000) {
+        await driver.echo([bytes(4)], [4]);
+        done++;
+      }
+      expect(immediate).toBeGreaterThan(0); // some completed within the first turn, synchronously…
+      expect(immediate).toBeLessThan(done); // …but the turn ended
+      expect(timer).toBeGreaterThanOrEqual(0);
+      expect(done).toBeLessThan(200_000);
+      driver.close();
+    });
+
+    test('enqueue: the callback form calls done later, never within the call; a refusal throws after reclaim', async () => {
+      const driver = open(ring);
+      const region = rig!.pool.allocate(64);
+      let len = -1;
+      let inCall = true;
+      let calledInCall = false;
+      const done = new Promise<void>((resolve, reject) =>
+        driver.q.enqueue(
+          { writable: [{ region, length: 8 }], readable: [{ region, offset: 8, length: 8 }] },
+          (n) => {
+            calledInCall = inCall;
+            len = n;
+            resolve();
+          },
+          reject,
+        ),
+      );
+      inCall = false;
+      await done;
+      expect(calledInCall).toBe(false);
+      expect(len).toBe(8);
+      let reclaimed = false;
+      expect(() => driver.q.enqueue({ writable: [] }, () => {}, () => {}, { reclaim: () => (reclaimed = true) })).toThrow(RangeError);
+      expect(reclaimed).toBe(true);
+      rig!.pool.free(region);
+      driver.close();
+    });
+
+    test('enqueue: a done callback that throws surfaces as uncaught and leaves the queue working', async () => {
+      const driver = open(ring, { queueSize: 16 });
+      const region = rig!.pool.allocate(64);
+      const thrown: unknown[] = [];
+      // The queue rethrows in a microtask (uncaught, as Node does for a callback that throws): caught here instead.
+      const realQueueMicrotask = globalThis.queueMicrotask;
+      globalThis.queueMicrotask = (task) =>
+        realQueueMicrotask(() => {
+          try {
+            task();
+          } catch (error) {
+            thrown.push(error);
+          }
+        });
+      try {
+        const boom = new Error('boom');
+        const settled = Promise.all(
+          [0, 1, 2].map(
+            (i) =>
+              new Promise<void>((resolve) =>
+                driver.q.enqueue({ readable: [{ region, offset: i * 8, length: 8 }], writable: [{ region, offset: 32 + i * 8, length: 8 }] }, () => {
+                  resolve();
+                  if (i === 1) throw boom;
+                }, () => {}),
+              ),
+          ),
+        );
+        await settled;
+        await turns(2);
+        expect(thrown).toEqual([boom]);
+        expect(driver.q.broken).toBe(false);
+        expect(driver.q.inFlight).toBe(0);
+        await driver.echo([bytes(4)], [4]);
+      } finally {
+        globalThis.queueMicrotask = realQueueMicrotask;
+      }
+      rig!.pool.free(region);
       driver.close();
     });
 

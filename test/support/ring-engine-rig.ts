@@ -68,6 +68,8 @@ export const newStats = (): QueueStats => ({
   indirect: 0,
   polls: 0,
   polledCompletions: 0,
+  spins: 0,
+  spinHits: 0,
 });
 
 export type Format = 'split' | 'packed';
