@@ -14,6 +14,12 @@ export class SlotPool {
     this.free = Array.from({ length: count }, (_, i) => count - 1 - i);
   }
 
+  /** A free slot now, or -1 (none free, others waiting first, or failed). */
+  tryAcquire(): number {
+    if (this.failure || this.waiters.length > 0 || this.free.length === 0) return -1;
+    return this.free.pop()!;
+  }
+
   acquire(signal?: AbortSignal): Promise<number> {
     if (this.failure) return Promise.reject(this.failure);
     if (signal?.aborted) return Promise.reject(new AbortError(undefined, { cause: signal.reason }));

@@ -1,11 +1,10 @@
 import type { Readable, Writable } from 'node:stream';
-import { CanceledError, DeviceIoError, ProtocolError } from '../errors';
+import { CanceledError, DeviceIoError } from '../errors';
 import { freeIfLive, type DmaRegion } from '../platform';
-import type { QueueBuffer, Virtqueue } from '../queue';
+import type { QueueBuffer } from '../queue';
 import {
   BLK_DISCARD_SEGMENT_SIZE,
   BLK_ID_BYTES,
-  BLK_REQ_HEADER_SIZE,
   BLK_SECTOR_SIZE,
   BLK_WRITE_ZEROES_FLAG_UNMAP,
   BlkFeature,
@@ -21,7 +20,8 @@ import { configBytes, readInfo, type BlkInfo } from './blk-info';
 import { checkLength, checkRange, checkWritable } from './blk-sectors';
 import { createBlkReadStream, createBlkWriteStream, type BlkReadStreamOptions, type BlkWriteStreamOptions } from './blk-streams';
 import { DriverSetup } from './driver-setup';
-import { SlotPool, abortable } from './slot-pool';
+import { BlkRequestQueue, SLOT_BYTES, type Transfer, type TransferHooks } from './blk-request-queue';
+import { abortable } from './slot-pool';
 import { VirtioDriver, type DriverOptions, type StartedDevice } from './virtio-driver';
 
 export interface BlkRange {
@@ -53,24 +53,6 @@ const WANTED = features(
   BlkFeature.DISCARD,
   BlkFeature.WRITE_ZEROES,
 );
-/** Per request: the 16-byte header, then the status byte, in one small DMA slot. */
-const SLOT_BYTES = 32;
-const STATUS_AT = BLK_REQ_HEADER_SIZE;
-
-interface RequestQueue {
-  queue: Virtqueue;
-  slots: SlotPool;
-}
-
-interface Transfer {
-  type: number;
-  sector: bigint;
-  /** Device-readable data after the header. */
-  out?: QueueBuffer[];
-  /** Device-writable data before the status byte. */
-  in?: QueueBuffer[];
-}
-
 /**
  * The block device (virtio 1.2 §5.2). Reads and writes take sector
  * numbers (512 bytes each) and lengths in whole sectors; ranges are checked
@@ -82,7 +64,7 @@ export class VirtioBlk extends VirtioDriver {
   static readonly deviceId = DeviceId.BLOCK;
 
   readonly info: BlkInfo;
-  private readonly requestQueues: RequestQueue[];
+  private readonly requestQueues: BlkRequestQueue[];
   private readonly slotMemory: DmaRegion[];
   private readonly maxRequestBytes: number;
   private readonly maxSegments: number;
@@ -96,8 +78,9 @@ export class VirtioBlk extends VirtioDriver {
     try {
       this.requestQueues = Array.from({ length: info.queues }, (_, i) => {
         const queue = this.queue(i);
-        this.slotMemory.push(this.memory.allocate(queue.size * SLOT_BYTES, 16));
-        return { queue, slots: new SlotPool(queue.size) };
+        const region = this.memory.allocate(queue.size * SLOT_BYTES, 16);
+        this.slotMemory.push(region);
+        return new BlkRequestQueue(queue, region);
       });
     } catch (error) {
       // The device has seen none of them; open()'s abandon() closes it.
@@ -148,28 +131,42 @@ export class VirtioBlk extends VirtioDriver {
   }
 
   /** Reads `length` bytes (a multiple of 512) from `sector`, or fills `target` (its length a multiple of 512). */
-  async read(sector: number | bigint, lengthOrTarget: number | Uint8Array, options: BlkRequestOptions = {}): Promise<Buffer> {
-    this.checkOpen();
-    const target = typeof lengthOrTarget === 'number' ? Buffer.allocUnsafe(checkLength(lengthOrTarget)) : asBuffer(lengthOrTarget);
-    const start = checkRange(this.info, sector, target.length);
-    await this.split(start, target, (at, part) => this.transferIn(at, part, options));
-    return target;
+  read(sector: number | bigint, lengthOrTarget: number | Uint8Array, options: BlkRequestOptions = {}): Promise<Buffer> {
+    let target: Buffer;
+    let start: bigint;
+    try {
+      this.checkOpen();
+      target = typeof lengthOrTarget === 'number' ? Buffer.allocUnsafe(checkLength(lengthOrTarget)) : asBuffer(lengthOrTarget);
+      start = checkRange(this.info, sector, target.length);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    // One request: its promise is the caller's.
+    if (target.length <= this.maxRequestBytes) return this.transferIn(start, target, options, target);
+    return this.split(start, target, (at, part) => this.transferIn(at, part, options, undefined)).then(() => target);
   }
 
   /** Writes `data` (its length a multiple of 512) at `sector`. */
-  async write(sector: number | bigint, data: Uint8Array, options: BlkRequestOptions = {}): Promise<void> {
-    this.checkOpen();
-    checkWritable(this.info, 'write');
-    const source = asBuffer(data);
-    const start = checkRange(this.info, sector, source.length);
-    await this.split(start, source, (at, part) => this.transferOut(at, part, options));
+  write(sector: number | bigint, data: Uint8Array, options: BlkRequestOptions = {}): Promise<void> {
+    let source: Buffer;
+    let start: bigint;
+    try {
+      this.checkOpen();
+      checkWritable(this.info, 'write');
+      source = asBuffer(data);
+      start = checkRange(this.info, sector, source.length);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (source.length <= this.maxRequestBytes) return this.transferOut(start, source, options);
+    return this.split(start, source, (at, part) => this.transferOut(at, part, options));
   }
 
   /** Makes written data durable (FLUSH); without the feature the device writes through and this resolves at once. */
   async flush(options: BlkRequestOptions = {}): Promise<void> {
     this.checkOpen();
     if (!this.info.flush) return;
-    await this.submit({ type: BlkRequestType.FLUSH, sector: 0n }, options);
+    await this.submit({ type: BlkRequestType.FLUSH, sector: 0n }, options, {}, undefined);
   }
 
   /** The device ID string (GET_ID, up to 20 ASCII characters). */
@@ -184,7 +181,7 @@ export class VirtioBlk extends VirtioDriver {
         id = bytes.subarray(0, end < 0 ? BLK_ID_BYTES : end).toString('latin1');
       },
       release: () => freeIfLive(this.memory, region),
-    });
+    }, undefined);
     return id;
   }
 
@@ -237,28 +234,21 @@ export class VirtioBlk extends VirtioDriver {
     if (failed) throw failed.reason;
   }
 
-  private async transferIn(sector: bigint, target: Buffer, options: BlkRequestOptions): Promise<void> {
+  private transferIn<T>(sector: bigint, target: Buffer, options: BlkRequestOptions, result: T): Promise<T> {
     const direct = this.directRegion(target);
     const region = direct ?? this.memory.allocate(target.length, 64);
-    await this.submit({ type: BlkRequestType.IN, sector, in: this.segments(region, target.length) }, options, {
-      complete: () => {
-        if (!direct) target.set(new Uint8Array(region.view, region.offset, target.length));
-      },
-      release: () => {
-        if (!direct) freeIfLive(this.memory, region);
-      },
-    });
+    const hooks: TransferHooks = direct
+      ? {}
+      : { complete: () => target.set(new Uint8Array(region.view, region.offset, target.length)), release: () => freeIfLive(this.memory, region) };
+    return this.submit({ type: BlkRequestType.IN, sector, in: this.segments(region, target.length) }, options, hooks, result);
   }
 
-  private async transferOut(sector: bigint, source: Buffer, options: BlkRequestOptions): Promise<void> {
+  private transferOut(sector: bigint, source: Buffer, options: BlkRequestOptions): Promise<void> {
     const direct = this.directRegion(source);
     const region = direct ?? this.memory.allocate(source.length, 64);
     if (!direct) new Uint8Array(region.view, region.offset, source.length).set(source);
-    await this.submit({ type: BlkRequestType.OUT, sector, out: this.segments(region, source.length) }, options, {
-      release: () => {
-        if (!direct) freeIfLive(this.memory, region);
-      },
-    });
+    const hooks: TransferHooks = direct ? {} : { release: () => freeIfLive(this.memory, region) };
+    return this.submit({ type: BlkRequestType.OUT, sector, out: this.segments(region, source.length) }, options, hooks, undefined);
   }
 
   /** A region-shaped window on `view` when it lies in our DMA memory (no copy needed), else undefined. */
@@ -293,74 +283,43 @@ export class VirtioBlk extends VirtioDriver {
       view.setUint32(i * BLK_DISCARD_SEGMENT_SIZE + 8, range.sectors, true);
       view.setUint32(i * BLK_DISCARD_SEGMENT_SIZE + 12, flags, true);
     });
-    await this.submit({ type, sector: 0n, out: [{ region }] }, options, { release: () => freeIfLive(this.memory, region) });
+    await this.submit({ type, sector: 0n, out: [{ region }] }, options, { release: () => freeIfLive(this.memory, region) }, undefined);
   }
 
   /**
-   * One request: header slot, data, status byte (§5.2.6). `hooks.complete`
-   * runs when the device has completed it (the data may be read then);
-   * `hooks.release` runs exactly once when the device no longer holds the
-   * buffers: at completion; for a request that timed out, was aborted or
-   * was rejected by a reset or close, when the device gives the chain back
-   * or a reset completes (never, if none does); at once when the request
-   * never reached the device. The status is read once, before the slot is
-   * reused.
+   * One request (BlkRequestQueue.send) on the picked queue, in a free slot
+   * at once or, when none is free, after waiting for one (FIFO; the signal
+   * stops the wait). Resolves with `result`. hooks.release runs once the
+   * device no longer holds the buffers (see TransferHooks), at once when
+   * the request never reached it.
    */
-  private async submit(transfer: Transfer, options: BlkRequestOptions, hooks: { complete?: () => void; release?: () => void } = {}): Promise<void> {
-    let index: number;
-    let slot: number;
+  private submit<T>(transfer: Transfer, options: BlkRequestOptions, hooks: TransferHooks, result: T): Promise<T> {
+    let requestQueue: BlkRequestQueue;
     try {
       this.checkOpen();
-      index = this.pickQueue(options.queue);
-      slot = await this.requestQueues[index].slots.acquire(options.signal);
-      if (this.closed) {
-        this.requestQueues[index].slots.release(slot);
-        throw new CanceledError('virtio-blk closed while the request waited for a slot');
-      }
+      requestQueue = this.requestQueues[this.pickQueue(options.queue)];
     } catch (error) {
       hooks.release?.();
-      throw error;
+      return Promise.reject(error);
     }
-    const { queue, slots } = this.requestQueues[index];
-    const memory = this.slotMemory[index];
-    const header = new DataView(memory.view, memory.offset + slot * SLOT_BYTES, SLOT_BYTES);
-    header.setUint32(0, transfer.type, true);
-    header.setUint32(4, 0, true);
-    header.setBigUint64(8, transfer.sector, true);
-    header.setUint8(STATUS_AT, 0xff);
-    const slotBuffer = (offset: number, length: number): QueueBuffer => ({ region: memory, offset: slot * SLOT_BYTES + offset, length });
-    // The data buffers and the header/status slot are the device's until it returns the chain or a reset
-    // completes: a request that timed out or was rejected gives them back only then (reclaim).
-    const giveBack = (): void => {
-      hooks.release?.();
-      slots.release(slot);
-    };
-    const completion = queue
-      .submit(
-        {
-          readable: [slotBuffer(0, BLK_REQ_HEADER_SIZE), ...(transfer.out ?? [])],
-          writable: [...(transfer.in ?? []), slotBuffer(STATUS_AT, 1)],
-        },
-        { timeoutMs: this.requestTimeoutMs, reclaim: giveBack },
-      )
-      .then((len) => {
-        const status = header.getUint8(STATUS_AT);
-        // §5.2.6: the device writes the data, then the status byte; a len short of that means it did not.
-        const expected = (transfer.type === BlkRequestType.IN ? dataBytes(transfer.in) : 0) + 1;
-        // A failed request may write only its status byte (the data is not valid then): only len 0 is short.
-        const short = status === BlkStatus.OK ? len < expected : len < 1;
-        if (status === BlkStatus.OK && !short) hooks.complete?.();
-        giveBack();
-        if (short) {
-          throw new ProtocolError(len === 0 ? 'blk-status-missing' : 'blk-short-read', `virtio-blk request type ${transfer.type} at sector ${transfer.sector}: the device reported ${len} bytes written, ${expected} expected`);
+    const { signal } = options;
+    const slot = signal === undefined ? requestQueue.slots.tryAcquire() : -1;
+    if (slot >= 0) return requestQueue.send(slot, transfer, this.requestTimeoutMs, hooks, result);
+    const sent = requestQueue.slots.acquire(signal).then(
+      (slot) => {
+        if (this.closed) {
+          requestQueue.slots.release(slot);
+          hooks.release?.();
+          throw new CanceledError('virtio-blk closed while the request waited for a slot');
         }
-        return status;
-      });
-    const status = await abortable(completion, options.signal);
-    if (status !== BlkStatus.OK) {
-      const what = status === BlkStatus.IOERR ? 'an I/O error' : status === BlkStatus.UNSUPP ? 'unsupported request' : `unknown status ${status}`;
-      throw new DeviceIoError(`virtio-blk request type ${transfer.type} at sector ${transfer.sector}: ${what}`, status);
-    }
+        return requestQueue.send(slot, transfer, this.requestTimeoutMs, hooks, result);
+      },
+      (error: unknown) => {
+        hooks.release?.();
+        throw error;
+      },
+    );
+    return abortable(sent, signal);
   }
 
   private pickQueue(requested?: number): number {
@@ -374,12 +333,6 @@ export class VirtioBlk extends VirtioDriver {
     this.next = (this.next + 1) % this.requestQueues.length;
     return index;
   }
-}
-
-function dataBytes(buffers?: QueueBuffer[]): number {
-  let total = 0;
-  for (const b of buffers ?? []) total += b.length ?? b.region.size - (b.offset ?? 0);
-  return total;
 }
 
 const floorSectors = (n: number): number => Math.floor(n / BLK_SECTOR_SIZE) * BLK_SECTOR_SIZE;

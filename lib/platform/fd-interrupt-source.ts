@@ -4,7 +4,7 @@ import { EpollLoop } from './epoll-loop';
 import { interruptEvents } from './interrupt-events';
 import type { InterruptErrorListener, InterruptEvent, InterruptListener, InterruptSource } from './interrupt-source';
 
-const { EPOLLIN, EPOLLERR, EPOLLHUP } = native.constants;
+const { EPOLLIN, EPOLLERR, EPOLLHUP, EPOLLET } = native.constants;
 
 /**
  * What the UIO and eventfd sources share: watching an fd on the epoll
@@ -28,6 +28,12 @@ export abstract class FdInterruptSource implements InterruptSource {
   protected abstract get fd(): number;
   /** Reads what is pending: interrupts since the last call, or null if none (spurious wake-up). */
   protected abstract consume(): number | null;
+  /**
+   * Watched edge-triggered (EPOLLET): each wake-up is one event (count 1)
+   * and consume() is not called, one syscall less per interrupt. Only for
+   * an fd that wakes its waiters on every new event even while readable.
+   */
+  protected readonly edgeTriggered: boolean = false;
   /** Called after each delivered interrupt. */
   protected abstract rearm(): void;
   /** Whether the fd should be watched at all (eventfd masking unwatches). */
@@ -93,7 +99,7 @@ export abstract class FdInterruptSource implements InterruptSource {
   protected updateWatch(): void {
     const want = !this.isClosed && this.onInterrupt !== undefined && this.wantsWatch();
     if (want && !this.watched) {
-      this.loop.watch(this.fd, EPOLLIN, (events) => this.ready(events), { keepAlive: this.keepAlive });
+      this.loop.watch(this.fd, this.edgeTriggered ? (EPOLLIN | EPOLLET) >>> 0 : EPOLLIN, (events) => this.ready(events), { keepAlive: this.keepAlive });
     } else if (!want && this.watched) {
       this.loop.unwatch(this.fd);
     }
@@ -108,7 +114,7 @@ export abstract class FdInterruptSource implements InterruptSource {
       if (events & (EPOLLERR | EPOLLHUP) && !(events & EPOLLIN)) {
         throw new DeviceGoneError(`${this.label}: the interrupt fd reported ${events & EPOLLERR ? 'EPOLLERR' : 'EPOLLHUP'}`);
       }
-      count = this.consume();
+      count = this.edgeTriggered ? 1 : this.consume();
     } catch (error) {
       this.fail(error);
       return;

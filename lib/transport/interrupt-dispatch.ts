@@ -166,9 +166,9 @@ export class InterruptDispatch {
     else this.busy.delete(index);
     if (!this.source || this.source.closed || before === this.busy.size) return;
     if (this.busy.size > 0) {
-      // An unref still pending from the last idle moment is dropped: the line never stopped being ref'd.
-      if (this.pendingUnref) this.cancelPendingUnref();
-      else this.source.ref();
+      // With an unref pending from the last idle moment the line never stopped being ref'd; the unref
+      // finds it busy and does nothing (one immediate per event-loop turn, not one per request).
+      if (!this.pendingUnref) this.source.ref();
     } else if (!this.pendingUnref) {
       // Unref one event-loop turn later, not now: a caller that submits again from the completion
       // (a QD1 loop) keeps the line ref'd instead of paying two native calls per request.
