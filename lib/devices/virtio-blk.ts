@@ -53,6 +53,9 @@ const WANTED = features(
   BlkFeature.DISCARD,
   BlkFeature.WRITE_ZEROES,
 );
+/** The default of every request's options: made once, not per call. */
+const NO_OPTIONS: BlkRequestOptions = Object.freeze({});
+
 /**
  * The block device (virtio 1.2 §5.2). Reads and writes take sector
  * numbers (512 bytes each) and lengths in whole sectors; ranges are checked
@@ -131,7 +134,7 @@ export class VirtioBlk extends VirtioDriver {
   }
 
   /** Reads `length` bytes (a multiple of 512) from `sector`, or fills `target` (its length a multiple of 512). */
-  read(sector: number | bigint, lengthOrTarget: number | Uint8Array, options: BlkRequestOptions = {}): Promise<Buffer> {
+  read(sector: number | bigint, lengthOrTarget: number | Uint8Array, options: BlkRequestOptions = NO_OPTIONS): Promise<Buffer> {
     let target: Buffer;
     let start: bigint;
     try {
@@ -147,7 +150,7 @@ export class VirtioBlk extends VirtioDriver {
   }
 
   /** Writes `data` (its length a multiple of 512) at `sector`. */
-  write(sector: number | bigint, data: Uint8Array, options: BlkRequestOptions = {}): Promise<void> {
+  write(sector: number | bigint, data: Uint8Array, options: BlkRequestOptions = NO_OPTIONS): Promise<void> {
     let source: Buffer;
     let start: bigint;
     try {
@@ -253,6 +256,9 @@ export class VirtioBlk extends VirtioDriver {
 
   /** A region-shaped window on `view` when it lies in our DMA memory (no copy needed), else undefined. */
   private directRegion(view: Buffer): DmaRegion | undefined {
+    // A Buffer from allocBuffer() is its region, as it is (no lookup, nothing made).
+    const own = this.ownBuffers.get(view);
+    if (own !== undefined) return own;
     const iova = this.memory.addressOf?.(view);
     return iova === undefined ? undefined : { view: view.buffer as ArrayBuffer, offset: view.byteOffset, size: view.byteLength, iova };
   }
