@@ -1,5 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
-import { CanceledError, DeviceIoError } from '../errors';
+import { AbortError, CanceledError, DeviceIoError } from '../errors';
 import { freeIfLive, type DmaRegion } from '../platform';
 import type { QueueBuffer } from '../queue';
 import {
@@ -144,6 +144,7 @@ export class VirtioBlk extends VirtioDriver {
     } catch (error) {
       return Promise.reject(error);
     }
+    if (target.length === 0) return Promise.resolve(target);
     // One request: its promise is the caller's.
     if (target.length <= this.maxRequestBytes) return this.transferIn(start, target, options, target);
     return this.split(start, target, (at, part) => this.transferIn(at, part, options, undefined)).then(() => target);
@@ -161,6 +162,7 @@ export class VirtioBlk extends VirtioDriver {
     } catch (error) {
       return Promise.reject(error);
     }
+    if (source.length === 0) return Promise.resolve();
     if (source.length <= this.maxRequestBytes) return this.transferOut(start, source, options);
     return this.split(start, source, (at, part) => this.transferOut(at, part, options));
   }
@@ -301,14 +303,15 @@ export class VirtioBlk extends VirtioDriver {
    */
   private submit<T>(transfer: Transfer, options: BlkRequestOptions, hooks: TransferHooks, result: T): Promise<T> {
     let requestQueue: BlkRequestQueue;
+    const { signal } = options;
     try {
       this.checkOpen();
       requestQueue = this.requestQueues[this.pickQueue(options.queue)];
+      if (signal?.aborted) throw new AbortError(undefined, { cause: signal.reason });
     } catch (error) {
       hooks.release?.();
       return Promise.reject(error);
     }
-    const { signal } = options;
     const slot = signal === undefined ? requestQueue.slots.tryAcquire() : -1;
     if (slot >= 0) return requestQueue.send(slot, transfer, this.requestTimeoutMs, hooks, result);
     const sent = requestQueue.slots.acquire(signal).then(

@@ -14,6 +14,9 @@ export interface VirtioRngOptions extends DriverOptions {
 }
 
 const REQUEST_QUEUE = 0;
+/** The signal of a read nobody can abort (the rest of a one-request read). */
+const NEVER_ABORTED = new AbortController().signal;
+setMaxListeners(0, NEVER_ABORTED);
 /** Empty completions in a row before a read gives up (a device that never delivers must not hang us). */
 const MAX_EMPTY_COMPLETIONS = 64;
 
@@ -27,6 +30,7 @@ export class VirtioRng extends VirtioDriver {
 
   private readonly requestBytes: number;
   private readonly buffers: DmaRegion;
+  private readonly bufferBytes: Uint8Array;
   private readonly slots: SlotPool;
 
   private constructor(started: StartedDevice, requestBytes: number) {
@@ -35,6 +39,7 @@ export class VirtioRng extends VirtioDriver {
     const { size } = this.queue(REQUEST_QUEUE);
     // Should this fail, open()'s abandon() closes the device.
     this.buffers = this.memory.allocate(size * this.requestBytes, 64);
+    this.bufferBytes = new Uint8Array(this.buffers.view, this.buffers.offset, this.buffers.size);
     this.slots = new SlotPool(size);
   }
 
@@ -57,9 +62,22 @@ export class VirtioRng extends VirtioDriver {
   }
 
   /** `length` random bytes from the device. */
-  async read(length: number, options: { signal?: AbortSignal } = {}): Promise<Buffer> {
-    this.checkOpen();
-    if (!Number.isInteger(length) || length < 0 || length > 2 ** 31 - 1) throw new RangeError(`length must be an integer in [0, 2^31 - 1], got ${length}`);
+  read(length: number, options: { signal?: AbortSignal } = {}): Promise<Buffer> {
+    try {
+      this.checkOpen();
+      if (!Number.isInteger(length) || length < 0 || length > 2 ** 31 - 1) throw new RangeError(`length must be an integer in [0, 2^31 - 1], got ${length}`);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    // One request in a slot free now: its promise is the caller's.
+    if (length > 0 && length <= this.requestBytes && options.signal === undefined) {
+      const slot = this.slots.tryAcquire();
+      if (slot >= 0) return this.readOne(slot, length);
+    }
+    return this.readParts(length, options);
+  }
+
+  private async readParts(length: number, options: { signal?: AbortSignal }): Promise<Buffer> {
     const out = Buffer.allocUnsafe(length);
     // One failing part stops the others.
     const stop = new AbortController();
@@ -100,11 +118,34 @@ export class VirtioRng extends VirtioDriver {
     if (this.buffers && this.deviceReleased) this.memory.free(this.buffers);
   }
 
-  private async fill(out: Buffer, start: number, length: number, signal: AbortSignal): Promise<void> {
+  /**
+   * One request of `length` (≤ requestBytes) bytes in `slot`; what the
+   * device returns short (an empty or partial buffer) is read on as a
+   * part would be.
+   */
+  private readOne(slot: number, length: number): Promise<Buffer> {
+    const out = Buffer.allocUnsafe(length);
+    const offset = slot * this.requestBytes;
+    // The slot goes back only when the device has returned the buffer (see fill).
+    const release = (): void => this.slots.release(slot);
+    return new Promise<Buffer>((resolve, reject) => {
+      this.queue(REQUEST_QUEUE).enqueue(
+        { writable: [{ region: this.buffers, offset, length }] },
+        (len) => {
+          out.set(this.bufferBytes.subarray(offset, offset + len), 0);
+          release();
+          resolve(len === length ? out : this.fill(out, len, length - len, NEVER_ABORTED, len === 0 ? 1 : 0).then(() => out));
+        },
+        reject,
+        { timeoutMs: this.requestTimeoutMs, reclaim: release },
+      );
+    });
+  }
+
+  private async fill(out: Buffer, start: number, length: number, signal: AbortSignal, empty = 0): Promise<void> {
     let done = 0;
-    let empty = 0;
     const queue = this.queue(REQUEST_QUEUE);
-    const view = new Uint8Array(this.buffers.view, this.buffers.offset, this.buffers.size);
+    const view = this.bufferBytes;
     while (done < length) {
       const slot = await this.slots.acquire(signal);
       if (this.closed) {
