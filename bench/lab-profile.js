@@ -11,7 +11,7 @@
 // breakdown, ours vs the kernel, and what the profiler and the wrappers
 // cost.
 //
-//   node bench/lab-profile.js [--seconds S] [--legacy] [--json] [--interval µs] [--no-kernel] [--kpti-off]
+//   node bench/lab-profile.js [--seconds S] [--legacy] [--json] [--interval µs] [--no-kernel] [--kpti-off] [--mode interrupt|poll|hybrid]
 //
 // --seconds: length of each phase (default 10); --interval: the profiler's
 // sampling interval in µs (default 1000); --no-kernel: no second device, no
@@ -30,7 +30,7 @@ const fs = require('node:fs');
 const { parseArgs } = require('node:util');
 const { runLab, kernelDriverCommands } = require('../scripts/lab/run.js');
 
-const USAGE = 'usage: node bench/lab-profile.js [--seconds S] [--legacy] [--json] [--interval µs] [--no-kernel] [--kpti-off]';
+const USAGE = 'usage: node bench/lab-profile.js [--seconds S] [--legacy] [--json] [--interval µs] [--no-kernel] [--kpti-off] [--mode interrupt|poll|hybrid]';
 let opts;
 try {
   ({ values: opts } = parseArgs({
@@ -41,6 +41,7 @@ try {
       interval: { type: 'string' },
       'no-kernel': { type: 'boolean' },
       'kpti-off': { type: 'boolean' },
+      mode: { type: 'string' },
     },
   }));
 } catch (error) {
@@ -55,6 +56,11 @@ if (!Number.isInteger(SECONDS) || SECONDS < 1 || SECONDS > 600) {
 const INTERVAL = Number(opts.interval ?? '1000');
 if (!Number.isInteger(INTERVAL) || INTERVAL < 50 || INTERVAL > 100_000) {
   console.error('--interval must be an integer number of µs in [50, 100000]');
+  process.exit(2);
+}
+const MODE = opts.mode ?? 'interrupt';
+if (!['interrupt', 'poll', 'hybrid'].includes(MODE)) {
+  console.error(`--mode must be interrupt, poll or hybrid\n${USAGE}`);
   process.exit(2);
 }
 const KERNEL = !opts['no-kernel'];
@@ -77,7 +83,7 @@ const command = [
         'echo "@@LAB-FIO-END"',
       ]
     : []),
-  `node scripts/lab/guest/blk-profile.js ${SECONDS} --interval ${INTERVAL} --warmup ${Math.min(5, SECONDS)}`,
+  `node scripts/lab/guest/blk-profile.js ${SECONDS} --interval ${INTERVAL} --warmup ${Math.min(5, SECONDS)} --mode ${MODE}`,
 ].join('\n');
 
 // ---- How busy the host was (other QEMUs share its few CPUs) ----
@@ -202,7 +208,7 @@ const pad = (s, n) => String(s).padStart(n);
 function print(result) {
   const { guest: g, kernel: k, host, guestKernel } = result;
   const p = g.profiled.profile;
-  console.log(`virtio-blk QD1, 4 KiB random reads, null-co backend, virtio-mmio Version ${g.version}, ${SECONDS} s per phase, guest under TCG (Node ${g.node})`);
+  console.log(`virtio-blk QD1, ${g.mode ?? 'interrupt'} mode, 4 KiB random reads, null-co backend, virtio-mmio Version ${g.version}, ${SECONDS} s per phase, guest under TCG (Node ${g.node})`);
   if (guestKernel) console.log(`guest kernel: KPTI ${guestKernel.kpti ? 'on' : 'off'} (cmdline: ${guestKernel.cmdline})`);
   const shared = host.otherQemus > 0 || host.otherCpuS > 0.05 * host.wallS;
   const during = [

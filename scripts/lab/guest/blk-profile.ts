@@ -38,6 +38,7 @@ import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { VirtioBlk } from '../../../lib/devices';
 import { DmaPool, MmioWindow, nativeBarriers } from '../../../lib/platform';
 import { DeviceId } from '../../../lib/spec';
+import { checkQueueMode, type QueueMode } from '../../../lib/queue/completion-mode';
 import { openTransport, type MmioTransport, type UioDeviceSpec } from '../../../lib/transport';
 import { scan } from './devices';
 import { report, runMain } from './report';
@@ -467,8 +468,9 @@ async function calibrate(spec: UioDeviceSpec) {
 
 // ---- Main ----
 
-function parse(argv: string[]): { seconds: number; intervalUs: number; top: number; warmup: number } {
+function parse(argv: string[]): { seconds: number; intervalUs: number; top: number; warmup: number; mode: QueueMode } {
   let seconds = 10;
+  let mode: QueueMode = 'interrupt';
   let warmup = 5;
   let intervalUs = 1000;
   let top = 20;
@@ -476,21 +478,23 @@ function parse(argv: string[]): { seconds: number; intervalUs: number; top: numb
     if (argv[i] === '--interval') intervalUs = Number(argv[++i]);
     else if (argv[i] === '--top') top = Number(argv[++i]);
     else if (argv[i] === '--warmup') warmup = Number(argv[++i]);
+    else if (argv[i] === '--mode') mode = argv[++i] as QueueMode;
     else seconds = Number(argv[i]);
   }
+  checkQueueMode(mode, '--mode');
   if (!(seconds > 0) || !(intervalUs >= 50) || !(top >= 1) || !(warmup >= 0)) {
     throw new RangeError('usage: blk-profile.js [seconds] [--interval us >= 50] [--top N] [--warmup W]');
   }
-  return { seconds, intervalUs, top, warmup };
+  return { seconds, intervalUs, top, warmup, mode };
 }
 
 async function main(): Promise<void> {
-  const { seconds, intervalUs, top, warmup: warmupSeconds } = parse(process.argv.slice(2));
+  const { seconds, intervalUs, top, warmup: warmupSeconds, mode } = parse(process.argv.slice(2));
   const found = scan().find((r) => r.result?.deviceId === DeviceId.BLOCK);
   if (!found) throw new Error('no virtio-blk transport on UIO');
   const memory = DmaPool.hugetlb();
   const transport = openTransport(found.spec as UioDeviceSpec);
-  const blk = VirtioBlk.open(transport, { memory });
+  const blk = VirtioBlk.open(transport, { memory, queueMode: mode });
   const buffer = blk.allocBuffer(4096);
   try {
     const warmup = await readLoop(blk, transport, buffer, warmupSeconds);
@@ -515,6 +519,7 @@ async function main(): Promise<void> {
 
     report({
       kind: 'blk-profile',
+      mode,
       node: process.version,
       root: ROOT,
       version: transport.version,
