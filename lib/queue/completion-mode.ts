@@ -101,8 +101,8 @@ export class CompletionPoller {
 
   /** A request was placed. */
   submitted(): void {
-    // Without spinning, the loop is what finds completions.
-    if (this.mode === 'poll' && this.loop && this.capUs === 0) this.schedule();
+    // The loop runs while anything is awaited (at most one turn per event-loop iteration); a spin may find it first.
+    if (this.mode === 'poll' && this.loop) this.schedule();
   }
 
   /**
