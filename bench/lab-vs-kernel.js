@@ -1,34 +1,61 @@
 'use strict';
-// The side-by-side with the kernel. virtio-blk: one boot of the lab guest with two
-// identical virtio-blk devices on QEMU's null-co backend (reads return
-// zeroes, no host I/O): one bound to the guest kernel's virtio_blk and
-// measured with fio, one driven by our VirtioBlk over UIO. The same pattern
-// for both: 4 KiB random reads, direct, for a fixed time at queue depth 1
-// and 32 — ours in each completion mode (interrupt, poll, hybrid); then a
-// second boot with both devices packed=on (Version 2). Prints IOPS, mean and p99 completion latency, notifications (the
-// kernel's from QEMU's virtio_queue_notify trace events with --trace, ours
-// from the queue's counters) and interrupts (the kernel's from
-// /proc/interrupts) per request, and the ratio ours/kernel. virtio-rng:
-// a second boot with two virtio-rng devices, one read through the kernel's
-// /dev/hwrng, one through our VirtioRng; bytes/s for each.
+// The side-by-side with the kernel, interleaved. virtio-blk: one boot of the
+// lab guest with two identical virtio-blk devices on QEMU's null-co backend
+// (reads return zeroes, no host I/O): one bound to the guest kernel's
+// virtio_blk and measured with fio, one driven by our VirtioBlk over UIO,
+// and, on that same device in turn, a C program that drives it in a bare
+// polled loop (bench/floor/blk-floor.c: the floor). The same pattern for
+// all: 4 KiB random reads, direct, for a fixed time at queue depth 1 and 32.
+// After a warm-up (a short unmeasured fio run; ours reads unmeasured for
+// min(30, 10 S) s first, the time V8 needs under TCG to settle), each depth
+// runs R rounds (--pairs) of: kernel fio, ours interrupt,
+// ours poll, ours hybrid, the C floor — so each of ours' figures is divided
+// by the kernel figure of its own round, taken a few seconds before under
+// the same conditions (two runs of the same code can differ 2x from one
+// minute to the next here). Then a second boot with both devices packed=on
+// (Version 2). virtio-rng: a third boot with two virtio-rng devices, the
+// kernel's read through /dev/hwrng, ours through VirtioRng, interleaved
+// the same way (kernel, ours 1 in flight, ours 8, R rounds).
 //
-//   node bench/lab-vs-kernel.js [--seconds S] [--legacy] [--trace] [--json]
+// Prints per (ring, QD, driver) the medians over the rounds of IOPS, mean
+// and p99 completion latency, notifications (the kernel's from QEMU's
+// virtio_queue_notify trace events with --trace, ours from the queue's
+// counters, the floor's from its own count) and interrupts (the kernel's
+// from /proc/interrupts) per request; the median of the per-round ratios
+// ours/kernel with their min–max; the floor ratio; GC pauses and bytes
+// allocated per request in ours' QD1 runs; how busy the host was; the
+// wall time.
 //
+//   node bench/lab-vs-kernel.js [--seconds S] [--pairs N] [--legacy] [--trace] [--json]
+//
+// --seconds: length of each measured run (default 10); --pairs: rounds per
+// queue depth (default 3, at least 3: a median and a range need three);
 // --trace counts the kernel's notifications through QEMU's trace events;
 // tracing slows QEMU (more for the kernel, which notifies once per request),
 // so its timings are not comparable with a run without it.
 //
 // Needs the lab (npm run lab:prepare). The guest runs under TCG, so
-// absolute numbers are far below hardware; the ratio is what to read.
+// absolute numbers are far below hardware; the ratios are what to read.
 
+const fs = require('node:fs');
+const os = require('node:os');
 const { parseArgs } = require('node:util');
 const { runLab, kernelDriverCommands } = require('../scripts/lab/run.js');
 
+const USAGE = 'usage: node bench/lab-vs-kernel.js [--seconds S] [--pairs N] [--legacy] [--trace] [--json]';
 let opts;
 try {
-  ({ values: opts } = parseArgs({ options: { seconds: { type: 'string' }, legacy: { type: 'boolean' }, trace: { type: 'boolean' }, json: { type: 'boolean' } } }));
+  ({ values: opts } = parseArgs({
+    options: {
+      seconds: { type: 'string' },
+      pairs: { type: 'string' },
+      legacy: { type: 'boolean' },
+      trace: { type: 'boolean' },
+      json: { type: 'boolean' },
+    },
+  }));
 } catch (error) {
-  console.error(`${error.message}\nusage: node bench/lab-vs-kernel.js [--seconds S] [--legacy] [--trace] [--json]`);
+  console.error(`${error.message}\n${USAGE}`);
   process.exit(2);
 }
 const SECONDS = Number(opts.seconds ?? '10');
@@ -36,36 +63,74 @@ if (!Number.isInteger(SECONDS) || SECONDS < 1 || SECONDS > 600) {
   console.error('--seconds must be an integer in [1, 600]');
   process.exit(2);
 }
+const PAIRS = Number(opts.pairs ?? '3');
+if (!Number.isInteger(PAIRS) || PAIRS < 3 || PAIRS > 50) {
+  console.error('--pairs must be an integer in [3, 50] (a median and a range need three rounds)');
+  process.exit(2);
+}
 const DEPTHS = [1, 32];
-const KERNEL_NIC = 'a003c00.virtio_mmio'; // the kernel's device: the second -device lands one slot below the first
-
 const MODES = ['interrupt', 'poll', 'hybrid'];
+const KERNEL_DEV = 'a003c00.virtio_mmio'; // the kernel's device: the second -device lands one slot below the first
+const FLOOR = '/opt/virtio-mmio/bench/blk-floor'; // bench/floor/blk-floor.c, built by scripts/lab/prepare.sh
+const WARMUP_FIO_SECONDS = Math.min(2, SECONDS);
+// Ours under TCG: V8 needs ~30 s of reading to settle (scripts/lab/guest/blk-bench.ts); shorter for short test runs.
+const WARMUP_OURS_SECONDS = Math.min(30, 10 * SECONDS);
+const WARMUP_RNG_SECONDS = Math.min(10, 2 * SECONDS);
+const GC_PAUSE_TARGET_MS = 5;
+const ALLOCATION_TARGET_BYTES = 1024;
 
-/** The guest's commands for one blk boot: fio on the kernel's device, then ours in each mode. */
-function blkCommand(modes) {
+const fio = (name, qd, seconds, format) =>
+  `fio --name=${name} --filename=/dev/vda --direct=1 --rw=randread --bs=4k --ioengine=libaio --iodepth=${qd} --runtime=${seconds} --time_based --output-format=${format}`;
+
+/**
+ * The guest's commands for one blk boot. blk-bench runs the whole plan in
+ * one Node process (its start costs ~10 s under TCG) and hands each round's
+ * kernel and floor turns to these shell commands, waiting meanwhile.
+ */
+function blkCommand() {
+  // Busy and total ticks of all vCPUs (/proc/stat): how many vCPUs a run kept busy.
+  const cpu = "cpu() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6 }' /proc/stat; }";
+  const cpuMark = (who) => `echo "@@LAB-CPU ${who} $BENCH_QD $BENCH_ROUND $c0 $(cpu) $(grep -c '^cpu[0-9]' /proc/stat)"`;
   return [
     'set -e',
-    ...kernelDriverCommands(KERNEL_NIC, ['virtio_blk']),
+    ...kernelDriverCommands(KERNEL_DEV, ['virtio_blk']),
     'sleep 1',
     'test -b /dev/vda',
+    // The kernel's turn in a round (BENCH_QD, BENCH_ROUND, BENCH_SECONDS from blk-bench).
+    "cat > /tmp/kernel-fio.sh <<'EOF'",
+    'set -e',
+    cpu,
     // The kernel names the device's interrupt after the virtio device (virtio0); sum the per-CPU columns.
     "irqs() { awk '/ virtio0$/ { s = 0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i; print s }' /proc/interrupts; }",
-    ...DEPTHS.flatMap((qd) => [
-      `before=$(irqs)`,
-      `echo "@@LAB-FIO-BEGIN ${qd}"`,
-      `fio --name=kernel --filename=/dev/vda --direct=1 --rw=randread --bs=4k --ioengine=libaio --iodepth=${qd} --runtime=${SECONDS} --time_based --output-format=json`,
-      `echo "@@LAB-FIO-END ${qd} $before $(irqs)"`,
-    ]),
-    ...modes.flatMap((mode) => DEPTHS.map((qd) => `node scripts/lab/guest/blk-bench.js ${qd} ${SECONDS} ${mode}`)),
+    'before=$(irqs)',
+    'echo "@@LAB-FIO-BEGIN $BENCH_QD $BENCH_ROUND"',
+    'c0=$(cpu)',
+    // lat (submission + completion) is what ours measures around each read; its percentiles need --lat_percentiles.
+    `${fio('kernel', '$BENCH_QD', '$BENCH_SECONDS', 'json')} --lat_percentiles=1`,
+    cpuMark('kernel'),
+    'echo "@@LAB-FIO-END $BENCH_QD $BENCH_ROUND $before $(irqs)"',
+    'EOF',
+    // The floor's turn: the C program on our device.
+    "cat > /tmp/floor.sh <<'EOF'",
+    'set -e',
+    cpu,
+    'c0=$(cpu)',
+    `${FLOOR} $BENCH_QD $BENCH_SECONDS`,
+    cpuMark('floor'),
+    'EOF',
+    // Warm-up, not measured: the kernel's block path and fio through TCG once.
+    `${fio('warmup', 32, WARMUP_FIO_SECONDS, 'terse')} > /dev/null`,
+    `node scripts/lab/guest/blk-bench.js --depths ${DEPTHS.join(',')} --seconds ${SECONDS} --modes ${MODES.join(',')} --rounds ${PAIRS} --warmup ${WARMUP_OURS_SECONDS}` +
+      " --before 'sh /tmp/kernel-fio.sh' --after 'sh /tmp/floor.sh'",
   ].join('\n');
 }
 
 const rngCommand = [
   'set -e',
-  ...kernelDriverCommands(KERNEL_NIC, ['virtio-rng']),
+  ...kernelDriverCommands(KERNEL_DEV, ['virtio-rng']),
   'sleep 1',
   'test -c /dev/hwrng',
-  `node scripts/lab/guest/rng-bench.js ${SECONDS}`,
+  `node scripts/lab/guest/rng-bench.js ${SECONDS} ${PAIRS} ${WARMUP_RNG_SECONDS}`,
 ].join('\n');
 
 function check(run) {
@@ -75,9 +140,77 @@ function check(run) {
   }
 }
 
-/** One boot with two identical null-co blk devices (split or packed=on): the kernel's figures and ours per mode. */
-async function blkBoot(packed, modes) {
+// ---- statistics ----
+
+function median(values) {
+  const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return undefined;
+  const mid = v.length >> 1;
+  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+}
+
+/** Median, min and max of a list of numbers. */
+function spread(values) {
+  const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x));
+  return v.length ? { median: median(v), min: Math.min(...v), max: Math.max(...v), values: v } : undefined;
+}
+
+/** Medians of a run's figures over the rounds. */
+function medianRun(runs) {
+  const keys = ['iops', 'meanUs', 'p99Us', 'notificationsPerRequest', 'interruptsPerRequest', 'busyCpus'];
+  return Object.fromEntries(keys.map((k) => [k, median(runs.map((r) => r?.[k]))]));
+}
+
+// ---- the host (other QEMUs share its few CPUs) ----
+
+/** CPU ticks (1/100 s) used by processes that are neither this one nor its children's QEMUs, and other QEMUs seen. */
+function watchHost() {
+  const cpuTimes = () => {
+    const fields = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    return { idle: fields[3] + (fields[4] ?? 0), total: fields.reduce((a, b) => a + b, 0) };
+  };
+  const processes = () => {
+    const list = [];
+    for (const entry of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+        const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+        list.push({ pid: Number(entry), name, ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[12]) });
+      } catch {
+        // gone meanwhile
+      }
+    }
+    return list;
+  };
+  const start = cpuTimes();
+  const seen = new Map(processes().map((p) => [p.pid, p.ticks]));
+  let otherTicks = 0;
+  const otherQemus = new Set();
+  const sample = () => {
+    for (const p of processes()) {
+      const ours = p.pid === process.pid || p.ppid === process.pid;
+      if (!ours) otherTicks += Math.max(0, p.ticks - (seen.get(p.pid) ?? 0));
+      seen.set(p.pid, p.ticks);
+      if (!ours && p.name.startsWith('qemu-system')) otherQemus.add(p.pid);
+    }
+  };
+  const timer = setInterval(sample, 2000);
+  return () => {
+    clearInterval(timer);
+    sample();
+    const end = cpuTimes();
+    return { cpus: os.cpus().length, busyPct: 100 * (1 - (end.idle - start.idle) / (end.total - start.total)), otherCpuS: otherTicks / 100, otherQemus: otherQemus.size };
+  };
+}
+
+// ---- the boots ----
+
+/** One boot with two identical null-co blk devices (split or packed=on): every round of the kernel's, ours and the floor. */
+async function blkBoot(packed) {
   const suffix = packed ? ',packed=on' : '';
+  const perRound = SECONDS * (2 + MODES.length) + 15 + MODES.length * 3; // runs, fio's start, ours' settling, open and close
   const run = await runLab({
     devices: [`virtio-blk-device,drive=ours${suffix}`, `virtio-blk-device,drive=kernel${suffix}`],
     extraArgs: [
@@ -87,75 +220,216 @@ async function blkBoot(packed, modes) {
       ...(opts.trace ? ['-trace', 'virtio_queue_notify'] : []),
     ],
     legacy: opts.legacy ?? false,
-    command: blkCommand(modes),
-    timeoutMs: (SECONDS * (4 + 2 * modes.length) * 2 + 120) * 1000,
+    command: blkCommand(),
+    timeoutMs: ((perRound * PAIRS * DEPTHS.length + WARMUP_OURS_SECONDS + 60) * 2 + 300) * 1000,
   });
   check(run);
+  const ring = packed ? 'packed' : 'split';
   const lines = run.console.split('\n');
-  const kernel = {};
-  for (const qd of DEPTHS) {
-    const begin = lines.findIndex((l) => l === `@@LAB-FIO-BEGIN ${qd}`);
-    const end = lines.findIndex((l, i) => i > begin && l.startsWith(`@@LAB-FIO-END ${qd} `));
+  const kernelRun = (qd, round) => {
+    const begin = lines.findIndex((l) => l === `@@LAB-FIO-BEGIN ${qd} ${round}`);
+    const end = lines.findIndex((l, i) => i > begin && l.startsWith(`@@LAB-FIO-END ${qd} ${round} `));
+    if (begin < 0 || end < 0) throw new Error(`${ring}: no fio result for QD${qd} round ${round}`);
     // QEMU's trace lines (stderr) interleave with fio's JSON (the console): count them, parse the rest.
     const between = lines.slice(begin + 1, end);
     const notifies = between.filter((l) => l.includes('virtio_queue_notify')).length;
-    const text = between.filter((l) => !l.includes('virtio_queue_notify')).join('\n');
-    const json = JSON.parse(text.slice(text.indexOf('{')));
-    const read = json.jobs[0].read;
-    const [, , irqBefore, irqAfter] = lines[end].split(' ');
-    kernel[qd] = {
+    const text = between.filter((l) => !l.includes('virtio_queue_notify') && !l.startsWith('@@LAB-')).join('\n');
+    const read = JSON.parse(text.slice(text.indexOf('{'))).jobs[0].read;
+    const [, , , irqBefore, irqAfter] = lines[end].split(' ');
+    return {
       iops: read.iops,
-      meanUs: read.clat_ns.mean / 1000,
-      p99Us: read.clat_ns.percentile['99.000000'] / 1000,
+      meanUs: read.lat_ns.mean / 1000,
+      p99Us: read.lat_ns.percentile['99.000000'] / 1000,
       requests: read.total_ios,
       interruptsPerRequest: (Number(irqAfter) - Number(irqBefore)) / read.total_ios,
       notificationsPerRequest: notifies > 0 ? notifies / read.total_ios : undefined,
+      busyCpus: busyCpus('kernel', qd, round),
     };
-  }
+  };
+  /** vCPUs kept busy (0 to 2) from the @@LAB-CPU line of a kernel or floor turn. */
+  const busyCpus = (who, qd, round) => {
+    const line = lines.find((l) => l.startsWith(`@@LAB-CPU ${who} ${qd} ${round} `));
+    if (!line) return undefined;
+    const [b0, t0, b1, t1, cpus] = line.split(' ').slice(4).map(Number);
+    return (cpus * (b1 - b0)) / (t1 - t0);
+  };
   const ours = run.results.filter((r) => r.kind === 'blk-bench');
-  return DEPTHS.map((qd) => ({
-    qd,
-    ring: packed ? 'packed' : 'split',
-    kernel: kernel[qd],
-    ours: modes.map((mode) => {
-      const o = ours.find((r) => r.iodepth === qd && r.mode === mode);
-      return { ...o, ratio: o.iops / kernel[qd].iops };
-    }),
-  }));
+  const floors = run.results.filter((r) => r.kind === 'blk-floor');
+  return DEPTHS.map((qd) => {
+    // The floor does not know its round: its results come in order, one per round.
+    const floorRuns = floors.filter((r) => r.iodepth === qd);
+    const rounds = Array.from({ length: PAIRS }, (_, i) => {
+      const round = i + 1;
+      const kernel = kernelRun(qd, round);
+      const oursRuns = MODES.map((mode) => {
+        const o = ours.find((r) => r.iodepth === qd && r.mode === mode && r.round === round);
+        if (!o) throw new Error(`${ring}: no result of ours for QD${qd} ${mode} round ${round}`);
+        return { ...o, ratio: o.iops / kernel.iops };
+      });
+      const floor = floorRuns[i] && { ...floorRuns[i], busyCpus: busyCpus('floor', qd, round) };
+      const poll = oursRuns.find((o) => o.mode === 'poll');
+      // How many times longer ours (poll) takes per request than the C floor: C IOPS / ours poll IOPS.
+      const floorRatio = floor && !floor.skipped ? floor.iops / poll.iops : undefined;
+      return { round, kernel, ours: oursRuns, floor, floorRatio };
+    });
+    return {
+      ring,
+      qd,
+      rounds,
+      kernel: medianRun(rounds.map((r) => r.kernel)),
+      ours: MODES.map((mode) => {
+        const runs = rounds.map((r) => r.ours.find((o) => o.mode === mode));
+        return { mode, ...medianRun(runs), ratio: spread(runs.map((o) => o.ratio)), gc: gcOf(runs) };
+      }),
+      floor: rounds[0].floor?.skipped ? { skipped: rounds[0].floor.skipped } : { ...medianRun(rounds.map((r) => r.floor)), ratio: spread(rounds.map((r) => r.floorRatio)) },
+    };
+  });
 }
 
-async function main() {
-  // Both rings (packed: Version 2 only) in every completion mode.
-  const rows = [...(await blkBoot(false, MODES)), ...(opts.legacy ? [] : await blkBoot(true, MODES))];
-  const rngRun = await runLab({
+/** GC over a set of ours' runs: pauses, the longest, their total, and bytes allocated per request over all of them. */
+function gcOf(runs) {
+  const requests = runs.reduce((s, r) => s + r.requests, 0);
+  return {
+    runs: runs.length,
+    pauses: runs.reduce((s, r) => s + r.gcPauses, 0),
+    markCompacts: runs.reduce((s, r) => s + r.gcMarkCompacts, 0),
+    longestMs: Math.max(...runs.map((r) => r.gcLongestMs)),
+    totalMs: runs.reduce((s, r) => s + r.gcTotalMs, 0),
+    bytesPerRequest: runs.reduce((s, r) => s + r.allocatedBytes, 0) / requests,
+  };
+}
+
+async function rngBoot() {
+  const run = await runLab({
     devices: ['virtio-rng-device', 'virtio-rng-device'],
     legacy: opts.legacy ?? false,
     command: rngCommand,
-    timeoutMs: (SECONDS * 6 + 120) * 1000,
+    timeoutMs: (((SECONDS * 3 + 5) * PAIRS + 2 * WARMUP_RNG_SECONDS) * 2 + 300) * 1000,
   });
-  check(rngRun);
-  const rng = rngRun.results.filter((r) => r.kind === 'rng-bench');
+  check(run);
+  const results = run.results.filter((r) => r.kind === 'rng-bench');
+  const rounds = Array.from({ length: PAIRS }, (_, i) => {
+    const round = i + 1;
+    const kernel = results.find((r) => r.driver === 'kernel' && r.round === round);
+    const ours = results.filter((r) => r.driver === 'ours' && r.round === round).map((r) => ({ ...r, ratio: r.bytesPerSecond / kernel.bytesPerSecond }));
+    return { round, kernel, ours };
+  });
+  const inFlight = [...new Set(results.filter((r) => r.driver === 'ours').map((r) => r.inFlight))];
+  return {
+    rounds,
+    kernel: { bytesPerSecond: median(rounds.map((r) => r.kernel.bytesPerSecond)) },
+    ours: inFlight.map((n) => {
+      const runs = rounds.map((r) => r.ours.find((o) => o.inFlight === n));
+      return { inFlight: n, bytesPerSecond: median(runs.map((o) => o.bytesPerSecond)), ratio: spread(runs.map((o) => o.ratio)) };
+    }),
+  };
+}
+
+// ---- output ----
+
+const f = (n, d = 0) => (n === undefined || n === null || Number.isNaN(n) ? '-' : n.toFixed(d));
+const x = (n) => `${f(n, 2)}x`;
+const range = (s) => (s ? `${f(s.min, 2)}–${f(s.max, 2)}x` : '-');
+const duration = (ms) => `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000) / 1000)} s`;
+
+function print({ blk, rng, host, wallMs, bootMs }) {
+  const version = opts.legacy ? 1 : 2;
+  console.log(`virtio-blk, 4 KiB random reads, null-co backend, virtio-mmio Version ${version}, guest under TCG`);
+  console.log(`${PAIRS} rounds per queue depth, each: kernel fio, ours interrupt, ours poll, ours hybrid, the C floor (${SECONDS} s per run),`);
+  console.log(`after a warm-up (fio ${WARMUP_FIO_SECONDS} s; ours ${WARMUP_OURS_SECONDS} s over its modes and depths, then ${Math.min(0.5, SECONDS / 4)} s before each run);`);
+  console.log('figures are medians over the rounds (per-round IOPS in brackets); ours/kernel is the median of the per-round ratios (min–max);');
+  console.log("latency is per request, submission to completion (fio's lat; ours around each read); vCPUs busy: of the guest's 2, during the run.");
+  console.log('The floor (bench/floor/blk-floor.c) drives our device from C in a polled loop on a split ring.');
+  console.log('"ours poll / C" is a time ratio: how many times longer a request takes ours in poll mode than the floor');
+  console.log('(C IOPS / ours poll IOPS per round, median; 1.00x would be as fast as bare C, higher is slower).');
+  console.log('');
+  console.log('ring    QD  driver                IOPS  (per round)                 mean µs    p99 µs  notifies/req  interrupts/req  vCPUs busy  ours/kernel (min–max)');
+  const perRound = (runs) => `(${runs.map((r) => (r && !r.skipped ? f(r.iops) : '-')).join(' ')})`;
+  for (const row of blk) {
+    const line = (who, m, runs, ratio) =>
+      `${row.ring.padEnd(7)} ${String(row.qd).padEnd(3)} ${who.padEnd(16)} ${f(m.iops).padStart(9)}  ${perRound(runs).padEnd(26)} ${f(m.meanUs).padStart(9)} ${f(m.p99Us).padStart(9)}  ${f(m.notificationsPerRequest, 2).padStart(12)}  ${f(m.interruptsPerRequest, 2).padStart(14)}  ${f(m.busyCpus, 2).padStart(10)}  ${ratio}`;
+    console.log(line('kernel', row.kernel, row.rounds.map((r) => r.kernel), ''));
+    for (const o of row.ours) console.log(line(`ours ${o.mode}`, o, row.rounds.map((r) => r.ours.find((p) => p.mode === o.mode)), `${x(o.ratio.median)} (${range(o.ratio)})`));
+    if (row.floor.skipped) console.log(`${row.ring.padEnd(7)} ${String(row.qd).padEnd(3)} ${'C floor'.padEnd(16)} skipped (${row.floor.skipped})`);
+    else console.log(line('C floor', row.floor, row.rounds.map((r) => r.floor), `ours poll / C ${x(row.floor.ratio?.median)} (${range(row.floor.ratio)})`));
+  }
+  console.log('');
+  for (const row of blk) {
+    console.log(`${row.ring} QD${row.qd}: ours/kernel IOPS = ${row.ours.map((o) => `${o.mode} ${x(o.ratio.median)}`).join(', ')}${row.qd === 32 ? ' (goal: >= 1.0)' : ''}`);
+  }
+  for (const row of blk) console.log(`${row.ring} QD${row.qd} range: ${row.ours.map((o) => `${o.mode} ${range(o.ratio)}`).join(', ')}`);
+  for (const qd of DEPTHS) {
+    const split = blk.find((r) => r.ring === 'split' && r.qd === qd);
+    const packed = blk.find((r) => r.ring === 'packed' && r.qd === qd);
+    if (split.floor.skipped) {
+      console.log(`floor QD${qd}: skipped (${split.floor.skipped})`);
+      continue;
+    }
+    console.log(`floor QD${qd}: ours poll / C = ${x(split.floor.ratio.median)}`);
+    console.log(
+      `floor QD${qd} range: ${range(split.floor.ratio)} (split ring: C ${f(split.floor.iops)} IOPS, ${f(split.floor.meanUs, 1)} µs mean; ours poll ${f(split.ours.find((o) => o.mode === 'poll').iops)} IOPS)` +
+        (packed && !packed.floor.skipped ? `; ours poll on the packed ring / C = ${x(packed.floor.ratio.median)} (${range(packed.floor.ratio)})` : ''),
+    );
+  }
+
+  console.log('');
+  console.log(`GC in ours' QD1 runs (${PAIRS} runs per mode; pauses from 'gc' performance entries, bytes from v8.GCProfiler + used-heap growth):`);
+  let longest = { ms: 0 };
+  let most = { bytes: 0 };
+  for (const row of blk.filter((r) => r.qd === 1)) {
+    for (const o of row.ours) {
+      const g = o.gc;
+      console.log(
+        `gc QD1 ${o.mode} (${row.ring}): ${g.pauses} pauses in ${g.runs} runs (${g.markCompacts} mark-compact), longest ${f(g.longestMs, 1)} ms, ${f(g.totalMs, 1)} ms in all; ${f(g.bytesPerRequest)} bytes allocated per request`,
+      );
+      if (g.longestMs >= longest.ms) longest = { ms: g.longestMs, where: `${row.ring} ${o.mode}` };
+      if (g.bytesPerRequest >= most.bytes) most = { bytes: g.bytesPerRequest, where: `${row.ring} ${o.mode}` };
+    }
+  }
+  console.log(
+    `gc targets, QD1: no pause over ${GC_PAUSE_TARGET_MS} ms: ${longest.ms <= GC_PAUSE_TARGET_MS ? 'met' : 'NOT met'} (longest ${f(longest.ms, 1)} ms, ${longest.where}); ` +
+      `<= 1 KiB allocated per request: ${most.bytes <= ALLOCATION_TARGET_BYTES ? 'met' : 'NOT met'} (most ${f(most.bytes)} bytes, ${most.where})`,
+  );
+
+  console.log(`\nvirtio-rng, 4 KiB reads, ${PAIRS} rounds of kernel, ours 1 in flight, ours 8 (${SECONDS} s each; warm-up: kernel ${WARMUP_RNG_SECONDS} s, ours ${2 * WARMUP_RNG_SECONDS} s); medians`);
+  console.log(`kernel   1 in flight  ${f(rng.kernel.bytesPerSecond / 1024).padStart(8)} KiB/s  (${rng.rounds.map((r) => f(r.kernel.bytesPerSecond / 1024)).join(' ')})`);
+  for (const o of rng.ours) {
+    const runs = rng.rounds.map((r) => r.ours.find((p) => p.inFlight === o.inFlight));
+    console.log(`ours    ${String(o.inFlight).padStart(2)} in flight  ${f(o.bytesPerSecond / 1024).padStart(8)} KiB/s  (${runs.map((r) => f(r.bytesPerSecond / 1024)).join(' ')})  ${x(o.ratio.median)} the kernel's /dev/hwrng (${range(o.ratio)})`);
+  }
+  const at = (n) => rng.ours.find((o) => o.inFlight === n);
+  console.log(`rng: ours/kernel = ${x(at(1).ratio.median)} at 1 in flight, ${x(at(8).ratio.median)} at 8`);
+  console.log(`rng range: ${range(at(1).ratio)} at 1 in flight, ${range(at(8).ratio)} at 8`);
+
+  console.log('');
+  console.log(
+    `host during the bench: ${f(host.busyPct)}% busy of ${host.cpus} CPUs; other processes used ${f(host.otherCpuS)} CPU-s, other QEMUs seen: ${host.otherQemus}` +
+      (host.otherQemus > 0 || host.otherCpuS > 0.05 * (wallMs / 1000) ? ' (shared host: absolute figures slowed; the per-round ratios are less affected)' : ''),
+  );
+  console.log(`wall time: ${duration(wallMs)} (${Object.entries(bootMs).map(([k, ms]) => `${k} boot ${duration(ms)}`).join(', ')})`);
+}
+
+async function main() {
+  const began = Date.now();
+  const stopWatch = watchHost();
+  const bootMs = {};
+  const timed = async (name, fn) => {
+    const t = Date.now();
+    const result = await fn();
+    bootMs[name] = Date.now() - t;
+    console.error(`lab-vs-kernel: ${name} boot done in ${duration(bootMs[name])}`);
+    return result;
+  };
+  // Both rings (packed: Version 2 only) in every completion mode.
+  const blk = [...(await timed('split', () => blkBoot(false))), ...(opts.legacy ? [] : await timed('packed', () => blkBoot(true)))];
+  const rng = await timed('rng', rngBoot);
+  const host = stopWatch();
+  const wallMs = Date.now() - began;
   if (opts.json) {
-    console.log(JSON.stringify({ seconds: SECONDS, version: opts.legacy ? 1 : 2, blk: rows, rng }, null, 2));
+    console.log(JSON.stringify({ seconds: SECONDS, pairs: PAIRS, version: opts.legacy ? 1 : 2, warmUpSeconds: { fio: WARMUP_FIO_SECONDS, ours: WARMUP_OURS_SECONDS, oursRng: 2 * WARMUP_RNG_SECONDS, kernelRng: WARMUP_RNG_SECONDS }, blk, rng, host, wallSeconds: wallMs / 1000, bootSeconds: Object.fromEntries(Object.entries(bootMs).map(([k, ms]) => [k, ms / 1000])) }, null, 2));
     return;
   }
-  const f = (n, d = 0) => (n === undefined ? '-' : n.toFixed(d));
-  console.log(`virtio-blk, 4 KiB random reads, null-co backend, ${SECONDS} s per run, virtio-mmio Version ${opts.legacy ? 1 : 2}, guest under TCG`);
-  console.log('ring    QD  driver            IOPS      mean µs   p99 µs    notifies/req  interrupts/req  ours/kernel');
-  for (const { qd, ring, kernel: k, ours } of rows) {
-    const line = (who, r, ratio) =>
-      `${ring.padEnd(7)} ${String(qd).padEnd(3)} ${who.padEnd(16)} ${f(r.iops).padStart(8)}  ${f(r.meanUs).padStart(8)}  ${f(r.p99Us).padStart(8)}  ${f(r.notificationsPerRequest, 2).padStart(12)}  ${f(r.interruptsPerRequest, 2).padStart(14)}  ${ratio}`;
-    console.log(line('kernel', k, ''));
-    for (const o of ours) console.log(line(`ours ${o.mode}`, o, `${o.ratio.toFixed(2)}x`));
-  }
-  for (const { qd, ring, ours } of rows) {
-    console.log(`${ring} QD${qd}: ours/kernel IOPS = ${ours.map((o) => `${o.mode} ${o.ratio.toFixed(2)}x`).join(', ')}${qd === 32 ? ' (goal: >= 1.0)' : ''}`);
-  }
-  const kernelRng = rng.find((r) => r.driver === 'kernel');
-  console.log(`\nvirtio-rng, 4 KiB reads, ${SECONDS} s each`);
-  for (const r of rng) {
-    console.log(`${r.driver.padEnd(7)} ${String(r.inFlight).padStart(2)} in flight  ${(r.bytesPerSecond / 1024).toFixed(0).padStart(8)} KiB/s  ${(r.bytesPerSecond / kernelRng.bytesPerSecond).toFixed(2)}x the kernel's /dev/hwrng`);
-  }
+  print({ blk, rng, host, wallMs, bootMs });
 }
 
 main().catch((error) => {

@@ -2,7 +2,8 @@
 # Prepares the QEMU arm64 lab (see ../../../shared/QEMU-LAB.md for the facts
 # behind each step): host packages, an arm64 Debian kernel with an
 # out-of-tree uio_pdrv_genirq.ko, a guest rootfs (nodejs, busybox, fio),
-# the addon cross-built for arm64, and the library compiled for the guest.
+# the addon cross-built for arm64, and the library compiled for the guest
+# (with the C floor of the blk benchmark, bench/floor, beside it).
 # Everything lands under $LAB_CACHE (default .lab-cache/), in stages keyed
 # by their inputs, so a warm run after a source change only rebuilds the
 # library layer. Prints the path of the finished initrd parts on the last
@@ -136,7 +137,7 @@ if [ ! -f "$addon/virtio_mmio.node" ]; then
 fi
 
 # ---- stage: the library for the guest (keyed by its sources; seconds) ----
-lib_key="$( (cd "$root" && find lib test/contracts scripts/lab/guest scripts/lab/init.sh scripts/lab/tsconfig.guest.json -type f | sort | xargs cat; echo "$addon_key") | hash_of)"
+lib_key="$( (cd "$root" && find lib test/contracts scripts/lab/guest scripts/lab/init.sh scripts/lab/tsconfig.guest.json bench/floor -type f | sort | xargs cat; echo "$addon_key") | hash_of)"
 library="$cache/library-$lib_key"
 if [ ! -f "$library/done" ]; then
   say "library: compiling for the guest ($(elapsed))"
@@ -148,6 +149,10 @@ if [ ! -f "$library/done" ]; then
   printf '{ "name": "virtio-mmio-lab", "private": true }\n' > "$app/package.json"
   cp -a "$root/node_modules/bindings" "$root/node_modules/file-uri-to-path" "$app/node_modules/"
   cp "$addon/virtio_mmio.node" "$app/build/Release/"
+  # The C floor under the blk benchmark (bench/lab-vs-kernel.js), static: no guest libc to match.
+  mkdir -p "$app/bench"
+  aarch64-linux-gnu-gcc -O2 -Wall -Wextra -static -o "$app/bench/blk-floor" "$root/bench/floor/blk-floor.c" \
+    || die "cross-compiling bench/floor/blk-floor.c failed"
   install -m 0755 "$root/scripts/lab/init.sh" "$stage/init"
   (cd "$stage" && find . | cpio -o -H newc --quiet | gzip -1 > "$library/library.cpio.gz")
   rm -rf "$stage"
