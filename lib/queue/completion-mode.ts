@@ -45,17 +45,18 @@ const MAX_BACKOFF = 8;
 
 /**
  * The completion side of 'poll' and 'hybrid'. After a notification the
- * used ring is spun on synchronously for a bound learnt from recent
- * completion latency (a device that answers in tens of µs is found within
- * the same turn: no event-loop iteration, no syscall). Spins that keep
- * missing (a device that answers later, or only on a later turn) are
- * skipped for a doubling number of notifications. Synchronous spinning is
- * bounded per event-loop turn (burstMicros), so timers and I/O still run.
+ * used ring is spun on synchronously, for a bound learnt from the latency
+ * of recent spins that found something (a device that answers in tens of
+ * µs is found within the same turn: no event-loop iteration, no syscall).
+ * Spins that keep missing (a device that answers later, or only on a
+ * later turn) are skipped for a doubling number of notifications, up to
+ * 2^MAX_BACKOFF, then tried again. Synchronous spinning is bounded per
+ * event-loop turn (burstMicros), so timers and I/O still run.
  *
- * poll: interrupts stay off; between spins, one poll per event-loop turn
- * (setImmediate) while requests are awaited; the loop stops when idle.
+ * poll: interrupts stay off; besides the spins, one poll per event-loop
+ * turn (setImmediate) while requests are awaited; the loop stops when idle.
  * hybrid: interrupts are turned off for a request that will be spun for
- * and back on when the spin misses; a device slower than the spin bound is
+ * and back on when the spin misses, so a device slower than the spin is
  * left to its interrupts.
  */
 export class CompletionPoller {
@@ -63,9 +64,8 @@ export class CompletionPoller {
   private readonly capUs: number;
   private readonly burstMs: number;
   private readonly loop: boolean;
-  /** Recent notification → completion latency, µs (exponentially weighted). */
+  /** Notification → completion latency of recent spin hits, µs (exponentially weighted). */
   private latencyUs: number;
-  private notifiedAt = 0;
   private misses = 0;
   private skipLeft = 0;
   /** performance.now() when the current run of synchronous spins began (0: none). */
@@ -120,7 +120,6 @@ export class CompletionPoller {
 
   /** New requests were published: spins for their completion now, or leaves them to the loop or the interrupt. */
   published(): void {
-    this.notifiedAt = performance.now();
     if (this.queue.awaited === 0) return;
     if (this.spinPlanned && this.spin()) return;
     if (this.mode === 'poll') {
@@ -132,10 +131,8 @@ export class CompletionPoller {
     }
   }
 
-  /** An interrupt delivered completions (or tried to): they tell the latency. */
-  interrupted(): void {
-    this.sample(performance.now() - this.notifiedAt);
-  }
+  /** An interrupt delivered completions (or tried to). */
+  interrupted(): void {}
 
   /** Stops the loop (mode change, close). */
   stop(): void {
@@ -143,9 +140,9 @@ export class CompletionPoller {
     this.scheduled = undefined;
   }
 
-  /** Whether to spin now: a cap, a device known to answer within it, burst budget left, no backoff pending (counted down here). */
+  /** Whether to spin now: a cap, burst budget left, no backoff pending (counted down here). */
   private decide(): boolean {
-    if (this.capUs === 0 || this.latencyUs > this.capUs) return false;
+    if (this.capUs === 0) return false;
     if (this.burstStart !== 0 && performance.now() - this.burstStart > this.burstMs) return false;
     if (this.skipLeft > 0) {
       this.skipLeft--;
@@ -171,13 +168,15 @@ export class CompletionPoller {
       now = performance.now();
     } while (got === 0 && now < end);
     if (got === 0) {
+      // The device took longer than the bound: the next spin waits twice as long, up to the cap.
+      this.latencyUs = Math.max(this.latencyUs, this.spinBoundUs);
       this.missed();
       return false;
     }
     stats.spinHits++;
     stats.polledCompletions += got;
     this.misses = 0;
-    this.sample(now - this.notifiedAt);
+    this.sample(now - start);
     // More awaited (QD > 1): the next publish spins again; meanwhile the loop keeps looking.
     if (this.queue.awaited > 0 && (this.mode === 'hybrid' || this.loop)) this.schedule();
     return true;
@@ -187,7 +186,7 @@ export class CompletionPoller {
     if (++this.misses >= MISSES_BEFORE_BACKOFF) this.skipLeft = 2 ** Math.min(this.misses - MISSES_BEFORE_BACKOFF + 1, MAX_BACKOFF);
   }
 
-  /** One notification → completion latency; a single outlier (a GC pause) counts as twice the cap at most. */
+  /** One notification → completion latency seen by a spin; a single outlier (a GC pause) counts as twice the cap at most. */
   private sample(ms: number): void {
     const us = ms * 1000;
     if (us >= 0) this.latencyUs += (Math.min(us, 2 * this.capUs) - this.latencyUs) / 8;
@@ -208,7 +207,6 @@ export class CompletionPoller {
     const got = this.queue.poll();
     this.queue.stats.polls++;
     this.queue.stats.polledCompletions += got;
-    if (got > 0) this.sample(performance.now() - this.notifiedAt);
     if (this.queue.awaited === 0) {
       if (this.polling) this.backToInterrupts();
       return;

@@ -205,6 +205,36 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
       driver.close();
     });
 
+    test('poll: spins that backed off against a slow device come back once it answers within the spin', async () => {
+      const driver = open(ring, { queueSize: 16 });
+      driver.q.setMode('poll', { spinMicros: 50, burstMicros: 1e7 });
+      // The device turns fast: each notification is answered at once (as QEMU under TCG does within the trap).
+      let fast = false;
+      const transport = rig!.transport as unknown as { notify(index: number, next: number): void };
+      const notify = transport.notify.bind(rig!.transport);
+      transport.notify = (index, next) => {
+        notify(index, next);
+        if (fast) rig!.sim.process();
+      };
+      for (let i = 0; i < 40; i++) await driver.echo([bytes(4, i)], [4]);
+      expect(driver.q.stats.spinHits).toBe(0);
+      fast = true;
+      // Backed off by at most 2^8 spin decisions: a probe comes within that many, and hits.
+      let waited = 0;
+      while (driver.q.stats.spinHits === 0 && waited < 600) {
+        await driver.echo([bytes(4)], [4]);
+        waited++;
+      }
+      expect(driver.q.stats.spinHits).toBe(1);
+      // From then on every request is found by its spin.
+      const { spins, spinHits, polledCompletions } = driver.q.stats;
+      for (let i = 0; i < 50; i++) await driver.echo([bytes(4, i)], [4]);
+      expect(driver.q.stats.spins - spins).toBe(50);
+      expect(driver.q.stats.spinHits - spinHits).toBe(50);
+      expect(driver.q.stats.polledCompletions - polledCompletions).toBe(50);
+      driver.close();
+    });
+
     test('hybrid, a device that answers within the spin: completions by spin and no interrupt', async () => {
       const driver = open(ring, { queueSize: 16, sim: { completeOnNotify: true } });
       driver.q.setMode('hybrid', { burstMicros: 1e7 });
