@@ -3,7 +3,9 @@
  * declaration of everything it exports. Native failures are thrown as the
  * library's typed errors through the factory installed here.
  */
-import bindings from 'bindings';
+import { existsSync, readdirSync } from 'node:fs';
+import { arch as osArch } from 'node:os';
+import { dirname, join, relative, sep } from 'node:path';
 
 import { ClosedError, DmaError, SyscallError, VirtioError } from '../errors';
 import type { RegisterBlock } from './register-block';
@@ -147,5 +149,120 @@ export function makeNativeError(kind: string, message: string, props: Record<str
   }
 }
 
-export const native: NativeAddon = bindings('virtio_mmio');
+/** No build from source and no prebuild for this platform, arch, ARM version and libc. */
+export const ADDON_NOT_FOUND = 'ERR_VIRTIO_ADDON_NOT_FOUND';
+/** An addon was found but could not be loaded (another glibc or libstdc++, another architecture, a damaged file). */
+export const ADDON_LOAD_FAILED = 'ERR_VIRTIO_ADDON_LOAD';
+
+/** The addon's file in a build from source (node-gyp's build/Release; cmake-js's, copied there). */
+const ADDON_FILE = 'virtio_mmio.node';
+const BUILD_DIRS = ['build/Release', 'build/Debug'];
+
+const buildFromSource =
+  'install a C++ compiler, make and python3 (Debian, Ubuntu, Raspberry Pi OS: apt-get install g++ make python3), ' +
+  'then run `npm rebuild virtio-mmio --build-from-source` in your project';
+
+/** The package's root: the nearest directory holding a package.json above `from` (dist/platform/ installed, lib/platform/ in a checkout). */
+export function addonPackageRoot(from: string = __dirname): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    if (dirname(dir) === dir) return from;
+  }
+}
+
+/** This machine as node-gyp-build matches prebuilds (same variables, same overrides), for messages. */
+function machineTags(): { tuple: string; armv: string; libc: string } {
+  const arch = process.env.npm_config_arch || osArch();
+  const platform = process.env.npm_config_platform || process.platform;
+  const variables = (process.config?.variables ?? {}) as { arm_version?: string };
+  const armv = process.env.ARM_VERSION || (arch === 'arm64' ? '8' : arch === 'arm' ? String(variables.arm_version ?? '') : '');
+  const libc = process.env.LIBC || (platform === 'linux' && existsSync('/etc/alpine-release') ? 'musl' : 'glibc');
+  return { tuple: `${platform}-${arch}`, armv, libc };
+}
+
+function listPrebuilds(root: string): string[] {
+  const list = (dir: string): string[] => {
+    try {
+      return readdirSync(dir);
+    } catch {
+      return [];
+    }
+  };
+  return list(join(root, 'prebuilds')).flatMap((tuple) =>
+    list(join(root, 'prebuilds', tuple))
+      .filter((file) => file.endsWith('.node'))
+      .map((file) => `${tuple}/${file}`),
+  );
+}
+
+/**
+ * The addon's path: a build from source first (build/Release/virtio_mmio.node
+ * by name: a checkout also builds the bench addon there), then the prebuild
+ * node-gyp-build picks from prebuilds/<platform>-<arch>/ (prebuildify's names:
+ * node.napi[.armv<N>][.glibc|.musl].node), the choice its install script made
+ * when it skipped the build. Throws ADDON_NOT_FOUND saying what was looked for.
+ */
+export function locateAddon(root: string = addonPackageRoot()): string {
+  for (const dir of BUILD_DIRS) {
+    const built = join(root, dir, ADDON_FILE);
+    if (existsSync(built)) return built;
+  }
+  let nodeGypBuild: { path(dir: string): string };
+  try {
+    nodeGypBuild = require('node-gyp-build');
+  } catch (err) {
+    throw new VirtioError(
+      ADDON_NOT_FOUND,
+      `virtio-mmio: no build from source (${join(root, BUILD_DIRS[0], ADDON_FILE)}), and node-gyp-build, which finds ` +
+        `the prebuilds, cannot be loaded (${String((err as Error).message).split('\n')[0]}): reinstall virtio-mmio with its dependencies.`,
+      { cause: err },
+    );
+  }
+  let cause: unknown;
+  try {
+    const found = nodeGypBuild.path(root);
+    // Anything but a prebuild would be another addon (bench) left in a build directory.
+    if (dirname(dirname(found)).split(sep).pop() === 'prebuilds') return found;
+    cause = new Error(`node-gyp-build offered ${found}, which is not ${ADDON_FILE} nor a prebuild`);
+  } catch (err) {
+    cause = err;
+  }
+  const { tuple, armv, libc } = machineTags();
+  const wanted = ['node', 'napi', armv && `armv${armv}`, libc].filter(Boolean).join('.');
+  const armVersion = armv ? `, armv${armv}` : tuple.endsWith('-arm') ? ', ARM version unknown (ARM_VERSION, process.config.variables.arm_version)' : '';
+  const shipped = listPrebuilds(root);
+  throw new VirtioError(
+    ADDON_NOT_FOUND,
+    `virtio-mmio: no native addon for this machine (${tuple}${armVersion}, ${libc}). ` +
+      `Looked for a build from source, ${join(root, BUILD_DIRS[0], ADDON_FILE)}, and for a prebuild, ` +
+      `${join(root, 'prebuilds', tuple, `${wanted}.node`)} (or a less specific node.napi*.node there); ` +
+      (shipped.length > 0
+        ? `the package's prebuilds (${shipped.join(', ')}) match none of this platform, arch and libc. `
+        : `the package has no prebuilds. `) +
+      `To build it from source, ${buildFromSource}.`,
+    { cause },
+  );
+}
+
+/** Loads the addon that locateAddon() finds; ADDON_LOAD_FAILED when the file is there but will not load. */
+export function loadAddon(root: string = addonPackageRoot()): { addon: NativeAddon; path: string } {
+  const path = locateAddon(root);
+  try {
+    return { addon: require(path) as NativeAddon, path };
+  } catch (err) {
+    const what = relative(root, path).split(sep)[0] === 'prebuilds' ? 'the prebuild' : 'the build';
+    throw new VirtioError(
+      ADDON_LOAD_FAILED,
+      `virtio-mmio: ${what} ${path} does not load here: ${(err as Error).message}. ` +
+        `If this system's glibc or libstdc++ is older than the one it was built with, or the file is from another machine, ` +
+        `build it from source: ${buildFromSource}.`,
+      { cause: err },
+    );
+  }
+}
+
+const loaded = loadAddon();
+/** Where the addon was loaded from: build/Release/virtio_mmio.node, or prebuilds/<platform>-<arch>/node.napi*.node. */
+export const addonPath: string = loaded.path;
+export const native: NativeAddon = loaded.addon;
 native.setErrorFactory(makeNativeError);
