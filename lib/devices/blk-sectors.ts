@@ -46,6 +46,11 @@ export function toSector(sector: number | bigint): bigint {
  * and read(n) caps what it allocates with checkLength().
  */
 export function checkRange(info: BlkInfo, sector: number | bigint, bytes: number | bigint): bigint {
+  // The common case in plain numbers (no bigint arithmetic per request); anything else, and every refusal, below.
+  if (typeof sector === 'number' && typeof bytes === 'number' && Number.isSafeInteger(sector) && sector >= 0 && Number.isSafeInteger(bytes) && bytes >= 0 && bytes % BLK_SECTOR_SIZE === 0) {
+    const end = sector + bytes / BLK_SECTOR_SIZE;
+    if (end <= Number.MAX_SAFE_INTEGER && end <= Number(info.capacity)) return BigInt(sector);
+  }
   const start = toSector(sector);
   const length = typeof bytes === 'bigint' ? bytes : Number.isSafeInteger(bytes) ? BigInt(bytes) : -1n;
   if (length < 0n || length % SECTOR_BIG !== 0n) throw new RangeError(`length must be a multiple of ${BLK_SECTOR_SIZE} bytes, got ${String(bytes)}`);
