@@ -7,6 +7,7 @@ import { SlotPool } from './slot-pool';
 /** Per request: the 16-byte header, then the status byte, in one small DMA slot. */
 export const SLOT_BYTES = 32;
 const STATUS_AT = BLK_REQ_HEADER_SIZE;
+const NONE: readonly QueueBuffer[] = [];
 
 /** One virtio-blk request (§5.2.6) before it has a slot. */
 export interface Transfer {
@@ -70,10 +71,15 @@ export class BlkRequestQueue {
     header.setUint32(4, 0, true);
     header.setBigUint64(8, transfer.sector, true);
     header.setUint8(STATUS_AT, 0xff);
-    const readable = [this.headerBuffers[slot]];
-    if (transfer.out) for (const b of transfer.out) readable.push(b);
-    const writable: QueueBuffer[] = transfer.in ? transfer.in.slice() : [];
-    writable.push(this.statusBuffers[slot]);
+    // Arrays of their exact length (a push would grow them past it).
+    const out = transfer.out ?? NONE;
+    const into = transfer.in ?? NONE;
+    const readable = new Array<QueueBuffer>(1 + out.length);
+    readable[0] = this.headerBuffers[slot];
+    for (let i = 0; i < out.length; i++) readable[1 + i] = out[i];
+    const writable = new Array<QueueBuffer>(into.length + 1);
+    for (let i = 0; i < into.length; i++) writable[i] = into[i];
+    writable[into.length] = this.statusBuffers[slot];
     // The data buffers and the slot are the device's until it returns the chain or a reset completes:
     // a request that timed out or was rejected gives them back only then (reclaim).
     const giveBack = (): void => {
