@@ -29,6 +29,7 @@
 const fs = require('node:fs');
 const { parseArgs } = require('node:util');
 const { runLab, kernelDriverCommands } = require('../scripts/lab/run.js');
+const { watchHost } = require('./host-watch.js');
 
 const USAGE = 'usage: node bench/lab-profile.js [--seconds S] [--legacy] [--json] [--interval µs] [--no-kernel] [--kpti-off] [--mode interrupt|poll|hybrid]';
 let opts;
@@ -88,92 +89,15 @@ const command = [
 
 // ---- How busy the host was (other QEMUs share its few CPUs) ----
 
-function cpuTimes() {
-  const [cpu] = fs.readFileSync('/proc/stat', 'utf8').split('\n');
-  const fields = cpu.trim().split(/\s+/).slice(1).map(Number);
-  const idle = fields[3] + (fields[4] ?? 0);
-  return { idle, total: fields.reduce((a, b) => a + b, 0) };
-}
-
-const TICK = 100; // USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s
-
-/** Every process: name, parent, CPU ticks used (user + system), start time in ticks since boot. */
-function processes() {
-  const list = [];
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      // rest[0] is field 3 (state): ppid is field 4, utime 14, stime 15, starttime 22.
-      list.push({ pid: Number(entry), name, ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[12]), start: Number(rest[19]) });
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return list;
-}
-
-function uptimeTicks() {
-  return Math.round(Number(fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * TICK);
-}
-
-/**
- * Watches the host while the lab runs: the CPU time every other process
- * used (sampled each second; ours are this process and the QEMU it
- * started), and other QEMUs seen.
- */
-function watchHost() {
-  const start = cpuTimes();
-  const began = uptimeTicks();
-  const seen = new Map(processes().map((p) => [p.pid, p.ticks]));
-  let otherTicks = 0;
-  const otherQemus = new Set();
-  const sample = () => {
-    for (const p of processes()) {
-      const ours = p.pid === process.pid || p.ppid === process.pid;
-      const before = seen.get(p.pid) ?? (p.start >= began ? 0 : p.ticks);
-      if (!ours) otherTicks += Math.max(0, p.ticks - before);
-      seen.set(p.pid, p.ticks);
-      if (!ours && p.name.startsWith('qemu-system')) otherQemus.add(p.pid);
-    }
-  };
-  // Cumulative other-process ticks over time, to split the total by the console's markers.
-  const timeline = [{ at: Date.now(), ticks: 0 }];
-  const marks = {};
-  const timer = setInterval(() => {
-    sample();
-    timeline.push({ at: Date.now(), ticks: otherTicks });
-  }, 1000);
-  const ticksAt = (at) => {
-    let best = timeline[0];
-    for (const point of timeline) if (Math.abs(point.at - at) < Math.abs(best.at - at)) best = point;
-    return best.ticks;
-  };
-  const between = (from, to) => (marks[from] !== undefined && marks[to] !== undefined ? (ticksAt(marks[to]) - ticksAt(marks[from])) / TICK : undefined);
-  const stop = () => {
-    clearInterval(timer);
-    sample();
-    timeline.push({ at: Date.now(), ticks: otherTicks });
-    const end = cpuTimes();
-    const wallS = (uptimeTicks() - began) / TICK;
-    return {
-      cpus: require('node:os').cpus().length,
-      wallS,
-      busyPct: 100 * (1 - (end.idle - start.idle) / (end.total - start.total)),
-      otherCpuS: otherTicks / TICK,
-      otherCpuSDuringFio: between('fio', 'ours'),
-      otherCpuSDuringOurs: between('ours', 'result'),
-      otherQemus: otherQemus.size,
-    };
-  };
-  /** Notes when the console shows fio starting, our program starting, and its result. */
+/** watchHost() with the moments of this bench: fio starting, our program starting, its result. */
+function watchThisRun() {
+  const watch = watchHost();
   const onConsole = (line) => {
-    if (line === '@@LAB-FIO-BEGIN') marks.fio = Date.now();
-    else if (line === '@@LAB-FIO-END' || (line === '@@LAB-READY' && !KERNEL)) marks.ours = Date.now();
-    else if (line.startsWith('@@LAB-RESULT ')) marks.result = Date.now();
+    if (line === '@@LAB-FIO-BEGIN') watch.mark('fio');
+    else if (line === '@@LAB-FIO-END' || (line === '@@LAB-READY' && !KERNEL)) watch.mark('ours');
+    else if (line.startsWith('@@LAB-RESULT ')) watch.mark('result');
   };
+  const stop = () => ({ ...watch.stop(), otherCpuSDuringFio: watch.between('fio', 'ours'), otherCpuSDuringOurs: watch.between('ours', 'result') });
   return { stop, onConsole };
 }
 
@@ -273,7 +197,7 @@ function print(result) {
 }
 
 async function main() {
-  const watch = watchHost();
+  const watch = watchThisRun();
   const run = await runLab({
     devices: KERNEL ? ['virtio-blk-device,drive=ours', 'virtio-blk-device,drive=kernel'] : ['virtio-blk-device,drive=ours'],
     extraArgs: [

@@ -37,10 +37,9 @@
 // Needs the lab (npm run lab:prepare). The guest runs under TCG, so
 // absolute numbers are far below hardware; the ratios are what to read.
 
-const fs = require('node:fs');
-const os = require('node:os');
 const { parseArgs } = require('node:util');
 const { runLab, kernelDriverCommands } = require('../scripts/lab/run.js');
+const { watchHost } = require('./host-watch.js');
 
 const USAGE = 'usage: node bench/lab-vs-kernel.js [--seconds S] [--pairs N] [--legacy] [--trace] [--json]';
 let opts;
@@ -159,50 +158,6 @@ function spread(values) {
 function medianRun(runs) {
   const keys = ['iops', 'meanUs', 'p99Us', 'notificationsPerRequest', 'interruptsPerRequest', 'busyCpus'];
   return Object.fromEntries(keys.map((k) => [k, median(runs.map((r) => r?.[k]))]));
-}
-
-// ---- the host (other QEMUs share its few CPUs) ----
-
-/** CPU ticks (1/100 s) used by processes that are neither this one nor its children's QEMUs, and other QEMUs seen. */
-function watchHost() {
-  const cpuTimes = () => {
-    const fields = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-    return { idle: fields[3] + (fields[4] ?? 0), total: fields.reduce((a, b) => a + b, 0) };
-  };
-  const processes = () => {
-    const list = [];
-    for (const entry of fs.readdirSync('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      try {
-        const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-        const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-        const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-        list.push({ pid: Number(entry), name, ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[12]) });
-      } catch {
-        // gone meanwhile
-      }
-    }
-    return list;
-  };
-  const start = cpuTimes();
-  const seen = new Map(processes().map((p) => [p.pid, p.ticks]));
-  let otherTicks = 0;
-  const otherQemus = new Set();
-  const sample = () => {
-    for (const p of processes()) {
-      const ours = p.pid === process.pid || p.ppid === process.pid;
-      if (!ours) otherTicks += Math.max(0, p.ticks - (seen.get(p.pid) ?? 0));
-      seen.set(p.pid, p.ticks);
-      if (!ours && p.name.startsWith('qemu-system')) otherQemus.add(p.pid);
-    }
-  };
-  const timer = setInterval(sample, 2000);
-  return () => {
-    clearInterval(timer);
-    sample();
-    const end = cpuTimes();
-    return { cpus: os.cpus().length, busyPct: 100 * (1 - (end.idle - start.idle) / (end.total - start.total)), otherCpuS: otherTicks / 100, otherQemus: otherQemus.size };
-  };
 }
 
 // ---- the boots ----
@@ -411,7 +366,7 @@ function print({ blk, rng, host, wallMs, bootMs }) {
 
 async function main() {
   const began = Date.now();
-  const stopWatch = watchHost();
+  const watch = watchHost();
   const bootMs = {};
   const timed = async (name, fn) => {
     const t = Date.now();
@@ -423,7 +378,7 @@ async function main() {
   // Both rings (packed: Version 2 only) in every completion mode.
   const blk = [...(await timed('split', () => blkBoot(false))), ...(opts.legacy ? [] : await timed('packed', () => blkBoot(true)))];
   const rng = await timed('rng', rngBoot);
-  const host = stopWatch();
+  const host = watch.stop();
   const wallMs = Date.now() - began;
   if (opts.json) {
     console.log(JSON.stringify({ seconds: SECONDS, pairs: PAIRS, version: opts.legacy ? 1 : 2, warmUpSeconds: { fio: WARMUP_FIO_SECONDS, ours: WARMUP_OURS_SECONDS, oursRng: 2 * WARMUP_RNG_SECONDS, kernelRng: WARMUP_RNG_SECONDS }, blk, rng, host, wallSeconds: wallMs / 1000, bootSeconds: Object.fromEntries(Object.entries(bootMs).map(([k, ms]) => [k, ms / 1000])) }, null, 2));
