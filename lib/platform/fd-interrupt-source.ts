@@ -30,8 +30,9 @@ export abstract class FdInterruptSource implements InterruptSource {
   protected abstract consume(): number | null;
   /**
    * Watched edge-triggered (EPOLLET): each wake-up is one event (count 1)
-   * and consume() is not called, one syscall less per interrupt. Only for
-   * an fd that wakes its waiters on every new event even while readable.
+   * and consume() is not called, one syscall less per interrupt — unless
+   * the wake-up carries EPOLLERR or EPOLLHUP. Only for an fd that wakes its
+   * waiters on every new event even while readable.
    */
   protected readonly edgeTriggered: boolean = false;
   /** Called after each delivered interrupt. */
@@ -114,7 +115,9 @@ export abstract class FdInterruptSource implements InterruptSource {
       if (events & (EPOLLERR | EPOLLHUP) && !(events & EPOLLIN)) {
         throw new DeviceGoneError(`${this.label}: the interrupt fd reported ${events & EPOLLERR ? 'EPOLLERR' : 'EPOLLHUP'}`);
       }
-      count = this.edgeTriggered ? 1 : this.consume();
+      // An error or hang-up flag (UIO reports -EIO as every bit once the device is unbound) is checked by a read even when
+      // edge-triggered: the read fails for a device that is gone, and its registers must not be touched then.
+      count = this.edgeTriggered && !(events & (EPOLLERR | EPOLLHUP)) ? 1 : this.consume();
     } catch (error) {
       this.fail(error);
       return;

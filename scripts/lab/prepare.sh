@@ -137,18 +137,20 @@ if [ ! -f "$addon/virtio_mmio.node" ]; then
 fi
 
 # ---- stage: the library for the guest (keyed by its sources; seconds) ----
-lib_key="$( (cd "$root" && find lib test/contracts scripts/lab/guest scripts/lab/init.sh scripts/lab/tsconfig.guest.json bench/floor -type f | sort | xargs cat; echo "$addon_key") | hash_of)"
+lib_key="$( (cd "$root" && find lib test/contracts scripts/lab/guest scripts/lab/init.sh scripts/lab/tsconfig.guest.json bench/floor -type f | sort | xargs cat; echo "$addon_key"; node -p "require('$root/node_modules/node-gyp-build/package.json').version") | hash_of)"
 library="$cache/library-$lib_key"
 if [ ! -f "$library/done" ]; then
   say "library: compiling for the guest ($(elapsed))"
   rm -rf "$library"
   stage="$library/stage"; app="$stage/opt/virtio-mmio"
-  mkdir -p "$app/build/Release" "$app/node_modules" "$stage/lab"
+  # The package's layout: the addon as the linux-arm64 prebuild, found by node-gyp-build; no build/ and no compiler in the guest.
+  mkdir -p "$app/prebuilds/linux-arm64" "$app/node_modules" "$stage/lab"
   "$root/node_modules/.bin/tsc" -p "$root/scripts/lab/tsconfig.guest.json" --outDir "$app" \
     || die "compiling the library for the guest failed"
   printf '{ "name": "virtio-mmio-lab", "private": true }\n' > "$app/package.json"
-  cp -a "$root/node_modules/bindings" "$root/node_modules/file-uri-to-path" "$app/node_modules/"
-  cp "$addon/virtio_mmio.node" "$app/build/Release/"
+  cp -a "$root/node_modules/node-gyp-build" "$app/node_modules/"
+  cp "$addon/virtio_mmio.node" "$app/prebuilds/linux-arm64/node.napi.armv8.glibc.node"
+  [ ! -e "$app/build" ] || die "the guest must load its prebuild, not a build/ directory"
   # The C floor under the blk benchmark (bench/lab-vs-kernel.js), static: no guest libc to match.
   mkdir -p "$app/bench"
   aarch64-linux-gnu-gcc -O2 -Wall -Wextra -static -o "$app/bench/blk-floor" "$root/bench/floor/blk-floor.c" \

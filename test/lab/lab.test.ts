@@ -128,6 +128,11 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
       if (run.exitCode !== 0) throw new Error(`guest exit ${run.exitCode}; console:\n${run.console.slice(-4000)}`);
     });
 
+    test('the library loads its arm64 prebuild from the package layout, with no build/ directory and no compiler in the guest', () => {
+      const [addon] = results('addon');
+      expect(addon).toEqual({ kind: 'addon', path: '/opt/virtio-mmio/prebuilds/linux-arm64/node.napi.armv8.glibc.node', buildDir: false, compiler: false });
+    });
+
     test('all 32 transports are found through UIO; the 29 empty ones are reported as empty, not as errors', () => {
       const transports = results('transport');
       expect(transports).toHaveLength(32);

@@ -12,6 +12,11 @@ import { report, runMain } from './report';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { runCli } from '../../../lib/cli/main';
+import { existsSync } from 'node:fs';
+import { addonPath } from '../../../lib/platform/addon';
+
+/** /opt/virtio-mmio: the library's root in the guest (this file is scripts/lab/guest/suite.js under it). */
+const ROOT_DIR = join(__dirname, '..', '..', '..');
 
 /** The virtserialport the lab test puts on the console device (port 1), wired to a host socket that echoes. */
 const LAB_ECHO_PORT = 'org.virtio-mmio.echo';
@@ -19,6 +24,8 @@ const LAB_ECHO_PORT = 'org.virtio-mmio.echo';
 async function main(): Promise<void> {
   const reports = scan();
   for (const r of reports) report({ kind: 'transport', ...describeReport(r) });
+  // Installed as from the package: the addon is its prebuild, with no build/ directory and no compiler in the guest.
+  report({ kind: 'addon', path: addonPath, buildDir: existsSync(join(ROOT_DIR, 'build')), compiler: ['cc', 'gcc', 'g++', 'c++'].some((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status === 0) });
   // rng with the negotiated defaults, then again without EVENT_IDX (flags-based suppression); blk; console (echoed by the host).
   const runs: { suite: string; variant: string; device: string; cases: ContractCase[] }[] = [
     ...rngSubjects(reports).map((s) => ({ suite: 'rng', variant: 'default', device: s.label, cases: rngContract(s) })),
