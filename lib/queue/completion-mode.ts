@@ -131,9 +131,6 @@ export class CompletionPoller {
     }
   }
 
-  /** An interrupt delivered completions (or tried to). */
-  interrupted(): void {}
-
   /** Stops the loop (mode change, close). */
   stop(): void {
     if (this.scheduled) clearImmediate(this.scheduled);

@@ -300,9 +300,7 @@ export class Virtqueue implements QueueEndpoint {
 
   /** InterruptStatus bit 0 (QueueEndpoint). */
   onUsedBuffer(): number {
-    const consumed = this.consume();
-    this.poller?.interrupted();
-    return consumed;
+    return this.consume();
   }
 
   /** Consumes what the device has used, without waiting for an interrupt. Returns the number consumed. */
