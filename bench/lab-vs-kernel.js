@@ -290,7 +290,7 @@ const duration = (ms) => `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000
 function print({ blk, rng, host, wallMs, bootMs }) {
   const version = opts.legacy ? 1 : 2;
   console.log(`virtio-blk, 4 KiB random reads, null-co backend, virtio-mmio Version ${version}, guest under TCG`);
-  console.log(`${PAIRS} rounds per queue depth, each: kernel fio, ours interrupt, ours poll, ours hybrid, the C floor (${SECONDS} s per run),`);
+  console.log(`${PAIRS} rounds per queue depth, each: kernel fio, ours interrupt, poll and hybrid (the order rotating by round), the C floor (${SECONDS} s per run),`);
   console.log(`after a warm-up (fio ${WARMUP_FIO_SECONDS} s; ours ${WARMUP_OURS_SECONDS} s over its modes and depths, then ${Math.min(0.5, SECONDS / 4)} s before each run);`);
   console.log('figures are medians over the rounds (per-round IOPS in brackets); ours/kernel is the median of the per-round ratios (min–max);');
   console.log("latency is per request, submission to completion (fio's lat; ours around each read); vCPUs busy: of the guest's 2, during the run.");

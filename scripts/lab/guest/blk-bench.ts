@@ -12,7 +12,7 @@
  * The second form is the interleaved plan of bench/lab-vs-kernel.js, in one
  * process (Node's start and our library's load cost ~10 s under TCG): for
  * each depth, R rounds of: CMD of --before (the kernel's fio), ours in each
- * mode, CMD of --after (the C floor). The commands run through `sh -c`
+ * mode (their order rotating by round), CMD of --after (the C floor). The commands run through `sh -c`
  * while this process waits (blocked, so it takes no CPU from them), with
  * BENCH_QD, BENCH_ROUND and BENCH_SECONDS in the environment; the device
  * is closed (reset) between our runs, so the floor can drive it in turn.
@@ -272,7 +272,11 @@ async function main(): Promise<void> {
   for (const depth of plan.depths) {
     for (let round = 1; round <= plan.rounds; round++) {
       hook(plan.before, depth, round, plan.seconds);
-      for (const mode of plan.modes) {
+      // The modes' order rotates by round, so that none always runs right after the same other: the JIT state one
+      // leaves behind may favour or hinder the next.
+      const n = plan.modes.length;
+      for (let i = 0; i < n; i++) {
+        const mode = plan.modes[(i + round - 1) % n];
         const key = `${mode} ${depth}`;
         const warmUp = warmed.has(key) ? Math.min(0.5, plan.seconds / 4) : Math.min(2, plan.seconds / 2);
         warmed.add(key);
