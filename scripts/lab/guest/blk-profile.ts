@@ -19,9 +19,9 @@
  *            the top functions by self and by total time, and requests/s
  *            with the profiler attached (its overhead);
  *   marks    S s with timestamps taken by wrapping, on these instances only,
- *            the methods a request passes through (the queue's flush,
+ *            the methods an interrupt-mode request passes through (the queue's flush,
  *            MmioTransport.notify / handleInterrupt, the UIO source's
- *            ready / consume / rearm; some are private, so a rename in lib/
+ *            ready / rearm; some are private, so a rename in lib/
  *            makes this phase throw). lib/ is not changed; the wrappers'
  *            own cost shows in this phase's requests/s;
  *   plain    again, S s: drift over the run (the overheads are computed
@@ -292,8 +292,6 @@ const MARKS = [
   'notifyOut', // … returned (the QueueNotify writel done)
   'flushOut',
   'readyIn', // the UIO source's ready() entered: epoll woke, the addon called JS
-  'consumeIn', // consume(): readCount() of the UIO fd
-  'consumeOut',
   'handleIn', // MmioTransport.handleInterrupt entered
   'handleOut',
   'rearmIn', // rearm(): the write() that unmasks the line
@@ -305,14 +303,13 @@ const MARKS = [
 
 // ASCII only: scripts/lab/run.js decodes each console chunk on its own, which can split a multi-byte character.
 const GAPS: { from: (typeof MARKS)[number]; label: string }[] = [
-  { from: 'call', label: 'submit: read() > split > transferIn > submit > queue.submit/place > microtask' },
+  { from: 'call', label: 'submit: read() > transferIn > submit > send > enqueue/place > microtask' },
   { from: 'flushIn', label: 'flush: dmaWmb, avail.idx, mb, notification check' },
   { from: 'notifyIn', label: 'notify: QueueNotify writel (trap to QEMU)' },
   { from: 'notifyOut', label: 'flush return' },
   { from: 'flushOut', label: 'wait: device, IRQ, guest kernel, epoll, libuv, addon > JS' },
-  { from: 'readyIn', label: 'ready() glue' },
-  { from: 'consumeIn', label: 'consume: readCount() read() of the UIO fd' },
-  { from: 'consumeOut', label: 'listener glue' },
+  // The UIO fd is watched edge-triggered: no read() of it per interrupt (only when epoll flags an error).
+  { from: 'readyIn', label: 'ready() to the listener (no read() of the UIO fd: edge-triggered)' },
   { from: 'handleIn', label: 'handleInterrupt: status readl, ACK writel, used ring, resolve' },
   { from: 'handleOut', label: 'finally glue' },
   { from: 'rearmIn', label: 'rearm: write() to the UIO fd (unmask)' },
@@ -363,7 +360,6 @@ async function marksPhase(blk: VirtioBlk, transport: MmioTransport, buffer: Buff
     wrap(transport, 'notify', mark(index.notifyIn), mark(index.notifyOut)),
     wrap(transport, 'handleInterrupt', mark(index.handleIn), mark(index.handleOut)),
     wrap(source, 'ready', mark(index.readyIn), mark(index.readyOut)),
-    wrap(source, 'consume', mark(index.consumeIn), mark(index.consumeOut)),
     wrap(source, 'rearm', mark(index.rearmIn), mark(index.rearmOut)),
   ];
   const finish = (marks: Float64Array, next: number) => {
