@@ -14,9 +14,6 @@ export interface VirtioRngOptions extends DriverOptions {
 }
 
 const REQUEST_QUEUE = 0;
-/** The signal of a read nobody can abort (the rest of a one-request read). */
-const NEVER_ABORTED = new AbortController().signal;
-setMaxListeners(0, NEVER_ABORTED);
 /** Empty completions in a row before a read gives up (a device that never delivers must not hang us). */
 const MAX_EMPTY_COMPLETIONS = 64;
 
@@ -134,7 +131,7 @@ export class VirtioRng extends VirtioDriver {
         (len) => {
           out.set(this.bufferBytes.subarray(offset, offset + len), 0);
           release();
-          resolve(len === length ? out : this.fill(out, len, length - len, NEVER_ABORTED, len === 0 ? 1 : 0).then(() => out));
+          resolve(len === length ? out : this.fill(out, len, length - len, undefined, len === 0 ? 1 : 0).then(() => out));
         },
         reject,
         { timeoutMs: this.requestTimeoutMs, reclaim: release },
@@ -142,7 +139,8 @@ export class VirtioRng extends VirtioDriver {
     });
   }
 
-  private async fill(out: Buffer, start: number, length: number, signal: AbortSignal, empty = 0): Promise<void> {
+  /** Fills out[start, start + length) request by request; `signal` (none: the rest of a one-request read) stops the slot wait and the completion wait. */
+  private async fill(out: Buffer, start: number, length: number, signal: AbortSignal | undefined, empty = 0): Promise<void> {
     let done = 0;
     const queue = this.queue(REQUEST_QUEUE);
     const view = this.bufferBytes;
