@@ -1,6 +1,6 @@
 import { DeviceIoError, ProtocolError } from '../errors';
 import type { DmaRegion } from '../platform';
-import type { QueueBuffer, Virtqueue } from '../queue';
+import type { QueueBuffer, QueueRequest, Virtqueue } from '../queue';
 import { BLK_REQ_HEADER_SIZE, BlkRequestType, BlkStatus } from '../spec';
 import { SlotPool } from './slot-pool';
 
@@ -32,17 +32,65 @@ export interface TransferHooks {
   release?: () => void;
 }
 
+/** Hooks of a request with nothing to copy or free. */
+export const NO_HOOKS: TransferHooks = Object.freeze({});
+
+/**
+ * One slot's request while it is in flight. Made once per slot with its
+ * callbacks and chain arrays, and reused by each request in the slot: a
+ * request costs its caller's promise and nothing else made here. What a
+ * request sets lives until the device gives the slot back (release).
+ */
+class SlotRequest {
+  type = 0;
+  sector = 0n;
+  /** Bytes the device must write before the status byte when it reports OK. */
+  dataIn = 0;
+  hooks: TransferHooks = NO_HOOKS;
+  result: unknown = undefined;
+  resolve: (value: unknown) => void = ignore;
+  reject: (error: unknown) => void = ignore;
+  /** The data buffer of a one-segment request (its fields are rewritten per request). */
+  readonly data: { region: DmaRegion; offset: number; length: number };
+  /** Header + data readable, status writable; header readable, data + status writable; header, status. */
+  readonly outChain: QueueRequest;
+  readonly inChain: QueueRequest;
+  readonly bareChain: QueueRequest;
+  readonly options: { timeoutMs: number | undefined; reclaim: () => void };
+  readonly done: (len: number) => void;
+  readonly failed: (error: unknown) => void;
+
+  constructor(owner: BlkRequestQueue, slot: number, memory: DmaRegion) {
+    const header: QueueBuffer = { region: memory, offset: slot * SLOT_BYTES, length: BLK_REQ_HEADER_SIZE };
+    const status: QueueBuffer = { region: memory, offset: slot * SLOT_BYTES + STATUS_AT, length: 1 };
+    this.data = { region: memory, offset: 0, length: 0 };
+    this.outChain = { readable: [header, this.data], writable: [status] };
+    this.inChain = { readable: [header], writable: [this.data, status] };
+    this.bareChain = { readable: [header], writable: [status] };
+    this.options = { timeoutMs: undefined, reclaim: () => owner.giveBack(slot) };
+    this.done = (len) => owner.finish(slot, len);
+    this.failed = (error) => this.reject(error);
+  }
+}
+
+function ignore(): void {}
+
 /**
  * One request queue of a virtio-blk device and its request slots: a
  * header and a status byte per chain the ring can hold, in one DMA region
- * the driver allocated. Each slot's header view and buffers are made once;
- * a request costs its own promise and little else.
+ * the driver allocated. Each slot's header view, buffers and callbacks are
+ * made once.
  */
 export class BlkRequestQueue {
   readonly slots: SlotPool;
   private readonly headers: DataView[];
-  private readonly headerBuffers: QueueBuffer[];
-  private readonly statusBuffers: QueueBuffer[];
+  private readonly requests: SlotRequest[];
+  /** Filled by capture() from inside `new Promise` (no executor closure per request). */
+  private captured: { resolve: (value: unknown) => void; reject: (error: unknown) => void } = { resolve: ignore, reject: ignore };
+  private readonly capture = (resolve: (value: unknown) => void, reject: (error: unknown) => void): void => {
+    this.captured.resolve = resolve;
+    this.captured.reject = reject;
+  };
 
   constructor(
     readonly queue: Virtqueue,
@@ -52,8 +100,7 @@ export class BlkRequestQueue {
     const count = queue.size;
     this.slots = new SlotPool(count);
     this.headers = Array.from({ length: count }, (_, slot) => new DataView(memory.view, memory.offset + slot * SLOT_BYTES, SLOT_BYTES));
-    this.headerBuffers = Array.from({ length: count }, (_, slot) => ({ region: memory, offset: slot * SLOT_BYTES, length: BLK_REQ_HEADER_SIZE }));
-    this.statusBuffers = Array.from({ length: count }, (_, slot) => ({ region: memory, offset: slot * SLOT_BYTES + STATUS_AT, length: 1 }));
+    this.requests = Array.from({ length: count }, (_, slot) => new SlotRequest(this, slot, memory));
   }
 
   /**
@@ -66,60 +113,111 @@ export class BlkRequestQueue {
    * is reused.
    */
   send<T>(slot: number, transfer: Transfer, timeoutMs: number | undefined, hooks: TransferHooks, result: T): Promise<T> {
-    const header = this.headers[slot];
-    header.setUint32(0, transfer.type, true);
-    header.setUint32(4, 0, true);
-    header.setBigUint64(8, transfer.sector, true);
-    header.setUint8(STATUS_AT, 0xff);
     // Arrays of their exact length (a push would grow them past it).
     const out = transfer.out ?? NONE;
     const into = transfer.in ?? NONE;
+    const request = this.requests[slot];
     const readable = new Array<QueueBuffer>(1 + out.length);
-    readable[0] = this.headerBuffers[slot];
+    readable[0] = request.bareChain.readable![0];
     for (let i = 0; i < out.length; i++) readable[1 + i] = out[i];
     const writable = new Array<QueueBuffer>(into.length + 1);
     for (let i = 0; i < into.length; i++) writable[i] = into[i];
-    writable[into.length] = this.statusBuffers[slot];
-    // The data buffers and the slot are the device's until it returns the chain or a reset completes:
-    // a request that timed out or was rejected gives them back only then (reclaim).
-    const giveBack = (): void => {
-      hooks.release?.();
-      this.slots.release(slot);
-    };
-    return new Promise<T>((resolve, reject) => {
-      this.queue.enqueue(
-        { readable, writable },
-        (len) => {
-          const status = header.getUint8(STATUS_AT);
-          const failure = checkCompletion(transfer, status, len);
-          if (failure === undefined) hooks.complete?.();
-          giveBack();
-          if (failure === undefined) resolve(result);
-          else reject(failure);
-        },
-        reject,
-        { timeoutMs, reclaim: giveBack },
-      );
-    });
+    writable[into.length] = request.bareChain.writable![0];
+    const dataIn = transfer.type === BlkRequestType.IN ? dataBytes(into) : 0;
+    return this.start(slot, transfer.type, transfer.sector, dataIn, { readable, writable }, timeoutMs, hooks, result);
+  }
+
+  /**
+   * send() of a request with at most one data buffer: `length` bytes at
+   * the start of `region` (device-writable for IN, readable otherwise), or
+   * none when `region` is undefined. Nothing is allocated but the promise.
+   */
+  sendOne<T>(slot: number, type: number, sector: bigint, region: DmaRegion | undefined, length: number, timeoutMs: number | undefined, hooks: TransferHooks, result: T): Promise<T> {
+    const request = this.requests[slot];
+    let chain = request.bareChain;
+    if (region !== undefined) {
+      request.data.region = region;
+      request.data.length = length;
+      chain = type === BlkRequestType.IN ? request.inChain : request.outChain;
+    }
+    return this.start(slot, type, sector, type === BlkRequestType.IN && region !== undefined ? length : 0, chain, timeoutMs, hooks, result);
+  }
+
+  private start<T>(slot: number, type: number, sector: bigint, dataIn: number, chain: QueueRequest, timeoutMs: number | undefined, hooks: TransferHooks, result: T): Promise<T> {
+    const header = this.headers[slot];
+    header.setUint32(0, type, true);
+    header.setUint32(4, 0, true);
+    header.setBigUint64(8, sector, true);
+    header.setUint8(STATUS_AT, 0xff);
+    const request = this.requests[slot];
+    request.type = type;
+    request.sector = sector;
+    request.dataIn = dataIn;
+    request.hooks = hooks;
+    request.result = result;
+    const promise = new Promise<T>(this.capture as (resolve: (value: T) => void, reject: (error: unknown) => void) => void);
+    const reject = this.captured.reject;
+    request.resolve = this.captured.resolve;
+    request.reject = reject;
+    request.options.timeoutMs = timeoutMs;
+    try {
+      // The queue copies the chain (ChainRecords, descriptors): the slot's arrays are free for its next request.
+      this.queue.enqueue(chain, request.done, request.failed, request.options);
+    } catch (error) {
+      // Refused before the device saw it: enqueue ran reclaim (giveBack, which forgets the slot's callbacks) already.
+      reject(error);
+    } finally {
+      // Not kept past the placement: a caller's region is not held alive by an idle slot.
+      if (chain !== request.bareChain) request.data.region = this.memory;
+    }
+    return promise;
+  }
+
+  /** The device completed the request in `slot` with `len` bytes written (Virtqueue.enqueue's done). */
+  finish(slot: number, len: number): void {
+    const request = this.requests[slot];
+    const status = this.headers[slot].getUint8(STATUS_AT);
+    const failure = checkCompletion(request, status, len);
+    if (failure === undefined) request.hooks.complete?.();
+    const { resolve, reject, result } = request;
+    this.giveBack(slot);
+    if (failure === undefined) resolve(result);
+    else reject(failure);
+  }
+
+  /**
+   * The device no longer holds `slot`'s buffers (completion, or the
+   * reclaim of a request answered early): the owner's release hook runs,
+   * then the slot is free for the next request.
+   */
+  giveBack(slot: number): void {
+    const request = this.requests[slot];
+    const release = request.hooks.release;
+    request.hooks = NO_HOOKS;
+    request.result = undefined;
+    request.resolve = ignore;
+    request.reject = ignore;
+    release?.();
+    this.slots.release(slot);
   }
 }
 
 /** The error a completed request stands for, or undefined when it succeeded (§5.2.6). */
-function checkCompletion(transfer: Transfer, status: number, len: number): Error | undefined {
+function checkCompletion(request: SlotRequest, status: number, len: number): Error | undefined {
   // The device writes the data, then the status byte; a len short of that means it did not.
-  const expected = (transfer.type === BlkRequestType.IN ? dataBytes(transfer.in) : 0) + 1;
+  const expected = request.dataIn + 1;
   // A failed request may write only its status byte (the data is not valid then): only len 0 is short.
   const short = status === BlkStatus.OK ? len < expected : len < 1;
   if (short) {
-    return new ProtocolError(len === 0 ? 'blk-status-missing' : 'blk-short-read', `virtio-blk request type ${transfer.type} at sector ${transfer.sector}: the device reported ${len} bytes written, ${expected} expected`);
+    return new ProtocolError(len === 0 ? 'blk-status-missing' : 'blk-short-read', `virtio-blk request type ${request.type} at sector ${request.sector}: the device reported ${len} bytes written, ${expected} expected`);
   }
   if (status === BlkStatus.OK) return undefined;
   const what = status === BlkStatus.IOERR ? 'an I/O error' : status === BlkStatus.UNSUPP ? 'unsupported request' : `unknown status ${status}`;
-  return new DeviceIoError(`virtio-blk request type ${transfer.type} at sector ${transfer.sector}: ${what}`, status);
+  return new DeviceIoError(`virtio-blk request type ${request.type} at sector ${request.sector}: ${what}`, status);
 }
 
-function dataBytes(buffers?: QueueBuffer[]): number {
+function dataBytes(buffers: readonly QueueBuffer[]): number {
   let total = 0;
-  for (const b of buffers ?? []) total += b.length ?? b.region.size - (b.offset ?? 0);
+  for (const b of buffers) total += b.length ?? b.region.size - (b.offset ?? 0);
   return total;
 }

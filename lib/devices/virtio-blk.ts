@@ -20,7 +20,7 @@ import { configBytes, readInfo, type BlkInfo } from './blk-info';
 import { checkLength, checkRange, checkWritable } from './blk-sectors';
 import { createBlkReadStream, createBlkWriteStream, type BlkReadStreamOptions, type BlkWriteStreamOptions } from './blk-streams';
 import { DriverSetup } from './driver-setup';
-import { BlkRequestQueue, SLOT_BYTES, type Transfer, type TransferHooks } from './blk-request-queue';
+import { BlkRequestQueue, NO_HOOKS, SLOT_BYTES, type Transfer, type TransferHooks } from './blk-request-queue';
 import { abortable } from './slot-pool';
 import { VirtioDriver, type DriverOptions, type StartedDevice } from './virtio-driver';
 
@@ -243,17 +243,37 @@ export class VirtioBlk extends VirtioDriver {
     const direct = this.directRegion(target);
     const region = direct ?? this.memory.allocate(target.length, 64);
     const hooks: TransferHooks = direct
-      ? {}
+      ? NO_HOOKS
       : { complete: () => target.set(new Uint8Array(region.view, region.offset, target.length)), release: () => freeIfLive(this.memory, region) };
-    return this.submit({ type: BlkRequestType.IN, sector, in: this.segments(region, target.length) }, options, hooks, result);
+    return this.submitData(BlkRequestType.IN, sector, region, target.length, options, hooks, result);
   }
 
   private transferOut(sector: bigint, source: Buffer, options: BlkRequestOptions): Promise<void> {
     const direct = this.directRegion(source);
     const region = direct ?? this.memory.allocate(source.length, 64);
     if (!direct) new Uint8Array(region.view, region.offset, source.length).set(source);
-    const hooks: TransferHooks = direct ? {} : { release: () => freeIfLive(this.memory, region) };
-    return this.submit({ type: BlkRequestType.OUT, sector, out: this.segments(region, source.length) }, options, hooks, undefined);
+    const hooks: TransferHooks = direct ? NO_HOOKS : { release: () => freeIfLive(this.memory, region) };
+    return this.submitData(BlkRequestType.OUT, sector, region, source.length, options, hooks, undefined);
+  }
+
+  /**
+   * A read or write of `length` bytes at the start of `region`: in one
+   * segment, with a slot free now and no signal to watch, it goes out
+   * through BlkRequestQueue.sendOne (nothing allocated but the promise);
+   * otherwise as a Transfer through submit().
+   */
+  private submitData<T>(type: number, sector: bigint, region: DmaRegion, length: number, options: BlkRequestOptions, hooks: TransferHooks, result: T): Promise<T> {
+    if (options.signal === undefined && options.queue === undefined && length <= (this.info.sizeMax ?? Infinity) && !this.closed) {
+      const index = this.next;
+      const requestQueue = this.requestQueues[index];
+      const slot = requestQueue.slots.tryAcquire();
+      if (slot >= 0) {
+        this.next = (index + 1) % this.requestQueues.length;
+        return requestQueue.sendOne(slot, type, sector, region, length, this.requestTimeoutMs, hooks, result);
+      }
+    }
+    const data = this.segments(region, length);
+    return this.submit(type === BlkRequestType.IN ? { type, sector, in: data } : { type, sector, out: data }, options, hooks, result);
   }
 
   /** A region-shaped window on `view` when it lies in our DMA memory (no copy needed), else undefined. */
@@ -268,8 +288,8 @@ export class VirtioBlk extends VirtioDriver {
   /** Splits a data area into segments of at most size_max bytes (§5.2.4). */
   private segments(region: DmaRegion, length: number): QueueBuffer[] {
     const max = this.info.sizeMax ?? length;
-    const out: QueueBuffer[] = [];
-    for (let at = 0; at < length; at += max) out.push({ region, offset: at, length: Math.min(max, length - at) });
+    const out = new Array<QueueBuffer>(Math.ceil(length / max));
+    for (let i = 0, at = 0; at < length; i++, at += max) out[i] = { region, offset: at, length: Math.min(max, length - at) };
     return out;
   }
 

@@ -16,9 +16,54 @@ export class Pending {
   /** Removes the AbortSignal listener. */
   cleanup?: () => void;
   constructor(
-    readonly resolve: (len: number) => void,
-    readonly reject: (error: unknown) => void,
+    public resolve: (len: number) => void,
+    public reject: (error: unknown) => void,
   ) {}
+
+  /** Makes a settled Pending (resolved, nothing left referring to it) fit to stand for a new request. */
+  reuse(resolve: (len: number) => void, reject: (error: unknown) => void): void {
+    this.resolve = resolve;
+    this.reject = reject;
+    this.orphaned = false;
+    this.id = -1;
+    this.held = false;
+    this.reclaim = undefined;
+    this.deadline = Infinity;
+    this.timeoutMs = 0;
+    this.cleanup = undefined;
+  }
+}
+
+function settled(): void {}
+
+/**
+ * Pendings of requests that resolved, kept for the next requests (a
+ * request then allocates no bookkeeping of its own). Only a Pending no
+ * deadline, abort listener, waiter or in-flight table refers to any more
+ * is put back: one whose request completed normally.
+ */
+export class PendingPool {
+  private readonly spare: Pending[] = [];
+
+  constructor(private readonly limit: number) {}
+
+  take(resolve: (len: number) => void, reject: (error: unknown) => void): Pending {
+    const pending = this.spare.pop();
+    if (pending === undefined) return new Pending(resolve, reject);
+    pending.reuse(resolve, reject);
+    return pending;
+  }
+
+  /** `pending`'s request completed and its caller was answered. */
+  put(pending: Pending): void {
+    if (this.spare.length >= this.limit) return;
+    // Its callbacks (and what they hold) are not kept alive by the pool.
+    pending.resolve = settled;
+    pending.reject = settled;
+    pending.reclaim = undefined;
+    pending.cleanup = undefined;
+    this.spare.push(pending);
+  }
 }
 
 /** A request waiting for room in the ring (FIFO). */

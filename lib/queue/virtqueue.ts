@@ -4,7 +4,7 @@ import type { QueueAddresses, QueueEndpoint, QueueTransport } from '../transport
 import { CompletionPoller, checkQueueMode, type QueueMode, type QueueModeOptions } from './completion-mode';
 import { InFlightRequests } from './in-flight';
 import { QueueState } from './queue-state';
-import { Pending, WaitingRoom, type Waiter } from './pending-request';
+import { Pending, PendingPool, WaitingRoom, type Waiter } from './pending-request';
 import { hex, type QueueDump } from './queue-dump';
 import type { QueueRequest, QueueStats, SubmitOptions, VirtqueueOptions } from './queue-types';
 import { checkRequest, checkSubmitOptions, snapshotRequest, type RequestLimits } from './request-checks';
@@ -61,6 +61,7 @@ export class Virtqueue implements QueueEndpoint {
     }
   };
   private readonly waiters = new WaitingRoom();
+  private readonly pendings: PendingPool;
   private readonly fits = (count: number): boolean => !this.state.unusable && this.engine.hasRoom(count);
   private readonly placeWaiter = (waiter: Waiter): void => this.placeRequest(waiter.request, waiter.count, waiter.pending);
   private poller?: CompletionPoller;
@@ -91,6 +92,7 @@ export class Virtqueue implements QueueEndpoint {
     this.size = this.engine.size;
     this.limits = { index, size: this.size, indirectMax: this.engine.indirect ? indirectMax : 0 };
     this.inFlightRequests = new InFlightRequests(this.size, options.memory, index);
+    this.pendings = new PendingPool(this.size);
     this.state = new QueueState(index);
     this.deadlines = new RequestDeadlines(() => this.expire());
   }
@@ -168,7 +170,7 @@ export class Virtqueue implements QueueEndpoint {
       const { signal, timeoutMs, reclaim } = options;
       checkSubmitOptions(timeoutMs, reclaim);
       if (signal?.aborted) throw new AbortError(undefined, { cause: signal.reason });
-      const pending = new Pending(done, failed);
+      const pending = this.pendings.take(done, failed);
       pending.reclaim = reclaim;
       if (this.waiters.length === 0 && this.engine.hasRoom(count)) {
         if (timeoutMs !== undefined) this.deadlines.add(pending, timeoutMs);
@@ -332,6 +334,8 @@ export class Virtqueue implements QueueEndpoint {
           throw error;
         });
       }
+      // Settled and answered, referred to by nothing: the next request may use it.
+      this.pendings.put(pending);
     }
     if (this.busy && this.awaited === 0) this.updateBusy();
   }

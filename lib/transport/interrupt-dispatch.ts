@@ -55,7 +55,14 @@ export class InterruptDispatch {
   private readonly stormLimit: number;
   private readonly fail: (error: Error) => void;
 
-  private readonly busy = new Set<number>();
+  /** Which queues are busy, by index, and how many (a Set's add/delete rehashes: allocations on every request at QD1). */
+  private readonly busy: boolean[] = [];
+  private busyCount = 0;
+  private readonly unrefIfIdle = (): void => {
+    this.pendingUnref = undefined;
+    const source = this.source;
+    if (source && !source.closed && this.busyCount === 0) source.unref();
+  };
   private pendingUnref?: NodeJS.Immediate;
   private listening = false;
   /** Storm detection: consecutive interrupts that found no work, and the completions total at the last one. */
@@ -85,7 +92,7 @@ export class InterruptDispatch {
       () => this.device.handleInterrupt(),
       (error) => this.fail(error),
     );
-    if (this.busy.size === 0) source.unref();
+    if (this.busyCount === 0) source.unref();
   }
 
   /** Stops listening, if this dispatch is the listener (never another's). */
@@ -161,28 +168,24 @@ export class InterruptDispatch {
    * event-loop turn after the last completes).
    */
   setBusy(index: number, busy: boolean): void {
-    const before = this.busy.size;
-    if (busy) this.busy.add(index);
-    else this.busy.delete(index);
-    if (!this.source || this.source.closed || before === this.busy.size) return;
-    if (this.busy.size > 0) {
+    if ((this.busy[index] === true) === busy) return;
+    this.busy[index] = busy;
+    this.busyCount += busy ? 1 : -1;
+    if (!this.source || this.source.closed) return;
+    if (this.busyCount > 0) {
       // With an unref pending from the last idle moment the line never stopped being ref'd; the unref
       // finds it busy and does nothing (one immediate per event-loop turn, not one per request).
       if (!this.pendingUnref) this.source.ref();
     } else if (!this.pendingUnref) {
       // Unref one event-loop turn later, not now: a caller that submits again from the completion
       // (a QD1 loop) keeps the line ref'd instead of paying two native calls per request.
-      this.pendingUnref = setImmediate(() => {
-        this.pendingUnref = undefined;
-        const source = this.source;
-        if (source && !source.closed && this.busy.size === 0) source.unref();
-      });
+      this.pendingUnref = setImmediate(this.unrefIfIdle);
     }
   }
 
   /** No queue is busy any more (all were detached). */
   setAllIdle(): void {
-    for (const index of [...this.busy]) this.setBusy(index, false);
+    for (let index = 0; index < this.busy.length; index++) if (this.busy[index]) this.setBusy(index, false);
   }
 
   /** Idle for good (closing): an unref still pending is made at once, not a turn later. */
