@@ -53,11 +53,20 @@ export function syscallHint(f: SyscallFailure): string | undefined {
         'e.g. `echo 64 > /proc/sys/vm/nr_hugepages`';
     }
     if (f.code === 'EPERM' || f.code === 'EAGAIN') {
-      return 'the hugepages could not be locked in memory: raise RLIMIT_MEMLOCK (ulimit -l) or run as root';
+      return 'the hugepages could not be locked in memory: raise RLIMIT_MEMLOCK (ulimit -l; systemd LimitMEMLOCK=) ' +
+        'to cover the hugepages mapped, or grant CAP_IPC_LOCK, or run as root';
     }
   }
-  if (path === '/proc/self/pagemap' && denied) {
-    return 'reading physical addresses from /proc/self/pagemap needs CAP_SYS_ADMIN: run as root';
+  if (path === '/proc/self/pagemap') {
+    // EACCES: the open itself was refused, as for a process that changed its uid after it started (no capability helps).
+    if (f.code === 'EACCES') {
+      return '/proc/self/pagemap could not be opened: a process that starts as root and changes its uid later may not ' +
+        'open it; start the process as its final user, with CAP_SYS_ADMIN (e.g. systemd AmbientCapabilities=CAP_SYS_ADMIN)';
+    }
+    if (f.code === 'EPERM') {
+      return 'reading physical addresses from /proc/self/pagemap needs CAP_SYS_ADMIN (the kernel reports page frame 0 ' +
+        'without it): run as root or grant CAP_SYS_ADMIN';
+    }
   }
   return undefined;
 }
