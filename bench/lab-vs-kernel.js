@@ -23,8 +23,9 @@
 // counters, the floor's from its own count) and interrupts (the kernel's
 // from /proc/interrupts) per request; the median of the per-round ratios
 // ours/kernel with their min–max; the floor ratio; GC pauses and bytes
-// allocated per request in ours' QD1 runs; how busy the host was; the
-// wall time.
+// allocated per request in ours' QD1 runs, and the same QD1 runs once more
+// in a process started with V8's low-latency GC flags (LOW_GC_FLAGS, split
+// boot only); how busy the host was; the wall time.
 //
 //   node bench/lab-vs-kernel.js [--seconds S] [--pairs N] [--legacy] [--trace] [--json]
 //
@@ -76,6 +77,9 @@ const WARMUP_FIO_SECONDS = Math.min(2, SECONDS);
 const WARMUP_OURS_SECONDS = Math.min(30, 10 * SECONDS);
 const WARMUP_RNG_SECONDS = Math.min(10, 2 * SECONDS);
 const GC_PAUSE_TARGET_MS = 5;
+// V8 flags for a latency-bound process: a 1 MiB young generation scavenged by the main thread alone (under TCG,
+// waking V8's helper threads costs more than their help). Measured in the split boot, QD1, after the main plan.
+const LOW_GC_FLAGS = '--max-semi-space-size=1 --single-threaded-gc';
 const ALLOCATION_TARGET_BYTES = 1024;
 
 const fio = (name, qd, seconds, format) =>
@@ -86,7 +90,7 @@ const fio = (name, qd, seconds, format) =>
  * one Node process (its start costs ~10 s under TCG) and hands each round's
  * kernel and floor turns to these shell commands, waiting meanwhile.
  */
-function blkCommand() {
+function blkCommand(lowGc) {
   // Busy and total ticks of all vCPUs (/proc/stat): how many vCPUs a run kept busy.
   const cpu = "cpu() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6 }' /proc/stat; }";
   const cpuMark = (who) => `echo "@@LAB-CPU ${who} $BENCH_QD $BENCH_ROUND $c0 $(cpu) $(grep -c '^cpu[0-9]' /proc/stat)"`;
@@ -121,6 +125,10 @@ function blkCommand() {
     `${fio('warmup', 32, WARMUP_FIO_SECONDS, 'terse')} > /dev/null`,
     `node scripts/lab/guest/blk-bench.js --depths ${DEPTHS.join(',')} --seconds ${SECONDS} --modes ${MODES.join(',')} --rounds ${PAIRS} --warmup ${WARMUP_OURS_SECONDS}` +
       " --before 'sh /tmp/kernel-fio.sh' --after 'sh /tmp/floor.sh'",
+    // The same QD1 runs in a process with LOW_GC_FLAGS (its own warm-up; the kernel's run before it for the ratio).
+    ...(lowGc
+      ? [`node ${LOW_GC_FLAGS} scripts/lab/guest/blk-bench.js --depths 1 --seconds ${SECONDS} --modes ${MODES.join(',')} --rounds 1 --warmup ${WARMUP_OURS_SECONDS} --label lowgc --before 'sh /tmp/kernel-fio.sh'`]
+      : []),
   ].join('\n');
 }
 
@@ -166,6 +174,7 @@ function medianRun(runs) {
 async function blkBoot(packed) {
   const suffix = packed ? ',packed=on' : '';
   const perRound = SECONDS * (2 + MODES.length) + 15 + MODES.length * 3; // runs, fio's start, ours' settling, open and close
+  const lowGc = !packed;
   const run = await runLab({
     devices: [`virtio-blk-device,drive=ours${suffix}`, `virtio-blk-device,drive=kernel${suffix}`],
     extraArgs: [
@@ -175,8 +184,8 @@ async function blkBoot(packed) {
       ...(opts.trace ? ['-trace', 'virtio_queue_notify'] : []),
     ],
     legacy: opts.legacy ?? false,
-    command: blkCommand(),
-    timeoutMs: ((perRound * PAIRS * DEPTHS.length + WARMUP_OURS_SECONDS + 60) * 2 + 300) * 1000,
+    command: blkCommand(lowGc),
+    timeoutMs: ((perRound * (PAIRS * DEPTHS.length + (lowGc ? 1 : 0)) + WARMUP_OURS_SECONDS * (lowGc ? 2 : 1) + 60) * 2 + 300) * 1000,
   });
   check(run);
   const ring = packed ? 'packed' : 'split';
@@ -208,8 +217,15 @@ async function blkBoot(packed) {
     const [b0, t0, b1, t1, cpus] = line.split(' ').slice(4).map(Number);
     return (cpus * (b1 - b0)) / (t1 - t0);
   };
-  const ours = run.results.filter((r) => r.kind === 'blk-bench');
+  const ours = run.results.filter((r) => r.kind === 'blk-bench' && r.label === undefined);
   const floors = run.results.filter((r) => r.kind === 'blk-floor');
+  const lowGcRuns = lowGc
+    ? MODES.map((mode) => {
+        const o = run.results.find((r) => r.kind === 'blk-bench' && r.label === 'lowgc' && r.mode === mode);
+        if (!o) throw new Error(`${ring}: no result of ours with ${LOW_GC_FLAGS} for QD1 ${mode}`);
+        return { ...o, ratio: o.iops / kernelRun(1, 'lowgc1').iops, gc: gcOf([o]) };
+      })
+    : undefined;
   return DEPTHS.map((qd) => {
     // The floor does not know its round: its results come in order, one per round.
     const floorRuns = floors.filter((r) => r.iodepth === qd);
@@ -237,6 +253,7 @@ async function blkBoot(packed) {
         return { mode, ...medianRun(runs), ratio: spread(runs.map((o) => o.ratio)), gc: gcOf(runs) };
       }),
       floor: rounds[0].floor?.skipped ? { skipped: rounds[0].floor.skipped } : { ...medianRun(rounds.map((r) => r.floor)), ratio: spread(rounds.map((r) => r.floorRatio)) },
+      ...(qd === 1 && lowGcRuns ? { lowGc: lowGcRuns } : {}),
     };
   });
 }
@@ -345,6 +362,21 @@ function print({ blk, rng, host, wallMs, bootMs }) {
     `gc targets, QD1: no pause over ${GC_PAUSE_TARGET_MS} ms: ${longest.ms <= GC_PAUSE_TARGET_MS ? 'met' : 'NOT met'} (longest ${f(longest.ms, 1)} ms, ${longest.where}); ` +
       `<= 1 KiB allocated per request: ${most.bytes <= ALLOCATION_TARGET_BYTES ? 'met' : 'NOT met'} (most ${f(most.bytes)} bytes, ${most.where})`,
   );
+  const lowGcRow = blk.find((r) => r.qd === 1 && r.lowGc);
+  if (lowGcRow) {
+    console.log(`GC with node ${LOW_GC_FLAGS} (${lowGcRow.ring}, QD1, one run per mode in a process of its own, after its own warm-up; ours/kernel against the kernel's run just before):`);
+    let worst = 0;
+    for (const o of lowGcRow.lowGc) {
+      const g = o.gc;
+      const usual = lowGcRow.ours.find((p) => p.mode === o.mode);
+      worst = Math.max(worst, g.longestMs);
+      console.log(
+        `gc QD1 ${o.mode} (${lowGcRow.ring}, low-GC flags): ${g.pauses} pauses (${g.markCompacts} mark-compact), longest ${f(g.longestMs, 1)} ms, ${f(g.totalMs, 1)} ms in all; ` +
+          `${f(g.bytesPerRequest)} bytes per request; ours/kernel ${x(o.ratio)} (default flags: ${x(usual.ratio.median)})`,
+      );
+    }
+    console.log(`gc target with low-GC flags, QD1: no pause over ${GC_PAUSE_TARGET_MS} ms: ${worst <= GC_PAUSE_TARGET_MS ? 'met' : 'NOT met'} (longest ${f(worst, 1)} ms)`);
+  }
 
   console.log(`\nvirtio-rng, 4 KiB reads, ${PAIRS} rounds of kernel, ours 1 in flight, ours 8 (${SECONDS} s each; warm-up: kernel ${WARMUP_RNG_SECONDS} s, ours ${2 * WARMUP_RNG_SECONDS} s); medians`);
   console.log(`kernel   1 in flight  ${f(rng.kernel.bytesPerSecond / 1024).padStart(8)} KiB/s  (${rng.rounds.map((r) => f(r.kernel.bytesPerSecond / 1024)).join(' ')})`);

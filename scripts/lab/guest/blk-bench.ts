@@ -50,6 +50,8 @@ interface Plan {
   warmUp?: number;
   before?: string;
   after?: string;
+  /** Tags every result and the rounds handed to the hooks (BENCH_ROUND=<label><round>): a second plan in the same boot. */
+  label?: string;
 }
 
 function parsePlan(argv: string[]): Plan {
@@ -64,6 +66,7 @@ function parsePlan(argv: string[]): Plan {
       warmup: { type: 'string' },
       before: { type: 'string' },
       after: { type: 'string' },
+      label: { type: 'string' },
     },
   });
   const [depth, seconds, modes] = positionals;
@@ -75,6 +78,7 @@ function parsePlan(argv: string[]): Plan {
     warmUp: values.warmup === undefined ? undefined : Number(values.warmup),
     before: values.before,
     after: values.after,
+    label: values.label,
   };
   if (plan.depths.some((d) => !Number.isInteger(d) || d < 1)) throw new RangeError(`bad iodepth in ${plan.depths.join(',')}`);
   if (!(plan.seconds > 0)) throw new RangeError(`bad seconds ${plan.seconds}`);
@@ -85,7 +89,7 @@ function parsePlan(argv: string[]): Plan {
 }
 
 /** Runs a plan command (the kernel's fio, the floor) in its turn; this process waits, blocked. */
-function hook(command: string | undefined, depth: number, round: number, seconds: number): void {
+function hook(command: string | undefined, depth: number, round: string, seconds: number): void {
   if (!command) return;
   const result = spawnSync('sh', ['-c', command], {
     stdio: 'inherit',
@@ -271,7 +275,8 @@ async function main(): Promise<void> {
   }
   for (const depth of plan.depths) {
     for (let round = 1; round <= plan.rounds; round++) {
-      hook(plan.before, depth, round, plan.seconds);
+      const tag = `${plan.label ?? ''}${round}`;
+      hook(plan.before, depth, tag, plan.seconds);
       // The modes' order rotates by round, so that none always runs right after the same other: the JIT state one
       // leaves behind may favour or hinder the next.
       const n = plan.modes.length;
@@ -280,9 +285,9 @@ async function main(): Promise<void> {
         const key = `${mode} ${depth}`;
         const warmUp = warmed.has(key) ? Math.min(0.5, plan.seconds / 4) : Math.min(2, plan.seconds / 2);
         warmed.add(key);
-        report({ ...(await measure(spec, depth, mode, plan.seconds, warmUp)), round });
+        report({ ...(await measure(spec, depth, mode, plan.seconds, warmUp)), round, ...(plan.label ? { label: plan.label, nodeFlags: process.execArgv.join(' ') } : {}) });
       }
-      hook(plan.after, depth, round, plan.seconds);
+      hook(plan.after, depth, tag, plan.seconds);
     }
   }
 }
