@@ -35,6 +35,10 @@ export abstract class FdInterruptSource implements InterruptSource {
    * waiters on every new event even while readable.
    */
   protected readonly edgeTriggered: boolean = false;
+  /** Edge-triggered: what a wake-up stands for, without reading the fd (null: nothing new, skip it). */
+  protected edgeCount(): number | null {
+    return 1;
+  }
   /** Called after each delivered interrupt. */
   protected abstract rearm(): void;
   /** Whether the fd should be watched at all (eventfd masking unwatches). */
@@ -117,7 +121,7 @@ export abstract class FdInterruptSource implements InterruptSource {
       }
       // An error or hang-up flag (UIO reports -EIO as every bit once the device is unbound) is checked by a read even when
       // edge-triggered: the read fails for a device that is gone, and its registers must not be touched then.
-      count = this.edgeTriggered && !(events & (EPOLLERR | EPOLLHUP)) ? 1 : this.consume();
+      count = this.edgeTriggered && !(events & (EPOLLERR | EPOLLHUP)) ? this.edgeCount() : this.consume();
     } catch (error) {
       this.fail(error);
       return;
