@@ -230,3 +230,25 @@ export class PortError extends VirtioError {
     super(code, message);
   }
 }
+
+/**
+ * A command line the `virtio-mmio` CLI cannot run: an unknown command or
+ * option, a bad option value, a device name that does not parse. Exit
+ * status 2.
+ */
+export class UsageError extends VirtioError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_VIRTIO_USAGE', message, options);
+  }
+}
+
+/** Data read back from a device differs from what was written to it (the CLI's `blk write --verify`). */
+export class VerifyError extends VirtioError {
+  constructor(
+    message: string,
+    /** The first byte that differs, from the start of the data written. */
+    readonly offset: number,
+  ) {
+    super('ERR_VIRTIO_VERIFY', message);
+  }
+}

@@ -1,15 +1,14 @@
 import { createHash, randomFillSync } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { VirtioBlk } from '../devices';
-import { DeviceIoError, ReadOnlyError } from '../errors';
+import { DeviceIoError, ReadOnlyError, VerifyError } from '../errors';
 import type { DmaAllocator } from '../platform';
 import type { QueueMode } from '../queue';
 import { BLK_SECTOR_SIZE, DeviceId, BlkStatus, FeatureBit, hasFeature } from '../spec';
 import type { MmioTransport } from '../transport';
-import { UsageError, integerOption, oneTarget, type CliIo, type Command } from './cli-io';
+import { UsageError, integerOption, oneTarget, parseOptions, reportFailure, wantsJson, type CliIo, type Command } from './cli-io';
 import { Progress, formatBytes } from './progress';
-import { describeError } from './scan';
+import { hexDump } from './hex-dump';
 import { nameFeatures } from './inspect';
 import { openForDriver, type Target } from './targets';
 import { OPTIONS, checkRange, elapsedMs, print, progressFor, type Context, type Values } from './blk-shared';
@@ -81,7 +80,7 @@ const ACTION_OPTIONS: Record<string, readonly (keyof typeof OPTIONS)[]> = {
 export async function runBlk(args: readonly string[], io: CliIo, deps: BlkDependencies): Promise<number> {
   let action: string | undefined;
   try {
-    const { values, positionals } = parseArgs({ args: [...args], options: OPTIONS, allowPositionals: true, strict: true });
+    const { values, positionals } = parseOptions('blk', { args: [...args], options: OPTIONS, allowPositionals: true });
     action = positionals[1];
     if (action === undefined) throw new UsageError('blk needs a device and an action: info, read, write or bench');
     const allowed = ACTION_OPTIONS[action];
@@ -103,14 +102,7 @@ export async function runBlk(args: readonly string[], io: CliIo, deps: BlkDepend
       opened.close();
     }
   } catch (error) {
-    if (error instanceof UsageError || (error as { code?: string })?.code?.startsWith('ERR_PARSE_ARGS')) {
-      io.stderr.write(`virtio-mmio blk: ${(error as Error).message}\n\n${BLK_USAGE}`);
-      return 2;
-    }
-    const { code, message } = describeError(error);
-    const name = error instanceof Error ? error.name : 'Error';
-    io.stderr.write(`virtio-mmio blk${action ? ` ${action}` : ''}: ${message} [${code ?? name}]\n`);
-    return 1;
+    return reportFailure(io, `blk${action && ACTION_OPTIONS[action] ? ` ${action}` : ''}`, error, { json: wantsJson(args), usage: BLK_USAGE });
   }
 }
 
@@ -278,18 +270,6 @@ async function read(blk: VirtioBlk, context: Context, sector: bigint, bytes: num
   return 0;
 }
 
-/** Lines of: device byte offset, 16 bytes in hex (two groups of 8), the same bytes as ASCII ('.' if not printable). */
-function hexDump(data: Uint8Array, base = 0n): string {
-  const lines: string[] = [];
-  for (let at = 0; at < data.length; at += 16) {
-    const row = data.subarray(at, Math.min(at + 16, data.length));
-    const hex = Array.from({ length: 16 }, (_, i) => (i < row.length ? row[i].toString(16).padStart(2, '0') : '  '));
-    const ascii = Array.from(row, (b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : '.')).join('');
-    lines.push(`${(base + BigInt(at)).toString(16).padStart(8, '0')}  ${hex.slice(0, 8).join(' ')}  ${hex.slice(8).join(' ')}  |${ascii}|`);
-  }
-  return lines.length ? `${lines.join('\n')}\n` : '';
-}
-
 // ---- write ----
 
 async function write(blk: VirtioBlk, context: Context, sector: bigint, data: Buffer): Promise<number> {
@@ -337,8 +317,9 @@ async function write(blk: VirtioBlk, context: Context, sector: bigint, data: Buf
   }
   if (mismatch) {
     const hex = (b: number): string => `0x${b.toString(16).padStart(2, '0')}`;
-    context.io.stderr.write(`virtio-mmio blk write: verify failed: first difference at byte ${mismatch.offset} of the data (device byte ${mismatch.deviceOffset}): wrote ${hex(mismatch.wrote)}, read back ${hex(mismatch.read)}\n`);
-    return 1;
+    const error = new VerifyError(`verify failed: first difference at byte ${mismatch.offset} of the data (device byte ${mismatch.deviceOffset}): wrote ${hex(mismatch.wrote)}, read back ${hex(mismatch.read)}`, mismatch.offset);
+    // The JSON result (verified: false, mismatch) is already on stdout: the failure goes to stderr only.
+    return reportFailure(context.io, 'blk write', error);
   }
   return 0;
 }

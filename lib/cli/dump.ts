@@ -1,12 +1,10 @@
-import { parseArgs } from 'node:util';
 import { TransportError } from '../errors';
 import { VirtioBlk, VirtioRng, type VirtioDriver } from '../devices';
 import { PhysicalMemory, type DmaAllocator } from '../platform';
 import { deviceRingMemory, readLiveQueue, type LiveQueueDump, type LiveQueueOptions, type QueueDump } from '../queue';
 import { DeviceStatus, MmioRegister, deviceIdName } from '../spec';
 import type { MmioTransport } from '../transport';
-import { UsageError, integerOption, oneTarget, type CliIo, type Command } from './cli-io';
-import { describeError } from './scan';
+import { UsageError, integerOption, oneTarget, parseOptions, reportFailure, type CliIo, type Command } from './cli-io';
 import { DRIVERS } from './drivers';
 import { openForDriver, openRegisters, type Target } from './targets';
 
@@ -22,7 +20,7 @@ const MAX_QUEUE = 0xffff;
 const integer = (name: string, text: string | undefined, min: number, max: number): number | undefined => (text === undefined ? undefined : integerOption(name, text, min, max));
 
 function parse(args: readonly string[]): { target: string[]; dump: DumpArgs } {
-  const { values, positionals } = parseArgs({
+  const { values, positionals } = parseOptions('dump', {
     args: [...args],
     options: {
       queue: { type: 'string' },
@@ -31,9 +29,10 @@ function parse(args: readonly string[]): { target: string[]; dump: DumpArgs } {
       format: { type: 'string' },
       'page-size': { type: 'string' },
       rings: { type: 'string' },
+      // Accepted as every command's is: dump's output is JSON anyway.
+      json: { type: 'boolean' },
     },
     allowPositionals: true,
-    strict: true,
   });
   if (values.queue === undefined) throw new UsageError('dump needs --queue N');
   const queue = integer('queue', values.queue, 0, MAX_QUEUE)!;
@@ -75,22 +74,15 @@ export const dumpCommand: Command = async (args: readonly string[], io: CliIo): 
     const result = (target.kind === 'device' ? readIfDrivenElsewhere(target, dump) : undefined) ?? (await driveAndDump(target, dump));
     io.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     const memory = result.live.memory;
-    if ('error' in memory) {
-      io.stderr.write(`virtio-mmio dump: ${withCode(memory.error.code, memory.error.message)}\n`);
-      if (memory.error.hint && !memory.error.message.includes(memory.error.hint)) io.stderr.write(`hint: ${memory.error.hint}\n`);
-      return 1;
-    }
+    // The rings could not be read: the dump above says so in JSON; stderr gets the failure line.
+    if ('error' in memory) return reportFailure(io, 'dump', Object.assign(new Error(memory.error.message), { code: memory.error.code, hint: memory.error.hint }));
     return 0;
   } catch (error) {
     if (error instanceof UsageError) throw error;
-    const { code, message } = describeError(error);
-    io.stderr.write(`virtio-mmio dump: ${withCode(code, message)}\n`);
-    return 1;
+    // dump's output is JSON whatever the options: so is its failure.
+    return reportFailure(io, 'dump', error, { json: true });
   }
 };
-
-/** "CODE: message", unless the message already starts with its code (system call errors do). */
-const withCode = (code: string | undefined, message: string): string => (code && !message.startsWith(`${code}:`) ? `${code}: ${message}` : message);
 
 /**
  * The live dump of a device someone else drives — DRIVER_OK set (§3.1.1

@@ -148,6 +148,24 @@ const DEVICE_NAMES: ReadonlyMap<number, ReadonlyMap<number, string>> = new Map([
 
 const hex = (value: number | bigint): string => `0x${(typeof value === 'bigint' ? value : value >>> 0).toString(16)}`;
 
+/**
+ * The bit of a feature named as nameFeatures() names it (VIRTIO_F_EVENT_IDX,
+ * VIRTIO_BLK_F_RO), or without its VIRTIO_…_F_ prefix (EVENT_IDX, RO);
+ * case-insensitive; legacy-only names are not accepted. Undefined when
+ * neither the transport (§6) nor `deviceId`'s type has that name.
+ */
+export function featureBitByName(deviceId: number, name: string): number | undefined {
+  const wanted = name.toUpperCase();
+  const tables = [new Map(Object.entries(FeatureBit).map(([n, bit]): [number, string] => [bit, `VIRTIO_F_${n}`])), DEVICE_NAMES.get(deviceId) ?? new Map<number, string>()];
+  for (const table of tables) {
+    for (const [bit, full] of table) {
+      if (full.endsWith(' (legacy)')) continue;
+      if (full === wanted || full.replace(/^VIRTIO_(?:[A-Z]+_)?F_/, '') === wanted) return bit;
+    }
+  }
+  return undefined;
+}
+
 /** Offered feature bits by name: transport bits (§6), then the device type's, else "bit N". */
 export function nameFeatures(deviceId: number, offered: bigint): FeatureName[] {
   const device = DEVICE_NAMES.get(deviceId);
@@ -404,6 +422,7 @@ export function formatInspect(report: InspectReport): string {
     for (const [name, value] of Object.entries(c.fields)) lines.push(`  ${name}: ${fieldText(report, name, value)}`);
     const bytes = c.raw ? c.raw.split(' ') : [];
     for (let i = 0; i < bytes.length; i += 16) lines.push(`  ${hex(MmioRegister.Config + i).padEnd(7)}${bytes.slice(i, i + 16).join(' ')}`);
+    if (bytes.includes('..')) lines.push('  (.. = not read: padding between the fields of the layout, which a driver does not read)');
   } else if (report.features) lines.push('config space: none for this device type');
 
   if (report.shmRegions) {

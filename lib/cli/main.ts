@@ -1,88 +1,138 @@
-import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { UioSysfs } from '../platform';
 import { VirtioRng } from '../devices';
 import { discoverUio, describeSpec } from '../transport';
-import { formatScan, scan, describeError } from './scan';
+import { formatScan, scan } from './scan';
 import { formatInspect, inspect } from './inspect';
 import { formatSelftest, selftest } from './selftest';
 import { dumpCommand } from './dump';
-import { blkCommand } from './blk';
+import { BLK_USAGE, blkCommand } from './blk';
+import { QUEUE_USAGE, queueCommand } from './queue';
 import { HOSTILE_BEHAVIOURS, type HostileOptions } from '../sim';
-import { UsageError, oneTarget, type CliIo } from './cli-io';
+import { EXIT_OK, EXIT_USAGE, UsageError, oneTarget, parseOptions, reportFailure, wantsHelp, wantsJson, type CliIo, type Command } from './cli-io';
 import { NO_UIO_HINT, openForDriver, openRegisters, parseTarget, type Target } from './targets';
-
 
 export type { CliIo } from './cli-io';
 
-export const USAGE = `usage: virtio-mmio <command> [options]
+/** What `<dev>` may be, for the usage texts. */
+const DEVICE_NOTE = `  <dev> is /dev/uioN, uioN, <size>@<baseaddr>[:<irq>[:<id>]] (a /dev/mem window), or
+  sim:<rng|blk|console|net|empty>[:1|2|packed] (a software device in this process)
+`;
 
-  scan [--device <size>@<baseaddr>[:<irq>[:<id>]]]... [--sim <type>[:1|2|packed]]... [--no-uio] [--json]
+const EXIT_NOTE = `  exit status: 0 ok, 1 the device or the operation failed, 2 bad usage (a device name that
+  does not parse included). A failure is one line on stderr, "virtio-mmio <command>: <CODE>: <message>",
+  with a stable CODE; with --json it is also {"error":{"code":…,"message":…}} on stdout
+`;
+
+/** Each command's synopsis (the first line, options included) and what it does, as USAGE lists them. */
+const SUMMARIES: Record<string, string> = {
+  scan: `  scan [--device <size>@<baseaddr>[:<irq>[:<id>]]]... [--sim <type>[:1|2|packed]]... [--no-uio] [--json]
         every virtio-mmio transport: UIO devices named virtio_mmio (or device-tree virtio,mmio),
         the /dev/mem windows given, and software devices; one line each
-  inspect <dev> [--reset] [--json]
+`,
+  inspect: `  inspect <dev> [--reset] [--json]
         every register, the features by name, config space, SHM regions and queue sizes;
-        read-only (selector registers only) unless --reset
-  rng <dev> [--bytes N] [--json]
+        read-only (selector registers only) unless --reset; ".." in the config bytes: not read
+`,
+  rng: `  rng <dev> [--bytes N] [--json]
         N random bytes (default 32) from a virtio-rng device
-  blk <dev> info|read|write|bench [options]
+`,
+  blk: `  blk <dev> info|read|write|bench [options]
         a virtio-blk device: info; read <sector> (hex dump or --out FILE); write <sector>
         (--in FILE | --pattern) [--verify] [--flush]; bench (IOPS, MB/s, latency; --write
-        overwrites the device's data); a progress bar on long runs; "virtio-mmio blk" alone lists the options
-  dump <dev> --queue N [--live] [--size N] [--format split|packed] [--page-size N] [--rings <desc>,<driver>,<device>]
-        one queue's ring state as JSON (indices, flags, requests in flight with their descriptors):
+        overwrites the device's data); a progress bar on long runs; "virtio-mmio blk --help" lists the options
+`,
+  dump: `  dump <dev> --queue N [--live] [--size N] [--format split|packed] [--page-size N] [--rings <desc>,<driver>,<device>] [--json]
+        one queue's ring state as JSON (--json or not) (indices, flags, requests in flight with their descriptors):
         driven by this process (a sim, or a device without DRIVER_OK: a request is put in flight),
         or read live (DRIVER_OK set, or --live) through /dev/mem; QueueSel is left at N
-  selftest <dev> [--strict] [--timeout MS] [--json] [--hostile <behaviour>[=<value>]]...
+`,
+  selftest: `  selftest <dev> [--strict] [--timeout MS] [--json] [--hostile <behaviour>[=<value>]]...
         the device type's driver through negotiation and a few requests (rng bytes, blk read of
         sector 0, console echo when looped back, net link status), each step pass/fail with its
         time; --strict also reports every spec rule the device breaks (exit 1 on a MUST);
         --hostile (sim devices only) makes the software device lie, to see --strict catch it
+`,
+  queue: `  queue <dev> --queue N [--out HEX|@FILE] [--in SIZE]... [--features LIST] [--exclude LIST] [--chains K] [--size N] [--timeout MS] [--strict] [--json]
+        bring-up of any device, one the library has no driver for included: negotiates the
+        transport features (plus --features), sets up queue N, posts chains of the --out bytes
+        (device-readable) and --in buffers (device-writable), and prints the used length and
+        what the device wrote; "virtio-mmio queue --help" says more
+`,
+};
 
-  <dev> is /dev/uioN, uioN, <size>@<baseaddr>[:<irq>[:<id>]] (a /dev/mem window), or
-  sim:<rng|blk|console|net|empty>[:1|2|packed] (a software device in this process)
-`;
+export const USAGE = `usage: virtio-mmio <command> [options]
+       virtio-mmio <command> --help
+       virtio-mmio --version
+
+${Object.values(SUMMARIES).join('')}
+${DEVICE_NOTE}
+${EXIT_NOTE}`;
+
+/** `virtio-mmio <command> --help`: the command's synopsis and description, what <dev> is, the exit statuses. */
+const HELP: Record<string, string> = {
+  ...Object.fromEntries(Object.entries(SUMMARIES).map(([name, text]) => [name, `usage: virtio-mmio ${text.trimStart()}\n${DEVICE_NOTE}\n${EXIT_NOTE}`])),
+  blk: `${BLK_USAGE}\n${DEVICE_NOTE}\n${EXIT_NOTE}`,
+  queue: `${QUEUE_USAGE}\n${DEVICE_NOTE}\n${EXIT_NOTE}`,
+};
+
+/** The help text of `command` (undefined for a command that does not exist). */
+export function commandHelp(command: string): string | undefined {
+  return Object.hasOwn(HELP, command) ? HELP[command] : undefined;
+}
+
+const COMMANDS: Record<string, Command> = {
+  scan: async (args, io) => scanCommand(args, io),
+  inspect: (args, io) => inspectCommand(args, io),
+  rng: (args, io) => rngCommand(args, io),
+  blk: (args, io) => blkCommand(args, io),
+  dump: (args, io) => dumpCommand(args, io),
+  selftest: (args, io) => selftestCommand(args, io),
+  queue: (args, io) => queueCommand(args, io),
+};
+
+/** This package's version, from its package.json (two levels up in lib/ and in dist/). */
+export function packageVersion(): string {
+  try {
+    const { version } = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version?: unknown };
+    return typeof version === 'string' ? version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
 
 /** Runs one command; resolves with the exit status (0 ok, 1 failed, 2 bad usage). */
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   const [command, ...rest] = argv;
+  if (command === '--version' || command === '-V' || command === 'version') {
+    io.stdout.write(`virtio-mmio ${packageVersion()}\n`);
+    return EXIT_OK;
+  }
+  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+    // `help <command>` is `<command> --help`.
+    const help = rest.length === 1 ? commandHelp(rest[0]) : undefined;
+    if (rest.length > 0 && help === undefined) return reportFailure(io, '', new UsageError(`no command '${rest.join(' ')}' to help with`), { usage: USAGE });
+    io.stdout.write(help ?? USAGE);
+    return command === undefined ? EXIT_USAGE : EXIT_OK;
+  }
+  const run = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
+  if (!run) return reportFailure(io, '', new UsageError(`unknown command '${command}'`), { json: wantsJson(rest), usage: USAGE });
+  if (wantsHelp(rest)) {
+    io.stdout.write(HELP[command]);
+    return EXIT_OK;
+  }
   try {
-    switch (command) {
-      case 'scan':
-        return scanCommand(rest, io);
-      case 'inspect':
-        return await inspectCommand(rest, io);
-      case 'rng':
-        return await rngCommand(rest, io);
-      case 'blk':
-        return await blkCommand(rest, io);
-      case 'dump':
-        return await dumpCommand(rest, io);
-      case 'selftest':
-        return await selftestCommand(rest, io);
-      case undefined:
-      case 'help':
-      case '--help':
-      case '-h':
-        io.stdout.write(USAGE);
-        return command === undefined ? 2 : 0;
-      default:
-        throw new UsageError(`unknown command '${command}'`);
-    }
+    return await run(rest, io);
   } catch (error) {
-    if (error instanceof UsageError || (error as { code?: string })?.code?.startsWith('ERR_PARSE_ARGS')) {
-      io.stderr.write(`virtio-mmio: ${(error as Error).message}\n\n${USAGE}`);
-      return 2;
-    }
-    io.stderr.write(`virtio-mmio ${command}: ${describeError(error).message}\n`);
-    return 1;
+    return reportFailure(io, command, error, { json: wantsJson(rest), usage: HELP[command] });
   }
 }
 
 function scanCommand(args: readonly string[], io: CliIo): number {
-  const { values } = parseArgs({
+  const { values } = parseOptions('scan', {
     args: [...args],
     options: { device: { type: 'string', multiple: true }, sim: { type: 'string', multiple: true }, 'no-uio': { type: 'boolean' }, json: { type: 'boolean' } },
-    strict: true,
   });
   const sysfs = io.sysfs ?? new UioSysfs();
   const targets: Target[] = [];
@@ -99,7 +149,7 @@ function scanCommand(args: readonly string[], io: CliIo): number {
 }
 
 async function inspectCommand(args: readonly string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({ args: [...args], options: { reset: { type: 'boolean' }, json: { type: 'boolean' } }, allowPositionals: true, strict: true });
+  const { values, positionals } = parseOptions('inspect', { args: [...args], options: { reset: { type: 'boolean' }, json: { type: 'boolean' } }, allowPositionals: true });
   const target = oneTarget(positionals, io, 'inspect');
   const opened = openRegisters(target);
   try {
@@ -112,7 +162,7 @@ async function inspectCommand(args: readonly string[], io: CliIo): Promise<numbe
 }
 
 async function rngCommand(args: readonly string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({ args: [...args], options: { bytes: { type: 'string' }, json: { type: 'boolean' } }, allowPositionals: true, strict: true });
+  const { values, positionals } = parseOptions('rng', { args: [...args], options: { bytes: { type: 'string' }, json: { type: 'boolean' } }, allowPositionals: true });
   const target = oneTarget(positionals, io, 'rng');
   const bytes = values.bytes === undefined ? 32 : Number(values.bytes);
   if (!Number.isInteger(bytes) || bytes < 1 || bytes > 1 << 30) throw new UsageError(`--bytes must be an integer in [1, 2^30], got ${values.bytes}`);
@@ -133,11 +183,10 @@ async function rngCommand(args: readonly string[], io: CliIo): Promise<number> {
 }
 
 async function selftestCommand(args: readonly string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({
+  const { values, positionals } = parseOptions('selftest', {
     args: [...args],
     options: { strict: { type: 'boolean' }, timeout: { type: 'string' }, json: { type: 'boolean' }, hostile: { type: 'string', multiple: true } },
     allowPositionals: true,
-    strict: true,
   });
   const target = oneTarget(positionals, io, 'selftest');
   const timeoutMs = values.timeout === undefined ? 5000 : Number(values.timeout);

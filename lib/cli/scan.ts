@@ -70,7 +70,7 @@ export function formatScan(entries: readonly ScanEntry[]): string {
   const lines: string[] = [];
   let empty = 0;
   for (const e of entries) {
-    if (e.error) lines.push(`${e.where}: ${e.error.message}`);
+    if (e.error) lines.push(`${e.where}: ${e.error.code && !e.error.message.startsWith(`${e.error.code}:`) ? `${e.error.code}: ` : ''}${e.error.message}`);
     else if (e.empty) empty++;
     else lines.push(`${e.where}: ${e.device} (${e.deviceId}), virtio-mmio Version ${e.version}, vendor ${e.vendorId}${e.vendor ? ` "${e.vendor}"` : ''}, status ${e.status} (${e.statusBits})`);
   }

@@ -29,8 +29,12 @@ export interface SelftestReport {
   ring?: 'split' | 'packed';
   features?: string[];
   steps: SelftestStep[];
-  /** With --strict: the rules checked and the ones the device broke. */
-  strict?: { rules: number; violations: DeviceRuleViolation[] };
+  /**
+   * With --strict: the rules checked and the ones the device broke;
+   * `stoppedAt`, the step that failed (the rules were watched only until
+   * then, and not at all when it is 'identify').
+   */
+  strict?: { rules: number; violations: DeviceRuleViolation[]; stoppedAt?: string };
   /** Every step passed, and with --strict no MUST rule was broken. */
   ok: boolean;
 }
@@ -153,7 +157,8 @@ export async function selftest(target: Target, options: SelftestOptions = {}): P
   const stepsOk = report.steps.every((s) => s.ok);
   if (watch) {
     const violations = watch.violations;
-    report.strict = { rules: Object.keys(DEVICE_RULES).length, violations };
+    const stoppedAt = report.steps.find((s) => !s.ok)?.step;
+    report.strict = { rules: Object.keys(DEVICE_RULES).length, violations, ...(stoppedAt ? { stoppedAt } : {}) };
     report.ok = stepsOk && !violations.some((v) => v.level === 'must');
   } else {
     report.ok = stepsOk;
@@ -262,11 +267,13 @@ export function formatSelftest(report: SelftestReport): string {
   const width = Math.max(...report.steps.map((s) => s.step.length));
   for (const s of report.steps) {
     const verdict = !s.ok ? 'FAIL' : s.skipped ? 'skip' : 'pass';
-    lines.push(`  ${verdict}  ${s.step.padEnd(width)}  ${s.ms.toFixed(1).padStart(8)} ms  ${s.error ? `${s.error.code ? `${s.error.code}: ` : ''}${s.error.message}` : (s.detail ?? '')}`);
+    lines.push(`  ${verdict}  ${s.step.padEnd(width)}  ${s.ms.toFixed(1).padStart(8)} ms  ${s.error ? (s.error.code && !s.error.message.startsWith(`${s.error.code}:`) ? `${s.error.code}: ${s.error.message}` : s.error.message) : (s.detail ?? '')}`);
   }
   if (report.strict) {
-    const { rules, violations } = report.strict;
-    if (violations.length === 0) lines.push(`strict: ${rules} device rules checked, none broken`);
+    const { rules, violations, stoppedAt } = report.strict;
+    if (violations.length === 0 && stoppedAt === 'identify') lines.push('strict: no device rule checked: the selftest stopped at its first step (identify), before the device was driven');
+    else if (violations.length === 0 && stoppedAt) lines.push(`strict: ${rules} device rules watched until the selftest stopped at '${stoppedAt}', none broken`);
+    else if (violations.length === 0) lines.push(`strict: ${rules} device rules checked, none broken`);
     else {
       lines.push(`strict: ${rules} device rules checked, ${violations.length} broken:`);
       for (const v of violations) lines.push(`  ${v.level.toUpperCase()} §${v.section} ${v.rule}: ${v.text}\n      ${v.count === 1 ? '' : `${v.count} times; first: `}${v.detail}`);

@@ -1,4 +1,4 @@
-import { DiscoveryError } from '../errors';
+import { DiscoveryError, UsageError } from '../errors';
 import { DmaPool, MmioWindow, UioSysfs, type InterruptSource, type RegisterBlock, type UioWindowSource } from '../platform';
 import { BlkModel, ConsoleModel, NetModel, RngModel, SimDevice, type SimDeviceModel, type SimOptions } from '../sim';
 import { FeatureBit, features } from '../spec';
@@ -25,9 +25,16 @@ export interface OpenedTarget {
   close(): void;
 }
 
-/** Parses a command-line device name. */
+/** The device name forms, for messages. */
+const DEVICE_FORMS = '/dev/uioN, uioN, <size>@<baseaddr>[:<irq>[:<id>]] or sim:<type>';
+
+/**
+ * Parses a command-line device name. A name that does not parse is a
+ * UsageError (exit 2); a UIO device that is missing, or is not a
+ * virtio-mmio transport, is a DiscoveryError (exit 1).
+ */
 export function parseTarget(text: string, sysfs: UioSysfs = new UioSysfs()): Target {
-  if (typeof text !== 'string' || text.length === 0) throw new DiscoveryError('a device is needed: /dev/uioN, uioN, <size>@<baseaddr>[:<irq>[:<id>]] or sim:<type>');
+  if (typeof text !== 'string' || text.length === 0) throw new UsageError(`a device is needed: ${DEVICE_FORMS}`);
   if (text.startsWith('sim:')) return parseSim(text);
   const uio = /^(?:\/dev\/)?uio(\d+)$/.exec(text);
   if (uio) {
@@ -43,7 +50,14 @@ export function parseTarget(text: string, sysfs: UioSysfs = new UioSysfs()): Tar
     }
     return { kind: 'device', spec, where: describeSpec(spec) };
   }
-  const spec = parseDeviceSpec(text);
+  let spec: DeviceSpec;
+  try {
+    spec = parseDeviceSpec(text);
+  } catch (error) {
+    // A window's syntax error says what is wrong with it; anything else is not a name at all.
+    const detail = text.includes('@') && error instanceof Error ? `: ${error.message}` : '';
+    throw new UsageError(`'${text}' is not a device name${detail}; a device is ${DEVICE_FORMS}`, { cause: error });
+  }
   return { kind: 'device', spec, where: describeSpec(spec) };
 }
 
@@ -54,7 +68,7 @@ export const NO_UIO_HINT =
 function parseSim(text: string): Target {
   const [, type, version = '2', ...rest] = text.split(':');
   if (!(SIM_TYPES as readonly string[]).includes(type) || rest.length > 0 || !['1', '2', 'packed'].includes(version)) {
-    throw new DiscoveryError(`bad sim device '${text}': sim:<${SIM_TYPES.join('|')}>[:1|2|packed]`);
+    throw new UsageError(`bad sim device '${text}': sim:<${SIM_TYPES.join('|')}>[:1|2|packed]`);
   }
   return { kind: 'sim', type: type as SimType, version: version === 'packed' ? 'packed' : (Number(version) as 1 | 2), where: text };
 }

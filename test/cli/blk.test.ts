@@ -261,7 +261,7 @@ describe('blk write', () => {
     expect(odd.err).toContain(`--in ${file}: its size must be a non-zero multiple of 512 bytes up to 1 GiB, it is 700`);
     const missing = await onRig(state, ['write', '0', '--in', join(tmp, 'absent.bin')]);
     expect(missing.status).toBe(1);
-    expect(missing.err).toMatch(/\[ENOENT\]\n$/);
+    expect(missing.err).toMatch(/^virtio-mmio blk write: ENOENT: no such file or directory, open '.*absent\.bin'\n$/);
     expect(state.opened).toBe(0);
   });
 
@@ -294,7 +294,7 @@ describe('blk write', () => {
     const r = await onRig(state, ['write', '4', '--pattern', '0x5a', '--sectors', '2', '--verify', '--json']);
     expect(r.status).toBe(1);
     expect(JSON.parse(r.out)).toMatchObject({ verified: false, mismatch: { offset: 700, deviceOffset: String(4 * SECTOR + 700), wrote: 0x5a, read: 0 } });
-    expect(r.err).toContain('verify failed: first difference at byte 700');
+    expect(r.err).toContain('virtio-mmio blk write: ERR_VIRTIO_VERIFY: verify failed: first difference at byte 700');
     expect(state.closed).toBe(1);
   });
 
@@ -323,7 +323,7 @@ describe('blk write', () => {
     const state = injected(2, model);
     const r = await onRig(state, args);
     expect(r.status).toBe(1);
-    expect(r.err).toMatch(/read-only.*\[ERR_VIRTIO_READ_ONLY\]/);
+    expect(r.err).toMatch(/: ERR_VIRTIO_READ_ONLY: .*read-only/);
     expect(model.stats.requests).toBe(0);
     expect(state.closed).toBe(1);
   });
@@ -358,7 +358,8 @@ describe('blk errors', () => {
     expect(status).toBe(2);
     expect(result.err).toMatch(message);
     expect(result.err).toContain(BLK_USAGE);
-    expect(result.out).toBe('');
+    // With --json the failure is also a JSON object on stdout.
+    expect(result.out).toBe(args.includes('--json') ? `${JSON.stringify({ error: { code: 'ERR_VIRTIO_USAGE', message: '--json and --out - would both write to stdout' } })}\n` : '');
     expect(state.opened).toBe(0);
   });
 
@@ -367,7 +368,7 @@ describe('blk errors', () => {
     const state = injected(2, model);
     const r = await onRig(state, ['read', '2047', '--sectors', '2']);
     expect(r.status).toBe(1);
-    expect(r.err).toBe("virtio-mmio blk read: sectors 2047..2049 are beyond the device's capacity of 2048 sectors [RangeError]\n");
+    expect(r.err).toBe("virtio-mmio blk read: ERR_OUT_OF_RANGE: sectors 2047..2049 are beyond the device's capacity of 2048 sectors\n");
     expect(r.out).toBe('');
     expect(model.stats.requests).toBe(0);
     expect(state.closed).toBe(1);
@@ -382,7 +383,7 @@ describe('blk errors', () => {
     const state = injected(2, model);
     const r = await onRig(state, ['write', '1', '--pattern', '9', '--bytes', String(2 << 20)]);
     expect(r.status).toBe(1);
-    expect(r.err).toContain("sectors 1..4097 are beyond the device's capacity of 4096 sectors [RangeError]");
+    expect(r.err).toContain("ERR_OUT_OF_RANGE: sectors 1..4097 are beyond the device's capacity of 4096 sectors");
     expect(model.stats.requests).toBe(0);
     expect(model.disk.every((b) => b === 0)).toBe(true);
   });
@@ -392,7 +393,7 @@ describe('blk errors', () => {
     const state = injected(2, new BlkModel({ disk: new Uint8Array(4 << 20), failSectors }));
     const r = await onRig(state, ['write', '0', '--pattern', '7', '--bytes', String(3 << 20), '--progress']);
     expect(r.status).toBe(1);
-    expect(r.err).toMatch(/virtio-mmio blk write: .*an I\/O error \[ERR_VIRTIO_IO\]\n$/);
+    expect(r.err).toMatch(/virtio-mmio blk write: ERR_VIRTIO_IO: .*an I\/O error\n$/);
     // The bar stops where the write stopped, and ends its line before the message.
     expect(r.err).toMatch(/^\rwrite \[[# ]+\] +\d+ % [^\r]*\nvirtio-mmio blk write: /);
     expect(r.err).not.toContain('100 %');
@@ -401,16 +402,16 @@ describe('blk errors', () => {
     expect(state.violations).toEqual([]);
   });
 
-  test('a device name that is not one: exit 1 with the discovery error', async () => {
+  test('a device name that is not one: exit 2, a usage error', async () => {
     const r = await blk(['sim:frob', 'info']);
-    expect(r.status).toBe(1);
-    expect(r.err).toContain('[ERR_VIRTIO_DISCOVERY]');
+    expect(r.status).toBe(2);
+    expect(r.err).toMatch(/^virtio-mmio blk info: ERR_VIRTIO_USAGE: bad sim device 'sim:frob'/);
   });
 
   test('info on a device that is not a block device: exit 1, typed', async () => {
     const r = await blk(['sim:rng', 'info']);
     expect(r.status).toBe(1);
-    expect(r.err).toContain('[ERR_VIRTIO_WRONG_DEVICE]');
+    expect(r.err).toMatch(/^virtio-mmio blk info: ERR_VIRTIO_WRONG_DEVICE: sim:rng: this driver is for BLOCK/);
   });
 });
 

@@ -45,8 +45,8 @@ describe('dump: errors', () => {
     await expect(run(['sim:rng'])).rejects.toThrow(UsageError);
     await expect(run(['sim:rng', '--queue', 'one'])).rejects.toThrow(/--queue must be an integer/);
     await expect(run(['sim:rng', '--queue=-1'])).rejects.toThrow(UsageError);
-    // Node's parseArgs refusals carry ERR_PARSE_ARGS_* codes, which runCli also answers with exit status 2.
-    await expect(run(['sim:rng', '--queue', '0', '--bogus'])).rejects.toMatchObject({ code: expect.stringMatching(/^ERR_PARSE_ARGS/) });
+    // Node's parseArgs refusals come out as UsageError too, in our words.
+    await expect(run(['sim:rng', '--queue', '0', '--bogus'])).rejects.toMatchObject({ code: 'ERR_VIRTIO_USAGE', message: expect.stringMatching(/^dump has no option --bogus/) });
     await expect(run(['sim:rng', '--queue', '0', '--size', '0'])).rejects.toThrow(/--size/);
     await expect(run(['sim:rng', '--queue', '0', '--format', 'ring'])).rejects.toThrow(/--format/);
     await expect(run(['sim:rng', '--queue', '0', '--page-size', '3000'])).rejects.toThrow(/power of two/);
@@ -55,12 +55,14 @@ describe('dump: errors', () => {
     await expect(run(['--queue', '0'])).rejects.toThrow(UsageError);
   });
 
-  test('an empty slot and a queue the device lacks exit 1 with the error code', async () => {
+  test('an empty slot and a queue the device lacks exit 1 with the error code, on stderr and as JSON on stdout', async () => {
     const empty = await run(['sim:empty', '--queue', '0']);
-    expect(empty).toMatchObject({ code: 1, stdout: '' });
-    expect(empty.stderr).toMatch(/ERR_VIRTIO_EMPTY_SLOT/);
+    expect(empty.code).toBe(1);
+    expect(empty.stderr).toMatch(/^virtio-mmio dump: ERR_VIRTIO_EMPTY_SLOT: sim:empty: /);
+    expect(JSON.parse(empty.stdout)).toEqual({ error: { code: 'ERR_VIRTIO_EMPTY_SLOT', message: expect.stringContaining('empty') } });
     const missing = await run(['sim:rng:2', '--queue', '7']);
-    expect(missing).toMatchObject({ code: 1, stdout: '' });
-    expect(missing.stderr).toMatch(/ERR_VIRTIO_QUEUE_UNAVAILABLE/);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/^virtio-mmio dump: ERR_VIRTIO_QUEUE_UNAVAILABLE: /);
+    expect(JSON.parse(missing.stdout)).toMatchObject({ error: { code: 'ERR_VIRTIO_QUEUE_UNAVAILABLE' } });
   });
 });

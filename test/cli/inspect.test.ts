@@ -206,6 +206,17 @@ describe.each(SIM_VARIANTS)('inspect on %s', (_label, variant) => {
   });
 });
 
+describe('inspect: the legend of ".." in the config bytes', () => {
+  test('a blk config (padding at bytes 33 and 57-59, not read) has ".." and the legend right under the bytes; an rng (no config) has neither', () => {
+    const text = formatInspect(inspect(bareSim(2, new BlkModel({ disk: new Uint8Array(16 * 512) }))));
+    const lines = text.split('\n');
+    const legend = lines.indexOf('  (.. = not read: padding between the fields of the layout, which a driver does not read)');
+    expect(legend).toBeGreaterThan(0);
+    expect(lines[legend - 1]).toMatch(/^ {2}0x130 {2}.* \.\. \.\. \.\.$/);
+    expect(formatInspect(inspect(bareSim(2, new RngModel())))).not.toContain('..');
+  });
+});
+
 describe('inspect: shared memory regions (Version 2)', () => {
   test('present regions are listed with base and length; absent ones are not', () => {
     const shmRegions = [

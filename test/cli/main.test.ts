@@ -4,7 +4,7 @@ import * as path from 'node:path';
 
 import { UioSysfs } from '../../lib/platform';
 import { native } from '../../lib/platform/addon';
-import { runCli, USAGE } from '../../lib/cli/main';
+import { commandHelp, packageVersion, runCli, USAGE } from '../../lib/cli/main';
 import { parseTarget } from '../../lib/cli/targets';
 import type { ScanEntry } from '../../lib/cli/scan';
 
@@ -150,21 +150,21 @@ describe('virtio-mmio rng', () => {
   test('on a device of another type: a typed failure, exit 1', async () => {
     const { status, err } = await cli('rng', 'sim:blk');
     expect(status).toBe(1);
-    expect(err).toMatch(/^virtio-mmio rng: .*this driver is for ENTROPY \(4\), the device is BLOCK \(2\)/);
+    expect(err).toBe('virtio-mmio rng: ERR_VIRTIO_WRONG_DEVICE: sim:blk: this driver is for ENTROPY (4), the device is BLOCK (2)\n');
   });
 });
 
 describe('usage', () => {
   test.each([
     [['frobnicate'], /unknown command 'frobnicate'/],
-    [['scan', '--bogus'], /Unknown option '--bogus'/],
+    [['scan', '--bogus'], /scan has no option --bogus/],
     [['rng'], /rng takes one device, got 0/],
     [['rng', 'sim:rng', '--bytes', '0'], /--bytes must be an integer/],
-  ])('%j: exit 2 with the reason and the usage', async (argv, reason) => {
+  ])('%j: exit 2 with the reason and the usage (the command\'s own, when there is a command)', async (argv, reason) => {
     const { status, err } = await cli(...argv);
     expect(status).toBe(2);
     expect(err).toMatch(reason);
-    expect(err).toContain(USAGE);
+    expect(err).toContain(commandHelp(argv[0]) ?? USAGE);
   });
 
   test('help prints the usage, exit 0; no command at all, exit 2', async () => {
@@ -183,17 +183,102 @@ describe('device names', () => {
   });
 
   test.each([
-    ['sim:toaster', /bad sim device/],
-    ['sim:rng:3', /bad sim device/],
-    ['/dev/uio7', /\/dev\/uio7 does not exist: bind the transports to UIO/],
-    ['uio7', /\/dev\/uio7 does not exist/],
-    ['4K@0x1001', /DiscoveryError|aligned/],
-  ])('%s is refused with DiscoveryError and a reason', (text, reason) => {
-    expect(() => parseTarget(text, NO_UIO)).toThrow(expect.objectContaining({ code: 'ERR_VIRTIO_DISCOVERY' }));
+    ['sim:toaster', 'ERR_VIRTIO_USAGE', /bad sim device/],
+    ['sim:rng:3', 'ERR_VIRTIO_USAGE', /bad sim device/],
+    ['banana', 'ERR_VIRTIO_USAGE', /'banana' is not a device name; a device is \/dev\/uioN/],
+    ['/dev/null', 'ERR_VIRTIO_USAGE', /'\/dev\/null' is not a device name/],
+    ['4K@0x1001', 'ERR_VIRTIO_USAGE', /UsageError .*not 4-byte aligned/],
+    ['/dev/uio7', 'ERR_VIRTIO_DISCOVERY', /\/dev\/uio7 does not exist: bind the transports to UIO/],
+    ['uio7', 'ERR_VIRTIO_DISCOVERY', /\/dev\/uio7 does not exist/],
+  ])('%s is refused with %s and a reason', (text, code, reason) => {
+    expect(() => parseTarget(text, NO_UIO)).toThrow(expect.objectContaining({ code }));
     try {
       parseTarget(text, NO_UIO);
     } catch (error) {
       expect(`${(error as Error).name} ${(error as Error).message}`).toMatch(reason);
     }
+  });
+});
+
+describe('--version and --help', () => {
+  test('--version prints the package version, exit 0', async () => {
+    const version = JSON.parse(fs.readFileSync(path.join(__dirname, '../../package.json'), 'utf8')).version as string;
+    expect(packageVersion()).toBe(version);
+    expect(await cli('--version')).toEqual({ status: 0, out: `virtio-mmio ${version}\n`, err: '' });
+  });
+
+  const commands = ['scan', 'inspect', 'rng', 'blk', 'dump', 'selftest', 'queue'];
+  test.each(commands)('%s --help, "help <command>" and --help after other arguments: that command\'s help on stdout, exit 0', async (command) => {
+    const help = commandHelp(command)!;
+    expect(help).toMatch(new RegExp(`^usage: virtio-mmio ${command} `));
+    expect(help).toContain('exit status: 0 ok, 1 the device or the operation failed, 2 bad usage');
+    // Every option of the command's synopsis in USAGE is in its help.
+    const synopsis = USAGE.split('\n').find((l) => l.startsWith(`  ${command} `))!;
+    for (const option of synopsis.match(/--[a-z-]+/g) ?? []) expect(help).toContain(option);
+    expect(await cli(command, '--help')).toEqual({ status: 0, out: help, err: '' });
+    expect(await cli('help', command)).toEqual({ status: 0, out: help, err: '' });
+    expect(await cli(command, 'sim:rng', '--bogus', '-h')).toEqual({ status: 0, out: help, err: '' });
+  });
+
+  test.each([
+    [['scan', '--bogus'], 'scan has no option --bogus (virtio-mmio scan --help lists the options)'],
+    [['scan', 'sim:rng'], "scan takes no arguments besides its options, got 'sim:rng'"],
+    [['rng', 'sim:rng', '--bytes'], '--bytes needs a value'],
+    [['rng', 'sim:rng', '--json=yes'], '--json takes no value'],
+    [['queue', 'sim:rng', '--queue', '0', '--out', '-1'], "--out needs a value; write --out=VALUE for a value that starts with '-'"],
+  ])('%j: Node\'s parseArgs refusal in our words, exit 2', async (argv, message) => {
+    const { status, err } = await cli(...argv);
+    expect(status).toBe(2);
+    expect(err.split('\n')[0]).toBe(`virtio-mmio ${argv[0]}: ERR_VIRTIO_USAGE: ${message}`);
+    expect(err).not.toMatch(/Unknown option|Unexpected argument|argument missing|does not take an argument|To specify/);
+  });
+});
+
+describe('exit status 2 for a device name that does not parse, 1 for a device that is not there', () => {
+  test.each([
+    ['rng', 'banana', []],
+    ['inspect', 'sim:foo', []],
+    ['selftest', '/dev/null', []],
+    ['dump', 'banana', ['--queue', '0']],
+    ['blk', 'sim:foo', ['info']],
+    ['queue', '/dev/null', ['--queue', '0', '--in', '8']],
+  ])('%s %s: exit 2, ERR_VIRTIO_USAGE', async (command, device, more) => {
+    const { status, out, err } = await cli(command, device, ...(more as string[]));
+    expect(status).toBe(2);
+    expect(out).toBe('');
+    expect(err).toMatch(new RegExp(`^virtio-mmio ${command}( info)?: ERR_VIRTIO_USAGE: .*${device.replace(/[/]/g, '\\/')}`));
+  });
+
+  test('scan --device banana: exit 2; rng /dev/uio7 (a name that parses, no such device): exit 1', async () => {
+    expect((await cli('scan', '--device', 'banana')).status).toBe(2);
+    const missing = await cli('rng', '/dev/uio7');
+    expect(missing.status).toBe(1);
+    expect(missing.err).toMatch(/^virtio-mmio rng: ERR_VIRTIO_DISCOVERY: \/dev\/uio7 does not exist/);
+  });
+});
+
+describe('every failure: one line on stderr with its code; with --json, a JSON object on stdout', () => {
+  test.each([
+    [['rng', 'sim:blk'], 'rng', 'ERR_VIRTIO_WRONG_DEVICE'],
+    [['blk', 'sim:rng', 'info'], 'blk info', 'ERR_VIRTIO_WRONG_DEVICE'],
+    [['dump', 'sim:empty', '--queue', '0'], 'dump', 'ERR_VIRTIO_EMPTY_SLOT'],
+    [['inspect', 'uio3'], 'inspect', 'ERR_VIRTIO_DISCOVERY'],
+    [['queue', 'sim:rng', '--queue', '5', '--in', '8'], 'queue', 'ERR_VIRTIO_QUEUE_UNAVAILABLE'],
+  ])('%j', async (argv, prefix, code) => {
+    const plain = await cli(...argv);
+    expect(plain.status).toBe(1);
+    expect(plain.err).toMatch(new RegExp(`^virtio-mmio ${prefix}: ${code}: [^\n]+\n$`));
+    const json = await cli(...argv, '--json');
+    expect(json.status).toBe(1);
+    expect(json.err).toBe(plain.err);
+    expect(JSON.parse(json.out)).toEqual({ error: { code, message: plain.err.slice(`virtio-mmio ${prefix}: ${code}: `.length, -1) } });
+  });
+
+  test('a usage error with --json: exit 2, the JSON object on stdout too', async () => {
+    const { status, out, err } = await cli('selftest', 'banana', '--json');
+    expect(status).toBe(2);
+    expect(err).toMatch(/^virtio-mmio selftest: ERR_VIRTIO_USAGE: 'banana' is not a device name/);
+    expect(JSON.parse(out)).toEqual({ error: { code: 'ERR_VIRTIO_USAGE', message: expect.stringMatching(/^'banana' is not a device name/) } });
+    expect(JSON.parse((await cli('frob', '--json')).out)).toEqual({ error: { code: 'ERR_VIRTIO_USAGE', message: "unknown command 'frob'" } });
   });
 });

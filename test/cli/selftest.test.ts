@@ -147,6 +147,18 @@ describe('selftest: other outcomes', () => {
     expect(report.steps).toEqual([{ step: 'identify', ok: false, ms: expect.any(Number), error: { code: TransportError.EMPTY_SLOT, message: expect.stringContaining('empty') } }]);
   });
 
+  test('--strict on a selftest that stops at its first step says no rule was checked, not that none was broken', async () => {
+    const { status, stdout } = await cli('selftest', 'sim:empty', '--strict');
+    expect(status).toBe(1);
+    expect(stdout).not.toContain('device rules checked, none broken');
+    expect(stdout).toContain('strict: no device rule checked: the selftest stopped at its first step (identify), before the device was driven\n');
+    const { report } = await selftestJson('sim:empty', '--strict');
+    expect(report.strict).toEqual({ rules: Object.keys(DEVICE_RULES).length, violations: [], stoppedAt: 'identify' });
+    // A later step that fails: the rules were watched up to it.
+    const later = formatSelftest({ where: 'x', steps: [{ step: 'identify', ok: true, ms: 1 }, { step: 'negotiate', ok: false, ms: 1, error: { message: 'no' } }], strict: { rules: 17, violations: [], stoppedAt: 'negotiate' }, ok: false });
+    expect(later).toContain("strict: 17 device rules watched until the selftest stopped at 'negotiate', none broken\n");
+  });
+
   test('the watch itself breaks no driver rule: the sim in strict mode sees nothing wrong during a --strict selftest', async () => {
     for (const type of ['rng', 'blk', 'console', 'net']) {
       for (const version of ['1', '2', 'packed']) {
@@ -164,7 +176,7 @@ describe('selftest: other outcomes', () => {
     [['selftest', 'sim:rng', '--hostile', 'no-such-lie'], "unknown --hostile behaviour 'no-such-lie'"],
     [['selftest', 'sim:rng', '--hostile', 'needs-reset=3'], '--hostile needs-reset takes no value'],
     [['selftest', 'sim:rng', '--timeout', '0'], '--timeout must be milliseconds in [1, 600000], got 0'],
-    [['selftest', 'sim:rng', '--bogus'], "Unknown option '--bogus'"],
+    [['selftest', 'sim:rng', '--bogus'], 'selftest: ERR_VIRTIO_USAGE: selftest has no option --bogus'],
   ])('usage error %j: exit 2 with the usage text', async (argv, message) => {
     const { status, stdout, stderr } = await cli(...argv);
     expect(status).toBe(2);
