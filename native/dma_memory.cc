@@ -48,7 +48,10 @@ static size_t HugepageSize() {
 // uint64_t, so an LPAE address above 4 GiB on a 32-bit build stays exact.
 static uint64_t PhysicalAddress(Napi::Env env, const void* addr) {
   const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-  const uint64_t va = reinterpret_cast<uint64_t>(addr);
+  // Through uintptr_t: GCC sign-extends a 32-bit pointer cast straight to a
+  // wider integer, so an armhf address above 2 GiB became 0xffffffff........
+  // and pagemap read nothing there (found by the armhf lab).
+  const uint64_t va = reinterpret_cast<uintptr_t>(addr);
   int fd = open(kPagemap, O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw SyscallError(env, errno, "open", kPagemap);
   uint64_t entry = 0;

@@ -1,25 +1,42 @@
 #!/usr/bin/env bash
-# Prepares the QEMU arm64 lab (see ../../../shared/QEMU-LAB.md for the facts
-# behind each step): host packages, an arm64 Debian kernel with an
-# out-of-tree uio_pdrv_genirq.ko, a guest rootfs (nodejs, busybox, fio),
-# the addon cross-built for arm64, and the library compiled for the guest
-# (with the C floor of the blk benchmark, bench/floor, beside it).
+# Prepares a QEMU lab (see ../../../shared/QEMU-LAB.md for the facts behind
+# each step): host packages, a Debian kernel with an out-of-tree
+# uio_pdrv_genirq.ko, a guest rootfs (nodejs, busybox; fio on arm64), the
+# addon cross-built for the guest, and the library compiled for the guest
+# (on arm64 with the C floor of the blk benchmark, bench/floor, beside it).
+# Two guests: arm64 (the default; -M virt, Debian's arm64 kernel) and armhf
+# (32-bit armv7 hard-float; Debian's armmp-lpae kernel, lab-arch.sh).
 # Everything lands under $LAB_CACHE (default .lab-cache/), in stages keyed
 # by their inputs, so a warm run after a source change only rebuilds the
 # library layer. Prints the path of the finished initrd parts on the last
-# line: "lab ready: <dir>".
+# line: "lab ready: <dir>" (ready/ for arm64, ready-armhf/ for armhf).
 #
-#   bash scripts/lab/prepare.sh            (as root the first time: apt)
+#   bash scripts/lab/prepare.sh [--arch arm64|armhf|all]   (as root the first time: apt)
+#   LAB_ARCH=armhf bash scripts/lab/prepare.sh
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cache="${LAB_CACHE:-$root/.lab-cache}"
+arch="${LAB_ARCH:-arm64}"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --arch) [ $# -ge 2 ] || { echo "lab prepare: --arch needs arm64, armhf or all" >&2; exit 2; }; arch="$2"; shift 2 ;;
+    --arch=*) arch="${1#--arch=}"; shift ;;
+    *) echo "lab prepare: unknown argument $1 (usage: prepare.sh [--arch arm64|armhf|all])" >&2; exit 2 ;;
+  esac
+done
+if [ "$arch" = all ]; then
+  for a in arm64 armhf; do LAB_ARCH="$a" bash "$0"; done
+  exit 0
+fi
+# shellcheck source=lab-arch.sh
+source "$(dirname "$0")/lab-arch.sh"
+lab_arch "$arch" || { echo "lab prepare: unknown arch '$arch' (arm64, armhf or all)" >&2; exit 2; }
 suite=bookworm
-guest_pkgs="nodejs,busybox-static,fio"
-host_pkgs=(qemu-system-arm qemu-system-data gcc-aarch64-linux-gnu g++-aarch64-linux-gnu mmdebstrap cpio xz-utils make linux-source-6.1 linux-kbuild-6.1)
+host_pkgs=(qemu-system-arm qemu-system-data "gcc-$triple" "g++-$triple" mmdebstrap cpio xz-utils make binutils linux-source-6.1 linux-kbuild-6.1)
 
-say() { printf 'lab prepare: %s\n' "$*" >&2; }
-die() { printf 'lab prepare: error: %s\n' "$*" >&2; exit 1; }
+say() { printf 'lab prepare (%s): %s\n' "$arch" "$*" >&2; }
+die() { printf 'lab prepare (%s): error: %s\n' "$arch" "$*" >&2; exit 1; }
 t0=$(date +%s)
 elapsed() { echo "$(( $(date +%s) - t0 ))s"; }
 is_root() { [ "$(id -u)" = 0 ]; }
@@ -30,19 +47,21 @@ mkdir -p "$cache"
 exec 9>"$cache/.lock"
 flock 9 || die "cannot lock $cache/.lock"
 
-# ---- host packages (never an :arm64 package: it would replace the host's gcc) ----
-if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-  is_root || die "the arm64 package architecture is not enabled; as root: dpkg --add-architecture arm64 && apt-get update"
-  say "enabling the arm64 architecture for apt-get download"
-  dpkg --add-architecture arm64
-  apt-get update -qq
+# ---- host packages (never an :arm64/:armhf package: it would replace the host's gcc) ----
+if ! dpkg --print-foreign-architectures | grep -qx "$deb_arch"; then
+  is_root || die "the $deb_arch package architecture is not enabled; as root: dpkg --add-architecture $deb_arch && apt-get update"
+  say "enabling the $deb_arch architecture for apt-get download"
+  dpkg --add-architecture "$deb_arch"
+  # A suite whose index fails (a mirror mid-sync) leaves apt with the others; the ABI below is checked.
+  apt-get update -qq || say "apt-get update reported errors; going on with the indexes it has"
 fi
-abi="$(apt-cache depends linux-image-arm64:arm64 2>/dev/null | sed -n 's/.*Depends: linux-image-\(.*\)-arm64:arm64$/\1/p' | head -1)"
+resolve_abi() { apt-cache depends "$kernel_meta:$deb_arch" 2>/dev/null | sed -n "s/.*Depends: linux-image-\(.*\)-$flavour:$deb_arch\$/\1/p" | head -1; }
+abi="$(resolve_abi)"
 if [ -z "$abi" ]; then
-  is_root || die "apt does not know linux-image-arm64:arm64; as root: apt-get update"
-  apt-get update -qq
-  abi="$(apt-cache depends linux-image-arm64:arm64 | sed -n 's/.*Depends: linux-image-\(.*\)-arm64:arm64$/\1/p' | head -1)"
-  [ -n "$abi" ] || die "cannot resolve the arm64 kernel ABI from 'apt-cache depends linux-image-arm64:arm64'"
+  is_root || die "apt does not know $kernel_meta:$deb_arch; as root: apt-get update"
+  apt-get update -qq || say "apt-get update reported errors; going on with the indexes it has"
+  abi="$(resolve_abi)"
+  [ -n "$abi" ] || die "cannot resolve the $deb_arch kernel ABI from 'apt-cache depends $kernel_meta:$deb_arch'"
 fi
 host_pkgs+=("linux-headers-$abi-common")
 missing=()
@@ -54,43 +73,35 @@ if [ ${#missing[@]} -gt 0 ]; then
     || die "apt-get install ${missing[*]} failed"
 fi
 # The cross compiler must not have replaced the host's (see QEMU-LAB.md).
-command -v g++ >/dev/null || die "the host g++ is gone: was an :arm64 package installed?"
+command -v g++ >/dev/null || die "the host g++ is gone: was an :arm64 or :armhf package installed?"
 
-# ---- stage: kernel + modules (keyed by the ABI and the module list) ----
-# uio for our driver; the kernel's own virtio drivers for side-by-side checks
-# and benchmarks (virtio and virtio_ring are built in).
-kernel_modules=(
-  drivers/uio/uio.ko
-  drivers/virtio/virtio_mmio.ko
-  drivers/block/virtio_blk.ko
-  drivers/char/hw_random/virtio-rng.ko
-  net/core/failover.ko
-  drivers/net/net_failover.ko
-  drivers/net/virtio_net.ko
-)
-kernel="$cache/kernel-$abi-$(echo "${kernel_modules[*]}" | hash_of)"
+# ---- stage: kernel + modules (keyed by the ABI and the module list, lab-arch.sh) ----
+kernel="$cache/kernel-$tag$abi-$(echo "${kernel_modules[*]}" | hash_of)"
 if [ ! -f "$kernel/done" ]; then
-  say "kernel $abi: downloading the arm64 image and headers ($(elapsed))"
-  rm -rf "$cache"/kernel-*
+  say "kernel $abi: downloading the $deb_arch $flavour image and headers ($(elapsed))"
+  stale kernel- "$kernel"
   rm -rf "$kernel"; mkdir -p "$kernel/debs" "$kernel/x" "$kernel/modules"
-  (cd "$kernel/debs" && apt-get download -qq -o APT::Sandbox::User=root "linux-image-$abi-arm64:arm64" "linux-headers-$abi-arm64:arm64" >/dev/null) \
-    || die "apt-get download of linux-image-$abi-arm64:arm64 failed"
+  (cd "$kernel/debs" && apt-get download -qq -o APT::Sandbox::User=root "linux-image-$abi-$flavour:$deb_arch" "linux-headers-$abi-$flavour:$deb_arch" >/dev/null) \
+    || die "apt-get download of linux-image-$abi-$flavour:$deb_arch failed"
   for deb in "$kernel"/debs/*.deb; do dpkg -x "$deb" "$kernel/x"; done
-  cp "$kernel/x/boot/vmlinuz-$abi-arm64" "$kernel/vmlinuz"
+  cp "$kernel/x/boot/vmlinuz-$abi-$flavour" "$kernel/vmlinuz"
   for m in "${kernel_modules[@]}"; do
-    cp "$kernel/x/lib/modules/$abi-arm64/kernel/$m" "$kernel/modules/" || die "the kernel package has no $m"
+    cp "$kernel/x/lib/modules/$abi-$flavour/kernel/$m" "$kernel/modules/" || die "the kernel package has no $m"
   done
   # The headers' Makefile includes the -common tree and links into linux-kbuild by /usr/src paths.
-  headers="/usr/src/linux-headers-$abi-arm64"
+  headers="/usr/src/linux-headers-$abi-$flavour"
   if [ ! -d "$headers" ]; then
     is_root || die "$headers is missing; run this once as root"
-    cp -a "$kernel/x/usr/src/linux-headers-$abi-arm64" /usr/src/
+    cp -a "$kernel/x/usr/src/linux-headers-$abi-$flavour" /usr/src/
   fi
   say "kernel $abi: building uio_pdrv_genirq.ko ($(elapsed))"
   mod="$kernel/uio-build"; mkdir -p "$mod"
   tar -xJf /usr/src/linux-source-6.1.tar.xz -O linux-source-6.1/drivers/uio/uio_pdrv_genirq.c > "$mod/uio_pdrv_genirq.c"
+  # Debian's amd64 modpost knows only 64-bit device-table layouts (a 32-bit
+  # of_device_id table is FATAL); the table only feeds module aliases, and the lab insmods.
+  [ "$drop_device_table" = 0 ] || sed -i '/^MODULE_DEVICE_TABLE(/d' "$mod/uio_pdrv_genirq.c"
   echo 'obj-m := uio_pdrv_genirq.o' > "$mod/Kbuild"
-  make -s -C "$headers" M="$mod" ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu- modules >"$mod/build.log" 2>&1 \
+  make -s -C "$headers" M="$mod" ARCH="$kernel_arch" CROSS_COMPILE="$triple-" modules >"$mod/build.log" 2>&1 \
     || { tail -20 "$mod/build.log" >&2; die "building uio_pdrv_genirq.ko failed (log: $mod/build.log)"; }
   cp "$mod/uio_pdrv_genirq.ko" "$kernel/modules/"
   stage="$kernel/cpio"; rm -rf "$stage"; mkdir -p "$stage/lab/modules"
@@ -100,15 +111,51 @@ if [ ! -f "$kernel/done" ]; then
   touch "$kernel/done"
 fi
 
-# ---- stage: guest rootfs (keyed by the arm64 package versions) ----
-versions="$(for p in ${guest_pkgs//,/ }; do apt-cache policy "$p:arm64" | sed -n 's/ *Candidate: //p'; done | tr '\n' ' ')"
-rootfs="$cache/rootfs-$(echo "$suite $guest_pkgs $versions" | hash_of)"
+# ---- stage: QEMU from backports (armhf; keyed by its version) ----
+# QEMU 7.2's TCG faults on LPAE page-table walks above 4 GiB (a 32-bit guest
+# with RAM there dies at /init); 10.0 from backports does not. Unpacked
+# beside the host's 7.2 (which the arm64 lab keeps), never installed.
+qemu=""
+if [ "$qemu_backport" = 1 ]; then
+  bpo="$cache/apt-backports"
+  apt_bpo=(-o Dir::Etc::SourceList="$bpo/sources.list" -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists="$bpo/lists"
+    -o Dir::Cache="$bpo/cache" -o APT::Architectures::=amd64 -o APT::Sandbox::User=root)
+  if [ -z "$(find "$bpo/lists" -maxdepth 1 -name '*_Packages*' -mtime -1 2>/dev/null)" ]; then
+    mkdir -p "$bpo/lists/partial" "$bpo/cache/archives/partial"
+    echo "deb http://deb.debian.org/debian $suite-backports main" > "$bpo/sources.list"
+    apt-get "${apt_bpo[@]}" update -qq || die "apt-get update of $suite-backports failed"
+  fi
+  qemu_version="$(apt-cache "${apt_bpo[@]}" policy qemu-system-arm | sed -n 's/ *Candidate: //p')"
+  case "$qemu_version" in *bpo*) ;; *) die "$suite-backports offers no qemu-system-arm (candidate: '$qemu_version')" ;; esac
+  qemu="$cache/qemu-$tag$(echo "$qemu_version" | hash_of)"
+  if [ ! -f "$qemu/done" ]; then
+    say "qemu: $qemu_version from $suite-backports ($(elapsed))"
+    stale qemu- "$qemu"
+    rm -rf "$qemu"; mkdir -p "$qemu/debs"
+    (cd "$qemu/debs" && apt-get "${apt_bpo[@]}" download -qq "qemu-system-arm=$qemu_version" >/dev/null) \
+      || die "apt-get download of qemu-system-arm=$qemu_version failed"
+    dpkg -x "$qemu"/debs/*.deb "$qemu/x"
+    cp "$qemu/x/usr/bin/qemu-system-arm" "$qemu/"
+    "$qemu/qemu-system-arm" --version >/dev/null || die "the unpacked qemu-system-arm does not run (missing host libraries?)"
+    rm -rf "$qemu/x" "$qemu/debs"
+    touch "$qemu/done"
+  fi
+fi
+
+# ---- stage: guest rootfs (keyed by the guest's package versions) ----
+versions="$(for p in ${guest_pkgs//,/ }; do apt-cache policy "$p:$deb_arch" | sed -n 's/ *Candidate: //p'; done | tr '\n' ' ')"
+rootfs="$cache/rootfs-$tag$(echo "$suite $guest_pkgs $versions" | hash_of)"
 if [ ! -f "$rootfs/done" ]; then
   is_root || die "building the guest rootfs needs root (mmdebstrap extract keeps file ownership)"
   say "rootfs: mmdebstrap $guest_pkgs ($versions) ($(elapsed))"
   rm -rf "$rootfs"; mkdir -p "$rootfs"
   tree="$rootfs/tree"
-  mmdebstrap --quiet --variant=extract --arch=arm64 --include="$guest_pkgs" "$suite" "$tree" >"$rootfs/mmdebstrap.log" 2>&1 \
+  # The suites whose $deb_arch index apt has (the versions above came from them): a
+  # suite whose index a mirror serves broken (mid-sync) would fail mmdebstrap's update.
+  mapfile -t sources < <(apt-get indextargets --format '$(SITE) $(RELEASE) $(COMPONENT)' "Created-By: Packages" "Architecture: $deb_arch" \
+    | awk -v s="$suite" '$2 ~ "^" s "(-updates|-security)?$" && $3 == "main" { print "deb " $1 " " $2 " main" }' | sort -u)
+  [ ${#sources[@]} -gt 0 ] || die "apt has no $suite index for $deb_arch"
+  mmdebstrap --quiet --variant=extract --arch="$deb_arch" --include="$guest_pkgs" "$suite" "$tree" "${sources[@]}" >"$rootfs/mmdebstrap.log" 2>&1 \
     || { tail -20 "$rootfs/mmdebstrap.log" >&2; die "mmdebstrap failed (log: $rootfs/mmdebstrap.log)"; }
   rm -rf "$tree/usr/share/doc" "$tree/usr/share/man" "$tree/usr/share/locale" "$tree/var/cache/apt" "$tree/var/lib/apt/lists"
   (cd "$tree" && find . | cpio -o -H newc --quiet | gzip -1 > "$rootfs/base.cpio.gz")
@@ -116,59 +163,66 @@ if [ ! -f "$rootfs/done" ]; then
   touch "$rootfs/done"
 fi
 
-# ---- stage: the addon for arm64 (keyed by its sources) ----
+# ---- stage: the addon for the guest (keyed by its sources) ----
 addon_key="$( (cat "$root/binding.gyp" "$root"/native/*.cc "$root"/native/*.h; node -p "require('$root/node_modules/node-addon-api/package.json').version") | hash_of)"
-addon="$cache/addon-arm64-$addon_key"
+addon="$cache/addon-$deb_arch-$addon_key"
 if [ ! -f "$addon/virtio_mmio.node" ]; then
-  say "addon: cross-building for arm64 ($(elapsed))"
+  say "addon: cross-building for $deb_arch ($(elapsed))"
   build="$cache/addon-build"; rm -rf "$build"; mkdir -p "$build"
   cp -a "$root/binding.gyp" "$root/native" "$build/"
   node_prefix="$(dirname "$(dirname "$(command -v node)")")"
   nodedir_args=()
   [ -f "$node_prefix/include/node/node_api.h" ] && nodedir_args=(--nodedir="$node_prefix")
-  (cd "$build" && CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++ LINK=aarch64-linux-gnu-g++ \
-    "$root/node_modules/.bin/node-gyp" rebuild --arch=arm64 "${nodedir_args[@]}" >"$build/build.log" 2>&1) \
+  (cd "$build" && CC="$triple-gcc" CXX="$triple-g++" LINK="$triple-g++" \
+    "$root/node_modules/.bin/node-gyp" rebuild --arch="$node_arch" "${nodedir_args[@]}" >"$build/build.log" 2>&1) \
     || { tail -20 "$build/build.log" >&2; die "cross-building the addon failed (log: $build/build.log)"; }
-  file -b "$build/build/Release/virtio_mmio.node" 2>/dev/null | grep -q aarch64 || \
-    aarch64-linux-gnu-readelf -h "$build/build/Release/virtio_mmio.node" | grep -q AArch64 || die "the cross-built addon is not arm64"
+  out="$build/build/Release/virtio_mmio.node"
+  readelf -h "$out" | grep -Eq "Machine:[[:space:]]+$elf_machine\$" || die "the cross-built addon is not $elf_machine"
+  for attr in "${elf_attributes[@]}"; do
+    readelf -A "$out" | grep -Eq "$attr" || die "the cross-built addon's attributes show no '$attr'"
+  done
   mkdir -p "$addon"
-  cp "$build/build/Release/virtio_mmio.node" "$addon/"
+  cp "$out" "$addon/"
   rm -rf "$build"
 fi
 
 # ---- stage: the library for the guest (keyed by its sources; seconds) ----
-lib_key="$( (cd "$root" && find lib test/contracts scripts/lab/guest scripts/lab/init.sh scripts/lab/tsconfig.guest.json bench/floor -type f | sort | xargs cat; echo "$addon_key"; node -p "require('$root/node_modules/node-gyp-build/package.json').version") | hash_of)"
-library="$cache/library-$lib_key"
+lib_key="$( (cd "$root" && find lib test/contracts scripts/lab/guest scripts/lab/init.sh scripts/lab/tsconfig.guest.json bench/floor -type f | sort | xargs cat; echo "$addon_key"; node -p "require('$root/node_modules/node-gyp-build/package.json').version"; [ -z "$tag" ] || echo "$deb_arch") | hash_of)"
+library="$cache/library-$tag$lib_key"
 if [ ! -f "$library/done" ]; then
   say "library: compiling for the guest ($(elapsed))"
   rm -rf "$library"
   stage="$library/stage"; app="$stage/opt/virtio-mmio"
-  # The package's layout: the addon as the linux-arm64 prebuild, found by node-gyp-build; no build/ and no compiler in the guest.
-  mkdir -p "$app/prebuilds/linux-arm64" "$app/node_modules" "$stage/lab"
+  # The package's layout: the addon as its prebuild (scripts/build/prebuilds.sh's name), found by node-gyp-build; no build/ and no compiler in the guest.
+  mkdir -p "$app/prebuilds/$(dirname "$prebuild")" "$app/node_modules" "$stage/lab"
   "$root/node_modules/.bin/tsc" -p "$root/scripts/lab/tsconfig.guest.json" --outDir "$app" \
     || die "compiling the library for the guest failed"
   printf '{ "name": "virtio-mmio-lab", "private": true }\n' > "$app/package.json"
   cp -a "$root/node_modules/node-gyp-build" "$app/node_modules/"
-  cp "$addon/virtio_mmio.node" "$app/prebuilds/linux-arm64/node.napi.armv8.glibc.node"
+  cp "$addon/virtio_mmio.node" "$app/prebuilds/$prebuild"
   [ ! -e "$app/build" ] || die "the guest must load its prebuild, not a build/ directory"
-  # The C floor under the blk benchmark (bench/lab-vs-kernel.js), static: no guest libc to match.
-  mkdir -p "$app/bench"
-  aarch64-linux-gnu-gcc -O2 -Wall -Wextra -static -o "$app/bench/blk-floor" "$root/bench/floor/blk-floor.c" \
-    || die "cross-compiling bench/floor/blk-floor.c failed"
+  if [ "$bench_floor" = 1 ]; then
+    # The C floor under the blk benchmark (bench/lab-vs-kernel.js), static: no guest libc to match.
+    mkdir -p "$app/bench"
+    "$triple-gcc" -O2 -Wall -Wextra -static -o "$app/bench/blk-floor" "$root/bench/floor/blk-floor.c" \
+      || die "cross-compiling bench/floor/blk-floor.c failed"
+  fi
   install -m 0755 "$root/scripts/lab/init.sh" "$stage/init"
   (cd "$stage" && find . | cpio -o -H newc --quiet | gzip -1 > "$library/library.cpio.gz")
   rm -rf "$stage"
   touch "$library/done"
   # Older builds go only once this one is complete: a source tree that does not compile leaves the last good build in place.
-  find "$cache" -maxdepth 1 -name 'library-*' ! -path "$library" -exec rm -rf {} +
+  stale library- "$library"
 fi
 
 # The parts a boot concatenates (Linux unpacks each cpio archive in turn).
-ready="$cache/ready"
+ready="$cache/$ready_dir"
 mkdir -p "$ready"
 ln -sfn "$kernel/vmlinuz" "$ready/vmlinuz"
 ln -sfn "$rootfs/base.cpio.gz" "$ready/1-base.cpio.gz"
 ln -sfn "$kernel/modules.cpio.gz" "$ready/2-modules.cpio.gz"
 ln -sfn "$library/library.cpio.gz" "$ready/3-library.cpio.gz"
+# run.js boots with this QEMU when present.
+if [ -n "$qemu" ]; then ln -sfn "$qemu" "$ready/qemu"; else rm -f "$ready/qemu"; fi
 say "done in $(elapsed)"
 echo "lab ready: $ready"

@@ -3,11 +3,12 @@
 // in it (from /opt/virtio-mmio, the compiled library). Streams the console,
 // returns the command's exit status and the result lines it printed, kills
 // QEMU after a timeout, and never leaves a QEMU process behind (also on
-// Ctrl-C or when the calling process exits).
+// Ctrl-C or when the calling process exits). Two guests (prepare.sh --arch):
+// arm64 (the default) and armhf (32-bit, LPAE); LAB_ARCH picks the default.
 //
-//   node scripts/lab/run.js [--legacy] [--device SPEC]... [--qemu ARG]... [--timeout S] -- COMMAND...
+//   node scripts/lab/run.js [--arch arm64|armhf [--above-4gib]] [--legacy] [--device SPEC]... [--qemu ARG]... [--timeout S] -- COMMAND...
 //
-// As a module: runLab({ devices, legacy, command, timeoutMs, onConsole }).
+// As a module: runLab({ arch, above4GiB, devices, legacy, command, timeoutMs, onConsole }).
 
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
@@ -16,14 +17,36 @@ const path = require('node:path');
 const zlib = require('node:zlib');
 
 const ROOT = path.resolve(__dirname, '../..');
-const READY = path.join(process.env.LAB_CACHE || path.join(ROOT, '.lab-cache'), 'ready');
+const CACHE = process.env.LAB_CACHE || path.join(ROOT, '.lab-cache');
+const DEFAULT_ARCH = process.env.LAB_ARCH || 'arm64';
+/** The boot side of each guest (prepare.sh's lab-arch.sh has the build side). */
+const ARCHES = {
+  arm64: { qemu: 'qemu-system-aarch64', machine: 'virt', cpu: 'cortex-a72', memoryMb: 2048, ready: path.join(CACHE, 'ready') },
+  // -M virt puts RAM at 0x40000000: 3072 MiB end at 4 GiB. `above4GiB`
+  // boots 4096 MiB (to 0x140000000, so the hugepages sit above 4 GiB) with
+  // the backports QEMU prepare.sh unpacks into ready-armhf/qemu: 7.2's TCG
+  // faults on LPAE page-table walks above 4 GiB. -audio none: no probing of
+  // the host's (7.2) audio modules, which 10.0 refuses noisily.
+  armhf: {
+    qemu: 'qemu-system-arm', machine: 'virt,highmem=on', cpu: 'cortex-a15', memoryMb: 3072, ready: path.join(CACHE, 'ready-armhf'),
+    above4GiB: { bundled: 'qemu/qemu-system-arm', memoryMb: 4096, args: ['-audio', 'none'] },
+  },
+};
+const READY = ARCHES.arm64.ready;
 const RESULT = '@@LAB-RESULT ';
 const EXIT = '@@LAB-EXIT ';
 const PARTS = ['1-base.cpio.gz', '2-modules.cpio.gz', '3-library.cpio.gz'];
 
-/** Whether prepare.sh has produced a bootable lab. */
-function labReady() {
-  return ['vmlinuz', ...PARTS].every((f) => fs.existsSync(path.join(READY, f)));
+function archOf(arch = DEFAULT_ARCH) {
+  const found = ARCHES[arch];
+  if (!found) throw new RangeError(`unknown lab arch '${arch}' (${Object.keys(ARCHES).join(', ')})`);
+  return found;
+}
+
+/** Whether prepare.sh has produced a bootable lab for `arch`. */
+function labReady(arch) {
+  const { ready, above4GiB } = archOf(arch);
+  return ['vmlinuz', ...PARTS, ...(above4GiB ? [above4GiB.bundled] : [])].every((f) => fs.existsSync(path.join(ready, f)));
 }
 
 /** One newc cpio archive (the format the kernel unpacks into its initramfs). */
@@ -53,33 +76,44 @@ function killAll() {
 process.once('exit', killAll);
 
 /**
- * @param {{ devices?: string[], extraArgs?: string[], legacy?: boolean, command: string,
+ * @param {{ arch?: 'arm64' | 'armhf', above4GiB?: boolean, devices?: string[], extraArgs?: string[], legacy?: boolean, command: string,
  *           timeoutMs?: number, memoryMb?: number, onConsole?: (line: string) => void }} options
  * @returns {Promise<{ exitCode: number | null, timedOut: boolean, results: object[], console: string, ms: number }>}
  */
 function runLab(options) {
-  if (!labReady()) return Promise.reject(new Error(`the lab is not prepared (${READY}): run npm run lab:prepare`));
-  const { devices = [], extraArgs = [], legacy = false, command, timeoutMs = 300_000, memoryMb = 2048, onConsole } = options;
+  let guest;
+  try {
+    guest = archOf(options.arch);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  const { ready } = guest;
+  if (!labReady(options.arch)) return Promise.reject(new Error(`the lab is not prepared (${ready}): run npm run lab:prepare`));
+  if (options.above4GiB && !guest.above4GiB) return Promise.reject(new RangeError(`the ${options.arch ?? DEFAULT_ARCH} lab has no above4GiB boot`));
+  const high = options.above4GiB ? guest.above4GiB : undefined;
+  const qemu = high ? path.join(ready, high.bundled) : guest.qemu;
+  const { devices = [], extraArgs = [], legacy = false, command, timeoutMs = 300_000, memoryMb = high?.memoryMb ?? guest.memoryMb, onConsole } = options;
   if (typeof command !== 'string' || command === '') return Promise.reject(new TypeError('command must be a non-empty string'));
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lab-'));
   const initrd = path.join(dir, 'initrd');
   const out = fs.openSync(initrd, 'w');
-  for (const part of PARTS) fs.writeSync(out, fs.readFileSync(path.join(READY, part)));
+  for (const part of PARTS) fs.writeSync(out, fs.readFileSync(path.join(ready, part)));
   fs.writeSync(out, zlib.gzipSync(cpio([{ name: 'lab', mode: 0o40755 }, { name: 'lab/cmd', mode: 0o100644, data: Buffer.from(`${command}\n`) }]), { level: 1 }));
   fs.closeSync(out);
 
   const args = [
-    '-M', 'virt', '-cpu', 'cortex-a72', '-m', String(memoryMb), '-smp', '2',
+    '-M', guest.machine, '-cpu', guest.cpu, '-m', String(memoryMb), '-smp', '2',
     '-display', 'none', '-monitor', 'none', '-serial', 'stdio', '-no-reboot', '-nic', 'none',
-    '-kernel', path.join(READY, 'vmlinuz'), '-initrd', initrd,
+    '-kernel', path.join(ready, 'vmlinuz'), '-initrd', initrd,
     '-append', 'console=ttyAMA0 quiet panic=-1',
     ...(legacy ? [] : ['-global', 'virtio-mmio.force-legacy=false']),
+    ...(high?.args ?? []),
     ...devices.flatMap((d) => ['-device', d]),
     ...extraArgs,
   ];
   const started = Date.now();
   return new Promise((resolve, reject) => {
-    const child = spawn('qemu-system-aarch64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(qemu, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     live.add(child);
     const lines = [];
     const results = [];
@@ -126,7 +160,7 @@ function runLab(options) {
     };
     child.on('error', (error) => {
       finish();
-      reject(error.code === 'ENOENT' ? new Error('qemu-system-aarch64 is not installed: run npm run lab:prepare (as root)') : error);
+      reject(error.code === 'ENOENT' ? new Error(`${qemu} is not installed: run npm run lab:prepare (as root)`) : error);
     });
     child.on('close', () => {
       finish();
@@ -150,27 +184,31 @@ function kernelDriverCommands(platformDevice, modules) {
   ];
 }
 
-module.exports = { runLab, labReady, cpio, kernelDriverCommands, READY };
+module.exports = { runLab, labReady, cpio, kernelDriverCommands, READY, ARCHES };
 
 if (require.main === module) {
   const argv = process.argv.slice(2);
   const devices = [];
   const extraArgs = [];
   let legacy = false;
+  let arch;
+  let above4GiB = false;
   let timeoutMs = 300_000;
   let i = 0;
   for (; i < argv.length && argv[i] !== '--'; i++) {
     if (argv[i] === '--legacy') legacy = true;
+    else if (argv[i] === '--arch') arch = argv[++i];
+    else if (argv[i] === '--above-4gib') above4GiB = true;
     else if (argv[i] === '--device') devices.push(argv[++i]);
     else if (argv[i] === '--qemu') extraArgs.push(argv[++i]);
     else if (argv[i] === '--timeout') timeoutMs = Number(argv[++i]) * 1000;
     else {
-      console.error(`unknown option ${argv[i]}\nusage: node scripts/lab/run.js [--legacy] [--device SPEC]... [--qemu ARG]... [--timeout S] -- COMMAND...`);
+      console.error(`unknown option ${argv[i]}\nusage: node scripts/lab/run.js [--arch arm64|armhf [--above-4gib]] [--legacy] [--device SPEC]... [--qemu ARG]... [--timeout S] -- COMMAND...`);
       process.exit(2);
     }
   }
   const command = argv.slice(i + 1).join(' ');
-  runLab({ devices, extraArgs, legacy, command, timeoutMs, onConsole: (line) => console.log(line) }).then(
+  runLab({ arch, above4GiB, devices, extraArgs, legacy, command, timeoutMs, onConsole: (line) => console.log(line) }).then(
     (r) => {
       if (r.timedOut) console.error(`lab: timed out after ${timeoutMs / 1000} s`);
       process.exit(r.timedOut ? 124 : (r.exitCode ?? 1));

@@ -209,7 +209,16 @@ describe("the guide's commands and snippets match the library", () => {
     expect(readFileSync(join(root, 'lib/platform/dma-pool.ts'), 'utf8')).toMatch(/static hugetlb\(chunkSize = 2 \* 1024 \* 1024\)/);
   });
 
-  test('the armhf line carries its TODO for the lead', () => {
-    expect(boardGuide()).toMatch(/armhf \(armv7-a hard-float\)\*\*: prebuild shipped, proven in the armhf QEMU lab\. <!-- TODO armhf lab -->/);
+  test('the armhf line names the prebuild the package ships and the lab block that proves it', () => {
+    const guide = boardGuide();
+    expect(guide).toMatch(/\*\*armhf \(armv7-a hard-float\)\*\*: prebuild shipped/);
+    const prebuild = /`prebuilds\/(linux-arm\/node\.napi\.armv7\.glibc\.node)`/.exec(guide);
+    expect(prebuild).not.toBeNull();
+    expect(readFileSync(join(root, 'scripts/build/prebuilds.sh'), 'utf8')).toContain(prebuild![1]);
+    const lab = readFileSync(join(root, 'test/lab/lab.test.ts'), 'utf8');
+    expect(lab).toContain(prebuild![1]);
+    expect(lab).toMatch(/describeIf\(armhfLab\.ok, armhfLab\.reason, 'the QEMU armhf lab/);
+    expect(lab).toMatch(/above4GiB: true/);
+    expect(guide).not.toMatch(/TODO/);
   });
 });

@@ -1,9 +1,10 @@
 /**
- * The QEMU arm64 lab: a real kernel with uio_pdrv_genirq and QEMU's own
- * virtio-mmio devices, Version 1 and Version 2. The guest scans every
- * transport and runs the same contract suites that run on the sim; this
- * file checks what it reported. Needs the lab (scripts/lab/prepare.sh,
- * root the first time); skipped with the reason otherwise, except in CI.
+ * The QEMU labs: a real kernel with uio_pdrv_genirq and QEMU's own
+ * virtio-mmio devices, Version 1 and Version 2, on an arm64 guest and on
+ * a 32-bit armhf (LPAE) one. The guest scans every transport and runs the
+ * same contract suites that run on the sim; this file checks what it
+ * reported. Needs the lab (scripts/lab/prepare.sh [--arch armhf], root the
+ * first time); skipped with the reason otherwise, except in CI.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
@@ -27,20 +28,31 @@ interface LabRun {
   ms: number;
 }
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { runLab, kernelDriverCommands } = require('../../scripts/lab/run.js') as {
+const labRunner = require('../../scripts/lab/run.js') as {
   runLab(options: object): Promise<LabRun>;
   kernelDriverCommands(platformDevice: string, modules: string[]): string[];
 };
+const { kernelDriverCommands } = labRunner;
+type Arch = 'arm64' | 'armhf';
+/** The arm64 guest unless told otherwise (LAB_ARCH does not move these tests). */
+const runLab = (options: object, arch: Arch = 'arm64'): Promise<LabRun> => labRunner.runLab({ arch, ...options });
 
-/** Brings the lab up to date with the sources (seconds when warm); the reason when it cannot. */
-function prepare(): { ok: boolean; reason: string } {
-  const child = spawnSync('bash', [resolve(__dirname, '../../scripts/lab/prepare.sh')], { encoding: 'utf8', timeout: 900_000 });
+/** What the checks expect of each guest (scripts/lab/lab-arch.sh builds them). */
+const GUESTS = {
+  arm64: { prebuild: 'linux-arm64/node.napi.armv8.glibc.node', suiteTimeoutMs: 360_000 },
+  armhf: { prebuild: 'linux-arm/node.napi.armv7.glibc.node', suiteTimeoutMs: 360_000 },
+} as const;
+
+/** Brings a lab up to date with the sources (seconds when warm); the reason when it cannot. */
+function prepare(arch: Arch): { ok: boolean; reason: string } {
+  const child = spawnSync('bash', [resolve(__dirname, '../../scripts/lab/prepare.sh'), '--arch', arch], { encoding: 'utf8', timeout: 900_000 });
   if (child.status === 0) return { ok: true, reason: '' };
   const last = `${child.stderr ?? ''}${child.error?.message ?? ''}`.trim().split('\n').pop();
-  return { ok: false, reason: `the lab could not be prepared: ${last}` };
+  return { ok: false, reason: `the ${arch} lab could not be prepared: ${last}` };
 }
 
-const lab = prepare();
+const lab = prepare('arm64');
+const armhfLab = prepare('armhf');
 const rngCases = rngContract({} as RngSubject).map((c) => c.name);
 const blkCases = blkContract({} as BlkSubject).map((c) => c.name);
 const consoleCases = consoleEchoContract({} as ConsoleSubject).map((c) => c.name);
@@ -75,12 +87,29 @@ function echoServer(path: string): Promise<{ server: Server; echoed: () => numbe
   });
 }
 
-describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
-  describe.each([
-    ['Version 1 (QEMU default, legacy)', true, 1, false],
-    ['Version 2 (force-legacy=false)', false, 2, false],
-    ['Version 2, packed=on devices, blk num-queues=2', false, 2, true],
-  ] as const)('%s', (_name, legacy, version, packed) => {
+/** The suite's 'dma' line: 64 bytes came back; every device address it saw lies in guest RAM; all of them (returned) as bigint. */
+function dmaInRam(lines: Record<string, unknown>[]): bigint[] {
+  const [dma] = lines as { ram: string[]; addresses: Record<string, string>; descriptors: string[]; bytes: number; distinct: number }[];
+  expect(dma).toBeDefined();
+  expect(dma.bytes).toBe(64);
+  expect(dma.distinct).toBeGreaterThan(16);
+  expect(dma.descriptors.length).toBeGreaterThan(0);
+  const ram = dma.ram.map((r) => r.split('-').map((a) => BigInt(`0x${a}`)));
+  const addresses = [...dma.descriptors, ...Object.values(dma.addresses)].map(BigInt);
+  for (const address of addresses) {
+    const hex = `0x${address.toString(16)}`;
+    expect({ hex, inRam: ram.some(([start, end]) => address >= start && address <= end) }).toEqual({ hex, inRam: true });
+  }
+  return addresses;
+}
+
+/**
+ * One boot per entry: rng, blk and console on QEMU's devices, the guest's
+ * suite (scripts/lab/guest/suite.ts) and every check of what it reported.
+ */
+function contractBoots(arch: Arch, boots: readonly (readonly [name: string, legacy: boolean, version: 1 | 2, packed: boolean])[]): void {
+  const guest = GUESTS[arch];
+  describe.each(boots)('%s', (_name, legacy, version, packed) => {
     let run: LabRun;
     let dir: string;
     let echo: Awaited<ReturnType<typeof echoServer>>;
@@ -112,9 +141,9 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
         ],
         legacy,
         command: 'node scripts/lab/guest/suite.js',
-        timeoutMs: 360_000,
-      });
-    }, 420_000);
+        timeoutMs: guest.suiteTimeoutMs,
+      }, arch);
+    }, guest.suiteTimeoutMs + 60_000);
     afterAll(async () => {
       await echo?.close();
       await portEcho?.close();
@@ -128,9 +157,13 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
       if (run.exitCode !== 0) throw new Error(`guest exit ${run.exitCode}; console:\n${run.console.slice(-4000)}`);
     });
 
-    test('the library loads its arm64 prebuild from the package layout, with no build/ directory and no compiler in the guest', () => {
+    test(`the library loads its ${arch} prebuild from the package layout, with no build/ directory and no compiler in the guest`, () => {
       const [addon] = results('addon');
-      expect(addon).toEqual({ kind: 'addon', path: '/opt/virtio-mmio/prebuilds/linux-arm64/node.napi.armv8.glibc.node', buildDir: false, compiler: false });
+      expect(addon).toEqual({ kind: 'addon', path: `/opt/virtio-mmio/prebuilds/${guest.prebuild}`, buildDir: false, compiler: false });
+    });
+
+    test('DMA: an rng request round-trips with its descriptor and rings at physical addresses in guest RAM', () => {
+      dmaInRam(results('dma'));
     });
 
     test('all 32 transports are found through UIO; the 29 empty ones are reported as empty, not as errors', () => {
@@ -257,6 +290,14 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
       expect(uioEvents).toBeGreaterThanOrEqual(handled);
     });
   });
+}
+
+describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
+  contractBoots('arm64', [
+    ['Version 1 (QEMU default, legacy)', true, 1, false],
+    ['Version 2 (force-legacy=false)', false, 2, false],
+    ['Version 2, packed=on devices, blk num-queues=2', false, 2, true],
+  ]);
 
   describe.each([
     ['Version 1', true],
@@ -556,4 +597,21 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
       expect(contents.subarray(0, PATTERN_BYTES).equals(pattern(PATTERN_BYTES))).toBe(true);
     });
   });
+});
+
+// 32-bit ARM (armv7 hard-float, Debian's armmp-lpae kernel): the contract boots only (TCG is slow for a 32-bit guest).
+describeIf(armhfLab.ok, armhfLab.reason, 'the QEMU armhf lab (32-bit, LPAE)', () => {
+  contractBoots('armhf', [
+    ['Version 1 (QEMU default, legacy)', true, 1, false],
+    ['Version 2 (force-legacy=false)', false, 2, false],
+  ]);
+
+  test('4 GiB of RAM (run.js above4GiB): the hugepages sit above 4 GiB and an rng request round-trips with its descriptor and rings there', async () => {
+    const run = await runLab({ above4GiB: true, devices: ['virtio-rng-device'], command: 'node scripts/lab/guest/suite.js', timeoutMs: 180_000 }, 'armhf');
+    if (run.exitCode !== 0) throw new Error(`guest exit ${run.exitCode}; console:\n${run.console.slice(-4000)}`);
+    expect(run.results.filter((r) => r.kind === 'case' && !r.ok)).toEqual([]);
+    expect(run.results.filter((r) => r.kind === 'case' && r.suite === 'rng')).toHaveLength(2 * rngCases.length);
+    const addresses = dmaInRam(run.results.filter((r) => r.kind === 'dma'));
+    for (const address of addresses) expect(address >= 1n << 32n ? 'above 4 GiB' : `0x${address.toString(16)}`).toBe('above 4 GiB');
+  }, 240_000);
 });

@@ -12,7 +12,7 @@ import { report, runMain } from './report';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { runCli } from '../../../lib/cli/main';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { addonPath } from '../../../lib/platform/addon';
 
 /** /opt/virtio-mmio: the library's root in the guest (this file is scripts/lab/guest/suite.js under it). */
@@ -83,6 +83,19 @@ async function main(): Promise<void> {
       close();
     }
   }
+  for (const subject of rngSubjects(reports)) {
+    // Where DMA lands (device address = physical, QEMU-LAB.md): one rng request seen in flight, then its bytes.
+    const { rng, close } = subject.open();
+    try {
+      const pending = rng.read(64);
+      const { addresses, outstanding } = rng.dumpQueue(0);
+      const bytes = await pending;
+      const descriptors = outstanding.flatMap((o) => o.descriptors.map((d) => d.addr));
+      report({ kind: 'dma', device: subject.label, ram: systemRam(), addresses, descriptors, bytes: bytes.length, distinct: new Set(bytes).size });
+    } finally {
+      close();
+    }
+  }
   // The bring-up CLI on the same board: scan, then inspect each device found.
   const scanned = await cli('scan', '--json');
   report({ kind: 'cli-scan', status: scanned.status, stderr: scanned.stderr, entries: JSON.parse(scanned.stdout || '[]') });
@@ -111,6 +124,11 @@ async function main(): Promise<void> {
       close();
     }
   }
+}
+
+/** The guest's RAM ranges ("start-end", hex) from /proc/iomem. */
+function systemRam(): string[] {
+  return readFileSync('/proc/iomem', 'utf8').split('\n').filter((l) => /^\S.*: System RAM$/.test(l)).map((l) => l.split(' ')[0]);
 }
 
 /** Runs the CLI in this process, capturing what it writes. */
