@@ -24,8 +24,9 @@
 // from /proc/interrupts) per request; the median of the per-round ratios
 // ours/kernel with their min–max; the floor ratio; GC pauses and bytes
 // allocated per request in ours' QD1 runs, and the same QD1 runs once more
-// in a process started with V8's low-latency GC flags (LOW_GC_FLAGS, split
-// boot only); how busy the host was; the wall time.
+// in a process started with V8's low-latency GC flags (LOW_GC_FLAGS) and in
+// one reading with VirtioBlk.readInto() (callbacks, no promise per request;
+// both split boot only); how busy the host was; the wall time.
 //
 //   node bench/lab-vs-kernel.js [--seconds S] [--pairs N] [--legacy] [--trace] [--json]
 //
@@ -80,6 +81,8 @@ const GC_PAUSE_TARGET_MS = 5;
 // V8 flags for a latency-bound process: a 1 MiB young generation scavenged by the main thread alone (under TCG,
 // waking V8's helper threads costs more than their help). Measured in the split boot, QD1, after the main plan.
 const LOW_GC_FLAGS = '--max-semi-space-size=1 --single-threaded-gc';
+// The callback API (VirtioBlk.readInto) at QD1, in a third process (split boot only).
+const CALLBACK_MODES = ['poll', 'hybrid'];
 const ALLOCATION_TARGET_BYTES = 1024;
 
 const fio = (name, qd, seconds, format) =>
@@ -128,6 +131,10 @@ function blkCommand(lowGc) {
     // The same QD1 runs in a process with LOW_GC_FLAGS (its own warm-up; the kernel's run before it for the ratio).
     ...(lowGc
       ? [`node ${LOW_GC_FLAGS} scripts/lab/guest/blk-bench.js --depths 1 --seconds ${SECONDS} --modes ${MODES.join(',')} --rounds 1 --warmup ${WARMUP_OURS_SECONDS} --label lowgc --before 'sh /tmp/kernel-fio.sh'`]
+      : []),
+    // And with readInto() (a callback, no promise per request), default flags, poll and hybrid.
+    ...(lowGc
+      ? [`node scripts/lab/guest/blk-bench.js --depths 1 --seconds ${SECONDS} --modes ${CALLBACK_MODES.join(',')} --rounds 1 --warmup ${WARMUP_OURS_SECONDS} --label cb --api callback --before 'sh /tmp/kernel-fio.sh'`]
       : []),
   ].join('\n');
 }
@@ -185,7 +192,7 @@ async function blkBoot(packed) {
     ],
     legacy: opts.legacy ?? false,
     command: blkCommand(lowGc),
-    timeoutMs: ((perRound * (PAIRS * DEPTHS.length + (lowGc ? 1 : 0)) + WARMUP_OURS_SECONDS * (lowGc ? 2 : 1) + 60) * 2 + 300) * 1000,
+    timeoutMs: ((perRound * (PAIRS * DEPTHS.length + (lowGc ? 2 : 0)) + WARMUP_OURS_SECONDS * (lowGc ? 3 : 1) + 60) * 2 + 300) * 1000,
   });
   check(run);
   const ring = packed ? 'packed' : 'split';
@@ -226,6 +233,13 @@ async function blkBoot(packed) {
         return { ...o, ratio: o.iops / kernelRun(1, 'lowgc1').iops, gc: gcOf([o]) };
       })
     : undefined;
+  const callbackRuns = lowGc
+    ? CALLBACK_MODES.map((mode) => {
+        const o = run.results.find((r) => r.kind === 'blk-bench' && r.label === 'cb' && r.mode === mode);
+        if (!o) throw new Error(`${ring}: no result of ours with readInto() for QD1 ${mode}`);
+        return { ...o, ratio: o.iops / kernelRun(1, 'cb1').iops, gc: gcOf([o]) };
+      })
+    : undefined;
   return DEPTHS.map((qd) => {
     // The floor does not know its round: its results come in order, one per round.
     const floorRuns = floors.filter((r) => r.iodepth === qd);
@@ -253,7 +267,7 @@ async function blkBoot(packed) {
         return { mode, ...medianRun(runs), ratio: spread(runs.map((o) => o.ratio)), gc: gcOf(runs) };
       }),
       floor: rounds[0].floor?.skipped ? { skipped: rounds[0].floor.skipped } : { ...medianRun(rounds.map((r) => r.floor)), ratio: spread(rounds.map((r) => r.floorRatio)) },
-      ...(qd === 1 && lowGcRuns ? { lowGc: lowGcRuns } : {}),
+      ...(qd === 1 && lowGcRuns ? { lowGc: lowGcRuns, callbacks: callbackRuns } : {}),
     };
   });
 }
@@ -376,6 +390,20 @@ function print({ blk, rng, host, wallMs, bootMs }) {
       );
     }
     console.log(`gc target with low-GC flags, QD1: no pause over ${GC_PAUSE_TARGET_MS} ms: ${worst <= GC_PAUSE_TARGET_MS ? 'met' : 'NOT met'} (longest ${f(worst, 1)} ms)`);
+  }
+  if (lowGcRow?.callbacks) {
+    console.log(`The callback API, VirtioBlk.readInto() (${lowGcRow.ring}, QD1, default flags, one run per mode in a process of its own, after its own warm-up; ours/kernel against the kernel's run just before):`);
+    let most = 0;
+    for (const o of lowGcRow.callbacks) {
+      const g = o.gc;
+      const usual = lowGcRow.ours.find((p) => p.mode === o.mode);
+      most = Math.max(most, g.bytesPerRequest);
+      console.log(
+        `gc QD1 ${o.mode} (${lowGcRow.ring}, readInto): ${g.pauses} pauses (${g.markCompacts} mark-compact), longest ${f(g.longestMs, 1)} ms, ${f(g.totalMs, 1)} ms in all; ` +
+          `${f(g.bytesPerRequest)} bytes per request; ours/kernel ${x(o.ratio)} (read(): ${x(usual.ratio.median)}, ${f(usual.gc.bytesPerRequest)} bytes per request)`,
+      );
+    }
+    console.log(`allocation target with readInto(), QD1: <= 1 KiB per request: ${most <= ALLOCATION_TARGET_BYTES ? 'met' : 'NOT met'} (most ${f(most)} bytes)`);
   }
 
   console.log(`\nvirtio-rng, 4 KiB reads, ${PAIRS} rounds of kernel, ours 1 in flight, ours 8 (${SECONDS} s each; warm-up: kernel ${WARMUP_RNG_SECONDS} s, ours ${2 * WARMUP_RNG_SECONDS} s); medians`);

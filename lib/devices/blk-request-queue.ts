@@ -50,6 +50,8 @@ class SlotRequest {
   result: unknown = undefined;
   resolve: (value: unknown) => void = ignore;
   reject: (error: unknown) => void = ignore;
+  /** A request sent by sendOneCallback(): settled through this instead of resolve and reject. */
+  callback: BlkCallback<unknown> | undefined = undefined;
   /** The data buffer of a one-segment request (its fields are rewritten per request). */
   readonly data: { region: DmaRegion; offset: number; length: number };
   /** Header + data readable, status writable; header readable, data + status writable; header, status. */
@@ -69,11 +71,25 @@ class SlotRequest {
     this.bareChain = { readable: [header], writable: [status] };
     this.options = { timeoutMs: undefined, reclaim: () => owner.giveBack(slot) };
     this.done = (len) => owner.finish(slot, len);
-    this.failed = (error) => this.reject(error);
+    this.failed = (error) => {
+      const callback = this.callback;
+      if (!callback) return this.reject(error);
+      try {
+        callback(error as Error);
+      } catch (thrown) {
+        // Called while the queue rejects many (a reset, a close): a throwing callback must not stop that; it surfaces as uncaught.
+        queueMicrotask(() => {
+          throw thrown;
+        });
+      }
+    };
   }
 }
 
 function ignore(): void {}
+
+/** A request's Node-style callback: an error, or null and the result. */
+export type BlkCallback<T> = (error: Error | null, result?: T) => void;
 
 /**
  * One request queue of a virtio-blk device and its request slots: a
@@ -143,7 +159,31 @@ export class BlkRequestQueue {
     return this.start(slot, type, sector, type === BlkRequestType.IN && region !== undefined ? length : 0, chain, timeoutMs, hooks, result);
   }
 
-  private start<T>(slot: number, type: number, sector: bigint, dataIn: number, chain: QueueRequest, timeoutMs: number | undefined, hooks: TransferHooks, result: T): Promise<T> {
+  /**
+   * sendOne() without a promise: `callback` is called once, later (never
+   * from within this call), with null and `result` or with the error.
+   * Nothing is allocated for the request.
+   */
+  sendOneCallback<T>(slot: number, type: number, sector: bigint, region: DmaRegion, length: number, timeoutMs: number | undefined, hooks: TransferHooks, result: T, callback: BlkCallback<T>): void {
+    const request = this.requests[slot];
+    request.data.region = region;
+    request.data.length = length;
+    const chain = type === BlkRequestType.IN ? request.inChain : request.outChain;
+    this.prepare(slot, type, sector, type === BlkRequestType.IN ? length : 0, hooks, result);
+    request.callback = callback as BlkCallback<unknown>;
+    request.options.timeoutMs = timeoutMs;
+    try {
+      this.queue.enqueue(chain, request.done, request.failed, request.options);
+    } catch (error) {
+      // Refused before the device saw it (enqueue ran reclaim already): answered later, as promised.
+      queueMicrotask(() => callback(error as Error));
+    } finally {
+      request.data.region = this.memory;
+    }
+  }
+
+  /** Writes the request header and the slot's record of the request. */
+  private prepare(slot: number, type: number, sector: bigint, dataIn: number, hooks: TransferHooks, result: unknown): void {
     const header = this.headers[slot];
     header.setUint32(0, type, true);
     header.setUint32(4, 0, true);
@@ -155,6 +195,12 @@ export class BlkRequestQueue {
     request.dataIn = dataIn;
     request.hooks = hooks;
     request.result = result;
+  }
+
+  private start<T>(slot: number, type: number, sector: bigint, dataIn: number, chain: QueueRequest, timeoutMs: number | undefined, hooks: TransferHooks, result: T): Promise<T> {
+    this.prepare(slot, type, sector, dataIn, hooks, result);
+    const request = this.requests[slot];
+    request.callback = undefined;
     const promise = new Promise<T>(this.capture as (resolve: (value: T) => void, reject: (error: unknown) => void) => void);
     const reject = this.captured.reject;
     request.resolve = this.captured.resolve;
@@ -179,9 +225,10 @@ export class BlkRequestQueue {
     const status = this.headers[slot].getUint8(STATUS_AT);
     const failure = checkCompletion(request, status, len);
     if (failure === undefined) request.hooks.complete?.();
-    const { resolve, reject, result } = request;
+    const { resolve, reject, result, callback } = request;
     this.giveBack(slot);
-    if (failure === undefined) resolve(result);
+    if (callback) callback(failure ?? null, result);
+    else if (failure === undefined) resolve(result);
     else reject(failure);
   }
 
@@ -197,6 +244,7 @@ export class BlkRequestQueue {
     request.result = undefined;
     request.resolve = ignore;
     request.reject = ignore;
+    request.callback = undefined;
     release?.();
     this.slots.release(slot);
   }

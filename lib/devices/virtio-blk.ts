@@ -20,7 +20,7 @@ import { configBytes, readInfo, type BlkInfo } from './blk-info';
 import { checkLength, checkRange, checkWritable } from './blk-sectors';
 import { createBlkReadStream, createBlkWriteStream, type BlkReadStreamOptions, type BlkWriteStreamOptions } from './blk-streams';
 import { DriverSetup } from './driver-setup';
-import { BlkRequestQueue, NO_HOOKS, SLOT_BYTES, type Transfer, type TransferHooks } from './blk-request-queue';
+import { BlkRequestQueue, NO_HOOKS, SLOT_BYTES, type BlkCallback, type Transfer, type TransferHooks } from './blk-request-queue';
 import { abortable } from './slot-pool';
 import { VirtioDriver, type DriverOptions, type StartedDevice } from './virtio-driver';
 
@@ -167,6 +167,57 @@ export class VirtioBlk extends VirtioDriver {
     return this.split(start, source, (at, part) => this.transferOut(at, part, options));
   }
 
+  /**
+   * read() into `target` with a Node-style callback instead of a promise,
+   * for loops where a promise per request is what the GC has to collect
+   * (see README "Benchmarks"). `callback(null, target)` or
+   * `callback(error)` is called once, never from within this call. With a
+   * buffer from allocBuffer(), one segment and a free slot, the request
+   * allocates nothing in the library; otherwise it goes through read().
+   */
+  readInto(sector: number | bigint, target: Uint8Array, callback: BlkCallback<Buffer>, options: BlkRequestOptions = NO_OPTIONS): void {
+    if (typeof callback !== 'function') throw new TypeError('callback must be a function');
+    let buffer: Buffer;
+    let start: bigint;
+    try {
+      this.checkOpen();
+      buffer = asBuffer(target);
+      start = checkRange(this.info, sector, buffer.length);
+    } catch (error) {
+      queueMicrotask(() => callback(error as Error));
+      return;
+    }
+    if (!this.sendDirect(BlkRequestType.IN, start, buffer, options, buffer, callback)) {
+      // Out of the promise chain, so that a callback that throws is an uncaught exception, as on the direct path.
+      this.read(start, buffer, options).then(
+        (done) => process.nextTick(callback, null, done),
+        (error: Error) => process.nextTick(callback, error),
+      );
+    }
+  }
+
+  /** write() with a Node-style callback (see readInto()): `callback(null)` or `callback(error)`, once, never from within this call. */
+  writeFrom(sector: number | bigint, data: Uint8Array, callback: BlkCallback<void>, options: BlkRequestOptions = NO_OPTIONS): void {
+    if (typeof callback !== 'function') throw new TypeError('callback must be a function');
+    let buffer: Buffer;
+    let start: bigint;
+    try {
+      this.checkOpen();
+      checkWritable(this.info, 'write');
+      buffer = asBuffer(data);
+      start = checkRange(this.info, sector, buffer.length);
+    } catch (error) {
+      queueMicrotask(() => callback(error as Error));
+      return;
+    }
+    if (!this.sendDirect(BlkRequestType.OUT, start, buffer, options, undefined, callback)) {
+      this.write(start, buffer, options).then(
+        () => process.nextTick(callback, null),
+        (error: Error) => process.nextTick(callback, error),
+      );
+    }
+  }
+
   /** Makes written data durable (FLUSH); without the feature the device writes through and this resolves at once. */
   async flush(options: BlkRequestOptions = {}): Promise<void> {
     this.checkOpen();
@@ -274,6 +325,24 @@ export class VirtioBlk extends VirtioDriver {
     }
     const data = this.segments(region, length);
     return this.submit(type === BlkRequestType.IN ? { type, sector, in: data } : { type, sector, out: data }, options, hooks, result);
+  }
+
+  /**
+   * The callback path of readInto()/writeFrom(): a buffer from
+   * allocBuffer() of one segment, with a slot free now and no signal or
+   * queue asked for, goes out at once; false leaves it to the promise path.
+   */
+  private sendDirect<T>(type: number, sector: bigint, buffer: Buffer, options: BlkRequestOptions, result: T, callback: BlkCallback<T>): boolean {
+    const region = this.ownBuffers.get(buffer);
+    if (region === undefined || buffer.length === 0 || options.signal !== undefined || options.queue !== undefined) return false;
+    if (buffer.length > this.maxRequestBytes || buffer.length > (this.info.sizeMax ?? Infinity)) return false;
+    const index = this.next;
+    const requestQueue = this.requestQueues[index];
+    const slot = requestQueue.slots.tryAcquire();
+    if (slot < 0) return false;
+    this.next = (index + 1) % this.requestQueues.length;
+    requestQueue.sendOneCallback(slot, type, sector, region, buffer.length, this.requestTimeoutMs, NO_HOOKS, result, callback);
+    return true;
   }
 
   /** A region-shaped window on `view` when it lies in our DMA memory (no copy needed), else undefined. */

@@ -7,7 +7,7 @@
  *
  *   node scripts/lab/guest/blk-bench.js <iodepth> <seconds> [mode[,mode...]]
  *   node scripts/lab/guest/blk-bench.js --depths 1,32 --seconds S --modes interrupt,poll,hybrid
- *        --rounds R [--warmup W] [--before CMD] [--after CMD]
+ *        --rounds R [--warmup W] [--before CMD] [--after CMD] [--label L] [--api promise|callback]
  *
  * The second form is the interleaved plan of bench/lab-vs-kernel.js, in one
  * process (Node's start and our library's load cost ~10 s under TCG): for
@@ -26,6 +26,10 @@
  * reads cycling through its modes and depths (twice), and each run then
  * settles for min(0.5, S/4) s after the device is opened again; without
  * it, the first run of each mode and depth warms up for min(2, S/2) s.
+ *
+ * --api callback reads with readInto() (a callback, no promise per request)
+ * instead of read(); --label tags the results of a second plan in the
+ * same boot (and the rounds its hooks see: BENCH_ROUND=<label><round>).
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -52,6 +56,8 @@ interface Plan {
   after?: string;
   /** Tags every result and the rounds handed to the hooks (BENCH_ROUND=<label><round>): a second plan in the same boot. */
   label?: string;
+  /** 'promise' (read(), the default) or 'callback' (readInto(): no promise per request). */
+  api: 'promise' | 'callback';
 }
 
 function parsePlan(argv: string[]): Plan {
@@ -67,6 +73,7 @@ function parsePlan(argv: string[]): Plan {
       before: { type: 'string' },
       after: { type: 'string' },
       label: { type: 'string' },
+      api: { type: 'string' },
     },
   });
   const [depth, seconds, modes] = positionals;
@@ -79,7 +86,9 @@ function parsePlan(argv: string[]): Plan {
     before: values.before,
     after: values.after,
     label: values.label,
+    api: (values.api ?? 'promise') as Plan['api'],
   };
+  if (plan.api !== 'promise' && plan.api !== 'callback') throw new RangeError(`bad api ${plan.api} (promise, callback)`);
   if (plan.depths.some((d) => !Number.isInteger(d) || d < 1)) throw new RangeError(`bad iodepth in ${plan.depths.join(',')}`);
   if (!(plan.seconds > 0)) throw new RangeError(`bad seconds ${plan.seconds}`);
   if (!Number.isInteger(plan.rounds) || plan.rounds < 1) throw new RangeError(`bad rounds ${plan.rounds}`);
@@ -186,7 +195,7 @@ function record(us: number): void {
  * One run of ours: open the device in `mode`, warm up, measure for
  * `seconds` (none: a warm-up only), close (the close resets the device).
  */
-async function measure(spec: UioDeviceSpec, depth: number, mode: QueueMode, seconds: number, warmUpSeconds: number): Promise<Record<string, unknown> | undefined> {
+async function measure(spec: UioDeviceSpec, depth: number, mode: QueueMode, seconds: number, warmUpSeconds: number, api: Plan['api'] = 'promise'): Promise<Record<string, unknown> | undefined> {
   const memory = DmaPool.hugetlb();
   const transport = openTransport(spec);
   const blk = VirtioBlk.open(transport, { memory, queueMode: mode });
@@ -196,7 +205,7 @@ async function measure(spec: UioDeviceSpec, depth: number, mode: QueueMode, seco
     for (let i = 0; i < depth; i++) buffers.push(blk.allocBuffer(4096));
     /** `depth` workers reading until `until` (performance.now() ms); latencies recorded when `measured`. */
     const run = (until: number, measured: boolean): Promise<void[]> =>
-      Promise.all(
+      api === 'callback' ? runCallbacks(until, measured) : Promise.all(
         buffers.map(async (buffer) => {
           let t0 = performance.now();
           while (t0 < until) {
@@ -206,6 +215,27 @@ async function measure(spec: UioDeviceSpec, depth: number, mode: QueueMode, seco
             t0 = t1;
           }
         }),
+      );
+    /** The same with readInto(): each worker's next read starts from the last one's callback. */
+    const runCallbacks = (until: number, measured: boolean): Promise<void[]> =>
+      Promise.all(
+        buffers.map(
+          (buffer) =>
+            new Promise<void>((resolve, reject) => {
+              let t0 = performance.now();
+              const next = (): void => blk.readInto(Math.floor(Math.random() * blocks) * 8, buffer, done);
+              const done = (error: Error | null): void => {
+                if (error) return reject(error);
+                const t1 = performance.now();
+                if (measured) record((t1 - t0) * 1000);
+                t0 = t1;
+                if (t1 < until) next();
+                else resolve();
+              };
+              if (t0 < until) next();
+              else resolve();
+            }),
+        ),
       );
     await run(performance.now() + warmUpSeconds * 1000, false);
     if (seconds === 0) return undefined;
@@ -267,7 +297,7 @@ async function main(): Promise<void> {
     for (let cycle = 0; cycle < 2; cycle++) {
       for (const depth of plan.depths) {
         for (const mode of plan.modes) {
-          await measure(spec, depth, mode, 0, slice);
+          await measure(spec, depth, mode, 0, slice, plan.api);
           warmed.add(`${mode} ${depth}`);
         }
       }
@@ -285,7 +315,7 @@ async function main(): Promise<void> {
         const key = `${mode} ${depth}`;
         const warmUp = warmed.has(key) ? Math.min(0.5, plan.seconds / 4) : Math.min(2, plan.seconds / 2);
         warmed.add(key);
-        report({ ...(await measure(spec, depth, mode, plan.seconds, warmUp)), round, ...(plan.label ? { label: plan.label, nodeFlags: process.execArgv.join(' ') } : {}) });
+        report({ ...(await measure(spec, depth, mode, plan.seconds, warmUp, plan.api)), round, api: plan.api, ...(plan.label ? { label: plan.label, nodeFlags: process.execArgv.join(' ') } : {}) });
       }
       hook(plan.after, depth, tag, plan.seconds);
     }
