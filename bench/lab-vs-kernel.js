@@ -272,6 +272,24 @@ async function blkBoot(packed) {
   });
 }
 
+/** Prints the QD1 runs of a variant (other flags, another API) beside ours' usual ones; the longest pause and most bytes per request. */
+function variantRuns(row, runs, tag, title) {
+  console.log(title);
+  let longestMs = 0;
+  let bytes = 0;
+  for (const o of runs) {
+    const g = o.gc;
+    const usual = row.ours.find((p) => p.mode === o.mode);
+    longestMs = Math.max(longestMs, g.longestMs);
+    bytes = Math.max(bytes, g.bytesPerRequest);
+    console.log(
+      `gc QD1 ${o.mode} (${row.ring}, ${tag}): ${g.pauses} pauses (${g.markCompacts} mark-compact), longest ${f(g.longestMs, 1)} ms, ${f(g.totalMs, 1)} ms in all; ` +
+        `${f(g.bytesPerRequest)} bytes per request; ours/kernel ${x(o.ratio)} (usual: ${x(usual.ratio.median)}, ${f(usual.gc.bytesPerRequest)} bytes per request)`,
+    );
+  }
+  return { longestMs, bytes };
+}
+
 /** GC over a set of ours' runs: pauses, the longest, their total, and bytes allocated per request over all of them. */
 function gcOf(runs) {
   const requests = runs.reduce((s, r) => s + r.requests, 0);
@@ -376,34 +394,13 @@ function print({ blk, rng, host, wallMs, bootMs }) {
     `gc targets, QD1: no pause over ${GC_PAUSE_TARGET_MS} ms: ${longest.ms <= GC_PAUSE_TARGET_MS ? 'met' : 'NOT met'} (longest ${f(longest.ms, 1)} ms, ${longest.where}); ` +
       `<= 1 KiB allocated per request: ${most.bytes <= ALLOCATION_TARGET_BYTES ? 'met' : 'NOT met'} (most ${f(most.bytes)} bytes, ${most.where})`,
   );
-  const lowGcRow = blk.find((r) => r.qd === 1 && r.lowGc);
-  if (lowGcRow) {
-    console.log(`GC with node ${LOW_GC_FLAGS} (${lowGcRow.ring}, QD1, one run per mode in a process of its own, after its own warm-up; ours/kernel against the kernel's run just before):`);
-    let worst = 0;
-    for (const o of lowGcRow.lowGc) {
-      const g = o.gc;
-      const usual = lowGcRow.ours.find((p) => p.mode === o.mode);
-      worst = Math.max(worst, g.longestMs);
-      console.log(
-        `gc QD1 ${o.mode} (${lowGcRow.ring}, low-GC flags): ${g.pauses} pauses (${g.markCompacts} mark-compact), longest ${f(g.longestMs, 1)} ms, ${f(g.totalMs, 1)} ms in all; ` +
-          `${f(g.bytesPerRequest)} bytes per request; ours/kernel ${x(o.ratio)} (default flags: ${x(usual.ratio.median)})`,
-      );
-    }
-    console.log(`gc target with low-GC flags, QD1: no pause over ${GC_PAUSE_TARGET_MS} ms: ${worst <= GC_PAUSE_TARGET_MS ? 'met' : 'NOT met'} (longest ${f(worst, 1)} ms)`);
-  }
-  if (lowGcRow?.callbacks) {
-    console.log(`The callback API, VirtioBlk.readInto() (${lowGcRow.ring}, QD1, default flags, one run per mode in a process of its own, after its own warm-up; ours/kernel against the kernel's run just before):`);
-    let most = 0;
-    for (const o of lowGcRow.callbacks) {
-      const g = o.gc;
-      const usual = lowGcRow.ours.find((p) => p.mode === o.mode);
-      most = Math.max(most, g.bytesPerRequest);
-      console.log(
-        `gc QD1 ${o.mode} (${lowGcRow.ring}, readInto): ${g.pauses} pauses (${g.markCompacts} mark-compact), longest ${f(g.longestMs, 1)} ms, ${f(g.totalMs, 1)} ms in all; ` +
-          `${f(g.bytesPerRequest)} bytes per request; ours/kernel ${x(o.ratio)} (read(): ${x(usual.ratio.median)}, ${f(usual.gc.bytesPerRequest)} bytes per request)`,
-      );
-    }
-    console.log(`allocation target with readInto(), QD1: <= 1 KiB per request: ${most <= ALLOCATION_TARGET_BYTES ? 'met' : 'NOT met'} (most ${f(most)} bytes)`);
+  const variantRow = blk.find((r) => r.qd === 1 && r.lowGc);
+  if (variantRow) {
+    const where = `${variantRow.ring}, QD1, one run per mode in a process of its own, after its own warm-up; ours/kernel against the kernel's run just before`;
+    const flags = variantRuns(variantRow, variantRow.lowGc, 'low-GC flags', `GC with node ${LOW_GC_FLAGS} (${where}):`);
+    console.log(`gc target with low-GC flags, QD1: no pause over ${GC_PAUSE_TARGET_MS} ms: ${flags.longestMs <= GC_PAUSE_TARGET_MS ? 'met' : 'NOT met'} (longest ${f(flags.longestMs, 1)} ms)`);
+    const callbacks = variantRuns(variantRow, variantRow.callbacks, 'readInto', `The callback API, VirtioBlk.readInto() (default flags; ${where}):`);
+    console.log(`allocation target with readInto(), QD1: <= 1 KiB per request: ${callbacks.bytes <= ALLOCATION_TARGET_BYTES ? 'met' : 'NOT met'} (most ${f(callbacks.bytes)} bytes)`);
   }
 
   console.log(`\nvirtio-rng, 4 KiB reads, ${PAIRS} rounds of kernel, ours 1 in flight, ours 8 (${SECONDS} s each; warm-up: kernel ${WARMUP_RNG_SECONDS} s, ours ${2 * WARMUP_RNG_SECONDS} s); medians`);

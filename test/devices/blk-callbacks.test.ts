@@ -8,6 +8,7 @@ import { ClosedError } from '../../lib/errors';
 import { VirtioBlk } from '../../lib/devices';
 import { BlkModel } from '../../lib/sim';
 import { gateModel } from '../support/gated-model';
+import { catchRethrown } from '../support/rethrown';
 import { SIM_VARIANTS, simRig, turns, type SimRig } from '../support/sim-rig';
 
 const SECTOR = 512;
@@ -113,17 +114,7 @@ describe.each(SIM_VARIANTS)('VirtioBlk callbacks on the %s sim', (_label, varian
     rig = simRig(variant, new BlkModel({ disk: patternDisk() }));
     const blk = VirtioBlk.open(rig.transport, { memory: rig.pool });
     const buffer = blk.allocBuffer(SECTOR);
-    const thrown: unknown[] = [];
-    // The queue rethrows in a microtask, uncaught as Node does for a callback that throws: caught here instead.
-    const realQueueMicrotask = globalThis.queueMicrotask;
-    globalThis.queueMicrotask = (task) =>
-      realQueueMicrotask(() => {
-        try {
-          task();
-        } catch (error) {
-          thrown.push(error);
-        }
-      });
+    const { thrown, restore } = catchRethrown();
     const boom = new Error('from the callback');
     try {
       await new Promise<void>((resolve) =>
@@ -135,7 +126,7 @@ describe.each(SIM_VARIANTS)('VirtioBlk callbacks on the %s sim', (_label, varian
       await turns(2);
       expect(thrown).toEqual([boom]);
     } finally {
-      globalThis.queueMicrotask = realQueueMicrotask;
+      restore();
     }
     const after = await viaCallback<Buffer>((cb) => blk.readInto(2, buffer, cb));
     expect(after.error).toBeNull();

@@ -6,29 +6,10 @@
  * short boot of the arm64 lab (scripts/lab/prepare.sh, root the first
  * time); skipped with the reason otherwise, except in CI.
  */
-import { spawnSync } from 'node:child_process';
-import { resolve } from 'node:path';
 import { describeIf } from '../support/requirements';
+import { prepareLab, runLab, type LabRun } from '../support/lab-runner';
 
-interface LabRun {
-  exitCode: number | null;
-  timedOut: boolean;
-  results: Record<string, unknown>[];
-  console: string;
-  ms: number;
-}
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { runLab } = require('../../scripts/lab/run.js') as { runLab(options: object): Promise<LabRun> };
-
-/** Brings the arm64 lab up to date with the sources (the guest's library is compiled from lib/); the reason when it cannot. */
-function prepare(): { ok: boolean; reason: string } {
-  const child = spawnSync('bash', [resolve(__dirname, '../../scripts/lab/prepare.sh'), '--arch', 'arm64'], { encoding: 'utf8', timeout: 900_000 });
-  if (child.status === 0) return { ok: true, reason: '' };
-  const last = `${child.stderr ?? ''}${child.error?.message ?? ''}`.trim().split('\n').pop();
-  return { ok: false, reason: `the arm64 lab could not be prepared: ${last}` };
-}
-
-const lab = prepare();
+const lab = prepareLab('arm64');
 
 interface CliResult {
   argv: string[];

@@ -19,23 +19,9 @@ import { rngContract, type RngSubject } from '../contracts/rng-contract';
 import { pattern } from '../../scripts/lab/guest/blk-pattern';
 import { MARKER_SECTOR, PATTERN_BYTES, ROUNDS, marker } from '../../scripts/lab/guest/unbind-fault';
 import { describeIf } from '../support/requirements';
+import { kernelDriverCommands, prepareLab, runLab, type LabArch, type LabRun } from '../support/lab-runner';
 
-interface LabRun {
-  exitCode: number | null;
-  timedOut: boolean;
-  results: Record<string, unknown>[];
-  console: string;
-  ms: number;
-}
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const labRunner = require('../../scripts/lab/run.js') as {
-  runLab(options: object): Promise<LabRun>;
-  kernelDriverCommands(platformDevice: string, modules: string[]): string[];
-};
-const { kernelDriverCommands } = labRunner;
-type Arch = 'arm64' | 'armhf';
-/** The arm64 guest unless told otherwise (LAB_ARCH does not move these tests). */
-const runLab = (options: object, arch: Arch = 'arm64'): Promise<LabRun> => labRunner.runLab({ arch, ...options });
+type Arch = LabArch;
 
 /** What the checks expect of each guest (scripts/lab/lab-arch.sh builds them). */
 const GUESTS = {
@@ -43,16 +29,8 @@ const GUESTS = {
   armhf: { prebuild: 'linux-arm/node.napi.armv7.glibc.node', suiteTimeoutMs: 360_000 },
 } as const;
 
-/** Brings a lab up to date with the sources (seconds when warm); the reason when it cannot. */
-function prepare(arch: Arch): { ok: boolean; reason: string } {
-  const child = spawnSync('bash', [resolve(__dirname, '../../scripts/lab/prepare.sh'), '--arch', arch], { encoding: 'utf8', timeout: 900_000 });
-  if (child.status === 0) return { ok: true, reason: '' };
-  const last = `${child.stderr ?? ''}${child.error?.message ?? ''}`.trim().split('\n').pop();
-  return { ok: false, reason: `the ${arch} lab could not be prepared: ${last}` };
-}
-
-const lab = prepare('arm64');
-const armhfLab = prepare('armhf');
+const lab = prepareLab('arm64');
+const armhfLab = prepareLab('armhf');
 const rngCases = rngContract({} as RngSubject).map((c) => c.name);
 const blkCases = blkContract({} as BlkSubject).map((c) => c.name);
 const consoleCases = consoleEchoContract({} as ConsoleSubject).map((c) => c.name);

@@ -4,6 +4,7 @@ import { DeviceStatus, FeatureBit, feature, features } from '../../lib/spec';
 import { EchoDriver } from '../support/echo-driver';
 import { echoRequest } from '../support/echo-request';
 import { echoModel, simRig, turns, type SimRig } from '../support/sim-rig';
+import { catchRethrown } from '../support/rethrown';
 
 let rig: SimRig | undefined;
 afterEach(() => {
@@ -311,17 +312,7 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
     test('enqueue: a done callback that throws surfaces as uncaught and leaves the queue working', async () => {
       const driver = open(ring, { queueSize: 16 });
       const region = rig!.pool.allocate(64);
-      const thrown: unknown[] = [];
-      // The queue rethrows in a microtask (uncaught, as Node does for a callback that throws): caught here instead.
-      const realQueueMicrotask = globalThis.queueMicrotask;
-      globalThis.queueMicrotask = (task) =>
-        realQueueMicrotask(() => {
-          try {
-            task();
-          } catch (error) {
-            thrown.push(error);
-          }
-        });
+      const { thrown, restore } = catchRethrown();
       try {
         const boom = new Error('boom');
         const settled = Promise.all(
@@ -342,7 +333,7 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
         expect(driver.q.inFlight).toBe(0);
         await driver.echo([bytes(4)], [4]);
       } finally {
-        globalThis.queueMicrotask = realQueueMicrotask;
+        restore();
       }
       rig!.pool.free(region);
       driver.close();
