@@ -81,8 +81,16 @@ const GC_PAUSE_TARGET_MS = 5;
 // V8 flags for a latency-bound process: a 1 MiB young generation scavenged by the main thread alone (under TCG,
 // waking V8's helper threads costs more than their help). Measured in the split boot, QD1, after the main plan.
 const LOW_GC_FLAGS = '--max-semi-space-size=1 --single-threaded-gc';
-// The callback API (VirtioBlk.readInto) at QD1, in a third process (split boot only).
-const CALLBACK_MODES = ['poll', 'hybrid'];
+/**
+ * Variants of ours' QD1 runs, each in a Node process of its own after the
+ * main plan of the split boot (its own warm-up; the kernel's run just
+ * before it for the ratio): V8's low-latency GC flags with read(), and the
+ * callback API (VirtioBlk.readInto) with default flags.
+ */
+const VARIANTS = [
+  { key: 'lowGc', label: 'lowgc', node: `node ${LOW_GC_FLAGS}`, api: 'promise', modes: MODES, what: `node ${LOW_GC_FLAGS}` },
+  { key: 'callbacks', label: 'cb', node: 'node', api: 'callback', modes: ['poll', 'hybrid'], what: 'readInto()' },
+];
 const ALLOCATION_TARGET_BYTES = 1024;
 
 const fio = (name, qd, seconds, format) =>
@@ -93,7 +101,7 @@ const fio = (name, qd, seconds, format) =>
  * one Node process (its start costs ~10 s under TCG) and hands each round's
  * kernel and floor turns to these shell commands, waiting meanwhile.
  */
-function blkCommand(lowGc) {
+function blkCommand(variants) {
   // Busy and total ticks of all vCPUs (/proc/stat): how many vCPUs a run kept busy.
   const cpu = "cpu() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6 }' /proc/stat; }";
   const cpuMark = (who) => `echo "@@LAB-CPU ${who} $BENCH_QD $BENCH_ROUND $c0 $(cpu) $(grep -c '^cpu[0-9]' /proc/stat)"`;
@@ -128,14 +136,11 @@ function blkCommand(lowGc) {
     `${fio('warmup', 32, WARMUP_FIO_SECONDS, 'terse')} > /dev/null`,
     `node scripts/lab/guest/blk-bench.js --depths ${DEPTHS.join(',')} --seconds ${SECONDS} --modes ${MODES.join(',')} --rounds ${PAIRS} --warmup ${WARMUP_OURS_SECONDS}` +
       " --before 'sh /tmp/kernel-fio.sh' --after 'sh /tmp/floor.sh'",
-    // The same QD1 runs in a process with LOW_GC_FLAGS (its own warm-up; the kernel's run before it for the ratio).
-    ...(lowGc
-      ? [`node ${LOW_GC_FLAGS} scripts/lab/guest/blk-bench.js --depths 1 --seconds ${SECONDS} --modes ${MODES.join(',')} --rounds 1 --warmup ${WARMUP_OURS_SECONDS} --label lowgc --before 'sh /tmp/kernel-fio.sh'`]
-      : []),
-    // And with readInto() (a callback, no promise per request), default flags, poll and hybrid.
-    ...(lowGc
-      ? [`node scripts/lab/guest/blk-bench.js --depths 1 --seconds ${SECONDS} --modes ${CALLBACK_MODES.join(',')} --rounds 1 --warmup ${WARMUP_OURS_SECONDS} --label cb --api callback --before 'sh /tmp/kernel-fio.sh'`]
-      : []),
+    ...(variants ? VARIANTS : []).map(
+      (v) =>
+        `${v.node} scripts/lab/guest/blk-bench.js --depths 1 --seconds ${SECONDS} --modes ${v.modes.join(',')} --rounds 1 --warmup ${WARMUP_OURS_SECONDS}` +
+        ` --label ${v.label} --api ${v.api} --before 'sh /tmp/kernel-fio.sh'`,
+    ),
   ].join('\n');
 }
 
@@ -181,7 +186,7 @@ function medianRun(runs) {
 async function blkBoot(packed) {
   const suffix = packed ? ',packed=on' : '';
   const perRound = SECONDS * (2 + MODES.length) + 15 + MODES.length * 3; // runs, fio's start, ours' settling, open and close
-  const lowGc = !packed;
+  const variants = !packed;
   const run = await runLab({
     devices: [`virtio-blk-device,drive=ours${suffix}`, `virtio-blk-device,drive=kernel${suffix}`],
     extraArgs: [
@@ -191,8 +196,8 @@ async function blkBoot(packed) {
       ...(opts.trace ? ['-trace', 'virtio_queue_notify'] : []),
     ],
     legacy: opts.legacy ?? false,
-    command: blkCommand(lowGc),
-    timeoutMs: ((perRound * (PAIRS * DEPTHS.length + (lowGc ? 2 : 0)) + WARMUP_OURS_SECONDS * (lowGc ? 3 : 1) + 60) * 2 + 300) * 1000,
+    command: blkCommand(variants),
+    timeoutMs: ((perRound * (PAIRS * DEPTHS.length + (variants ? VARIANTS.length : 0)) + WARMUP_OURS_SECONDS * (1 + (variants ? VARIANTS.length : 0)) + 60) * 2 + 300) * 1000,
   });
   check(run);
   const ring = packed ? 'packed' : 'split';
@@ -226,19 +231,18 @@ async function blkBoot(packed) {
   };
   const ours = run.results.filter((r) => r.kind === 'blk-bench' && r.label === undefined);
   const floors = run.results.filter((r) => r.kind === 'blk-floor');
-  const lowGcRuns = lowGc
-    ? MODES.map((mode) => {
-        const o = run.results.find((r) => r.kind === 'blk-bench' && r.label === 'lowgc' && r.mode === mode);
-        if (!o) throw new Error(`${ring}: no result of ours with ${LOW_GC_FLAGS} for QD1 ${mode}`);
-        return { ...o, ratio: o.iops / kernelRun(1, 'lowgc1').iops, gc: gcOf([o]) };
-      })
-    : undefined;
-  const callbackRuns = lowGc
-    ? CALLBACK_MODES.map((mode) => {
-        const o = run.results.find((r) => r.kind === 'blk-bench' && r.label === 'cb' && r.mode === mode);
-        if (!o) throw new Error(`${ring}: no result of ours with readInto() for QD1 ${mode}`);
-        return { ...o, ratio: o.iops / kernelRun(1, 'cb1').iops, gc: gcOf([o]) };
-      })
+  // Each variant's QD1 runs by mode, against the kernel's run just before them: { lowGc: [...], callbacks: [...] }.
+  const variantRuns = variants
+    ? Object.fromEntries(
+        VARIANTS.map((v) => [
+          v.key,
+          v.modes.map((mode) => {
+            const o = run.results.find((r) => r.kind === 'blk-bench' && r.label === v.label && r.mode === mode);
+            if (!o) throw new Error(`${ring}: no result of ours with ${v.what} for QD1 ${mode}`);
+            return { ...o, ratio: o.iops / kernelRun(1, `${v.label}1`).iops, gc: gcOf([o]) };
+          }),
+        ]),
+      )
     : undefined;
   return DEPTHS.map((qd) => {
     // The floor does not know its round: its results come in order, one per round.
@@ -267,13 +271,13 @@ async function blkBoot(packed) {
         return { mode, ...medianRun(runs), ratio: spread(runs.map((o) => o.ratio)), gc: gcOf(runs) };
       }),
       floor: rounds[0].floor?.skipped ? { skipped: rounds[0].floor.skipped } : { ...medianRun(rounds.map((r) => r.floor)), ratio: spread(rounds.map((r) => r.floorRatio)) },
-      ...(qd === 1 && lowGcRuns ? { lowGc: lowGcRuns, callbacks: callbackRuns } : {}),
+      ...(qd === 1 && variantRuns ? variantRuns : {}),
     };
   });
 }
 
 /** Prints the QD1 runs of a variant (other flags, another API) beside ours' usual ones; the longest pause and most bytes per request. */
-function variantRuns(row, runs, tag, title) {
+function printVariant(row, runs, tag, title) {
   console.log(title);
   let longestMs = 0;
   let bytes = 0;
@@ -397,9 +401,9 @@ function print({ blk, rng, host, wallMs, bootMs }) {
   const variantRow = blk.find((r) => r.qd === 1 && r.lowGc);
   if (variantRow) {
     const where = `${variantRow.ring}, QD1, one run per mode in a process of its own, after its own warm-up; ours/kernel against the kernel's run just before`;
-    const flags = variantRuns(variantRow, variantRow.lowGc, 'low-GC flags', `GC with node ${LOW_GC_FLAGS} (${where}):`);
+    const flags = printVariant(variantRow, variantRow.lowGc, 'low-GC flags', `GC with node ${LOW_GC_FLAGS} (${where}):`);
     console.log(`gc target with low-GC flags, QD1: no pause over ${GC_PAUSE_TARGET_MS} ms: ${flags.longestMs <= GC_PAUSE_TARGET_MS ? 'met' : 'NOT met'} (longest ${f(flags.longestMs, 1)} ms)`);
-    const callbacks = variantRuns(variantRow, variantRow.callbacks, 'readInto', `The callback API, VirtioBlk.readInto() (default flags; ${where}):`);
+    const callbacks = printVariant(variantRow, variantRow.callbacks, 'readInto', `The callback API, VirtioBlk.readInto() (default flags; ${where}):`);
     console.log(`allocation target with readInto(), QD1: <= 1 KiB per request: ${callbacks.bytes <= ALLOCATION_TARGET_BYTES ? 'met' : 'NOT met'} (most ${f(callbacks.bytes)} bytes)`);
   }
 

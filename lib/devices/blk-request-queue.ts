@@ -144,19 +144,12 @@ export class BlkRequestQueue {
   }
 
   /**
-   * send() of a request with at most one data buffer: `length` bytes at
-   * the start of `region` (device-writable for IN, readable otherwise), or
-   * none when `region` is undefined. Nothing is allocated but the promise.
+   * send() of a request with one data buffer: `length` bytes at the start
+   * of `region` (device-writable for IN, readable otherwise), in the slot's
+   * own chain. Nothing is allocated but the promise.
    */
-  sendOne<T>(slot: number, type: number, sector: bigint, region: DmaRegion | undefined, length: number, timeoutMs: number | undefined, hooks: TransferHooks, result: T): Promise<T> {
-    const request = this.requests[slot];
-    let chain = request.bareChain;
-    if (region !== undefined) {
-      request.data.region = region;
-      request.data.length = length;
-      chain = type === BlkRequestType.IN ? request.inChain : request.outChain;
-    }
-    return this.start(slot, type, sector, type === BlkRequestType.IN && region !== undefined ? length : 0, chain, timeoutMs, hooks, result);
+  sendOne<T>(slot: number, type: number, sector: bigint, region: DmaRegion, length: number, timeoutMs: number | undefined, hooks: TransferHooks, result: T): Promise<T> {
+    return this.start(slot, type, sector, type === BlkRequestType.IN ? length : 0, this.oneBufferChain(slot, type, region, length), timeoutMs, hooks, result);
   }
 
   /**
@@ -165,19 +158,37 @@ export class BlkRequestQueue {
    * Nothing is allocated for the request.
    */
   sendOneCallback<T>(slot: number, type: number, sector: bigint, region: DmaRegion, length: number, timeoutMs: number | undefined, hooks: TransferHooks, result: T, callback: BlkCallback<T>): void {
+    const chain = this.oneBufferChain(slot, type, region, length);
+    this.prepare(slot, type, sector, type === BlkRequestType.IN ? length : 0, hooks, result);
+    const request = this.requests[slot];
+    request.callback = callback as BlkCallback<unknown>;
+    const refused = this.place(request, chain, timeoutMs);
+    // Refused before the device saw it (enqueue ran reclaim already): answered later, as promised.
+    if (refused !== undefined) queueMicrotask(() => callback(refused.error as Error));
+  }
+
+  /** The slot's chain for one data buffer, `region` in it. */
+  private oneBufferChain(slot: number, type: number, region: DmaRegion, length: number): QueueRequest {
     const request = this.requests[slot];
     request.data.region = region;
     request.data.length = length;
-    const chain = type === BlkRequestType.IN ? request.inChain : request.outChain;
-    this.prepare(slot, type, sector, type === BlkRequestType.IN ? length : 0, hooks, result);
-    request.callback = callback as BlkCallback<unknown>;
+    return type === BlkRequestType.IN ? request.inChain : request.outChain;
+  }
+
+  /**
+   * Hands `chain` to the queue with the slot's callbacks; what enqueue
+   * threw when it refused the request (it ran reclaim, giveBack, already).
+   */
+  private place(request: SlotRequest, chain: QueueRequest, timeoutMs: number | undefined): { error: unknown } | undefined {
     request.options.timeoutMs = timeoutMs;
     try {
+      // The queue copies the chain (ChainRecords, descriptors): the slot's arrays are free for its next request.
       this.queue.enqueue(chain, request.done, request.failed, request.options);
+      return undefined;
     } catch (error) {
-      // Refused before the device saw it (enqueue ran reclaim already): answered later, as promised.
-      queueMicrotask(() => callback(error as Error));
+      return { error };
     } finally {
+      // Not kept past the placement: a caller's region is not held alive by an idle slot.
       request.data.region = this.memory;
     }
   }
@@ -205,17 +216,9 @@ export class BlkRequestQueue {
     const reject = this.captured.reject;
     request.resolve = this.captured.resolve;
     request.reject = reject;
-    request.options.timeoutMs = timeoutMs;
-    try {
-      // The queue copies the chain (ChainRecords, descriptors): the slot's arrays are free for its next request.
-      this.queue.enqueue(chain, request.done, request.failed, request.options);
-    } catch (error) {
-      // Refused before the device saw it: enqueue ran reclaim (giveBack, which forgets the slot's callbacks) already.
-      reject(error);
-    } finally {
-      // Not kept past the placement: a caller's region is not held alive by an idle slot.
-      if (chain !== request.bareChain) request.data.region = this.memory;
-    }
+    // Refused: giveBack has forgotten the slot's callbacks, so the promise is rejected through its own.
+    const refused = this.place(request, chain, timeoutMs);
+    if (refused !== undefined) reject(refused.error);
     return promise;
   }
 

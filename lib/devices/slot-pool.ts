@@ -14,10 +14,14 @@ export class SlotPool {
     this.free = Array.from({ length: count }, (_, i) => count - 1 - i);
   }
 
+  /** Whether tryAcquire() would give a slot now. */
+  hasFree(): boolean {
+    return !this.failure && this.waiters.length === 0 && this.free.length > 0;
+  }
+
   /** A free slot now, or -1 (none free, others waiting first, or failed). */
   tryAcquire(): number {
-    if (this.failure || this.waiters.length > 0 || this.free.length === 0) return -1;
-    return this.free.pop()!;
+    return this.hasFree() ? this.free.pop()! : -1;
   }
 
   acquire(signal?: AbortSignal): Promise<number> {

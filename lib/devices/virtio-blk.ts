@@ -314,15 +314,8 @@ export class VirtioBlk extends VirtioDriver {
    * otherwise as a Transfer through submit().
    */
   private submitData<T>(type: number, sector: bigint, region: DmaRegion, length: number, options: BlkRequestOptions, hooks: TransferHooks, result: T): Promise<T> {
-    if (options.signal === undefined && options.queue === undefined && length <= (this.info.sizeMax ?? Infinity) && !this.closed) {
-      const index = this.next;
-      const requestQueue = this.requestQueues[index];
-      const slot = requestQueue.slots.tryAcquire();
-      if (slot >= 0) {
-        this.next = (index + 1) % this.requestQueues.length;
-        return requestQueue.sendOne(slot, type, sector, region, length, this.requestTimeoutMs, hooks, result);
-      }
-    }
+    const ready = this.readyQueue(options, length);
+    if (ready) return ready.sendOne(ready.slots.tryAcquire(), type, sector, region, length, this.requestTimeoutMs, hooks, result);
     const data = this.segments(region, length);
     return this.submit(type === BlkRequestType.IN ? { type, sector, in: data } : { type, sector, out: data }, options, hooks, result);
   }
@@ -334,15 +327,25 @@ export class VirtioBlk extends VirtioDriver {
    */
   private sendDirect<T>(type: number, sector: bigint, buffer: Buffer, options: BlkRequestOptions, result: T, callback: BlkCallback<T>): boolean {
     const region = this.ownBuffers.get(buffer);
-    if (region === undefined || buffer.length === 0 || options.signal !== undefined || options.queue !== undefined) return false;
-    if (buffer.length > this.maxRequestBytes || buffer.length > (this.info.sizeMax ?? Infinity)) return false;
-    const index = this.next;
-    const requestQueue = this.requestQueues[index];
-    const slot = requestQueue.slots.tryAcquire();
-    if (slot < 0) return false;
-    this.next = (index + 1) % this.requestQueues.length;
-    requestQueue.sendOneCallback(slot, type, sector, region, buffer.length, this.requestTimeoutMs, NO_HOOKS, result, callback);
+    if (region === undefined || buffer.length === 0) return false;
+    const ready = this.readyQueue(options, buffer.length);
+    if (!ready) return false;
+    ready.sendOneCallback(ready.slots.tryAcquire(), type, sector, region, buffer.length, this.requestTimeoutMs, NO_HOOKS, result, callback);
     return true;
+  }
+
+  /**
+   * The request queue a one-segment request of `length` bytes goes out on
+   * at once — the next in the round robin, with a slot free now, no signal
+   * to watch and no queue asked for — or undefined (the slower paths).
+   */
+  private readyQueue(options: BlkRequestOptions, length: number): BlkRequestQueue | undefined {
+    if (options.signal !== undefined || options.queue !== undefined || this.closed) return undefined;
+    if (length > this.maxRequestBytes || length > (this.info.sizeMax ?? Infinity)) return undefined;
+    const requestQueue = this.requestQueues[this.next];
+    if (!requestQueue.slots.hasFree()) return undefined;
+    this.next = (this.next + 1) % this.requestQueues.length;
+    return requestQueue;
   }
 
   /** A region-shaped window on `view` when it lies in our DMA memory (no copy needed), else undefined. */
