@@ -43,7 +43,7 @@ export const NO_HOOKS: TransferHooks = Object.freeze({});
  */
 class SlotRequest {
   type = 0;
-  sector = 0n;
+  sector: number | bigint = 0;
   /** Bytes the device must write before the status byte when it reports OK. */
   dataIn = 0;
   hooks: TransferHooks = NO_HOOKS;
@@ -157,14 +157,14 @@ export class BlkRequestQueue {
    * from within this call), with null and `result` or with the error.
    * Nothing is allocated for the request.
    */
-  sendOneCallback<T>(slot: number, type: number, sector: bigint, region: DmaRegion, length: number, timeoutMs: number | undefined, hooks: TransferHooks, result: T, callback: BlkCallback<T>): void {
+  sendOneCallback<T>(slot: number, type: number, sector: number | bigint, region: DmaRegion, length: number, timeoutMs: number | undefined, hooks: TransferHooks, result: T, callback: BlkCallback<T>): void {
     const chain = this.oneBufferChain(slot, type, region, length);
     this.prepare(slot, type, sector, type === BlkRequestType.IN ? length : 0, hooks, result);
     const request = this.requests[slot];
     request.callback = callback as BlkCallback<unknown>;
     const refused = this.place(request, chain, timeoutMs);
     // Refused before the device saw it (enqueue ran reclaim already): answered later, as promised.
-    if (refused !== undefined) queueMicrotask(() => callback(refused.error as Error));
+    if (refused !== undefined) process.nextTick(callback, refused.error);
   }
 
   /** The slot's chain for one data buffer, `region` in it. */
@@ -194,11 +194,15 @@ export class BlkRequestQueue {
   }
 
   /** Writes the request header and the slot's record of the request. */
-  private prepare(slot: number, type: number, sector: bigint, dataIn: number, hooks: TransferHooks, result: unknown): void {
+  private prepare(slot: number, type: number, sector: number | bigint, dataIn: number, hooks: TransferHooks, result: unknown): void {
     const header = this.headers[slot];
     header.setUint32(0, type, true);
     header.setUint32(4, 0, true);
-    header.setBigUint64(8, sector, true);
+    // A safe-integer sector in two 32-bit halves: no bigint made per request (the callback path).
+    if (typeof sector === 'number') {
+      header.setUint32(8, sector % 2 ** 32, true);
+      header.setUint32(12, Math.floor(sector / 2 ** 32), true);
+    } else header.setBigUint64(8, sector, true);
     header.setUint8(STATUS_AT, 0xff);
     const request = this.requests[slot];
     request.type = type;

@@ -9,6 +9,7 @@ import type { BlkInfo } from './blk-info';
  */
 
 export const SECTOR_BIG = BigInt(BLK_SECTOR_SIZE);
+const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
 
 /** The length of one buffer read(n) allocates, or of a stream's chunk: what one Buffer holds here. */
 export function checkLength(length: number): number {
@@ -37,6 +38,27 @@ export function toSector(sector: number | bigint): bigint {
   }
   if (!Number.isSafeInteger(sector) || sector < 0) throw new RangeError(`sector must be a non-negative integer, got ${sector}`);
   return BigInt(sector);
+}
+
+/**
+ * The capacity sectorInRange() checks against: the capacity in sectors as
+ * a number (at most 2^53 - 1), or -1 for a disk whose logical blocks are
+ * larger than 512 bytes (alignment is checkRange()'s to judge).
+ */
+export function fastCapacity(info: BlkInfo): number {
+  return info.blockSize > BLK_SECTOR_SIZE ? -1 : Number(info.capacity > MAX_SAFE_BIG ? MAX_SAFE_BIG : info.capacity);
+}
+
+/**
+ * checkRange()'s common case in plain numbers, for the callback path that
+ * allocates nothing per request: `sector` when it is a safe integer and
+ * [sector, sector + bytes/512) lies within `capacity` (from
+ * fastCapacity()), else -1 — checkRange() then decides, and throws what it
+ * refuses.
+ */
+export function sectorInRange(sector: number | bigint, bytes: number, capacity: number): number {
+  if (typeof sector !== 'number' || !Number.isSafeInteger(sector) || sector < 0 || bytes % BLK_SECTOR_SIZE !== 0) return -1;
+  return sector + bytes / BLK_SECTOR_SIZE <= capacity ? sector : -1;
 }
 
 /**

@@ -17,7 +17,7 @@ import {
 } from '../spec';
 import type { VirtioTransport } from '../transport';
 import { configBytes, readInfo, type BlkInfo } from './blk-info';
-import { checkLength, checkRange, checkWritable } from './blk-sectors';
+import { checkLength, checkRange, checkWritable, fastCapacity, sectorInRange } from './blk-sectors';
 import { createBlkReadStream, createBlkWriteStream, type BlkReadStreamOptions, type BlkWriteStreamOptions } from './blk-streams';
 import { DriverSetup } from './driver-setup';
 import { BlkRequestQueue, NO_HOOKS, SLOT_BYTES, type BlkCallback, type Transfer, type TransferHooks } from './blk-request-queue';
@@ -73,10 +73,13 @@ export class VirtioBlk extends VirtioDriver {
   private readonly maxSegments: number;
   private next = 0;
   private readonly ownBuffers = new WeakMap<ArrayBufferView, DmaRegion>();
+  /** The capacity as readInto()/writeFrom() check it without bigints (blk-sectors fastCapacity()). */
+  private readonly fastCapacity: number;
 
   private constructor(started: StartedDevice, info: BlkInfo, options: VirtioBlkOptions) {
     super(started);
     this.info = info;
+    this.fastCapacity = fastCapacity(info);
     this.slotMemory = [];
     try {
       this.requestQueues = Array.from({ length: info.queues }, (_, i) => {
@@ -177,6 +180,14 @@ export class VirtioBlk extends VirtioDriver {
    */
   readInto(sector: number | bigint, target: Uint8Array, callback: BlkCallback<Buffer>, options: BlkRequestOptions = NO_OPTIONS): void {
     if (typeof callback !== 'function') throw new TypeError('callback must be a function');
+    // The direct path in plain numbers; anything else through checkRange() and, if need be, read().
+    const region = target instanceof Buffer ? this.ownBuffers.get(target) : undefined;
+    const start = region === undefined || this.closed ? -1 : sectorInRange(sector, target.length, this.fastCapacity);
+    if (start >= 0 && this.sendDirect(BlkRequestType.IN, start, target as Buffer, region!, options, target as Buffer, callback)) return;
+    this.readIntoSlowly(sector, target, callback, options);
+  }
+
+  private readIntoSlowly(sector: number | bigint, target: Uint8Array, callback: BlkCallback<Buffer>, options: BlkRequestOptions): void {
     let buffer: Buffer;
     let start: bigint;
     try {
@@ -184,21 +195,28 @@ export class VirtioBlk extends VirtioDriver {
       buffer = asBuffer(target);
       start = checkRange(this.info, sector, buffer.length);
     } catch (error) {
-      queueMicrotask(() => callback(error as Error));
+      process.nextTick(callback, error);
       return;
     }
-    if (!this.sendDirect(BlkRequestType.IN, start, buffer, options, buffer, callback)) {
-      // Out of the promise chain, so that a callback that throws is an uncaught exception, as on the direct path.
-      this.read(start, buffer, options).then(
-        (done) => process.nextTick(callback, null, done),
-        (error: Error) => process.nextTick(callback, error),
-      );
-    }
+    const region = this.ownBuffers.get(buffer);
+    if (region !== undefined && this.sendDirect(BlkRequestType.IN, start, buffer, region, options, buffer, callback)) return;
+    // Out of the promise chain, so that a callback that throws is an uncaught exception, as on the direct path.
+    this.read(start, buffer, options).then(
+      (done) => process.nextTick(callback, null, done),
+      (error: Error) => process.nextTick(callback, error),
+    );
   }
 
   /** write() with a Node-style callback (see readInto()): `callback(null)` or `callback(error)`, once, never from within this call. */
   writeFrom(sector: number | bigint, data: Uint8Array, callback: BlkCallback<void>, options: BlkRequestOptions = NO_OPTIONS): void {
     if (typeof callback !== 'function') throw new TypeError('callback must be a function');
+    const region = data instanceof Buffer && !this.info.readOnly ? this.ownBuffers.get(data) : undefined;
+    const start = region === undefined || this.closed ? -1 : sectorInRange(sector, data.length, this.fastCapacity);
+    if (start >= 0 && this.sendDirect(BlkRequestType.OUT, start, data as Buffer, region!, options, undefined, callback)) return;
+    this.writeFromSlowly(sector, data, callback, options);
+  }
+
+  private writeFromSlowly(sector: number | bigint, data: Uint8Array, callback: BlkCallback<void>, options: BlkRequestOptions): void {
     let buffer: Buffer;
     let start: bigint;
     try {
@@ -207,15 +225,15 @@ export class VirtioBlk extends VirtioDriver {
       buffer = asBuffer(data);
       start = checkRange(this.info, sector, buffer.length);
     } catch (error) {
-      queueMicrotask(() => callback(error as Error));
+      process.nextTick(callback, error);
       return;
     }
-    if (!this.sendDirect(BlkRequestType.OUT, start, buffer, options, undefined, callback)) {
-      this.write(start, buffer, options).then(
-        () => process.nextTick(callback, null),
-        (error: Error) => process.nextTick(callback, error),
-      );
-    }
+    const region = this.ownBuffers.get(buffer);
+    if (region !== undefined && this.sendDirect(BlkRequestType.OUT, start, buffer, region, options, undefined, callback)) return;
+    this.write(start, buffer, options).then(
+      () => process.nextTick(callback, null),
+      (error: Error) => process.nextTick(callback, error),
+    );
   }
 
   /** Makes written data durable (FLUSH); without the feature the device writes through and this resolves at once. */
@@ -325,9 +343,8 @@ export class VirtioBlk extends VirtioDriver {
    * allocBuffer() of one segment, with a slot free now and no signal or
    * queue asked for, goes out at once; false leaves it to the promise path.
    */
-  private sendDirect<T>(type: number, sector: bigint, buffer: Buffer, options: BlkRequestOptions, result: T, callback: BlkCallback<T>): boolean {
-    const region = this.ownBuffers.get(buffer);
-    if (region === undefined || buffer.length === 0) return false;
+  private sendDirect<T>(type: number, sector: number | bigint, buffer: Buffer, region: DmaRegion, options: BlkRequestOptions, result: T, callback: BlkCallback<T>): boolean {
+    if (buffer.length === 0) return false;
     const ready = this.readyQueue(options, buffer.length);
     if (!ready) return false;
     ready.sendOneCallback(ready.slots.tryAcquire(), type, sector, region, buffer.length, this.requestTimeoutMs, NO_HOOKS, result, callback);

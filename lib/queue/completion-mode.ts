@@ -73,6 +73,7 @@ export class CompletionPoller {
   private readonly endBurst = (): void => {
     this.burstStart = 0;
   };
+  private readonly onTurn = (): void => this.turn();
   /** Hybrid: interrupts are off because completions are being spun or polled for. */
   private polling = false;
   /** beforePublish() decided the publication is spun for. */
@@ -196,7 +197,7 @@ export class CompletionPoller {
   }
 
   private schedule(): void {
-    if (!this.scheduled) this.scheduled = setImmediate(() => this.turn());
+    if (!this.scheduled) this.scheduled = setImmediate(this.onTurn);
   }
 
   private turn(): void {

@@ -37,6 +37,8 @@ export class PackedRingEngine extends RingEngine {
   private freeIdCount = 0;
   private readonly chainLength: Uint16Array;
   private freeSlots = 0;
+  /** Descriptor slots reclaim() has given back, ever: what an in-order used descriptor covers (reap). */
+  private slotsReclaimed = 0;
   private nextAvail = 0;
   private availWrap = true;
   private nextUsed = 0;
@@ -186,6 +188,7 @@ export class PackedRingEngine extends RingEngine {
 
   reap(): number {
     if (this.violation) return 0;
+    this.resume();
     let consumed = 0;
     for (;;) {
       const slot = this.nextUsed;
@@ -212,11 +215,12 @@ export class PackedRingEngine extends RingEngine {
       const len = flags & PackedDesc.F_WRITE || (id < this.size && raw <= this.writableBytes[id]) ? raw : 0;
       let skip = 0;
       if (this.inOrder) {
-        const before = this.freeSlots;
+        // Counted by reclaim(), not read off freeSlots: a completion callback may place a request meanwhile.
+        const before = this.slotsReclaimed;
         const settled = this.settleInOrder(id, len, this.published);
         if (settled < 0) return consumed;
         consumed += settled;
-        skip = this.freeSlots - before;
+        skip = this.slotsReclaimed - before;
       } else {
         const length = id < this.size ? this.chainLength[id] : 0;
         if (!this.settle(id, len)) return consumed;
@@ -232,6 +236,7 @@ export class PackedRingEngine extends RingEngine {
   }
 
   protected reclaim(id: number): void {
+    this.slotsReclaimed += this.chainLength[id];
     this.freeSlots += this.chainLength[id];
     this.freeIds[this.freeIdCount++] = id;
   }

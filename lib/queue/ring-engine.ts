@@ -58,6 +58,8 @@ export abstract class RingEngine {
   readonly indirect?: IndirectSlab;
   /** The first violation found by reap(), if any. */
   violation?: RingBreak;
+  /** A completion callback closed, reset or broke the queue: the reap stops before it reads the ring again (halt()). */
+  private halted = false;
 
   protected readonly stats: QueueStats;
   protected readonly barriers: Barriers;
@@ -149,6 +151,7 @@ export abstract class RingEngine {
     this.unpublishedCount = 0;
     this.order?.clear();
     this.violation = undefined;
+    this.halted = false;
     this.resetShadow();
     this.writeSuppression(this.notificationsEnabled);
   }
@@ -212,7 +215,22 @@ export abstract class RingEngine {
     this.inFlight--;
     this.reclaim(id);
     this.onUsed(id, len);
-    return true;
+    // The callback may have closed the queue, and its owner freed the ring: nothing more is read this reap.
+    return !this.halted;
+  }
+
+  /**
+   * Called from a completion (onUsed) that made the queue unusable: the
+   * reap under way stops after it, as if the ring ended there. The next
+   * reap, or reset(), starts afresh.
+   */
+  halt(): void {
+    this.halted = true;
+  }
+
+  /** A new reap: whatever halted the last one is the caller's to have checked (it reaps only a usable queue). */
+  protected resume(): void {
+    this.halted = false;
   }
 
   /**

@@ -49,6 +49,16 @@ export class Virtqueue implements QueueEndpoint {
   /** Requests the device has, and the ownership rule over their memory. */
   private readonly inFlightRequests: InFlightRequests;
   private flushScheduled = false;
+  /**
+   * > 0 while completions are dispatched (consume) or a flush runs: what
+   * the callbacks place meanwhile is published when the outermost ends —
+   * by flush()'s own loop, or a flush right after the reap — with no
+   * microtask per request (a callback that submits its next request, the
+   * QD1 loop of VirtioBlk.readInto()).
+   */
+  private batching = 0;
+  /** A flush is owed by the batching scope (no microtask was queued for it). */
+  private flushOwed = false;
   private readonly flushTask = (): void => {
     if (!this.flushScheduled) return;
     try {
@@ -201,14 +211,24 @@ export class Virtqueue implements QueueEndpoint {
 
   /** Publishes what was submitted and notifies the device now (normally done in a microtask). */
   flush(): void {
-    this.flushScheduled = false;
-    if (this.state.unusable) return;
-    const fresh = this.engine.unpublished > 0;
-    if (fresh) this.poller?.beforePublish();
-    const notify = this.engine.publish();
-    if (notify >= 0) this.notifyDevice(notify);
-    // 'poll' and 'hybrid': a device that answers quickly is found by a spin, within this turn.
-    if (fresh && !this.state.unusable) this.poller?.published();
+    this.batching++;
+    try {
+      // Again while a spin's completions placed new requests: a loop, not a microtask each. It ends when a spin
+      // finds nothing or is not tried (the poller's burst budget spent): nothing else completes requests in here.
+      do {
+        this.flushScheduled = false;
+        this.flushOwed = false;
+        if (this.state.unusable) return;
+        const fresh = this.engine.unpublished > 0;
+        if (fresh) this.poller?.beforePublish();
+        const notify = this.engine.publish();
+        if (notify >= 0) this.notifyDevice(notify);
+        // 'poll' and 'hybrid': a device that answers quickly is found by a spin, within this turn.
+        if (fresh && !this.state.unusable) this.poller?.published();
+      } while (this.flushOwed);
+    } finally {
+      this.batching--;
+    }
   }
 
   /** Notifies the device (the engine decided it must); a failure detaches the queue. */
@@ -235,6 +255,10 @@ export class Virtqueue implements QueueEndpoint {
     this.poller?.submitted();
     if (!this.flushScheduled) {
       this.flushScheduled = true;
+      if (this.batching > 0) {
+        this.flushOwed = true;
+        return;
+      }
       // A resolved promise's then(), not queueMicrotask(): Node wraps each queueMicrotask callback in an
       // AsyncResource and a bound function, several times the cost per request.
       RESOLVED.then(this.flushTask);
@@ -312,10 +336,17 @@ export class Virtqueue implements QueueEndpoint {
 
   private consume(): number {
     if (this.state.unusable) return 0;
-    const consumed = this.engine.reap();
-    const violation = this.engine.violation;
-    if (violation) this.breakQueue(violation.reason, violation.message);
-    else if (consumed > 0) this.drainWaiters();
+    this.batching++;
+    let consumed: number;
+    try {
+      consumed = this.engine.reap();
+      const violation = this.engine.violation;
+      if (violation) this.breakQueue(violation.reason, violation.message);
+      else if (consumed > 0) this.drainWaiters();
+    } finally {
+      // What the completions placed goes out now, as the microtask would have sent it right after this turn.
+      if (--this.batching === 0 && this.flushOwed) this.flushTask();
+    }
     return consumed;
   }
 
@@ -336,6 +367,8 @@ export class Virtqueue implements QueueEndpoint {
       }
       // Settled and answered, referred to by nothing: the next request may use it.
       this.pendings.put(pending);
+      // The callback closed or reset the queue (its ring may be freed already): the engine reads no further.
+      if (this.state.unusable) this.engine.halt();
     }
     if (this.busy && this.awaited === 0) this.updateBusy();
   }

@@ -6,7 +6,7 @@
  */
 import { ClosedError } from '../../lib/errors';
 import { VirtioBlk } from '../../lib/devices';
-import { BlkModel } from '../../lib/sim';
+import { BlkModel, type SimDeviceModel } from '../../lib/sim';
 import { gateModel } from '../support/gated-model';
 import { catchRethrown } from '../support/rethrown';
 import { SIM_VARIANTS, simRig, turns, type SimRig } from '../support/sim-rig';
@@ -59,6 +59,44 @@ describe.each(SIM_VARIANTS)('VirtioBlk callbacks on the %s sim', (_label, varian
     await turns();
     expect(read.calls()).toBe(1);
     expect(wrote.calls()).toBe(1);
+    blk.close();
+  });
+
+  test('sectors past 2^32 (and bigints) reach the device whole: the header carries both halves of the number', async () => {
+    // A disk of 2^40 sectors that stores nothing: it records each request's sector and fills reads with its low byte.
+    const sectors: bigint[] = [];
+    const config = new Uint8Array(0x40);
+    new DataView(config.buffer).setBigUint64(0, 2n ** 40n, true);
+    const model: SimDeviceModel = {
+      deviceId: 2,
+      features: 0n,
+      queueSizes: [16],
+      config,
+      handle(request) {
+        const header = request.readable[0];
+        const sector = new DataView(header.buffer, header.byteOffset, 16).getBigUint64(8, true);
+        sectors.push(sector);
+        const data = request.writable.slice(0, -1);
+        for (const part of data) part.fill(Number(sector & 0xffn));
+        request.writable[request.writable.length - 1][0] = 0;
+        return request.writableBytes;
+      },
+    };
+    rig = simRig(variant, model);
+    const blk = VirtioBlk.open(rig.transport, { memory: rig.pool, queueMode: 'poll' });
+    const into = blk.allocBuffer(SECTOR);
+    const wanted = [2 ** 32 + 0x37, 2 ** 40 - 1, 0x1234_5678_9a, 5];
+    for (const sector of wanted) {
+      const read = await viaCallback<Buffer>((cb) => blk.readInto(sector, into, cb));
+      expect(read.error).toBeNull();
+      expect(into[0]).toBe(sector % 256);
+    }
+    const big = await viaCallback<Buffer>((cb) => blk.readInto(2n ** 39n + 3n, into, cb));
+    expect(big.error).toBeNull();
+    expect(sectors).toEqual([...wanted.map(BigInt), 2n ** 39n + 3n]);
+    const past = await viaCallback<Buffer>((cb) => blk.readInto(2 ** 40, into, cb));
+    expect(past.error).toBeInstanceOf(RangeError);
+    expect(sectors).toHaveLength(wanted.length + 1);
     blk.close();
   });
 

@@ -140,6 +140,57 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
     });
   }
 
+  test('requests placed from completion callbacks keep completing across the ring\'s wrap (the reap is not thrown off by a placement within it)', async () => {
+    const driver = open(ring, { queueSize: 16 });
+    const input = driver.dma(bytes(8));
+    const output = driver.dma(8);
+    const request = { readable: [{ region: input }], writable: [{ region: output }] };
+    let completed = 0;
+    await new Promise<void>((resolve, reject) => {
+      const next = (): void => {
+        if (++completed === 40) resolve();
+        else driver.q.enqueue(request, next, reject);
+      };
+      driver.q.enqueue(request, next, reject);
+      setTimeout(() => reject(new Error(`stalled after ${completed} of 40 completions`)), 3000).unref();
+    });
+    expect(driver.q.inFlight).toBe(0);
+    expect(driver.q.free).toBe(driver.q.size);
+    driver.close();
+  });
+
+  test('a completion callback that closes the driver and its memory stops the reap: the rest of the batch is canceled, nothing reads the freed ring', async () => {
+    // The device answers each notification at once, so one reap finds all four.
+    const driver = open(ring, { queueSize: 16, sim: { completeOnNotify: true } });
+    driver.q.setMode('poll', { loop: false, spinMicros: 0 });
+    const outcomes: string[] = [];
+    let thrown: unknown;
+    const regions = Array.from({ length: 4 }, (_, i) => [driver.dma(bytes(4, i)), driver.dma(4)] as const);
+    for (const [i, [input, output]] of regions.entries()) {
+      driver.q.enqueue(
+        { readable: [{ region: input }], writable: [{ region: output }] },
+        () => {
+          outcomes.push(`done ${i}`);
+          if (i === 0) {
+            driver.close();
+            rig!.pool.close();
+          }
+        },
+        (error) => outcomes.push(`${(error as { code?: string }).code} ${i}`),
+      );
+    }
+    await turns(1);
+    expect(driver.q.stats.completed).toBe(0);
+    try {
+      driver.q.poll();
+    } catch (error) {
+      thrown = error;
+    }
+    await turns(3);
+    expect(thrown).toBeUndefined();
+    expect(outcomes).toEqual(['done 0', 'ERR_VIRTIO_CANCELED 1', 'ERR_VIRTIO_CANCELED 2', 'ERR_VIRTIO_CANCELED 3']);
+  });
+
   describe('completion modes', () => {
     test('poll: the device is asked for no interrupts and the loop finds every completion, then stops', async () => {
       const driver = open(ring, { queueSize: 16 });
@@ -180,6 +231,60 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
       expect(polledCompletions).toBe(20);
       expect(polls).toBe(0);
       expect(rig!.sim.stats.interrupts).toBe(interruptsBefore);
+      driver.close();
+    });
+
+    test('poll: requests that completion callbacks place go out in the same flush — a chain of enqueue() callbacks runs within one flush() call, with no microtask between requests', async () => {
+      const driver = open(ring, { queueSize: 16, sim: { completeOnNotify: true } });
+      driver.q.setMode('poll', { burstMicros: 1e7 });
+      const input = driver.dma(bytes(8));
+      const output = driver.dma(8);
+      const request = { readable: [{ region: input }], writable: [{ region: output }] };
+      const lengths: number[] = [];
+      let failure: unknown;
+      let microtaskRan = false;
+      const next = (len: number): void => {
+        lengths.push(len);
+        if (lengths.length < 20) driver.q.enqueue(request, next, (error) => (failure = error));
+      };
+      driver.q.enqueue(request, next, (error) => (failure = error));
+      const notifications = driver.q.stats.notifications;
+      queueMicrotask(() => (microtaskRan = true));
+      // Synchronously, as the microtask that would publish the first request does it.
+      driver.q.flush();
+      expect(microtaskRan).toBe(false);
+      expect(failure).toBeUndefined();
+      expect(lengths).toEqual(Array.from({ length: 20 }, () => 8));
+      expect(driver.q.stats.notifications - notifications).toBe(20);
+      expect(driver.q.stats.spinHits).toBe(20);
+      expect(driver.q.inFlight).toBe(0);
+      driver.close();
+    });
+
+    test('interrupt: a request a completion callback places is published when the reap ends, before any microtask', async () => {
+      const driver = open(ring, { queueSize: 16 });
+      const input = driver.dma(bytes(8));
+      const output = driver.dma(8);
+      const request = { readable: [{ region: input }], writable: [{ region: output }] };
+      let second = false;
+      let publishedByThen = -1;
+      const secondDone = new Promise<void>((resolve, reject) => {
+        driver.q.enqueue(
+          request,
+          () => {
+            const publishes = driver.q.stats.publishes;
+            // Queued first, so it runs before any microtask the placement could queue.
+            queueMicrotask(() => (publishedByThen = driver.q.stats.publishes - publishes));
+            driver.q.enqueue(request, () => { second = true; resolve(); }, reject);
+            // Not yet: the reap still runs (other used entries may follow); the publish comes when it ends.
+            expect(driver.q.stats.publishes).toBe(publishes);
+          },
+          reject,
+        );
+      });
+      await secondDone;
+      expect(second).toBe(true);
+      expect(publishedByThen).toBe(1);
       driver.close();
     });
 
