@@ -51,6 +51,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("dmaRmb", Napi::Function::New<DmaRmb>(env, "dmaRmb"));
   exports.Set("dmaWmb", Napi::Function::New<DmaWmb>(env, "dmaWmb"));
   exports.Set("setErrorFactory", Napi::Function::New<SetErrorFactory>(env, "setErrorFactory"));
+  exports.Set("barrierKind", Napi::String::New(env, kBarrierKind));
   exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(sysconf(_SC_PAGESIZE))));
   DefineFdHelpers(env, exports);
   return exports;

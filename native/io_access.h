@@ -32,7 +32,10 @@ inline void compiler_barrier() { asm volatile("" ::: "memory"); }
 #define VIRTIO_MMIO_ARM32 1
 #endif
 
+// Which of the barrier sets below this build uses; the addon exports it as
+// `barrierKind` so a test on a real machine can check which one ran.
 #if defined(__aarch64__)
+inline constexpr const char kBarrierKind[] = "arm64";
 inline void barrier_mb() { asm volatile("dsb sy" ::: "memory"); }
 inline void barrier_rmb() { asm volatile("dsb ld" ::: "memory"); }
 inline void barrier_wmb() { asm volatile("dsb st" ::: "memory"); }
@@ -65,6 +68,7 @@ inline void raw_write32(volatile void* p, uint32_t v) {
 }
 #elif defined(VIRTIO_MMIO_ARM32)
 // `dsb sy` is what a bare `dsb` (Linux's dsb()) assembles to.
+inline constexpr const char kBarrierKind[] = "armv7";
 inline void barrier_mb() { asm volatile("dsb sy" ::: "memory"); }
 inline void barrier_rmb() { asm volatile("dsb sy" ::: "memory"); }
 inline void barrier_wmb() { asm volatile("dsb st" ::: "memory"); }
@@ -99,6 +103,7 @@ inline void raw_write32(volatile void* p, uint32_t v) {
 }
 #else
 #if defined(__x86_64__) || defined(__i386__)
+inline constexpr const char kBarrierKind[] = "x86";
 inline void barrier_mb() { asm volatile("mfence" ::: "memory"); }
 inline void barrier_rmb() { asm volatile("lfence" ::: "memory"); }
 inline void barrier_wmb() { asm volatile("sfence" ::: "memory"); }
@@ -107,6 +112,7 @@ inline void barrier_dma_wmb() { compiler_barrier(); }
 #else
 // Other architectures (ARMv6, RISC-V, POWER, ...): full thread fences. Not
 // tuned, and not checked against each architecture's device-ordering rules.
+inline constexpr const char kBarrierKind[] = "fences";
 inline void barrier_mb() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 inline void barrier_rmb() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 inline void barrier_wmb() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }

@@ -5,11 +5,13 @@ import { parseTarget, type Target } from './targets';
 
 export { UsageError } from '../errors';
 
-/** Where the CLI writes, and the sysfs it looks at (tests give their own). */
+/** Where the CLI writes, and the sysfs and command line it looks at (tests give their own). */
 export interface CliIo {
   stdout: { write(text: string): unknown };
   stderr: { write(text: string): unknown };
   sysfs?: UioSysfs;
+  /** The kernel command line `scan` reads virtio_mmio.device= entries from; default /proc/cmdline's text. */
+  cmdline?: string;
   /** Whether stderr is a terminal (progress bars are drawn only then, or with --progress). */
   isTTY?: boolean;
 }

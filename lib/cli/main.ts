@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UioSysfs } from '../platform';
 import { VirtioRng } from '../devices';
-import { discoverUio, describeSpec } from '../transport';
-import { formatScan, scan } from './scan';
+import { PROC_CMDLINE, discoverCmdline, discoverUio, describeSpec } from '../transport';
+import { describeError, formatScan, scan, type ScanEntry } from './scan';
 import { formatInspect, inspect } from './inspect';
 import { formatSelftest, selftest } from './selftest';
 import { dumpCommand } from './dump';
@@ -27,9 +27,10 @@ const EXIT_NOTE = `  exit status: 0 ok, 1 the device or the operation failed, 2 
 
 /** Each command's synopsis (the first line, options included) and what it does, as USAGE lists them. */
 const SUMMARIES: Record<string, string> = {
-  scan: `  scan [--device <size>@<baseaddr>[:<irq>[:<id>]]]... [--sim <type>[:1|2|packed]]... [--no-uio] [--json]
+  scan: `  scan [--device <size>@<baseaddr>[:<irq>[:<id>]]]... [--sim <type>[:1|2|packed]]... [--no-uio] [--no-cmdline] [--json]
         every virtio-mmio transport: UIO devices named virtio_mmio (or device-tree virtio,mmio),
-        the /dev/mem windows given, and software devices; one line each
+        the virtio_mmio.device= entries of /proc/cmdline and the /dev/mem windows given (both
+        through /dev/mem), and software devices; one line each
 `,
   inspect: `  inspect <dev> [--reset] [--json]
         every register, the features by name, config space, SHM regions and queue sizes;
@@ -132,14 +133,25 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
 function scanCommand(args: readonly string[], io: CliIo): number {
   const { values } = parseOptions('scan', {
     args: [...args],
-    options: { device: { type: 'string', multiple: true }, sim: { type: 'string', multiple: true }, 'no-uio': { type: 'boolean' }, json: { type: 'boolean' } },
+    options: { device: { type: 'string', multiple: true }, sim: { type: 'string', multiple: true }, 'no-uio': { type: 'boolean' }, 'no-cmdline': { type: 'boolean' }, json: { type: 'boolean' } },
   });
   const sysfs = io.sysfs ?? new UioSysfs();
   const targets: Target[] = [];
+  const cmdlineFailure: ScanEntry[] = [];
   if (!values['no-uio']) for (const spec of discoverUio(sysfs)) targets.push({ kind: 'device', spec, where: describeSpec(spec) });
-  for (const text of values.device ?? []) targets.push(parseTarget(text, sysfs));
+  const given = (values.device ?? []).map((text) => parseTarget(text, sysfs));
+  if (!values['no-cmdline']) {
+    try {
+      // A window also given with --device is listed once, as given.
+      const bases = new Set(given.map((t) => (t.kind === 'device' && t.spec.kind === 'physical' ? t.spec.base : undefined)));
+      for (const spec of discoverCmdline(io.cmdline)) if (!bases.has(spec.base)) targets.push({ kind: 'device', spec, where: describeSpec(spec) });
+    } catch (error) {
+      cmdlineFailure.push({ where: io.cmdline === undefined ? PROC_CMDLINE : 'kernel command line', kind: 'physical', error: describeError(error) });
+    }
+  }
+  targets.push(...given);
   for (const text of values.sim ?? []) targets.push(parseTarget(text.startsWith('sim:') ? text : `sim:${text}`, sysfs));
-  const entries = scan(targets);
+  const entries = [...scan(targets), ...cmdlineFailure];
   if (values.json) io.stdout.write(`${JSON.stringify(entries, null, 2)}\n`);
   else {
     io.stdout.write(formatScan(entries));

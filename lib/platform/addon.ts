@@ -25,6 +25,13 @@ export interface NativeMmioRegion extends RegisterBlock {
 
 export type DmaKind = 'hugetlb' | 'physical' | 'anonymous';
 
+/**
+ * The barrier set the addon was built with: 'arm64' (DSB/DMB, MMIO as Linux
+ * arm64), 'armv7' (DSB around MMIO, as Linux arm), 'x86' (mfence/lfence/sfence,
+ * MMIO with compiler barriers only), 'fences' (full thread fences elsewhere).
+ */
+export type BarrierKind = 'arm64' | 'armv7' | 'x86' | 'fences';
+
 export interface NativeDmaMemory {
   /**
    * External ArrayBuffer over the memory; detached by free(). The memory is
@@ -114,8 +121,18 @@ export interface NativeAddon {
   socketpair(): [number, number];
   closeFd(fd: number): void;
   setErrorFactory(factory: (kind: string, message: string, props: Record<string, unknown>) => Error): void;
+  /** Which barrier set native/io_access.h compiled in (see BarrierKind). */
+  readonly barrierKind: BarrierKind;
   readonly pageSize: number;
   readonly constants: EpollConstants;
+}
+
+/** The physical range of a failed /dev/mem mmap, from the addon's "(offset|physical 0x…, length 0x…)" detail. */
+function mappedRange(message: string): { start: bigint; end: bigint } | undefined {
+  const m = /\((?:offset|physical) 0x([0-9a-f]+), length 0x([0-9a-f]+)\)/i.exec(message);
+  if (!m) return undefined;
+  const start = BigInt(`0x${m[1]}`);
+  return { start, end: start + BigInt(`0x${m[2]}`) };
 }
 
 /** Turns the addon's (kind, message, props) into the library's error classes. */
@@ -131,7 +148,7 @@ export function makeNativeError(kind: string, message: string, props: Record<str
         code,
         syscall,
         path,
-        hint: syscallHint({ code, syscall, path }),
+        hint: syscallHint({ code, syscall, path, range: path === '/dev/mem' ? mappedRange(message) : undefined }),
       });
     }
     case 'range':

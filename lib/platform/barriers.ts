@@ -1,4 +1,4 @@
-import { native } from './addon';
+import { native, type BarrierKind } from './addon';
 
 /**
  * Memory barriers with Linux's meaning (asm/barrier.h): mb/rmb/wmb order
@@ -14,6 +14,9 @@ export interface Barriers {
   dmaRmb(): void;
   dmaWmb(): void;
 }
+
+/** Which architecture's barriers the loaded addon uses (native/io_access.h). */
+export const barrierKind: BarrierKind = native.barrierKind;
 
 export const nativeBarriers: Barriers = {
   mb: native.mb,

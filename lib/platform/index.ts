@@ -1,6 +1,6 @@
 export { POLL_TIMEOUT_MAX_MS, checkPollTimeout, type RegisterBlock, type AccessWidth } from './register-block';
 export { MmioWindow, type UioWindow, type UioWindowOptions } from './mmio-window';
-export { nativeBarriers, type Barriers } from './barriers';
+export { barrierKind, nativeBarriers, type Barriers } from './barriers';
 export { freeIfLive, type DmaAllocator, type DmaRegion, type DeviceMemory } from './dma-allocator';
 export { DmaPool, type ChunkSource } from './dma-pool';
 export type { InterruptSource, InterruptEvent, InterruptListener, InterruptErrorListener } from './interrupt-source';

@@ -5,6 +5,19 @@ export interface SyscallFailure {
   code: string;
   syscall: string;
   path?: string;
+  /** /dev/mem: the physical range that was asked for (its end exclusive). */
+  range?: { start: bigint; end: bigint };
+}
+
+/** Where the kernel lists physical address ranges and who holds them. */
+const IOMEM = '/proc/iomem';
+
+function readIomem(): string {
+  try {
+    return readFileSync(IOMEM, 'utf8');
+  } catch {
+    return '';
+  }
 }
 
 const UIO_DEVICE = /^\/dev\/uio\d+$/;
@@ -23,7 +36,7 @@ function meminfo(key: string, file = '/proc/meminfo'): string {
  * library meet: permissions on /dev/uioN and /dev/mem, no UIO driver bound,
  * no hugepages, no CAP_SYS_ADMIN for pagemap, no irqcontrol.
  */
-export function syscallHint(f: SyscallFailure): string | undefined {
+export function syscallHint(f: SyscallFailure, iomem: () => string = readIomem): string | undefined {
   const denied = f.code === 'EACCES' || f.code === 'EPERM';
   const path = f.path ?? '';
   if (UIO_DEVICE.test(path)) {
@@ -40,6 +53,20 @@ export function syscallHint(f: SyscallFailure): string | undefined {
     }
   }
   if (path === '/dev/mem') {
+    // drivers/char/mem.c: mmap_mem refuses a range devmem_is_allowed() rejects with EPERM, whichever the reason; /proc/iomem tells which.
+    const holder = f.code === 'EPERM' && f.syscall === 'mmap' && f.range ? iomemHolder(iomem(), f.range) : undefined;
+    if (holder?.kind === 'ram') {
+      return `${hexRange(f.range!)} is RAM the kernel owns ("${holder.name}" in ${IOMEM}) and STRICT_DEVMEM refuses it: ` +
+        'for DMA memory, keep the kernel off a range (mem=, memmap=, or a reserved-memory node with no-map) and map that';
+    }
+    if (holder?.kind === 'claimed') {
+      return `${hexRange(f.range!)} is claimed by a driver ("${holder.name}" in ${IOMEM}) and IO_STRICT_DEVMEM refuses busy ranges: ` +
+        'unbind that driver (e.g. echo <device> > /sys/bus/platform/drivers/<driver>/unbind) or reach the device through UIO';
+    }
+    if (f.code === 'EINVAL' && f.syscall === 'mmap') {
+      return 'the kernel cannot map that physical range through /dev/mem (beyond the physical address space, or an offset ' +
+        'its mmap cannot take): check the base address';
+    }
     if (denied) {
       return '/dev/mem needs root (CAP_SYS_RAWIO); with CONFIG_STRICT_DEVMEM or CONFIG_IO_STRICT_DEVMEM the kernel ' +
         'also refuses ranges that are RAM or claimed by a driver: reserve the range (reserved-memory) or use UIO';
@@ -67,6 +94,32 @@ export function syscallHint(f: SyscallFailure): string | undefined {
       return 'reading physical addresses from /proc/self/pagemap needs CAP_SYS_ADMIN (the kernel reports page frame 0 ' +
         'without it): run as root or grant CAP_SYS_ADMIN';
     }
+  }
+  return undefined;
+}
+
+const hexRange = (r: { start: bigint; end: bigint }): string => `physical 0x${r.start.toString(16)}-0x${(r.end - 1n).toString(16)}`;
+
+/**
+ * Who holds physical `range` in /proc/iomem's text: RAM the kernel owns
+ * ("System RAM", a top-level entry), or a driver (an entry nested inside a
+ * device's own resource: request_mem_region's busy child). Undefined when
+ * neither, or when the text shows no addresses (read without root, the
+ * kernel prints zeros).
+ */
+export function iomemHolder(text: string, range: { start: bigint; end: bigint }): { kind: 'ram' | 'claimed'; name: string } | undefined {
+  const entries: { depth: number; start: bigint; end: bigint; name: string }[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^( *)([0-9a-f]+)-([0-9a-f]+) : (.*)$/i.exec(line);
+    if (m) entries.push({ depth: m[1].length / 2, start: BigInt(`0x${m[2]}`), end: BigInt(`0x${m[3]}`) + 1n, name: m[4] });
+  }
+  const overlaps = (e: { start: bigint; end: bigint }): boolean => e.start < range.end && range.start < e.end && e.end > 1n;
+  let parent: (typeof entries)[number] | undefined;
+  for (const e of entries) {
+    if (e.depth === 0) parent = e;
+    if (!overlaps(e)) continue;
+    if (e.depth === 0 && e.name === 'System RAM') return { kind: 'ram', name: e.name };
+    if (e.depth > 0 && parent && parent.name !== 'System RAM' && overlaps(parent)) return { kind: 'claimed', name: e.name };
   }
   return undefined;
 }

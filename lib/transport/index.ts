@@ -6,3 +6,4 @@ export type { VirtioTransport, QueueTransport, DeviceConfig, QueueLayout, QueueA
 export { probe, type ProbeResult } from './probe';
 export { ConfigSpace } from './config-space';
 export { parseDeviceSpec, discoverUio, openTransport, probeAll, describeSpec, type DeviceSpec, type UioDeviceSpec, type PhysicalDeviceSpec, type OpenTransportOptions, type ProbeReport } from './discovery';
+export { discoverCmdline, PROC_CMDLINE } from './cmdline-discovery';

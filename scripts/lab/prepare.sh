@@ -4,14 +4,16 @@
 # uio_pdrv_genirq.ko, a guest rootfs (nodejs, busybox; fio on arm64), the
 # addon cross-built for the guest, and the library compiled for the guest
 # (on arm64 with the C floor of the blk benchmark, bench/floor, beside it).
-# Two guests: arm64 (the default; -M virt, Debian's arm64 kernel) and armhf
-# (32-bit armv7 hard-float; Debian's armmp-lpae kernel, lab-arch.sh).
+# Three guests: arm64 (the default; -M virt, Debian's arm64 kernel), armhf
+# (32-bit armv7 hard-float; Debian's armmp-lpae kernel) and amd64 (an
+# x86-64 -M microvm with Debian's amd64 kernel, no UIO, and the host's own
+# addon build from build/Release), lab-arch.sh.
 # Everything lands under $LAB_CACHE (default .lab-cache/), in stages keyed
 # by their inputs, so a warm run after a source change only rebuilds the
 # library layer. Prints the path of the finished initrd parts on the last
-# line: "lab ready: <dir>" (ready/ for arm64, ready-armhf/ for armhf).
+# line: "lab ready: <dir>" (ready/ for arm64, ready-<arch>/ for the others).
 #
-#   bash scripts/lab/prepare.sh [--arch arm64|armhf|all]   (as root the first time: apt)
+#   bash scripts/lab/prepare.sh [--arch arm64|armhf|amd64|all]   (as root the first time: apt)
 #   LAB_ARCH=armhf bash scripts/lab/prepare.sh
 set -euo pipefail
 
@@ -20,20 +22,19 @@ cache="${LAB_CACHE:-$root/.lab-cache}"
 arch="${LAB_ARCH:-arm64}"
 while [ $# -gt 0 ]; do
   case "$1" in
-    --arch) [ $# -ge 2 ] || { echo "lab prepare: --arch needs arm64, armhf or all" >&2; exit 2; }; arch="$2"; shift 2 ;;
+    --arch) [ $# -ge 2 ] || { echo "lab prepare: --arch needs arm64, armhf, amd64 or all" >&2; exit 2; }; arch="$2"; shift 2 ;;
     --arch=*) arch="${1#--arch=}"; shift ;;
-    *) echo "lab prepare: unknown argument $1 (usage: prepare.sh [--arch arm64|armhf|all])" >&2; exit 2 ;;
+    *) echo "lab prepare: unknown argument $1 (usage: prepare.sh [--arch arm64|armhf|amd64|all])" >&2; exit 2 ;;
   esac
 done
 if [ "$arch" = all ]; then
-  for a in arm64 armhf; do LAB_ARCH="$a" bash "$0"; done
+  for a in arm64 armhf amd64; do LAB_ARCH="$a" bash "$0"; done
   exit 0
 fi
 # shellcheck source=lab-arch.sh
 source "$(dirname "$0")/lab-arch.sh"
-lab_arch "$arch" || { echo "lab prepare: unknown arch '$arch' (arm64, armhf or all)" >&2; exit 2; }
+lab_arch "$arch" || { echo "lab prepare: unknown arch '$arch' (arm64, armhf, amd64 or all)" >&2; exit 2; }
 suite=bookworm
-host_pkgs=(qemu-system-arm qemu-system-data "gcc-$triple" "g++-$triple" mmdebstrap cpio xz-utils make binutils linux-source-6.1 linux-kbuild-6.1)
 
 say() { printf 'lab prepare (%s): %s\n' "$arch" "$*" >&2; }
 die() { printf 'lab prepare (%s): error: %s\n' "$arch" "$*" >&2; exit 1; }
@@ -48,14 +49,15 @@ exec 9>"$cache/.lock"
 flock 9 || die "cannot lock $cache/.lock"
 
 # ---- host packages (never an :arm64/:armhf package: it would replace the host's gcc) ----
-if ! dpkg --print-foreign-architectures | grep -qx "$deb_arch"; then
+if [ "$deb_arch" != "$(dpkg --print-architecture)" ] && ! dpkg --print-foreign-architectures | grep -qx "$deb_arch"; then
   is_root || die "the $deb_arch package architecture is not enabled; as root: dpkg --add-architecture $deb_arch && apt-get update"
   say "enabling the $deb_arch architecture for apt-get download"
   dpkg --add-architecture "$deb_arch"
   # A suite whose index fails (a mirror mid-sync) leaves apt with the others; the ABI below is checked.
   apt-get update -qq || say "apt-get update reported errors; going on with the indexes it has"
 fi
-resolve_abi() { apt-cache depends "$kernel_meta:$deb_arch" 2>/dev/null | sed -n "s/.*Depends: linux-image-\(.*\)-$flavour:$deb_arch\$/\1/p" | head -1; }
+# (apt-cache leaves the :arch suffix off the host's own architecture.)
+resolve_abi() { apt-cache depends "$kernel_meta:$deb_arch" 2>/dev/null | sed -n "s/.*Depends: linux-image-\(.*\)-$flavour\(:$deb_arch\)\{0,1\}\$/\1/p" | head -1; }
 abi="$(resolve_abi)"
 if [ -z "$abi" ]; then
   is_root || die "apt does not know $kernel_meta:$deb_arch; as root: apt-get update"
@@ -63,7 +65,7 @@ if [ -z "$abi" ]; then
   abi="$(resolve_abi)"
   [ -n "$abi" ] || die "cannot resolve the $deb_arch kernel ABI from 'apt-cache depends $kernel_meta:$deb_arch'"
 fi
-host_pkgs+=("linux-headers-$abi-common")
+[ "$uio_module" = 0 ] || host_pkgs+=("linux-headers-$abi-common")
 missing=()
 for p in "${host_pkgs[@]}"; do installed "$p" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -81,31 +83,36 @@ if [ ! -f "$kernel/done" ]; then
   say "kernel $abi: downloading the $deb_arch $flavour image and headers ($(elapsed))"
   stale kernel- "$kernel"
   rm -rf "$kernel"; mkdir -p "$kernel/debs" "$kernel/x" "$kernel/modules"
-  (cd "$kernel/debs" && apt-get download -qq -o APT::Sandbox::User=root "linux-image-$abi-$flavour:$deb_arch" "linux-headers-$abi-$flavour:$deb_arch" >/dev/null) \
+  debs=("linux-image-$abi-$flavour:$deb_arch")
+  [ "$uio_module" = 0 ] || debs+=("linux-headers-$abi-$flavour:$deb_arch")
+  (cd "$kernel/debs" && apt-get download -qq -o APT::Sandbox::User=root "${debs[@]}" >/dev/null) \
     || die "apt-get download of linux-image-$abi-$flavour:$deb_arch failed"
   for deb in "$kernel"/debs/*.deb; do dpkg -x "$deb" "$kernel/x"; done
   cp "$kernel/x/boot/vmlinuz-$abi-$flavour" "$kernel/vmlinuz"
   for m in "${kernel_modules[@]}"; do
     cp "$kernel/x/lib/modules/$abi-$flavour/kernel/$m" "$kernel/modules/" || die "the kernel package has no $m"
   done
-  # The headers' Makefile includes the -common tree and links into linux-kbuild by /usr/src paths.
-  headers="/usr/src/linux-headers-$abi-$flavour"
-  if [ ! -d "$headers" ]; then
-    is_root || die "$headers is missing; run this once as root"
-    cp -a "$kernel/x/usr/src/linux-headers-$abi-$flavour" /usr/src/
+  if [ "$uio_module" = 1 ]; then
+    # The headers' Makefile includes the -common tree and links into linux-kbuild by /usr/src paths.
+    headers="/usr/src/linux-headers-$abi-$flavour"
+    if [ ! -d "$headers" ]; then
+      is_root || die "$headers is missing; run this once as root"
+      cp -a "$kernel/x/usr/src/linux-headers-$abi-$flavour" /usr/src/
+    fi
+    say "kernel $abi: building uio_pdrv_genirq.ko ($(elapsed))"
+    mod="$kernel/uio-build"; mkdir -p "$mod"
+    tar -xJf /usr/src/linux-source-6.1.tar.xz -O linux-source-6.1/drivers/uio/uio_pdrv_genirq.c > "$mod/uio_pdrv_genirq.c"
+    # Debian's amd64 modpost knows only 64-bit device-table layouts (a 32-bit
+    # of_device_id table is FATAL); the table only feeds module aliases, and the lab insmods.
+    [ "$drop_device_table" = 0 ] || sed -i '/^MODULE_DEVICE_TABLE(/d' "$mod/uio_pdrv_genirq.c"
+    echo 'obj-m := uio_pdrv_genirq.o' > "$mod/Kbuild"
+    make -s -C "$headers" M="$mod" ARCH="$kernel_arch" CROSS_COMPILE="$triple-" modules >"$mod/build.log" 2>&1 \
+      || { tail -20 "$mod/build.log" >&2; die "building uio_pdrv_genirq.ko failed (log: $mod/build.log)"; }
+    cp "$mod/uio_pdrv_genirq.ko" "$kernel/modules/"
   fi
-  say "kernel $abi: building uio_pdrv_genirq.ko ($(elapsed))"
-  mod="$kernel/uio-build"; mkdir -p "$mod"
-  tar -xJf /usr/src/linux-source-6.1.tar.xz -O linux-source-6.1/drivers/uio/uio_pdrv_genirq.c > "$mod/uio_pdrv_genirq.c"
-  # Debian's amd64 modpost knows only 64-bit device-table layouts (a 32-bit
-  # of_device_id table is FATAL); the table only feeds module aliases, and the lab insmods.
-  [ "$drop_device_table" = 0 ] || sed -i '/^MODULE_DEVICE_TABLE(/d' "$mod/uio_pdrv_genirq.c"
-  echo 'obj-m := uio_pdrv_genirq.o' > "$mod/Kbuild"
-  make -s -C "$headers" M="$mod" ARCH="$kernel_arch" CROSS_COMPILE="$triple-" modules >"$mod/build.log" 2>&1 \
-    || { tail -20 "$mod/build.log" >&2; die "building uio_pdrv_genirq.ko failed (log: $mod/build.log)"; }
-  cp "$mod/uio_pdrv_genirq.ko" "$kernel/modules/"
   stage="$kernel/cpio"; rm -rf "$stage"; mkdir -p "$stage/lab/modules"
-  cp "$kernel"/modules/*.ko "$stage/lab/modules/"
+  # (amd64 has no module: its archive holds the empty directory.)
+  find "$kernel/modules" -name '*.ko' -exec cp -t "$stage/lab/modules/" {} +
   (cd "$stage" && find . | cpio -o -H newc --quiet | gzip -1 > "$kernel/modules.cpio.gz")
   rm -rf "$kernel/x" "$kernel/debs" "$stage"
   touch "$kernel/done"
@@ -143,7 +150,13 @@ if [ "$qemu_backport" = 1 ]; then
 fi
 
 # ---- stage: guest rootfs (keyed by the guest's package versions) ----
-versions="$(for p in ${guest_pkgs//,/ }; do apt-cache policy "$p:$deb_arch" | sed -n 's/ *Candidate: //p'; done | tr '\n' ' ')"
+if [ "$deb_arch" = "$(dpkg --print-architecture)" ]; then
+  # The host's own arch: its apt may also know third-party suites (e.g. a newer
+  # nodejs); mmdebstrap gets Debian's suites only (below), so key on their newest.
+  versions="$(for p in ${guest_pkgs//,/ }; do apt-cache madison "$p" | awk -F ' [|] ' -v s="$suite" '$3 ~ (" " s "(-updates|-security)?/main ") { print $2; exit }'; done | tr '\n' ' ')"
+else
+  versions="$(for p in ${guest_pkgs//,/ }; do apt-cache policy "$p:$deb_arch" | sed -n 's/ *Candidate: //p'; done | tr '\n' ' ')"
+fi
 rootfs="$cache/rootfs-$tag$(echo "$suite $guest_pkgs $versions" | hash_of)"
 if [ ! -f "$rootfs/done" ]; then
   is_root || die "building the guest rootfs needs root (mmdebstrap extract keeps file ownership)"
@@ -166,7 +179,23 @@ fi
 # ---- stage: the addon for the guest (keyed by its sources) ----
 addon_key="$( (cat "$root/binding.gyp" "$root"/native/*.cc "$root"/native/*.h; node -p "require('$root/node_modules/node-addon-api/package.json').version") | hash_of)"
 addon="$cache/addon-$deb_arch-$addon_key"
-if [ ! -f "$addon/virtio_mmio.node" ]; then
+if [ "$host_addon" = 1 ]; then
+  # The host's own build (npm ci / npm run build made it): same arch, same
+  # Debian glibc and libstdc++ as the guest; Node-API 8, so the guest's Node 18 loads it.
+  host_build="$root/build/Release/virtio_mmio.node"
+  [ -f "$host_build" ] || die "no host addon build at $host_build: npm run build"
+  for f in "$root/binding.gyp" "$root"/native/*.cc "$root"/native/*.h; do
+    [ "$f" -ot "$host_build" ] || { say "warning: $f is newer than $host_build (npm run build if native/ changed)"; break; }
+  done
+  readelf -h "$host_build" | grep -Eq "Machine:[[:space:]]+$elf_machine\$" || die "$host_build is not $elf_machine"
+  addon_key="$( (echo "$addon_key"; hash_of < "$host_build") | hash_of)"
+  addon="$cache/addon-$deb_arch-$addon_key"
+  if [ ! -f "$addon/virtio_mmio.node" ]; then
+    rm -rf "$cache/addon-$deb_arch-"*
+    mkdir -p "$addon"
+    cp "$host_build" "$addon/"
+  fi
+elif [ ! -f "$addon/virtio_mmio.node" ]; then
   say "addon: cross-building for $deb_arch ($(elapsed))"
   build="$cache/addon-build"; rm -rf "$build"; mkdir -p "$build"
   cp -a "$root/binding.gyp" "$root/native" "$build/"

@@ -3,10 +3,11 @@
 // in it (from /opt/virtio-mmio, the compiled library). Streams the console,
 // returns the command's exit status and the result lines it printed, kills
 // QEMU after a timeout, and never leaves a QEMU process behind (also on
-// Ctrl-C or when the calling process exits). Two guests (prepare.sh --arch):
-// arm64 (the default) and armhf (32-bit, LPAE); LAB_ARCH picks the default.
+// Ctrl-C or when the calling process exits). Three guests (prepare.sh --arch):
+// arm64 (the default), armhf (32-bit, LPAE) and amd64 (an x86-64 microvm
+// without UIO); LAB_ARCH picks the default.
 //
-//   node scripts/lab/run.js [--arch arm64|armhf [--above-4gib]] [--legacy] [--device SPEC]... [--qemu ARG]... [--timeout S] -- COMMAND...
+//   node scripts/lab/run.js [--arch arm64|armhf|amd64 [--above-4gib]] [--legacy] [--device SPEC]... [--qemu ARG]... [--timeout S] -- COMMAND...
 //
 // As a module: runLab({ arch, above4GiB, devices, legacy, command, timeoutMs, onConsole }).
 
@@ -31,7 +32,20 @@ const ARCHES = {
     qemu: 'qemu-system-arm', machine: 'virt,highmem=on', cpu: 'cortex-a15', memoryMb: 3072, ready: path.join(CACHE, 'ready-armhf'),
     above4GiB: { bundled: 'qemu/qemu-system-arm', memoryMb: 4096, args: ['-audio', 'none'] },
   },
+  // The Firecracker shape: -M microvm (virtio-mmio only, no ACPI, no device
+  // tree) writes a virtio_mmio.device= entry per device onto the kernel
+  // command line; the console is the ISA serial port. RAM is 0..1 GiB and
+  // mem=768M keeps the kernel off the top 256 MiB, the DMA carve-out
+  // (CARVE_OUT). reboot=t: without ACPI the guest ends QEMU by a reboot
+  // (init.sh), which -no-reboot turns into an exit. -cpu max: Node's V8
+  // wants more than the baseline qemu64 CPU.
+  amd64: {
+    qemu: 'qemu-system-x86_64', machine: 'microvm,acpi=off', cpu: 'max', memoryMb: 1024, ready: path.join(CACHE, 'ready-amd64'),
+    append: 'console=ttyS0 quiet panic=-1 reboot=t mem=768M',
+  },
 };
+/** The amd64 guest's memory outside the kernel's map (its mem= to the end of its RAM), for DmaPool.physical. */
+const CARVE_OUT = { amd64: { base: 0x3000_0000, size: 0x1000_0000 } };
 const READY = ARCHES.arm64.ready;
 const RESULT = '@@LAB-RESULT ';
 const EXIT = '@@LAB-EXIT ';
@@ -76,7 +90,8 @@ function killAll() {
 process.once('exit', killAll);
 
 /**
- * @param {{ arch?: 'arm64' | 'armhf', above4GiB?: boolean, devices?: string[], extraArgs?: string[], legacy?: boolean, command: string,
+ * `append`: more words for the kernel command line (e.g. mem=, virtio_mmio.device= entries).
+ * @param {{ arch?: 'arm64' | 'armhf' | 'amd64', above4GiB?: boolean, devices?: string[], extraArgs?: string[], append?: string[], legacy?: boolean, command: string,
  *           timeoutMs?: number, memoryMb?: number, onConsole?: (line: string) => void }} options
  * @returns {Promise<{ exitCode: number | null, timedOut: boolean, results: object[], console: string, ms: number }>}
  */
@@ -92,7 +107,7 @@ function runLab(options) {
   if (options.above4GiB && !guest.above4GiB) return Promise.reject(new RangeError(`the ${options.arch ?? DEFAULT_ARCH} lab has no above4GiB boot`));
   const high = options.above4GiB ? guest.above4GiB : undefined;
   const qemu = high ? path.join(ready, high.bundled) : guest.qemu;
-  const { devices = [], extraArgs = [], legacy = false, command, timeoutMs = 300_000, memoryMb = high?.memoryMb ?? guest.memoryMb, onConsole } = options;
+  const { devices = [], extraArgs = [], append = [], legacy = false, command, timeoutMs = 300_000, memoryMb = high?.memoryMb ?? guest.memoryMb, onConsole } = options;
   if (typeof command !== 'string' || command === '') return Promise.reject(new TypeError('command must be a non-empty string'));
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lab-'));
   const initrd = path.join(dir, 'initrd');
@@ -105,7 +120,7 @@ function runLab(options) {
     '-M', guest.machine, '-cpu', guest.cpu, '-m', String(memoryMb), '-smp', '2',
     '-display', 'none', '-monitor', 'none', '-serial', 'stdio', '-no-reboot', '-nic', 'none',
     '-kernel', path.join(ready, 'vmlinuz'), '-initrd', initrd,
-    '-append', 'console=ttyAMA0 quiet panic=-1',
+    '-append', [guest.append ?? 'console=ttyAMA0 quiet panic=-1', ...append].join(' '),
     ...(legacy ? [] : ['-global', 'virtio-mmio.force-legacy=false']),
     ...(high?.args ?? []),
     ...devices.flatMap((d) => ['-device', d]),
@@ -184,7 +199,7 @@ function kernelDriverCommands(platformDevice, modules) {
   ];
 }
 
-module.exports = { runLab, labReady, cpio, kernelDriverCommands, READY, ARCHES };
+module.exports = { runLab, labReady, cpio, kernelDriverCommands, READY, ARCHES, CARVE_OUT };
 
 if (require.main === module) {
   const argv = process.argv.slice(2);
@@ -203,7 +218,7 @@ if (require.main === module) {
     else if (argv[i] === '--qemu') extraArgs.push(argv[++i]);
     else if (argv[i] === '--timeout') timeoutMs = Number(argv[++i]) * 1000;
     else {
-      console.error(`unknown option ${argv[i]}\nusage: node scripts/lab/run.js [--arch arm64|armhf [--above-4gib]] [--legacy] [--device SPEC]... [--qemu ARG]... [--timeout S] -- COMMAND...`);
+      console.error(`unknown option ${argv[i]}\nusage: node scripts/lab/run.js [--arch arm64|armhf|amd64 [--above-4gib]] [--legacy] [--device SPEC]... [--qemu ARG]... [--timeout S] -- COMMAND...`);
       process.exit(2);
     }
   }

@@ -173,3 +173,54 @@ describe('SyscallError fields', () => {
     expect(e).toMatchObject({ errno: -9, code: 'EBADF', syscall: 'close' });
   });
 });
+
+describe('/dev/mem refusals: which one, from /proc/iomem', () => {
+  // /proc/iomem of the arm64 lab guest booted with mem=3G (abridged): the PL011
+  // claimed by its driver (the nested entry), a transport nobody claimed, the kernel's RAM.
+  const IOMEM = [
+    '09000000-09000fff : 9000000.pl011',
+    '  09000000-09000fff : 9000000.pl011',
+    '0a000000-0a0001ff : a000000.virtio_mmio',
+    '0a003e00-0a003fff : a003e00.virtio_mmio',
+    '40000000-ffffffff : System RAM',
+    '  40210000-4163ffff : Kernel code',
+    '',
+  ].join('\n');
+  const iomem = (): string => IOMEM;
+  const mmap = (start: bigint, length: bigint, code = 'EPERM'): SyscallFailure => ({ code, syscall: 'mmap', path: '/dev/mem', range: { start, end: start + length } });
+
+  it('RAM the kernel owns: STRICT_DEVMEM, and how to keep the kernel off a carve-out', () => {
+    const hint = syscallHint(mmap(0x4000_0000n, 0x1000n), iomem);
+    expect(hint).toContain('physical 0x40000000-0x40000fff is RAM the kernel owns ("System RAM" in /proc/iomem)');
+    expect(hint).toContain('STRICT_DEVMEM');
+    expect(hint).toContain('mem=');
+    expect(hint).toContain('reserved-memory');
+  });
+
+  it('a range a driver has claimed: IO_STRICT_DEVMEM, and unbinding', () => {
+    const hint = syscallHint(mmap(0x0900_0000n, 0x1000n), iomem);
+    expect(hint).toContain('claimed by a driver ("9000000.pl011" in /proc/iomem)');
+    expect(hint).toContain('IO_STRICT_DEVMEM');
+    expect(hint).toContain('unbind');
+  });
+
+  it('EPERM on a range /proc/iomem does not explain (or without root: zeros) keeps the general /dev/mem hint', () => {
+    for (const text of [IOMEM, IOMEM.replace(/[0-9a-f]{8}/g, '00000000')]) {
+      const hint = syscallHint(mmap(0x0a00_0000n, 0x1000n), () => text);
+      expect(hint).toContain('CAP_SYS_RAWIO');
+      expect(hint).not.toContain('in /proc/iomem');
+    }
+  });
+
+  it('EINVAL from mmap: a range /dev/mem cannot map', () => {
+    expect(syscallHint(mmap(0xffff_ffff_ffff_f000n, 0x1000n, 'EINVAL'), iomem)).toContain('check the base address');
+  });
+
+  it('makeNativeError reads the range from the addon\'s message (register windows and carve-outs)', () => {
+    for (const detail of ['offset 0x9000000, length 0x1000', 'physical 0x9000000, length 0x1000']) {
+      const error = makeNativeError('syscall', `EPERM: Operation not permitted, mmap '/dev/mem' (${detail})`, { errno: -1, code: 'EPERM', syscall: 'mmap', path: '/dev/mem' }) as SyscallError;
+      // The host's own /proc/iomem decides which hint; whichever it is, it is a /dev/mem hint.
+      expect(error.hint).toMatch(/IO_STRICT_DEVMEM|STRICT_DEVMEM/);
+    }
+  });
+});

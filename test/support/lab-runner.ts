@@ -13,15 +13,19 @@ export interface LabRun {
   ms: number;
 }
 
-export type LabArch = 'arm64' | 'armhf';
+export type LabArch = 'arm64' | 'armhf' | 'amd64';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const runner = require('../../scripts/lab/run.js') as {
   runLab(options: object): Promise<LabRun>;
   kernelDriverCommands(platformDevice: string, modules: string[]): string[];
+  CARVE_OUT: Partial<Record<LabArch, { base: number; size: number }>>;
 };
 
 export const { kernelDriverCommands } = runner;
+
+/** Guest memory the kernel does not own (run.js boots the arch with mem= below its RAM), for DmaPool.physical. */
+export const carveOut = (arch: LabArch): { base: number; size: number } | undefined => runner.CARVE_OUT[arch];
 
 /** Boots the `arch` guest (arm64 unless told otherwise: LAB_ARCH does not move the tests). */
 export const runLab = (options: object, arch: LabArch = 'arm64'): Promise<LabRun> => runner.runLab({ arch, ...options });

@@ -1,7 +1,7 @@
 import { VirtioBlk, VirtioConsole, VirtioRng, type VirtioConsoleOptions } from '../../../lib/devices';
 import { DmaPool, UioInterruptSource } from '../../../lib/platform';
 import { DeviceId, describeFeatures, deviceIdName } from '../../../lib/spec';
-import { discoverUio, openTransport, probeAll, type MmioTransport, type ProbeReport, type UioDeviceSpec } from '../../../lib/transport';
+import { describeSpec, discoverUio, openTransport, probeAll, type DeviceSpec, type MmioTransport, type OpenTransportOptions, type PhysicalDeviceSpec, type ProbeReport, type UioDeviceSpec } from '../../../lib/transport';
 import type { BlkSubject } from '../../../test/contracts/blk-contract';
 import type { ConsoleSubject } from '../../../test/contracts/console-contract';
 import type { RngSubject } from '../../../test/contracts/rng-contract';
@@ -55,30 +55,111 @@ export function openOnUio<D extends { close(): void }>(spec: UioDeviceSpec, open
   }
 }
 
-const found = (reports: ProbeReport[], deviceId: number): UioDeviceSpec[] =>
-  reports.filter((r) => r.result?.deviceId === deviceId).map((r) => r.spec as UioDeviceSpec);
+/**
+ * Physical memory the kernel does not own (beyond `mem=`, or a reserved-memory
+ * node), cut into equal slices, one per device: each driver's rings and
+ * buffers come from `DmaPool.physical` over its slice, through /dev/mem.
+ */
+export interface CarveOut {
+  readonly base: bigint;
+  readonly size: number;
+  /** How many slices (devices) the carve-out is cut into. */
+  readonly slices: number;
+}
+
+/** Slice `index` of the carve-out: its base and size (page multiples). */
+export function carveOutSlice(carveOut: CarveOut, index: number): { base: bigint; size: number } {
+  const size = Math.floor(carveOut.size / carveOut.slices / 4096) * 4096;
+  if (!Number.isInteger(index) || index < 0 || index >= carveOut.slices || size === 0) throw new RangeError(`no slice ${index} of a carve-out of ${carveOut.size} bytes in ${carveOut.slices}`);
+  return { base: carveOut.base + BigInt(index * size), size };
+}
+
+/**
+ * Opens a driver on a physical transport (register window through
+ * /dev/mem, completions polled: openTransport) with DMA memory from its
+ * slice of the carve-out; closing the driver closes both. The driver resets
+ * the device when it closes, so the next open may reuse the slice.
+ */
+export function openOnPhysical<D extends { close(): void }>(
+  spec: PhysicalDeviceSpec,
+  dma: { base: bigint; size: number },
+  open: (transport: MmioTransport, memory: DmaPool) => D,
+  options: OpenTransportOptions = {},
+): { driver: D; transport: MmioTransport; close(): void } {
+  const transport = openTransport(spec, options);
+  let memory: DmaPool;
+  try {
+    memory = DmaPool.physical(dma.base, dma.size);
+  } catch (error) {
+    transport.close();
+    throw error;
+  }
+  try {
+    const driver = open(transport, memory);
+    return {
+      driver,
+      transport,
+      close() {
+        driver.close();
+        memory.close();
+      },
+    };
+  } catch (error) {
+    transport.close();
+    memory.close();
+    throw error;
+  }
+}
+
+/** A device found, whatever way it is reached: its label and how to open a driver on it. */
+interface Found {
+  readonly label: string;
+  readonly spec: DeviceSpec;
+  openDriver<D extends { close(): void }>(open: (transport: MmioTransport, memory: DmaPool) => D): { driver: D; transport: MmioTransport; close(): void };
+}
+
+/**
+ * The devices of type `deviceId` among `reports`: UIO ones with hugetlb
+ * DMA, physical ones (given `carveOut`) with the slice of the carve-out
+ * that the report's position picks.
+ */
+function found(reports: ProbeReport[], deviceId: number, carveOut?: CarveOut): Found[] {
+  const out: Found[] = [];
+  reports.forEach((r, index) => {
+    if (r.result?.deviceId !== deviceId) return;
+    const spec = r.spec;
+    if (spec.kind === 'uio') {
+      out.push({ label: spec.device.devicePath, spec, openDriver: (open) => openOnUio(spec, open) });
+      return;
+    }
+    if (!carveOut) throw new RangeError(`${describeSpec(spec)}: a physical device needs a carve-out for its DMA memory`);
+    const slice = carveOutSlice(carveOut, index);
+    out.push({ label: describeSpec(spec), spec, openDriver: (open) => openOnPhysical(spec, slice, open) });
+  });
+  return out;
+}
 
 /**
  * The rng devices found, as contract subjects; `excludeFeatures` turns
  * features off (e.g. EVENT_IDX, to run the flags-based suppression against
  * the device too).
  */
-export function rngSubjects(reports: ProbeReport[], excludeFeatures = 0n): RngSubject[] {
-  return found(reports, DeviceId.ENTROPY).map((spec) => ({
-    label: excludeFeatures ? `${spec.device.devicePath} (without ${describeFeatures(excludeFeatures)})` : spec.device.devicePath,
+export function rngSubjects(reports: ProbeReport[], excludeFeatures = 0n, carveOut?: CarveOut): RngSubject[] {
+  return found(reports, DeviceId.ENTROPY, carveOut).map((device) => ({
+    label: excludeFeatures ? `${device.label} (without ${describeFeatures(excludeFeatures)})` : device.label,
     open(options) {
-      const { driver: rng, transport, close } = openOnUio(spec, (t, memory) => VirtioRng.open(t, { memory, excludeFeatures, ...options }));
+      const { driver: rng, transport, close } = device.openDriver((t, memory) => VirtioRng.open(t, { memory, excludeFeatures, ...options }));
       return { rng, transport, close };
     },
   }));
 }
 
 /** The block devices found, as contract subjects (their contents are overwritten). */
-export function blkSubjects(reports: ProbeReport[]): BlkSubject[] {
-  return found(reports, DeviceId.BLOCK).map((spec) => ({
-    label: spec.device.devicePath,
+export function blkSubjects(reports: ProbeReport[], carveOut?: CarveOut): BlkSubject[] {
+  return found(reports, DeviceId.BLOCK, carveOut).map((device) => ({
+    label: device.label,
     open(options) {
-      const { driver: blk, transport, close } = openOnUio(spec, (t, memory) => VirtioBlk.open(t, { memory, ...options }));
+      const { driver: blk, transport, close } = device.openDriver((t, memory) => VirtioBlk.open(t, { memory, ...options }));
       return { blk, transport, close };
     },
   }));
@@ -90,11 +171,11 @@ export function blkSubjects(reports: ProbeReport[]): BlkSubject[] {
  * choose e.g. `multiport: false`. The subject's stream is port 0's, or
  * the named port's.
  */
-export function consoleSubjects(reports: ProbeReport[], base: Partial<VirtioConsoleOptions> = {}, portName?: string): ConsoleSubject[] {
-  return found(reports, DeviceId.CONSOLE).map((spec) => ({
-    label: portName ? `${spec.device.devicePath} port ${portName}` : spec.device.devicePath,
+export function consoleSubjects(reports: ProbeReport[], base: Partial<VirtioConsoleOptions> = {}, portName?: string, carveOut?: CarveOut): ConsoleSubject[] {
+  return found(reports, DeviceId.CONSOLE, carveOut).map((device) => ({
+    label: portName ? `${device.label} port ${portName}` : device.label,
     async open(options) {
-      const { driver: console, close } = openOnUio(spec, (t, memory) => VirtioConsole.open(t, { memory, ...base, ...options }));
+      const { driver: console, close } = device.openDriver((t, memory) => VirtioConsole.open(t, { memory, ...base, ...options }));
       try {
         const stream = portName ? (await console.waitForPort(portName, { timeoutMs: 10_000 })).open() : console.stream;
         return { console, stream, close };
