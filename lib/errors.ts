@@ -252,3 +252,33 @@ export class VerifyError extends VirtioError {
     super('ERR_VIRTIO_VERIFY', message);
   }
 }
+
+/**
+ * Bad arguments keep the classes Node's own APIs throw (TypeError,
+ * RangeError) and carry Node's codes, so `err.code` works the same on
+ * them as on an `fs` or `Buffer` argument error.
+ */
+export type ArgumentErrorCode = 'ERR_INVALID_ARG_TYPE' | 'ERR_INVALID_ARG_VALUE' | 'ERR_OUT_OF_RANGE';
+
+function withCode<E extends Error>(error: E, code: ArgumentErrorCode): E & { code: ArgumentErrorCode } {
+  return Object.assign(error, { code });
+}
+
+/** An argument of the wrong type (a string for a number, a missing callback): TypeError, ERR_INVALID_ARG_TYPE. */
+export function invalidArgType(message: string): TypeError & { code: ArgumentErrorCode } {
+  return withCode(new TypeError(message), 'ERR_INVALID_ARG_TYPE');
+}
+
+/** A number outside its allowed range (an offset past the end, a size too large): RangeError, ERR_OUT_OF_RANGE. */
+export function outOfRange(message: string): RangeError & { code: ArgumentErrorCode } {
+  return withCode(new RangeError(message), 'ERR_OUT_OF_RANGE');
+}
+
+/**
+ * An argument of the right type whose value is not allowed (misaligned, an
+ * unknown name, a buffer from elsewhere): ERR_INVALID_ARG_VALUE, a
+ * TypeError or (as Node also uses that code) a RangeError.
+ */
+export function invalidArgValue(message: string, kind: 'type' | 'range' = 'type'): (TypeError | RangeError) & { code: ArgumentErrorCode } {
+  return withCode(kind === 'range' ? new RangeError(message) : new TypeError(message), 'ERR_INVALID_ARG_VALUE');
+}

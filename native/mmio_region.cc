@@ -133,6 +133,8 @@ Napi::Function MmioRegion::Define(Napi::Env env) {
   return DefineClass(env, "MmioRegion",
                      {
                          InstanceMethod<&MmioRegion::Close>("close"),
+                         // Symbol.dispose is Symbol.for('nodejs.dispose') in Node (and in lib/disposable.ts): `using` works on a window.
+                         InstanceMethod<&MmioRegion::Close>(Napi::Symbol::For(env, "nodejs.dispose")),
                          InstanceMethod<&MmioRegion::CopyOut>("copyOut"),
                          InstanceMethod<&MmioRegion::CopyIn>("copyIn"),
                          InstanceMethod<&MmioRegion::PollUntil>("pollUntil"),

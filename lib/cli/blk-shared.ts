@@ -2,6 +2,7 @@ import type { VirtioBlk } from '../devices';
 import { BLK_SECTOR_SIZE } from '../spec';
 import type { CliIo } from './cli-io';
 import { Progress } from './progress';
+import { outOfRange } from '../errors';
 
 /** What the blk actions share: their options, their context, the progress bar and the range check. */
 
@@ -43,7 +44,7 @@ export function progressFor(context: Context, long: boolean, options: { total: n
 /** Refuses [sector, sector + bytes) beyond the capacity before anything is sent (so no part of it is). */
 export function checkRange(blk: VirtioBlk, sector: bigint, bytes: number): void {
   const end = sector + BigInt(bytes / BLK_SECTOR_SIZE);
-  if (end > blk.info.capacity) throw new RangeError(`sectors ${sector}..${end} are beyond the device's capacity of ${blk.info.capacity} sectors`);
+  if (end > blk.info.capacity) throw outOfRange(`sectors ${sector}..${end} are beyond the device's capacity of ${blk.info.capacity} sectors`);
 }
 
 export const elapsedMs = (since: number): number => Math.round((performance.now() - since) * 1000) / 1000;

@@ -22,6 +22,7 @@ import {
 } from '../spec';
 import { describeNetStatus, hasConfigSpace, inspectConfig, type ConfigReport } from './inspect-config';
 import { vendorText } from './scan';
+import { outOfRange } from '../errors';
 
 export type { ConfigReport } from './inspect-config';
 
@@ -192,7 +193,7 @@ export function nameFeatures(deviceId: number, offered: bigint): FeatureName[] {
  */
 export function inspect(regs: RegisterBlock, options: InspectOptions = {}): InspectReport {
   const maxQueues = options.maxQueues ?? DEFAULT_MAX_QUEUES;
-  if (!Number.isInteger(maxQueues) || maxQueues < 0 || maxQueues > 0x10000) throw new RangeError(`maxQueues must be an integer in [0, 65536], got ${String(maxQueues)}`);
+  if (!Number.isInteger(maxQueues) || maxQueues < 0 || maxQueues > 0x10000) throw outOfRange(`maxQueues must be an integer in [0, 65536], got ${String(maxQueues)}`);
   const report: InspectReport = { where: regs.label, windowSize: regs.size, registers: [], writes: [], warnings: [] };
   if (options.windowFrom !== undefined) report.windowFrom = options.windowFrom;
   if (options.windowNote !== undefined) report.windowNote = options.windowNote;

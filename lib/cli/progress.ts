@@ -1,3 +1,4 @@
+import { outOfRange } from '../errors';
 /** Where a progress bar is drawn (the CLI's stderr). */
 export interface ProgressOutput {
   write(text: string): unknown;
@@ -42,7 +43,7 @@ export class Progress {
     private readonly out: ProgressOutput,
     options: ProgressOptions,
   ) {
-    if (!(Number.isFinite(options.total) && options.total >= 0)) throw new RangeError(`total must be a finite number ≥ 0, got ${options.total}`);
+    if (!(Number.isFinite(options.total) && options.total >= 0)) throw outOfRange(`total must be a finite number ≥ 0, got ${options.total}`);
     this.total = options.total;
     this.label = options.label;
     this.unit = options.unit ?? 'bytes';

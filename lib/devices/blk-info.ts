@@ -7,7 +7,7 @@ export interface BlkInfo {
   /** Size in 512-byte sectors. */
   readonly capacity: bigint;
   readonly bytes: bigint;
-  /** Optimal block size (BLK_SIZE), else 512. */
+  /** Block size (BLK_SIZE), else 512: requests start and end on it (a misaligned one is a RangeError, nothing sent). */
   readonly blockSize: number;
   readonly readOnly: boolean;
   /** Most data segments per request (SEG_MAX), if limited; a seg_max of 0 reads as 1. */
@@ -56,8 +56,9 @@ export function readInfo(transport: VirtioTransport, negotiated: bigint): BlkInf
     return {
       capacity,
       bytes: capacity * BigInt(BLK_SECTOR_SIZE),
-      // Reported only: no request is sized by it. Linux refuses a device whose blk_size is not a power of two in
-      // [512, page size] (blk_validate_block_size); here such a value reads as 512.
+      // The logical block size, as Linux's virtio_blk takes it (blk_queue_logical_block_size): requests start and end
+      // on it (blk-sectors.ts). Linux refuses a device whose blk_size is not a power of two in [512, page size]
+      // (blk_validate_block_size); here such a value reads as 512.
       blockSize: blockSize >= BLK_SECTOR_SIZE && (blockSize & (blockSize - 1)) === 0 ? blockSize : BLK_SECTOR_SIZE,
       readOnly: has(BlkFeature.RO),
       // Linux's virtio_blk takes a seg_max of 0 as 1 ("at least one SG element, whatever they say"); so do we.

@@ -1,11 +1,12 @@
-import { ReadOnlyError } from '../errors';
+import { invalidArgType, invalidArgValue, outOfRange, ReadOnlyError } from '../errors';
 import { BLK_SECTOR_SIZE } from '../spec';
 import type { BlkInfo } from './blk-info';
 
 /**
  * What a block request may address (virtio 1.2 §5.2.6: 512-byte sectors
- * within the capacity, no writes to a VIRTIO_BLK_F_RO device), checked
- * before anything is sent.
+ * within the capacity, whole blocks of blk_size (§5.2.4) where that is
+ * above 512, no writes to a VIRTIO_BLK_F_RO device), checked before
+ * anything is sent.
  */
 
 export const SECTOR_BIG = BigInt(BLK_SECTOR_SIZE);
@@ -14,7 +15,7 @@ const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
 /** The length of one buffer read(n) allocates, or of a stream's chunk: what one Buffer holds here. */
 export function checkLength(length: number): number {
   if (!Number.isInteger(length) || length < 1 || length % BLK_SECTOR_SIZE !== 0 || length > 2 ** 31) {
-    throw new RangeError(`length must be a positive multiple of ${BLK_SECTOR_SIZE} bytes up to 2 GiB, got ${length}`);
+    throw invalidArgValue(`length must be a positive multiple of ${BLK_SECTOR_SIZE} bytes up to 2 GiB, got ${length}`, 'range');
   }
   return length;
 }
@@ -24,19 +25,19 @@ export function toByteOffset(name: string, value: number | bigint): bigint {
   let offset: bigint;
   if (typeof value === 'bigint') offset = value;
   else if (typeof value === 'number') {
-    if (!Number.isSafeInteger(value)) throw new RangeError(`${name} must be a safe integer or a bigint, got ${value}`);
+    if (!Number.isSafeInteger(value)) throw outOfRange(`${name} must be a safe integer or a bigint, got ${value}`);
     offset = BigInt(value);
-  } else throw new TypeError(`${name} must be a number or a bigint, got ${typeof value}`);
-  if (offset < 0n || offset % SECTOR_BIG !== 0n) throw new RangeError(`${name} must be a sector-aligned byte offset ≥ 0, got ${offset}`);
+  } else throw invalidArgType(`${name} must be a number or a bigint, got ${typeof value}`);
+  if (offset < 0n || offset % SECTOR_BIG !== 0n) throw invalidArgValue(`${name} must be a sector-aligned byte offset ≥ 0, got ${offset}`, 'range');
   return offset;
 }
 
 export function toSector(sector: number | bigint): bigint {
   if (typeof sector === 'bigint') {
-    if (sector < 0n) throw new RangeError(`sector must be ≥ 0, got ${sector}`);
+    if (sector < 0n) throw outOfRange(`sector must be ≥ 0, got ${sector}`);
     return sector;
   }
-  if (!Number.isSafeInteger(sector) || sector < 0) throw new RangeError(`sector must be a non-negative integer, got ${sector}`);
+  if (!Number.isSafeInteger(sector) || sector < 0) throw outOfRange(`sector must be a non-negative integer, got ${sector}`);
   return BigInt(sector);
 }
 
@@ -62,7 +63,8 @@ export function sectorInRange(sector: number | bigint, bytes: number, capacity: 
 }
 
 /**
- * Validates [sector, sector + bytes/512) against the capacity; returns the
+ * Validates [sector, sector + bytes/512) against the capacity and the block
+ * size (BlkInfo.blockSize: start and length in whole blocks); returns the
  * sector as bigint. A range, not a request: it may be as large as the
  * disk (a stream, a discard); VirtioBlk cuts requests to maxRequestBytes,
  * and read(n) caps what it allocates with checkLength().
@@ -71,14 +73,23 @@ export function checkRange(info: BlkInfo, sector: number | bigint, bytes: number
   // The common case in plain numbers (no bigint arithmetic per request); anything else, and every refusal, below.
   if (typeof sector === 'number' && typeof bytes === 'number' && Number.isSafeInteger(sector) && sector >= 0 && Number.isSafeInteger(bytes) && bytes >= 0 && bytes % BLK_SECTOR_SIZE === 0) {
     const end = sector + bytes / BLK_SECTOR_SIZE;
-    if (end <= Number.MAX_SAFE_INTEGER && end <= Number(info.capacity)) return BigInt(sector);
+    const block = info.blockSize;
+    if (end <= Number.MAX_SAFE_INTEGER && end <= Number(info.capacity) && (block === BLK_SECTOR_SIZE || (bytes % block === 0 && sector % (block / BLK_SECTOR_SIZE) === 0))) {
+      return BigInt(sector);
+    }
   }
   const start = toSector(sector);
   const length = typeof bytes === 'bigint' ? bytes : Number.isSafeInteger(bytes) ? BigInt(bytes) : -1n;
-  if (length < 0n || length % SECTOR_BIG !== 0n) throw new RangeError(`length must be a multiple of ${BLK_SECTOR_SIZE} bytes, got ${String(bytes)}`);
+  if (length < 0n || length % SECTOR_BIG !== 0n) throw invalidArgValue(`length must be a multiple of ${BLK_SECTOR_SIZE} bytes, got ${String(bytes)}`, 'range');
   const end = start + length / SECTOR_BIG;
   if (end > info.capacity) {
-    throw new RangeError(`sectors ${start}..${end} are beyond the device's capacity of ${info.capacity} sectors`);
+    throw outOfRange(`sectors ${start}..${end} are beyond the device's capacity of ${info.capacity} sectors`);
+  }
+  const block = BigInt(info.blockSize);
+  if (start % (block / SECTOR_BIG) !== 0n || length % block !== 0n) {
+    // The logical block size (blk_size, which Linux's virtio_blk and QEMU take as such): a device fails a request
+    // that does not start and end on a block boundary, so it is refused here before anything is sent.
+    throw invalidArgValue(`sectors ${start}..${end} are not aligned to the device's ${info.blockSize}-byte blocks (blk_size)`, 'range');
   }
   return start;
 }

@@ -3,6 +3,7 @@ import { BLK_SECTOR_SIZE } from '../spec';
 import type { BlkInfo } from './blk-info';
 import { SECTOR_BIG, checkLength, checkRange, checkWritable, toByteOffset } from './blk-sectors';
 import { requestStream } from './slot-pool';
+import { invalidArgValue } from '../errors';
 
 /** What the streams need of a block driver (VirtioBlk). */
 export interface BlkStreamDevice {
@@ -32,7 +33,7 @@ export function createBlkReadStream(device: BlkStreamDevice, options: BlkReadStr
   const chunk = checkLength(options.chunkSize ?? 65536);
   const start = toByteOffset('start', options.start ?? 0);
   const end = options.end === undefined ? device.info.bytes : toByteOffset('end', options.end);
-  if (start > end) throw new RangeError(`stream start ${start} is after its end ${end}`);
+  if (start > end) throw invalidArgValue(`stream start ${start} is after its end ${end}`, 'range');
   checkRange(device.info, start / SECTOR_BIG, end - start);
   let at = start;
   return requestStream(options.highWaterMark ?? chunk * 2, (_size, signal) => {
@@ -52,7 +53,7 @@ export function createBlkWriteStream(device: BlkStreamDevice, options: BlkWriteS
   let held: Buffer = Buffer.alloc(0);
   const flushWhole = async (final: boolean): Promise<void> => {
     const whole = final ? held.length : held.length - (held.length % BLK_SECTOR_SIZE);
-    if (final && whole % BLK_SECTOR_SIZE !== 0) throw new RangeError(`${whole % BLK_SECTOR_SIZE} bytes left over: a block stream must end on a sector boundary`);
+    if (final && whole % BLK_SECTOR_SIZE !== 0) throw invalidArgValue(`${whole % BLK_SECTOR_SIZE} bytes left over: a block stream must end on a sector boundary`, 'range');
     if (whole === 0) return;
     const data = held.subarray(0, whole);
     held = held.subarray(whole);

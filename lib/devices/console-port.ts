@@ -1,3 +1,4 @@
+import '../disposable';
 import { EventEmitter } from 'node:events';
 import { Duplex } from 'node:stream';
 import { PortError } from '../errors';
@@ -182,6 +183,11 @@ export class ConsolePort extends EventEmitter {
     // A port the device has not added yet is announced after its DEVICE_ADD.
     if (this.present) this.owner.announceOpen?.(this.id, true);
     return stream;
+  }
+
+  /** close(), for `using` (explicit resource management): disposed at the end of the enclosing block. */
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   /** Closes the port (PORT_OPEN 0 with MULTIPORT): the stream is destroyed; receive buffers stay posted. */

@@ -1,4 +1,4 @@
-import { TransportError } from '../errors';
+import { invalidArgType, invalidArgValue, outOfRange, TransportError } from '../errors';
 import { createQueue, type Virtqueue } from '../queue';
 import { checkQueueMode } from '../queue/completion-mode';
 import { FeatureBit, deviceIdName, hasFeature, isPowerOfTwo } from '../spec';
@@ -41,10 +41,10 @@ export class DriverSetup {
 
   /** Checks `options`; the device is not touched (a refusal later would leave it FAILED). */
   static begin(transport: VirtioTransport, options: DriverOptions): DriverSetup {
-    if (!options || typeof options.memory?.allocate !== 'function') throw new TypeError('options.memory (a DmaAllocator) is required');
+    if (!options || typeof options.memory?.allocate !== 'function') throw invalidArgType('options.memory (a DmaAllocator) is required');
     checkDriverOptions(options);
     const timeout = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-    if (typeof timeout !== 'number' || !(timeout >= 0 && timeout <= 2 ** 31 - 1)) throw new RangeError(`requestTimeoutMs must be a number in [0, 2^31 - 1], got ${String(timeout)}`);
+    if (typeof timeout !== 'number' || !(timeout >= 0 && timeout <= 2 ** 31 - 1)) throw outOfRange(`requestTimeoutMs must be a number in [0, 2^31 - 1], got ${String(timeout)}`);
     return new DriverSetup(transport, options, timeout > 0 ? timeout : undefined);
   }
 
@@ -88,10 +88,10 @@ export class DriverSetup {
    */
   setUpQueues(indices: readonly number[], queueSize = DEFAULT_QUEUE_SIZE): void {
     this.expect('negotiated', 'setUpQueues()');
-    if (!Number.isInteger(queueSize) || queueSize < 1 || queueSize > 32768) throw new RangeError(`queueSize must be an integer in [1, 32768], got ${String(queueSize)}`);
+    if (!Number.isInteger(queueSize) || queueSize < 1 || queueSize > 32768) throw outOfRange(`queueSize must be an integer in [1, 32768], got ${String(queueSize)}`);
     const { transport, options, features } = this;
     for (const index of indices) {
-      if (this.queues.has(index)) throw new RangeError(`queue ${index} is already set up`);
+      if (this.queues.has(index)) throw invalidArgValue(`queue ${index} is already set up`, 'range');
       const max = transport.queueNumMax(index);
       if (max === 0) throw new TransportError(TransportError.QUEUE_UNAVAILABLE, `${transport.label}: queue ${index} does not exist (QueueNumMax 0)`);
       // §2.7: split rings take a power of two; packed rings any size up to QueueNumMax (§2.8).
@@ -165,14 +165,14 @@ export class DriverSetup {
 /** Refuses bad options before the device is touched (a refusal later would leave it FAILED). */
 function checkDriverOptions(options: DriverOptions): void {
   const { queueSize, indirectMax, queueMode, excludeFeatures } = options;
-  if (queueSize !== undefined && (!Number.isInteger(queueSize) || queueSize < 1 || queueSize > 32768)) throw new RangeError(`queueSize must be an integer in [1, 32768], got ${String(queueSize)}`);
-  if (indirectMax !== undefined && (!Number.isInteger(indirectMax) || indirectMax < 2 || indirectMax > 0xffff)) throw new RangeError(`indirectMax must be an integer in [2, 65535], got ${String(indirectMax)}`);
+  if (queueSize !== undefined && (!Number.isInteger(queueSize) || queueSize < 1 || queueSize > 32768)) throw outOfRange(`queueSize must be an integer in [1, 32768], got ${String(queueSize)}`);
+  if (indirectMax !== undefined && (!Number.isInteger(indirectMax) || indirectMax < 2 || indirectMax > 0xffff)) throw outOfRange(`indirectMax must be an integer in [2, 65535], got ${String(indirectMax)}`);
   if (queueMode !== undefined) checkQueueMode(queueMode, 'queueMode');
-  if (excludeFeatures !== undefined && typeof excludeFeatures !== 'bigint') throw new TypeError('excludeFeatures must be a bigint');
+  if (excludeFeatures !== undefined && typeof excludeFeatures !== 'bigint') throw invalidArgType('excludeFeatures must be a bigint');
 }
 
 function floorPowerOfTwo(n: number): number {
-  if (!(n >= 1)) throw new RangeError(`queue size must be at least 1, got ${n}`);
+  if (!(n >= 1)) throw outOfRange(`queue size must be at least 1, got ${n}`);
   const p = 2 ** Math.floor(Math.log2(n));
   return isPowerOfTwo(p) ? p : 1;
 }

@@ -1,5 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
-import { AbortError, CanceledError, DeviceIoError } from '../errors';
+import { AbortError, CanceledError, DeviceIoError, invalidArgType, invalidArgValue, outOfRange } from '../errors';
 import { freeIfLive, type DmaRegion } from '../platform';
 import type { QueueBuffer } from '../queue';
 import {
@@ -105,7 +105,7 @@ export class VirtioBlk extends VirtioDriver {
   static open(transport: VirtioTransport, options: VirtioBlkOptions): VirtioBlk {
     const max = options?.maxRequestBytes;
     if (max !== undefined && (!Number.isInteger(max) || max < BLK_SECTOR_SIZE || max > 1 << 26)) {
-      throw new RangeError(`maxRequestBytes must be an integer in [512, 64 MiB], got ${max}`);
+      throw outOfRange(`maxRequestBytes must be an integer in [512, 64 MiB], got ${max}`);
     }
     const setup = DriverSetup.begin(transport, options);
     try {
@@ -131,7 +131,7 @@ export class VirtioBlk extends VirtioDriver {
 
   freeBuffer(buffer: Buffer): void {
     const region = this.ownBuffers.get(buffer);
-    if (!region) throw new RangeError('this buffer did not come from allocBuffer() of this device');
+    if (!region) throw invalidArgValue('this buffer did not come from allocBuffer() of this device', 'range');
     this.ownBuffers.delete(buffer);
     this.memory.free(region);
   }
@@ -179,7 +179,7 @@ export class VirtioBlk extends VirtioDriver {
    * allocates nothing in the library; otherwise it goes through read().
    */
   readInto(sector: number | bigint, target: Uint8Array, callback: BlkCallback<Buffer>, options: BlkRequestOptions = NO_OPTIONS): void {
-    if (typeof callback !== 'function') throw new TypeError('callback must be a function');
+    if (typeof callback !== 'function') throw invalidArgType('callback must be a function');
     // The direct path in plain numbers; anything else through checkRange() and, if need be, read().
     const region = target instanceof Buffer ? this.ownBuffers.get(target) : undefined;
     const start = region === undefined || this.closed ? -1 : sectorInRange(sector, target.length, this.fastCapacity);
@@ -209,7 +209,7 @@ export class VirtioBlk extends VirtioDriver {
 
   /** write() with a Node-style callback (see readInto()): `callback(null)` or `callback(error)`, once, never from within this call. */
   writeFrom(sector: number | bigint, data: Uint8Array, callback: BlkCallback<void>, options: BlkRequestOptions = NO_OPTIONS): void {
-    if (typeof callback !== 'function') throw new TypeError('callback must be a function');
+    if (typeof callback !== 'function') throw invalidArgType('callback must be a function');
     const region = data instanceof Buffer && !this.info.readOnly ? this.ownBuffers.get(data) : undefined;
     const start = region === undefined || this.closed ? -1 : sectorInRange(sector, data.length, this.fastCapacity);
     if (start >= 0 && this.sendDirect(BlkRequestType.OUT, start, data as Buffer, region!, options, undefined, callback)) return;
@@ -385,11 +385,11 @@ export class VirtioBlk extends VirtioDriver {
   private async segmentsRequest(type: number, ranges: readonly BlkRange[], limits: { maxSectors: number; maxSegments: number }, flags: number, options: BlkRequestOptions): Promise<void> {
     this.checkOpen();
     checkWritable(this.info, type === BlkRequestType.DISCARD ? 'discard' : 'write zeroes');
-    if (!Array.isArray(ranges) || ranges.length === 0) throw new RangeError('at least one range is needed');
-    if (ranges.length > limits.maxSegments) throw new RangeError(`${ranges.length} ranges, the device takes at most ${limits.maxSegments} per request`);
+    if (!Array.isArray(ranges) || ranges.length === 0) throw invalidArgValue('at least one range is needed', 'range');
+    if (ranges.length > limits.maxSegments) throw outOfRange(`${ranges.length} ranges, the device takes at most ${limits.maxSegments} per request`);
     const sectors = ranges.map((range, i) => {
       if (!Number.isInteger(range?.sectors) || range.sectors < 1 || range.sectors > limits.maxSectors) {
-        throw new RangeError(`range ${i}: sectors must be an integer in [1, ${limits.maxSectors}], got ${range?.sectors}`);
+        throw outOfRange(`range ${i}: sectors must be an integer in [1, ${limits.maxSectors}], got ${range?.sectors}`);
       }
       return checkRange(this.info, range.sector, range.sectors * BLK_SECTOR_SIZE);
     });
@@ -443,7 +443,7 @@ export class VirtioBlk extends VirtioDriver {
   private pickQueue(requested?: number): number {
     if (requested !== undefined) {
       if (!Number.isInteger(requested) || requested < 0 || requested >= this.requestQueues.length) {
-        throw new RangeError(`queue must be an integer in [0, ${this.requestQueues.length - 1}], got ${requested}`);
+        throw outOfRange(`queue must be an integer in [0, ${this.requestQueues.length - 1}], got ${requested}`);
       }
       return requested;
     }
@@ -456,6 +456,6 @@ export class VirtioBlk extends VirtioDriver {
 const floorSectors = (n: number): number => Math.floor(n / BLK_SECTOR_SIZE) * BLK_SECTOR_SIZE;
 
 function asBuffer(data: Uint8Array): Buffer {
-  if (!(data instanceof Uint8Array)) throw new TypeError('data must be a Buffer or Uint8Array');
+  if (!(data instanceof Uint8Array)) throw invalidArgType('data must be a Buffer or Uint8Array');
   return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }

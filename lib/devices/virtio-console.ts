@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
-import { AbortError, PortError } from '../errors';
+import { AbortError, invalidArgType, outOfRange, PortError } from '../errors';
 import {
   ConsoleConfig,
   ConsoleControlEvent,
@@ -129,10 +129,10 @@ export class VirtioConsole extends VirtioDriver {
   static open(transport: VirtioTransport, options: VirtioConsoleOptions): VirtioConsole {
     for (const name of ['receiveBufferBytes', 'transmitBufferBytes', 'receiveBuffers'] as const) {
       const value = options?.[name];
-      if (value !== undefined && (!Number.isInteger(value) || value < 1 || value > 1 << 20)) throw new RangeError(`${name} must be an integer in [1, 1 MiB], got ${value}`);
+      if (value !== undefined && (!Number.isInteger(value) || value < 1 || value > 1 << 20)) throw outOfRange(`${name} must be an integer in [1, 1 MiB], got ${value}`);
     }
     const maxPorts = options?.maxPorts;
-    if (maxPorts !== undefined && (!Number.isInteger(maxPorts) || maxPorts < 1 || maxPorts > 1024)) throw new RangeError(`maxPorts must be an integer in [1, 1024], got ${maxPorts}`);
+    if (maxPorts !== undefined && (!Number.isInteger(maxPorts) || maxPorts < 1 || maxPorts > 1024)) throw outOfRange(`maxPorts must be an integer in [1, 1024], got ${maxPorts}`);
     const setup = DriverSetup.begin(transport, options);
     try {
       const wanted = feature(ConsoleFeature.SIZE) | (options.multiport ?? true ? feature(ConsoleFeature.MULTIPORT) : 0n);
@@ -191,18 +191,18 @@ export class VirtioConsole extends VirtioDriver {
    * the ports set up (RangeError), a bad timeoutMs (RangeError).
    */
   waitForPort(match: number | string, options: WaitForPortOptions = {}): Promise<ConsolePort> {
-    if (typeof match !== 'number' && typeof match !== 'string') return Promise.reject(new TypeError(`a port is matched by id (number) or name (string), got ${typeof match}`));
-    if (typeof match === 'number' && (!Number.isInteger(match) || match < 0)) return Promise.reject(new RangeError(`port id must be a non-negative integer, got ${match}`));
+    if (typeof match !== 'number' && typeof match !== 'string') return Promise.reject(invalidArgType(`a port is matched by id (number) or name (string), got ${typeof match}`));
+    if (typeof match === 'number' && (!Number.isInteger(match) || match < 0)) return Promise.reject(outOfRange(`port id must be a non-negative integer, got ${match}`));
     const { timeoutMs } = options;
     if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !(timeoutMs >= 0 && timeoutMs <= MAX_TIMEOUT_MS))) {
-      return Promise.reject(new RangeError(`timeoutMs must be a number in [0, ${MAX_TIMEOUT_MS}], got ${String(timeoutMs)}`));
+      return Promise.reject(outOfRange(`timeoutMs must be a number in [0, ${MAX_TIMEOUT_MS}], got ${String(timeoutMs)}`));
     }
     const find = (): ConsolePort | undefined => this.ports.find((p) => (typeof match === 'number' ? p.id === match : p.name === match));
     const found = find();
     if (found) return Promise.resolve(found);
     if (!this.multiport) return Promise.reject(new PortError(PortError.NO_MULTIPORT, `port ${String(match)}: MULTIPORT was not negotiated, only port 0 exists`));
     // Ports beyond the queues set up before DRIVER_OK can never be added (§5.3.6.2: the driver refuses them).
-    if (typeof match === 'number' && match >= this.slots.length) return Promise.reject(new RangeError(`port id ${match} is outside the ${this.slots.length} ports set up (ids 0..${this.slots.length - 1})`));
+    if (typeof match === 'number' && match >= this.slots.length) return Promise.reject(outOfRange(`port id ${match} is outside the ${this.slots.length} ports set up (ids 0..${this.slots.length - 1})`));
     if (this.closed) return Promise.reject(new PortError(PortError.ABSENT, 'the console is closed'));
     if (options.signal?.aborted) return Promise.reject(new AbortError(undefined, { cause: options.signal.reason }));
     return new Promise((resolve, reject) => {

@@ -1,4 +1,5 @@
-import { ClosedError } from '../errors';
+import '../disposable';
+import { ClosedError, invalidArgValue } from '../errors';
 import type { Barriers, DmaAllocator } from '../platform';
 import type { QueueDump, QueueMode, QueueModeOptions, QueueStats, Virtqueue } from '../queue';
 import type { VirtioTransport } from '../transport';
@@ -53,7 +54,7 @@ export abstract class VirtioDriver {
   /** The queue at `index` (one of those set up by DriverSetup.setUpQueues). */
   protected queue(index: number): Virtqueue {
     const queue = this.queueMap.get(index);
-    if (!queue) throw new RangeError(`queue ${index} was not set up by this driver`);
+    if (!queue) throw invalidArgValue(`queue ${index} was not set up by this driver`, 'range');
     return queue;
   }
 
@@ -120,6 +121,11 @@ export abstract class VirtioDriver {
    */
   onError(listener: (error: Error) => void): () => void {
     return this.transport.onError(listener);
+  }
+
+  /** close(), for `using` (explicit resource management): disposed at the end of the enclosing block. */
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   /**

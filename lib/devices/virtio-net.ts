@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { CanceledError } from '../errors';
+import { CanceledError, invalidArgType, outOfRange } from '../errors';
 import { freeIfLive, type DmaRegion } from '../platform';
 import type { Virtqueue } from '../queue';
 import { DeviceId, FeatureBit, NET_HDR_NUM_BUFFERS, NET_HDR_SIZE, NET_HDR_SIZE_LEGACY, NET_MAX_FRAME, NET_MIN_FRAME, NetConfig, NetFeature, NetQueue, NetStatus, features, hasFeature } from '../spec';
@@ -88,11 +88,11 @@ export class VirtioNet extends VirtioDriver {
   static open(transport: VirtioTransport, options: VirtioNetOptions): VirtioNet {
     for (const name of ['receiveBuffers', 'maxQueuedFrames'] as const) {
       const value = options?.[name];
-      if (value !== undefined && (!Number.isInteger(value) || value < 1 || value > 65536)) throw new RangeError(`${name} must be an integer in [1, 65536], got ${value}`);
+      if (value !== undefined && (!Number.isInteger(value) || value < 1 || value > 65536)) throw outOfRange(`${name} must be an integer in [1, 65536], got ${value}`);
     }
     const bytes = options?.maxQueuedBytes;
     if (bytes !== undefined && (!Number.isInteger(bytes) || bytes < NET_MAX_FRAME || bytes > 2 ** 31)) {
-      throw new RangeError(`maxQueuedBytes must be an integer in [${NET_MAX_FRAME}, 2^31], got ${bytes}`);
+      throw outOfRange(`maxQueuedBytes must be an integer in [${NET_MAX_FRAME}, 2^31], got ${bytes}`);
     }
     const setup = DriverSetup.begin(transport, options);
     try {
@@ -127,8 +127,8 @@ export class VirtioNet extends VirtioDriver {
 
   /** Sends one Ethernet frame (destination MAC first, no FCS); resolves when the device has taken it. */
   async send(frame: Uint8Array): Promise<void> {
-    if (!(frame instanceof Uint8Array)) throw new TypeError('frame must be a Buffer or Uint8Array');
-    if (frame.length < NET_MIN_FRAME || frame.length > NET_MAX_FRAME) throw new RangeError(`a frame is ${NET_MIN_FRAME}..${NET_MAX_FRAME} bytes without offloads, got ${frame.length}`);
+    if (!(frame instanceof Uint8Array)) throw invalidArgType('frame must be a Buffer or Uint8Array');
+    if (frame.length < NET_MIN_FRAME || frame.length > NET_MAX_FRAME) throw outOfRange(`a frame is ${NET_MIN_FRAME}..${NET_MAX_FRAME} bytes without offloads, got ${frame.length}`);
     this.checkOpen();
     if (this.failure) throw this.failure;
     const region = this.memory.allocate(this.headerBytes + frame.length);

@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import type { Readable } from 'node:stream';
-import { CanceledError, ProtocolError } from '../errors';
+import { CanceledError, outOfRange, ProtocolError } from '../errors';
 import type { DmaRegion } from '../platform';
 import { DeviceId } from '../spec';
 import type { VirtioTransport } from '../transport';
@@ -44,7 +44,7 @@ export class VirtioRng extends VirtioDriver {
   static open(transport: VirtioTransport, options: VirtioRngOptions): VirtioRng {
     const requestBytes = options?.requestBytes ?? 4096;
     if (!Number.isInteger(requestBytes) || requestBytes < 1 || requestBytes > 1 << 20) {
-      throw new RangeError(`requestBytes must be an integer in [1, 1 MiB], got ${requestBytes}`);
+      throw outOfRange(`requestBytes must be an integer in [1, 1 MiB], got ${requestBytes}`);
     }
     const setup = DriverSetup.begin(transport, options);
     try {
@@ -62,7 +62,7 @@ export class VirtioRng extends VirtioDriver {
   read(length: number, options: { signal?: AbortSignal } = {}): Promise<Buffer> {
     try {
       this.checkOpen();
-      if (!Number.isInteger(length) || length < 0 || length > 2 ** 31 - 1) throw new RangeError(`length must be an integer in [0, 2^31 - 1], got ${length}`);
+      if (!Number.isInteger(length) || length < 0 || length > 2 ** 31 - 1) throw outOfRange(`length must be an integer in [0, 2^31 - 1], got ${length}`);
     } catch (error) {
       return Promise.reject(error);
     }

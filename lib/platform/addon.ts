@@ -1,3 +1,4 @@
+import '../disposable';
 /**
  * The only file that loads the C++ addon (native/), and the TypeScript
  * declaration of everything it exports. Native failures are thrown as the
@@ -7,7 +8,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { arch as osArch } from 'node:os';
 import { dirname, join, relative, sep } from 'node:path';
 
-import { ClosedError, DmaError, SyscallError, VirtioError } from '../errors';
+import { ClosedError, DmaError, invalidArgType, invalidArgValue, outOfRange, SyscallError, VirtioError } from '../errors';
 import type { RegisterBlock } from './register-block';
 import { syscallHint } from './syscall-hints';
 
@@ -21,6 +22,8 @@ export interface NativeMmioRegion extends RegisterBlock {
   disarmExitWrite(): void;
   /** Whether a write is armed for this thread's teardown. */
   readonly exitWriteArmed: boolean;
+  /** close(), keyed Symbol.for('nodejs.dispose') by the addon (= Symbol.dispose): for `using`. */
+  [Symbol.dispose](): void;
 }
 
 export type DmaKind = 'hugetlb' | 'physical' | 'anonymous';
@@ -152,9 +155,10 @@ export function makeNativeError(kind: string, message: string, props: Record<str
       });
     }
     case 'range':
-      return new RangeError(message);
+      // The addon's bounds and alignment checks on an access (offset, width, value).
+      return /align/i.test(message) ? invalidArgValue(message, 'range') : outOfRange(message);
     case 'type':
-      return new TypeError(message);
+      return invalidArgType(message);
     case 'closed':
       return new ClosedError(message);
     case 'dma':

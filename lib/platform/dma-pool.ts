@@ -1,4 +1,5 @@
-import { ClosedError, DmaError } from '../errors';
+import '../disposable';
+import { ClosedError, DmaError, invalidArgValue, outOfRange } from '../errors';
 import { native, type NativeDmaMemory } from './addon';
 import type { DeviceMemory, DmaAllocator, DmaRegion } from './dma-allocator';
 
@@ -80,10 +81,10 @@ export class DmaPool implements DmaAllocator, DeviceMemory {
   allocate(size: number, align = GRANULE): DmaRegion {
     if (this.closed) throw new ClosedError('DMA pool is closed');
     if (typeof size !== 'number' || !Number.isInteger(size) || size <= 0 || size > 2 ** 34) {
-      throw new RangeError(`DMA size must be an integer in [1, 2^34], got ${size}`);
+      throw outOfRange(`DMA size must be an integer in [1, 2^34], got ${size}`);
     }
     if (!isPowerOfTwo(align) || align > MAX_ALIGN) {
-      throw new RangeError(`DMA alignment must be a power of two up to ${MAX_ALIGN}, got ${align}`);
+      throw invalidArgValue(`DMA alignment must be a power of two up to ${MAX_ALIGN}, got ${align}`, 'range');
     }
     const want = roundUp(size, GRANULE);
     const alignment = Math.max(align, GRANULE);
@@ -105,7 +106,7 @@ export class DmaPool implements DmaAllocator, DeviceMemory {
   free(region: DmaRegion): void {
     if (this.closed) throw new ClosedError('DMA pool is closed');
     const live = this.live.get(region);
-    if (!live) throw new RangeError('this DMA region was not allocated by this pool, or was freed already');
+    if (!live) throw invalidArgValue('this DMA region was not allocated by this pool, or was freed already', 'range');
     this.live.delete(region);
     this.freed.add(region);
     // A device may still write part of it: the bytes are not handed out again until it gives them back.
@@ -181,6 +182,11 @@ export class DmaPool implements DmaAllocator, DeviceMemory {
   /** Whether `region` was handed out by this pool and freed since (or the pool closed). */
   wasFreed(region: DmaRegion): boolean {
     return this.freed.has(region);
+  }
+
+  /** close(), for `using` (explicit resource management): disposed at the end of the enclosing block. */
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   close(): void {

@@ -1,4 +1,6 @@
+import '../disposable';
 import { native, type EpollEvent, type NativeEpollSet } from './addon';
+import { invalidArgValue } from '../errors';
 
 export type ReadyHandler = (events: number) => void;
 export type EpollSetFactory = (callback: (events: EpollEvent[]) => void) => NativeEpollSet;
@@ -34,7 +36,7 @@ export class EpollLoop {
   }
 
   watch(fd: number, events: number, handler: ReadyHandler, options: { keepAlive?: boolean } = {}): void {
-    if (this.handlers.has(fd)) throw new RangeError(`fd ${fd} is already watched`);
+    if (this.handlers.has(fd)) throw invalidArgValue(`fd ${fd} is already watched`, 'range');
     this.set ??= this.factory((batch) => this.dispatch(batch));
     this.set.add(fd, events);
     this.handlers.set(fd, handler);
@@ -66,6 +68,11 @@ export class EpollLoop {
   ref(): void {
     this.unrefd = false;
     this.updateRef();
+  }
+
+  /** close(), for `using` (explicit resource management): disposed at the end of the enclosing block. */
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   close(): void {

@@ -1,4 +1,5 @@
-import { ClosedError, DeviceGoneError, TransportError } from '../errors';
+import '../disposable';
+import { ClosedError, DeviceGoneError, invalidArgType, TransportError } from '../errors';
 import { native } from './addon';
 import { EpollLoop } from './epoll-loop';
 import { interruptEvents } from './interrupt-events';
@@ -60,7 +61,7 @@ export abstract class FdInterruptSource implements InterruptSource {
   /** One listener at a time: a second listen() before unlisten() is a TransportError STATE. */
   listen(onInterrupt: InterruptListener, onError: InterruptErrorListener): void {
     if (typeof onInterrupt !== 'function' || typeof onError !== 'function') {
-      throw new TypeError(`${this.label}: listen() needs an interrupt listener and an error listener (functions)`);
+      throw invalidArgType(`${this.label}: listen() needs an interrupt listener and an error listener (functions)`);
     }
     if (this.isClosed) throw new ClosedError(`${this.label} is closed`);
     if (this.onInterrupt) throw new TransportError(TransportError.STATE, `${this.label} already has a listener`);
@@ -87,6 +88,11 @@ export abstract class FdInterruptSource implements InterruptSource {
     if (keepAlive === this.keepAlive) return;
     this.keepAlive = keepAlive;
     if (this.watched) this.loop.setKeepAlive(this.fd, keepAlive);
+  }
+
+  /** close(), for `using` (explicit resource management): disposed at the end of the enclosing block. */
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   close(): void {

@@ -1,12 +1,13 @@
 import { native } from './addon';
 import type { RegisterBlock } from './register-block';
 import { uioMapExtent, type UioDeviceInfo, type UioMap, type UioWindowSource } from './uio-sysfs';
+import { invalidArgType, invalidArgValue, outOfRange } from '../errors';
 
 /** Needed before the page arithmetic below; the addon checks everything else. */
 function checkInteger(name: string, value: number): void {
-  if (typeof value !== 'number') throw new TypeError(`${name} must be a number`);
+  if (typeof value !== 'number') throw invalidArgType(`${name} must be a number`);
   if (!Number.isInteger(value) || value < 0 || value > Number.MAX_SAFE_INTEGER) {
-    throw new RangeError(`${name} must be a non-negative safe integer, got ${value}`);
+    throw outOfRange(`${name} must be a non-negative safe integer, got ${value}`);
   }
 }
 
@@ -42,7 +43,7 @@ export class MmioWindow {
    * the page-rounded map, so an access past it is a RangeError and never
    * reaches a neighbouring device that shares the page.
    */
-  static openUio(device: UioDeviceInfo, mapIndex = 0, options: UioWindowOptions = {}): RegisterBlock {
+  static openUio(device: UioDeviceInfo, mapIndex = 0, options: UioWindowOptions = {}): RegisterBlock & Disposable {
     const { map, size } = MmioWindow.uioWindow(device, mapIndex, options);
     return new native.MmioRegion(device.devicePath, mapIndex * native.pageSize, map.offset, size, false);
   }
@@ -58,17 +59,17 @@ export class MmioWindow {
   static uioWindow(device: UioDeviceInfo, mapIndex = 0, options: UioWindowOptions = {}): UioWindow {
     const map = device.maps.find((m) => m.index === mapIndex);
     if (!map) {
-      throw new RangeError(`${device.devicePath} has no map ${mapIndex} (maps: ${device.maps.map((m) => m.index).join(', ') || 'none'})`);
+      throw invalidArgValue(`${device.devicePath} has no map ${mapIndex} (maps: ${device.maps.map((m) => m.index).join(', ') || 'none'})`, 'range');
     }
     const extent = uioMapExtent(map);
     if (extent <= 0) {
-      throw new RangeError(`${device.devicePath} map ${mapIndex}: offset ${hex(map.offset)} is not below size ${hex(map.size)}`);
+      throw outOfRange(`${device.devicePath} map ${mapIndex}: offset ${hex(map.offset)} is not below size ${hex(map.size)}`);
     }
     const { windowSize } = options;
     if (windowSize !== undefined) {
       checkInteger('windowSize', windowSize);
       if (windowSize === 0 || windowSize > extent) {
-        throw new RangeError(`windowSize ${hex(windowSize)} for ${device.devicePath} map ${mapIndex} must be in [1, ${hex(extent)}], the bytes the map holds from offset ${hex(map.offset)}`);
+        throw outOfRange(`windowSize ${hex(windowSize)} for ${device.devicePath} map ${mapIndex} must be in [1, ${hex(extent)}], the bytes the map holds from offset ${hex(map.offset)}`);
       }
       return { map, size: windowSize, from: 'caller' };
     }
@@ -83,15 +84,15 @@ export class MmioWindow {
    * Map a physical range through /dev/mem (opened O_SYNC, so uncached). The
    * base need not be page aligned.
    */
-  static openPhysical(base: bigint, size: number): RegisterBlock {
-    if (typeof base !== 'bigint' || base < 0n) throw new TypeError('base must be a non-negative bigint');
+  static openPhysical(base: bigint, size: number): RegisterBlock & Disposable {
+    if (typeof base !== 'bigint' || base < 0n) throw invalidArgType('base must be a non-negative bigint');
     const page = BigInt(native.pageSize);
     const aligned = (base / page) * page;
     return new native.MmioRegion('/dev/mem', aligned, Number(base - aligned), size, true);
   }
 
   /** Map `size` bytes of a regular file at `offset` (tests and the sim). */
-  static openFile(path: string, offset: number, size: number): RegisterBlock {
+  static openFile(path: string, offset: number, size: number): RegisterBlock & Disposable {
     checkInteger('offset', offset);
     const page = native.pageSize;
     const aligned = Math.floor(offset / page) * page;

@@ -1,4 +1,5 @@
-import { ClosedError, DeviceGoneError, TransportError } from '../errors';
+import '../disposable';
+import { ClosedError, DeviceGoneError, invalidArgType, outOfRange, TransportError } from '../errors';
 import { interruptEvents } from './interrupt-events';
 import type { InterruptErrorListener, InterruptEvent, InterruptListener, InterruptSource } from './interrupt-source';
 
@@ -38,9 +39,9 @@ export class PollingInterruptSource implements InterruptSource {
 
   constructor(options: PollingInterruptSourceOptions = {}) {
     const intervalMs = options.intervalMs ?? 1;
-    if (typeof intervalMs !== 'number') throw new TypeError(`intervalMs must be a number, got ${typeof intervalMs}`);
+    if (typeof intervalMs !== 'number') throw invalidArgType(`intervalMs must be a number, got ${typeof intervalMs}`);
     if (!Number.isInteger(intervalMs) || intervalMs < 1 || intervalMs > MAX_INTERVAL_MS) {
-      throw new RangeError(`intervalMs must be an integer in [1, ${MAX_INTERVAL_MS}], got ${intervalMs}`);
+      throw outOfRange(`intervalMs must be an integer in [1, ${MAX_INTERVAL_MS}], got ${intervalMs}`);
     }
     this.intervalMs = intervalMs;
     this.label = options.label ?? 'polled interrupt';
@@ -62,7 +63,7 @@ export class PollingInterruptSource implements InterruptSource {
   /** One listener at a time: a second listen() before unlisten() is a TransportError STATE. */
   listen(onInterrupt: InterruptListener, onError: InterruptErrorListener): void {
     if (typeof onInterrupt !== 'function' || typeof onError !== 'function') {
-      throw new TypeError(`${this.label}: listen() needs an interrupt listener and an error listener (functions)`);
+      throw invalidArgType(`${this.label}: listen() needs an interrupt listener and an error listener (functions)`);
     }
     if (this.isClosed) throw new ClosedError(`${this.label} is closed`);
     if (this.onInterrupt) throw new TransportError(TransportError.STATE, `${this.label} already has a listener`);
@@ -104,6 +105,11 @@ export class PollingInterruptSource implements InterruptSource {
   unref(): void {
     this.keepAlive = false;
     this.timer?.unref();
+  }
+
+  /** close(), for `using` (explicit resource management): disposed at the end of the enclosing block. */
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   close(): void {

@@ -1,3 +1,4 @@
+import { outOfRange } from '../errors';
 /** Access widths of a register access or bulk copy, in bytes. */
 export type AccessWidth = 1 | 2 | 4;
 
@@ -16,7 +17,7 @@ export const POLL_TIMEOUT_MAX_MS = 60_000;
  */
 export function checkPollTimeout(name: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > POLL_TIMEOUT_MAX_MS) {
-    throw new RangeError(`${name} must be an integer in [0, ${POLL_TIMEOUT_MAX_MS}] (ms, the most pollUntil waits), got ${String(value)}`);
+    throw outOfRange(`${name} must be an integer in [0, ${POLL_TIMEOUT_MAX_MS}] (ms, the most pollUntil waits), got ${String(value)}`);
   }
   return value;
 }

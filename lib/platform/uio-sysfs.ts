@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { basename, join } from 'node:path';
 
-import { DiscoveryError } from '../errors';
+import { DiscoveryError, outOfRange } from '../errors';
 import { native } from './addon';
 import { readDeviceTreeReg, type DeviceTreeReg } from './device-tree-reg';
 
@@ -156,7 +156,7 @@ export class UioSysfs {
   }
 
   read(index: number): UioDeviceInfo {
-    if (!Number.isInteger(index) || index < 0) throw new RangeError(`UIO index must be a non-negative integer, got ${index}`);
+    if (!Number.isInteger(index) || index < 0) throw outOfRange(`UIO index must be a non-negative integer, got ${index}`);
     const sysfsPath = join(this.classRoot, `uio${index}`);
     if (!existsSync(sysfsPath)) throw new DiscoveryError(`no UIO device ${sysfsPath}`);
     const info: UioDeviceInfo = {

@@ -1,4 +1,4 @@
-import { DmaError, TransportError, VirtioError } from '../errors';
+import { DmaError, invalidArgValue, outOfRange, TransportError, VirtioError } from '../errors';
 import type { DeviceMemory, RegisterBlock } from '../platform';
 import {
   EMPTY_DEVICE_ID,
@@ -34,7 +34,7 @@ const MAX_READ = 1 << 20;
 export function deviceRingMemory(memory: DeviceMemory): RingMemory {
   return {
     read(address, length) {
-      if (!Number.isInteger(length) || length < 0 || length > MAX_READ) throw new RangeError(`length must be an integer in [0, ${MAX_READ}], got ${length}`);
+      if (!Number.isInteger(length) || length < 0 || length > MAX_READ) throw outOfRange(`length must be an integer in [0, ${MAX_READ}], got ${length}`);
       const bytes = memory.resolve(address, length);
       if (!bytes) throw new DmaError(DmaError.NOT_PRESENT, `no memory at ${hex(address)} (+${length} bytes)`);
       return bytes.slice();
@@ -92,12 +92,12 @@ export interface LiveQueueDump {
 const DEFAULT_PAGE = 4096;
 
 function checkOptions(index: number, options: LiveQueueOptions): void {
-  if (!Number.isInteger(index) || index < 0 || index > 0xffff) throw new RangeError(`queue index must be an integer in [0, 65535], got ${String(index)}`);
+  if (!Number.isInteger(index) || index < 0 || index > 0xffff) throw outOfRange(`queue index must be an integer in [0, 65535], got ${String(index)}`);
   const { size, format, pageSize, align } = options;
-  if (size !== undefined && (!Number.isInteger(size) || size < 1 || size > SplitRing.MAX_SIZE)) throw new RangeError(`size must be an integer in [1, ${SplitRing.MAX_SIZE}], got ${String(size)}`);
-  if (format !== undefined && format !== 'split' && format !== 'packed') throw new TypeError(`format must be 'split' or 'packed', got ${String(format)}`);
+  if (size !== undefined && (!Number.isInteger(size) || size < 1 || size > SplitRing.MAX_SIZE)) throw outOfRange(`size must be an integer in [1, ${SplitRing.MAX_SIZE}], got ${String(size)}`);
+  if (format !== undefined && format !== 'split' && format !== 'packed') throw invalidArgValue(`format must be 'split' or 'packed', got ${String(format)}`);
   for (const [name, value] of [['pageSize', pageSize], ['align', align]] as const) {
-    if (value !== undefined && (!isPowerOfTwo(value) || value > 1 << 30)) throw new RangeError(`${name} must be a power of two up to 2^30, got ${String(value)}`);
+    if (value !== undefined && (!isPowerOfTwo(value) || value > 1 << 30)) throw invalidArgValue(`${name} must be a power of two up to 2^30, got ${String(value)}`, 'range');
   }
 }
 

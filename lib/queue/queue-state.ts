@@ -1,4 +1,5 @@
 import { CanceledError, ClosedError, DeviceBrokenError, DeviceGoneError } from '../errors';
+import { trace, tracing } from '../trace';
 
 /**
  * Whether a queue can still take requests, and if not, the error that
@@ -24,6 +25,7 @@ export class QueueState {
   }
 
   markBroken(reason: string, message: string): void {
+    if (tracing) trace('broken', 'queue %d: %s: %s', this.index, reason, message);
     this.brokenBy = { reason, message };
   }
 

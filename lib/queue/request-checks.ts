@@ -1,4 +1,4 @@
-import { BufferHeldError, ClosedError } from '../errors';
+import { BufferHeldError, ClosedError, invalidArgType, invalidArgValue, outOfRange } from '../errors';
 import type { DmaAllocator } from '../platform';
 import { NO_BUFFERS } from './descriptors';
 import type { QueueBuffer, QueueRequest } from './queue-types';
@@ -19,20 +19,20 @@ export interface RequestLimits {
  * still holds from a request given up on, is refused as a buffer it may write.
  */
 export function checkRequest(request: QueueRequest, limits: RequestLimits, memory: DmaAllocator): number {
-  if (request === null || typeof request !== 'object') throw new TypeError('a queue request must be an object { readable?, writable? }');
+  if (request === null || typeof request !== 'object') throw invalidArgType('a queue request must be an object { readable?, writable? }');
   const readable = request.readable ?? NO_BUFFERS;
   const writable = request.writable ?? NO_BUFFERS;
-  if (!Array.isArray(readable) || !Array.isArray(writable)) throw new TypeError('readable and writable must be arrays of buffers');
+  if (!Array.isArray(readable) || !Array.isArray(writable)) throw invalidArgType('readable and writable must be arrays of buffers');
   const count = readable.length + writable.length;
-  if (count === 0) throw new RangeError('a queue request needs at least one buffer');
+  if (count === 0) throw invalidArgValue('a queue request needs at least one buffer', 'range');
   if (count > limits.size && count > limits.indirectMax) {
-    throw new RangeError(`a chain of ${count} buffers cannot fit queue ${limits.index} (size ${limits.size})`);
+    throw invalidArgValue(`a chain of ${count} buffers cannot fit queue ${limits.index} (size ${limits.size})`, 'range');
   }
   let total = 0;
   for (const buffer of readable) total += checkOwnedBuffer(buffer, false, memory);
   for (const buffer of writable) total += checkOwnedBuffer(buffer, true, memory);
   // §2.7.4.2: a chain's total length must fit in 32 bits.
-  if (total > 0xffff_ffff) throw new RangeError(`a chain may carry at most 2^32 - 1 bytes, got ${total}`);
+  if (total > 0xffff_ffff) throw outOfRange(`a chain may carry at most 2^32 - 1 bytes, got ${total}`);
   return count;
 }
 
@@ -50,25 +50,25 @@ function checkOwnedBuffer(buffer: QueueBuffer, writable: boolean, memory: DmaAll
 /** Checks one buffer's shape; returns its length. */
 function checkBuffer(buffer: QueueBuffer): number {
   if (buffer === null || typeof buffer !== 'object' || buffer.region === null || typeof buffer.region !== 'object') {
-    throw new TypeError('a queue buffer must be { region: DmaRegion, offset?, length? }');
+    throw invalidArgType('a queue buffer must be { region: DmaRegion, offset?, length? }');
   }
   const { region } = buffer;
   const offset = buffer.offset ?? 0;
   const length = buffer.length ?? region.size - offset;
   if (!Number.isInteger(offset) || offset < 0 || !Number.isInteger(length) || length < 1 || offset + length > region.size) {
-    throw new RangeError(`buffer [${offset}, ${offset}+${length}) is empty or outside its ${region.size}-byte DMA region`);
+    throw outOfRange(`buffer [${offset}, ${offset}+${length}) is empty or outside its ${region.size}-byte DMA region`);
   }
   // Number arithmetic, as writeDescriptor uses; no BigInt work per buffer on the submit path.
-  if (Number(region.iova) + offset + length > MAX_ADDRESS) throw new RangeError('buffer device address beyond 2^53');
+  if (Number(region.iova) + offset + length > MAX_ADDRESS) throw outOfRange('buffer device address beyond 2^53');
   return length;
 }
 
 /** Checks SubmitOptions.timeoutMs and reclaim. */
 export function checkSubmitOptions(timeoutMs: unknown, reclaim: unknown): void {
   if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && timeoutMs > 0 && timeoutMs <= 2 ** 31 - 1)) {
-    throw new RangeError(`timeoutMs must be a number in (0, 2^31 - 1], got ${String(timeoutMs)}`);
+    throw outOfRange(`timeoutMs must be a number in (0, 2^31 - 1], got ${String(timeoutMs)}`);
   }
-  if (reclaim !== undefined && typeof reclaim !== 'function') throw new TypeError('reclaim must be a function');
+  if (reclaim !== undefined && typeof reclaim !== 'function') throw invalidArgType('reclaim must be a function');
 }
 
 /** A copy of `request` with each buffer's offset and length fixed (for requests placed later). */

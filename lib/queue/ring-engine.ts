@@ -6,6 +6,7 @@ import { IndirectSlab } from './descriptors';
 import { hex, type OutstandingDump, type QueueDump, type TableReader } from './queue-dump';
 import type { QueueRequest, QueueStats } from './queue-types';
 import { AvailOrder, IdState, checkUsedEntry, type RingBreak } from './used-entry';
+import { invalidArgValue, outOfRange } from '../errors';
 
 // The rings are little-endian (§2.7, §2.8) and are accessed through host-order typed arrays.
 if (endianness() !== 'LE') throw new Error('virtio-mmio: virtqueues are only implemented for little-endian hosts');
@@ -78,7 +79,7 @@ export abstract class RingEngine {
 
   protected constructor(options: RingEngineOptions, maxSize: number, layOut: (size: number) => { bytes: number; align: number; driver: number; device: number }) {
     const { size, memory } = options;
-    if (!Number.isInteger(size) || size < 1 || size > maxSize) throw new RangeError(`Queue Size must be an integer in [1, ${maxSize}], got ${size}`);
+    if (!Number.isInteger(size) || size < 1 || size > maxSize) throw outOfRange(`Queue Size must be an integer in [1, ${maxSize}], got ${size}`);
     this.size = size;
     this.stats = options.stats;
     this.barriers = options.barriers;
@@ -261,7 +262,7 @@ export abstract class RingEngine {
     const slab = this.indirect;
     const offset = slab ? address - slab.region.iova : -1n;
     if (!slab || offset < 0n || offset + BigInt(length) > BigInt(slab.region.size)) {
-      throw new RangeError(`${hex(address)} (+${length}) is not in this queue's indirect tables`);
+      throw invalidArgValue(`${hex(address)} (+${length}) is not in this queue's indirect tables`, 'range');
     }
     return new DataView(slab.region.view, slab.region.offset + Number(offset), length);
   };

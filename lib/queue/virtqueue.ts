@@ -1,4 +1,5 @@
-import { AbortError, CanceledError, ClosedError, QueueFullError, TimeoutError, TransportError } from '../errors';
+import '../disposable';
+import { AbortError, CanceledError, ClosedError, outOfRange, QueueFullError, TimeoutError, TransportError } from '../errors';
 import { nativeBarriers, type Barriers, type DmaAllocator } from '../platform';
 import type { QueueAddresses, QueueEndpoint, QueueTransport } from '../transport';
 import { CompletionPoller, checkQueueMode, type QueueMode, type QueueModeOptions } from './completion-mode';
@@ -87,7 +88,7 @@ export class Virtqueue implements QueueEndpoint {
     this.barriers = options.barriers ?? nativeBarriers;
     const indirectMax = options.indirectMax ?? 32;
     if (!Number.isInteger(indirectMax) || indirectMax < 2 || indirectMax > 0xffff) {
-      throw new RangeError(`indirectMax must be an integer in [2, 65535], got ${indirectMax}`);
+      throw outOfRange(`indirectMax must be an integer in [2, 65535], got ${indirectMax}`);
     }
     this.engine = makeEngine({
       size,
@@ -489,6 +490,11 @@ export class Virtqueue implements QueueEndpoint {
       reject(pending);
       this.inFlightRequests.giveBack(pending);
     }
+  }
+
+  /** close(), for `using` (explicit resource management): disposed at the end of the enclosing block. */
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   /**

@@ -13,6 +13,7 @@ import {
   hasFeature,
 } from '../spec';
 import type { SimConfigField, SimDeviceModel, SimRequest } from './sim-model';
+import { invalidArgType, invalidArgValue, outOfRange } from '../errors';
 
 export interface BlkModelOptions {
   /** The disk, used in place (not copied): its length must be a multiple of 512 (capacity = length / 512). Default: 1 MiB of zeroes. */
@@ -81,7 +82,7 @@ const CONFIG_FIELDS: readonly SimConfigField[] = [
 
 function integer(name: string, value: number, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new RangeError(`${name} must be an integer in [${min}, ${max}], got ${String(value)}`);
+    throw outOfRange(`${name} must be an integer in [${min}, ${max}], got ${String(value)}`);
   }
   return value;
 }
@@ -193,27 +194,27 @@ export class BlkModel implements SimDeviceModel {
 
   constructor(options: BlkModelOptions = {}) {
     const disk = options.disk ?? new Uint8Array(1 << 20);
-    if (!(disk instanceof Uint8Array)) throw new TypeError('disk must be a Uint8Array');
-    if (disk.length % BLK_SECTOR_SIZE !== 0) throw new RangeError(`disk length must be a multiple of ${BLK_SECTOR_SIZE}, got ${disk.length}`);
+    if (!(disk instanceof Uint8Array)) throw invalidArgType('disk must be a Uint8Array');
+    if (disk.length % BLK_SECTOR_SIZE !== 0) throw invalidArgValue(`disk length must be a multiple of ${BLK_SECTOR_SIZE}, got ${disk.length}`, 'range');
     this.disk = disk;
     this.capacity = BigInt(disk.length / BLK_SECTOR_SIZE);
     this.readOnly = options.readOnly ?? false;
 
     const id = options.id ?? 'sim-blk';
     if (typeof id !== 'string' || id.length > BLK_ID_BYTES || !/^[\x01-\x7f]*$/.test(id)) {
-      throw new RangeError(`id must be at most ${BLK_ID_BYTES} ASCII characters without NUL, got ${JSON.stringify(id)}`);
+      throw outOfRange(`id must be at most ${BLK_ID_BYTES} ASCII characters without NUL, got ${JSON.stringify(id)}`);
     }
     for (let i = 0; i < id.length; i++) this.idBytes[i] = id.charCodeAt(i);
 
     const blkSize = integer('blkSize', options.blkSize ?? BLK_SECTOR_SIZE, BLK_SECTOR_SIZE, 0x8000_0000);
-    if ((blkSize & (blkSize - 1)) !== 0) throw new RangeError(`blkSize must be a power of two, got ${blkSize}`);
+    if ((blkSize & (blkSize - 1)) !== 0) throw invalidArgValue(`blkSize must be a power of two, got ${blkSize}`, 'range');
     const queueSize = integer('queueSize', options.queueSize ?? 128, 1, 32768);
     const numQueues = integer('numQueues', options.numQueues ?? 1, 1, 0xffff);
     this.queueSizes = Array.from({ length: numQueues }, () => queueSize);
     const latency = options.latency ?? 'sync';
-    if (latency !== 'sync' && latency !== 'async') throw new RangeError(`latency must be 'sync' or 'async', got ${String(latency)}`);
+    if (latency !== 'sync' && latency !== 'async') throw invalidArgValue(`latency must be 'sync' or 'async', got ${String(latency)}`, 'range');
     this.async = latency === 'async';
-    if (options.failSectors !== undefined && !(options.failSectors instanceof Set)) throw new TypeError('failSectors must be a Set of sector numbers');
+    if (options.failSectors !== undefined && !(options.failSectors instanceof Set)) throw invalidArgType('failSectors must be a Set of sector numbers');
     this.failSectors = options.failSectors;
 
     const config = view(this.config);

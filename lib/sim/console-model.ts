@@ -2,6 +2,7 @@ import { ConsoleConfig, ConsoleFeature, ConsoleQueue, DeviceId, feature, portOfQ
 import { ConsoleMultiport, type ConsoleMultiportOptions, type ConsolePortSpec } from './console-multiport';
 import { ConsolePortData } from './console-port-data';
 import type { SimConfigField, SimDeviceModel, SimRequest } from './sim-model';
+import { invalidArgValue, outOfRange } from '../errors';
 
 export interface ConsoleModelOptions {
   /** Offer VIRTIO_CONSOLE_F_SIZE with these columns and rows. */
@@ -212,12 +213,12 @@ export class ConsoleModel implements SimDeviceModel {
   }
 
   private port(id: number): ConsolePortData {
-    if (!Number.isInteger(id) || id < 0 || id >= this.ports.length) throw new RangeError(`port must be an integer in [0, ${this.ports.length - 1}], got ${id}`);
+    if (!Number.isInteger(id) || id < 0 || id >= this.ports.length) throw outOfRange(`port must be an integer in [0, ${this.ports.length - 1}], got ${id}`);
     return this.ports[id];
   }
 
   private control(method: string): ConsoleMultiport {
-    if (!this.multiport) throw new TypeError(`ConsoleModel.${method}() needs the multiport option`);
+    if (!this.multiport) throw invalidArgValue(`ConsoleModel.${method}() needs the multiport option`);
     return this.multiport;
   }
 }

@@ -1,5 +1,6 @@
 import { BlkConfig, BlkFeature, ConsoleConfig, ConsoleFeature, feature, NetConfig, NetFeature } from '../spec';
 import type { ConfigOutOfRangeField, ConfigPatch, Hostile } from './hostile';
+import { invalidArgValue } from '../errors';
 
 /**
  * The named out-of-range config values of hostile behaviour 17, each with
@@ -23,7 +24,7 @@ export function configPatch(hostile: Hostile): ConfigPatch | undefined {
     'console-max-ports-huge': () => ({ offset: ConsoleConfig.max_nr_ports, width: 4, value: hostile.int(0x8000_0000, 0xffff_ffff), features: feature(ConsoleFeature.MULTIPORT) }),
   };
   const make = named[option.field];
-  if (!make) throw new RangeError(`unknown config-out-of-range field '${String(option.field)}'`);
+  if (!make) throw invalidArgValue(`unknown config-out-of-range field '${String(option.field)}'`, 'range');
   return make();
 }
 

@@ -8,6 +8,7 @@
 
 import { RingViolation } from '../spec';
 import { SeededRandom } from './seeded-random';
+import { invalidArgType, invalidArgValue, outOfRange } from '../errors';
 
 /**
  * The behaviours, in the order of the project's issues (1–23: issue 7; 24: the buffer-ownership issue);
@@ -137,16 +138,16 @@ export class Hostile {
   private honest = 0;
 
   constructor(options: HostileOptions) {
-    if (!options || typeof options !== 'object') throw new TypeError('hostile options must be an object { seed, behaviours }');
-    if (!Number.isInteger(options.seed)) throw new RangeError(`hostile seed must be an integer, got ${String(options.seed)}`);
+    if (!options || typeof options !== 'object') throw invalidArgType('hostile options must be an object { seed, behaviours }');
+    if (!Number.isInteger(options.seed)) throw outOfRange(`hostile seed must be an integer, got ${String(options.seed)}`);
     const behaviours = options.behaviours ?? {};
     for (const name of Object.keys(behaviours)) {
-      if (!NAMES.has(name)) throw new RangeError(`unknown hostile behaviour '${name}' (known: ${[...NAMES].join(', ')})`);
+      if (!NAMES.has(name)) throw invalidArgValue(`unknown hostile behaviour '${name}' (known: ${[...NAMES].join(', ')})`, 'range');
     }
     const after = options.after ?? 0;
-    if (!Number.isInteger(after) || after < 0) throw new RangeError(`hostile after must be a non-negative integer, got ${String(after)}`);
+    if (!Number.isInteger(after) || after < 0) throw outOfRange(`hostile after must be a non-negative integer, got ${String(after)}`);
     if (options.queue !== undefined && (!Number.isInteger(options.queue) || options.queue < 0)) {
-      throw new RangeError(`hostile queue must be a queue index, got ${String(options.queue)}`);
+      throw outOfRange(`hostile queue must be a queue index, got ${String(options.queue)}`);
     }
     this.behaviours = behaviours;
     this.after = after;

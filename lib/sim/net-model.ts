@@ -1,6 +1,7 @@
 import { DeviceId, FeatureBit, NET_HDR_NUM_BUFFERS, NET_HDR_SIZE, NET_HDR_SIZE_LEGACY, NetConfig, NetFeature, NetStatus, feature, hasFeature } from '../spec';
 import { HeldReceives, fillWritable } from './held-receives';
 import type { SimConfigField, SimDeviceModel, SimRequest } from './sim-model';
+import { invalidArgValue } from '../errors';
 
 export interface NetModelOptions {
   /** Offer VIRTIO_NET_F_MAC with this address (default 52:54:00:12:34:56). */
@@ -55,7 +56,7 @@ export class NetModel implements SimDeviceModel {
     const linkUp = options.linkUp === undefined ? true : options.linkUp;
     let offered = 0n;
     if (mac) {
-      if (mac.length !== 6) throw new RangeError('mac must be 6 bytes');
+      if (mac.length !== 6) throw invalidArgValue('mac must be 6 bytes', 'range');
       this.config.set(mac, NetConfig.mac);
       offered |= feature(NetFeature.MAC);
     }

@@ -1,6 +1,7 @@
 import { FeatureBit, isPowerOfTwo, legacyLayout, MmioRegister as R } from '../spec';
 import type { SimQueue } from './sim-queue';
 import type { StrictRules } from './strict-rules';
+import { invalidArgValue } from '../errors';
 
 /** What the queue registers need from their device. */
 export interface QueueRegisterContext {
@@ -63,7 +64,7 @@ export class SimQueueRegisters {
       case R.QueueReset:
         return this.readQueueReset();
       default:
-        throw new RangeError(`${hex(offset)} is not a queue register`);
+        throw invalidArgValue(`${hex(offset)} is not a queue register`, 'range');
     }
   }
 
@@ -94,7 +95,7 @@ export class SimQueueRegisters {
       case R.QueuePFN:
         return this.writeQueuePfn(value);
       default:
-        throw new RangeError(`${hex(offset)} is not a queue register`);
+        throw invalidArgValue(`${hex(offset)} is not a queue register`, 'range');
     }
   }
 

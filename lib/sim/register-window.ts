@@ -1,4 +1,5 @@
-import { ClosedError } from '../errors';
+import '../disposable';
+import { ClosedError, invalidArgType, invalidArgValue, outOfRange } from '../errors';
 import type { AccessWidth, RegisterBlock } from '../platform';
 import { checkPollTimeout } from '../platform/register-block';
 
@@ -16,6 +17,11 @@ export abstract class RegisterWindow implements RegisterBlock {
   abstract readonly label: string;
   abstract readonly closed: boolean;
   abstract close(): void;
+
+  /** close(), for `using` (explicit resource management): disposed at the end of the enclosing block. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
 
   /** A checked read of `width` bytes at `offset`. */
   protected abstract readAt(offset: number, width: AccessWidth): number;
@@ -84,7 +90,7 @@ export abstract class RegisterWindow implements RegisterBlock {
     this.checkAccess(offset, 4);
     checkPollTimeout('timeoutMs', timeoutMs);
     if (intervalUs !== undefined && (typeof intervalUs !== 'number' || !(intervalUs >= 0))) {
-      throw new RangeError(`intervalUs must be a non-negative number, got ${String(intervalUs)}`);
+      throw outOfRange(`intervalUs must be a non-negative number, got ${String(intervalUs)}`);
     }
     const want = expected >>> 0;
     const limit = this.pollReadLimit();
@@ -102,29 +108,29 @@ export abstract class RegisterWindow implements RegisterBlock {
 
   private checkAccess(offset: number, width: number): void {
     this.assertOpen();
-    if (typeof offset !== 'number') throw new TypeError(`offset must be a number, got ${String(offset)}`);
+    if (typeof offset !== 'number') throw invalidArgType(`offset must be a number, got ${String(offset)}`);
     const what = `${width * 8}-bit access at offset ${Number.isInteger(offset) && offset >= 0 ? hex(offset) : String(offset)} of ${this.label} (window of ${hex(this.size)} bytes)`;
-    if (!Number.isInteger(offset) || offset < 0) throw new RangeError(`${what}: offset is not a non-negative integer`);
-    if (offset + width > this.size) throw new RangeError(`${what}: outside the window`);
-    if (offset % width !== 0) throw new RangeError(`${what}: not naturally aligned`);
+    if (!Number.isInteger(offset) || offset < 0) throw outOfRange(`${what}: offset is not a non-negative integer`);
+    if (offset + width > this.size) throw outOfRange(`${what}: outside the window`);
+    if (offset % width !== 0) throw invalidArgValue(`${what}: not naturally aligned`, 'range');
   }
 
   private checkCopy(offset: number, bytes: Uint8Array, width: number): void {
     this.assertOpen();
-    if (!(bytes instanceof Uint8Array)) throw new TypeError('expected a Uint8Array or Buffer');
-    if (typeof offset !== 'number' || !Number.isInteger(offset) || offset < 0) throw new RangeError(`offset must be a non-negative integer, got ${String(offset)}`);
-    if (width !== 1 && width !== 2 && width !== 4) throw new RangeError(`width must be 1, 2 or 4, got ${String(width)}`);
+    if (!(bytes instanceof Uint8Array)) throw invalidArgType('expected a Uint8Array or Buffer');
+    if (typeof offset !== 'number' || !Number.isInteger(offset) || offset < 0) throw outOfRange(`offset must be a non-negative integer, got ${String(offset)}`);
+    if (width !== 1 && width !== 2 && width !== 4) throw outOfRange(`width must be 1, 2 or 4, got ${String(width)}`);
     const what = `${width * 8}-bit copy of ${hex(bytes.length)} bytes at offset ${hex(offset)} of ${this.label} (window of ${hex(this.size)} bytes)`;
-    if (offset + bytes.length > this.size) throw new RangeError(`${what}: outside the window`);
-    if (offset % width !== 0 || bytes.length % width !== 0) throw new RangeError(`${what}: not naturally aligned`);
+    if (offset + bytes.length > this.size) throw outOfRange(`${what}: outside the window`);
+    if (offset % width !== 0 || bytes.length % width !== 0) throw invalidArgValue(`${what}: not naturally aligned`, 'range');
   }
 }
 
 function checkValue(value: number, width: number): number {
-  if (typeof value !== 'number') throw new TypeError('value must be a number');
+  if (typeof value !== 'number') throw invalidArgType('value must be a number');
   const bits = 8 * width;
   if (!Number.isInteger(value) || value < -(2 ** (bits - 1)) || value > 2 ** bits - 1) {
-    throw new RangeError(`value ${value} does not fit in ${bits} bits`);
+    throw outOfRange(`value ${value} does not fit in ${bits} bits`);
   }
   return width === 4 ? value >>> 0 : value & (2 ** bits - 1);
 }

@@ -2,6 +2,7 @@ import { randomFillSync } from 'node:crypto';
 
 import { DeviceId } from '../spec';
 import type { SimDeviceModel, SimRequest } from './sim-model';
+import { outOfRange } from '../errors';
 
 export interface RngModelOptions {
   /** QueueNumMax of the request queue (default 64). */
@@ -28,11 +29,11 @@ export class RngModel implements SimDeviceModel {
   constructor(options: RngModelOptions = {}) {
     const queueSize = options.queueSize ?? 64;
     if (!Number.isInteger(queueSize) || queueSize < 0 || queueSize > 32768) {
-      throw new RangeError(`queueSize must be an integer in [0, 32768], got ${String(queueSize)}`);
+      throw outOfRange(`queueSize must be an integer in [0, 32768], got ${String(queueSize)}`);
     }
     const max = options.maxBytesPerRequest ?? Infinity;
     if (!(max >= 0) || (!Number.isInteger(max) && max !== Infinity)) {
-      throw new RangeError(`maxBytesPerRequest must be a non-negative integer, got ${String(max)}`);
+      throw outOfRange(`maxBytesPerRequest must be a non-negative integer, got ${String(max)}`);
     }
     this.queueSizes = [queueSize];
     this.maxBytes = max;

@@ -25,6 +25,7 @@ import type { SimDeviceModel, SimViolation } from './sim-model';
 import type { SimFaults, SimInterruptLine, SimOptions, SimStats } from './sim-options';
 import { SimQueue, type SimQueueHost, type SimQueueState } from './sim-queue';
 import { StrictRules } from './strict-rules';
+import { invalidArgType, invalidArgValue, outOfRange } from '../errors';
 
 /** "VIMM" as a little-endian 32-bit word: the VendorID the sim reads by default. */
 export const SIM_VENDOR_ID = 0x4d4d4956;
@@ -44,7 +45,7 @@ const ECHOED_STATUS_BITS = DEVICE_NEEDS_RESET;
 function latency(name: string, value: number | undefined): number {
   if (value === undefined) return 0;
   if (typeof value !== 'number' || !(value >= 0) || (!Number.isInteger(value) && value !== Infinity)) {
-    throw new RangeError(`${name} must be a non-negative integer or Infinity, got ${String(value)}`);
+    throw outOfRange(`${name} must be a non-negative integer or Infinity, got ${String(value)}`);
   }
   return value;
 }
@@ -148,9 +149,9 @@ export class SimDevice extends RegisterWindow {
 
   constructor(options: SimOptions) {
     super();
-    if (!options || typeof options.memory?.resolve !== 'function') throw new TypeError('SimDevice needs options.memory (a DeviceMemory)');
+    if (!options || typeof options.memory?.resolve !== 'function') throw invalidArgType('SimDevice needs options.memory (a DeviceMemory)');
     const version = options.version ?? 2;
-    if (version !== 1 && version !== 2) throw new RangeError(`version must be 1 or 2, got ${String(version)}`);
+    if (version !== 1 && version !== 2) throw invalidArgValue(`version must be 1 or 2, got ${String(version)}`, 'range');
     this.version = version;
     this.model = options.model;
     const hostile = options.hostile ? new Hostile(options.hostile) : undefined;
@@ -165,12 +166,12 @@ export class SimDevice extends RegisterWindow {
     const shortWindow = hostile?.options('config-window-short');
     if (shortWindow) {
       const { configBytes: n } = shortWindow;
-      if (!Number.isInteger(n) || n < 0 || n > configBytes.length) throw new RangeError(`config-window-short configBytes must be an integer in [0, ${configBytes.length}], got ${String(n)}`);
+      if (!Number.isInteger(n) || n < 0 || n > configBytes.length) throw outOfRange(`config-window-short configBytes must be an integer in [0, ${configBytes.length}], got ${String(n)}`);
       configBytes = configBytes.subarray(0, n);
     }
     const patch = hostile ? configPatch(hostile) : undefined;
     if (patch && (patch.offset < 0 || patch.offset + patch.width > configBytes.length)) {
-      throw new RangeError(`config-out-of-range: ${patch.width} bytes at config offset ${patch.offset} lie outside the ${configBytes.length}-byte config space`);
+      throw outOfRange(`config-out-of-range: ${patch.width} bytes at config offset ${patch.offset} lie outside the ${configBytes.length}-byte config space`);
     }
     const churn = hostile?.has('config-generation-churn')
       ? (hostile.options('config-generation-churn')?.reads ?? Infinity)
@@ -224,7 +225,7 @@ export class SimDevice extends RegisterWindow {
     this.completeOnNotify = options.completeOnNotify ?? false;
     this.inOrderBatch = options.inOrderBatch ?? 1;
     if (!Number.isInteger(this.inOrderBatch) || this.inOrderBatch < 1) {
-      throw new RangeError(`inOrderBatch must be a positive integer, got ${String(options.inOrderBatch)}`);
+      throw outOfRange(`inOrderBatch must be a positive integer, got ${String(options.inOrderBatch)}`);
     }
 
     const host = this.queueHost();
@@ -249,7 +250,7 @@ export class SimDevice extends RegisterWindow {
     this.stats = { notifications: sizes.map(() => 0), interrupts: 0, interruptsSuppressed: 0, requests: 0 };
 
     if (hostile?.has('device-gone') && typeof options.interrupt?.hangUp !== 'function') {
-      throw new TypeError('hostile device-gone needs an interrupt line that can hang up (options.interrupt with hangUp(), e.g. a pipe)');
+      throw invalidArgValue('hostile device-gone needs an interrupt line that can hang up (options.interrupt with hangUp(), e.g. a pipe)');
     }
     this.ownsLine = options.interrupt === undefined;
     this.line = options.interrupt ?? new EventfdInterruptSource(`${this.label} interrupt`);
@@ -319,7 +320,7 @@ export class SimDevice extends RegisterWindow {
 
   queueState(index: number): SimQueueState {
     const queue = this.queues[index];
-    if (!queue) throw new RangeError(`${this.label} has no queue ${index} (it has ${this.queues.length})`);
+    if (!queue) throw invalidArgValue(`${this.label} has no queue ${index} (it has ${this.queues.length})`, 'range');
     return queue.state();
   }
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 
-import { DiscoveryError } from '../errors';
+import { DiscoveryError, invalidArgType } from '../errors';
 import { parseDeviceSpec, type PhysicalDeviceSpec } from './discovery';
 
 /** Where Linux shows the command line it was booted with. */
@@ -28,7 +28,7 @@ const PARAMETER = 'virtio_mmio.device';
  * An unreadable /proc/cmdline is a DiscoveryError too.
  */
 export function discoverCmdline(cmdline?: string): PhysicalDeviceSpec[] {
-  if (cmdline !== undefined && typeof cmdline !== 'string') throw new TypeError(`cmdline must be a string, got ${typeof cmdline}`);
+  if (cmdline !== undefined && typeof cmdline !== 'string') throw invalidArgType(`cmdline must be a string, got ${typeof cmdline}`);
   const text = cmdline ?? readCmdline();
   const specs: PhysicalDeviceSpec[] = [];
   let index = 0;

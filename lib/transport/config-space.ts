@@ -1,4 +1,4 @@
-import { TransportError } from '../errors';
+import { invalidArgValue, outOfRange, TransportError } from '../errors';
 import type { RegisterBlock } from '../platform';
 import { MmioRegister as R } from '../spec';
 
@@ -87,10 +87,10 @@ export class ConfigSpace {
     this.guard(write);
     const align = Math.min(width, 4);
     if (!Number.isInteger(offset) || offset < 0 || offset % align !== 0) {
-      throw new RangeError(`config offset must be a non-negative multiple of ${align}, got ${offset}`);
+      throw invalidArgValue(`config offset must be a non-negative multiple of ${align}, got ${offset}`, 'range');
     }
     if (!Number.isInteger(length) || length < 0 || offset + length > this.size) {
-      throw new RangeError(`config bytes ${offset}..${offset + length} are outside the ${this.size}-byte config space`);
+      throw outOfRange(`config bytes ${offset}..${offset + length} are outside the ${this.size}-byte config space`);
     }
     return R.Config + offset;
   }

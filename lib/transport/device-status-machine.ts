@@ -1,6 +1,8 @@
-import { CanceledError, ClosedError, NegotiationError, TransportError } from '../errors';
+import '../disposable';
+import { CanceledError, ClosedError, NegotiationError, outOfRange, TransportError } from '../errors';
 import type { InterruptSource } from '../platform';
 import { DeviceStatus, FeatureBit, describeFeatures, describeStatus, deviceIdName, hasFeature, nextAvailNotificationData } from '../spec';
+import { trace, tracing } from '../trace';
 import { trackLiveDevice } from './exit-reset';
 import { InterruptDispatch } from './interrupt-dispatch';
 import { QueueOwnership, checkQueueIndex } from './queue-ownership';
@@ -122,6 +124,7 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
       this.phase = 'failed';
       throw new TransportError(TransportError.RESET_TIMEOUT, `${this.label}: Status did not read 0 within ${this.options.resetTimeoutMs} ms of the reset`);
     }
+    if (tracing) trace('status', '%s: reset (Status 0): %s', this.label, reason.message);
     this.untrackExit?.();
     this.queues.reclaimDetached();
     this.phase = 'reset';
@@ -150,6 +153,7 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
     this.addStatus(DeviceStatus.DRIVER);
     const offered = this.ops.readDeviceFeatures();
     this.offered = offered;
+    if (tracing) trace('features', '%s: offered %s', this.label, describeFeatures(offered));
     if (this.version === 2 && !hasFeature(offered, FeatureBit.VERSION_1)) {
       this.fail(NegotiationError.VERSION_1_MISSING, `${this.label}: a Version 2 device must offer VIRTIO_F_VERSION_1 (offered: ${describeFeatures(offered)})`, offered, 0n);
     }
@@ -158,6 +162,7 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
       this.fail(NegotiationError.FEATURE_MISSING, `${this.label}: ${deviceIdName(this.deviceId)} lacks required features ${describeFeatures(missing)}`, offered, 0n);
     }
     const accepted = acceptedFeatures(wanted, offered, this.version !== 2);
+    if (tracing) trace('features', '%s: accepted %s', this.label, describeFeatures(accepted));
     this.ops.writeDriverFeatures(accepted);
     if (this.version === 2) {
       this.addStatus(DeviceStatus.FEATURES_OK);
@@ -221,7 +226,10 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
   }
 
   private addStatus(bit: number): void {
-    this.ops.writeStatus((this.ops.readStatus() | bit) & 0xff);
+    const before = this.ops.readStatus();
+    const after = (before | bit) & 0xff;
+    this.ops.writeStatus(after);
+    if (tracing) trace('status', '%s: %s -> %s', this.label, describeStatus(before), describeStatus(after));
   }
 
   // ---- Config space (§2.5) and listeners ----
@@ -264,12 +272,17 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
   activateQueue(index: number, addresses: QueueAddresses, endpoint: QueueEndpoint): void {
     const max = this.queueNumMax(index);
     this.queues.activate(index, max, addresses, endpoint, this.hasFeature(FeatureBit.RING_PACKED));
+    if (tracing) {
+      const { size, desc, driver, device } = addresses;
+      trace('queue', '%s: queue %d ready: size %d of QueueNumMax %d, desc 0x%s driver 0x%s device 0x%s', this.label, index, size, max, desc.toString(16), driver.toString(16), device.toString(16));
+    }
   }
 
   /** Takes queue `index` back from the device, and checks it reads as no longer in use. */
   deactivateQueue(index: number): void {
     this.checkOpen();
     this.queues.deactivate(index);
+    if (tracing) trace('queue', '%s: queue %d torn down', this.label, index);
   }
 
   /**
@@ -283,6 +296,7 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
       throw new TransportError(TransportError.NOT_NEGOTIATED, `${this.label}: queue reset needs VIRTIO_F_RING_RESET, which was not negotiated`);
     }
     this.queues.reset(index);
+    if (tracing) trace('queue', '%s: queue %d reset (§2.6.1)', this.label, index);
   }
 
   /**
@@ -317,7 +331,7 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
   /** Region `id`, or undefined when the device has none with that id. Version 1 has none. */
   shmRegion(id: number): ShmRegion | undefined {
     this.checkOpen();
-    if (!Number.isInteger(id) || id < 0 || id > MAX_SHM_ID) throw new RangeError(`SHM id must be an integer in [0, ${MAX_SHM_ID}], got ${id}`);
+    if (!Number.isInteger(id) || id < 0 || id > MAX_SHM_ID) throw outOfRange(`SHM id must be an integer in [0, ${MAX_SHM_ID}], got ${id}`);
     return this.ops.shmRegion(id);
   }
 
@@ -352,6 +366,7 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
    * tell the error listeners.
    */
   private deviceFailed(error: Error): void {
+    if (tracing) trace('broken', '%s: device failed: %s', this.label, error.message);
     this.dispatch.stop();
     this.dispatch.clearIdle();
     this.interruptError = error;
@@ -377,6 +392,11 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
   }
 
   // ---- Lifecycle ----
+
+  /** close(), for `using` (explicit resource management): disposed at the end of the enclosing block. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
 
   /**
    * Resets the device (if the registers are still there), rejects pending

@@ -1,4 +1,4 @@
-import { DiscoveryError } from '../errors';
+import { DiscoveryError, invalidArgType, invalidArgValue } from '../errors';
 import {
   MmioWindow,
   PollingInterruptSource,
@@ -78,7 +78,7 @@ const hex = (value: number | bigint): string => `0x${value.toString(16)}`;
  * and the window end within 64 bits.
  */
 export function parseDeviceSpec(text: string): PhysicalDeviceSpec {
-  if (typeof text !== 'string') throw new TypeError(`device spec must be a string, got ${typeof text}`);
+  if (typeof text !== 'string') throw invalidArgType(`device spec must be a string, got ${typeof text}`);
   const trimmed = text.trim();
   const body = trimmed.startsWith(PARAMETER_PREFIX) ? trimmed.slice(PARAMETER_PREFIX.length) : trimmed;
   const fail = (detail: string): never => {
@@ -156,7 +156,7 @@ export function describeSpec(spec: DeviceSpec): string {
 function checkSpec(spec: DeviceSpec): void {
   const kind = (spec as { kind?: unknown } | null | undefined)?.kind;
   if (kind !== 'uio' && kind !== 'physical') {
-    throw new TypeError(`a device spec needs kind 'uio' or 'physical', got ${typeof kind === 'string' ? `'${kind}'` : String(kind)}`);
+    throw invalidArgValue(`a device spec needs kind 'uio' or 'physical', got ${typeof kind === 'string' ? `'${kind}'` : String(kind)}`);
   }
 }
 

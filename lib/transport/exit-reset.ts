@@ -1,6 +1,6 @@
 import { constants } from 'node:os';
 import { isMainThread } from 'node:worker_threads';
-import { TransportError } from '../errors';
+import { invalidArgType, invalidArgValue, TransportError } from '../errors';
 
 /**
  * The devices this thread drives past DRIVER_OK, and the hooks that reset
@@ -138,13 +138,13 @@ const signalHooks = new Map<ResetSignal, { readonly listener: () => void; readon
  * default action.
  */
 export function resetDevicesOnSignals(options: ResetOnSignalsOptions = {}): () => void {
-  if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
+  if (options === null || typeof options !== 'object') throw invalidArgType('options must be an object');
   const signals = options.signals ?? ['SIGINT', 'SIGTERM'];
-  if (!Array.isArray(signals) || signals.length === 0) throw new TypeError('signals must be a non-empty array');
+  if (!Array.isArray(signals) || signals.length === 0) throw invalidArgType('signals must be a non-empty array');
   for (const signal of signals) {
-    if (!RESET_SIGNALS.includes(signal)) throw new RangeError(`signals may be ${RESET_SIGNALS.join(', ')}; got ${String(signal)}`);
+    if (!RESET_SIGNALS.includes(signal)) throw invalidArgValue(`signals may be ${RESET_SIGNALS.join(', ')}; got ${String(signal)}`, 'range');
   }
-  if (options.onReset !== undefined && typeof options.onReset !== 'function') throw new TypeError('onReset must be a function');
+  if (options.onReset !== undefined && typeof options.onReset !== 'function') throw invalidArgType('onReset must be a function');
   if (!isMainThread) {
     throw new TransportError(TransportError.STATE, 'resetDevicesOnSignals: signals are delivered to the main thread only; a worker resets its devices when it ends by itself or calls process.exit()');
   }

@@ -1,6 +1,7 @@
 import { DeviceBrokenError, TransportError } from '../errors';
 import type { InterruptSource } from '../platform';
 import { DeviceStatus, MMIO_INTERRUPT_DEFINED, MmioInterrupt } from '../spec';
+import { trace, tracing } from '../trace';
 import type { TransportOps } from './transport-ops';
 import type { QueueEndpoint, TransportStats } from './virtio-transport';
 
@@ -113,6 +114,7 @@ export class InterruptDispatch {
       return;
     }
     const status = this.registers.readInterruptStatus();
+    if (tracing) trace('irq', '%s: InterruptStatus 0x%s', this.device.label, status.toString(16));
     if ((status & ~MMIO_INTERRUPT_DEFINED) !== 0) this.stats.unknownInterruptBits++;
     const handled = status & MMIO_INTERRUPT_DEFINED;
     if (handled === 0) {

@@ -2,6 +2,7 @@ import type { RegisterBlock } from '../platform';
 import { MmioRegister as R, SHM_LEN_ABSENT, legacyLayout } from '../spec';
 import type { TransportOps } from './transport-ops';
 import type { QueueAddresses, ShmRegion } from './virtio-transport';
+import { invalidArgValue } from '../errors';
 
 /**
  * The register operations of one virtio-mmio device (virtio 1.2 §4.2.2 for
@@ -91,7 +92,7 @@ export class MmioOps implements TransportOps {
       const page = BigInt(this.guestPageSize);
       pfn = desc / page;
       if (desc % page !== 0n || driver !== desc + BigInt(layout.availOffset) || device !== desc + BigInt(layout.usedOffset) || pfn === 0n || pfn > 0xffff_ffffn) {
-        throw new RangeError(`queue ${index}: legacy queues need one page-aligned area at a non-zero 32-bit page number laid out as virtio 1.2 §2.7.2`);
+        throw invalidArgValue(`queue ${index}: legacy queues need one page-aligned area at a non-zero 32-bit page number laid out as virtio 1.2 §2.7.2`, 'range');
       }
     }
     this.regs.writel(R.QueueNum, size);

@@ -1,4 +1,4 @@
-import { TransportError } from '../errors';
+import { invalidArgValue, outOfRange, TransportError } from '../errors';
 import type { InterruptSource, RegisterBlock } from '../platform';
 import { checkPollTimeout } from '../platform/register-block';
 import { isPowerOfTwo } from '../spec';
@@ -74,10 +74,10 @@ export class MmioTransport extends DeviceStatusMachine {
     for (const name of ['resetTimeoutMs', 'queueResetTimeoutMs'] as const) checkPollTimeout(name, settings[name]);
     for (const name of ['configRetries', 'stormLimit'] as const) {
       const value = settings[name];
-      if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, got ${String(value)}`);
+      if (!Number.isInteger(value) || value < 1) throw outOfRange(`${name} must be a positive integer, got ${String(value)}`);
     }
     for (const [name, value] of [['guestPageSize', settings.guestPageSize], ['queueAlign', settings.queueAlign]] as const) {
-      if (!isPowerOfTwo(value) || value < 16) throw new RangeError(`${name} must be a power of two ≥ 16, got ${value}`);
+      if (!isPowerOfTwo(value) || value < 16) throw invalidArgValue(`${name} must be a power of two ≥ 16, got ${value}`, 'range');
     }
     super(new MmioOps(regs, found.version, settings.guestPageSize, settings.queueAlign), { ...settings, interrupts: options.interrupts });
     this.version = found.version;

@@ -1,4 +1,4 @@
-import { CanceledError, TransportError } from '../errors';
+import { CanceledError, invalidArgValue, outOfRange, TransportError } from '../errors';
 import { SplitRing, isPowerOfTwo } from '../spec';
 import type { InterruptDispatch } from './interrupt-dispatch';
 import type { TransportOps } from './transport-ops';
@@ -55,7 +55,7 @@ export class QueueOwnership {
     if (max === 0) throw new TransportError(TransportError.QUEUE_UNAVAILABLE, `${this.device.label}: queue ${index} does not exist (QueueNumMax 0)`);
     // §2.7: a split ring's size is a power of two; a packed ring's need not be (§2.8).
     if (!Number.isInteger(size) || size < 1 || size > max || size > SplitRing.MAX_SIZE || (!packed && !isPowerOfTwo(size))) {
-      throw new RangeError(`queue ${index}: size must be ${packed ? 'an integer' : 'a power of two'} in [1, QueueNumMax ${max}], got ${size}`);
+      throw invalidArgValue(`queue ${index}: size must be ${packed ? 'an integer' : 'a power of two'} in [1, QueueNumMax ${max}], got ${size}`, 'range');
     }
     if (!this.ops.enableQueue(index, addresses)) {
       throw new TransportError(TransportError.QUEUE_UNAVAILABLE, `${this.device.label}: queue ${index} did not become ready`);
@@ -120,5 +120,5 @@ export class QueueOwnership {
 }
 
 export function checkQueueIndex(index: number): void {
-  if (!Number.isInteger(index) || index < 0 || index > 0xffff) throw new RangeError(`queue index must be an integer in [0, 65535], got ${index}`);
+  if (!Number.isInteger(index) || index < 0 || index > 0xffff) throw outOfRange(`queue index must be an integer in [0, 65535], got ${index}`);
 }
