@@ -36,8 +36,18 @@ export function uioEventCount(source: unknown): number | undefined {
  * both. What every contract subject in the guest does.
  */
 export function openOnUio<D extends { close(): void }>(spec: UioDeviceSpec, open: (transport: MmioTransport, memory: DmaPool) => D): { driver: D; transport: MmioTransport; close(): void } {
-  const transport = openTransport(spec);
-  const memory = DmaPool.hugetlb();
+  return openWith(openTransport(spec), () => DmaPool.hugetlb(), open);
+}
+
+/** A driver opened by `open` on `transport` and the memory `allocate` makes, closing both with it; what was made is closed if anything throws. */
+function openWith<D extends { close(): void }>(transport: MmioTransport, allocate: () => DmaPool, open: (transport: MmioTransport, memory: DmaPool) => D): { driver: D; transport: MmioTransport; close(): void } {
+  let memory: DmaPool;
+  try {
+    memory = allocate();
+  } catch (error) {
+    transport.close();
+    throw error;
+  }
   try {
     const driver = open(transport, memory);
     return {
@@ -86,29 +96,7 @@ export function openOnPhysical<D extends { close(): void }>(
   open: (transport: MmioTransport, memory: DmaPool) => D,
   options: OpenTransportOptions = {},
 ): { driver: D; transport: MmioTransport; close(): void } {
-  const transport = openTransport(spec, options);
-  let memory: DmaPool;
-  try {
-    memory = DmaPool.physical(dma.base, dma.size);
-  } catch (error) {
-    transport.close();
-    throw error;
-  }
-  try {
-    const driver = open(transport, memory);
-    return {
-      driver,
-      transport,
-      close() {
-        driver.close();
-        memory.close();
-      },
-    };
-  } catch (error) {
-    transport.close();
-    memory.close();
-    throw error;
-  }
+  return openWith(openTransport(spec, options), () => DmaPool.physical(dma.base, dma.size), open);
 }
 
 /** A device found, whatever way it is reached: its label and how to open a driver on it. */

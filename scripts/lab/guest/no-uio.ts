@@ -11,8 +11,7 @@
  * The named windows after the carve-out are /dev/mem probes (e.g.
  * "kernel-ram=0x1000@0x40000000"): each is mapped and the outcome reported.
  */
-import { readdirSync, readFileSync } from 'node:fs';
-import { runCli } from '../../../lib/cli/main';
+import { readdirSync } from 'node:fs';
 import { VirtioBlk, VirtioRng } from '../../../lib/devices';
 import { DmaPool, MmioWindow, barrierKind, type AccessWidth, type RegisterBlock } from '../../../lib/platform';
 import { addonPath } from '../../../lib/platform/addon';
@@ -24,6 +23,7 @@ import { consoleEchoContract } from '../../../test/contracts/console-contract';
 import { rngContract } from '../../../test/contracts/rng-contract';
 import { blkSubjects, carveOutSlice, consoleSubjects, openOnPhysical, rngSubjects, type CarveOut } from './devices';
 import { report, runMain } from './report';
+import { cli, systemRam } from './guest-tools';
 
 async function main(): Promise<void> {
   const [baseText, sizeText, ...probes] = process.argv.slice(2);
@@ -181,18 +181,6 @@ function readdir(path: string): string[] {
   } catch {
     return [];
   }
-}
-
-/** The guest's RAM ranges ("start-end", hex) from /proc/iomem. */
-function systemRam(): string[] {
-  return readFileSync('/proc/iomem', 'utf8').split('\n').filter((l) => /^\S.*: System RAM$/.test(l)).map((l) => l.split(' ')[0]);
-}
-
-async function cli(...argv: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const status = await runCli(argv, { stdout: { write: (t: string) => (stdout += t) }, stderr: { write: (t: string) => (stderr += t) } });
-  return { status, stdout, stderr };
 }
 
 runMain(main);

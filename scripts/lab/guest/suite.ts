@@ -9,10 +9,10 @@ import { consoleEchoContract, consoleMultiportContract } from '../../../test/con
 import { rngContract } from '../../../test/contracts/rng-contract';
 import { blkSubjects, consoleSubjects, describeReport, rngSubjects, scan, uioEventCount } from './devices';
 import { report, runMain } from './report';
+import { cli, systemRam } from './guest-tools';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { runCli } from '../../../lib/cli/main';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { addonPath } from '../../../lib/platform/addon';
 
 /** /opt/virtio-mmio: the library's root in the guest (this file is scripts/lab/guest/suite.js under it). */
@@ -124,19 +124,6 @@ async function main(): Promise<void> {
       close();
     }
   }
-}
-
-/** The guest's RAM ranges ("start-end", hex) from /proc/iomem. */
-function systemRam(): string[] {
-  return readFileSync('/proc/iomem', 'utf8').split('\n').filter((l) => /^\S.*: System RAM$/.test(l)).map((l) => l.split(' ')[0]);
-}
-
-/** Runs the CLI in this process, capturing what it writes. */
-async function cli(...argv: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const status = await runCli(argv, { stdout: { write: (t: string) => (stdout += t) }, stderr: { write: (t: string) => (stderr += t) } });
-  return { status, stdout, stderr };
 }
 
 runMain(main);
