@@ -180,58 +180,43 @@ export class VirtioBlk extends VirtioDriver {
    */
   readInto(sector: number | bigint, target: Uint8Array, callback: BlkCallback<Buffer>, options: BlkRequestOptions = NO_OPTIONS): void {
     if (typeof callback !== 'function') throw invalidArgType('callback must be a function');
-    // The direct path in plain numbers; anything else through checkRange() and, if need be, read().
-    const region = target instanceof Buffer ? this.ownBuffers.get(target) : undefined;
-    const start = region === undefined || this.closed ? -1 : sectorInRange(sector, target.length, this.fastCapacity);
-    if (start >= 0 && this.sendDirect(BlkRequestType.IN, start, target as Buffer, region!, options, target as Buffer, callback)) return;
-    this.readIntoSlowly(sector, target, callback, options);
-  }
-
-  private readIntoSlowly(sector: number | bigint, target: Uint8Array, callback: BlkCallback<Buffer>, options: BlkRequestOptions): void {
-    let buffer: Buffer;
-    let start: bigint;
-    try {
-      this.checkOpen();
-      buffer = asBuffer(target);
-      start = checkRange(this.info, sector, buffer.length);
-    } catch (error) {
-      process.nextTick(callback, error);
-      return;
-    }
-    const region = this.ownBuffers.get(buffer);
-    if (region !== undefined && this.sendDirect(BlkRequestType.IN, start, buffer, region, options, buffer, callback)) return;
-    // Out of the promise chain, so that a callback that throws is an uncaught exception, as on the direct path.
-    this.read(start, buffer, options).then(
-      (done) => process.nextTick(callback, null, done),
-      (error: Error) => process.nextTick(callback, error),
-    );
+    this.transferWithCallback(BlkRequestType.IN, sector, target, callback as BlkCallback<unknown>, options);
   }
 
   /** write() with a Node-style callback (see readInto()): `callback(null)` or `callback(error)`, once, never from within this call. */
   writeFrom(sector: number | bigint, data: Uint8Array, callback: BlkCallback<void>, options: BlkRequestOptions = NO_OPTIONS): void {
     if (typeof callback !== 'function') throw invalidArgType('callback must be a function');
-    const region = data instanceof Buffer && !this.info.readOnly ? this.ownBuffers.get(data) : undefined;
-    const start = region === undefined || this.closed ? -1 : sectorInRange(sector, data.length, this.fastCapacity);
-    if (start >= 0 && this.sendDirect(BlkRequestType.OUT, start, data as Buffer, region!, options, undefined, callback)) return;
-    this.writeFromSlowly(sector, data, callback, options);
+    this.transferWithCallback(BlkRequestType.OUT, sector, data, callback as BlkCallback<unknown>, options);
   }
 
-  private writeFromSlowly(sector: number | bigint, data: Uint8Array, callback: BlkCallback<void>, options: BlkRequestOptions): void {
+  /**
+   * readInto() (IN, called back with the buffer) and writeFrom() (OUT):
+   * an allocBuffer() buffer, a safe-integer sector within the disk and a
+   * free slot go out at once, in plain numbers; anything else through
+   * checkRange() and, if need be, read() or write().
+   */
+  private transferWithCallback(type: number, sector: number | bigint, data: Uint8Array, callback: BlkCallback<unknown>, options: BlkRequestOptions): void {
+    const reading = type === BlkRequestType.IN;
+    const region = data instanceof Buffer && (reading || !this.info.readOnly) ? this.ownBuffers.get(data) : undefined;
+    const start = region === undefined || this.closed ? -1 : sectorInRange(sector, data.length, this.fastCapacity);
+    if (start >= 0 && this.sendDirect(type, start, data as Buffer, region!, options, reading ? data : undefined, callback)) return;
     let buffer: Buffer;
-    let start: bigint;
+    let checked: bigint;
     try {
       this.checkOpen();
-      checkWritable(this.info, 'write');
+      if (!reading) checkWritable(this.info, 'write');
       buffer = asBuffer(data);
-      start = checkRange(this.info, sector, buffer.length);
+      checked = checkRange(this.info, sector, buffer.length);
     } catch (error) {
       process.nextTick(callback, error);
       return;
     }
-    const region = this.ownBuffers.get(buffer);
-    if (region !== undefined && this.sendDirect(BlkRequestType.OUT, start, buffer, region, options, undefined, callback)) return;
-    this.write(start, buffer, options).then(
-      () => process.nextTick(callback, null),
+    const result = reading ? buffer : undefined;
+    const own = this.ownBuffers.get(buffer);
+    if (own !== undefined && this.sendDirect(type, checked, buffer, own, options, result, callback)) return;
+    // Out of the promise chain, so that a callback that throws is an uncaught exception, as on the direct path.
+    (reading ? this.read(checked, buffer, options) : this.write(checked, buffer, options)).then(
+      () => process.nextTick(callback, null, result),
       (error: Error) => process.nextTick(callback, error),
     );
   }

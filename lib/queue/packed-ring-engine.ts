@@ -188,7 +188,6 @@ export class PackedRingEngine extends RingEngine {
 
   reap(): number {
     if (this.violation) return 0;
-    this.resume();
     let consumed = 0;
     for (;;) {
       const slot = this.nextUsed;

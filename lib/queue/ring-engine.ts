@@ -23,8 +23,12 @@ export interface RingEngineOptions {
   indirectMax: number;
   /** Counters the engine adds to (publishes, suppressed notifications, Atomics, indirect tables). */
   stats: QueueStats;
-  /** Receives each used entry reap() validated, in the order the device used them; the id is free again. */
-  onUsed: (id: number, len: number) => void;
+  /**
+   * Receives each used entry reap() validated, in the order the device used
+   * them; the id is free again. Returns false when settling it made the
+   * queue unusable (a callback closed it): the reap stops there.
+   */
+  onUsed: (id: number, len: number) => boolean | void;
 }
 
 /** Builds the ring engine of a format (SplitRingEngine, PackedRingEngine). */
@@ -59,12 +63,10 @@ export abstract class RingEngine {
   readonly indirect?: IndirectSlab;
   /** The first violation found by reap(), if any. */
   violation?: RingBreak;
-  /** A completion callback closed, reset or broke the queue: the reap stops before it reads the ring again (halt()). */
-  private halted = false;
 
   protected readonly stats: QueueStats;
   protected readonly barriers: Barriers;
-  protected readonly onUsed: (id: number, len: number) => void;
+  protected readonly onUsed: (id: number, len: number) => boolean | void;
   /** Bytes the device may write, per id in flight (the used len's bound). */
   protected readonly writableBytes: Float64Array;
   /** Per id: FREE, PLACED (written, not yet published: the device cannot have seen it) or PUBLISHED. */
@@ -152,7 +154,6 @@ export abstract class RingEngine {
     this.unpublishedCount = 0;
     this.order?.clear();
     this.violation = undefined;
-    this.halted = false;
     this.resetShadow();
     this.writeSuppression(this.notificationsEnabled);
   }
@@ -205,7 +206,11 @@ export abstract class RingEngine {
     this.unpublishedCount = 0;
   }
 
-  /** A used entry, validated (checkUsedEntry), its id freed and handed on; false (and `violation` set) when it broke a rule. */
+  /**
+   * A used entry, validated (checkUsedEntry), its id freed and handed on;
+   * false when it broke a rule (`violation` set) or onUsed made the queue
+   * unusable: the reap stops.
+   */
   protected settle(id: number, len: number): boolean {
     const violation = checkUsedEntry(id, len, this.inFlightIds, this.writableBytes);
     if (violation) {
@@ -215,23 +220,7 @@ export abstract class RingEngine {
     this.inFlightIds[id] = IdState.FREE;
     this.inFlight--;
     this.reclaim(id);
-    this.onUsed(id, len);
-    // The callback may have closed the queue, and its owner freed the ring: nothing more is read this reap.
-    return !this.halted;
-  }
-
-  /**
-   * Called from a completion (onUsed) that made the queue unusable: the
-   * reap under way stops after it, as if the ring ended there. The next
-   * reap, or reset(), starts afresh.
-   */
-  halt(): void {
-    this.halted = true;
-  }
-
-  /** A new reap: whatever halted the last one is the caller's to have checked (it reaps only a usable queue). */
-  protected resume(): void {
-    this.halted = false;
+    return this.onUsed(id, len) !== false;
   }
 
   /**

@@ -168,7 +168,6 @@ export class SplitRingEngine extends RingEngine {
 
   reap(): number {
     if (this.violation) return 0;
-    this.resume();
     let usedIdx = Atomics.load(this.used16, 1);
     this.stats.atomics++;
     let consumed = 0;

@@ -351,8 +351,8 @@ export class Virtqueue implements QueueEndpoint {
     return consumed;
   }
 
-  /** A used entry the engine validated (onUsed): settles request `id` with `len`. */
-  private complete(id: number, len: number): void {
+  /** A used entry the engine validated (onUsed): settles request `id` with `len`; false when a callback made the queue unusable. */
+  private complete(id: number, len: number): boolean {
     const pending = this.inFlightRequests.settle(id);
     this.stats.completed++;
     if (!pending.orphaned) {
@@ -368,10 +368,10 @@ export class Virtqueue implements QueueEndpoint {
       }
       // Settled and answered, referred to by nothing: the next request may use it.
       this.pendings.put(pending);
-      // The callback closed or reset the queue (its ring may be freed already): the engine reads no further.
-      if (this.state.unusable) this.engine.halt();
     }
     if (this.busy && this.awaited === 0) this.updateBusy();
+    // The callback may have closed the queue, and its owner freed the ring: the engine reads no further.
+    return !this.state.unusable;
   }
 
   private drainWaiters(): void {
