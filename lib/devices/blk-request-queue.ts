@@ -1,7 +1,7 @@
 import { DeviceIoError, ProtocolError } from '../errors';
 import type { DmaRegion } from '../platform';
 import type { QueueBuffer, QueueRequest, Virtqueue } from '../queue';
-import { BLK_REQ_HEADER_SIZE, BlkRequestType, BlkStatus } from '../spec';
+import { BLK_REQ_HEADER_SIZE, BlkRequestType, BlkStatus } from '../spec/blk';
 import { SlotPool } from './slot-pool';
 
 /** Per request: the 16-byte header, then the status byte, in one small DMA slot. */

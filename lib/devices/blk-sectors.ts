@@ -1,5 +1,5 @@
 import { invalidArgType, invalidArgValue, outOfRange, ReadOnlyError } from '../errors';
-import { BLK_SECTOR_SIZE } from '../spec';
+import { BLK_SECTOR_SIZE } from '../spec/blk';
 import type { BlkInfo } from './blk-info';
 
 /**

@@ -2,19 +2,9 @@ import type { Readable, Writable } from 'node:stream';
 import { AbortError, CanceledError, DeviceIoError, invalidArgType, invalidArgValue, outOfRange } from '../errors';
 import { freeIfLive, type DmaRegion } from '../platform';
 import type { QueueBuffer } from '../queue';
-import {
-  BLK_DISCARD_SEGMENT_SIZE,
-  BLK_ID_BYTES,
-  BLK_SECTOR_SIZE,
-  BLK_WRITE_ZEROES_FLAG_UNMAP,
-  BlkFeature,
-  BlkRequestType,
-  BlkStatus,
-  DeviceId,
-  FeatureBit,
-  features,
-  hasFeature,
-} from '../spec';
+import { BLK_DISCARD_SEGMENT_SIZE, BLK_ID_BYTES, BLK_SECTOR_SIZE, BLK_WRITE_ZEROES_FLAG_UNMAP, BlkFeature, BlkRequestType, BlkStatus } from '../spec/blk';
+import { DeviceId } from '../spec/device-ids';
+import { FeatureBit, features, hasFeature } from '../spec/features';
 import type { VirtioTransport } from '../transport';
 import { configBytes, readInfo, type BlkInfo } from './blk-info';
 import { checkLength, checkRange, checkWritable, fastCapacity, sectorInRange } from './blk-sectors';

@@ -27,8 +27,11 @@ export class ChainRecords {
     let n = 0;
     if (request.readable) n = recordBuffers(request.readable, regions, ranges, n);
     if (request.writable) n = recordBuffers(request.writable, regions, ranges, n);
-    regions.length = n;
-    ranges.length = 2 * n;
+    // Assigning length is a runtime call even when it does not change: only when it does.
+    if (regions.length !== n) {
+      regions.length = n;
+      ranges.length = 2 * n;
+    }
   }
 
   /** The allocator defers free() of request `id`'s buffers (the device keeps them though their caller was answered). */

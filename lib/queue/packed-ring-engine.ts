@@ -1,4 +1,4 @@
-import { PackedDesc, PackedRing, RingEventFlags, isPackedUsed, packEventOffWrap, packedAvailFlags, packedRingBytes, unpackEventOffWrap } from '../spec';
+import { PackedDesc, PackedRing, RingEventFlags, isPackedUsed, packEventOffWrap, packedAvailFlags, packedRingBytes, unpackEventOffWrap } from '../spec/packed-ring';
 import { NO_BUFFERS, writeAddress, writeDescriptor } from './descriptors';
 import { eventSuppression, packedSlotState, walkPackedChain, type OutstandingDump } from './queue-dump';
 import type { QueueRequest } from './queue-types';

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { InFlightRequests } from './in-flight';
 import type { Pending, Waiter } from './pending-request';
 
@@ -6,8 +7,11 @@ const MAX_DELAY_MS = 2 ** 31 - 1;
 
 /**
  * The time limits of a queue's requests (SubmitOptions.timeoutMs): one
- * timer for the earliest deadline, ref'd only while some request has one
- * (an idle process can exit), re-armed by the queue after each expiry.
+ * timer for the earliest deadline, re-armed by the queue after each
+ * expiry. The timer is always unref'd: while a request is awaited the
+ * queue's busy interrupt line (or its polling loop) keeps the process
+ * alive, so the timer need not, and a request costs no ref/unref pair
+ * (two native calls) on its way in and out.
  */
 export class RequestDeadlines {
   /** Requests (placed or waiting) with a deadline. */
@@ -26,14 +30,14 @@ export class RequestDeadlines {
   add(pending: Pending, timeoutMs: number): void {
     pending.timeoutMs = timeoutMs;
     pending.deadline = performance.now() + timeoutMs;
-    if (this.timed++ === 0) this.timer?.ref();
+    this.timed++;
     if (pending.deadline < this.armedFor) this.arm(pending.deadline);
   }
 
   remove(pending: Pending): void {
     pending.deadline = Infinity;
-    // With nothing timed the timer may still fire once (and find nothing) but keeps no process alive.
-    if (--this.timed === 0) this.timer?.unref();
+    // With nothing timed the timer may still fire once, and find nothing.
+    this.timed--;
   }
 
   /** Fires at `deadline` (performance.now() time). */
@@ -42,7 +46,7 @@ export class RequestDeadlines {
     this.armedFor = deadline;
     // Clamped: rounding can make the largest timeoutMs (2^31 - 1) one more than setTimeout takes.
     this.timer = setTimeout(() => this.fire(), Math.min(MAX_DELAY_MS, Math.max(1, Math.ceil(deadline - performance.now()))));
-    if (this.timed === 0) this.timer.unref();
+    this.timer.unref();
   }
 
   /**

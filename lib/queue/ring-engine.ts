@@ -1,5 +1,6 @@
 import { endianness } from 'node:os';
-import { FeatureBit, RingViolation, hasFeature } from '../spec';
+import { FeatureBit, hasFeature } from '../spec/features';
+import { RingViolation } from '../spec/ring-violations';
 import type { Barriers, DmaAllocator, DmaRegion } from '../platform';
 import type { QueueAddresses, QueueLayout } from '../transport';
 import { IndirectSlab } from './descriptors';

@@ -1,17 +1,5 @@
-import {
-  RingViolation,
-  SplitRing,
-  VRING_AVAIL_F_NO_INTERRUPT,
-  VRING_USED_F_NO_NOTIFY,
-  VirtqDesc,
-  availEventOffset,
-  availRingBytes,
-  descTableBytes,
-  isPowerOfTwo,
-  legacyLayout,
-  needEvent,
-  usedEventOffset,
-} from '../spec';
+import { RingViolation } from '../spec/ring-violations';
+import { SplitRing, VRING_AVAIL_F_NO_INTERRUPT, VRING_USED_F_NO_NOTIFY, VirtqDesc, availEventOffset, availRingBytes, descTableBytes, isPowerOfTwo, legacyLayout, needEvent, usedEventOffset } from '../spec/split-ring';
 import type { QueueLayout } from '../transport';
 import { NO_BUFFERS, writeAddress, writeDescriptor } from './descriptors';
 import { walkSplitChain, type OutstandingDump, type SplitRingState } from './queue-dump';

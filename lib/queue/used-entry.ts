@@ -1,4 +1,4 @@
-import { RingViolation } from '../spec';
+import { RingViolation } from '../spec/ring-violations';
 
 /** Why a queue stopped trusting its device: a RingViolation and what exactly was seen. */
 export interface RingBreak {

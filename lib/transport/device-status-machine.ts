@@ -1,7 +1,10 @@
 import '../disposable';
 import { CanceledError, ClosedError, NegotiationError, outOfRange, TransportError } from '../errors';
 import type { InterruptSource } from '../platform';
-import { DeviceStatus, FeatureBit, describeFeatures, describeStatus, deviceIdName, hasFeature, nextAvailNotificationData } from '../spec';
+import { deviceIdName } from '../spec/device-ids';
+import { FeatureBit, describeFeatures, hasFeature } from '../spec/features';
+import { nextAvailNotificationData } from '../spec/notification';
+import { DeviceStatus, describeStatus } from '../spec/status';
 import { trace, tracing } from '../trace';
 import { trackLiveDevice } from './exit-reset';
 import { InterruptDispatch } from './interrupt-dispatch';

@@ -1,6 +1,7 @@
 import { DeviceBrokenError, TransportError } from '../errors';
 import type { InterruptSource } from '../platform';
-import { DeviceStatus, MMIO_INTERRUPT_DEFINED, MmioInterrupt } from '../spec';
+import { MMIO_INTERRUPT_DEFINED, MmioInterrupt } from '../spec/mmio-registers';
+import { DeviceStatus } from '../spec/status';
 import { trace, tracing } from '../trace';
 import type { TransportOps } from './transport-ops';
 import type { QueueEndpoint, TransportStats } from './virtio-transport';

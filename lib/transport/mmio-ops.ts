@@ -1,5 +1,6 @@
 import type { RegisterBlock } from '../platform';
-import { MmioRegister as R, SHM_LEN_ABSENT, legacyLayout } from '../spec';
+import { MmioRegister as R, SHM_LEN_ABSENT } from '../spec/mmio-registers';
+import { legacyLayout } from '../spec/split-ring';
 import type { TransportOps } from './transport-ops';
 import type { QueueAddresses, ShmRegion } from './virtio-transport';
 import { invalidArgValue } from '../errors';
