@@ -9,7 +9,7 @@ import { formatSelftest, selftest } from './selftest';
 import { dumpCommand } from './dump';
 import { BLK_USAGE, blkCommand } from './blk';
 import { QUEUE_USAGE, queueCommand } from './queue';
-import { HOSTILE_BEHAVIOURS, type HostileOptions } from '../sim';
+import { FAULT_CATALOGUE, faultEntry, parseFaultSetting, type HostileOptions } from '../sim';
 import { EXIT_OK, EXIT_USAGE, UsageError, oneTarget, parseOptions, reportFailure, wantsHelp, wantsJson, type CliIo, type Command } from './cli-io';
 import { NO_UIO_HINT, openForDriver, openRegisters, parseTarget, type Target } from './targets';
 
@@ -53,7 +53,8 @@ const SUMMARIES: Record<string, string> = {
         the device type's driver through negotiation and a few requests (rng bytes, blk read of
         sector 0, console echo when looped back, net link status), each step pass/fail with its
         time; --strict also reports every spec rule the device breaks (exit 1 on a MUST);
-        --hostile (sim devices only) makes the software device lie, to see --strict catch it
+        --hostile (sim devices only) makes the software device lie, to see --strict catch it:
+        a fault of the sim's FAULT_CATALOGUE, with =value for its parameter (e.g. bad-identity=magic)
 `,
   queue: `  queue <dev> --queue N [--out HEX|@FILE] [--in SIZE]... [--features LIST] [--exclude LIST] [--chains K] [--size N] [--timeout MS] [--strict] [--json]
         bring-up of any device, one the library has no driver for included: negotiates the
@@ -213,28 +214,13 @@ async function selftestCommand(args: readonly string[], io: CliIo): Promise<numb
   return report.ok ? 0 : 1;
 }
 
-/** The option key a `--hostile name=value` sets, for the behaviours whose options are not just `true`. */
-const HOSTILE_VALUE_KEY: Record<string, string> = {
-  'used-id-not-head': 'variant',
-  'used-len-too-short': 'len',
-  'packed-wrong-flags': 'variant',
-  'spurious-interrupts': 'variant',
-  'interrupt-storm': 'limit',
-  'config-generation-churn': 'reads',
-  'config-window-short': 'configBytes',
-  'config-out-of-range': 'field',
-  'bad-identity': 'kind',
-  'queue-num-max-bad': 'kind',
-  'features-bad': 'kind',
-  'device-gone': 'registers',
-  'reset-never-completes': 'kind',
-};
-
+/** `--hostile name[=value]`: one fault of FAULT_CATALOGUE, its value filling the entry's parameter. */
 function parseHostile(text: string): [string, unknown] {
-  const [name, value] = text.split('=', 2);
-  if (!HOSTILE_BEHAVIOURS.some((b) => b.name === name)) throw new UsageError(`unknown --hostile behaviour '${name}' (known: ${HOSTILE_BEHAVIOURS.map((b) => b.name).join(', ')})`);
-  if (value === undefined) return [name, true];
-  const key = HOSTILE_VALUE_KEY[name];
-  if (!key) throw new UsageError(`--hostile ${name} takes no value`);
-  return [name, { [key]: /^\d+$/.test(value) ? Number(value) : value }];
+  const name = text.split('=', 1)[0];
+  if (!faultEntry(name)) throw new UsageError(`unknown --hostile behaviour '${name}' (known: ${FAULT_CATALOGUE.map((b) => b.name).join(', ')})`);
+  try {
+    return parseFaultSetting(text);
+  } catch (error) {
+    throw new UsageError(`--hostile ${(error as Error).message.replace(/^fault /, '')}`);
+  }
 }

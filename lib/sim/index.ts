@@ -2,10 +2,12 @@
  * The software virtio-mmio device: a SimDevice (register window, split
  * or packed rings, eventfd interrupt line) with a pluggable
  * SimDeviceModel, strict checking of the driver requirements (SIM_RULES),
- * fault injection, and a hostile mode that lies on purpose, for tests of drivers. Users test their own drivers with it.
+ * and one catalogue of faults (FAULT_CATALOGUE) that hostile mode switches
+ * on, for tests of drivers. Users test their own drivers with it.
  */
 export { SimDevice, SIM_VENDOR_ID } from './sim-device';
 export type { SimOptions, SimStats, SimFaults, SimInterruptLine } from './sim-options';
+export { FAULT_CATALOGUE, faultEntry, faultOfRegister, parseFaultSetting, type FaultEntry, type FaultName, type FaultParameter, type FaultSubject } from './fault-catalogue';
 export {
   Hostile,
   HOSTILE_BEHAVIOURS,

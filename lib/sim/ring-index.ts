@@ -1,7 +1,8 @@
 /**
  * A 16-bit ring index (avail.idx, used.idx) in DMA memory. Loads and
  * stores go through Atomics when the view is 2-byte aligned (so the JIT
- * never reorders or splits them, as DESIGN.md asks of ring publishing);
+ * never reorders or splits them, as publishing an index needs: virtio 1.2
+ * §2.7.13.3.1 and §2.7.8 order the index store after the ring entries);
  * a view the memory hands out unaligned falls back to a DataView, which is
  * still a single access in this single-threaded device. Typed arrays are
  * host-endian: like the rest of the library, this assumes a little-endian

@@ -29,19 +29,20 @@ export interface SimOptions {
   label?: string;
   /** Shared memory regions (§2.10) for SHMSel/SHMLen/SHMBase. */
   shmRegions?: readonly { id: number; base: bigint; length: bigint }[];
-  /** What MagicValue and Version read (probe tests); the register layout still follows `version`. */
+  /** What MagicValue and Version read (probe tests); the register layout still follows `version`. Any-value form of FAULT_CATALOGUE's bad-identity. */
   magic?: number;
   versionValue?: number;
   /** The device's FEATURES_OK decision; default: a subset of the offered bits, with VERSION_1 on Version 2. */
   acceptFeatures?: (driverFeatures: bigint) => boolean;
   /**
    * Status keeps reading its old value (DEVICE_NEEDS_RESET if that was 0) for
-   * this many reads after a reset (default 0; Infinity: never completes).
+   * this many reads after a reset (default 0; Infinity: never completes,
+   * FAULT_CATALOGUE's reset-never-completes 'device').
    */
   resetLatency?: number;
-  /** QueueReset reads 1 this many times after a queue reset (default 0; Infinity: never completes). */
+  /** QueueReset reads 1 this many times after a queue reset (default 0; Infinity: never completes, reset-never-completes 'queue'). */
   queueResetLatency?: number;
-  /** The next N reads of ConfigGeneration each return a new value (default 0; Infinity: never settles). */
+  /** The next N reads of ConfigGeneration each return a new value (default 0; Infinity: never settles). Any-value form of config-generation-churn. */
   configGenerationChurn?: number;
   faults?: SimFaults;
   /**
@@ -65,7 +66,7 @@ export interface SimOptions {
    * the model did not fill (len below its writable bytes) ends its batch.
    */
   inOrderBatch?: number;
-  /** Hostile mode: the device misbehaves on purpose, as the switches say (see hostile.ts). Off when absent. */
+  /** Hostile mode: the device misbehaves on purpose, one switch per FAULT_CATALOGUE entry (fault-catalogue.ts). Off when absent. */
   hostile?: HostileOptions;
 }
 
@@ -91,6 +92,7 @@ export interface SimStats {
   requests: number;
 }
 
+/** Your own lies, for the used-ring faults 1–5 of FAULT_CATALOGUE. */
 export interface SimFaults {
   /**
    * Rewrites a used element just before the device writes it (validation

@@ -216,7 +216,7 @@ elif [ ! -f "$addon/virtio_mmio.node" ]; then
 fi
 
 # ---- stage: the library for the guest (keyed by its sources; seconds) ----
-lib_key="$( (cd "$root" && find lib test/contracts scripts/lab/guest scripts/lab/init.sh scripts/lab/tsconfig.guest.json bench/floor -type f | sort | xargs cat; echo "$addon_key"; node -p "require('$root/node_modules/node-gyp-build/package.json').version"; [ -z "$tag" ] || echo "$deb_arch") | hash_of)"
+lib_key="$( (cd "$root" && find lib test/support/contracts scripts/lab/guest scripts/lab/init.sh scripts/lab/tsconfig.guest.json bench/floor -type f | sort | xargs cat; echo "$addon_key"; node -p "require('$root/node_modules/node-gyp-build/package.json').version"; [ -z "$tag" ] || echo "$deb_arch") | hash_of)"
 library="$cache/library-$tag$lib_key"
 if [ ! -f "$library/done" ]; then
   say "library: compiling for the guest ($(elapsed))"

@@ -175,6 +175,9 @@ describe('selftest: other outcomes', () => {
     [['selftest', '4096@0x10000', '--hostile', 'needs-reset'], '--hostile works on sim devices only'],
     [['selftest', 'sim:rng', '--hostile', 'no-such-lie'], "unknown --hostile behaviour 'no-such-lie'"],
     [['selftest', 'sim:rng', '--hostile', 'needs-reset=3'], '--hostile needs-reset takes no value'],
+    // The values come from FAULT_CATALOGUE's parameter of each fault.
+    [['selftest', 'sim:rng', '--hostile', 'bad-identity=wrong'], "--hostile bad-identity takes kind magic | version-3 | device-id-0, got 'wrong'"],
+    [['selftest', 'sim:rng', '--hostile', 'interrupt-storm=often'], "--hostile interrupt-storm takes an integer limit, got 'often'"],
     [['selftest', 'sim:rng', '--timeout', '0'], '--timeout must be milliseconds in [1, 600000], got 0'],
     [['selftest', 'sim:rng', '--bogus'], 'selftest: ERR_VIRTIO_USAGE: selftest has no option --bogus'],
   ])('usage error %j: exit 2 with the usage text', async (argv, message) => {

@@ -1,7 +1,7 @@
 /** The virtio-blk contract on the sim, for both versions; the lab runs the same suite on QEMU's device. */
 import { VirtioBlk } from '../../lib/devices';
 import { BlkModel, type BlkModelOptions } from '../../lib/sim';
-import { blkContract, type BlkSubject } from '../contracts/blk-contract';
+import { blkContract, type BlkSubject } from '../support/contracts/blk-contract';
 import { SIM_VARIANTS, driverOnSim } from '../support/sim-rig';
 
 const models: [string, BlkModelOptions][] = [

@@ -8,7 +8,7 @@
 import { VirtioBlk } from '../../lib/devices';
 import { BlkModel, type SimDeviceModel, type SimRequest } from '../../lib/sim';
 import { BLK_REQ_HEADER_SIZE, BlkConfig, BlkFeature, BlkRequestType, BlkStatus, DeviceId, feature } from '../../lib/spec';
-import { sameBytes } from '../contracts/contract';
+import { sameBytes } from '../support/contracts/contract';
 import { SIM_VARIANTS, simRig, type SimRig } from '../support/sim-rig';
 
 const SECTOR = 512;

@@ -1,7 +1,7 @@
 /** The virtio-console contract on the sim, for both versions. */
 import { VirtioConsole } from '../../lib/devices';
 import { ConsoleModel } from '../../lib/sim';
-import { consoleContract, consoleEchoContract, type ConsoleSubject } from '../contracts/console-contract';
+import { consoleContract, consoleEchoContract, type ConsoleSubject } from '../support/contracts/console-contract';
 import { simRig, turns, SIM_VARIANTS, driverOnSim } from '../support/sim-rig';
 
 describe.each(SIM_VARIANTS)('virtio-console on a %s sim', (_label, version) => {

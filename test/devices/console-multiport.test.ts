@@ -3,7 +3,7 @@ import { VirtioConsole, type VirtioConsoleOptions } from '../../lib/devices';
 import { PortError } from '../../lib/errors';
 import { ConsoleModel, type ConsoleModelOptions } from '../../lib/sim';
 import { ConsoleControlEvent as E, ConsoleFeature, hasFeature } from '../../lib/spec';
-import { consoleMultiportContract, type ConsoleSubject } from '../contracts/console-contract';
+import { consoleMultiportContract, type ConsoleSubject } from '../support/contracts/console-contract';
 import { turns, type SimRig, SIM_VARIANTS, driverOnSim } from '../support/sim-rig';
 
 const ECHO_PORT = 'org.virtio-mmio.echo';

@@ -1,7 +1,7 @@
 /** The virtio-net contract on the sim, for both versions, with and without MRG_RXBUF. */
 import { VirtioNet } from '../../lib/devices';
 import { NetModel } from '../../lib/sim';
-import { netContract, testFrame, type NetSubject } from '../contracts/net-contract';
+import { netContract, testFrame, type NetSubject } from '../support/contracts/net-contract';
 import { simRig, turns, SIM_VARIANTS, driverOnSim } from '../support/sim-rig';
 
 describe.each(SIM_VARIANTS)('virtio-net on a %s sim', (_label, version) => {

@@ -7,7 +7,7 @@
 import { VirtioNet, type VirtioNetOptions } from '../../lib/devices';
 import { NetModel } from '../../lib/sim';
 import { NET_MAX_FRAME } from '../../lib/spec';
-import { testFrame } from '../contracts/net-contract';
+import { testFrame } from '../support/contracts/net-contract';
 import { SIM_VARIANTS, simRig, turns, type SimRig } from '../support/sim-rig';
 
 const PEER = Buffer.from([2, 0, 0, 0, 0, 1]);

@@ -1,7 +1,7 @@
 /** The virtio-rng contract on the sim, for both versions; the lab runs the same suite on QEMU's device. */
 import { VirtioRng } from '../../lib/devices';
 import { RngModel } from '../../lib/sim';
-import { rngContract, type RngSubject } from '../contracts/rng-contract';
+import { rngContract, type RngSubject } from '../support/contracts/rng-contract';
 import { SIM_VARIANTS, driverOnSim } from '../support/sim-rig';
 
 describe.each(SIM_VARIANTS)('virtio-rng contract on a %s sim', (_label, version) => {

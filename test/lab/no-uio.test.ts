@@ -12,9 +12,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { blkContract, type BlkSubject } from '../contracts/blk-contract';
-import { consoleEchoContract, type ConsoleSubject } from '../contracts/console-contract';
-import { rngContract, type RngSubject } from '../contracts/rng-contract';
+import { blkContract, type BlkSubject } from '../support/contracts/blk-contract';
+import { consoleEchoContract, type ConsoleSubject } from '../support/contracts/console-contract';
+import { rngContract, type RngSubject } from '../support/contracts/rng-contract';
 import { echoServer } from '../support/echo-server';
 import { prepareLab, runLab, type LabRun } from '../support/lab-runner';
 import { describeIf } from '../support/requirements';

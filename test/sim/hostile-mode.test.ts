@@ -5,7 +5,7 @@
  * lib/transport), `after` keeps the first requests honest, the seed
  * replays the same lies, and hostileLog counts what was done.
  */
-import { BlkModel, HOSTILE_BEHAVIOURS, type HostileOptions, type SimDevice } from '../../lib/sim';
+import { BlkModel, FAULT_CATALOGUE, type HostileOptions, type SimDevice } from '../../lib/sim';
 import { BlkConfig, BlkFeature, DeviceStatus, FeatureBit, feature, MMIO_MAGIC_VALUE, MmioInterrupt, PackedRing } from '../../lib/spec';
 import { PipeInterruptSource } from '../support/pipe-interrupt';
 import { setupPackedQueue, notifyPacked, F_AVAIL, F_USED, TRANSPORT_PACKED } from './packed-test-driver';
@@ -115,8 +115,8 @@ const FORMATS = ['split', 'packed'] as const;
 
 describe('hostile options', () => {
   it('lists the 24 behaviours in order with stable names', () => {
-    expect(HOSTILE_BEHAVIOURS.map((b) => b.number)).toEqual(Array.from({ length: 24 }, (_, i) => i + 1));
-    expect(new Set(HOSTILE_BEHAVIOURS.map((b) => b.name)).size).toBe(24);
+    expect(FAULT_CATALOGUE.map((b) => b.number)).toEqual(Array.from({ length: 24 }, (_, i) => i + 1));
+    expect(new Set(FAULT_CATALOGUE.map((b) => b.name)).size).toBe(24);
   });
 
   it('refuses unknown behaviour names and a non-integer seed', () => {

@@ -1,5 +1,5 @@
 /**
- * Machinery for the table of bad user inputs (test/hostile/bad-inputs.test.ts):
+ * Machinery for the table of bad user inputs (test/devices/bad-inputs.test.ts):
  * what a row expects, how one bad call is run and judged, and the subjects
  * (a window, a pool, a transport, a driver on the sim) the rows call into.
  *

@@ -1,5 +1,6 @@
 import type { AccessWidth, RegisterBlock } from '../../lib/platform';
 import { FeatureBit, MmioRegister as R, legacyLayout } from '../../lib/spec';
+import { FAULT_CATALOGUE, faultOfRegister, type FaultName } from '../../lib/sim';
 import { MutationRandom, mutateValue } from './mutation-random';
 
 /** Where one queue's three areas are, as the driver wrote them (§4.2.2; legacy QueuePFN, §4.2.4). */
@@ -22,22 +23,21 @@ export interface RegisterLies {
   identityRate: number;
 }
 
-/** Device-written registers (virtio 1.2 §4.2.2 / §4.2.4), which a lying device may misreport. */
+const offsetOf = (name: string): number => R[name as keyof typeof R];
+/** The registers the catalogue's faults lie through (FAULT_CATALOGUE `registers`), by the fault they tell. */
+const CATALOGUED = FAULT_CATALOGUE.flatMap((entry) => ('registers' in entry ? entry.registers.filter((name) => name !== 'config').map((name) => [offsetOf(name), entry.name] as const) : []));
+const IDENTITY: ReadonlySet<number> = new Set(CATALOGUED.filter(([, fault]) => fault === 'bad-identity').map(([offset]) => offset));
+/**
+ * Device-written registers (virtio 1.2 §4.2.2 / §4.2.4), which a lying device may misreport: those of the
+ * catalogue's faults, and the shared memory registers (§2.10), which no driver of ours reads but a lie must not break.
+ */
 const DEVICE_WRITTEN: ReadonlySet<number> = new Set([
-  R.DeviceFeatures,
-  R.QueueNumMax,
-  R.QueuePFN,
-  R.QueueReady,
-  R.InterruptStatus,
-  R.Status,
+  ...CATALOGUED.filter(([, fault]) => fault !== 'bad-identity').map(([offset]) => offset),
   R.SHMLenLow,
   R.SHMLenHigh,
   R.SHMBaseLow,
   R.SHMBaseHigh,
-  R.QueueReset,
-  R.ConfigGeneration,
 ]);
-const IDENTITY: ReadonlySet<number> = new Set([R.MagicValue, R.Version, R.DeviceID, R.VendorID]);
 /** Lies that cannot make the driver misplace data: it only learns late or early that something happened. */
 const HARMLESS: ReadonlySet<number> = new Set([R.InterruptStatus, R.ConfigGeneration]);
 /** pollUntil gives up after this many reads (the sim never changes a register during a poll except by reads). */
@@ -56,6 +56,8 @@ export class MutatingRegisters implements RegisterBlock {
   readonly lies: RegisterLies = { rate: 0, identityRate: 0 };
   /** Reads mutated, by register name ('config' for config space). */
   readonly mutated = new Map<string, number>();
+  /** Reads mutated, by the FAULT_CATALOGUE fault they tell ('uncatalogued' for the shared memory registers). */
+  readonly byFault = new Map<FaultName | 'uncatalogued', number>();
   /** Mutations of registers whose lies can misplace data (all but InterruptStatus and ConfigGeneration). */
   dataLies = 0;
   private readonly areas = new Map<number, QueueAreas>();
@@ -156,6 +158,8 @@ export class MutatingRegisters implements RegisterBlock {
     if (out === value) return value;
     const name = config ? 'config' : (REGISTER_NAMES.get(register) ?? `0x${register.toString(16)}`);
     this.mutated.set(name, (this.mutated.get(name) ?? 0) + 1);
+    const fault = faultOfRegister(name) ?? 'uncatalogued';
+    this.byFault.set(fault, (this.byFault.get(fault) ?? 0) + 1);
     if (config || !HARMLESS.has(register)) this.dataLies++;
     return out;
   }

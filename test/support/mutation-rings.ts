@@ -1,8 +1,11 @@
 import type { DeviceMemory, InterruptErrorListener, InterruptEvent, InterruptListener, InterruptSource } from '../../lib/platform';
-import type { UsedElement } from '../../lib/sim';
-import { PackedDesc, PackedRing, SplitRing, availEventOffset, packedRingBytes, usedRingBytes } from '../../lib/spec';
+import type { FaultName, UsedElement } from '../../lib/sim';
+import { PackedDesc, PackedRing, RingViolation, SplitRing, availEventOffset, packedRingBytes, usedRingBytes } from '../../lib/spec';
 import type { MutatingRegisters, QueueAreas } from './mutating-registers';
 import { MutationRandom, mutateValue } from './mutation-random';
+
+/** The catalogued fault a mutation from `old` to `value` tells. */
+type FaultOf = (old: number, value: number) => FaultName | 'uncatalogued';
 
 /** Where the device is in a ring (SimDevice.queueState): split used idx, or packed next-used slot and wrap counter. */
 export interface DevicePosition {
@@ -30,6 +33,8 @@ export class RingMutator {
   readonly lies: RingLies = { rate: 0, usedElementRate: 0 };
   /** Mutations made, by target. */
   readonly mutated = new Map<string, number>();
+  /** Mutations made, by the FAULT_CATALOGUE fault each one tells ('uncatalogued': notification hints no fault covers). */
+  readonly byFault = new Map<FaultName | 'uncatalogued', number>();
   /** Mutations that can make the driver complete the wrong request, or too early (all but notification hints). */
   dataLies = 0;
 
@@ -53,11 +58,14 @@ export class RingMutator {
   }
 
   /** For SimOptions.faults.usedElement: rewrites the id or len the device is about to write. */
-  usedElement(_queue: number, element: UsedElement): UsedElement {
+  usedElement(queue: number, element: UsedElement): UsedElement {
     if (!this.random.chance(this.lies.usedElementRate)) return element;
     const bits = this.regs.packed ? 16 : 32;
     const out = this.random.chance(0.5) ? { id: mutateValue(this.random, element.id, bits), len: element.len } : { id: element.id, len: mutateValue(this.random, element.len, 32) };
-    if (out.id !== element.id || out.len !== element.len) this.count('used-element (as written)', true);
+    const size = this.regs.queues.find((q) => q.index === queue)?.size ?? Infinity;
+    const fault: FaultName =
+      out.id !== element.id ? (out.id >= size ? RingViolation.USED_ID_OUT_OF_RANGE : RingViolation.USED_ID_NOT_HEAD) : out.len > element.len ? RingViolation.USED_LEN_TOO_LONG : 'used-len-too-short';
+    if (out.id !== element.id || out.len !== element.len) this.count('used-element (as written)', true, fault);
     return out;
   }
 
@@ -70,25 +78,25 @@ export class RingMutator {
     switch (this.random.int(8)) {
       case 0:
       case 1:
-        this.mutate16(used, SplitRing.USED_IDX, 'used.idx', true);
+        this.mutate16(used, SplitRing.USED_IDX, 'used.idx', true, (old, value) => (((value - old) & 0xffff) < 0x8000 ? RingViolation.USED_IDX_JUMP : RingViolation.USED_IDX_BACKWARDS));
         return;
       case 2:
-        this.mutate16(used, SplitRing.USED_FLAGS, 'used.flags', false);
+        this.mutate16(used, SplitRing.USED_FLAGS, 'used.flags', false, () => 'uncatalogued');
         return;
       case 3:
         // An element the device has not written yet, then the index moved over it.
-        this.mutate32(used, SplitRing.USED_RING + SplitRing.USED_ELEM_SIZE * (at.usedIdx & (n - 1)), 'used.ring[next].id', true);
+        this.mutate32(used, SplitRing.USED_RING + SplitRing.USED_ELEM_SIZE * (at.usedIdx & (n - 1)), 'used.ring[next].id', true, () => RingViolation.USED_IDX_JUMP);
         used.setUint16(SplitRing.USED_IDX, (used.getUint16(SplitRing.USED_IDX, true) + 1) & 0xffff, true);
         return;
       case 4:
       case 5:
-        this.mutate32(used, recent, 'used.ring[].id', true);
+        this.mutate32(used, recent, 'used.ring[].id', true, () => 'used-element-changes');
         return;
       case 6:
-        this.mutate32(used, recent + 4, 'used.ring[].len', true);
+        this.mutate32(used, recent + 4, 'used.ring[].len', true, () => 'used-element-changes');
         return;
       default:
-        this.mutate16(used, availEventOffset(n), 'avail_event', false);
+        this.mutate16(used, availEventOffset(n), 'avail_event', false, () => 'uncatalogued');
     }
   }
 
@@ -103,13 +111,13 @@ export class RingMutator {
     switch (this.random.int(8)) {
       case 0:
       case 1:
-        this.mutate16(desc, base + PackedRing.DESC_ID, 'used desc id', true);
+        this.mutate16(desc, base + PackedRing.DESC_ID, 'used desc id', true, () => 'used-element-changes');
         return;
       case 2:
-        this.mutate32(desc, base + PackedRing.DESC_LEN, 'used desc len', true);
+        this.mutate32(desc, base + PackedRing.DESC_LEN, 'used desc len', true, () => 'used-element-changes');
         return;
       case 3:
-        this.mutate16(desc, base + PackedRing.DESC_FLAGS, 'used desc flags', true);
+        this.mutate16(desc, base + PackedRing.DESC_FLAGS, 'used desc flags', true, () => 'packed-wrong-flags');
         return;
       case 4: {
         // The next slot made to look used in the device's current round (§2.8.1: AVAIL = USED = wrap).
@@ -117,35 +125,36 @@ export class RingMutator {
         const wrap = at.usedWrap ?? true;
         const flags = (desc.getUint16(next, true) & ~(PackedDesc.F_AVAIL | PackedDesc.F_USED)) | (wrap ? PackedDesc.F_AVAIL | PackedDesc.F_USED : 0);
         desc.setUint16(next, flags, true);
-        this.count('next desc flags made used', true);
+        this.count('next desc flags made used', true, 'packed-wrong-flags');
         return;
       }
       case 5:
-        this.mutate16(desc, (at.usedIdx % n) * PackedRing.DESC_SIZE + PackedRing.DESC_ID, 'next desc id', true);
+        this.mutate16(desc, (at.usedIdx % n) * PackedRing.DESC_SIZE + PackedRing.DESC_ID, 'next desc id', true, () => 'descriptors-rewritten');
         return;
       default: {
         const suppression = new DataView(event.buffer, event.byteOffset, event.byteLength);
-        this.mutate16(suppression, this.random.chance(0.5) ? PackedRing.EVENT_DESC : PackedRing.EVENT_FLAGS, 'device event suppression', false);
+        this.mutate16(suppression, this.random.chance(0.5) ? PackedRing.EVENT_DESC : PackedRing.EVENT_FLAGS, 'device event suppression', false, () => 'uncatalogued');
       }
     }
   }
 
-  private mutate16(view: DataView, offset: number, what: string, data: boolean): void {
+  private mutate16(view: DataView, offset: number, what: string, data: boolean, fault: FaultOf): void {
     const old = view.getUint16(offset, true);
     const value = mutateValue(this.random, old, 16);
     view.setUint16(offset, value, true);
-    if (value !== old) this.count(what, data);
+    if (value !== old) this.count(what, data, fault(old, value));
   }
 
-  private mutate32(view: DataView, offset: number, what: string, data: boolean): void {
+  private mutate32(view: DataView, offset: number, what: string, data: boolean, fault: FaultOf): void {
     const old = view.getUint32(offset, true);
     const value = mutateValue(this.random, old, 32);
     view.setUint32(offset, value, true);
-    if (value !== old) this.count(what, data);
+    if (value !== old) this.count(what, data, fault(old, value));
   }
 
-  private count(what: string, data: boolean): void {
+  private count(what: string, data: boolean, fault: FaultName | 'uncatalogued'): void {
     this.mutated.set(what, (this.mutated.get(what) ?? 0) + 1);
+    this.byFault.set(fault, (this.byFault.get(fault) ?? 0) + 1);
     if (data) this.dataLies++;
   }
 }

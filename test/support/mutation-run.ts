@@ -303,6 +303,7 @@ async function runSeed(seed: number, options: MutationRunOptions, summary: Mutat
   for (const message of tracker.argumentErrors) summary.argumentErrors.add(message);
   summary.registerLies += [...regs.mutated.values()].reduce((a, b) => a + b, 0);
   summary.ringLies += [...ringMutator.mutated.values()].reduce((a, b) => a + b, 0);
+  for (const [fault, n] of [...regs.byFault, ...ringMutator.byFault]) count(summary.liesByFault, fault, n);
   if (lies() === 0) summary.integrityChecked += tracker.resolved + integrityChecked;
   return scenario;
 }

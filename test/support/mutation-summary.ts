@@ -22,6 +22,8 @@ export interface MutationSummary {
   requests: number;
   registerLies: number;
   ringLies: number;
+  /** Register and ring lies by the FAULT_CATALOGUE fault each one tells ('uncatalogued' where none does). */
+  liesByFault: Map<string, number>;
   integrityChecked: number;
   /** Wrong results and freed-memory writes after a lie that explains them (a device lie the driver cannot see). */
   explainedByLies: number;
@@ -51,6 +53,7 @@ export function newSummary(planned: number): MutationSummary {
     requests: 0,
     registerLies: 0,
     ringLies: 0,
+    liesByFault: new Map(),
     integrityChecked: 0,
     explainedByLies: 0,
     slowestSeedMs: 0,
@@ -80,6 +83,7 @@ export function formatSummary(s: MutationSummary): string {
     `  requests: ${s.requests}; rejections by code: ${map(s.rejections)}`,
     `  RangeError/TypeError messages: ${[...s.argumentErrors].join('; ') || 'none'}`,
     `  lies told: registers ${s.registerLies}, rings ${s.ringLies}; seeds where the device stalled: ${s.stalledSeeds}, without a data lie: ${s.stallsWithoutLies.length}${s.stallsWithoutLies.length ? ` (${s.stallsWithoutLies.slice(0, 5).join('; ')}${s.stallsWithoutLies.length > 5 ? '; …' : ''})` : ''}`,
+    `  lies by catalogue fault: ${map(s.liesByFault)}`,
     `  results checked in seeds without lies: ${s.integrityChecked}; wrong results or freed-memory writes explained by a lie: ${s.explainedByLies}`,
     `  seeds over the time bound: ${s.seedsOverTime}; slowest seed ${s.slowestSeedMs} ms; elapsed ${(s.elapsedMs / 1000).toFixed(1)} s`,
     ...(s.findings.length ? ['  findings:', ...s.findings.map((f) => `    ${f.replace(/\n/g, '\n      ')}`)] : []),

@@ -2,9 +2,9 @@ import { VirtioBlk, VirtioConsole, VirtioRng, type VirtioConsoleOptions } from '
 import { DmaPool, UioInterruptSource } from '../../../lib/platform';
 import { DeviceId, describeFeatures, deviceIdName } from '../../../lib/spec';
 import { describeSpec, discoverUio, openTransport, probeAll, type DeviceSpec, type MmioTransport, type OpenTransportOptions, type PhysicalDeviceSpec, type ProbeReport, type UioDeviceSpec } from '../../../lib/transport';
-import type { BlkSubject } from '../../../test/contracts/blk-contract';
-import type { ConsoleSubject } from '../../../test/contracts/console-contract';
-import type { RngSubject } from '../../../test/contracts/rng-contract';
+import type { BlkSubject } from '../../../test/support/contracts/blk-contract';
+import type { ConsoleSubject } from '../../../test/support/contracts/console-contract';
+import type { RngSubject } from '../../../test/support/contracts/rng-contract';
 
 /** Every virtio-mmio transport on UIO, probed, the way a user on a board finds them. */
 export function scan(): ProbeReport[] {

@@ -17,10 +17,10 @@ import { DmaPool, MmioWindow, barrierKind, type AccessWidth, type RegisterBlock 
 import { addonPath } from '../../../lib/platform/addon';
 import { DeviceId, FeatureBit, MmioRegister, feature } from '../../../lib/spec';
 import { describeSpec, discoverCmdline, parseDeviceSpec, probeAll } from '../../../lib/transport';
-import type { ContractCase } from '../../../test/contracts/contract';
-import { blkContract } from '../../../test/contracts/blk-contract';
-import { consoleEchoContract } from '../../../test/contracts/console-contract';
-import { rngContract } from '../../../test/contracts/rng-contract';
+import type { ContractCase } from '../../../test/support/contracts/contract';
+import { blkContract } from '../../../test/support/contracts/blk-contract';
+import { consoleEchoContract } from '../../../test/support/contracts/console-contract';
+import { rngContract } from '../../../test/support/contracts/rng-contract';
 import { blkSubjects, carveOutSlice, consoleSubjects, openOnPhysical, rngSubjects, type CarveOut } from './devices';
 import { report, runMain } from './report';
 import { cli, systemRam } from './guest-tools';

@@ -3,10 +3,10 @@
  * on each device found; one result line per transport and per case.
  */
 import { FeatureBit, describeFeatures, feature, hasFeature } from '../../../lib/spec';
-import type { ContractCase } from '../../../test/contracts/contract';
-import { blkContract } from '../../../test/contracts/blk-contract';
-import { consoleEchoContract, consoleMultiportContract } from '../../../test/contracts/console-contract';
-import { rngContract } from '../../../test/contracts/rng-contract';
+import type { ContractCase } from '../../../test/support/contracts/contract';
+import { blkContract } from '../../../test/support/contracts/blk-contract';
+import { consoleEchoContract, consoleMultiportContract } from '../../../test/support/contracts/console-contract';
+import { rngContract } from '../../../test/support/contracts/rng-contract';
 import { blkSubjects, consoleSubjects, describeReport, rngSubjects, scan, uioEventCount } from './devices';
 import { report, runMain } from './report';
 import { cli, systemRam } from './guest-tools';

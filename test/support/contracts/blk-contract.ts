@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import type { VirtioBlk, VirtioBlkOptions } from '../../lib/devices';
-import type { MmioTransport } from '../../lib/transport';
+import type { VirtioBlk, VirtioBlkOptions } from '../../../lib/devices';
+import type { MmioTransport } from '../../../lib/transport';
 import { sameBytes, type ContractCase } from './contract';
 
 /** A virtio-blk device to check, opened fresh for each case; its contents may be overwritten. */

@@ -12,7 +12,7 @@
  * (300), MUTATION_SECONDS (120 in CI, 30 otherwise); MUTATION_FIRST_SEED
  * (1) replays a seed.
  */
-import type { BlkModel } from '../../lib/sim';
+import { faultEntry, type BlkModel } from '../../lib/sim';
 import { inCi } from '../support/requirements';
 import { blkWorkload, rngWorkload, type WorkloadKind } from '../support/mutation-workloads';
 import { PROFILES, runMutations, runOptionsFromEnv } from '../support/mutation-run';
@@ -34,6 +34,10 @@ describe('seeded mutation run', () => {
       expect(summary.outOfRegionAccesses).toBe(0);
       expect(summary.unsettledRequests).toBe(0);
       expect(summary.seedsOverTime).toBe(0);
+      // Every lie told is counted once under the FAULT_CATALOGUE fault it tells, or as uncatalogued.
+      const byFault = [...summary.liesByFault];
+      expect(byFault.filter(([fault]) => fault !== 'uncatalogued' && !faultEntry(fault))).toEqual([]);
+      expect(byFault.reduce((sum, [, n]) => sum + n, 0)).toBe(summary.registerLies + summary.ringLies);
       // Enough ran to mean something (a replay of one seed excepted): the scenarios, most seeds opening a driver, results checked.
       expect(summary.seeds).toBeGreaterThanOrEqual(Math.min(options.seeds, 50));
       if (summary.seeds >= 20) {

@@ -1,6 +1,6 @@
 /**
- * Hostile devices, driver side (issue 7): for each of the sim's 23 hostile
- * behaviours, a real driver on the lying device detects it, fails with a
+ * Hostile devices, driver side: for each of the first 23 faults of the
+ * sim's FAULT_CATALOGUE, a real driver on the lying device detects it, fails with a
  * typed error and a stable code, settles every pending request exactly
  * once, keeps the event loop turning, and closes and returns its memory.
  * One describe per behaviour, named by its number and name.

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import type { VirtioConsole, VirtioConsoleOptions } from '../../lib/devices';
+import type { VirtioConsole, VirtioConsoleOptions } from '../../../lib/devices';
 import { sameBytes, type ContractCase } from './contract';
 
 /** The far end of the console: what the device connects port 0 to. */

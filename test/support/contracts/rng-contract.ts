@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import type { VirtioRng } from '../../lib/devices';
-import type { MmioTransport } from '../../lib/transport';
+import type { VirtioRng } from '../../../lib/devices';
+import type { MmioTransport } from '../../../lib/transport';
 import type { ContractCase } from './contract';
 
 /** A virtio-rng device to check, opened fresh for each case. */

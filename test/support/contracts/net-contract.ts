@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import type { VirtioNet, VirtioNetOptions } from '../../lib/devices';
+import type { VirtioNet, VirtioNetOptions } from '../../../lib/devices';
 import type { ContractCase } from './contract';
 
 /** The other end of the wire. */
