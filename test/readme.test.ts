@@ -25,7 +25,7 @@ test('every ts block of README.md typechecks', () => {
       module: ts.ModuleKind.ES2022,
       moduleResolution: ts.ModuleResolutionKind.Node10,
       baseUrl: root,
-      paths: { 'virtio-mmio': ['lib/index.ts'], 'virtio-mmio/sim': ['lib/sim/index.ts'] },
+      paths: { 'virtio-mmio': ['lib/index.ts'], 'virtio-mmio/spec': ['lib/spec/index.ts'], 'virtio-mmio/diag': ['lib/diag/index.ts'], 'virtio-mmio/sim': ['lib/sim/index.ts'] },
       types: ['node'],
       typeRoots: [join(root, 'node_modules/@types')],
       skipLibCheck: true,

@@ -1,11 +1,10 @@
 import { TransportError } from '../errors';
 import { VirtioBlk, VirtioRng, type VirtioDriver } from '../devices';
 import { PhysicalMemory, type DmaAllocator } from '../platform';
-import { deviceRingMemory, readLiveQueue, type LiveQueueDump, type LiveQueueOptions, type QueueDump } from '../queue';
 import { DeviceStatus, MmioRegister, deviceIdName } from '../spec';
 import type { MmioTransport } from '../transport';
 import { UsageError, integerOption, oneTarget, parseOptions, reportFailure, type CliIo, type Command } from './cli-io';
-import { DRIVERS } from './drivers';
+import { DRIVERS, deviceRingMemory, readLiveQueue, type LiveQueueDump, type LiveQueueOptions, type QueueDump } from '../diag';
 import { openForDriver, openRegisters, type Target } from './targets';
 
 interface DumpArgs {

@@ -5,10 +5,10 @@ import { POLL_TIMEOUT_MAX_MS } from '../platform/register-block';
 import { FeatureBit, deviceIdName, feature, hasFeature } from '../spec';
 import type { VirtioTransport } from '../transport';
 import { UsageError, describeFailure, integerOption, oneTarget, parseOptions, reportFailure, wantsJson, type CliIo, type Command } from './cli-io';
-import { DEVICE_RULES, DeviceRuleWatch, type DeviceRuleViolation } from './device-rules';
+import { DEVICE_RULES, DeviceRuleWatch, type DeviceRuleViolation } from '../diag';
 import { hexDump } from './hex-dump';
 import { featureBitByName, nameFeatures } from './inspect';
-import { vendorText } from './scan';
+import { vendorText } from '../diag';
 import { openForDriver, type OpenForDriverOptions, type Target } from './targets';
 
 export const QUEUE_USAGE = `usage: virtio-mmio queue <dev> --queue N [--out HEX|@FILE] [--in SIZE]... [--features LIST] [--exclude LIST] [--chains K] [--size N] [--timeout MS] [--strict] [--json]

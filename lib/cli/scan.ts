@@ -1,6 +1,8 @@
-import { VirtioError } from '../errors';
 import { MmioRegister, describeStatus, deviceTypeName } from '../spec';
 import { probe } from '../transport';
+import { describeError, vendorText } from '../diag';
+
+export { describeError } from '../diag';
 import { openRegisters, type Target } from './targets';
 
 /** One transport as `scan` reports it; plain JSON (no bigint). */
@@ -27,12 +29,6 @@ export interface ScanEntry {
 
 const hex = (value: number): string => `0x${(value >>> 0).toString(16)}`;
 
-/** "QEMU" for 0x554d4551: the four bytes of the ID, low byte first, when all are printable. */
-export function vendorText(id: number): string | undefined {
-  const bytes = [id & 0xff, (id >>> 8) & 0xff, (id >>> 16) & 0xff, id >>> 24];
-  return bytes.every((b) => b >= 0x20 && b < 0x7f) ? String.fromCharCode(...bytes) : undefined;
-}
-
 /**
  * Probes each target through its register window alone — MagicValue,
  * Version, DeviceID, and VendorID and Status for a present device — and
@@ -57,12 +53,6 @@ export function scan(targets: readonly Target[]): ScanEntry[] {
       opened?.close();
     }
   });
-}
-
-export function describeError(error: unknown): { code?: string; message: string } {
-  const code = error instanceof VirtioError ? error.code : (error as { code?: unknown })?.code;
-  const message = error instanceof Error ? error.message : String(error);
-  return typeof code === 'string' ? { code, message } : { message };
 }
 
 /** One line per transport: where, version, device, vendor, status; empty slots summed up at the end. */

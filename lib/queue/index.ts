@@ -23,4 +23,3 @@ export {
   type PackedSlotState,
   type RingFormat,
 } from './queue-dump';
-export { readLiveQueue, deviceRingMemory, type RingMemory, type LiveQueueDump, type LiveQueueOptions, type LiveRingDump } from './live-queue';

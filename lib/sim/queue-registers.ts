@@ -1,4 +1,4 @@
-import { FeatureBit, isPowerOfTwo, legacyLayout, MmioRegister as R } from '../spec';
+import { FeatureBit, isPowerOfTwo, legacyQueueAreas, MmioRegister as R, queueAreaHalf, withHalf, type QueueArea } from '../spec';
 import type { SimQueue } from './sim-queue';
 import type { StrictRules } from './strict-rules';
 import { invalidArgValue } from '../errors';
@@ -22,8 +22,8 @@ const hex = (n: number): string => `0x${n.toString(16)}`;
 
 const names = new Map<number, string>(Object.entries(R).map(([name, offset]) => [offset, name]));
 
-const setHalf = (address: bigint, upper: boolean, value: number): bigint =>
-  upper ? (address & 0xffff_ffffn) | (BigInt(value) << 32n) : (address & ~0xffff_ffffn) | BigInt(value);
+/** Where the sim keeps each area's address (virtio 1.2 §2.6). */
+const AREA_FIELD: Readonly<Record<QueueArea, 'descAddr' | 'driverAddr' | 'deviceAddr'>> = { desc: 'descAddr', driver: 'driverAddr', device: 'deviceAddr' };
 
 /**
  * The queue selection and configuration registers (virtio 1.2 §4.2.2
@@ -69,6 +69,8 @@ export class SimQueueRegisters {
   }
 
   write(offset: number, value: number): void {
+    const half = queueAreaHalf(offset);
+    if (half) return this.writeQueueAddress(offset, (q) => (q[AREA_FIELD[half.area]] = withHalf(q[AREA_FIELD[half.area]], half.high, value)));
     switch (offset) {
       case R.QueueSel:
         this.sel = value;
@@ -77,15 +79,6 @@ export class SimQueueRegisters {
         return this.writeQueueNum(value);
       case R.QueueReady:
         return this.writeQueueReady(value);
-      case R.QueueDescLow:
-      case R.QueueDescHigh:
-        return this.writeQueueAddress(offset, (q) => (q.descAddr = setHalf(q.descAddr, offset === R.QueueDescHigh, value)));
-      case R.QueueDriverLow:
-      case R.QueueDriverHigh:
-        return this.writeQueueAddress(offset, (q) => (q.driverAddr = setHalf(q.driverAddr, offset === R.QueueDriverHigh, value)));
-      case R.QueueDeviceLow:
-      case R.QueueDeviceHigh:
-        return this.writeQueueAddress(offset, (q) => (q.deviceAddr = setHalf(q.deviceAddr, offset === R.QueueDeviceHigh, value)));
       case R.QueueReset:
         return this.writeQueueReset(value);
       case R.GuestPageSize:
@@ -200,10 +193,8 @@ export class SimQueueRegisters {
       this.context.rules.record('guest-page-size-unset', `QueuePFN written for queue ${queue.index} before GuestPageSize; assuming 4096`);
       pageSize = 4096;
     }
-    // §2.7.2: descriptor table, avail ring, then the used ring at the next QueueAlign boundary.
-    const base = BigInt(value) * BigInt(pageSize);
-    const layout = legacyLayout(queue.num, queue.align);
-    if (queue.activate(base, base + BigInt(layout.availOffset), base + BigInt(layout.usedOffset))) queue.pfn = value;
+    const { desc, driver, device } = legacyQueueAreas(value, pageSize, queue.num, queue.align);
+    if (queue.activate(desc, driver, device)) queue.pfn = value;
   }
 
   private readQueueReset(): number {

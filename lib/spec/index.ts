@@ -10,3 +10,4 @@ export * from './net';
 export * from './packed-ring';
 export * from './mmio-register-table';
 export * from './ring-violations';
+export * from './queue-select';

@@ -2,6 +2,17 @@ import { invalidArgValue, outOfRange, TransportError } from '../errors';
 import type { RegisterBlock } from '../platform';
 import { MmioRegister as R } from '../spec';
 
+/** One consistent() read of the configuration space. */
+export interface ConfigRead<T> {
+  value: T;
+  /** Version 2: ConfigGeneration as read after the last run. */
+  generation?: number;
+  /** The generation held still across the last run (always true on Version 1). */
+  stable: boolean;
+  /** Runs of the read it took. */
+  attempts: number;
+}
+
 /**
  * The device-specific configuration space at 0x100 (virtio 1.2 §4.2.2):
  * each field accessed at its own width (8, 16, 32 bits; 64-bit fields as
@@ -74,13 +85,28 @@ export class ConfigSpace {
    * CONFIG_UNSTABLE. Version 1 has no generation register: `read` runs once.
    */
   atomic<T>(read: () => T): T {
-    if (this.version === 1) return read();
-    for (let attempt = 0; attempt < this.retries; attempt++) {
+    const outcome = this.consistent(read);
+    if (outcome.stable) return outcome.value;
+    throw new TransportError(TransportError.CONFIG_UNSTABLE, `${this.regs.label}: ConfigGeneration changed during each of ${this.retries} config reads`);
+  }
+
+  /**
+   * What atomic() does, without the throw: the value of the last run, the
+   * ConfigGeneration read after it (Version 2), whether it matched the one
+   * read before, and how many runs it took (virtio 1.2 §2.5.1, §4.2.2).
+   * For tools that show an unsettled configuration rather than refuse it.
+   */
+  consistent<T>(read: () => T): ConfigRead<T> {
+    if (this.version === 1) return { value: read(), stable: true, attempts: 1 };
+    let outcome: ConfigRead<T> | undefined;
+    for (let attempts = 1; attempts <= Math.max(1, this.retries); attempts++) {
       const before = this.regs.readl(R.ConfigGeneration);
       const value = read();
-      if (this.regs.readl(R.ConfigGeneration) === before) return value;
+      const generation = this.regs.readl(R.ConfigGeneration);
+      outcome = { value, generation, stable: generation === before, attempts };
+      if (outcome.stable) break;
     }
-    throw new TransportError(TransportError.CONFIG_UNSTABLE, `${this.regs.label}: ConfigGeneration changed during each of ${this.retries} config reads`);
+    return outcome!;
   }
 
   private at(offset: number, width: number, length = width, write = false): number {

@@ -1,15 +1,14 @@
 import '../disposable';
 import { CanceledError, ClosedError, NegotiationError, outOfRange, TransportError } from '../errors';
 import type { InterruptSource } from '../platform';
-import { deviceIdName } from '../spec/device-ids';
 import { FeatureBit, describeFeatures, hasFeature } from '../spec/features';
 import { nextAvailNotificationData } from '../spec/notification';
 import { DeviceStatus, describeStatus } from '../spec/status';
 import { trace, tracing } from '../trace';
-import { trackLiveDevice } from './exit-reset';
+import { guardLiveDevice } from './exit-reset';
 import { InterruptDispatch } from './interrupt-dispatch';
 import { QueueOwnership, checkQueueIndex } from './queue-ownership';
-import { acceptedFeatures } from './transport-features';
+import { chooseFeatures } from './transport-features';
 import type { TransportOps } from './transport-ops';
 import type { DeviceConfig, QueueAddresses, QueueEndpoint, QueueLayout, ShmRegion, TransportStats, VirtioTransport } from './virtio-transport';
 
@@ -157,14 +156,9 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
     const offered = this.ops.readDeviceFeatures();
     this.offered = offered;
     if (tracing) trace('features', '%s: offered %s', this.label, describeFeatures(offered));
-    if (this.version === 2 && !hasFeature(offered, FeatureBit.VERSION_1)) {
-      this.fail(NegotiationError.VERSION_1_MISSING, `${this.label}: a Version 2 device must offer VIRTIO_F_VERSION_1 (offered: ${describeFeatures(offered)})`, offered, 0n);
-    }
-    const missing = required & ~offered;
-    if (missing) {
-      this.fail(NegotiationError.FEATURE_MISSING, `${this.label}: ${deviceIdName(this.deviceId)} lacks required features ${describeFeatures(missing)}`, offered, 0n);
-    }
-    const accepted = acceptedFeatures(wanted, offered, this.version !== 2);
+    const choice = chooseFeatures(this, offered, wanted, required);
+    if ('refused' in choice) this.fail(choice.refused, choice.message, offered, 0n);
+    const { accepted } = choice;
     if (tracing) trace('features', '%s: accepted %s', this.label, describeFeatures(accepted));
     this.ops.writeDriverFeatures(accepted);
     if (this.version === 2) {
@@ -185,7 +179,7 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
   driverOk(): void {
     this.expectPhase('features-ok', 'set DRIVER_OK');
     this.addStatus(DeviceStatus.DRIVER_OK);
-    this.untrackExit = this.trackLive();
+    this.untrackExit = guardLiveDevice(this, this.ops, this.exitPollMs);
     this.phase = 'live';
     try {
       this.dispatch.start();
@@ -194,25 +188,6 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
       this.markFailed();
       throw error;
     }
-  }
-
-  /**
-   * A live device is reset when this thread ends: by the exit-reset registry
-   * ('exit', opt-in signals), and, where the registers can (the addon's
-   * window), by a Status ← 0 armed for the thread's teardown, the one reset
-   * that also runs for worker.terminate() (no JavaScript runs in the worker
-   * then). Both, when both run, write the same 0. Returns the undo (idempotent).
-   */
-  private trackLive(): () => void {
-    this.ops.armExitReset(this.exitPollMs);
-    const untrack = trackLiveDevice(this);
-    let tracked = true;
-    return () => {
-      if (!tracked) return;
-      tracked = false;
-      untrack();
-      this.ops.disarmExitReset();
-    };
   }
 
   /** Tells the device the driver gave up (FAILED, §2.1); reset() to start again. */

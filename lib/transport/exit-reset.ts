@@ -1,6 +1,7 @@
 import { constants } from 'node:os';
 import { isMainThread } from 'node:worker_threads';
 import { invalidArgType, invalidArgValue, TransportError } from '../errors';
+import type { TransportOps } from './transport-ops';
 
 /**
  * The devices this thread drives past DRIVER_OK, and the hooks that reset
@@ -61,6 +62,26 @@ export function trackLiveDevice(device: LiveDevice): () => void {
   }
   return () => {
     if (live.delete(entry) && live.size === 0) unhookExit();
+  };
+}
+
+/**
+ * A live device is reset when this thread ends: by this registry ('exit',
+ * opt-in signals), and, where the registers can (the addon's window), by a
+ * Status ← 0 armed for the thread's teardown (TransportOps.armExitReset),
+ * the one reset that also runs for worker.terminate() (no JavaScript runs
+ * in the worker then). Both, when both run, write the same 0. Returns the
+ * undo (idempotent).
+ */
+export function guardLiveDevice(device: LiveDevice, ops: Pick<TransportOps, 'armExitReset' | 'disarmExitReset'>, pollMs: number): () => void {
+  ops.armExitReset(pollMs);
+  const untrack = trackLiveDevice(device);
+  let tracked = true;
+  return () => {
+    if (!tracked) return;
+    tracked = false;
+    untrack();
+    ops.disarmExitReset();
   };
 }
 

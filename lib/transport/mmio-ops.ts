@@ -1,6 +1,6 @@
 import type { RegisterBlock } from '../platform';
 import { MmioRegister as R, SHM_LEN_ABSENT } from '../spec/mmio-registers';
-import { legacyLayout } from '../spec/split-ring';
+import { QUEUE_AREA_LOW, legacyQueuePfn, queueLiveRegister } from '../spec/queue-select';
 import type { TransportOps } from './transport-ops';
 import type { QueueAddresses, ShmRegion } from './virtio-transport';
 import { invalidArgValue } from '../errors';
@@ -72,7 +72,7 @@ export class MmioOps implements TransportOps {
 
   /** QueueReady (legacy: QueuePFN) reads non-zero. */
   queueInUse(): boolean {
-    return this.regs.readl(this.version === 2 ? R.QueueReady : R.QueuePFN) !== 0;
+    return this.regs.readl(queueLiveRegister(this.version)) !== 0;
   }
 
   queueNumMax(): number {
@@ -85,33 +85,31 @@ export class MmioOps implements TransportOps {
    * form the §2.7.2 layout at a non-zero 32-bit page number).
    */
   enableQueue(index: number, addresses: QueueAddresses): boolean {
-    const { size, desc, driver, device } = addresses;
-    let pfn = 0n;
+    const { size } = addresses;
+    let pfn: number | undefined;
     if (this.version === 1) {
       // Checked before any register changes: a refused layout leaves the device as it was.
-      const layout = legacyLayout(size, this.queueAlign);
-      const page = BigInt(this.guestPageSize);
-      pfn = desc / page;
-      if (desc % page !== 0n || driver !== desc + BigInt(layout.availOffset) || device !== desc + BigInt(layout.usedOffset) || pfn === 0n || pfn > 0xffff_ffffn) {
+      pfn = legacyQueuePfn(addresses, this.guestPageSize, size, this.queueAlign);
+      if (pfn === undefined) {
         throw invalidArgValue(`queue ${index}: legacy queues need one page-aligned area at a non-zero 32-bit page number laid out as virtio 1.2 §2.7.2`, 'range');
       }
     }
     this.regs.writel(R.QueueNum, size);
-    if (this.version === 1) {
+    if (pfn !== undefined) {
       this.regs.writel(R.QueueAlign, this.queueAlign);
-      this.regs.writel(R.QueuePFN, Number(pfn));
+      this.regs.writel(R.QueuePFN, pfn);
       return true;
     }
-    this.writeAddress(R.QueueDescLow, desc);
-    this.writeAddress(R.QueueDriverLow, driver);
-    this.writeAddress(R.QueueDeviceLow, device);
+    this.writeAddress(QUEUE_AREA_LOW.desc, addresses.desc);
+    this.writeAddress(QUEUE_AREA_LOW.driver, addresses.driver);
+    this.writeAddress(QUEUE_AREA_LOW.device, addresses.device);
     this.regs.writel(R.QueueReady, 1);
     return this.regs.readl(R.QueueReady) === 1;
   }
 
   /** QueueReady (legacy: QueuePFN) ← 0, read back 0 (§4.2.2). */
   disableQueue(): boolean {
-    const register = this.version === 2 ? R.QueueReady : R.QueuePFN;
+    const register = queueLiveRegister(this.version);
     this.regs.writel(register, 0);
     return this.regs.readl(register) === 0;
   }

@@ -1,4 +1,5 @@
-import { FeatureBit, features } from '../spec';
+import { NegotiationError } from '../errors';
+import { FeatureBit, describeFeatures, deviceIdName, features, hasFeature } from '../spec';
 
 /**
  * Transport feature bits this library implements (virtio 1.2 §6). The
@@ -35,4 +36,24 @@ export function acceptedFeatures(wanted: bigint, offered: bigint, legacy: boolea
   // Modern devices need VERSION_1; legacy ones speak the legacy interface whatever they offer.
   // Legacy devices have no packed ring (§2.8 needs the modern interface).
   return legacy ? accepted & ~(VERSION_1 | features(FeatureBit.RING_PACKED)) : accepted | VERSION_1;
+}
+
+/**
+ * Steps 4–5 of §3.1.1, decided from the bits the device offered: the
+ * features to write (acceptedFeatures), or the NegotiationError code and
+ * message that refuse the device — a Version 2 device without VERSION_1
+ * (§6.2), or a required feature not offered.
+ */
+export function chooseFeatures(
+  device: { readonly label: string; readonly deviceId: number; readonly version: number },
+  offered: bigint,
+  wanted: bigint,
+  required: bigint,
+): { accepted: bigint } | { refused: string; message: string } {
+  if (device.version === 2 && !hasFeature(offered, FeatureBit.VERSION_1)) {
+    return { refused: NegotiationError.VERSION_1_MISSING, message: `${device.label}: a Version 2 device must offer VIRTIO_F_VERSION_1 (offered: ${describeFeatures(offered)})` };
+  }
+  const missing = required & ~offered;
+  if (missing) return { refused: NegotiationError.FEATURE_MISSING, message: `${device.label}: ${deviceIdName(device.deviceId)} lacks required features ${describeFeatures(missing)}` };
+  return { accepted: acceptedFeatures(wanted, offered, device.version !== 2) };
 }

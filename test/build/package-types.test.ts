@@ -1,6 +1,6 @@
 /**
- * The package as `npm pack` ships it, seen by a TypeScript consumer: both
- * entries (`virtio-mmio`, `virtio-mmio/sim`) resolve with their types under
+ * The package as `npm pack` ships it, seen by a TypeScript consumer: every
+ * entry (`virtio-mmio`, `virtio-mmio/spec`, `virtio-mmio/diag`, `virtio-mmio/sim`) resolves with their types under
  * every moduleResolution (node10 through typesVersions, node16/nodenext and
  * bundler through exports), and every source map in it carries its sources
  * (the maps point at lib/*.ts, which the package does not hold).
@@ -20,6 +20,8 @@ const root = resolve(__dirname, '../..');
 const CONSUMER = `
 import { DmaPool, MmioTransport, VirtioBlk, invalidArgType, type BlkInfo } from 'virtio-mmio';
 import { BlkModel, SimDevice, type SimDeviceModel } from 'virtio-mmio/sim';
+import { BlkFeature, MmioRegister } from 'virtio-mmio/spec';
+import { inspect, type InspectReport } from 'virtio-mmio/diag';
 
 export async function firstSector(): Promise<Buffer> {
   using memory = DmaPool.anonymous();
@@ -28,6 +30,8 @@ export async function firstSector(): Promise<Buffer> {
   const info: BlkInfo = blk.info;
   const model: SimDeviceModel = new BlkModel();
   if (info.blockSize !== 512 || model.deviceId !== 2) throw invalidArgType('unexpected');
+  const report: InspectReport = inspect(sim);
+  if (report.version !== 2 || MmioRegister.Config !== 0x100 || BlkFeature.FLUSH !== 9) throw invalidArgType('unexpected');
   return blk.read(0, 512);
 }
 `;
@@ -56,7 +60,7 @@ test.each([
   ['node16', ts.ModuleKind.Node16, ts.ModuleResolutionKind.Node16],
   ['nodenext', ts.ModuleKind.NodeNext, ts.ModuleResolutionKind.NodeNext],
   ['bundler', ts.ModuleKind.ESNext, ts.ModuleResolutionKind.Bundler],
-])('both entries type-check under moduleResolution %s', (_, module, moduleResolution) => {
+])('every entry type-checks under moduleResolution %s', (_, module, moduleResolution) => {
   const program = ts.createProgram([join(dir, 'consumer/index.ts')], {
     strict: true,
     noEmit: true,
@@ -71,7 +75,7 @@ test.each([
   expect(problems).toEqual([]);
   // Resolved from the installed package, not from the checkout's sources.
   const declarations = program.getSourceFiles().map((f) => f.fileName).filter((f) => f.includes('node_modules/virtio-mmio/'));
-  expect(declarations).toEqual(expect.arrayContaining([expect.stringMatching(/virtio-mmio\/dist\/index\.d\.ts$/), expect.stringMatching(/virtio-mmio\/dist\/sim\/index\.d\.ts$/)]));
+  expect(declarations).toEqual(expect.arrayContaining([expect.stringMatching(/virtio-mmio\/dist\/index\.d\.ts$/), expect.stringMatching(/virtio-mmio\/dist\/sim\/index\.d\.ts$/), expect.stringMatching(/virtio-mmio\/dist\/spec\/index\.d\.ts$/), expect.stringMatching(/virtio-mmio\/dist\/diag\/index\.d\.ts$/)]));
 });
 
 test('every source map in the package embeds the sources it maps', () => {

@@ -1,6 +1,6 @@
 import { UsageError, type CliIo } from '../../lib/cli/cli-io';
 import { dumpCommand } from '../../lib/cli/dump';
-import type { LiveQueueDump, LiveRingDump, OutstandingDump, QueueDump } from '../../lib/queue';
+import type { LiveQueueDump, LiveRingDump, OutstandingDump, QueueDump } from '../../lib/diag';
 
 async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = '';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 import { runCli } from '../../lib/cli/main';
 import { QUEUE_USAGE, runQueue, type QueueDependencies, type QueueReport } from '../../lib/cli/queue';
-import { DEVICE_RULES } from '../../lib/cli/device-rules';
+import { DEVICE_RULES } from '../../lib/diag';
 import { DmaPool, type InterruptSource } from '../../lib/platform';
 import { SimDevice, type SimDeviceModel, type SimOptions, type SimRequest, type SimViolation } from '../../lib/sim';
 import { FeatureBit, RingViolation, deviceTypeName, feature, features } from '../../lib/spec';

@@ -1,5 +1,5 @@
 import { runCli } from '../../lib/cli/main';
-import { DEVICE_RULES, DeviceRuleWatch, ruleOfError } from '../../lib/cli/device-rules';
+import { DEVICE_RULES, DeviceRuleWatch, ruleOfError } from '../../lib/diag';
 import { formatSelftest, selftest, type SelftestReport } from '../../lib/cli/selftest';
 import { parseTarget } from '../../lib/cli/targets';
 import { DeviceBrokenError, ProtocolError, TimeoutError, TransportError } from '../../lib/errors';

@@ -3,7 +3,7 @@
  * print: every ```ts block followed by a line ending in "prints:" and a
  * ```text block. Each runs in a child process of its own on the library's
  * sources (test/fixtures/ts-hook.js), its imports of `virtio-mmio` and
- * `virtio-mmio/sim` pointed at lib/, its body in an async function (the
+ * `virtio-mmio/sim`, `/spec`, `/diag` pointed at lib/, its body in an async function (the
  * blocks use top-level await); the child must also end by itself.
  * (test/readme.test.ts type-checks every block.)
  */
@@ -33,7 +33,7 @@ test.each(examples.map((example, i) => [example.code.split('\n').find((line) => 
   const imports = lines
     .slice(0, firstBody)
     .join('\n')
-    .replace(/from 'virtio-mmio\/sim'/g, `from ${JSON.stringify(join(root, 'lib/sim'))}`)
+    .replace(/from 'virtio-mmio\/(sim|spec|diag)'/g, (_, entry: string) => `from ${JSON.stringify(join(root, 'lib', entry))}`)
     .replace(/from 'virtio-mmio'/g, `from ${JSON.stringify(join(root, 'lib'))}`);
   const source = `${imports}\nasync function main(): Promise<void> {\n${lines.slice(firstBody).join('\n')}\n}\nmain().catch((error) => { console.error(error); process.exitCode = 1; });\n`;
   const js = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true } }).outputText;

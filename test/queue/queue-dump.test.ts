@@ -1,6 +1,7 @@
 import { ClosedError } from '../../lib/errors';
 import type { DmaRegion } from '../../lib/platform';
-import { deviceRingMemory, readLiveQueue, type DescriptorDump, type OutstandingDump, type PackedShadow, type QueueDump, type SplitShadow } from '../../lib/queue';
+import { deviceRingMemory, readLiveQueue } from '../../lib/diag';
+import type { DescriptorDump, OutstandingDump, PackedShadow, QueueDump, SplitShadow } from '../../lib/queue';
 import { FeatureBit, feature } from '../../lib/spec';
 import { EchoDriver } from '../support/echo-driver';
 import { echoRequest } from '../support/echo-request';

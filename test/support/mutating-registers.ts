@@ -1,19 +1,10 @@
 import type { AccessWidth, RegisterBlock } from '../../lib/platform';
-import { FeatureBit, MmioRegister as R, legacyLayout } from '../../lib/spec';
+import { FeatureBit, MmioRegister as R, QueueSelectTracker, type QueueAreas } from '../../lib/spec';
 import { FAULT_CATALOGUE, faultOfRegister, type FaultName } from '../../lib/sim';
 import { MutationRandom, mutateValue } from './mutation-random';
 
-/** Where one queue's three areas are, as the driver wrote them (§4.2.2; legacy QueuePFN, §4.2.4). */
-export interface QueueAreas {
-  readonly index: number;
-  size: number;
-  desc: bigint;
-  driver: bigint;
-  device: bigint;
-  /** QueueReady 1, or a non-zero QueuePFN: the device may use the rings. */
-  ready: boolean;
-  align: number;
-}
+/** Where one queue's three areas are, as the driver wrote them (the spec module's tracker). */
+export type { QueueAreas };
 
 /** How often reads lie; may be changed at any time (e.g. no lies while the driver opens). */
 export interface RegisterLies {
@@ -60,17 +51,18 @@ export class MutatingRegisters implements RegisterBlock {
   readonly byFault = new Map<FaultName | 'uncatalogued', number>();
   /** Mutations of registers whose lies can misplace data (all but InterruptStatus and ConfigGeneration). */
   dataLies = 0;
-  private readonly areas = new Map<number, QueueAreas>();
-  private selected = 0;
-  private pageSize = 4096;
+  /** The driver's queue setup writes (§4.2.3.2; legacy QueuePFN, §4.2.4). */
+  private readonly setup: QueueSelectTracker;
   private driverFeaturesSel = 0;
   private driverFeaturesHigh = 0;
 
   constructor(
     private readonly inner: RegisterBlock,
     private readonly random: MutationRandom,
-    private readonly version: 1 | 2,
-  ) {}
+    version: 1 | 2,
+  ) {
+    this.setup = new QueueSelectTracker(version);
+  }
 
   get size(): number {
     return this.inner.size;
@@ -91,7 +83,7 @@ export class MutatingRegisters implements RegisterBlock {
 
   /** The queues whose rings the device may use now. */
   get queues(): QueueAreas[] {
-    return [...this.areas.values()].filter((q) => q.ready && q.size > 0);
+    return this.setup.queues.filter((q) => q.ready && q.size > 0);
   }
 
   readb(offset: number): number {
@@ -164,68 +156,10 @@ export class MutatingRegisters implements RegisterBlock {
     return out;
   }
 
-  private area(index: number): QueueAreas {
-    let area = this.areas.get(index);
-    if (!area) {
-      area = { index, size: 0, desc: 0n, driver: 0n, device: 0n, ready: false, align: 4096 };
-      this.areas.set(index, area);
-    }
-    return area;
-  }
-
-  /** Follows the driver's writes that place queues (§4.2.3.2) or undo them (reset, QueueReset). */
+  /** Follows the driver's writes that place queues (§4.2.3.2) or undo them (reset, QueueReset), and its feature choice. */
   private observe(offset: number, value: number): void {
-    const low = (old: bigint): bigint => (old & ~0xffff_ffffn) | BigInt(value);
-    const high = (old: bigint): bigint => (old & 0xffff_ffffn) | (BigInt(value) << 32n);
-    const q = (): QueueAreas => this.area(this.selected);
+    this.setup.write(offset, value);
     switch (offset) {
-      case R.QueueSel:
-        this.selected = value;
-        return;
-      case R.QueueNum:
-        q().size = value;
-        return;
-      case R.QueueDescLow:
-        q().desc = low(q().desc);
-        return;
-      case R.QueueDescHigh:
-        q().desc = high(q().desc);
-        return;
-      case R.QueueDriverLow:
-        q().driver = low(q().driver);
-        return;
-      case R.QueueDriverHigh:
-        q().driver = high(q().driver);
-        return;
-      case R.QueueDeviceLow:
-        q().device = low(q().device);
-        return;
-      case R.QueueDeviceHigh:
-        q().device = high(q().device);
-        return;
-      case R.QueueReady:
-        if (this.version === 2) q().ready = value === 1;
-        return;
-      case R.QueueReset:
-        if (value === 1) q().ready = false;
-        return;
-      case R.GuestPageSize:
-        if (this.version === 1) this.pageSize = value;
-        return;
-      case R.QueueAlign:
-        if (this.version === 1) q().align = value;
-        return;
-      case R.QueuePFN: {
-        if (this.version !== 1) return;
-        const area = q();
-        area.ready = value !== 0 && area.size > 0;
-        if (!area.ready) return;
-        const layout = legacyLayout(area.size, area.align);
-        area.desc = BigInt(value) * BigInt(this.pageSize);
-        area.driver = area.desc + BigInt(layout.availOffset);
-        area.device = area.desc + BigInt(layout.usedOffset);
-        return;
-      }
       case R.DriverFeaturesSel:
         this.driverFeaturesSel = value;
         return;
@@ -233,10 +167,7 @@ export class MutatingRegisters implements RegisterBlock {
         if (this.driverFeaturesSel === 1) this.driverFeaturesHigh = value;
         return;
       case R.Status:
-        if (value === 0) {
-          for (const area of this.areas.values()) area.ready = false;
-          this.driverFeaturesHigh = 0;
-        }
+        if (value === 0) this.driverFeaturesHigh = 0;
         return;
       default:
     }

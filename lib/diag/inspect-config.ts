@@ -1,4 +1,5 @@
 import type { RegisterBlock } from '../platform';
+import { ConfigSpace } from '../transport/config-space';
 import { BlkConfig, BlkFeature, ConsoleConfig, ConsoleFeature, DeviceId, hasFeature, MmioRegister, NetConfig, NetFeature, NetStatus, macText } from '../spec';
 
 /** One field of a device's configuration structure, as the driver must access it (virtio 1.2 §4.2.2.2: by its own width; 64-bit as two 32-bit halves). */
@@ -197,19 +198,8 @@ function readWindow(regs: RegisterBlock, length: number, layout: readonly Config
 export function inspectConfig(regs: RegisterBlock, version: 1 | 2, deviceId: number, offered: bigint): ConfigReport {
   const length = Math.max(0, Math.min(MAX_CONFIG_BYTES, Math.floor((regs.size - MmioRegister.Config) / 4) * 4));
   const type = TYPES.get(deviceId);
-  let window: { bytes: Uint8Array; read: boolean[] } = { bytes: new Uint8Array(0), read: [] };
-  let generation: number | undefined;
-  let stable: boolean | undefined;
-  let attempts = 0;
-  while (attempts < CONFIG_ATTEMPTS) {
-    attempts++;
-    const before = version === 2 ? regs.readl(MmioRegister.ConfigGeneration) : undefined;
-    window = readWindow(regs, length, type?.layout);
-    if (version === 1) break;
-    generation = regs.readl(MmioRegister.ConfigGeneration);
-    stable = generation === before;
-    if (stable) break;
-  }
+  // §2.5.1: the whole window inside one ConfigGeneration, as the transport reads a driver's fields; an unsettled one is shown, not refused.
+  const { value: window, generation, stable, attempts } = new ConfigSpace(regs, version, CONFIG_ATTEMPTS).consistent(() => readWindow(regs, length, type?.layout));
   const view = new DataView(window.bytes.buffer, window.bytes.byteOffset, window.bytes.byteLength);
   return {
     length,

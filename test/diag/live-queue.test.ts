@@ -1,6 +1,6 @@
 import { DmaError, SyscallError } from '../../lib/errors';
 import { PhysicalMemory, type NativeDmaMemory, type RegisterBlock } from '../../lib/platform';
-import { readLiveQueue, type LiveQueueDump, type LiveRingDump, type RingMemory } from '../../lib/queue';
+import { readLiveQueue, type LiveQueueDump, type LiveRingDump, type RingMemory } from '../../lib/diag';
 import { MMIO_MAGIC_VALUE, MmioRegister as R, PackedDesc, VirtqDesc } from '../../lib/spec';
 
 /** Foreign memory: 64 KiB at device address BASE, written by the test as another driver would; nothing else is readable. */

@@ -12,11 +12,13 @@ import {
   describeStatus,
   descTableBytes,
   isPowerOfTwo,
-  legacyLayout,
+  legacyQueueAreas,
+  QUEUE_AREA_LOW,
+  queueLiveRegister,
   usedEventOffset,
   usedRingBytes,
 } from '../spec';
-import { eventSuppression, hex, packedSlotState, walkPackedChain, walkSplitChain, type OutstandingDump, type RingFormat, type RingState, type TableReader } from './queue-dump';
+import { eventSuppression, hex, packedSlotState, walkPackedChain, walkSplitChain, type OutstandingDump, type RingFormat, type RingState, type TableReader } from '../queue/queue-dump';
 
 /**
  * Bytes of DMA memory by device address, for reading rings someone else
@@ -158,24 +160,24 @@ export function readLiveQueue(regs: RegisterBlock, index: number, memory: RingMe
   if (version === 2) {
     numMax = regs.readl(MmioRegister.QueueNumMax);
     dump.registers.QueueNumMax = numMax;
-    const ready = regs.readl(MmioRegister.QueueReady);
+    const ready = regs.readl(queueLiveRegister(version));
     dump.registers.QueueReady = ready;
     dump.live = ready === 1;
     if (options.addresses) {
       ({ desc, driver, device } = options.addresses);
       dump.addressesFrom = 'option';
     } else if (numMax !== 0) {
-      const pair = (low: number, high: number): bigint => (BigInt(regs.readl(high)) << 32n) | BigInt(regs.readl(low));
-      desc = pair(MmioRegister.QueueDescLow, MmioRegister.QueueDescHigh);
-      driver = pair(MmioRegister.QueueDriverLow, MmioRegister.QueueDriverHigh);
-      device = pair(MmioRegister.QueueDeviceLow, MmioRegister.QueueDeviceHigh);
+      const pair = (low: number): bigint => (BigInt(regs.readl(low + 4)) << 32n) | BigInt(regs.readl(low));
+      desc = pair(QUEUE_AREA_LOW.desc);
+      driver = pair(QUEUE_AREA_LOW.driver);
+      device = pair(QUEUE_AREA_LOW.device);
       Object.assign(dump.registers, { QueueDesc: hex(desc), QueueDriver: hex(driver), QueueDevice: hex(device) });
       if (desc === 0n && driver === 0n && device === 0n) {
         notes.push('QueueDesc/QueueDriver/QueueDevice are write-only (§4.2.2) and read 0 here (QEMU answers 0): give the addresses to read the rings');
       } else dump.addressesFrom = 'registers';
     }
   } else {
-    const pfn = regs.readl(MmioRegister.QueuePFN);
+    const pfn = regs.readl(queueLiveRegister(version));
     dump.registers.QueuePFN = pfn;
     dump.live = pfn !== 0;
     // §4.2.4: QueueNumMax may be read only while QueuePFN is 0.
@@ -198,10 +200,7 @@ export function readLiveQueue(regs: RegisterBlock, index: number, memory: RingMe
     const pageSize = options.pageSize ?? DEFAULT_PAGE;
     const align = options.align ?? DEFAULT_PAGE;
     if (options.pageSize === undefined || options.align === undefined) notes.push(`GuestPageSize and QueueAlign are write-only: assumed ${pageSize} and ${align}`);
-    // §2.7.2: descriptor table, avail ring, then the used ring at the next QueueAlign boundary.
-    const base = BigInt(dump.registers.QueuePFN!) * BigInt(pageSize);
-    const layout = legacyLayout(dump.size, align);
-    [desc, driver, device] = [base, base + BigInt(layout.availOffset), base + BigInt(layout.usedOffset)];
+    ({ desc, driver, device } = legacyQueueAreas(dump.registers.QueuePFN!, pageSize, dump.size, align));
     dump.addressesFrom = 'QueuePFN';
   }
   if (dump.addressesFrom !== 'not readable') dump.addresses = { desc: hex(desc), driver: hex(driver), device: hex(device) };

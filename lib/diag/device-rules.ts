@@ -1,6 +1,6 @@
 import { DeviceBrokenError, DeviceGoneError, NegotiationError, ProtocolError, TimeoutError, TransportError, VirtioError } from '../errors';
 import type { AccessWidth, RegisterBlock } from '../platform';
-import { DeviceStatus, MmioRegister as R, MMIO_MAGIC_VALUE, RingViolation } from '../spec';
+import { DeviceStatus, MmioRegister as R, MMIO_MAGIC_VALUE, QueueSelectTracker, RingViolation } from '../spec';
 
 /**
  * The spec rules `selftest --strict` holds the *device* to — the sim's
@@ -53,12 +53,12 @@ const hex = (value: number): string => `0x${(value >>> 0).toString(16)}`;
 export class DeviceRuleWatch implements RegisterBlock {
   private readonly seen = new Map<DeviceRule, { count: number; detail: string }>();
   private version = 0;
-  private queueSel = 0;
+  /** The driver's QueueSel and which queues it made live (until the Version read says otherwise, Version 2). */
+  private queues = new QueueSelectTracker(2);
   private featuresSel = 0;
   private status = 0;
   private resetWritten = false;
   private resetDone = false;
-  private readonly readied = new Set<number>();
   private generation?: number;
   private configChangeSeen = false;
 
@@ -149,6 +149,7 @@ export class DeviceRuleWatch implements RegisterBlock {
       case R.Version:
         this.version = value;
         if (value !== 1 && value !== 2) this.note('version-value', `Version read ${value}`);
+        else if (value !== this.queues.version) this.queues = new QueueSelectTracker(value);
         break;
       case R.DeviceFeatures:
         if (this.version === 2 && this.featuresSel === 1 && !(value & 1)) this.note('version-1-offered', `DeviceFeatures word 1 read ${hex(value)} (bit 32 clear)`);
@@ -182,20 +183,10 @@ export class DeviceRuleWatch implements RegisterBlock {
   }
 
   private beforeWrite(offset: number, value: number): void {
+    this.queues.write(offset, value);
     switch (offset) {
-      case R.QueueSel:
-        this.queueSel = value;
-        break;
       case R.DeviceFeaturesSel:
         this.featuresSel = value;
-        break;
-      case R.QueueReady:
-        if (value & 1) this.readied.add(this.queueSel);
-        else this.readied.delete(this.queueSel);
-        break;
-      case R.QueuePFN:
-        if (value !== 0) this.readied.add(this.queueSel);
-        else this.readied.delete(this.queueSel);
         break;
       case R.Status:
         if (value === 0) {
@@ -214,7 +205,7 @@ export class DeviceRuleWatch implements RegisterBlock {
   /** Status read 0 after the driver's reset: InterruptStatus must be clear and no queue live (§4.2.2.1). */
   private afterReset(): void {
     this.resetDone = true;
-    this.readied.clear();
+    this.queues.reset();
     this.status = 0;
     this.generation = undefined;
     const pending = this.regs.readl(R.InterruptStatus);
@@ -222,8 +213,9 @@ export class DeviceRuleWatch implements RegisterBlock {
   }
 
   private checkQueueLive(value: number, register: string): void {
-    if (this.resetDone && value !== 0 && !this.readied.has(this.queueSel)) {
-      this.note('queue-ready-cleared-on-reset', `${register} of queue ${this.queueSel} read ${hex(value)} after the reset, before the driver set it`);
+    const queue = this.queues.queue(this.queues.selected);
+    if (this.resetDone && value !== 0 && !queue.ready) {
+      this.note('queue-ready-cleared-on-reset', `${register} of queue ${queue.index} read ${hex(value)} after the reset, before the driver set it`);
     }
   }
 

@@ -1,0 +1,54 @@
+/** The selftest of lib/diag over an opener of the caller's own (the CLI's targets are one such opener). */
+import { selftest, type SelftestSubject } from '../../lib/diag';
+import { TransportError } from '../../lib/errors';
+import { DmaPool } from '../../lib/platform';
+import { RngModel, SimDevice } from '../../lib/sim';
+import { MmioTransport } from '../../lib/transport';
+
+/** A sim rng, opened the way the subject is asked to; counts its opens and closes. */
+function simSubject(): SelftestSubject & { opened: number; closed: number; wrapped: boolean } {
+  const subject = {
+    where: 'my-rng',
+    opened: 0,
+    closed: 0,
+    wrapped: false,
+    open(options: Parameters<SelftestSubject['open']>[0]) {
+      subject.opened++;
+      const memory = DmaPool.anonymous();
+      const sim = new SimDevice({ memory, model: new RngModel(), strict: true });
+      subject.wrapped = options.wrapRegisters !== undefined;
+      const transport = new MmioTransport(options.wrapRegisters ? options.wrapRegisters(sim) : sim, { ...options.transport, interrupts: sim.interrupt });
+      return {
+        transport,
+        memory,
+        close() {
+          subject.closed++;
+          transport.close();
+          expect(sim.violations).toEqual([]);
+          sim.close();
+          memory.close();
+        },
+      };
+    },
+  };
+  return subject;
+}
+
+test('runs the device type’s steps on whatever the opener gives, strict through the wrapped registers, and closes it', async () => {
+  const subject = simSubject();
+  const report = await selftest(subject, { strict: true, timeoutMs: 2000 });
+  expect(report).toMatchObject({ where: 'my-rng', device: 'ENTROPY', version: 2, ok: true, strict: { violations: [] } });
+  expect(report.steps.map((s) => s.step)).toEqual(['identify', 'negotiate', 'read 64 random bytes', 'idle 100 ms', 'reset']);
+  expect(subject).toMatchObject({ opened: 1, closed: 1, wrapped: true });
+});
+
+test('an opener that throws gives a failed identify step with the error’s code, not an exception', async () => {
+  const report = await selftest({
+    where: 'nowhere',
+    open() {
+      throw new TransportError(TransportError.BAD_MAGIC, 'nowhere: MagicValue 0 is not "virt"');
+    },
+  });
+  expect(report.ok).toBe(false);
+  expect(report.steps).toEqual([{ step: 'identify', ok: false, ms: expect.any(Number), error: { code: TransportError.BAD_MAGIC, message: 'nowhere: MagicValue 0 is not "virt"' } }]);
+});
