@@ -132,6 +132,39 @@ export interface QueueDump {
   outstanding: OutstandingDump[];
 }
 
+/** What dumpQueue() reads of a queue besides its engine's view. */
+export interface QueueDumpSource {
+  index: number;
+  size: number;
+  format: RingFormat;
+  mode: QueueMode;
+  stats: QueueStats;
+  addresses: { desc: bigint; driver: bigint; device: bigint };
+  brokenBy?: { reason: string; message: string };
+  engine: {
+    readonly eventIdx: boolean;
+    readonly inOrder: boolean;
+    readonly indirect?: unknown;
+    dump(outstanding: OutstandingDump[]): Pick<QueueDump, 'shadow' | 'ring' | 'outstanding'>;
+  };
+}
+
+/** A queue's QueueDump: its identity, features, mode, state and stats, then what its engine reads of the ring. */
+export function dumpQueue(queue: QueueDumpSource, outstanding: OutstandingDump[]): QueueDump {
+  const { index, size, engine, mode, brokenBy, stats, addresses, format } = queue;
+  return {
+    index,
+    size,
+    features: { eventIdx: engine.eventIdx, inOrder: engine.inOrder, indirect: engine.indirect !== undefined },
+    mode,
+    ...(brokenBy ? { broken: { ...brokenBy } } : {}),
+    stats: { ...stats },
+    addresses: { desc: hex(addresses.desc), driver: hex(addresses.driver), device: hex(addresses.device) },
+    format,
+    ...engine.dump(outstanding),
+  } as QueueDump;
+}
+
 /** Reads the bytes of an indirect table the device was given; throws when they cannot be read. */
 export type TableReader = (address: bigint, length: number) => DataView;
 

@@ -1,12 +1,13 @@
 import '../disposable';
-import { AbortError, CanceledError, ClosedError, outOfRange, QueueFullError, TimeoutError, TransportError } from '../errors';
+import { AbortError, CanceledError, ClosedError, outOfRange, QueueFullError, TransportError } from '../errors';
 import { nativeBarriers, type Barriers, type DmaAllocator } from '../platform';
 import type { QueueAddresses, QueueEndpoint, QueueTransport } from '../transport';
+import { RequestAbandonment } from './abandonment';
 import { CompletionPoller, checkQueueMode, type QueueMode, type QueueModeOptions } from './completion-mode';
 import { InFlightRequests } from './in-flight';
 import { QueueState } from './queue-state';
 import { Pending, PendingPool, WaitingRoom, type Waiter } from './pending-request';
-import { hex, type QueueDump } from './queue-dump';
+import { dumpQueue, type QueueDump } from './queue-dump';
 import type { QueueRequest, QueueStats, SubmitOptions, VirtqueueOptions } from './queue-types';
 import { checkRequest, checkSubmitOptions, snapshotRequest, type RequestLimits } from './request-checks';
 import { RequestDeadlines } from './request-deadlines';
@@ -46,6 +47,8 @@ export class Virtqueue implements QueueEndpoint {
   /** Whether requests in flight keep the process alive (setKeepAlive). */
   private holdsProcess = true;
   private readonly deadlines: RequestDeadlines;
+  /** Aborts, timeouts and rejections of what is pending (the ownership rule for requests given up). */
+  private readonly abandonment: RequestAbandonment;
   private transport?: QueueTransport;
   /** Requests the device has, and the ownership rule over their memory. */
   private readonly inFlightRequests: InFlightRequests;
@@ -105,7 +108,16 @@ export class Virtqueue implements QueueEndpoint {
     this.inFlightRequests = new InFlightRequests(this.size, options.memory, index);
     this.pendings = new PendingPool(this.size);
     this.state = new QueueState(index);
-    this.deadlines = new RequestDeadlines(() => this.expire());
+    this.deadlines = new RequestDeadlines(() => this.abandonment.expire());
+    this.abandonment = new RequestAbandonment({
+      index,
+      waiters: this.waiters,
+      inFlight: this.inFlightRequests,
+      deadlines: this.deadlines,
+      updateBusy: () => this.updateBusy(),
+      drainWaiters: () => this.drainWaiters(),
+      consume: () => this.consume(),
+    });
   }
 
   /** 'split' or 'packed'. */
@@ -186,7 +198,7 @@ export class Virtqueue implements QueueEndpoint {
       if (this.waiters.length === 0 && this.engine.hasRoom(count)) {
         if (timeoutMs !== undefined) this.deadlines.add(pending, timeoutMs);
         this.placeRequest(request, count, pending);
-        if (signal) this.watchAbort(pending, signal);
+        if (signal) this.abandonment.watchAbort(pending, signal);
         return;
       }
       if (options.wait === false) {
@@ -196,7 +208,7 @@ export class Virtqueue implements QueueEndpoint {
       const waiter: Waiter = { request: snapshotRequest(request), count, pending };
       if (timeoutMs !== undefined) this.deadlines.add(pending, timeoutMs);
       this.waiters.push(waiter);
-      if (signal) this.watchAbort(pending, signal, waiter);
+      if (signal) this.abandonment.watchAbort(pending, signal, waiter);
       // Orphans now hold room someone waits for: they keep the line busy and the polling loop going.
       if (this.waiters.length === 1 && this.inFlightRequests.orphans > 0) {
         this.updateBusy();
@@ -264,45 +276,6 @@ export class Virtqueue implements QueueEndpoint {
       // AsyncResource and a bound function, several times the cost per request.
       RESOLVED.then(this.flushTask);
     }
-  }
-
-  private watchAbort(pending: Pending, signal: AbortSignal, waiter?: Waiter): void {
-    const onAbort = (): void => {
-      this.giveUp(pending, new AbortError(undefined, { cause: signal.reason }), waiter);
-      this.drainWaiters();
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    pending.cleanup = () => signal.removeEventListener('abort', onAbort);
-  }
-
-  /**
-   * The caller no longer waits for `pending`: a waiter is dropped; a
-   * request in flight becomes an orphan, whose descriptors and buffers stay
-   * with the device until it uses them and whose result is discarded.
-   */
-  private giveUp(pending: Pending, error: Error, waiter?: Waiter): void {
-    // A waiter that was placed meanwhile is in flight: orphan it instead.
-    const inFlight = !(waiter && this.waiters.remove(waiter));
-    if (!inFlight && this.waiters.length === 0) this.updateBusy();
-    if (pending.deadline !== Infinity) this.deadlines.remove(pending);
-    pending.cleanup = undefined;
-    if (inFlight) {
-      this.inFlightRequests.orphan(pending);
-      this.updateBusy();
-    } else pending.orphaned = true;
-    pending.reject(error);
-    // Never given to the device: its buffers are the caller's again at once.
-    if (!inFlight) this.inFlightRequests.giveBack(pending);
-  }
-
-  /** Rejects every request past its deadline with TimeoutError; re-arms for the next deadline. */
-  private expire(): void {
-    // Whatever the device used meanwhile is taken first: a late interrupt must not turn into a timeout.
-    this.consume();
-    const late = (pending: Pending, waiter?: Waiter): void =>
-      this.giveUp(pending, new TimeoutError(`queue ${this.index}: the device did not complete the request within ${pending.timeoutMs} ms`, pending.timeoutMs), waiter);
-    this.deadlines.sweep(this.waiters.list(), this.inFlightRequests, late);
-    this.drainWaiters();
   }
 
   /**
@@ -419,18 +392,8 @@ export class Virtqueue implements QueueEndpoint {
   /** The queue's state as plain JSON data: shadow state, ring memory, requests in flight (see QueueDump); on demand only. ClosedError after close(). */
   dump(): QueueDump {
     if (this.state.closed) throw new ClosedError(`queue ${this.index} is closed`);
-    const { desc, driver, device } = this.addresses;
-    return {
-      index: this.index,
-      size: this.size,
-      features: { eventIdx: this.engine.eventIdx, inOrder: this.engine.inOrder, indirect: this.engine.indirect !== undefined },
-      mode: this.mode,
-      ...(this.state.brokenBy ? { broken: { ...this.state.brokenBy } } : {}),
-      stats: { ...this.stats },
-      addresses: { desc: hex(desc), driver: hex(driver), device: hex(device) },
-      format: this.format,
-      ...this.engine.dump(this.inFlightRequests.dumpEntries()),
-    } as QueueDump;
+    const { index, size, engine, mode, stats, addresses, format } = this;
+    return dumpQueue({ index, size, engine, mode, stats, addresses, format, brokenBy: this.state.brokenBy }, this.inFlightRequests.dumpEntries());
   }
 
   // ---- Failure and teardown ----
@@ -474,22 +437,7 @@ export class Virtqueue implements QueueEndpoint {
   /** Rejects everything; requests the device had are retained (and held) until reclaimAll(). */
   private rejectAll(makeError: () => Error): void {
     this.poller?.stop();
-    this.deadlines.clear();
-    const waiters = this.waiters.takeAll();
-    // Kept (and held) until the device is known to have let go.
-    const inDevice = this.inFlightRequests.takeAll();
-    this.updateBusy();
-    const reject = (p: Pending): void => {
-      p.orphaned = true;
-      p.cleanup?.();
-      p.reject(makeError());
-    };
-    // An orphan's caller was answered already; a waiter's buffers never reached the device.
-    for (const p of inDevice) if (!p.orphaned) reject(p);
-    for (const { pending } of waiters) {
-      reject(pending);
-      this.inFlightRequests.giveBack(pending);
-    }
+    this.abandonment.rejectAll(makeError);
   }
 
   /** close(), for `using` (explicit resource management): disposed at the end of the enclosing block. */
