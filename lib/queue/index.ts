@@ -8,18 +8,5 @@ export type { QueueBuffer, QueueRequest, SubmitOptions, QueueStats, VirtqueueOpt
 export { PackedQueue, type PackedQueueOptions } from './packed-queue';
 export { createQueue } from './create-queue';
 export { type QueueMode, type QueueModeOptions } from './completion-mode';
-export {
-  descriptorFlagNames,
-  packedSlotState,
-  type QueueDump,
-  type DescriptorDump,
-  type OutstandingDump,
-  type RingState,
-  type SplitRingState,
-  type PackedRingState,
-  type EventSuppressionDump,
-  type SplitShadow,
-  type PackedShadow,
-  type PackedSlotState,
-  type RingFormat,
-} from './queue-dump';
+// The dump's types and helpers: virtio-mmio/diag (lib/diag/index.ts); QueueDump is what Virtqueue.dump() returns.
+export type { QueueDump } from './queue-dump';

@@ -1,7 +1,7 @@
 import { ClosedError } from '../../lib/errors';
 import type { DmaRegion } from '../../lib/platform';
 import { deviceRingMemory, readLiveQueue } from '../../lib/diag';
-import type { DescriptorDump, OutstandingDump, PackedShadow, QueueDump, SplitShadow } from '../../lib/queue';
+import type { DescriptorDump, OutstandingDump, PackedShadow, QueueDump, SplitShadow } from '../../lib/diag';
 import { FeatureBit, feature } from '../../lib/spec';
 import { EchoDriver } from '../support/echo-driver';
 import { echoRequest } from '../support/echo-request';
