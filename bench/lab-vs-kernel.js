@@ -26,7 +26,9 @@
 // allocated per request in ours' QD1 runs, and the same QD1 runs once more
 // in a process started with V8's low-latency GC flags (LOW_GC_FLAGS) and in
 // one reading with VirtioBlk.readInto() (callbacks, no promise per request;
-// both split boot only); how busy the host was; the wall time.
+// both split boot only), the latter followed by a C floor run for its own
+// floor ratio (`floor QD1 with readInto()`); how busy the host was; the
+// wall time.
 //
 //   node bench/lab-vs-kernel.js [--seconds S] [--pairs N] [--legacy] [--trace] [--json]
 //
@@ -89,7 +91,8 @@ const LOW_GC_FLAGS = '--max-semi-space-size=1 --single-threaded-gc';
  */
 const VARIANTS = [
   { key: 'lowGc', label: 'lowgc', node: `node ${LOW_GC_FLAGS}`, api: 'promise', modes: MODES, what: `node ${LOW_GC_FLAGS}` },
-  { key: 'callbacks', label: 'cb', node: 'node', api: 'callback', modes: ['poll', 'hybrid'], what: 'readInto()' },
+  // With the C floor's run after it: the floor ratio of the callback API (one run).
+  { key: 'callbacks', label: 'cb', node: 'node', api: 'callback', modes: ['poll', 'hybrid'], what: 'readInto()', floor: true },
 ];
 const ALLOCATION_TARGET_BYTES = 1024;
 
@@ -139,7 +142,7 @@ function blkCommand(variants) {
     ...(variants ? VARIANTS : []).map(
       (v) =>
         `${v.node} scripts/lab/guest/blk-bench.js --depths 1 --seconds ${SECONDS} --modes ${v.modes.join(',')} --rounds 1 --warmup ${WARMUP_OURS_SECONDS}` +
-        ` --label ${v.label} --api ${v.api} --before 'sh /tmp/kernel-fio.sh'`,
+        ` --label ${v.label} --api ${v.api} --before 'sh /tmp/kernel-fio.sh'${v.floor ? " --after 'sh /tmp/floor.sh'" : ''}`,
     ),
     // What one scavenge costs here at the least (an empty young generation): beside the pause target.
     ...(variants ? ['node --expose-gc scripts/lab/guest/gc-floor.js 15'] : []),
@@ -246,6 +249,12 @@ async function blkBoot(packed) {
         ]),
       )
     : undefined;
+  // The callback variant's floor run comes after the main plan's QD1 floors (one per round).
+  const callbackFloor = variants ? floors.filter((r) => r.iodepth === 1)[PAIRS] : undefined;
+  if (variantRuns && callbackFloor && !callbackFloor.skipped) {
+    const poll = variantRuns.callbacks.find((o) => o.mode === 'poll');
+    variantRuns.callbackFloor = { iops: callbackFloor.iops, meanUs: callbackFloor.meanUs, pollIops: poll.iops, ratio: callbackFloor.iops / poll.iops };
+  }
   const gcFloor = variants ? run.results.find((r) => r.kind === 'gc-floor') : undefined;
   if (variants && !gcFloor) throw new Error(`${ring}: no gc-floor result`);
   return DEPTHS.map((qd) => {
@@ -410,6 +419,12 @@ function print({ blk, rng, host, wallMs, bootMs }) {
     const callbacks = printVariant(variantRow, variantRow.callbacks, 'readInto', `The callback API, VirtioBlk.readInto() (default flags; ${where}):`);
     console.log(`allocation target with readInto(), QD1: <= 1 KiB per request: ${callbacks.bytes <= ALLOCATION_TARGET_BYTES ? 'met' : 'NOT met'} (most ${f(callbacks.bytes)} bytes)`);
     console.log(`gc target with readInto(), QD1: no pause over ${GC_PAUSE_TARGET_MS} ms: ${callbacks.longestMs <= GC_PAUSE_TARGET_MS ? 'met' : 'NOT met'} (longest ${f(callbacks.longestMs, 1)} ms)`);
+    const cf = variantRow.callbackFloor;
+    if (cf) {
+      console.log(
+        `floor QD1 with readInto(): ours poll / C = ${x(cf.ratio)} (one run after the plan above: C ${f(cf.iops)} IOPS, ${f(cf.meanUs, 1)} µs mean; ours poll with readInto() ${f(cf.pollIops)} IOPS)`,
+      );
+    }
     const floor = variantRow.gcFloor;
     console.log(
       `gc floor: a scavenge of an empty young generation pauses ${f(floor.median, 1)} ms (median of ${floor.values.length}; ${f(floor.min, 1)}–${f(floor.max, 1)}) in this guest ` +
