@@ -11,7 +11,8 @@
 // breakdown, ours vs the kernel, and what the profiler and the wrappers
 // cost.
 //
-//   node bench/lab-profile.js [--seconds S] [--legacy] [--json] [--interval µs] [--no-kernel] [--kpti-off] [--mode interrupt|poll|hybrid]
+//   node bench/lab-profile.js [--seconds S] [--legacy] [--json] [--interval µs] [--no-kernel] [--kpti-off] [--mode
+// interrupt|poll|hybrid]
 //
 // --seconds: length of each phase (default 10); --interval: the profiler's
 // sampling interval in µs (default 1000); --no-kernel: no second device, no
@@ -26,7 +27,6 @@
 // has few CPUs: another QEMU running at the same time slows every figure,
 // so the run reports how busy the host was.
 
-const fs = require('node:fs');
 const { parseArgs } = require('node:util');
 const { runLab, kernelDriverCommands } = require('../scripts/lab/run.js');
 const { watchHost } = require('./host-watch.js');

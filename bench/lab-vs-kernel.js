@@ -187,10 +187,14 @@ function medianRun(runs) {
 
 // ---- the boots ----
 
-/** One boot with two identical null-co blk devices (split or packed=on): every round of the kernel's, ours and the floor. */
+/**
+ * One boot with two identical null-co blk devices (split or packed=on): every round of the kernel's, ours and the
+ * floor.
+ */
 async function blkBoot(packed) {
   const suffix = packed ? ',packed=on' : '';
-  const perRound = SECONDS * (2 + MODES.length) + 15 + MODES.length * 3; // runs, fio's start, ours' settling, open and close
+  // runs, fio's start, ours' settling, open and close
+  const perRound = SECONDS * (2 + MODES.length) + 15 + MODES.length * 3;
   const variants = !packed;
   const run = await runLab({
     devices: [`virtio-blk-device,drive=ours${suffix}`, `virtio-blk-device,drive=kernel${suffix}`],
@@ -289,7 +293,10 @@ async function blkBoot(packed) {
   });
 }
 
-/** Prints the QD1 runs of a variant (other flags, another API) beside ours' usual ones; the longest pause and most bytes per request. */
+/**
+ * Prints the QD1 runs of a variant (other flags, another API) beside ours' usual ones; the longest pause and most bytes
+ * per request.
+ */
 function printVariant(row, runs, tag, title) {
   console.log(title);
   let longestMs = 0;

@@ -1,4 +1,7 @@
-/** The package's public entries resolve by name (as users import them), expose the main classes, and the root holds exactly its documented list. */
+/**
+ * The package's public entries resolve by name (as users import them), expose the main classes, and the root holds
+ * exactly its documented list.
+ */
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
 

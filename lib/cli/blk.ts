@@ -13,6 +13,7 @@ import { nameFeatures } from './inspect';
 import { openForDriver, type Target } from './targets';
 import { OPTIONS, checkRange, elapsedMs, print, progressFor, type Context, type Values } from './blk-shared';
 import { benchPlan, runBench } from './blk-bench';
+import { hex } from '../util/hex';
 
 export const BLK_USAGE = `usage: virtio-mmio blk <dev> <info|read|write|bench> [options]
 
@@ -136,7 +137,10 @@ function parseSector(text: string): bigint {
   return BigInt(text);
 }
 
-/** --bytes or --sectors (default one sector), at most MAX_TRANSFER; a whole number of sectors unless `anyLength` (reads show part of the last sector). */
+/**
+ * --bytes or --sectors (default one sector), at most MAX_TRANSFER; a whole number of sectors unless `anyLength` (reads
+ * show part of the last sector).
+ */
 function transferBytes(values: Values, anyLength = false): number {
   if (values.bytes !== undefined && values.sectors !== undefined) throw new UsageError('give --bytes or --sectors, not both');
   const bytes = values.sectors !== undefined ? integerOption('sectors', values.sectors, 1, MAX_TRANSFER / BLK_SECTOR_SIZE) * BLK_SECTOR_SIZE : values.bytes !== undefined ? integerOption('bytes', values.bytes, 1, MAX_TRANSFER) : BLK_SECTOR_SIZE;
@@ -316,8 +320,7 @@ async function write(blk: VirtioBlk, context: Context, sector: bigint, data: Buf
     context.io.stdout.write(`${lines.join('\n')}\n`);
   }
   if (mismatch) {
-    const hex = (b: number): string => `0x${b.toString(16).padStart(2, '0')}`;
-    const error = new VerifyError(`verify failed: first difference at byte ${mismatch.offset} of the data (device byte ${mismatch.deviceOffset}): wrote ${hex(mismatch.wrote)}, read back ${hex(mismatch.read)}`, mismatch.offset);
+    const error = new VerifyError(`verify failed: first difference at byte ${mismatch.offset} of the data (device byte ${mismatch.deviceOffset}): wrote ${hex(mismatch.wrote, 2)}, read back ${hex(mismatch.read, 2)}`, mismatch.offset);
     // The JSON result (verified: false, mismatch) is already on stdout: the failure goes to stderr only.
     return reportFailure(context.io, 'blk write', error);
   }

@@ -37,7 +37,10 @@ export function integerOption(name: string, text: string, min: number, max: numb
   return n;
 }
 
-/** Whether the command line asks for JSON (before a `--`), read without parsing it: a failure to parse is reported in JSON too. */
+/**
+ * Whether the command line asks for JSON (before a `--`), read without parsing it: a failure to parse is reported in
+ * JSON too.
+ */
 export function wantsJson(args: readonly string[]): boolean {
   const end = args.indexOf('--');
   return (end < 0 ? args : args.slice(0, end)).includes('--json');

@@ -98,7 +98,10 @@ function readIfDrivenElsewhere(target: Target, dump: DumpArgs): { where: string;
   }
 }
 
-/** Opens the driver for the device type; a request in flight for rng and blk (console and net post receive buffers on open). */
+/**
+ * Opens the driver for the device type; a request in flight for rng and blk (console and net post receive buffers on
+ * open).
+ */
 function openDriver(transport: MmioTransport, memory: DmaAllocator): { driver: VirtioDriver; inFlight: Promise<unknown>[] } {
   const open = DRIVERS[transport.deviceId];
   if (!open) {

@@ -1,4 +1,7 @@
-/** Lines of: byte offset (from `base`), 16 bytes in hex (two groups of 8), the same bytes as ASCII ('.' if not printable). */
+/**
+ * Lines of: byte offset (from `base`), 16 bytes in hex (two groups of 8), the same bytes as ASCII ('.' if not
+ * printable).
+ */
 export function hexDump(data: Uint8Array, base = 0n, indent = ''): string {
   const lines: string[] = [];
   for (let at = 0; at < data.length; at += 16) {

@@ -1,10 +1,10 @@
 import { DeviceId, MmioRegister } from '../spec';
 import { describeNetStatus, type InspectReport } from '../diag';
+import { hexUnsigned as hex } from '../util/hex';
 
 export { inspect, nameFeatures, featureBitByName, DEFAULT_MAX_QUEUES, RESET_TIMEOUT_MS } from '../diag';
 export type { ConfigReport, InspectOptions, InspectReport, RegisterAccess, RegisterReading, FeatureName, FeatureReport, ShmRegionReport, QueueReport } from '../diag';
 
-const hex = (value: number | bigint): string => `0x${(typeof value === 'bigint' ? value : value >>> 0).toString(16)}`;
 
 const BLK_SECTOR = 512n;
 

@@ -69,7 +69,10 @@ export class Progress {
     return padded;
   }
 
-  /** Draws the final state (the whole total unless `done` says less, e.g. after a failure) and a newline; later calls do nothing. */
+  /**
+   * Draws the final state (the whole total unless `done` says less, e.g. after a failure) and a newline; later calls do
+   * nothing.
+   */
   finish(done = this.total, detail?: string): void {
     if (this.finished) return;
     this.finished = true;

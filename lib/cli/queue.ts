@@ -220,7 +220,10 @@ class BringUpDriver extends VirtioDriver {
     return this.queue(this.index).size;
   }
 
-  /** One chain: `out` device-readable, then a device-writable buffer of each of `ins` bytes (§2.7.4.2); what the device wrote. */
+  /**
+   * One chain: `out` device-readable, then a device-writable buffer of each of `ins` bytes (§2.7.4.2); what the device
+   * wrote.
+   */
   async send(out: Uint8Array | undefined, ins: readonly number[], timeoutMs: number): Promise<{ usedLen: number; written: Buffer }> {
     const readable = out ? [this.memory.allocate(out.length)] : [];
     if (out) new Uint8Array(readable[0].view, readable[0].offset, out.length).set(out);
@@ -232,7 +235,8 @@ class BringUpDriver extends VirtioDriver {
       const written = Buffer.concat(writable.map((r) => Buffer.from(new Uint8Array(r.view, r.offset, r.size)))).subarray(0, usedLen);
       return { usedLen, written };
     } finally {
-      // A chain the device still holds (a timeout) keeps its memory: the allocator defers these frees until it comes back or a reset completes.
+      // A chain the device still holds (a timeout) keeps its memory: the allocator defers these frees until it comes
+      // back or a reset completes.
       for (const region of [...readable, ...writable]) freeIfLive(this.memory, region);
     }
   }

@@ -1,6 +1,7 @@
 import { MmioRegister, describeStatus, deviceTypeName } from '../spec';
 import { probe } from '../transport';
 import { describeError, vendorText } from '../diag';
+import { hex32 as hex } from '../util/hex';
 
 export { describeError } from '../diag';
 import { openRegisters, type Target } from './targets';
@@ -27,7 +28,6 @@ export interface ScanEntry {
   error?: { code?: string; message: string };
 }
 
-const hex = (value: number): string => `0x${(value >>> 0).toString(16)}`;
 
 /**
  * Probes each target through its register window alone — MagicValue,

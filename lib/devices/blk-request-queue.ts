@@ -77,7 +77,8 @@ class SlotRequest {
       try {
         callback(error as Error);
       } catch (thrown) {
-        // Called while the queue rejects many (a reset, a close): a throwing callback must not stop that; it surfaces as uncaught.
+        // Called while the queue rejects many (a reset, a close): a throwing callback must not stop that; it surfaces
+        // as uncaught.
         queueMicrotask(() => {
           throw thrown;
         });

@@ -28,7 +28,10 @@ export interface BlkWriteStreamOptions {
   highWaterMark?: number;
 }
 
-/** Sequential reads of [start, end) of the disk, each at most `chunkSize` bytes; destroying the stream aborts the read in flight. */
+/**
+ * Sequential reads of [start, end) of the disk, each at most `chunkSize` bytes; destroying the stream aborts the read
+ * in flight.
+ */
 export function createBlkReadStream(device: BlkStreamDevice, options: BlkReadStreamOptions): Readable {
   const chunk = checkLength(options.chunkSize ?? 65536);
   const start = toByteOffset('start', options.start ?? 0);
@@ -45,7 +48,9 @@ export function createBlkReadStream(device: BlkStreamDevice, options: BlkReadStr
   });
 }
 
-/** Sequential writes from byte `start`; whole sectors go out as they fill, and the stream must end on a sector boundary. */
+/**
+ * Sequential writes from byte `start`; whole sectors go out as they fill, and the stream must end on a sector boundary.
+ */
 export function createBlkWriteStream(device: BlkStreamDevice, options: BlkWriteStreamOptions): Writable {
   let at = toByteOffset('start', options.start ?? 0);
   checkRange(device.info, at / SECTOR_BIG, 0);

@@ -245,7 +245,9 @@ export class ConsolePort extends EventEmitter {
     this.owner.streamDestroyed?.(this.id);
   }
 
-  /** Posts receive buffer `slot`; its completion pushes the bytes and re-posts it (unless the reader is full or gone). */
+  /**
+   * Posts receive buffer `slot`; its completion pushes the bytes and re-posts it (unless the reader is full or gone).
+   */
   private post(slot: number): void {
     const memory = this.rxMemory;
     if (this.owner.closed || !memory) return;

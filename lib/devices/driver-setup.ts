@@ -1,9 +1,11 @@
 import { invalidArgType, invalidArgValue, outOfRange, TransportError } from '../errors';
 import { createQueue, type Virtqueue } from '../queue';
 import { checkQueueMode } from '../queue/completion-mode';
+import { checkIndirectMax } from '../queue/indirect-max';
 import { FeatureBit, deviceIdName, hasFeature, isPowerOfTwo } from '../spec';
 import { TRANSPORT_FEATURES, type VirtioTransport } from '../transport';
 import type { DriverOptions, StartedDevice } from './virtio-driver';
+import { inInt31Range } from '../util/int31';
 
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 const DEFAULT_QUEUE_SIZE = 256;
@@ -44,7 +46,7 @@ export class DriverSetup {
     if (!options || typeof options.memory?.allocate !== 'function') throw invalidArgType('options.memory (a DmaAllocator) is required');
     checkDriverOptions(options);
     const timeout = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-    if (typeof timeout !== 'number' || !(timeout >= 0 && timeout <= 2 ** 31 - 1)) throw outOfRange(`requestTimeoutMs must be a number in [0, 2^31 - 1], got ${String(timeout)}`);
+    if (!inInt31Range(timeout)) throw outOfRange(`requestTimeoutMs must be a number in [0, 2^31 - 1], got ${String(timeout)}`);
     return new DriverSetup(transport, options, timeout > 0 ? timeout : undefined);
   }
 
@@ -166,7 +168,7 @@ export class DriverSetup {
 function checkDriverOptions(options: DriverOptions): void {
   const { queueSize, indirectMax, queueMode, excludeFeatures } = options;
   if (queueSize !== undefined && (!Number.isInteger(queueSize) || queueSize < 1 || queueSize > 32768)) throw outOfRange(`queueSize must be an integer in [1, 32768], got ${String(queueSize)}`);
-  if (indirectMax !== undefined && (!Number.isInteger(indirectMax) || indirectMax < 2 || indirectMax > 0xffff)) throw outOfRange(`indirectMax must be an integer in [2, 65535], got ${String(indirectMax)}`);
+  checkIndirectMax(indirectMax);
   if (queueMode !== undefined) checkQueueMode(queueMode, 'queueMode');
   if (excludeFeatures !== undefined && typeof excludeFeatures !== 'bigint') throw invalidArgType('excludeFeatures must be a bigint');
 }

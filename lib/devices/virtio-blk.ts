@@ -12,6 +12,7 @@ import { createBlkReadStream, createBlkWriteStream, type BlkReadStreamOptions, t
 import { DriverSetup } from './driver-setup';
 import { BlkRequestQueue, NO_HOOKS, SLOT_BYTES, type BlkCallback, type Transfer, type TransferHooks } from './blk-request-queue';
 import { abortable } from './slot-pool';
+import { DEFAULT_INDIRECT_MAX } from '../queue/indirect-max';
 import { VirtioDriver, type DriverOptions, type StartedDevice } from './virtio-driver';
 
 export interface BlkRange {
@@ -85,7 +86,7 @@ export class VirtioBlk extends VirtioDriver {
     }
     // Descriptors per request: header + data segments + status; indirect tables hold up to indirectMax.
     const indirect = hasFeature(this.features, FeatureBit.INDIRECT_DESC);
-    const perChain = Math.max(...this.requestQueues.map((q) => q.queue.size), indirect ? options.indirectMax ?? 32 : 0);
+    const perChain = Math.max(...this.requestQueues.map((q) => q.queue.size), indirect ? options.indirectMax ?? DEFAULT_INDIRECT_MAX : 0);
     this.maxSegments = Math.max(1, Math.min(info.segMax ?? Infinity, perChain - 2));
     const limit = info.sizeMax !== undefined ? this.maxSegments * info.sizeMax : Infinity;
     this.maxRequestBytes = Math.max(BLK_SECTOR_SIZE, floorSectors(Math.min(options.maxRequestBytes ?? 256 * 1024, limit)));
@@ -173,7 +174,10 @@ export class VirtioBlk extends VirtioDriver {
     this.transferWithCallback(BlkRequestType.IN, sector, target, callback as BlkCallback<unknown>, options);
   }
 
-  /** write() with a Node-style callback (see readInto()): `callback(null)` or `callback(error)`, once, never from within this call. */
+  /**
+   * write() with a Node-style callback (see readInto()): `callback(null)` or `callback(error)`, once, never from within
+   * this call.
+   */
   writeFrom(sector: number | bigint, data: Uint8Array, callback: BlkCallback<void>, options: BlkRequestOptions = NO_OPTIONS): void {
     if (typeof callback !== 'function') throw invalidArgType('callback must be a function');
     this.transferWithCallback(BlkRequestType.OUT, sector, data, callback as BlkCallback<unknown>, options);
@@ -257,7 +261,10 @@ export class VirtioBlk extends VirtioDriver {
     return createBlkReadStream(this, options);
   }
 
-  /** Sequential writes from byte `start` (sector aligned, a safe integer or a bigint); the total written must be whole sectors. */
+  /**
+   * Sequential writes from byte `start` (sector aligned, a safe integer or a bigint); the total written must be whole
+   * sectors.
+   */
   createWriteStream(options: BlkWriteStreamOptions = {}): Writable {
     return createBlkWriteStream(this, options);
   }

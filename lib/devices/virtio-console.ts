@@ -19,6 +19,7 @@ import { ControlChannel } from './console-control';
 import { ConsolePort, type ConsoleSize, type PortControl, type PortHost } from './console-port';
 import { DriverSetup } from './driver-setup';
 import { VirtioDriver, type DriverOptions, type StartedDevice } from './virtio-driver';
+import { INT31_MAX, inInt31Range } from '../util/int31';
 
 export type { ConsoleSize } from './console-port';
 
@@ -37,7 +38,10 @@ export interface VirtioConsoleOptions extends DriverOptions {
 
 export interface WaitForPortOptions {
   signal?: AbortSignal;
-  /** Give up after this long with PortError NOT_FOUND; a number in [0, 2^31 - 1] (default: wait until the signal or close). */
+  /**
+   * Give up after this long with PortError NOT_FOUND; a number in [0, 2^31 - 1] (default: wait until the signal or
+   * close).
+   */
   timeoutMs?: number;
 }
 
@@ -45,7 +49,6 @@ export interface WaitForPortOptions {
 const CONTROL_BUFFER_BYTES = 1024;
 const DEFAULT_MAX_PORTS = 32;
 /** setTimeout's limit; a longer delay would fire at once. */
-const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 /**
  * The console device (virtio 1.2 §5.3). Port 0's stream is `stream`,
@@ -65,7 +68,10 @@ export class VirtioConsole extends VirtioDriver {
   /** Port 0's byte stream; destroying it closes the console. */
   readonly stream: Duplex;
   readonly events = new EventEmitter();
-  /** Internal: a port was added, named or removed, or the console closed (what waitForPort waits on; any number of waiters). */
+  /**
+   * Internal: a port was added, named or removed, or the console closed (what waitForPort waits on; any number of
+   * waiters).
+   */
   private readonly changes = new EventEmitter().setMaxListeners(0);
   /** Whether MULTIPORT was negotiated. */
   readonly multiport: boolean;
@@ -78,15 +84,17 @@ export class VirtioConsole extends VirtioDriver {
     this.multiport = hasFeature(this.features, ConsoleFeature.MULTIPORT);
     const receiveBufferBytes = options.receiveBufferBytes ?? 4096;
     const buffers = { receiveBuffers: options.receiveBuffers ?? 64, receiveBufferBytes, transmitBufferBytes: options.transmitBufferBytes ?? 4096 };
-    const console = this; // for the getters below
+    // Object-literal getters have their own `this`; these arrows read the console's state.
+    const isClosed = (): boolean => this.closed;
+    const isReleased = (): boolean => this.deviceReleased;
     const owner: PortHost = {
       memory: this.memory,
       requestTimeoutMs: this.requestTimeoutMs,
       get closed() {
-        return console.closed;
+        return isClosed();
       },
       get released() {
-        return console.deviceReleased;
+        return isReleased();
       },
       announceOpen: this.multiport ? (id: number, open: boolean) => this.control?.send(id, ConsoleControlEvent.PORT_OPEN, open ? 1 : 0) : undefined,
       streamDestroyed: (id: number) => {
@@ -194,8 +202,8 @@ export class VirtioConsole extends VirtioDriver {
     if (typeof match !== 'number' && typeof match !== 'string') return Promise.reject(invalidArgType(`a port is matched by id (number) or name (string), got ${typeof match}`));
     if (typeof match === 'number' && (!Number.isInteger(match) || match < 0)) return Promise.reject(outOfRange(`port id must be a non-negative integer, got ${match}`));
     const { timeoutMs } = options;
-    if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !(timeoutMs >= 0 && timeoutMs <= MAX_TIMEOUT_MS))) {
-      return Promise.reject(outOfRange(`timeoutMs must be a number in [0, ${MAX_TIMEOUT_MS}], got ${String(timeoutMs)}`));
+    if (timeoutMs !== undefined && !inInt31Range(timeoutMs)) {
+      return Promise.reject(outOfRange(`timeoutMs must be a number in [0, ${INT31_MAX}], got ${String(timeoutMs)}`));
     }
     const find = (): ConsolePort | undefined => this.ports.find((p) => (typeof match === 'number' ? p.id === match : p.name === match));
     const found = find();

@@ -57,7 +57,10 @@ export class VirtioNet extends VirtioDriver {
   private readonly idle: number[] = [];
   private link: boolean;
   private dropped = 0;
-  /** The frame being gathered from several buffers (MRG_RXBUF): its data so far (none once too long), its bytes, buffers still to come. */
+  /**
+   * The frame being gathered from several buffers (MRG_RXBUF): its data so far (none once too long), its bytes, buffers
+   * still to come.
+   */
   private partial?: { parts: Buffer[]; bytes: number; left: number };
   private failure?: Error;
 

@@ -7,6 +7,7 @@ import type { VirtioTransport } from '../transport';
 import { DriverSetup } from './driver-setup';
 import { VirtioDriver, type DriverOptions, type StartedDevice } from './virtio-driver';
 import { SlotPool, abortable, requestStream } from './slot-pool';
+import { inInt31Range } from '../util/int31';
 
 export interface VirtioRngOptions extends DriverOptions {
   /** Bytes asked of the device per request (default 4096). */
@@ -62,7 +63,7 @@ export class VirtioRng extends VirtioDriver {
   read(length: number, options: { signal?: AbortSignal } = {}): Promise<Buffer> {
     try {
       this.checkOpen();
-      if (!Number.isInteger(length) || length < 0 || length > 2 ** 31 - 1) throw outOfRange(`length must be an integer in [0, 2^31 - 1], got ${length}`);
+      if (!inInt31Range(length, { integer: true })) throw outOfRange(`length must be an integer in [0, 2^31 - 1], got ${length}`);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -139,7 +140,10 @@ export class VirtioRng extends VirtioDriver {
     });
   }
 
-  /** Fills out[start, start + length) request by request; `signal` (none: the rest of a one-request read) stops the slot wait and the completion wait. */
+  /**
+   * Fills out[start, start + length) request by request; `signal` (none: the rest of a one-request read) stops the slot
+   * wait and the completion wait.
+   */
   private async fill(out: Buffer, start: number, length: number, signal: AbortSignal | undefined, empty = 0): Promise<void> {
     let done = 0;
     const queue = this.queue(REQUEST_QUEUE);

@@ -1,6 +1,7 @@
 import { DeviceBrokenError, DeviceGoneError, NegotiationError, ProtocolError, TimeoutError, TransportError, VirtioError } from '../errors';
 import type { AccessWidth, RegisterBlock } from '../platform';
 import { DeviceStatus, MmioRegister as R, MMIO_MAGIC_VALUE, QueueSelectTracker, RingViolation } from '../spec';
+import { hex32 as hex } from '../util/hex';
 
 /**
  * The spec rules `selftest --strict` holds the *device* to — the sim's
@@ -41,7 +42,6 @@ export interface DeviceRuleViolation {
 }
 
 const INTERRUPT_DEFINED = 0x3;
-const hex = (value: number): string => `0x${(value >>> 0).toString(16)}`;
 
 /**
  * A register window that watches the device through the driver's own
@@ -88,7 +88,9 @@ export class DeviceRuleWatch implements RegisterBlock {
       .map((rule) => ({ rule, ...DEVICE_RULES[rule], ...this.seen.get(rule)! }));
   }
 
-  /** What a typed error from the driver says about the device, as a rule; false when it says nothing about the device. */
+  /**
+   * What a typed error from the driver says about the device, as a rule; false when it says nothing about the device.
+   */
   noteError(error: unknown): boolean {
     const rule = ruleOfError(error);
     if (rule) this.note(rule, (error as Error).message);

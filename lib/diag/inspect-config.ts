@@ -2,7 +2,10 @@ import type { RegisterBlock } from '../platform';
 import { ConfigSpace } from '../transport/config-space';
 import { BlkConfig, BlkFeature, ConsoleConfig, ConsoleFeature, DeviceId, hasFeature, MmioRegister, NetConfig, NetFeature, NetStatus, macText } from '../spec';
 
-/** One field of a device's configuration structure, as the driver must access it (virtio 1.2 §4.2.2.2: by its own width; 64-bit as two 32-bit halves). */
+/**
+ * One field of a device's configuration structure, as the driver must access it (virtio 1.2 §4.2.2.2: by its own width;
+ * 64-bit as two 32-bit halves).
+ */
 export interface ConfigLayoutField {
   readonly name: string;
   readonly offset: number;
@@ -180,7 +183,8 @@ function readWindow(regs: RegisterBlock, length: number, layout: readonly Config
     end = Math.max(end, field.offset + field.width);
     if (field.offset + field.width > length) continue;
     if (field.width === 8) {
-      // §4.2.2.2: a 64-bit field is read as two 32-bit accesses, low half first (the generation check makes the pair consistent).
+      // §4.2.2.2: a 64-bit field is read as two 32-bit accesses, low half first (the generation check makes the pair
+      // consistent).
       load(field.offset, 4);
       load(field.offset + 4, 4);
     } else load(field.offset, field.width);
@@ -198,7 +202,8 @@ function readWindow(regs: RegisterBlock, length: number, layout: readonly Config
 export function inspectConfig(regs: RegisterBlock, version: 1 | 2, deviceId: number, offered: bigint): ConfigReport {
   const length = Math.max(0, Math.min(MAX_CONFIG_BYTES, Math.floor((regs.size - MmioRegister.Config) / 4) * 4));
   const type = TYPES.get(deviceId);
-  // §2.5.1: the whole window inside one ConfigGeneration, as the transport reads a driver's fields; an unsettled one is shown, not refused.
+  // §2.5.1: the whole window inside one ConfigGeneration, as the transport reads a driver's fields; an unsettled one is
+  // shown, not refused.
   const { value: window, generation, stable, attempts } = new ConfigSpace(regs, version, CONFIG_ATTEMPTS).consistent(() => readWindow(regs, length, type?.layout));
   const view = new DataView(window.bytes.buffer, window.bytes.byteOffset, window.bytes.byteLength);
   return {

@@ -22,6 +22,7 @@ import {
 } from '../spec';
 import { hasConfigSpace, inspectConfig, type ConfigReport } from './inspect-config';
 import { outOfRange } from '../errors';
+import { hexUnsigned as hex } from '../util/hex';
 
 export type { ConfigReport } from './inspect-config';
 
@@ -32,7 +33,9 @@ export function vendorText(id: number): string | undefined {
 }
 
 export interface InspectOptions {
-  /** Reset the device first (Status ← 0, then wait until it reads 0). Without it inspect writes selector registers only. */
+  /**
+   * Reset the device first (Status ← 0, then wait until it reads 0). Without it inspect writes selector registers only.
+   */
   reset?: boolean;
   /**
    * Queue indices probed: 0 … maxQueues-1 (default DEFAULT_MAX_QUEUES),
@@ -40,7 +43,9 @@ export interface InspectOptions {
    * Version 1 QueuePFN 0).
    */
   maxQueues?: number;
-  /** Where the window's size came from (a UIO window: 'device-tree', 'uio-map' or 'caller'), and why, for the report. */
+  /**
+   * Where the window's size came from (a UIO window: 'device-tree', 'uio-map' or 'caller'), and why, for the report.
+   */
   windowFrom?: string;
   windowNote?: string;
 }
@@ -152,7 +157,6 @@ const DEVICE_NAMES: ReadonlyMap<number, ReadonlyMap<number, string>> = new Map([
   [DeviceId.CONSOLE, prefixed('VIRTIO_CONSOLE_F_', ConsoleFeature)],
 ]);
 
-const hex = (value: number | bigint): string => `0x${(typeof value === 'bigint' ? value : value >>> 0).toString(16)}`;
 
 /**
  * The bit of a feature named as nameFeatures() names it (VIRTIO_F_EVENT_IDX,

@@ -18,7 +18,8 @@ import {
   usedEventOffset,
   usedRingBytes,
 } from '../spec';
-import { eventSuppression, hex, packedSlotState, walkPackedChain, walkSplitChain, type OutstandingDump, type RingFormat, type RingState, type TableReader } from '../queue/queue-dump';
+import { hex } from '../util/hex';
+import { eventSuppression, packedSlotState, walkPackedChain, walkSplitChain, type OutstandingDump, type RingFormat, type RingState, type TableReader } from '../queue/queue-dump';
 
 /**
  * Bytes of DMA memory by device address, for reading rings someone else

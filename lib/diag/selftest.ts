@@ -41,7 +41,10 @@ export interface SelftestReport {
 export interface SelftestOptions {
   /** Watch the device for DEVICE_RULES violations. */
   strict?: boolean;
-  /** Time limit for each request, in ms, and for the resets (at most POLL_TIMEOUT_MAX_MS, the most pollUntil waits). Default 5000. */
+  /**
+   * Time limit for each request, in ms, and for the resets (at most POLL_TIMEOUT_MAX_MS, the most pollUntil waits).
+   * Default 5000.
+   */
   timeoutMs?: number;
   /** How long to wait for a console echo, in ms. Default 2000. */
   echoTimeoutMs?: number;
@@ -69,7 +72,10 @@ export function describeError(error: unknown): { code?: string; message: string 
   return typeof code === 'string' ? { code, message } : { message };
 }
 
-/** The quiet spell of --strict, and how many interrupts in it look like a storm rather than traffic (a receive queue may get some). */
+/**
+ * The quiet spell of --strict, and how many interrupts in it look like a storm rather than traffic (a receive queue may
+ * get some).
+ */
 const IDLE_MS = 100;
 const IDLE_INTERRUPT_LIMIT = 50;
 
@@ -140,7 +146,8 @@ export async function selftest(subject: SelftestSubject, options: SelftestOption
         }
       }
       if (options.strict && driver) {
-        // A quiet spell: wake-ups the device raised after the last request are handled, and a line that keeps firing shows.
+        // A quiet spell: wake-ups the device raised after the last request are handled, and a line that keeps firing
+        // shows.
         await step('idle 100 ms', async () => {
           const before = transport.stats.interrupts;
           await new Promise((resolve) => setTimeout(resolve, IDLE_MS));

@@ -183,7 +183,10 @@ const buildFromSource =
   'install a C++ compiler, make and python3 (Debian, Ubuntu, Raspberry Pi OS: apt-get install g++ make python3), ' +
   'then run `npm rebuild virtio-mmio --build-from-source` in your project';
 
-/** The package's root: the nearest directory holding a package.json above `from` (dist/platform/ installed, lib/platform/ in a checkout). */
+/**
+ * The package's root: the nearest directory holding a package.json above `from` (dist/platform/ installed,
+ * lib/platform/ in a checkout).
+ */
 export function addonPackageRoot(from: string = __dirname): string {
   for (let dir = from; ; dir = dirname(dir)) {
     if (existsSync(join(dir, 'package.json'))) return dir;
@@ -230,6 +233,7 @@ export function locateAddon(root: string = addonPackageRoot()): string {
   }
   let nodeGypBuild: { path(dir: string): string };
   try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- lazy: a source build needs no node-gyp-build
     nodeGypBuild = require('node-gyp-build');
   } catch (err) {
     throw new VirtioError(
@@ -269,6 +273,7 @@ export function locateAddon(root: string = addonPackageRoot()): string {
 export function loadAddon(root: string = addonPackageRoot()): { addon: NativeAddon; path: string } {
   const path = locateAddon(root);
   try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- the addon's path is only known at run time
     return { addon: require(path) as NativeAddon, path };
   } catch (err) {
     const what = relative(root, path).split(sep)[0] === 'prebuilds' ? 'the prebuild' : 'the build';

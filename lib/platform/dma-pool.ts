@@ -38,7 +38,9 @@ export class DmaPool implements DmaAllocator, DeviceMemory {
   private readonly chunks: Chunk[] = [];
   private readonly live = new Map<DmaRegion, Live>();
   private readonly freed = new WeakSet<DmaRegion>();
-  /** Byte ranges [start, end) of chunk views a device still holds (hold()), by view; a range may appear more than once. */
+  /**
+   * Byte ranges [start, end) of chunk views a device still holds (hold()), by view; a range may appear more than once.
+   */
   private readonly held = new Map<ArrayBuffer, number[]>();
   private holds = 0;
   /** Regions freed while some of their bytes were held: given back when the last hold in them goes. */

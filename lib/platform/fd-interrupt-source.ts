@@ -125,7 +125,8 @@ export abstract class FdInterruptSource implements InterruptSource {
       if (events & (EPOLLERR | EPOLLHUP) && !(events & EPOLLIN)) {
         throw new DeviceGoneError(`${this.label}: the interrupt fd reported ${events & EPOLLERR ? 'EPOLLERR' : 'EPOLLHUP'}`);
       }
-      // An error or hang-up flag (UIO reports -EIO as every bit once the device is unbound) is checked by a read even when
+      // An error or hang-up flag (UIO reports -EIO as every bit once the device is unbound) is checked by a read even
+      // when
       // edge-triggered: the read fails for a device that is gone, and its registers must not be touched then.
       count = this.edgeTriggered && !(events & (EPOLLERR | EPOLLHUP)) ? this.edgeCount() : this.consume();
     } catch (error) {

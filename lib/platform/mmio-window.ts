@@ -2,6 +2,7 @@ import { native } from './addon';
 import type { RegisterBlock } from './register-block';
 import { uioMapExtent, type UioDeviceInfo, type UioMap, type UioWindowSource } from './uio-sysfs';
 import { invalidArgType, invalidArgValue, outOfRange } from '../errors';
+import { hex } from '../util/hex';
 
 /** Needed before the page arithmetic below; the addon checks everything else. */
 function checkInteger(name: string, value: number): void {
@@ -29,7 +30,6 @@ export interface UioWindow {
   note?: string;
 }
 
-const hex = (value: number): string => `0x${value.toString(16)}`;
 
 /**
  * Opens register windows. Each returns the addon's region object directly,

@@ -2,6 +2,7 @@ import '../disposable';
 import { ClosedError, DeviceGoneError, invalidArgType, outOfRange, TransportError } from '../errors';
 import { interruptEvents } from './interrupt-events';
 import type { InterruptErrorListener, InterruptEvent, InterruptListener, InterruptSource } from './interrupt-source';
+import { INT31_MAX, inInt31Range } from '../util/int31';
 
 export interface PollingInterruptSourceOptions {
   /** Milliseconds between ticks; an integer in [1, 2^31 - 1]. Default 1. */
@@ -10,7 +11,6 @@ export interface PollingInterruptSourceOptions {
   label?: string;
 }
 
-const MAX_INTERVAL_MS = 2 ** 31 - 1; // setInterval's limit
 
 /**
  * An interrupt "line" for a register window that has none, such as a
@@ -40,8 +40,8 @@ export class PollingInterruptSource implements InterruptSource {
   constructor(options: PollingInterruptSourceOptions = {}) {
     const intervalMs = options.intervalMs ?? 1;
     if (typeof intervalMs !== 'number') throw invalidArgType(`intervalMs must be a number, got ${typeof intervalMs}`);
-    if (!Number.isInteger(intervalMs) || intervalMs < 1 || intervalMs > MAX_INTERVAL_MS) {
-      throw outOfRange(`intervalMs must be an integer in [1, ${MAX_INTERVAL_MS}], got ${intervalMs}`);
+    if (!inInt31Range(intervalMs, { min: 1, integer: true })) {
+      throw outOfRange(`intervalMs must be an integer in [1, ${INT31_MAX}], got ${intervalMs}`);
     }
     this.intervalMs = intervalMs;
     this.label = options.label ?? 'polled interrupt';

@@ -53,7 +53,8 @@ export function syscallHint(f: SyscallFailure, iomem: () => string = readIomem):
     }
   }
   if (path === '/dev/mem') {
-    // drivers/char/mem.c: mmap_mem refuses a range devmem_is_allowed() rejects with EPERM, whichever the reason; /proc/iomem tells which.
+    // drivers/char/mem.c: mmap_mem refuses a range devmem_is_allowed() rejects with EPERM, whichever the reason;
+    // /proc/iomem tells which.
     const holder = f.code === 'EPERM' && f.syscall === 'mmap' && f.range ? iomemHolder(iomem(), f.range) : undefined;
     if (holder?.kind === 'ram') {
       return `${hexRange(f.range!)} is RAM the kernel owns ("${holder.name}" in ${IOMEM}) and STRICT_DEVMEM refuses it: ` +
@@ -85,7 +86,8 @@ export function syscallHint(f: SyscallFailure, iomem: () => string = readIomem):
     }
   }
   if (path === '/proc/self/pagemap') {
-    // EACCES: the open itself was refused, as for a process that changed its uid after it started (no capability helps).
+    // EACCES: the open itself was refused, as for a process that changed its uid after it started (no capability
+    // helps).
     if (f.code === 'EACCES') {
       return '/proc/self/pagemap could not be opened: a process that starts as root and changes its uid later may not ' +
         'open it; start the process as its final user, with CAP_SYS_ADMIN (e.g. systemd AmbientCapabilities=CAP_SYS_ADMIN)';

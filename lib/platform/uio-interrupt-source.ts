@@ -34,7 +34,10 @@ export class UioInterruptSource extends FdInterruptSource {
     return new UioInterruptSource(new native.UioFile(path), loop);
   }
 
-  /** The UIO driver's event counter (interrupts it has seen), read now; undefined before the first interrupt, or once closed. */
+  /**
+   * The UIO driver's event counter (interrupts it has seen), read now; undefined before the first interrupt, or once
+   * closed.
+   */
   get total(): number | undefined {
     if (!this.isClosed) this.consume();
     return this.lastTotal;

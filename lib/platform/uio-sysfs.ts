@@ -4,6 +4,7 @@ import { basename, join } from 'node:path';
 import { DiscoveryError, outOfRange } from '../errors';
 import { native } from './addon';
 import { readDeviceTreeReg, type DeviceTreeReg } from './device-tree-reg';
+import { hex } from '../util/hex';
 
 /**
  * Where a register window's size comes from: the device-tree `reg` entry
@@ -65,7 +66,6 @@ function uioMapStart(map: Pick<UioMap, 'addr' | 'offset'>): bigint {
   return map.addr % BigInt(native.pageSize) === 0n ? map.addr + BigInt(map.offset) : map.addr;
 }
 
-const hex = (value: number | bigint): string => `0x${value.toString(16)}`;
 
 /**
  * Each map's window from the device tree: the `reg` entry whose CPU address

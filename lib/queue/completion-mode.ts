@@ -195,7 +195,10 @@ export class CompletionPoller {
     if (++this.misses >= MISSES_BEFORE_BACKOFF) this.skipLeft = 2 ** Math.min(this.misses - MISSES_BEFORE_BACKOFF + 1, MAX_BACKOFF);
   }
 
-  /** One notification → completion latency seen by a spin; a single outlier (a GC pause) counts as twice the cap at most. */
+  /**
+   * One notification → completion latency seen by a spin; a single outlier (a GC pause) counts as twice the cap at
+   * most.
+   */
   private sample(ms: number): void {
     const us = ms * 1000;
     if (us >= 0) this.latencyUs += (Math.min(us, 2 * this.capUs) - this.latencyUs) / 8;

@@ -66,7 +66,10 @@ export class InFlightRequests {
     this.count++;
   }
 
-  /** The device returned `id` (validated by the engine): returns its request, whose buffers, if orphaned, are already given back. */
+  /**
+   * The device returned `id` (validated by the engine): returns its request, whose buffers, if orphaned, are already
+   * given back.
+   */
   settle(id: number): Pending {
     const pending = this.byId[id]!;
     this.byId[id] = undefined;

@@ -1,6 +1,7 @@
 import { PackedDesc, PackedRing, RingEventFlags, SplitRing, VirtqDesc, unpackEventOffWrap } from '../spec';
 import type { QueueMode } from './completion-mode';
 import type { QueueStats } from './queue-types';
+import { hex } from '../util/hex';
 
 /**
  * The state of one virtqueue as plain JSON data (numbers and strings;
@@ -51,7 +52,10 @@ export interface OutstandingDump {
   orphan?: boolean;
   /** The chain in ring order. */
   descriptors: DescriptorDump[];
-  /** Driver side: the device has returned it (a used element / used descriptor) and the driver has not consumed that yet. */
+  /**
+   * Driver side: the device has returned it (a used element / used descriptor) and the driver has not consumed that
+   * yet.
+   */
   used?: { len: number };
   problem?: string;
 }
@@ -168,7 +172,8 @@ export function dumpQueue(queue: QueueDumpSource, outstanding: OutstandingDump[]
 /** Reads the bytes of an indirect table the device was given; throws when they cannot be read. */
 export type TableReader = (address: bigint, length: number) => DataView;
 
-export const hex = (value: number | bigint): string => `0x${value.toString(16)}`;
+/** Re-exported for lib/queue/virtqueue.ts, which imports it from here. */
+export { hex };
 
 const FLAG_NAMES: readonly (readonly [number, string])[] = [
   [VirtqDesc.F_NEXT, 'NEXT'],
@@ -177,7 +182,9 @@ const FLAG_NAMES: readonly (readonly [number, string])[] = [
 ];
 const PACKED_FLAG_NAMES: readonly (readonly [number, string])[] = [...FLAG_NAMES, [PackedDesc.F_AVAIL, 'AVAIL'], [PackedDesc.F_USED, 'USED']];
 
-/** The names of the descriptor flag bits set in `flags` (§2.7.5; §2.8.1 adds AVAIL and USED); unknown bits as "bit N". */
+/**
+ * The names of the descriptor flag bits set in `flags` (§2.7.5; §2.8.1 adds AVAIL and USED); unknown bits as "bit N".
+ */
 export function descriptorFlagNames(flags: number, format: RingFormat): string[] {
   const table = format === 'packed' ? PACKED_FLAG_NAMES : FLAG_NAMES;
   const names: string[] = [];

@@ -2,6 +2,7 @@ import { BufferHeldError, ClosedError, invalidArgType, invalidArgValue, outOfRan
 import type { DmaAllocator } from '../platform';
 import { NO_BUFFERS } from './descriptors';
 import type { QueueBuffer, QueueRequest } from './queue-types';
+import { inInt31Range } from '../util/int31';
 
 const MAX_ADDRESS = Number.MAX_SAFE_INTEGER;
 
@@ -65,7 +66,7 @@ function checkBuffer(buffer: QueueBuffer): number {
 
 /** Checks SubmitOptions.timeoutMs and reclaim. */
 export function checkSubmitOptions(timeoutMs: unknown, reclaim: unknown): void {
-  if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && timeoutMs > 0 && timeoutMs <= 2 ** 31 - 1)) {
+  if (timeoutMs !== undefined && !inInt31Range(timeoutMs, { min: 0, minExclusive: true })) {
     throw outOfRange(`timeoutMs must be a number in (0, 2^31 - 1], got ${String(timeoutMs)}`);
   }
   if (reclaim !== undefined && typeof reclaim !== 'function') throw invalidArgType('reclaim must be a function');

@@ -1,9 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { InFlightRequests } from './in-flight';
 import type { Pending, Waiter } from './pending-request';
-
-/** setTimeout's longest delay. */
-const MAX_DELAY_MS = 2 ** 31 - 1;
+import { INT31_MAX } from '../util/int31';
 
 /**
  * The time limits of a queue's requests (SubmitOptions.timeoutMs): one
@@ -45,7 +43,7 @@ export class RequestDeadlines {
     if (this.timer) clearTimeout(this.timer);
     this.armedFor = deadline;
     // Clamped: rounding can make the largest timeoutMs (2^31 - 1) one more than setTimeout takes.
-    this.timer = setTimeout(() => this.fire(), Math.min(MAX_DELAY_MS, Math.max(1, Math.ceil(deadline - performance.now()))));
+    this.timer = setTimeout(() => this.fire(), Math.min(INT31_MAX, Math.max(1, Math.ceil(deadline - performance.now()))));
     this.timer.unref();
   }
 

@@ -4,7 +4,8 @@ import { RingViolation } from '../spec/ring-violations';
 import type { Barriers, DmaAllocator, DmaRegion } from '../platform';
 import type { QueueAddresses, QueueLayout } from '../transport';
 import { IndirectSlab } from './descriptors';
-import { hex, type OutstandingDump, type QueueDump, type TableReader } from './queue-dump';
+import { hex } from '../util/hex';
+import { type OutstandingDump, type QueueDump, type TableReader } from './queue-dump';
 import type { QueueRequest, QueueStats } from './queue-types';
 import { AvailOrder, IdState, checkUsedEntry, type RingBreak } from './used-entry';
 import { invalidArgValue, outOfRange } from '../errors';
@@ -119,7 +120,10 @@ export abstract class RingEngine {
   /** Whether a request of `count` buffers fits now. */
   abstract hasRoom(count: number): boolean;
 
-  /** Writes the request's chain (`count` buffers, checked by the caller) and returns its id; not visible to the device until publish(). */
+  /**
+   * Writes the request's chain (`count` buffers, checked by the caller) and returns its id; not visible to the device
+   * until publish().
+   */
   abstract place(request: QueueRequest, count: number): number;
 
   /**

@@ -7,7 +7,10 @@ import type { QueueRequest } from './queue-types';
 import { RingEngine, type DumpPart, type RingEngineOptions } from './ring-engine';
 import { invalidArgValue } from '../errors';
 
-/** Where the three areas go: legacy, one area with the used ring at QueueAlign (§2.7.2); modern, tight at the §2.7 alignments. */
+/**
+ * Where the three areas go: legacy, one area with the used ring at QueueAlign (§2.7.2); modern, tight at the §2.7
+ * alignments.
+ */
 function splitLayout(layout: QueueLayout): (size: number) => { bytes: number; align: number; driver: number; device: number } {
   return (size) => {
     if (!isPowerOfTwo(size)) throw invalidArgValue(`Queue Size must be a power of two ≤ ${SplitRing.MAX_SIZE}, got ${size}`, 'range');

@@ -1,8 +1,9 @@
 import '../disposable';
-import { AbortError, CanceledError, ClosedError, outOfRange, QueueFullError, TransportError } from '../errors';
+import { AbortError, CanceledError, ClosedError, QueueFullError, TransportError } from '../errors';
 import { nativeBarriers, type Barriers, type DmaAllocator } from '../platform';
 import type { QueueAddresses, QueueEndpoint, QueueTransport } from '../transport';
 import { RequestAbandonment } from './abandonment';
+import { checkIndirectMax } from './indirect-max';
 import { CompletionPoller, checkQueueMode, type QueueMode, type QueueModeOptions } from './completion-mode';
 import { InFlightRequests } from './in-flight';
 import { QueueState } from './queue-state';
@@ -89,10 +90,7 @@ export class Virtqueue implements QueueEndpoint {
     this.index = index;
     this.memory = options.memory;
     this.barriers = options.barriers ?? nativeBarriers;
-    const indirectMax = options.indirectMax ?? 32;
-    if (!Number.isInteger(indirectMax) || indirectMax < 2 || indirectMax > 0xffff) {
-      throw outOfRange(`indirectMax must be an integer in [2, 65535], got ${indirectMax}`);
-    }
+    const indirectMax = checkIndirectMax(options.indirectMax);
     this.engine = makeEngine({
       size,
       memory: options.memory,
@@ -288,7 +286,10 @@ export class Virtqueue implements QueueEndpoint {
     this.updateBusy();
   }
 
-  /** Tells the transport whether someone waits for this queue (the interrupt line keeps the process alive only then). */
+  /**
+   * Tells the transport whether someone waits for this queue (the interrupt
+   * line keeps the process alive only then).
+   */
   private updateBusy(): void {
     const busy = this.holdsProcess && this.awaited > 0;
     if (busy === this.busy) return;
@@ -324,7 +325,10 @@ export class Virtqueue implements QueueEndpoint {
     return consumed;
   }
 
-  /** A used entry the engine validated (onUsed): settles request `id` with `len`; false when a callback made the queue unusable. */
+  /**
+   * A used entry the engine validated (onUsed): settles request `id` with
+   * `len`; false when a callback made the queue unusable.
+   */
   private complete(id: number, len: number): boolean {
     const pending = this.inFlightRequests.settle(id);
     this.stats.completed++;
@@ -389,7 +393,11 @@ export class Virtqueue implements QueueEndpoint {
     if (mode === 'poll' && this.inFlight > 0) poller!.submitted();
   }
 
-  /** The queue's state as plain JSON data: shadow state, ring memory, requests in flight (see QueueDump); on demand only. ClosedError after close(). */
+  /**
+   * The queue's state as plain JSON data: shadow state, ring memory,
+   * requests in flight (see QueueDump); on demand only. ClosedError after
+   * close().
+   */
   dump(): QueueDump {
     if (this.state.closed) throw new ClosedError(`queue ${this.index} is closed`);
     const { index, size, engine, mode, stats, addresses, format } = this;

@@ -16,7 +16,10 @@ import type { SimConfigField, SimDeviceModel, SimRequest } from './sim-model';
 import { invalidArgType, invalidArgValue, outOfRange } from '../errors';
 
 export interface BlkModelOptions {
-  /** The disk, used in place (not copied): its length must be a multiple of 512 (capacity = length / 512). Default: 1 MiB of zeroes. */
+  /**
+   * The disk, used in place (not copied): its length must be a multiple of 512 (capacity = length / 512). Default: 1
+   * MiB of zeroes.
+   */
   disk?: Uint8Array;
   /** Offers VIRTIO_BLK_F_RO; OUT, DISCARD and WRITE_ZEROES then complete with IOERR and change nothing. */
   readOnly?: boolean;
@@ -201,7 +204,7 @@ export class BlkModel implements SimDeviceModel {
     this.readOnly = options.readOnly ?? false;
 
     const id = options.id ?? 'sim-blk';
-    if (typeof id !== 'string' || id.length > BLK_ID_BYTES || !/^[\x01-\x7f]*$/.test(id)) {
+    if (typeof id !== 'string' || id.length > BLK_ID_BYTES || !isAsciiWithoutNul(id)) {
       throw outOfRange(`id must be at most ${BLK_ID_BYTES} ASCII characters without NUL, got ${JSON.stringify(id)}`);
     }
     for (let i = 0; i < id.length; i++) this.idBytes[i] = id.charCodeAt(i);
@@ -420,4 +423,13 @@ export class BlkModel implements SimDeviceModel {
     for (const s of this.failSectors) if (s >= sector && s < sector + sectors) return true;
     return false;
   }
+}
+
+/** Every UTF-16 unit in 0x01..0x7f: the ASCII, NUL-free text the device ID field holds (virtio 1.2 §5.2.6). */
+function isAsciiWithoutNul(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit === 0 || unit > 0x7f) return false;
+  }
+  return true;
 }

@@ -24,7 +24,9 @@ export interface Completion {
  * ready when the ring publishes is used.
  */
 export class CompletionOrder<T extends Completion> {
-  /** In order: every outstanding buffer, oldest first. Otherwise: completed buffers not yet used, in completion order. */
+  /**
+   * In order: every outstanding buffer, oldest first. Otherwise: completed buffers not yet used, in completion order.
+   */
   private queue: T[] = [];
 
   constructor(
@@ -43,7 +45,9 @@ export class CompletionOrder<T extends Completion> {
     if (!this.inOrder) this.queue.push(item);
   }
 
-  /** The buffers to use now, grouped into batches that each get one used element (named after the batch's last buffer). */
+  /**
+   * The buffers to use now, grouped into batches that each get one used element (named after the batch's last buffer).
+   */
   takeBatches(): T[][] {
     if (!this.inOrder) return this.queue.splice(0).map((item) => [item]);
     const batches: T[][] = [];

@@ -1,10 +1,10 @@
 import { DeviceStatus, describeFeatures, FeatureBit, feature, features, hasFeature } from '../spec';
 import type { Hostile } from './hostile';
 import { DRIVER_STATUS_BITS } from './strict-observer';
+import { hex } from '../util/hex';
 
 const { DRIVER_OK, FEATURES_OK, DEVICE_NEEDS_RESET } = DeviceStatus;
 const low = (value: bigint): number => Number(value & 0xffff_ffffn);
-const hex = (n: number): string => `0x${n.toString(16)}`;
 
 /**
  * The feature bits a device offers: the model's, the transport's (default,
@@ -19,7 +19,8 @@ export function offeredFeatures(version: 1 | 2, model: bigint, transport: bigint
     (version === 2
       ? features(FeatureBit.VERSION_1, FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX, FeatureBit.RING_RESET, FeatureBit.NOTIFICATION_DATA)
       : features(FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX));
-  // A legacy device has no packed ring: the legacy interface lays queues out by QueuePFN (§4.2.4, §2.7.2), so bit 34 is never offered.
+  // A legacy device has no packed ring: the legacy interface lays queues out by QueuePFN (§4.2.4, §2.7.2), so bit 34 is
+  // never offered.
   let offered = (model | base | (plan.patch?.features ?? 0n)) & (version === 1 ? ~feature(FeatureBit.RING_PACKED) : -1n);
   if (plan.withdrawVersion1) offered &= ~feature(FeatureBit.VERSION_1);
   return offered;
@@ -30,7 +31,10 @@ export interface DeviceStatusOptions {
   /** The feature bits the device offers. */
   offered: bigint;
   resetLatency: number;
-  /** The device's FEATURES_OK decision (§3.1.1 step 6); default: a subset of the offered bits, with VERSION_1 on Version 2. */
+  /**
+   * The device's FEATURES_OK decision (§3.1.1 step 6); default: a subset of the offered bits, with VERSION_1 on Version
+   * 2.
+   */
   acceptFeatures?: (driverFeatures: bigint) => boolean;
   /** features-bad lies (fault-plan.ts), logged on `hostile`. */
   claimedFeatures: bigint;
@@ -82,12 +86,15 @@ export class DeviceStatusRegisters {
     return this.duringReset;
   }
 
-  /** A non-zero Status write: the driver's bits are added (only a reset clears them, §2.1.1); returns the bits added. */
+  /**
+   * A non-zero Status write: the driver's bits are added (only a reset clears them, §2.1.1); returns the bits added.
+   */
   write(value: number): number {
     const before = this.value;
     const adding = value & ~before & DRIVER_STATUS_BITS;
     let next = before | adding;
-    // The device's decision (§3.1.1 step 6): a refused set does not keep FEATURES_OK. A legacy device has no such step (§3.1.2).
+    // The device's decision (§3.1.1 step 6): a refused set does not keep FEATURES_OK. A legacy device has no such step
+    // (§3.1.2).
     if (adding & FEATURES_OK && this.options.version === 2) {
       if (!this.accept(this.driverFeatures)) next &= ~FEATURES_OK;
       else this.accepted.push(this.driverFeatures);
@@ -96,7 +103,10 @@ export class DeviceStatusRegisters {
     return adding;
   }
 
-  /** §2.4: Status, features and selectors to their initial values; until the reset completes Status reads what it read before, never 0. */
+  /**
+   * §2.4: Status, features and selectors to their initial values; until the reset completes Status reads what it read
+   * before, never 0.
+   */
   reset(): void {
     if (this.resetLatency > 0) {
       // A device reset from status 0 shows DEVICE_NEEDS_RESET meanwhile.
@@ -120,7 +130,10 @@ export class DeviceStatusRegisters {
     return (honest | claimed) >>> 0;
   }
 
-  /** A DriverFeatures word; ignored once FEATURES_OK (Version 2) or DRIVER_OK (Version 1) fixed the set (§3.1.1), and above word 3. */
+  /**
+   * A DriverFeatures word; ignored once FEATURES_OK (Version 2) or DRIVER_OK (Version 1) fixed the set (§3.1.1), and
+   * above word 3.
+   */
   writeDriverFeatures(value: number): void {
     const sel = this.driverFeaturesSel ?? 0;
     if (this.value & (this.options.version === 2 ? FEATURES_OK : DRIVER_OK) || sel > 3) return;

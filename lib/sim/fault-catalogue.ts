@@ -84,7 +84,10 @@ export function faultEntry(name: string): FaultEntry | undefined {
   return BY_NAME.get(name);
 }
 
-/** The fault that lies through register `name` (a MmioRegister name, or 'config'), for mutators that pick registers at random. */
+/**
+ * The fault that lies through register `name` (a MmioRegister name, or 'config'), for mutators that pick registers at
+ * random.
+ */
 export function faultOfRegister(name: string): FaultName | undefined {
   return FAULT_CATALOGUE.find((entry) => 'registers' in entry && (entry.registers as readonly string[]).includes(name))?.name;
 }

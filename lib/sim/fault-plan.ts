@@ -26,7 +26,10 @@ export interface FaultPlan {
   readonly configGenerationChurn: number;
   /** features-bad 'version-1-missing'. */
   readonly withdrawVersion1: boolean;
-  /** features-bad 'echo-unoffered': bits DeviceFeatures shows that the device does not offer, on every read or every other one. */
+  /**
+   * features-bad 'echo-unoffered': bits DeviceFeatures shows that the device does not offer, on every read or every
+   * other one.
+   */
   readonly claimedFeatures: bigint;
   readonly claimAlternately: boolean;
   /** features-bad 'features-ok-dropped'. */
@@ -67,7 +70,8 @@ export function faultPlan(options: SimOptions, version: 1 | 2, hostile: Hostile 
   let claimedFeatures = 0n;
   let claimAlternately = false;
   if (featuresBad === 'echo-unoffered') {
-    // Reserved transport bits (§6: 41–49 are not defined by virtio 1.2, 41 is ADMIN_VQ in 1.3): a nonempty seeded subset of 42–49.
+    // Reserved transport bits (§6: 41–49 are not defined by virtio 1.2, 41 is ADMIN_VQ in 1.3): a nonempty seeded
+    // subset of 42–49.
     claimedFeatures = BigInt(hostile!.int(1, 255)) << 42n;
     claimAlternately = hostile!.random() < 0.5;
   }

@@ -10,7 +10,9 @@ export interface HostileRingView {
   readonly kind: 'split' | 'packed';
   /** Whether the driver may have `id` outstanding: in flight at the device, or made available and not yet taken. */
   busy(id: number): boolean;
-  /** A completion naming a chain the device did not use (split: a non-head descriptor; packed: another outstanding id). */
+  /**
+   * A completion naming a chain the device did not use (split: a non-head descriptor; packed: another outstanding id).
+   */
   wrongChain(batch: readonly Completion[]): number | undefined;
 }
 
@@ -26,7 +28,9 @@ const { F_AVAIL, F_USED } = PackedDesc;
  */
 export class HostileRing {
   private readonly history: number[] = [];
-  /** An honest element (one of the first `after`) was written since the last used.idx store: that store is honest too. */
+  /**
+   * An honest element (one of the first `after`) was written since the last used.idx store: that store is honest too.
+   */
   private honestSincePublish = false;
   /** Whether the element being written is past the honest ones (set by usedElement, read by the ring's writeUsed). */
   lying = false;
@@ -84,7 +88,8 @@ export class HostileRing {
     this.honestSincePublish = false;
     if (honest || !hostile.started(view.index)) return next;
     if (hostile.has(RingViolation.USED_IDX_JUMP)) {
-      // Past anything in flight: more new entries than the queue holds, still less than half the index space (not "backwards").
+      // Past anything in flight: more new entries than the queue holds, still less than half the index space (not
+      // "backwards").
       const shown = (published + view.num + hostile.int(1, Math.max(1, 0x7fff - view.num))) & 0xffff;
       hostile.record(RingViolation.USED_IDX_JUMP, `used.idx ${published} → ${shown} (honest: ${next})`, view.index);
       return shown;
@@ -102,7 +107,10 @@ export class HostileRing {
     return this.lying && this.hostile.has('used-element-changes');
   }
 
-  /** Packed: the flags of the used descriptor being written at wrap counter `wrap` (honest: AVAIL = USED = wrap, §2.8.1). */
+  /**
+   * Packed: the flags of the used descriptor being written at wrap counter `wrap` (honest: AVAIL = USED = wrap,
+   * §2.8.1).
+   */
   usedFlags(flags: number, wrap: boolean): number {
     const { hostile, view } = this;
     if (!this.lying || !hostile.has('packed-wrong-flags')) return flags;

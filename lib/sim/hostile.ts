@@ -17,13 +17,18 @@ export const HOSTILE_BEHAVIOURS = FAULT_CATALOGUE;
 
 export type HostileBehaviour = (typeof FAULT_CATALOGUE)[number]['name'];
 
-/** Named out-of-range config values: FAULT_CATALOGUE's config-out-of-range parameter (each made in hostile-config.ts). */
+/**
+ * Named out-of-range config values: FAULT_CATALOGUE's config-out-of-range parameter (each made in hostile-config.ts).
+ */
 export type ConfigOutOfRangeField = ValuesOf<'config-out-of-range'>;
 
 /** The values FAULT_CATALOGUE lists for the parameter of fault `N`. */
 type ValuesOf<N extends string> = Extract<FaultEntry, { name: N; parameter: { values: readonly string[] } }>['parameter']['values'][number];
 
-/** A raw patch over config reads: `width` bytes at config `offset` read `value`; `features` are offered besides the model's. */
+/**
+ * A raw patch over config reads: `width` bytes at config `offset` read `value`; `features` are offered besides the
+ * model's.
+ */
 export interface ConfigPatch {
   offset: number;
   width: 1 | 2 | 4 | 8;
@@ -46,7 +51,10 @@ export interface HostileBehaviourOptions {
   'packed-wrong-flags': true | { variant?: ValuesOf<'packed-wrong-flags'> };
   'interrupt-when-not-live': true;
   'spurious-interrupts': true | { variant?: ValuesOf<'spurious-interrupts'> };
-  /** `limit`: re-raises before the storm dies down by itself (default: never); `bits`: the InterruptStatus bits raised (default: seeded, VRING or VRING | CONFIG). */
+  /**
+   * `limit`: re-raises before the storm dies down by itself (default: never); `bits`: the InterruptStatus bits raised
+   * (default: seeded, VRING or VRING | CONFIG).
+   */
   'interrupt-storm': true | { limit?: number; bits?: 1 | 2 | 3 };
   'never-completes': true;
   /** `reads`: ConfigGeneration reads that each change (default Infinity). */
@@ -65,7 +73,8 @@ export interface HostileBehaviourOptions {
    * `share`: the fraction of chains held back (default 1: every one, seeded choice otherwise);
    * `delayMs`: each held chain is done after a seeded delay in [delayMs, 2 × delayMs]; without it
    * they wait for SimDevice.completeLate(). The work (buffer writes) is done then even after a reset
-   * that has not completed (Status not yet 0: resetLatency, reset-never-completes); after a completed reset it is dropped, as §2.4 lets
+   * that has not completed (Status not yet 0: resetLatency, reset-never-completes); after a completed reset it is
+   * dropped, as §2.4 lets
    * the driver expect. Not applied with IN_ORDER (a late chain would be used out of order).
    */
   'late-completion': true | { share?: number; delayMs?: number };

@@ -76,7 +76,9 @@ export function walkPackedChain(source: PackedChainSource, start: number, wrap: 
   }
 }
 
-/** The table of an indirect descriptor (§2.8.7): only WRITE is valid in it; other flags and the Buffer IDs are ignored. */
+/**
+ * The table of an indirect descriptor (§2.8.7): only WRITE is valid in it; other flags and the Buffer IDs are ignored.
+ */
 function walkIndirect(source: PackedChainSource, buffers: ChainBuilder, what: string, addr: bigint, len: number, id: number): PackedChainWalk {
   if (len === 0 || len % PackedRing.DESC_SIZE !== 0) {
     return { ok: false, rule: 'packed-indirect-len', message: `${what} points to a table of ${len} bytes, not a positive multiple of 16` };

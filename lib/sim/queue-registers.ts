@@ -2,6 +2,7 @@ import { FeatureBit, isPowerOfTwo, legacyQueueAreas, MmioRegister as R, queueAre
 import type { SimQueue } from './sim-queue';
 import type { StrictRules } from './strict-rules';
 import { invalidArgValue } from '../errors';
+import { hex } from '../util/hex';
 
 /** What the queue registers need from their device. */
 export interface QueueRegisterContext {
@@ -14,11 +15,13 @@ export interface QueueRegisterContext {
   negotiated(bit: number): boolean;
   /** A queue was reset through QueueReset (the model hears of it). */
   queueReset(index: number): void;
-  /** Hostile queue-num-max-bad 'already-live': whether queue `index`, not ready, still reads as live (QueueReady 1 / QueuePFN ≠ 0). */
+  /**
+   * Hostile queue-num-max-bad 'already-live': whether queue `index`, not ready, still reads as live (QueueReady 1 /
+   * QueuePFN ≠ 0).
+   */
   liveBeforeSetup?(index: number): boolean;
 }
 
-const hex = (n: number): string => `0x${n.toString(16)}`;
 
 const names = new Map<number, string>(Object.entries(R).map(([name, offset]) => [offset, name]));
 

@@ -1,8 +1,8 @@
 import { describeStatus, DeviceStatus, MMIO_INTERRUPT_DEFINED, MmioInterrupt, MmioRegister } from '../spec';
 import type { Hostile } from './hostile';
 import type { SimInterrupts } from './sim-interrupts';
+import { hex } from '../util/hex';
 
-const hex = (n: number): string => `0x${n.toString(16)}`;
 const isPowerOfTwo = (n: number): boolean => n > 0 && (n & (n - 1)) === 0;
 
 /** What the register-level faults need of the device. */
@@ -88,7 +88,10 @@ export class RegisterFaults {
     if (this.hostile.options('reset-never-completes')?.kind === 'device') this.hostile.record('reset-never-completes', `Status read ${hex(value)} after the reset`);
   }
 
-  /** interrupt-when-not-live: every Status write that leaves DRIVER_OK clear (a reset too) is followed by an interrupt; interrupt-storm starts at DRIVER_OK. */
+  /**
+   * interrupt-when-not-live: every Status write that leaves DRIVER_OK clear (a reset too) is followed by an interrupt;
+   * interrupt-storm starts at DRIVER_OK.
+   */
   afterStatusWrite(value: number): void {
     const { hostile, host } = this;
     const { interrupts } = host;
@@ -104,7 +107,10 @@ export class RegisterFaults {
     }
   }
 
-  /** interrupt-storm: the acknowledged interrupt comes straight back; spurious-interrupts: a wake-up with nothing (or only undefined bits) to report. */
+  /**
+   * interrupt-storm: the acknowledged interrupt comes straight back; spurious-interrupts: a wake-up with nothing (or
+   * only undefined bits) to report.
+   */
   afterInterruptAck(value: number): void {
     const { hostile, host } = this;
     const { interrupts } = host;

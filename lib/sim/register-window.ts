@@ -2,8 +2,8 @@ import '../disposable';
 import { ClosedError, invalidArgType, invalidArgValue, outOfRange } from '../errors';
 import type { AccessWidth, RegisterBlock } from '../platform';
 import { checkPollTimeout } from '../platform/register-block';
+import { hex } from '../util/hex';
 
-const hex = (n: number): string => `0x${n.toString(16)}`;
 
 /**
  * A RegisterBlock in software with the native region's argument semantics:
@@ -27,7 +27,9 @@ export abstract class RegisterWindow implements RegisterBlock {
   protected abstract readAt(offset: number, width: AccessWidth): number;
   /** A checked write; `value` is already reduced to `width` bytes, unsigned. */
   protected abstract writeAt(offset: number, width: AccessWidth, value: number): void;
-  /** Reads after which pollUntil's outcome can no longer change (nothing but reads moves the registers during a poll). */
+  /**
+   * Reads after which pollUntil's outcome can no longer change (nothing but reads moves the registers during a poll).
+   */
   protected abstract pollReadLimit(): number;
 
   readb(offset: number): number {

@@ -63,7 +63,9 @@ export class SimDevice extends RegisterWindow {
   readonly size: number;
   readonly label: string;
   readonly version: 1 | 2;
-  /** The interrupt line the driver's transport listens on (raise() is the device side, for tests of spurious wake-ups). */
+  /**
+   * The interrupt line the driver's transport listens on (raise() is the device side, for tests of spurious wake-ups).
+   */
   readonly interrupt: SimInterruptLine;
   readonly stats: SimStats;
   /** Errors of the model (handle() threw or rejected, or returned a bad length); the request completed with len 0. */
@@ -194,7 +196,10 @@ export class SimDevice extends RegisterWindow {
     return this.hostile?.events ?? [];
   }
 
-  /** Status reads after a reset write before it reads 0 (Infinity: never). May be changed at any time, e.g. to make a later reset hang. */
+  /**
+   * Status reads after a reset write before it reads 0 (Infinity: never). May be changed at any time, e.g. to make a
+   * later reset hang.
+   */
   get resetLatency(): number {
     return this.deviceStatus.resetLatency;
   }
@@ -225,7 +230,10 @@ export class SimDevice extends RegisterWindow {
     return this.deviceStatus.driverFeatures;
   }
 
-  /** The driver features of every FEATURES_OK the device kept (§3.1.1 step 6; Version 2 only), oldest first; resets do not clear it. */
+  /**
+   * The driver features of every FEATURES_OK the device kept (§3.1.1 step 6; Version 2 only), oldest first; resets do
+   * not clear it.
+   */
   get acceptedFeatures(): readonly bigint[] {
     return this.deviceStatus.accepted;
   }
@@ -310,7 +318,8 @@ export class SimDevice extends RegisterWindow {
   }
 
   private run(pickUpWork: boolean): void {
-    if (!(this.deviceStatus.value & DRIVER_OK) || this.faults?.halted) return; // §2.1.2: no buffers consumed before DRIVER_OK
+    // §2.1.2: no buffers consumed before DRIVER_OK
+    if (!(this.deviceStatus.value & DRIVER_OK) || this.faults?.halted) return;
     for (const queue of this.queues) {
       if (pickUpWork) queue.pass();
       else queue.flush();

@@ -9,7 +9,10 @@
 export interface SimRequest {
   /** The queue it came from. */
   readonly queue: number;
-  /** What goes back in the used element's id: the head descriptor index (split ring) or the Buffer ID (packed ring, §2.8.6). */
+  /**
+   * What goes back in the used element's id: the head descriptor index (split ring) or the Buffer ID (packed ring,
+   * §2.8.6).
+   */
   readonly head: number;
   /** Device-readable buffers, in chain order, as views straight into DMA memory. */
   readonly readable: readonly Uint8Array[];

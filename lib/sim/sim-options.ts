@@ -29,7 +29,10 @@ export interface SimOptions {
   label?: string;
   /** Shared memory regions (§2.10) for SHMSel/SHMLen/SHMBase. */
   shmRegions?: readonly { id: number; base: bigint; length: bigint }[];
-  /** What MagicValue and Version read (probe tests); the register layout still follows `version`. Any-value form of FAULT_CATALOGUE's bad-identity. */
+  /**
+   * What MagicValue and Version read (probe tests); the register layout still follows `version`. Any-value form of
+   * FAULT_CATALOGUE's bad-identity.
+   */
   magic?: number;
   versionValue?: number;
   /** The device's FEATURES_OK decision; default: a subset of the offered bits, with VERSION_1 on Version 2. */
@@ -40,9 +43,15 @@ export interface SimOptions {
    * FAULT_CATALOGUE's reset-never-completes 'device').
    */
   resetLatency?: number;
-  /** QueueReset reads 1 this many times after a queue reset (default 0; Infinity: never completes, reset-never-completes 'queue'). */
+  /**
+   * QueueReset reads 1 this many times after a queue reset (default 0; Infinity: never completes, reset-never-completes
+   * 'queue').
+   */
   queueResetLatency?: number;
-  /** The next N reads of ConfigGeneration each return a new value (default 0; Infinity: never settles). Any-value form of config-generation-churn. */
+  /**
+   * The next N reads of ConfigGeneration each return a new value (default 0; Infinity: never settles). Any-value form
+   * of config-generation-churn.
+   */
   configGenerationChurn?: number;
   faults?: SimFaults;
   /**
@@ -66,7 +75,10 @@ export interface SimOptions {
    * the model did not fill (len below its writable bytes) ends its batch.
    */
   inOrderBatch?: number;
-  /** Hostile mode: the device misbehaves on purpose, one switch per FAULT_CATALOGUE entry (fault-catalogue.ts). Off when absent. */
+  /**
+   * Hostile mode: the device misbehaves on purpose, one switch per FAULT_CATALOGUE entry (fault-catalogue.ts). Off when
+   * absent.
+   */
   hostile?: HostileOptions;
 }
 
@@ -86,7 +98,10 @@ export interface SimStats {
   readonly notifications: number[];
   /** Interrupts raised (used buffer and configuration change). */
   interrupts: number;
-  /** Used buffer notifications the driver suppressed (avail flags or used_event; packed: the driver event suppression structure). */
+  /**
+   * Used buffer notifications the driver suppressed (avail flags or used_event; packed: the driver event suppression
+   * structure).
+   */
   interruptsSuppressed: number;
   /** Chains handed to the model. */
   requests: number;

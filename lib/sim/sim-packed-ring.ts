@@ -149,7 +149,9 @@ export class SimPackedRing extends SimRing<PackedBuffer> {
     }
   }
 
-  /** Writes id and len of one used descriptor at the next-used position (§2.8.13); its flags follow in publishUsed(). */
+  /**
+   * Writes id and len of one used descriptor at the next-used position (§2.8.13); its flags follow in publishUsed().
+   */
   protected writeUsed(batch: readonly PackedBuffer[], element: UsedElement): void {
     const slot = PackedPosition.slot(this.usedPos, this.num);
     const wrap = PackedPosition.wrap(this.usedPos, this.num);
@@ -166,7 +168,10 @@ export class SimPackedRing extends SimRing<PackedBuffer> {
     }
   }
 
-  /** Flags the used descriptors (last first), then decides on the used buffer notification from the driver area (§2.8.10). */
+  /**
+   * Flags the used descriptors (last first), then decides on the used buffer notification from the driver area
+   * (§2.8.10).
+   */
   protected publishUsed(): boolean | undefined {
     for (const [slot, flags] of this.unflagged.reverse()) this.storeFlags(slot, flags);
     this.unflagged = [];
@@ -179,7 +184,8 @@ export class SimPackedRing extends SimRing<PackedBuffer> {
         return false;
       case RingEventFlags.DESC: {
         // Without EVENT_IDX, or with an offset outside the ring, DESC is not valid (recorded in pass):
-        // the device then notifies as for ENABLE, since a spurious interrupt is harmless and a missing one stalls the driver.
+        // the device then notifies as for ENABLE, since a spurious interrupt is harmless and a missing one stalls the
+        // driver.
         const desc = driver.getUint16(PackedRing.EVENT_DESC, true);
         return !this.host.eventIdx || (desc & 0x7fff) >= this.num || packedEventUsed(desc, old, this.usedPos, this.num);
       }
@@ -228,7 +234,10 @@ export class SimPackedRing extends SimRing<PackedBuffer> {
     hostile.record('descriptors-rewritten', `Buffer ID ${id}: descriptors ${slot}…${(slot + count - 1) % this.num} overwritten`, this.index);
   }
 
-  /** Hostile used-element-changes: the used descriptor published last names another outstanding id (or its own) with another len, while the driver has not reused its slot. */
+  /**
+   * Hostile used-element-changes: the used descriptor published last names another outstanding id (or its own) with
+   * another len, while the driver has not reused its slot.
+   */
   private changePublished(before: { slot: number; wrap: boolean; id: number; len: number }): void {
     const hostile = this.host.hostile!;
     this.changeLater = undefined;

@@ -11,6 +11,7 @@ import { RingIndex } from './ring-index';
 import { SimPackedRing } from './sim-packed-ring';
 import type { SimQueueHost, SimRingKind } from './sim-ring';
 import { SimSplitRing } from './sim-split-ring';
+import { hex } from '../util/hex';
 
 export type { SimQueueHost, SimRingKind, UsedElement } from './sim-ring';
 
@@ -50,7 +51,6 @@ export interface SimQueueState {
 }
 
 const viewOf = (bytes: Uint8Array): DataView => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-const hex = (n: bigint): string => `0x${n.toString(16)}`;
 
 /** Sizes and alignments of the three areas of each ring format (§2.7 table "Virtqueue Part Alignment", §2.8.10.1). */
 function areaLayout(packed: boolean, num: number): { bytes: [number, number, number]; align: [number, number, number] } {

@@ -85,7 +85,10 @@ export class SimRegisterFile {
     this.writeRegister(register, ((base & ~mask) | (value << shift)) >>> 0);
   }
 
-  /** §4.2.2.2, §4.2.3.1.1: a device with a bad MagicValue or Version answers nothing else; an empty slot only DeviceID more. */
+  /**
+   * §4.2.2.2, §4.2.3.1.1: a device with a bad MagicValue or Version answers nothing else; an empty slot only DeviceID
+   * more.
+   */
   private admits(register: number, read: boolean): boolean {
     if (read && (register === MmioRegister.MagicValue || register === MmioRegister.Version)) return true;
     if (!this.device.identityValid) return false;

@@ -5,7 +5,10 @@ import { HostileRing, type HostileRingView } from './hostile-ring';
 import type { SimDeviceModel, SimRequest } from './sim-model';
 import type { SimRule, StrictRules } from './strict-rules';
 
-/** A used element as the device is about to write it (virtio 1.2 §2.7.8; §2.8.13 for a used packed descriptor's id and len). */
+/**
+ * A used element as the device is about to write it (virtio 1.2 §2.7.8; §2.8.13 for a used packed descriptor's id and
+ * len).
+ */
 export interface UsedElement {
   id: number;
   len: number;
@@ -45,11 +48,16 @@ export interface SimQueueHost {
   readonly hostile?: Hostile;
   /** Hostile mode stopped the device (needs-reset, device-gone): no ring work at all. */
   readonly halted?: boolean;
-  /** Hostile mode: a chain is being taken from queue `queue`; true when the device stops now instead (it is not handed to the model). */
+  /**
+   * Hostile mode: a chain is being taken from queue `queue`; true when the device stops now instead (it is not handed
+   * to the model).
+   */
   haltAtTake?(queue: number): boolean;
   /** Hostile late-completion: keeps `work` to be done later (after a delay or at SimDevice.completeLate()). */
   holdLate?(work: () => void): void;
-  /** Whether a reset of the device or of queue `queue` was asked for and did not complete (the device goes on working). */
+  /**
+   * Whether a reset of the device or of queue `queue` was asked for and did not complete (the device goes on working).
+   */
   resetIncomplete?(queue: number): boolean;
 }
 
@@ -95,7 +103,10 @@ export abstract class SimRing<T extends Completion> {
     if (host.hostile) this.hostileRing = new HostileRing(host.hostile, this.hostileView());
   }
 
-  /** What hostile mode needs to know of this ring (a subclass's fields are set only after this constructor: read lazily). */
+  /**
+   * What hostile mode needs to know of this ring (a subclass's fields are set only after this constructor: read
+   * lazily).
+   */
   protected abstract hostileView(): HostileRingView;
 
   get broken(): boolean {
@@ -118,7 +129,10 @@ export abstract class SimRing<T extends Completion> {
   /** Writes one used element covering `batch` (one buffer, or an IN_ORDER batch). */
   protected abstract writeUsed(batch: readonly T[], element: UsedElement): void;
 
-  /** Makes the elements written since the last call visible; whether a used buffer notification is due (undefined: nothing new). */
+  /**
+   * Makes the elements written since the last call visible; whether a used buffer notification is due (undefined:
+   * nothing new).
+   */
   protected abstract publishUsed(): boolean | undefined;
 
   /** Uses every buffer that is ready, publishes, and decides on the used buffer notification. */

@@ -139,7 +139,8 @@ export class SimSplitRing extends SimRing<SplitBuffer> {
     this.takenThisPass.push(head);
     const hostile = this.host.hostile;
     if (hostile?.ringLive('descriptors-rewritten', this.index)) {
-      // The chain was read; its table entries are overwritten while the device still owns them (§2.7.5: they are the driver's to trust only via its own copy).
+      // The chain was read; its table entries are overwritten while the device still owns them (§2.7.5: they are the
+      // driver's to trust only via its own copy).
       const table = this.rings.desc;
       for (const d of walk.descriptors) garbage(hostile, new Uint8Array(table.buffer, table.byteOffset + 16 * d, 16));
       hostile.record('descriptors-rewritten', `chain from head ${head}: descriptors ${walk.descriptors.join(', ')} overwritten`, this.index);
@@ -170,7 +171,10 @@ export class SimSplitRing extends SimRing<SplitBuffer> {
     return heads;
   }
 
-  /** Hostile used-element-changes: the element published last time now names another outstanding chain (or its own id again) with another len. */
+  /**
+   * Hostile used-element-changes: the element published last time now names another outstanding chain (or its own id
+   * again) with another len.
+   */
   private changePublished(before: { at: number; id: number; len: number }): void {
     const hostile = this.host.hostile!;
     this.changeLater = undefined;

@@ -11,6 +11,7 @@ import {
   type RegisterEntry,
 } from '../spec';
 import type { StrictRules } from './strict-rules';
+import { hex } from '../util/hex';
 
 const { ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK, DEVICE_NEEDS_RESET, FAILED } = DeviceStatus;
 /** The status bits a driver sets (§2.1). */
@@ -21,7 +22,6 @@ export const DRIVER_STATUS_BITS = ACKNOWLEDGE | DRIVER | DRIVER_OK | FEATURES_OK
  */
 export const ECHOED_STATUS_BITS = DEVICE_NEEDS_RESET;
 
-const hex = (n: number): string => `0x${n.toString(16)}`;
 
 /** The device state that changes with each access (DeviceStatusRegisters). */
 export interface SimStatusState {
@@ -162,7 +162,10 @@ export class StrictObserver implements SimObserver {
     }
   }
 
-  /** §4.2.2.2, §4.2.3.1.1: MagicValue and Version first, nothing else on a bad identity, only DeviceID more on an empty slot. */
+  /**
+   * §4.2.2.2, §4.2.3.1.1: MagicValue and Version first, nothing else on a bad identity, only DeviceID more on an empty
+   * slot.
+   */
   private discovery(register: number, read: boolean): boolean {
     const R = MmioRegister;
     if (read && register === R.MagicValue) return (this.probed.magic = true);

@@ -53,7 +53,10 @@ export const ConsoleControlEvent = {
   PORT_NAME: 7,
 } as const;
 
-/** struct virtio_console_control (§5.3.6.2): le32 id, le16 event, le16 value; PORT_NAME's name and RESIZE's size follow it. */
+/**
+ * struct virtio_console_control (§5.3.6.2): le32 id, le16 event, le16 value; PORT_NAME's name and RESIZE's size follow
+ * it.
+ */
 export const ConsoleControl = {
   id: 0,
   event: 4,

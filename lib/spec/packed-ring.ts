@@ -25,7 +25,9 @@ export const PackedRing = {
   MAX_SIZE: 32768,
 } as const;
 
-/** pvirtq_desc.flags (§2.8.1, §2.8.6–2.8.8): NEXT, WRITE and INDIRECT as in the split ring, AVAIL bit 7, USED bit 15. */
+/**
+ * pvirtq_desc.flags (§2.8.1, §2.8.6–2.8.8): NEXT, WRITE and INDIRECT as in the split ring, AVAIL bit 7, USED bit 15.
+ */
 export const PackedDesc = {
   F_NEXT: 1,
   F_WRITE: 2,

@@ -47,7 +47,9 @@ export function withHalf(address: bigint, high: boolean, value: number): bigint 
   return high ? (address & 0xffff_ffffn) | (word << 32n) : (address & ~0xffff_ffffn) | word;
 }
 
-/** The register whose non-zero value says a queue is live: QueueReady (Version 2, §4.2.2), QueuePFN (Version 1, §4.2.4). */
+/**
+ * The register whose non-zero value says a queue is live: QueueReady (Version 2, §4.2.2), QueuePFN (Version 1, §4.2.4).
+ */
 export function queueLiveRegister(version: 1 | 2): number {
   return version === 2 ? R.QueueReady : R.QueuePFN;
 }
@@ -177,7 +179,8 @@ export class QueueSelectTracker {
         const q = this.queue(this.sel);
         q.pfn = value;
         q.ready = value !== 0;
-        // No size, or a page size or alignment that is not a power of two, places nothing (§4.2.4): the addresses stay as they were.
+        // No size, or a page size or alignment that is not a power of two, places nothing (§4.2.4): the addresses stay
+        // as they were.
         if (q.ready && q.size > 0 && isPowerOfTwo(this.pageSize) && isPowerOfTwo(q.align)) Object.assign(q, legacyQueueAreas(value, this.pageSize, q.size, q.align));
         return true;
       }

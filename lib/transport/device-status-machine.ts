@@ -287,7 +287,9 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
     this.ops.notify(index, this.notificationData ? nextAvailNotificationData(index, nextAvail) : index);
   }
 
-  /** Whether someone waits for queue `index` (InterruptDispatch.setBusy: the line keeps the process alive only then). */
+  /**
+   * Whether someone waits for queue `index` (InterruptDispatch.setBusy: the line keeps the process alive only then).
+   */
   setBusy(index: number, busy: boolean): void {
     this.dispatch.setBusy(index, busy);
   }
@@ -386,7 +388,8 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
   close(reason?: Error): boolean {
     if (this.phase === 'closed') return this.released;
     const cause = reason ?? new CanceledError(`${this.label}: transport closed`);
-    // With the registers gone no reset can be written: only a device never given a queue (or reset since) holds nothing.
+    // With the registers gone no reset can be written: only a device never given a queue (or reset since) holds
+    // nothing.
     let released = this.ops.closed && this.queues.holdsNothing;
     try {
       if (!this.ops.closed) {

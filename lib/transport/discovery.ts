@@ -10,6 +10,7 @@ import {
 } from '../platform';
 import { MmioTransport, type MmioTransportOptions } from './mmio-transport';
 import { probe, type ProbeResult } from './probe';
+import { hex } from '../util/hex';
 
 /** A virtio-mmio transport bound to UIO (uio_pdrv_genirq): registers and interrupt through /dev/uioN. */
 export interface UioDeviceSpec {
@@ -42,7 +43,10 @@ export type DeviceSpec = UioDeviceSpec | PhysicalDeviceSpec;
 export type OpenTransportOptions = Omit<MmioTransportOptions, 'interrupts' | 'owns'> & {
   /** Physical specs: milliseconds between polls of InterruptStatus. Default 1. Ignored for UIO. */
   pollIntervalMs?: number;
-  /** Puts a layer between the register window and the transport (e.g. one that watches the device); it owns the window after. */
+  /**
+   * Puts a layer between the register window and the transport (e.g. one that watches the device); it owns the window
+   * after.
+   */
   wrapRegisters?: (regs: RegisterBlock) => RegisterBlock;
 };
 
@@ -66,7 +70,6 @@ const MAX_IRQ = 0xffff_ffff;
 const MAX_ID = 0x7fff_ffff;
 const SUFFIX_SHIFT: Record<string, bigint> = { k: 10n, m: 20n, g: 30n };
 
-const hex = (value: number | bigint): string => `0x${value.toString(16)}`;
 
 /**
  * Parses the Linux `virtio_mmio.device=` syntax, `<size>@<baseaddr>[:<irq>[:<id>]]`

@@ -134,7 +134,10 @@ const RESET_SIGNALS: readonly ResetSignal[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 export interface ResetOnSignalsOptions {
   /** Default SIGINT and SIGTERM. */
   signals?: readonly ResetSignal[];
-  /** Called after the reset and before the exit, with the labels of the devices reset (e.g. to say so on stderr). Its exceptions are ignored. */
+  /**
+   * Called after the reset and before the exit, with the labels of the devices reset (e.g. to say so on stderr). Its
+   * exceptions are ignored.
+   */
   onReset?: (signal: ResetSignal, labels: readonly string[]) => void;
 }
 

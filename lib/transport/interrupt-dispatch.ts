@@ -57,7 +57,9 @@ export class InterruptDispatch {
   private readonly stormLimit: number;
   private readonly fail: (error: Error) => void;
 
-  /** Which queues are busy, by index, and how many (a Set's add/delete rehashes: allocations on every request at QD1). */
+  /**
+   * Which queues are busy, by index, and how many (a Set's add/delete rehashes: allocations on every request at QD1).
+   */
   private readonly busy: boolean[] = [];
   private busyCount = 0;
   private readonly unrefIfIdle = (): void => {

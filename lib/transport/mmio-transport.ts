@@ -13,9 +13,14 @@ export { TRANSPORT_FEATURES } from './transport-features';
 export interface MmioTransportOptions {
   /** The device's interrupt line; without one, queues must be polled. */
   interrupts?: InterruptSource;
-  /** Limit for Status to read 0 after a reset (§2.4.1): integer ms in [0, POLL_TIMEOUT_MAX_MS], pollUntil's range. Default 1000. */
+  /**
+   * Limit for Status to read 0 after a reset (§2.4.1): integer ms in [0, POLL_TIMEOUT_MAX_MS], pollUntil's range.
+   * Default 1000.
+   */
   resetTimeoutMs?: number;
-  /** Limit for QueueReset to read 0 (§4.2.2): integer ms in [0, POLL_TIMEOUT_MAX_MS], pollUntil's range. Default 1000. */
+  /**
+   * Limit for QueueReset to read 0 (§4.2.2): integer ms in [0, POLL_TIMEOUT_MAX_MS], pollUntil's range. Default 1000.
+   */
   queueResetTimeoutMs?: number;
   /** Attempts at a config read before ConfigGeneration is declared unstable. Default 100. */
   configRetries?: number;

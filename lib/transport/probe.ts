@@ -1,6 +1,7 @@
 import { TransportError } from '../errors';
 import type { RegisterBlock } from '../platform';
 import { EMPTY_DEVICE_ID, MMIO_MAGIC_VALUE, MMIO_VERSION_LEGACY, MMIO_VERSION_MODERN, MmioRegister } from '../spec';
+import { hex32 } from '../util/hex';
 
 export interface ProbeResult {
   /** 1 (legacy) or 2 (modern). */
@@ -12,7 +13,6 @@ export interface ProbeResult {
   readonly empty: boolean;
 }
 
-const hex = (value: number): string => `0x${(value >>> 0).toString(16).padStart(8, '0')}`;
 
 /**
  * Reads MagicValue, Version and DeviceID, and VendorID only for a present
@@ -24,7 +24,7 @@ export function probe(regs: RegisterBlock): ProbeResult {
   if (magic !== MMIO_MAGIC_VALUE) {
     throw new TransportError(
       TransportError.BAD_MAGIC,
-      `${regs.label}: MagicValue is ${hex(magic)}, not ${hex(MMIO_MAGIC_VALUE)} ("virt"): not a virtio-mmio device`,
+      `${regs.label}: MagicValue is ${hex32(magic, 8)}, not ${hex32(MMIO_MAGIC_VALUE, 8)} ("virt"): not a virtio-mmio device`,
     );
   }
   const version = regs.readl(MmioRegister.Version);

@@ -1,4 +1,4 @@
-# The facts prepare.sh needs per guest architecture (sourced; QEMU-LAB.md).
+# The facts prepare.sh needs per guest architecture (sourced by prepare.sh).
 # run.js holds the boot side (QEMU binary, CPU, memory, ready dir) to match.
 # `tag` prefixes the armhf and amd64 stages' cache names; arm64's names
 # predate it. `host_pkgs` are the host's (never a foreign-arch package);
@@ -59,7 +59,7 @@ lab_arch() { # arm64 | armhf | amd64
       guest_pkgs="nodejs,busybox-static" bench_floor=0 tag=amd64- ready_dir=ready-amd64 drop_device_table=0 qemu_backport=0
       host_pkgs=(qemu-system-x86 qemu-system-data mmdebstrap cpio)
       uio_module=0 host_addon=1
-      # No module: nothing in the guest binds the transports (QEMU-LAB.md).
+      # No module: nothing in the guest binds the transports.
       kernel_modules=()
       ;;
     *) return 1 ;;

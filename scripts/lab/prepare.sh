@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Prepares a QEMU lab (see ../../../shared/QEMU-LAB.md for the facts behind
-# each step): host packages, a Debian kernel with an out-of-tree
+# Prepares a QEMU lab: host packages, a Debian kernel with an out-of-tree
 # uio_pdrv_genirq.ko, a guest rootfs (nodejs, busybox; fio on arm64), the
 # addon cross-built for the guest, and the library compiled for the guest
 # (on arm64 with the C floor of the blk benchmark, bench/floor, beside it).
@@ -74,7 +73,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
     || die "apt-get install ${missing[*]} failed"
 fi
-# The cross compiler must not have replaced the host's (see QEMU-LAB.md).
+# The cross compiler must not have replaced the host's: a foreign-arch gcc package (:arm64, :armhf) does that.
 command -v g++ >/dev/null || die "the host g++ is gone: was an :arm64 or :armhf package installed?"
 
 # ---- stage: kernel + modules (keyed by the ABI and the module list, lab-arch.sh) ----

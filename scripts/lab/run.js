@@ -7,7 +7,8 @@
 // arm64 (the default), armhf (32-bit, LPAE) and amd64 (an x86-64 microvm
 // without UIO); LAB_ARCH picks the default.
 //
-//   node scripts/lab/run.js [--arch arm64|armhf|amd64 [--above-4gib]] [--legacy] [--device SPEC]... [--qemu ARG]... [--timeout S] -- COMMAND...
+//   node scripts/lab/run.js [--arch arm64|armhf|amd64 [--above-4gib]] [--legacy] [--device SPEC]... [--qemu ARG]...
+// [--timeout S] -- COMMAND...
 //
 // As a module: runLab({ arch, above4GiB, devices, legacy, command, timeoutMs, onConsole }).
 
@@ -91,7 +92,8 @@ process.once('exit', killAll);
 
 /**
  * `append`: more words for the kernel command line (e.g. mem=, virtio_mmio.device= entries).
- * @param {{ arch?: 'arm64' | 'armhf' | 'amd64', above4GiB?: boolean, devices?: string[], extraArgs?: string[], append?: string[], legacy?: boolean, command: string,
+ * @param {{ arch?: 'arm64' | 'armhf' | 'amd64', above4GiB?: boolean, devices?: string[], extraArgs?: string[], append?:
+ * string[], legacy?: boolean, command: string,
  *           timeoutMs?: number, memoryMb?: number, onConsole?: (line: string) => void }} options
  * @returns {Promise<{ exitCode: number | null, timedOut: boolean, results: object[], console: string, ms: number }>}
  */
@@ -188,7 +190,7 @@ function runLab(options) {
 /**
  * Shell lines that hand one transport (its platform device, e.g.
  * "a003c00.virtio_mmio") from uio_pdrv_genirq to the guest kernel's own
- * virtio-mmio driver, after loading virtio_mmio and `modules` (QEMU-LAB.md).
+ * virtio-mmio driver, after loading virtio_mmio and `modules`.
  */
 function kernelDriverCommands(platformDevice, modules) {
   return [

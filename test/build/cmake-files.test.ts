@@ -11,7 +11,10 @@ import { resolve } from 'node:path';
 const root = resolve(__dirname, '../..');
 const read = (file: string): string => readFileSync(resolve(root, file), 'utf8');
 
-/** Drops comments (from `#` to the end of the line) outside double-quoted strings; `also` rewrites what is left, outside strings. */
+/**
+ * Drops comments (from `#` to the end of the line) outside double-quoted strings; `also` rewrites what is left, outside
+ * strings.
+ */
 function stripComments(text: string, also: (code: string) => string = (code) => code): string {
   let out = '';
   let code = '';

@@ -167,7 +167,8 @@ describe.each(DEVICES)('virtio-mmio blk on %s', (device, variant) => {
     expect(b).toMatchObject({ where: device, depth: 4, size: 4096, write: false, mode: 'interrupt', ring: variant === 'packed' ? 'packed' : 'split' });
     expect(b.requests).toBeGreaterThan(0);
     expect(b.seconds).toBeGreaterThanOrEqual(0.3);
-    // What the printed rounding allows: IOPS to 0.1 and MB/s to 0.01, and seconds to 1 µs (which moves a rate by rate × 0.5 µs / seconds).
+    // What the printed rounding allows: IOPS to 0.1 and MB/s to 0.01, and seconds to 1 µs (which moves a rate by rate ×
+    // 0.5 µs / seconds).
     const slack = (rate: number, half: number): number => half + (rate * 5e-7) / b.seconds + 1e-9;
     expect(Math.abs(b.iops - b.requests / b.seconds)).toBeLessThanOrEqual(slack(b.requests / b.seconds, 0.05));
     expect(Math.abs(b.mbPerSecond - (b.requests * 4096) / b.seconds / 1e6)).toBeLessThanOrEqual(slack((b.requests * 4096) / b.seconds / 1e6, 0.005));
@@ -278,7 +279,8 @@ describe('blk write', () => {
   });
 
   test('--verify finds a device that loses a byte: exit 1, the first differing offset', async () => {
-    // A disk that zeroes byte 700 of sector 4 after every request: the write seems to work, the read-back shows it did not.
+    // A disk that zeroes byte 700 of sector 4 after every request: the write seems to work, the read-back shows it did
+    // not.
     const inner = new BlkModel();
     const lossy: SimDeviceModel = {
       deviceId: inner.deviceId,

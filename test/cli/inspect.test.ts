@@ -49,7 +49,9 @@ const SELECTORS = new Set<number>([MmioRegister.DeviceFeaturesSel, MmioRegister.
 const register = (report: InspectReport, name: MmioRegisterName): RegisterReading | undefined => report.registers.find((r) => r.name === name);
 const featureNames = (report: InspectReport): string[] => report.features?.bits.map((b) => b.name) ?? [];
 
-/** The checks every inspection of a present device must pass: identity, read-only, JSON, write-only registers unread. */
+/**
+ * The checks every inspection of a present device must pass: identity, read-only, JSON, write-only registers unread.
+ */
 function expectCleanReport(sim: SimDevice, report: InspectReport, variant: SimVariant): void {
   const version = variant === 1 ? 1 : 2;
   expect(report.problem).toBeUndefined();

@@ -54,7 +54,8 @@ describe('virtio-mmio scan', () => {
     ]);
   });
 
-  // Windows the kernel refuses to map whatever the host (the offset is negative as an off_t), so no real memory is read.
+  // Windows the kernel refuses to map whatever the host (the offset is negative as an off_t), so no real memory is
+  // read.
   const FAR = ['0x200@0xfffffffffffff000:5', '0x200@0xffffffffffffe000:6:1'];
 
   test('lists the virtio_mmio.device= entries of the kernel command line, each through its /dev/mem window', async () => {

@@ -52,7 +52,9 @@ class ReverseModel implements SimDeviceModel {
 const PACKED_TRANSPORT = features(FeatureBit.VERSION_1, FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX, FeatureBit.RING_RESET, FeatureBit.RING_PACKED);
 type Variant = 1 | 2 | 'packed';
 
-/** Opens the test's device whatever the name says, the sim in strict mode (every driver-side MUST we break is recorded). */
+/**
+ * Opens the test's device whatever the name says, the sim in strict mode (every driver-side MUST we break is recorded).
+ */
 function onReverse(model: ReverseModel, variant: Variant = 2, extra: Partial<SimOptions> = {}): { deps: QueueDependencies; violations: SimViolation[]; state: { opened: number; closed: number } } {
   const violations: SimViolation[] = [];
   const state = { opened: 0, closed: 0 };
@@ -109,7 +111,8 @@ describe('queue on a device the library has no driver for', () => {
     expect({ status, err }).toEqual({ status: 0, err: '' });
     expect(report).toMatchObject({ where: 'sim reverse', deviceId: REVERSE_ID, device: `device ${REVERSE_ID}`, version: variant === 1 ? 1 : 2, queue: { index: 0, size: 8, ring: variant === 'packed' ? 'packed' : 'split' }, ok: true });
     expect(report.chains).toEqual([{ chain: 0, out: 5, in: [3, 8], usedLen: 5, hex: Buffer.from('olleh').toString('hex'), ms: expect.any(Number) }]);
-    // No device-type feature asked for by default; the device saw one chain: 5 readable bytes, then buffers of 3 and 8.
+    // No device-type feature asked for by default; the device saw one chain: 5 readable bytes, then
+    // buffers of 3 and 8.
     expect(report.features.every((name) => name.startsWith('VIRTIO_F_'))).toBe(true);
     expect(model.negotiated & feature(UPPER)).toBe(0n);
     expect(model.chains).toEqual([{ readable: 5, writable: [3, 8] }]);

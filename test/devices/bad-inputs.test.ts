@@ -70,7 +70,10 @@ function table<S extends Subject>(rows: readonly Row<S>[]): void {
   it.each(rows.map((row) => [...row] as [string, Row<S>[1], Row<S>[2], Expected]))('%s', (_description, setup, call, want) => runRow(setup, call, want));
 }
 
-/** A driver opened on a fresh transport over the same sim, a good request on it, then closed: the device is still usable. */
+/**
+ * A driver opened on a fresh transport over the same sim, a good request on it, then closed: the device is still
+ * usable.
+ */
 async function reopenAndUse<D extends { close(): void }>(rig: SimRig, open: (transport: MmioTransport) => D, use: (driver: D) => Promise<void>): Promise<void> {
   const driver = open(new MmioTransport(rig.sim, { interrupts: rig.sim.interrupt }));
   try {
@@ -623,7 +626,10 @@ interface DriverSubject<D> extends Subject {
   model: SimDeviceModel;
 }
 
-/** `open` on a fresh rig with `model`; `closed`: closed before the bad call (the good call then reopens on the same sim). */
+/**
+ * `open` on a fresh rig with `model`; `closed`: closed before the bad call (the good call then reopens on the same
+ * sim).
+ */
 function driverAt<D extends { close(): void }, M extends SimDeviceModel>(
   variant: SimVariant,
   model: () => M,

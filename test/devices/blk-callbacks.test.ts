@@ -19,7 +19,10 @@ function patternDisk(sectors = 64): Uint8Array {
   return disk;
 }
 
-/** Calls `start` with a callback; resolves with the callback's arguments, and says whether it came synchronously or more than once. */
+/**
+ * Calls `start` with a callback; resolves with the callback's arguments, and says whether it came synchronously or more
+ * than once.
+ */
 function viaCallback<T>(start: (callback: (error: Error | null, result?: T) => void) => void): Promise<{ error: Error | null; result?: T; sync: boolean; calls: () => number }> {
   return new Promise((resolve) => {
     let returned = false;
@@ -133,7 +136,8 @@ describe.each(SIM_VARIANTS)('VirtioBlk callbacks on the %s sim', (_label, varian
     const first = blk.allocBuffer(SECTOR);
     const timedOut = await viaCallback<Buffer>((cb) => blk.readInto(0, first, cb));
     expect(timedOut.error).toMatchObject({ code: 'ERR_VIRTIO_TIMEOUT' });
-    // The next read must not get the first one's header slot: the device, releasing late, writes the first's status there.
+    // The next read must not get the first one's header slot: the device, releasing late, writes the first's status
+    // there.
     const second = blk.allocBuffer(SECTOR);
     const next = viaCallback<Buffer>((cb) => blk.readInto(1, second, cb));
     await turns();

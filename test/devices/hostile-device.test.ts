@@ -26,8 +26,8 @@ interface HostileRig extends SimRig {
   regions: number;
 }
 
-let rigs: HostileRig[] = [];
-let lines: PipeInterruptSource[] = [];
+const rigs: HostileRig[] = [];
+const lines: PipeInterruptSource[] = [];
 afterEach(() => {
   for (const rig of rigs.splice(0)) rig.close();
   for (const line of lines.splice(0)) line.close();
@@ -393,7 +393,8 @@ describe('14 never-completes', () => {
     expect(read.error).toBeInstanceOf(TimeoutError);
     expect(read.error).toMatchObject({ code: 'ERR_VIRTIO_TIMEOUT' });
     // The interrupt line (and no watchdog) keeps the process alive for requests that timed out: it lets go within
-    // a few event-loop turns (a full parallel test run sometimes needs more than three; a line that stays ref'd fails).
+    // a few event-loop turns (a full parallel test run sometimes needs more than three; a line that
+    // stays ref'd fails).
     await until(() => EpollLoop.default().keepAliveCount === 0, 1000);
     expect(EpollLoop.default().keepAliveCount).toBe(0);
     const started = Date.now();
@@ -584,7 +585,8 @@ describe('22 device-gone', () => {
       expect(errors[0]).toBeInstanceOf(DeviceGoneError);
       await loopAlive();
       driver.close();
-      // A device that reads all ones never completes its reset: its ring memory stays allocated until the pool closes.
+      // A device that reads all ones never completes its reset: its ring memory stays allocated
+      // until the pool closes.
       if (!registers) expect(rig.pool.stats().regions).toBe(rig.regions);
     }
   });

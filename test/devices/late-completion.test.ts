@@ -30,11 +30,17 @@ interface Workload {
   name: string;
   model(): SimDeviceModel;
   open(transport: MmioTransport, memory: CanaryMemory): VirtioDriver;
-  /** Runs request `n`; resolves when it succeeded with the right result, rejects otherwise. `signal` only where the driver takes one. */
+  /**
+   * Runs request `n`; resolves when it succeeded with the right result, rejects otherwise. `signal` only where the
+   * driver takes one.
+   */
   request(driver: VirtioDriver, model: SimDeviceModel, n: number, signal?: AbortSignal): Promise<void>;
   /** How a request can be given up on. */
   giveUps: GiveUp[];
-  /** The AbortSignal reaches the queue (blk and rng stop waiting above it; their queue request runs on to its time limit). */
+  /**
+   * The AbortSignal reaches the queue (blk and rng stop waiting above it; their queue request runs on to its time
+   * limit).
+   */
   abortsAtQueue?: boolean;
 }
 
@@ -44,7 +50,10 @@ function patternDisk(sectors: number): Uint8Array {
   return disk;
 }
 
-/** An entropy device that fills each buffer with the low byte of its device address' sector (where the bytes land is checked by the canaries). */
+/**
+ * An entropy device that fills each buffer with the low byte of its device address' sector (where the bytes land is
+ * checked by the canaries).
+ */
 function entropyModel(): SimDeviceModel {
   return {
     deviceId: DeviceId.ENTROPY,
@@ -158,7 +167,9 @@ function open(workload: Workload, variant: SimVariant, seed: number): Bench {
   };
 }
 
-/** Runs `count` requests from `first`; returns how many succeeded and the failures that are not the give-up's own error. */
+/**
+ * Runs `count` requests from `first`; returns how many succeeded and the failures that are not the give-up's own error.
+ */
 async function round(workload: Workload, bench: Bench, first: number, count: number, giveUp: GiveUp): Promise<{ ok: number; gaveUp: number; wrong: unknown[] }> {
   const requests: Promise<void>[] = [];
   const controllers: AbortController[] = [];
@@ -198,7 +209,8 @@ describe.each(VARIANTS)('late completions on the %s ring', (_label, variant) => 
         expect(first.wrong).toEqual([]);
         expect(first.gaveUp).toBeGreaterThan(0);
         expect(bench.sim.lateHeld).toBeGreaterThan(0);
-        // The device still has them: where the queue gave up, their buffers are held (not reusable, their free deferred).
+        // The device still has them: where the queue gave up, their buffers are held (not reusable, their free
+        // deferred).
         if (giveUp === 'timeout' || workload.abortsAtQueue) expect(bench.pool.stats().holds).toBeGreaterThan(0);
         // Round 2 runs while the device does the held work late, between its requests.
         const second = round(workload, bench, ROUND, ROUND, giveUp);

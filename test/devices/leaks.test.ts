@@ -341,7 +341,8 @@ describe('10,000 open/negotiate/teardown cycles against the sim', () => {
   });
 
   test('leave fds, DMA memory, epoll registrations and handles at their starting counts', async () => {
-    // Warm-up: one cycle of every kind on every sim, so lazily made things (the epoll set, pool chunks) exist before counting.
+    // Warm-up: one cycle of every kind on every sim, so lazily made things (the epoll set, pool chunks) exist before
+    // counting.
     const warm = emptyTally();
     for (let i = 0; i < 20 * 15; i++) await cycle(fleet, i, warm);
     await settle();
@@ -365,7 +366,8 @@ describe('10,000 open/negotiate/teardown cycles against the sim', () => {
     expect(Object.values(tally.kinds).reduce((a, b) => a + b, 0)).toBe(CYCLES);
     for (const kind of ['fresh sim', 'close in flight', ...FAILURES]) expect(tally.kinds[kind]).toBeGreaterThanOrEqual(CYCLES / 60);
     for (const failure of FAILURES) expect(Object.keys(tally.codes[failure])).toEqual([EXPECTED_CODE[failure]]);
-    // Cut off by close: canceled once in the ring; at once, a request still inside the driver may find it closed instead.
+    // Cut off by close: canceled once in the ring; at once, a request still inside the driver may find it closed
+    // instead.
     for (const device of DEVICES) {
       expect(tally.codes[`close in flight in the ring: ${device.name}`]).toEqual({ ERR_VIRTIO_CANCELED: expect.any(Number) });
       const atOnce = Object.keys(tally.codes[`close in flight at once: ${device.name}`] ?? {});

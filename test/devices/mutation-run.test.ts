@@ -38,7 +38,8 @@ describe('seeded mutation run', () => {
       const byFault = [...summary.liesByFault];
       expect(byFault.filter(([fault]) => fault !== 'uncatalogued' && !faultEntry(fault))).toEqual([]);
       expect(byFault.reduce((sum, [, n]) => sum + n, 0)).toBe(summary.registerLies + summary.ringLies);
-      // Enough ran to mean something (a replay of one seed excepted): the scenarios, most seeds opening a driver, results checked.
+      // Enough ran to mean something (a replay of one seed excepted): the scenarios, most seeds opening a driver,
+      // results checked.
       expect(summary.seeds).toBeGreaterThanOrEqual(Math.min(options.seeds, 50));
       if (summary.seeds >= 20) {
         expect(summary.operations).toBeGreaterThan(summary.seeds * 10);

@@ -3,7 +3,9 @@ import { PhysicalMemory, type NativeDmaMemory, type RegisterBlock } from '../../
 import { readLiveQueue, type LiveQueueDump, type LiveRingDump, type RingMemory } from '../../lib/diag';
 import { MMIO_MAGIC_VALUE, MmioRegister as R, PackedDesc, VirtqDesc } from '../../lib/spec';
 
-/** Foreign memory: 64 KiB at device address BASE, written by the test as another driver would; nothing else is readable. */
+/**
+ * Foreign memory: 64 KiB at device address BASE, written by the test as another driver would; nothing else is readable.
+ */
 const BASE = 0x10000n;
 function foreignMemory(): { bytes: DataView; memory: RingMemory; reads: number[] } {
   const buffer = new ArrayBuffer(0x10000);

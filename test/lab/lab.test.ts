@@ -36,7 +36,10 @@ const blkCases = blkContract({} as BlkSubject).map((c) => c.name);
 const consoleCases = consoleEchoContract({} as ConsoleSubject).map((c) => c.name);
 const multiportCases = consoleMultiportContract({} as ConsoleSubject, { ports: [], echoPort: '' }).map((c) => c.name);
 
-/** The suite's 'dma' line: 64 bytes came back; every device address it saw lies in guest RAM; all of them (returned) as bigint. */
+/**
+ * The suite's 'dma' line: 64 bytes came back; every device address it saw lies in guest RAM; all of them (returned) as
+ * bigint.
+ */
 function dmaInRam(lines: Record<string, unknown>[]): bigint[] {
   const [dma] = lines as { ram: string[]; addresses: Record<string, string>; descriptors: string[]; bytes: number; distinct: number }[];
   expect(dma).toBeDefined();
@@ -190,7 +193,8 @@ function contractBoots(arch: Arch, boots: readonly (readonly [name: string, lega
       expect(dump.live).toMatchObject({ live: true, size: own.size });
       expect(dump.live.addresses?.desc).toBe(own.addresses.desc);
       if (dump.live.memory.error) {
-        // A Debian kernel (CONFIG_STRICT_DEVMEM) refuses /dev/mem reads of RAM: the CLI says so and how to get around it.
+        // A Debian kernel (CONFIG_STRICT_DEVMEM) refuses /dev/mem reads of RAM: the CLI says so and how to get around
+        // it.
         expect(child.status).toBe(1);
         expect(dump.live.memory.error.code).toMatch(/^(EPERM|EACCES|EINVAL)$/);
         expect(child.stderr).toContain('STRICT_DEVMEM');

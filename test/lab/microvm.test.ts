@@ -23,7 +23,8 @@ import { describeIf } from '../support/requirements';
 const lab = prepareLab('amd64');
 const CARVE_OUT = carveOut('amd64')!;
 
-// QEMU 7.2's microvm: 512-byte transports from 0xfeb00000, filled from the top (the first -device is 0xfeb00e00), IRQ 12, 11, ...
+// QEMU 7.2's microvm: 512-byte transports from 0xfeb00000, filled from the top (the first -device is 0xfeb00e00), IRQ
+// 12, 11, ...
 const RNG = '0x200@0xfeb00e00:12';
 const BLK = '0x200@0xfeb00c00:11';
 /** What /dev/mem is asked for beside the devices' own windows and the carve-out. */
@@ -37,7 +38,10 @@ const BOOT_TIMEOUT_MS = 300_000;
 const rngCases = rngContract({} as RngSubject).map((c) => c.name);
 const blkCases = blkContract({} as BlkSubject).map((c) => c.name);
 
-/** A guest shell line that prints one result line whose `field` is the output of `command` (no quotes or backslashes in it). */
+/**
+ * A guest shell line that prints one result line whose `field` is the output of `command` (no quotes or backslashes in
+ * it).
+ */
 const resultLine = (kind: string, field: string, command: string): string => `printf '@@LAB-RESULT {"kind":"${kind}","${field}":"%s"}\\n' "$(${command})"`;
 
 /** The loaded addon, its barrier set and the guest's Node, reported by the guest's Node itself. */

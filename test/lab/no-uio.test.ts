@@ -24,7 +24,8 @@ const lab = prepareLab('arm64');
 // -M virt: RAM from 0x4000_0000; 4096 MiB end at 0x1_4000_0000. mem=3G leaves the kernel 0x4000_0000..0xffff_ffff.
 const MEMORY_MB = 4096;
 const CARVE_OUT = { base: 0x1_0000_0000n, size: 0x4000_0000 };
-// -M virt's 32 transports: 0x200 bytes each from 0x0a00_0000, GIC SPI 16 + n (INTID 48 + n); QEMU fills them from the top.
+// -M virt's 32 transports: 0x200 bytes each from 0x0a00_0000, GIC SPI 16 + n (INTID 48 + n); QEMU fills them from the
+// top.
 const slot = (n: number): string => `0x200@0x${(0x0a00_0000 + 0x200 * n).toString(16)}:${48 + n}`;
 const RNG = slot(31);
 const BLK = slot(30);
@@ -114,7 +115,8 @@ describeIf(lab.ok, lab.reason, 'the arm64 lab without UIO (/dev/mem windows, a c
     });
 
     test(version === 2 ? 'rings above 4 GiB: the driver wrote 1 to QueueDescHigh, QueueDriverHigh and QueueDeviceHigh, and requests completed' : 'rings above 4 GiB: the driver wrote a QueuePFN above 4 GiB, and requests completed', () => {
-      // QEMU reads the address registers back as 0 (write-only, virtio 1.2 §4.2.2): the guest reports the words written.
+      // QEMU reads the address registers back as 0 (write-only, virtio 1.2 §4.2.2): the guest reports the words
+      // written.
       const rings = results('rings') as { device: string; version: number; driver: Record<string, string>; written: Record<string, string>; bytes: number }[];
       expect(rings.map((r) => [r.device, r.version])).toEqual([
         [RNG, version],

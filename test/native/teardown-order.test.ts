@@ -61,7 +61,8 @@ function expectHooksBeforeFinalizers(lines: string[]): void {
   const finalizers = lines.filter((l) => /^(finalizer|wrap) /.test(l));
   expect(finalizers.sort()).toEqual(['finalizer early', 'finalizer late', 'wrap early', 'wrap late']);
   for (const line of finalizers) expect(lines.indexOf(line)).toBeGreaterThan(lastHook);
-  // The stores' own finalizers run first, but a DMA mapping is also held by its wrapper and ArrayBuffer object (finalizers above).
+  // The stores' own finalizers run first, but a DMA mapping is also held by its wrapper and ArrayBuffer object
+  // (finalizers above).
   expect(lines.filter((l) => l.startsWith('store ')).sort()).toEqual(['store early', 'store late']);
   expect(lines).toHaveLength(8);
 }

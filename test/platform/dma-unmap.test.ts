@@ -1,6 +1,6 @@
 /**
- * free() must never unmap DMA memory that JS can still reach (DESIGN.md,
- * "Ownership of DMA memory"), and the memory must still go once nothing can:
+ * free() must never unmap DMA memory that JS can still reach, and the
+ * memory must still go once nothing can:
  * the mapping is released by the finalizers of the ArrayBuffer and of its
  * backing store, not by free().
  *

@@ -1,4 +1,4 @@
-import { closeSync, writeSync } from 'node:fs';
+import { closeSync, readSync, writeSync } from 'node:fs';
 
 import { ClosedError } from '../../lib/errors';
 import { native, type EpollEvent } from '../../lib/platform/addon';
@@ -48,7 +48,7 @@ describe('native epoll set', () => {
         if (events & EPOLLHUP) set.remove(fd);
         else if (events & EPOLLIN) {
           try {
-            require('node:fs').readSync(fd, Buffer.alloc(64));
+            readSync(fd, Buffer.alloc(64));
           } catch {
             /* EAGAIN */
           }

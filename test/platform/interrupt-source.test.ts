@@ -142,7 +142,8 @@ describe('UioInterruptSource', () => {
     source.listen((e) => events.push(e), (e) => errors.push(e));
     closeSync(device);
     await settle(30);
-    // Edge-triggered, but the hang-up is checked by a read: the listener (which would touch the device's registers) never runs.
+    // Edge-triggered, but the hang-up is checked by a read: the listener (which would touch the device's registers)
+    // never runs.
     expect(events).toEqual([]);
     expect(errors).toHaveLength(1);
     expect(errors[0]).toBeInstanceOf(DeviceGoneError);

@@ -569,7 +569,10 @@ describe('register windows from the device tree (uio_pdrv_genirq page-rounds eac
     for (const r of open.splice(0)) if (!r.closed) r.close();
   });
 
-  /** A one-map device whose node sits at `node` with `reg`; the map as uio_pdrv_genirq makes it for a register block at `start`. */
+  /**
+   * A one-map device whose node sits at `node` with `reg`; the map as uio_pdrv_genirq makes it for a register block at
+   * `start`.
+   */
   function boardDevice(start: number, regSize: number, reg: Buffer | undefined, node = `device@${start.toString(16)}`): FakeDevice {
     const offs = start % KERNEL_PAGE;
     return {

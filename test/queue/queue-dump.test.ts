@@ -6,6 +6,7 @@ import { FeatureBit, feature } from '../../lib/spec';
 import { EchoDriver } from '../support/echo-driver';
 import { echoRequest } from '../support/echo-request';
 import { SIM_VARIANTS, echoModel, simRig, turns, type SimRig, type SimVariant } from '../support/sim-rig';
+import { hex } from '../../lib/util/hex';
 
 let rig: SimRig | undefined;
 afterEach(() => {
@@ -24,7 +25,6 @@ function open(variant: SimVariant, exclude: bigint): { driver: EchoDriver; relea
   return { driver, release: () => held.splice(0).forEach((go) => go()) };
 }
 
-const hex = (n: bigint): string => `0x${n.toString(16)}`;
 
 /** One held request: a readable and a writable buffer, and the promise of its completion. */
 interface Sent {

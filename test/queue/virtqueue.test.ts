@@ -75,7 +75,8 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
     expect(driver.q.stats.publishes - before.publishes).toBe(1);
     expect(driver.q.stats.notifications - before.notifications).toBe(1);
     expect(rig!.sim.stats.interrupts).toBe(1);
-    // Split: one store of avail.idx, one load of used.idx for the whole batch; packed: one load per used descriptor and one to stop.
+    // Split: one store of avail.idx, one load of used.idx for the whole batch; packed: one load per used descriptor and
+    // one to stop.
     expect(driver.q.stats.atomics - before.atomics).toBeLessThanOrEqual(ring.format === 'split' ? 2 : 33);
     driver.close();
   });

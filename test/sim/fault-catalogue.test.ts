@@ -28,7 +28,8 @@ describe('FAULT_CATALOGUE: one table of the sim\'s lies', () => {
   test('every listed value of a register-level parameter is one the sim accepts', () => {
     const memory = { resolve: () => undefined } as unknown as DeviceMemory;
     for (const entry of FAULT_CATALOGUE) {
-      // config-out-of-range needs a model with that field, device-gone a line that hangs up: test/devices/hostile-device.test.ts.
+      // config-out-of-range needs a model with that field, device-gone a line that hangs up:
+      // test/devices/hostile-device.test.ts.
       if (!('parameter' in entry) || !('values' in entry.parameter) || entry.name === 'config-out-of-range' || entry.name === 'device-gone') continue;
       for (const value of entry.parameter.values) {
         const [name, option] = parseFaultSetting(`${entry.name}=${value}`);

@@ -234,7 +234,8 @@ describe.each(FORMATS)('hostile ring behaviours on a %s ring', (format) => {
     const p = h.post(2);
     const before = [h.descriptor(slot), h.descriptor(slot + 1)].map((b) => Buffer.from(b));
     h.kick();
-    // The second descriptor is never a used descriptor: all of it is what the device rewrote (the first, packed, is overwritten by the used descriptor's id, len, flags).
+    // The second descriptor is never a used descriptor: all of it is what the device rewrote (the first, packed, is
+    // overwritten by the used descriptor's id, len, flags).
     expect(h.descriptor(slot + 1).subarray(0, 12).equals(before[1].subarray(0, 12))).toBe(false);
     if (format === 'split') expect(h.descriptor(slot).equals(before[0])).toBe(false);
     expect(h.used(1)).toMatchObject({ id: p.id, len: 4 });
@@ -344,7 +345,10 @@ describe('hostile interrupt behaviours', () => {
       h.r.sim.writel(R.InterruptACK, status);
       const after = h.r.sim.readl(R.InterruptStatus);
       if (variant === 'zero') expect(after).toBe(0);
-      else expect(after & 3).toBe(0), expect(after & 0xfc).not.toBe(0);
+      else {
+        expect(after & 3).toBe(0);
+        expect(after & 0xfc).not.toBe(0);
+      }
       expect(h.sim.hostileLog['spurious-interrupts']).toBe(1);
     }
   });

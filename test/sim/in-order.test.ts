@@ -25,7 +25,10 @@ function liveSplit(size: number, batch: number | undefined, held?: Held, transpo
   return { r, ring };
 }
 
-/** A packed ring with IN_ORDER; without `held` the model fills every writable byte, so any buffer may be skipped in a batch. */
+/**
+ * A packed ring with IN_ORDER; without `held` the model fills every writable byte, so any buffer may be skipped in a
+ * batch.
+ */
 function livePacked(size: number, batch: number | undefined, held?: Held): { r: TestDriver; ring: PackedTestRing } {
   const m = model(size, held);
   if (!held) m.handler = (request) => request.writableBytes;
@@ -36,7 +39,10 @@ function livePacked(size: number, batch: number | undefined, held?: Held): { r: 
   return { r, ring };
 }
 
-/** A split driver that uses descriptors in ring order (§2.7.5): each chain of `readable` + 1 writable descriptors starts where the last ended. */
+/**
+ * A split driver that uses descriptors in ring order (§2.7.5): each chain of `readable` + 1 writable descriptors starts
+ * where the last ended.
+ */
 class InOrderSplitDriver {
   next = 0;
   readonly heads: number[] = [];

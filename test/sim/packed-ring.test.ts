@@ -26,7 +26,10 @@ function live(options: LiveOptions = {}): { r: TestDriver; ring: PackedTestRing;
   return { r, ring, model };
 }
 
-/** A buffer of `parts` readable elements holding consecutive bytes from `seed`, then one writable element of their total length. */
+/**
+ * A buffer of `parts` readable elements holding consecutive bytes from `seed`, then one writable element of their total
+ * length.
+ */
 function echoBuffer(r: TestDriver, ring: PackedTestRing, seed: number, parts: number[]): { id: number; input: number[]; out: ReturnType<TestDriver['buffer']> } {
   const input: number[] = [];
   const elements = parts.map((n) => {

@@ -102,7 +102,8 @@ describe('driver errors that break a packed queue (DEVICE_NEEDS_RESET, configura
       8,
       ALL,
       (r, ring) => {
-        // §2.8.19: no indirect descriptor in a list linked by NEXT, even as its last element (the split ring allows that).
+        // §2.8.19: no indirect descriptor in a list linked by NEXT, even as its last element (the split ring allows
+        // that).
         const t = table(r, [{ len: 1, flags: 0 }]);
         ring.addRaw([{ addr: r.buffer(1).iova, len: 1, flags: F_NEXT }, { addr: t.iova, len: t.len, id: 0, flags: F_INDIRECT }], 0);
       },

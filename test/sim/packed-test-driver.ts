@@ -68,7 +68,8 @@ export class PackedTestRing {
   ) {
     const view = (iova: bigint, bytes: number): DataView => {
       const ring = ringView(pool, iova, bytes);
-      new Uint8Array(ring.buffer, ring.byteOffset, ring.byteLength).fill(0); // §2.8.13: the descriptor ring is zero-initialized
+      // §2.8.13: the descriptor ring is zero-initialized
+      new Uint8Array(ring.buffer, ring.byteOffset, ring.byteLength).fill(0);
       return ring;
     };
     this.desc = view(addresses.desc, PackedRing.DESC_SIZE * size);
@@ -152,7 +153,10 @@ export class PackedTestRing {
     return all;
   }
 
-  /** The QueueNotify value with VIRTIO_F_NOTIFICATION_DATA: next_off and next_wrap of the next descriptor to be made available (§2.9). */
+  /**
+   * The QueueNotify value with VIRTIO_F_NOTIFICATION_DATA: next_off and next_wrap of the next descriptor to be made
+   * available (§2.9).
+   */
   notificationValue(): number {
     return notificationData(this.index, this.nextAvail, this.availWrap);
   }

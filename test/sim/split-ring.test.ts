@@ -417,7 +417,8 @@ describe('ring violations break the queue (DEVICE_NEEDS_RESET, configuration cha
     const { r, ring } = live(2, { model });
     echoChain(r, ring, 0, Uint8Array.of(1), 1);
     echoChain(r, ring, 3, Uint8Array.of(1), 1);
-    ring.setDesc(4, { addr: r.buffer(1).iova, len: 1, flags: F_WRITE | F_NEXT, next: 1 }); // 3 → 4 → 1 (owned by head 0)
+    // 3 → 4 → 1 (owned by head 0)
+    ring.setDesc(4, { addr: r.buffer(1).iova, len: 1, flags: F_WRITE | F_NEXT, next: 1 });
     ring.publish(0);
     r.sim.process();
     ring.publish(3);

@@ -180,7 +180,10 @@ export async function runRow<S extends Subject>(setup: () => S | Promise<S>, cal
 
 // ---- Close during I/O ----
 
-/** When close() comes: in the tick that started the requests, after it (published, not yet processed), or while the device holds them. */
+/**
+ * When close() comes: in the tick that started the requests, after it (published, not yet processed), or while the
+ * device holds them.
+ */
 export type CloseMoment = 'same tick' | 'next tick' | 'device holds them';
 
 export interface RaceSubject extends Subject {

@@ -205,7 +205,10 @@ export class FakePackedDevice extends FakeDevice {
     return chain;
   }
 
-  /** Writes used descriptor {id, len} (F_WRITE if `write`, default len > 0) at the used position, then skips `slots` (default: the chain's; IN_ORDER: the batch's). */
+  /**
+   * Writes used descriptor {id, len} (F_WRITE if `write`, default len > 0) at the used position, then skips `slots`
+   * (default: the chain's; IN_ORDER: the batch's).
+   */
   use(id: number, len: number, options: { slots?: number; write?: boolean } = {}): void {
     const slots = options.slots ?? this.slotsOf.get(id) ?? 1;
     this.slotsOf.delete(id);

@@ -24,7 +24,9 @@ export interface GatedModel<M extends SimDeviceModel> {
 export function gateModel<M extends SimDeviceModel>(
   model: M,
   hold?: (request: SimRequest, gate: GatedModel<M>) => boolean,
-  /** Requests whose readable buffers the device reads only when it does the work (default: none; all are read at take). */
+  /**
+   * Requests whose readable buffers the device reads only when it does the work (default: none; all are read at take).
+   */
   readLate?: (request: SimRequest) => boolean,
 ): GatedModel<M> {
   const queue: { request: SimRequest; resolve: (len: number) => void; reject: (error: unknown) => void }[] = [];

@@ -156,7 +156,9 @@ export class MutatingRegisters implements RegisterBlock {
     return out;
   }
 
-  /** Follows the driver's writes that place queues (§4.2.3.2) or undo them (reset, QueueReset), and its feature choice. */
+  /**
+   * Follows the driver's writes that place queues (§4.2.3.2) or undo them (reset, QueueReset), and its feature choice.
+   */
   private observe(offset: number, value: number): void {
     this.setup.write(offset, value);
     switch (offset) {

@@ -90,7 +90,8 @@ class BlkWorkload implements Workload {
         if (ok) this.definite[s] = sectors[i];
         else this.maybe[s].push(sectors[i]);
       }
-      // A buffer of a request that failed or was aborted may still be the device's: it is never freed (close() takes it back).
+      // A buffer of a request that failed or was aborted may still be the device's: it is never freed (close() takes it
+      // back).
       if (direct && ok) this.blk.freeBuffer(direct);
     };
     const request = this.blk.write(first, data, { signal });

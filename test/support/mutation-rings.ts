@@ -33,7 +33,9 @@ export class RingMutator {
   readonly lies: RingLies = { rate: 0, usedElementRate: 0 };
   /** Mutations made, by target. */
   readonly mutated = new Map<string, number>();
-  /** Mutations made, by the FAULT_CATALOGUE fault each one tells ('uncatalogued': notification hints no fault covers). */
+  /**
+   * Mutations made, by the FAULT_CATALOGUE fault each one tells ('uncatalogued': notification hints no fault covers).
+   */
   readonly byFault = new Map<FaultName | 'uncatalogued', number>();
   /** Mutations that can make the driver complete the wrong request, or too early (all but notification hints). */
   dataLies = 0;

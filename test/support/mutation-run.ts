@@ -72,7 +72,10 @@ const count = (map: Map<string, number>, key: string, n = 1): void => {
 
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-/** Seeds, operations and time from the environment (MUTATION_SEEDS, MUTATION_OPS, MUTATION_SECONDS, MUTATION_FIRST_SEED). */
+/**
+ * Seeds, operations and time from the environment (MUTATION_SEEDS, MUTATION_OPS, MUTATION_SECONDS,
+ * MUTATION_FIRST_SEED).
+ */
 export function runOptionsFromEnv(env: NodeJS.ProcessEnv, ci: boolean): MutationRunOptions {
   const number = (name: string, fallback: number): number => {
     const raw = env[name];
@@ -151,6 +154,7 @@ async function runSeed(seed: number, options: MutationRunOptions, summary: Mutat
   let transportFeatures = version === 1 ? V1_TRANSPORT : V2_TRANSPORT;
   if (variant === 'packed') transportFeatures |= feature(FeatureBit.RING_PACKED);
   if (random.chance(0.3)) transportFeatures |= feature(FeatureBit.IN_ORDER);
+  // eslint-disable-next-line prefer-const -- the sim's fault hook below reads it; it is set once the sim exists
   let rings: RingMutator | undefined;
   const sim = new SimDevice({
     memory,
@@ -242,7 +246,8 @@ async function runSeed(seed: number, options: MutationRunOptions, summary: Mutat
         injected = true;
         options.inject(seed);
       }
-      // A stall is no progress for stallMs and STALL_TURNS turns of the loop (a starved process is not a stalled device).
+      // A stall is no progress for stallMs and STALL_TURNS turns of the loop (a starved process is not a stalled
+      // device).
       const batchDone = Promise.all(settles);
       const turnsBefore = turns;
       do stalled = !(await settledWithin(batchDone, stallMs));

@@ -59,7 +59,9 @@ export class SettleTracker {
   doubles = 0;
   private readonly open = new Set<Entry>();
 
-  /** Watches `promise`; `onValue` checks a resolved value. The returned promise settles (never rejects) when it does. */
+  /**
+   * Watches `promise`; `onValue` checks a resolved value. The returned promise settles (never rejects) when it does.
+   */
   track<T>(kind: string, promise: Promise<T>, onValue?: (value: T) => void): Promise<void> {
     const entry = this.begin(kind);
     return promise.then(

@@ -26,7 +26,6 @@ export function describeIf(met: boolean, reason: string, name: string, body: () 
       });
     });
   } else {
-    // eslint-disable-next-line no-console
     console.warn(`skipping "${name}": ${reason}`);
     describe.skip(name, body);
   }

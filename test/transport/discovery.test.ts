@@ -124,7 +124,8 @@ describe('parseDeviceSpec', () => {
     ['4K@0x10000000', { kind: 'physical', size: 4096, base: 0x10000000n }],
     ['0x200@0xa003e00', { kind: 'physical', size: 0x200, base: 0xa003e00n }],
     ['1M@0x1c130000:48:7', { kind: 'physical', size: 1 << 20, base: 0x1c130000n, irq: 48, id: 7 }],
-    ['1K@0x100b0000:48:7', { kind: 'physical', size: 1024, base: 0x100b0000n, irq: 48, id: 7 }], // the kernel-parameters.txt example
+    // the kernel-parameters.txt example
+    ['1K@0x100b0000:48:7', { kind: 'physical', size: 1024, base: 0x100b0000n, irq: 48, id: 7 }],
     ['1k@4096', { kind: 'physical', size: 1024, base: 4096n }],
     ['2m@0x40000000', { kind: 'physical', size: 2 << 20, base: 0x40000000n }],
     ['1g@0', { kind: 'physical', size: 1 << 30, base: 0n }],

@@ -38,7 +38,7 @@ function fakeDevice(label: string, log: string[], throws = false): LiveDevice {
 }
 
 /** The 'exit' listeners added since `before` (a snapshot of process.listeners('exit')). */
-const addedExitListeners = (before: readonly unknown[]): Function[] => process.listeners('exit').filter((l) => !before.includes(l));
+const addedExitListeners = (before: readonly unknown[]): NodeJS.ExitListener[] => process.listeners('exit').filter((l) => !before.includes(l));
 
 afterEach(() => {
   // Nothing a test tracked may leak into the next one.
@@ -341,7 +341,9 @@ beforeAll(() => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 let files = 0;
-/** A register window in a file: a Version 2 entropy device offering VERSION_1 (DeviceFeatures reads 1 for either word). */
+/**
+ * A register window in a file: a Version 2 entropy device offering VERSION_1 (DeviceFeatures reads 1 for either word).
+ */
 function registerFile(): string {
   const file = join(dir, `regs${files++}`);
   const image = Buffer.alloc(4096);
@@ -586,7 +588,10 @@ describe('worker threads (the transport lives in the worker)', () => {
 });
 
 describe('the CLI (node dist/cli/bin.js)', () => {
-  /** Test-only observer, preloaded into the CLI: each Status write to a sim device and the status the device then holds, on stderr. */
+  /**
+   * Test-only observer, preloaded into the CLI: each Status write to a sim device and the status the device then holds,
+   * on stderr.
+   */
   const OBSERVER = `
     const { writeSync } = require('node:fs');
     const { SimDevice } = require(${JSON.stringify(join(dist, 'sim'))});

@@ -54,7 +54,9 @@ interface Plan {
   warmUp?: number;
   before?: string;
   after?: string;
-  /** Tags every result and the rounds handed to the hooks (BENCH_ROUND=<label><round>): a second plan in the same boot. */
+  /**
+   * Tags every result and the rounds handed to the hooks (BENCH_ROUND=<label><round>): a second plan in the same boot.
+   */
   label?: string;
   /** 'promise' (read(), the default) or 'callback' (readInto(): no promise per request). */
   api: 'promise' | 'callback';

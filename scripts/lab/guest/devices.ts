@@ -39,7 +39,10 @@ export function openOnUio<D extends { close(): void }>(spec: UioDeviceSpec, open
   return openWith(openTransport(spec), () => DmaPool.hugetlb(), open);
 }
 
-/** A driver opened by `open` on `transport` and the memory `allocate` makes, closing both with it; what was made is closed if anything throws. */
+/**
+ * A driver opened by `open` on `transport` and the memory `allocate` makes, closing both with it; what was made is
+ * closed if anything throws.
+ */
 function openWith<D extends { close(): void }>(transport: MmioTransport, allocate: () => DmaPool, open: (transport: MmioTransport, memory: DmaPool) => D): { driver: D; transport: MmioTransport; close(): void } {
   let memory: DmaPool;
   try {

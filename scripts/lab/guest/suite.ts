@@ -26,7 +26,8 @@ async function main(): Promise<void> {
   for (const r of reports) report({ kind: 'transport', ...describeReport(r) });
   // Installed as from the package: the addon is its prebuild, with no build/ directory and no compiler in the guest.
   report({ kind: 'addon', path: addonPath, buildDir: existsSync(join(ROOT_DIR, 'build')), compiler: ['cc', 'gcc', 'g++', 'c++'].some((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status === 0) });
-  // rng with the negotiated defaults, then again without EVENT_IDX (flags-based suppression); blk; console (echoed by the host).
+  // rng with the negotiated defaults, then again without EVENT_IDX (flags-based suppression); blk; console (echoed by
+  // the host).
   const runs: { suite: string; variant: string; device: string; cases: ContractCase[] }[] = [
     ...rngSubjects(reports).map((s) => ({ suite: 'rng', variant: 'default', device: s.label, cases: rngContract(s) })),
     ...rngSubjects(reports, feature(FeatureBit.EVENT_IDX)).map((s) => ({ suite: 'rng', variant: 'no-event-idx', device: s.label, cases: rngContract(s) })),
@@ -84,7 +85,8 @@ async function main(): Promise<void> {
     }
   }
   for (const subject of rngSubjects(reports)) {
-    // Where DMA lands (device address = physical, QEMU-LAB.md): one rng request seen in flight, then its bytes.
+    // Where DMA lands (device address = guest physical: no IOMMU in front of virtio-mmio here): one rng request seen in
+    // flight, then its bytes.
     const { rng, close } = subject.open();
     try {
       const pending = rng.read(64);

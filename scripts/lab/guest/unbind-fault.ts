@@ -1,6 +1,6 @@
 /**
  * Runs in the lab guest: takes a transport away from UIO while requests
- * are in flight, then gives it back (issue 7). For each device (virtio-blk,
+ * are in flight, then gives it back. For each device (virtio-blk,
  * then virtio-rng) and each moment of the unbind:
  *
  *   published    requests placed and notified, none reaped yet (microtasks

@@ -13,8 +13,8 @@ import { MmioWindow, type RegisterBlock } from '../../../lib/platform';
 import { MmioRegister } from '../../../lib/spec';
 import { discoverUio, type UioDeviceSpec } from '../../../lib/transport';
 import { report, runMain } from './report';
+import { hex } from '../../../lib/util/hex';
 
-const hex = (value: number | bigint): string => `0x${value.toString(16)}`;
 
 /** What one access did: its value, 'ok' for a write, or the error's name. */
 function attempt(access: () => number | void): string {
@@ -71,7 +71,8 @@ async function main(): Promise<void> {
     report({ kind: 'window-access', path: spec.device.devicePath, parent: spec.device.parent, window: MmioWindow.uioWindow(spec.device), accesses });
   }
   const statusAfter = rngStatus();
-  // The caller's windowSize of the whole page (as the windows were before): the rng really is in a003000's page. Reads only.
+  // The caller's windowSize of the whole page (as the windows were before): the rng really is in a003000's page. Reads
+  // only.
   const page = withRegs(MmioWindow.openUio(shared.device, 0, { windowSize: 0x1000 }), (regs) => ({
     size: hex(regs.size),
     magicAtE00: hex(regs.readl(0xe00 + MmioRegister.MagicValue)),
