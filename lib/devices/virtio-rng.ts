@@ -9,6 +9,9 @@ import { VirtioDriver, type DriverOptions, type StartedDevice } from './virtio-d
 import { SlotPool, abortable, requestStream } from './slot-pool';
 import { inInt31Range } from '../util/int31';
 
+/** A read length is a whole number of bytes (made once: checked on every read). */
+const WHOLE = { integer: true } as const;
+
 export interface VirtioRngOptions extends DriverOptions {
   /** Bytes asked of the device per request (default 4096). */
   requestBytes?: number;
@@ -63,7 +66,7 @@ export class VirtioRng extends VirtioDriver {
   read(length: number, options: { signal?: AbortSignal } = {}): Promise<Buffer> {
     try {
       this.checkOpen();
-      if (!inInt31Range(length, { integer: true })) throw outOfRange(`length must be an integer in [0, 2^31 - 1], got ${length}`);
+      if (!inInt31Range(length, WHOLE)) throw outOfRange(`length must be an integer in [0, 2^31 - 1], got ${length}`);
     } catch (error) {
       return Promise.reject(error);
     }

@@ -1,6 +1,8 @@
 import { PackedDesc, PackedRing, RingEventFlags, SplitRing, VirtqDesc, unpackEventOffWrap } from '../spec';
 import type { QueueMode } from './completion-mode';
 import type { QueueStats } from './queue-types';
+import type { RingEngine } from './ring-engine';
+import type { QueueAddresses } from '../transport/virtio-transport';
 import { hex } from '../util/hex';
 
 /**
@@ -143,14 +145,9 @@ export interface QueueDumpSource {
   format: RingFormat;
   mode: QueueMode;
   stats: QueueStats;
-  addresses: { desc: bigint; driver: bigint; device: bigint };
+  addresses: QueueAddresses;
   brokenBy?: { reason: string; message: string };
-  engine: {
-    readonly eventIdx: boolean;
-    readonly inOrder: boolean;
-    readonly indirect?: unknown;
-    dump(outstanding: OutstandingDump[]): Pick<QueueDump, 'shadow' | 'ring' | 'outstanding'>;
-  };
+  engine: Pick<RingEngine, 'eventIdx' | 'inOrder' | 'indirect' | 'dump'>;
 }
 
 /** A queue's QueueDump: its identity, features, mode, state and stats, then what its engine reads of the ring. */

@@ -5,6 +5,8 @@ import type { QueueBuffer, QueueRequest } from './queue-types';
 import { inInt31Range } from '../util/int31';
 
 const MAX_ADDRESS = Number.MAX_SAFE_INTEGER;
+/** A time limit is above 0 (made once: the check runs for every request). */
+const TIMEOUT_BOUNDS = { min: 0, minExclusive: true } as const;
 
 /** What a request must fit: the queue's size and, with INDIRECT_DESC, its indirect table length (0 without). */
 export interface RequestLimits {
@@ -66,7 +68,7 @@ function checkBuffer(buffer: QueueBuffer): number {
 
 /** Checks SubmitOptions.timeoutMs and reclaim. */
 export function checkSubmitOptions(timeoutMs: unknown, reclaim: unknown): void {
-  if (timeoutMs !== undefined && !inInt31Range(timeoutMs, { min: 0, minExclusive: true })) {
+  if (timeoutMs !== undefined && !inInt31Range(timeoutMs, TIMEOUT_BOUNDS)) {
     throw outOfRange(`timeoutMs must be a number in (0, 2^31 - 1], got ${String(timeoutMs)}`);
   }
   if (reclaim !== undefined && typeof reclaim !== 'function') throw invalidArgType('reclaim must be a function');
