@@ -6,7 +6,15 @@ import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   {
-    ignores: ['dist/**', 'build/**', 'build-cmake*/**', 'node_modules/**', '.lab-cache/**', 'prebuilds/**', 'coverage/**'],
+    ignores: [
+      'dist/**',
+      'build/**',
+      'build-cmake*/**',
+      'node_modules/**',
+      '.lab-cache/**',
+      'prebuilds/**',
+      'coverage/**',
+    ],
   },
   js.configs.recommended,
   ...tseslint.configs.recommended,

@@ -23,7 +23,13 @@ function processes() {
       const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
       const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       // rest[0] is field 3 (state): ppid is field 4, utime 14, stime 15, starttime 22.
-      list.push({ pid: Number(entry), name, ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[12]), start: Number(rest[19]) });
+      list.push({
+        pid: Number(entry),
+        name,
+        ppid: Number(rest[1]),
+        ticks: Number(rest[11]) + Number(rest[12]),
+        start: Number(rest[19]),
+      });
     } catch {
       // gone meanwhile
     }
@@ -74,7 +80,9 @@ function watchHost() {
       marks[name] = Date.now();
     },
     between(from, to) {
-      return marks[from] !== undefined && marks[to] !== undefined ? (ticksAt(marks[to]) - ticksAt(marks[from])) / TICK : undefined;
+      return marks[from] !== undefined && marks[to] !== undefined
+        ? (ticksAt(marks[to]) - ticksAt(marks[from])) / TICK
+        : undefined;
     },
     stop() {
       clearInterval(timer);

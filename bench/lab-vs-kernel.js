@@ -90,9 +90,24 @@ const LOW_GC_FLAGS = '--max-semi-space-size=1 --single-threaded-gc';
  * callback API (VirtioBlk.readInto) with default flags.
  */
 const VARIANTS = [
-  { key: 'lowGc', label: 'lowgc', node: `node ${LOW_GC_FLAGS}`, api: 'promise', modes: MODES, what: `node ${LOW_GC_FLAGS}` },
+  {
+    key: 'lowGc',
+    label: 'lowgc',
+    node: `node ${LOW_GC_FLAGS}`,
+    api: 'promise',
+    modes: MODES,
+    what: `node ${LOW_GC_FLAGS}`,
+  },
   // With the C floor's run after it: the floor ratio of the callback API (one run).
-  { key: 'callbacks', label: 'cb', node: 'node', api: 'callback', modes: ['poll', 'hybrid'], what: 'readInto()', floor: true },
+  {
+    key: 'callbacks',
+    label: 'cb',
+    node: 'node',
+    api: 'callback',
+    modes: ['poll', 'hybrid'],
+    what: 'readInto()',
+    floor: true,
+  },
 ];
 const ALLOCATION_TARGET_BYTES = 1024;
 
@@ -107,7 +122,8 @@ const fio = (name, qd, seconds, format) =>
 function blkCommand(variants) {
   // Busy and total ticks of all vCPUs (/proc/stat): how many vCPUs a run kept busy.
   const cpu = "cpu() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6 }' /proc/stat; }";
-  const cpuMark = (who) => `echo "@@LAB-CPU ${who} $BENCH_QD $BENCH_ROUND $c0 $(cpu) $(grep -c '^cpu[0-9]' /proc/stat)"`;
+  const cpuMark = (who) =>
+    `echo "@@LAB-CPU ${who} $BENCH_QD $BENCH_ROUND $c0 $(cpu) $(grep -c '^cpu[0-9]' /proc/stat)"`;
   return [
     'set -e',
     ...kernelDriverCommands(KERNEL_DEV, ['virtio_blk']),
@@ -199,14 +215,22 @@ async function blkBoot(packed) {
   const run = await runLab({
     devices: [`virtio-blk-device,drive=ours${suffix}`, `virtio-blk-device,drive=kernel${suffix}`],
     extraArgs: [
-      '-blockdev', 'driver=null-co,node-name=ours,size=1073741824,read-zeroes=on',
-      '-blockdev', 'driver=null-co,node-name=kernel,size=1073741824,read-zeroes=on',
+      '-blockdev',
+      'driver=null-co,node-name=ours,size=1073741824,read-zeroes=on',
+      '-blockdev',
+      'driver=null-co,node-name=kernel,size=1073741824,read-zeroes=on',
       // One line per available-buffer notification QEMU receives, from either device.
       ...(opts.trace ? ['-trace', 'virtio_queue_notify'] : []),
     ],
     legacy: opts.legacy ?? false,
     command: blkCommand(variants),
-    timeoutMs: ((perRound * (PAIRS * DEPTHS.length + (variants ? VARIANTS.length : 0)) + WARMUP_OURS_SECONDS * (1 + (variants ? VARIANTS.length : 0)) + 60) * 2 + 300) * 1000,
+    timeoutMs:
+      ((perRound * (PAIRS * DEPTHS.length + (variants ? VARIANTS.length : 0)) +
+        WARMUP_OURS_SECONDS * (1 + (variants ? VARIANTS.length : 0)) +
+        60) *
+        2 +
+        300) *
+      1000,
   });
   check(run);
   const ring = packed ? 'packed' : 'split';
@@ -257,7 +281,12 @@ async function blkBoot(packed) {
   const callbackFloor = variants ? floors.filter((r) => r.iodepth === 1)[PAIRS] : undefined;
   if (variantRuns && callbackFloor && !callbackFloor.skipped) {
     const poll = variantRuns.callbacks.find((o) => o.mode === 'poll');
-    variantRuns.callbackFloor = { iops: callbackFloor.iops, meanUs: callbackFloor.meanUs, pollIops: poll.iops, ratio: callbackFloor.iops / poll.iops };
+    variantRuns.callbackFloor = {
+      iops: callbackFloor.iops,
+      meanUs: callbackFloor.meanUs,
+      pollIops: poll.iops,
+      ratio: callbackFloor.iops / poll.iops,
+    };
   }
   const gcFloor = variants ? run.results.find((r) => r.kind === 'gc-floor') : undefined;
   if (variants && !gcFloor) throw new Error(`${ring}: no gc-floor result`);
@@ -287,7 +316,9 @@ async function blkBoot(packed) {
         const runs = rounds.map((r) => r.ours.find((o) => o.mode === mode));
         return { mode, ...medianRun(runs), ratio: spread(runs.map((o) => o.ratio)), gc: gcOf(runs) };
       }),
-      floor: rounds[0].floor?.skipped ? { skipped: rounds[0].floor.skipped } : { ...medianRun(rounds.map((r) => r.floor)), ratio: spread(rounds.map((r) => r.floorRatio)) },
+      floor: rounds[0].floor?.skipped
+        ? { skipped: rounds[0].floor.skipped }
+        : { ...medianRun(rounds.map((r) => r.floor)), ratio: spread(rounds.map((r) => r.floorRatio)) },
       ...(qd === 1 && variantRuns ? { ...variantRuns, gcFloor: spread(gcFloor.pausesMs) } : {}),
     };
   });
@@ -339,7 +370,9 @@ async function rngBoot() {
   const rounds = Array.from({ length: PAIRS }, (_, i) => {
     const round = i + 1;
     const kernel = results.find((r) => r.driver === 'kernel' && r.round === round);
-    const ours = results.filter((r) => r.driver === 'ours' && r.round === round).map((r) => ({ ...r, ratio: r.bytesPerSecond / kernel.bytesPerSecond }));
+    const ours = results
+      .filter((r) => r.driver === 'ours' && r.round === round)
+      .map((r) => ({ ...r, ratio: r.bytesPerSecond / kernel.bytesPerSecond }));
     return { round, kernel, ours };
   });
   const inFlight = [...new Set(results.filter((r) => r.driver === 'ours').map((r) => r.inFlight))];
@@ -348,7 +381,11 @@ async function rngBoot() {
     kernel: { bytesPerSecond: median(rounds.map((r) => r.kernel.bytesPerSecond)) },
     ours: inFlight.map((n) => {
       const runs = rounds.map((r) => r.ours.find((o) => o.inFlight === n));
-      return { inFlight: n, bytesPerSecond: median(runs.map((o) => o.bytesPerSecond)), ratio: spread(runs.map((o) => o.ratio)) };
+      return {
+        inFlight: n,
+        bytesPerSecond: median(runs.map((o) => o.bytesPerSecond)),
+        ratio: spread(runs.map((o) => o.ratio)),
+      };
     }),
   };
 }
@@ -363,29 +400,70 @@ const duration = (ms) => `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000
 function print({ blk, rng, host, wallMs, bootMs }) {
   const version = opts.legacy ? 1 : 2;
   console.log(`virtio-blk, 4 KiB random reads, null-co backend, virtio-mmio Version ${version}, guest under TCG`);
-  console.log(`${PAIRS} rounds per queue depth, each: kernel fio, ours interrupt, poll and hybrid (the order rotating by round), the C floor (${SECONDS} s per run),`);
-  console.log(`after a warm-up (fio ${WARMUP_FIO_SECONDS} s; ours ${WARMUP_OURS_SECONDS} s over its modes and depths, then ${Math.min(0.5, SECONDS / 4)} s before each run);`);
-  console.log('figures are medians over the rounds (per-round IOPS in brackets); ours/kernel is the median of the per-round ratios (min–max);');
-  console.log("latency is per request, submission to completion (fio's lat; ours around each read); vCPUs busy: of the guest's 2, during the run.");
+  console.log(
+    `${PAIRS} rounds per queue depth, each: kernel fio, ours interrupt, poll and hybrid (the order rotating by round), the C floor (${SECONDS} s per run),`,
+  );
+  console.log(
+    `after a warm-up (fio ${WARMUP_FIO_SECONDS} s; ours ${WARMUP_OURS_SECONDS} s over its modes and depths, then ${Math.min(0.5, SECONDS / 4)} s before each run);`,
+  );
+  console.log(
+    'figures are medians over the rounds (per-round IOPS in brackets); ours/kernel is the median of the per-round ratios (min–max);',
+  );
+  console.log(
+    "latency is per request, submission to completion (fio's lat; ours around each read); vCPUs busy: of the guest's 2, during the run.",
+  );
   console.log('The floor (bench/floor/blk-floor.c) drives our device from C in a polled loop on a split ring.');
-  console.log('"ours poll / C" is a time ratio: how many times longer a request takes ours in poll mode than the floor');
+  console.log(
+    '"ours poll / C" is a time ratio: how many times longer a request takes ours in poll mode than the floor',
+  );
   console.log('(C IOPS / ours poll IOPS per round, median; 1.00x would be as fast as bare C, higher is slower).');
   console.log('');
-  console.log('ring    QD  driver                IOPS  (per round)                 mean µs    p99 µs  notifies/req  interrupts/req  vCPUs busy  ours/kernel (min–max)');
+  console.log(
+    'ring    QD  driver                IOPS  (per round)                 mean µs    p99 µs  notifies/req  interrupts/req  vCPUs busy  ours/kernel (min–max)',
+  );
   const perRound = (runs) => `(${runs.map((r) => (r && !r.skipped ? f(r.iops) : '-')).join(' ')})`;
   for (const row of blk) {
     const line = (who, m, runs, ratio) =>
       `${row.ring.padEnd(7)} ${String(row.qd).padEnd(3)} ${who.padEnd(16)} ${f(m.iops).padStart(9)}  ${perRound(runs).padEnd(26)} ${f(m.meanUs).padStart(9)} ${f(m.p99Us).padStart(9)}  ${f(m.notificationsPerRequest, 2).padStart(12)}  ${f(m.interruptsPerRequest, 2).padStart(14)}  ${f(m.busyCpus, 2).padStart(10)}  ${ratio}`;
-    console.log(line('kernel', row.kernel, row.rounds.map((r) => r.kernel), ''));
-    for (const o of row.ours) console.log(line(`ours ${o.mode}`, o, row.rounds.map((r) => r.ours.find((p) => p.mode === o.mode)), `${x(o.ratio.median)} (${range(o.ratio)})`));
-    if (row.floor.skipped) console.log(`${row.ring.padEnd(7)} ${String(row.qd).padEnd(3)} ${'C floor'.padEnd(16)} skipped (${row.floor.skipped})`);
-    else console.log(line('C floor', row.floor, row.rounds.map((r) => r.floor), `ours poll / C ${x(row.floor.ratio?.median)} (${range(row.floor.ratio)})`));
+    console.log(
+      line(
+        'kernel',
+        row.kernel,
+        row.rounds.map((r) => r.kernel),
+        '',
+      ),
+    );
+    for (const o of row.ours)
+      console.log(
+        line(
+          `ours ${o.mode}`,
+          o,
+          row.rounds.map((r) => r.ours.find((p) => p.mode === o.mode)),
+          `${x(o.ratio.median)} (${range(o.ratio)})`,
+        ),
+      );
+    if (row.floor.skipped)
+      console.log(
+        `${row.ring.padEnd(7)} ${String(row.qd).padEnd(3)} ${'C floor'.padEnd(16)} skipped (${row.floor.skipped})`,
+      );
+    else
+      console.log(
+        line(
+          'C floor',
+          row.floor,
+          row.rounds.map((r) => r.floor),
+          `ours poll / C ${x(row.floor.ratio?.median)} (${range(row.floor.ratio)})`,
+        ),
+      );
   }
   console.log('');
   for (const row of blk) {
-    console.log(`${row.ring} QD${row.qd}: ours/kernel IOPS = ${row.ours.map((o) => `${o.mode} ${x(o.ratio.median)}`).join(', ')}${row.qd === 32 ? ' (goal: >= 1.0)' : ''}`);
+    console.log(
+      `${row.ring} QD${row.qd}: ours/kernel IOPS = ${row.ours.map((o) => `${o.mode} ${x(o.ratio.median)}`).join(', ')}${row.qd === 32 ? ' (goal: >= 1.0)' : ''}`,
+    );
   }
-  for (const row of blk) console.log(`${row.ring} QD${row.qd} range: ${row.ours.map((o) => `${o.mode} ${range(o.ratio)}`).join(', ')}`);
+  for (const row of blk)
+    console.log(`${row.ring} QD${row.qd} range: ${row.ours.map((o) => `${o.mode} ${range(o.ratio)}`).join(', ')}`);
   for (const qd of DEPTHS) {
     const split = blk.find((r) => r.ring === 'split' && r.qd === qd);
     const packed = blk.find((r) => r.ring === 'packed' && r.qd === qd);
@@ -396,12 +474,16 @@ function print({ blk, rng, host, wallMs, bootMs }) {
     console.log(`floor QD${qd}: ours poll / C = ${x(split.floor.ratio.median)}`);
     console.log(
       `floor QD${qd} range: ${range(split.floor.ratio)} (split ring: C ${f(split.floor.iops)} IOPS, ${f(split.floor.meanUs, 1)} µs mean; ours poll ${f(split.ours.find((o) => o.mode === 'poll').iops)} IOPS)` +
-        (packed && !packed.floor.skipped ? `; ours poll on the packed ring / C = ${x(packed.floor.ratio.median)} (${range(packed.floor.ratio)})` : ''),
+        (packed && !packed.floor.skipped
+          ? `; ours poll on the packed ring / C = ${x(packed.floor.ratio.median)} (${range(packed.floor.ratio)})`
+          : ''),
     );
   }
 
   console.log('');
-  console.log(`GC in ours' QD1 runs (${PAIRS} runs per mode; pauses from 'gc' performance entries, bytes from v8.GCProfiler + used-heap growth):`);
+  console.log(
+    `GC in ours' QD1 runs (${PAIRS} runs per mode; pauses from 'gc' performance entries, bytes from v8.GCProfiler + used-heap growth):`,
+  );
   let longest = { ms: 0 };
   let most = { bytes: 0 };
   for (const row of blk.filter((r) => r.qd === 1)) {
@@ -421,11 +503,27 @@ function print({ blk, rng, host, wallMs, bootMs }) {
   const variantRow = blk.find((r) => r.qd === 1 && r.lowGc);
   if (variantRow) {
     const where = `${variantRow.ring}, QD1, one run per mode in a process of its own, after its own warm-up; ours/kernel against the kernel's run just before`;
-    const flags = printVariant(variantRow, variantRow.lowGc, 'low-GC flags', `GC with node ${LOW_GC_FLAGS} (${where}):`);
-    console.log(`gc target with low-GC flags, QD1: no pause over ${GC_PAUSE_TARGET_MS} ms: ${flags.longestMs <= GC_PAUSE_TARGET_MS ? 'met' : 'NOT met'} (longest ${f(flags.longestMs, 1)} ms)`);
-    const callbacks = printVariant(variantRow, variantRow.callbacks, 'readInto', `The callback API, VirtioBlk.readInto() (default flags; ${where}):`);
-    console.log(`allocation target with readInto(), QD1: <= 1 KiB per request: ${callbacks.bytes <= ALLOCATION_TARGET_BYTES ? 'met' : 'NOT met'} (most ${f(callbacks.bytes)} bytes)`);
-    console.log(`gc target with readInto(), QD1: no pause over ${GC_PAUSE_TARGET_MS} ms: ${callbacks.longestMs <= GC_PAUSE_TARGET_MS ? 'met' : 'NOT met'} (longest ${f(callbacks.longestMs, 1)} ms)`);
+    const flags = printVariant(
+      variantRow,
+      variantRow.lowGc,
+      'low-GC flags',
+      `GC with node ${LOW_GC_FLAGS} (${where}):`,
+    );
+    console.log(
+      `gc target with low-GC flags, QD1: no pause over ${GC_PAUSE_TARGET_MS} ms: ${flags.longestMs <= GC_PAUSE_TARGET_MS ? 'met' : 'NOT met'} (longest ${f(flags.longestMs, 1)} ms)`,
+    );
+    const callbacks = printVariant(
+      variantRow,
+      variantRow.callbacks,
+      'readInto',
+      `The callback API, VirtioBlk.readInto() (default flags; ${where}):`,
+    );
+    console.log(
+      `allocation target with readInto(), QD1: <= 1 KiB per request: ${callbacks.bytes <= ALLOCATION_TARGET_BYTES ? 'met' : 'NOT met'} (most ${f(callbacks.bytes)} bytes)`,
+    );
+    console.log(
+      `gc target with readInto(), QD1: no pause over ${GC_PAUSE_TARGET_MS} ms: ${callbacks.longestMs <= GC_PAUSE_TARGET_MS ? 'met' : 'NOT met'} (longest ${f(callbacks.longestMs, 1)} ms)`,
+    );
     const cf = variantRow.callbackFloor;
     if (cf) {
       console.log(
@@ -436,15 +534,23 @@ function print({ blk, rng, host, wallMs, bootMs }) {
     console.log(
       `gc floor: a scavenge of an empty young generation pauses ${f(floor.median, 1)} ms (median of ${floor.values.length}; ${f(floor.min, 1)}–${f(floor.max, 1)}) in this guest ` +
         `(node --expose-gc, gc({ type: 'minor' }), the library loaded)` +
-        (floor.median >= GC_PAUSE_TARGET_MS ? `: at or above the ${GC_PAUSE_TARGET_MS} ms target, which only a run with no scavenge at all can meet` : ''),
+        (floor.median >= GC_PAUSE_TARGET_MS
+          ? `: at or above the ${GC_PAUSE_TARGET_MS} ms target, which only a run with no scavenge at all can meet`
+          : ''),
     );
   }
 
-  console.log(`\nvirtio-rng, 4 KiB reads, ${PAIRS} rounds of kernel, ours 1 in flight, ours 8 (${SECONDS} s each; warm-up: kernel ${WARMUP_RNG_SECONDS} s, ours ${2 * WARMUP_RNG_SECONDS} s); medians`);
-  console.log(`kernel   1 in flight  ${f(rng.kernel.bytesPerSecond / 1024).padStart(8)} KiB/s  (${rng.rounds.map((r) => f(r.kernel.bytesPerSecond / 1024)).join(' ')})`);
+  console.log(
+    `\nvirtio-rng, 4 KiB reads, ${PAIRS} rounds of kernel, ours 1 in flight, ours 8 (${SECONDS} s each; warm-up: kernel ${WARMUP_RNG_SECONDS} s, ours ${2 * WARMUP_RNG_SECONDS} s); medians`,
+  );
+  console.log(
+    `kernel   1 in flight  ${f(rng.kernel.bytesPerSecond / 1024).padStart(8)} KiB/s  (${rng.rounds.map((r) => f(r.kernel.bytesPerSecond / 1024)).join(' ')})`,
+  );
   for (const o of rng.ours) {
     const runs = rng.rounds.map((r) => r.ours.find((p) => p.inFlight === o.inFlight));
-    console.log(`ours    ${String(o.inFlight).padStart(2)} in flight  ${f(o.bytesPerSecond / 1024).padStart(8)} KiB/s  (${runs.map((r) => f(r.bytesPerSecond / 1024)).join(' ')})  ${x(o.ratio.median)} the kernel's /dev/hwrng (${range(o.ratio)})`);
+    console.log(
+      `ours    ${String(o.inFlight).padStart(2)} in flight  ${f(o.bytesPerSecond / 1024).padStart(8)} KiB/s  (${runs.map((r) => f(r.bytesPerSecond / 1024)).join(' ')})  ${x(o.ratio.median)} the kernel's /dev/hwrng (${range(o.ratio)})`,
+    );
   }
   const at = (n) => rng.ours.find((o) => o.inFlight === n);
   console.log(`rng: ours/kernel = ${x(at(1).ratio.median)} at 1 in flight, ${x(at(8).ratio.median)} at 8`);
@@ -453,9 +559,15 @@ function print({ blk, rng, host, wallMs, bootMs }) {
   console.log('');
   console.log(
     `host during the bench: ${f(host.busyPct)}% busy of ${host.cpus} CPUs; other processes used ${f(host.otherCpuS)} CPU-s, other QEMUs seen: ${host.otherQemus}` +
-      (host.otherQemus > 0 || host.otherCpuS > 0.05 * (wallMs / 1000) ? ' (shared host: absolute figures slowed; the per-round ratios are less affected)' : ''),
+      (host.otherQemus > 0 || host.otherCpuS > 0.05 * (wallMs / 1000)
+        ? ' (shared host: absolute figures slowed; the per-round ratios are less affected)'
+        : ''),
   );
-  console.log(`wall time: ${duration(wallMs)} (${Object.entries(bootMs).map(([k, ms]) => `${k} boot ${duration(ms)}`).join(', ')})`);
+  console.log(
+    `wall time: ${duration(wallMs)} (${Object.entries(bootMs)
+      .map(([k, ms]) => `${k} boot ${duration(ms)}`)
+      .join(', ')})`,
+  );
 }
 
 async function main() {
@@ -470,12 +582,36 @@ async function main() {
     return result;
   };
   // Both rings (packed: Version 2 only) in every completion mode.
-  const blk = [...(await timed('split', () => blkBoot(false))), ...(opts.legacy ? [] : await timed('packed', () => blkBoot(true)))];
+  const blk = [
+    ...(await timed('split', () => blkBoot(false))),
+    ...(opts.legacy ? [] : await timed('packed', () => blkBoot(true))),
+  ];
   const rng = await timed('rng', rngBoot);
   const host = watch.stop();
   const wallMs = Date.now() - began;
   if (opts.json) {
-    console.log(JSON.stringify({ seconds: SECONDS, pairs: PAIRS, version: opts.legacy ? 1 : 2, warmUpSeconds: { fio: WARMUP_FIO_SECONDS, ours: WARMUP_OURS_SECONDS, oursRng: 2 * WARMUP_RNG_SECONDS, kernelRng: WARMUP_RNG_SECONDS }, blk, rng, host, wallSeconds: wallMs / 1000, bootSeconds: Object.fromEntries(Object.entries(bootMs).map(([k, ms]) => [k, ms / 1000])) }, null, 2));
+    console.log(
+      JSON.stringify(
+        {
+          seconds: SECONDS,
+          pairs: PAIRS,
+          version: opts.legacy ? 1 : 2,
+          warmUpSeconds: {
+            fio: WARMUP_FIO_SECONDS,
+            ours: WARMUP_OURS_SECONDS,
+            oursRng: 2 * WARMUP_RNG_SECONDS,
+            kernelRng: WARMUP_RNG_SECONDS,
+          },
+          blk,
+          rng,
+          host,
+          wallSeconds: wallMs / 1000,
+          bootSeconds: Object.fromEntries(Object.entries(bootMs).map(([k, ms]) => [k, ms / 1000])),
+        },
+        null,
+        2,
+      ),
+    );
     return;
   }
   print({ blk, rng, host, wallMs, bootMs });

@@ -64,16 +64,28 @@ const CASES = [
   { key: 'typedArrayRead', label: 'Uint32Array read', expr: 'u32[idx]' },
 ].map((c) => ({
   ...c,
-  run: new Function('region', 'bench', 'u32', 'off', 'idx', 'n', `
+  run: new Function(
+    'region',
+    'bench',
+    'u32',
+    'off',
+    'idx',
+    'n',
+    `
     let acc = 0;
     for (let i = 0; i < n; i++) acc = (acc + (${c.expr} | 0)) | 0;
-    return acc;`),
+    return acc;`,
+  ),
 }));
 // The C loops time themselves (clock_gettime around the loop), so the JS call
 // into them is outside the measurement.
 const C_CASES = [
   { key: 'cReadLoop', label: 'C volatile load loop (floor)', run: (region, n) => bench.cReadLoop(region, OFFSET, n) },
-  { key: 'cWriteLoop', label: 'C volatile store loop (floor)', run: (region, n) => bench.cWriteLoop(region, OFFSET, n) },
+  {
+    key: 'cWriteLoop',
+    label: 'C volatile store loop (floor)',
+    run: (region, n) => bench.cWriteLoop(region, OFFSET, n),
+  },
 ];
 
 function median(xs) {
@@ -178,8 +190,10 @@ function report(cases, ratio, sink) {
   }
   console.log('virtio-mmio: MMIO access cost from JS');
   console.log(`node ${env.node} (${env.arch}), ${env.cpu}, ${env.cpus} CPUs, loadavg ${env.loadavg1.toFixed(2)}`);
-  console.log(`${ROUNDS} rounds x ${ITERATIONS} calls per case, interleaved; warm-up ${WARMUP}; ` +
-    `offset 0x${OFFSET.toString(16)} of a ${env.pageSize}-byte mapped temp file\n`);
+  console.log(
+    `${ROUNDS} rounds x ${ITERATIONS} calls per case, interleaved; warm-up ${WARMUP}; ` +
+      `offset 0x${OFFSET.toString(16)} of a ${env.pageSize}-byte mapped temp file\n`,
+  );
   const rows = Object.values(cases).map((c) => [c.label, c.median, c.min, c.max]);
   const w = Math.max(4, ...rows.map((r) => r[0].length));
   const num = (x) => x.toFixed(2).padStart(8);

@@ -20,7 +20,9 @@ const { SimDevice } = require('../dist/sim/index.js');
 
 let opts;
 try {
-  ({ values: opts } = parseArgs({ options: { requests: { type: 'string' }, rounds: { type: 'string' }, json: { type: 'boolean' } } }));
+  ({ values: opts } = parseArgs({
+    options: { requests: { type: 'string' }, rounds: { type: 'string' }, json: { type: 'boolean' } },
+  }));
 } catch (err) {
   usage(err.message);
 }
@@ -73,7 +75,13 @@ class BenchDriver extends lib.VirtioDriver {
   }
 }
 
-const MODERN = lib.features(lib.FeatureBit.VERSION_1, lib.FeatureBit.INDIRECT_DESC, lib.FeatureBit.EVENT_IDX, lib.FeatureBit.RING_RESET, lib.FeatureBit.NOTIFICATION_DATA);
+const MODERN = lib.features(
+  lib.FeatureBit.VERSION_1,
+  lib.FeatureBit.INDIRECT_DESC,
+  lib.FeatureBit.EVENT_IDX,
+  lib.FeatureBit.RING_RESET,
+  lib.FeatureBit.NOTIFICATION_DATA,
+);
 
 function setup(eventIdx, packed) {
   const pool = lib.DmaPool.anonymous();
@@ -97,7 +105,9 @@ async function run(rig, batch, total) {
   const { driver } = rig;
   const q = driver.q;
   const before = { ...q.stats, interrupts: rig.sim.stats.interrupts };
-  const requests = Array.from({ length: batch }, (_, i) => ({ writable: [{ region: driver.buffers, offset: i * BUFFER_BYTES, length: BUFFER_BYTES }] }));
+  const requests = Array.from({ length: batch }, (_, i) => ({
+    writable: [{ region: driver.buffers, offset: i * BUFFER_BYTES, length: BUFFER_BYTES }],
+  }));
   const batches = Math.max(1, Math.floor(total / batch));
   const start = process.hrtime.bigint();
   for (let b = 0; b < batches; b++) {
@@ -119,7 +129,12 @@ const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.l
 
 async function main() {
   const results = {};
-  for (const [ring, eventIdx] of [['split', true], ['split', false], ['packed', true], ['packed', false]]) {
+  for (const [ring, eventIdx] of [
+    ['split', true],
+    ['split', false],
+    ['packed', true],
+    ['packed', false],
+  ]) {
     const rig = setup(eventIdx, ring === 'packed');
     try {
       for (const batch of BATCHES) await run(rig, batch, 2000); // warm-up
@@ -140,20 +155,46 @@ async function main() {
   }
   const ratio = (mode) => results[`${mode}/batch32`].requestsPerSecond / results[`${mode}/batch1`].requestsPerSecond;
   const modes = ['split/event_idx', 'split/flags', 'packed/event_idx', 'packed/flags'];
-  const splitAtomics = Math.max(...Object.entries(results).filter(([k]) => k.startsWith('split/')).map(([, r]) => r.atomicsPerBatch));
-  const packedOverSplit = (mode, batch) => results[`packed/${mode}/batch${batch}`].requestsPerSecond / results[`split/${mode}/batch${batch}`].requestsPerSecond;
+  const splitAtomics = Math.max(
+    ...Object.entries(results)
+      .filter(([k]) => k.startsWith('split/'))
+      .map(([, r]) => r.atomicsPerBatch),
+  );
+  const packedOverSplit = (mode, batch) =>
+    results[`packed/${mode}/batch${batch}`].requestsPerSecond /
+    results[`split/${mode}/batch${batch}`].requestsPerSecond;
   if (opts.json) {
-    console.log(JSON.stringify({ requests: REQUESTS, rounds: ROUNDS, results, batch32OverBatch1: Object.fromEntries(modes.map((m) => [m, ratio(m)])), worstSplitAtomicsPerBatch: splitAtomics }, null, 2));
+    console.log(
+      JSON.stringify(
+        {
+          requests: REQUESTS,
+          rounds: ROUNDS,
+          results,
+          batch32OverBatch1: Object.fromEntries(modes.map((m) => [m, ratio(m)])),
+          worstSplitAtomicsPerBatch: splitAtomics,
+        },
+        null,
+        2,
+      ),
+    );
     return;
   }
-  console.log(`split and packed rings against the in-process sim, ${REQUESTS} requests per round, median of ${ROUNDS} rounds`);
+  console.log(
+    `split and packed rings against the in-process sim, ${REQUESTS} requests per round, median of ${ROUNDS} rounds`,
+  );
   console.log('ring/mode/batch              requests/s  atomics/batch  notifies/batch  interrupts/batch');
   for (const [name, r] of Object.entries(results)) {
-    console.log(`${name.padEnd(27)} ${String(r.requestsPerSecond).padStart(11)}  ${r.atomicsPerBatch.toFixed(2).padStart(13)}  ${r.notificationsPerBatch.toFixed(2).padStart(14)}  ${r.interruptsPerBatch.toFixed(2).padStart(16)}`);
+    console.log(
+      `${name.padEnd(27)} ${String(r.requestsPerSecond).padStart(11)}  ${r.atomicsPerBatch.toFixed(2).padStart(13)}  ${r.notificationsPerBatch.toFixed(2).padStart(14)}  ${r.interruptsPerBatch.toFixed(2).padStart(16)}`,
+    );
   }
   console.log(`batch 32 / batch 1 throughput: ${modes.map((m) => `${m} ${ratio(m).toFixed(2)}x`).join(', ')}`);
-  console.log(`packed / split throughput: event_idx batch1 ${packedOverSplit('event_idx', 1).toFixed(2)}x, batch32 ${packedOverSplit('event_idx', 32).toFixed(2)}x; flags batch1 ${packedOverSplit('flags', 1).toFixed(2)}x, batch32 ${packedOverSplit('flags', 32).toFixed(2)}x`);
-  console.log(`split ring Atomics per batch, worst case: ${splitAtomics.toFixed(2)} (target ≤ 2): ${splitAtomics <= 2 ? 'met' : 'NOT met'}`);
+  console.log(
+    `packed / split throughput: event_idx batch1 ${packedOverSplit('event_idx', 1).toFixed(2)}x, batch32 ${packedOverSplit('event_idx', 32).toFixed(2)}x; flags batch1 ${packedOverSplit('flags', 1).toFixed(2)}x, batch32 ${packedOverSplit('flags', 32).toFixed(2)}x`,
+  );
+  console.log(
+    `split ring Atomics per batch, worst case: ${splitAtomics.toFixed(2)} (target ≤ 2): ${splitAtomics <= 2 ? 'met' : 'NOT met'}`,
+  );
 }
 
 main().catch((error) => {

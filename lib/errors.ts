@@ -279,6 +279,9 @@ export function outOfRange(message: string): RangeError & { code: ArgumentErrorC
  * unknown name, a buffer from elsewhere): ERR_INVALID_ARG_VALUE, a
  * TypeError or (as Node also uses that code) a RangeError.
  */
-export function invalidArgValue(message: string, kind: 'type' | 'range' = 'type'): (TypeError | RangeError) & { code: ArgumentErrorCode } {
+export function invalidArgValue(
+  message: string,
+  kind: 'type' | 'range' = 'type',
+): (TypeError | RangeError) & { code: ArgumentErrorCode } {
   return withCode(kind === 'range' ? new RangeError(message) : new TypeError(message), 'ERR_INVALID_ARG_VALUE');
 }

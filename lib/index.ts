@@ -16,7 +16,12 @@ export { nativeBarriers, type Barriers } from './platform/barriers';
 export type { DmaAllocator, DmaRegion, DeviceMemory } from './platform/dma-allocator';
 export { DmaPool, type ChunkSource } from './platform/dma-pool';
 export { PhysicalMemory, type PhysicalMapper } from './platform/physical-memory';
-export type { InterruptSource, InterruptEvent, InterruptListener, InterruptErrorListener } from './platform/interrupt-source';
+export type {
+  InterruptSource,
+  InterruptEvent,
+  InterruptListener,
+  InterruptErrorListener,
+} from './platform/interrupt-source';
 export { UioInterruptSource } from './platform/uio-interrupt-source';
 export { EventfdInterruptSource } from './platform/eventfd-interrupt-source';
 export { PollingInterruptSource, type PollingInterruptSourceOptions } from './platform/polling-interrupt-source';
@@ -24,7 +29,16 @@ export { UioSysfs, type UioDeviceInfo, type UioMap, type UioWindowSource } from 
 
 // Transport: finding devices, opening them, the interface drivers use.
 export { MmioTransport, type MmioTransportOptions } from './transport/mmio-transport';
-export type { VirtioTransport, QueueTransport, DeviceConfig, QueueLayout, QueueAddresses, QueueEndpoint, ShmRegion, TransportStats } from './transport/virtio-transport';
+export type {
+  VirtioTransport,
+  QueueTransport,
+  DeviceConfig,
+  QueueLayout,
+  QueueAddresses,
+  QueueEndpoint,
+  ShmRegion,
+  TransportStats,
+} from './transport/virtio-transport';
 export { probe, type ProbeResult } from './transport/probe';
 export {
   parseDeviceSpec,

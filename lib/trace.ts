@@ -17,6 +17,10 @@ const log = debuglog('virtio-mmio');
 export const tracing: boolean = log.enabled;
 
 /** One trace line, formatted as util.format does. Call only under `if (tracing)`. */
-export function trace(topic: 'status' | 'features' | 'queue' | 'irq' | 'broken', format: string, ...args: unknown[]): void {
+export function trace(
+  topic: 'status' | 'features' | 'queue' | 'irq' | 'broken',
+  format: string,
+  ...args: unknown[]
+): void {
   log(`${topic} ${format}`, ...args);
 }

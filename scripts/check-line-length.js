@@ -44,7 +44,10 @@ function longLines(dirs, max, root = process.cwd()) {
 }
 
 if (require.main === module) {
-  const { values, positionals } = parseArgs({ options: { max: { type: 'string', default: '120' } }, allowPositionals: true });
+  const { values, positionals } = parseArgs({
+    options: { max: { type: 'string', default: '120' } },
+    allowPositionals: true,
+  });
   const max = Number(values.max);
   const found = longLines(positionals.length > 0 ? positionals : ['lib', 'test', 'scripts', 'bench'], max);
   for (const line of found) console.error(line);

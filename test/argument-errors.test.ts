@@ -33,19 +33,31 @@ describe('argument errors carry Node codes and keep their classes', () => {
   });
 
   test('a read past the disk end: RangeError ERR_OUT_OF_RANGE', async () => {
-    const error = await blk.read(7, 1024).then(() => undefined, (e: unknown) => e);
+    const error = await blk.read(7, 1024).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(RangeError);
-    expect(error).toMatchObject({ code: 'ERR_OUT_OF_RANGE', message: expect.stringMatching(/beyond the device's capacity/) });
+    expect(error).toMatchObject({
+      code: 'ERR_OUT_OF_RANGE',
+      message: expect.stringMatching(/beyond the device's capacity/),
+    });
   });
 
   test('a write of something not a buffer: TypeError ERR_INVALID_ARG_TYPE', async () => {
-    const error = await blk.write(0, 'text' as unknown as Uint8Array).then(() => undefined, (e: unknown) => e);
+    const error = await blk.write(0, 'text' as unknown as Uint8Array).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(TypeError);
     expect(error).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
   });
 
   test('a length that is not whole sectors: RangeError ERR_INVALID_ARG_VALUE', async () => {
-    const error = await blk.read(0, 100).then(() => undefined, (e: unknown) => e);
+    const error = await blk.read(0, 100).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(RangeError);
     expect(error).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
   });
@@ -76,7 +88,14 @@ describe('argument errors carry Node codes and keep their classes', () => {
   });
 
   test('an unknown name: the sim hostile behaviour table', () => {
-    const error = caught(() => new SimDevice({ memory, model: new BlkModel(), hostile: { seed: 1, behaviours: { 'no-such-lie': true } as never } }));
+    const error = caught(
+      () =>
+        new SimDevice({
+          memory,
+          model: new BlkModel(),
+          hostile: { seed: 1, behaviours: { 'no-such-lie': true } as never },
+        }),
+    );
     expect(error).toBeInstanceOf(RangeError);
     expect(error).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
   });

@@ -55,7 +55,10 @@ test('Symbol.dispose is close() on the platform objects too', () => {
   const loop = new EpollLoop();
   {
     using source = new EventfdInterruptSource('disposed eventfd', loop);
-    source.listen(() => undefined, () => undefined);
+    source.listen(
+      () => undefined,
+      () => undefined,
+    );
     expect(loop.size).toBe(1);
   }
   expect(loop.size).toBe(0);

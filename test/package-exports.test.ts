@@ -10,7 +10,11 @@ const ENTRIES = ['virtio-mmio', 'virtio-mmio/spec', 'virtio-mmio/diag', 'virtio-
 /** Each entry's runtime names, as CommonJS sees them from the built package. */
 function entryNames(): Record<(typeof ENTRIES)[number], string[]> {
   const script = `console.log(JSON.stringify(Object.fromEntries(${JSON.stringify(ENTRIES)}.map((e) => [e, Object.keys(require(e)).filter((k) => k !== '__esModule').sort()]))))`;
-  const child = spawnSync(process.execPath, ['-e', script], { cwd: resolve(__dirname, '..'), encoding: 'utf8', timeout: 10_000 });
+  const child = spawnSync(process.execPath, ['-e', script], {
+    cwd: resolve(__dirname, '..'),
+    encoding: 'utf8',
+    timeout: 10_000,
+  });
   expect(child.stderr).toBe('');
   return JSON.parse(child.stdout) as Record<(typeof ENTRIES)[number], string[]>;
 }
@@ -21,31 +25,124 @@ function entryNames(): Record<(typeof ENTRIES)[number], string[]> {
  */
 const ROOT = [
   // errors (lib/errors.ts, whole)
-  'AbortError', 'BufferHeldError', 'CanceledError', 'ClosedError', 'DeviceBrokenError', 'DeviceGoneError', 'DeviceIoError', 'DiscoveryError', 'DmaError',
-  'NegotiationError', 'PortError', 'ProtocolError', 'QueueFullError', 'ReadOnlyError', 'SyscallError', 'TimeoutError', 'TransportError', 'UsageError',
-  'VerifyError', 'VirtioError', 'invalidArgType', 'invalidArgValue', 'outOfRange',
+  'AbortError',
+  'BufferHeldError',
+  'CanceledError',
+  'ClosedError',
+  'DeviceBrokenError',
+  'DeviceGoneError',
+  'DeviceIoError',
+  'DiscoveryError',
+  'DmaError',
+  'NegotiationError',
+  'PortError',
+  'ProtocolError',
+  'QueueFullError',
+  'ReadOnlyError',
+  'SyscallError',
+  'TimeoutError',
+  'TransportError',
+  'UsageError',
+  'VerifyError',
+  'VirtioError',
+  'invalidArgType',
+  'invalidArgValue',
+  'outOfRange',
   // platform
-  'DmaPool', 'EventfdInterruptSource', 'MmioWindow', 'POLL_TIMEOUT_MAX_MS', 'PhysicalMemory', 'PollingInterruptSource', 'UioInterruptSource', 'UioSysfs', 'nativeBarriers',
+  'DmaPool',
+  'EventfdInterruptSource',
+  'MmioWindow',
+  'POLL_TIMEOUT_MAX_MS',
+  'PhysicalMemory',
+  'PollingInterruptSource',
+  'UioInterruptSource',
+  'UioSysfs',
+  'nativeBarriers',
   // transport
-  'MmioTransport', 'describeSpec', 'discoverCmdline', 'discoverUio', 'openTransport', 'parseDeviceSpec', 'probe', 'probeAll', 'resetDevicesOnSignals',
+  'MmioTransport',
+  'describeSpec',
+  'discoverCmdline',
+  'discoverUio',
+  'openTransport',
+  'parseDeviceSpec',
+  'probe',
+  'probeAll',
+  'resetDevicesOnSignals',
   // queues
-  'PackedQueue', 'SplitQueue', 'Virtqueue', 'createQueue',
+  'PackedQueue',
+  'SplitQueue',
+  'Virtqueue',
+  'createQueue',
   // devices
-  'ConsolePort', 'DriverSetup', 'VirtioBlk', 'VirtioConsole', 'VirtioDriver', 'VirtioNet', 'VirtioRng',
+  'ConsolePort',
+  'DriverSetup',
+  'VirtioBlk',
+  'VirtioConsole',
+  'VirtioDriver',
+  'VirtioNet',
+  'VirtioRng',
   // feature bits and device types
-  'DeviceId', 'FeatureBit', 'describeFeatures', 'feature', 'features', 'hasFeature',
+  'DeviceId',
+  'FeatureBit',
+  'describeFeatures',
+  'feature',
+  'features',
+  'hasFeature',
 ].sort();
 
 test('the root exports exactly the driver author’s list; spec constants, diagnostics and the sim live in their own entries', () => {
   const names = entryNames();
   expect(names['virtio-mmio']).toEqual(ROOT);
   // What moved out of the root is in the entry README names for it.
-  expect(names['virtio-mmio/spec']).toEqual(expect.arrayContaining(['MmioRegister', 'SplitRing', 'PackedRing', 'BlkFeature', 'NetConfig', 'legacyLayout', 'QueueSelectTracker', 'DeviceId', 'FeatureBit', 'hasFeature']));
-  expect(names['virtio-mmio/diag']).toEqual(expect.arrayContaining(['inspect', 'readLiveQueue', 'deviceRingMemory', 'selftest', 'DeviceRuleWatch', 'DEVICE_RULES', 'descriptorFlagNames', 'packedSlotState', 'barrierKind']));
-  expect(names['virtio-mmio/sim']).toEqual(expect.arrayContaining(['SimDevice', 'BlkModel', 'RngModel', 'ConsoleModel', 'NetModel']));
-  for (const name of ['MmioRegister', 'readLiveQueue', 'barrierKind', 'SimDevice', 'DeviceStatusMachine', 'SplitRingEngine', 'EpollLoop']) expect(names['virtio-mmio']).not.toContain(name);
+  expect(names['virtio-mmio/spec']).toEqual(
+    expect.arrayContaining([
+      'MmioRegister',
+      'SplitRing',
+      'PackedRing',
+      'BlkFeature',
+      'NetConfig',
+      'legacyLayout',
+      'QueueSelectTracker',
+      'DeviceId',
+      'FeatureBit',
+      'hasFeature',
+    ]),
+  );
+  expect(names['virtio-mmio/diag']).toEqual(
+    expect.arrayContaining([
+      'inspect',
+      'readLiveQueue',
+      'deviceRingMemory',
+      'selftest',
+      'DeviceRuleWatch',
+      'DEVICE_RULES',
+      'descriptorFlagNames',
+      'packedSlotState',
+      'barrierKind',
+    ]),
+  );
+  expect(names['virtio-mmio/sim']).toEqual(
+    expect.arrayContaining(['SimDevice', 'BlkModel', 'RngModel', 'ConsoleModel', 'NetModel']),
+  );
+  for (const name of [
+    'MmioRegister',
+    'readLiveQueue',
+    'barrierKind',
+    'SimDevice',
+    'DeviceStatusMachine',
+    'SplitRingEngine',
+    'EpollLoop',
+  ])
+    expect(names['virtio-mmio']).not.toContain(name);
   // The root's spec names are the spec entry's own objects, not copies.
-  const same = spawnSync(process.execPath, ['-e', "const r = require('virtio-mmio'), s = require('virtio-mmio/spec'); console.log(['DeviceId', 'FeatureBit', 'hasFeature'].every((n) => r[n] === s[n]))"], { cwd: resolve(__dirname, '..'), encoding: 'utf8', timeout: 10_000 });
+  const same = spawnSync(
+    process.execPath,
+    [
+      '-e',
+      "const r = require('virtio-mmio'), s = require('virtio-mmio/spec'); console.log(['DeviceId', 'FeatureBit', 'hasFeature'].every((n) => r[n] === s[n]))",
+    ],
+    { cwd: resolve(__dirname, '..'), encoding: 'utf8', timeout: 10_000 },
+  );
   expect(same.stdout.trim()).toBe('true');
 });
 
@@ -57,13 +154,21 @@ test('every entry loads from the built package and exposes its main classes', ()
     const sim = require('virtio-mmio/sim');
     console.log([typeof lib.MmioTransport, typeof lib.SplitQueue, typeof lib.VirtioRng, typeof lib.VirtioDriver, typeof lib.DriverSetup, typeof spec.legacyLayout, typeof diag.inspect, typeof diag.DeviceRuleWatch, typeof sim.SimDevice, typeof sim.RngModel].join(' '));
   `;
-  const child = spawnSync(process.execPath, ['-e', script], { cwd: resolve(__dirname, '..'), encoding: 'utf8', timeout: 10_000 });
+  const child = spawnSync(process.execPath, ['-e', script], {
+    cwd: resolve(__dirname, '..'),
+    encoding: 'utf8',
+    timeout: 10_000,
+  });
   expect(child.stderr).toBe('');
   expect(child.stdout.trim()).toBe(Array(10).fill('function').join(' '));
 });
 
 test('the virtio-mmio command (package bin) runs from the built package', () => {
-  const child = spawnSync(process.execPath, ['dist/cli/bin.js', 'scan', '--no-uio', '--sim', 'rng', '--json'], { cwd: resolve(__dirname, '..'), encoding: 'utf8', timeout: 10_000 });
+  const child = spawnSync(process.execPath, ['dist/cli/bin.js', 'scan', '--no-uio', '--sim', 'rng', '--json'], {
+    cwd: resolve(__dirname, '..'),
+    encoding: 'utf8',
+    timeout: 10_000,
+  });
   expect(child.stderr).toBe('');
   expect(child.status).toBe(0);
   expect(JSON.parse(child.stdout)).toMatchObject([{ where: 'sim:rng', device: 'ENTROPY', version: 2 }]);
@@ -76,11 +181,21 @@ test('ESM: every export of each entry is a named import', () => {
   const all = ENTRIES.flatMap((entry, i) => names[entry].map((name) => ({ entry, name, local: `e${i}_${name}` })));
   expect(names['virtio-mmio'].length).toBeGreaterThan(40);
   const script = [
-    ...ENTRIES.map((entry) => `import { ${all.filter((n) => n.entry === entry).map((n) => `${n.name} as ${n.local}`).join(', ')} } from '${entry}';`),
+    ...ENTRIES.map(
+      (entry) =>
+        `import { ${all
+          .filter((n) => n.entry === entry)
+          .map((n) => `${n.name} as ${n.local}`)
+          .join(', ')} } from '${entry}';`,
+    ),
     `const values = [${all.map((n) => n.local).join(', ')}];`,
     'console.log(values.filter((v) => v === undefined).length, values.length);',
   ].join('\n');
-  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: resolve(__dirname, '..'), encoding: 'utf8', timeout: 10_000 });
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: resolve(__dirname, '..'),
+    encoding: 'utf8',
+    timeout: 10_000,
+  });
   expect(child.stderr).toBe('');
   expect(child.stdout.trim()).toBe(`0 ${all.length}`);
 });

@@ -25,7 +25,12 @@ test('every ts block of README.md typechecks', () => {
       module: ts.ModuleKind.ES2022,
       moduleResolution: ts.ModuleResolutionKind.Node10,
       baseUrl: root,
-      paths: { 'virtio-mmio': ['lib/index.ts'], 'virtio-mmio/spec': ['lib/spec/index.ts'], 'virtio-mmio/diag': ['lib/diag/index.ts'], 'virtio-mmio/sim': ['lib/sim/index.ts'] },
+      paths: {
+        'virtio-mmio': ['lib/index.ts'],
+        'virtio-mmio/spec': ['lib/spec/index.ts'],
+        'virtio-mmio/diag': ['lib/diag/index.ts'],
+        'virtio-mmio/sim': ['lib/sim/index.ts'],
+      },
       types: ['node'],
       typeRoots: [join(root, 'node_modules/@types')],
       skipLibCheck: true,
@@ -33,7 +38,10 @@ test('every ts block of README.md typechecks', () => {
     });
     const problems = ts
       .getPreEmitDiagnostics(program)
-      .map((d) => `${d.file ? `${d.file.fileName.replace(dir, 'README')}: ` : ''}${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`);
+      .map(
+        (d) =>
+          `${d.file ? `${d.file.fileName.replace(dir, 'README')}: ` : ''}${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`,
+      );
     expect(problems).toEqual([]);
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -19,7 +19,11 @@ test('no trace() call when tracing is off', async () => {
     expect((await rng.read(32)).length).toBe(32);
   }
   {
-    using liar = new SimDevice({ memory, model: new BlkModel(), hostile: { seed: 1, behaviours: { 'used-id-out-of-range': true } } });
+    using liar = new SimDevice({
+      memory,
+      model: new BlkModel(),
+      hostile: { seed: 1, behaviours: { 'used-id-out-of-range': true } },
+    });
     using blk = VirtioBlk.open(new MmioTransport(liar, { interrupts: liar.interrupt }), { memory });
     await expect(blk.read(0, 512)).rejects.toMatchObject({ code: 'ERR_VIRTIO_BROKEN' });
   }

@@ -27,7 +27,9 @@ test('NODE_DEBUG=virtio-mmio traces status, features, queues, interrupts, a brea
   expect(text).toMatch(/-> ACKNOWLEDGE \| DRIVER \| DRIVER_OK \| FEATURES_OK\n/);
   expect(text).toMatch(/features sim ENTROPY \(4\): offered .*VERSION_1/);
   expect(text).toMatch(/features sim ENTROPY \(4\): accepted .*VERSION_1/);
-  expect(text).toMatch(/queue sim ENTROPY \(4\): queue 0 ready: size \d+ of QueueNumMax \d+, desc 0x[0-9a-f]+ driver 0x[0-9a-f]+ device 0x[0-9a-f]+\n/);
+  expect(text).toMatch(
+    /queue sim ENTROPY \(4\): queue 0 ready: size \d+ of QueueNumMax \d+, desc 0x[0-9a-f]+ driver 0x[0-9a-f]+ device 0x[0-9a-f]+\n/,
+  );
   expect(text).toMatch(/irq sim ENTROPY \(4\): InterruptStatus 0x1\n/);
   expect(text).toMatch(/status sim ENTROPY \(4\): reset \(Status 0\): .*transport closed\n/);
   expect(text).toMatch(/broken queue 0: used-id-out-of-range: /);

@@ -12,7 +12,8 @@ resetDevicesOnSignals({
   onReset(signal, labels) {
     // A progress bar (drawn on a terminal, or asked for) may own the current line.
     const bar = isTTY || process.argv.includes('--progress');
-    if (labels.length > 0) process.stderr.write(`${bar ? '\n' : ''}virtio-mmio: ${signal}: reset ${labels.join(', ')}\n`);
+    if (labels.length > 0)
+      process.stderr.write(`${bar ? '\n' : ''}virtio-mmio: ${signal}: reset ${labels.join(', ')}\n`);
   },
 });
 

@@ -23,19 +23,26 @@ export interface BenchPlan {
 /** A number of seconds in [0, max], or (0, max] when `positive`. */
 export function parseSeconds(name: string, text: string, max: number, positive: boolean): number {
   const n = /^(?:\d+\.?\d*|\.\d+)$/.test(text) ? Number(text) : NaN;
-  if (!(n <= max && (positive ? n > 0 : n >= 0))) throw new UsageError(`--${name} must be a number of seconds in ${positive ? '(0' : '[0'}, ${max}], got '${text}'`);
+  if (!(n <= max && (positive ? n > 0 : n >= 0)))
+    throw new UsageError(`--${name} must be a number of seconds in ${positive ? '(0' : '[0'}, ${max}], got '${text}'`);
   return n;
 }
 
 export function benchPlan(values: Values): BenchPlan {
   const depth = values.depth === undefined ? 1 : integerOption('depth', values.depth, 1, 1024);
   const duration = values.seconds === undefined ? 10 : parseSeconds('seconds', values.seconds, 3600, true);
-  const warmup = values.warmup === undefined ? Math.min(2, duration / 2) : parseSeconds('warmup', values.warmup, 60, false);
+  const warmup =
+    values.warmup === undefined ? Math.min(2, duration / 2) : parseSeconds('warmup', values.warmup, 60, false);
   const size = values.size === undefined ? 4096 : integerOption('size', values.size, BLK_SECTOR_SIZE, MAX_BENCH_SIZE);
-  if (size % BLK_SECTOR_SIZE !== 0) throw new UsageError(`--size must be a multiple of ${BLK_SECTOR_SIZE}, got ${size}`);
-  if (depth * size > MAX_BENCH_MEMORY) throw new UsageError(`--depth × --size is ${formatBytes(depth * size)} of DMA buffers, at most ${formatBytes(MAX_BENCH_MEMORY)}`);
+  if (size % BLK_SECTOR_SIZE !== 0)
+    throw new UsageError(`--size must be a multiple of ${BLK_SECTOR_SIZE}, got ${size}`);
+  if (depth * size > MAX_BENCH_MEMORY)
+    throw new UsageError(
+      `--depth × --size is ${formatBytes(depth * size)} of DMA buffers, at most ${formatBytes(MAX_BENCH_MEMORY)}`,
+    );
   const mode = (values.mode ?? 'interrupt') as QueueMode;
-  if (!['interrupt', 'poll', 'hybrid'].includes(mode)) throw new UsageError(`--mode must be interrupt, poll or hybrid, got '${values.mode}'`);
+  if (!['interrupt', 'poll', 'hybrid'].includes(mode))
+    throw new UsageError(`--mode must be interrupt, poll or hybrid, got '${values.mode}'`);
   return { depth, seconds: duration, warmup, size, mode, write: values.write ?? false };
 }
 
@@ -66,12 +73,17 @@ const round = (n: number, places: number): number => Math.round(n * 10 ** places
 
 export async function runBench(blk: VirtioBlk, context: Context, bench: BenchPlan): Promise<number> {
   const { depth, size, write: writing } = bench;
-  if (writing && blk.info.readOnly) throw new ReadOnlyError(`${context.where}: the device is read-only (VIRTIO_BLK_F_RO): no write benchmark`);
+  if (writing && blk.info.readOnly)
+    throw new ReadOnlyError(`${context.where}: the device is read-only (VIRTIO_BLK_F_RO): no write benchmark`);
   checkRange(blk, 0n, size);
   const blocks = Number(blk.info.bytes / BigInt(size));
   const perBlock = BigInt(size / BLK_SECTOR_SIZE);
   const totalMs = (bench.warmup + bench.seconds) * 1000;
-  const progress = progressFor(context, true, { total: totalMs, label: writing ? 'bench write' : 'bench read', unit: 'ms' });
+  const progress = progressFor(context, true, {
+    total: totalMs,
+    label: writing ? 'bench write' : 'bench read',
+    unit: 'ms',
+  });
   const runStarted = process.hrtime.bigint();
   const sinceStart = (): number => Number(process.hrtime.bigint() - runStarted) / 1e6;
   const buffers = Array.from({ length: depth }, () => blk.allocBuffer(size));
@@ -98,7 +110,10 @@ export async function runBench(blk: VirtioBlk, context: Context, bench: BenchPla
               count++;
               if (latencies) {
                 latencies.push(Number(t1 - t0) / 1000);
-                progress?.update(sinceStart(), `${Math.round(latencies.length / (Number(t1 - measuredSince) / 1e9))} IOPS`);
+                progress?.update(
+                  sinceStart(),
+                  `${Math.round(latencies.length / (Number(t1 - measuredSince) / 1e9))} IOPS`,
+                );
               } else {
                 progress?.update(sinceStart());
               }
@@ -173,4 +188,3 @@ function formatBench(r: BenchResult): string {
     '',
   ].join('\n');
 }
-

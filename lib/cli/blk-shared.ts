@@ -35,7 +35,11 @@ export interface Context {
 }
 
 /** A bar on stderr for long runs on a terminal (without --json), or whenever --progress is given. */
-export function progressFor(context: Context, long: boolean, options: { total: number; label: string; unit?: 'bytes' | 'ms' }): Progress | undefined {
+export function progressFor(
+  context: Context,
+  long: boolean,
+  options: { total: number; label: string; unit?: 'bytes' | 'ms' },
+): Progress | undefined {
   const { io, values } = context;
   const show = values.progress === true || (io.isTTY === true && long && !values.json);
   return show ? new Progress(io.stderr, { ...options, ...(context.now ? { now: context.now } : {}) }) : undefined;
@@ -44,9 +48,11 @@ export function progressFor(context: Context, long: boolean, options: { total: n
 /** Refuses [sector, sector + bytes) beyond the capacity before anything is sent (so no part of it is). */
 export function checkRange(blk: VirtioBlk, sector: bigint, bytes: number): void {
   const end = sector + BigInt(bytes / BLK_SECTOR_SIZE);
-  if (end > blk.info.capacity) throw outOfRange(`sectors ${sector}..${end} are beyond the device's capacity of ${blk.info.capacity} sectors`);
+  if (end > blk.info.capacity)
+    throw outOfRange(`sectors ${sector}..${end} are beyond the device's capacity of ${blk.info.capacity} sectors`);
 }
 
 export const elapsedMs = (since: number): number => Math.round((performance.now() - since) * 1000) / 1000;
 
-export const print = (context: Context, object: unknown): unknown => context.io.stdout.write(`${JSON.stringify(object)}\n`);
+export const print = (context: Context, object: unknown): unknown =>
+  context.io.stdout.write(`${JSON.stringify(object)}\n`);

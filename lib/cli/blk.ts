@@ -6,7 +6,16 @@ import type { DmaAllocator } from '../platform';
 import type { QueueMode } from '../queue';
 import { BLK_SECTOR_SIZE, DeviceId, BlkStatus, FeatureBit, hasFeature } from '../spec';
 import type { MmioTransport } from '../transport';
-import { UsageError, integerOption, oneTarget, parseOptions, reportFailure, wantsJson, type CliIo, type Command } from './cli-io';
+import {
+  UsageError,
+  integerOption,
+  oneTarget,
+  parseOptions,
+  reportFailure,
+  wantsJson,
+  type CliIo,
+  type Command,
+} from './cli-io';
 import { Progress, formatBytes } from './progress';
 import { hexDump } from './hex-dump';
 import { nameFeatures } from './inspect';
@@ -86,29 +95,46 @@ export async function runBlk(args: readonly string[], io: CliIo, deps: BlkDepend
     if (action === undefined) throw new UsageError('blk needs a device and an action: info, read, write or bench');
     const allowed = ACTION_OPTIONS[action];
     if (!allowed) throw new UsageError(`unknown blk action '${action}'`);
-    const stray = Object.keys(values).filter((name) => name !== 'json' && !allowed.includes(name as keyof typeof OPTIONS));
+    const stray = Object.keys(values).filter(
+      (name) => name !== 'json' && !allowed.includes(name as keyof typeof OPTIONS),
+    );
     if (stray.length > 0) throw new UsageError(`blk ${action} does not take --${stray.join(', --')}`);
     const rest = positionals.slice(2);
     const wantsSector = action === 'read' || action === 'write';
-    if (rest.length !== (wantsSector ? 1 : 0)) throw new UsageError(wantsSector ? `blk ${action} takes one sector number` : `blk ${action} takes no more arguments, got '${rest.join(' ')}'`);
+    if (rest.length !== (wantsSector ? 1 : 0))
+      throw new UsageError(
+        wantsSector
+          ? `blk ${action} takes one sector number`
+          : `blk ${action} takes no more arguments, got '${rest.join(' ')}'`,
+      );
     const target = oneTarget(positionals.slice(0, 1), io, 'blk');
     const run = plan(action, values as Values, rest[0]);
     const opened = deps.open(target);
     let blk: VirtioBlk | undefined;
     try {
-      blk = VirtioBlk.open(opened.transport, { memory: opened.memory, ...(run.queueMode ? { queueMode: run.queueMode } : {}) });
+      blk = VirtioBlk.open(opened.transport, {
+        memory: opened.memory,
+        ...(run.queueMode ? { queueMode: run.queueMode } : {}),
+      });
       return await run.execute(blk, { io, where: opened.where, values: values as Values, now: deps.now });
     } finally {
       blk?.close();
       opened.close();
     }
   } catch (error) {
-    return reportFailure(io, `blk${action && ACTION_OPTIONS[action] ? ` ${action}` : ''}`, error, { json: wantsJson(args), usage: BLK_USAGE });
+    return reportFailure(io, `blk${action && ACTION_OPTIONS[action] ? ` ${action}` : ''}`, error, {
+      json: wantsJson(args),
+      usage: BLK_USAGE,
+    });
   }
 }
 
 /** The action with its arguments checked (usage mistakes are found before the device is opened). */
-function plan(action: string, values: Values, sectorText?: string): { queueMode?: QueueMode; execute(blk: VirtioBlk, context: Context): Promise<number> } {
+function plan(
+  action: string,
+  values: Values,
+  sectorText?: string,
+): { queueMode?: QueueMode; execute(blk: VirtioBlk, context: Context): Promise<number> } {
   switch (action) {
     case 'info':
       return { execute: info };
@@ -133,7 +159,8 @@ function plan(action: string, values: Values, sectorText?: string): { queueMode?
 // ---- arguments ----
 
 function parseSector(text: string): bigint {
-  if (!/^(?:\d+|0x[0-9a-f]+)$/i.test(text)) throw new UsageError(`the sector must be a non-negative integer, got '${text}'`);
+  if (!/^(?:\d+|0x[0-9a-f]+)$/i.test(text))
+    throw new UsageError(`the sector must be a non-negative integer, got '${text}'`);
   return BigInt(text);
 }
 
@@ -142,20 +169,31 @@ function parseSector(text: string): bigint {
  * show part of the last sector).
  */
 function transferBytes(values: Values, anyLength = false): number {
-  if (values.bytes !== undefined && values.sectors !== undefined) throw new UsageError('give --bytes or --sectors, not both');
-  const bytes = values.sectors !== undefined ? integerOption('sectors', values.sectors, 1, MAX_TRANSFER / BLK_SECTOR_SIZE) * BLK_SECTOR_SIZE : values.bytes !== undefined ? integerOption('bytes', values.bytes, 1, MAX_TRANSFER) : BLK_SECTOR_SIZE;
-  if (!anyLength && bytes % BLK_SECTOR_SIZE !== 0) throw new UsageError(`--bytes must be a multiple of ${BLK_SECTOR_SIZE}, got ${bytes}`);
+  if (values.bytes !== undefined && values.sectors !== undefined)
+    throw new UsageError('give --bytes or --sectors, not both');
+  const bytes =
+    values.sectors !== undefined
+      ? integerOption('sectors', values.sectors, 1, MAX_TRANSFER / BLK_SECTOR_SIZE) * BLK_SECTOR_SIZE
+      : values.bytes !== undefined
+        ? integerOption('bytes', values.bytes, 1, MAX_TRANSFER)
+        : BLK_SECTOR_SIZE;
+  if (!anyLength && bytes % BLK_SECTOR_SIZE !== 0)
+    throw new UsageError(`--bytes must be a multiple of ${BLK_SECTOR_SIZE}, got ${bytes}`);
   return bytes;
 }
 
 /** The data a write sends: the --in file (read now, before the device is opened) or --pattern bytes. */
 function writeData(values: Values): Buffer {
-  if ((values.in === undefined) === (values.pattern === undefined)) throw new UsageError('blk write needs --in FILE or --pattern BYTE|random');
+  if ((values.in === undefined) === (values.pattern === undefined))
+    throw new UsageError('blk write needs --in FILE or --pattern BYTE|random');
   if (values.in !== undefined) {
-    if (values.bytes !== undefined || values.sectors !== undefined) throw new UsageError('--in writes the whole file: --bytes and --sectors go with --pattern');
+    if (values.bytes !== undefined || values.sectors !== undefined)
+      throw new UsageError('--in writes the whole file: --bytes and --sectors go with --pattern');
     const data = readFileSync(values.in);
     if (data.length === 0 || data.length % BLK_SECTOR_SIZE !== 0 || data.length > MAX_TRANSFER) {
-      throw new UsageError(`--in ${values.in}: its size must be a non-zero multiple of ${BLK_SECTOR_SIZE} bytes up to 1 GiB, it is ${data.length}`);
+      throw new UsageError(
+        `--in ${values.in}: its size must be a non-zero multiple of ${BLK_SECTOR_SIZE} bytes up to 1 GiB, it is ${data.length}`,
+      );
     }
     return data;
   }
@@ -166,13 +204,16 @@ function writeData(values: Values): Buffer {
 
 // ---- shared ----
 
-
 /**
  * Runs `each` over CHUNK-sized parts of [0, length), IN_FLIGHT at a time,
  * drawing `progress`. After a failure no new part starts; it returns once
  * none is in flight, then throws the first error.
  */
-async function inChunks(length: number, each: (offset: number, size: number) => Promise<void>, progress?: Progress): Promise<void> {
+async function inChunks(
+  length: number,
+  each: (offset: number, size: number) => Promise<void>,
+  progress?: Progress,
+): Promise<void> {
   let next = 0;
   let done = 0;
   let failure: { error: unknown } | undefined;
@@ -240,7 +281,9 @@ async function info(blk: VirtioBlk, context: Context): Promise<number> {
     `features: ${features}`,
   ];
   if (i.segMax !== undefined || i.sizeMax !== undefined) {
-    lines.push(`limits: ${i.segMax !== undefined ? `${i.segMax} segments per request` : 'any number of segments'}, ${i.sizeMax !== undefined ? `at most ${i.sizeMax} bytes each` : 'of any size'}`);
+    lines.push(
+      `limits: ${i.segMax !== undefined ? `${i.segMax} segments per request` : 'any number of segments'}, ${i.sizeMax !== undefined ? `at most ${i.sizeMax} bytes each` : 'of any size'}`,
+    );
   }
   context.io.stdout.write(`${lines.join('\n')}\n`);
   return 0;
@@ -254,7 +297,11 @@ async function read(blk: VirtioBlk, context: Context, sector: bigint, bytes: num
   checkRange(blk, sector, whole);
   const sectors = Buffer.allocUnsafe(whole);
   const started = performance.now();
-  await inChunks(whole, readInto(blk, sector, sectors), progressFor(context, whole > LONG_TRANSFER, { total: whole, label: 'read' }));
+  await inChunks(
+    whole,
+    readInto(blk, sector, sectors),
+    progressFor(context, whole > LONG_TRANSFER, { total: whole, label: 'read' }),
+  );
   const data = sectors.subarray(0, bytes);
   const ms = elapsedMs(started);
   const { out, json } = context.values;
@@ -265,7 +312,10 @@ async function read(blk: VirtioBlk, context: Context, sector: bigint, bytes: num
     writeFileSync(out, data);
     const sha256 = createHash('sha256').update(data).digest('hex');
     if (json) print(context, { where: context.where, sector: String(sector), bytes, ms, out, sha256 });
-    else context.io.stdout.write(`${context.where}: ${bytes} bytes from sector ${sector} written to ${out} in ${ms.toFixed(1)} ms (sha256 ${sha256})\n`);
+    else
+      context.io.stdout.write(
+        `${context.where}: ${bytes} bytes from sector ${sector} written to ${out} in ${ms.toFixed(1)} ms (sha256 ${sha256})\n`,
+      );
   } else if (json) {
     print(context, { where: context.where, sector: String(sector), bytes, ms, hex: data.toString('hex') });
   } else {
@@ -278,7 +328,8 @@ async function read(blk: VirtioBlk, context: Context, sector: bigint, bytes: num
 
 async function write(blk: VirtioBlk, context: Context, sector: bigint, data: Buffer): Promise<number> {
   // Checked here, before the first request: nothing is sent to a read-only device (§5.2.6.2).
-  if (blk.info.readOnly) throw new ReadOnlyError(`${context.where}: the device is read-only (VIRTIO_BLK_F_RO); nothing was written`);
+  if (blk.info.readOnly)
+    throw new ReadOnlyError(`${context.where}: the device is read-only (VIRTIO_BLK_F_RO); nothing was written`);
   checkRange(blk, sector, data.length);
   const long = data.length > LONG_TRANSFER;
   const started = performance.now();
@@ -302,11 +353,20 @@ async function write(blk: VirtioBlk, context: Context, sector: bigint, data: Buf
   let mismatch: { offset: number; deviceOffset: string; wrote: number; read: number } | undefined;
   if (context.values.verify) {
     const back = Buffer.allocUnsafe(data.length);
-    await inChunks(data.length, readInto(blk, sector, back), progressFor(context, long, { total: data.length, label: 'verify' }));
+    await inChunks(
+      data.length,
+      readInto(blk, sector, back),
+      progressFor(context, long, { total: data.length, label: 'verify' }),
+    );
     const offset = firstDifference(data, back);
     result.verified = offset < 0;
     if (offset >= 0) {
-      mismatch = { offset, deviceOffset: String(sector * BigInt(BLK_SECTOR_SIZE) + BigInt(offset)), wrote: data[offset], read: back[offset] };
+      mismatch = {
+        offset,
+        deviceOffset: String(sector * BigInt(BLK_SECTOR_SIZE) + BigInt(offset)),
+        wrote: data[offset],
+        read: back[offset],
+      };
       result.mismatch = mismatch;
     }
   }
@@ -320,7 +380,10 @@ async function write(blk: VirtioBlk, context: Context, sector: bigint, data: Buf
     context.io.stdout.write(`${lines.join('\n')}\n`);
   }
   if (mismatch) {
-    const error = new VerifyError(`verify failed: first difference at byte ${mismatch.offset} of the data (device byte ${mismatch.deviceOffset}): wrote ${hex(mismatch.wrote, 2)}, read back ${hex(mismatch.read, 2)}`, mismatch.offset);
+    const error = new VerifyError(
+      `verify failed: first difference at byte ${mismatch.offset} of the data (device byte ${mismatch.deviceOffset}): wrote ${hex(mismatch.wrote, 2)}, read back ${hex(mismatch.read, 2)}`,
+      mismatch.offset,
+    );
     // The JSON result (verified: false, mismatch) is already on stdout: the failure goes to stderr only.
     return reportFailure(context.io, 'blk write', error);
   }

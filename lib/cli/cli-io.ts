@@ -26,14 +26,18 @@ export const EXIT_USAGE = 2;
 
 /** The one device a command works on, from its positional arguments. */
 export function oneTarget(positionals: readonly string[], io: CliIo, command: string): Target {
-  if (positionals.length !== 1) throw new UsageError(`${command} takes one device, got ${positionals.length}${positionals.length ? ` ('${positionals.join("', '")}')` : ''}`);
+  if (positionals.length !== 1)
+    throw new UsageError(
+      `${command} takes one device, got ${positionals.length}${positionals.length ? ` ('${positionals.join("', '")}')` : ''}`,
+    );
   return parseTarget(positionals[0], io.sysfs ?? new UioSysfs());
 }
 
 /** The integer value of option `--name` (decimal or 0x hex) in [min, max]; UsageError otherwise. */
 export function integerOption(name: string, text: string, min: number, max: number): number {
   const n = /^(?:\d+|0x[0-9a-f]+)$/i.test(text) ? Number(text) : NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be an integer in [${min}, ${max}], got '${text}'`);
+  if (!Number.isSafeInteger(n) || n < min || n > max)
+    throw new UsageError(`--${name} must be an integer in [${min}, ${max}], got '${text}'`);
   return n;
 }
 
@@ -80,8 +84,12 @@ function reworded(command: string, error: unknown): unknown {
     case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
       return new UsageError(`${command} takes no arguments besides its options, got '${quoted}'`, { cause: error });
     case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
-      if (/does not take an argument/.test(message)) return new UsageError(`${option} takes no value`, { cause: error });
-      if (/ambiguous/.test(message)) return new UsageError(`${option} needs a value; write ${option}=VALUE for a value that starts with '-'`, { cause: error });
+      if (/does not take an argument/.test(message))
+        return new UsageError(`${option} takes no value`, { cause: error });
+      if (/ambiguous/.test(message))
+        return new UsageError(`${option} needs a value; write ${option}=VALUE for a value that starts with '-'`, {
+          cause: error,
+        });
       return new UsageError(`${option || 'an option'} needs a value`, { cause: error });
     default:
       return new UsageError(message, { cause: error });
@@ -116,9 +124,16 @@ export function describeFailure(error: unknown): { code: string; message: string
  * and is followed on stderr by `usage` (the command's usage text);
  * anything else exits 1.
  */
-export function reportFailure(io: CliIo, command: string, error: unknown, options: { json?: boolean; usage?: string } = {}): number {
+export function reportFailure(
+  io: CliIo,
+  command: string,
+  error: unknown,
+  options: { json?: boolean; usage?: string } = {},
+): number {
   const { code, message } = describeFailure(error);
-  io.stderr.write(`virtio-mmio${command ? ` ${command}` : ''}: ${message.startsWith(`${code}:`) ? message : `${code}: ${message}`}\n`);
+  io.stderr.write(
+    `virtio-mmio${command ? ` ${command}` : ''}: ${message.startsWith(`${code}:`) ? message : `${code}: ${message}`}\n`,
+  );
   const hint = (error as { hint?: unknown })?.hint;
   if (typeof hint === 'string' && !message.includes(hint)) io.stderr.write(`hint: ${hint}\n`);
   if (options.json) io.stdout.write(`${JSON.stringify({ error: { code, message } })}\n`);

@@ -4,7 +4,14 @@ import { PhysicalMemory, type DmaAllocator } from '../platform';
 import { DeviceStatus, MmioRegister, deviceIdName } from '../spec';
 import type { MmioTransport } from '../transport';
 import { UsageError, integerOption, oneTarget, parseOptions, reportFailure, type CliIo, type Command } from './cli-io';
-import { DRIVERS, deviceRingMemory, readLiveQueue, type LiveQueueDump, type LiveQueueOptions, type QueueDump } from '../diag';
+import {
+  DRIVERS,
+  deviceRingMemory,
+  readLiveQueue,
+  type LiveQueueDump,
+  type LiveQueueOptions,
+  type QueueDump,
+} from '../diag';
 import { openForDriver, openRegisters, type Target } from './targets';
 
 interface DumpArgs {
@@ -16,7 +23,8 @@ interface DumpArgs {
 const MAX_QUEUE = 0xffff;
 
 /** An optional integer option. */
-const integer = (name: string, text: string | undefined, min: number, max: number): number | undefined => (text === undefined ? undefined : integerOption(name, text, min, max));
+const integer = (name: string, text: string | undefined, min: number, max: number): number | undefined =>
+  text === undefined ? undefined : integerOption(name, text, min, max);
 
 function parse(args: readonly string[]): { target: string[]; dump: DumpArgs } {
   const { values, positionals } = parseOptions('dump', {
@@ -39,7 +47,8 @@ function parse(args: readonly string[]): { target: string[]; dump: DumpArgs } {
   const size = integer('size', values.size, 1, 32768);
   if (size !== undefined) options.size = size;
   if (values.format !== undefined) {
-    if (values.format !== 'split' && values.format !== 'packed') throw new UsageError(`--format must be split or packed, got '${values.format}'`);
+    if (values.format !== 'split' && values.format !== 'packed')
+      throw new UsageError(`--format must be split or packed, got '${values.format}'`);
     options.format = values.format;
   }
   const pageSize = integer('page-size', values['page-size'], 1, 1 << 30);
@@ -49,7 +58,8 @@ function parse(args: readonly string[]): { target: string[]; dump: DumpArgs } {
   }
   if (values.rings !== undefined) {
     const parts = values.rings.split(',');
-    if (parts.length !== 3 || !parts.every((p) => /^(0x[0-9a-f]+|\d+)$/i.test(p))) throw new UsageError(`--rings must be <desc>,<driver>,<device> device addresses, got '${values.rings}'`);
+    if (parts.length !== 3 || !parts.every((p) => /^(0x[0-9a-f]+|\d+)$/i.test(p)))
+      throw new UsageError(`--rings must be <desc>,<driver>,<device> device addresses, got '${values.rings}'`);
     const [desc, driver, device] = parts.map((p) => BigInt(p));
     options.addresses = { desc, driver, device };
   }
@@ -70,11 +80,18 @@ export const dumpCommand: Command = async (args: readonly string[], io: CliIo): 
   const { target: positionals, dump } = parse(args);
   const target = oneTarget(positionals, io, 'dump');
   try {
-    const result = (target.kind === 'device' ? readIfDrivenElsewhere(target, dump) : undefined) ?? (await driveAndDump(target, dump));
+    const result =
+      (target.kind === 'device' ? readIfDrivenElsewhere(target, dump) : undefined) ??
+      (await driveAndDump(target, dump));
     io.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     const memory = result.live.memory;
     // The rings could not be read: the dump above says so in JSON; stderr gets the failure line.
-    if ('error' in memory) return reportFailure(io, 'dump', Object.assign(new Error(memory.error.message), { code: memory.error.code, hint: memory.error.hint }));
+    if ('error' in memory)
+      return reportFailure(
+        io,
+        'dump',
+        Object.assign(new Error(memory.error.message), { code: memory.error.code, hint: memory.error.hint }),
+      );
     return 0;
   } catch (error) {
     if (error instanceof UsageError) throw error;
@@ -88,11 +105,18 @@ export const dumpCommand: Command = async (args: readonly string[], io: CliIo): 
  * step 8), or --live — through one opening of its registers; undefined
  * when nobody drives it (Status is read, nothing written).
  */
-function readIfDrivenElsewhere(target: Target, dump: DumpArgs): { where: string; driven: 'elsewhere'; live: LiveQueueDump } | undefined {
+function readIfDrivenElsewhere(
+  target: Target,
+  dump: DumpArgs,
+): { where: string; driven: 'elsewhere'; live: LiveQueueDump } | undefined {
   const opened = openRegisters(target);
   try {
     if (!dump.live && !(opened.regs.readl(MmioRegister.Status) & DeviceStatus.DRIVER_OK)) return undefined;
-    return { where: opened.where, driven: 'elsewhere', live: readLiveQueue(opened.regs, dump.queue, new PhysicalMemory(), dump.options) };
+    return {
+      where: opened.where,
+      driven: 'elsewhere',
+      live: readLiveQueue(opened.regs, dump.queue, new PhysicalMemory(), dump.options),
+    };
   } finally {
     opened.close();
   }
@@ -102,10 +126,16 @@ function readIfDrivenElsewhere(target: Target, dump: DumpArgs): { where: string;
  * Opens the driver for the device type; a request in flight for rng and blk (console and net post receive buffers on
  * open).
  */
-function openDriver(transport: MmioTransport, memory: DmaAllocator): { driver: VirtioDriver; inFlight: Promise<unknown>[] } {
+function openDriver(
+  transport: MmioTransport,
+  memory: DmaAllocator,
+): { driver: VirtioDriver; inFlight: Promise<unknown>[] } {
   const open = DRIVERS[transport.deviceId];
   if (!open) {
-    throw new TransportError(TransportError.WRONG_DEVICE, `${transport.label}: dump drives entropy, block, console and network devices, this is ${deviceIdName(transport.deviceId)}; use --live on a device another driver has set up`);
+    throw new TransportError(
+      TransportError.WRONG_DEVICE,
+      `${transport.label}: dump drives entropy, block, console and network devices, this is ${deviceIdName(transport.deviceId)}; use --live on a device another driver has set up`,
+    );
   }
   const driver = open(transport, { memory });
   if (driver instanceof VirtioRng) return { driver, inFlight: [driver.read(16)] };
@@ -113,7 +143,10 @@ function openDriver(transport: MmioTransport, memory: DmaAllocator): { driver: V
   return { driver, inFlight: [] };
 }
 
-async function driveAndDump(target: Target, dump: DumpArgs): Promise<{ where: string; driven: 'this process'; queue: QueueDump; live: LiveQueueDump }> {
+async function driveAndDump(
+  target: Target,
+  dump: DumpArgs,
+): Promise<{ where: string; driven: 'this process'; queue: QueueDump; live: LiveQueueDump }> {
   const opened = openForDriver(target);
   let driver: VirtioDriver | undefined;
   let inFlight: Promise<unknown>[] = [];
@@ -129,11 +162,19 @@ async function driveAndDump(target: Target, dump: DumpArgs): Promise<{ where: st
       geometry = driver.dumpQueue(dump.queue);
     } catch (error) {
       if (!(error instanceof RangeError)) throw error;
-      throw new TransportError(TransportError.QUEUE_UNAVAILABLE, `${opened.where}: the device has no queue ${dump.queue}, or the ${deviceIdName(opened.transport.deviceId)} driver does not use it`);
+      throw new TransportError(
+        TransportError.QUEUE_UNAVAILABLE,
+        `${opened.where}: the device has no queue ${dump.queue}, or the ${deviceIdName(opened.transport.deviceId)} driver does not use it`,
+      );
     }
     const options: LiveQueueOptions = { ...dump.options, size: geometry.size, format: geometry.format };
     // The address registers are write-only (§4.2.2): the driver knows where its rings are.
-    if (opened.transport.version === 2) options.addresses = { desc: BigInt(geometry.addresses.desc), driver: BigInt(geometry.addresses.driver), device: BigInt(geometry.addresses.device) };
+    if (opened.transport.version === 2)
+      options.addresses = {
+        desc: BigInt(geometry.addresses.desc),
+        driver: BigInt(geometry.addresses.driver),
+        device: BigInt(geometry.addresses.device),
+      };
     const live = readLiveQueue(opened.transport.regs, dump.queue, deviceRingMemory(opened.memory), options);
     // The driver's view is taken after the memory's: a real device works beside us, and a chain the
     // driver still sees unused now was unused when the memory was read (nothing is submitted between).

@@ -10,7 +10,18 @@ import { dumpCommand } from './dump';
 import { BLK_USAGE, blkCommand } from './blk';
 import { QUEUE_USAGE, queueCommand } from './queue';
 import { FAULT_CATALOGUE, faultEntry, parseFaultSetting, type HostileOptions } from '../sim';
-import { EXIT_OK, EXIT_USAGE, UsageError, oneTarget, parseOptions, reportFailure, wantsHelp, wantsJson, type CliIo, type Command } from './cli-io';
+import {
+  EXIT_OK,
+  EXIT_USAGE,
+  UsageError,
+  oneTarget,
+  parseOptions,
+  reportFailure,
+  wantsHelp,
+  wantsJson,
+  type CliIo,
+  type Command,
+} from './cli-io';
 import { NO_UIO_HINT, openForDriver, openRegisters, parseTarget, type Target } from './targets';
 
 export type { CliIo } from './cli-io';
@@ -74,7 +85,12 @@ ${EXIT_NOTE}`;
 
 /** `virtio-mmio <command> --help`: the command's synopsis and description, what <dev> is, the exit statuses. */
 const HELP: Record<string, string> = {
-  ...Object.fromEntries(Object.entries(SUMMARIES).map(([name, text]) => [name, `usage: virtio-mmio ${text.trimStart()}\n${DEVICE_NOTE}\n${EXIT_NOTE}`])),
+  ...Object.fromEntries(
+    Object.entries(SUMMARIES).map(([name, text]) => [
+      name,
+      `usage: virtio-mmio ${text.trimStart()}\n${DEVICE_NOTE}\n${EXIT_NOTE}`,
+    ]),
+  ),
   blk: `${BLK_USAGE}\n${DEVICE_NOTE}\n${EXIT_NOTE}`,
   queue: `${QUEUE_USAGE}\n${DEVICE_NOTE}\n${EXIT_NOTE}`,
 };
@@ -97,7 +113,9 @@ const COMMANDS: Record<string, Command> = {
 /** This package's version, from its package.json (two levels up in lib/ and in dist/). */
 export function packageVersion(): string {
   try {
-    const { version } = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version?: unknown };
+    const { version } = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
+      version?: unknown;
+    };
     return typeof version === 'string' ? version : 'unknown';
   } catch {
     return 'unknown';
@@ -114,12 +132,17 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
     // `help <command>` is `<command> --help`.
     const help = rest.length === 1 ? commandHelp(rest[0]) : undefined;
-    if (rest.length > 0 && help === undefined) return reportFailure(io, '', new UsageError(`no command '${rest.join(' ')}' to help with`), { usage: USAGE });
+    if (rest.length > 0 && help === undefined)
+      return reportFailure(io, '', new UsageError(`no command '${rest.join(' ')}' to help with`), { usage: USAGE });
     io.stdout.write(help ?? USAGE);
     return command === undefined ? EXIT_USAGE : EXIT_OK;
   }
   const run = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
-  if (!run) return reportFailure(io, '', new UsageError(`unknown command '${command}'`), { json: wantsJson(rest), usage: USAGE });
+  if (!run)
+    return reportFailure(io, '', new UsageError(`unknown command '${command}'`), {
+      json: wantsJson(rest),
+      usage: USAGE,
+    });
   if (wantsHelp(rest)) {
     io.stdout.write(HELP[command]);
     return EXIT_OK;
@@ -134,20 +157,34 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
 function scanCommand(args: readonly string[], io: CliIo): number {
   const { values } = parseOptions('scan', {
     args: [...args],
-    options: { device: { type: 'string', multiple: true }, sim: { type: 'string', multiple: true }, 'no-uio': { type: 'boolean' }, 'no-cmdline': { type: 'boolean' }, json: { type: 'boolean' } },
+    options: {
+      device: { type: 'string', multiple: true },
+      sim: { type: 'string', multiple: true },
+      'no-uio': { type: 'boolean' },
+      'no-cmdline': { type: 'boolean' },
+      json: { type: 'boolean' },
+    },
   });
   const sysfs = io.sysfs ?? new UioSysfs();
   const targets: Target[] = [];
   const cmdlineFailure: ScanEntry[] = [];
-  if (!values['no-uio']) for (const spec of discoverUio(sysfs)) targets.push({ kind: 'device', spec, where: describeSpec(spec) });
+  if (!values['no-uio'])
+    for (const spec of discoverUio(sysfs)) targets.push({ kind: 'device', spec, where: describeSpec(spec) });
   const given = (values.device ?? []).map((text) => parseTarget(text, sysfs));
   if (!values['no-cmdline']) {
     try {
       // A window also given with --device is listed once, as given.
-      const bases = new Set(given.map((t) => (t.kind === 'device' && t.spec.kind === 'physical' ? t.spec.base : undefined)));
-      for (const spec of discoverCmdline(io.cmdline)) if (!bases.has(spec.base)) targets.push({ kind: 'device', spec, where: describeSpec(spec) });
+      const bases = new Set(
+        given.map((t) => (t.kind === 'device' && t.spec.kind === 'physical' ? t.spec.base : undefined)),
+      );
+      for (const spec of discoverCmdline(io.cmdline))
+        if (!bases.has(spec.base)) targets.push({ kind: 'device', spec, where: describeSpec(spec) });
     } catch (error) {
-      cmdlineFailure.push({ where: io.cmdline === undefined ? PROC_CMDLINE : 'kernel command line', kind: 'physical', error: describeError(error) });
+      cmdlineFailure.push({
+        where: io.cmdline === undefined ? PROC_CMDLINE : 'kernel command line',
+        kind: 'physical',
+        error: describeError(error),
+      });
     }
   }
   targets.push(...given);
@@ -162,11 +199,19 @@ function scanCommand(args: readonly string[], io: CliIo): number {
 }
 
 async function inspectCommand(args: readonly string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseOptions('inspect', { args: [...args], options: { reset: { type: 'boolean' }, json: { type: 'boolean' } }, allowPositionals: true });
+  const { values, positionals } = parseOptions('inspect', {
+    args: [...args],
+    options: { reset: { type: 'boolean' }, json: { type: 'boolean' } },
+    allowPositionals: true,
+  });
   const target = oneTarget(positionals, io, 'inspect');
   const opened = openRegisters(target);
   try {
-    const report = inspect(opened.regs, { reset: values.reset ?? false, windowFrom: opened.windowFrom, windowNote: opened.windowNote });
+    const report = inspect(opened.regs, {
+      reset: values.reset ?? false,
+      windowFrom: opened.windowFrom,
+      windowNote: opened.windowNote,
+    });
     io.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatInspect(report));
     return report.problem ? 1 : 0;
   } finally {
@@ -175,10 +220,15 @@ async function inspectCommand(args: readonly string[], io: CliIo): Promise<numbe
 }
 
 async function rngCommand(args: readonly string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseOptions('rng', { args: [...args], options: { bytes: { type: 'string' }, json: { type: 'boolean' } }, allowPositionals: true });
+  const { values, positionals } = parseOptions('rng', {
+    args: [...args],
+    options: { bytes: { type: 'string' }, json: { type: 'boolean' } },
+    allowPositionals: true,
+  });
   const target = oneTarget(positionals, io, 'rng');
   const bytes = values.bytes === undefined ? 32 : Number(values.bytes);
-  if (!Number.isInteger(bytes) || bytes < 1 || bytes > 1 << 30) throw new UsageError(`--bytes must be an integer in [1, 2^30], got ${values.bytes}`);
+  if (!Number.isInteger(bytes) || bytes < 1 || bytes > 1 << 30)
+    throw new UsageError(`--bytes must be an integer in [1, 2^30], got ${values.bytes}`);
   const opened = openForDriver(target);
   let rng: VirtioRng | undefined;
   try {
@@ -186,8 +236,12 @@ async function rngCommand(args: readonly string[], io: CliIo): Promise<number> {
     const started = performance.now();
     const data = await rng.read(bytes);
     const ms = performance.now() - started;
-    if (values.json) io.stdout.write(`${JSON.stringify({ where: opened.where, bytes: data.length, ms: Math.round(ms * 1000) / 1000, hex: data.toString('hex') })}\n`);
-    else io.stdout.write(`${opened.where}: ${data.length} random bytes in ${ms.toFixed(1)} ms\n${data.toString('hex')}\n`);
+    if (values.json)
+      io.stdout.write(
+        `${JSON.stringify({ where: opened.where, bytes: data.length, ms: Math.round(ms * 1000) / 1000, hex: data.toString('hex') })}\n`,
+      );
+    else
+      io.stdout.write(`${opened.where}: ${data.length} random bytes in ${ms.toFixed(1)} ms\n${data.toString('hex')}\n`);
     return 0;
   } finally {
     rng?.close();
@@ -198,18 +252,29 @@ async function rngCommand(args: readonly string[], io: CliIo): Promise<number> {
 async function selftestCommand(args: readonly string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseOptions('selftest', {
     args: [...args],
-    options: { strict: { type: 'boolean' }, timeout: { type: 'string' }, json: { type: 'boolean' }, hostile: { type: 'string', multiple: true } },
+    options: {
+      strict: { type: 'boolean' },
+      timeout: { type: 'string' },
+      json: { type: 'boolean' },
+      hostile: { type: 'string', multiple: true },
+    },
     allowPositionals: true,
   });
   const target = oneTarget(positionals, io, 'selftest');
   const timeoutMs = values.timeout === undefined ? 5000 : Number(values.timeout);
-  if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 600_000) throw new UsageError(`--timeout must be milliseconds in [1, 600000], got ${values.timeout}`);
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 600_000)
+    throw new UsageError(`--timeout must be milliseconds in [1, 600000], got ${values.timeout}`);
   let hostile: HostileOptions | undefined;
   if (values.hostile?.length) {
     if (target.kind !== 'sim') throw new UsageError('--hostile works on sim devices only');
     hostile = { seed: 1, behaviours: Object.fromEntries(values.hostile.map(parseHostile)) };
   }
-  const report = await selftest(target, { strict: values.strict ?? false, timeoutMs, echoTimeoutMs: Math.min(2000, timeoutMs), sim: hostile ? { hostile } : undefined });
+  const report = await selftest(target, {
+    strict: values.strict ?? false,
+    timeoutMs,
+    echoTimeoutMs: Math.min(2000, timeoutMs),
+    sim: hostile ? { hostile } : undefined,
+  });
   io.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatSelftest(report));
   return report.ok ? 0 : 1;
 }
@@ -217,7 +282,10 @@ async function selftestCommand(args: readonly string[], io: CliIo): Promise<numb
 /** `--hostile name[=value]`: one fault of FAULT_CATALOGUE, its value filling the entry's parameter. */
 function parseHostile(text: string): [string, unknown] {
   const name = text.split('=', 1)[0];
-  if (!faultEntry(name)) throw new UsageError(`unknown --hostile behaviour '${name}' (known: ${FAULT_CATALOGUE.map((b) => b.name).join(', ')})`);
+  if (!faultEntry(name))
+    throw new UsageError(
+      `unknown --hostile behaviour '${name}' (known: ${FAULT_CATALOGUE.map((b) => b.name).join(', ')})`,
+    );
   try {
     return parseFaultSetting(text);
   } catch (error) {

@@ -43,7 +43,8 @@ export class Progress {
     private readonly out: ProgressOutput,
     options: ProgressOptions,
   ) {
-    if (!(Number.isFinite(options.total) && options.total >= 0)) throw outOfRange(`total must be a finite number ≥ 0, got ${options.total}`);
+    if (!(Number.isFinite(options.total) && options.total >= 0))
+      throw outOfRange(`total must be a finite number ≥ 0, got ${options.total}`);
     this.total = options.total;
     this.label = options.label;
     this.unit = options.unit ?? 'bytes';
@@ -85,7 +86,10 @@ export class Progress {
     const filled = Math.round(fraction * this.width);
     const bar = `[${'#'.repeat(filled)}${' '.repeat(this.width - filled)}]`;
     const seconds = (now - this.started) / 1000;
-    const amount = this.unit === 'bytes' ? `${formatBytes(this.done)} / ${formatBytes(this.total)}` : `${(this.done / 1000).toFixed(1)} s / ${(this.total / 1000).toFixed(1)} s`;
+    const amount =
+      this.unit === 'bytes'
+        ? `${formatBytes(this.done)} / ${formatBytes(this.total)}`
+        : `${(this.done / 1000).toFixed(1)} s / ${(this.total / 1000).toFixed(1)} s`;
     const rate = this.unit === 'bytes' ? `  ${seconds > 0 ? formatBytes(this.done / seconds) : '-'}/s` : '';
     const pct = `${String(Math.floor(fraction * 100)).padStart(3)} %`;
     return `${this.label} ${bar} ${pct}  ${amount}${rate}${detail ? `  ${detail}` : ''}`;

@@ -4,7 +4,17 @@ import { freeIfLive, type DmaAllocator, type DmaRegion, type RegisterBlock } fro
 import { POLL_TIMEOUT_MAX_MS } from '../platform/register-block';
 import { FeatureBit, deviceIdName, feature, hasFeature } from '../spec';
 import type { VirtioTransport } from '../transport';
-import { UsageError, describeFailure, integerOption, oneTarget, parseOptions, reportFailure, wantsJson, type CliIo, type Command } from './cli-io';
+import {
+  UsageError,
+  describeFailure,
+  integerOption,
+  oneTarget,
+  parseOptions,
+  reportFailure,
+  wantsJson,
+  type CliIo,
+  type Command,
+} from './cli-io';
 import { DEVICE_RULES, DeviceRuleWatch, type DeviceRuleViolation } from '../diag';
 import { hexDump } from './hex-dump';
 import { featureBitByName, nameFeatures } from './inspect';
@@ -145,7 +155,8 @@ function parse(args: readonly string[], io: CliIo): { plan: QueuePlan; target: T
   if (values.queue === undefined) throw new UsageError('queue needs --queue N');
   const ins = (values.in ?? []).map((text) => integerOption('in', text, 1, MAX_BUFFER));
   const out = values.out === undefined ? undefined : outBytes(values.out);
-  if (!out && ins.length === 0) throw new UsageError('queue needs something to post: --out HEX|@FILE, --in SIZE, or both');
+  if (!out && ins.length === 0)
+    throw new UsageError('queue needs something to post: --out HEX|@FILE, --in SIZE, or both');
   const target = oneTarget(positionals, io, 'queue');
   return {
     target,
@@ -157,7 +168,8 @@ function parse(args: readonly string[], io: CliIo): { plan: QueuePlan; target: T
       exclude: values.exclude,
       chains: values.chains === undefined ? 1 : integerOption('chains', values.chains, 1, MAX_CHAINS),
       size: values.size === undefined ? undefined : integerOption('size', values.size, 1, 32768),
-      timeoutMs: values.timeout === undefined ? DEFAULT_TIMEOUT_MS : integerOption('timeout', values.timeout, 1, 600_000),
+      timeoutMs:
+        values.timeout === undefined ? DEFAULT_TIMEOUT_MS : integerOption('timeout', values.timeout, 1, 600_000),
       strict: values.strict ?? false,
       json: values.json ?? false,
     },
@@ -168,11 +180,13 @@ function parse(args: readonly string[], io: CliIo): { plan: QueuePlan; target: T
 function outBytes(text: string): Buffer {
   if (text.startsWith('@')) {
     const data = readFileSync(text.slice(1));
-    if (data.length === 0 || data.length > MAX_BUFFER) throw new UsageError(`--out ${text}: the file must hold 1 byte to 1 MiB, it holds ${data.length}`);
+    if (data.length === 0 || data.length > MAX_BUFFER)
+      throw new UsageError(`--out ${text}: the file must hold 1 byte to 1 MiB, it holds ${data.length}`);
     return data;
   }
   const digits = text.replace(/^0x/i, '').replace(/[\s:]/g, '');
-  if (!/^(?:[0-9a-f]{2})+$/i.test(digits) || digits.length / 2 > MAX_BUFFER) throw new UsageError(`--out must be hex bytes (an even number of hex digits, up to 1 MiB) or @FILE, got '${text}'`);
+  if (!/^(?:[0-9a-f]{2})+$/i.test(digits) || digits.length / 2 > MAX_BUFFER)
+    throw new UsageError(`--out must be hex bytes (an even number of hex digits, up to 1 MiB) or @FILE, got '${text}'`);
   return Buffer.from(digits, 'hex');
 }
 
@@ -182,7 +196,10 @@ function featureMask(option: string, text: string | undefined, deviceId: number)
   let mask = 0n;
   for (const item of text.split(',').map((s) => s.trim())) {
     const bit = /^\d+$/.test(item) ? Number(item) : featureBitByName(deviceId, item);
-    if (bit === undefined || bit > 63) throw new UsageError(`--${option}: '${item}' is neither a feature bit number (0-63) nor a feature name of ${deviceIdName(deviceId)} or of the transport`);
+    if (bit === undefined || bit > 63)
+      throw new UsageError(
+        `--${option}: '${item}' is neither a feature bit number (0-63) nor a feature name of ${deviceIdName(deviceId)} or of the transport`,
+      );
     mask |= feature(bit);
   }
   return mask;
@@ -201,7 +218,11 @@ class BringUpDriver extends VirtioDriver {
     super(started);
   }
 
-  static open(transport: VirtioTransport, options: DriverOptions, plan: { features: bigint; queue: number; size: number }): BringUpDriver {
+  static open(
+    transport: VirtioTransport,
+    options: DriverOptions,
+    plan: { features: bigint; queue: number; size: number },
+  ): BringUpDriver {
     const setup = DriverSetup.begin(transport, options);
     try {
       // §3.1.1 steps 1–6, for whatever type the device is; every feature named must be offered.
@@ -224,15 +245,24 @@ class BringUpDriver extends VirtioDriver {
    * One chain: `out` device-readable, then a device-writable buffer of each of `ins` bytes (§2.7.4.2); what the device
    * wrote.
    */
-  async send(out: Uint8Array | undefined, ins: readonly number[], timeoutMs: number): Promise<{ usedLen: number; written: Buffer }> {
+  async send(
+    out: Uint8Array | undefined,
+    ins: readonly number[],
+    timeoutMs: number,
+  ): Promise<{ usedLen: number; written: Buffer }> {
     const readable = out ? [this.memory.allocate(out.length)] : [];
     if (out) new Uint8Array(readable[0].view, readable[0].offset, out.length).set(out);
     const writable: DmaRegion[] = [];
     try {
       for (const size of ins) writable.push(this.memory.allocate(size));
-      const usedLen = await this.queue(this.index).submit({ readable: readable.map((region) => ({ region })), writable: writable.map((region) => ({ region })) }, { timeoutMs });
+      const usedLen = await this.queue(this.index).submit(
+        { readable: readable.map((region) => ({ region })), writable: writable.map((region) => ({ region })) },
+        { timeoutMs },
+      );
       // The queue has checked usedLen ≤ the writable bytes (§2.7.8.1); the device wrote that much, in chain order.
-      const written = Buffer.concat(writable.map((r) => Buffer.from(new Uint8Array(r.view, r.offset, r.size)))).subarray(0, usedLen);
+      const written = Buffer.concat(
+        writable.map((r) => Buffer.from(new Uint8Array(r.view, r.offset, r.size))),
+      ).subarray(0, usedLen);
       return { usedLen, written };
     } finally {
       // A chain the device still holds (a timeout) keeps its memory: the allocator defers these frees until it comes
@@ -255,7 +285,16 @@ async function bringUp(target: Target, plan: QueuePlan, deps: QueueDependencies)
     const features = featureMask('features', plan.features, transport.deviceId);
     const exclude = featureMask('exclude', plan.exclude, transport.deviceId);
     try {
-      driver = BringUpDriver.open(transport, { memory: opened.memory, requestTimeoutMs: plan.timeoutMs, excludeFeatures: exclude, ...(plan.size ? { queueSize: plan.size } : {}) }, { features, queue: plan.queue, size: plan.size ?? DEFAULT_QUEUE_SIZE });
+      driver = BringUpDriver.open(
+        transport,
+        {
+          memory: opened.memory,
+          requestTimeoutMs: plan.timeoutMs,
+          excludeFeatures: exclude,
+          ...(plan.size ? { queueSize: plan.size } : {}),
+        },
+        { features, queue: plan.queue, size: plan.size ?? DEFAULT_QUEUE_SIZE },
+      );
     } catch (error) {
       watch?.noteError(error);
       throw error;
@@ -269,7 +308,12 @@ async function bringUp(target: Target, plan: QueuePlan, deps: QueueDependencies)
         const started = performance.now();
         try {
           const { usedLen, written } = await d.send(plan.out, plan.ins, plan.timeoutMs);
-          return { ...result, usedLen, hex: written.toString('hex'), ms: Math.round((performance.now() - started) * 1000) / 1000 };
+          return {
+            ...result,
+            usedLen,
+            hex: written.toString('hex'),
+            ms: Math.round((performance.now() - started) * 1000) / 1000,
+          };
         } catch (error) {
           watch?.noteError(error);
           return { ...result, error: describeFailure(error) };
@@ -285,7 +329,11 @@ async function bringUp(target: Target, plan: QueuePlan, deps: QueueDependencies)
       vendorId: `0x${(transport.vendorId >>> 0).toString(16)}${vendorText(transport.vendorId) ? ` "${vendorText(transport.vendorId)}"` : ''}`,
       offered: `0x${transport.deviceFeatures.toString(16)}`,
       features: nameFeatures(transport.deviceId, driver.features).map((f) => f.name),
-      queue: { index: plan.queue, size: driver.size, ring: hasFeature(driver.features, FeatureBit.RING_PACKED) ? 'packed' : 'split' },
+      queue: {
+        index: plan.queue,
+        size: driver.size,
+        ring: hasFeature(driver.features, FeatureBit.RING_PACKED) ? 'packed' : 'split',
+      },
       chains,
       interrupts: 0,
       ok: false,
@@ -295,8 +343,16 @@ async function bringUp(target: Target, plan: QueuePlan, deps: QueueDependencies)
     d.close();
     const { interrupts, spuriousInterrupts, unknownInterruptBits } = transport.stats;
     report.interrupts = interrupts;
-    if (spuriousInterrupts > 0) watch?.note('interrupts-with-cause', `${spuriousInterrupts} of ${interrupts + spuriousInterrupts} wake-ups found InterruptStatus 0`);
-    if (unknownInterruptBits > 0) watch?.note('interrupt-status-defined-bits', `${unknownInterruptBits} wake-ups found undefined InterruptStatus bits`);
+    if (spuriousInterrupts > 0)
+      watch?.note(
+        'interrupts-with-cause',
+        `${spuriousInterrupts} of ${interrupts + spuriousInterrupts} wake-ups found InterruptStatus 0`,
+      );
+    if (unknownInterruptBits > 0)
+      watch?.note(
+        'interrupt-status-defined-bits',
+        `${unknownInterruptBits} wake-ups found undefined InterruptStatus bits`,
+      );
     const chainsOk = chains.every((c) => !c.error);
     if (watch) {
       report.strict = { rules: Object.keys(DEVICE_RULES).length, violations: watch.violations };
@@ -322,7 +378,9 @@ export function formatQueue(report: QueueReport): string {
   for (const c of report.chains) {
     const posted = `${c.out} bytes out, ${c.in.length ? `${c.in.join(' + ')} bytes in` : 'nothing in'}`;
     if (c.error) {
-      lines.push(`chain ${c.chain} (${posted}): FAILED ${c.error.message.startsWith(`${c.error.code}:`) ? c.error.message : `${c.error.code}: ${c.error.message}`}`);
+      lines.push(
+        `chain ${c.chain} (${posted}): FAILED ${c.error.message.startsWith(`${c.error.code}:`) ? c.error.message : `${c.error.code}: ${c.error.message}`}`,
+      );
       continue;
     }
     lines.push(`chain ${c.chain} (${posted}): used len ${c.usedLen} in ${c.ms!.toFixed(1)} ms`);
@@ -335,7 +393,10 @@ export function formatQueue(report: QueueReport): string {
     if (violations.length === 0) lines.push(`strict: ${rules} device rules checked, none broken`);
     else {
       lines.push(`strict: ${rules} device rules checked, ${violations.length} broken:`);
-      for (const v of violations) lines.push(`  ${v.level.toUpperCase()} §${v.section} ${v.rule}: ${v.text}\n      ${v.count === 1 ? '' : `${v.count} times; first: `}${v.detail}`);
+      for (const v of violations)
+        lines.push(
+          `  ${v.level.toUpperCase()} §${v.section} ${v.rule}: ${v.text}\n      ${v.count === 1 ? '' : `${v.count} times; first: `}${v.detail}`,
+        );
     }
   }
   lines.push(report.ok ? 'ok' : 'FAILED');

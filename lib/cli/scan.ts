@@ -28,7 +28,6 @@ export interface ScanEntry {
   error?: { code?: string; message: string };
 }
 
-
 /**
  * Probes each target through its register window alone — MagicValue,
  * Version, DeviceID, and VendorID and Status for a present device — and
@@ -42,11 +41,25 @@ export function scan(targets: readonly Target[]): ScanEntry[] {
       opened = openRegisters(target);
       const found = probe(opened.regs);
       const window = opened.windowFrom ? { window: hex(opened.regs.size), windowFrom: opened.windowFrom } : {};
-      const entry: ScanEntry = { where: target.where, kind, version: found.version, deviceId: found.deviceId, device: found.empty ? 'empty' : (deviceTypeName(found.deviceId) ?? `device ${found.deviceId}`), empty: found.empty, ...window };
+      const entry: ScanEntry = {
+        where: target.where,
+        kind,
+        version: found.version,
+        deviceId: found.deviceId,
+        device: found.empty ? 'empty' : (deviceTypeName(found.deviceId) ?? `device ${found.deviceId}`),
+        empty: found.empty,
+        ...window,
+      };
       if (found.empty) return entry;
       const status = opened.regs.readl(MmioRegister.Status);
       const vendor = vendorText(found.vendorId);
-      return { ...entry, vendorId: hex(found.vendorId), ...(vendor ? { vendor } : {}), status: hex(status), statusBits: describeStatus(status) };
+      return {
+        ...entry,
+        vendorId: hex(found.vendorId),
+        ...(vendor ? { vendor } : {}),
+        status: hex(status),
+        statusBits: describeStatus(status),
+      };
     } catch (error) {
       return { where: target.where, kind, error: describeError(error) };
     } finally {
@@ -60,12 +73,20 @@ export function formatScan(entries: readonly ScanEntry[]): string {
   const lines: string[] = [];
   let empty = 0;
   for (const e of entries) {
-    if (e.error) lines.push(`${e.where}: ${e.error.code && !e.error.message.startsWith(`${e.error.code}:`) ? `${e.error.code}: ` : ''}${e.error.message}`);
+    if (e.error)
+      lines.push(
+        `${e.where}: ${e.error.code && !e.error.message.startsWith(`${e.error.code}:`) ? `${e.error.code}: ` : ''}${e.error.message}`,
+      );
     else if (e.empty) empty++;
-    else lines.push(`${e.where}: ${e.device} (${e.deviceId}), virtio-mmio Version ${e.version}, vendor ${e.vendorId}${e.vendor ? ` "${e.vendor}"` : ''}, status ${e.status} (${e.statusBits})`);
+    else
+      lines.push(
+        `${e.where}: ${e.device} (${e.deviceId}), virtio-mmio Version ${e.version}, vendor ${e.vendorId}${e.vendor ? ` "${e.vendor}"` : ''}, status ${e.status} (${e.statusBits})`,
+      );
   }
   const present = entries.filter((e) => !e.error && !e.empty).length;
-  lines.unshift(`${entries.length} virtio-mmio transport${entries.length === 1 ? '' : 's'}: ${present} with a device, ${empty} empty${entries.length - present - empty ? `, ${entries.length - present - empty} not usable` : ''}`);
+  lines.unshift(
+    `${entries.length} virtio-mmio transport${entries.length === 1 ? '' : 's'}: ${present} with a device, ${empty} empty${entries.length - present - empty ? `, ${entries.length - present - empty} not usable` : ''}`,
+  );
   if (empty) lines.push(`(${empty} empty slot${empty === 1 ? '' : 's'}: DeviceID 0)`);
   return lines.join('\n') + '\n';
 }

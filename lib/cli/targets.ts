@@ -1,8 +1,23 @@
 import { DiscoveryError, UsageError } from '../errors';
-import { DmaPool, MmioWindow, UioSysfs, type InterruptSource, type RegisterBlock, type UioWindowSource } from '../platform';
+import {
+  DmaPool,
+  MmioWindow,
+  UioSysfs,
+  type InterruptSource,
+  type RegisterBlock,
+  type UioWindowSource,
+} from '../platform';
 import { BlkModel, ConsoleModel, NetModel, RngModel, SimDevice, type SimDeviceModel, type SimOptions } from '../sim';
 import { FeatureBit, features } from '../spec';
-import { MmioTransport, describeSpec, discoverUio, openTransport, parseDeviceSpec, type DeviceSpec, type OpenTransportOptions } from '../transport';
+import {
+  MmioTransport,
+  describeSpec,
+  discoverUio,
+  openTransport,
+  parseDeviceSpec,
+  type DeviceSpec,
+  type OpenTransportOptions,
+} from '../transport';
 
 /**
  * What a command works on: a transport bound to UIO (`/dev/uioN`, `uioN`),
@@ -10,7 +25,9 @@ import { MmioTransport, describeSpec, discoverUio, openTransport, parseDeviceSpe
  * device made in this process (`sim:<type>[:1|2|packed]`, type rng, blk,
  * console, net or empty) — for trying the tool without hardware.
  */
-export type Target = { readonly kind: 'device'; readonly spec: DeviceSpec; readonly where: string } | { readonly kind: 'sim'; readonly type: SimType; readonly version: 1 | 2 | 'packed'; readonly where: string };
+export type Target =
+  | { readonly kind: 'device'; readonly spec: DeviceSpec; readonly where: string }
+  | { readonly kind: 'sim'; readonly type: SimType; readonly version: 1 | 2 | 'packed'; readonly where: string };
 
 export const SIM_TYPES = ['rng', 'blk', 'console', 'net', 'empty'] as const;
 export type SimType = (typeof SIM_TYPES)[number];
@@ -70,7 +87,12 @@ function parseSim(text: string): Target {
   if (!(SIM_TYPES as readonly string[]).includes(type) || rest.length > 0 || !['1', '2', 'packed'].includes(version)) {
     throw new UsageError(`bad sim device '${text}': sim:<${SIM_TYPES.join('|')}>[:1|2|packed]`);
   }
-  return { kind: 'sim', type: type as SimType, version: version === 'packed' ? 'packed' : (Number(version) as 1 | 2), where: text };
+  return {
+    kind: 'sim',
+    type: type as SimType,
+    version: version === 'packed' ? 'packed' : (Number(version) as 1 | 2),
+    where: text,
+  };
 }
 
 function simModel(type: SimType): SimDeviceModel | undefined {
@@ -88,13 +110,29 @@ function simModel(type: SimType): SimDeviceModel | undefined {
   }
 }
 
-const PACKED_TRANSPORT = features(FeatureBit.VERSION_1, FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX, FeatureBit.RING_RESET, FeatureBit.RING_PACKED);
+const PACKED_TRANSPORT = features(
+  FeatureBit.VERSION_1,
+  FeatureBit.INDIRECT_DESC,
+  FeatureBit.EVENT_IDX,
+  FeatureBit.RING_RESET,
+  FeatureBit.RING_PACKED,
+);
 
 /** A software device for a sim target, with its own memory; close() closes both. */
-export function openSim(target: Extract<Target, { kind: 'sim' }>, extra: Partial<SimOptions> = {}): { sim: SimDevice; memory: DmaPool; close(): void } {
+export function openSim(
+  target: Extract<Target, { kind: 'sim' }>,
+  extra: Partial<SimOptions> = {},
+): { sim: SimDevice; memory: DmaPool; close(): void } {
   const memory = DmaPool.anonymous();
   const packed = target.version === 'packed';
-  const sim = new SimDevice({ memory, model: simModel(target.type), version: packed ? 2 : target.version, label: target.where, ...(packed ? { transportFeatures: PACKED_TRANSPORT } : {}), ...extra });
+  const sim = new SimDevice({
+    memory,
+    model: simModel(target.type),
+    version: packed ? 2 : target.version,
+    label: target.where,
+    ...(packed ? { transportFeatures: PACKED_TRANSPORT } : {}),
+    ...extra,
+  });
   return {
     sim,
     memory,
@@ -118,7 +156,13 @@ export function openRegisters(target: Target): OpenedTarget {
   }
   const window = MmioWindow.uioWindow(spec.device, spec.map ?? 0, { windowSize: spec.windowSize });
   const regs = MmioWindow.openUio(spec.device, spec.map ?? 0, { windowSize: spec.windowSize });
-  return { where: target.where, regs, windowFrom: window.from, ...(window.note ? { windowNote: window.note } : {}), close: () => regs.close() };
+  return {
+    where: target.where,
+    regs,
+    windowFrom: window.from,
+    ...(window.note ? { windowNote: window.note } : {}),
+    close: () => regs.close(),
+  };
 }
 
 export interface OpenForDriverOptions {
@@ -131,12 +175,18 @@ export interface OpenForDriverOptions {
 }
 
 /** A transport on `target` with DMA memory for a driver: hugetlb pages for hardware, plain memory for the sim. */
-export function openForDriver(target: Target, options: OpenForDriverOptions = {}): { where: string; transport: MmioTransport; memory: DmaPool; close(): void } {
+export function openForDriver(
+  target: Target,
+  options: OpenForDriverOptions = {},
+): { where: string; transport: MmioTransport; memory: DmaPool; close(): void } {
   if (target.kind === 'sim') {
     const opened = openSim(target, options.sim);
     let transport: MmioTransport;
     try {
-      transport = new MmioTransport(options.wrapRegisters ? options.wrapRegisters(opened.sim) : opened.sim, { ...options.transport, interrupts: opened.sim.interrupt as InterruptSource });
+      transport = new MmioTransport(options.wrapRegisters ? options.wrapRegisters(opened.sim) : opened.sim, {
+        ...options.transport,
+        interrupts: opened.sim.interrupt as InterruptSource,
+      });
     } catch (error) {
       opened.close();
       throw error;

@@ -48,9 +48,17 @@ export function readInfo(transport: VirtioTransport, negotiated: bigint): BlkInf
   const c = transport.config;
   return c.atomic(() => {
     const capacity = c.read64(BlkConfig.capacity);
-    if (capacity > MAX_CAPACITY) throw new TransportError(TransportError.CONFIG_INVALID, `${transport.label}: capacity ${capacity} sectors is more bytes than 64 bits count`);
+    if (capacity > MAX_CAPACITY)
+      throw new TransportError(
+        TransportError.CONFIG_INVALID,
+        `${transport.label}: capacity ${capacity} sectors is more bytes than 64 bits count`,
+      );
     const offered = has(BlkFeature.MQ) ? c.read16(BlkConfig.num_queues) : 1;
-    if (offered < 1) throw new TransportError(TransportError.CONFIG_INVALID, `${transport.label}: num_queues is 0 with VIRTIO_BLK_F_MQ`);
+    if (offered < 1)
+      throw new TransportError(
+        TransportError.CONFIG_INVALID,
+        `${transport.label}: num_queues is 0 with VIRTIO_BLK_F_MQ`,
+      );
     const queues = Math.min(offered, MAX_QUEUES);
     const blockSize = has(BlkFeature.BLK_SIZE) ? c.read32(BlkConfig.blk_size) : BLK_SECTOR_SIZE;
     return {
@@ -67,10 +75,18 @@ export function readInfo(transport: VirtioTransport, negotiated: bigint): BlkInf
       sizeMax: has(BlkFeature.SIZE_MAX) ? sizeMaxUsed(c.read32(BlkConfig.size_max)) : undefined,
       flush: has(BlkFeature.FLUSH),
       discard: has(BlkFeature.DISCARD)
-        ? { maxSectors: positive(c.read32(BlkConfig.max_discard_sectors)) ?? 1, maxSegments: positive(c.read32(BlkConfig.max_discard_seg)) ?? 1, alignment: c.read32(BlkConfig.discard_sector_alignment) }
+        ? {
+            maxSectors: positive(c.read32(BlkConfig.max_discard_sectors)) ?? 1,
+            maxSegments: positive(c.read32(BlkConfig.max_discard_seg)) ?? 1,
+            alignment: c.read32(BlkConfig.discard_sector_alignment),
+          }
         : undefined,
       writeZeroes: has(BlkFeature.WRITE_ZEROES)
-        ? { maxSectors: positive(c.read32(BlkConfig.max_write_zeroes_sectors)) ?? 1, maxSegments: positive(c.read32(BlkConfig.max_write_zeroes_seg)) ?? 1, mayUnmap: c.read8(BlkConfig.write_zeroes_may_unmap) !== 0 }
+        ? {
+            maxSectors: positive(c.read32(BlkConfig.max_write_zeroes_sectors)) ?? 1,
+            maxSegments: positive(c.read32(BlkConfig.max_write_zeroes_seg)) ?? 1,
+            mayUnmap: c.read8(BlkConfig.write_zeroes_may_unmap) !== 0,
+          }
         : undefined,
       topology: has(BlkFeature.TOPOLOGY)
         ? {

@@ -103,7 +103,10 @@ export class BlkRequestQueue {
   private readonly headers: DataView[];
   private readonly requests: SlotRequest[];
   /** Filled by capture() from inside `new Promise` (no executor closure per request). */
-  private captured: { resolve: (value: unknown) => void; reject: (error: unknown) => void } = { resolve: ignore, reject: ignore };
+  private captured: { resolve: (value: unknown) => void; reject: (error: unknown) => void } = {
+    resolve: ignore,
+    reject: ignore,
+  };
   private readonly capture = (resolve: (value: unknown) => void, reject: (error: unknown) => void): void => {
     this.captured.resolve = resolve;
     this.captured.reject = reject;
@@ -116,7 +119,10 @@ export class BlkRequestQueue {
   ) {
     const count = queue.size;
     this.slots = new SlotPool(count);
-    this.headers = Array.from({ length: count }, (_, slot) => new DataView(memory.view, memory.offset + slot * SLOT_BYTES, SLOT_BYTES));
+    this.headers = Array.from(
+      { length: count },
+      (_, slot) => new DataView(memory.view, memory.offset + slot * SLOT_BYTES, SLOT_BYTES),
+    );
     this.requests = Array.from({ length: count }, (_, slot) => new SlotRequest(this, slot, memory));
   }
 
@@ -129,7 +135,13 @@ export class BlkRequestQueue {
    * buffers (see TransferHooks). The status is read once, before the slot
    * is reused.
    */
-  send<T>(slot: number, transfer: Transfer, timeoutMs: number | undefined, hooks: TransferHooks, result: T): Promise<T> {
+  send<T>(
+    slot: number,
+    transfer: Transfer,
+    timeoutMs: number | undefined,
+    hooks: TransferHooks,
+    result: T,
+  ): Promise<T> {
     // Arrays of their exact length (a push would grow them past it).
     const out = transfer.out ?? NONE;
     const into = transfer.in ?? NONE;
@@ -149,8 +161,26 @@ export class BlkRequestQueue {
    * of `region` (device-writable for IN, readable otherwise), in the slot's
    * own chain. Nothing is allocated but the promise.
    */
-  sendOne<T>(slot: number, type: number, sector: bigint, region: DmaRegion, length: number, timeoutMs: number | undefined, hooks: TransferHooks, result: T): Promise<T> {
-    return this.start(slot, type, sector, type === BlkRequestType.IN ? length : 0, this.oneBufferChain(slot, type, region, length), timeoutMs, hooks, result);
+  sendOne<T>(
+    slot: number,
+    type: number,
+    sector: bigint,
+    region: DmaRegion,
+    length: number,
+    timeoutMs: number | undefined,
+    hooks: TransferHooks,
+    result: T,
+  ): Promise<T> {
+    return this.start(
+      slot,
+      type,
+      sector,
+      type === BlkRequestType.IN ? length : 0,
+      this.oneBufferChain(slot, type, region, length),
+      timeoutMs,
+      hooks,
+      result,
+    );
   }
 
   /**
@@ -158,7 +188,17 @@ export class BlkRequestQueue {
    * from within this call), with null and `result` or with the error.
    * Nothing is allocated for the request.
    */
-  sendOneCallback<T>(slot: number, type: number, sector: number | bigint, region: DmaRegion, length: number, timeoutMs: number | undefined, hooks: TransferHooks, result: T, callback: BlkCallback<T>): void {
+  sendOneCallback<T>(
+    slot: number,
+    type: number,
+    sector: number | bigint,
+    region: DmaRegion,
+    length: number,
+    timeoutMs: number | undefined,
+    hooks: TransferHooks,
+    result: T,
+    callback: BlkCallback<T>,
+  ): void {
     const chain = this.oneBufferChain(slot, type, region, length);
     this.prepare(slot, type, sector, type === BlkRequestType.IN ? length : 0, hooks, result);
     const request = this.requests[slot];
@@ -180,7 +220,11 @@ export class BlkRequestQueue {
    * Hands `chain` to the queue with the slot's callbacks; what enqueue
    * threw when it refused the request (it ran reclaim, giveBack, already).
    */
-  private place(request: SlotRequest, chain: QueueRequest, timeoutMs: number | undefined): { error: unknown } | undefined {
+  private place(
+    request: SlotRequest,
+    chain: QueueRequest,
+    timeoutMs: number | undefined,
+  ): { error: unknown } | undefined {
     request.options.timeoutMs = timeoutMs;
     try {
       // The queue copies the chain (ChainRecords, descriptors): the slot's arrays are free for its next request.
@@ -195,7 +239,14 @@ export class BlkRequestQueue {
   }
 
   /** Writes the request header and the slot's record of the request. */
-  private prepare(slot: number, type: number, sector: number | bigint, dataIn: number, hooks: TransferHooks, result: unknown): void {
+  private prepare(
+    slot: number,
+    type: number,
+    sector: number | bigint,
+    dataIn: number,
+    hooks: TransferHooks,
+    result: unknown,
+  ): void {
     const header = this.headers[slot];
     header.setUint32(0, type, true);
     header.setUint32(4, 0, true);
@@ -213,11 +264,22 @@ export class BlkRequestQueue {
     request.result = result;
   }
 
-  private start<T>(slot: number, type: number, sector: bigint, dataIn: number, chain: QueueRequest, timeoutMs: number | undefined, hooks: TransferHooks, result: T): Promise<T> {
+  private start<T>(
+    slot: number,
+    type: number,
+    sector: bigint,
+    dataIn: number,
+    chain: QueueRequest,
+    timeoutMs: number | undefined,
+    hooks: TransferHooks,
+    result: T,
+  ): Promise<T> {
     this.prepare(slot, type, sector, dataIn, hooks, result);
     const request = this.requests[slot];
     request.callback = undefined;
-    const promise = new Promise<T>(this.capture as (resolve: (value: T) => void, reject: (error: unknown) => void) => void);
+    const promise = new Promise<T>(
+      this.capture as (resolve: (value: T) => void, reject: (error: unknown) => void) => void,
+    );
     const reject = this.captured.reject;
     request.resolve = this.captured.resolve;
     request.reject = reject;
@@ -265,10 +327,18 @@ function checkCompletion(request: SlotRequest, status: number, len: number): Err
   // A failed request may write only its status byte (the data is not valid then): only len 0 is short.
   const short = status === BlkStatus.OK ? len < expected : len < 1;
   if (short) {
-    return new ProtocolError(len === 0 ? 'blk-status-missing' : 'blk-short-read', `virtio-blk request type ${request.type} at sector ${request.sector}: the device reported ${len} bytes written, ${expected} expected`);
+    return new ProtocolError(
+      len === 0 ? 'blk-status-missing' : 'blk-short-read',
+      `virtio-blk request type ${request.type} at sector ${request.sector}: the device reported ${len} bytes written, ${expected} expected`,
+    );
   }
   if (status === BlkStatus.OK) return undefined;
-  const what = status === BlkStatus.IOERR ? 'an I/O error' : status === BlkStatus.UNSUPP ? 'unsupported request' : `unknown status ${status}`;
+  const what =
+    status === BlkStatus.IOERR
+      ? 'an I/O error'
+      : status === BlkStatus.UNSUPP
+        ? 'unsupported request'
+        : `unknown status ${status}`;
   return new DeviceIoError(`virtio-blk request type ${request.type} at sector ${request.sector}: ${what}`, status);
 }
 

@@ -15,7 +15,10 @@ const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
 /** The length of one buffer read(n) allocates, or of a stream's chunk: what one Buffer holds here. */
 export function checkLength(length: number): number {
   if (!Number.isInteger(length) || length < 1 || length % BLK_SECTOR_SIZE !== 0 || length > 2 ** 31) {
-    throw invalidArgValue(`length must be a positive multiple of ${BLK_SECTOR_SIZE} bytes up to 2 GiB, got ${length}`, 'range');
+    throw invalidArgValue(
+      `length must be a positive multiple of ${BLK_SECTOR_SIZE} bytes up to 2 GiB, got ${length}`,
+      'range',
+    );
   }
   return length;
 }
@@ -28,7 +31,8 @@ export function toByteOffset(name: string, value: number | bigint): bigint {
     if (!Number.isSafeInteger(value)) throw outOfRange(`${name} must be a safe integer or a bigint, got ${value}`);
     offset = BigInt(value);
   } else throw invalidArgType(`${name} must be a number or a bigint, got ${typeof value}`);
-  if (offset < 0n || offset % SECTOR_BIG !== 0n) throw invalidArgValue(`${name} must be a sector-aligned byte offset ≥ 0, got ${offset}`, 'range');
+  if (offset < 0n || offset % SECTOR_BIG !== 0n)
+    throw invalidArgValue(`${name} must be a sector-aligned byte offset ≥ 0, got ${offset}`, 'range');
   return offset;
 }
 
@@ -37,7 +41,8 @@ export function toSector(sector: number | bigint): bigint {
     if (sector < 0n) throw outOfRange(`sector must be ≥ 0, got ${sector}`);
     return sector;
   }
-  if (!Number.isSafeInteger(sector) || sector < 0) throw outOfRange(`sector must be a non-negative integer, got ${sector}`);
+  if (!Number.isSafeInteger(sector) || sector < 0)
+    throw outOfRange(`sector must be a non-negative integer, got ${sector}`);
   return BigInt(sector);
 }
 
@@ -58,7 +63,8 @@ export function fastCapacity(info: BlkInfo): number {
  * refuses.
  */
 export function sectorInRange(sector: number | bigint, bytes: number, capacity: number): number {
-  if (typeof sector !== 'number' || !Number.isSafeInteger(sector) || sector < 0 || bytes % BLK_SECTOR_SIZE !== 0) return -1;
+  if (typeof sector !== 'number' || !Number.isSafeInteger(sector) || sector < 0 || bytes % BLK_SECTOR_SIZE !== 0)
+    return -1;
   return sector + bytes / BLK_SECTOR_SIZE <= capacity ? sector : -1;
 }
 
@@ -71,16 +77,29 @@ export function sectorInRange(sector: number | bigint, bytes: number, capacity: 
  */
 export function checkRange(info: BlkInfo, sector: number | bigint, bytes: number | bigint): bigint {
   // The common case in plain numbers (no bigint arithmetic per request); anything else, and every refusal, below.
-  if (typeof sector === 'number' && typeof bytes === 'number' && Number.isSafeInteger(sector) && sector >= 0 && Number.isSafeInteger(bytes) && bytes >= 0 && bytes % BLK_SECTOR_SIZE === 0) {
+  if (
+    typeof sector === 'number' &&
+    typeof bytes === 'number' &&
+    Number.isSafeInteger(sector) &&
+    sector >= 0 &&
+    Number.isSafeInteger(bytes) &&
+    bytes >= 0 &&
+    bytes % BLK_SECTOR_SIZE === 0
+  ) {
     const end = sector + bytes / BLK_SECTOR_SIZE;
     const block = info.blockSize;
-    if (end <= Number.MAX_SAFE_INTEGER && end <= Number(info.capacity) && (block === BLK_SECTOR_SIZE || (bytes % block === 0 && sector % (block / BLK_SECTOR_SIZE) === 0))) {
+    if (
+      end <= Number.MAX_SAFE_INTEGER &&
+      end <= Number(info.capacity) &&
+      (block === BLK_SECTOR_SIZE || (bytes % block === 0 && sector % (block / BLK_SECTOR_SIZE) === 0))
+    ) {
       return BigInt(sector);
     }
   }
   const start = toSector(sector);
   const length = typeof bytes === 'bigint' ? bytes : Number.isSafeInteger(bytes) ? BigInt(bytes) : -1n;
-  if (length < 0n || length % SECTOR_BIG !== 0n) throw invalidArgValue(`length must be a multiple of ${BLK_SECTOR_SIZE} bytes, got ${String(bytes)}`, 'range');
+  if (length < 0n || length % SECTOR_BIG !== 0n)
+    throw invalidArgValue(`length must be a multiple of ${BLK_SECTOR_SIZE} bytes, got ${String(bytes)}`, 'range');
   const end = start + length / SECTOR_BIG;
   if (end > info.capacity) {
     throw outOfRange(`sectors ${start}..${end} are beyond the device's capacity of ${info.capacity} sectors`);
@@ -89,7 +108,10 @@ export function checkRange(info: BlkInfo, sector: number | bigint, bytes: number
   if (start % (block / SECTOR_BIG) !== 0n || length % block !== 0n) {
     // The logical block size (blk_size, which Linux's virtio_blk and QEMU take as such): a device fails a request
     // that does not start and end on a block boundary, so it is refused here before anything is sent.
-    throw invalidArgValue(`sectors ${start}..${end} are not aligned to the device's ${info.blockSize}-byte blocks (blk_size)`, 'range');
+    throw invalidArgValue(
+      `sectors ${start}..${end} are not aligned to the device's ${info.blockSize}-byte blocks (blk_size)`,
+      'range',
+    );
   }
   return start;
 }

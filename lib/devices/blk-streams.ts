@@ -58,7 +58,11 @@ export function createBlkWriteStream(device: BlkStreamDevice, options: BlkWriteS
   let held: Buffer = Buffer.alloc(0);
   const flushWhole = async (final: boolean): Promise<void> => {
     const whole = final ? held.length : held.length - (held.length % BLK_SECTOR_SIZE);
-    if (final && whole % BLK_SECTOR_SIZE !== 0) throw invalidArgValue(`${whole % BLK_SECTOR_SIZE} bytes left over: a block stream must end on a sector boundary`, 'range');
+    if (final && whole % BLK_SECTOR_SIZE !== 0)
+      throw invalidArgValue(
+        `${whole % BLK_SECTOR_SIZE} bytes left over: a block stream must end on a sector boundary`,
+        'range',
+      );
     if (whole === 0) return;
     const data = held.subarray(0, whole);
     held = held.subarray(whole);

@@ -40,7 +40,10 @@ export class ControlChannel {
   constructor(private readonly options: ControlChannelOptions) {
     // A device that floods us with events and never takes our replies must not grow our memory (§5.3.6.2 sets no
     // bound).
-    this.transmitted = new TransmitBuffers(options.owner.memory, options.owner.requestTimeoutMs, { count: Math.max(1, options.transmit.size), bytes: MAX_PENDING_REPLY_BYTES });
+    this.transmitted = new TransmitBuffers(options.owner.memory, options.owner.requestTimeoutMs, {
+      count: Math.max(1, options.transmit.size),
+      bytes: MAX_PENDING_REPLY_BYTES,
+    });
   }
 
   /** Posts the receive buffers. */

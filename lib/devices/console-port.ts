@@ -157,13 +157,19 @@ export class ConsolePort extends EventEmitter {
   open(): Duplex {
     if (this.owner.closed) throw new PortError(PortError.ABSENT, `port ${this.id}: the console is closed`, this.id);
     // Port 0's queues always exist (§5.3.2), so it may open before the device adds it; others may not.
-    if (this.removed || (!this.present && this.id !== 0)) throw new PortError(PortError.ABSENT, `port ${this.id} has not been added by the device (or was removed)`, this.id);
+    if (this.removed || (!this.present && this.id !== 0))
+      throw new PortError(
+        PortError.ABSENT,
+        `port ${this.id} has not been added by the device (or was removed)`,
+        this.id,
+      );
     const open = this.stream;
     if (open) return open;
     const stream = new Duplex({
       read: () => this.resume(),
       write: (chunk: Buffer, _encoding, callback) => {
-        if (this.removed) callback(new PortError(PortError.ABSENT, `port ${this.id} was removed by the device`, this.id));
+        if (this.removed)
+          callback(new PortError(PortError.ABSENT, `port ${this.id} was removed by the device`, this.id));
         else this.send(chunk).then(() => callback(), callback);
       },
       destroy: (error, callback) => {
@@ -257,7 +263,8 @@ export class ConsolePort extends EventEmitter {
         const stream = this.stream;
         if (len > 0) {
           if (stream) {
-            if (!stream.push(Buffer.from(new Uint8Array(memory.view, memory.offset + slot * bytes, len)))) this.reading = false;
+            if (!stream.push(Buffer.from(new Uint8Array(memory.view, memory.offset + slot * bytes, len))))
+              this.reading = false;
           } else {
             this.dropped += len;
           }
@@ -279,7 +286,8 @@ export class ConsolePort extends EventEmitter {
   private async send(data: Buffer): Promise<void> {
     const parts: Promise<void>[] = [];
     const step = this.buffers.transmitBufferBytes;
-    for (let at = 0; at < data.length; at += step) parts.push(this.transmitted.send(this.tx, data.subarray(at, Math.min(at + step, data.length))));
+    for (let at = 0; at < data.length; at += step)
+      parts.push(this.transmitted.send(this.tx, data.subarray(at, Math.min(at + step, data.length))));
     const results = await Promise.allSettled(parts);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;

@@ -43,10 +43,12 @@ export class DriverSetup {
 
   /** Checks `options`; the device is not touched (a refusal later would leave it FAILED). */
   static begin(transport: VirtioTransport, options: DriverOptions): DriverSetup {
-    if (!options || typeof options.memory?.allocate !== 'function') throw invalidArgType('options.memory (a DmaAllocator) is required');
+    if (!options || typeof options.memory?.allocate !== 'function')
+      throw invalidArgType('options.memory (a DmaAllocator) is required');
     checkDriverOptions(options);
     const timeout = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-    if (!inInt31Range(timeout)) throw outOfRange(`requestTimeoutMs must be a number in [0, 2^31 - 1], got ${String(timeout)}`);
+    if (!inInt31Range(timeout))
+      throw outOfRange(`requestTimeoutMs must be a number in [0, 2^31 - 1], got ${String(timeout)}`);
     return new DriverSetup(transport, options, timeout > 0 ? timeout : undefined);
   }
 
@@ -60,7 +62,10 @@ export class DriverSetup {
     this.expect('begun', 'negotiate()');
     const { transport } = this;
     if (transport.deviceId !== deviceId) {
-      throw new TransportError(TransportError.WRONG_DEVICE, `${transport.label}: this driver is for ${deviceIdName(deviceId)}, the device is ${deviceIdName(transport.deviceId)}`);
+      throw new TransportError(
+        TransportError.WRONG_DEVICE,
+        `${transport.label}: this driver is for ${deviceIdName(deviceId)}, the device is ${deviceIdName(transport.deviceId)}`,
+      );
     }
     const asked = (wanted | TRANSPORT_FEATURES) & ~(this.options.excludeFeatures ?? 0n);
     // A refused negotiation is the transport's to report (it sets FAILED itself); nothing here to undo.
@@ -77,7 +82,10 @@ export class DriverSetup {
   requireConfig(bytes: number, what: string): void {
     const { config, label } = this.transport;
     if (config.size < bytes) {
-      throw new TransportError(TransportError.CONFIG_INVALID, `${label}: ${what} needs ${bytes} bytes of config space, the device has ${config.size}`);
+      throw new TransportError(
+        TransportError.CONFIG_INVALID,
+        `${label}: ${what} needs ${bytes} bytes of config space, the device has ${config.size}`,
+      );
     }
   }
 
@@ -90,16 +98,29 @@ export class DriverSetup {
    */
   setUpQueues(indices: readonly number[], queueSize = DEFAULT_QUEUE_SIZE): void {
     this.expect('negotiated', 'setUpQueues()');
-    if (!Number.isInteger(queueSize) || queueSize < 1 || queueSize > 32768) throw outOfRange(`queueSize must be an integer in [1, 32768], got ${String(queueSize)}`);
+    if (!Number.isInteger(queueSize) || queueSize < 1 || queueSize > 32768)
+      throw outOfRange(`queueSize must be an integer in [1, 32768], got ${String(queueSize)}`);
     const { transport, options, features } = this;
     for (const index of indices) {
       if (this.queues.has(index)) throw invalidArgValue(`queue ${index} is already set up`, 'range');
       const max = transport.queueNumMax(index);
-      if (max === 0) throw new TransportError(TransportError.QUEUE_UNAVAILABLE, `${transport.label}: queue ${index} does not exist (QueueNumMax 0)`);
+      if (max === 0)
+        throw new TransportError(
+          TransportError.QUEUE_UNAVAILABLE,
+          `${transport.label}: queue ${index} does not exist (QueueNumMax 0)`,
+        );
       // §2.7: split rings take a power of two; packed rings any size up to QueueNumMax (§2.8).
       const wantedSize = Math.min(max, options.queueSize ?? Infinity, queueSize);
       const size = hasFeature(features, FeatureBit.RING_PACKED) ? wantedSize : floorPowerOfTwo(wantedSize);
-      const queue = createQueue({ index, size, memory: options.memory, layout: transport.queueLayout, features, barriers: options.barriers, indirectMax: options.indirectMax });
+      const queue = createQueue({
+        index,
+        size,
+        memory: options.memory,
+        layout: transport.queueLayout,
+        features,
+        barriers: options.barriers,
+        indirectMax: options.indirectMax,
+      });
       this.queues.set(index, queue);
       queue.attach(transport);
       if (options.queueMode) queue.setMode(options.queueMode, options.queueModeOptions);
@@ -160,17 +181,23 @@ export class DriverSetup {
   }
 
   private expect(stage: Stage, what: string): void {
-    if (this.stage !== stage) throw new TransportError(TransportError.STATE, `${this.transport.label}: ${what} called while the setup is ${this.stage} (order: negotiate, setUpQueues, driverOk, finish)`);
+    if (this.stage !== stage)
+      throw new TransportError(
+        TransportError.STATE,
+        `${this.transport.label}: ${what} called while the setup is ${this.stage} (order: negotiate, setUpQueues, driverOk, finish)`,
+      );
   }
 }
 
 /** Refuses bad options before the device is touched (a refusal later would leave it FAILED). */
 function checkDriverOptions(options: DriverOptions): void {
   const { queueSize, indirectMax, queueMode, excludeFeatures } = options;
-  if (queueSize !== undefined && (!Number.isInteger(queueSize) || queueSize < 1 || queueSize > 32768)) throw outOfRange(`queueSize must be an integer in [1, 32768], got ${String(queueSize)}`);
+  if (queueSize !== undefined && (!Number.isInteger(queueSize) || queueSize < 1 || queueSize > 32768))
+    throw outOfRange(`queueSize must be an integer in [1, 32768], got ${String(queueSize)}`);
   checkIndirectMax(indirectMax);
   if (queueMode !== undefined) checkQueueMode(queueMode, 'queueMode');
-  if (excludeFeatures !== undefined && typeof excludeFeatures !== 'bigint') throw invalidArgType('excludeFeatures must be a bigint');
+  if (excludeFeatures !== undefined && typeof excludeFeatures !== 'bigint')
+    throw invalidArgType('excludeFeatures must be a bigint');
 }
 
 function floorPowerOfTwo(n: number): number {

@@ -7,7 +7,8 @@ import { AbortError } from '../errors';
  */
 export class SlotPool {
   private readonly free: number[];
-  private readonly waiters: { resolve: (slot: number) => void; reject: (e: unknown) => void; cleanup?: () => void }[] = [];
+  private readonly waiters: { resolve: (slot: number) => void; reject: (e: unknown) => void; cleanup?: () => void }[] =
+    [];
   private failure?: Error;
 
   constructor(count: number) {
@@ -68,7 +69,10 @@ export class SlotPool {
  * returns its promise, or null at the end of the data. Destroying the
  * stream aborts the request in flight through `signal`.
  */
-export function requestStream(highWaterMark: number, next: (size: number, signal: AbortSignal) => Promise<Buffer> | null): Readable {
+export function requestStream(
+  highWaterMark: number,
+  next: (size: number, signal: AbortSignal) => Promise<Buffer> | null,
+): Readable {
   const controller = new AbortController();
   const stream: Readable = new Readable({
     highWaterMark,

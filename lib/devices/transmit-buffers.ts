@@ -31,7 +31,8 @@ export class TransmitBuffers {
    * (a device that never takes them must not grow our memory): undefined then.
    */
   trySend(queue: Virtqueue, bytes: Uint8Array): Promise<void> | undefined {
-    if (this.outstanding + 1 > this.limits.count || this.outstandingBytes + bytes.length > this.limits.bytes) return undefined;
+    if (this.outstanding + 1 > this.limits.count || this.outstandingBytes + bytes.length > this.limits.bytes)
+      return undefined;
     return this.send(queue, bytes);
   }
 

@@ -2,15 +2,35 @@ import type { Readable, Writable } from 'node:stream';
 import { AbortError, CanceledError, DeviceIoError, invalidArgType, invalidArgValue, outOfRange } from '../errors';
 import { freeIfLive, type DmaRegion } from '../platform';
 import type { QueueBuffer } from '../queue';
-import { BLK_DISCARD_SEGMENT_SIZE, BLK_ID_BYTES, BLK_SECTOR_SIZE, BLK_WRITE_ZEROES_FLAG_UNMAP, BlkFeature, BlkRequestType, BlkStatus } from '../spec/blk';
+import {
+  BLK_DISCARD_SEGMENT_SIZE,
+  BLK_ID_BYTES,
+  BLK_SECTOR_SIZE,
+  BLK_WRITE_ZEROES_FLAG_UNMAP,
+  BlkFeature,
+  BlkRequestType,
+  BlkStatus,
+} from '../spec/blk';
 import { DeviceId } from '../spec/device-ids';
 import { FeatureBit, features, hasFeature } from '../spec/features';
 import type { VirtioTransport } from '../transport';
 import { configBytes, readInfo, type BlkInfo } from './blk-info';
 import { checkLength, checkRange, checkWritable, fastCapacity, sectorInRange } from './blk-sectors';
-import { createBlkReadStream, createBlkWriteStream, type BlkReadStreamOptions, type BlkWriteStreamOptions } from './blk-streams';
+import {
+  createBlkReadStream,
+  createBlkWriteStream,
+  type BlkReadStreamOptions,
+  type BlkWriteStreamOptions,
+} from './blk-streams';
 import { DriverSetup } from './driver-setup';
-import { BlkRequestQueue, NO_HOOKS, SLOT_BYTES, type BlkCallback, type Transfer, type TransferHooks } from './blk-request-queue';
+import {
+  BlkRequestQueue,
+  NO_HOOKS,
+  SLOT_BYTES,
+  type BlkCallback,
+  type Transfer,
+  type TransferHooks,
+} from './blk-request-queue';
 import { abortable } from './slot-pool';
 import { DEFAULT_INDIRECT_MAX } from '../queue/indirect-max';
 import { VirtioDriver, type DriverOptions, type StartedDevice } from './virtio-driver';
@@ -86,10 +106,16 @@ export class VirtioBlk extends VirtioDriver {
     }
     // Descriptors per request: header + data segments + status; indirect tables hold up to indirectMax.
     const indirect = hasFeature(this.features, FeatureBit.INDIRECT_DESC);
-    const perChain = Math.max(...this.requestQueues.map((q) => q.queue.size), indirect ? options.indirectMax ?? DEFAULT_INDIRECT_MAX : 0);
+    const perChain = Math.max(
+      ...this.requestQueues.map((q) => q.queue.size),
+      indirect ? (options.indirectMax ?? DEFAULT_INDIRECT_MAX) : 0,
+    );
     this.maxSegments = Math.max(1, Math.min(info.segMax ?? Infinity, perChain - 2));
     const limit = info.sizeMax !== undefined ? this.maxSegments * info.sizeMax : Infinity;
-    this.maxRequestBytes = Math.max(BLK_SECTOR_SIZE, floorSectors(Math.min(options.maxRequestBytes ?? 256 * 1024, limit)));
+    this.maxRequestBytes = Math.max(
+      BLK_SECTOR_SIZE,
+      floorSectors(Math.min(options.maxRequestBytes ?? 256 * 1024, limit)),
+    );
   }
 
   /** Initializes the device on `transport` (which must hold a block device). */
@@ -104,7 +130,10 @@ export class VirtioBlk extends VirtioDriver {
       setup.requireConfig(configBytes(features), 'virtio-blk');
       const info = readInfo(transport, features);
       // §5.2.2: requestq1..requestqN at indices 0..N-1.
-      setup.setUpQueues(Array.from({ length: info.queues }, (_, i) => i), 128);
+      setup.setUpQueues(
+        Array.from({ length: info.queues }, (_, i) => i),
+        128,
+      );
       setup.driverOk();
       return new VirtioBlk(setup.finish(), info, options);
     } catch (error) {
@@ -128,12 +157,17 @@ export class VirtioBlk extends VirtioDriver {
   }
 
   /** Reads `length` bytes (a multiple of 512) from `sector`, or fills `target` (its length a multiple of 512). */
-  read(sector: number | bigint, lengthOrTarget: number | Uint8Array, options: BlkRequestOptions = NO_OPTIONS): Promise<Buffer> {
+  read(
+    sector: number | bigint,
+    lengthOrTarget: number | Uint8Array,
+    options: BlkRequestOptions = NO_OPTIONS,
+  ): Promise<Buffer> {
     let target: Buffer;
     let start: bigint;
     try {
       this.checkOpen();
-      target = typeof lengthOrTarget === 'number' ? Buffer.allocUnsafe(checkLength(lengthOrTarget)) : asBuffer(lengthOrTarget);
+      target =
+        typeof lengthOrTarget === 'number' ? Buffer.allocUnsafe(checkLength(lengthOrTarget)) : asBuffer(lengthOrTarget);
       start = checkRange(this.info, sector, target.length);
     } catch (error) {
       return Promise.reject(error);
@@ -169,7 +203,12 @@ export class VirtioBlk extends VirtioDriver {
    * buffer from allocBuffer(), one segment and a free slot, the request
    * allocates nothing in the library; otherwise it goes through read().
    */
-  readInto(sector: number | bigint, target: Uint8Array, callback: BlkCallback<Buffer>, options: BlkRequestOptions = NO_OPTIONS): void {
+  readInto(
+    sector: number | bigint,
+    target: Uint8Array,
+    callback: BlkCallback<Buffer>,
+    options: BlkRequestOptions = NO_OPTIONS,
+  ): void {
     if (typeof callback !== 'function') throw invalidArgType('callback must be a function');
     this.transferWithCallback(BlkRequestType.IN, sector, target, callback as BlkCallback<unknown>, options);
   }
@@ -178,7 +217,12 @@ export class VirtioBlk extends VirtioDriver {
    * write() with a Node-style callback (see readInto()): `callback(null)` or `callback(error)`, once, never from within
    * this call.
    */
-  writeFrom(sector: number | bigint, data: Uint8Array, callback: BlkCallback<void>, options: BlkRequestOptions = NO_OPTIONS): void {
+  writeFrom(
+    sector: number | bigint,
+    data: Uint8Array,
+    callback: BlkCallback<void>,
+    options: BlkRequestOptions = NO_OPTIONS,
+  ): void {
     if (typeof callback !== 'function') throw invalidArgType('callback must be a function');
     this.transferWithCallback(BlkRequestType.OUT, sector, data, callback as BlkCallback<unknown>, options);
   }
@@ -189,11 +233,21 @@ export class VirtioBlk extends VirtioDriver {
    * free slot go out at once, in plain numbers; anything else through
    * checkRange() and, if need be, read() or write().
    */
-  private transferWithCallback(type: number, sector: number | bigint, data: Uint8Array, callback: BlkCallback<unknown>, options: BlkRequestOptions): void {
+  private transferWithCallback(
+    type: number,
+    sector: number | bigint,
+    data: Uint8Array,
+    callback: BlkCallback<unknown>,
+    options: BlkRequestOptions,
+  ): void {
     const reading = type === BlkRequestType.IN;
     const region = data instanceof Buffer && (reading || !this.info.readOnly) ? this.ownBuffers.get(data) : undefined;
     const start = region === undefined || this.closed ? -1 : sectorInRange(sector, data.length, this.fastCapacity);
-    if (start >= 0 && this.sendDirect(type, start, data as Buffer, region!, options, reading ? data : undefined, callback)) return;
+    if (
+      start >= 0 &&
+      this.sendDirect(type, start, data as Buffer, region!, options, reading ? data : undefined, callback)
+    )
+      return;
     let buffer: Buffer;
     let checked: bigint;
     try {
@@ -227,29 +281,46 @@ export class VirtioBlk extends VirtioDriver {
     this.checkOpen();
     const region = this.memory.allocate(BLK_ID_BYTES);
     let id = '';
-    await this.submit({ type: BlkRequestType.GET_ID, sector: 0n, in: [{ region }] }, options, {
-      complete: () => {
-        const bytes = Buffer.from(new Uint8Array(region.view, region.offset, BLK_ID_BYTES));
-        const end = bytes.indexOf(0);
-        id = bytes.subarray(0, end < 0 ? BLK_ID_BYTES : end).toString('latin1');
+    await this.submit(
+      { type: BlkRequestType.GET_ID, sector: 0n, in: [{ region }] },
+      options,
+      {
+        complete: () => {
+          const bytes = Buffer.from(new Uint8Array(region.view, region.offset, BLK_ID_BYTES));
+          const end = bytes.indexOf(0);
+          id = bytes.subarray(0, end < 0 ? BLK_ID_BYTES : end).toString('latin1');
+        },
+        release: () => freeIfLive(this.memory, region),
       },
-      release: () => freeIfLive(this.memory, region),
-    }, undefined);
+      undefined,
+    );
     return id;
   }
 
   /** Tells the device these ranges are unused (DISCARD). */
   discard(ranges: readonly BlkRange[], options: BlkRequestOptions = {}): Promise<void> {
     const limits = this.info.discard;
-    if (!limits) return Promise.reject(new DeviceIoError('the device does not support discard (VIRTIO_BLK_F_DISCARD)', BlkStatus.UNSUPP));
+    if (!limits)
+      return Promise.reject(
+        new DeviceIoError('the device does not support discard (VIRTIO_BLK_F_DISCARD)', BlkStatus.UNSUPP),
+      );
     return this.segmentsRequest(BlkRequestType.DISCARD, ranges, limits, 0, options);
   }
 
   /** Writes zeroes over these ranges (WRITE_ZEROES); `unmap` lets the device deallocate them. */
   writeZeroes(ranges: readonly BlkRange[], options: BlkRequestOptions & { unmap?: boolean } = {}): Promise<void> {
     const limits = this.info.writeZeroes;
-    if (!limits) return Promise.reject(new DeviceIoError('the device does not support write zeroes (VIRTIO_BLK_F_WRITE_ZEROES)', BlkStatus.UNSUPP));
-    return this.segmentsRequest(BlkRequestType.WRITE_ZEROES, ranges, limits, options.unmap ? BLK_WRITE_ZEROES_FLAG_UNMAP : 0, options);
+    if (!limits)
+      return Promise.reject(
+        new DeviceIoError('the device does not support write zeroes (VIRTIO_BLK_F_WRITE_ZEROES)', BlkStatus.UNSUPP),
+      );
+    return this.segmentsRequest(
+      BlkRequestType.WRITE_ZEROES,
+      ranges,
+      limits,
+      options.unmap ? BLK_WRITE_ZEROES_FLAG_UNMAP : 0,
+      options,
+    );
   }
 
   /**
@@ -272,14 +343,19 @@ export class VirtioBlk extends VirtioDriver {
   override close(): void {
     if (this.closed) return;
     super.close();
-    for (const q of this.requestQueues ?? []) q.slots.fail(new CanceledError('virtio-blk closed while the request waited for a slot'));
+    for (const q of this.requestQueues ?? [])
+      q.slots.fail(new CanceledError('virtio-blk closed while the request waited for a slot'));
     if (this.deviceReleased) for (const region of this.slotMemory ?? []) this.memory.free(region);
   }
 
   // ---- internals ----
 
   /** Runs `each` over request-sized parts of `data` in parallel; the first failure stops the rest. */
-  private async split(start: bigint, data: Buffer, each: (sector: bigint, part: Buffer) => Promise<void>): Promise<void> {
+  private async split(
+    start: bigint,
+    data: Buffer,
+    each: (sector: bigint, part: Buffer) => Promise<void>,
+  ): Promise<void> {
     const parts: Promise<void>[] = [];
     for (let offset = 0; offset < data.length; offset += this.maxRequestBytes) {
       const part = data.subarray(offset, Math.min(offset + this.maxRequestBytes, data.length));
@@ -295,7 +371,10 @@ export class VirtioBlk extends VirtioDriver {
     const region = direct ?? this.memory.allocate(target.length, 64);
     const hooks: TransferHooks = direct
       ? NO_HOOKS
-      : { complete: () => target.set(new Uint8Array(region.view, region.offset, target.length)), release: () => freeIfLive(this.memory, region) };
+      : {
+          complete: () => target.set(new Uint8Array(region.view, region.offset, target.length)),
+          release: () => freeIfLive(this.memory, region),
+        };
     return this.submitData(BlkRequestType.IN, sector, region, target.length, options, hooks, result);
   }
 
@@ -313,11 +392,34 @@ export class VirtioBlk extends VirtioDriver {
    * through BlkRequestQueue.sendOne (nothing allocated but the promise);
    * otherwise as a Transfer through submit().
    */
-  private submitData<T>(type: number, sector: bigint, region: DmaRegion, length: number, options: BlkRequestOptions, hooks: TransferHooks, result: T): Promise<T> {
+  private submitData<T>(
+    type: number,
+    sector: bigint,
+    region: DmaRegion,
+    length: number,
+    options: BlkRequestOptions,
+    hooks: TransferHooks,
+    result: T,
+  ): Promise<T> {
     const ready = this.readyQueue(options, length);
-    if (ready) return ready.sendOne(ready.slots.tryAcquire(), type, sector, region, length, this.requestTimeoutMs, hooks, result);
+    if (ready)
+      return ready.sendOne(
+        ready.slots.tryAcquire(),
+        type,
+        sector,
+        region,
+        length,
+        this.requestTimeoutMs,
+        hooks,
+        result,
+      );
     const data = this.segments(region, length);
-    return this.submit(type === BlkRequestType.IN ? { type, sector, in: data } : { type, sector, out: data }, options, hooks, result);
+    return this.submit(
+      type === BlkRequestType.IN ? { type, sector, in: data } : { type, sector, out: data },
+      options,
+      hooks,
+      result,
+    );
   }
 
   /**
@@ -325,11 +427,29 @@ export class VirtioBlk extends VirtioDriver {
    * allocBuffer() of one segment, with a slot free now and no signal or
    * queue asked for, goes out at once; false leaves it to the promise path.
    */
-  private sendDirect<T>(type: number, sector: number | bigint, buffer: Buffer, region: DmaRegion, options: BlkRequestOptions, result: T, callback: BlkCallback<T>): boolean {
+  private sendDirect<T>(
+    type: number,
+    sector: number | bigint,
+    buffer: Buffer,
+    region: DmaRegion,
+    options: BlkRequestOptions,
+    result: T,
+    callback: BlkCallback<T>,
+  ): boolean {
     if (buffer.length === 0) return false;
     const ready = this.readyQueue(options, buffer.length);
     if (!ready) return false;
-    ready.sendOneCallback(ready.slots.tryAcquire(), type, sector, region, buffer.length, this.requestTimeoutMs, NO_HOOKS, result, callback);
+    ready.sendOneCallback(
+      ready.slots.tryAcquire(),
+      type,
+      sector,
+      region,
+      buffer.length,
+      this.requestTimeoutMs,
+      NO_HOOKS,
+      result,
+      callback,
+    );
     return true;
   }
 
@@ -353,22 +473,32 @@ export class VirtioBlk extends VirtioDriver {
     const own = this.ownBuffers.get(view);
     if (own !== undefined) return own;
     const iova = this.memory.addressOf?.(view);
-    return iova === undefined ? undefined : { view: view.buffer as ArrayBuffer, offset: view.byteOffset, size: view.byteLength, iova };
+    return iova === undefined
+      ? undefined
+      : { view: view.buffer as ArrayBuffer, offset: view.byteOffset, size: view.byteLength, iova };
   }
 
   /** Splits a data area into segments of at most size_max bytes (§5.2.4). */
   private segments(region: DmaRegion, length: number): QueueBuffer[] {
     const max = this.info.sizeMax ?? length;
     const out = new Array<QueueBuffer>(Math.ceil(length / max));
-    for (let i = 0, at = 0; at < length; i++, at += max) out[i] = { region, offset: at, length: Math.min(max, length - at) };
+    for (let i = 0, at = 0; at < length; i++, at += max)
+      out[i] = { region, offset: at, length: Math.min(max, length - at) };
     return out;
   }
 
-  private async segmentsRequest(type: number, ranges: readonly BlkRange[], limits: { maxSectors: number; maxSegments: number }, flags: number, options: BlkRequestOptions): Promise<void> {
+  private async segmentsRequest(
+    type: number,
+    ranges: readonly BlkRange[],
+    limits: { maxSectors: number; maxSegments: number },
+    flags: number,
+    options: BlkRequestOptions,
+  ): Promise<void> {
     this.checkOpen();
     checkWritable(this.info, type === BlkRequestType.DISCARD ? 'discard' : 'write zeroes');
     if (!Array.isArray(ranges) || ranges.length === 0) throw invalidArgValue('at least one range is needed', 'range');
-    if (ranges.length > limits.maxSegments) throw outOfRange(`${ranges.length} ranges, the device takes at most ${limits.maxSegments} per request`);
+    if (ranges.length > limits.maxSegments)
+      throw outOfRange(`${ranges.length} ranges, the device takes at most ${limits.maxSegments} per request`);
     const sectors = ranges.map((range, i) => {
       if (!Number.isInteger(range?.sectors) || range.sectors < 1 || range.sectors > limits.maxSectors) {
         throw outOfRange(`range ${i}: sectors must be an integer in [1, ${limits.maxSectors}], got ${range?.sectors}`);
@@ -382,7 +512,12 @@ export class VirtioBlk extends VirtioDriver {
       view.setUint32(i * BLK_DISCARD_SEGMENT_SIZE + 8, range.sectors, true);
       view.setUint32(i * BLK_DISCARD_SEGMENT_SIZE + 12, flags, true);
     });
-    await this.submit({ type, sector: 0n, out: [{ region }] }, options, { release: () => freeIfLive(this.memory, region) }, undefined);
+    await this.submit(
+      { type, sector: 0n, out: [{ region }] },
+      options,
+      { release: () => freeIfLive(this.memory, region) },
+      undefined,
+    );
   }
 
   /**

@@ -83,7 +83,11 @@ export class VirtioConsole extends VirtioDriver {
     super(started);
     this.multiport = hasFeature(this.features, ConsoleFeature.MULTIPORT);
     const receiveBufferBytes = options.receiveBufferBytes ?? 4096;
-    const buffers = { receiveBuffers: options.receiveBuffers ?? 64, receiveBufferBytes, transmitBufferBytes: options.transmitBufferBytes ?? 4096 };
+    const buffers = {
+      receiveBuffers: options.receiveBuffers ?? 64,
+      receiveBufferBytes,
+      transmitBufferBytes: options.transmitBufferBytes ?? 4096,
+    };
     // Object-literal getters have their own `this`; these arrows read the console's state.
     const isClosed = (): boolean => this.closed;
     const isReleased = (): boolean => this.deviceReleased;
@@ -96,14 +100,24 @@ export class VirtioConsole extends VirtioDriver {
       get released() {
         return isReleased();
       },
-      announceOpen: this.multiport ? (id: number, open: boolean) => this.control?.send(id, ConsoleControlEvent.PORT_OPEN, open ? 1 : 0) : undefined,
+      announceOpen: this.multiport
+        ? (id: number, open: boolean) => this.control?.send(id, ConsoleControlEvent.PORT_OPEN, open ? 1 : 0)
+        : undefined,
       streamDestroyed: (id: number) => {
         if (id === 0) this.close();
       },
     };
     for (let id = 0; id < portCount; id++) {
       let control!: PortControl;
-      const port = new ConsolePort(id, this.queue(portReceiveQueue(id)), this.queue(portTransmitQueue(id)), owner, buffers, !this.multiport, (c) => (control = c));
+      const port = new ConsolePort(
+        id,
+        this.queue(portReceiveQueue(id)),
+        this.queue(portTransmitQueue(id)),
+        owner,
+        buffers,
+        !this.multiport,
+        (c) => (control = c),
+      );
       this.slots.push({ port, control });
     }
     const size = this.readSize();
@@ -137,15 +151,19 @@ export class VirtioConsole extends VirtioDriver {
   static open(transport: VirtioTransport, options: VirtioConsoleOptions): VirtioConsole {
     for (const name of ['receiveBufferBytes', 'transmitBufferBytes', 'receiveBuffers'] as const) {
       const value = options?.[name];
-      if (value !== undefined && (!Number.isInteger(value) || value < 1 || value > 1 << 20)) throw outOfRange(`${name} must be an integer in [1, 1 MiB], got ${value}`);
+      if (value !== undefined && (!Number.isInteger(value) || value < 1 || value > 1 << 20))
+        throw outOfRange(`${name} must be an integer in [1, 1 MiB], got ${value}`);
     }
     const maxPorts = options?.maxPorts;
-    if (maxPorts !== undefined && (!Number.isInteger(maxPorts) || maxPorts < 1 || maxPorts > 1024)) throw outOfRange(`maxPorts must be an integer in [1, 1024], got ${maxPorts}`);
+    if (maxPorts !== undefined && (!Number.isInteger(maxPorts) || maxPorts < 1 || maxPorts > 1024))
+      throw outOfRange(`maxPorts must be an integer in [1, 1024], got ${maxPorts}`);
     const setup = DriverSetup.begin(transport, options);
     try {
-      const wanted = feature(ConsoleFeature.SIZE) | (options.multiport ?? true ? feature(ConsoleFeature.MULTIPORT) : 0n);
+      const wanted =
+        feature(ConsoleFeature.SIZE) | ((options.multiport ?? true) ? feature(ConsoleFeature.MULTIPORT) : 0n);
       const features = setup.negotiate(DeviceId.CONSOLE, wanted);
-      if (hasFeature(features, ConsoleFeature.SIZE)) setup.requireConfig(ConsoleConfig.rows + 2, 'virtio-console (VIRTIO_CONSOLE_F_SIZE)');
+      if (hasFeature(features, ConsoleFeature.SIZE))
+        setup.requireConfig(ConsoleConfig.rows + 2, 'virtio-console (VIRTIO_CONSOLE_F_SIZE)');
       let portCount = 1;
       if (hasFeature(features, ConsoleFeature.MULTIPORT)) {
         setup.requireConfig(ConsoleConfig.max_nr_ports + 4, 'virtio-console (VIRTIO_CONSOLE_F_MULTIPORT)');
@@ -199,18 +217,32 @@ export class VirtioConsole extends VirtioDriver {
    * the ports set up (RangeError), a bad timeoutMs (RangeError).
    */
   waitForPort(match: number | string, options: WaitForPortOptions = {}): Promise<ConsolePort> {
-    if (typeof match !== 'number' && typeof match !== 'string') return Promise.reject(invalidArgType(`a port is matched by id (number) or name (string), got ${typeof match}`));
-    if (typeof match === 'number' && (!Number.isInteger(match) || match < 0)) return Promise.reject(outOfRange(`port id must be a non-negative integer, got ${match}`));
+    if (typeof match !== 'number' && typeof match !== 'string')
+      return Promise.reject(invalidArgType(`a port is matched by id (number) or name (string), got ${typeof match}`));
+    if (typeof match === 'number' && (!Number.isInteger(match) || match < 0))
+      return Promise.reject(outOfRange(`port id must be a non-negative integer, got ${match}`));
     const { timeoutMs } = options;
     if (timeoutMs !== undefined && !inInt31Range(timeoutMs)) {
       return Promise.reject(outOfRange(`timeoutMs must be a number in [0, ${INT31_MAX}], got ${String(timeoutMs)}`));
     }
-    const find = (): ConsolePort | undefined => this.ports.find((p) => (typeof match === 'number' ? p.id === match : p.name === match));
+    const find = (): ConsolePort | undefined =>
+      this.ports.find((p) => (typeof match === 'number' ? p.id === match : p.name === match));
     const found = find();
     if (found) return Promise.resolve(found);
-    if (!this.multiport) return Promise.reject(new PortError(PortError.NO_MULTIPORT, `port ${String(match)}: MULTIPORT was not negotiated, only port 0 exists`));
+    if (!this.multiport)
+      return Promise.reject(
+        new PortError(
+          PortError.NO_MULTIPORT,
+          `port ${String(match)}: MULTIPORT was not negotiated, only port 0 exists`,
+        ),
+      );
     // Ports beyond the queues set up before DRIVER_OK can never be added (§5.3.6.2: the driver refuses them).
-    if (typeof match === 'number' && match >= this.slots.length) return Promise.reject(outOfRange(`port id ${match} is outside the ${this.slots.length} ports set up (ids 0..${this.slots.length - 1})`));
+    if (typeof match === 'number' && match >= this.slots.length)
+      return Promise.reject(
+        outOfRange(
+          `port id ${match} is outside the ${this.slots.length} ports set up (ids 0..${this.slots.length - 1})`,
+        ),
+      );
     if (this.closed) return Promise.reject(new PortError(PortError.ABSENT, 'the console is closed'));
     if (options.signal?.aborted) return Promise.reject(new AbortError(undefined, { cause: options.signal.reason }));
     return new Promise((resolve, reject) => {
@@ -241,7 +273,12 @@ export class VirtioConsole extends VirtioDriver {
       if (options.timeoutMs !== undefined) {
         timer = setTimeout(() => {
           done();
-          reject(new PortError(PortError.NOT_FOUND, `no port ${typeof match === 'number' ? match : JSON.stringify(match)} within ${options.timeoutMs} ms`));
+          reject(
+            new PortError(
+              PortError.NOT_FOUND,
+              `no port ${typeof match === 'number' ? match : JSON.stringify(match)} within ${options.timeoutMs} ms`,
+            ),
+          );
         }, options.timeoutMs);
       }
     });
@@ -257,7 +294,10 @@ export class VirtioConsole extends VirtioDriver {
 
   private readSize(): ConsoleSize | undefined {
     if (!hasFeature(this.features, ConsoleFeature.SIZE)) return undefined;
-    return this.transport.config.atomic(() => ({ cols: this.transport.config.read16(ConsoleConfig.cols), rows: this.transport.config.read16(ConsoleConfig.rows) }));
+    return this.transport.config.atomic(() => ({
+      cols: this.transport.config.read16(ConsoleConfig.cols),
+      rows: this.transport.config.read16(ConsoleConfig.rows),
+    }));
   }
 
   /** One control message from the device (§5.3.6.2); its id and event are untrusted. */
@@ -332,7 +372,12 @@ export class VirtioConsole extends VirtioDriver {
 /** §5.3.2: port 0's receiveq and transmitq; with MULTIPORT the control queues, then each further port's pair. */
 function consoleQueues(portCount: number, multiport: boolean): number[] {
   if (!multiport) return [ConsoleQueue.RECEIVE0, ConsoleQueue.TRANSMIT0];
-  const queues: number[] = [ConsoleQueue.RECEIVE0, ConsoleQueue.TRANSMIT0, ConsoleQueue.CONTROL_RECEIVE, ConsoleQueue.CONTROL_TRANSMIT];
+  const queues: number[] = [
+    ConsoleQueue.RECEIVE0,
+    ConsoleQueue.TRANSMIT0,
+    ConsoleQueue.CONTROL_RECEIVE,
+    ConsoleQueue.CONTROL_TRANSMIT,
+  ];
   for (let id = 1; id < portCount; id++) queues.push(portReceiveQueue(id), portTransmitQueue(id));
   return queues;
 }

@@ -3,7 +3,21 @@ import { EventEmitter } from 'node:events';
 import { CanceledError, invalidArgType, outOfRange } from '../errors';
 import { freeIfLive, type DmaRegion } from '../platform';
 import type { Virtqueue } from '../queue';
-import { DeviceId, FeatureBit, NET_HDR_NUM_BUFFERS, NET_HDR_SIZE, NET_HDR_SIZE_LEGACY, NET_MAX_FRAME, NET_MIN_FRAME, NetConfig, NetFeature, NetQueue, NetStatus, features, hasFeature } from '../spec';
+import {
+  DeviceId,
+  FeatureBit,
+  NET_HDR_NUM_BUFFERS,
+  NET_HDR_SIZE,
+  NET_HDR_SIZE_LEGACY,
+  NET_MAX_FRAME,
+  NET_MIN_FRAME,
+  NetConfig,
+  NetFeature,
+  NetQueue,
+  NetStatus,
+  features,
+  hasFeature,
+} from '../spec';
 import type { VirtioTransport } from '../transport';
 import { DriverSetup } from './driver-setup';
 import { VirtioDriver, type DriverOptions, type StartedDevice } from './virtio-driver';
@@ -91,7 +105,8 @@ export class VirtioNet extends VirtioDriver {
   static open(transport: VirtioTransport, options: VirtioNetOptions): VirtioNet {
     for (const name of ['receiveBuffers', 'maxQueuedFrames'] as const) {
       const value = options?.[name];
-      if (value !== undefined && (!Number.isInteger(value) || value < 1 || value > 65536)) throw outOfRange(`${name} must be an integer in [1, 65536], got ${value}`);
+      if (value !== undefined && (!Number.isInteger(value) || value < 1 || value > 65536))
+        throw outOfRange(`${name} must be an integer in [1, 65536], got ${value}`);
     }
     const bytes = options?.maxQueuedBytes;
     if (bytes !== undefined && (!Number.isInteger(bytes) || bytes < NET_MAX_FRAME || bytes > 2 ** 31)) {
@@ -101,9 +116,15 @@ export class VirtioNet extends VirtioDriver {
     try {
       const negotiated = setup.negotiate(DeviceId.NET, WANTED);
       // §5.1.4: mac with VIRTIO_NET_F_MAC, status after it with VIRTIO_NET_F_STATUS.
-      const configBytes = hasFeature(negotiated, NetFeature.STATUS) ? NetConfig.status + 2 : hasFeature(negotiated, NetFeature.MAC) ? NetConfig.mac + 6 : 0;
+      const configBytes = hasFeature(negotiated, NetFeature.STATUS)
+        ? NetConfig.status + 2
+        : hasFeature(negotiated, NetFeature.MAC)
+          ? NetConfig.mac + 6
+          : 0;
       setup.requireConfig(configBytes, 'virtio-net');
-      const mac = hasFeature(negotiated, NetFeature.MAC) ? Buffer.from(transport.config.readBytes(NetConfig.mac, 6)) : undefined;
+      const mac = hasFeature(negotiated, NetFeature.MAC)
+        ? Buffer.from(transport.config.readBytes(NetConfig.mac, 6))
+        : undefined;
       // §5.1.2: receiveq1 and transmitq1 (no multiqueue, no control queue).
       setup.setUpQueues([NetQueue.RECEIVE0, NetQueue.TRANSMIT0], 256);
       setup.driverOk();
@@ -131,7 +152,8 @@ export class VirtioNet extends VirtioDriver {
   /** Sends one Ethernet frame (destination MAC first, no FCS); resolves when the device has taken it. */
   async send(frame: Uint8Array): Promise<void> {
     if (!(frame instanceof Uint8Array)) throw invalidArgType('frame must be a Buffer or Uint8Array');
-    if (frame.length < NET_MIN_FRAME || frame.length > NET_MAX_FRAME) throw outOfRange(`a frame is ${NET_MIN_FRAME}..${NET_MAX_FRAME} bytes without offloads, got ${frame.length}`);
+    if (frame.length < NET_MIN_FRAME || frame.length > NET_MAX_FRAME)
+      throw outOfRange(`a frame is ${NET_MIN_FRAME}..${NET_MAX_FRAME} bytes without offloads, got ${frame.length}`);
     this.checkOpen();
     if (this.failure) throw this.failure;
     const region = this.memory.allocate(this.headerBytes + frame.length);
@@ -178,19 +200,21 @@ export class VirtioNet extends VirtioDriver {
   private post(slot: number): void {
     if (this.closed || this.failure) return;
     this.posted++;
-    this.rx.submit({ writable: [{ region: this.rxMemory, offset: slot * RX_BUFFER_BYTES, length: RX_BUFFER_BYTES }] }).then(
-      (len) => {
-        this.posted--;
-        if (this.closed) return;
-        this.received(slot, len);
-        this.idle.push(slot);
-        this.refill();
-      },
-      (error: unknown) => {
-        this.posted--;
-        this.fail(error);
-      },
-    );
+    this.rx
+      .submit({ writable: [{ region: this.rxMemory, offset: slot * RX_BUFFER_BYTES, length: RX_BUFFER_BYTES }] })
+      .then(
+        (len) => {
+          this.posted--;
+          if (this.closed) return;
+          this.received(slot, len);
+          this.idle.push(slot);
+          this.refill();
+        },
+        (error: unknown) => {
+          this.posted--;
+          this.fail(error);
+        },
+      );
   }
 
   /**
@@ -210,7 +234,10 @@ export class VirtioNet extends VirtioDriver {
         return;
       }
       const header = new DataView(this.rxMemory.view, base, this.headerBytes);
-      const buffers = this.headerBytes === NET_HDR_SIZE && hasFeature(this.features, NetFeature.MRG_RXBUF) ? header.getUint16(NET_HDR_NUM_BUFFERS, true) : 1;
+      const buffers =
+        this.headerBytes === NET_HDR_SIZE && hasFeature(this.features, NetFeature.MRG_RXBUF)
+          ? header.getUint16(NET_HDR_NUM_BUFFERS, true)
+          : 1;
       if (buffers < 1 || buffers > this.rx.size) {
         this.dropped++;
         return;
@@ -221,7 +248,8 @@ export class VirtioNet extends VirtioDriver {
     const partial = this.partial;
     partial.left--;
     partial.bytes += len - data;
-    if (partial.bytes <= NET_MAX_FRAME) partial.parts.push(Buffer.from(new Uint8Array(this.rxMemory.view, base + data, len - data)));
+    if (partial.bytes <= NET_MAX_FRAME)
+      partial.parts.push(Buffer.from(new Uint8Array(this.rxMemory.view, base + data, len - data)));
     else partial.parts.length = 0;
     if (partial.left > 0) return;
     this.partial = undefined;
@@ -250,7 +278,11 @@ export class VirtioNet extends VirtioDriver {
    * device delivered has to be dropped for room.
    */
   private refill(): void {
-    while (this.idle.length > 0 && this.queued.length + this.posted < this.maxQueued && this.queuedBytes + (this.posted + 1) * NET_MAX_FRAME <= this.maxQueuedBytes) {
+    while (
+      this.idle.length > 0 &&
+      this.queued.length + this.posted < this.maxQueued &&
+      this.queuedBytes + (this.posted + 1) * NET_MAX_FRAME <= this.maxQueuedBytes
+    ) {
       this.post(this.idle.shift()!);
     }
   }

@@ -109,7 +109,9 @@ export class VirtioRng extends VirtioDriver {
 
   /** An endless stream of random bytes; destroy it to stop. */
   createReadStream(options: { highWaterMark?: number } = {}): Readable {
-    return requestStream(options.highWaterMark ?? 16384, (size, signal) => this.read(Math.min(size, this.requestBytes * this.queue(REQUEST_QUEUE).size), { signal }));
+    return requestStream(options.highWaterMark ?? 16384, (size, signal) =>
+      this.read(Math.min(size, this.requestBytes * this.queue(REQUEST_QUEUE).size), { signal }),
+    );
   }
 
   override close(): void {
@@ -135,7 +137,9 @@ export class VirtioRng extends VirtioDriver {
         (len) => {
           out.set(this.bufferBytes.subarray(offset, offset + len), 0);
           release();
-          resolve(len === length ? out : this.fill(out, len, length - len, undefined, len === 0 ? 1 : 0).then(() => out));
+          resolve(
+            len === length ? out : this.fill(out, len, length - len, undefined, len === 0 ? 1 : 0).then(() => out),
+          );
         },
         reject,
         { timeoutMs: this.requestTimeoutMs, reclaim: release },
@@ -147,7 +151,13 @@ export class VirtioRng extends VirtioDriver {
    * Fills out[start, start + length) request by request; `signal` (none: the rest of a one-request read) stops the slot
    * wait and the completion wait.
    */
-  private async fill(out: Buffer, start: number, length: number, signal: AbortSignal | undefined, empty = 0): Promise<void> {
+  private async fill(
+    out: Buffer,
+    start: number,
+    length: number,
+    signal: AbortSignal | undefined,
+    empty = 0,
+  ): Promise<void> {
     let done = 0;
     const queue = this.queue(REQUEST_QUEUE);
     const view = this.bufferBytes;
@@ -162,11 +172,16 @@ export class VirtioRng extends VirtioDriver {
       const release = (): void => this.slots.release(slot);
       // The slot goes back only when the device has returned the buffer — at completion, after the
       // copy, or for a request given up on when the device gives it back late or is reset (reclaim).
-      const copied = queue.submit({ writable: [{ region: this.buffers, offset, length: length - done }] }, { timeoutMs: this.requestTimeoutMs, reclaim: release }).then((len) => {
-        out.set(view.subarray(offset, offset + len), at);
-        release();
-        return len;
-      });
+      const copied = queue
+        .submit(
+          { writable: [{ region: this.buffers, offset, length: length - done }] },
+          { timeoutMs: this.requestTimeoutMs, reclaim: release },
+        )
+        .then((len) => {
+          out.set(view.subarray(offset, offset + len), at);
+          release();
+          return len;
+        });
       const len = await abortable(copied, signal);
       done += len;
       if (len > 0) empty = 0;
@@ -179,11 +194,15 @@ export class VirtioRng extends VirtioDriver {
 
 function rootCause(results: PromiseSettledResult<void>[], first: PromiseRejectedResult): unknown {
   // Parts stopped by our own controller fail with AbortError; report what stopped them.
-  const real = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && (r.reason as { code?: string })?.code !== 'ABORT_ERR');
+  const real = results.find(
+    (r): r is PromiseRejectedResult => r.status === 'rejected' && (r.reason as { code?: string })?.code !== 'ABORT_ERR',
+  );
   return (real ?? first).reason;
 }
 
 function firstAbort(results: PromiseSettledResult<void>[], first: PromiseRejectedResult): unknown {
-  const aborted = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && (r.reason as { code?: string })?.code === 'ABORT_ERR');
+  const aborted = results.find(
+    (r): r is PromiseRejectedResult => r.status === 'rejected' && (r.reason as { code?: string })?.code === 'ABORT_ERR',
+  );
   return (aborted ?? first).reason;
 }

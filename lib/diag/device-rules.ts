@@ -1,4 +1,12 @@
-import { DeviceBrokenError, DeviceGoneError, NegotiationError, ProtocolError, TimeoutError, TransportError, VirtioError } from '../errors';
+import {
+  DeviceBrokenError,
+  DeviceGoneError,
+  NegotiationError,
+  ProtocolError,
+  TimeoutError,
+  TransportError,
+  VirtioError,
+} from '../errors';
 import type { AccessWidth, RegisterBlock } from '../platform';
 import { DeviceStatus, MmioRegister as R, MMIO_MAGIC_VALUE, QueueSelectTracker, RingViolation } from '../spec';
 import { hex32 as hex } from '../util/hex';
@@ -10,22 +18,78 @@ import { hex32 as hex } from '../util/hex';
  */
 export const DEVICE_RULES = {
   'magic-value': { section: '4.2.2.1', level: 'must', text: 'MagicValue reads 0x74726976' },
-  'version-value': { section: '4.2.2.1', level: 'must', text: 'Version reads 2 (or 1, the legacy interface of §4.2.4)' },
+  'version-value': {
+    section: '4.2.2.1',
+    level: 'must',
+    text: 'Version reads 2 (or 1, the legacy interface of §4.2.4)',
+  },
   'reset-completes': { section: '2.4.1', level: 'must', text: 'Status reads 0 after the driver writes 0 to it' },
-  'interrupt-status-cleared-on-reset': { section: '4.2.2.1', level: 'must', text: 'InterruptStatus reads 0 after a reset' },
-  'queue-ready-cleared-on-reset': { section: '4.2.2.1', level: 'must', text: 'QueueReady (QueuePFN on Version 1) reads 0 for every queue after a reset' },
-  'interrupt-status-defined-bits': { section: '4.2.2', level: 'must', text: 'InterruptStatus sets only bit 0 (used buffer) and bit 1 (configuration change)' },
-  'no-notification-before-driver-ok': { section: '2.1.2', level: 'must', text: 'no used buffer notification before DRIVER_OK' },
+  'interrupt-status-cleared-on-reset': {
+    section: '4.2.2.1',
+    level: 'must',
+    text: 'InterruptStatus reads 0 after a reset',
+  },
+  'queue-ready-cleared-on-reset': {
+    section: '4.2.2.1',
+    level: 'must',
+    text: 'QueueReady (QueuePFN on Version 1) reads 0 for every queue after a reset',
+  },
+  'interrupt-status-defined-bits': {
+    section: '4.2.2',
+    level: 'must',
+    text: 'InterruptStatus sets only bit 0 (used buffer) and bit 1 (configuration change)',
+  },
+  'no-notification-before-driver-ok': {
+    section: '2.1.2',
+    level: 'must',
+    text: 'no used buffer notification before DRIVER_OK',
+  },
   'version-1-offered': { section: '6.2', level: 'must', text: 'a Version 2 device offers VIRTIO_F_VERSION_1' },
-  'features-ok-kept': { section: '2.2.1', level: 'should', text: 'the device accepts a valid subset of the features it offered (FEATURES_OK stays set)' },
-  'config-generation-settles': { section: '4.2.2.1', level: 'must', text: 'ConfigGeneration changes only when the configuration may have changed (it settles between config change notifications)' },
-  'config-valid': { section: '5', level: 'must', text: 'configuration fields hold values their device type allows, inside the register window' },
-  'queues-present': { section: '5', level: 'must', text: 'the virtqueues the device type defines exist (QueueNumMax above 0)' },
-  'used-ring-valid': { section: '2.7.8', level: 'must', text: 'used elements name a chain in flight, and the used index moves by at most the chains in flight (§2.8.1 on packed rings)' },
-  'used-len-valid': { section: '2.7.8.1', level: 'must', text: 'used len is no more than the writable bytes, and covers what the device type must write' },
-  'completes-requests': { section: '2.7.13', level: 'should', text: 'buffers made available are used within the selftest time limit (a liveness check: the spec sets no time)' },
-  'interrupts-with-cause': { section: '4.2.2', level: 'should', text: 'the interrupt line is raised only with a defined InterruptStatus bit set, and not in a storm' },
-  'no-needs-reset': { section: '2.1.2', level: 'should', text: 'DEVICE_NEEDS_RESET stays clear during a valid exchange (set, it means the device hit an internal error)' },
+  'features-ok-kept': {
+    section: '2.2.1',
+    level: 'should',
+    text: 'the device accepts a valid subset of the features it offered (FEATURES_OK stays set)',
+  },
+  'config-generation-settles': {
+    section: '4.2.2.1',
+    level: 'must',
+    text: 'ConfigGeneration changes only when the configuration may have changed (it settles between config change notifications)',
+  },
+  'config-valid': {
+    section: '5',
+    level: 'must',
+    text: 'configuration fields hold values their device type allows, inside the register window',
+  },
+  'queues-present': {
+    section: '5',
+    level: 'must',
+    text: 'the virtqueues the device type defines exist (QueueNumMax above 0)',
+  },
+  'used-ring-valid': {
+    section: '2.7.8',
+    level: 'must',
+    text: 'used elements name a chain in flight, and the used index moves by at most the chains in flight (§2.8.1 on packed rings)',
+  },
+  'used-len-valid': {
+    section: '2.7.8.1',
+    level: 'must',
+    text: 'used len is no more than the writable bytes, and covers what the device type must write',
+  },
+  'completes-requests': {
+    section: '2.7.13',
+    level: 'should',
+    text: 'buffers made available are used within the selftest time limit (a liveness check: the spec sets no time)',
+  },
+  'interrupts-with-cause': {
+    section: '4.2.2',
+    level: 'should',
+    text: 'the interrupt line is raised only with a defined InterruptStatus bit set, and not in a storm',
+  },
+  'no-needs-reset': {
+    section: '2.1.2',
+    level: 'should',
+    text: 'DEVICE_NEEDS_RESET stays clear during a valid exchange (set, it means the device hit an internal error)',
+  },
 } as const;
 
 export type DeviceRule = keyof typeof DEVICE_RULES;
@@ -154,12 +218,17 @@ export class DeviceRuleWatch implements RegisterBlock {
         else if (value !== this.queues.version) this.queues = new QueueSelectTracker(value);
         break;
       case R.DeviceFeatures:
-        if (this.version === 2 && this.featuresSel === 1 && !(value & 1)) this.note('version-1-offered', `DeviceFeatures word 1 read ${hex(value)} (bit 32 clear)`);
+        if (this.version === 2 && this.featuresSel === 1 && !(value & 1))
+          this.note('version-1-offered', `DeviceFeatures word 1 read ${hex(value)} (bit 32 clear)`);
         break;
       case R.Status:
         if (this.resetWritten && !this.resetDone && value === 0) this.afterReset();
         if (value & DeviceStatus.DEVICE_NEEDS_RESET) this.note('no-needs-reset', `Status read ${hex(value)}`);
-        if (this.status & DeviceStatus.FEATURES_OK && !(value & DeviceStatus.FEATURES_OK) && !(this.status & DeviceStatus.FAILED)) {
+        if (
+          this.status & DeviceStatus.FEATURES_OK &&
+          !(value & DeviceStatus.FEATURES_OK) &&
+          !(this.status & DeviceStatus.FAILED)
+        ) {
           this.note('features-ok-kept', `Status read ${hex(value)} after the driver set FEATURES_OK`);
         }
         break;
@@ -175,7 +244,10 @@ export class DeviceRuleWatch implements RegisterBlock {
       case R.ConfigGeneration:
         if (this.version === 2) {
           if (this.generation !== undefined && value !== this.generation && !this.configChangeSeen) {
-            this.note('config-generation-settles', `ConfigGeneration went ${this.generation} → ${value} with no configuration change notification`);
+            this.note(
+              'config-generation-settles',
+              `ConfigGeneration went ${this.generation} → ${value} with no configuration change notification`,
+            );
           }
           this.generation = value;
           this.configChangeSeen = false;
@@ -197,7 +269,8 @@ export class DeviceRuleWatch implements RegisterBlock {
         } else if (value & DeviceStatus.DRIVER_OK && !(this.status & DeviceStatus.DRIVER_OK)) {
           // §2.1.2: nothing may have been used before DRIVER_OK.
           const pending = this.regs.readl(R.InterruptStatus);
-          if (pending & 1) this.note('no-notification-before-driver-ok', `InterruptStatus read ${hex(pending)} just before DRIVER_OK`);
+          if (pending & 1)
+            this.note('no-notification-before-driver-ok', `InterruptStatus read ${hex(pending)} just before DRIVER_OK`);
         }
         this.status = value;
         break;
@@ -211,20 +284,26 @@ export class DeviceRuleWatch implements RegisterBlock {
     this.status = 0;
     this.generation = undefined;
     const pending = this.regs.readl(R.InterruptStatus);
-    if (pending !== 0) this.note('interrupt-status-cleared-on-reset', `InterruptStatus read ${hex(pending)} after the reset`);
+    if (pending !== 0)
+      this.note('interrupt-status-cleared-on-reset', `InterruptStatus read ${hex(pending)} after the reset`);
   }
 
   private checkQueueLive(value: number, register: string): void {
     const queue = this.queues.queue(this.queues.selected);
     if (this.resetDone && value !== 0 && !queue.ready) {
-      this.note('queue-ready-cleared-on-reset', `${register} of queue ${queue.index} read ${hex(value)} after the reset, before the driver set it`);
+      this.note(
+        'queue-ready-cleared-on-reset',
+        `${register} of queue ${queue.index} read ${hex(value)} after the reset, before the driver set it`,
+      );
     }
   }
 
   private checkInterruptStatus(value: number, when: string): void {
-    if (value & ~INTERRUPT_DEFINED) this.note('interrupt-status-defined-bits', `InterruptStatus ${when}: ${hex(value)}`);
+    if (value & ~INTERRUPT_DEFINED)
+      this.note('interrupt-status-defined-bits', `InterruptStatus ${when}: ${hex(value)}`);
     if (value & 2) this.configChangeSeen = true;
-    if (value & 1 && !(this.status & DeviceStatus.DRIVER_OK)) this.note('no-notification-before-driver-ok', `InterruptStatus ${when} before DRIVER_OK: ${hex(value)}`);
+    if (value & 1 && !(this.status & DeviceStatus.DRIVER_OK))
+      this.note('no-notification-before-driver-ok', `InterruptStatus ${when} before DRIVER_OK: ${hex(value)}`);
   }
 }
 

@@ -22,10 +22,33 @@ export {
   type ShmRegionReport,
   type QueueReport,
 } from './inspect';
-export { inspectConfig, hasConfigSpace, describeNetStatus, MAX_CONFIG_BYTES, CONFIG_ATTEMPTS, type ConfigReport, type ConfigLayoutField, type ConfigValue } from './inspect-config';
-export { readLiveQueue, deviceRingMemory, type RingMemory, type LiveQueueDump, type LiveQueueOptions, type LiveRingDump } from './live-queue';
+export {
+  inspectConfig,
+  hasConfigSpace,
+  describeNetStatus,
+  MAX_CONFIG_BYTES,
+  CONFIG_ATTEMPTS,
+  type ConfigReport,
+  type ConfigLayoutField,
+  type ConfigValue,
+} from './inspect-config';
+export {
+  readLiveQueue,
+  deviceRingMemory,
+  type RingMemory,
+  type LiveQueueDump,
+  type LiveQueueOptions,
+  type LiveRingDump,
+} from './live-queue';
 export { DEVICE_RULES, DeviceRuleWatch, ruleOfError, type DeviceRule, type DeviceRuleViolation } from './device-rules';
-export { selftest, describeError, type SelftestOptions, type SelftestReport, type SelftestStep, type SelftestSubject } from './selftest';
+export {
+  selftest,
+  describeError,
+  type SelftestOptions,
+  type SelftestReport,
+  type SelftestStep,
+  type SelftestSubject,
+} from './selftest';
 export { DRIVERS } from './drivers';
 export {
   descriptorFlagNames,

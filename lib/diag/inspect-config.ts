@@ -1,6 +1,18 @@
 import type { RegisterBlock } from '../platform';
 import { ConfigSpace } from '../transport/config-space';
-import { BlkConfig, BlkFeature, ConsoleConfig, ConsoleFeature, DeviceId, hasFeature, MmioRegister, NetConfig, NetFeature, NetStatus, macText } from '../spec';
+import {
+  BlkConfig,
+  BlkFeature,
+  ConsoleConfig,
+  ConsoleFeature,
+  DeviceId,
+  hasFeature,
+  MmioRegister,
+  NetConfig,
+  NetFeature,
+  NetStatus,
+  macText,
+} from '../spec';
 
 /**
  * One field of a device's configuration structure, as the driver must access it (virtio 1.2 §4.2.2.2: by its own width;
@@ -140,7 +152,8 @@ function decodeNet(view: DataView, offered: bigint, length: number): Record<stri
     fields.mac = macText(new Uint8Array(view.buffer, view.byteOffset + NetConfig.mac, 6));
   }
   if (has(NetFeature.STATUS, NetConfig.status + 2)) fields.status = view.getUint16(NetConfig.status, true);
-  if (has(NetFeature.MQ, NetConfig.max_virtqueue_pairs + 2)) fields.max_virtqueue_pairs = view.getUint16(NetConfig.max_virtqueue_pairs, true);
+  if (has(NetFeature.MQ, NetConfig.max_virtqueue_pairs + 2))
+    fields.max_virtqueue_pairs = view.getUint16(NetConfig.max_virtqueue_pairs, true);
   if (has(NetFeature.MTU, NetConfig.mtu + 2)) fields.mtu = view.getUint16(NetConfig.mtu, true);
   return fields;
 }
@@ -167,7 +180,11 @@ export function describeNetStatus(status: number): string {
 }
 
 /** One pass over the window: returns the bytes and which of them were read. */
-function readWindow(regs: RegisterBlock, length: number, layout: readonly ConfigLayoutField[] | undefined): { bytes: Uint8Array; read: boolean[] } {
+function readWindow(
+  regs: RegisterBlock,
+  length: number,
+  layout: readonly ConfigLayoutField[] | undefined,
+): { bytes: Uint8Array; read: boolean[] } {
   const bytes = new Uint8Array(length);
   const view = new DataView(bytes.buffer);
   const read = new Array<boolean>(length).fill(false);
@@ -204,7 +221,12 @@ export function inspectConfig(regs: RegisterBlock, version: 1 | 2, deviceId: num
   const type = TYPES.get(deviceId);
   // §2.5.1: the whole window inside one ConfigGeneration, as the transport reads a driver's fields; an unsettled one is
   // shown, not refused.
-  const { value: window, generation, stable, attempts } = new ConfigSpace(regs, version, CONFIG_ATTEMPTS).consistent(() => readWindow(regs, length, type?.layout));
+  const {
+    value: window,
+    generation,
+    stable,
+    attempts,
+  } = new ConfigSpace(regs, version, CONFIG_ATTEMPTS).consistent(() => readWindow(regs, length, type?.layout));
   const view = new DataView(window.bytes.buffer, window.bytes.byteOffset, window.bytes.byteLength);
   return {
     length,

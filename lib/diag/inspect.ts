@@ -137,7 +137,9 @@ const SHM_IDS = 256;
 type Row = readonly [MmioRegisterName, RegisterAccess];
 /** The register layout of `version` (§4.2.2, §4.2.4), in offset order. */
 const layout = (version: 1 | 2): readonly Row[] =>
-  [...mmioRegisterTable(version).entries()].sort(([a], [b]) => a - b).map(([, entry]): Row => [entry.name, entry.direction]);
+  [...mmioRegisterTable(version).entries()]
+    .sort(([a], [b]) => a - b)
+    .map(([, entry]): Row => [entry.name, entry.direction]);
 
 const TRANSPORT_NAMES: ReadonlyMap<number, string> = new Map([
   ...Object.entries(LegacyFeatureBit).map(([name, bit]): [number, string] => [bit, `VIRTIO_F_${name} (legacy)`]),
@@ -157,7 +159,6 @@ const DEVICE_NAMES: ReadonlyMap<number, ReadonlyMap<number, string>> = new Map([
   [DeviceId.CONSOLE, prefixed('VIRTIO_CONSOLE_F_', ConsoleFeature)],
 ]);
 
-
 /**
  * The bit of a feature named as nameFeatures() names it (VIRTIO_F_EVENT_IDX,
  * VIRTIO_BLK_F_RO), or without its VIRTIO_…_F_ prefix (EVENT_IDX, RO);
@@ -166,7 +167,10 @@ const DEVICE_NAMES: ReadonlyMap<number, ReadonlyMap<number, string>> = new Map([
  */
 export function featureBitByName(deviceId: number, name: string): number | undefined {
   const wanted = name.toUpperCase();
-  const tables = [new Map(Object.entries(FeatureBit).map(([n, bit]): [number, string] => [bit, `VIRTIO_F_${n}`])), DEVICE_NAMES.get(deviceId) ?? new Map<number, string>()];
+  const tables = [
+    new Map(Object.entries(FeatureBit).map(([n, bit]): [number, string] => [bit, `VIRTIO_F_${n}`])),
+    DEVICE_NAMES.get(deviceId) ?? new Map<number, string>(),
+  ];
   for (const table of tables) {
     for (const [bit, full] of table) {
       if (full.endsWith(' (legacy)')) continue;
@@ -202,7 +206,8 @@ export function nameFeatures(deviceId: number, offered: bigint): FeatureName[] {
  */
 export function inspect(regs: RegisterBlock, options: InspectOptions = {}): InspectReport {
   const maxQueues = options.maxQueues ?? DEFAULT_MAX_QUEUES;
-  if (!Number.isInteger(maxQueues) || maxQueues < 0 || maxQueues > 0x10000) throw outOfRange(`maxQueues must be an integer in [0, 65536], got ${String(maxQueues)}`);
+  if (!Number.isInteger(maxQueues) || maxQueues < 0 || maxQueues > 0x10000)
+    throw outOfRange(`maxQueues must be an integer in [0, 65536], got ${String(maxQueues)}`);
   const report: InspectReport = { where: regs.label, windowSize: regs.size, registers: [], writes: [], warnings: [] };
   if (options.windowFrom !== undefined) report.windowFrom = options.windowFrom;
   if (options.windowNote !== undefined) report.windowNote = options.windowNote;
@@ -230,7 +235,11 @@ export function inspect(regs: RegisterBlock, options: InspectOptions = {}): Insp
     // Every register of the layout, in offset order; before the version is known, only what was read.
     const all = rows ?? [...readings.keys()].map((name): Row => [name, 'R']);
     report.registers = all
-      .map(([name, access]): RegisterReading => ({ ...(readings.get(name) ?? { name, offset: MmioRegister[name] }), access, ...notes.get(name) }))
+      .map(([name, access]): RegisterReading => ({
+        ...(readings.get(name) ?? { name, offset: MmioRegister[name] }),
+        access,
+        ...notes.get(name),
+      }))
       .sort((a, b) => a.offset - b.offset);
     return report;
   };
@@ -243,7 +252,9 @@ export function inspect(regs: RegisterBlock, options: InspectOptions = {}): Insp
   report.magicOk = magic === MMIO_MAGIC_VALUE;
   report.version = version;
   if (!report.magicOk || (version !== 1 && version !== 2)) {
-    const why = report.magicOk ? `Version ${version} is neither 1 (legacy) nor 2` : `MagicValue ${hex(magic)} is not 0x74726976 ("virt")`;
+    const why = report.magicOk
+      ? `Version ${version} is neither 1 (legacy) nor 2`
+      : `MagicValue ${hex(magic)} is not 0x74726976 ("virt")`;
     report.problem = `not a virtio-mmio device: ${why}`;
     return finish(undefined);
   }
@@ -254,7 +265,9 @@ export function inspect(regs: RegisterBlock, options: InspectOptions = {}): Insp
   if (deviceId === EMPTY_DEVICE_ID) {
     report.device = 'empty';
     report.empty = true;
-    for (const [name] of rows) if (!readings.has(name) && !notes.has(name)) notes.set(name, { note: 'not read: DeviceID 0 (an empty slot, §4.2.3.1.1)' });
+    for (const [name] of rows)
+      if (!readings.has(name) && !notes.has(name))
+        notes.set(name, { note: 'not read: DeviceID 0 (an empty slot, §4.2.3.1.1)' });
     return finish(rows);
   }
   report.device = deviceIdName(deviceId);
@@ -294,8 +307,17 @@ export function inspect(regs: RegisterBlock, options: InspectOptions = {}): Insp
 
   if (hasConfigSpace(deviceId)) {
     report.config = inspectConfig(regs, version, deviceId, offered);
-    if (report.config.generation !== undefined) readings.set('ConfigGeneration', { name: 'ConfigGeneration', offset: MmioRegister.ConfigGeneration, access: 'R', value: report.config.generation });
-    if (report.config.stable === false) report.warnings.push(`ConfigGeneration changed during each of ${report.config.attempts} reads of the configuration space; the bytes shown may be inconsistent`);
+    if (report.config.generation !== undefined)
+      readings.set('ConfigGeneration', {
+        name: 'ConfigGeneration',
+        offset: MmioRegister.ConfigGeneration,
+        access: 'R',
+        value: report.config.generation,
+      });
+    if (report.config.stable === false)
+      report.warnings.push(
+        `ConfigGeneration changed during each of ${report.config.attempts} reads of the configuration space; the bytes shown may be inconsistent`,
+      );
   } else if (version === 2) read('ConfigGeneration');
 
   if (version === 2) {
@@ -306,11 +328,15 @@ export function inspect(regs: RegisterBlock, options: InspectOptions = {}): Insp
     notes.set('SHMLenHigh', { note: absent });
     notes.set('SHMBaseLow', { note: 'read for present regions only' });
     notes.set('SHMBaseHigh', { note: 'read for present regions only' });
-    notes.set('QueueReset', { note: 'not read: only allowed with VIRTIO_F_RING_RESET negotiated (§4.2.2.2), which cannot be read back' });
+    notes.set('QueueReset', {
+      note: 'not read: only allowed with VIRTIO_F_RING_RESET negotiated (§4.2.2.2), which cannot be read back',
+    });
   }
   const probed = inspectQueues(version, maxQueues, write, readSelected);
   report.queues = probed.queues;
-  notes.set('QueueSel', { note: probed.count ? `write-only: written 0…${probed.count - 1}, then left at 0` : 'write-only: not written' });
+  notes.set('QueueSel', {
+    note: probed.count ? `write-only: written 0…${probed.count - 1}, then left at 0` : 'write-only: not written',
+  });
   return finish(rows);
 }
 
@@ -342,7 +368,12 @@ function inspectShm(regs: RegisterBlock, write: Write, readSelected: ReadSelecte
  * QueueSel ← i, then QueueNumMax and QueueReady (Version 2), or QueuePFN
  * and, only while it is 0, QueueNumMax (Version 1, §4.2.4).
  */
-function inspectQueues(version: 1 | 2, maxQueues: number, write: Write, readSelected: ReadSelected): { queues: QueueReport[]; count: number } {
+function inspectQueues(
+  version: 1 | 2,
+  maxQueues: number,
+  write: Write,
+  readSelected: ReadSelected,
+): { queues: QueueReport[]; count: number } {
   const queues: QueueReport[] = [];
   let absentInARow = 0;
   let index = 0;
@@ -369,4 +400,3 @@ function inspectQueues(version: 1 | 2, maxQueues: number, write: Write, readSele
   if (index > 0) write('QueueSel', 0);
   return { queues, count: index };
 }
-

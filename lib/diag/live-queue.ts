@@ -19,7 +19,16 @@ import {
   usedRingBytes,
 } from '../spec';
 import { hex } from '../util/hex';
-import { eventSuppression, packedSlotState, walkPackedChain, walkSplitChain, type OutstandingDump, type RingFormat, type RingState, type TableReader } from '../queue/queue-dump';
+import {
+  eventSuppression,
+  packedSlotState,
+  walkPackedChain,
+  walkSplitChain,
+  type OutstandingDump,
+  type RingFormat,
+  type RingState,
+  type TableReader,
+} from '../queue/queue-dump';
 
 /**
  * Bytes of DMA memory by device address, for reading rings someone else
@@ -37,7 +46,8 @@ const MAX_READ = 1 << 20;
 export function deviceRingMemory(memory: DeviceMemory): RingMemory {
   return {
     read(address, length) {
-      if (!Number.isInteger(length) || length < 0 || length > MAX_READ) throw outOfRange(`length must be an integer in [0, ${MAX_READ}], got ${length}`);
+      if (!Number.isInteger(length) || length < 0 || length > MAX_READ)
+        throw outOfRange(`length must be an integer in [0, ${MAX_READ}], got ${length}`);
       const bytes = memory.resolve(address, length);
       if (!bytes) throw new DmaError(DmaError.NOT_PRESENT, `no memory at ${hex(address)} (+${length} bytes)`);
       return bytes.slice();
@@ -77,7 +87,14 @@ export interface LiveQueueDump {
   status: number;
   statusBits: string;
   /** Registers read after QueueSel ← index. */
-  registers: { QueueNumMax?: number; QueueReady?: number; QueuePFN?: number; QueueDesc?: string; QueueDriver?: string; QueueDevice?: string };
+  registers: {
+    QueueNumMax?: number;
+    QueueReady?: number;
+    QueuePFN?: number;
+    QueueDesc?: string;
+    QueueDriver?: string;
+    QueueDevice?: string;
+  };
   /** QueueReady 1 (Version 2) or QueuePFN ≠ 0 (Version 1). */
   live: boolean;
   size?: number;
@@ -95,12 +112,19 @@ export interface LiveQueueDump {
 const DEFAULT_PAGE = 4096;
 
 function checkOptions(index: number, options: LiveQueueOptions): void {
-  if (!Number.isInteger(index) || index < 0 || index > 0xffff) throw outOfRange(`queue index must be an integer in [0, 65535], got ${String(index)}`);
+  if (!Number.isInteger(index) || index < 0 || index > 0xffff)
+    throw outOfRange(`queue index must be an integer in [0, 65535], got ${String(index)}`);
   const { size, format, pageSize, align } = options;
-  if (size !== undefined && (!Number.isInteger(size) || size < 1 || size > SplitRing.MAX_SIZE)) throw outOfRange(`size must be an integer in [1, ${SplitRing.MAX_SIZE}], got ${String(size)}`);
-  if (format !== undefined && format !== 'split' && format !== 'packed') throw invalidArgValue(`format must be 'split' or 'packed', got ${String(format)}`);
-  for (const [name, value] of [['pageSize', pageSize], ['align', align]] as const) {
-    if (value !== undefined && (!isPowerOfTwo(value) || value > 1 << 30)) throw invalidArgValue(`${name} must be a power of two up to 2^30, got ${String(value)}`, 'range');
+  if (size !== undefined && (!Number.isInteger(size) || size < 1 || size > SplitRing.MAX_SIZE))
+    throw outOfRange(`size must be an integer in [1, ${SplitRing.MAX_SIZE}], got ${String(size)}`);
+  if (format !== undefined && format !== 'split' && format !== 'packed')
+    throw invalidArgValue(`format must be 'split' or 'packed', got ${String(format)}`);
+  for (const [name, value] of [
+    ['pageSize', pageSize],
+    ['align', align],
+  ] as const) {
+    if (value !== undefined && (!isPowerOfTwo(value) || value > 1 << 30))
+      throw invalidArgValue(`${name} must be a power of two up to 2^30, got ${String(value)}`, 'range');
   }
 }
 
@@ -115,14 +139,22 @@ function checkOptions(index: number, options: LiveQueueOptions): void {
  * and cycle-safe, and a bad ring gives `problems`, never an exception.
  * A window without a virtio device throws TransportError.
  */
-export function readLiveQueue(regs: RegisterBlock, index: number, memory: RingMemory, options: LiveQueueOptions = {}): LiveQueueDump {
+export function readLiveQueue(
+  regs: RegisterBlock,
+  index: number,
+  memory: RingMemory,
+  options: LiveQueueOptions = {},
+): LiveQueueDump {
   checkOptions(index, options);
   const magic = regs.readl(MmioRegister.MagicValue);
-  if (magic !== MMIO_MAGIC_VALUE) throw new TransportError(TransportError.BAD_MAGIC, `${regs.label}: MagicValue ${hex(magic)} is not "virt"`);
+  if (magic !== MMIO_MAGIC_VALUE)
+    throw new TransportError(TransportError.BAD_MAGIC, `${regs.label}: MagicValue ${hex(magic)} is not "virt"`);
   const version = regs.readl(MmioRegister.Version);
-  if (version !== 1 && version !== 2) throw new TransportError(TransportError.BAD_VERSION, `${regs.label}: Version ${version} is neither 1 nor 2`);
+  if (version !== 1 && version !== 2)
+    throw new TransportError(TransportError.BAD_VERSION, `${regs.label}: Version ${version} is neither 1 nor 2`);
   const deviceId = regs.readl(MmioRegister.DeviceID);
-  if (deviceId === EMPTY_DEVICE_ID) throw new TransportError(TransportError.EMPTY_SLOT, `${regs.label}: empty virtio-mmio slot (DeviceID 0)`);
+  if (deviceId === EMPTY_DEVICE_ID)
+    throw new TransportError(TransportError.EMPTY_SLOT, `${regs.label}: empty virtio-mmio slot (DeviceID 0)`);
   const status = regs.readl(MmioRegister.Status);
   regs.writel(MmioRegister.QueueSel, index);
 
@@ -152,7 +184,10 @@ export function readLiveQueue(regs: RegisterBlock, index: number, memory: RingMe
   } else if (options.format) {
     dump.format = options.format;
     dump.formatFrom = 'option';
-  } else notes.push('DriverFeatures is write-only, so VIRTIO_F_RING_PACKED cannot be read back: read as split (give the format if the driver negotiated packed)');
+  } else
+    notes.push(
+      'DriverFeatures is write-only, so VIRTIO_F_RING_PACKED cannot be read back: read as split (give the format if the driver negotiated packed)',
+    );
 
   let desc = 0n;
   let driver = 0n;
@@ -174,7 +209,9 @@ export function readLiveQueue(regs: RegisterBlock, index: number, memory: RingMe
       device = pair(QUEUE_AREA_LOW.device);
       Object.assign(dump.registers, { QueueDesc: hex(desc), QueueDriver: hex(driver), QueueDevice: hex(device) });
       if (desc === 0n && driver === 0n && device === 0n) {
-        notes.push('QueueDesc/QueueDriver/QueueDevice are write-only (§4.2.2) and read 0 here (QEMU answers 0): give the addresses to read the rings');
+        notes.push(
+          'QueueDesc/QueueDriver/QueueDevice are write-only (§4.2.2) and read 0 here (QEMU answers 0): give the addresses to read the rings',
+        );
       } else dump.addressesFrom = 'registers';
     }
   } else {
@@ -194,32 +231,51 @@ export function readLiveQueue(regs: RegisterBlock, index: number, memory: RingMe
   } else if (numMax !== undefined && numMax !== 0) {
     dump.size = numMax;
     dump.sizeFrom = 'QueueNumMax';
-    notes.push('QueueNum is write-only: the size shown is QueueNumMax, which the driver may have lowered (give the size if so)');
+    notes.push(
+      'QueueNum is write-only: the size shown is QueueNumMax, which the driver may have lowered (give the size if so)',
+    );
   }
 
   if (version === 1 && dump.live && dump.size !== undefined) {
     const pageSize = options.pageSize ?? DEFAULT_PAGE;
     const align = options.align ?? DEFAULT_PAGE;
-    if (options.pageSize === undefined || options.align === undefined) notes.push(`GuestPageSize and QueueAlign are write-only: assumed ${pageSize} and ${align}`);
+    if (options.pageSize === undefined || options.align === undefined)
+      notes.push(`GuestPageSize and QueueAlign are write-only: assumed ${pageSize} and ${align}`);
     ({ desc, driver, device } = legacyQueueAreas(dump.registers.QueuePFN!, pageSize, dump.size, align));
     dump.addressesFrom = 'QueuePFN';
   }
-  if (dump.addressesFrom !== 'not readable') dump.addresses = { desc: hex(desc), driver: hex(driver), device: hex(device) };
+  if (dump.addressesFrom !== 'not readable')
+    dump.addresses = { desc: hex(desc), driver: hex(driver), device: hex(device) };
 
   if (numMax === 0) {
-    const error = new TransportError(TransportError.QUEUE_UNAVAILABLE, `${regs.label}: queue ${index} does not exist (QueueNumMax 0)`);
+    const error = new TransportError(
+      TransportError.QUEUE_UNAVAILABLE,
+      `${regs.label}: queue ${index} does not exist (QueueNumMax 0)`,
+    );
     dump.memory = { error: { code: error.code, message: error.message } };
-  } else if (!dump.live) dump.memory = { skipped: `queue ${index} is not live (${version === 2 ? 'QueueReady 0' : 'QueuePFN 0'}): the device uses no rings for it` };
+  } else if (!dump.live)
+    dump.memory = {
+      skipped: `queue ${index} is not live (${version === 2 ? 'QueueReady 0' : 'QueuePFN 0'}): the device uses no rings for it`,
+    };
   else if (dump.size === undefined) {
-    const error = new TransportError(TransportError.STATE, 'the ring size is unknown: QueueNum is write-only and QueueNumMax may not be read while QueuePFN is set (§4.2.4); give the size');
+    const error = new TransportError(
+      TransportError.STATE,
+      'the ring size is unknown: QueueNum is write-only and QueueNumMax may not be read while QueuePFN is set (§4.2.4); give the size',
+    );
     dump.memory = { error: { code: error.code, message: error.message } };
   } else if (dump.addressesFrom === 'not readable') {
-    const error = new TransportError(TransportError.STATE, 'the ring addresses are unknown (write-only registers that read 0); give them');
+    const error = new TransportError(
+      TransportError.STATE,
+      'the ring addresses are unknown (write-only registers that read 0); give them',
+    );
     dump.memory = { error: { code: error.code, message: error.message } };
   } else {
     const size = dump.size;
     try {
-      dump.memory = dump.format === 'packed' ? readPacked(memory, size, desc, driver, device) : readSplit(memory, size, desc, driver, device);
+      dump.memory =
+        dump.format === 'packed'
+          ? readPacked(memory, size, desc, driver, device)
+          : readSplit(memory, size, desc, driver, device);
     } catch (error) {
       dump.memory = { error: describeFailure(error) };
     }
@@ -269,7 +325,9 @@ function readSplit(memory: RingMemory, size: number, desc: bigint, driver: bigin
   const ahead = (ring.availIdx - ring.usedIdx) & 0xffff;
   const outstanding: OutstandingDump[] = [];
   if (ahead > size) {
-    problems.push(`avail.idx ${ring.availIdx} is ${ahead} ahead of used.idx ${ring.usedIdx}, more than the ${size} entries of the ring (§2.7.6, §2.7.8)`);
+    problems.push(
+      `avail.idx ${ring.availIdx} is ${ahead} ahead of used.idx ${ring.usedIdx}, more than the ${size} entries of the ring (§2.7.6, §2.7.8)`,
+    );
   } else {
     const read = tableReader(memory);
     for (let n = 0; n < ahead; n++) {
@@ -278,7 +336,8 @@ function readSplit(memory: RingMemory, size: number, desc: bigint, driver: bigin
       outstanding.push(walkSplitChain(table, size, head, read, size));
     }
   }
-  for (const chain of outstanding) if (chain.problem) problems.push(`avail ring entry for head ${chain.id}: ${chain.problem}`);
+  for (const chain of outstanding)
+    if (chain.problem) problems.push(`avail ring entry for head ${chain.id}: ${chain.problem}`);
   return { ring, outstanding, problems };
 }
 
@@ -298,7 +357,8 @@ function readPacked(memory: RingMemory, size: number, desc: bigint, driver: bigi
     driverEvent: eventSuppression(view(memory.read(driver, PackedRing.EVENT_SIZE)), 0),
     deviceEvent: eventSuppression(view(memory.read(device, PackedRing.EVENT_SIZE)), 0),
   };
-  const availBit = (slot: number): boolean => (ringBytes.getUint16(slot * PackedRing.DESC_SIZE + PackedRing.DESC_FLAGS, true) & PackedDesc.F_AVAIL) !== 0;
+  const availBit = (slot: number): boolean =>
+    (ringBytes.getUint16(slot * PackedRing.DESC_SIZE + PackedRing.DESC_FLAGS, true) & PackedDesc.F_AVAIL) !== 0;
   const firstWrap = availBit(0);
   let nextAvail = 0;
   for (let slot = 1; slot < size; slot++) {
@@ -314,7 +374,7 @@ function readPacked(memory: RingMemory, size: number, desc: bigint, driver: bigi
   const problems: string[] = [];
   let slot = nextAvail;
   let wrap = !availWrap;
-  for (let left = size; left > 0; ) {
+  for (let left = size; left > 0;) {
     const flags = ringBytes.getUint16(slot * PackedRing.DESC_SIZE + PackedRing.DESC_FLAGS, true);
     let step = 1;
     if (packedSlotState(flags, wrap) === 'available') {

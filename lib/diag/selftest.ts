@@ -99,7 +99,10 @@ export async function selftest(subject: SelftestSubject, options: SelftestOption
   const deviceErrors: Error[] = [];
 
   /** Runs one step; its error (if any) is kept, and with --strict read for what it says about the device. */
-  const step = async (name: string, run: () => Promise<string | { skipped: string } | undefined> | string | { skipped: string } | undefined): Promise<boolean> => {
+  const step = async (
+    name: string,
+    run: () => Promise<string | { skipped: string } | undefined> | string | { skipped: string } | undefined,
+  ): Promise<boolean> => {
     const started = performance.now();
     try {
       const outcome = await run();
@@ -122,7 +125,11 @@ export async function selftest(subject: SelftestSubject, options: SelftestOption
         transport: { resetTimeoutMs, queueResetTimeoutMs: resetTimeoutMs },
       });
       const { transport } = opened;
-      Object.assign(report, { device: deviceTypeName(transport.deviceId) ?? `device ${transport.deviceId}`, deviceId: transport.deviceId, version: transport.version });
+      Object.assign(report, {
+        device: deviceTypeName(transport.deviceId) ?? `device ${transport.deviceId}`,
+        deviceId: transport.deviceId,
+        version: transport.version,
+      });
       return `${report.device} (${transport.deviceId}), virtio-mmio Version ${transport.version}`;
     });
     if (identified && opened) {
@@ -130,7 +137,14 @@ export async function selftest(subject: SelftestSubject, options: SelftestOption
       const open = DRIVERS[transport.deviceId];
       const steps = STEPS[transport.deviceId];
       if (!open || !steps) {
-        report.steps.push({ step: 'negotiate', ok: false, ms: 0, error: { message: `no selftest for device type ${transport.deviceId}: only rng, blk, console and net have one` } });
+        report.steps.push({
+          step: 'negotiate',
+          ok: false,
+          ms: 0,
+          error: {
+            message: `no selftest for device type ${transport.deviceId}: only rng, blk, console and net have one`,
+          },
+        });
       } else if (
         await step('negotiate', () => {
           driver = open(transport, { memory, requestTimeoutMs: timeoutMs });
@@ -167,8 +181,16 @@ export async function selftest(subject: SelftestSubject, options: SelftestOption
         if (d) d.close();
         else transport.reset();
         const { interrupts, spuriousInterrupts, unknownInterruptBits } = transport.stats;
-        if (spuriousInterrupts > 0) watch?.note('interrupts-with-cause', `${spuriousInterrupts} of ${interrupts + spuriousInterrupts} wake-ups found InterruptStatus 0`);
-        if (unknownInterruptBits > 0) watch?.note('interrupt-status-defined-bits', `${unknownInterruptBits} wake-ups found undefined InterruptStatus bits`);
+        if (spuriousInterrupts > 0)
+          watch?.note(
+            'interrupts-with-cause',
+            `${spuriousInterrupts} of ${interrupts + spuriousInterrupts} wake-ups found InterruptStatus 0`,
+          );
+        if (unknownInterruptBits > 0)
+          watch?.note(
+            'interrupt-status-defined-bits',
+            `${unknownInterruptBits} wake-ups found undefined InterruptStatus bits`,
+          );
         return `interrupts ${interrupts}, spurious ${spuriousInterrupts}`;
       });
     }
@@ -191,7 +213,10 @@ export async function selftest(subject: SelftestSubject, options: SelftestOption
   return report;
 }
 
-type StepRun = (driver: VirtioDriver, options: SelftestOptions) => Promise<string | { skipped: string } | undefined> | string | { skipped: string };
+type StepRun = (
+  driver: VirtioDriver,
+  options: SelftestOptions,
+) => Promise<string | { skipped: string } | undefined> | string | { skipped: string };
 /** The steps of each device type's selftest, after negotiation. */
 const STEPS: Partial<Record<number, [string, StepRun][]>> = {
   [DeviceId.ENTROPY]: [
@@ -223,13 +248,16 @@ const STEPS: Partial<Record<number, [string, StepRun][]>> = {
           return id.length > 0 ? `"${id}"` : 'empty';
         } catch (error) {
           // GET_ID is optional: an old device answers UNSUPP (§5.2.6).
-          if (error instanceof DeviceIoError) return { skipped: `the device does not support GET_ID (${error.message})` };
+          if (error instanceof DeviceIoError)
+            return { skipped: `the device does not support GET_ID (${error.message})` };
           throw error;
         }
       },
     ],
   ],
-  [DeviceId.CONSOLE]: [['echo on port 0', (driver, options) => consoleEcho(driver as VirtioConsole, options.echoTimeoutMs ?? 2000)]],
+  [DeviceId.CONSOLE]: [
+    ['echo on port 0', (driver, options) => consoleEcho(driver as VirtioConsole, options.echoTimeoutMs ?? 2000)],
+  ],
   [DeviceId.NET]: [
     [
       'link status',
@@ -250,7 +278,8 @@ async function consoleEcho(console: VirtioConsole, echoTimeoutMs: number): Promi
     // With MULTIPORT, port 0 is there once the device has added it (§5.3.6.2).
     port = await console.waitForPort(0, { timeoutMs: echoTimeoutMs });
   } catch (error) {
-    if (error instanceof PortError && error.code === PortError.NOT_FOUND) return { skipped: `the device did not add port 0 within ${echoTimeoutMs} ms` };
+    if (error instanceof PortError && error.code === PortError.NOT_FOUND)
+      return { skipped: `the device did not add port 0 within ${echoTimeoutMs} ms` };
     throw error;
   }
   const waitMs = Math.max(1, echoTimeoutMs - (performance.now() - started));
@@ -280,7 +309,11 @@ async function consoleEcho(console: VirtioConsole, echoTimeoutMs: number): Promi
       stream.write(probe, (error) => error && onError(error));
     });
     if (found) return `${probe.length} bytes sent and echoed`;
-    return { skipped: received.length ? `${received.length} bytes came back within ${echoTimeoutMs} ms, not the probe: the far end is not an echo` : `nothing came back within ${echoTimeoutMs} ms: the console is not looped back` };
+    return {
+      skipped: received.length
+        ? `${received.length} bytes came back within ${echoTimeoutMs} ms, not the probe: the far end is not an echo`
+        : `nothing came back within ${echoTimeoutMs} ms: the console is not looped back`,
+    };
   } finally {
     port.close();
   }

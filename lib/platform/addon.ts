@@ -8,7 +8,15 @@ import { existsSync, readdirSync } from 'node:fs';
 import { arch as osArch } from 'node:os';
 import { dirname, join, relative, sep } from 'node:path';
 
-import { ClosedError, DmaError, invalidArgType, invalidArgValue, outOfRange, SyscallError, VirtioError } from '../errors';
+import {
+  ClosedError,
+  DmaError,
+  invalidArgType,
+  invalidArgValue,
+  outOfRange,
+  SyscallError,
+  VirtioError,
+} from '../errors';
 import type { RegisterBlock } from './register-block';
 import { syscallHint } from './syscall-hints';
 
@@ -106,7 +114,13 @@ export interface NativeBenchProbes {
 }
 
 export interface NativeAddon {
-  MmioRegion: new (path: string, mmapOffset: number | bigint, windowOffset: number, size: number, sync?: boolean) => NativeMmioRegion;
+  MmioRegion: new (
+    path: string,
+    mmapOffset: number | bigint,
+    windowOffset: number,
+    size: number,
+    sync?: boolean,
+  ) => NativeMmioRegion;
   UioFile: new (pathOrFd: string | number, label?: string) => NativeUioFile;
   EpollSet: new (callback: (events: EpollEvent[]) => void) => NativeEpollSet;
   allocHugetlb(size: number): NativeDmaMemory;
@@ -199,7 +213,8 @@ function machineTags(): { tuple: string; armv: string; libc: string } {
   const arch = process.env.npm_config_arch || osArch();
   const platform = process.env.npm_config_platform || process.platform;
   const variables = (process.config?.variables ?? {}) as { arm_version?: string };
-  const armv = process.env.ARM_VERSION || (arch === 'arm64' ? '8' : arch === 'arm' ? String(variables.arm_version ?? '') : '');
+  const armv =
+    process.env.ARM_VERSION || (arch === 'arm64' ? '8' : arch === 'arm' ? String(variables.arm_version ?? '') : '');
   const libc = process.env.LIBC || (platform === 'linux' && existsSync('/etc/alpine-release') ? 'musl' : 'glibc');
   return { tuple: `${platform}-${arch}`, armv, libc };
 }
@@ -254,7 +269,11 @@ export function locateAddon(root: string = addonPackageRoot()): string {
   }
   const { tuple, armv, libc } = machineTags();
   const wanted = ['node', 'napi', armv && `armv${armv}`, libc].filter(Boolean).join('.');
-  const armVersion = armv ? `, armv${armv}` : tuple.endsWith('-arm') ? ', ARM version unknown (ARM_VERSION, process.config.variables.arm_version)' : '';
+  const armVersion = armv
+    ? `, armv${armv}`
+    : tuple.endsWith('-arm')
+      ? ', ARM version unknown (ARM_VERSION, process.config.variables.arm_version)'
+      : '';
   const shipped = listPrebuilds(root);
   throw new VirtioError(
     ADDON_NOT_FOUND,

@@ -99,7 +99,10 @@ function translate(address: bigint, parent: string, root: string): bigint | unde
     const child = childCells(bus, root);
     const parentAddressCells = childCells(dirname(bus), root).address;
     const width = 4 * (child.address + parentAddressCells + child.size);
-    if (ranges.length % width !== 0) fail(`${join(bus, 'ranges')} has ${ranges.length} bytes, not a multiple of ${width} (${child.address}+${parentAddressCells}+${child.size} cells)`);
+    if (ranges.length % width !== 0)
+      fail(
+        `${join(bus, 'ranges')} has ${ranges.length} bytes, not a multiple of ${width} (${child.address}+${parentAddressCells}+${child.size} cells)`,
+      );
     let translated: bigint | undefined;
     for (let at = 0; at < ranges.length && translated === undefined; at += width) {
       const childBase = readNumber(ranges, at, child.address);
@@ -139,7 +142,9 @@ export function readDeviceTreeReg(ofNode: string): DeviceTreeReg {
   if (reg === undefined) fail(`${node} has no reg property`);
   const width = 4 * (cells.address + cells.size);
   if (reg.length === 0 || reg.length % width !== 0) {
-    fail(`${join(node, 'reg')} has ${reg.length} bytes, not a non-zero multiple of ${width} (#address-cells ${cells.address}, #size-cells ${cells.size} of the parent)`);
+    fail(
+      `${join(node, 'reg')} has ${reg.length} bytes, not a non-zero multiple of ${width} (#address-cells ${cells.address}, #size-cells ${cells.size} of the parent)`,
+    );
   }
   const entries: DeviceTreeRegEntry[] = [];
   for (let at = 0; at < reg.length; at += width) {

@@ -100,7 +100,8 @@ export class DmaPool implements DmaAllocator, DeviceMemory {
     // Chunks start page-aligned; only a larger alignment needs slack.
     const chunk = this.addChunk(want + (alignment > native.pageSize ? alignment : 0));
     const region = this.carve(chunk, size, want, alignment);
-    if (!region) throw new DmaError(DmaError.EXHAUSTED, `a new chunk of ${chunk.memory.size} bytes could not hold ${want} bytes`);
+    if (!region)
+      throw new DmaError(DmaError.EXHAUSTED, `a new chunk of ${chunk.memory.size} bytes could not hold ${want} bytes`);
     return region;
   }
 
@@ -140,7 +141,8 @@ export class DmaPool implements DmaAllocator, DeviceMemory {
       break;
     }
     for (const [freedRegion, live] of this.deferred) {
-      if (freedRegion.view !== region.view || this.overlapsHeld(region.view, live.offset, live.offset + live.size)) continue;
+      if (freedRegion.view !== region.view || this.overlapsHeld(region.view, live.offset, live.offset + live.size))
+        continue;
       this.deferred.delete(freedRegion);
       this.giveBack(live);
     }
@@ -232,13 +234,29 @@ export class DmaPool implements DmaAllocator, DeviceMemory {
    * `bytesDeferred` those freed while a device still held some of their
    * bytes (not reusable yet); `holds` the byte ranges devices hold.
    */
-  stats(): { chunks: number; regions: number; bytesInUse: number; bytesTotal: number; deferredRegions: number; bytesDeferred: number; holds: number } {
+  stats(): {
+    chunks: number;
+    regions: number;
+    bytesInUse: number;
+    bytesTotal: number;
+    deferredRegions: number;
+    bytesDeferred: number;
+    holds: number;
+  } {
     let bytesInUse = 0;
     for (const live of this.live.values()) bytesInUse += live.size;
     let bytesDeferred = 0;
     for (const live of this.deferred.values()) bytesDeferred += live.size;
     const bytesTotal = this.chunks.reduce((sum, c) => sum + c.memory.size, 0);
-    return { chunks: this.chunks.length, regions: this.live.size, bytesInUse, bytesTotal, deferredRegions: this.deferred.size, bytesDeferred, holds: this.holds };
+    return {
+      chunks: this.chunks.length,
+      regions: this.live.size,
+      bytesInUse,
+      bytesTotal,
+      deferredRegions: this.deferred.size,
+      bytesDeferred,
+      holds: this.holds,
+    };
   }
 
   private addChunk(minSize: number): Chunk {

@@ -110,7 +110,12 @@ export abstract class FdInterruptSource implements InterruptSource {
   protected updateWatch(): void {
     const want = !this.isClosed && this.onInterrupt !== undefined && this.wantsWatch();
     if (want && !this.watched) {
-      this.loop.watch(this.fd, this.edgeTriggered ? (EPOLLIN | EPOLLET) >>> 0 : EPOLLIN, (events) => this.ready(events), { keepAlive: this.keepAlive });
+      this.loop.watch(
+        this.fd,
+        this.edgeTriggered ? (EPOLLIN | EPOLLET) >>> 0 : EPOLLIN,
+        (events) => this.ready(events),
+        { keepAlive: this.keepAlive },
+      );
     } else if (!want && this.watched) {
       this.loop.unwatch(this.fd);
     }
@@ -123,7 +128,9 @@ export abstract class FdInterruptSource implements InterruptSource {
     let count: number | null;
     try {
       if (events & (EPOLLERR | EPOLLHUP) && !(events & EPOLLIN)) {
-        throw new DeviceGoneError(`${this.label}: the interrupt fd reported ${events & EPOLLERR ? 'EPOLLERR' : 'EPOLLHUP'}`);
+        throw new DeviceGoneError(
+          `${this.label}: the interrupt fd reported ${events & EPOLLERR ? 'EPOLLERR' : 'EPOLLHUP'}`,
+        );
       }
       // An error or hang-up flag (UIO reports -EIO as every bit once the device is unbound) is checked by a read even
       // when
@@ -150,12 +157,14 @@ export abstract class FdInterruptSource implements InterruptSource {
   private fail(error: unknown): void {
     const onError = this.onError;
     this.unlisten();
-    const gone = error instanceof DeviceGoneError ? error : new DeviceGoneError(`${this.label}: ${(error as Error).message}`, { cause: error });
+    const gone =
+      error instanceof DeviceGoneError
+        ? error
+        : new DeviceGoneError(`${this.label}: ${(error as Error).message}`, { cause: error });
     onError?.(gone);
   }
 
   events(): AsyncIterableIterator<InterruptEvent> {
     return interruptEvents({ source: this, onClose: this.onClose, currentListener: () => this.onInterrupt });
   }
-
 }

@@ -11,5 +11,12 @@ export { EventfdInterruptSource } from './eventfd-interrupt-source';
 export { PollingInterruptSource, type PollingInterruptSourceOptions } from './polling-interrupt-source';
 export { UioSysfs, type UioDeviceInfo, type UioMap, type UioWindowSource } from './uio-sysfs';
 export { syscallHint, type SyscallFailure } from './syscall-hints';
-export type { NativeAddon, NativeDmaMemory, NativeMmioRegion, NativeUioFile, NativeEpollSet, EpollEvent } from './addon';
+export type {
+  NativeAddon,
+  NativeDmaMemory,
+  NativeMmioRegion,
+  NativeUioFile,
+  NativeEpollSet,
+  EpollEvent,
+} from './addon';
 export { PhysicalMemory, type PhysicalMapper } from './physical-memory';

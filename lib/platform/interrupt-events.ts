@@ -15,7 +15,11 @@ export interface EventSourceHooks {
  * `count` grows (a slow consumer builds no queue). Ends when the iterator
  * is returned or the source closes; rejects once the line fails.
  */
-export function interruptEvents({ source, onClose, currentListener }: EventSourceHooks): AsyncIterableIterator<InterruptEvent> {
+export function interruptEvents({
+  source,
+  onClose,
+  currentListener,
+}: EventSourceHooks): AsyncIterableIterator<InterruptEvent> {
   let pending: InterruptEvent | undefined;
   const waiting: { resolve: (r: IteratorResult<InterruptEvent>) => void; reject: (e: unknown) => void }[] = [];
   let failure: Error | undefined;

@@ -30,7 +30,6 @@ export interface UioWindow {
   note?: string;
 }
 
-
 /**
  * Opens register windows. Each returns the addon's region object directly,
  * so register accesses cost one native call and nothing more.
@@ -59,23 +58,35 @@ export class MmioWindow {
   static uioWindow(device: UioDeviceInfo, mapIndex = 0, options: UioWindowOptions = {}): UioWindow {
     const map = device.maps.find((m) => m.index === mapIndex);
     if (!map) {
-      throw invalidArgValue(`${device.devicePath} has no map ${mapIndex} (maps: ${device.maps.map((m) => m.index).join(', ') || 'none'})`, 'range');
+      throw invalidArgValue(
+        `${device.devicePath} has no map ${mapIndex} (maps: ${device.maps.map((m) => m.index).join(', ') || 'none'})`,
+        'range',
+      );
     }
     const extent = uioMapExtent(map);
     if (extent <= 0) {
-      throw outOfRange(`${device.devicePath} map ${mapIndex}: offset ${hex(map.offset)} is not below size ${hex(map.size)}`);
+      throw outOfRange(
+        `${device.devicePath} map ${mapIndex}: offset ${hex(map.offset)} is not below size ${hex(map.size)}`,
+      );
     }
     const { windowSize } = options;
     if (windowSize !== undefined) {
       checkInteger('windowSize', windowSize);
       if (windowSize === 0 || windowSize > extent) {
-        throw outOfRange(`windowSize ${hex(windowSize)} for ${device.devicePath} map ${mapIndex} must be in [1, ${hex(extent)}], the bytes the map holds from offset ${hex(map.offset)}`);
+        throw outOfRange(
+          `windowSize ${hex(windowSize)} for ${device.devicePath} map ${mapIndex} must be in [1, ${hex(extent)}], the bytes the map holds from offset ${hex(map.offset)}`,
+        );
       }
       return { map, size: windowSize, from: 'caller' };
     }
     if (map.window === undefined || map.windowFrom === undefined) return { map, size: extent, from: 'uio-map' };
     if (!Number.isInteger(map.window) || map.window <= 0 || map.window > extent) {
-      return { map, size: extent, from: 'uio-map', note: `the map's window ${map.window} is not in [1, ${hex(extent)}]; cut to the map` };
+      return {
+        map,
+        size: extent,
+        from: 'uio-map',
+        note: `the map's window ${map.window} is not in [1, ${hex(extent)}]; cut to the map`,
+      };
     }
     return { map, size: map.window, from: map.windowFrom, ...(map.windowNote ? { note: map.windowNote } : {}) };
   }

@@ -17,7 +17,8 @@ export class PhysicalMemory {
   /** A copy of the `length` bytes at physical address `address`. */
   read(address: bigint, length: number): Uint8Array {
     if (typeof address !== 'bigint' || address < 0n) throw invalidArgType('address must be a non-negative bigint');
-    if (!Number.isInteger(length) || length < 1 || length > 1 << 24) throw outOfRange(`length must be an integer in [1, 2^24], got ${length}`);
+    if (!Number.isInteger(length) || length < 1 || length > 1 << 24)
+      throw outOfRange(`length must be an integer in [1, 2^24], got ${length}`);
     const mapped = this.map(address, length);
     try {
       return new Uint8Array(mapped.view, 0, length).slice();

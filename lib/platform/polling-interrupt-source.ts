@@ -11,7 +11,6 @@ export interface PollingInterruptSourceOptions {
   label?: string;
 }
 
-
 /**
  * An interrupt "line" for a register window that has none, such as a
  * /dev/mem window (user space gets no IRQ without UIO): while listening,
@@ -147,5 +146,4 @@ export class PollingInterruptSource implements InterruptSource {
   events(): AsyncIterableIterator<InterruptEvent> {
     return interruptEvents({ source: this, onClose: this.onClose, currentListener: () => this.onInterrupt });
   }
-
 }

@@ -17,7 +17,9 @@ export const POLL_TIMEOUT_MAX_MS = 60_000;
  */
 export function checkPollTimeout(name: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > POLL_TIMEOUT_MAX_MS) {
-    throw outOfRange(`${name} must be an integer in [0, ${POLL_TIMEOUT_MAX_MS}] (ms, the most pollUntil waits), got ${String(value)}`);
+    throw outOfRange(
+      `${name} must be an integer in [0, ${POLL_TIMEOUT_MAX_MS}] (ms, the most pollUntil waits), got ${String(value)}`,
+    );
   }
   return value;
 }

@@ -66,7 +66,6 @@ function uioMapStart(map: Pick<UioMap, 'addr' | 'offset'>): bigint {
   return map.addr % BigInt(native.pageSize) === 0n ? map.addr + BigInt(map.offset) : map.addr;
 }
 
-
 /**
  * Each map's window from the device tree: the `reg` entry whose CPU address
  * is where the map's registers begin (entry M for map M when several match,
@@ -76,7 +75,12 @@ function uioMapStart(map: Pick<UioMap, 'addr' | 'offset'>): bigint {
 function withWindow(map: UioMap, reg: DeviceTreeReg | Error | undefined): UioMap {
   const extent = uioMapExtent(map);
   // A map whose offset is not below its size is refused when opened (MmioWindow.openUio).
-  const fromMap = (note: string): UioMap => ({ ...map, window: Math.max(extent, 0), windowFrom: 'uio-map', windowNote: note });
+  const fromMap = (note: string): UioMap => ({
+    ...map,
+    window: Math.max(extent, 0),
+    windowFrom: 'uio-map',
+    windowNote: note,
+  });
   if (reg === undefined) return fromMap('no device-tree node');
   if (reg instanceof Error) return fromMap(`device tree not used: ${reg.message}`);
   const start = uioMapStart(map);
@@ -84,7 +88,10 @@ function withWindow(map: UioMap, reg: DeviceTreeReg | Error | undefined): UioMap
   const entry = matches.find((e) => reg.entries.indexOf(e) === map.index) ?? matches[0];
   if (!entry) return fromMap(`no reg entry of ${reg.node} is at ${hex(start)}`);
   if (entry.size === 0n) return fromMap(`the reg entry at ${hex(start)} has size 0`);
-  if (entry.size > BigInt(extent)) return fromMap(`reg size ${hex(entry.size)} is larger than the ${hex(extent)} bytes the map holds from offset ${hex(map.offset)}; cut to the map`);
+  if (entry.size > BigInt(extent))
+    return fromMap(
+      `reg size ${hex(entry.size)} is larger than the ${hex(extent)} bytes the map holds from offset ${hex(map.offset)}; cut to the map`,
+    );
   return { ...map, window: Number(entry.size), windowFrom: 'device-tree' };
 }
 
@@ -149,14 +156,17 @@ export class UioSysfs {
       // no readable name: the compatible may still say what it is
     }
     try {
-      return readFileSync(join(dir, 'device', 'of_node', 'compatible'), 'latin1').split('\0').includes('virtio,mmio');
+      return readFileSync(join(dir, 'device', 'of_node', 'compatible'), 'latin1')
+        .split('\0')
+        .includes('virtio,mmio');
     } catch {
       return false;
     }
   }
 
   read(index: number): UioDeviceInfo {
-    if (!Number.isInteger(index) || index < 0) throw outOfRange(`UIO index must be a non-negative integer, got ${index}`);
+    if (!Number.isInteger(index) || index < 0)
+      throw outOfRange(`UIO index must be a non-negative integer, got ${index}`);
     const sysfsPath = join(this.classRoot, `uio${index}`);
     if (!existsSync(sysfsPath)) throw new DiscoveryError(`no UIO device ${sysfsPath}`);
     const info: UioDeviceInfo = {
@@ -175,7 +185,9 @@ export class UioSysfs {
       const ofNode = join(deviceLink, 'of_node');
       const compatible = join(ofNode, 'compatible');
       if (existsSync(compatible)) {
-        info.compatible = readText(compatible).split('\0').filter((s) => s.length > 0);
+        info.compatible = readText(compatible)
+          .split('\0')
+          .filter((s) => s.length > 0);
       }
       // A malformed or unreadable node costs the exact window, never the device.
       if (existsSync(ofNode)) {

@@ -60,7 +60,14 @@ export class RequestAbandonment {
     const { index, waiters, inFlight, deadlines } = this.queue;
     this.queue.consume();
     const late = (pending: Pending, waiter?: Waiter): void =>
-      this.giveUp(pending, new TimeoutError(`queue ${index}: the device did not complete the request within ${pending.timeoutMs} ms`, pending.timeoutMs), waiter);
+      this.giveUp(
+        pending,
+        new TimeoutError(
+          `queue ${index}: the device did not complete the request within ${pending.timeoutMs} ms`,
+          pending.timeoutMs,
+        ),
+        waiter,
+      );
     deadlines.sweep(waiters.list(), inFlight, late);
     this.queue.drainWaiters();
   }

@@ -11,7 +11,8 @@ export type QueueMode = 'interrupt' | 'poll' | 'hybrid';
 
 /** Throws TypeError unless `mode` is a QueueMode; `name` is what the caller called it. */
 export function checkQueueMode(mode: unknown, name = 'queue mode'): asserts mode is QueueMode {
-  if (mode !== 'interrupt' && mode !== 'poll' && mode !== 'hybrid') throw invalidArgValue(`${name} must be 'interrupt', 'poll' or 'hybrid', got ${String(mode)}`);
+  if (mode !== 'interrupt' && mode !== 'poll' && mode !== 'hybrid')
+    throw invalidArgValue(`${name} must be 'interrupt', 'poll' or 'hybrid', got ${String(mode)}`);
 }
 
 export interface QueueModeOptions {
@@ -91,10 +92,12 @@ export class CompletionPoller {
     options: QueueModeOptions = {},
   ) {
     const spin = options.spinMicros ?? 200;
-    if (!Number.isFinite(spin) || spin < 0 || spin > 1e6) throw outOfRange(`spinMicros must be in [0, 1e6], got ${spin}`);
+    if (!Number.isFinite(spin) || spin < 0 || spin > 1e6)
+      throw outOfRange(`spinMicros must be in [0, 1e6], got ${spin}`);
     this.capUs = spin;
     const burst = options.burstMicros ?? 2000;
-    if (!Number.isFinite(burst) || burst < 0 || burst > 1e7) throw outOfRange(`burstMicros must be in [0, 1e7], got ${burst}`);
+    if (!Number.isFinite(burst) || burst < 0 || burst > 1e7)
+      throw outOfRange(`burstMicros must be in [0, 1e7], got ${burst}`);
     this.burstMs = burst / 1000;
     this.latencyUs = spin / 2;
     this.loop = options.loop ?? true;
@@ -192,7 +195,8 @@ export class CompletionPoller {
   }
 
   private missed(): void {
-    if (++this.misses >= MISSES_BEFORE_BACKOFF) this.skipLeft = 2 ** Math.min(this.misses - MISSES_BEFORE_BACKOFF + 1, MAX_BACKOFF);
+    if (++this.misses >= MISSES_BEFORE_BACKOFF)
+      this.skipLeft = 2 ** Math.min(this.misses - MISSES_BEFORE_BACKOFF + 1, MAX_BACKOFF);
   }
 
   /**

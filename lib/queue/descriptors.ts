@@ -11,7 +11,14 @@ export const NO_BUFFERS: readonly QueueBuffer[] = Object.freeze([]);
  * place in both formats, §2.7.5 and §2.8.13), then the two 16-bit words at
  * 12 and 14 — split: flags, next; packed: id, flags. Returns the length.
  */
-export function writeDescriptor(d32: Uint32Array, d16: Uint16Array, slot: number, buffer: QueueBuffer, word12: number, word14: number): number {
+export function writeDescriptor(
+  d32: Uint32Array,
+  d16: Uint16Array,
+  slot: number,
+  buffer: QueueBuffer,
+  word12: number,
+  word14: number,
+): number {
   const offset = buffer.offset ?? 0;
   const length = buffer.length ?? buffer.region.size - offset;
   const address = Number(buffer.region.iova) + offset;

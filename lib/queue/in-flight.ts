@@ -131,7 +131,10 @@ export class InFlightRequests {
       reclaim();
     } catch (error) {
       // Runs inside interrupt handling and resets: an owner's failure must not unwind those.
-      process.emitWarning(`virtio-mmio: queue ${this.index}: a SubmitOptions.reclaim callback threw: ${String((error as Error)?.message ?? error)}`, 'VirtioReclaimWarning');
+      process.emitWarning(
+        `virtio-mmio: queue ${this.index}: a SubmitOptions.reclaim callback threw: ${String((error as Error)?.message ?? error)}`,
+        'VirtioReclaimWarning',
+      );
     }
   }
 

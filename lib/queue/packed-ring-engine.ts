@@ -1,4 +1,13 @@
-import { PackedDesc, PackedRing, RingEventFlags, isPackedUsed, packEventOffWrap, packedAvailFlags, packedRingBytes, unpackEventOffWrap } from '../spec/packed-ring';
+import {
+  PackedDesc,
+  PackedRing,
+  RingEventFlags,
+  isPackedUsed,
+  packEventOffWrap,
+  packedAvailFlags,
+  packedRingBytes,
+  unpackEventOffWrap,
+} from '../spec/packed-ring';
 import { NO_BUFFERS, writeAddress, writeDescriptor } from './descriptors';
 import { eventSuppression, packedSlotState, walkPackedChain, type OutstandingDump } from './queue-dump';
 import type { QueueRequest } from './queue-types';
@@ -7,7 +16,12 @@ import { RingEngine, type DumpPart, type RingEngineOptions } from './ring-engine
 /** The descriptor ring, then the driver and device event suppression areas (§2.8.10), each 4 bytes. */
 function packedLayout(size: number): { bytes: number; align: number; driver: number; device: number } {
   const descBytes = packedRingBytes(size);
-  return { bytes: descBytes + 2 * PackedRing.EVENT_SIZE, align: PackedRing.DESC_ALIGN, driver: descBytes, device: descBytes + PackedRing.EVENT_SIZE };
+  return {
+    bytes: descBytes + 2 * PackedRing.EVENT_SIZE,
+    align: PackedRing.DESC_ALIGN,
+    driver: descBytes,
+    device: descBytes + PackedRing.EVENT_SIZE,
+  };
 }
 
 /**
@@ -100,7 +114,8 @@ export class PackedRingEngine extends RingEngine {
       this.stats.indirect++;
       let i = 0;
       for (const buffer of readable) writeDescriptor(slab.d32, slab.d16, base + i++, buffer, 0, 0);
-      for (const buffer of writable) writableTotal += writeDescriptor(slab.d32, slab.d16, base + i++, buffer, 0, PackedDesc.F_WRITE);
+      for (const buffer of writable)
+        writableTotal += writeDescriptor(slab.d32, slab.d16, base + i++, buffer, 0, PackedDesc.F_WRITE);
       writeAddress(this.desc32, headSlot, slab.address(id), count * PackedRing.DESC_SIZE);
       this.desc16[headSlot * 8 + 6] = id;
       this.desc16[headSlot * 8 + 7] = this.hiddenHeadFlags();
@@ -120,7 +135,14 @@ export class PackedRingEngine extends RingEngine {
       for (const buffer of writable) {
         const flags = PackedDesc.F_WRITE | (++i < count ? PackedDesc.F_NEXT : 0) | packedAvailFlags(this.availWrap);
         if (i === 1) headFlags = flags;
-        writableTotal += writeDescriptor(this.desc32, this.desc16, this.nextAvail, buffer, id, i === 1 ? this.hiddenHeadFlags() : flags);
+        writableTotal += writeDescriptor(
+          this.desc32,
+          this.desc16,
+          this.nextAvail,
+          buffer,
+          id,
+          i === 1 ? this.hiddenHeadFlags() : flags,
+        );
         this.advanceAvail();
       }
       this.chainLength[id] = count;
@@ -252,7 +274,11 @@ export class PackedRingEngine extends RingEngine {
   }
 
   dump(outstanding: OutstandingDump[]): DumpPart {
-    const ring = new DataView(this.desc32.buffer, this.desc32.byteOffset, this.desc32.byteLength + 2 * PackedRing.EVENT_SIZE);
+    const ring = new DataView(
+      this.desc32.buffer,
+      this.desc32.byteOffset,
+      this.desc32.byteLength + 2 * PackedRing.EVENT_SIZE,
+    );
     const descBytes = this.desc32.byteLength;
     const byId = new Map(outstanding.map((entry) => [entry.id, entry]));
     // The slots in flight run from the next used slot for as many slots as are not free. Walk them
@@ -260,7 +286,7 @@ export class PackedRingEngine extends RingEngine {
     // starts a chain as the driver wrote it (its Buffer ID in each descriptor).
     let slot = this.nextUsed;
     let wrap = this.usedWrap;
-    for (let left = this.size - this.freeSlots; left > 0; ) {
+    for (let left = this.size - this.freeSlots; left > 0;) {
       const flags = this.desc16[slot * 8 + 7];
       const id = this.desc16[slot * 8 + 6];
       let step = 1;
@@ -271,7 +297,16 @@ export class PackedRingEngine extends RingEngine {
         if (entry) step = Math.max(1, this.chainLength[id]);
       } else if (state !== 'used-earlier') {
         const known = byId.has(id) ? Math.min(this.chainLength[id], left) : 0;
-        const chain = walkPackedChain(ring, this.size, slot, wrap, known || left, this.readOwnTable, this.indirectMax, known > 0);
+        const chain = walkPackedChain(
+          ring,
+          this.size,
+          slot,
+          wrap,
+          known || left,
+          this.readOwnTable,
+          this.indirectMax,
+          known > 0,
+        );
         const entry = byId.get(chain[chain.length - 1].id!);
         if (entry && entry.descriptors.length === 0) entry.descriptors = chain;
         step = chain.length;
@@ -284,7 +319,9 @@ export class PackedRingEngine extends RingEngine {
       }
     }
     for (const entry of outstanding) {
-      if (entry.descriptors.length === 0) entry.problem = 'its descriptors are no longer in the ring: the device has written used descriptors over them (§2.8.7)';
+      if (entry.descriptors.length === 0)
+        entry.problem =
+          'its descriptors are no longer in the ring: the device has written used descriptors over them (§2.8.7)';
     }
     return {
       shadow: {
@@ -296,7 +333,11 @@ export class PackedRingEngine extends RingEngine {
         freeIds: this.freeIdCount,
         unpublished: this.headCount / 2,
       },
-      ring: { format: 'packed', driverEvent: eventSuppression(ring, descBytes), deviceEvent: eventSuppression(ring, descBytes + PackedRing.EVENT_SIZE) },
+      ring: {
+        format: 'packed',
+        driverEvent: eventSuppression(ring, descBytes),
+        deviceEvent: eventSuppression(ring, descBytes + PackedRing.EVENT_SIZE),
+      },
       outstanding,
     };
   }

@@ -177,7 +177,11 @@ const FLAG_NAMES: readonly (readonly [number, string])[] = [
   [VirtqDesc.F_WRITE, 'WRITE'],
   [VirtqDesc.F_INDIRECT, 'INDIRECT'],
 ];
-const PACKED_FLAG_NAMES: readonly (readonly [number, string])[] = [...FLAG_NAMES, [PackedDesc.F_AVAIL, 'AVAIL'], [PackedDesc.F_USED, 'USED']];
+const PACKED_FLAG_NAMES: readonly (readonly [number, string])[] = [
+  ...FLAG_NAMES,
+  [PackedDesc.F_AVAIL, 'AVAIL'],
+  [PackedDesc.F_USED, 'USED'],
+];
 
 /**
  * The names of the descriptor flag bits set in `flags` (§2.7.5; §2.8.1 adds AVAIL and USED); unknown bits as "bit N".
@@ -211,7 +215,13 @@ export function eventSuppression(view: DataView, offset: number): EventSuppressi
   const { offset: at, wrap } = unpackEventOffWrap(desc);
   const mode = flags & 3;
   const name = mode <= RingEventFlags.DESC ? EVENT_NAMES[mode] : `reserved (${mode})`;
-  return { desc, offset: at, wrap: wrap ? 1 : 0, flags, flagName: flags & ~3 ? `${name}, bits ${hex(flags & ~3)}` : name };
+  return {
+    desc,
+    offset: at,
+    wrap: wrap ? 1 : 0,
+    flags,
+    flagName: flags & ~3 ? `${name}, bits ${hex(flags & ~3)}` : name,
+  };
 }
 
 /** One 16-byte descriptor at index `slot` of `view` (same address and length words in both formats). */
@@ -221,10 +231,24 @@ export function readDescriptor(view: DataView, slot: number, format: RingFormat)
   const len = view.getUint32(at + SplitRing.DESC_LEN, true);
   if (format === 'split') {
     const flags = view.getUint16(at + SplitRing.DESC_FLAGS, true);
-    return { slot, addr: hex(addr), len, flags, flagNames: descriptorFlagNames(flags, format), next: view.getUint16(at + SplitRing.DESC_NEXT, true) };
+    return {
+      slot,
+      addr: hex(addr),
+      len,
+      flags,
+      flagNames: descriptorFlagNames(flags, format),
+      next: view.getUint16(at + SplitRing.DESC_NEXT, true),
+    };
   }
   const flags = view.getUint16(at + PackedRing.DESC_FLAGS, true);
-  return { slot, addr: hex(addr), len, flags, flagNames: descriptorFlagNames(flags, format), id: view.getUint16(at + PackedRing.DESC_ID, true) };
+  return {
+    slot,
+    addr: hex(addr),
+    len,
+    flags,
+    flagNames: descriptorFlagNames(flags, format),
+    id: view.getUint16(at + PackedRing.DESC_ID, true),
+  };
 }
 
 /**
@@ -233,7 +257,12 @@ export function readDescriptor(view: DataView, slot: number, format: RingFormat)
  * entries are read. Split: the entries are walked from 0 along NEXT (each
  * at most once); packed: entries in order (§2.8.7).
  */
-function readIndirect(descriptor: DescriptorDump, format: RingFormat, maxEntries: number, readTable: TableReader): void {
+function readIndirect(
+  descriptor: DescriptorDump,
+  format: RingFormat,
+  maxEntries: number,
+  readTable: TableReader,
+): void {
   const { len } = descriptor;
   if (len === 0 || len % SplitRing.DESC_SIZE !== 0) {
     descriptor.problem = `an indirect table of ${len} bytes is not a whole number of 16-byte descriptors (§2.7.5.3.1)`;
@@ -257,7 +286,8 @@ function readIndirect(descriptor: DescriptorDump, format: RingFormat, maxEntries
   } else {
     entries.push(...followNext(table, 0, count, 'indirect table'));
   }
-  for (const entry of entries) if (entry.flags & VirtqDesc.F_INDIRECT) entry.problem = 'INDIRECT inside an indirect table (§2.7.5.3.1)';
+  for (const entry of entries)
+    if (entry.flags & VirtqDesc.F_INDIRECT) entry.problem = 'INDIRECT inside an indirect table (§2.7.5.3.1)';
   descriptor.indirect = entries;
 }
 
@@ -266,7 +296,13 @@ function readIndirect(descriptor: DescriptorDump, format: RingFormat, maxEntries
  * entries, along NEXT. Untrusted memory is fine: at most `size`
  * descriptors, each at most once, never outside the table.
  */
-export function walkSplitChain(table: DataView, size: number, head: number, readTable: TableReader, maxIndirect: number): OutstandingDump {
+export function walkSplitChain(
+  table: DataView,
+  size: number,
+  head: number,
+  readTable: TableReader,
+  maxIndirect: number,
+): OutstandingDump {
   const chain: OutstandingDump = { id: head, descriptors: [] };
   if (head >= size) {
     chain.problem = `head ${head} is outside the ${size}-entry descriptor table`;
@@ -283,10 +319,16 @@ export function walkSplitChain(table: DataView, size: number, head: number, read
  * entries: each at most once, never outside the table; where the walk had
  * to stop, the last descriptor says why.
  */
-function followNext(table: DataView, start: number, count: number, what: string, visit?: (descriptor: DescriptorDump) => void): DescriptorDump[] {
+function followNext(
+  table: DataView,
+  start: number,
+  count: number,
+  what: string,
+  visit?: (descriptor: DescriptorDump) => void,
+): DescriptorDump[] {
   const descriptors: DescriptorDump[] = [];
   const seen = new Uint8Array(count);
-  for (let slot = start; ; ) {
+  for (let slot = start; ;) {
     seen[slot] = 1;
     const descriptor = readDescriptor(table, slot, 'split');
     descriptors.push(descriptor);
@@ -313,7 +355,16 @@ function followNext(table: DataView, start: number, count: number, what: string,
  * `exact` (the driver knows its chains' lengths; a head it has not exposed
  * yet carries no NEXT).
  */
-export function walkPackedChain(ring: DataView, size: number, slot: number, wrap: boolean, limit: number, readTable: TableReader, maxIndirect: number, exact = false): DescriptorDump[] {
+export function walkPackedChain(
+  ring: DataView,
+  size: number,
+  slot: number,
+  wrap: boolean,
+  limit: number,
+  readTable: TableReader,
+  maxIndirect: number,
+  exact = false,
+): DescriptorDump[] {
   const chain: DescriptorDump[] = [];
   for (let n = 0; n < limit; n++) {
     const descriptor = readDescriptor(ring, slot, 'packed');

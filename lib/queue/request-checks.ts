@@ -22,14 +22,19 @@ export interface RequestLimits {
  * still holds from a request given up on, is refused as a buffer it may write.
  */
 export function checkRequest(request: QueueRequest, limits: RequestLimits, memory: DmaAllocator): number {
-  if (request === null || typeof request !== 'object') throw invalidArgType('a queue request must be an object { readable?, writable? }');
+  if (request === null || typeof request !== 'object')
+    throw invalidArgType('a queue request must be an object { readable?, writable? }');
   const readable = request.readable ?? NO_BUFFERS;
   const writable = request.writable ?? NO_BUFFERS;
-  if (!Array.isArray(readable) || !Array.isArray(writable)) throw invalidArgType('readable and writable must be arrays of buffers');
+  if (!Array.isArray(readable) || !Array.isArray(writable))
+    throw invalidArgType('readable and writable must be arrays of buffers');
   const count = readable.length + writable.length;
   if (count === 0) throw invalidArgValue('a queue request needs at least one buffer', 'range');
   if (count > limits.size && count > limits.indirectMax) {
-    throw invalidArgValue(`a chain of ${count} buffers cannot fit queue ${limits.index} (size ${limits.size})`, 'range');
+    throw invalidArgValue(
+      `a chain of ${count} buffers cannot fit queue ${limits.index} (size ${limits.size})`,
+      'range',
+    );
   }
   let total = 0;
   for (const buffer of readable) total += checkOwnedBuffer(buffer, false, memory);
@@ -42,10 +47,13 @@ export function checkRequest(request: QueueRequest, limits: RequestLimits, memor
 function checkOwnedBuffer(buffer: QueueBuffer, writable: boolean, memory: DmaAllocator): number {
   const length = checkBuffer(buffer);
   // A freed region may already belong to someone else: the device must never get it.
-  if (memory.wasFreed?.(buffer.region)) throw new ClosedError('a buffer of this request lies in a DMA region that was freed');
+  if (memory.wasFreed?.(buffer.region))
+    throw new ClosedError('a buffer of this request lies in a DMA region that was freed');
   // Memory a device still holds from a request given up on may still be written by it: not a second time.
   if (writable && memory.isHeld?.(buffer.region, buffer.offset ?? 0, length)) {
-    throw new BufferHeldError(`a writable buffer of this request overlaps memory the device still holds from a request that was given up on (timeout, abort, detach); wait for SubmitOptions.reclaim`);
+    throw new BufferHeldError(
+      `a writable buffer of this request overlaps memory the device still holds from a request that was given up on (timeout, abort, detach); wait for SubmitOptions.reclaim`,
+    );
   }
   return length;
 }
@@ -58,7 +66,13 @@ function checkBuffer(buffer: QueueBuffer): number {
   const { region } = buffer;
   const offset = buffer.offset ?? 0;
   const length = buffer.length ?? region.size - offset;
-  if (!Number.isInteger(offset) || offset < 0 || !Number.isInteger(length) || length < 1 || offset + length > region.size) {
+  if (
+    !Number.isInteger(offset) ||
+    offset < 0 ||
+    !Number.isInteger(length) ||
+    length < 1 ||
+    offset + length > region.size
+  ) {
     throw outOfRange(`buffer [${offset}, ${offset}+${length}) is empty or outside its ${region.size}-byte DMA region`);
   }
   // Number arithmetic, as writeDescriptor uses; no BigInt work per buffer on the submit path.

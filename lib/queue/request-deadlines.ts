@@ -43,7 +43,10 @@ export class RequestDeadlines {
     if (this.timer) clearTimeout(this.timer);
     this.armedFor = deadline;
     // Clamped: rounding can make the largest timeoutMs (2^31 - 1) one more than setTimeout takes.
-    this.timer = setTimeout(() => this.fire(), Math.min(INT31_MAX, Math.max(1, Math.ceil(deadline - performance.now()))));
+    this.timer = setTimeout(
+      () => this.fire(),
+      Math.min(INT31_MAX, Math.max(1, Math.ceil(deadline - performance.now()))),
+    );
     this.timer.unref();
   }
 
@@ -51,7 +54,11 @@ export class RequestDeadlines {
    * Calls `late` for every request (waiting, or in flight and not yet an
    * orphan) whose deadline has passed; arms the timer for the earliest left.
    */
-  sweep(waiting: readonly Waiter[], inFlight: InFlightRequests, late: (pending: Pending, waiter?: Waiter) => void): void {
+  sweep(
+    waiting: readonly Waiter[],
+    inFlight: InFlightRequests,
+    late: (pending: Pending, waiter?: Waiter) => void,
+  ): void {
     const now = performance.now();
     let next = Infinity;
     const check = (pending: Pending, waiter?: Waiter): void => {

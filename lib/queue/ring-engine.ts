@@ -81,9 +81,14 @@ export abstract class RingEngine {
   protected notificationsEnabled = true;
   private readonly order?: AvailOrder;
 
-  protected constructor(options: RingEngineOptions, maxSize: number, layOut: (size: number) => { bytes: number; align: number; driver: number; device: number }) {
+  protected constructor(
+    options: RingEngineOptions,
+    maxSize: number,
+    layOut: (size: number) => { bytes: number; align: number; driver: number; device: number },
+  ) {
     const { size, memory } = options;
-    if (!Number.isInteger(size) || size < 1 || size > maxSize) throw outOfRange(`Queue Size must be an integer in [1, ${maxSize}], got ${size}`);
+    if (!Number.isInteger(size) || size < 1 || size > maxSize)
+      throw outOfRange(`Queue Size must be an integer in [1, ${maxSize}], got ${size}`);
     this.size = size;
     this.stats = options.stats;
     this.barriers = options.barriers;
@@ -100,7 +105,8 @@ export abstract class RingEngine {
     // §2.7, §2.8.4: a ring starts zeroed (indexes 0, no descriptor available or used in any wrap state).
     new Uint8Array(this.ring.view, this.ring.offset, this.ring.size).fill(0);
     try {
-      if (hasFeature(options.features, FeatureBit.INDIRECT_DESC)) this.indirect = new IndirectSlab(memory, size, this.indirectMax);
+      if (hasFeature(options.features, FeatureBit.INDIRECT_DESC))
+        this.indirect = new IndirectSlab(memory, size, this.indirectMax);
     } catch (error) {
       memory.free(this.ring);
       throw error;
@@ -241,7 +247,10 @@ export abstract class RingEngine {
     if (id >= this.size || this.inFlightIds[id] !== IdState.PUBLISHED) return this.settle(id, len) ? 1 : -1;
     const batch = order.batchTo(id);
     if (batch > limit) {
-      this.violation = { reason: RingViolation.USED_IDX_JUMP, message: `an in-order used element for request ${id} covers ${batch} requests, the device reported ${limit}` };
+      this.violation = {
+        reason: RingViolation.USED_IDX_JUMP,
+        message: `an in-order used element for request ${id} covers ${batch} requests, the device reported ${limit}`,
+      };
       return -1;
     }
     for (let n = 1; n <= batch; n++) {

@@ -1,5 +1,17 @@
 import { RingViolation } from '../spec/ring-violations';
-import { SplitRing, VRING_AVAIL_F_NO_INTERRUPT, VRING_USED_F_NO_NOTIFY, VirtqDesc, availEventOffset, availRingBytes, descTableBytes, isPowerOfTwo, legacyLayout, needEvent, usedEventOffset } from '../spec/split-ring';
+import {
+  SplitRing,
+  VRING_AVAIL_F_NO_INTERRUPT,
+  VRING_USED_F_NO_NOTIFY,
+  VirtqDesc,
+  availEventOffset,
+  availRingBytes,
+  descTableBytes,
+  isPowerOfTwo,
+  legacyLayout,
+  needEvent,
+  usedEventOffset,
+} from '../spec/split-ring';
 import type { QueueLayout } from '../transport';
 import { NO_BUFFERS, writeAddress, writeDescriptor } from './descriptors';
 import { walkSplitChain, type OutstandingDump, type SplitRingState } from './queue-dump';
@@ -11,9 +23,12 @@ import { invalidArgValue } from '../errors';
  * Where the three areas go: legacy, one area with the used ring at QueueAlign (§2.7.2); modern, tight at the §2.7
  * alignments.
  */
-function splitLayout(layout: QueueLayout): (size: number) => { bytes: number; align: number; driver: number; device: number } {
+function splitLayout(
+  layout: QueueLayout,
+): (size: number) => { bytes: number; align: number; driver: number; device: number } {
   return (size) => {
-    if (!isPowerOfTwo(size)) throw invalidArgValue(`Queue Size must be a power of two ≤ ${SplitRing.MAX_SIZE}, got ${size}`, 'range');
+    if (!isPowerOfTwo(size))
+      throw invalidArgValue(`Queue Size must be a power of two ≤ ${SplitRing.MAX_SIZE}, got ${size}`, 'range');
     const driver = descTableBytes(size);
     if (layout.legacy) {
       const { usedOffset, bytes } = legacyLayout(size, layout.align);
@@ -107,7 +122,14 @@ export class SplitRingEngine extends RingEngine {
       }
       for (const buffer of writable) {
         i++;
-        writableTotal += writeDescriptor(slab.d32, slab.d16, base + i - 1, buffer, VirtqDesc.F_WRITE | (i < count ? VirtqDesc.F_NEXT : 0), i < count ? i : 0);
+        writableTotal += writeDescriptor(
+          slab.d32,
+          slab.d16,
+          base + i - 1,
+          buffer,
+          VirtqDesc.F_WRITE | (i < count ? VirtqDesc.F_NEXT : 0),
+          i < count ? i : 0,
+        );
       }
       writeAddress(this.desc32, head, slab.address(head), count * SplitRing.DESC_SIZE);
       this.desc16[head * 8 + 6] = VirtqDesc.F_INDIRECT;
@@ -120,12 +142,26 @@ export class SplitRingEngine extends RingEngine {
       let i = 0;
       for (const buffer of readable) {
         i++;
-        writeDescriptor(this.desc32, this.desc16, slot, buffer, i < count ? VirtqDesc.F_NEXT : 0, i < count ? this.next[slot] : 0);
+        writeDescriptor(
+          this.desc32,
+          this.desc16,
+          slot,
+          buffer,
+          i < count ? VirtqDesc.F_NEXT : 0,
+          i < count ? this.next[slot] : 0,
+        );
         slot = this.next[slot];
       }
       for (const buffer of writable) {
         i++;
-        writableTotal += writeDescriptor(this.desc32, this.desc16, slot, buffer, VirtqDesc.F_WRITE | (i < count ? VirtqDesc.F_NEXT : 0), i < count ? this.next[slot] : 0);
+        writableTotal += writeDescriptor(
+          this.desc32,
+          this.desc16,
+          slot,
+          buffer,
+          VirtqDesc.F_WRITE | (i < count ? VirtqDesc.F_NEXT : 0),
+          i < count ? this.next[slot] : 0,
+        );
         slot = this.next[slot];
       }
       this.freeHead = slot;
@@ -151,7 +187,9 @@ export class SplitRingEngine extends RingEngine {
     this.stats.publishes++;
     this.barriers.mb();
     // §2.7.10: avail_event (EVENT_IDX) or VRING_USED_F_NO_NOTIFY; both device-written, read once.
-    const notify = this.eventIdx ? needEvent(this.used16[this.availEventIndex], now, old) : (this.used16[0] & VRING_USED_F_NO_NOTIFY) === 0;
+    const notify = this.eventIdx
+      ? needEvent(this.used16[this.availEventIndex], now, old)
+      : (this.used16[0] & VRING_USED_F_NO_NOTIFY) === 0;
     if (notify) return now;
     this.stats.notificationsSuppressed++;
     return -1;
@@ -168,11 +206,17 @@ export class SplitRingEngine extends RingEngine {
       let count = (usedIdx - this.lastUsed) & 0xffff;
       if (count > 0x8000) {
         // A move of more than half the index space forward is a move back (§2.7.8: used.idx only grows).
-        this.violation = { reason: RingViolation.USED_IDX_BACKWARDS, message: `used.idx went back by ${0x10000 - count} (from ${this.lastUsed} to ${usedIdx})` };
+        this.violation = {
+          reason: RingViolation.USED_IDX_BACKWARDS,
+          message: `used.idx went back by ${0x10000 - count} (from ${this.lastUsed} to ${usedIdx})`,
+        };
         return consumed;
       }
       if (count > this.published) {
-        this.violation = { reason: RingViolation.USED_IDX_JUMP, message: `used.idx moved by ${count} with ${this.published} request(s) published and outstanding` };
+        this.violation = {
+          reason: RingViolation.USED_IDX_JUMP,
+          message: `used.idx moved by ${count} with ${this.published} request(s) published and outstanding`,
+        };
         return consumed;
       }
       while (count > 0) {
@@ -227,13 +271,22 @@ export class SplitRingEngine extends RingEngine {
 
   dump(outstanding: OutstandingDump[]): DumpPart {
     // Plain reads of the ring words: a snapshot, no barrier, nothing written.
-    const ring: SplitRingState = { format: 'split', availFlags: this.avail16[0], availIdx: this.avail16[1], usedFlags: this.used16[0], usedIdx: this.used16[1] };
+    const ring: SplitRingState = {
+      format: 'split',
+      availFlags: this.avail16[0],
+      availIdx: this.avail16[1],
+      usedFlags: this.used16[0],
+      usedIdx: this.used16[1],
+    };
     if (this.eventIdx) {
       ring.usedEvent = this.avail16[this.usedEventIndex];
       ring.availEvent = this.used16[this.availEventIndex];
     }
     const table = new DataView(this.desc32.buffer, this.desc32.byteOffset, this.desc32.byteLength);
-    const chains = outstanding.map((entry) => ({ ...walkSplitChain(table, this.size, entry.id, this.readOwnTable, this.indirectMax), orphan: entry.orphan }));
+    const chains = outstanding.map((entry) => ({
+      ...walkSplitChain(table, this.size, entry.id, this.readOwnTable, this.indirectMax),
+      orphan: entry.orphan,
+    }));
     // Used elements the device has published and the driver not yet consumed (at most one per request in flight).
     const ready = Math.min((ring.usedIdx - this.lastUsed) & 0xffff, this.inFlight);
     for (let n = 0; n < ready; n++) {
@@ -242,7 +295,13 @@ export class SplitRingEngine extends RingEngine {
       if (entry && !entry.used) entry.used = { len: this.used32[2 + 2 * slot] };
     }
     return {
-      shadow: { nextAvailIdx: this.availIdx, publishedIdx: this.publishedIdx, lastUsedIdx: this.lastUsed, free: this.numFree, freeHead: this.freeHead },
+      shadow: {
+        nextAvailIdx: this.availIdx,
+        publishedIdx: this.publishedIdx,
+        lastUsedIdx: this.lastUsed,
+        free: this.numFree,
+        freeHead: this.freeHead,
+      },
       ring,
       outstanding: chains,
     };

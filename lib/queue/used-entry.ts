@@ -17,14 +17,26 @@ export const IdState = { FREE: 0, PLACED: 1, PUBLISHED: 2 } as const;
  * are the driver's private shadow, indexed by id. Returns undefined when
  * the entry may be trusted.
  */
-export function checkUsedEntry(id: number, len: number, inFlight: Uint8Array, writable: Float64Array): RingBreak | undefined {
+export function checkUsedEntry(
+  id: number,
+  len: number,
+  inFlight: Uint8Array,
+  writable: Float64Array,
+): RingBreak | undefined {
   if (id >= inFlight.length) {
-    return { reason: RingViolation.USED_ID_OUT_OF_RANGE, message: `used element id ${id} is outside the queue (size ${inFlight.length})` };
+    return {
+      reason: RingViolation.USED_ID_OUT_OF_RANGE,
+      message: `used element id ${id} is outside the queue (size ${inFlight.length})`,
+    };
   }
   // Only what was published can have been used: a free id, or one placed and not yet published, is a lie.
-  if (inFlight[id] !== IdState.PUBLISHED) return { reason: RingViolation.USED_ID_NOT_HEAD, message: `used element id ${id} is not an outstanding request` };
+  if (inFlight[id] !== IdState.PUBLISHED)
+    return { reason: RingViolation.USED_ID_NOT_HEAD, message: `used element id ${id} is not an outstanding request` };
   if (len > writable[id]) {
-    return { reason: RingViolation.USED_LEN_TOO_LONG, message: `used element for request ${id} reports ${len} bytes written into ${writable[id]} writable bytes` };
+    return {
+      reason: RingViolation.USED_LEN_TOO_LONG,
+      message: `used element for request ${id} reports ${len} bytes written into ${writable[id]} writable bytes`,
+    };
   }
   return undefined;
 }

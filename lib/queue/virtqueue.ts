@@ -37,7 +37,19 @@ const RESOLVED = Promise.resolve();
 export class Virtqueue implements QueueEndpoint {
   readonly index: number;
   readonly size: number;
-  readonly stats: QueueStats = { submitted: 0, completed: 0, publishes: 0, notifications: 0, notificationsSuppressed: 0, atomics: 0, indirect: 0, polls: 0, polledCompletions: 0, spins: 0, spinHits: 0 };
+  readonly stats: QueueStats = {
+    submitted: 0,
+    completed: 0,
+    publishes: 0,
+    notifications: 0,
+    notificationsSuppressed: 0,
+    atomics: 0,
+    indirect: 0,
+    polls: 0,
+    polledCompletions: 0,
+    spins: 0,
+    spinHits: 0,
+  };
   /** The ring itself (synchronous; see RingEngine). */
   protected readonly engine: RingEngine;
 
@@ -78,7 +90,8 @@ export class Virtqueue implements QueueEndpoint {
   private readonly waiters = new WaitingRoom();
   private readonly pendings: PendingPool;
   private readonly fits = (count: number): boolean => !this.state.unusable && this.engine.hasRoom(count);
-  private readonly placeWaiter = (waiter: Waiter): void => this.placeRequest(waiter.request, waiter.count, waiter.pending);
+  private readonly placeWaiter = (waiter: Waiter): void =>
+    this.placeRequest(waiter.request, waiter.count, waiter.pending);
   private poller?: CompletionPoller;
   private readonly state: QueueState;
   /** Whether the device has let go of everything it was given (never attached, or a reset/teardown completed since). */
@@ -184,7 +197,12 @@ export class Virtqueue implements QueueEndpoint {
    * on a full ring, an aborted signal) throws here instead, after
    * SubmitOptions.reclaim ran.
    */
-  enqueue(request: QueueRequest, done: (len: number) => void, failed: (error: unknown) => void, options: SubmitOptions = {}): void {
+  enqueue(
+    request: QueueRequest,
+    done: (len: number) => void,
+    failed: (error: unknown) => void,
+    options: SubmitOptions = {},
+  ): void {
     try {
       this.checkUsable();
       const count = checkRequest(request, this.limits, this.memory);
@@ -200,7 +218,9 @@ export class Virtqueue implements QueueEndpoint {
         return;
       }
       if (options.wait === false) {
-        throw new QueueFullError(`queue ${this.index}: ${this.engine.descriptorsFor(count)} descriptor(s) needed, ${this.free} free`);
+        throw new QueueFullError(
+          `queue ${this.index}: ${this.engine.descriptorsFor(count)} descriptor(s) needed, ${this.free} free`,
+        );
       }
       // Placed later: a copy, so that the caller changing its objects meanwhile cannot change what was validated.
       const waiter: Waiter = { request: snapshotRequest(request), count, pending };
@@ -256,7 +276,11 @@ export class Virtqueue implements QueueEndpoint {
   private checkUsable(): void {
     const refusal = this.state.refusal();
     if (refusal) throw refusal;
-    if (!this.transport) throw new TransportError(TransportError.STATE, `queue ${this.index} is not attached to a transport (call attach())`);
+    if (!this.transport)
+      throw new TransportError(
+        TransportError.STATE,
+        `queue ${this.index} is not attached to a transport (call attach())`,
+      );
   }
 
   private placeRequest(request: QueueRequest, count: number, pending: Pending): void {
@@ -401,7 +425,10 @@ export class Virtqueue implements QueueEndpoint {
   dump(): QueueDump {
     if (this.state.closed) throw new ClosedError(`queue ${this.index} is closed`);
     const { index, size, engine, mode, stats, addresses, format } = this;
-    return dumpQueue({ index, size, engine, mode, stats, addresses, format, brokenBy: this.state.brokenBy }, this.inFlightRequests.dumpEntries());
+    return dumpQueue(
+      { index, size, engine, mode, stats, addresses, format, brokenBy: this.state.brokenBy },
+      this.inFlightRequests.dumpEntries(),
+    );
   }
 
   // ---- Failure and teardown ----

@@ -96,7 +96,12 @@ const total = (buffers: readonly Uint8Array[]): number => buffers.reduce((n, b) 
  * Calls `visit` for each piece of the byte range [start, start + length) of
  * the buffers taken as one stream; `at` is the piece's position in the range.
  */
-function eachPiece(buffers: readonly Uint8Array[], start: number, length: number, visit: (piece: Uint8Array, at: number) => void): void {
+function eachPiece(
+  buffers: readonly Uint8Array[],
+  start: number,
+  length: number,
+  visit: (piece: Uint8Array, at: number) => void,
+): void {
   let skip = start;
   let at = 0;
   for (const buffer of buffers) {
@@ -198,7 +203,8 @@ export class BlkModel implements SimDeviceModel {
   constructor(options: BlkModelOptions = {}) {
     const disk = options.disk ?? new Uint8Array(1 << 20);
     if (!(disk instanceof Uint8Array)) throw invalidArgType('disk must be a Uint8Array');
-    if (disk.length % BLK_SECTOR_SIZE !== 0) throw invalidArgValue(`disk length must be a multiple of ${BLK_SECTOR_SIZE}, got ${disk.length}`, 'range');
+    if (disk.length % BLK_SECTOR_SIZE !== 0)
+      throw invalidArgValue(`disk length must be a multiple of ${BLK_SECTOR_SIZE}, got ${disk.length}`, 'range');
     this.disk = disk;
     this.capacity = BigInt(disk.length / BLK_SECTOR_SIZE);
     this.readOnly = options.readOnly ?? false;
@@ -210,14 +216,17 @@ export class BlkModel implements SimDeviceModel {
     for (let i = 0; i < id.length; i++) this.idBytes[i] = id.charCodeAt(i);
 
     const blkSize = integer('blkSize', options.blkSize ?? BLK_SECTOR_SIZE, BLK_SECTOR_SIZE, 0x8000_0000);
-    if ((blkSize & (blkSize - 1)) !== 0) throw invalidArgValue(`blkSize must be a power of two, got ${blkSize}`, 'range');
+    if ((blkSize & (blkSize - 1)) !== 0)
+      throw invalidArgValue(`blkSize must be a power of two, got ${blkSize}`, 'range');
     const queueSize = integer('queueSize', options.queueSize ?? 128, 1, 32768);
     const numQueues = integer('numQueues', options.numQueues ?? 1, 1, 0xffff);
     this.queueSizes = Array.from({ length: numQueues }, () => queueSize);
     const latency = options.latency ?? 'sync';
-    if (latency !== 'sync' && latency !== 'async') throw invalidArgValue(`latency must be 'sync' or 'async', got ${String(latency)}`, 'range');
+    if (latency !== 'sync' && latency !== 'async')
+      throw invalidArgValue(`latency must be 'sync' or 'async', got ${String(latency)}`, 'range');
     this.async = latency === 'async';
-    if (options.failSectors !== undefined && !(options.failSectors instanceof Set)) throw invalidArgType('failSectors must be a Set of sector numbers');
+    if (options.failSectors !== undefined && !(options.failSectors instanceof Set))
+      throw invalidArgType('failSectors must be a Set of sector numbers');
     this.failSectors = options.failSectors;
 
     const config = view(this.config);
@@ -242,7 +251,10 @@ export class BlkModel implements SimDeviceModel {
     }
     if (options.discard) {
       const { maxSectors, maxSegments, alignment = blkSize / BLK_SECTOR_SIZE } = options.discard;
-      this.discard = { maxSectors: integer('discard.maxSectors', maxSectors, 1, U32_MAX), maxSegments: integer('discard.maxSegments', maxSegments, 1, U32_MAX) };
+      this.discard = {
+        maxSectors: integer('discard.maxSectors', maxSectors, 1, U32_MAX),
+        maxSegments: integer('discard.maxSegments', maxSegments, 1, U32_MAX),
+      };
       config.setUint32(BlkConfig.max_discard_sectors, maxSectors, true);
       config.setUint32(BlkConfig.max_discard_seg, maxSegments, true);
       config.setUint32(BlkConfig.discard_sector_alignment, integer('discard.alignment', alignment, 0, U32_MAX), true);
@@ -250,7 +262,10 @@ export class BlkModel implements SimDeviceModel {
     }
     if (options.writeZeroes) {
       const { maxSectors, maxSegments, mayUnmap = false } = options.writeZeroes;
-      this.writeZeroes = { maxSectors: integer('writeZeroes.maxSectors', maxSectors, 1, U32_MAX), maxSegments: integer('writeZeroes.maxSegments', maxSegments, 1, U32_MAX) };
+      this.writeZeroes = {
+        maxSectors: integer('writeZeroes.maxSectors', maxSectors, 1, U32_MAX),
+        maxSegments: integer('writeZeroes.maxSegments', maxSegments, 1, U32_MAX),
+      };
       config.setUint32(BlkConfig.max_write_zeroes_sectors, maxSectors, true);
       config.setUint32(BlkConfig.max_write_zeroes_seg, maxSegments, true);
       config.setUint8(BlkConfig.write_zeroes_may_unmap, mayUnmap ? 1 : 0);
@@ -356,7 +371,9 @@ export class BlkModel implements SimDeviceModel {
     if (req.dataIn !== 0) return fail(IOERR);
     const at = this.transfer(req, 0, req.dataOut, req.request.writable);
     if (typeof at !== 'number') return at;
-    eachPiece(req.request.writable, 0, req.dataOut, (piece, offset) => piece.set(this.disk.subarray(at + offset, at + offset + piece.length)));
+    eachPiece(req.request.writable, 0, req.dataOut, (piece, offset) =>
+      piece.set(this.disk.subarray(at + offset, at + offset + piece.length)),
+    );
     return { status: OK, written: req.dataOut };
   }
 
@@ -367,7 +384,9 @@ export class BlkModel implements SimDeviceModel {
     if (this.readOnly) return fail(IOERR);
     const at = this.transfer(req, BLK_REQ_HEADER_SIZE, req.dataIn, req.request.readable);
     if (typeof at !== 'number') return at;
-    eachPiece(req.request.readable, BLK_REQ_HEADER_SIZE, req.dataIn, (piece, offset) => this.disk.set(piece, at + offset));
+    eachPiece(req.request.readable, BLK_REQ_HEADER_SIZE, req.dataIn, (piece, offset) =>
+      this.disk.set(piece, at + offset),
+    );
     return { status: OK, written: 0 };
   }
 
@@ -383,7 +402,9 @@ export class BlkModel implements SimDeviceModel {
   private getId(req: Parsed): Outcome {
     // §5.2.6.1: the data is exactly 20 device-writable bytes.
     if (req.dataIn !== 0 || req.dataOut !== BLK_ID_BYTES) return fail(IOERR);
-    eachPiece(req.request.writable, 0, BLK_ID_BYTES, (piece, at) => piece.set(this.idBytes.subarray(at, at + piece.length)));
+    eachPiece(req.request.writable, 0, BLK_ID_BYTES, (piece, at) =>
+      piece.set(this.idBytes.subarray(at, at + piece.length)),
+    );
     return { status: OK, written: BLK_ID_BYTES };
   }
 
@@ -402,7 +423,11 @@ export class BlkModel implements SimDeviceModel {
     const ranges: { sector: bigint; sectors: number; flags: number }[] = [];
     for (let i = 0; i < count; i++) {
       const at = i * BLK_DISCARD_SEGMENT_SIZE;
-      ranges.push({ sector: bytes.getBigUint64(at, true), sectors: bytes.getUint32(at + 8, true), flags: bytes.getUint32(at + 12, true) });
+      ranges.push({
+        sector: bytes.getBigUint64(at, true),
+        sectors: bytes.getUint32(at + 8, true),
+        flags: bytes.getUint32(at + 12, true),
+      });
     }
     // §5.2.6.2: unknown flags, or unmap on a discard, are UNSUPP.
     const known = unmapAllowed ? BLK_WRITE_ZEROES_FLAG_UNMAP : 0;

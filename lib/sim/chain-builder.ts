@@ -37,16 +37,22 @@ export class ChainBuilder {
   /** Adds one element; `what` names it in messages ("chain from head 3: descriptor 4"). */
   add(addr: bigint, len: number, writable: boolean, what: string): ChainFault | undefined {
     const buffer = len === 0 ? (this.memory.resolve(addr, 0) ?? new Uint8Array(0)) : this.memory.resolve(addr, len);
-    if (!buffer) return { rule: 'buffer-unreachable', message: `${what} buffer at 0x${addr.toString(16)} (${len} bytes) is not in device-reachable memory` };
+    if (!buffer)
+      return {
+        rule: 'buffer-unreachable',
+        message: `${what} buffer at 0x${addr.toString(16)} (${len} bytes) is not in device-reachable memory`,
+      };
     if (writable) {
       this.writable.push(buffer);
       this.writableBytes += len;
     } else {
-      if (this.writable.length > 0) return { rule: this.orderRule, message: `${what} is device-readable but follows a device-writable one` };
+      if (this.writable.length > 0)
+        return { rule: this.orderRule, message: `${what} is device-readable but follows a device-writable one` };
       this.readable.push(buffer);
       this.readableBytes += len;
     }
-    if (this.readableBytes + this.writableBytes > MAX_CHAIN_BYTES) return { rule: 'chain-too-long', message: `${what}: the chain describes more than 2^32 bytes` };
+    if (this.readableBytes + this.writableBytes > MAX_CHAIN_BYTES)
+      return { rule: 'chain-too-long', message: `${what}: the chain describes more than 2^32 bytes` };
     return undefined;
   }
 

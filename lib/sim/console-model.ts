@@ -1,4 +1,13 @@
-import { ConsoleConfig, ConsoleFeature, ConsoleQueue, DeviceId, feature, portOfQueue, portReceiveQueue, type ConsoleControlMessage } from '../spec';
+import {
+  ConsoleConfig,
+  ConsoleFeature,
+  ConsoleQueue,
+  DeviceId,
+  feature,
+  portOfQueue,
+  portReceiveQueue,
+  type ConsoleControlMessage,
+} from '../spec';
 import { ConsoleMultiport, type ConsoleMultiportOptions, type ConsolePortSpec } from './console-multiport';
 import { ConsolePortData } from './console-port-data';
 import type { SimConfigField, SimDeviceModel, SimRequest } from './sim-model';
@@ -54,8 +63,17 @@ export class ConsoleModel implements SimDeviceModel {
       this.multiport = multiport;
       offered |= feature(ConsoleFeature.MULTIPORT);
       // receiveq0, transmitq0, control receiveq, control transmitq, then a pair per port 1.. (§5.3.2).
-      this.queueSizes = [queueSize, queueSize, controlQueueSize, controlQueueSize, ...new Array<number>(2 * (maxPorts - 1)).fill(queueSize)];
-      this.ports = Array.from({ length: maxPorts }, (_, id) => new ConsolePortData(() => multiport.portAdded(id) && multiport.guestConnected(id)));
+      this.queueSizes = [
+        queueSize,
+        queueSize,
+        controlQueueSize,
+        controlQueueSize,
+        ...new Array<number>(2 * (maxPorts - 1)).fill(queueSize),
+      ];
+      this.ports = Array.from(
+        { length: maxPorts },
+        (_, id) => new ConsolePortData(() => multiport.portAdded(id) && multiport.guestConnected(id)),
+      );
       new DataView(this.config.buffer, this.config.byteOffset).setUint32(ConsoleConfig.max_nr_ports, maxPorts, true);
     } else {
       this.queueSizes = [queueSize, queueSize];
@@ -192,7 +210,8 @@ export class ConsoleModel implements SimDeviceModel {
     const port = this.ports[id];
     if (queue === portReceiveQueue(id)) return port.hold(request);
     const data = Buffer.concat(request.readable.map((b) => Buffer.from(b)));
-    if (this.multiport && !this.multiport.portAdded(id)) this.multiport.protocolErrors.push(`transmit on port ${id}, which is not added`);
+    if (this.multiport && !this.multiport.portAdded(id))
+      this.multiport.protocolErrors.push(`transmit on port ${id}, which is not added`);
     port.transmitted(data);
     if (this.multiport?.echoOf(id) ?? this.echo) port.send(data);
     return 0;
@@ -213,7 +232,8 @@ export class ConsoleModel implements SimDeviceModel {
   }
 
   private port(id: number): ConsolePortData {
-    if (!Number.isInteger(id) || id < 0 || id >= this.ports.length) throw outOfRange(`port must be an integer in [0, ${this.ports.length - 1}], got ${id}`);
+    if (!Number.isInteger(id) || id < 0 || id >= this.ports.length)
+      throw outOfRange(`port must be an integer in [0, ${this.ports.length - 1}], got ${id}`);
     return this.ports[id];
   }
 

@@ -1,4 +1,10 @@
-import { ConsoleControlEvent as Event, ConsoleResize, decodeConsoleControl, encodeConsoleControl, type ConsoleControlMessage } from '../spec';
+import {
+  ConsoleControlEvent as Event,
+  ConsoleResize,
+  decodeConsoleControl,
+  encodeConsoleControl,
+  type ConsoleControlMessage,
+} from '../spec';
 import { HeldReceives, fillWritable } from './held-receives';
 import type { SimRequest } from './sim-model';
 import { invalidArgValue, outOfRange } from '../errors';
@@ -77,7 +83,8 @@ export class ConsoleMultiport {
     private readonly hooks: ConsoleMultiportHooks,
   ) {
     const { maxPorts } = options;
-    if (!Number.isInteger(maxPorts) || maxPorts < 1 || maxPorts > MAX_PORTS) throw outOfRange(`maxPorts must be an integer in [1, ${MAX_PORTS}], got ${maxPorts}`);
+    if (!Number.isInteger(maxPorts) || maxPorts < 1 || maxPorts > MAX_PORTS)
+      throw outOfRange(`maxPorts must be an integer in [1, ${MAX_PORTS}], got ${maxPorts}`);
     this.maxPorts = maxPorts;
     this.controlQueueSize = options.controlQueueSize ?? 32;
     this.nameTerminator = options.nameTerminator ?? false;
@@ -151,7 +158,8 @@ export class ConsoleMultiport {
   resizePort(id: number, size: { cols: number; rows: number }): boolean {
     this.present(id);
     for (const [name, n] of Object.entries(size)) {
-      if (!Number.isInteger(n) || n < 0 || n > 0xffff) throw outOfRange(`${name} must be an integer in [0, 65535], got ${n}`);
+      if (!Number.isInteger(n) || n < 0 || n > 0xffff)
+        throw outOfRange(`${name} must be an integer in [0, 65535], got ${n}`);
     }
     if (!this.added.has(id)) return false;
     // struct virtio_console_resize after the header: le16 cols, le16 rows (§5.3.6.2).
@@ -184,7 +192,8 @@ export class ConsoleMultiport {
 
   private addSpec(spec: ConsolePortSpec): void {
     const { id } = spec;
-    if (!Number.isInteger(id) || id < 0 || id >= this.maxPorts) throw outOfRange(`port id must be an integer in [0, ${this.maxPorts - 1}], got ${id}`);
+    if (!Number.isInteger(id) || id < 0 || id >= this.maxPorts)
+      throw outOfRange(`port id must be an integer in [0, ${this.maxPorts - 1}], got ${id}`);
     if (this.specs.has(id)) throw invalidArgValue(`port ${id} is already present`, 'range');
     this.specs.set(id, { ...spec });
   }

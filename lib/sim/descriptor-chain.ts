@@ -58,7 +58,10 @@ export function walkDescriptorChain(source: ChainSource, head: number): ChainWal
       );
     }
     if (ttl-- === 0) {
-      return fail('descriptor-loop', `chain from head ${head} is longer than ${inIndirect ? 'its indirect table' : 'the queue'} (${entries} entries): it loops`);
+      return fail(
+        'descriptor-loop',
+        `chain from head ${head} is longer than ${inIndirect ? 'its indirect table' : 'the queue'} (${entries} entries): it loops`,
+      );
     }
     if (!inIndirect) descriptors.push(index);
     const at = index * SplitRing.DESC_SIZE;
@@ -68,14 +71,30 @@ export function walkDescriptorChain(source: ChainSource, head: number): ChainWal
     const next = table.getUint16(at + SplitRing.DESC_NEXT, true);
 
     if (flags & VirtqDesc.F_INDIRECT) {
-      if (inIndirect) return fail('nested-indirect', `chain from head ${head}: ${where(index)} sets INDIRECT inside an indirect table`);
-      if (!source.indirect) return fail('indirect-not-negotiated', `chain from head ${head}: ${where(index)} sets INDIRECT but VIRTIO_F_INDIRECT_DESC was not negotiated`);
-      if (flags & VirtqDesc.F_NEXT) return fail('indirect-with-next', `chain from head ${head}: ${where(index)} sets both INDIRECT and NEXT`);
+      if (inIndirect)
+        return fail(
+          'nested-indirect',
+          `chain from head ${head}: ${where(index)} sets INDIRECT inside an indirect table`,
+        );
+      if (!source.indirect)
+        return fail(
+          'indirect-not-negotiated',
+          `chain from head ${head}: ${where(index)} sets INDIRECT but VIRTIO_F_INDIRECT_DESC was not negotiated`,
+        );
+      if (flags & VirtqDesc.F_NEXT)
+        return fail('indirect-with-next', `chain from head ${head}: ${where(index)} sets both INDIRECT and NEXT`);
       if (len === 0 || len % SplitRing.DESC_SIZE !== 0) {
-        return fail('indirect-len', `chain from head ${head}: ${where(index)} points to an indirect table of ${len} bytes, not a positive multiple of 16`);
+        return fail(
+          'indirect-len',
+          `chain from head ${head}: ${where(index)} points to an indirect table of ${len} bytes, not a positive multiple of 16`,
+        );
       }
       const bytes = source.memory.resolve(addr, len);
-      if (!bytes) return fail('buffer-unreachable', `chain from head ${head}: indirect table at 0x${addr.toString(16)} (${len} bytes) is not in device-reachable memory`);
+      if (!bytes)
+        return fail(
+          'buffer-unreachable',
+          `chain from head ${head}: indirect table at 0x${addr.toString(16)} (${len} bytes) is not in device-reachable memory`,
+        );
       // The WRITE flag of the descriptor naming the table is ignored (§2.7.5.3.2).
       table = viewOf(bytes);
       entries = len / SplitRing.DESC_SIZE;
@@ -99,8 +118,14 @@ function checkInOrderNext(source: ChainSource, head: number, index: number, next
   const expected = inIndirect ? index + 1 : (index + 1) % source.size;
   if (next === expected) return;
   if (inIndirect) {
-    source.note?.('in-order-indirect-next', `chain from head ${head}: indirect descriptor ${index} has next ${next}; with VIRTIO_F_IN_ORDER it must be ${expected}`);
+    source.note?.(
+      'in-order-indirect-next',
+      `chain from head ${head}: indirect descriptor ${index} has next ${next}; with VIRTIO_F_IN_ORDER it must be ${expected}`,
+    );
   } else {
-    source.note?.('in-order-next', `chain from head ${head}: descriptor ${index} has next ${next}; with VIRTIO_F_IN_ORDER it must be ${expected}`);
+    source.note?.(
+      'in-order-next',
+      `chain from head ${head}: descriptor ${index} has next ${next}; with VIRTIO_F_IN_ORDER it must be ${expected}`,
+    );
   }
 }

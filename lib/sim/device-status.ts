@@ -13,15 +13,27 @@ const low = (value: bigint): number => Number(value & 0xffff_ffffn);
  * config-out-of-range patch needs, less VERSION_1 under features-bad
  * 'version-1-missing'.
  */
-export function offeredFeatures(version: 1 | 2, model: bigint, transport: bigint | undefined, plan: { patch?: { features: bigint }; withdrawVersion1: boolean }): bigint {
+export function offeredFeatures(
+  version: 1 | 2,
+  model: bigint,
+  transport: bigint | undefined,
+  plan: { patch?: { features: bigint }; withdrawVersion1: boolean },
+): bigint {
   const base =
     transport ??
     (version === 2
-      ? features(FeatureBit.VERSION_1, FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX, FeatureBit.RING_RESET, FeatureBit.NOTIFICATION_DATA)
+      ? features(
+          FeatureBit.VERSION_1,
+          FeatureBit.INDIRECT_DESC,
+          FeatureBit.EVENT_IDX,
+          FeatureBit.RING_RESET,
+          FeatureBit.NOTIFICATION_DATA,
+        )
       : features(FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX));
   // A legacy device has no packed ring: the legacy interface lays queues out by QueuePFN (§4.2.4, §2.7.2), so bit 34 is
   // never offered.
-  let offered = (model | base | (plan.patch?.features ?? 0n)) & (version === 1 ? ~feature(FeatureBit.RING_PACKED) : -1n);
+  let offered =
+    (model | base | (plan.patch?.features ?? 0n)) & (version === 1 ? ~feature(FeatureBit.RING_PACKED) : -1n);
   if (plan.withdrawVersion1) offered &= ~feature(FeatureBit.VERSION_1);
   return offered;
 }
@@ -65,7 +77,10 @@ export class DeviceStatusRegisters {
   constructor(private readonly options: DeviceStatusOptions) {
     this.resetLatency = options.resetLatency;
     const { version, offered, claimedFeatures, hostile } = options;
-    const honest = options.acceptFeatures ?? ((driver: bigint) => (driver & ~(offered | claimedFeatures)) === 0n && (version === 1 || hasFeature(driver, FeatureBit.VERSION_1)));
+    const honest =
+      options.acceptFeatures ??
+      ((driver: bigint) =>
+        (driver & ~(offered | claimedFeatures)) === 0n && (version === 1 || hasFeature(driver, FeatureBit.VERSION_1)));
     this.accept = options.dropFeaturesOk
       ? (driver) => {
           hostile!.record('features-bad', `FEATURES_OK dropped for driver features ${describeFeatures(driver)}`);
@@ -82,7 +97,8 @@ export class DeviceStatusRegisters {
   read(): number {
     if (this.readsLeft === 0) return this.value;
     this.readsLeft--;
-    if (this.options.hostile?.options('reset-never-completes')?.kind === 'device') this.options.hostile.record('reset-never-completes', `Status read ${hex(this.duringReset)} after the reset`);
+    if (this.options.hostile?.options('reset-never-completes')?.kind === 'device')
+      this.options.hostile.record('reset-never-completes', `Status read ${hex(this.duringReset)} after the reset`);
     return this.duringReset;
   }
 

@@ -57,15 +57,22 @@ export function faultPlan(options: SimOptions, version: 1 | 2, hostile: Hostile 
   const shortWindow = hostile?.options('config-window-short');
   if (shortWindow) {
     const { configBytes: n } = shortWindow;
-    if (!Number.isInteger(n) || n < 0 || n > configBytes.length) throw outOfRange(`config-window-short configBytes must be an integer in [0, ${configBytes.length}], got ${String(n)}`);
+    if (!Number.isInteger(n) || n < 0 || n > configBytes.length)
+      throw outOfRange(
+        `config-window-short configBytes must be an integer in [0, ${configBytes.length}], got ${String(n)}`,
+      );
     configBytes = configBytes.subarray(0, n);
     hostile!.record('config-window-short', `the window ends ${n} bytes into the config space of ${modelConfig.length}`);
   }
   const raw = hostile ? configPatch(hostile) : undefined;
   if (raw && (raw.offset < 0 || raw.offset + raw.width > configBytes.length)) {
-    throw outOfRange(`config-out-of-range: ${raw.width} bytes at config offset ${raw.offset} lie outside the ${configBytes.length}-byte config space`);
+    throw outOfRange(
+      `config-out-of-range: ${raw.width} bytes at config offset ${raw.offset} lie outside the ${configBytes.length}-byte config space`,
+    );
   }
-  const churn = hostile?.has('config-generation-churn') ? (hostile.options('config-generation-churn')?.reads ?? Infinity) : options.configGenerationChurn;
+  const churn = hostile?.has('config-generation-churn')
+    ? (hostile.options('config-generation-churn')?.reads ?? Infinity)
+    : options.configGenerationChurn;
   const featuresBad = hostile?.options('features-bad')?.kind;
   let claimedFeatures = 0n;
   let claimAlternately = false;
@@ -78,7 +85,9 @@ export function faultPlan(options: SimOptions, version: 1 | 2, hostile: Hostile 
   const identity = hostile?.options('bad-identity')?.kind;
   const resetNever = hostile?.options('reset-never-completes')?.kind;
   return {
-    magic: options.magic ?? (identity === 'magic' ? (MMIO_MAGIC_VALUE ^ hostile!.int(1, 0xffff_ffff)) >>> 0 : MMIO_MAGIC_VALUE),
+    magic:
+      options.magic ??
+      (identity === 'magic' ? (MMIO_MAGIC_VALUE ^ hostile!.int(1, 0xffff_ffff)) >>> 0 : MMIO_MAGIC_VALUE),
     versionValue: options.versionValue ?? (identity === 'version-3' ? 3 : version),
     hideDeviceId: identity === 'device-id-0',
     configBytes,
@@ -90,6 +99,8 @@ export function faultPlan(options: SimOptions, version: 1 | 2, hostile: Hostile 
     dropFeaturesOk: featuresBad === 'features-ok-dropped',
     resetLatency: resetNever === 'device' ? Infinity : latency('resetLatency', options.resetLatency),
     queueResetLatency: resetNever === 'queue' ? Infinity : latency('queueResetLatency', options.queueResetLatency),
-    usedElement: options.faults?.usedElement ? (queue, element) => options.faults!.usedElement!(queue, element) : undefined,
+    usedElement: options.faults?.usedElement
+      ? (queue, element) => options.faults!.usedElement!(queue, element)
+      : undefined,
   };
 }

@@ -53,7 +53,11 @@ export class HostileRing {
     }
     const writable = batch[batch.length - 1].writableBytes;
     const lie = (name: Parameters<Hostile['record']>[0], next: UsedElement): UsedElement => {
-      hostile.record(name, `used element id ${element.id} len ${element.len} written as id ${next.id} len ${next.len}`, q);
+      hostile.record(
+        name,
+        `used element id ${element.id} len ${element.len} written as id ${next.id} len ${next.len}`,
+        q,
+      );
       return next;
     };
     if (hostile.has(RingViolation.USED_ID_OUT_OF_RANGE)) {
@@ -70,7 +74,10 @@ export class HostileRing {
       if (id !== undefined) return lie('used-wrong-chain', { id, len: element.len });
     }
     if (hostile.has(RingViolation.USED_LEN_TOO_LONG)) {
-      return lie(RingViolation.USED_LEN_TOO_LONG, { id: element.id, len: Math.min(0xffff_ffff, writable + hostile.int(1, 4096)) });
+      return lie(RingViolation.USED_LEN_TOO_LONG, {
+        id: element.id,
+        len: Math.min(0xffff_ffff, writable + hostile.int(1, 4096)),
+      });
     }
     if (hostile.has('used-len-too-short')) {
       const fixed = hostile.options('used-len-too-short')?.len;
@@ -96,7 +103,11 @@ export class HostileRing {
     }
     if (hostile.has(RingViolation.USED_IDX_BACKWARDS)) {
       const shown = (published - hostile.int(1, Math.min(4, view.num))) & 0xffff;
-      hostile.record(RingViolation.USED_IDX_BACKWARDS, `used.idx ${published} → ${shown} (honest: ${next})`, view.index);
+      hostile.record(
+        RingViolation.USED_IDX_BACKWARDS,
+        `used.idx ${published} → ${shown} (honest: ${next})`,
+        view.index,
+      );
       return shown;
     }
     return next;
@@ -114,10 +125,20 @@ export class HostileRing {
   usedFlags(flags: number, wrap: boolean): number {
     const { hostile, view } = this;
     if (!this.lying || !hostile.has('packed-wrong-flags')) return flags;
-    const variant = hostile.options('packed-wrong-flags')?.variant ?? hostile.pick(['avail-only', 'used-only', 'stale-wrap'] as const);
+    const variant =
+      hostile.options('packed-wrong-flags')?.variant ??
+      hostile.pick(['avail-only', 'used-only', 'stale-wrap'] as const);
     const rest = flags & ~(F_AVAIL | F_USED);
-    const bits = { 'avail-only': wrap ? F_AVAIL : F_USED, 'used-only': wrap ? F_USED : F_AVAIL, 'stale-wrap': wrap ? 0 : F_AVAIL | F_USED }[variant];
-    hostile.record('packed-wrong-flags', `${variant}: flags 0x${flags.toString(16)} written as 0x${(rest | bits).toString(16)} (wrap counter ${+wrap})`, view.index);
+    const bits = {
+      'avail-only': wrap ? F_AVAIL : F_USED,
+      'used-only': wrap ? F_USED : F_AVAIL,
+      'stale-wrap': wrap ? 0 : F_AVAIL | F_USED,
+    }[variant];
+    hostile.record(
+      'packed-wrong-flags',
+      `${variant}: flags 0x${flags.toString(16)} written as 0x${(rest | bits).toString(16)} (wrap counter ${+wrap})`,
+      view.index,
+    );
     return rest | bits;
   }
 
@@ -125,7 +146,8 @@ export class HostileRing {
   private notOutstanding(batch: readonly Completion[]): number | undefined {
     const { hostile, view } = this;
     const free = (id: number): boolean => id < view.num && !view.busy(id) && !batch.some((b) => b.id === id);
-    const variant = hostile.options(RingViolation.USED_ID_NOT_HEAD)?.variant ?? hostile.pick(['duplicate', 'replay'] as const);
+    const variant =
+      hostile.options(RingViolation.USED_ID_NOT_HEAD)?.variant ?? hostile.pick(['duplicate', 'replay'] as const);
     const earlier = variant === 'duplicate' ? this.history.slice(-1) : this.history.slice(0, -1);
     const candidates = earlier.filter(free);
     if (candidates.length) return hostile.pick(candidates);

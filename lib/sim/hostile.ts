@@ -23,7 +23,10 @@ export type HostileBehaviour = (typeof FAULT_CATALOGUE)[number]['name'];
 export type ConfigOutOfRangeField = ValuesOf<'config-out-of-range'>;
 
 /** The values FAULT_CATALOGUE lists for the parameter of fault `N`. */
-type ValuesOf<N extends string> = Extract<FaultEntry, { name: N; parameter: { values: readonly string[] } }>['parameter']['values'][number];
+type ValuesOf<N extends string> = Extract<
+  FaultEntry,
+  { name: N; parameter: { values: readonly string[] } }
+>['parameter']['values'][number];
 
 /**
  * A raw patch over config reads: `width` bytes at config `offset` read `value`; `features` are offered besides the
@@ -118,14 +121,18 @@ export class Hostile {
   private honest = 0;
 
   constructor(options: HostileOptions) {
-    if (!options || typeof options !== 'object') throw invalidArgType('hostile options must be an object { seed, behaviours }');
-    if (!Number.isInteger(options.seed)) throw outOfRange(`hostile seed must be an integer, got ${String(options.seed)}`);
+    if (!options || typeof options !== 'object')
+      throw invalidArgType('hostile options must be an object { seed, behaviours }');
+    if (!Number.isInteger(options.seed))
+      throw outOfRange(`hostile seed must be an integer, got ${String(options.seed)}`);
     const behaviours = options.behaviours ?? {};
     for (const name of Object.keys(behaviours)) {
-      if (!NAMES.has(name)) throw invalidArgValue(`unknown hostile behaviour '${name}' (known: ${[...NAMES].join(', ')})`, 'range');
+      if (!NAMES.has(name))
+        throw invalidArgValue(`unknown hostile behaviour '${name}' (known: ${[...NAMES].join(', ')})`, 'range');
     }
     const after = options.after ?? 0;
-    if (!Number.isInteger(after) || after < 0) throw outOfRange(`hostile after must be a non-negative integer, got ${String(after)}`);
+    if (!Number.isInteger(after) || after < 0)
+      throw outOfRange(`hostile after must be a non-negative integer, got ${String(after)}`);
     if (options.queue !== undefined && (!Number.isInteger(options.queue) || options.queue < 0)) {
       throw outOfRange(`hostile queue must be a queue index, got ${String(options.queue)}`);
     }
@@ -144,7 +151,9 @@ export class Hostile {
   /** The options object of switch `name` (undefined when off or given as `true`). */
   options<K extends HostileBehaviour>(name: K): Exclude<HostileBehaviourOptions[K], true> | undefined {
     const value = this.behaviours[name];
-    return typeof value === 'object' && value !== null ? (value as Exclude<HostileBehaviourOptions[K], true>) : undefined;
+    return typeof value === 'object' && value !== null
+      ? (value as Exclude<HostileBehaviourOptions[K], true>)
+      : undefined;
   }
 
   /** Whether queue `index` is one that misbehaves. */
@@ -189,6 +198,7 @@ export class Hostile {
   /** Counts one misbehaviour of `name` (and keeps the first MAX_EVENTS details). */
   record(name: HostileBehaviour, detail: string, queue?: number): void {
     this.log[name]++;
-    if (this.events.length < MAX_EVENTS) this.events.push(queue === undefined ? { behaviour: name, detail } : { behaviour: name, queue, detail });
+    if (this.events.length < MAX_EVENTS)
+      this.events.push(queue === undefined ? { behaviour: name, detail } : { behaviour: name, queue, detail });
   }
 }

@@ -7,7 +7,16 @@
  */
 export { SimDevice, SIM_VENDOR_ID } from './sim-device';
 export type { SimOptions, SimStats, SimFaults, SimInterruptLine } from './sim-options';
-export { FAULT_CATALOGUE, faultEntry, faultOfRegister, parseFaultSetting, type FaultEntry, type FaultName, type FaultParameter, type FaultSubject } from './fault-catalogue';
+export {
+  FAULT_CATALOGUE,
+  faultEntry,
+  faultOfRegister,
+  parseFaultSetting,
+  type FaultEntry,
+  type FaultName,
+  type FaultParameter,
+  type FaultSubject,
+} from './fault-catalogue';
 export {
   Hostile,
   HOSTILE_BEHAVIOURS,

@@ -18,12 +18,15 @@ export class LateWork {
     const delayMs = this.hostile?.options('late-completion')?.delayMs;
     this.work.push(work);
     if (delayMs === undefined) return;
-    const timer = setTimeout(() => {
-      const at = this.work.indexOf(work);
-      if (at < 0) return;
-      this.work.splice(at, 1);
-      work();
-    }, this.hostile!.int(delayMs, 2 * delayMs));
+    const timer = setTimeout(
+      () => {
+        const at = this.work.indexOf(work);
+        if (at < 0) return;
+        this.work.splice(at, 1);
+        work();
+      },
+      this.hostile!.int(delayMs, 2 * delayMs),
+    );
     // A held chain must not keep a process alive that has nothing else to do.
     timer.unref();
   }

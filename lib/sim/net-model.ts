@@ -1,4 +1,15 @@
-import { DeviceId, FeatureBit, NET_HDR_NUM_BUFFERS, NET_HDR_SIZE, NET_HDR_SIZE_LEGACY, NetConfig, NetFeature, NetStatus, feature, hasFeature } from '../spec';
+import {
+  DeviceId,
+  FeatureBit,
+  NET_HDR_NUM_BUFFERS,
+  NET_HDR_SIZE,
+  NET_HDR_SIZE_LEGACY,
+  NetConfig,
+  NetFeature,
+  NetStatus,
+  feature,
+  hasFeature,
+} from '../spec';
 import { HeldReceives, fillWritable } from './held-receives';
 import type { SimConfigField, SimDeviceModel, SimRequest } from './sim-model';
 import { invalidArgValue } from '../errors';
@@ -87,7 +98,8 @@ export class NetModel implements SimDeviceModel {
 
   driverOk(negotiated: bigint): void {
     this.mergeable = hasFeature(negotiated, NetFeature.MRG_RXBUF);
-    this.headerBytes = hasFeature(negotiated, FeatureBit.VERSION_1) || this.mergeable ? NET_HDR_SIZE : NET_HDR_SIZE_LEGACY;
+    this.headerBytes =
+      hasFeature(negotiated, FeatureBit.VERSION_1) || this.mergeable ? NET_HDR_SIZE : NET_HDR_SIZE_LEGACY;
   }
 
   /** A frame from the wire for the driver. */

@@ -1,4 +1,12 @@
-import { FeatureBit, isPowerOfTwo, legacyQueueAreas, MmioRegister as R, queueAreaHalf, withHalf, type QueueArea } from '../spec';
+import {
+  FeatureBit,
+  isPowerOfTwo,
+  legacyQueueAreas,
+  MmioRegister as R,
+  queueAreaHalf,
+  withHalf,
+  type QueueArea,
+} from '../spec';
 import type { SimQueue } from './sim-queue';
 import type { StrictRules } from './strict-rules';
 import { invalidArgValue } from '../errors';
@@ -22,11 +30,14 @@ export interface QueueRegisterContext {
   liveBeforeSetup?(index: number): boolean;
 }
 
-
 const names = new Map<number, string>(Object.entries(R).map(([name, offset]) => [offset, name]));
 
 /** Where the sim keeps each area's address (virtio 1.2 §2.6). */
-const AREA_FIELD: Readonly<Record<QueueArea, 'descAddr' | 'driverAddr' | 'deviceAddr'>> = { desc: 'descAddr', driver: 'driverAddr', device: 'deviceAddr' };
+const AREA_FIELD: Readonly<Record<QueueArea, 'descAddr' | 'driverAddr' | 'deviceAddr'>> = {
+  desc: 'descAddr',
+  driver: 'driverAddr',
+  device: 'deviceAddr',
+};
 
 /**
  * The queue selection and configuration registers (virtio 1.2 §4.2.2
@@ -73,7 +84,11 @@ export class SimQueueRegisters {
 
   write(offset: number, value: number): void {
     const half = queueAreaHalf(offset);
-    if (half) return this.writeQueueAddress(offset, (q) => (q[AREA_FIELD[half.area]] = withHalf(q[AREA_FIELD[half.area]], half.high, value)));
+    if (half)
+      return this.writeQueueAddress(
+        offset,
+        (q) => (q[AREA_FIELD[half.area]] = withHalf(q[AREA_FIELD[half.area]], half.high, value)),
+      );
     switch (offset) {
       case R.QueueSel:
         this.sel = value;
@@ -97,7 +112,8 @@ export class SimQueueRegisters {
 
   private selectedQueue(register: string): SimQueue | undefined {
     const queue = this.queues[this.sel];
-    if (!queue) this.context.rules.record('queue-unavailable', `${register} written for queue ${this.sel}, which does not exist`);
+    if (!queue)
+      this.context.rules.record('queue-unavailable', `${register} written for queue ${this.sel}, which does not exist`);
     return queue;
   }
 
@@ -110,7 +126,10 @@ export class SimQueueRegisters {
   private readQueueNumMax(): number {
     const queue = this.queues[this.sel];
     if (this.context.version === 1 && queue && queue.pfn !== 0) {
-      this.context.rules.record('queue-register-while-ready', `QueueNumMax read for queue ${queue.index} while QueuePFN is set`);
+      this.context.rules.record(
+        'queue-register-while-ready',
+        `QueueNumMax read for queue ${queue.index} while QueuePFN is set`,
+      );
     }
     return queue?.numMax ?? 0;
   }
@@ -125,14 +144,23 @@ export class SimQueueRegisters {
     if (!queue) return undefined;
     if (queue.ready) {
       const live = this.context.version === 2 ? 'QueueReady is 1' : 'QueuePFN is set';
-      this.context.rules.record('queue-register-while-ready', `${register} written for queue ${queue.index} while ${live}; ignored`);
+      this.context.rules.record(
+        'queue-register-while-ready',
+        `${register} written for queue ${queue.index} while ${live}; ignored`,
+      );
       return undefined;
     }
     if (queue.resetReadsLeft > 0) {
-      this.context.rules.record('queue-reset-not-complete', `${register} written for queue ${queue.index} before QueueReset read back 0`);
+      this.context.rules.record(
+        'queue-reset-not-complete',
+        `${register} written for queue ${queue.index} before QueueReset read back 0`,
+      );
     }
     if (this.context.version === 2 && this.context.driverOk() && !queue.reenabling) {
-      this.context.rules.record('queue-setup-after-driver-ok', `${register} written for queue ${queue.index} after DRIVER_OK, without a QueueReset first`);
+      this.context.rules.record(
+        'queue-setup-after-driver-ok',
+        `${register} written for queue ${queue.index} after DRIVER_OK, without a QueueReset first`,
+      );
     }
     return queue;
   }
@@ -140,10 +168,18 @@ export class SimQueueRegisters {
   private writeQueueNum(value: number): void {
     const queue = this.queueConfigurable('QueueNum');
     if (!queue) return;
-    if (value > queue.numMax) this.context.rules.record('queue-num-above-max', `QueueNum ${value} for queue ${queue.index} is above QueueNumMax ${queue.numMax}`);
+    if (value > queue.numMax)
+      this.context.rules.record(
+        'queue-num-above-max',
+        `QueueNum ${value} for queue ${queue.index} is above QueueNumMax ${queue.numMax}`,
+      );
     // §2.8.10.1: a packed ring's size need not be a power of 2.
     const packed = this.context.negotiated(FeatureBit.RING_PACKED);
-    if (!packed && !isPowerOfTwo(value)) this.context.rules.record('queue-num-not-power-of-two', `QueueNum ${value} for queue ${queue.index} is not a power of two`);
+    if (!packed && !isPowerOfTwo(value))
+      this.context.rules.record(
+        'queue-num-not-power-of-two',
+        `QueueNum ${value} for queue ${queue.index} is not a power of two`,
+      );
     queue.num = value;
   }
 
@@ -154,7 +190,10 @@ export class SimQueueRegisters {
 
   private writeQueueReady(value: number): void {
     if (value !== 0 && value !== 1) {
-      this.context.rules.record('register-value', `QueueReady written ${hex(value)}; only 0 and 1 are defined; ignored`);
+      this.context.rules.record(
+        'register-value',
+        `QueueReady written ${hex(value)}; only 0 and 1 are defined; ignored`,
+      );
       return;
     }
     if (value === 0) {
@@ -178,7 +217,10 @@ export class SimQueueRegisters {
     const queue = this.queueConfigurable('QueueAlign');
     if (!queue) return;
     if (!isPowerOfTwo(value)) {
-      this.context.rules.record('queue-align-invalid', `QueueAlign ${value} for queue ${queue.index} is not a power of two; ignored`);
+      this.context.rules.record(
+        'queue-align-invalid',
+        `QueueAlign ${value} for queue ${queue.index} is not a power of two; ignored`,
+      );
       return;
     }
     queue.align = value;
@@ -193,7 +235,10 @@ export class SimQueueRegisters {
     if (!queue) return;
     let pageSize = this.guestPageSize;
     if (pageSize === 0) {
-      this.context.rules.record('guest-page-size-unset', `QueuePFN written for queue ${queue.index} before GuestPageSize; assuming 4096`);
+      this.context.rules.record(
+        'guest-page-size-unset',
+        `QueuePFN written for queue ${queue.index} before GuestPageSize; assuming 4096`,
+      );
       pageSize = 4096;
     }
     const { desc, driver, device } = legacyQueueAreas(value, pageSize, queue.num, queue.align);
@@ -214,7 +259,10 @@ export class SimQueueRegisters {
   /** Virtqueue reset (§2.6.1, §4.2.2.1). */
   private writeQueueReset(value: number): void {
     if (!this.context.negotiated(FeatureBit.RING_RESET)) {
-      this.context.rules.record('queue-reset-not-negotiated', `QueueReset written ${hex(value)} without VIRTIO_F_RING_RESET negotiated; ignored`);
+      this.context.rules.record(
+        'queue-reset-not-negotiated',
+        `QueueReset written ${hex(value)} without VIRTIO_F_RING_RESET negotiated; ignored`,
+      );
       return;
     }
     if (value !== 1) {

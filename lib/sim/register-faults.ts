@@ -54,7 +54,8 @@ export class RegisterFaults {
 
   /** queue-num-max-bad 'already-live': whether queue `index`, not ready, reads as live. */
   readonly liveBeforeSetup = (index: number): boolean => {
-    if (this.hostile.options('queue-num-max-bad')?.kind !== 'already-live' || !this.hostile.targets(index)) return false;
+    if (this.hostile.options('queue-num-max-bad')?.kind !== 'already-live' || !this.hostile.targets(index))
+      return false;
     this.hostile.record('queue-num-max-bad', `queue ${index} reads as live before setup`, index);
     return true;
   };
@@ -62,16 +63,29 @@ export class RegisterFaults {
   /** Logs the identity registers that read a lie. */
   identityRead(offset: number, value: number, honest: number): void {
     if (value === honest) return;
-    const name = offset === MmioRegister.MagicValue ? 'MagicValue' : offset === MmioRegister.Version ? 'Version' : 'DeviceID';
-    this.hostile.record('bad-identity', `${name} read ${offset === MmioRegister.Version ? value : offset === MmioRegister.DeviceID ? value : hex(value)}`);
+    const name =
+      offset === MmioRegister.MagicValue ? 'MagicValue' : offset === MmioRegister.Version ? 'Version' : 'DeviceID';
+    this.hostile.record(
+      'bad-identity',
+      `${name} read ${offset === MmioRegister.Version ? value : offset === MmioRegister.DeviceID ? value : hex(value)}`,
+    );
   }
 
   /** Logs the QueueNumMax and QueueReset reads that hostile mode changed. */
-  queueRead(offset: number, value: number, queue: { index: number; numMax: number } | undefined, honestMax: number | undefined): void {
+  queueRead(
+    offset: number,
+    value: number,
+    queue: { index: number; numMax: number } | undefined,
+    honestMax: number | undefined,
+  ): void {
     const { hostile } = this;
     if (!queue || !hostile.targets(queue.index)) return;
     const kind = hostile.options('queue-num-max-bad')?.kind;
-    if (offset === MmioRegister.QueueNumMax && (kind === 'zero' || kind === 'not-power-of-two') && queue.numMax !== honestMax) {
+    if (
+      offset === MmioRegister.QueueNumMax &&
+      (kind === 'zero' || kind === 'not-power-of-two') &&
+      queue.numMax !== honestMax
+    ) {
       hostile.record('queue-num-max-bad', `QueueNumMax of queue ${queue.index} read ${value}`, queue.index);
     }
     if (offset === MmioRegister.QueueReset && value === 1 && this.queueResetNever) {
@@ -85,7 +99,8 @@ export class RegisterFaults {
 
   /** Status read while a reset is under way. */
   statusDuringReset(value: number): void {
-    if (this.hostile.options('reset-never-completes')?.kind === 'device') this.hostile.record('reset-never-completes', `Status read ${hex(value)} after the reset`);
+    if (this.hostile.options('reset-never-completes')?.kind === 'device')
+      this.hostile.record('reset-never-completes', `Status read ${hex(value)} after the reset`);
   }
 
   /**
@@ -96,13 +111,22 @@ export class RegisterFaults {
     const { hostile, host } = this;
     const { interrupts } = host;
     if (!host.live() && hostile.has('interrupt-when-not-live') && !interrupts.line.closed) {
-      const bits = hostile.pick([MmioInterrupt.VRING, MmioInterrupt.CONFIG, MmioInterrupt.VRING | MmioInterrupt.CONFIG]);
+      const bits = hostile.pick([
+        MmioInterrupt.VRING,
+        MmioInterrupt.CONFIG,
+        MmioInterrupt.VRING | MmioInterrupt.CONFIG,
+      ]);
       interrupts.raiseAnyway(bits);
-      hostile.record('interrupt-when-not-live', `InterruptStatus ${hex(bits)} raised after Status write ${describeStatus(value)}`);
+      hostile.record(
+        'interrupt-when-not-live',
+        `InterruptStatus ${hex(bits)} raised after Status write ${describeStatus(value)}`,
+      );
     }
     if (host.live() && value & DeviceStatus.DRIVER_OK && hostile.has('interrupt-storm') && this.stormLeft === 0) {
       this.stormLeft = hostile.options('interrupt-storm')?.limit ?? Infinity;
-      this.stormBits = hostile.options('interrupt-storm')?.bits ?? hostile.pick([MmioInterrupt.VRING, MmioInterrupt.VRING, MmioInterrupt.VRING | MmioInterrupt.CONFIG]);
+      this.stormBits =
+        hostile.options('interrupt-storm')?.bits ??
+        hostile.pick([MmioInterrupt.VRING, MmioInterrupt.VRING, MmioInterrupt.VRING | MmioInterrupt.CONFIG]);
       this.storm();
     }
   }
@@ -121,11 +145,15 @@ export class RegisterFaults {
       return;
     }
     if (hostile.has('spurious-interrupts')) {
-      const variant = hostile.options('spurious-interrupts')?.variant ?? hostile.pick(['zero', 'unknown-bits'] as const);
+      const variant =
+        hostile.options('spurious-interrupts')?.variant ?? hostile.pick(['zero', 'unknown-bits'] as const);
       if (variant === 'unknown-bits') this.unknownBits = (hostile.int(1, 63) << 2) & ~MMIO_INTERRUPT_DEFINED;
       else if (interrupts.status !== 0) return;
       interrupts.line.raise();
-      hostile.record('spurious-interrupts', `line raised with InterruptStatus ${hex(interrupts.status | this.unknownBits)}`);
+      hostile.record(
+        'spurious-interrupts',
+        `line raised with InterruptStatus ${hex(interrupts.status | this.unknownBits)}`,
+      );
     }
   }
 
@@ -149,7 +177,11 @@ export class RegisterFaults {
     if (hostile.ringLive('device-gone', queue)) {
       this.tripped = this.halted = true;
       const ones = hostile.options('device-gone')?.registers === 'all-ones';
-      hostile.record('device-gone', `interrupt line hung up${ones ? ', registers read all ones' : ''} while taking a chain from queue ${queue}`, queue);
+      hostile.record(
+        'device-gone',
+        `interrupt line hung up${ones ? ', registers read all ones' : ''} while taking a chain from queue ${queue}`,
+        queue,
+      );
       this.host.interrupts.line.hangUp!();
       this.allOnes = ones;
       return true;

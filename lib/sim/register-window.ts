@@ -4,7 +4,6 @@ import type { AccessWidth, RegisterBlock } from '../platform';
 import { checkPollTimeout } from '../platform/register-block';
 import { hex } from '../util/hex';
 
-
 /**
  * A RegisterBlock in software with the native region's argument semantics:
  * ClosedError after close(), TypeError for a non-number, RangeError for an
@@ -99,7 +98,7 @@ export abstract class RegisterWindow implements RegisterBlock {
     const deadline = Date.now() + timeoutMs;
     for (let reads = 1; ; reads++) {
       const value = this.readAt(offset, 4);
-      if (((value & mask) >>> 0) === want) return value;
+      if ((value & mask) >>> 0 === want) return value;
       if (reads >= limit || Date.now() >= deadline) return null;
     }
   }
@@ -120,11 +119,13 @@ export abstract class RegisterWindow implements RegisterBlock {
   private checkCopy(offset: number, bytes: Uint8Array, width: number): void {
     this.assertOpen();
     if (!(bytes instanceof Uint8Array)) throw invalidArgType('expected a Uint8Array or Buffer');
-    if (typeof offset !== 'number' || !Number.isInteger(offset) || offset < 0) throw outOfRange(`offset must be a non-negative integer, got ${String(offset)}`);
+    if (typeof offset !== 'number' || !Number.isInteger(offset) || offset < 0)
+      throw outOfRange(`offset must be a non-negative integer, got ${String(offset)}`);
     if (width !== 1 && width !== 2 && width !== 4) throw outOfRange(`width must be 1, 2 or 4, got ${String(width)}`);
     const what = `${width * 8}-bit copy of ${hex(bytes.length)} bytes at offset ${hex(offset)} of ${this.label} (window of ${hex(this.size)} bytes)`;
     if (offset + bytes.length > this.size) throw outOfRange(`${what}: outside the window`);
-    if (offset % width !== 0 || bytes.length % width !== 0) throw invalidArgValue(`${what}: not naturally aligned`, 'range');
+    if (offset % width !== 0 || bytes.length % width !== 0)
+      throw invalidArgValue(`${what}: not naturally aligned`, 'range');
   }
 }
 

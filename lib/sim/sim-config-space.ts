@@ -49,7 +49,10 @@ export class SimConfigSpace {
     const field = this.check(offset, width, 'write');
     if (!field) return false;
     if (field !== true && !field.writable) {
-      this.rules.record('config-write-read-only', `config write at 0x${(0x100 + offset).toString(16)}: the field at config offset ${field.offset} is read-only`);
+      this.rules.record(
+        'config-write-read-only',
+        `config write at 0x${(0x100 + offset).toString(16)}: the field at config offset ${field.offset} is read-only`,
+      );
       return false;
     }
     this.store(offset, width, value);
@@ -90,7 +93,10 @@ export class SimConfigSpace {
     }
     const expected = field.width === 8 ? 4 : field.width;
     if (width !== expected || offset + width > field.offset + field.width || (offset - field.offset) % expected !== 0) {
-      this.rules.record('config-width', `${at}: the field at config offset ${field.offset} is ${field.width * 8}-bit, accessed by ${expected * 8}-bit aligned accesses`);
+      this.rules.record(
+        'config-width',
+        `${at}: the field at config offset ${field.offset} is ${field.width * 8}-bit, accessed by ${expected * 8}-bit aligned accesses`,
+      );
     }
     return field;
   }

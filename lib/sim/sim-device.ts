@@ -91,16 +91,21 @@ export class SimDevice extends RegisterWindow {
 
   constructor(options: SimOptions) {
     super();
-    if (!options || typeof options.memory?.resolve !== 'function') throw invalidArgType('SimDevice needs options.memory (a DeviceMemory)');
+    if (!options || typeof options.memory?.resolve !== 'function')
+      throw invalidArgType('SimDevice needs options.memory (a DeviceMemory)');
     const version = options.version ?? 2;
-    if (version !== 1 && version !== 2) throw invalidArgValue(`version must be 1 or 2, got ${String(version)}`, 'range');
+    if (version !== 1 && version !== 2)
+      throw invalidArgValue(`version must be 1 or 2, got ${String(version)}`, 'range');
     const inOrderBatch = options.inOrderBatch ?? 1;
-    if (!Number.isInteger(inOrderBatch) || inOrderBatch < 1) throw outOfRange(`inOrderBatch must be a positive integer, got ${String(options.inOrderBatch)}`);
+    if (!Number.isInteger(inOrderBatch) || inOrderBatch < 1)
+      throw outOfRange(`inOrderBatch must be a positive integer, got ${String(options.inOrderBatch)}`);
     this.version = version;
     const model = options.model;
     const hostile = options.hostile ? new Hostile(options.hostile) : undefined;
     if (hostile?.has('device-gone') && typeof options.interrupt?.hangUp !== 'function') {
-      throw invalidArgValue('hostile device-gone needs an interrupt line that can hang up (options.interrupt with hangUp(), e.g. a pipe)');
+      throw invalidArgValue(
+        'hostile device-gone needs an interrupt line that can hang up (options.interrupt with hangUp(), e.g. a pipe)',
+      );
     }
     this.hostile = hostile;
     const plan = faultPlan(options, version, hostile);
@@ -108,29 +113,61 @@ export class SimDevice extends RegisterWindow {
     const table = mmioRegisterTable(version);
     this.label = options.label ?? `sim ${empty ? 'empty slot' : deviceIdName(model!.deviceId)}`;
     const rules = (this.rules = new StrictRules(options.strict ?? true, this.label, options.onViolation));
-    const config = (this.config = new SimConfigSpace(plan.configBytes, model?.configFields, rules, plan.configGenerationChurn, {
-      patch: plan.patch,
-      patched: (offset) => hostile!.record('config-out-of-range', `config read at offset ${offset} patched`),
-      churned: hostile?.has('config-generation-churn') ? (generation) => hostile.record('config-generation-churn', `ConfigGeneration read ${generation}`) : undefined,
-    }));
+    const config = (this.config = new SimConfigSpace(
+      plan.configBytes,
+      model?.configFields,
+      rules,
+      plan.configGenerationChurn,
+      {
+        patch: plan.patch,
+        patched: (offset) => hostile!.record('config-out-of-range', `config read at offset ${offset} patched`),
+        churned: hostile?.has('config-generation-churn')
+          ? (generation) => hostile.record('config-generation-churn', `ConfigGeneration read ${generation}`)
+          : undefined,
+      },
+    ));
     // The window ends with the configuration space (rounded up to a word), so a config access past it is a RangeError.
     this.size = MmioRegister.Config + Math.ceil(plan.configBytes.length / 4) * 4;
     const offered = (this.offered = offeredFeatures(version, model?.features ?? 0n, options.transportFeatures, plan));
     const { magic, versionValue } = plan;
     const identityValid = magic === MMIO_MAGIC_VALUE && (versionValue === 1 || versionValue === 2);
-    const deviceStatus = (this.deviceStatus = new DeviceStatusRegisters({ version, offered, acceptFeatures: options.acceptFeatures, hostile, ...plan }));
+    const deviceStatus = (this.deviceStatus = new DeviceStatusRegisters({
+      version,
+      offered,
+      acceptFeatures: options.acceptFeatures,
+      hostile,
+      ...plan,
+    }));
     const observer =
       (options.strict ?? true)
-        ? new StrictObserver({ version, state: deviceStatus, deviceFeatures: offered, magic, versionValue, identityValid, empty, registers: table, queueReady: (i) => this.queues[i]?.ready }, rules)
+        ? new StrictObserver(
+            {
+              version,
+              state: deviceStatus,
+              deviceFeatures: offered,
+              magic,
+              versionValue,
+              identityValid,
+              empty,
+              registers: table,
+              queueReady: (i) => this.queues[i]?.ready,
+            },
+            rules,
+          )
         : undefined;
-    this.pollReads = POLL_SPARE_READS + finite(plan.resetLatency) + finite(plan.queueResetLatency) + finite(plan.configGenerationChurn);
+    this.pollReads =
+      POLL_SPARE_READS +
+      finite(plan.resetLatency) +
+      finite(plan.queueResetLatency) +
+      finite(plan.configGenerationChurn);
     const suppressNotifications = options.suppressNotifications ?? false;
     this.ownsLine = options.interrupt === undefined;
     this.line = this.interrupt = options.interrupt ?? new EventfdInterruptSource(`${this.label} interrupt`);
     const stats: SimStats = (this.stats = { notifications: [], interrupts: 0, interruptsSuppressed: 0, requests: 0 });
     const live = (): boolean => (deviceStatus.value & DRIVER_OK) !== 0;
     const interrupts = (this.interrupts = new SimInterrupts(this.line, live, stats));
-    const faults = (this.faults = hostile && new RegisterFaults(hostile, { interrupts, live, needsReset: () => this.needsReset() }));
+    const faults = (this.faults =
+      hostile && new RegisterFaults(hostile, { interrupts, live, needsReset: () => this.needsReset() }));
     this.late = new LateWork(hostile);
 
     const sizes = empty ? [] : (faults?.queueSizes(model!.queueSizes) ?? model!.queueSizes);
@@ -161,7 +198,8 @@ export class SimDevice extends RegisterWindow {
       driverOk: live,
       negotiated: (bit) => this.negotiated(bit),
       queueReset: (index) => model?.resetQueue?.(index),
-      liveBeforeSetup: hostile?.options('queue-num-max-bad')?.kind === 'already-live' ? faults!.liveBeforeSetup : undefined,
+      liveBeforeSetup:
+        hostile?.options('queue-num-max-bad')?.kind === 'already-live' ? faults!.liveBeforeSetup : undefined,
     });
     this.registers = new SimRegisterFile({
       version,
@@ -188,7 +226,8 @@ export class SimDevice extends RegisterWindow {
       negotiated: (bit) => this.negotiated(bit),
       run: (pickUp) => this.run(pickUp),
     });
-    this.hostileLog = hostile?.log ?? (Object.fromEntries(FAULT_CATALOGUE.map((b) => [b.name, 0])) as Record<HostileBehaviour, number>);
+    this.hostileLog =
+      hostile?.log ?? (Object.fromEntries(FAULT_CATALOGUE.map((b) => [b.name, 0])) as Record<HostileBehaviour, number>);
   }
 
   /** What hostile mode did, in order (the first 1000 events). */

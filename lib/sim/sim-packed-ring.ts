@@ -98,13 +98,19 @@ export class SimPackedRing extends SimRing<PackedBuffer> {
       const used = (flags & F_USED) !== 0;
       const where = `queue ${this.index}: descriptor ${slot} (wrap counter ${+wrap})`;
       if (avail === wrap && used === wrap) {
-        this.break('packed-desc-flags-inconsistent', `${where} has AVAIL = USED = ${+wrap}, the marking of a used descriptor, where the driver makes the next one available`);
+        this.break(
+          'packed-desc-flags-inconsistent',
+          `${where} has AVAIL = USED = ${+wrap}, the marking of a used descriptor, where the driver makes the next one available`,
+        );
         return;
       }
       if (avail !== wrap) break; // nothing more available
       const room = this.num - (this.availPos - this.usedPos);
       if (room === 0) {
-        this.break('packed-ring-overrun', `${where} was made available while the device still owns it (all ${this.num} descriptors are in flight)`);
+        this.break(
+          'packed-ring-overrun',
+          `${where} was made available while the device still owns it (all ${this.num} descriptors are in flight)`,
+        );
         return;
       }
       const walk = walkPackedChain({ ...this.chainSource, room }, slot, wrap, flags);
@@ -114,14 +120,18 @@ export class SimPackedRing extends SimRing<PackedBuffer> {
       }
       for (const note of walk.notes) this.host.rules.record(note.rule, `queue ${this.index}: ${note.message}`);
       if (this.ids.has(walk.id)) {
-        this.break('packed-buffer-id-in-flight', `${where}: Buffer ID ${walk.id} belongs to a buffer the device has not used yet`);
+        this.break(
+          'packed-buffer-id-in-flight',
+          `${where}: Buffer ID ${walk.id} belongs to a buffer the device has not used yet`,
+        );
         return;
       }
       this.ids.add(walk.id);
       this.availPos += walk.count;
       const { id, count, readable, writable, readableBytes, writableBytes } = walk;
       const buffer: PackedBuffer = { id, writableBytes, len: 0, done: false, count };
-      if (!this.dispatch(buffer, { queue: this.index, head: id, readable, writable, readableBytes, writableBytes })) return;
+      if (!this.dispatch(buffer, { queue: this.index, head: id, readable, writable, readableBytes, writableBytes }))
+        return;
       this.rewriteTaken(slot, count, id);
     }
     if (this.changeLater) this.changePublished(this.changeLater);
@@ -211,7 +221,12 @@ export class SimPackedRing extends SimRing<PackedBuffer> {
   private pendingIds(): number[] {
     const ids: number[] = [];
     for (let position = this.availPos; position < this.usedPos + this.num && this.isAvailable(position); position++) {
-      ids.push(this.areas.desc.getUint16(PackedPosition.slot(position, this.num) * PackedRing.DESC_SIZE + PackedRing.DESC_ID, true));
+      ids.push(
+        this.areas.desc.getUint16(
+          PackedPosition.slot(position, this.num) * PackedRing.DESC_SIZE + PackedRing.DESC_ID,
+          true,
+        ),
+      );
     }
     return ids;
   }
@@ -231,7 +246,11 @@ export class SimPackedRing extends SimRing<PackedBuffer> {
       const keep = this.flagsAt((slot + i) % this.num) & (F_AVAIL | F_USED);
       this.storeFlags((slot + i) % this.num, keep | (hostile.int(0, 0xffff) & ~(F_AVAIL | F_USED)));
     }
-    hostile.record('descriptors-rewritten', `Buffer ID ${id}: descriptors ${slot}…${(slot + count - 1) % this.num} overwritten`, this.index);
+    hostile.record(
+      'descriptors-rewritten',
+      `Buffer ID ${id}: descriptors ${slot}…${(slot + count - 1) % this.num} overwritten`,
+      this.index,
+    );
   }
 
   /**
@@ -250,7 +269,11 @@ export class SimPackedRing extends SimRing<PackedBuffer> {
     const at = before.slot * PackedRing.DESC_SIZE;
     this.areas.desc.setUint16(at + PackedRing.DESC_ID, id, true);
     this.areas.desc.setUint32(at + PackedRing.DESC_LEN, len, true);
-    hostile.record('used-element-changes', `used descriptor ${before.slot}: id ${before.id} len ${before.len} changed to id ${id} len ${len}`, this.index);
+    hostile.record(
+      'used-element-changes',
+      `used descriptor ${before.slot}: id ${before.id} len ${before.len} changed to id ${id} len ${len}`,
+      this.index,
+    );
   }
 
   /** Whether the descriptor at `position` is available for its lap (§2.8.1). */
@@ -262,7 +285,9 @@ export class SimPackedRing extends SimRing<PackedBuffer> {
 
   private flagsAt(slot: number): number {
     const { words, desc } = this.areas;
-    return words ? Atomics.load(words, slot * WORDS_PER_DESC + FLAGS_WORD) : desc.getUint16(slot * PackedRing.DESC_SIZE + PackedRing.DESC_FLAGS, true);
+    return words
+      ? Atomics.load(words, slot * WORDS_PER_DESC + FLAGS_WORD)
+      : desc.getUint16(slot * PackedRing.DESC_SIZE + PackedRing.DESC_FLAGS, true);
   }
 
   private storeFlags(slot: number, flags: number): void {
@@ -275,8 +300,15 @@ export class SimPackedRing extends SimRing<PackedBuffer> {
   private publishSuppression(): void {
     const { eventIdx, suppressNotifications } = this.host;
     const { slot, wrap } = PackedPosition;
-    const desc = eventIdx && !suppressNotifications ? packEventOffWrap(slot(this.availPos, this.num), wrap(this.availPos, this.num)) : 0;
-    const flags = suppressNotifications ? RingEventFlags.DISABLE : eventIdx ? RingEventFlags.DESC : RingEventFlags.ENABLE;
+    const desc =
+      eventIdx && !suppressNotifications
+        ? packEventOffWrap(slot(this.availPos, this.num), wrap(this.availPos, this.num))
+        : 0;
+    const flags = suppressNotifications
+      ? RingEventFlags.DISABLE
+      : eventIdx
+        ? RingEventFlags.DESC
+        : RingEventFlags.ENABLE;
     this.areas.device.setUint16(PackedRing.EVENT_DESC, desc, true);
     this.areas.device.setUint16(PackedRing.EVENT_FLAGS, flags, true);
   }
@@ -291,11 +323,14 @@ export class SimPackedRing extends SimRing<PackedBuffer> {
     const desc = this.areas.driver.getUint16(PackedRing.EVENT_DESC, true);
     const isDesc = flags === RingEventFlags.DESC;
     let problem = '';
-    if (flags > RingEventFlags.DESC) problem = `flags 0x${flags.toString(16)}: only ENABLE (0), DISABLE (1) and DESC (2) are defined, the other bits are reserved`;
+    if (flags > RingEventFlags.DESC)
+      problem = `flags 0x${flags.toString(16)}: only ENABLE (0), DISABLE (1) and DESC (2) are defined, the other bits are reserved`;
     else if (isDesc && !this.host.eventIdx) problem = 'flags DESC without VIRTIO_F_EVENT_IDX negotiated';
-    else if (isDesc && (desc & 0x7fff) >= this.num) problem = `DESC with desc_event_off ${desc & 0x7fff}, not below the queue size ${this.num}`;
+    else if (isDesc && (desc & 0x7fff) >= this.num)
+      problem = `DESC with desc_event_off ${desc & 0x7fff}, not below the queue size ${this.num}`;
     const key = problem ? flags * 0x10000 + (isDesc ? desc : 0) : -1;
-    if (problem && key !== this.lastBadEvent) this.host.rules.record('packed-event-flags-invalid', `queue ${this.index}: driver event suppression ${problem}`);
+    if (problem && key !== this.lastBadEvent)
+      this.host.rules.record('packed-event-flags-invalid', `queue ${this.index}: driver event suppression ${problem}`);
     this.lastBadEvent = key;
   }
 }

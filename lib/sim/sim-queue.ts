@@ -53,10 +53,19 @@ export interface SimQueueState {
 const viewOf = (bytes: Uint8Array): DataView => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
 /** Sizes and alignments of the three areas of each ring format (§2.7 table "Virtqueue Part Alignment", §2.8.10.1). */
-function areaLayout(packed: boolean, num: number): { bytes: [number, number, number]; align: [number, number, number] } {
+function areaLayout(
+  packed: boolean,
+  num: number,
+): { bytes: [number, number, number]; align: [number, number, number] } {
   return packed
-    ? { bytes: [packedRingBytes(num), PackedRing.EVENT_SIZE, PackedRing.EVENT_SIZE], align: [PackedRing.DESC_ALIGN, PackedRing.EVENT_ALIGN, PackedRing.EVENT_ALIGN] }
-    : { bytes: [descTableBytes(num), availRingBytes(num), usedRingBytes(num)], align: [SplitRing.DESC_ALIGN, SplitRing.AVAIL_ALIGN, SplitRing.USED_ALIGN] };
+    ? {
+        bytes: [packedRingBytes(num), PackedRing.EVENT_SIZE, PackedRing.EVENT_SIZE],
+        align: [PackedRing.DESC_ALIGN, PackedRing.EVENT_ALIGN, PackedRing.EVENT_ALIGN],
+      }
+    : {
+        bytes: [descTableBytes(num), availRingBytes(num), usedRingBytes(num)],
+        align: [SplitRing.DESC_ALIGN, SplitRing.AVAIL_ALIGN, SplitRing.USED_ALIGN],
+      };
 }
 
 /**
@@ -142,7 +151,10 @@ export class SimQueue {
       return false;
     }
     if (packed && this.num > PackedRing.MAX_SIZE) {
-      rules.record('queue-num-above-max', `${what} enabled with QueueNum ${this.num}; a packed ring has at most 2^15 entries (§2.8)`);
+      rules.record(
+        'queue-num-above-max',
+        `${what} enabled with QueueNum ${this.num}; a packed ring has at most 2^15 entries (§2.8)`,
+      );
       return false;
     }
     // §2.8.10.1: the size of a packed ring need not be a power of 2.
@@ -153,7 +165,9 @@ export class SimQueue {
     const names = ['descriptor area', 'driver area', 'device area'];
     const addresses = [desc, driver, device];
     const layout = areaLayout(packed, this.num);
-    const misaligned = addresses.map((a, i) => (a % BigInt(layout.align[i]) !== 0n ? `${names[i]} ${hex(a)} (needs ${layout.align[i]})` : '')).filter(Boolean);
+    const misaligned = addresses
+      .map((a, i) => (a % BigInt(layout.align[i]) !== 0n ? `${names[i]} ${hex(a)} (needs ${layout.align[i]})` : ''))
+      .filter(Boolean);
     if (misaligned.length) {
       rules.record('queue-misaligned', `${what}: misaligned ${misaligned.join(', ')}`);
       return false;
@@ -161,21 +175,29 @@ export class SimQueue {
     const areas = addresses.map((a, i) => memory.resolve(a, layout.bytes[i]));
     const missing = areas.map((bytes, i) => (bytes ? '' : `${names[i]} ${hex(addresses[i])}`)).filter(Boolean);
     if (missing.length) {
-      rules.record('queue-memory-unreachable', `${what}: ${missing.join(', ')} not in device-reachable memory for QueueNum ${this.num}`);
+      rules.record(
+        'queue-memory-unreachable',
+        `${what}: ${missing.join(', ')} not in device-reachable memory for QueueNum ${this.num}`,
+      );
       return false;
     }
     const [descBytes, driverBytes, deviceBytes] = areas as Uint8Array[];
     if (!packed) {
       const used = viewOf(deviceBytes);
       if (used.getUint16(SplitRing.USED_FLAGS, true) !== 0) {
-        rules.record('used-flags-not-zero', `${what}: used ring flags are ${used.getUint16(SplitRing.USED_FLAGS, true)} when the queue is enabled, not 0`);
+        rules.record(
+          'used-flags-not-zero',
+          `${what}: used ring flags are ${used.getUint16(SplitRing.USED_FLAGS, true)} when the queue is enabled, not 0`,
+        );
       }
     }
     this.ring?.drop();
     this.descAddr = desc;
     this.driverAddr = driver;
     this.deviceAddr = device;
-    this.ring = packed ? this.packedRing(descBytes, driverBytes, deviceBytes) : this.splitRing(descBytes, driverBytes, deviceBytes);
+    this.ring = packed
+      ? this.packedRing(descBytes, driverBytes, deviceBytes)
+      : this.splitRing(descBytes, driverBytes, deviceBytes);
     this.reenabling = false;
     return true;
   }
@@ -221,7 +243,13 @@ export class SimQueue {
   }
 
   private packedRing(desc: Uint8Array, driver: Uint8Array, device: Uint8Array): SimPackedRing {
-    const words = desc.byteOffset % 2 === 0 ? new Uint16Array(desc.buffer, desc.byteOffset, desc.byteLength / 2) : undefined;
-    return new SimPackedRing(this.index, this.num, this.host, { desc: viewOf(desc), words, driver: viewOf(driver), device: viewOf(device) });
+    const words =
+      desc.byteOffset % 2 === 0 ? new Uint16Array(desc.buffer, desc.byteOffset, desc.byteLength / 2) : undefined;
+    return new SimPackedRing(this.index, this.num, this.host, {
+      desc: viewOf(desc),
+      words,
+      driver: viewOf(driver),
+      device: viewOf(device),
+    });
   }
 }

@@ -1,5 +1,13 @@
 import type { AccessWidth } from '../platform';
-import { DeviceStatus, FeatureBit, MMIO_MAGIC_VALUE, MmioRegister, parseNotificationData, SHM_LEN_ABSENT, type RegisterEntry } from '../spec';
+import {
+  DeviceStatus,
+  FeatureBit,
+  MMIO_MAGIC_VALUE,
+  MmioRegister,
+  parseNotificationData,
+  SHM_LEN_ABSENT,
+  type RegisterEntry,
+} from '../spec';
 import type { DeviceStatusRegisters } from './device-status';
 import type { RegisterFaults } from './register-faults';
 import type { SimQueueRegisters } from './queue-registers';
@@ -74,7 +82,8 @@ export class SimRegisterFile {
     const register = offset >= MmioRegister.Config ? offset : offset & ~3;
     if (!this.admits(register, false)) return;
     if (offset >= MmioRegister.Config) {
-      if (this.device.config.write(offset - MmioRegister.Config, width, value)) this.device.model?.configWritten?.(offset - MmioRegister.Config, width);
+      if (this.device.config.write(offset - MmioRegister.Config, width, value))
+        this.device.model?.configWritten?.(offset - MmioRegister.Config, width);
       return;
     }
     if (width === 4) return this.writeRegister(offset, value);

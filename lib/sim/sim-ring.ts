@@ -245,7 +245,11 @@ export abstract class SimRing<T extends Completion> {
   private complete(item: T, result: unknown): void {
     let len = result;
     if (typeof len !== 'number' || !Number.isInteger(len) || len < 0 || len > item.writableBytes) {
-      this.host.modelError(new RangeError(`queue ${this.index}: handle() returned ${String(result)} for a chain with ${item.writableBytes} writable bytes`));
+      this.host.modelError(
+        new RangeError(
+          `queue ${this.index}: handle() returned ${String(result)} for a chain with ${item.writableBytes} writable bytes`,
+        ),
+      );
       len = typeof len === 'number' && len > item.writableBytes ? item.writableBytes : 0;
     }
     item.len = len as number;

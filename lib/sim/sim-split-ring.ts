@@ -1,4 +1,11 @@
-import { availEventOffset, needEvent, SplitRing, usedEventOffset, VRING_AVAIL_F_NO_INTERRUPT, VRING_USED_F_NO_NOTIFY } from '../spec';
+import {
+  availEventOffset,
+  needEvent,
+  SplitRing,
+  usedEventOffset,
+  VRING_AVAIL_F_NO_INTERRUPT,
+  VRING_USED_F_NO_NOTIFY,
+} from '../spec';
 import type { Completion } from './completion-order';
 import { walkDescriptorChain } from './descriptor-chain';
 import { garbage, type HostileRingView } from './hostile-ring';
@@ -68,7 +75,10 @@ export class SimSplitRing extends SimRing<SplitBuffer> {
     const availIdx = rings.availIdx.load();
     const pending = (availIdx - this.lastAvail) & 0xffff;
     if (pending > this.num) {
-      this.break('avail-idx-jump', `queue ${this.index}: avail idx moved from ${this.lastAvail} to ${availIdx}, ${pending} new entries in a queue of ${this.num}`);
+      this.break(
+        'avail-idx-jump',
+        `queue ${this.index}: avail idx moved from ${this.lastAvail} to ${availIdx}, ${pending} new entries in a queue of ${this.num}`,
+      );
       return;
     }
     this.takenThisPass = [];
@@ -88,7 +98,10 @@ export class SimSplitRing extends SimRing<SplitBuffer> {
     const idx = this.rings.availIdx.load();
     if (nextOff !== (idx & 0x7fff) || nextWrap !== ((idx & 0x8000) !== 0)) {
       const claimed = nextOff | (nextWrap ? 0x8000 : 0);
-      this.host.rules.record('notification-data-mismatch', `QueueNotify for queue ${this.index} says avail idx ${claimed}, the ring says ${idx}`);
+      this.host.rules.record(
+        'notification-data-mismatch',
+        `QueueNotify for queue ${this.index} says avail idx ${claimed}, the ring says ${idx}`,
+      );
     }
   }
 
@@ -118,13 +131,23 @@ export class SimSplitRing extends SimRing<SplitBuffer> {
   private take(head: number): boolean {
     const { rules, indirectDesc, memory, inOrder } = this.host;
     if (inOrder && head !== this.nextInOrderHead) {
-      rules.record('in-order-descriptor-order', `queue ${this.index}: chain from head ${head}; with VIRTIO_F_IN_ORDER the next chain starts at descriptor ${this.nextInOrderHead}`);
+      rules.record(
+        'in-order-descriptor-order',
+        `queue ${this.index}: chain from head ${head}; with VIRTIO_F_IN_ORDER the next chain starts at descriptor ${this.nextInOrderHead}`,
+      );
     }
-    const note = (rule: Parameters<typeof rules.record>[0], message: string): void => rules.record(rule, `queue ${this.index}: ${message}`);
-    const walk = walkDescriptorChain({ table: this.rings.desc, size: this.num, indirect: indirectDesc, memory, inOrder, note }, head);
+    const note = (rule: Parameters<typeof rules.record>[0], message: string): void =>
+      rules.record(rule, `queue ${this.index}: ${message}`);
+    const walk = walkDescriptorChain(
+      { table: this.rings.desc, size: this.num, indirect: indirectDesc, memory, inOrder, note },
+      head,
+    );
     const reused = walk.descriptors.find((d) => this.owned[d] !== 0);
     if (reused !== undefined) {
-      this.break('chain-in-flight', `queue ${this.index}: chain from head ${head} uses descriptor ${reused}, which belongs to a chain the device has not used yet`);
+      this.break(
+        'chain-in-flight',
+        `queue ${this.index}: chain from head ${head} uses descriptor ${reused}, which belongs to a chain the device has not used yet`,
+      );
       return false;
     }
     if (!walk.ok) {
@@ -135,7 +158,8 @@ export class SimSplitRing extends SimRing<SplitBuffer> {
     this.nextInOrderHead = (walk.descriptors[walk.descriptors.length - 1] + 1) % this.num;
     const { readable, writable, readableBytes, writableBytes } = walk;
     const buffer: SplitBuffer = { id: head, writableBytes, len: 0, done: false, descriptors: walk.descriptors };
-    if (!this.dispatch(buffer, { queue: this.index, head, readable, writable, readableBytes, writableBytes })) return false;
+    if (!this.dispatch(buffer, { queue: this.index, head, readable, writable, readableBytes, writableBytes }))
+      return false;
     this.takenThisPass.push(head);
     const hostile = this.host.hostile;
     if (hostile?.ringLive('descriptors-rewritten', this.index)) {
@@ -143,7 +167,11 @@ export class SimSplitRing extends SimRing<SplitBuffer> {
       // driver's to trust only via its own copy).
       const table = this.rings.desc;
       for (const d of walk.descriptors) garbage(hostile, new Uint8Array(table.buffer, table.byteOffset + 16 * d, 16));
-      hostile.record('descriptors-rewritten', `chain from head ${head}: descriptors ${walk.descriptors.join(', ')} overwritten`, this.index);
+      hostile.record(
+        'descriptors-rewritten',
+        `chain from head ${head}: descriptors ${walk.descriptors.join(', ')} overwritten`,
+        this.index,
+      );
     }
     return true;
   }
@@ -182,7 +210,11 @@ export class SimSplitRing extends SimRing<SplitBuffer> {
     const len = (before.len + hostile.int(1, 0xffff)) >>> 0;
     this.rings.used.setUint32(before.at, id, true);
     this.rings.used.setUint32(before.at + 4, len, true);
-    hostile.record('used-element-changes', `published element id ${before.id} len ${before.len} changed to id ${id} len ${len}`, this.index);
+    hostile.record(
+      'used-element-changes',
+      `published element id ${before.id} len ${before.len} changed to id ${id} len ${len}`,
+      this.index,
+    );
   }
 
   /**
@@ -193,7 +225,11 @@ export class SimSplitRing extends SimRing<SplitBuffer> {
    */
   private publishSuppression(): void {
     const { eventIdx, suppressNotifications } = this.host;
-    this.rings.used.setUint16(SplitRing.USED_FLAGS, !eventIdx && suppressNotifications ? VRING_USED_F_NO_NOTIFY : 0, true);
+    this.rings.used.setUint16(
+      SplitRing.USED_FLAGS,
+      !eventIdx && suppressNotifications ? VRING_USED_F_NO_NOTIFY : 0,
+      true,
+    );
     if (eventIdx) {
       const event = suppressNotifications ? (this.lastAvail - 1) & 0xffff : this.lastAvail;
       this.rings.used.setUint16(availEventOffset(this.num), event, true);
@@ -205,7 +241,10 @@ export class SimSplitRing extends SimRing<SplitBuffer> {
     const flags = this.rings.avail.getUint16(SplitRing.AVAIL_FLAGS, true);
     const bad = this.host.eventIdx ? flags !== 0 : flags > 1;
     if (bad && flags !== this.lastBadAvailFlags) {
-      this.host.rules.record('avail-flags-invalid', `queue ${this.index}: avail flags ${flags}, must be ${this.host.eventIdx ? '0 with VIRTIO_F_EVENT_IDX' : '0 or 1'}`);
+      this.host.rules.record(
+        'avail-flags-invalid',
+        `queue ${this.index}: avail flags ${flags}, must be ${this.host.eventIdx ? '0 with VIRTIO_F_EVENT_IDX' : '0 or 1'}`,
+      );
     }
     this.lastBadAvailFlags = bad ? flags : -1;
   }

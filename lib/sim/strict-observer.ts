@@ -22,7 +22,6 @@ export const DRIVER_STATUS_BITS = ACKNOWLEDGE | DRIVER | DRIVER_OK | FEATURES_OK
  */
 export const ECHOED_STATUS_BITS = DEVICE_NEEDS_RESET;
 
-
 /** The device state that changes with each access (DeviceStatusRegisters). */
 export interface SimStatusState {
   readonly value: number;
@@ -85,7 +84,10 @@ export class StrictObserver implements SimObserver {
     // §2.4.2: setting FAILED is how a driver gives up on a reset that does not complete; a new reset is fine too.
     const givingUp = register === MmioRegister.Status && (value === 0 || (value & FAILED) !== 0);
     if (!read && device.state.resetPending && !givingUp) {
-      rules.record('reset-not-complete', `write at ${hex(offset)} while the reset is under way (Status has not read 0 yet)`);
+      rules.record(
+        'reset-not-complete',
+        `write at ${hex(offset)} while the reset is under way (Status has not read 0 yet)`,
+      );
     }
     if (config) {
       if (!read && device.version === 2 && !(device.state.value & FEATURES_OK)) {
@@ -95,7 +97,10 @@ export class StrictObserver implements SimObserver {
     }
     if (width !== 4) {
       const verb = read ? 'read' : 'write';
-      rules.record('register-width', `${width * 8}-bit ${verb} at ${hex(offset)} (${this.nameOf(register)}): control registers are ${verb === 'read' ? 'read' : 'written'} 32 bits wide`);
+      rules.record(
+        'register-width',
+        `${width * 8}-bit ${verb} at ${hex(offset)} (${this.nameOf(register)}): control registers are ${verb === 'read' ? 'read' : 'written'} 32 bits wide`,
+      );
     }
   }
 
@@ -104,7 +109,10 @@ export class StrictObserver implements SimObserver {
     const entry = device.registers.get(offset);
     if (!entry) {
       const what = read ? 'read' : `write of ${hex(value)}`;
-      rules.record('undefined-register', `${what} at ${hex(offset)}: no register there in the Version ${device.version} layout`);
+      rules.record(
+        'undefined-register',
+        `${what} at ${hex(offset)}: no register there in the Version ${device.version} layout`,
+      );
       return;
     }
     if (read && entry.direction === 'W') {
@@ -126,20 +134,35 @@ export class StrictObserver implements SimObserver {
     else if (offset === R.QueueNotify) this.queueNotify(value);
     else if (offset === R.InterruptACK) {
       const undefinedBits = value & ~MMIO_INTERRUPT_DEFINED;
-      if (undefinedBits) rules.record('interrupt-ack-undefined-bits', `InterruptACK ${hex(value)} sets undefined bits ${hex(undefinedBits)}`);
+      if (undefinedBits)
+        rules.record(
+          'interrupt-ack-undefined-bits',
+          `InterruptACK ${hex(value)} sets undefined bits ${hex(undefinedBits)}`,
+        );
     }
   }
 
   statusWritten(before: number, value: number, after: number): void {
     const { device, rules } = this;
     const cleared = before & ~value & ~ECHOED_STATUS_BITS;
-    if (cleared) rules.record('status-bit-cleared', `Status write ${describeStatus(value)} clears ${describeStatus(cleared)} (only a reset clears status bits)`);
+    if (cleared)
+      rules.record(
+        'status-bit-cleared',
+        `Status write ${describeStatus(value)} clears ${describeStatus(cleared)} (only a reset clears status bits)`,
+      );
     const added = value & ~before;
     const reserved = added & ~(DRIVER_STATUS_BITS | ECHOED_STATUS_BITS);
-    if (reserved) rules.record('status-reserved-bit', `Status write sets ${hex(reserved)}, which is not a driver status bit; ignored`);
+    if (reserved)
+      rules.record(
+        'status-reserved-bit',
+        `Status write sets ${hex(reserved)}, which is not a driver status bit; ignored`,
+      );
     const adding = added & DRIVER_STATUS_BITS;
     if (before & FAILED && adding & ~FAILED) {
-      rules.record('status-after-failed', `Status write sets ${describeStatus(adding)} after FAILED, without a reset first`);
+      rules.record(
+        'status-after-failed',
+        `Status write sets ${describeStatus(adding)} after FAILED, without a reset first`,
+      );
     }
     // §3.1.1: each step needs the one before it.
     const next = before | adding;
@@ -148,12 +171,19 @@ export class StrictObserver implements SimObserver {
       [FEATURES_OK, DRIVER],
       [DRIVER_OK, DRIVER],
     ] as const) {
-      if (adding & bit && !(next & needs)) rules.record('status-order', `${describeStatus(bit)} set before ${describeStatus(needs)} (status was ${describeStatus(before)})`);
+      if (adding & bit && !(next & needs))
+        rules.record(
+          'status-order',
+          `${describeStatus(bit)} set before ${describeStatus(needs)} (status was ${describeStatus(before)})`,
+        );
     }
     if (adding & FEATURES_OK) {
       if (device.version === 1) {
         rules.record('legacy-features-ok', 'FEATURES_OK set on a legacy (Version 1) device, which has no such step');
-      } else if (hasFeature(device.deviceFeatures, FeatureBit.VERSION_1) && !hasFeature(device.state.driverFeatures, FeatureBit.VERSION_1)) {
+      } else if (
+        hasFeature(device.deviceFeatures, FeatureBit.VERSION_1) &&
+        !hasFeature(device.state.driverFeatures, FeatureBit.VERSION_1)
+      ) {
         rules.record('version-1-not-accepted', 'FEATURES_OK set without accepting the offered VIRTIO_F_VERSION_1');
       }
     }
@@ -173,7 +203,10 @@ export class StrictObserver implements SimObserver {
     const { device, rules } = this;
     const what = `${read ? 'read' : 'write'} at ${hex(register)} (${this.nameOf(register)})`;
     if (!device.identityValid) {
-      rules.record('ignored-device-access', `${what} on a device with MagicValue ${hex(device.magic)} and Version ${device.versionValue}, which the driver must ignore`);
+      rules.record(
+        'ignored-device-access',
+        `${what} on a device with MagicValue ${hex(device.magic)} and Version ${device.versionValue}, which the driver must ignore`,
+      );
       return false;
     }
     if (read && register === R.DeviceID) return (this.probed.deviceId = true);
@@ -184,7 +217,9 @@ export class StrictObserver implements SimObserver {
     const { magic, version, deviceId } = this.probed;
     if (!(magic && version && deviceId) && !this.probeReported) {
       this.probeReported = true;
-      const missing = [!magic && 'MagicValue', !version && 'Version', !deviceId && 'DeviceID'].filter(Boolean).join(', ');
+      const missing = [!magic && 'MagicValue', !version && 'Version', !deviceId && 'DeviceID']
+        .filter(Boolean)
+        .join(', ');
       rules.record('init-without-probe', `${what} before the driver read ${missing}`);
     }
     return true;
@@ -193,31 +228,53 @@ export class StrictObserver implements SimObserver {
   /** §2.2.1, §3.1.1, §4.2.2.2. */
   private driverFeatures(value: number): void {
     const { device, rules } = this;
-    if (device.state.driverFeaturesSel === undefined) rules.record('driver-features-sel-unset', `DriverFeatures ${hex(value)} written before any DriverFeaturesSel write`);
+    if (device.state.driverFeaturesSel === undefined)
+      rules.record(
+        'driver-features-sel-unset',
+        `DriverFeatures ${hex(value)} written before any DriverFeaturesSel write`,
+      );
     const sel = device.state.driverFeaturesSel ?? 0;
     const fixedBy = device.version === 2 ? FEATURES_OK : DRIVER_OK;
     if (device.state.value & fixedBy) {
-      rules.record('driver-features-too-late', `DriverFeatures word ${sel} written after ${describeStatus(fixedBy)}; the write is ignored`);
+      rules.record(
+        'driver-features-too-late',
+        `DriverFeatures word ${sel} written after ${describeStatus(fixedBy)}; the write is ignored`,
+      );
       return;
     }
     if (!(device.state.value & DRIVER)) {
-      rules.record('features-before-driver', `DriverFeatures word ${sel} written before the DRIVER status bit was set (status ${describeStatus(device.state.value)})`);
+      rules.record(
+        'features-before-driver',
+        `DriverFeatures word ${sel} written before the DRIVER status bit was set (status ${describeStatus(device.state.value)})`,
+      );
     }
     if (sel > 3) {
-      if (value !== 0) rules.record('feature-not-offered', `DriverFeatures word ${sel} = ${hex(value)}: no features exist there`);
+      if (value !== 0)
+        rules.record('feature-not-offered', `DriverFeatures word ${sel} = ${hex(value)}: no features exist there`);
       return;
     }
     const unoffered = (BigInt(value) << BigInt(32 * sel)) & ~device.deviceFeatures;
-    if (unoffered !== 0n) rules.record('feature-not-offered', `DriverFeatures accepts features the device did not offer: ${describeFeatures(unoffered)}`);
+    if (unoffered !== 0n)
+      rules.record(
+        'feature-not-offered',
+        `DriverFeatures accepts features the device did not offer: ${describeFeatures(unoffered)}`,
+      );
   }
 
   /** §3.1.1, §4.2.3.3. */
   private queueNotify(value: number): void {
     const { device, rules } = this;
-    const index = hasFeature(device.state.driverFeatures & device.deviceFeatures, FeatureBit.NOTIFICATION_DATA) ? parseNotificationData(value).queueIndex : value;
-    if (device.version === 2 && !(device.state.value & DRIVER_OK)) rules.record('notify-before-driver-ok', `QueueNotify for queue ${index} before DRIVER_OK`);
+    const index = hasFeature(device.state.driverFeatures & device.deviceFeatures, FeatureBit.NOTIFICATION_DATA)
+      ? parseNotificationData(value).queueIndex
+      : value;
+    if (device.version === 2 && !(device.state.value & DRIVER_OK))
+      rules.record('notify-before-driver-ok', `QueueNotify for queue ${index} before DRIVER_OK`);
     const ready = device.queueReady(index);
-    if (!ready) rules.record('notify-queue-not-ready', `QueueNotify for queue ${index}, which ${ready === false ? 'is not ready' : 'does not exist'}`);
+    if (!ready)
+      rules.record(
+        'notify-queue-not-ready',
+        `QueueNotify for queue ${index}, which ${ready === false ? 'is not ready' : 'does not exist'}`,
+      );
   }
 
   private nameOf(offset: number): string {

@@ -109,7 +109,11 @@ export class StrictRules {
 
   record(rule: SimRule, message: string): void {
     if (!this.enabled) return;
-    const violation: SimViolation = Object.freeze({ rule, message: `${this.label}: ${message}`, section: SIM_RULES[rule] });
+    const violation: SimViolation = Object.freeze({
+      rule,
+      message: `${this.label}: ${message}`,
+      section: SIM_RULES[rule],
+    });
     this.list.push(violation);
     this.onViolation?.(violation);
   }

@@ -80,7 +80,12 @@ export interface ConsoleControlMessage {
 }
 
 /** Encodes a control message (little-endian; §5.3.6.2). */
-export function encodeConsoleControl(id: number, event: number, value: number, extra: Uint8Array = new Uint8Array(0)): Buffer {
+export function encodeConsoleControl(
+  id: number,
+  event: number,
+  value: number,
+  extra: Uint8Array = new Uint8Array(0),
+): Buffer {
   const bytes = Buffer.alloc(ConsoleControl.SIZE + extra.length);
   bytes.writeUInt32LE(id >>> 0, ConsoleControl.id);
   bytes.writeUInt16LE(event & 0xffff, ConsoleControl.event);

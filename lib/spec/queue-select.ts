@@ -30,10 +30,12 @@ export interface QueueAreaAddresses {
 }
 
 const AREA_OF: ReadonlyMap<number, { area: QueueArea; high: boolean }> = new Map(
-  (Object.entries(QUEUE_AREA_LOW) as [QueueArea, number][]).flatMap(([area, low]): [number, { area: QueueArea; high: boolean }][] => [
-    [low, { area, high: false }],
-    [low + 4, { area, high: true }],
-  ]),
+  (Object.entries(QUEUE_AREA_LOW) as [QueueArea, number][]).flatMap(
+    ([area, low]): [number, { area: QueueArea; high: boolean }][] => [
+      [low, { area, high: false }],
+      [low + 4, { area, high: true }],
+    ],
+  ),
 );
 
 /** Which area, and which half of its address, a register offset holds; undefined for any other register. */
@@ -66,7 +68,12 @@ export function legacyQueueAreas(pfn: number, pageSize: number, size: number, al
  * number can (not one page-aligned block laid out as §2.7.2, page 0, or a
  * page number above 32 bits).
  */
-export function legacyQueuePfn(areas: QueueAreaAddresses, pageSize: number, size: number, align: number): number | undefined {
+export function legacyQueuePfn(
+  areas: QueueAreaAddresses,
+  pageSize: number,
+  size: number,
+  align: number,
+): number | undefined {
   const page = BigInt(pageSize);
   const pfn = areas.desc / page;
   if (areas.desc % page !== 0n || pfn === 0n || pfn > 0xffff_ffffn) return undefined;
@@ -181,7 +188,8 @@ export class QueueSelectTracker {
         q.ready = value !== 0;
         // No size, or a page size or alignment that is not a power of two, places nothing (§4.2.4): the addresses stay
         // as they were.
-        if (q.ready && q.size > 0 && isPowerOfTwo(this.pageSize) && isPowerOfTwo(q.align)) Object.assign(q, legacyQueueAreas(value, this.pageSize, q.size, q.align));
+        if (q.ready && q.size > 0 && isPowerOfTwo(this.pageSize) && isPowerOfTwo(q.align))
+          Object.assign(q, legacyQueueAreas(value, this.pageSize, q.size, q.align));
         return true;
       }
       default:

@@ -28,7 +28,8 @@ const PARAMETER = 'virtio_mmio.device';
  * An unreadable /proc/cmdline is a DiscoveryError too.
  */
 export function discoverCmdline(cmdline?: string): PhysicalDeviceSpec[] {
-  if (cmdline !== undefined && typeof cmdline !== 'string') throw invalidArgType(`cmdline must be a string, got ${typeof cmdline}`);
+  if (cmdline !== undefined && typeof cmdline !== 'string')
+    throw invalidArgType(`cmdline must be a string, got ${typeof cmdline}`);
   const text = cmdline ?? readCmdline();
   const specs: PhysicalDeviceSpec[] = [];
   let index = 0;
@@ -36,7 +37,10 @@ export function discoverCmdline(cmdline?: string): PhysicalDeviceSpec[] {
     if (word.name === '--' && word.value === undefined) break;
     if (word.name.replace(/-/g, '_') !== PARAMETER) continue;
     index++;
-    if (word.value === undefined) throw new DiscoveryError(`kernel command line entry ${index} "${word.name}" has no "=<size>@<baseaddr>:<irq>[:<id>]"`);
+    if (word.value === undefined)
+      throw new DiscoveryError(
+        `kernel command line entry ${index} "${word.name}" has no "=<size>@<baseaddr>:<irq>[:<id>]"`,
+      );
     try {
       specs.push(parseDeviceSpec(word.value));
     } catch (error) {
@@ -64,7 +68,8 @@ interface KernelWord {
 /** The words of a command line, split and unquoted as kernel/params.c's next_arg does. */
 export function* kernelWords(text: string): Generator<KernelWord> {
   let at = 0;
-  const isSpace = (c: string): boolean => c === ' ' || c === '\t' || c === '\n' || c === '\r' || c === '\v' || c === '\f';
+  const isSpace = (c: string): boolean =>
+    c === ' ' || c === '\t' || c === '\n' || c === '\r' || c === '\v' || c === '\f';
   while (at < text.length) {
     while (at < text.length && isSpace(text[at])) at++;
     if (at >= text.length) return;

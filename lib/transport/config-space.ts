@@ -87,7 +87,10 @@ export class ConfigSpace {
   atomic<T>(read: () => T): T {
     const outcome = this.consistent(read);
     if (outcome.stable) return outcome.value;
-    throw new TransportError(TransportError.CONFIG_UNSTABLE, `${this.regs.label}: ConfigGeneration changed during each of ${this.retries} config reads`);
+    throw new TransportError(
+      TransportError.CONFIG_UNSTABLE,
+      `${this.regs.label}: ConfigGeneration changed during each of ${this.retries} config reads`,
+    );
   }
 
   /**

@@ -10,7 +10,15 @@ import { InterruptDispatch } from './interrupt-dispatch';
 import { QueueOwnership, checkQueueIndex } from './queue-ownership';
 import { chooseFeatures } from './transport-features';
 import type { TransportOps } from './transport-ops';
-import type { DeviceConfig, QueueAddresses, QueueEndpoint, QueueLayout, ShmRegion, TransportStats, VirtioTransport } from './virtio-transport';
+import type {
+  DeviceConfig,
+  QueueAddresses,
+  QueueEndpoint,
+  QueueLayout,
+  ShmRegion,
+  TransportStats,
+  VirtioTransport,
+} from './virtio-transport';
 
 const MAX_SHM_ID = 255;
 
@@ -47,7 +55,13 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
   abstract get label(): string;
   abstract get queueLayout(): QueueLayout;
 
-  readonly stats: TransportStats = { interrupts: 0, spuriousInterrupts: 0, unknownInterruptBits: 0, ignoredInterrupts: 0, configChanges: 0 };
+  readonly stats: TransportStats = {
+    interrupts: 0,
+    spuriousInterrupts: 0,
+    unknownInterruptBits: 0,
+    ignoredInterrupts: 0,
+    configChanges: 0,
+  };
   readonly interrupts?: InterruptSource;
 
   private phase: Phase = 'reset';
@@ -124,7 +138,10 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
     this.queues.detachAll(reason);
     if (!this.ops.reset(this.options.resetTimeoutMs)) {
       this.phase = 'failed';
-      throw new TransportError(TransportError.RESET_TIMEOUT, `${this.label}: Status did not read 0 within ${this.options.resetTimeoutMs} ms of the reset`);
+      throw new TransportError(
+        TransportError.RESET_TIMEOUT,
+        `${this.label}: Status did not read 0 within ${this.options.resetTimeoutMs} ms of the reset`,
+      );
     }
     if (tracing) trace('status', '%s: reset (Status 0): %s', this.label, reason.message);
     this.untrackExit?.();
@@ -148,7 +165,11 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
    */
   negotiate(wanted: bigint, required = 0n): bigint {
     // A live device belongs to the driver that set it up: reset() or close() it first.
-    if (this.phase === 'live') throw new TransportError(TransportError.STATE, `${this.label}: the device is live; reset() before negotiating again`);
+    if (this.phase === 'live')
+      throw new TransportError(
+        TransportError.STATE,
+        `${this.label}: the device is live; reset() before negotiating again`,
+      );
     this.reset();
     this.phase = 'negotiating';
     this.addStatus(DeviceStatus.ACKNOWLEDGE);
@@ -164,7 +185,12 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
     if (this.version === 2) {
       this.addStatus(DeviceStatus.FEATURES_OK);
       if (!(this.status & DeviceStatus.FEATURES_OK)) {
-        this.fail(NegotiationError.FEATURES_REFUSED, `${this.label}: device refused FEATURES_OK for features ${describeFeatures(accepted)}`, offered, accepted);
+        this.fail(
+          NegotiationError.FEATURES_REFUSED,
+          `${this.label}: device refused FEATURES_OK for features ${describeFeatures(accepted)}`,
+          offered,
+          accepted,
+        );
       }
     } else {
       this.ops.completeLegacyFeatures();
@@ -234,7 +260,10 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
   protected checkConfigAccess(write: boolean): void {
     this.checkOpen();
     if (write && this.phase !== 'features-ok' && this.phase !== 'live') {
-      throw new TransportError(TransportError.STATE, `${this.label}: config writes come after FEATURES_OK (phase '${this.phase}')`);
+      throw new TransportError(
+        TransportError.STATE,
+        `${this.label}: config writes come after FEATURES_OK (phase '${this.phase}')`,
+      );
     }
   }
 
@@ -252,7 +281,17 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
     this.queues.activate(index, max, addresses, endpoint, this.hasFeature(FeatureBit.RING_PACKED));
     if (tracing) {
       const { size, desc, driver, device } = addresses;
-      trace('queue', '%s: queue %d ready: size %d of QueueNumMax %d, desc 0x%s driver 0x%s device 0x%s', this.label, index, size, max, desc.toString(16), driver.toString(16), device.toString(16));
+      trace(
+        'queue',
+        '%s: queue %d ready: size %d of QueueNumMax %d, desc 0x%s driver 0x%s device 0x%s',
+        this.label,
+        index,
+        size,
+        max,
+        desc.toString(16),
+        driver.toString(16),
+        device.toString(16),
+      );
     }
   }
 
@@ -271,7 +310,10 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
   resetQueue(index: number): void {
     this.checkOpen();
     if (!this.hasFeature(FeatureBit.RING_RESET)) {
-      throw new TransportError(TransportError.NOT_NEGOTIATED, `${this.label}: queue reset needs VIRTIO_F_RING_RESET, which was not negotiated`);
+      throw new TransportError(
+        TransportError.NOT_NEGOTIATED,
+        `${this.label}: queue reset needs VIRTIO_F_RING_RESET, which was not negotiated`,
+      );
     }
     this.queues.reset(index);
     if (tracing) trace('queue', '%s: queue %d reset (§2.6.1)', this.label, index);
@@ -297,7 +339,10 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
   private refuseNotify(index: number): never {
     this.checkOpen();
     checkQueueIndex(index);
-    throw new TransportError(TransportError.STATE, `${this.label}: queue ${index} is not active (notifications go only to queues set up, after DRIVER_OK)`);
+    throw new TransportError(
+      TransportError.STATE,
+      `${this.label}: queue ${index} is not active (notifications go only to queues set up, after DRIVER_OK)`,
+    );
   }
 
   private checkQueueSetup(index: number): void {
@@ -311,7 +356,8 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
   /** Region `id`, or undefined when the device has none with that id. Version 1 has none. */
   shmRegion(id: number): ShmRegion | undefined {
     this.checkOpen();
-    if (!Number.isInteger(id) || id < 0 || id > MAX_SHM_ID) throw outOfRange(`SHM id must be an integer in [0, ${MAX_SHM_ID}], got ${id}`);
+    if (!Number.isInteger(id) || id < 0 || id > MAX_SHM_ID)
+      throw outOfRange(`SHM id must be an integer in [0, ${MAX_SHM_ID}], got ${id}`);
     return this.ops.shmRegion(id);
   }
 
@@ -421,7 +467,10 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
   private expectPhase(phase: Phase, action: string): void {
     this.checkOpen();
     if (this.phase !== phase) {
-      throw new TransportError(TransportError.STATE, `${this.label}: cannot ${action} in phase '${this.phase}' (status ${describeStatus(this.status)})`);
+      throw new TransportError(
+        TransportError.STATE,
+        `${this.label}: cannot ${action} in phase '${this.phase}' (status ${describeStatus(this.status)})`,
+      );
     }
   }
 

@@ -70,7 +70,6 @@ const MAX_IRQ = 0xffff_ffff;
 const MAX_ID = 0x7fff_ffff;
 const SUFFIX_SHIFT: Record<string, bigint> = { k: 10n, m: 20n, g: 30n };
 
-
 /**
  * Parses the Linux `virtio_mmio.device=` syntax, `<size>@<baseaddr>[:<irq>[:<id>]]`
  * (Documentation/admin-guide/kernel-parameters.txt), e.g. "0x200@0xa003e00:48"
@@ -99,13 +98,19 @@ export function parseDeviceSpec(text: string): PhysicalDeviceSpec {
   const size = parseNumber('size', sizeText, true, fail);
   const base = parseNumber('base address', baseText, false, fail);
   if (size === 0n) fail(`size "${sizeText}" is 0`);
-  if (size < BigInt(MIN_SIZE)) fail(`size "${sizeText}" (${size} bytes) is smaller than the ${hex(MIN_SIZE)}-byte virtio-mmio register block`);
+  if (size < BigInt(MIN_SIZE))
+    fail(`size "${sizeText}" (${size} bytes) is smaller than the ${hex(MIN_SIZE)}-byte virtio-mmio register block`);
   if (size > BigInt(MAX_SIZE)) fail(`size "${sizeText}" (${hex(size)} bytes) is larger than 1 GiB`);
   if (base >= ADDRESS_SPACE_END) fail(`base address "${baseText}" does not fit in 64 bits`);
   if (base % 4n !== 0n) fail(`base address "${baseText}" is not 4-byte aligned (the registers are 32-bit)`);
-  if (base + size > ADDRESS_SPACE_END) fail(`base address "${baseText}" + size "${sizeText}" runs past the end of the 64-bit address space`);
+  if (base + size > ADDRESS_SPACE_END)
+    fail(`base address "${baseText}" + size "${sizeText}" runs past the end of the 64-bit address space`);
 
-  const spec: { kind: 'physical'; size: number; base: bigint; irq?: number; id?: number } = { kind: 'physical', size: Number(size), base };
+  const spec: { kind: 'physical'; size: number; base: bigint; irq?: number; id?: number } = {
+    kind: 'physical',
+    size: Number(size),
+    base,
+  };
   if (irqText !== undefined) {
     const irq = parseNumber('irq', irqText, false, fail);
     if (irq > BigInt(MAX_IRQ)) fail(`irq "${irqText}" does not fit in 32 bits`);
@@ -123,12 +128,15 @@ function parseNumber(what: string, text: string, suffixed: boolean, fail: (detai
   if (text === '') return fail(`${what} is missing`);
   const match = /^(0x[0-9a-f]+|[0-9]+)([kmg])?$/i.exec(text);
   if (!match) {
-    const form = suffixed ? 'a decimal or 0x-hex number, optionally followed by K, M or G' : 'a decimal or 0x-hex number';
+    const form = suffixed
+      ? 'a decimal or 0x-hex number, optionally followed by K, M or G'
+      : 'a decimal or 0x-hex number';
     return fail(`${what} "${text}" is not ${form}`);
   }
   const [, digits, suffix] = match;
   if (suffix !== undefined && !suffixed) return fail(`${what} "${text}" takes no K/M/G suffix (only the size does)`);
-  if (/^0[0-9]/.test(digits)) return fail(`${what} "${text}" has a leading zero (octal to Linux); write it in decimal or as 0x-hex`);
+  if (/^0[0-9]/.test(digits))
+    return fail(`${what} "${text}" has a leading zero (octal to Linux); write it in decimal or as 0x-hex`);
   const value = BigInt(digits);
   return suffix === undefined ? value : value << SUFFIX_SHIFT[suffix.toLowerCase()];
 }
@@ -159,12 +167,16 @@ export function describeSpec(spec: DeviceSpec): string {
 function checkSpec(spec: DeviceSpec): void {
   const kind = (spec as { kind?: unknown } | null | undefined)?.kind;
   if (kind !== 'uio' && kind !== 'physical') {
-    throw invalidArgValue(`a device spec needs kind 'uio' or 'physical', got ${typeof kind === 'string' ? `'${kind}'` : String(kind)}`);
+    throw invalidArgValue(
+      `a device spec needs kind 'uio' or 'physical', got ${typeof kind === 'string' ? `'${kind}'` : String(kind)}`,
+    );
   }
 }
 
 function openWindow(spec: DeviceSpec): RegisterBlock {
-  return spec.kind === 'uio' ? MmioWindow.openUio(spec.device, spec.map ?? 0, { windowSize: spec.windowSize }) : MmioWindow.openPhysical(spec.base, spec.size);
+  return spec.kind === 'uio'
+    ? MmioWindow.openUio(spec.device, spec.map ?? 0, { windowSize: spec.windowSize })
+    : MmioWindow.openPhysical(spec.base, spec.size);
 }
 
 /**

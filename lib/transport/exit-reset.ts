@@ -73,7 +73,11 @@ export function trackLiveDevice(device: LiveDevice): () => void {
  * in the worker then). Both, when both run, write the same 0. Returns the
  * undo (idempotent).
  */
-export function guardLiveDevice(device: LiveDevice, ops: Pick<TransportOps, 'armExitReset' | 'disarmExitReset'>, pollMs: number): () => void {
+export function guardLiveDevice(
+  device: LiveDevice,
+  ops: Pick<TransportOps, 'armExitReset' | 'disarmExitReset'>,
+  pollMs: number,
+): () => void {
   ops.armExitReset(pollMs);
   const untrack = trackLiveDevice(device);
   let tracked = true;
@@ -166,11 +170,16 @@ export function resetDevicesOnSignals(options: ResetOnSignalsOptions = {}): () =
   const signals = options.signals ?? ['SIGINT', 'SIGTERM'];
   if (!Array.isArray(signals) || signals.length === 0) throw invalidArgType('signals must be a non-empty array');
   for (const signal of signals) {
-    if (!RESET_SIGNALS.includes(signal)) throw invalidArgValue(`signals may be ${RESET_SIGNALS.join(', ')}; got ${String(signal)}`, 'range');
+    if (!RESET_SIGNALS.includes(signal))
+      throw invalidArgValue(`signals may be ${RESET_SIGNALS.join(', ')}; got ${String(signal)}`, 'range');
   }
-  if (options.onReset !== undefined && typeof options.onReset !== 'function') throw invalidArgType('onReset must be a function');
+  if (options.onReset !== undefined && typeof options.onReset !== 'function')
+    throw invalidArgType('onReset must be a function');
   if (!isMainThread) {
-    throw new TransportError(TransportError.STATE, 'resetDevicesOnSignals: signals are delivered to the main thread only; a worker resets its devices when it ends by itself or calls process.exit()');
+    throw new TransportError(
+      TransportError.STATE,
+      'resetDevicesOnSignals: signals are delivered to the main thread only; a worker resets its devices when it ends by itself or calls process.exit()',
+    );
   }
   const install: Install = { onReset: options.onReset };
   const unique = [...new Set(signals)];

@@ -89,7 +89,10 @@ export class InterruptDispatch {
     const source = this.source;
     if (!source || this.listening) return;
     if (source.listening) {
-      throw new TransportError(TransportError.STATE, `${this.device.label}: the interrupt source already has a listener (another transport or driver on the same device?)`);
+      throw new TransportError(
+        TransportError.STATE,
+        `${this.device.label}: the interrupt source already has a listener (another transport or driver on the same device?)`,
+      );
     }
     this.listening = true;
     source.listen(
@@ -135,7 +138,12 @@ export class InterruptDispatch {
       this.stats.configChanges++;
       // §2.1.2: a device that needs a reset says so in Status and SHOULD send a config change notification.
       if (this.registers.readStatus() & DeviceStatus.DEVICE_NEEDS_RESET) {
-        this.fail(new DeviceBrokenError('needs-reset', `${this.device.label}: the device set DEVICE_NEEDS_RESET; reset or close it`));
+        this.fail(
+          new DeviceBrokenError(
+            'needs-reset',
+            `${this.device.label}: the device set DEVICE_NEEDS_RESET; reset or close it`,
+          ),
+        );
         return;
       }
       for (const listener of [...this.configListeners]) listener();
@@ -159,7 +167,12 @@ export class InterruptDispatch {
       this.idleInterrupts = 0;
     }
     if (++this.idleInterrupts < this.stormLimit) return;
-    this.fail(new DeviceBrokenError('interrupt-storm', `${this.device.label}: ${this.idleInterrupts} interrupts in a row found no work; the line is no longer listened to`));
+    this.fail(
+      new DeviceBrokenError(
+        'interrupt-storm',
+        `${this.device.label}: ${this.idleInterrupts} interrupts in a row found no work; the line is no longer listened to`,
+      ),
+    );
   }
 
   /** Starts the storm count again (the device failed: whatever ran before is over). */

@@ -91,7 +91,10 @@ export class MmioOps implements TransportOps {
       // Checked before any register changes: a refused layout leaves the device as it was.
       pfn = legacyQueuePfn(addresses, this.guestPageSize, size, this.queueAlign);
       if (pfn === undefined) {
-        throw invalidArgValue(`queue ${index}: legacy queues need one page-aligned area at a non-zero 32-bit page number laid out as virtio 1.2 §2.7.2`, 'range');
+        throw invalidArgValue(
+          `queue ${index}: legacy queues need one page-aligned area at a non-zero 32-bit page number laid out as virtio 1.2 §2.7.2`,
+          'range',
+        );
       }
     }
     this.regs.writel(R.QueueNum, size);

@@ -65,7 +65,8 @@ export class MmioTransport extends DeviceStatusMachine {
     options: MmioTransportOptions = {},
   ) {
     const found = probe(regs);
-    if (found.empty) throw new TransportError(TransportError.EMPTY_SLOT, `${regs.label}: empty virtio-mmio slot (DeviceID 0)`);
+    if (found.empty)
+      throw new TransportError(TransportError.EMPTY_SLOT, `${regs.label}: empty virtio-mmio slot (DeviceID 0)`);
     const settings = {
       resetTimeoutMs: options.resetTimeoutMs ?? 1000,
       queueResetTimeoutMs: options.queueResetTimeoutMs ?? 1000,
@@ -79,12 +80,20 @@ export class MmioTransport extends DeviceStatusMachine {
     for (const name of ['resetTimeoutMs', 'queueResetTimeoutMs'] as const) checkPollTimeout(name, settings[name]);
     for (const name of ['configRetries', 'stormLimit'] as const) {
       const value = settings[name];
-      if (!Number.isInteger(value) || value < 1) throw outOfRange(`${name} must be a positive integer, got ${String(value)}`);
+      if (!Number.isInteger(value) || value < 1)
+        throw outOfRange(`${name} must be a positive integer, got ${String(value)}`);
     }
-    for (const [name, value] of [['guestPageSize', settings.guestPageSize], ['queueAlign', settings.queueAlign]] as const) {
-      if (!isPowerOfTwo(value) || value < 16) throw invalidArgValue(`${name} must be a power of two ≥ 16, got ${value}`, 'range');
+    for (const [name, value] of [
+      ['guestPageSize', settings.guestPageSize],
+      ['queueAlign', settings.queueAlign],
+    ] as const) {
+      if (!isPowerOfTwo(value) || value < 16)
+        throw invalidArgValue(`${name} must be a power of two ≥ 16, got ${value}`, 'range');
     }
-    super(new MmioOps(regs, found.version, settings.guestPageSize, settings.queueAlign), { ...settings, interrupts: options.interrupts });
+    super(new MmioOps(regs, found.version, settings.guestPageSize, settings.queueAlign), {
+      ...settings,
+      interrupts: options.interrupts,
+    });
     this.version = found.version;
     this.deviceId = found.deviceId;
     this.vendorId = found.vendorId;
@@ -99,6 +108,8 @@ export class MmioTransport extends DeviceStatusMachine {
 
   /** Where queue memory must be placed on this transport. */
   override get queueLayout(): QueueLayout {
-    return this.version === 1 ? { legacy: true, align: this.queueAlign, pageSize: this.guestPageSize } : { legacy: false };
+    return this.version === 1
+      ? { legacy: true, align: this.queueAlign, pageSize: this.guestPageSize }
+      : { legacy: false };
   }
 }

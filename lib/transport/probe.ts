@@ -13,7 +13,6 @@ export interface ProbeResult {
   readonly empty: boolean;
 }
 
-
 /**
  * Reads MagicValue, Version and DeviceID, and VendorID only for a present
  * device (§4.2.3.1.1: for DeviceID 0 no other register may be touched).
@@ -29,7 +28,10 @@ export function probe(regs: RegisterBlock): ProbeResult {
   }
   const version = regs.readl(MmioRegister.Version);
   if (version !== MMIO_VERSION_LEGACY && version !== MMIO_VERSION_MODERN) {
-    throw new TransportError(TransportError.BAD_VERSION, `${regs.label}: virtio-mmio Version ${version} is not supported (1 or 2)`);
+    throw new TransportError(
+      TransportError.BAD_VERSION,
+      `${regs.label}: virtio-mmio Version ${version} is not supported (1 or 2)`,
+    );
   }
   const deviceId = regs.readl(MmioRegister.DeviceID);
   if (deviceId === EMPTY_DEVICE_ID) return { version, deviceId, vendorId: 0, empty: true };

@@ -45,20 +45,37 @@ export class QueueOwnership {
   /** Selects queue `index`, checks it is not in use and returns its QueueNumMax (0: no such queue). */
   numMax(index: number): number {
     this.ops.selectQueue(index);
-    if (this.ops.queueInUse()) throw new TransportError(TransportError.QUEUE_IN_USE, `${this.device.label}: queue ${index} is already in use`);
+    if (this.ops.queueInUse())
+      throw new TransportError(TransportError.QUEUE_IN_USE, `${this.device.label}: queue ${index} is already in use`);
     return this.ops.queueNumMax();
   }
 
   /** Hands the selected queue `index`, of QueueNumMax `max`, to the device (TransportOps.enableQueue). */
   activate(index: number, max: number, addresses: QueueAddresses, endpoint: QueueEndpoint, packed: boolean): void {
     const { size } = addresses;
-    if (max === 0) throw new TransportError(TransportError.QUEUE_UNAVAILABLE, `${this.device.label}: queue ${index} does not exist (QueueNumMax 0)`);
+    if (max === 0)
+      throw new TransportError(
+        TransportError.QUEUE_UNAVAILABLE,
+        `${this.device.label}: queue ${index} does not exist (QueueNumMax 0)`,
+      );
     // §2.7: a split ring's size is a power of two; a packed ring's need not be (§2.8).
-    if (!Number.isInteger(size) || size < 1 || size > max || size > SplitRing.MAX_SIZE || (!packed && !isPowerOfTwo(size))) {
-      throw invalidArgValue(`queue ${index}: size must be ${packed ? 'an integer' : 'a power of two'} in [1, QueueNumMax ${max}], got ${size}`, 'range');
+    if (
+      !Number.isInteger(size) ||
+      size < 1 ||
+      size > max ||
+      size > SplitRing.MAX_SIZE ||
+      (!packed && !isPowerOfTwo(size))
+    ) {
+      throw invalidArgValue(
+        `queue ${index}: size must be ${packed ? 'an integer' : 'a power of two'} in [1, QueueNumMax ${max}], got ${size}`,
+        'range',
+      );
     }
     if (!this.ops.enableQueue(index, addresses)) {
-      throw new TransportError(TransportError.QUEUE_UNAVAILABLE, `${this.device.label}: queue ${index} did not become ready`);
+      throw new TransportError(
+        TransportError.QUEUE_UNAVAILABLE,
+        `${this.device.label}: queue ${index} did not become ready`,
+      );
     }
     this.endpoints.set(index, endpoint);
     this.detached.delete(endpoint);
@@ -72,7 +89,10 @@ export class QueueOwnership {
     this.dispatch.setBusy(index, false);
     this.ops.selectQueue(index);
     if (!this.ops.disableQueue()) {
-      throw new TransportError(TransportError.QUEUE_IN_USE, `${this.device.label}: queue ${index} still reads as in use after teardown`);
+      throw new TransportError(
+        TransportError.QUEUE_IN_USE,
+        `${this.device.label}: queue ${index} still reads as in use after teardown`,
+      );
     }
   }
 
@@ -80,7 +100,11 @@ export class QueueOwnership {
   reset(index: number): void {
     checkQueueIndex(index);
     this.ops.selectQueue(index);
-    if (this.ops.queueNumMax() === 0) throw new TransportError(TransportError.QUEUE_UNAVAILABLE, `${this.device.label}: queue ${index} does not exist (QueueNumMax 0)`);
+    if (this.ops.queueNumMax() === 0)
+      throw new TransportError(
+        TransportError.QUEUE_UNAVAILABLE,
+        `${this.device.label}: queue ${index} does not exist (QueueNumMax 0)`,
+      );
     // §2.6.1: the device forgets the queue's buffers; so does its driver-side queue.
     const endpoint = this.endpoints.get(index);
     this.endpoints.delete(index);
@@ -90,7 +114,10 @@ export class QueueOwnership {
       endpoint.detach(new CanceledError(`${this.device.label}: queue ${index} was reset`));
     }
     if (!this.ops.resetQueue(this.queueResetTimeoutMs)) {
-      throw new TransportError(TransportError.QUEUE_RESET_TIMEOUT, `${this.device.label}: QueueReset of queue ${index} did not read 0 within ${this.queueResetTimeoutMs} ms`);
+      throw new TransportError(
+        TransportError.QUEUE_RESET_TIMEOUT,
+        `${this.device.label}: QueueReset of queue ${index} did not read 0 within ${this.queueResetTimeoutMs} ms`,
+      );
     }
     // §2.6.1: the device forgot the queue's buffers; its memory is the driver's again.
     if (endpoint) {
@@ -120,5 +147,6 @@ export class QueueOwnership {
 }
 
 export function checkQueueIndex(index: number): void {
-  if (!Number.isInteger(index) || index < 0 || index > 0xffff) throw outOfRange(`queue index must be an integer in [0, 65535], got ${index}`);
+  if (!Number.isInteger(index) || index < 0 || index > 0xffff)
+    throw outOfRange(`queue index must be an integer in [0, 65535], got ${index}`);
 }

@@ -51,9 +51,16 @@ export function chooseFeatures(
   required: bigint,
 ): { accepted: bigint } | { refused: string; message: string } {
   if (device.version === 2 && !hasFeature(offered, FeatureBit.VERSION_1)) {
-    return { refused: NegotiationError.VERSION_1_MISSING, message: `${device.label}: a Version 2 device must offer VIRTIO_F_VERSION_1 (offered: ${describeFeatures(offered)})` };
+    return {
+      refused: NegotiationError.VERSION_1_MISSING,
+      message: `${device.label}: a Version 2 device must offer VIRTIO_F_VERSION_1 (offered: ${describeFeatures(offered)})`,
+    };
   }
   const missing = required & ~offered;
-  if (missing) return { refused: NegotiationError.FEATURE_MISSING, message: `${device.label}: ${deviceIdName(device.deviceId)} lacks required features ${describeFeatures(missing)}` };
+  if (missing)
+    return {
+      refused: NegotiationError.FEATURE_MISSING,
+      message: `${device.label}: ${deviceIdName(device.deviceId)} lacks required features ${describeFeatures(missing)}`,
+    };
   return { accepted: acceptedFeatures(wanted, offered, device.version !== 2) };
 }

@@ -6,7 +6,8 @@
  */
 
 /** Where a queue's areas must go (§2.7 alignment; legacy §2.7.2 contiguity). */
-export type QueueLayout = { readonly legacy: false } | { readonly legacy: true; readonly align: number; readonly pageSize: number };
+export type QueueLayout =
+  { readonly legacy: false } | { readonly legacy: true; readonly align: number; readonly pageSize: number };
 
 export interface QueueAddresses {
   size: number;

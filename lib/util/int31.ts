@@ -15,7 +15,10 @@ export interface Int31Bounds {
 }
 
 /** Whether `value` is a number (not NaN) from the lower bound up to INT31_MAX inclusive. */
-export function inInt31Range(value: unknown, { min = 0, minExclusive = false, integer = false }: Int31Bounds = {}): value is number {
+export function inInt31Range(
+  value: unknown,
+  { min = 0, minExclusive = false, integer = false }: Int31Bounds = {},
+): value is number {
   if (typeof value !== 'number' || (integer && !Number.isInteger(value))) return false;
   return (minExclusive ? value > min : value >= min) && value <= INT31_MAX;
 }

@@ -13,14 +13,18 @@ const { runLab } = require('./run.js');
 const legacy = process.argv.includes('--legacy');
 const quiet = process.argv.includes('--quiet');
 
-const prepared = spawnSync('bash', [path.join(__dirname, 'prepare.sh')], { stdio: ['ignore', quiet ? 'ignore' : 'inherit', 'inherit'] });
+const prepared = spawnSync('bash', [path.join(__dirname, 'prepare.sh')], {
+  stdio: ['ignore', quiet ? 'ignore' : 'inherit', 'inherit'],
+});
 if (prepared.status !== 0) {
   console.error('lab: prepare failed (see above)');
   process.exit(prepared.status || 1);
 }
 
 const started = Date.now();
-console.log(`lab: booting the arm64 guest (QEMU TCG, virtio-mmio Version ${legacy ? '1' : '2'}, one virtio-rng-device)`);
+console.log(
+  `lab: booting the arm64 guest (QEMU TCG, virtio-mmio Version ${legacy ? '1' : '2'}, one virtio-rng-device)`,
+);
 runLab({
   devices: ['virtio-rng-device'],
   legacy,

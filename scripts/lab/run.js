@@ -23,14 +23,24 @@ const CACHE = process.env.LAB_CACHE || path.join(ROOT, '.lab-cache');
 const DEFAULT_ARCH = process.env.LAB_ARCH || 'arm64';
 /** The boot side of each guest (prepare.sh's lab-arch.sh has the build side). */
 const ARCHES = {
-  arm64: { qemu: 'qemu-system-aarch64', machine: 'virt', cpu: 'cortex-a72', memoryMb: 2048, ready: path.join(CACHE, 'ready') },
+  arm64: {
+    qemu: 'qemu-system-aarch64',
+    machine: 'virt',
+    cpu: 'cortex-a72',
+    memoryMb: 2048,
+    ready: path.join(CACHE, 'ready'),
+  },
   // -M virt puts RAM at 0x40000000: 3072 MiB end at 4 GiB. `above4GiB`
   // boots 4096 MiB (to 0x140000000, so the hugepages sit above 4 GiB) with
   // the backports QEMU prepare.sh unpacks into ready-armhf/qemu: 7.2's TCG
   // faults on LPAE page-table walks above 4 GiB. -audio none: no probing of
   // the host's (7.2) audio modules, which 10.0 refuses noisily.
   armhf: {
-    qemu: 'qemu-system-arm', machine: 'virt,highmem=on', cpu: 'cortex-a15', memoryMb: 3072, ready: path.join(CACHE, 'ready-armhf'),
+    qemu: 'qemu-system-arm',
+    machine: 'virt,highmem=on',
+    cpu: 'cortex-a15',
+    memoryMb: 3072,
+    ready: path.join(CACHE, 'ready-armhf'),
     above4GiB: { bundled: 'qemu/qemu-system-arm', memoryMb: 4096, args: ['-audio', 'none'] },
   },
   // The Firecracker shape: -M microvm (virtio-mmio only, no ACPI, no device
@@ -41,7 +51,11 @@ const ARCHES = {
   // (init.sh), which -no-reboot turns into an exit. -cpu max: Node's V8
   // wants more than the baseline qemu64 CPU.
   amd64: {
-    qemu: 'qemu-system-x86_64', machine: 'microvm,acpi=off', cpu: 'max', memoryMb: 1024, ready: path.join(CACHE, 'ready-amd64'),
+    qemu: 'qemu-system-x86_64',
+    machine: 'microvm,acpi=off',
+    cpu: 'max',
+    memoryMb: 1024,
+    ready: path.join(CACHE, 'ready-amd64'),
     append: 'console=ttyS0 quiet panic=-1 reboot=t mem=768M',
   },
 };
@@ -61,7 +75,9 @@ function archOf(arch = DEFAULT_ARCH) {
 /** Whether prepare.sh has produced a bootable lab for `arch`. */
 function labReady(arch) {
   const { ready, above4GiB } = archOf(arch);
-  return ['vmlinuz', ...PARTS, ...(above4GiB ? [above4GiB.bundled] : [])].every((f) => fs.existsSync(path.join(ready, f)));
+  return ['vmlinuz', ...PARTS, ...(above4GiB ? [above4GiB.bundled] : [])].every((f) =>
+    fs.existsSync(path.join(ready, f)),
+  );
 }
 
 /** One newc cpio archive (the format the kernel unpacks into its initramfs). */
@@ -105,24 +121,64 @@ function runLab(options) {
     return Promise.reject(error);
   }
   const { ready } = guest;
-  if (!labReady(options.arch)) return Promise.reject(new Error(`the lab is not prepared (${ready}): run npm run lab:prepare`));
-  if (options.above4GiB && !guest.above4GiB) return Promise.reject(new RangeError(`the ${options.arch ?? DEFAULT_ARCH} lab has no above4GiB boot`));
+  if (!labReady(options.arch))
+    return Promise.reject(new Error(`the lab is not prepared (${ready}): run npm run lab:prepare`));
+  if (options.above4GiB && !guest.above4GiB)
+    return Promise.reject(new RangeError(`the ${options.arch ?? DEFAULT_ARCH} lab has no above4GiB boot`));
   const high = options.above4GiB ? guest.above4GiB : undefined;
   const qemu = high ? path.join(ready, high.bundled) : guest.qemu;
-  const { devices = [], extraArgs = [], append = [], legacy = false, command, timeoutMs = 300_000, memoryMb = high?.memoryMb ?? guest.memoryMb, onConsole } = options;
-  if (typeof command !== 'string' || command === '') return Promise.reject(new TypeError('command must be a non-empty string'));
+  const {
+    devices = [],
+    extraArgs = [],
+    append = [],
+    legacy = false,
+    command,
+    timeoutMs = 300_000,
+    memoryMb = high?.memoryMb ?? guest.memoryMb,
+    onConsole,
+  } = options;
+  if (typeof command !== 'string' || command === '')
+    return Promise.reject(new TypeError('command must be a non-empty string'));
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lab-'));
   const initrd = path.join(dir, 'initrd');
   const out = fs.openSync(initrd, 'w');
   for (const part of PARTS) fs.writeSync(out, fs.readFileSync(path.join(ready, part)));
-  fs.writeSync(out, zlib.gzipSync(cpio([{ name: 'lab', mode: 0o40755 }, { name: 'lab/cmd', mode: 0o100644, data: Buffer.from(`${command}\n`) }]), { level: 1 }));
+  fs.writeSync(
+    out,
+    zlib.gzipSync(
+      cpio([
+        { name: 'lab', mode: 0o40755 },
+        { name: 'lab/cmd', mode: 0o100644, data: Buffer.from(`${command}\n`) },
+      ]),
+      { level: 1 },
+    ),
+  );
   fs.closeSync(out);
 
   const args = [
-    '-M', guest.machine, '-cpu', guest.cpu, '-m', String(memoryMb), '-smp', '2',
-    '-display', 'none', '-monitor', 'none', '-serial', 'stdio', '-no-reboot', '-nic', 'none',
-    '-kernel', path.join(ready, 'vmlinuz'), '-initrd', initrd,
-    '-append', [guest.append ?? 'console=ttyAMA0 quiet panic=-1', ...append].join(' '),
+    '-M',
+    guest.machine,
+    '-cpu',
+    guest.cpu,
+    '-m',
+    String(memoryMb),
+    '-smp',
+    '2',
+    '-display',
+    'none',
+    '-monitor',
+    'none',
+    '-serial',
+    'stdio',
+    '-no-reboot',
+    '-nic',
+    'none',
+    '-kernel',
+    path.join(ready, 'vmlinuz'),
+    '-initrd',
+    initrd,
+    '-append',
+    [guest.append ?? 'console=ttyAMA0 quiet panic=-1', ...append].join(' '),
     ...(legacy ? [] : ['-global', 'virtio-mmio.force-legacy=false']),
     ...(high?.args ?? []),
     ...devices.flatMap((d) => ['-device', d]),
@@ -177,7 +233,9 @@ function runLab(options) {
     };
     child.on('error', (error) => {
       finish();
-      reject(error.code === 'ENOENT' ? new Error(`${qemu} is not installed: run npm run lab:prepare (as root)`) : error);
+      reject(
+        error.code === 'ENOENT' ? new Error(`${qemu} is not installed: run npm run lab:prepare (as root)`) : error,
+      );
     });
     child.on('close', () => {
       finish();
@@ -220,12 +278,23 @@ if (require.main === module) {
     else if (argv[i] === '--qemu') extraArgs.push(argv[++i]);
     else if (argv[i] === '--timeout') timeoutMs = Number(argv[++i]) * 1000;
     else {
-      console.error(`unknown option ${argv[i]}\nusage: node scripts/lab/run.js [--arch arm64|armhf|amd64 [--above-4gib]] [--legacy] [--device SPEC]... [--qemu ARG]... [--timeout S] -- COMMAND...`);
+      console.error(
+        `unknown option ${argv[i]}\nusage: node scripts/lab/run.js [--arch arm64|armhf|amd64 [--above-4gib]] [--legacy] [--device SPEC]... [--qemu ARG]... [--timeout S] -- COMMAND...`,
+      );
       process.exit(2);
     }
   }
   const command = argv.slice(i + 1).join(' ');
-  runLab({ arch, above4GiB, devices, extraArgs, legacy, command, timeoutMs, onConsole: (line) => console.log(line) }).then(
+  runLab({
+    arch,
+    above4GiB,
+    devices,
+    extraArgs,
+    legacy,
+    command,
+    timeoutMs,
+    onConsole: (line) => console.log(line),
+  }).then(
     (r) => {
       if (r.timedOut) console.error(`lab: timed out after ${timeoutMs / 1000} s`);
       process.exit(r.timedOut ? 124 : (r.exitCode ?? 1));

@@ -51,15 +51,31 @@ async function main() {
     'printf \'#!/bin/busybox sh\\nexec node /opt/virtio-mmio/lib/cli/bin.js "$@"\\n\' > /tmp/bin/virtio-mmio',
     'chmod +x /tmp/bin/virtio-mmio',
     'export PATH=/tmp/bin:$PATH',
-    ...STEPS.map((step) => `echo '$ virtio-mmio ${step}'; virtio-mmio ${step}${step.includes('2>') ? '' : ' 2>&1'} || echo "(exit status $?)"; echo`),
+    ...STEPS.map(
+      (step) =>
+        `echo '$ virtio-mmio ${step}'; virtio-mmio ${step}${step.includes('2>') ? '' : ' 2>&1'} || echo "(exit status $?)"; echo`,
+    ),
   ].join('\n');
   const printed = [];
   let on = false;
   try {
     const run = await runLab({
       // QEMU fills transports from the top: rng /dev/uio31, blk uio30, console uio29, net uio28.
-      devices: ['virtio-rng-device', 'virtio-blk-device,drive=blk0', 'virtio-serial-device', 'virtconsole,chardev=con0', 'virtio-net-device,netdev=n0'],
-      extraArgs: ['-drive', `file=${image},if=none,format=raw,id=blk0`, '-chardev', `socket,id=con0,path=${path.join(dir, 'console.sock')}`, '-netdev', 'hubport,id=n0,hubid=0'],
+      devices: [
+        'virtio-rng-device',
+        'virtio-blk-device,drive=blk0',
+        'virtio-serial-device',
+        'virtconsole,chardev=con0',
+        'virtio-net-device,netdev=n0',
+      ],
+      extraArgs: [
+        '-drive',
+        `file=${image},if=none,format=raw,id=blk0`,
+        '-chardev',
+        `socket,id=con0,path=${path.join(dir, 'console.sock')}`,
+        '-netdev',
+        'hubport,id=n0,hubid=0',
+      ],
       legacy,
       command,
       timeoutMs: 300_000,
@@ -69,7 +85,8 @@ async function main() {
       },
     });
     process.stdout.write(`${printed.join('\n').trimEnd()}\n`);
-    if (run.timedOut || run.exitCode !== 0) throw new Error(`guest exit ${run.exitCode}${run.timedOut ? ' (timed out)' : ''}`);
+    if (run.timedOut || run.exitCode !== 0)
+      throw new Error(`guest exit ${run.exitCode}${run.timedOut ? ' (timed out)' : ''}`);
   } finally {
     server.close();
     fs.rmSync(dir, { recursive: true, force: true });

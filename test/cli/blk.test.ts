@@ -23,7 +23,9 @@ interface Ran {
 function captureIo(isTTY = false): { io: CliIo; result: Omit<Ran, 'status'> } {
   const result = { out: '', raw: [] as Buffer[], err: '' };
   const io: CliIo = {
-    stdout: { write: (t: string | Uint8Array) => (typeof t === 'string' ? (result.out += t) : result.raw.push(Buffer.from(t))) },
+    stdout: {
+      write: (t: string | Uint8Array) => (typeof t === 'string' ? (result.out += t) : result.raw.push(Buffer.from(t))),
+    },
     stderr: { write: (t: string) => (result.err += t) },
     sysfs: NO_UIO,
     isTTY,
@@ -87,7 +89,9 @@ function dumpLines(bytes: Uint8Array, base: number): string[] {
     // A short last row keeps the columns: missing bytes are two spaces each.
     const hex = Array.from({ length: 16 }, (_, i) => (i < row.length ? row[i].toString(16).padStart(2, '0') : '  '));
     const ascii = row.map((b) => (b >= 32 && b < 127 ? String.fromCharCode(b) : '.')).join('');
-    lines.push(`${(base + at).toString(16).padStart(8, '0')}  ${hex.slice(0, 8).join(' ')}  ${hex.slice(8).join(' ')}  |${ascii}|`);
+    lines.push(
+      `${(base + at).toString(16).padStart(8, '0')}  ${hex.slice(0, 8).join(' ')}  ${hex.slice(8).join(' ')}  |${ascii}|`,
+    );
   }
   return lines;
 }
@@ -109,7 +113,9 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-const DEVICES: readonly (readonly [string, SimVariant])[] = SIM_VARIANTS.map(([, variant]) => [variant === 2 ? 'sim:blk' : `sim:blk:${variant}`, variant] as const);
+const DEVICES: readonly (readonly [string, SimVariant])[] = SIM_VARIANTS.map(
+  ([, variant]) => [variant === 2 ? 'sim:blk' : `sim:blk:${variant}`, variant] as const,
+);
 
 describe.each(DEVICES)('virtio-mmio blk on %s', (device, variant) => {
   // The sim's BlkModel starts as 1 MiB of zeroes (lib/sim/blk-model.ts).
@@ -118,7 +124,13 @@ describe.each(DEVICES)('virtio-mmio blk on %s', (device, variant) => {
   test('write --pattern --verify --flush --json: exit 0, the JSON says verified and flushed', async () => {
     const r = await blk([device, 'write', '8', '--pattern', '0xa5', '--sectors', '4', '--verify', '--flush', '--json']);
     expect({ status: r.status, err: r.err }).toEqual({ status: 0, err: '' });
-    expect(JSON.parse(r.out)).toMatchObject({ where: device, sector: '8', bytes: 4 * SECTOR, verified: true, flushed: true });
+    expect(JSON.parse(r.out)).toMatchObject({
+      where: device,
+      sector: '8',
+      bytes: 4 * SECTOR,
+      verified: true,
+      flushed: true,
+    });
   });
 
   test('read prints a hex dump of the sectors asked, as the model holds them', async () => {
@@ -132,13 +144,20 @@ describe.each(DEVICES)('virtio-mmio blk on %s', (device, variant) => {
     expect({ status: r.status, err: r.err }).toEqual({ status: 0, err: '' });
     expect(r.out.split('\n')).toEqual([...dumpLines(initial.subarray(SECTOR, SECTOR + 100), SECTOR), '']);
     const json = await blk([device, 'read', '1', '--bytes', '700', '--json']);
-    expect(JSON.parse(json.out)).toMatchObject({ bytes: 700, hex: Buffer.from(initial.subarray(SECTOR, SECTOR + 700)).toString('hex') });
+    expect(JSON.parse(json.out)).toMatchObject({
+      bytes: 700,
+      hex: Buffer.from(initial.subarray(SECTOR, SECTOR + 700)).toString('hex'),
+    });
   });
 
   test('read --json gives the bytes in hex', async () => {
     const r = await blk([device, 'read', '0', '--bytes', '1024', '--json']);
     expect(r.status).toBe(0);
-    expect(JSON.parse(r.out)).toMatchObject({ sector: '0', bytes: 1024, hex: Buffer.from(initial.subarray(0, 1024)).toString('hex') });
+    expect(JSON.parse(r.out)).toMatchObject({
+      sector: '0',
+      bytes: 1024,
+      hex: Buffer.from(initial.subarray(0, 1024)).toString('hex'),
+    });
   });
 
   test('read --out FILE writes the bytes, byte for byte', async () => {
@@ -149,13 +168,20 @@ describe.each(DEVICES)('virtio-mmio blk on %s', (device, variant) => {
     expect(r.out).toContain(`written to ${file}`);
   });
 
-  test('info --json: the model\'s capacity, its ID string, the ring in use', async () => {
+  test("info --json: the model's capacity, its ID string, the ring in use", async () => {
     const r = await blk([device, 'info', '--json']);
     expect({ status: r.status, err: r.err }).toEqual({ status: 0, err: '' });
     const info = JSON.parse(r.out);
     expect(BigInt(info.capacity)).toBe(BigInt(initial.length / SECTOR));
     expect(BigInt(info.bytes)).toBe(BigInt(initial.length));
-    expect(info).toMatchObject({ blockSize: 512, readOnly: false, queues: 1, flush: true, id: 'sim-blk', ring: variant === 'packed' ? 'packed' : 'split' });
+    expect(info).toMatchObject({
+      blockSize: 512,
+      readOnly: false,
+      queues: 1,
+      flush: true,
+      id: 'sim-blk',
+      ring: variant === 'packed' ? 'packed' : 'split',
+    });
     expect(info.features).toContain('VIRTIO_BLK_F_FLUSH');
     expect(info.features.includes('VIRTIO_F_VERSION_1')).toBe(variant !== 1);
   });
@@ -164,14 +190,23 @@ describe.each(DEVICES)('virtio-mmio blk on %s', (device, variant) => {
     const r = await blk([device, 'bench', '--seconds', '0.3', '--depth', '4', '--json']);
     expect({ status: r.status, err: r.err }).toEqual({ status: 0, err: '' });
     const b = JSON.parse(r.out) as BenchResult;
-    expect(b).toMatchObject({ where: device, depth: 4, size: 4096, write: false, mode: 'interrupt', ring: variant === 'packed' ? 'packed' : 'split' });
+    expect(b).toMatchObject({
+      where: device,
+      depth: 4,
+      size: 4096,
+      write: false,
+      mode: 'interrupt',
+      ring: variant === 'packed' ? 'packed' : 'split',
+    });
     expect(b.requests).toBeGreaterThan(0);
     expect(b.seconds).toBeGreaterThanOrEqual(0.3);
     // What the printed rounding allows: IOPS to 0.1 and MB/s to 0.01, and seconds to 1 µs (which moves a rate by rate ×
     // 0.5 µs / seconds).
     const slack = (rate: number, half: number): number => half + (rate * 5e-7) / b.seconds + 1e-9;
     expect(Math.abs(b.iops - b.requests / b.seconds)).toBeLessThanOrEqual(slack(b.requests / b.seconds, 0.05));
-    expect(Math.abs(b.mbPerSecond - (b.requests * 4096) / b.seconds / 1e6)).toBeLessThanOrEqual(slack((b.requests * 4096) / b.seconds / 1e6, 0.005));
+    expect(Math.abs(b.mbPerSecond - (b.requests * 4096) / b.seconds / 1e6)).toBeLessThanOrEqual(
+      slack((b.requests * 4096) / b.seconds / 1e6, 0.005),
+    );
     expect(b.p50Us!).toBeGreaterThan(0);
     expect(b.p50Us!).toBeLessThanOrEqual(b.p99Us!);
     expect(b.notificationsPerRequest!).toBeGreaterThan(0);
@@ -207,7 +242,7 @@ describe.each(DEVICES)('virtio-mmio blk on %s', (device, variant) => {
 });
 
 describe('blk read on a disk with contents', () => {
-  test.each(SIM_VARIANTS)('%s: hex dump, --json and --out FILE / - give the disk\'s bytes', async (_label, variant) => {
+  test.each(SIM_VARIANTS)("%s: hex dump, --json and --out FILE / - give the disk's bytes", async (_label, variant) => {
     const disk = patternedDisk(64 * 1024);
     const expected = Buffer.from(disk.subarray(5 * SECTOR, 8 * SECTOR));
     const state = injected(variant, new BlkModel({ disk }));
@@ -241,7 +276,7 @@ describe('blk read on a disk with contents', () => {
 });
 
 describe('blk write', () => {
-  test('--in FILE writes the file\'s bytes where asked', async () => {
+  test("--in FILE writes the file's bytes where asked", async () => {
     const model = new BlkModel();
     const state = injected(2, model);
     const data = Buffer.from(patternedDisk(3 * SECTOR).map((b) => b ^ 0x5a));
@@ -297,7 +332,10 @@ describe('blk write', () => {
     const state = injected(2, lossy);
     const r = await onRig(state, ['write', '4', '--pattern', '0x5a', '--sectors', '2', '--verify', '--json']);
     expect(r.status).toBe(1);
-    expect(JSON.parse(r.out)).toMatchObject({ verified: false, mismatch: { offset: 700, deviceOffset: String(4 * SECTOR + 700), wrote: 0x5a, read: 0 } });
+    expect(JSON.parse(r.out)).toMatchObject({
+      verified: false,
+      mismatch: { offset: 700, deviceOffset: String(4 * SECTOR + 700), wrote: 0x5a, read: 0 },
+    });
     expect(r.err).toContain('virtio-mmio blk write: ERR_VIRTIO_VERIFY: verify failed: first difference at byte 700');
     expect(state.closed).toBe(1);
   });
@@ -344,8 +382,16 @@ describe('blk errors', () => {
     ['an option of another action', ['sim:blk', 'info', '--bytes', '512'], /does not take --bytes/],
     ['an unknown option', ['sim:blk', 'read', '0', '--frob'], /frob/],
     ['write without data', ['sim:blk', 'write', '0'], /--in FILE or --pattern/],
-    ['a pattern byte above 255', ['sim:blk', 'write', '0', '--pattern', '256'], /--pattern must be an integer in \[0, 255\]/],
-    ['write bytes not a multiple of 512', ['sim:blk', 'write', '0', '--pattern', '1', '--bytes', '513'], /multiple of 512/],
+    [
+      'a pattern byte above 255',
+      ['sim:blk', 'write', '0', '--pattern', '256'],
+      /--pattern must be an integer in \[0, 255\]/,
+    ],
+    [
+      'write bytes not a multiple of 512',
+      ['sim:blk', 'write', '0', '--pattern', '1', '--bytes', '513'],
+      /multiple of 512/,
+    ],
     ['depth 0', ['sim:blk', 'bench', '--depth', '0'], /--depth must be an integer in \[1, 1024\]/],
     ['depth 1025', ['sim:blk', 'bench', '--depth', '1025'], /--depth must be an integer in \[1, 1024\]/],
     ['seconds 0', ['sim:blk', 'bench', '--seconds', '0'], /--seconds must be/],
@@ -363,7 +409,11 @@ describe('blk errors', () => {
     expect(result.err).toMatch(message);
     expect(result.err).toContain(BLK_USAGE);
     // With --json the failure is also a JSON object on stdout.
-    expect(result.out).toBe(args.includes('--json') ? `${JSON.stringify({ error: { code: 'ERR_VIRTIO_USAGE', message: '--json and --out - would both write to stdout' } })}\n` : '');
+    expect(result.out).toBe(
+      args.includes('--json')
+        ? `${JSON.stringify({ error: { code: 'ERR_VIRTIO_USAGE', message: '--json and --out - would both write to stdout' } })}\n`
+        : '',
+    );
     expect(state.opened).toBe(0);
   });
 
@@ -372,7 +422,9 @@ describe('blk errors', () => {
     const state = injected(2, model);
     const r = await onRig(state, ['read', '2047', '--sectors', '2']);
     expect(r.status).toBe(1);
-    expect(r.err).toBe("virtio-mmio blk read: ERR_OUT_OF_RANGE: sectors 2047..2049 are beyond the device's capacity of 2048 sectors\n");
+    expect(r.err).toBe(
+      "virtio-mmio blk read: ERR_OUT_OF_RANGE: sectors 2047..2049 are beyond the device's capacity of 2048 sectors\n",
+    );
     expect(r.out).toBe('');
     expect(model.stats.requests).toBe(0);
     expect(state.closed).toBe(1);
@@ -392,7 +444,7 @@ describe('blk errors', () => {
     expect(model.disk.every((b) => b === 0)).toBe(true);
   });
 
-  test('a device I/O error midway through a large write: exit 1 with the library\'s code, everything closed', async () => {
+  test("a device I/O error midway through a large write: exit 1 with the library's code, everything closed", async () => {
     const failSectors = new Set([2.5 * 2048]);
     const state = injected(2, new BlkModel({ disk: new Uint8Array(4 << 20), failSectors }));
     const r = await onRig(state, ['write', '0', '--pattern', '7', '--bytes', String(3 << 20), '--progress']);
@@ -437,7 +489,9 @@ describe('blk progress bar', () => {
     expect(r.err.startsWith('\r')).toBe(true);
     expect(r.err.endsWith('\n')).toBe(true);
     expect(r.err.indexOf('\n')).toBe(r.err.length - 1);
-    expect(draws[draws.length - 1]).toMatch(/^read \[#{30}\] 100 % {2}4\.0 MiB \/ 4\.0 MiB {2}[\d.]+ (?:KiB|MiB|GiB)\/s *\n$/);
+    expect(draws[draws.length - 1]).toMatch(
+      /^read \[#{30}\] 100 % {2}4\.0 MiB \/ 4\.0 MiB {2}[\d.]+ (?:KiB|MiB|GiB)\/s *\n$/,
+    );
     expect(draws[0]).not.toContain('100 %');
     // stdout has only the summary line.
     expect(r.out).not.toContain('\r');
@@ -451,20 +505,36 @@ describe('blk progress bar', () => {
 
   test('on a terminal: a bar for a long read, none for a short one, none with --json', async () => {
     const disk = new Uint8Array(5 << 20);
-    const long = await onRig(injected(2, new BlkModel({ disk }), steppingClock()), ['read', '0', '--bytes', FOUR_MIB, '--out', join(tmp, 'tty.bin')], { isTTY: true });
+    const long = await onRig(
+      injected(2, new BlkModel({ disk }), steppingClock()),
+      ['read', '0', '--bytes', FOUR_MIB, '--out', join(tmp, 'tty.bin')],
+      { isTTY: true },
+    );
     expect(long.err).toContain('100 %');
-    const short = await onRig(injected(2, new BlkModel({ disk }), steppingClock()), ['read', '0', '--out', join(tmp, 'tty-short.bin')], { isTTY: true });
+    const short = await onRig(
+      injected(2, new BlkModel({ disk }), steppingClock()),
+      ['read', '0', '--out', join(tmp, 'tty-short.bin')],
+      { isTTY: true },
+    );
     expect(short.err).toBe('');
-    const json = await onRig(injected(2, new BlkModel({ disk }), steppingClock()), ['read', '0', '--bytes', FOUR_MIB, '--out', join(tmp, 'tty-json.bin'), '--json'], { isTTY: true });
+    const json = await onRig(
+      injected(2, new BlkModel({ disk }), steppingClock()),
+      ['read', '0', '--bytes', FOUR_MIB, '--out', join(tmp, 'tty-json.bin'), '--json'],
+      { isTTY: true },
+    );
     expect(json.err).toBe('');
     expect(JSON.parse(json.out).bytes).toBe(4 << 20);
   });
 
   test('bench draws a bar of seconds on a terminal, every time', async () => {
-    const r = await onRig(injected(2, new BlkModel()), ['bench', '--seconds', '0.25', '--warmup', '0'], { isTTY: true });
+    const r = await onRig(injected(2, new BlkModel()), ['bench', '--seconds', '0.25', '--warmup', '0'], {
+      isTTY: true,
+    });
     expect(r.status).toBe(0);
     expect(r.err).toMatch(/^\rbench read \[/);
     expect(r.err).toMatch(/100 % {2}0\.3 s \/ 0\.3 s *\n$/);
-    expect(r.out).toMatch(/^test-rig: random reads of 4096 bytes, depth 1, interrupt mode, split ring\nrequests \d+ in [\d.]+ s \(after 0 warm-up requests\)\nIOPS [\d.]+, [\d.]+ MB\/s\nlatency µs: mean [\d.]+, p50 [\d.]+, p99 [\d.]+\nper request: [\d.]+ notifications, [\d.]+ interrupts, 0 polled completions\n$/);
+    expect(r.out).toMatch(
+      /^test-rig: random reads of 4096 bytes, depth 1, interrupt mode, split ring\nrequests \d+ in [\d.]+ s \(after 0 warm-up requests\)\nIOPS [\d.]+, [\d.]+ MB\/s\nlatency µs: mean [\d.]+, p50 [\d.]+, p99 [\d.]+\nper request: [\d.]+ notifications, [\d.]+ interrupts, 0 polled completions\n$/,
+    );
   });
 });

@@ -1,11 +1,26 @@
 import { formatInspect, inspect, nameFeatures, type InspectReport, type RegisterReading } from '../../lib/cli/inspect';
 import { VirtioBlk, VirtioRng } from '../../lib/devices';
 import { DmaPool, type RegisterBlock } from '../../lib/platform';
-import { BlkModel, ConsoleModel, NetModel, RngModel, SimDevice, type SimDeviceModel, type SimOptions } from '../../lib/sim';
+import {
+  BlkModel,
+  ConsoleModel,
+  NetModel,
+  RngModel,
+  SimDevice,
+  type SimDeviceModel,
+  type SimOptions,
+} from '../../lib/sim';
 import { FeatureBit, features, MmioRegister, type MmioRegisterName } from '../../lib/spec';
 import { echoModel, SIM_VARIANTS, simRig, type SimVariant } from '../support/sim-rig';
 
-const PACKED_TRANSPORT = features(FeatureBit.VERSION_1, FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX, FeatureBit.RING_RESET, FeatureBit.NOTIFICATION_DATA, FeatureBit.RING_PACKED);
+const PACKED_TRANSPORT = features(
+  FeatureBit.VERSION_1,
+  FeatureBit.INDIRECT_DESC,
+  FeatureBit.EVENT_IDX,
+  FeatureBit.RING_RESET,
+  FeatureBit.NOTIFICATION_DATA,
+  FeatureBit.RING_PACKED,
+);
 
 /** A sim nobody has touched (inspect is the first to read it), strict mode on; closed after each test. */
 const opened: { sim: SimDevice; pool: DmaPool }[] = [];
@@ -46,7 +61,8 @@ function recordingWrites(regs: RegisterBlock): { regs: RegisterBlock; writes: nu
 
 const SELECTORS = new Set<number>([MmioRegister.DeviceFeaturesSel, MmioRegister.QueueSel, MmioRegister.SHMSel]);
 
-const register = (report: InspectReport, name: MmioRegisterName): RegisterReading | undefined => report.registers.find((r) => r.name === name);
+const register = (report: InspectReport, name: MmioRegisterName): RegisterReading | undefined =>
+  report.registers.find((r) => r.name === name);
 const featureNames = (report: InspectReport): string[] => report.features?.bits.map((b) => b.name) ?? [];
 
 /**
@@ -55,13 +71,26 @@ const featureNames = (report: InspectReport): string[] => report.features?.bits.
 function expectCleanReport(sim: SimDevice, report: InspectReport, variant: SimVariant): void {
   const version = variant === 1 ? 1 : 2;
   expect(report.problem).toBeUndefined();
-  expect(report).toMatchObject({ magicValue: '0x74726976', magicOk: true, version, vendorId: '0x4d4d4956', vendor: 'VIMM', status: 0, statusBits: '0' });
+  expect(report).toMatchObject({
+    magicValue: '0x74726976',
+    magicOk: true,
+    version,
+    vendorId: '0x4d4d4956',
+    vendor: 'VIMM',
+    status: 0,
+    statusBits: '0',
+  });
   expect(JSON.parse(JSON.stringify(report))).toEqual(report);
   expect(sim.violations).toEqual([]);
   expect(sim.status).toBe(0);
   expect(register(report, 'MagicValue')?.value).toBe(0x74726976);
   for (const r of report.registers) {
-    if (r.access === 'W') expect({ name: r.name, value: r.value, values: r.values }).toEqual({ name: r.name, value: undefined, values: undefined });
+    if (r.access === 'W')
+      expect({ name: r.name, value: r.value, values: r.values }).toEqual({
+        name: r.name,
+        value: undefined,
+        values: undefined,
+      });
   }
   // The layout of the version, every register once.
   const names = report.registers.map((r) => r.name);
@@ -103,7 +132,15 @@ describe.each(SIM_VARIANTS)('inspect on %s', (_label, variant) => {
     expectCleanReport(sim, report, variant);
     expect(report).toMatchObject({ deviceId: 2, device: 'BLOCK (2)' });
     expect(featureNames(report)).toEqual(
-      expect.arrayContaining(['VIRTIO_BLK_F_FLUSH', 'VIRTIO_BLK_F_BLK_SIZE', 'VIRTIO_BLK_F_SEG_MAX', 'VIRTIO_BLK_F_SIZE_MAX', 'VIRTIO_BLK_F_MQ', 'VIRTIO_BLK_F_DISCARD', 'VIRTIO_BLK_F_WRITE_ZEROES']),
+      expect.arrayContaining([
+        'VIRTIO_BLK_F_FLUSH',
+        'VIRTIO_BLK_F_BLK_SIZE',
+        'VIRTIO_BLK_F_SEG_MAX',
+        'VIRTIO_BLK_F_SIZE_MAX',
+        'VIRTIO_BLK_F_MQ',
+        'VIRTIO_BLK_F_DISCARD',
+        'VIRTIO_BLK_F_WRITE_ZEROES',
+      ]),
     );
     expect(featureNames(report)).not.toContain('VIRTIO_BLK_F_GEOMETRY');
     expect(BigInt(report.features!.offered)).toBe(sim.deviceFeatures);
@@ -123,7 +160,9 @@ describe.each(SIM_VARIANTS)('inspect on %s', (_label, variant) => {
     // The raw window: the model's bytes where a field is, ".." for the padding bytes 33 and 57–59.
     const raw = report.config!.raw.split(' ');
     expect(raw).toHaveLength(model.config.length);
-    model.config.forEach((byte, i) => expect([i, raw[i]]).toEqual([i, [33, 57, 58, 59].includes(i) ? '..' : byte.toString(16).padStart(2, '0')]));
+    model.config.forEach((byte, i) =>
+      expect([i, raw[i]]).toEqual([i, [33, 57, 58, 59].includes(i) ? '..' : byte.toString(16).padStart(2, '0')]),
+    );
     if (version === 2) expect(report.config).toMatchObject({ generation: 0, stable: true, attempts: 1 });
     else expect(report.config!.generation).toBeUndefined();
     expect(report.queues!.map((q) => [q.index, q.sizeMax, q.live])).toEqual([
@@ -146,26 +185,40 @@ describe.each(SIM_VARIANTS)('inspect on %s', (_label, variant) => {
     const report = inspect(sim);
     expectCleanReport(sim, report, variant);
     expect(report).toMatchObject({ deviceId: 1, device: 'NET (1)' });
-    expect(featureNames(report)).toEqual(expect.arrayContaining(['VIRTIO_NET_F_MAC', 'VIRTIO_NET_F_STATUS', 'VIRTIO_NET_F_MRG_RXBUF']));
+    expect(featureNames(report)).toEqual(
+      expect.arrayContaining(['VIRTIO_NET_F_MAC', 'VIRTIO_NET_F_STATUS', 'VIRTIO_NET_F_MRG_RXBUF']),
+    );
     expect(report.config!.fields).toEqual({ mac: '02:00:ab:cd:ef:01', status: 1 });
     expect(report.queues!.map((q) => q.sizeMax)).toEqual([128, 128]);
   });
 
   test('console: size and max_nr_ports, the control queues and each port pair', () => {
-    const sim = bareSim(variant, new ConsoleModel({ size: { cols: 132, rows: 43 }, queueSize: 16, multiport: { maxPorts: 3, ports: [{ id: 0 }] } }));
+    const sim = bareSim(
+      variant,
+      new ConsoleModel({
+        size: { cols: 132, rows: 43 },
+        queueSize: 16,
+        multiport: { maxPorts: 3, ports: [{ id: 0 }] },
+      }),
+    );
     const report = inspect(sim);
     expectCleanReport(sim, report, variant);
     expect(report).toMatchObject({ deviceId: 3, device: 'CONSOLE (3)' });
-    expect(featureNames(report)).toEqual(expect.arrayContaining(['VIRTIO_CONSOLE_F_SIZE', 'VIRTIO_CONSOLE_F_MULTIPORT']));
+    expect(featureNames(report)).toEqual(
+      expect.arrayContaining(['VIRTIO_CONSOLE_F_SIZE', 'VIRTIO_CONSOLE_F_MULTIPORT']),
+    );
     expect(report.config!.fields).toEqual({ cols: 132, rows: 43, max_nr_ports: 3 });
     // receiveq0, transmitq0, control pair, ports 1 and 2 (§5.3.2).
     expect(report.queues!.map((q) => q.index)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
-    expect(report.queues!.filter((q, i) => q.sizeMax !== (sim.queueState(i).numMax))).toEqual([]);
+    expect(report.queues!.filter((q, i) => q.sizeMax !== sim.queueState(i).numMax)).toEqual([]);
   });
 
   test('a type inspect does not know: features and config by number and raw bytes', () => {
     const config = Uint8Array.from([1, 2, 3, 4, 0xfe, 0xdc, 0xba, 0x98]);
-    const sim = bareSim(variant, echoModel({ deviceId: 250, features: (1n << 3n) | (1n << 20n), config, queueSizes: [8, 0, 16] }));
+    const sim = bareSim(
+      variant,
+      echoModel({ deviceId: 250, features: (1n << 3n) | (1n << 20n), config, queueSizes: [8, 0, 16] }),
+    );
     const report = inspect(sim);
     expectCleanReport(sim, report, variant);
     expect(report).toMatchObject({ deviceId: 250, device: 'device 250' });
@@ -182,12 +235,16 @@ describe.each(SIM_VARIANTS)('inspect on %s', (_label, variant) => {
   });
 
   test('without reset, the only registers written are selectors', () => {
-    const sim = bareSim(variant, new BlkModel({ numQueues: 2 }), { shmRegions: [{ id: 1, base: 0x4000_0000n, length: 0x1000n }] });
+    const sim = bareSim(variant, new BlkModel({ numQueues: 2 }), {
+      shmRegions: [{ id: 1, base: 0x4000_0000n, length: 0x1000n }],
+    });
     const { regs, writes } = recordingWrites(sim);
     const report = inspect(regs);
     expect(writes.length).toBeGreaterThan(0);
     expect(writes.filter((offset) => !SELECTORS.has(offset))).toEqual([]);
-    expect(report.writes.sort()).toEqual((version === 2 ? ['DeviceFeaturesSel', 'QueueSel', 'SHMSel'] : ['DeviceFeaturesSel', 'QueueSel']).sort());
+    expect(report.writes.sort()).toEqual(
+      (version === 2 ? ['DeviceFeaturesSel', 'QueueSel', 'SHMSel'] : ['DeviceFeaturesSel', 'QueueSel']).sort(),
+    );
     expect(sim.violations).toEqual([]);
   });
 
@@ -195,7 +252,9 @@ describe.each(SIM_VARIANTS)('inspect on %s', (_label, variant) => {
     const sim = bareSim(variant, new BlkModel({ disk: new Uint8Array(16 * 512), segMax: 5 }));
     const text = formatInspect(inspect(sim));
     const lines = text.split('\n');
-    expect(lines[0]).toBe(`sim BLOCK (2): window of 0x13c bytes, MagicValue 0x74726976 ("virt"), Version ${version}${version === 1 ? ' (legacy)' : ''}`);
+    expect(lines[0]).toBe(
+      `sim BLOCK (2): window of 0x13c bytes, MagicValue 0x74726976 ("virt"), Version ${version}${version === 1 ? ' (legacy)' : ''}`,
+    );
     expect(lines).toContain('device: BLOCK (2), vendor 0x4d4d4956 "VIMM"');
     expect(lines).toContain('status: 0x0 (0)');
     expect(lines).toContain('  0x000  MagicValue        R  0x74726976');
@@ -212,7 +271,9 @@ describe('inspect: the legend of ".." in the config bytes', () => {
   test('a blk config (padding at bytes 33 and 57-59, not read) has ".." and the legend right under the bytes; an rng (no config) has neither', () => {
     const text = formatInspect(inspect(bareSim(2, new BlkModel({ disk: new Uint8Array(16 * 512) }))));
     const lines = text.split('\n');
-    const legend = lines.indexOf('  (.. = not read: padding between the fields of the layout, which a driver does not read)');
+    const legend = lines.indexOf(
+      '  (.. = not read: padding between the fields of the layout, which a driver does not read)',
+    );
     expect(legend).toBeGreaterThan(0);
     expect(lines[legend - 1]).toMatch(/^ {2}0x130 {2}.* \.\. \.\. \.\.$/);
     expect(formatInspect(inspect(bareSim(2, new RngModel())))).not.toContain('..');
@@ -251,48 +312,66 @@ describe('inspect: shared memory regions (Version 2)', () => {
 });
 
 describe('inspect on a device a driver is using', () => {
-  test.each(SIM_VARIANTS)('%s: status, negotiated features and queue state unchanged; the driver carries on', async (_label, variant) => {
-    const rig = simRig(variant, new RngModel({ queueSize: 16 }));
-    const rng = VirtioRng.open(rig.transport, { memory: rig.pool });
-    try {
-      expect((await rng.read(8)).length).toBe(8);
-      const before = { status: rig.sim.status, features: rig.sim.negotiatedFeatures, queue: rig.sim.queueState(0), driver: rig.sim.driverFeatures };
-      const report = inspect(rig.sim);
-      expect({ status: rig.sim.status, features: rig.sim.negotiatedFeatures, queue: rig.sim.queueState(0), driver: rig.sim.driverFeatures }).toEqual(before);
-      expect(before.status).toBe(variant === 1 ? 7 : 15);
-      expect(report.statusBits).toBe(variant === 1 ? 'ACKNOWLEDGE | DRIVER | DRIVER_OK' : 'ACKNOWLEDGE | DRIVER | DRIVER_OK | FEATURES_OK');
-      expect(report.queues![0]).toMatchObject({ index: 0, live: true });
-      // Version 1: QueueNumMax may not be read while QueuePFN is set (§4.2.4).
-      expect(report.queues![0].sizeMax).toBe(variant === 1 ? undefined : 16);
-      expect(register(report, 'QueueReset')?.value).toBeUndefined();
-      expect((await rng.read(8)).length).toBe(8);
-    } finally {
-      rng.close();
-      expect(rig.close()).toEqual([]);
-    }
-  });
+  test.each(SIM_VARIANTS)(
+    '%s: status, negotiated features and queue state unchanged; the driver carries on',
+    async (_label, variant) => {
+      const rig = simRig(variant, new RngModel({ queueSize: 16 }));
+      const rng = VirtioRng.open(rig.transport, { memory: rig.pool });
+      try {
+        expect((await rng.read(8)).length).toBe(8);
+        const before = {
+          status: rig.sim.status,
+          features: rig.sim.negotiatedFeatures,
+          queue: rig.sim.queueState(0),
+          driver: rig.sim.driverFeatures,
+        };
+        const report = inspect(rig.sim);
+        expect({
+          status: rig.sim.status,
+          features: rig.sim.negotiatedFeatures,
+          queue: rig.sim.queueState(0),
+          driver: rig.sim.driverFeatures,
+        }).toEqual(before);
+        expect(before.status).toBe(variant === 1 ? 7 : 15);
+        expect(report.statusBits).toBe(
+          variant === 1 ? 'ACKNOWLEDGE | DRIVER | DRIVER_OK' : 'ACKNOWLEDGE | DRIVER | DRIVER_OK | FEATURES_OK',
+        );
+        expect(report.queues![0]).toMatchObject({ index: 0, live: true });
+        // Version 1: QueueNumMax may not be read while QueuePFN is set (§4.2.4).
+        expect(report.queues![0].sizeMax).toBe(variant === 1 ? undefined : 16);
+        expect(register(report, 'QueueReset')?.value).toBeUndefined();
+        expect((await rng.read(8)).length).toBe(8);
+      } finally {
+        rng.close();
+        expect(rig.close()).toEqual([]);
+      }
+    },
+  );
 });
 
 describe('inspect with reset', () => {
-  test.each(SIM_VARIANTS)('%s: a device at DRIVER_OK reads Status 0 afterwards, and the report says so', async (_label, variant) => {
-    const rig = simRig(variant, new BlkModel({ disk: new Uint8Array(8 * 512) }));
-    const blk = VirtioBlk.open(rig.transport, { memory: rig.pool });
-    try {
-      expect(rig.sim.status & 4).toBe(4);
-      const report = inspect(rig.sim, { reset: true });
-      expect(rig.sim.status).toBe(0);
-      expect(rig.sim.queueState(0).ready).toBe(false);
-      expect(report).toMatchObject({ reset: { completed: true }, status: 0, statusBits: '0' });
-      expect(report.problem).toBeUndefined();
-      expect(report.writes).toContain('Status');
-      expect(report.queues![0]).toMatchObject({ sizeMax: 128, live: false });
-      expect(formatInspect(report)).toContain('reset: Status written 0 and read back 0');
-      expect(rig.sim.violations).toEqual([]);
-    } finally {
-      blk.close();
-      rig.close();
-    }
-  });
+  test.each(SIM_VARIANTS)(
+    '%s: a device at DRIVER_OK reads Status 0 afterwards, and the report says so',
+    async (_label, variant) => {
+      const rig = simRig(variant, new BlkModel({ disk: new Uint8Array(8 * 512) }));
+      const blk = VirtioBlk.open(rig.transport, { memory: rig.pool });
+      try {
+        expect(rig.sim.status & 4).toBe(4);
+        const report = inspect(rig.sim, { reset: true });
+        expect(rig.sim.status).toBe(0);
+        expect(rig.sim.queueState(0).ready).toBe(false);
+        expect(report).toMatchObject({ reset: { completed: true }, status: 0, statusBits: '0' });
+        expect(report.problem).toBeUndefined();
+        expect(report.writes).toContain('Status');
+        expect(report.queues![0]).toMatchObject({ sizeMax: 128, live: false });
+        expect(formatInspect(report)).toContain('reset: Status written 0 and read back 0');
+        expect(rig.sim.violations).toEqual([]);
+      } finally {
+        blk.close();
+        rig.close();
+      }
+    },
+  );
 
   test('a reset that never completes: a problem, nothing more read', () => {
     const sim = bareSim(2, new RngModel(), { resetLatency: Infinity });
@@ -365,14 +444,18 @@ describe('inspect: options', () => {
     expect(() => inspect(sim, { maxQueues: -1 })).toThrow(RangeError);
   });
 
-  test('windowFrom and windowNote (where a UIO window\'s size came from) go into the report and its first line', () => {
+  test("windowFrom and windowNote (where a UIO window's size came from) go into the report and its first line", () => {
     const sim = bareSim(2, new RngModel());
     const plain = inspect(sim);
     expect('windowFrom' in plain || 'windowNote' in plain).toBe(false);
     const fromMap = inspect(sim, { windowFrom: 'uio-map', windowNote: 'no device-tree node' });
     expect(fromMap).toMatchObject({ windowFrom: 'uio-map', windowNote: 'no device-tree node' });
-    expect(formatInspect(fromMap).split('\n')[0]).toMatch(/^sim ENTROPY \(4\): window of 0x100 bytes \(UIO map: no device-tree node\), MagicValue/);
-    expect(formatInspect(inspect(sim, { windowFrom: 'caller' })).split('\n')[0]).toContain('window of 0x100 bytes (given),');
+    expect(formatInspect(fromMap).split('\n')[0]).toMatch(
+      /^sim ENTROPY \(4\): window of 0x100 bytes \(UIO map: no device-tree node\), MagicValue/,
+    );
+    expect(formatInspect(inspect(sim, { windowFrom: 'caller' })).split('\n')[0]).toContain(
+      'window of 0x100 bytes (given),',
+    );
   });
 });
 
@@ -385,7 +468,10 @@ describe('nameFeatures: the bits a legacy device offers have names too', () => {
       [27, 'VIRTIO_F_ANY_LAYOUT (legacy)', 'transport'],
       [28, 'VIRTIO_F_INDIRECT_DESC', 'transport'],
     ]);
-    expect(nameFeatures(1, features(6, 5)).map((f) => f.name)).toEqual(['VIRTIO_NET_F_MAC', 'VIRTIO_NET_F_GSO (legacy)']);
+    expect(nameFeatures(1, features(6, 5)).map((f) => f.name)).toEqual([
+      'VIRTIO_NET_F_MAC',
+      'VIRTIO_NET_F_GSO (legacy)',
+    ]);
     expect(nameFeatures(4, features(7)).map((f) => f.name)).toEqual(['bit 7']);
   });
 });

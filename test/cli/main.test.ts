@@ -20,16 +20,34 @@ async function cliWith(sysfs: UioSysfs, ...argv: string[]): Promise<{ status: nu
 }
 
 /** The CLI with a sysfs and a kernel command line of the test's own (never the host's /proc/cmdline). */
-async function cliOn(env: { sysfs: UioSysfs; cmdline: string }, ...argv: string[]): Promise<{ status: number; out: string; err: string }> {
+async function cliOn(
+  env: { sysfs: UioSysfs; cmdline: string },
+  ...argv: string[]
+): Promise<{ status: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const status = await runCli(argv, { stdout: { write: (t: string) => (out += t) }, stderr: { write: (t: string) => (err += t) }, ...env });
+  const status = await runCli(argv, {
+    stdout: { write: (t: string) => (out += t) },
+    stderr: { write: (t: string) => (err += t) },
+    ...env,
+  });
   return { status, out, err };
 }
 
 describe('virtio-mmio scan', () => {
   test('--json lists each transport with version, device, vendor and status', async () => {
-    const { status, out, err } = await cli('scan', '--sim', 'rng', '--sim', 'blk:1', '--sim', 'sim:net:packed', '--sim', 'empty', '--json');
+    const { status, out, err } = await cli(
+      'scan',
+      '--sim',
+      'rng',
+      '--sim',
+      'blk:1',
+      '--sim',
+      'sim:net:packed',
+      '--sim',
+      'empty',
+      '--json',
+    );
     expect({ status, err }).toEqual({ status: 0, err: '' });
     const entries = JSON.parse(out) as ScanEntry[];
     expect(entries.map((e) => [e.where, e.kind, e.version, e.deviceId, e.device, e.empty])).toEqual([
@@ -74,7 +92,9 @@ describe('virtio-mmio scan', () => {
 
   test('a window also given with --device is listed once; --no-cmdline leaves the command line out', async () => {
     const cmdline = `virtio_mmio.device=${FAR[0]} virtio_mmio.device=${FAR[1]}`;
-    const both = JSON.parse((await cliOn({ sysfs: NO_UIO, cmdline }, 'scan', '--json', '--device', '0x200@0xfffffffffffff000')).out) as ScanEntry[];
+    const both = JSON.parse(
+      (await cliOn({ sysfs: NO_UIO, cmdline }, 'scan', '--json', '--device', '0x200@0xfffffffffffff000')).out,
+    ) as ScanEntry[];
     expect(both.map((e) => e.where)).toEqual([FAR[1], '0x200@0xfffffffffffff000']);
     const none = await cliOn({ sysfs: NO_UIO, cmdline }, 'scan', '--json', '--no-cmdline', '--sim', 'rng');
     expect((JSON.parse(none.out) as ScanEntry[]).map((e) => e.where)).toEqual(['sim:rng']);
@@ -82,10 +102,19 @@ describe('virtio-mmio scan', () => {
   });
 
   test('a malformed command-line entry is one failed entry naming it, the other devices still listed', async () => {
-    const { status, out } = await cliOn({ sysfs: NO_UIO, cmdline: 'virtio_mmio.device=0x200@0x1001:5' }, 'scan', '--json', '--sim', 'rng');
+    const { status, out } = await cliOn(
+      { sysfs: NO_UIO, cmdline: 'virtio_mmio.device=0x200@0x1001:5' },
+      'scan',
+      '--json',
+      '--sim',
+      'rng',
+    );
     const entries = JSON.parse(out) as ScanEntry[];
     expect(entries.map((e) => e.where)).toEqual(['sim:rng', 'kernel command line']);
-    expect(entries[1].error).toEqual({ code: 'ERR_VIRTIO_DISCOVERY', message: expect.stringMatching(/entry 1: .*not 4-byte aligned/) });
+    expect(entries[1].error).toEqual({
+      code: 'ERR_VIRTIO_DISCOVERY',
+      message: expect.stringMatching(/entry 1: .*not 4-byte aligned/),
+    });
     expect(status).toBe(1);
   });
 
@@ -98,15 +127,18 @@ describe('virtio-mmio scan', () => {
 });
 
 describe('virtio-mmio inspect', () => {
-  test.each(['sim:blk:1', 'sim:blk', 'sim:blk:packed'])('%s --json: identity, features by name, config and queues, device left as it was', async (device) => {
-    const { status, out, err } = await cli('inspect', device, '--json');
-    expect({ status, err }).toEqual({ status: 0, err: '' });
-    const report = JSON.parse(out);
-    expect(JSON.stringify(report)).toContain('VIRTIO_BLK_F_FLUSH');
-    expect(JSON.stringify(report)).toContain('"capacity"');
-    expect(report.problem).toBeUndefined();
-    expect(report.writes.every((w: string) => /Sel/.test(w))).toBe(true);
-  });
+  test.each(['sim:blk:1', 'sim:blk', 'sim:blk:packed'])(
+    '%s --json: identity, features by name, config and queues, device left as it was',
+    async (device) => {
+      const { status, out, err } = await cli('inspect', device, '--json');
+      expect({ status, err }).toEqual({ status: 0, err: '' });
+      const report = JSON.parse(out);
+      expect(JSON.stringify(report)).toContain('VIRTIO_BLK_F_FLUSH');
+      expect(JSON.stringify(report)).toContain('"capacity"');
+      expect(report.problem).toBeUndefined();
+      expect(report.writes.every((w: string) => /Sel/.test(w))).toBe(true);
+    },
+  );
 
   test('the human form names the device and its features', async () => {
     const { status, out } = await cli('inspect', 'sim:net');
@@ -133,7 +165,8 @@ describe('scan and inspect on a UIO transport at in-page offset 0 (fake sysfs wi
       fs.mkdirSync(path.dirname(file), { recursive: true });
       fs.writeFileSync(file, data);
     };
-    const cells = (...values: number[]): Buffer => Buffer.concat(values.map((v) => Buffer.from([v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff])));
+    const cells = (...values: number[]): Buffer =>
+      Buffer.concat(values.map((v) => Buffer.from([v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff])));
     const base = path.join(root, 'sys', 'firmware', 'devicetree', 'base');
     put(path.join(base, '#address-cells'), cells(2));
     put(path.join(base, '#size-cells'), cells(2));
@@ -149,7 +182,10 @@ describe('scan and inspect on a UIO transport at in-page offset 0 (fake sysfs wi
     fs.symlinkSync(path.relative(platform, node), path.join(platform, 'of_node'));
     fs.symlinkSync('../../../a000000.virtio_mmio', path.join(uio, 'device'));
     fs.mkdirSync(path.join(root, 'sys', 'class', 'uio'), { recursive: true });
-    fs.symlinkSync(path.relative(path.join(root, 'sys', 'class', 'uio'), uio), path.join(root, 'sys', 'class', 'uio', 'uio0'));
+    fs.symlinkSync(
+      path.relative(path.join(root, 'sys', 'class', 'uio'), uio),
+      path.join(root, 'sys', 'class', 'uio', 'uio0'),
+    );
     // An rng at 0, Version 2, and the neighbour's registers at 0x200 in the same page.
     const image = Buffer.alloc(native.pageSize);
     for (const at of [0, 0x200]) {
@@ -166,12 +202,16 @@ describe('scan and inspect on a UIO transport at in-page offset 0 (fake sysfs wi
   test('scan --json gives the window and where its size came from', async () => {
     const { status, out, err } = await cliWith(sysfs, 'scan', '--json');
     expect({ status, err }).toEqual({ status: 0, err: '' });
-    expect(JSON.parse(out)).toEqual([expect.objectContaining({ kind: 'uio', device: 'ENTROPY', window: '0x200', windowFrom: 'device-tree' })]);
+    expect(JSON.parse(out)).toEqual([
+      expect.objectContaining({ kind: 'uio', device: 'ENTROPY', window: '0x200', windowFrom: 'device-tree' }),
+    ]);
   });
 
-  test('inspect says the window is the device tree\'s 0x200 bytes, not the page', async () => {
+  test("inspect says the window is the device tree's 0x200 bytes, not the page", async () => {
     const { out } = await cliWith(sysfs, 'inspect', 'uio0');
-    expect(out.split('\n')[0]).toBe(`${path.join(root, 'dev', 'uio0')}@0x0: window of 0x200 bytes (device-tree reg), MagicValue 0x74726976 ("virt"), Version 2`);
+    expect(out.split('\n')[0]).toBe(
+      `${path.join(root, 'dev', 'uio0')}@0x0: window of 0x200 bytes (device-tree reg), MagicValue 0x74726976 ("virt"), Version 2`,
+    );
     const json = JSON.parse((await cliWith(sysfs, 'inspect', 'uio0', '--json')).out);
     expect(json).toMatchObject({ windowSize: 0x200, windowFrom: 'device-tree' });
     expect(json.windowNote).toBeUndefined();
@@ -190,7 +230,9 @@ describe('virtio-mmio rng', () => {
   test('on a device of another type: a typed failure, exit 1', async () => {
     const { status, err } = await cli('rng', 'sim:blk');
     expect(status).toBe(1);
-    expect(err).toBe('virtio-mmio rng: ERR_VIRTIO_WRONG_DEVICE: sim:blk: this driver is for ENTROPY (4), the device is BLOCK (2)\n');
+    expect(err).toBe(
+      'virtio-mmio rng: ERR_VIRTIO_WRONG_DEVICE: sim:blk: this driver is for ENTROPY (4), the device is BLOCK (2)\n',
+    );
   });
 });
 
@@ -200,7 +242,7 @@ describe('usage', () => {
     [['scan', '--bogus'], /scan has no option --bogus/],
     [['rng'], /rng takes one device, got 0/],
     [['rng', 'sim:rng', '--bytes', '0'], /--bytes must be an integer/],
-  ])('%j: exit 2 with the reason and the usage (the command\'s own, when there is a command)', async (argv, reason) => {
+  ])("%j: exit 2 with the reason and the usage (the command's own, when there is a command)", async (argv, reason) => {
     const { status, err } = await cli(...argv);
     expect(status).toBe(2);
     expect(err).toMatch(reason);
@@ -248,25 +290,31 @@ describe('--version and --help', () => {
   });
 
   const commands = ['scan', 'inspect', 'rng', 'blk', 'dump', 'selftest', 'queue'];
-  test.each(commands)('%s --help, "help <command>" and --help after other arguments: that command\'s help on stdout, exit 0', async (command) => {
-    const help = commandHelp(command)!;
-    expect(help).toMatch(new RegExp(`^usage: virtio-mmio ${command} `));
-    expect(help).toContain('exit status: 0 ok, 1 the device or the operation failed, 2 bad usage');
-    // Every option of the command's synopsis in USAGE is in its help.
-    const synopsis = USAGE.split('\n').find((l) => l.startsWith(`  ${command} `))!;
-    for (const option of synopsis.match(/--[a-z-]+/g) ?? []) expect(help).toContain(option);
-    expect(await cli(command, '--help')).toEqual({ status: 0, out: help, err: '' });
-    expect(await cli('help', command)).toEqual({ status: 0, out: help, err: '' });
-    expect(await cli(command, 'sim:rng', '--bogus', '-h')).toEqual({ status: 0, out: help, err: '' });
-  });
+  test.each(commands)(
+    '%s --help, "help <command>" and --help after other arguments: that command\'s help on stdout, exit 0',
+    async (command) => {
+      const help = commandHelp(command)!;
+      expect(help).toMatch(new RegExp(`^usage: virtio-mmio ${command} `));
+      expect(help).toContain('exit status: 0 ok, 1 the device or the operation failed, 2 bad usage');
+      // Every option of the command's synopsis in USAGE is in its help.
+      const synopsis = USAGE.split('\n').find((l) => l.startsWith(`  ${command} `))!;
+      for (const option of synopsis.match(/--[a-z-]+/g) ?? []) expect(help).toContain(option);
+      expect(await cli(command, '--help')).toEqual({ status: 0, out: help, err: '' });
+      expect(await cli('help', command)).toEqual({ status: 0, out: help, err: '' });
+      expect(await cli(command, 'sim:rng', '--bogus', '-h')).toEqual({ status: 0, out: help, err: '' });
+    },
+  );
 
   test.each([
     [['scan', '--bogus'], 'scan has no option --bogus (virtio-mmio scan --help lists the options)'],
     [['scan', 'sim:rng'], "scan takes no arguments besides its options, got 'sim:rng'"],
     [['rng', 'sim:rng', '--bytes'], '--bytes needs a value'],
     [['rng', 'sim:rng', '--json=yes'], '--json takes no value'],
-    [['queue', 'sim:rng', '--queue', '0', '--out', '-1'], "--out needs a value; write --out=VALUE for a value that starts with '-'"],
-  ])('%j: Node\'s parseArgs refusal in our words, exit 2', async (argv, message) => {
+    [
+      ['queue', 'sim:rng', '--queue', '0', '--out', '-1'],
+      "--out needs a value; write --out=VALUE for a value that starts with '-'",
+    ],
+  ])("%j: Node's parseArgs refusal in our words, exit 2", async (argv, message) => {
     const { status, err } = await cli(...argv);
     expect(status).toBe(2);
     expect(err.split('\n')[0]).toBe(`virtio-mmio ${argv[0]}: ERR_VIRTIO_USAGE: ${message}`);
@@ -286,7 +334,9 @@ describe('exit status 2 for a device name that does not parse, 1 for a device th
     const { status, out, err } = await cli(command, device, ...(more as string[]));
     expect(status).toBe(2);
     expect(out).toBe('');
-    expect(err).toMatch(new RegExp(`^virtio-mmio ${command}( info)?: ERR_VIRTIO_USAGE: .*${device.replace(/[/]/g, '\\/')}`));
+    expect(err).toMatch(
+      new RegExp(`^virtio-mmio ${command}( info)?: ERR_VIRTIO_USAGE: .*${device.replace(/[/]/g, '\\/')}`),
+    );
   });
 
   test('scan --device banana: exit 2; rng /dev/uio7 (a name that parses, no such device): exit 1', async () => {
@@ -311,14 +361,20 @@ describe('every failure: one line on stderr with its code; with --json, a JSON o
     const json = await cli(...argv, '--json');
     expect(json.status).toBe(1);
     expect(json.err).toBe(plain.err);
-    expect(JSON.parse(json.out)).toEqual({ error: { code, message: plain.err.slice(`virtio-mmio ${prefix}: ${code}: `.length, -1) } });
+    expect(JSON.parse(json.out)).toEqual({
+      error: { code, message: plain.err.slice(`virtio-mmio ${prefix}: ${code}: `.length, -1) },
+    });
   });
 
   test('a usage error with --json: exit 2, the JSON object on stdout too', async () => {
     const { status, out, err } = await cli('selftest', 'banana', '--json');
     expect(status).toBe(2);
     expect(err).toMatch(/^virtio-mmio selftest: ERR_VIRTIO_USAGE: 'banana' is not a device name/);
-    expect(JSON.parse(out)).toEqual({ error: { code: 'ERR_VIRTIO_USAGE', message: expect.stringMatching(/^'banana' is not a device name/) } });
-    expect(JSON.parse((await cli('frob', '--json')).out)).toEqual({ error: { code: 'ERR_VIRTIO_USAGE', message: "unknown command 'frob'" } });
+    expect(JSON.parse(out)).toEqual({
+      error: { code: 'ERR_VIRTIO_USAGE', message: expect.stringMatching(/^'banana' is not a device name/) },
+    });
+    expect(JSON.parse((await cli('frob', '--json')).out)).toEqual({
+      error: { code: 'ERR_VIRTIO_USAGE', message: "unknown command 'frob'" },
+    });
   });
 });

@@ -6,7 +6,10 @@ const MiB = 1024 * 1024;
 function rig(options: { total: number; label?: string; unit?: 'bytes' | 'ms'; width?: number }) {
   let time = 1000;
   const writes: string[] = [];
-  const progress = new Progress({ write: (text: string) => writes.push(text) }, { label: options.label ?? 'read', total: options.total, unit: options.unit, width: options.width, now: () => time });
+  const progress = new Progress(
+    { write: (text: string) => writes.push(text) },
+    { label: options.label ?? 'read', total: options.total, unit: options.unit, width: options.width, now: () => time },
+  );
   return {
     progress,
     writes,
@@ -33,7 +36,18 @@ describe('Progress', () => {
     expect(writes).toHaveLength(10);
     expect(writes.every((w) => w.startsWith('\r') && !w.includes('\n'))).toBe(true);
     // Each redraw shows the amount at its time: 100 MiB after 100 ms, 200 MiB after 200 ms…
-    expect(writes.map((w) => /(\d+\.\d) MiB \//.exec(w)?.[1])).toEqual(['100.0', '200.0', '300.0', '400.0', '500.0', '600.0', '700.0', '800.0', '900.0', '1000.0']);
+    expect(writes.map((w) => /(\d+\.\d) MiB \//.exec(w)?.[1])).toEqual([
+      '100.0',
+      '200.0',
+      '300.0',
+      '400.0',
+      '500.0',
+      '600.0',
+      '700.0',
+      '800.0',
+      '900.0',
+      '1000.0',
+    ]);
   });
 
   test('no redraw before 100 ms have passed since the start or the last redraw', () => {

@@ -49,13 +49,23 @@ class ReverseModel implements SimDeviceModel {
   }
 }
 
-const PACKED_TRANSPORT = features(FeatureBit.VERSION_1, FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX, FeatureBit.RING_RESET, FeatureBit.RING_PACKED);
+const PACKED_TRANSPORT = features(
+  FeatureBit.VERSION_1,
+  FeatureBit.INDIRECT_DESC,
+  FeatureBit.EVENT_IDX,
+  FeatureBit.RING_RESET,
+  FeatureBit.RING_PACKED,
+);
 type Variant = 1 | 2 | 'packed';
 
 /**
  * Opens the test's device whatever the name says, the sim in strict mode (every driver-side MUST we break is recorded).
  */
-function onReverse(model: ReverseModel, variant: Variant = 2, extra: Partial<SimOptions> = {}): { deps: QueueDependencies; violations: SimViolation[]; state: { opened: number; closed: number } } {
+function onReverse(
+  model: ReverseModel,
+  variant: Variant = 2,
+  extra: Partial<SimOptions> = {},
+): { deps: QueueDependencies; violations: SimViolation[]; state: { opened: number; closed: number } } {
   const violations: SimViolation[] = [];
   const state = { opened: 0, closed: 0 };
   const deps: QueueDependencies = {
@@ -63,8 +73,20 @@ function onReverse(model: ReverseModel, variant: Variant = 2, extra: Partial<Sim
       state.opened++;
       const memory = DmaPool.anonymous();
       const packed = variant === 'packed';
-      const sim = new SimDevice({ memory, model, version: packed ? 2 : variant, label: 'sim reverse', strict: true, onViolation: (v) => violations.push(v), ...(packed ? { transportFeatures: PACKED_TRANSPORT } : {}), ...extra });
-      const transport = new MmioTransport(options.wrapRegisters ? options.wrapRegisters(sim) : sim, { ...options.transport, interrupts: sim.interrupt as InterruptSource });
+      const sim = new SimDevice({
+        memory,
+        model,
+        version: packed ? 2 : variant,
+        label: 'sim reverse',
+        strict: true,
+        onViolation: (v) => violations.push(v),
+        ...(packed ? { transportFeatures: PACKED_TRANSPORT } : {}),
+        ...extra,
+      });
+      const transport = new MmioTransport(options.wrapRegisters ? options.wrapRegisters(sim) : sim, {
+        ...options.transport,
+        interrupts: sim.interrupt as InterruptSource,
+      });
       return {
         where: 'sim reverse',
         transport,
@@ -84,11 +106,18 @@ function onReverse(model: ReverseModel, variant: Variant = 2, extra: Partial<Sim
 async function run(deps: QueueDependencies, ...args: string[]): Promise<{ status: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const status = await runQueue(['sim:empty', ...args], { stdout: { write: (t: string) => (out += t) }, stderr: { write: (t: string) => (err += t) } }, deps);
+  const status = await runQueue(
+    ['sim:empty', ...args],
+    { stdout: { write: (t: string) => (out += t) }, stderr: { write: (t: string) => (err += t) } },
+    deps,
+  );
   return { status, out, err };
 }
 
-async function runJson(deps: QueueDependencies, ...args: string[]): Promise<{ status: number; report: QueueReport; err: string }> {
+async function runJson(
+  deps: QueueDependencies,
+  ...args: string[]
+): Promise<{ status: number; report: QueueReport; err: string }> {
   const { status, out, err } = await run(deps, ...args, '--json');
   return { status, report: JSON.parse(out) as QueueReport, err };
 }
@@ -104,22 +133,44 @@ describe('queue on a device the library has no driver for', () => {
     expect(deviceTypeName(REVERSE_ID)).toBeUndefined();
   });
 
-  test.each([1, 2, 'packed'] as const)('Version %s: transport features only, queue 0, one chain of 5 bytes out and 3 + 8 bytes in: used len 5, the bytes reversed', async (variant) => {
-    const model = new ReverseModel();
-    const { deps, violations, state } = onReverse(model, variant);
-    const { status, report, err } = await runJson(deps, '--queue', '0', '--out', '68656c6c6f', '--in', '3', '--in', '8');
-    expect({ status, err }).toEqual({ status: 0, err: '' });
-    expect(report).toMatchObject({ where: 'sim reverse', deviceId: REVERSE_ID, device: `device ${REVERSE_ID}`, version: variant === 1 ? 1 : 2, queue: { index: 0, size: 8, ring: variant === 'packed' ? 'packed' : 'split' }, ok: true });
-    expect(report.chains).toEqual([{ chain: 0, out: 5, in: [3, 8], usedLen: 5, hex: Buffer.from('olleh').toString('hex'), ms: expect.any(Number) }]);
-    // No device-type feature asked for by default; the device saw one chain: 5 readable bytes, then
-    // buffers of 3 and 8.
-    expect(report.features.every((name) => name.startsWith('VIRTIO_F_'))).toBe(true);
-    expect(model.negotiated & feature(UPPER)).toBe(0n);
-    expect(model.chains).toEqual([{ readable: 5, writable: [3, 8] }]);
-    expect(report.strict).toBeUndefined();
-    expect(violations).toEqual([]);
-    expect(state).toEqual({ opened: 1, closed: 1 });
-  });
+  test.each([1, 2, 'packed'] as const)(
+    'Version %s: transport features only, queue 0, one chain of 5 bytes out and 3 + 8 bytes in: used len 5, the bytes reversed',
+    async (variant) => {
+      const model = new ReverseModel();
+      const { deps, violations, state } = onReverse(model, variant);
+      const { status, report, err } = await runJson(
+        deps,
+        '--queue',
+        '0',
+        '--out',
+        '68656c6c6f',
+        '--in',
+        '3',
+        '--in',
+        '8',
+      );
+      expect({ status, err }).toEqual({ status: 0, err: '' });
+      expect(report).toMatchObject({
+        where: 'sim reverse',
+        deviceId: REVERSE_ID,
+        device: `device ${REVERSE_ID}`,
+        version: variant === 1 ? 1 : 2,
+        queue: { index: 0, size: 8, ring: variant === 'packed' ? 'packed' : 'split' },
+        ok: true,
+      });
+      expect(report.chains).toEqual([
+        { chain: 0, out: 5, in: [3, 8], usedLen: 5, hex: Buffer.from('olleh').toString('hex'), ms: expect.any(Number) },
+      ]);
+      // No device-type feature asked for by default; the device saw one chain: 5 readable bytes, then
+      // buffers of 3 and 8.
+      expect(report.features.every((name) => name.startsWith('VIRTIO_F_'))).toBe(true);
+      expect(model.negotiated & feature(UPPER)).toBe(0n);
+      expect(model.chains).toEqual([{ readable: 5, writable: [3, 8] }]);
+      expect(report.strict).toBeUndefined();
+      expect(violations).toEqual([]);
+      expect(state).toEqual({ opened: 1, closed: 1 });
+    },
+  );
 
   test('the text form: device, features, queue, the used length and a hex dump of what the device wrote', async () => {
     const { deps } = onReverse(new ReverseModel());
@@ -137,14 +188,34 @@ describe('queue on a device the library has no driver for', () => {
   test('--features by number asks for a device-type bit; --features by an unknown name is a usage error', async () => {
     const model = new ReverseModel();
     const { deps } = onReverse(model);
-    const { status, report } = await runJson(deps, '--queue', '0', '--features', String(UPPER), '--out', '6162', '--in', '2');
+    const { status, report } = await runJson(
+      deps,
+      '--queue',
+      '0',
+      '--features',
+      String(UPPER),
+      '--out',
+      '6162',
+      '--in',
+      '2',
+    );
     expect(status).toBe(0);
     expect(model.negotiated & feature(UPPER)).toBe(feature(UPPER));
     expect(report.features).toContain(`bit ${UPPER}`);
     expect(Buffer.from(report.chains[0].hex!, 'hex').toString()).toBe('BA');
-    const unknown = await run(onReverse(new ReverseModel()).deps, '--queue', '0', '--features', 'VIRTIO_BLK_F_RO', '--in', '2');
+    const unknown = await run(
+      onReverse(new ReverseModel()).deps,
+      '--queue',
+      '0',
+      '--features',
+      'VIRTIO_BLK_F_RO',
+      '--in',
+      '2',
+    );
     expect(unknown.status).toBe(2);
-    expect(unknown.err).toMatch(/^virtio-mmio queue: ERR_VIRTIO_USAGE: --features: 'VIRTIO_BLK_F_RO' is neither a feature bit number/);
+    expect(unknown.err).toMatch(
+      /^virtio-mmio queue: ERR_VIRTIO_USAGE: --features: 'VIRTIO_BLK_F_RO' is neither a feature bit number/,
+    );
   });
 
   test('--features a bit the device does not offer: exit 1, NegotiationError, the device left FAILED and closed', async () => {
@@ -158,7 +229,17 @@ describe('queue on a device the library has no driver for', () => {
 
   test('--exclude takes transport features out (a packed-capable device driven on a split ring)', async () => {
     const { deps } = onReverse(new ReverseModel(), 'packed');
-    const { status, report } = await runJson(deps, '--queue', '0', '--exclude', 'RING_PACKED,VIRTIO_F_EVENT_IDX', '--in', '4', '--out', '01020304');
+    const { status, report } = await runJson(
+      deps,
+      '--queue',
+      '0',
+      '--exclude',
+      'RING_PACKED,VIRTIO_F_EVENT_IDX',
+      '--in',
+      '4',
+      '--out',
+      '01020304',
+    );
     expect(status).toBe(0);
     expect(report.queue.ring).toBe('split');
     expect(report.features).not.toContain('VIRTIO_F_EVENT_IDX');
@@ -168,9 +249,22 @@ describe('queue on a device the library has no driver for', () => {
   test('--chains 20 on a queue of 8 with --strict: every chain comes back with its own bytes, no rule broken on either side', async () => {
     const model = new ReverseModel();
     const { deps, violations } = onReverse(model, 'packed');
-    const { status, report } = await runJson(deps, '--queue', '0', '--out', '@' + writeTo('chain.bin', Buffer.from('abcdef')), '--in', '6', '--chains', '20', '--strict');
+    const { status, report } = await runJson(
+      deps,
+      '--queue',
+      '0',
+      '--out',
+      '@' + writeTo('chain.bin', Buffer.from('abcdef')),
+      '--in',
+      '6',
+      '--chains',
+      '20',
+      '--strict',
+    );
     expect(status).toBe(0);
-    expect(report.chains.map((c) => [c.chain, c.usedLen, c.hex])).toEqual(Array.from({ length: 20 }, (_, i) => [i, 6, Buffer.from('fedcba').toString('hex')]));
+    expect(report.chains.map((c) => [c.chain, c.usedLen, c.hex])).toEqual(
+      Array.from({ length: 20 }, (_, i) => [i, 6, Buffer.from('fedcba').toString('hex')]),
+    );
     expect(model.chains).toHaveLength(20);
     expect(report.strict).toEqual({ rules: Object.keys(DEVICE_RULES).length, violations: [] });
     expect(report.interrupts).toBeGreaterThan(0);
@@ -185,17 +279,29 @@ describe('queue on a device the library has no driver for', () => {
     expect(report.chains[0]).toMatchObject({ error: { code: 'ERR_VIRTIO_TIMEOUT' } });
     expect(report.strict?.violations.map((v) => [v.rule, v.level])).toEqual([['completes-requests', 'should']]);
     expect(state.closed).toBe(1);
-    const text = await run(onReverse(new ReverseModel(() => new Promise<number>(() => undefined))).deps, '--queue', '0', '--in', '4', '--timeout', '50');
+    const text = await run(
+      onReverse(new ReverseModel(() => new Promise<number>(() => undefined))).deps,
+      '--queue',
+      '0',
+      '--in',
+      '4',
+      '--timeout',
+      '50',
+    );
     expect(text.out).toMatch(/^chain 0 \(0 bytes out, 4 bytes in\): FAILED ERR_VIRTIO_TIMEOUT: /m);
     expect(text.out.endsWith('FAILED\n')).toBe(true);
   });
 
   test('a device that reports more bytes written than it was given: caught, and --strict reports the MUST (§2.7.8.1)', async () => {
-    const { deps, violations } = onReverse(new ReverseModel(), 2, { hostile: { seed: 1, behaviours: { [RingViolation.USED_LEN_TOO_LONG]: true } } });
+    const { deps, violations } = onReverse(new ReverseModel(), 2, {
+      hostile: { seed: 1, behaviours: { [RingViolation.USED_LEN_TOO_LONG]: true } },
+    });
     const { status, report } = await runJson(deps, '--queue', '0', '--in', '4', '--strict');
     expect(status).toBe(1);
     expect(report.chains[0]).toMatchObject({ error: { code: 'ERR_VIRTIO_BROKEN' } });
-    expect(report.strict?.violations).toEqual([expect.objectContaining({ rule: 'used-len-valid', level: 'must', section: '2.7.8.1' })]);
+    expect(report.strict?.violations).toEqual([
+      expect.objectContaining({ rule: 'used-len-valid', level: 'must', section: '2.7.8.1' }),
+    ]);
     expect(violations).toEqual([]);
   });
 
@@ -209,7 +315,10 @@ describe('queue on a device the library has no driver for', () => {
   test.each([
     [['--in', '4'], 'queue needs --queue N'],
     [['--queue', '0'], 'queue needs something to post: --out HEX|@FILE, --in SIZE, or both'],
-    [['--queue', '0', '--out', 'abc'], "--out must be hex bytes (an even number of hex digits, up to 1 MiB) or @FILE, got 'abc'"],
+    [
+      ['--queue', '0', '--out', 'abc'],
+      "--out must be hex bytes (an even number of hex digits, up to 1 MiB) or @FILE, got 'abc'",
+    ],
     [['--queue', '0', '--in', '0'], "--in must be an integer in [1, 1048576], got '0'"],
     [['--queue', '0', '--in', '4', '--chains', '0'], "--chains must be an integer in [1, 1024], got '0'"],
     [['--queue', '70000', '--in', '4'], "--queue must be an integer in [0, 65535], got '70000'"],
@@ -219,7 +328,9 @@ describe('queue on a device the library has no driver for', () => {
     const { status, out, err } = await run(deps, ...args);
     expect(status).toBe(2);
     expect(out).toBe('');
-    expect(err.split('\n')[0]).toBe(`virtio-mmio queue: ERR_VIRTIO_USAGE: ${message}${message.endsWith('--bogus') ? ' (virtio-mmio queue --help lists the options)' : ''}`);
+    expect(err.split('\n')[0]).toBe(
+      `virtio-mmio queue: ERR_VIRTIO_USAGE: ${message}${message.endsWith('--bogus') ? ' (virtio-mmio queue --help lists the options)' : ''}`,
+    );
     expect(err).toContain(QUEUE_USAGE);
     expect(state.opened).toBe(0);
   });
@@ -229,18 +340,35 @@ describe('queue through runCli, on software devices of known types addressed raw
   async function cli(...argv: string[]): Promise<{ status: number; out: string; err: string }> {
     let out = '';
     let err = '';
-    const status = await runCli(argv, { stdout: { write: (t: string) => (out += t) }, stderr: { write: (t: string) => (err += t) } });
+    const status = await runCli(argv, {
+      stdout: { write: (t: string) => (out += t) },
+      stderr: { write: (t: string) => (err += t) },
+    });
     return { status, out, err };
   }
 
-  test.each(['sim:rng:1', 'sim:rng', 'sim:rng:packed'])('%s: an rng request by hand, 2 chains of 32 writable bytes, --strict', async (device) => {
-    const { status, out, err } = await cli('queue', device, '--queue', '0', '--in', '32', '--chains', '2', '--strict', '--json');
-    expect({ status, err }).toEqual({ status: 0, err: '' });
-    const report = JSON.parse(out) as QueueReport;
-    expect(report).toMatchObject({ deviceId: 4, device: 'ENTROPY (4)', ok: true, strict: { violations: [] } });
-    expect(report.chains.map((c) => c.usedLen)).toEqual([32, 32]);
-    for (const c of report.chains) expect(c.hex).toMatch(/^[0-9a-f]{64}$/);
-  });
+  test.each(['sim:rng:1', 'sim:rng', 'sim:rng:packed'])(
+    '%s: an rng request by hand, 2 chains of 32 writable bytes, --strict',
+    async (device) => {
+      const { status, out, err } = await cli(
+        'queue',
+        device,
+        '--queue',
+        '0',
+        '--in',
+        '32',
+        '--chains',
+        '2',
+        '--strict',
+        '--json',
+      );
+      expect({ status, err }).toEqual({ status: 0, err: '' });
+      const report = JSON.parse(out) as QueueReport;
+      expect(report).toMatchObject({ deviceId: 4, device: 'ENTROPY (4)', ok: true, strict: { violations: [] } });
+      expect(report.chains.map((c) => c.usedLen)).toEqual([32, 32]);
+      for (const c of report.chains) expect(c.hex).toMatch(/^[0-9a-f]{64}$/);
+    },
+  );
 
   test('sim:console, queue 1 (port 0 transmitq): 6 bytes out, nothing to write back', async () => {
     const { status, out } = await cli('queue', 'sim:console', '--queue', '1', '--out', '68656c6c6f0a');

@@ -10,7 +10,10 @@ import { MmioRegister } from '../../lib/spec';
 async function cli(...argv: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
   let stdout = '';
   let stderr = '';
-  const status = await runCli(argv, { stdout: { write: (t: string) => (stdout += t) }, stderr: { write: (t: string) => (stderr += t) } });
+  const status = await runCli(argv, {
+    stdout: { write: (t: string) => (stdout += t) },
+    stderr: { write: (t: string) => (stderr += t) },
+  });
   return { status, stdout, stderr };
 }
 
@@ -25,7 +28,12 @@ const STEPS: Record<string, string[]> = {
   console: ['identify', 'negotiate', 'echo on port 0', 'idle 100 ms', 'reset'],
   net: ['identify', 'negotiate', 'link status', 'idle 100 ms', 'reset'],
 };
-const DEVICE_NAMES: Record<string, [string, number]> = { rng: ['ENTROPY', 4], blk: ['BLOCK', 2], console: ['CONSOLE', 3], net: ['NET', 1] };
+const DEVICE_NAMES: Record<string, [string, number]> = {
+  rng: ['ENTROPY', 4],
+  blk: ['BLOCK', 2],
+  console: ['CONSOLE', 3],
+  net: ['NET', 1],
+};
 
 describe('selftest on every software device, Version 1, Version 2 and packed, with --strict', () => {
   const cases = Object.keys(STEPS).flatMap((type) => ['1', '2', 'packed'].map((version) => [type, version] as const));
@@ -47,7 +55,8 @@ describe('selftest on every software device, Version 1, Version 2 and packed, wi
   });
 
   test('the step details say what was seen: random bytes, the blk capacity and ID, the echo, the MAC and link', async () => {
-    const detail = async (target: string, step: string): Promise<string | undefined> => (await selftestJson(target)).report.steps.find((s) => s.step === step)?.detail;
+    const detail = async (target: string, step: string): Promise<string | undefined> =>
+      (await selftestJson(target)).report.steps.find((s) => s.step === step)?.detail;
     expect(await detail('sim:rng', 'read 64 random bytes')).toMatch(/^[0-9a-f]{32}…$/);
     expect(await detail('sim:blk', 'read sector 0')).toBe('capacity 2048 sectors (1048576 bytes); sector 0 all zero');
     expect(await detail('sim:blk', 'device ID')).toBe('"sim-blk"');
@@ -101,7 +110,10 @@ describe('selftest --strict turns the sim around: each lie of a hostile device i
     const run = await selftestJson(target, '--strict', '--hostile', hostile, '--timeout', '300');
     expect(run.stderr).toBe('');
     const violation = run.report.strict!.violations.find((v) => v.rule === rule);
-    expect(violation).toMatchObject({ section: DEVICE_RULES[rule as keyof typeof DEVICE_RULES].section, level: DEVICE_RULES[rule as keyof typeof DEVICE_RULES].level });
+    expect(violation).toMatchObject({
+      section: DEVICE_RULES[rule as keyof typeof DEVICE_RULES].section,
+      level: DEVICE_RULES[rule as keyof typeof DEVICE_RULES].level,
+    });
     expect(violation!.count).toBeGreaterThanOrEqual(1);
     expect(violation!.detail.length).toBeGreaterThan(0);
     expect(run.report.steps.find((s) => !s.ok)?.step).toBe(failedStep);
@@ -113,13 +125,22 @@ describe('selftest --strict turns the sim around: each lie of a hostile device i
     const { status, report } = await selftestJson('sim:rng', '--hostile', 'used-len-too-long');
     expect(status).toBe(1);
     expect(report.strict).toBeUndefined();
-    expect(report.steps.find((s) => !s.ok)).toMatchObject({ step: 'read 64 random bytes', error: { code: 'ERR_VIRTIO_BROKEN' } });
+    expect(report.steps.find((s) => !s.ok)).toMatchObject({
+      step: 'read 64 random bytes',
+      error: { code: 'ERR_VIRTIO_BROKEN' },
+    });
     // The reset still runs after a failed step.
     expect(report.steps.at(-1)).toMatchObject({ step: 'reset', ok: true });
   });
 
   test('the text report names each broken rule with its level and section', async () => {
-    const { status, stdout } = await cli('selftest', 'sim:rng', '--strict', '--hostile', 'features-bad=version-1-missing');
+    const { status, stdout } = await cli(
+      'selftest',
+      'sim:rng',
+      '--strict',
+      '--hostile',
+      'features-bad=version-1-missing',
+    );
     expect(status).toBe(1);
     expect(stdout).toContain('  FAIL  negotiate');
     expect(stdout).toContain('MUST §6.2 version-1-offered: a Version 2 device offers VIRTIO_F_VERSION_1');
@@ -129,33 +150,62 @@ describe('selftest --strict turns the sim around: each lie of a hostile device i
 
 describe('selftest: other outcomes', () => {
   test('a console nobody loops back is a skip, not a failure', async () => {
-    const report = await selftest(parseTarget('sim:console'), { sim: { model: new ConsoleModel() }, echoTimeoutMs: 50 });
+    const report = await selftest(parseTarget('sim:console'), {
+      sim: { model: new ConsoleModel() },
+      echoTimeoutMs: 50,
+    });
     expect(report.ok).toBe(true);
-    expect(report.steps.find((s) => s.step === 'echo on port 0')).toMatchObject({ ok: true, skipped: true, detail: 'nothing came back within 50 ms: the console is not looped back' });
+    expect(report.steps.find((s) => s.step === 'echo on port 0')).toMatchObject({
+      ok: true,
+      skipped: true,
+      detail: 'nothing came back within 50 ms: the console is not looped back',
+    });
     expect(formatSelftest(report)).toMatch(/\n {2}skip {2}echo on port 0/);
   });
 
   test('an rng that gives 64 equal bytes fails its step', async () => {
-    const report = await selftest(parseTarget('sim:rng'), { sim: { model: new RngModel({ source: (target) => target.fill(7) }) } });
-    expect(report.steps.find((s) => s.step === 'read 64 random bytes')).toMatchObject({ ok: false, error: { message: 'all 64 bytes are 0x7: not random' } });
+    const report = await selftest(parseTarget('sim:rng'), {
+      sim: { model: new RngModel({ source: (target) => target.fill(7) }) },
+    });
+    expect(report.steps.find((s) => s.step === 'read 64 random bytes')).toMatchObject({
+      ok: false,
+      error: { message: 'all 64 bytes are 0x7: not random' },
+    });
     expect(report.ok).toBe(false);
   });
 
   test('an empty slot fails at identify with its code', async () => {
     const { status, report } = await selftestJson('sim:empty');
     expect(status).toBe(1);
-    expect(report.steps).toEqual([{ step: 'identify', ok: false, ms: expect.any(Number), error: { code: TransportError.EMPTY_SLOT, message: expect.stringContaining('empty') } }]);
+    expect(report.steps).toEqual([
+      {
+        step: 'identify',
+        ok: false,
+        ms: expect.any(Number),
+        error: { code: TransportError.EMPTY_SLOT, message: expect.stringContaining('empty') },
+      },
+    ]);
   });
 
   test('--strict on a selftest that stops at its first step says no rule was checked, not that none was broken', async () => {
     const { status, stdout } = await cli('selftest', 'sim:empty', '--strict');
     expect(status).toBe(1);
     expect(stdout).not.toContain('device rules checked, none broken');
-    expect(stdout).toContain('strict: no device rule checked: the selftest stopped at its first step (identify), before the device was driven\n');
+    expect(stdout).toContain(
+      'strict: no device rule checked: the selftest stopped at its first step (identify), before the device was driven\n',
+    );
     const { report } = await selftestJson('sim:empty', '--strict');
     expect(report.strict).toEqual({ rules: Object.keys(DEVICE_RULES).length, violations: [], stoppedAt: 'identify' });
     // A later step that fails: the rules were watched up to it.
-    const later = formatSelftest({ where: 'x', steps: [{ step: 'identify', ok: true, ms: 1 }, { step: 'negotiate', ok: false, ms: 1, error: { message: 'no' } }], strict: { rules: 17, violations: [], stoppedAt: 'negotiate' }, ok: false });
+    const later = formatSelftest({
+      where: 'x',
+      steps: [
+        { step: 'identify', ok: true, ms: 1 },
+        { step: 'negotiate', ok: false, ms: 1, error: { message: 'no' } },
+      ],
+      strict: { rules: 17, violations: [], stoppedAt: 'negotiate' },
+      ok: false,
+    });
     expect(later).toContain("strict: 17 device rules watched until the selftest stopped at 'negotiate', none broken\n");
   });
 
@@ -163,7 +213,10 @@ describe('selftest: other outcomes', () => {
     for (const type of ['rng', 'blk', 'console', 'net']) {
       for (const version of ['1', '2', 'packed']) {
         const violations: SimViolation[] = [];
-        const report = await selftest(parseTarget(`sim:${type}:${version}`), { strict: true, sim: { strict: true, onViolation: (v: SimViolation) => violations.push(v) } });
+        const report = await selftest(parseTarget(`sim:${type}:${version}`), {
+          strict: true,
+          sim: { strict: true, onViolation: (v: SimViolation) => violations.push(v) },
+        });
         expect({ type, version, ok: report.ok, violations }).toEqual({ type, version, ok: true, violations: [] });
       }
     }
@@ -176,8 +229,14 @@ describe('selftest: other outcomes', () => {
     [['selftest', 'sim:rng', '--hostile', 'no-such-lie'], "unknown --hostile behaviour 'no-such-lie'"],
     [['selftest', 'sim:rng', '--hostile', 'needs-reset=3'], '--hostile needs-reset takes no value'],
     // The values come from FAULT_CATALOGUE's parameter of each fault.
-    [['selftest', 'sim:rng', '--hostile', 'bad-identity=wrong'], "--hostile bad-identity takes kind magic | version-3 | device-id-0, got 'wrong'"],
-    [['selftest', 'sim:rng', '--hostile', 'interrupt-storm=often'], "--hostile interrupt-storm takes an integer limit, got 'often'"],
+    [
+      ['selftest', 'sim:rng', '--hostile', 'bad-identity=wrong'],
+      "--hostile bad-identity takes kind magic | version-3 | device-id-0, got 'wrong'",
+    ],
+    [
+      ['selftest', 'sim:rng', '--hostile', 'interrupt-storm=often'],
+      "--hostile interrupt-storm takes an integer limit, got 'often'",
+    ],
     [['selftest', 'sim:rng', '--timeout', '0'], '--timeout must be milliseconds in [1, 600000], got 0'],
     [['selftest', 'sim:rng', '--bogus'], 'selftest: ERR_VIRTIO_USAGE: selftest has no option --bogus'],
   ])('usage error %j: exit 2 with the usage text', async (argv, message) => {
@@ -195,7 +254,13 @@ describe('DeviceRuleWatch', () => {
     const sim = new SimDevice({ memory, model: new RngModel() });
     try {
       const watch = new DeviceRuleWatch(sim);
-      for (const offset of [MmioRegister.MagicValue, MmioRegister.Version, MmioRegister.DeviceID, MmioRegister.VendorID, MmioRegister.Status]) {
+      for (const offset of [
+        MmioRegister.MagicValue,
+        MmioRegister.Version,
+        MmioRegister.DeviceID,
+        MmioRegister.VendorID,
+        MmioRegister.Status,
+      ]) {
         expect(watch.readl(offset)).toBe(sim.readl(offset));
       }
       watch.writel(MmioRegister.Status, 1);

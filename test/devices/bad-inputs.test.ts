@@ -24,9 +24,26 @@ import {
 } from '../../lib/errors';
 import { VirtioBlk, VirtioConsole, VirtioNet, VirtioRng, type VirtioBlkOptions } from '../../lib/devices';
 import { native } from '../../lib/platform/addon';
-import { DmaPool, EventfdInterruptSource, MmioWindow, PollingInterruptSource, type DmaRegion, type InterruptEvent, type InterruptSource } from '../../lib/platform';
+import {
+  DmaPool,
+  EventfdInterruptSource,
+  MmioWindow,
+  PollingInterruptSource,
+  type DmaRegion,
+  type InterruptEvent,
+  type InterruptSource,
+} from '../../lib/platform';
 import type { QueueRequest } from '../../lib/queue';
-import { BlkModel, ConsoleModel, NetModel, RngModel, SimDevice, type BlkModelOptions, type SimDeviceModel, type SimRequest } from '../../lib/sim';
+import {
+  BlkModel,
+  ConsoleModel,
+  NetModel,
+  RngModel,
+  SimDevice,
+  type BlkModelOptions,
+  type SimDeviceModel,
+  type SimRequest,
+} from '../../lib/sim';
 import { FeatureBit, MMIO_MAGIC_VALUE, NET_MAX_FRAME, features } from '../../lib/spec';
 import { MmioTransport, TRANSPORT_FEATURES, type QueueEndpoint } from '../../lib/transport';
 import {
@@ -67,14 +84,21 @@ const sector = (seed: number): Buffer => Buffer.alloc(512, seed);
 
 /** Runs a layer's rows, one jest test each. */
 function table<S extends Subject>(rows: readonly Row<S>[]): void {
-  it.each(rows.map((row) => [...row] as [string, Row<S>[1], Row<S>[2], Expected]))('%s', (_description, setup, call, want) => runRow(setup, call, want));
+  it.each(rows.map((row) => [...row] as [string, Row<S>[1], Row<S>[2], Expected]))(
+    '%s',
+    (_description, setup, call, want) => runRow(setup, call, want),
+  );
 }
 
 /**
  * A driver opened on a fresh transport over the same sim, a good request on it, then closed: the device is still
  * usable.
  */
-async function reopenAndUse<D extends { close(): void }>(rig: SimRig, open: (transport: MmioTransport) => D, use: (driver: D) => Promise<void>): Promise<void> {
+async function reopenAndUse<D extends { close(): void }>(
+  rig: SimRig,
+  open: (transport: MmioTransport) => D,
+  use: (driver: D) => Promise<void>,
+): Promise<void> {
   const driver = open(new MmioTransport(rig.sim, { interrupts: rig.sim.interrupt }));
   try {
     await use(driver);
@@ -86,7 +110,11 @@ async function reopenAndUse<D extends { close(): void }>(rig: SimRig, open: (tra
 // ---------------------------------------------------------------------------
 // Platform: register windows
 
-const windowCalls: readonly (readonly [string, (w: import('../../lib/platform').RegisterBlock) => unknown, Expected])[] = [
+const windowCalls: readonly (readonly [
+  string,
+  (w: import('../../lib/platform').RegisterBlock) => unknown,
+  Expected,
+])[] = [
   ['readl at the window size', (w) => w.readl(w.size), throws(RangeError)],
   ['readl straddling the end', (w) => w.readl(w.size - 2), throws(RangeError)],
   ['readw at the window size', (w) => w.readw(w.size), throws(RangeError)],
@@ -168,8 +196,17 @@ describe.each<[string, (options?: { closed?: boolean }) => WindowSubject | SimWi
   ['register window of the sim', simWindow],
 ])('%s', (_name, open) => {
   type W = WindowSubject | SimWindowSubject;
-  table<W>(windowCalls.map(([description, call, want]): Row<W> => [description, () => open(), (s) => call(s.window), want]));
-  table<W>(closedWindowCalls.map(([name, call]): Row<W> => [`${name} after close()`, () => open({ closed: true }), (s) => call(s.window), throws(ClosedError, CLOSED)]));
+  table<W>(
+    windowCalls.map(([description, call, want]): Row<W> => [description, () => open(), (s) => call(s.window), want]),
+  );
+  table<W>(
+    closedWindowCalls.map(([name, call]): Row<W> => [
+      `${name} after close()`,
+      () => open({ closed: true }),
+      (s) => call(s.window),
+      throws(ClosedError, CLOSED),
+    ]),
+  );
 });
 
 describe('opening register windows', () => {
@@ -181,10 +218,20 @@ describe('opening register windows', () => {
     ['openFile of size 0', fileWindow, (s) => MmioWindow.openFile(s.path, 0, 0), throws(RangeError)],
     ['openFile of a negative size', fileWindow, (s) => MmioWindow.openFile(s.path, 0, -4), throws(RangeError)],
     ['openFile of NaN bytes', fileWindow, (s) => MmioWindow.openFile(s.path, 0, NaN), throws(RangeError)],
-    ['openFile past the end of the file', fileWindow, (s) => MmioWindow.openFile(s.path, 2 * page - 0x100, 0x200), throws(RangeError)],
+    [
+      'openFile past the end of the file',
+      fileWindow,
+      (s) => MmioWindow.openFile(s.path, 2 * page - 0x100, 0x200),
+      throws(RangeError),
+    ],
     ['openFile of a number as path', fileWindow, () => MmioWindow.openFile(bad(123), 0, 4), throws(TypeError)],
     ['openPhysical at a number base', fileWindow, () => MmioWindow.openPhysical(bad(0x1000), 0x200), throws(TypeError)],
-    ['openUio of a map the device lacks', fileWindow, () => MmioWindow.openUio({ devicePath: '/dev/uio99', maps: [] } as never, 3), throws(RangeError)],
+    [
+      'openUio of a map the device lacks',
+      fileWindow,
+      () => MmioWindow.openUio({ devicePath: '/dev/uio99', maps: [] } as never, 3),
+      throws(RangeError),
+    ],
   ]);
 });
 
@@ -232,7 +279,12 @@ describe('DMA pool', () => {
     ],
     ['free a copy of a live region', open, (s) => s.pool.free({ ...s.region }), throws(RangeError)],
     ['free null', open, (s) => s.pool.free(bad(null)), throws(RangeError)],
-    ['anonymous pool at a negative device address', open, () => DmaPool.anonymous(-1n).allocate(64), throws(RangeError)],
+    [
+      'anonymous pool at a negative device address',
+      open,
+      () => DmaPool.anonymous(-1n).allocate(64),
+      throws(RangeError),
+    ],
     ['allocate after close()', closed, (s) => s.pool.allocate(64), throws(ClosedError, CLOSED)],
     ['free after close()', closed, (s) => s.pool.free(s.region), throws(ClosedError, CLOSED)],
   ]);
@@ -246,20 +298,35 @@ interface SourceSubject extends Subject {
 }
 
 /** A source with a listener that records events (`listening: false`: none yet; `closed`: closed). */
-function sourceSubject(make: () => InterruptSource & { raise?(count?: number): void }, options: { listening?: boolean; closed?: boolean } = {}): SourceSubject {
+function sourceSubject(
+  make: () => InterruptSource & { raise?(count?: number): void },
+  options: { listening?: boolean; closed?: boolean } = {},
+): SourceSubject {
   const source = make();
   const events: InterruptEvent[] = [];
-  if (options.listening ?? true) source.listen((e) => events.push(e), () => undefined);
+  if (options.listening ?? true)
+    source.listen(
+      (e) => events.push(e),
+      () => undefined,
+    );
   if (options.closed) source.close();
   return {
     source,
     // A polling source ticks on its own (every ms here), so only a source that is raised counts its events.
-    snapshot: () => ({ closed: source.closed, listening: source.listening, events: source.raise ? events.length : 'ticks' }),
+    snapshot: () => ({
+      closed: source.closed,
+      listening: source.listening,
+      events: source.raise ? events.length : 'ticks',
+    }),
     good: async () => {
       // The first listener (or, on a closed or idle source, a new one) still hears interrupts.
       const live = source.closed || !source.listening ? make() : source;
       const heard: InterruptEvent[] = live === source ? events : [];
-      if (live !== source) live.listen((e) => heard.push(e), () => undefined);
+      if (live !== source)
+        live.listen(
+          (e) => heard.push(e),
+          () => undefined,
+        );
       const before = heard.length;
       live.raise?.(1);
       for (let i = 0; i < 200 && heard.length === before; i++) await new Promise((resolve) => setTimeout(resolve, 1));
@@ -274,27 +341,100 @@ function sourceSubject(make: () => InterruptSource & { raise?(count?: number): v
 }
 
 describe('interrupt sources', () => {
-  const eventfd = (options?: { listening?: boolean; closed?: boolean }) => () => sourceSubject(() => new EventfdInterruptSource('bad-inputs irq'), options);
-  const polling = (options?: { listening?: boolean; closed?: boolean }) => () => sourceSubject(() => new PollingInterruptSource({ intervalMs: 1 }), options);
+  const eventfd = (options?: { listening?: boolean; closed?: boolean }) => () =>
+    sourceSubject(() => new EventfdInterruptSource('bad-inputs irq'), options);
+  const polling = (options?: { listening?: boolean; closed?: boolean }) => () =>
+    sourceSubject(() => new PollingInterruptSource({ intervalMs: 1 }), options);
   const STATE = TransportError.STATE;
   table<SourceSubject>([
-    ['eventfd: a second listener', eventfd(), (s) => s.source.listen(() => undefined, () => undefined), throws(VirtioError, STATE)],
-    ['eventfd: a listener that is not a function', eventfd({ listening: false }), (s) => s.source.listen(bad('x'), bad('y')), throws(TypeError)],
+    [
+      'eventfd: a second listener',
+      eventfd(),
+      (s) =>
+        s.source.listen(
+          () => undefined,
+          () => undefined,
+        ),
+      throws(VirtioError, STATE),
+    ],
+    [
+      'eventfd: a listener that is not a function',
+      eventfd({ listening: false }),
+      (s) => s.source.listen(bad('x'), bad('y')),
+      throws(TypeError),
+    ],
     ['eventfd: raise(-1)', eventfd(), (s) => s.source.raise!(-1), throws(RangeError)],
     ['eventfd: raise(1.5)', eventfd(), (s) => s.source.raise!(1.5), throws(RangeError)],
     ['eventfd: raise("1")', eventfd(), (s) => s.source.raise!(bad('1')), throws(TypeError)],
-    ['eventfd: listen after close()', eventfd({ listening: false, closed: true }), (s) => s.source.listen(() => undefined, () => undefined), throws(ClosedError, CLOSED)],
+    [
+      'eventfd: listen after close()',
+      eventfd({ listening: false, closed: true }),
+      (s) =>
+        s.source.listen(
+          () => undefined,
+          () => undefined,
+        ),
+      throws(ClosedError, CLOSED),
+    ],
     ['eventfd: enable after close()', eventfd({ closed: true }), (s) => s.source.enable(), throws(ClosedError, CLOSED)],
-    ['eventfd: disable after close()', eventfd({ closed: true }), (s) => s.source.disable(), throws(ClosedError, CLOSED)],
+    [
+      'eventfd: disable after close()',
+      eventfd({ closed: true }),
+      (s) => s.source.disable(),
+      throws(ClosedError, CLOSED),
+    ],
     ['eventfd: raise after close()', eventfd({ closed: true }), (s) => s.source.raise!(), throws(ClosedError, CLOSED)],
-    ['polling: a second listener', polling(), (s) => s.source.listen(() => undefined, () => undefined), throws(VirtioError, STATE)],
-    ['polling: a listener that is not a function', polling({ listening: false }), (s) => s.source.listen(bad(1), bad(2)), throws(TypeError)],
-    ['polling: listen after close()', polling({ listening: false, closed: true }), (s) => s.source.listen(() => undefined, () => undefined), throws(ClosedError, CLOSED)],
+    [
+      'polling: a second listener',
+      polling(),
+      (s) =>
+        s.source.listen(
+          () => undefined,
+          () => undefined,
+        ),
+      throws(VirtioError, STATE),
+    ],
+    [
+      'polling: a listener that is not a function',
+      polling({ listening: false }),
+      (s) => s.source.listen(bad(1), bad(2)),
+      throws(TypeError),
+    ],
+    [
+      'polling: listen after close()',
+      polling({ listening: false, closed: true }),
+      (s) =>
+        s.source.listen(
+          () => undefined,
+          () => undefined,
+        ),
+      throws(ClosedError, CLOSED),
+    ],
     ['polling: enable after close()', polling({ closed: true }), (s) => s.source.enable(), throws(ClosedError, CLOSED)],
-    ['polling: an interval of 0 ms', polling(), () => new PollingInterruptSource({ intervalMs: 0 }), throws(RangeError)],
-    ['polling: an interval of 1.5 ms', polling(), () => new PollingInterruptSource({ intervalMs: 1.5 }), throws(RangeError)],
-    ['polling: an interval of 2^31 ms', polling(), () => new PollingInterruptSource({ intervalMs: 2 ** 31 }), throws(RangeError)],
-    ['polling: a string interval', polling(), () => new PollingInterruptSource({ intervalMs: bad('5') }), throws(TypeError)],
+    [
+      'polling: an interval of 0 ms',
+      polling(),
+      () => new PollingInterruptSource({ intervalMs: 0 }),
+      throws(RangeError),
+    ],
+    [
+      'polling: an interval of 1.5 ms',
+      polling(),
+      () => new PollingInterruptSource({ intervalMs: 1.5 }),
+      throws(RangeError),
+    ],
+    [
+      'polling: an interval of 2^31 ms',
+      polling(),
+      () => new PollingInterruptSource({ intervalMs: 2 ** 31 }),
+      throws(RangeError),
+    ],
+    [
+      'polling: a string interval',
+      polling(),
+      () => new PollingInterruptSource({ intervalMs: bad('5') }),
+      throws(TypeError),
+    ],
   ]);
 });
 
@@ -310,7 +450,12 @@ interface TransportSubject extends Subject {
 
 const BLK_DISK_SECTORS = 64;
 const blkModel = (options: BlkModelOptions = {}): BlkModel =>
-  new BlkModel({ disk: new Uint8Array(BLK_DISK_SECTORS * 512), discard: { maxSectors: 8, maxSegments: 2 }, writeZeroes: { maxSectors: 8, maxSegments: 2 }, ...options });
+  new BlkModel({
+    disk: new Uint8Array(BLK_DISK_SECTORS * 512),
+    discard: { maxSectors: 8, maxSegments: 2 },
+    writeZeroes: { maxSectors: 8, maxSegments: 2 },
+    ...options,
+  });
 
 /** A block device's transport brought to `phase` (live: a VirtioBlk owns it). */
 function transportAt(variant: SimVariant, phase: Phase): () => TransportSubject {
@@ -333,7 +478,11 @@ function transportAt(variant: SimVariant, phase: Phase): () => TransportSubject 
           } else if (phase === 'live') {
             expect(await blk!.read(0, 512)).toHaveLength(512);
           } else {
-            await reopenAndUse(rig, (t) => VirtioBlk.open(t, { memory: pool }), async (d) => expect(await d.read(0, 512)).toHaveLength(512));
+            await reopenAndUse(
+              rig,
+              (t) => VirtioBlk.open(t, { memory: pool }),
+              async (d) => expect(await d.read(0, 512)).toHaveLength(512),
+            );
           }
         },
         close: () => blk?.close(),
@@ -358,54 +507,171 @@ function transportRows(variant: SimVariant): Row<TransportSubject>[] {
   return [
     // construction
     ['new MmioTransport(undefined)', at('reset'), () => new MmioTransport(bad(undefined)), throws(TypeError)],
-    ['guestPageSize 1000', at('reset'), (s) => new MmioTransport(s.rig.sim, { guestPageSize: 1000 }), throws(RangeError)],
+    [
+      'guestPageSize 1000',
+      at('reset'),
+      (s) => new MmioTransport(s.rig.sim, { guestPageSize: 1000 }),
+      throws(RangeError),
+    ],
     ['queueAlign 8', at('reset'), (s) => new MmioTransport(s.rig.sim, { queueAlign: 8 }), throws(RangeError)],
     ['resetTimeoutMs -1', at('reset'), (s) => new MmioTransport(s.rig.sim, { resetTimeoutMs: -1 }), throws(RangeError)],
     ['configRetries 0', at('reset'), (s) => new MmioTransport(s.rig.sim, { configRetries: 0 }), throws(RangeError)],
     // wrong phase
     ['driverOk() before negotiate()', at('reset'), (s) => s.transport.driverOk(), throws(TransportError, STATE)],
     ['queueNumMax() before negotiate()', at('reset'), (s) => s.transport.queueNumMax(0), throws(TransportError, STATE)],
-    ['activateQueue() before negotiate()', at('reset'), (s) => s.transport.activateQueue(0, queueArea(s, 16), endpoint), throws(TransportError, STATE)],
+    [
+      'activateQueue() before negotiate()',
+      at('reset'),
+      (s) => s.transport.activateQueue(0, queueArea(s, 16), endpoint),
+      throws(TransportError, STATE),
+    ],
     ['notify() before DRIVER_OK', at('features-ok'), (s) => s.transport.notify(0, 0), throws(TransportError, STATE)],
-    ...(modern ? ([['a config write before FEATURES_OK', at('reset'), (s) => s.transport.config.write8(20, 1), throws(TransportError, STATE)]] as Row<TransportSubject>[]) : []),
+    ...(modern
+      ? ([
+          [
+            'a config write before FEATURES_OK',
+            at('reset'),
+            (s) => s.transport.config.write8(20, 1),
+            throws(TransportError, STATE),
+          ],
+        ] as Row<TransportSubject>[])
+      : []),
     ['queueNumMax() after DRIVER_OK', at('live'), (s) => s.transport.queueNumMax(0), throws(TransportError, STATE)],
-    ['activateQueue() after DRIVER_OK', at('live'), (s) => s.transport.activateQueue(0, queueArea(s, 16), endpoint), throws(TransportError, STATE)],
+    [
+      'activateQueue() after DRIVER_OK',
+      at('live'),
+      (s) => s.transport.activateQueue(0, queueArea(s, 16), endpoint),
+      throws(TransportError, STATE),
+    ],
     ['driverOk() twice', at('live'), (s) => s.transport.driverOk(), throws(TransportError, STATE)],
-    ['negotiate() on a transport a driver owns', at('live'), (s) => s.transport.negotiate(0n), throws(TransportError, STATE)],
-    ['a second driver on a transport a driver owns', at('live'), (s) => VirtioBlk.open(s.transport, { memory: s.rig.pool }), throws(TransportError, STATE)],
+    [
+      'negotiate() on a transport a driver owns',
+      at('live'),
+      (s) => s.transport.negotiate(0n),
+      throws(TransportError, STATE),
+    ],
+    [
+      'a second driver on a transport a driver owns',
+      at('live'),
+      (s) => VirtioBlk.open(s.transport, { memory: s.rig.pool }),
+      throws(TransportError, STATE),
+    ],
     // queue index and size
     ['queueNumMax(-1)', at('features-ok'), (s) => s.transport.queueNumMax(-1), throws(RangeError)],
     ['queueNumMax(65536)', at('features-ok'), (s) => s.transport.queueNumMax(65536), throws(RangeError)],
     ['queueNumMax(1.5)', at('features-ok'), (s) => s.transport.queueNumMax(1.5), throws(RangeError)],
     ['queueNumMax(NaN)', at('features-ok'), (s) => s.transport.queueNumMax(NaN), throws(RangeError)],
     ['queueNumMax("0")', at('features-ok'), (s) => s.transport.queueNumMax(bad('0')), throws(ARGUMENT_ERROR)],
-    ...(variant !== 'packed' ? ([['activateQueue of size 3 (split rings need a power of two)', at('features-ok'), (s) => s.transport.activateQueue(0, queueArea(s, 3), endpoint), throws(RangeError)]] as Row<TransportSubject>[]) : []),
-    ['activateQueue of size 0', at('features-ok'), (s) => s.transport.activateQueue(0, queueArea(s, 0), endpoint), throws(RangeError)],
-    ['activateQueue above QueueNumMax', at('features-ok'), (s) => s.transport.activateQueue(0, queueArea(s, 256), endpoint), throws(RangeError)],
-    ['activateQueue of a queue the device lacks', at('features-ok'), (s) => s.transport.activateQueue(5, queueArea(s, 16), endpoint), throws(TransportError, TransportError.QUEUE_UNAVAILABLE)],
+    ...(variant !== 'packed'
+      ? ([
+          [
+            'activateQueue of size 3 (split rings need a power of two)',
+            at('features-ok'),
+            (s) => s.transport.activateQueue(0, queueArea(s, 3), endpoint),
+            throws(RangeError),
+          ],
+        ] as Row<TransportSubject>[])
+      : []),
+    [
+      'activateQueue of size 0',
+      at('features-ok'),
+      (s) => s.transport.activateQueue(0, queueArea(s, 0), endpoint),
+      throws(RangeError),
+    ],
+    [
+      'activateQueue above QueueNumMax',
+      at('features-ok'),
+      (s) => s.transport.activateQueue(0, queueArea(s, 256), endpoint),
+      throws(RangeError),
+    ],
+    [
+      'activateQueue of a queue the device lacks',
+      at('features-ok'),
+      (s) => s.transport.activateQueue(5, queueArea(s, 16), endpoint),
+      throws(TransportError, TransportError.QUEUE_UNAVAILABLE),
+    ],
     ...(variant === 1
-      ? ([['activateQueue with areas not laid out as §2.7.2', at('features-ok'), (s) => s.transport.activateQueue(0, { ...queueArea(s, 16), device: 0x1230n }, endpoint), throws(RangeError)]] as Row<TransportSubject>[])
+      ? ([
+          [
+            'activateQueue with areas not laid out as §2.7.2',
+            at('features-ok'),
+            (s) => s.transport.activateQueue(0, { ...queueArea(s, 16), device: 0x1230n }, endpoint),
+            throws(RangeError),
+          ],
+        ] as Row<TransportSubject>[])
       : []),
     ['deactivateQueue(-1)', at('features-ok'), (s) => s.transport.deactivateQueue(-1), throws(RangeError)],
-    ['resetQueue(-1)', at('live'), (s) => s.transport.resetQueue(-1), ringReset ? throws(RangeError) : throws(TransportError, TransportError.NOT_NEGOTIATED)],
-    ['resetQueue of a queue the device lacks', at('live'), (s) => s.transport.resetQueue(3), ringReset ? throws(TransportError, TransportError.QUEUE_UNAVAILABLE) : throws(TransportError, TransportError.NOT_NEGOTIATED)],
-    ['resetQueue before negotiate()', at('reset'), (s) => s.transport.resetQueue(0), throws(TransportError, TransportError.NOT_NEGOTIATED)],
+    [
+      'resetQueue(-1)',
+      at('live'),
+      (s) => s.transport.resetQueue(-1),
+      ringReset ? throws(RangeError) : throws(TransportError, TransportError.NOT_NEGOTIATED),
+    ],
+    [
+      'resetQueue of a queue the device lacks',
+      at('live'),
+      (s) => s.transport.resetQueue(3),
+      ringReset
+        ? throws(TransportError, TransportError.QUEUE_UNAVAILABLE)
+        : throws(TransportError, TransportError.NOT_NEGOTIATED),
+    ],
+    [
+      'resetQueue before negotiate()',
+      at('reset'),
+      (s) => s.transport.resetQueue(0),
+      throws(TransportError, TransportError.NOT_NEGOTIATED),
+    ],
     ['notify(-1)', at('live'), (s) => s.transport.notify(-1, 0), throws(RangeError)],
     ['notify(65536)', at('live'), (s) => s.transport.notify(65536, 0), throws(RangeError)],
     ['notify(1.5)', at('live'), (s) => s.transport.notify(1.5, 0), throws(RangeError)],
-    ['notify of a queue that is not set up', at('live'), (s) => s.transport.notify(7, 0), throws(TransportError, STATE)],
+    [
+      'notify of a queue that is not set up',
+      at('live'),
+      (s) => s.transport.notify(7, 0),
+      throws(TransportError, STATE),
+    ],
     // config space (blk: 60 bytes and more)
-    ['config read32 at an unaligned offset', at('features-ok'), (s) => s.transport.config.read32(2), throws(RangeError)],
+    [
+      'config read32 at an unaligned offset',
+      at('features-ok'),
+      (s) => s.transport.config.read32(2),
+      throws(RangeError),
+    ],
     ['config read16 at an odd offset', at('features-ok'), (s) => s.transport.config.read16(1), throws(RangeError)],
-    ['config read32 past the config space', at('features-ok'), (s) => s.transport.config.read32(s.transport.config.size), throws(RangeError)],
-    ['config read64 straddling the end', at('features-ok'), (s) => s.transport.config.read64(s.transport.config.size - 4), throws(RangeError)],
+    [
+      'config read32 past the config space',
+      at('features-ok'),
+      (s) => s.transport.config.read32(s.transport.config.size),
+      throws(RangeError),
+    ],
+    [
+      'config read64 straddling the end',
+      at('features-ok'),
+      (s) => s.transport.config.read64(s.transport.config.size - 4),
+      throws(RangeError),
+    ],
     ['config read8 at -1', at('features-ok'), (s) => s.transport.config.read8(-1), throws(RangeError)],
     ['config read8 at NaN', at('features-ok'), (s) => s.transport.config.read8(NaN), throws(RangeError)],
-    ['config read32 at a string offset', at('features-ok'), (s) => s.transport.config.read32(bad('0')), throws(ARGUMENT_ERROR)],
+    [
+      'config read32 at a string offset',
+      at('features-ok'),
+      (s) => s.transport.config.read32(bad('0')),
+      throws(ARGUMENT_ERROR),
+    ],
     ['config readBytes of -1 bytes', at('features-ok'), (s) => s.transport.config.readBytes(0, -1), throws(RangeError)],
-    ['config readBytes past the end', at('features-ok'), (s) => s.transport.config.readBytes(s.transport.config.size - 2, 4), throws(RangeError)],
+    [
+      'config readBytes past the end',
+      at('features-ok'),
+      (s) => s.transport.config.readBytes(s.transport.config.size - 2, 4),
+      throws(RangeError),
+    ],
     ['config write32 of 2^32', at('live'), (s) => s.transport.config.write32(0, 2 ** 32), throws(RangeError)],
-    ['config write8 past the end', at('live'), (s) => s.transport.config.write8(s.transport.config.size, 0), throws(RangeError)],
+    [
+      'config write8 past the end',
+      at('live'),
+      (s) => s.transport.config.write8(s.transport.config.size, 0),
+      throws(RangeError),
+    ],
     // SHM regions (§2.10)
     ['shmRegion(-1)', at('features-ok'), (s) => s.transport.shmRegion(-1), throws(RangeError)],
     ['shmRegion(256)', at('features-ok'), (s) => s.transport.shmRegion(256), throws(RangeError)],
@@ -420,7 +686,12 @@ function transportRows(variant: SimVariant): Row<TransportSubject>[] {
     ['shmRegion() after close()', at('closed'), (s) => s.transport.shmRegion(0), throws(ClosedError, CLOSED)],
     ['notify() after close()', at('closed'), (s) => s.transport.notify(0, 0), throws(ClosedError, CLOSED)],
     ['a config read after close()', at('closed'), (s) => s.transport.config.read32(0), throws(ClosedError, CLOSED)],
-    ['a driver on a closed transport', at('closed'), (s) => VirtioBlk.open(s.transport, { memory: s.rig.pool }), throws(ClosedError, CLOSED)],
+    [
+      'a driver on a closed transport',
+      at('closed'),
+      (s) => VirtioBlk.open(s.transport, { memory: s.rig.pool }),
+      throws(ClosedError, CLOSED),
+    ],
   ];
 }
 
@@ -433,7 +704,11 @@ interface OpenSubject extends Subject {
 }
 
 /** A fresh transport on a sim holding `model`; the good call opens the right driver and uses it. */
-function fresh(variant: SimVariant, model: () => SimDeviceModel, use: (rig: SimRig) => Promise<void>): () => OpenSubject {
+function fresh(
+  variant: SimVariant,
+  model: () => SimDeviceModel,
+  use: (rig: SimRig) => Promise<void>,
+): () => OpenSubject {
   return () => rigSubject(variant, model(), (rig) => ({ transport: rig.transport, good: () => use(rig) }));
 }
 
@@ -456,42 +731,130 @@ function openRows(variant: SimVariant): Row<OpenSubject>[] {
   };
   const rng = fresh(variant, () => new RngModel(), useRng);
   const blk = fresh(variant, () => blkModel(), useBlk);
-  const net = fresh(variant, () => new NetModel(), async (rig) => {
-    const driver = VirtioNet.open(rig.transport, { memory: rig.pool });
-    try {
-      await driver.send(Buffer.alloc(60, 1));
-    } finally {
-      driver.close();
-    }
-  });
-  const con = fresh(variant, () => new ConsoleModel(), async (rig) => {
-    const driver = VirtioConsole.open(rig.transport, { memory: rig.pool });
-    try {
-      await settleOnce((cb) => driver.stream.write('ok', cb));
-    } finally {
-      driver.close();
-    }
-  });
+  const net = fresh(
+    variant,
+    () => new NetModel(),
+    async (rig) => {
+      const driver = VirtioNet.open(rig.transport, { memory: rig.pool });
+      try {
+        await driver.send(Buffer.alloc(60, 1));
+      } finally {
+        driver.close();
+      }
+    },
+  );
+  const con = fresh(
+    variant,
+    () => new ConsoleModel(),
+    async (rig) => {
+      const driver = VirtioConsole.open(rig.transport, { memory: rig.pool });
+      try {
+        await settleOnce((cb) => driver.stream.write('ok', cb));
+      } finally {
+        driver.close();
+      }
+    },
+  );
   const WRONG = TransportError.WRONG_DEVICE;
   return [
-    ['VirtioBlk on an entropy device', rng, (s) => VirtioBlk.open(s.transport, { memory: s.rig.pool }), throws(TransportError, WRONG)],
-    ['VirtioNet on an entropy device', rng, (s) => VirtioNet.open(s.transport, { memory: s.rig.pool }), throws(TransportError, WRONG)],
-    ['VirtioConsole on an entropy device', rng, (s) => VirtioConsole.open(s.transport, { memory: s.rig.pool }), throws(TransportError, WRONG)],
-    ['a user driver for device 42 on an entropy device', rng, (s) => new EchoDriver(s.transport, { memory: s.rig.pool }), throws(TransportError, WRONG)],
-    ['VirtioRng on a block device', blk, (s) => VirtioRng.open(s.transport, { memory: s.rig.pool }), throws(TransportError, WRONG)],
+    [
+      'VirtioBlk on an entropy device',
+      rng,
+      (s) => VirtioBlk.open(s.transport, { memory: s.rig.pool }),
+      throws(TransportError, WRONG),
+    ],
+    [
+      'VirtioNet on an entropy device',
+      rng,
+      (s) => VirtioNet.open(s.transport, { memory: s.rig.pool }),
+      throws(TransportError, WRONG),
+    ],
+    [
+      'VirtioConsole on an entropy device',
+      rng,
+      (s) => VirtioConsole.open(s.transport, { memory: s.rig.pool }),
+      throws(TransportError, WRONG),
+    ],
+    [
+      'a user driver for device 42 on an entropy device',
+      rng,
+      (s) => new EchoDriver(s.transport, { memory: s.rig.pool }),
+      throws(TransportError, WRONG),
+    ],
+    [
+      'VirtioRng on a block device',
+      blk,
+      (s) => VirtioRng.open(s.transport, { memory: s.rig.pool }),
+      throws(TransportError, WRONG),
+    ],
     ['VirtioRng without options', rng, (s) => VirtioRng.open(s.transport, bad(undefined)), throws(TypeError)],
     ['VirtioRng without memory', rng, (s) => VirtioRng.open(s.transport, bad({})), throws(TypeError)],
-    ['VirtioRng with memory that is no allocator', rng, (s) => VirtioRng.open(s.transport, bad({ memory: {} })), throws(TypeError)],
-    ['VirtioRng with requestBytes 0', rng, (s) => VirtioRng.open(s.transport, { memory: s.rig.pool, requestBytes: 0 }), throws(RangeError)],
-    ['VirtioRng with queueSize 0', rng, (s) => VirtioRng.open(s.transport, { memory: s.rig.pool, queueSize: 0 }), throws(RangeError)],
-    ['VirtioRng with queueSize 1.5', rng, (s) => VirtioRng.open(s.transport, { memory: s.rig.pool, queueSize: 1.5 }), throws(RangeError)],
-    ['VirtioRng with indirectMax 1', rng, (s) => VirtioRng.open(s.transport, { memory: s.rig.pool, indirectMax: 1 }), throws(RangeError)],
-    ['VirtioRng with queue mode "fast"', rng, (s) => VirtioRng.open(s.transport, { memory: s.rig.pool, queueMode: bad('fast') }), throws(TypeError)],
-    ['VirtioBlk with maxRequestBytes 100', blk, (s) => VirtioBlk.open(s.transport, { memory: s.rig.pool, maxRequestBytes: 100 }), throws(RangeError)],
-    ['VirtioNet with receiveBuffers 0', net, (s) => VirtioNet.open(s.transport, { memory: s.rig.pool, receiveBuffers: 0 }), throws(RangeError)],
-    ['VirtioNet with maxQueuedFrames 1.5', net, (s) => VirtioNet.open(s.transport, { memory: s.rig.pool, maxQueuedFrames: 1.5 }), throws(RangeError)],
-    ['VirtioConsole with maxPorts 0', con, (s) => VirtioConsole.open(s.transport, { memory: s.rig.pool, maxPorts: 0 }), throws(RangeError)],
-    ['VirtioConsole with receiveBufferBytes 0', con, (s) => VirtioConsole.open(s.transport, { memory: s.rig.pool, receiveBufferBytes: 0 }), throws(RangeError)],
+    [
+      'VirtioRng with memory that is no allocator',
+      rng,
+      (s) => VirtioRng.open(s.transport, bad({ memory: {} })),
+      throws(TypeError),
+    ],
+    [
+      'VirtioRng with requestBytes 0',
+      rng,
+      (s) => VirtioRng.open(s.transport, { memory: s.rig.pool, requestBytes: 0 }),
+      throws(RangeError),
+    ],
+    [
+      'VirtioRng with queueSize 0',
+      rng,
+      (s) => VirtioRng.open(s.transport, { memory: s.rig.pool, queueSize: 0 }),
+      throws(RangeError),
+    ],
+    [
+      'VirtioRng with queueSize 1.5',
+      rng,
+      (s) => VirtioRng.open(s.transport, { memory: s.rig.pool, queueSize: 1.5 }),
+      throws(RangeError),
+    ],
+    [
+      'VirtioRng with indirectMax 1',
+      rng,
+      (s) => VirtioRng.open(s.transport, { memory: s.rig.pool, indirectMax: 1 }),
+      throws(RangeError),
+    ],
+    [
+      'VirtioRng with queue mode "fast"',
+      rng,
+      (s) => VirtioRng.open(s.transport, { memory: s.rig.pool, queueMode: bad('fast') }),
+      throws(TypeError),
+    ],
+    [
+      'VirtioBlk with maxRequestBytes 100',
+      blk,
+      (s) => VirtioBlk.open(s.transport, { memory: s.rig.pool, maxRequestBytes: 100 }),
+      throws(RangeError),
+    ],
+    [
+      'VirtioNet with receiveBuffers 0',
+      net,
+      (s) => VirtioNet.open(s.transport, { memory: s.rig.pool, receiveBuffers: 0 }),
+      throws(RangeError),
+    ],
+    [
+      'VirtioNet with maxQueuedFrames 1.5',
+      net,
+      (s) => VirtioNet.open(s.transport, { memory: s.rig.pool, maxQueuedFrames: 1.5 }),
+      throws(RangeError),
+    ],
+    [
+      'VirtioConsole with maxPorts 0',
+      con,
+      (s) => VirtioConsole.open(s.transport, { memory: s.rig.pool, maxPorts: 0 }),
+      throws(RangeError),
+    ],
+    [
+      'VirtioConsole with receiveBufferBytes 0',
+      con,
+      (s) => VirtioConsole.open(s.transport, { memory: s.rig.pool, receiveBufferBytes: 0 }),
+      throws(RangeError),
+    ],
   ];
 }
 
@@ -516,7 +879,10 @@ function holdingEcho(): SimDeviceModel & { release(): void; holding: boolean } {
       model.holding = false;
       for (const go of waiting.splice(0)) go();
     },
-    handle: (request: SimRequest): number | Promise<number> => (model.holding ? new Promise<number>((resolve) => waiting.push(() => resolve(echoRequest(request)))) : echoRequest(request)),
+    handle: (request: SimRequest): number | Promise<number> =>
+      model.holding
+        ? new Promise<number>((resolve) => waiting.push(() => resolve(echoRequest(request))))
+        : echoRequest(request),
   };
   return model;
 }
@@ -540,7 +906,11 @@ function queueAt(variant: SimVariant, state: 'open' | 'no-indirect' | 'full' | '
         held,
         good: async () => {
           if (state === 'closed') {
-            await reopenAndUse(rig, (t) => new EchoDriver(t, { memory: rig.pool }), async (d) => expect(await d.echo([Buffer.from('again')], [5])).toEqual(Buffer.from('again')));
+            await reopenAndUse(
+              rig,
+              (t) => new EchoDriver(t, { memory: rig.pool }),
+              async (d) => expect(await d.echo([Buffer.from('again')], [5])).toEqual(Buffer.from('again')),
+            );
             return;
           }
           model.release();
@@ -563,7 +933,8 @@ const fakeRegion = (size: number): DmaRegion => ({ view: new ArrayBuffer(0), off
 function queueRows(variant: SimVariant): Row<QueueSubject>[] {
   const open = queueAt(variant, 'open');
   const submit = (request: unknown) => (s: QueueSubject) => s.driver.q.submit(bad<QueueRequest>(request));
-  const buffer = (extra: object) => (s: QueueSubject) => s.driver.q.submit({ writable: [{ region: s.region, ...extra }] });
+  const buffer = (extra: object) => (s: QueueSubject) =>
+    s.driver.q.submit({ writable: [{ region: s.region, ...extra }] });
   return [
     ['submit(null)', open, submit(null), rejects(TypeError)],
     ['submit(undefined)', open, submit(undefined), rejects(TypeError)],
@@ -585,16 +956,27 @@ function queueRows(variant: SimVariant): Row<QueueSubject>[] {
     [
       'a chain longer than the ring and the indirect table (33 buffers)',
       open,
-      (s) => s.driver.q.submit({ writable: Array.from({ length: 33 }, (_, i) => ({ region: s.region, offset: i, length: 1 })) }),
+      (s) =>
+        s.driver.q.submit({
+          writable: Array.from({ length: 33 }, (_, i) => ({ region: s.region, offset: i, length: 1 })),
+        }),
       rejects(RangeError),
     ],
     [
       'a chain longer than the ring without indirect (17 buffers)',
       queueAt(variant, 'no-indirect'),
-      (s) => s.driver.q.submit({ writable: Array.from({ length: 17 }, (_, i) => ({ region: s.region, offset: i, length: 1 })) }),
+      (s) =>
+        s.driver.q.submit({
+          writable: Array.from({ length: 17 }, (_, i) => ({ region: s.region, offset: i, length: 1 })),
+        }),
       rejects(RangeError),
     ],
-    ['a chain of more than 2^32 - 1 bytes', open, (s) => s.driver.q.submit({ writable: [0, 1, 2].map(() => ({ region: fakeRegion(2 ** 31) })) }), rejects(RangeError)],
+    [
+      'a chain of more than 2^32 - 1 bytes',
+      open,
+      (s) => s.driver.q.submit({ writable: [0, 1, 2].map(() => ({ region: fakeRegion(2 ** 31) })) }),
+      rejects(RangeError),
+    ],
     [
       'a buffer in a region already freed',
       open,
@@ -605,15 +987,45 @@ function queueRows(variant: SimVariant): Row<QueueSubject>[] {
       },
       rejects(ClosedError, CLOSED),
     ],
-    ['an already aborted signal', open, (s) => s.driver.q.submit({ writable: [{ region: s.region }] }, { signal: abortedSignal() }), rejects(AbortError, ABORTED)],
-    ['{ wait: false } on a full ring', queueAt(variant, 'full'), (s) => s.driver.q.submit({ writable: [{ region: s.region }] }, { wait: false }), rejects(QueueFullError, 'ERR_VIRTIO_QUEUE_FULL')],
+    [
+      'an already aborted signal',
+      open,
+      (s) => s.driver.q.submit({ writable: [{ region: s.region }] }, { signal: abortedSignal() }),
+      rejects(AbortError, ABORTED),
+    ],
+    [
+      '{ wait: false } on a full ring',
+      queueAt(variant, 'full'),
+      (s) => s.driver.q.submit({ writable: [{ region: s.region }] }, { wait: false }),
+      rejects(QueueFullError, 'ERR_VIRTIO_QUEUE_FULL'),
+    ],
     ['setMode("fast")', open, (s) => s.driver.q.setMode(bad('fast')), throws(TypeError)],
-    ['setMode("hybrid") spinning -1 µs', open, (s) => s.driver.q.setMode('hybrid', { spinMicros: -1 }), throws(RangeError)],
-    ['setMode("poll") with a burst of NaN µs', open, (s) => s.driver.q.setMode('poll', { burstMicros: NaN }), throws(RangeError)],
+    [
+      'setMode("hybrid") spinning -1 µs',
+      open,
+      (s) => s.driver.q.setMode('hybrid', { spinMicros: -1 }),
+      throws(RangeError),
+    ],
+    [
+      'setMode("poll") with a burst of NaN µs',
+      open,
+      (s) => s.driver.q.setMode('poll', { burstMicros: NaN }),
+      throws(RangeError),
+    ],
     ['queueStats of a queue the driver lacks', open, (s) => s.driver.queueStats(9), throws(RangeError)],
     ['setQueueMode on a queue the driver lacks', open, (s) => s.driver.setQueueMode('poll', {}, 9), throws(RangeError)],
-    ['submit after close()', queueAt(variant, 'closed'), (s) => s.driver.q.submit({ writable: [{ region: s.region }] }), rejects(ClosedError, CLOSED)],
-    ['setMode after close()', queueAt(variant, 'closed'), (s) => s.driver.q.setMode('poll'), throws(ClosedError, CLOSED)],
+    [
+      'submit after close()',
+      queueAt(variant, 'closed'),
+      (s) => s.driver.q.submit({ writable: [{ region: s.region }] }),
+      rejects(ClosedError, CLOSED),
+    ],
+    [
+      'setMode after close()',
+      queueAt(variant, 'closed'),
+      (s) => s.driver.q.setMode('poll'),
+      throws(ClosedError, CLOSED),
+    ],
   ];
 }
 
@@ -645,7 +1057,14 @@ function driverAt<D extends { close(): void }, M extends SimDeviceModel>(
       return {
         driver,
         model: m,
-        good: () => (closed ? reopenAndUse(rig, (t) => open(t, rig.pool), (d) => use(d, m)) : use(driver, m)),
+        good: () =>
+          closed
+            ? reopenAndUse(
+                rig,
+                (t) => open(t, rig.pool),
+                (d) => use(d, m),
+              )
+            : use(driver, m),
         close: () => driver.close(),
       };
     });
@@ -653,7 +1072,14 @@ function driverAt<D extends { close(): void }, M extends SimDeviceModel>(
 }
 
 function rngRows(variant: SimVariant): Row<DriverSubject<VirtioRng>>[] {
-  const at = (closed = false) => driverAt(variant, () => new RngModel(), (t, memory) => VirtioRng.open(t, { memory }), async (d) => expect(await d.read(100)).toHaveLength(100), closed);
+  const at = (closed = false) =>
+    driverAt(
+      variant,
+      () => new RngModel(),
+      (t, memory) => VirtioRng.open(t, { memory }),
+      async (d) => expect(await d.read(100)).toHaveLength(100),
+      closed,
+    );
   const open = at();
   return [
     ['read(-1)', open, (s) => s.driver.read(-1), rejects(RangeError)],
@@ -664,7 +1090,12 @@ function rngRows(variant: SimVariant): Row<DriverSubject<VirtioRng>>[] {
     ['read("16")', open, (s) => s.driver.read(bad('16')), rejects(ARGUMENT_ERROR)],
     ['read()', open, (s) => bad<() => Promise<Buffer>>(s.driver.read).call(s.driver), rejects(ARGUMENT_ERROR)],
     ['read(0)', open, (s) => s.driver.read(0), resolvesQuietly],
-    ['read with an aborted signal', open, (s) => s.driver.read(64, { signal: abortedSignal() }), rejects(AbortError, ABORTED)],
+    [
+      'read with an aborted signal',
+      open,
+      (s) => s.driver.read(64, { signal: abortedSignal() }),
+      rejects(AbortError, ABORTED),
+    ],
     ['read after close()', at(true), (s) => s.driver.read(16), rejects(ClosedError, CLOSED)],
     ['read(0) after close()', at(true), (s) => s.driver.read(0), rejects(ClosedError, CLOSED)],
   ];
@@ -711,38 +1142,93 @@ function blkRows(variant: SimVariant): Row<DriverSubject<VirtioBlk>>[] {
     ['read into a Uint16Array', open, (s) => s.driver.read(0, bad(new Uint16Array(256))), rejects(TypeError)],
     ['read on request queue 1 of 1', open, (s) => s.driver.read(0, 512, { queue: 1 }), rejects(RangeError)],
     ['read on request queue -1', open, (s) => s.driver.read(0, 512, { queue: -1 }), rejects(RangeError)],
-    ['read with an aborted signal', open, (s) => s.driver.read(0, 512, { signal: abortedSignal() }), rejects(AbortError, ABORTED)],
+    [
+      'read with an aborted signal',
+      open,
+      (s) => s.driver.read(0, 512, { signal: abortedSignal() }),
+      rejects(AbortError, ABORTED),
+    ],
     ['write at the capacity', open, (s) => s.driver.write(end, sector(1)), rejects(RangeError)],
     ['write at sector -1', open, (s) => s.driver.write(-1, sector(1)), rejects(RangeError)],
     ['write of 100 bytes', open, (s) => s.driver.write(0, Buffer.alloc(100)), rejects(RangeError)],
     ['write of 0 bytes', open, (s) => s.driver.write(0, Buffer.alloc(0)), resolvesQuietly],
     ['write of a string', open, (s) => s.driver.write(0, bad('x'.repeat(512))), rejects(TypeError)],
     ['write of a plain array', open, (s) => s.driver.write(0, bad(new Array(512).fill(0))), rejects(TypeError)],
-    ['getId with an aborted signal', open, (s) => s.driver.getId({ signal: abortedSignal() }), rejects(AbortError, ABORTED)],
+    [
+      'getId with an aborted signal',
+      open,
+      (s) => s.driver.getId({ signal: abortedSignal() }),
+      rejects(AbortError, ABORTED),
+    ],
     // discard and write zeroes (limits: 8 sectors, 2 segments)
     ['discard of no ranges', open, (s) => s.driver.discard([]), rejects(RangeError)],
-    ['discard of 3 ranges (limit 2)', open, (s) => s.driver.discard([0, 8, 16].map((n) => ({ sector: n, sectors: 1 }))), rejects(RangeError)],
+    [
+      'discard of 3 ranges (limit 2)',
+      open,
+      (s) => s.driver.discard([0, 8, 16].map((n) => ({ sector: n, sectors: 1 }))),
+      rejects(RangeError),
+    ],
     ['discard of 0 sectors', open, (s) => s.driver.discard([{ sector: 0, sectors: 0 }]), rejects(RangeError)],
     ['discard of 9 sectors (limit 8)', open, (s) => s.driver.discard([{ sector: 0, sectors: 9 }]), rejects(RangeError)],
-    ['discard past the capacity', open, (s) => s.driver.discard([{ sector: end - 4, sectors: 8 }]), rejects(RangeError)],
+    [
+      'discard past the capacity',
+      open,
+      (s) => s.driver.discard([{ sector: end - 4, sectors: 8 }]),
+      rejects(RangeError),
+    ],
     ['discard of a string', open, (s) => s.driver.discard(bad('0-8')), rejects(ARGUMENT_ERROR)],
     ['writeZeroes of no ranges', open, (s) => s.driver.writeZeroes([]), rejects(RangeError)],
-    ['writeZeroes at the capacity', open, (s) => s.driver.writeZeroes([{ sector: end, sectors: 1 }]), rejects(RangeError)],
-    ['writeZeroes of 1.5 sectors', open, (s) => s.driver.writeZeroes([{ sector: 0, sectors: 1.5 }]), rejects(RangeError)],
+    [
+      'writeZeroes at the capacity',
+      open,
+      (s) => s.driver.writeZeroes([{ sector: end, sectors: 1 }]),
+      rejects(RangeError),
+    ],
+    [
+      'writeZeroes of 1.5 sectors',
+      open,
+      (s) => s.driver.writeZeroes([{ sector: 0, sectors: 1.5 }]),
+      rejects(RangeError),
+    ],
     // features the device lacks
     ['flush without VIRTIO_BLK_F_FLUSH', at({ flush: false }), (s) => s.driver.flush(), resolvesQuietly],
     // Refused as a device would answer (status UNSUPP), as Linux returns EOPNOTSUPP; nothing is sent.
-    ['discard without VIRTIO_BLK_F_DISCARD', at({ discard: undefined }), (s) => s.driver.discard([{ sector: 0, sectors: 1 }]), rejects(DeviceIoError, IO)],
-    ['writeZeroes without VIRTIO_BLK_F_WRITE_ZEROES', at({ writeZeroes: undefined }), (s) => s.driver.writeZeroes([{ sector: 0, sectors: 1 }]), rejects(DeviceIoError, IO)],
+    [
+      'discard without VIRTIO_BLK_F_DISCARD',
+      at({ discard: undefined }),
+      (s) => s.driver.discard([{ sector: 0, sectors: 1 }]),
+      rejects(DeviceIoError, IO),
+    ],
+    [
+      'writeZeroes without VIRTIO_BLK_F_WRITE_ZEROES',
+      at({ writeZeroes: undefined }),
+      (s) => s.driver.writeZeroes([{ sector: 0, sectors: 1 }]),
+      rejects(DeviceIoError, IO),
+    ],
     // read-only device
     ['write to a read-only device', readOnly, (s) => s.driver.write(0, sector(1)), rejects(ReadOnlyError, RO)],
-    ['discard on a read-only device', readOnly, (s) => s.driver.discard([{ sector: 0, sectors: 1 }]), rejects(ReadOnlyError, RO)],
-    ['writeZeroes on a read-only device', readOnly, (s) => s.driver.writeZeroes([{ sector: 0, sectors: 1 }]), rejects(ReadOnlyError, RO)],
+    [
+      'discard on a read-only device',
+      readOnly,
+      (s) => s.driver.discard([{ sector: 0, sectors: 1 }]),
+      rejects(ReadOnlyError, RO),
+    ],
+    [
+      'writeZeroes on a read-only device',
+      readOnly,
+      (s) => s.driver.writeZeroes([{ sector: 0, sectors: 1 }]),
+      rejects(ReadOnlyError, RO),
+    ],
     ['a write stream on a read-only device', readOnly, (s) => s.driver.createWriteStream(), throws(ReadOnlyError, RO)],
     // DMA buffers and streams
     ['allocBuffer(0)', open, (s) => s.driver.allocBuffer(0), throws(RangeError)],
     ['allocBuffer(-512)', open, (s) => s.driver.allocBuffer(-512), throws(RangeError)],
-    ['freeBuffer of a Buffer not from allocBuffer', open, (s) => s.driver.freeBuffer(Buffer.alloc(512)), throws(RangeError)],
+    [
+      'freeBuffer of a Buffer not from allocBuffer',
+      open,
+      (s) => s.driver.freeBuffer(Buffer.alloc(512)),
+      throws(RangeError),
+    ],
     [
       'freeBuffer twice',
       open,
@@ -753,17 +1239,47 @@ function blkRows(variant: SimVariant): Row<DriverSubject<VirtioBlk>>[] {
       },
       throws(RangeError),
     ],
-    ['a read stream from an unaligned byte', open, (s) => s.driver.createReadStream({ start: 100 }), throws(RangeError)],
-    ['a read stream past the capacity', open, (s) => s.driver.createReadStream({ end: (end + 1) * 512 }), throws(RangeError)],
-    ['a read stream ending before it starts', open, (s) => s.driver.createReadStream({ start: 1024, end: 512 }), throws(RangeError)],
-    ['a read stream in 100-byte chunks', open, (s) => s.driver.createReadStream({ chunkSize: 100 }), throws(RangeError)],
-    ['a write stream from an unaligned byte', open, (s) => s.driver.createWriteStream({ start: 3 }), throws(RangeError)],
+    [
+      'a read stream from an unaligned byte',
+      open,
+      (s) => s.driver.createReadStream({ start: 100 }),
+      throws(RangeError),
+    ],
+    [
+      'a read stream past the capacity',
+      open,
+      (s) => s.driver.createReadStream({ end: (end + 1) * 512 }),
+      throws(RangeError),
+    ],
+    [
+      'a read stream ending before it starts',
+      open,
+      (s) => s.driver.createReadStream({ start: 1024, end: 512 }),
+      throws(RangeError),
+    ],
+    [
+      'a read stream in 100-byte chunks',
+      open,
+      (s) => s.driver.createReadStream({ chunkSize: 100 }),
+      throws(RangeError),
+    ],
+    [
+      'a write stream from an unaligned byte',
+      open,
+      (s) => s.driver.createWriteStream({ start: 3 }),
+      throws(RangeError),
+    ],
     // closed
     ['read after close()', closed, (s) => s.driver.read(0, 512), rejects(ClosedError, CLOSED)],
     ['write after close()', closed, (s) => s.driver.write(0, sector(1)), rejects(ClosedError, CLOSED)],
     ['flush after close()', closed, (s) => s.driver.flush(), rejects(ClosedError, CLOSED)],
     ['getId after close()', closed, (s) => s.driver.getId(), rejects(ClosedError, CLOSED)],
-    ['discard after close()', closed, (s) => s.driver.discard([{ sector: 0, sectors: 1 }]), rejects(ClosedError, CLOSED)],
+    [
+      'discard after close()',
+      closed,
+      (s) => s.driver.discard([{ sector: 0, sectors: 1 }]),
+      rejects(ClosedError, CLOSED),
+    ],
   ];
 }
 
@@ -783,7 +1299,12 @@ function netRows(variant: SimVariant): Row<DriverSubject<VirtioNet>>[] {
   return [
     ['send of an empty frame', open, (s) => s.driver.send(Buffer.alloc(0)), rejects(RangeError)],
     ['send of 13 bytes (shorter than a header)', open, (s) => s.driver.send(Buffer.alloc(13)), rejects(RangeError)],
-    [`send of ${NET_MAX_FRAME + 1} bytes`, open, (s) => s.driver.send(Buffer.alloc(NET_MAX_FRAME + 1)), rejects(RangeError)],
+    [
+      `send of ${NET_MAX_FRAME + 1} bytes`,
+      open,
+      (s) => s.driver.send(Buffer.alloc(NET_MAX_FRAME + 1)),
+      rejects(RangeError),
+    ],
     ['send of 64 KiB', open, (s) => s.driver.send(Buffer.alloc(65536)), rejects(RangeError)],
     ['send of a string', open, (s) => s.driver.send(bad('frame'.repeat(20))), rejects(TypeError)],
     ['send(null)', open, (s) => s.driver.send(bad(null)), rejects(TypeError)],
@@ -796,7 +1317,8 @@ function consoleRows(variant: SimVariant): Row<DriverSubject<VirtioConsole>>[] {
   const at = (options: { multiport?: boolean; closed?: boolean } = {}) =>
     driverAt(
       variant,
-      () => new ConsoleModel(options.multiport ? { multiport: { maxPorts: 4, ports: [{ id: 0, console: true }] } } : {}),
+      () =>
+        new ConsoleModel(options.multiport ? { multiport: { maxPorts: 4, ports: [{ id: 0, console: true }] } } : {}),
       (t, memory) => {
         const con = VirtioConsole.open(t, { memory });
         con.stream.on('error', () => undefined); // writes after close report through their callbacks
@@ -817,13 +1339,48 @@ function consoleRows(variant: SimVariant): Row<DriverSubject<VirtioConsole>>[] {
     ['waitForPort(-1)', multi, (s) => s.driver.waitForPort(-1), rejects(RangeError)],
     ['waitForPort(1.5)', multi, (s) => s.driver.waitForPort(1.5), rejects(RangeError)],
     ['waitForPort(NaN)', multi, (s) => s.driver.waitForPort(NaN), rejects(RangeError)],
-    ['waitForPort beyond maxPorts (4 of ids 0..3)', multi, (s) => s.driver.waitForPort(4, { timeoutMs: 200 }), rejects(RangeError)],
-    ['waitForPort of an object', multi, (s) => s.driver.waitForPort(bad({ id: 1 }), { timeoutMs: 200 }), rejects(TypeError)],
-    ['waitForPort with a timeout of -1 ms', multi, (s) => s.driver.waitForPort('log', { timeoutMs: -1 }), rejects(RangeError)],
-    ['waitForPort with an aborted signal', multi, (s) => s.driver.waitForPort('log', { signal: abortedSignal() }), rejects(AbortError, ABORTED)],
-    ['waitForPort(1) without MULTIPORT', single, (s) => s.driver.waitForPort(1), rejects(PortError, PortError.NO_MULTIPORT)],
-    ['a write after close()', closed, (s) => settleOnce((cb) => s.driver.stream.write('late', cb)), rejects(Error, 'ERR_STREAM_DESTROYED')],
-    ['opening port 0 after close()', closedSingle, (s) => s.driver.port(0)!.open(), throws(PortError, PortError.ABSENT)],
+    [
+      'waitForPort beyond maxPorts (4 of ids 0..3)',
+      multi,
+      (s) => s.driver.waitForPort(4, { timeoutMs: 200 }),
+      rejects(RangeError),
+    ],
+    [
+      'waitForPort of an object',
+      multi,
+      (s) => s.driver.waitForPort(bad({ id: 1 }), { timeoutMs: 200 }),
+      rejects(TypeError),
+    ],
+    [
+      'waitForPort with a timeout of -1 ms',
+      multi,
+      (s) => s.driver.waitForPort('log', { timeoutMs: -1 }),
+      rejects(RangeError),
+    ],
+    [
+      'waitForPort with an aborted signal',
+      multi,
+      (s) => s.driver.waitForPort('log', { signal: abortedSignal() }),
+      rejects(AbortError, ABORTED),
+    ],
+    [
+      'waitForPort(1) without MULTIPORT',
+      single,
+      (s) => s.driver.waitForPort(1),
+      rejects(PortError, PortError.NO_MULTIPORT),
+    ],
+    [
+      'a write after close()',
+      closed,
+      (s) => settleOnce((cb) => s.driver.stream.write('late', cb)),
+      rejects(Error, 'ERR_STREAM_DESTROYED'),
+    ],
+    [
+      'opening port 0 after close()',
+      closedSingle,
+      (s) => s.driver.port(0)!.open(),
+      throws(PortError, PortError.ABSENT),
+    ],
     ['waitForPort after close()', closed, (s) => s.driver.waitForPort('log'), rejects(PortError, PortError.ABSENT)],
   ];
 }
@@ -883,11 +1440,35 @@ const canceled = rejects(CanceledError, CANCELED);
 
 function raceRows(variant: SimVariant, moment: CloseMoment): CloseRow<Race<{ close(): void }>>[] {
   const rng = (queueSize: number) =>
-    raceOn(variant, () => new RngModel({ queueSize }), (t, memory) => VirtioRng.open(t, { memory }), async (d) => expect(await d.read(64)).toHaveLength(64), moment);
+    raceOn(
+      variant,
+      () => new RngModel({ queueSize }),
+      (t, memory) => VirtioRng.open(t, { memory }),
+      async (d) => expect(await d.read(64)).toHaveLength(64),
+      moment,
+    );
   const blk = (queueSize: number) =>
-    raceOn(variant, () => blkModel({ queueSize }), (t, memory) => VirtioBlk.open(t, { memory }), async (d) => expect(await d.read(0, 512)).toHaveLength(512), moment);
-  const net = raceOn(variant, () => new NetModel(), (t, memory) => VirtioNet.open(t, { memory }), (d) => d.send(Buffer.alloc(60)), moment);
-  const echo = raceOn(variant, () => echoModel({ queueSizes: [16] }), (t, memory) => new EchoDriver(t, { memory, queueSize: 16 }), async (d) => expect(await d.echo([Buffer.from('x')], [1])).toEqual(Buffer.from('x')), moment);
+    raceOn(
+      variant,
+      () => blkModel({ queueSize }),
+      (t, memory) => VirtioBlk.open(t, { memory }),
+      async (d) => expect(await d.read(0, 512)).toHaveLength(512),
+      moment,
+    );
+  const net = raceOn(
+    variant,
+    () => new NetModel(),
+    (t, memory) => VirtioNet.open(t, { memory }),
+    (d) => d.send(Buffer.alloc(60)),
+    moment,
+  );
+  const echo = raceOn(
+    variant,
+    () => echoModel({ queueSizes: [16] }),
+    (t, memory) => new EchoDriver(t, { memory, queueSize: 16 }),
+    async (d) => expect(await d.echo([Buffer.from('x')], [1])).toEqual(Buffer.from('x')),
+    moment,
+  );
   const con = raceOn(
     variant,
     () => new ConsoleModel(),
@@ -903,12 +1484,37 @@ function raceRows(variant: SimVariant, moment: CloseMoment): CloseRow<Race<{ clo
   const as = <D>(setup: () => Race<D>): (() => AnyRace) => setup as unknown as () => AnyRace;
   return [
     ['VirtioRng: 32 reads', as(rng(64)), (s) => thirtyTwo(() => (s.driver as VirtioRng).read(64)), canceled],
-    ['VirtioRng: 32 reads on an 8-entry queue (24 wait for room)', as(rng(8)), (s) => thirtyTwo(() => (s.driver as VirtioRng).read(4096)), canceled],
+    [
+      'VirtioRng: 32 reads on an 8-entry queue (24 wait for room)',
+      as(rng(8)),
+      (s) => thirtyTwo(() => (s.driver as VirtioRng).read(4096)),
+      canceled,
+    ],
     ['VirtioBlk: 32 reads', as(blk(128)), (s) => thirtyTwo((i) => (s.driver as VirtioBlk).read(i, 512)), canceled],
-    ['VirtioBlk: 32 writes', as(blk(128)), (s) => thirtyTwo((i) => (s.driver as VirtioBlk).write(i, sector(i))), canceled],
-    ['VirtioBlk: 32 reads on an 8-entry queue (24 wait for room)', as(blk(8)), (s) => thirtyTwo((i) => (s.driver as VirtioBlk).read(i, 512)), canceled],
-    ['VirtioNet: 32 frames sent', as(net), (s) => thirtyTwo((i) => (s.driver as VirtioNet).send(Buffer.alloc(60, i))), canceled],
-    ['Virtqueue: 32 submits on a 16-entry ring (16 wait for room)', as(echo), (s) => thirtyTwo((i) => (s.driver as EchoDriver).echo([Buffer.from([i])], [1])), canceled],
+    [
+      'VirtioBlk: 32 writes',
+      as(blk(128)),
+      (s) => thirtyTwo((i) => (s.driver as VirtioBlk).write(i, sector(i))),
+      canceled,
+    ],
+    [
+      'VirtioBlk: 32 reads on an 8-entry queue (24 wait for room)',
+      as(blk(8)),
+      (s) => thirtyTwo((i) => (s.driver as VirtioBlk).read(i, 512)),
+      canceled,
+    ],
+    [
+      'VirtioNet: 32 frames sent',
+      as(net),
+      (s) => thirtyTwo((i) => (s.driver as VirtioNet).send(Buffer.alloc(60, i))),
+      canceled,
+    ],
+    [
+      'Virtqueue: 32 submits on a 16-entry ring (16 wait for room)',
+      as(echo),
+      (s) => thirtyTwo((i) => (s.driver as EchoDriver).echo([Buffer.from([i])], [1])),
+      canceled,
+    ],
     [
       'VirtioConsole: 32 writes (each callback called once, with an error)',
       as(con),
@@ -920,9 +1526,13 @@ function raceRows(variant: SimVariant, moment: CloseMoment): CloseRow<Race<{ clo
 
 describe.each(SIM_VARIANTS)('close during I/O, %s', (_label, variant) => {
   describe.each<[CloseMoment]>([['same tick'], ['next tick'], ['device holds them']])('close in the %s', (moment) => {
-    it.each(raceRows(variant, moment).map((row) => [...row] as [string, CloseRow<Race<{ close(): void }>>[1], CloseRow<Race<{ close(): void }>>[2], Expected]))(
-      '%s: every request rejects once, none pending, nothing leaked',
-      (_description, setup, start, want) => runCloseRace(setup, start, moment, want),
+    it.each(
+      raceRows(variant, moment).map(
+        (row) =>
+          [...row] as [string, CloseRow<Race<{ close(): void }>>[1], CloseRow<Race<{ close(): void }>>[2], Expected],
+      ),
+    )('%s: every request rejects once, none pending, nothing leaked', (_description, setup, start, want) =>
+      runCloseRace(setup, start, moment, want),
     );
   });
 });

@@ -16,7 +16,11 @@ describe.each(SIM_VARIANTS)('blk_size 4096 (%s)', (_, variant) => {
   let model: BlkModel;
   let blk: VirtioBlk;
   beforeEach(() => {
-    model = new BlkModel({ disk: new Uint8Array(16 * BLOCK), blkSize: BLOCK, discard: { maxSectors: 64, maxSegments: 1 } });
+    model = new BlkModel({
+      disk: new Uint8Array(16 * BLOCK),
+      blkSize: BLOCK,
+      discard: { maxSectors: 64, maxSegments: 1 },
+    });
     rig = simRig(variant, model);
     blk = VirtioBlk.open(rig.transport, { memory: rig.pool });
   });
@@ -25,7 +29,10 @@ describe.each(SIM_VARIANTS)('blk_size 4096 (%s)', (_, variant) => {
     expect(rig.close()).toEqual([]);
   });
 
-  const sent = (): { requests: number; notifications: number } => ({ requests: model.stats.requests, notifications: rig.sim.stats.notifications.reduce((a, b) => a + b, 0) });
+  const sent = (): { requests: number; notifications: number } => ({
+    requests: model.stats.requests,
+    notifications: rig.sim.stats.notifications.reduce((a, b) => a + b, 0),
+  });
 
   test('the driver reads the block size', () => {
     expect(blk.info.blockSize).toBe(BLOCK);
@@ -36,11 +43,20 @@ describe.each(SIM_VARIANTS)('blk_size 4096 (%s)', (_, variant) => {
     ['read of part of a block', (d: VirtioBlk) => d.read(0, 512)],
     ['write at a sector inside a block', (d: VirtioBlk) => d.write(9, Buffer.alloc(BLOCK))],
     ['write of a block and a half', (d: VirtioBlk) => d.write(8, Buffer.alloc(BLOCK + 2048))],
-    ['readInto part of a block', (d: VirtioBlk) => new Promise((resolve, reject) => d.readInto(0, Buffer.alloc(1024), (error) => (error ? reject(error) : resolve(undefined))))],
+    [
+      'readInto part of a block',
+      (d: VirtioBlk) =>
+        new Promise((resolve, reject) =>
+          d.readInto(0, Buffer.alloc(1024), (error) => (error ? reject(error) : resolve(undefined))),
+        ),
+    ],
     ['discard of one sector', (d: VirtioBlk) => d.discard([{ sector: 0, sectors: 1 }])],
   ])('%s is refused before anything is sent', async (_name, request) => {
     const before = sent();
-    const error = await request(blk).then(() => undefined, (e: unknown) => e);
+    const error = await request(blk).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(RangeError);
     expect(error).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringMatching(/4096-byte blocks/) });
     expect(sent()).toEqual(before);

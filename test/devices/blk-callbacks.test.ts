@@ -23,7 +23,9 @@ function patternDisk(sectors = 64): Uint8Array {
  * Calls `start` with a callback; resolves with the callback's arguments, and says whether it came synchronously or more
  * than once.
  */
-function viaCallback<T>(start: (callback: (error: Error | null, result?: T) => void) => void): Promise<{ error: Error | null; result?: T; sync: boolean; calls: () => number }> {
+function viaCallback<T>(
+  start: (callback: (error: Error | null, result?: T) => void) => void,
+): Promise<{ error: Error | null; result?: T; sync: boolean; calls: () => number }> {
   return new Promise((resolve) => {
     let returned = false;
     let calls = 0;

@@ -6,7 +6,16 @@ import { SIM_VARIANTS, driverOnSim } from '../support/sim-rig';
 
 const models: [string, BlkModelOptions][] = [
   ['plain', {}],
-  ['every feature, async completions', { segMax: 4, sizeMax: 8192, discard: { maxSectors: 64, maxSegments: 2 }, writeZeroes: { maxSectors: 64, maxSegments: 2 }, latency: 'async' }],
+  [
+    'every feature, async completions',
+    {
+      segMax: 4,
+      sizeMax: 8192,
+      discard: { maxSectors: 64, maxSegments: 2 },
+      writeZeroes: { maxSectors: 64, maxSegments: 2 },
+      latency: 'async',
+    },
+  ],
   ['two request queues', { numQueues: 2, queueSize: 16 }],
 ];
 
@@ -17,7 +26,16 @@ describe.each(SIM_VARIANTS)('virtio-blk contract on a %s sim', (_label, version)
       label: `sim v${version}`,
       open(driverOptions) {
         const model = new BlkModel({ disk: new Uint8Array(4 * 1024 * 1024), ...options });
-        const { driver: blk, rig, close } = driverOnSim(version, model, (r) => VirtioBlk.open(r.transport, { memory: r.pool, ...driverOptions }), violations);
+        const {
+          driver: blk,
+          rig,
+          close,
+        } = driverOnSim(
+          version,
+          model,
+          (r) => VirtioBlk.open(r.transport, { memory: r.pool, ...driverOptions }),
+          violations,
+        );
         return { blk, transport: rig.transport, close };
       },
     };

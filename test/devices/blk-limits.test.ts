@@ -7,7 +7,15 @@
  */
 import { VirtioBlk } from '../../lib/devices';
 import { BlkModel, type SimDeviceModel, type SimRequest } from '../../lib/sim';
-import { BLK_REQ_HEADER_SIZE, BlkConfig, BlkFeature, BlkRequestType, BlkStatus, DeviceId, feature } from '../../lib/spec';
+import {
+  BLK_REQ_HEADER_SIZE,
+  BlkConfig,
+  BlkFeature,
+  BlkRequestType,
+  BlkStatus,
+  DeviceId,
+  feature,
+} from '../../lib/spec';
 import { sameBytes } from '../support/contracts/contract';
 import { SIM_VARIANTS, simRig, type SimRig } from '../support/sim-rig';
 
@@ -67,7 +75,8 @@ class SparseDisk implements SimDeviceModel {
     }
     if (type === BlkRequestType.OUT) {
       const data = readable.subarray(BLK_REQ_HEADER_SIZE);
-      for (let i = 0; i < data.length / SECTOR; i++) this.written.set(sector + BigInt(i), Buffer.from(data.subarray(i * SECTOR, (i + 1) * SECTOR)));
+      for (let i = 0; i < data.length / SECTOR; i++)
+        this.written.set(sector + BigInt(i), Buffer.from(data.subarray(i * SECTOR, (i + 1) * SECTOR)));
       status(BlkStatus.OK);
       return 1;
     }
@@ -83,7 +92,8 @@ class SparseDisk implements SimDeviceModel {
 }
 
 /** Sector number tags of each 512-byte sector in `data`. */
-const tags = (data: Buffer): bigint[] => Array.from({ length: data.length / SECTOR }, (_, i) => data.readBigUInt64LE(i * SECTOR));
+const tags = (data: Buffer): bigint[] =>
+  Array.from({ length: data.length / SECTOR }, (_, i) => data.readBigUInt64LE(i * SECTOR));
 const range = (from: bigint, count: number): bigint[] => Array.from({ length: count }, (_, i) => from + BigInt(i));
 
 describe.each(SIM_VARIANTS)('virtio-blk ranges and limits on the %s sim', (_label, variant) => {
@@ -125,7 +135,8 @@ describe.each(SIM_VARIANTS)('virtio-blk ranges and limits on the %s sim', (_labe
       [Number(start), Number(end)],
     ] as const) {
       const chunks: Buffer[] = [];
-      for await (const chunk of disk.createReadStream({ start: from, end: to, chunkSize: 4096 })) chunks.push(chunk as Buffer);
+      for await (const chunk of disk.createReadStream({ start: from, end: to, chunkSize: 4096 }))
+        chunks.push(chunk as Buffer);
       expect(chunks.map((c) => c.length)).toEqual([4096, 4096, 4096, 1024]);
       expect(tags(Buffer.concat(chunks))).toEqual(range(start / BigInt(SECTOR), 26));
     }
@@ -181,15 +192,18 @@ describe.each(SIM_VARIANTS)('virtio-blk ranges and limits on the %s sim', (_labe
     return model;
   }
 
-  test.each([1, 100, 511])('finding 9: a size_max of %i (below a sector) is raised to 512, so I/O goes within seg_max', async (sizeMax) => {
-    const model = lyingLimits('size_max', sizeMax);
-    const disk = open(model);
-    expect(disk.info.sizeMax).toBe(SECTOR);
-    const data = Buffer.alloc(8192, 0xc3);
-    await disk.write(8, data);
-    sameBytes(await disk.read(8, 8192), data);
-    sameBytes(model.disk.subarray(8 * SECTOR, 8 * SECTOR + 8192), data, 'the disk');
-  });
+  test.each([1, 100, 511])(
+    'finding 9: a size_max of %i (below a sector) is raised to 512, so I/O goes within seg_max',
+    async (sizeMax) => {
+      const model = lyingLimits('size_max', sizeMax);
+      const disk = open(model);
+      expect(disk.info.sizeMax).toBe(SECTOR);
+      const data = Buffer.alloc(8192, 0xc3);
+      await disk.write(8, data);
+      sameBytes(await disk.read(8, 8192), data);
+      sameBytes(model.disk.subarray(8 * SECTOR, 8 * SECTOR + 8192), data, 'the disk');
+    },
+  );
 
   test('finding 9: a seg_max of 0 counts as 1 (as Linux), so requests fit a device that takes few segments', async () => {
     const model = lyingLimits('seg_max', 0);

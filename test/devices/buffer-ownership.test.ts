@@ -19,7 +19,8 @@ const SECTOR = 512;
 /** Long enough that a request the test releases within a few turns does not time out on a loaded machine. */
 const TIMEOUT_MS = 200;
 /** blk OUT requests (header type 1, §5.2.6): their data is read when the device does the work. */
-const isBlkWrite = (request: SimRequest): boolean => new DataView(request.readable[0].buffer, request.readable[0].byteOffset, 4).getUint32(0, true) === 1;
+const isBlkWrite = (request: SimRequest): boolean =>
+  new DataView(request.readable[0].buffer, request.readable[0].byteOffset, 4).getUint32(0, true) === 1;
 
 /** A disk whose sector i is filled with byte i + 1. */
 function patternDisk(sectors = 64): Uint8Array {
@@ -122,7 +123,11 @@ describe.each(SIM_VARIANTS)('buffer ownership on the %s sim', (_label, variant) 
 
   test('finding 1, net: a send that timed out keeps its copy; the device sends the bytes it was given', async () => {
     // The device reads a frame when it sends it, not when it takes the chain.
-    const gate = gateModel(new NetModel(), (request, g) => request.queue === 1 && g.holding, () => true);
+    const gate = gateModel(
+      new NetModel(),
+      (request, g) => request.queue === 1 && g.holding,
+      () => true,
+    );
     rig = simRig(variant, gate.model);
     const net = VirtioNet.open(rig.transport, { memory: rig.pool, requestTimeoutMs: TIMEOUT_MS });
     const frameA = Buffer.alloc(60, 0xaa);
@@ -145,7 +150,9 @@ describe.each(SIM_VARIANTS)('buffer ownership on the %s sim', (_label, variant) 
     const driver = new EchoDriver(rig.transport, { memory: rig.pool });
     const transmit = new TransmitBuffers(rig.pool, TIMEOUT_MS);
     const before = rig.pool.stats().regions;
-    await expect(transmit.send(driver.q, Buffer.from('late bytes'))).rejects.toMatchObject({ code: 'ERR_VIRTIO_TIMEOUT' });
+    await expect(transmit.send(driver.q, Buffer.from('late bytes'))).rejects.toMatchObject({
+      code: 'ERR_VIRTIO_TIMEOUT',
+    });
     expect(rig.pool.stats().regions).toBe(before + 1);
     expect(transmit.inFlight).toBe(1);
     gate.releaseAll();
@@ -161,7 +168,9 @@ describe.each(SIM_VARIANTS)('buffer ownership on the %s sim', (_label, variant) 
     const console = VirtioConsole.open(rig.transport, { memory: rig.pool, requestTimeoutMs: TIMEOUT_MS });
     const stream = console.port(0)!.open();
     stream.on('error', () => undefined);
-    const written = await new Promise<Error | null | undefined>((resolve) => stream.write(Buffer.from('late bytes'), resolve));
+    const written = await new Promise<Error | null | undefined>((resolve) =>
+      stream.write(Buffer.from('late bytes'), resolve),
+    );
     expect(written).toMatchObject({ code: 'ERR_VIRTIO_TIMEOUT' });
     await turns();
     expect(console.closed).toBe(true);

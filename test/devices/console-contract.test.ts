@@ -10,8 +10,18 @@ describe.each(SIM_VARIANTS)('virtio-console on a %s sim', (_label, version) => {
     label: `sim v${version}`,
     async open(options) {
       const model = new ConsoleModel();
-      const { driver: console, close } = driverOnSim(version, model, (r) => VirtioConsole.open(r.transport, { memory: r.pool, ...options }), violations);
-      return { console, stream: console.stream, peer: { send: (data) => model.send(data), received: (bytes) => model.outputOf(bytes) }, close };
+      const { driver: console, close } = driverOnSim(
+        version,
+        model,
+        (r) => VirtioConsole.open(r.transport, { memory: r.pool, ...options }),
+        violations,
+      );
+      return {
+        console,
+        stream: console.stream,
+        peer: { send: (data) => model.send(data), received: (bytes) => model.outputOf(bytes) },
+        close,
+      };
     },
   };
   afterEach(() => expect(violations.splice(0)).toEqual([]));
@@ -23,7 +33,12 @@ describe.each(SIM_VARIANTS)('virtio-console on a %s sim', (_label, version) => {
   const echoing: ConsoleSubject = {
     label: `echoing sim v${version}`,
     async open(options) {
-      const { driver: console, close } = driverOnSim(version, new ConsoleModel({ echo: true }), (r) => VirtioConsole.open(r.transport, { memory: r.pool, ...options }), violations);
+      const { driver: console, close } = driverOnSim(
+        version,
+        new ConsoleModel({ echo: true }),
+        (r) => VirtioConsole.open(r.transport, { memory: r.pool, ...options }),
+        violations,
+      );
       return { console, stream: console.stream, close };
     },
   };

@@ -24,7 +24,16 @@ describe.each(SIM_VARIANTS)('virtio-console MULTIPORT on a %s sim', (_label, ver
     consoleOptions: Partial<VirtioConsoleOptions> = {},
   ): Promise<void> {
     const model = new ConsoleModel({ echo: true, multiport: { maxPorts: 8, ports: PORTS }, ...modelOptions });
-    const { driver: console, rig, close } = driverOnSim(version, model, (r) => VirtioConsole.open(r.transport, { memory: r.pool, ...consoleOptions }), violations);
+    const {
+      driver: console,
+      rig,
+      close,
+    } = driverOnSim(
+      version,
+      model,
+      (r) => VirtioConsole.open(r.transport, { memory: r.pool, ...consoleOptions }),
+      violations,
+    );
     try {
       await body(console, model, rig);
     } finally {
@@ -36,7 +45,12 @@ describe.each(SIM_VARIANTS)('virtio-console MULTIPORT on a %s sim', (_label, ver
     label: `multiport sim v${version}`,
     async open(options) {
       const model = new ConsoleModel({ echo: true, multiport: { maxPorts: 8, ports: PORTS } });
-      const { driver: console, close } = driverOnSim(version, model, (r) => VirtioConsole.open(r.transport, { memory: r.pool, ...options }), violations);
+      const { driver: console, close } = driverOnSim(
+        version,
+        model,
+        (r) => VirtioConsole.open(r.transport, { memory: r.pool, ...options }),
+        violations,
+      );
       return { console, stream: console.stream, close };
     },
   };
@@ -61,7 +75,9 @@ describe.each(SIM_VARIANTS)('virtio-console MULTIPORT on a %s sim', (_label, ver
       for (const { id } of PORTS) expect(log).toContainEqual([id, E.PORT_READY, 1]);
       // §5.3.6.2: a console port MUST be answered with PORT_OPEN 1.
       const ready0 = log.findIndex((m) => m[0] === 0 && m[1] === E.PORT_READY);
-      expect(log.findIndex((m, i) => i > ready0 && m[0] === 0 && m[1] === E.PORT_OPEN && m[2] === 1)).toBeGreaterThan(ready0);
+      expect(log.findIndex((m, i) => i > ready0 && m[0] === 0 && m[1] === E.PORT_OPEN && m[2] === 1)).toBeGreaterThan(
+        ready0,
+      );
       // Ports nobody opened are not opened.
       expect(log).not.toContainEqual([3, E.PORT_OPEN, 1]);
       expect(model.protocolErrors).toEqual([]);
@@ -155,7 +171,9 @@ describe.each(SIM_VARIANTS)('virtio-console MULTIPORT on a %s sim', (_label, ver
 
   test('waitForPort: times out with NOT_FOUND, honours an AbortSignal, and rejects when the console closes', () =>
     withMultiport(async (console) => {
-      await expect(console.waitForPort('nobody', { timeoutMs: 50 })).rejects.toMatchObject({ code: PortError.NOT_FOUND });
+      await expect(console.waitForPort('nobody', { timeoutMs: 50 })).rejects.toMatchObject({
+        code: PortError.NOT_FOUND,
+      });
       const controller = new AbortController();
       const aborted = console.waitForPort('nobody', { signal: controller.signal });
       controller.abort(new Error('stop'));

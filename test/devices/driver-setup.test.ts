@@ -3,7 +3,15 @@
  * and what abandon() undoes at each point (device FAILED and queue memory
  * freed; kept while the device will not reset; closed after finish()).
  */
-import { DriverSetup, VirtioBlk, VirtioDriver, VirtioNet, VirtioRng, type DriverOptions, type StartedDevice } from '../../lib/devices';
+import {
+  DriverSetup,
+  VirtioBlk,
+  VirtioDriver,
+  VirtioNet,
+  VirtioRng,
+  type DriverOptions,
+  type StartedDevice,
+} from '../../lib/devices';
 import type { DmaAllocator, DmaPool } from '../../lib/platform';
 import { BlkModel, NetModel, RngModel } from '../../lib/sim';
 import { DeviceStatus, FeatureBit, feature, hasFeature } from '../../lib/spec';
@@ -19,7 +27,11 @@ afterEach(() => {
 
 /** A user-style driver whose steps can be made to fail. */
 class StepDriver extends VirtioDriver {
-  static open(transport: VirtioTransport, options: DriverOptions, failAt?: 'config' | 'queues' | 'constructor'): StepDriver {
+  static open(
+    transport: VirtioTransport,
+    options: DriverOptions,
+    failAt?: 'config' | 'queues' | 'constructor',
+  ): StepDriver {
     const setup = DriverSetup.begin(transport, options);
     try {
       setup.negotiate(42, 0n);
@@ -52,19 +64,29 @@ describe.each(SIM_VARIANTS)('DriverSetup: %s', (_name, variant) => {
     setup.driverOk();
     expect(rig.transport.live).toBe(true);
     const started = setup.finish();
-    expect(started).toMatchObject({ transport: rig.transport, features, memory: rig.pool, requestTimeoutMs: undefined });
+    expect(started).toMatchObject({
+      transport: rig.transport,
+      features,
+      memory: rig.pool,
+      requestTimeoutMs: undefined,
+    });
     expect([...started.queues.keys()]).toEqual([0]);
     expect(started.queues.get(0)!.size).toBe(8);
     rig.transport.close();
     for (const queue of started.queues.values()) queue.close();
   });
 
-  test.each(['config', 'queues'] as const)('a failure at %s leaves the device FAILED and frees its queues', (failAt) => {
-    rig = simRig(variant, echoModel());
-    expect(() => StepDriver.open(rig!.transport, { memory: rig!.pool }, failAt)).toThrow(failAt === 'config' ? /config space/ : 'after the queues');
-    expect(rig.transport.status & FAILED).toBe(FAILED);
-    expect(rig.pool.stats().regions).toBe(0);
-  });
+  test.each(['config', 'queues'] as const)(
+    'a failure at %s leaves the device FAILED and frees its queues',
+    (failAt) => {
+      rig = simRig(variant, echoModel());
+      expect(() => StepDriver.open(rig!.transport, { memory: rig!.pool }, failAt)).toThrow(
+        failAt === 'config' ? /config space/ : 'after the queues',
+      );
+      expect(rig.transport.status & FAILED).toBe(FAILED);
+      expect(rig.pool.stats().regions).toBe(0);
+    },
+  );
 
   test('a device that will not reset keeps the ring memory of an abandoned setup', () => {
     rig = simRig(variant, echoModel(), {}, { resetTimeoutMs: 10 });
@@ -132,7 +154,10 @@ describe('DriverSetup before the device is touched', () => {
 describe('the packed-ring rig', () => {
   test('reports a driver that negotiated without RING_PACKED (what the sim accepted at FEATURES_OK)', () => {
     const packed = simRig('packed', echoModel());
-    const driver = StepDriver.open(packed.transport, { memory: packed.pool, excludeFeatures: feature(FeatureBit.RING_PACKED) });
+    const driver = StepDriver.open(packed.transport, {
+      memory: packed.pool,
+      excludeFeatures: feature(FeatureBit.RING_PACKED),
+    });
     driver.close();
     expect(packed.close()).toEqual([expect.objectContaining({ rule: 'test-rig-packed-not-negotiated' })]);
   });
@@ -158,7 +183,12 @@ function failingAfterLive(pool: DmaPool, transport: VirtioTransport, n: number):
 describe.each(SIM_VARIANTS)('a driver whose own buffers cannot be allocated after DRIVER_OK: %s', (_name, variant) => {
   test.each([
     ['rng', () => new RngModel(), (t: VirtioTransport, memory: DmaAllocator) => VirtioRng.open(t, { memory }), 1],
-    ['blk (the second queue slots)', () => new BlkModel({ numQueues: 2 }), (t: VirtioTransport, memory: DmaAllocator) => VirtioBlk.open(t, { memory }), 2],
+    [
+      'blk (the second queue slots)',
+      () => new BlkModel({ numQueues: 2 }),
+      (t: VirtioTransport, memory: DmaAllocator) => VirtioBlk.open(t, { memory }),
+      2,
+    ],
     ['net', () => new NetModel(), (t: VirtioTransport, memory: DmaAllocator) => VirtioNet.open(t, { memory }), 1],
   ] as const)('%s: open throws, the device is closed and nothing stays allocated', (_device, model, open, n) => {
     rig = simRig(variant, model());

@@ -10,7 +10,14 @@
  * chains do.
  */
 import { DmaPool } from '../../lib/platform';
-import { BlkModel, NetModel, SimDevice, type HostileOptions, type SimDeviceModel, type SimRequest } from '../../lib/sim';
+import {
+  BlkModel,
+  NetModel,
+  SimDevice,
+  type HostileOptions,
+  type SimDeviceModel,
+  type SimRequest,
+} from '../../lib/sim';
 import { VirtioBlk, VirtioNet, VirtioRng, type VirtioDriver } from '../../lib/devices';
 import { DeviceId, FeatureBit, features } from '../../lib/spec';
 import { MmioTransport } from '../../lib/transport';
@@ -21,7 +28,13 @@ import { echoModel, turns, type SimVariant } from '../support/sim-rig';
 const SECTOR = 512;
 const TIMEOUT_MS = 100;
 const ROUND = 12;
-const PACKED = features(FeatureBit.VERSION_1, FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX, FeatureBit.RING_RESET, FeatureBit.RING_PACKED);
+const PACKED = features(
+  FeatureBit.VERSION_1,
+  FeatureBit.INDIRECT_DESC,
+  FeatureBit.EVENT_IDX,
+  FeatureBit.RING_RESET,
+  FeatureBit.RING_PACKED,
+);
 
 type GiveUp = 'timeout' | 'abort';
 
@@ -92,7 +105,8 @@ const WORKLOADS: Workload[] = [
       const bytes = await blk.read(sector, 2 * SECTOR, { signal });
       for (let i = 0; i < 2; i++) {
         const want = ((sector + i) % 250) + 1;
-        if (bytes.subarray(i * SECTOR, (i + 1) * SECTOR).some((b) => b !== want)) throw new Error(`read ${n}: sector ${sector + i} came back with other bytes`);
+        if (bytes.subarray(i * SECTOR, (i + 1) * SECTOR).some((b) => b !== want))
+          throw new Error(`read ${n}: sector ${sector + i} came back with other bytes`);
       }
     },
   },
@@ -148,7 +162,14 @@ function open(workload: Workload, variant: SimVariant, seed: number): Bench {
   const canary = new CanaryMemory(pool, { seed });
   const model = workload.model();
   const hostile: HostileOptions = { seed, behaviours: { 'late-completion': { share: 0.5 } } };
-  const sim = new SimDevice({ memory: canary, version: variant === 1 ? 1 : 2, model, strict: true, hostile, ...(variant === 'packed' ? { transportFeatures: PACKED } : {}) });
+  const sim = new SimDevice({
+    memory: canary,
+    version: variant === 1 ? 1 : 2,
+    model,
+    strict: true,
+    hostile,
+    ...(variant === 'packed' ? { transportFeatures: PACKED } : {}),
+  });
   const transport = new MmioTransport(sim, { interrupts: sim.interrupt, resetTimeoutMs: 20 });
   const driver = workload.open(transport, canary);
   return {
@@ -170,7 +191,13 @@ function open(workload: Workload, variant: SimVariant, seed: number): Bench {
 /**
  * Runs `count` requests from `first`; returns how many succeeded and the failures that are not the give-up's own error.
  */
-async function round(workload: Workload, bench: Bench, first: number, count: number, giveUp: GiveUp): Promise<{ ok: number; gaveUp: number; wrong: unknown[] }> {
+async function round(
+  workload: Workload,
+  bench: Bench,
+  first: number,
+  count: number,
+  giveUp: GiveUp,
+): Promise<{ ok: number; gaveUp: number; wrong: unknown[] }> {
   const requests: Promise<void>[] = [];
   const controllers: AbortController[] = [];
   for (let n = first; n < first + count; n++) {
@@ -185,7 +212,11 @@ async function round(workload: Workload, bench: Bench, first: number, count: num
   }
   const results = await Promise.allSettled(requests);
   const expected = giveUp === 'abort' ? 'ABORT_ERR' : 'ERR_VIRTIO_TIMEOUT';
-  const wrong = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected' && (r.reason as { code?: string })?.code !== expected).map((r) => r.reason);
+  const wrong = results
+    .filter(
+      (r): r is PromiseRejectedResult => r.status === 'rejected' && (r.reason as { code?: string })?.code !== expected,
+    )
+    .map((r) => r.reason);
   const gaveUp = results.filter((r) => r.status === 'rejected').length - wrong.length;
   return { ok: results.filter((r) => r.status === 'fulfilled').length, gaveUp, wrong };
 }
@@ -198,63 +229,70 @@ const VARIANTS: [string, SimVariant][] = [
 
 describe.each(VARIANTS)('late completions on the %s ring', (_label, variant) => {
   describe.each(WORKLOADS.map((w) => [w.name, w] as const))('%s', (_name, workload) => {
-    test.each(workload.giveUps)('after %s: later requests get their own data, late writes land only in memory still held, regions come back with the chains', async (giveUp) => {
-      const bench = open(workload, variant, 24);
-      try {
-        await turns();
-        // Live regions of the canary allocator (the pool also counts the quarantined ones, never reused).
-        const baseline = bench.canary.liveRegions;
-        // Round 1: about half the chains are held back; their requests are given up on.
-        const first = await round(workload, bench, 0, ROUND, giveUp);
-        expect(first.wrong).toEqual([]);
-        expect(first.gaveUp).toBeGreaterThan(0);
-        expect(bench.sim.lateHeld).toBeGreaterThan(0);
-        // The device still has them: where the queue gave up, their buffers are held (not reusable, their free
-        // deferred).
-        if (giveUp === 'timeout' || workload.abortsAtQueue) expect(bench.pool.stats().holds).toBeGreaterThan(0);
-        // Round 2 runs while the device does the held work late, between its requests.
-        const second = round(workload, bench, ROUND, ROUND, giveUp);
-        await turns(2);
-        bench.sim.completeLate();
-        const result = await second;
-        expect(result.wrong).toEqual([]);
-        expect(result.ok).toBeGreaterThan(0);
-        bench.sim.completeLate();
-        await turns(4);
-        expect(bench.sim.lateHeld).toBe(0);
-        expect(bench.canary.check()).toEqual([]);
-        // Every chain is back: nothing held, nothing deferred, only what the driver keeps for itself.
-        expect(bench.pool.stats()).toMatchObject({ holds: 0, deferredRegions: 0 });
-        expect(bench.canary.deferredRegions).toBe(0);
-        expect(bench.canary.liveRegions).toBe(baseline);
-        expect(bench.sim.hostileLog['late-completion']).toBeGreaterThan(0);
-        expect(bench.sim.violations).toEqual([]);
-      } finally {
-        bench.close();
-      }
-      expect(bench.canary.damage).toEqual([]);
-    });
+    test.each(workload.giveUps)(
+      'after %s: later requests get their own data, late writes land only in memory still held, regions come back with the chains',
+      async (giveUp) => {
+        const bench = open(workload, variant, 24);
+        try {
+          await turns();
+          // Live regions of the canary allocator (the pool also counts the quarantined ones, never reused).
+          const baseline = bench.canary.liveRegions;
+          // Round 1: about half the chains are held back; their requests are given up on.
+          const first = await round(workload, bench, 0, ROUND, giveUp);
+          expect(first.wrong).toEqual([]);
+          expect(first.gaveUp).toBeGreaterThan(0);
+          expect(bench.sim.lateHeld).toBeGreaterThan(0);
+          // The device still has them: where the queue gave up, their buffers are held (not reusable, their free
+          // deferred).
+          if (giveUp === 'timeout' || workload.abortsAtQueue) expect(bench.pool.stats().holds).toBeGreaterThan(0);
+          // Round 2 runs while the device does the held work late, between its requests.
+          const second = round(workload, bench, ROUND, ROUND, giveUp);
+          await turns(2);
+          bench.sim.completeLate();
+          const result = await second;
+          expect(result.wrong).toEqual([]);
+          expect(result.ok).toBeGreaterThan(0);
+          bench.sim.completeLate();
+          await turns(4);
+          expect(bench.sim.lateHeld).toBe(0);
+          expect(bench.canary.check()).toEqual([]);
+          // Every chain is back: nothing held, nothing deferred, only what the driver keeps for itself.
+          expect(bench.pool.stats()).toMatchObject({ holds: 0, deferredRegions: 0 });
+          expect(bench.canary.deferredRegions).toBe(0);
+          expect(bench.canary.liveRegions).toBe(baseline);
+          expect(bench.sim.hostileLog['late-completion']).toBeGreaterThan(0);
+          expect(bench.sim.violations).toEqual([]);
+        } finally {
+          bench.close();
+        }
+        expect(bench.canary.damage).toEqual([]);
+      },
+    );
   });
 
-  test.each(WORKLOADS.map((w) => [w.name, w] as const))('%s: after a reset that did not complete, the late work writes only memory still held', async (_name, workload) => {
-    const bench = open(workload, variant, 7);
-    await turns();
-    const requests: Promise<void>[] = [];
-    for (let n = 0; n < ROUND; n++) requests.push(workload.request(bench.driver, bench.model, n).catch(() => undefined));
-    await turns(2);
-    expect(bench.sim.lateHeld).toBeGreaterThan(0);
-    bench.sim.resetLatency = Infinity;
-    bench.driver.close();
-    await Promise.all(requests);
-    // The device goes on: it writes every held chain's buffers now.
-    bench.sim.completeLate();
-    await turns(2);
-    expect(bench.canary.check()).toEqual([]);
-    // Nothing the device may still write went back to the pool.
-    expect(bench.pool.stats().holds).toBeGreaterThan(0);
-    bench.transport.close();
-    bench.sim.close();
-    bench.canary.close();
-    expect(bench.canary.damage).toEqual([]);
-  });
+  test.each(WORKLOADS.map((w) => [w.name, w] as const))(
+    '%s: after a reset that did not complete, the late work writes only memory still held',
+    async (_name, workload) => {
+      const bench = open(workload, variant, 7);
+      await turns();
+      const requests: Promise<void>[] = [];
+      for (let n = 0; n < ROUND; n++)
+        requests.push(workload.request(bench.driver, bench.model, n).catch(() => undefined));
+      await turns(2);
+      expect(bench.sim.lateHeld).toBeGreaterThan(0);
+      bench.sim.resetLatency = Infinity;
+      bench.driver.close();
+      await Promise.all(requests);
+      // The device goes on: it writes every held chain's buffers now.
+      bench.sim.completeLate();
+      await turns(2);
+      expect(bench.canary.check()).toEqual([]);
+      // Nothing the device may still write went back to the pool.
+      expect(bench.pool.stats().holds).toBeGreaterThan(0);
+      bench.transport.close();
+      bench.sim.close();
+      bench.canary.close();
+      expect(bench.canary.damage).toEqual([]);
+    },
+  );
 });

@@ -13,7 +13,15 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import { VirtioBlk, VirtioConsole, VirtioNet, VirtioRng, type VirtioDriver } from '../../lib/devices';
 import { DmaPool, EpollLoop } from '../../lib/platform';
-import { BlkModel, ConsoleModel, NetModel, RngModel, SimDevice, type SimDeviceModel, type SimOptions } from '../../lib/sim';
+import {
+  BlkModel,
+  ConsoleModel,
+  NetModel,
+  RngModel,
+  SimDevice,
+  type SimDeviceModel,
+  type SimOptions,
+} from '../../lib/sim';
 import { ConsoleConfig, ConsoleQueue, DeviceId, FeatureBit, NetQueue, features, hasFeature } from '../../lib/spec';
 import { MmioTransport } from '../../lib/transport';
 import { countChanges, countResources, formatCounts, type CountSources } from '../support/resource-counts';
@@ -22,9 +30,21 @@ import { SIM_VARIANTS, turns, type SimVariant } from '../support/sim-rig';
 const CYCLES = 10_000;
 
 /** What sim-rig offers on its packed variant: the Version 2 transport bits plus VIRTIO_F_RING_PACKED (§2.8). */
-const PACKED_TRANSPORT = features(FeatureBit.VERSION_1, FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX, FeatureBit.RING_RESET, FeatureBit.NOTIFICATION_DATA, FeatureBit.RING_PACKED);
+const PACKED_TRANSPORT = features(
+  FeatureBit.VERSION_1,
+  FeatureBit.INDIRECT_DESC,
+  FeatureBit.EVENT_IDX,
+  FeatureBit.RING_RESET,
+  FeatureBit.NOTIFICATION_DATA,
+  FeatureBit.RING_PACKED,
+);
 
-function simOptions(variant: SimVariant, model: SimDeviceModel, pool: DmaPool, extra: Partial<SimOptions> = {}): SimOptions {
+function simOptions(
+  variant: SimVariant,
+  model: SimDeviceModel,
+  pool: DmaPool,
+  extra: Partial<SimOptions> = {},
+): SimOptions {
   const ring = variant === 'packed' ? { transportFeatures: PACKED_TRANSPORT } : {};
   return { memory: pool, version: variant === 'packed' ? 2 : variant, model, strict: true, ...ring, ...extra };
 }
@@ -49,7 +69,10 @@ function consoleWrite(driver: VirtioDriver): Promise<void> {
   });
 }
 
-const FRAME = Buffer.concat([Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x88, 0xb5]), Buffer.alloc(50, 7)]);
+const FRAME = Buffer.concat([
+  Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x88, 0xb5]),
+  Buffer.alloc(50, 7),
+]);
 
 const DEVICES: readonly DeviceKind[] = [
   {
@@ -97,7 +120,13 @@ const DEVICES: readonly DeviceKind[] = [
 
 /** A console whose transmitq0 does not exist (QueueNumMax 0): opening fails after receiveq0's ring is set up. */
 function consoleWithoutTransmitQueue(): SimDeviceModel {
-  return { deviceId: DeviceId.CONSOLE, features: 0n, queueSizes: [64, 0], config: new Uint8Array(ConsoleConfig.SIZE), handle: () => 0 };
+  return {
+    deviceId: DeviceId.CONSOLE,
+    features: 0n,
+    queueSizes: [64, 0],
+    config: new Uint8Array(ConsoleConfig.SIZE),
+    handle: () => 0,
+  };
 }
 
 type FailureKind = 'features-refused' | 'queue-missing' | 'wrong-device';
@@ -130,8 +159,15 @@ class SimFleet {
         this.devices.set(`${device.name} ${variant}`, new SimDevice(simOptions(variant, model, pool)));
       }
       // Version 1 has no FEATURES_OK step (§4.2.4): a legacy device cannot refuse features.
-      if (variant !== 1) this.failing.set(`features-refused ${variant}`, new SimDevice(simOptions(variant, new RngModel(), pool, { acceptFeatures: () => false })));
-      this.failing.set(`queue-missing ${variant}`, new SimDevice(simOptions(variant, consoleWithoutTransmitQueue(), pool)));
+      if (variant !== 1)
+        this.failing.set(
+          `features-refused ${variant}`,
+          new SimDevice(simOptions(variant, new RngModel(), pool, { acceptFeatures: () => false })),
+        );
+      this.failing.set(
+        `queue-missing ${variant}`,
+        new SimDevice(simOptions(variant, consoleWithoutTransmitQueue(), pool)),
+      );
     }
   }
 
@@ -160,7 +196,12 @@ class SimFleet {
       if (model instanceof NetModel) held += model.postedReceives;
       if (model instanceof ConsoleModel) held += model.postedReceives + model.postedControlReceives;
     }
-    return { 'sim queues ready': ready, 'sim buffers in flight': inFlight, 'sim model-held receives': held, 'fresh sims open': this.freshOpen };
+    return {
+      'sim queues ready': ready,
+      'sim buffers in flight': inFlight,
+      'sim model-held receives': held,
+      'fresh sims open': this.freshOpen,
+    };
   }
 
   collect(sim: SimDevice): void {
@@ -237,7 +278,12 @@ type LeaveOpen = 'driver' | 'sim';
  * One open/negotiate/request/teardown cycle. With `leaveOpen`, the named
  * close is skipped and a function doing it is returned instead.
  */
-async function cycle(fleet: SimFleet, i: number, tally: Tally, leaveOpen?: LeaveOpen): Promise<(() => void) | undefined> {
+async function cycle(
+  fleet: SimFleet,
+  i: number,
+  tally: Tally,
+  leaveOpen?: LeaveOpen,
+): Promise<(() => void) | undefined> {
   const { device, variant, kind, round } = planOf(i);
   tally.kinds[kind] = (tally.kinds[kind] ?? 0) + 1;
   const { pool } = fleet;
@@ -270,7 +316,8 @@ async function cycle(fleet: SimFleet, i: number, tally: Tally, leaveOpen?: Leave
   let keepSim = false;
   try {
     const { transport, driver } = openOn(sim, device, pool);
-    if (variant === 'packed' && !hasFeature(driver.features, FeatureBit.RING_PACKED)) tally.problems.push(`cycle ${i}: the packed sim ran a split ring`);
+    if (variant === 'packed' && !hasFeature(driver.features, FeatureBit.RING_PACKED))
+      tally.problems.push(`cycle ${i}: the packed sim ran a split ring`);
     const closeDriver = (): void => {
       driver.close();
       transport.close();
@@ -280,9 +327,11 @@ async function cycle(fleet: SimFleet, i: number, tally: Tally, leaveOpen?: Leave
       const stage = round % 40 === 5 ? 'at once' : 'in the ring';
       const submitted = driver.queueStats(device.requestQueue).submitted;
       const request = device.request(driver);
-      if (stage === 'in the ring') await reached(() => driver.queueStats(device.requestQueue).submitted > submitted, 'the ring', tally, i);
+      if (stage === 'in the ring')
+        await reached(() => driver.queueStats(device.requestQueue).submitted > submitted, 'the ring', tally, i);
       // A model that answers later is caught holding it (the reset must cancel it, virtio 1.2 §2.4).
-      if (stage === 'in the ring' && device.answersLater) await reached(() => sim.queueState(device.requestQueue).inFlight > 0, 'the model', tally, i);
+      if (stage === 'in the ring' && device.answersLater)
+        await reached(() => sim.queueState(device.requestQueue).inFlight > 0, 'the model', tally, i);
       closeDriver();
       await request.then(
         () => tally.problems.push(`cycle ${i} (${device.name}, ${variant}): a request cut off by close resolved`),
@@ -364,12 +413,15 @@ describe('10,000 open/negotiate/teardown cycles against the sim', () => {
     expect(fleet.modelErrors).toEqual([]);
     // Every kind ran, and every deliberate failure failed the way it was meant to.
     expect(Object.values(tally.kinds).reduce((a, b) => a + b, 0)).toBe(CYCLES);
-    for (const kind of ['fresh sim', 'close in flight', ...FAILURES]) expect(tally.kinds[kind]).toBeGreaterThanOrEqual(CYCLES / 60);
+    for (const kind of ['fresh sim', 'close in flight', ...FAILURES])
+      expect(tally.kinds[kind]).toBeGreaterThanOrEqual(CYCLES / 60);
     for (const failure of FAILURES) expect(Object.keys(tally.codes[failure])).toEqual([EXPECTED_CODE[failure]]);
     // Cut off by close: canceled once in the ring; at once, a request still inside the driver may find it closed
     // instead.
     for (const device of DEVICES) {
-      expect(tally.codes[`close in flight in the ring: ${device.name}`]).toEqual({ ERR_VIRTIO_CANCELED: expect.any(Number) });
+      expect(tally.codes[`close in flight in the ring: ${device.name}`]).toEqual({
+        ERR_VIRTIO_CANCELED: expect.any(Number),
+      });
       const atOnce = Object.keys(tally.codes[`close in flight at once: ${device.name}`] ?? {});
       expect(atOnce.length).toBeGreaterThan(0);
       for (const code of atOnce) expect(code).toMatch(/^ERR_VIRTIO_(CANCELED|CLOSED)$/);
@@ -386,8 +438,25 @@ describe('10,000 open/negotiate/teardown cycles against the sim', () => {
 
   // The counts can fail: one close left out shows, and doing it puts every count back.
   test.each([
-    ['a virtio-net driver left open on a reused sim', 'driver', firstCycle('virtio-net', 2, 'reuse'), ['pool DMA regions', 'pool DMA bytes in use', 'kernel epoll registrations', 'EpollLoop registrations', 'sim queues ready', 'sim buffers in flight']],
-    ['a fresh sim left open', 'sim', firstCycle('virtio-blk', 'packed', 'fresh sim'), ['open fds', 'eventfds', 'fresh sims open']],
+    [
+      'a virtio-net driver left open on a reused sim',
+      'driver',
+      firstCycle('virtio-net', 2, 'reuse'),
+      [
+        'pool DMA regions',
+        'pool DMA bytes in use',
+        'kernel epoll registrations',
+        'EpollLoop registrations',
+        'sim queues ready',
+        'sim buffers in flight',
+      ],
+    ],
+    [
+      'a fresh sim left open',
+      'sim',
+      firstCycle('virtio-blk', 'packed', 'fresh sim'),
+      ['open fds', 'eventfds', 'fresh sims open'],
+    ],
   ] as const)('%s shows in the counts', async (label, leave, index, expected) => {
     await settle();
     const before = await countResources(sources);
@@ -462,13 +531,24 @@ describe('a process driving a sim device', () => {
       process: child,
       async line(text, withinMs) {
         if (seen.has(text)) return seen.get(text)!;
-        const at = await within(withinMs, (done) => waiting.set(text, done), () => seen.get(text)!);
-        if (at === undefined) throw new Error(`no line ${JSON.stringify(text)} from the child within ${withinMs} ms; stdout ${JSON.stringify(out)}, stderr ${JSON.stringify(err)}`);
+        const at = await within(
+          withinMs,
+          (done) => waiting.set(text, done),
+          () => seen.get(text)!,
+        );
+        if (at === undefined)
+          throw new Error(
+            `no line ${JSON.stringify(text)} from the child within ${withinMs} ms; stdout ${JSON.stringify(out)}, stderr ${JSON.stringify(err)}`,
+          );
         return at;
       },
       exit(withinMs) {
         if (ended) return Promise.resolve(ended);
-        return within(withinMs, (done) => onEnd.push(done), () => ended);
+        return within(
+          withinMs,
+          (done) => onEnd.push(done),
+          () => ended,
+        );
       },
       stdout: () => out,
       stderr: () => err,
@@ -486,42 +566,63 @@ describe('a process driving a sim device', () => {
     ['idle', 'blk'],
     ['idle-unref', 'console'],
     ['idle-unref', 'net'],
-  ])('%s: with an idle %s driver, never closed, exits on its own', async (scenario, device) => {
-    const child = start(scenario, device);
-    const done = await child.line('requests done', START_MS);
-    const exit = await child.exit(IDLE_EXIT_MS);
-    const ending = exit ? { code: exit.code, signal: exit.signal, afterMs: Math.round(exit.at - done) } : `still running ${IDLE_EXIT_MS} ms after its last request`;
-    expect({ stderr: child.stderr(), ending }).toEqual({ stderr: '', ending: { code: 0, signal: null, afterMs: expect.any(Number) } });
-    expect(exit!.at - done).toBeLessThan(IDLE_EXIT_MS);
-  }, START_MS + 10_000);
+  ])(
+    '%s: with an idle %s driver, never closed, exits on its own',
+    async (scenario, device) => {
+      const child = start(scenario, device);
+      const done = await child.line('requests done', START_MS);
+      const exit = await child.exit(IDLE_EXIT_MS);
+      const ending = exit
+        ? { code: exit.code, signal: exit.signal, afterMs: Math.round(exit.at - done) }
+        : `still running ${IDLE_EXIT_MS} ms after its last request`;
+      expect({ stderr: child.stderr(), ending }).toEqual({
+        stderr: '',
+        ending: { code: 0, signal: null, afterMs: expect.any(Number) },
+      });
+      expect(exit!.at - done).toBeLessThan(IDLE_EXIT_MS);
+    },
+    START_MS + 10_000,
+  );
 
-  test('an idle console driver that was not unref()\'d keeps the process alive, as an open socket does', async () => {
-    const child = start('idle', 'console');
-    await child.line('requests done', START_MS);
-    expect(await child.exit(1_000)).toBeUndefined();
-    child.process.kill('SIGTERM');
-    expect(await child.exit(5_000)).toMatchObject({ signal: 'SIGTERM' });
-  }, START_MS + 10_000);
+  test(
+    "an idle console driver that was not unref()'d keeps the process alive, as an open socket does",
+    async () => {
+      const child = start('idle', 'console');
+      await child.line('requests done', START_MS);
+      expect(await child.exit(1_000)).toBeUndefined();
+      child.process.kill('SIGTERM');
+      expect(await child.exit(5_000)).toMatchObject({ signal: 'SIGTERM' });
+    },
+    START_MS + 10_000,
+  );
 
-  test('stays alive while a request waits for a device that never completes it', async () => {
-    const child = start('pending');
-    await child.line('waiting', START_MS);
-    expect(await child.exit(1_000)).toBeUndefined();
-    expect(child.process.exitCode).toBeNull();
-    child.process.kill('SIGTERM');
-    const exit = await child.exit(5_000);
-    expect(exit && { code: exit.code, signal: exit.signal }).toEqual({ code: null, signal: 'SIGTERM' });
-    expect(child.stdout()).toBe('waiting\n');
-    expect(child.stderr()).toBe('');
-  }, START_MS + 10_000);
+  test(
+    'stays alive while a request waits for a device that never completes it',
+    async () => {
+      const child = start('pending');
+      await child.line('waiting', START_MS);
+      expect(await child.exit(1_000)).toBeUndefined();
+      expect(child.process.exitCode).toBeNull();
+      child.process.kill('SIGTERM');
+      const exit = await child.exit(5_000);
+      expect(exit && { code: exit.code, signal: exit.signal }).toEqual({ code: null, signal: 'SIGTERM' });
+      expect(child.stdout()).toBe('waiting\n');
+      expect(child.stderr()).toBe('');
+    },
+    START_MS + 10_000,
+  );
 
-  test('closing the driver rejects the waiting request and lets the process exit', async () => {
-    const child = start('close-pending');
-    const rejected = await child.line('rejected ERR_VIRTIO_CANCELED', START_MS);
-    const exit = await child.exit(IDLE_EXIT_MS);
-    expect(exit && { code: exit.code, signal: exit.signal }).toEqual({ code: 0, signal: null });
-    expect(exit!.at - rejected).toBeLessThan(IDLE_EXIT_MS);
-    expect(child.stdout()).toBe('waiting\nrejected ERR_VIRTIO_CANCELED\nexit 0\n');
-    expect(child.stderr()).toBe('');
-  }, START_MS + 10_000);
+  test(
+    'closing the driver rejects the waiting request and lets the process exit',
+    async () => {
+      const child = start('close-pending');
+      const rejected = await child.line('rejected ERR_VIRTIO_CANCELED', START_MS);
+      const exit = await child.exit(IDLE_EXIT_MS);
+      expect(exit && { code: exit.code, signal: exit.signal }).toEqual({ code: 0, signal: null });
+      expect(exit!.at - rejected).toBeLessThan(IDLE_EXIT_MS);
+      expect(child.stdout()).toBe('waiting\nrejected ERR_VIRTIO_CANCELED\nexit 0\n');
+      expect(child.stderr()).toBe('');
+    },
+    START_MS + 10_000,
+  );
 });

@@ -9,7 +9,10 @@ import { resolve } from 'node:path';
 
 const dist = resolve(__dirname, '../../dist');
 
-function runChild(body: string, timeoutMs = 5000): { status: number | null; signal: string | null; stdout: string; stderr: string } {
+function runChild(
+  body: string,
+  timeoutMs = 5000,
+): { status: number | null; signal: string | null; stdout: string; stderr: string } {
   const script = `
     const lib = require(${JSON.stringify(dist)});
     const { SimDevice, RngModel } = require(${JSON.stringify(resolve(dist, 'sim'))});
@@ -20,7 +23,8 @@ function runChild(body: string, timeoutMs = 5000): { status: number | null; sign
 }
 
 beforeAll(() => {
-  if (!existsSync(resolve(dist, 'sim/index.js'))) throw new Error('dist/ is missing: run `npm run build:ts` (npm ci does it)');
+  if (!existsSync(resolve(dist, 'sim/index.js')))
+    throw new Error('dist/ is missing: run `npm run build:ts` (npm ci does it)');
 });
 
 describe('a process driving a device', () => {

@@ -68,9 +68,10 @@ describe('the mutation run notices', () => {
       ...small,
       seeds: 2,
       workloads: [rngWorkload],
-      inject: () => setImmediate(() => {
-        throw new Error('injected uncaught exception');
-      }),
+      inject: () =>
+        setImmediate(() => {
+          throw new Error('injected uncaught exception');
+        }),
     });
     expect(summary.crashes).toBe(2);
     expect(summary.findings.join('\n')).toMatch(/escaped into the event loop: Error: injected uncaught exception/);
@@ -98,7 +99,11 @@ describe('the mutation run notices', () => {
 
   test('requests that stall on a device that tells no lie (lost completion)', async () => {
     // The entropy device takes every buffer and never uses it: to the driver, a completion that got lost.
-    const silent: WorkloadKind = { ...rngWorkload, model: (random) => Object.assign(rngWorkload.model(random), { handle: () => new Promise<number>(() => undefined) }) };
+    const silent: WorkloadKind = {
+      ...rngWorkload,
+      model: (random) =>
+        Object.assign(rngWorkload.model(random), { handle: () => new Promise<number>(() => undefined) }),
+    };
     const summary = await runMutations({ ...small, seeds: 1, workloads: [silent] });
     expect(summary.stalledSeeds).toBe(1);
     expect(summary.findings.join('\n')).toMatch(/requests stalled for 2000 ms on a device that told no lie: rng read/);
@@ -131,14 +136,18 @@ describe('the mutation run notices', () => {
     };
     const summary = await runMutations({ ...small, seeds: 4, operations: 80, workloads: [corrupting] });
     expect(summary.doubleCompletions).toBeGreaterThan(0);
-    expect(summary.findings.join('\n')).toMatch(/wrong completion without any lie: blk read of sector \d+ returned bytes no write put there/);
+    expect(summary.findings.join('\n')).toMatch(
+      /wrong completion without any lie: blk read of sector \d+ returned bytes no write put there/,
+    );
   });
 });
 
 type Opened = ReturnType<WorkloadKind['open']>;
 
 /** The rng workload with each operation's start wrapped by `wrap` (to plant a fault the run must notice). */
-function rngStartingWith(wrap: (start: Opened['start'], context: Parameters<WorkloadKind['open']>[2]) => Opened['start']): WorkloadKind {
+function rngStartingWith(
+  wrap: (start: Opened['start'], context: Parameters<WorkloadKind['open']>[2]) => Opened['start'],
+): WorkloadKind {
   return {
     ...rngWorkload,
     open(transport, driverOptions, context, model) {

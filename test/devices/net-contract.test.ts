@@ -11,7 +11,12 @@ describe.each(SIM_VARIANTS)('virtio-net on a %s sim', (_label, version) => {
       label: `sim v${version}`,
       async open(options) {
         const model = new NetModel({ mergeable });
-        const { driver: net, close } = driverOnSim(version, model, (r) => VirtioNet.open(r.transport, { memory: r.pool, ...options }), violations);
+        const { driver: net, close } = driverOnSim(
+          version,
+          model,
+          (r) => VirtioNet.open(r.transport, { memory: r.pool, ...options }),
+          violations,
+        );
         let seen = 0;
         return {
           net,

@@ -40,21 +40,24 @@ describe.each(SIM_VARIANTS)('virtio-net receive limits on the %s sim', (_label, 
     return net;
   }
 
-  test.each([true, false])('finding 7: a frame longer than send() allows (1519 bytes) is dropped and counted, its buffer re-posted; 1518 bytes still arrive (MRG_RXBUF offered: %s)', async (mergeable) => {
-    const model = new NetModel({ mergeable });
-    const net = open(model, { receiveBuffers: 8 });
-    await until(() => model.postedReceives === 8, 'the receive buffers');
-    const events: Buffer[] = [];
-    net.events.on('frame', (f: Buffer) => events.push(f));
-    const longest = frameOf(net.mac, 2, NET_MAX_FRAME);
-    model.inject(frameOf(net.mac, 1, NET_MAX_FRAME + 1));
-    model.inject(longest);
-    const { value } = await net.frames().next();
-    expect(value).toEqual(longest);
-    expect(events).toEqual([longest]);
-    expect(net.droppedFrames).toBe(1);
-    await until(() => model.postedReceives === 8, 'the buffers re-posted');
-  });
+  test.each([true, false])(
+    'finding 7: a frame longer than send() allows (1519 bytes) is dropped and counted, its buffer re-posted; 1518 bytes still arrive (MRG_RXBUF offered: %s)',
+    async (mergeable) => {
+      const model = new NetModel({ mergeable });
+      const net = open(model, { receiveBuffers: 8 });
+      await until(() => model.postedReceives === 8, 'the receive buffers');
+      const events: Buffer[] = [];
+      net.events.on('frame', (f: Buffer) => events.push(f));
+      const longest = frameOf(net.mac, 2, NET_MAX_FRAME);
+      model.inject(frameOf(net.mac, 1, NET_MAX_FRAME + 1));
+      model.inject(longest);
+      const { value } = await net.frames().next();
+      expect(value).toEqual(longest);
+      expect(events).toEqual([longest]);
+      expect(net.droppedFrames).toBe(1);
+      await until(() => model.postedReceives === 8, 'the buffers re-posted');
+    },
+  );
 
   test('finding 7: a frame shorter than an Ethernet header is dropped and counted', async () => {
     const model = new NetModel();

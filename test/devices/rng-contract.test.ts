@@ -9,7 +9,16 @@ describe.each(SIM_VARIANTS)('virtio-rng contract on a %s sim', (_label, version)
   const subject: RngSubject = {
     label: `sim v${version}`,
     open(options) {
-      const { driver: rng, rig, close } = driverOnSim(version, new RngModel(), (r) => VirtioRng.open(r.transport, { memory: r.pool, ...options }), violations);
+      const {
+        driver: rng,
+        rig,
+        close,
+      } = driverOnSim(
+        version,
+        new RngModel(),
+        (r) => VirtioRng.open(r.transport, { memory: r.pool, ...options }),
+        violations,
+      );
       return { rng, transport: rig.transport, close };
     },
   };

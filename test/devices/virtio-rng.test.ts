@@ -74,7 +74,11 @@ describe.each(SIM_VARIANTS)('VirtioRng on a %s sim', (_label, version) => {
     const read = rng.read(16, { signal: controller.signal });
     await turns();
     controller.abort(new Error('enough'));
-    await expect(read).rejects.toMatchObject({ name: 'AbortError', code: 'ABORT_ERR', cause: expect.objectContaining({ message: 'enough' }) });
+    await expect(read).rejects.toMatchObject({
+      name: 'AbortError',
+      code: 'ABORT_ERR',
+      cause: expect.objectContaining({ message: 'enough' }),
+    });
     delayed = false;
     hold?.();
     await turns();
@@ -97,6 +101,8 @@ describe.each(SIM_VARIANTS)('VirtioRng on a %s sim', (_label, version) => {
 
   test('the driver refuses a device of another type', () => {
     rig = simRig(version, { deviceId: 2, features: 0n, queueSizes: [8], config: new Uint8Array(0), handle: () => 0 });
-    expect(() => VirtioRng.open(rig!.transport, { memory: rig!.pool })).toThrow(expect.objectContaining({ code: TransportError.WRONG_DEVICE }));
+    expect(() => VirtioRng.open(rig!.transport, { memory: rig!.pool })).toThrow(
+      expect.objectContaining({ code: TransportError.WRONG_DEVICE }),
+    );
   });
 });

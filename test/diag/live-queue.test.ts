@@ -14,7 +14,8 @@ function foreignMemory(): { bytes: DataView; memory: RingMemory; reads: number[]
     read(address, length) {
       reads.push(length);
       const offset = address - BASE;
-      if (offset < 0n || offset + BigInt(length) > BigInt(buffer.byteLength)) throw new DmaError(DmaError.NOT_PRESENT, `nothing at 0x${address.toString(16)}`);
+      if (offset < 0n || offset + BigInt(length) > BigInt(buffer.byteLength))
+        throw new DmaError(DmaError.NOT_PRESENT, `nothing at 0x${address.toString(16)}`);
       return new Uint8Array(buffer, Number(offset), length).slice();
     },
   };
@@ -22,8 +23,15 @@ function foreignMemory(): { bytes: DataView; memory: RingMemory; reads: number[]
 }
 
 /** A register window holding fixed values; records what is written. */
-function registers(values: Partial<Record<keyof typeof R, number>>, version = 2): { regs: RegisterBlock; writes: [number, number][] } {
-  const byOffset = new Map<number, number>(Object.entries({ MagicValue: MMIO_MAGIC_VALUE, Version: version, DeviceID: 42, Status: 0xf, ...values }).map(([name, v]) => [R[name as keyof typeof R], v]));
+function registers(
+  values: Partial<Record<keyof typeof R, number>>,
+  version = 2,
+): { regs: RegisterBlock; writes: [number, number][] } {
+  const byOffset = new Map<number, number>(
+    Object.entries({ MagicValue: MMIO_MAGIC_VALUE, Version: version, DeviceID: 42, Status: 0xf, ...values }).map(
+      ([name, v]) => [R[name as keyof typeof R], v],
+    ),
+  );
   const writes: [number, number][] = [];
   const unused = (): never => {
     throw new Error('not used by readLiveQueue');
@@ -53,7 +61,15 @@ const AVAIL = 0x10100n;
 const USED = 0x10200n;
 const at = (address: bigint): number => Number(address - BASE);
 
-function descriptor(bytes: DataView, table: bigint, slot: number, addr: number, len: number, flags: number, word14: number): void {
+function descriptor(
+  bytes: DataView,
+  table: bigint,
+  slot: number,
+  addr: number,
+  len: number,
+  flags: number,
+  word14: number,
+): void {
   const o = at(table) + 16 * slot;
   bytes.setBigUint64(o, BigInt(addr), true);
   bytes.setUint32(o + 8, len, true);
@@ -73,7 +89,14 @@ function ringOf(dump: LiveQueueDump): LiveRingDump {
 }
 
 const modern = (extra: Partial<Record<keyof typeof R, number>> = {}) =>
-  registers({ QueueNumMax: SIZE, QueueReady: 1, QueueDescLow: Number(DESC), QueueDriverLow: Number(AVAIL), QueueDeviceLow: Number(USED), ...extra });
+  registers({
+    QueueNumMax: SIZE,
+    QueueReady: 1,
+    QueueDescLow: Number(DESC),
+    QueueDriverLow: Number(AVAIL),
+    QueueDeviceLow: Number(USED),
+    ...extra,
+  });
 
 describe('readLiveQueue', () => {
   test('writes only QueueSel, reads the address registers when they answer, and walks the available chains', () => {
@@ -84,7 +107,16 @@ describe('readLiveQueue', () => {
     const { regs, writes } = modern();
     const dump = readLiveQueue(regs, 3, memory);
     expect(writes).toEqual([[R.QueueSel, 3]]);
-    expect(dump).toMatchObject({ index: 3, live: true, size: SIZE, sizeFrom: 'QueueNumMax', format: 'split', formatFrom: 'default', addressesFrom: 'registers', queueSelLeftAt: 3 });
+    expect(dump).toMatchObject({
+      index: 3,
+      live: true,
+      size: SIZE,
+      sizeFrom: 'QueueNumMax',
+      format: 'split',
+      formatFrom: 'default',
+      addressesFrom: 'registers',
+      queueSelLeftAt: 3,
+    });
     expect(dump.addresses).toEqual({ desc: '0x10000', driver: '0x10100', device: '0x10200' });
     const ring = ringOf(dump);
     expect(ring.ring).toMatchObject({ availIdx: 1, usedIdx: 0 });
@@ -176,19 +208,33 @@ describe('readLiveQueue', () => {
     const { memory } = foreignMemory();
     const zero = readLiveQueue(registers({ QueueNumMax: SIZE, QueueReady: 1 }).regs, 0, memory);
     expect(zero.addressesFrom).toBe('not readable');
-    expect(zero.memory).toEqual({ error: { code: 'ERR_VIRTIO_STATE', message: expect.stringMatching(/addresses are unknown/) } });
+    expect(zero.memory).toEqual({
+      error: { code: 'ERR_VIRTIO_STATE', message: expect.stringMatching(/addresses are unknown/) },
+    });
 
     const legacy = registers({ QueuePFN: 0x10, QueueNumMax: SIZE }, 1);
     const unsized = readLiveQueue(legacy.regs, 0, memory);
-    expect(unsized).toMatchObject({ version: 1, live: true, sizeFrom: 'unknown', memory: { error: { code: 'ERR_VIRTIO_STATE' } } });
+    expect(unsized).toMatchObject({
+      version: 1,
+      live: true,
+      sizeFrom: 'unknown',
+      memory: { error: { code: 'ERR_VIRTIO_STATE' } },
+    });
     const sized = readLiveQueue(legacy.regs, 0, memory, { size: SIZE, pageSize: 4096 });
-    expect(sized).toMatchObject({ addressesFrom: 'QueuePFN', addresses: { desc: '0x10000', driver: '0x10080', device: '0x11000' } });
+    expect(sized).toMatchObject({
+      addressesFrom: 'QueuePFN',
+      addresses: { desc: '0x10000', driver: '0x10080', device: '0x11000' },
+    });
     expect(ringOf(sized).outstanding).toEqual([]);
     // §4.2.4: QueueNumMax is not read while QueuePFN is set.
     expect(sized.registers.QueueNumMax).toBeUndefined();
 
-    expect(readLiveQueue(registers({ QueueNumMax: 0 }).regs, 5, memory).memory).toMatchObject({ error: { code: 'ERR_VIRTIO_QUEUE_UNAVAILABLE' } });
-    expect(readLiveQueue(registers({ QueueNumMax: SIZE, QueueReady: 0 }).regs, 0, memory).memory).toEqual({ skipped: expect.stringMatching(/not live/) });
+    expect(readLiveQueue(registers({ QueueNumMax: 0 }).regs, 5, memory).memory).toMatchObject({
+      error: { code: 'ERR_VIRTIO_QUEUE_UNAVAILABLE' },
+    });
+    expect(readLiveQueue(registers({ QueueNumMax: SIZE, QueueReady: 0 }).regs, 0, memory).memory).toEqual({
+      skipped: expect.stringMatching(/not live/),
+    });
   });
 
   test('unreadable ring memory gives the typed error, with its hint', () => {
@@ -197,10 +243,20 @@ describe('readLiveQueue', () => {
     expect(away.memory).toMatchObject({ error: { code: 'ERR_VIRTIO_DMA_NOT_PRESENT' } });
 
     const refusing = new PhysicalMemory(() => {
-      throw new SyscallError({ message: 'mmap /dev/mem', errno: -1, code: 'EPERM', syscall: 'mmap', path: '/dev/mem', hint: 'CONFIG_STRICT_DEVMEM refuses RAM' });
+      throw new SyscallError({
+        message: 'mmap /dev/mem',
+        errno: -1,
+        code: 'EPERM',
+        syscall: 'mmap',
+        path: '/dev/mem',
+        hint: 'CONFIG_STRICT_DEVMEM refuses RAM',
+      });
     });
     const denied = readLiveQueue(modern().regs, 0, refusing);
-    expect(denied).toMatchObject({ live: true, memory: { error: { code: 'EPERM', hint: 'CONFIG_STRICT_DEVMEM refuses RAM' } } });
+    expect(denied).toMatchObject({
+      live: true,
+      memory: { error: { code: 'EPERM', hint: 'CONFIG_STRICT_DEVMEM refuses RAM' } },
+    });
   });
 
   test('PhysicalMemory copies the mapped bytes and unmaps', () => {
@@ -208,7 +264,15 @@ describe('readLiveQueue', () => {
     const view = Uint8Array.from([9, 8, 7, 6]).buffer;
     const reader = new PhysicalMemory((base, size) => {
       expect([base, size]).toEqual([0x1234n, 3]);
-      return { view, iova: base, size, kind: 'physical', freed: false, translate: () => base, free: () => void freed++ } as NativeDmaMemory;
+      return {
+        view,
+        iova: base,
+        size,
+        kind: 'physical',
+        freed: false,
+        translate: () => base,
+        free: () => void freed++,
+      } as NativeDmaMemory;
     });
     expect([...reader.read(0x1234n, 3)]).toEqual([9, 8, 7]);
     expect(freed).toBe(1);

@@ -17,7 +17,10 @@ function simSubject(): SelftestSubject & { opened: number; closed: number; wrapp
       const memory = DmaPool.anonymous();
       const sim = new SimDevice({ memory, model: new RngModel(), strict: true });
       subject.wrapped = options.wrapRegisters !== undefined;
-      const transport = new MmioTransport(options.wrapRegisters ? options.wrapRegisters(sim) : sim, { ...options.transport, interrupts: sim.interrupt });
+      const transport = new MmioTransport(options.wrapRegisters ? options.wrapRegisters(sim) : sim, {
+        ...options.transport,
+        interrupts: sim.interrupt,
+      });
       return {
         transport,
         memory,
@@ -37,8 +40,20 @@ function simSubject(): SelftestSubject & { opened: number; closed: number; wrapp
 test('runs the device type’s steps on whatever the opener gives, strict through the wrapped registers, and closes it', async () => {
   const subject = simSubject();
   const report = await selftest(subject, { strict: true, timeoutMs: 2000 });
-  expect(report).toMatchObject({ where: 'my-rng', device: 'ENTROPY', version: 2, ok: true, strict: { violations: [] } });
-  expect(report.steps.map((s) => s.step)).toEqual(['identify', 'negotiate', 'read 64 random bytes', 'idle 100 ms', 'reset']);
+  expect(report).toMatchObject({
+    where: 'my-rng',
+    device: 'ENTROPY',
+    version: 2,
+    ok: true,
+    strict: { violations: [] },
+  });
+  expect(report.steps.map((s) => s.step)).toEqual([
+    'identify',
+    'negotiate',
+    'read 64 random bytes',
+    'idle 100 ms',
+    'reset',
+  ]);
   expect(subject).toMatchObject({ opened: 1, closed: 1, wrapped: true });
 });
 
@@ -50,5 +65,12 @@ test('an opener that throws gives a failed identify step with the error’s code
     },
   });
   expect(report.ok).toBe(false);
-  expect(report.steps).toEqual([{ step: 'identify', ok: false, ms: expect.any(Number), error: { code: TransportError.BAD_MAGIC, message: 'nowhere: MagicValue 0 is not "virt"' } }]);
+  expect(report.steps).toEqual([
+    {
+      step: 'identify',
+      ok: false,
+      ms: expect.any(Number),
+      error: { code: TransportError.BAD_MAGIC, message: 'nowhere: MagicValue 0 is not "virt"' },
+    },
+  ]);
 });

@@ -84,7 +84,8 @@ export function parseFdt(blob: Buffer): FdtNode {
   return top;
 }
 
-const cells = (value: Buffer): number[] => Array.from({ length: value.length / 4 }, (_, i) => value.readUInt32BE(4 * i));
+const cells = (value: Buffer): number[] =>
+  Array.from({ length: value.length / 4 }, (_, i) => value.readUInt32BE(4 * i));
 
 // ---- the guide's device-tree node, read from its dts blocks ----
 
@@ -108,7 +109,10 @@ function guideNodes(guide: string): DtsNode[] {
       const list = (prop: string): number[] => {
         const text = new RegExp(`\\b${prop}\\s*=\\s*<([^>]*)>`).exec(body)?.[1];
         if (text === undefined) throw new Error(`${m[1]} has no ${prop}`);
-        return text.trim().split(/\s+/).map((t) => Number(t));
+        return text
+          .trim()
+          .split(/\s+/)
+          .map((t) => Number(t));
       };
       const flags = [...body.matchAll(/^\s*([\w,-]+)\s*;/gm)].map((f) => f[1]);
       nodes.push({ name: m[1], compatible, reg: list('reg'), interrupts: list('interrupts'), flags });
@@ -122,57 +126,79 @@ function guideNodes(guide: string): DtsNode[] {
 const qemu = spawnSync('qemu-system-aarch64', ['--version'], { encoding: 'utf8' });
 const haveQemu = qemu.status === 0;
 
-describeIf(haveQemu, 'qemu-system-aarch64 is not installed (npm run lab:prepare installs it)', "the guide's device-tree node is QEMU virt's", () => {
-  let tree: FdtNode;
+describeIf(
+  haveQemu,
+  'qemu-system-aarch64 is not installed (npm run lab:prepare installs it)',
+  "the guide's device-tree node is QEMU virt's",
+  () => {
+    let tree: FdtNode;
 
-  beforeAll(() => {
-    const dir = mkdtempSync(join(tmpdir(), 'virt-dtb-'));
-    try {
-      const dtb = join(dir, 'virt.dtb');
-      // The lab's machine (scripts/lab/run.js): the same -M, -cpu, -m and -smp.
-      execFileSync('qemu-system-aarch64', ['-M', `virt,dumpdtb=${dtb}`, '-cpu', 'cortex-a72', '-m', '2048', '-smp', '2', '-nic', 'none', '-display', 'none'], { stdio: 'pipe', timeout: 30_000 });
-      tree = parseFdt(readFileSync(dtb));
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+    beforeAll(() => {
+      const dir = mkdtempSync(join(tmpdir(), 'virt-dtb-'));
+      try {
+        const dtb = join(dir, 'virt.dtb');
+        // The lab's machine (scripts/lab/run.js): the same -M, -cpu, -m and -smp.
+        execFileSync(
+          'qemu-system-aarch64',
+          [
+            '-M',
+            `virt,dumpdtb=${dtb}`,
+            '-cpu',
+            'cortex-a72',
+            '-m',
+            '2048',
+            '-smp',
+            '2',
+            '-nic',
+            'none',
+            '-display',
+            'none',
+          ],
+          { stdio: 'pipe', timeout: 30_000 },
+        );
+        tree = parseFdt(readFileSync(dtb));
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
 
-  test('every guide node matches the node QEMU generates at the same address, property by property', () => {
-    const nodes = guideNodes(boardGuide());
-    // The plain node and the two overlay forms.
-    expect(nodes.length).toBeGreaterThanOrEqual(3);
-    const transports = tree.children.filter((n) => n.name.startsWith('virtio_mmio@'));
-    expect(transports).toHaveLength(32);
-    const addressCells = tree.props.get('#address-cells')!.readUInt32BE(0);
-    const sizeCells = tree.props.get('#size-cells')!.readUInt32BE(0);
-    for (const node of nodes) {
-      const unit = node.name.split('@')[1];
-      const qemuNode = transports.find((n) => n.name.split('@')[1] === unit);
-      expect(qemuNode).toBeDefined();
-      const props = qemuNode!.props;
-      expect(node.compatible).toBe(props.get('compatible')!.toString('latin1').replace(/\0$/, ''));
-      // reg in the root's cells, as the guide says (2 and 2 on -M virt).
-      expect(node.reg).toHaveLength(addressCells + sizeCells);
-      expect(node.reg).toEqual(cells(props.get('reg')!));
-      expect(node.interrupts).toEqual(cells(props.get('interrupts')!));
-      // Every property QEMU sets is in the guide's node, and nothing else.
-      const named = ['compatible', 'reg', 'interrupts', ...node.flags].sort();
-      expect(named).toEqual([...props.keys()].sort());
-    }
-  });
+    test('every guide node matches the node QEMU generates at the same address, property by property', () => {
+      const nodes = guideNodes(boardGuide());
+      // The plain node and the two overlay forms.
+      expect(nodes.length).toBeGreaterThanOrEqual(3);
+      const transports = tree.children.filter((n) => n.name.startsWith('virtio_mmio@'));
+      expect(transports).toHaveLength(32);
+      const addressCells = tree.props.get('#address-cells')!.readUInt32BE(0);
+      const sizeCells = tree.props.get('#size-cells')!.readUInt32BE(0);
+      for (const node of nodes) {
+        const unit = node.name.split('@')[1];
+        const qemuNode = transports.find((n) => n.name.split('@')[1] === unit);
+        expect(qemuNode).toBeDefined();
+        const props = qemuNode!.props;
+        expect(node.compatible).toBe(props.get('compatible')!.toString('latin1').replace(/\0$/, ''));
+        // reg in the root's cells, as the guide says (2 and 2 on -M virt).
+        expect(node.reg).toHaveLength(addressCells + sizeCells);
+        expect(node.reg).toEqual(cells(props.get('reg')!));
+        expect(node.interrupts).toEqual(cells(props.get('interrupts')!));
+        // Every property QEMU sets is in the guide's node, and nothing else.
+        const named = ['compatible', 'reg', 'interrupts', ...node.flags].sort();
+        expect(named).toEqual([...props.keys()].sort());
+      }
+    });
 
-  test("the guide's interrupt numbers are what it says: GIC SPI 47 = interrupt ID 79, edge rising, and the root names the interrupt parent", () => {
-    const guide = boardGuide();
-    const node = guideNodes(guide)[0];
-    const [type, spi, flags] = node.interrupts;
-    expect(type).toBe(0); // SPI
-    expect(flags).toBe(1); // IRQ_TYPE_EDGE_RISING
-    expect(guide).toContain(`SPI ${spi} (interrupt ID ${spi + 32})`);
-    expect(tree.props.has('interrupt-parent')).toBe(true);
-    // QEMU's tree has no labels, which is why the guide's overlay uses &{/}.
-    expect(tree.children.some((n) => n.name === '__symbols__')).toBe(false);
-  });
-});
+    test("the guide's interrupt numbers are what it says: GIC SPI 47 = interrupt ID 79, edge rising, and the root names the interrupt parent", () => {
+      const guide = boardGuide();
+      const node = guideNodes(guide)[0];
+      const [type, spi, flags] = node.interrupts;
+      expect(type).toBe(0); // SPI
+      expect(flags).toBe(1); // IRQ_TYPE_EDGE_RISING
+      expect(guide).toContain(`SPI ${spi} (interrupt ID ${spi + 32})`);
+      expect(tree.props.has('interrupt-parent')).toBe(true);
+      // QEMU's tree has no labels, which is why the guide's overlay uses &{/}.
+      expect(tree.children.some((n) => n.name === '__symbols__')).toBe(false);
+    });
+  },
+);
 
 describe("the guide's commands and snippets match the library", () => {
   test('every virtio-mmio command the guide runs, and each of its options, is in the CLI usage', () => {
@@ -206,7 +232,9 @@ describe("the guide's commands and snippets match the library", () => {
     expect(source).toMatch(/MAP_HUGETLB \| MAP_LOCKED \| MAP_POPULATE/);
     expect(source).not.toMatch(/MAP_HUGE_(SHIFT|\d)/);
     // The 2 MiB chunk the guide names.
-    expect(readFileSync(join(root, 'lib/platform/dma-pool.ts'), 'utf8')).toMatch(/static hugetlb\(chunkSize = 2 \* 1024 \* 1024\)/);
+    expect(readFileSync(join(root, 'lib/platform/dma-pool.ts'), 'utf8')).toMatch(
+      /static hugetlb\(chunkSize = 2 \* 1024 \* 1024\)/,
+    );
   });
 
   test('the armhf line names the prebuild the package ships and the lab block that proves it', () => {

@@ -29,12 +29,26 @@ test('Install comes first, for users: npm install, Linux, the addon, @types/node
 });
 
 test('npm run test:unit runs every test but the lab and the package builds, and the README says so', () => {
-  const scripts = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
+  const scripts = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> })
+    .scripts;
   expect(scripts['test:unit']).toBeDefined();
-  const listed = spawnSync('npm', ['run', '--silent', 'test:unit', '--', '--listTests'], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+  const listed = spawnSync('npm', ['run', '--silent', 'test:unit', '--', '--listTests'], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
   expect(listed.status).toBe(0);
-  const tests = listed.stdout.trim().split('\n').map((file) => relative(root, file));
+  const tests = listed.stdout
+    .trim()
+    .split('\n')
+    .map((file) => relative(root, file));
   expect(tests.filter((file) => file.startsWith('test/lab/') || file.startsWith('test/build/'))).toEqual([]);
-  for (const expected of ['test/readme.test.ts', 'test/devices/blk-contract.test.ts', 'test/devices/bad-inputs.test.ts', 'test/docs/install-and-scripts.test.ts']) expect(tests).toContain(expected);
+  for (const expected of [
+    'test/readme.test.ts',
+    'test/devices/blk-contract.test.ts',
+    'test/devices/bad-inputs.test.ts',
+    'test/docs/install-and-scripts.test.ts',
+  ])
+    expect(tests).toContain(expected);
   expect(section('Quick start (contributors')).toContain('npm run test:unit');
 });

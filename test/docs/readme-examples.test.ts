@@ -15,7 +15,9 @@ import ts from 'typescript';
 
 const root = resolve(__dirname, '../..');
 const readme = readFileSync(join(root, 'README.md'), 'utf8');
-const examples = [...readme.matchAll(/```ts\n((?:(?!```)[\s\S])*)```\n\n[^\n`]*prints:\n\n```text\n((?:(?!```)[\s\S])*)```/gi)].map((m) => ({ code: m[1], output: m[2] }));
+const examples = [
+  ...readme.matchAll(/```ts\n((?:(?!```)[\s\S])*)```\n\n[^\n`]*prints:\n\n```text\n((?:(?!```)[\s\S])*)```/gi),
+].map((m) => ({ code: m[1], output: m[2] }));
 
 let dir: string;
 beforeAll(() => {
@@ -27,20 +29,36 @@ test('the README has runnable examples (hostile device, console echo, your own d
   expect(examples.length).toBeGreaterThanOrEqual(3);
 });
 
-test.each(examples.map((example, i) => [example.code.split('\n').find((line) => line.startsWith('//')) ?? `example ${i}`, example] as const))('%s', (_, { code, output }) => {
-  const lines = code.split('\n');
-  const firstBody = lines.findIndex((line) => !line.startsWith('import ') && !line.startsWith('//') && line.trim() !== '');
-  const imports = lines
-    .slice(0, firstBody)
-    .join('\n')
-    .replace(/from 'virtio-mmio\/(sim|spec|diag)'/g, (_, entry: string) => `from ${JSON.stringify(join(root, 'lib', entry))}`)
-    .replace(/from 'virtio-mmio'/g, `from ${JSON.stringify(join(root, 'lib'))}`);
-  const source = `${imports}\nasync function main(): Promise<void> {\n${lines.slice(firstBody).join('\n')}\n}\nmain().catch((error) => { console.error(error); process.exitCode = 1; });\n`;
-  const js = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true } }).outputText;
-  const file = join(dir, `example-${Math.random().toString(36).slice(2)}.js`);
-  writeFileSync(file, `require(${JSON.stringify(join(root, 'test/fixtures/ts-hook.js'))});\n${js}`);
-  const child = spawnSync(process.execPath, [file], { encoding: 'utf8', timeout: 60_000 });
-  expect(child.stderr).toBe('');
-  expect(child.status).toBe(0);
-  expect(child.stdout).toBe(output);
-}, 90_000);
+test.each(
+  examples.map(
+    (example, i) =>
+      [example.code.split('\n').find((line) => line.startsWith('//')) ?? `example ${i}`, example] as const,
+  ),
+)(
+  '%s',
+  (_, { code, output }) => {
+    const lines = code.split('\n');
+    const firstBody = lines.findIndex(
+      (line) => !line.startsWith('import ') && !line.startsWith('//') && line.trim() !== '',
+    );
+    const imports = lines
+      .slice(0, firstBody)
+      .join('\n')
+      .replace(
+        /from 'virtio-mmio\/(sim|spec|diag)'/g,
+        (_, entry: string) => `from ${JSON.stringify(join(root, 'lib', entry))}`,
+      )
+      .replace(/from 'virtio-mmio'/g, `from ${JSON.stringify(join(root, 'lib'))}`);
+    const source = `${imports}\nasync function main(): Promise<void> {\n${lines.slice(firstBody).join('\n')}\n}\nmain().catch((error) => { console.error(error); process.exitCode = 1; });\n`;
+    const js = ts.transpileModule(source, {
+      compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
+    }).outputText;
+    const file = join(dir, `example-${Math.random().toString(36).slice(2)}.js`);
+    writeFileSync(file, `require(${JSON.stringify(join(root, 'test/fixtures/ts-hook.js'))});\n${js}`);
+    const child = spawnSync(process.execPath, [file], { encoding: 'utf8', timeout: 60_000 });
+    expect(child.stderr).toBe('');
+    expect(child.status).toBe(0);
+    expect(child.stdout).toBe(output);
+  },
+  90_000,
+);

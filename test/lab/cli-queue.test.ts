@@ -55,7 +55,13 @@ describeIf(lab.ok, lab.reason, 'virtio-mmio queue on QEMU virtio-rng, addressed 
     const [cli] = run.results.filter((r) => r.kind === 'cli') as unknown as CliResult[];
     expect({ status: cli.status, stderr: cli.stderr }).toEqual({ status: 0, stderr: '' });
     const report = JSON.parse(cli.stdout) as QueueJson;
-    expect(report).toMatchObject({ deviceId: 4, version: 2, vendorId: '0x554d4551 "QEMU"', queue: { index: 0, ring: 'split' }, ok: true });
+    expect(report).toMatchObject({
+      deviceId: 4,
+      version: 2,
+      vendorId: '0x554d4551 "QEMU"',
+      queue: { index: 0, ring: 'split' },
+      ok: true,
+    });
     // No device-type feature asked for (the entropy device has none anyway, §5.4.3): transport ones only.
     expect(report.features).toContain('VIRTIO_F_VERSION_1');
     expect(report.features.every((f) => f.startsWith('VIRTIO_F_'))).toBe(true);
@@ -74,7 +80,9 @@ describeIf(lab.ok, lab.reason, 'virtio-mmio queue on QEMU virtio-rng, addressed 
   test('the command as installed: the text report on the console, exit 0; nothing to post is exit 2', () => {
     const statuses = run.results.filter((r) => r.kind === 'bin').map((r) => r.status);
     expect(statuses).toEqual([0, 2]);
-    expect(run.console).toMatch(/^\/dev\/uio31 \(a003e00\.virtio_mmio\): ENTROPY \(4\), virtio-mmio Version 2, vendor 0x554d4551 "QEMU"$/m);
+    expect(run.console).toMatch(
+      /^\/dev\/uio31 \(a003e00\.virtio_mmio\): ENTROPY \(4\), virtio-mmio Version 2, vendor 0x554d4551 "QEMU"$/m,
+    );
     expect(run.console).toMatch(/^chain 0 \(0 bytes out, 32 bytes in\): used len 32 in \d+\.\d ms$/m);
     expect(run.console).toMatch(/^ {2}00000010 {2}([0-9a-f]{2} ){8} ([0-9a-f]{2} ){7}[0-9a-f]{2} {2}\|.{16}\|$/m);
     expect(run.console).toContain('virtio-mmio queue: ERR_VIRTIO_USAGE: queue needs something to post');

@@ -13,7 +13,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { blkContract, type BlkSubject } from '../support/contracts/blk-contract';
-import { consoleEchoContract, consoleMultiportContract, type ConsoleSubject } from '../support/contracts/console-contract';
+import {
+  consoleEchoContract,
+  consoleMultiportContract,
+  type ConsoleSubject,
+} from '../support/contracts/console-contract';
 import { rngContract, type RngSubject } from '../support/contracts/rng-contract';
 import { pattern } from '../../scripts/lab/guest/blk-pattern';
 import { MARKER_SECTOR, PATTERN_BYTES, ROUNDS, marker } from '../../scripts/lab/guest/unbind-fault';
@@ -41,7 +45,13 @@ const multiportCases = consoleMultiportContract({} as ConsoleSubject, { ports: [
  * bigint.
  */
 function dmaInRam(lines: Record<string, unknown>[]): bigint[] {
-  const [dma] = lines as { ram: string[]; addresses: Record<string, string>; descriptors: string[]; bytes: number; distinct: number }[];
+  const [dma] = lines as {
+    ram: string[];
+    addresses: Record<string, string>;
+    descriptors: string[];
+    bytes: number;
+    distinct: number;
+  }[];
   expect(dma).toBeDefined();
   expect(dma.bytes).toBe(64);
   expect(dma.distinct).toBeGreaterThan(16);
@@ -50,7 +60,10 @@ function dmaInRam(lines: Record<string, unknown>[]): bigint[] {
   const addresses = [...dma.descriptors, ...Object.values(dma.addresses)].map(BigInt);
   for (const address of addresses) {
     const hex = `0x${address.toString(16)}`;
-    expect({ hex, inRam: ram.some(([start, end]) => address >= start && address <= end) }).toEqual({ hex, inRam: true });
+    expect({ hex, inRam: ram.some(([start, end]) => address >= start && address <= end) }).toEqual({
+      hex,
+      inRam: true,
+    });
   }
   return addresses;
 }
@@ -59,7 +72,10 @@ function dmaInRam(lines: Record<string, unknown>[]): bigint[] {
  * One boot per entry: rng, blk and console on QEMU's devices, the guest's
  * suite (scripts/lab/guest/suite.ts) and every check of what it reported.
  */
-function contractBoots(arch: Arch, boots: readonly (readonly [name: string, legacy: boolean, version: 1 | 2, packed: boolean])[]): void {
+function contractBoots(
+  arch: Arch,
+  boots: readonly (readonly [name: string, legacy: boolean, version: 1 | 2, packed: boolean])[],
+): void {
   const guest = GUESTS[arch];
   describe.each(boots)('%s', (_name, legacy, version, packed) => {
     let run: LabRun;
@@ -77,24 +93,30 @@ function contractBoots(arch: Arch, boots: readonly (readonly [name: string, lega
       echo = await echoServer(join(dir, 'console.sock'));
       // A second port (virtserialport, port 1 with MULTIPORT) named as the guest suite expects, echoed the same way.
       portEcho = await echoServer(join(dir, 'port.sock'));
-      run = await runLab({
-        // QEMU fills transports from the top: rng on /dev/uio31, blk on /dev/uio30, the console on /dev/uio29.
-        devices: [
-          `virtio-rng-device${packedOn}`,
-          `virtio-blk-device,drive=blk0${packed ? ',packed=on,num-queues=2' : ''}`,
-          `virtio-serial-device${packedOn}`,
-          'virtconsole,chardev=con0',
-          'virtserialport,chardev=port1,name=org.virtio-mmio.echo',
-        ],
-        extraArgs: [
-          '-drive', `file=${image},if=none,format=raw,id=blk0`,
-          '-chardev', `socket,id=con0,path=${join(dir, 'console.sock')}`,
-          '-chardev', `socket,id=port1,path=${join(dir, 'port.sock')}`,
-        ],
-        legacy,
-        command: 'node scripts/lab/guest/suite.js',
-        timeoutMs: guest.suiteTimeoutMs,
-      }, arch);
+      run = await runLab(
+        {
+          // QEMU fills transports from the top: rng on /dev/uio31, blk on /dev/uio30, the console on /dev/uio29.
+          devices: [
+            `virtio-rng-device${packedOn}`,
+            `virtio-blk-device,drive=blk0${packed ? ',packed=on,num-queues=2' : ''}`,
+            `virtio-serial-device${packedOn}`,
+            'virtconsole,chardev=con0',
+            'virtserialport,chardev=port1,name=org.virtio-mmio.echo',
+          ],
+          extraArgs: [
+            '-drive',
+            `file=${image},if=none,format=raw,id=blk0`,
+            '-chardev',
+            `socket,id=con0,path=${join(dir, 'console.sock')}`,
+            '-chardev',
+            `socket,id=port1,path=${join(dir, 'port.sock')}`,
+          ],
+          legacy,
+          command: 'node scripts/lab/guest/suite.js',
+          timeoutMs: guest.suiteTimeoutMs,
+        },
+        arch,
+      );
     }, guest.suiteTimeoutMs + 60_000);
     afterAll(async () => {
       await echo?.close();
@@ -111,7 +133,12 @@ function contractBoots(arch: Arch, boots: readonly (readonly [name: string, lega
 
     test(`the library loads its ${arch} prebuild from the package layout, with no build/ directory and no compiler in the guest`, () => {
       const [addon] = results('addon');
-      expect(addon).toEqual({ kind: 'addon', path: `/opt/virtio-mmio/prebuilds/${guest.prebuild}`, buildDir: false, compiler: false });
+      expect(addon).toEqual({
+        kind: 'addon',
+        path: `/opt/virtio-mmio/prebuilds/${guest.prebuild}`,
+        buildDir: false,
+        compiler: false,
+      });
     });
 
     test('DMA: an rng request round-trips with its descriptor and rings at physical addresses in guest RAM', () => {
@@ -130,19 +157,45 @@ function contractBoots(arch: Arch, boots: readonly (readonly [name: string, lega
       expect(transports.find((t) => t.deviceId === 3)).toMatchObject({ path: '/dev/uio29', address: '0xa003a00' });
     });
 
-    test('the CLI: scan finds the 32 slots and the three devices; inspect decodes QEMU\'s features and config', () => {
-      const [scanned] = results('cli-scan') as { status: number; stderr: string; entries: { device: string; deviceId?: number; version?: number; empty?: boolean; vendor?: string }[] }[];
+    test("the CLI: scan finds the 32 slots and the three devices; inspect decodes QEMU's features and config", () => {
+      const [scanned] = results('cli-scan') as {
+        status: number;
+        stderr: string;
+        entries: { device: string; deviceId?: number; version?: number; empty?: boolean; vendor?: string }[];
+      }[];
       expect({ status: scanned.status, stderr: scanned.stderr }).toEqual({ status: 0, stderr: '' });
       expect(scanned.entries).toHaveLength(32);
       expect(scanned.entries.filter((e) => e.empty)).toHaveLength(29);
-      expect(scanned.entries.filter((e) => !e.empty).map((e) => [e.device, e.version, e.vendor]).sort()).toEqual([
+      expect(
+        scanned.entries
+          .filter((e) => !e.empty)
+          .map((e) => [e.device, e.version, e.vendor])
+          .sort(),
+      ).toEqual([
         ['BLOCK', version, 'QEMU'],
         ['CONSOLE', version, 'QEMU'],
         ['ENTROPY', version, 'QEMU'],
       ]);
-      const inspected = results('cli-inspect') as { deviceId: number; status: number; stderr: string; report: { features: { bits: { name: string }[] }; config?: { fields: Record<string, unknown> }; queues: { sizeMax?: number }[]; problem?: string } }[];
-      expect(inspected.map((i) => [i.deviceId, i.status, i.stderr, i.report.problem])).toEqual(expect.arrayContaining([[4, 0, '', undefined], [2, 0, '', undefined], [3, 0, '', undefined]]));
-      const names = (id: number): string[] => inspected.find((i) => i.deviceId === id)!.report.features.bits.map((b) => b.name);
+      const inspected = results('cli-inspect') as {
+        deviceId: number;
+        status: number;
+        stderr: string;
+        report: {
+          features: { bits: { name: string }[] };
+          config?: { fields: Record<string, unknown> };
+          queues: { sizeMax?: number }[];
+          problem?: string;
+        };
+      }[];
+      expect(inspected.map((i) => [i.deviceId, i.status, i.stderr, i.report.problem])).toEqual(
+        expect.arrayContaining([
+          [4, 0, '', undefined],
+          [2, 0, '', undefined],
+          [3, 0, '', undefined],
+        ]),
+      );
+      const names = (id: number): string[] =>
+        inspected.find((i) => i.deviceId === id)!.report.features.bits.map((b) => b.name);
       if (version === 2) for (const id of [2, 3, 4]) expect(names(id)).toContain('VIRTIO_F_VERSION_1');
       expect(names(2)).toEqual(expect.arrayContaining(['VIRTIO_BLK_F_FLUSH', 'VIRTIO_BLK_F_SEG_MAX']));
       expect(names(3)).toContain('VIRTIO_CONSOLE_F_MULTIPORT');
@@ -152,10 +205,26 @@ function contractBoots(arch: Arch, boots: readonly (readonly [name: string, lega
     });
 
     test('the CLI: selftest --strict passes every step for rng, blk and console, and QEMU breaks no MUST rule', () => {
-      const tested = results('cli-selftest') as { deviceId: number; status: number; stderr: string; report: { ok: boolean; version: number; ring: string; steps: { step: string; ok: boolean; skipped?: boolean; error?: unknown }[]; strict: { violations: { rule: string; level: string }[] } } }[];
+      const tested = results('cli-selftest') as {
+        deviceId: number;
+        status: number;
+        stderr: string;
+        report: {
+          ok: boolean;
+          version: number;
+          ring: string;
+          steps: { step: string; ok: boolean; skipped?: boolean; error?: unknown }[];
+          strict: { violations: { rule: string; level: string }[] };
+        };
+      }[];
       expect(tested.map((t) => t.deviceId).sort()).toEqual([2, 3, 4]);
       for (const t of tested) {
-        expect({ deviceId: t.deviceId, status: t.status, stderr: t.stderr, failed: t.report.steps.filter((s) => !s.ok) }).toEqual({ deviceId: t.deviceId, status: 0, stderr: '', failed: [] });
+        expect({
+          deviceId: t.deviceId,
+          status: t.status,
+          stderr: t.stderr,
+          failed: t.report.steps.filter((s) => !s.ok),
+        }).toEqual({ deviceId: t.deviceId, status: 0, stderr: '', failed: [] });
         expect(t.report).toMatchObject({ ok: true, version, ring: packed ? 'packed' : 'split' });
         expect(t.report.strict.violations.filter((v) => v.level === 'must')).toEqual([]);
       }
@@ -163,21 +232,56 @@ function contractBoots(arch: Arch, boots: readonly (readonly [name: string, lega
       expect(steps(4)).toContain('read 64 random bytes');
       expect(steps(2)).toContain('read sector 0');
       // The host echoes port 0, so the echo is proven, not skipped.
-      expect(tested.find((t) => t.deviceId === 3)!.report.steps.find((s) => s.step === 'echo on port 0')).toMatchObject({ ok: true });
-      expect(tested.find((t) => t.deviceId === 3)!.report.steps.find((s) => s.step === 'echo on port 0')!.skipped).toBeUndefined();
+      expect(tested.find((t) => t.deviceId === 3)!.report.steps.find((s) => s.step === 'echo on port 0')).toMatchObject(
+        { ok: true },
+      );
+      expect(
+        tested.find((t) => t.deviceId === 3)!.report.steps.find((s) => s.step === 'echo on port 0')!.skipped,
+      ).toBeUndefined();
     });
 
     test('the CLI: dump shows queue 0 of each device as its driver sees it and as ring memory shows it, and the two agree', () => {
       type Chain = { id: number; descriptors: { addr: string; len: number; flags: number }[] };
-      const dumps = results('cli-dump') as { deviceId: number; status: number; stderr: string; dump: { driven: string; queue: { format: string; outstanding: (Chain & { used?: unknown })[] }; live: { live: boolean; memory: { outstanding?: Chain[]; error?: unknown } } } }[];
+      const dumps = results('cli-dump') as {
+        deviceId: number;
+        status: number;
+        stderr: string;
+        dump: {
+          driven: string;
+          queue: { format: string; outstanding: (Chain & { used?: unknown })[] };
+          live: { live: boolean; memory: { outstanding?: Chain[]; error?: unknown } };
+        };
+      }[];
       expect(dumps.map((d) => d.deviceId).sort()).toEqual([2, 3, 4]);
       for (const d of dumps) {
-        expect({ deviceId: d.deviceId, status: d.status, stderr: d.stderr, driven: d.dump.driven, format: d.dump.queue.format, live: d.dump.live.live, error: d.dump.live.memory.error }).toEqual({
-          deviceId: d.deviceId, status: 0, stderr: '', driven: 'this process', format: packed ? 'packed' : 'split', live: true, error: undefined,
+        expect({
+          deviceId: d.deviceId,
+          status: d.status,
+          stderr: d.stderr,
+          driven: d.dump.driven,
+          format: d.dump.queue.format,
+          live: d.dump.live.live,
+          error: d.dump.live.memory.error,
+        }).toEqual({
+          deviceId: d.deviceId,
+          status: 0,
+          stderr: '',
+          driven: 'this process',
+          format: packed ? 'packed' : 'split',
+          live: true,
+          error: undefined,
         });
         // QEMU may have used a request already (it runs beside us): compare the chains the device has not returned.
-        const pending = d.dump.queue.outstanding.filter((o) => !o.used).map(({ id, descriptors }) => ({ id, descriptors: descriptors.map(({ addr, len, flags }) => ({ addr, len, flags })) }));
-        const fromMemory = d.dump.live.memory.outstanding!.map(({ id, descriptors }) => ({ id, descriptors: descriptors.map(({ addr, len, flags }) => ({ addr, len, flags })) }));
+        const pending = d.dump.queue.outstanding
+          .filter((o) => !o.used)
+          .map(({ id, descriptors }) => ({
+            id,
+            descriptors: descriptors.map(({ addr, len, flags }) => ({ addr, len, flags })),
+          }));
+        const fromMemory = d.dump.live.memory.outstanding!.map(({ id, descriptors }) => ({
+          id,
+          descriptors: descriptors.map(({ addr, len, flags }) => ({ addr, len, flags })),
+        }));
         if (!packed) expect(fromMemory).toEqual(expect.arrayContaining(pending));
       }
       // The console's receive buffers are posted on open: queue 0 has chains in flight.
@@ -188,7 +292,15 @@ function contractBoots(arch: Arch, boots: readonly (readonly [name: string, lega
       const [own] = results('cli-dump-own') as { outstanding: number; size: number; addresses: { desc: string } }[];
       const [child] = results('cli') as { argv: string[]; status: number; stderr: string; stdout: string }[];
       expect(own.outstanding).toBeGreaterThan(0);
-      const dump = JSON.parse(child.stdout) as { driven: string; live: { live: boolean; size: number; addresses?: { desc: string }; memory: { outstanding?: unknown[]; error?: { code?: string } } } };
+      const dump = JSON.parse(child.stdout) as {
+        driven: string;
+        live: {
+          live: boolean;
+          size: number;
+          addresses?: { desc: string };
+          memory: { outstanding?: unknown[]; error?: { code?: string } };
+        };
+      };
       expect(dump.driven).toBe('elsewhere');
       expect(dump.live).toMatchObject({ live: true, size: own.size });
       expect(dump.live.addresses?.desc).toBe(own.addresses.desc);
@@ -207,9 +319,16 @@ function contractBoots(arch: Arch, boots: readonly (readonly [name: string, lega
     });
 
     test.each([
-      ...rngCases.flatMap((name) => [['rng', 'default', name], ['rng', 'no-event-idx', name]]),
+      ...rngCases.flatMap((name) => [
+        ['rng', 'default', name],
+        ['rng', 'no-event-idx', name],
+      ]),
       ...blkCases.map((name) => ['blk', 'default', name]),
-      ...consoleCases.flatMap((name) => [['console-echo', 'default', name], ['console-echo', 'no-multiport', name], ['console-echo', 'named-port', name]]),
+      ...consoleCases.flatMap((name) => [
+        ['console-echo', 'default', name],
+        ['console-echo', 'no-multiport', name],
+        ['console-echo', 'named-port', name],
+      ]),
       ...multiportCases.map((name) => ['console-multiport', 'default', name]),
     ])('%s contract (%s features): %s', (suite, variant, name) => {
       const result = results('case').find((r) => r.suite === suite && r.variant === variant && r.name === name);
@@ -281,7 +400,13 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
 
     test("the kernel's ARP answers ours, and it answers our pings", () => {
       if (run.exitCode !== 0) throw new Error(`guest exit ${run.exitCode}; console:\n${run.console.slice(-4000)}`);
-      const [net] = run.results.filter((r) => r.kind === 'net') as { mac: string; peerMac: string; linkUp: boolean; replies: number; pings: number }[];
+      const [net] = run.results.filter((r) => r.kind === 'net') as {
+        mac: string;
+        peerMac: string;
+        linkUp: boolean;
+        replies: number;
+        pings: number;
+      }[];
       expect(net).toBeDefined();
       expect(net.linkUp).toBe(true);
       expect(net.peerMac).toMatch(/^[0-9a-f]{12}$/);
@@ -292,8 +417,18 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
     test('the CLI: selftest --strict passes on our NIC, link up, with no MUST rule broken', () => {
       const [cli] = run.results.filter((r) => r.kind === 'cli') as { status: number; stderr: string; stdout: string }[];
       expect(cli).toBeDefined();
-      const report = JSON.parse(cli.stdout) as { ok: boolean; deviceId: number; version: number; steps: { step: string; ok: boolean; detail?: string }[]; strict: { violations: { level: string }[] } };
-      expect({ status: cli.status, stderr: cli.stderr, failed: report.steps.filter((s) => !s.ok) }).toEqual({ status: 0, stderr: '', failed: [] });
+      const report = JSON.parse(cli.stdout) as {
+        ok: boolean;
+        deviceId: number;
+        version: number;
+        steps: { step: string; ok: boolean; detail?: string }[];
+        strict: { violations: { level: string }[] };
+      };
+      expect({ status: cli.status, stderr: cli.stderr, failed: report.steps.filter((s) => !s.ok) }).toEqual({
+        status: 0,
+        stderr: '',
+        failed: [],
+      });
       expect(report).toMatchObject({ ok: true, deviceId: 1, version: legacy ? 1 : 2 });
       expect(report.steps.find((s) => s.step === 'link status')?.detail).toMatch(/^MAC [0-9a-f:]{17}; link up$/);
       expect(report.strict.violations.filter((v) => v.level === 'must')).toEqual([]);
@@ -312,7 +447,11 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
       timeoutMs: 120_000,
     });
     if (run.exitCode !== 0) throw new Error(`guest exit ${run.exitCode}; console:\n${run.console.slice(-3000)}`);
-    const [ok, notRoot, noHugepages] = run.results.filter((r) => r.kind === 'cli') as { status: number; stdout: string; stderr: string }[];
+    const [ok, notRoot, noHugepages] = run.results.filter((r) => r.kind === 'cli') as {
+      status: number;
+      stdout: string;
+      stderr: string;
+    }[];
     expect({ status: ok.status, stderr: ok.stderr }).toEqual({ status: 0, stderr: '' });
     expect(ok.stdout).toMatch(/16 random bytes/);
     expect(notRoot.status).toBe(1);
@@ -327,10 +466,19 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
     // One rng (on a003e00). uio_pdrv_genirq maps every transport as a whole
     // page (size 0x1000, offset 0x000…0xe00); a000000 and a003000 sit at
     // in-page offset 0, and a003000's page also holds the rng's registers.
-    type Access = { path: string; parent: string; window: { size: number; from: string }; accesses: Record<string, string> };
+    type Access = {
+      path: string;
+      parent: string;
+      window: { size: number; from: string };
+      accesses: Record<string, string>;
+    };
     let run: LabRun;
     beforeAll(async () => {
-      run = await runLab({ devices: ['virtio-rng-device'], command: 'node scripts/lab/guest/window-bounds.js', timeoutMs: 150_000 });
+      run = await runLab({
+        devices: ['virtio-rng-device'],
+        command: 'node scripts/lab/guest/window-bounds.js',
+        timeoutMs: 150_000,
+      });
     }, 180_000);
     const results = (kind: string): Record<string, unknown>[] => run.results.filter((r) => r.kind === kind);
 
@@ -342,41 +490,70 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
     test("every transport's window is its reg's 0x200 bytes, read from the device tree, though each map is a 0x1000 page", () => {
       const windows = results('window');
       expect(windows).toHaveLength(32);
-      for (const w of windows) expect(w).toMatchObject({ mapSize: '0x1000', window: '0x200', windowFrom: 'device-tree' });
-      expect(windows.find((w) => w.parent === 'a000000.virtio_mmio')).toMatchObject({ start: '0xa000000', offset: '0x0' });
-      expect(windows.find((w) => w.parent === 'a003e00.virtio_mmio')).toMatchObject({ start: '0xa003e00', offset: '0xe00' });
+      for (const w of windows)
+        expect(w).toMatchObject({ mapSize: '0x1000', window: '0x200', windowFrom: 'device-tree' });
+      expect(windows.find((w) => w.parent === 'a000000.virtio_mmio')).toMatchObject({
+        start: '0xa000000',
+        offset: '0x0',
+      });
+      expect(windows.find((w) => w.parent === 'a003e00.virtio_mmio')).toMatchObject({
+        start: '0xa003e00',
+        offset: '0xe00',
+      });
       // As QEMU's hw/arm/virt.c writes it: reg = <0 base 0 0x200> under a root of 2 address and 2 size cells.
-      expect(results('window-dt')).toEqual([expect.objectContaining({ reg: '00000000 0a000000 00000000 00000200', addressCells: '00000002', sizeCells: '00000002' })]);
+      expect(results('window-dt')).toEqual([
+        expect.objectContaining({
+          reg: '00000000 0a000000 00000000 00000200',
+          addressCells: '00000002',
+          sizeCells: '00000002',
+        }),
+      ]);
     });
 
-    test.each(['a000000.virtio_mmio', 'a003000.virtio_mmio'])('%s (in-page offset 0): a window of 0x200; an access at 0x200 or beyond is a RangeError', (parent) => {
-      const found = (results('window-access') as Access[]).find((r) => r.parent === parent);
-      expect(found).toBeDefined();
-      expect(found!.window).toMatchObject({ size: 0x200, from: 'device-tree' });
-      expect(found!.accesses).toEqual({
-        size: '0x200',
-        'readl 0x0': '0x74726976',
-        'readl 0x1fc': expect.stringMatching(/^0x[0-9a-f]+$/),
-        'readl 0x200': 'RangeError',
-        'readb 0x200': 'RangeError',
-        'writel 0x270': 'RangeError',
-        'readl 0xe00': 'RangeError',
-        'writel 0xe70': 'RangeError',
-      });
-    });
+    test.each(['a000000.virtio_mmio', 'a003000.virtio_mmio'])(
+      '%s (in-page offset 0): a window of 0x200; an access at 0x200 or beyond is a RangeError',
+      (parent) => {
+        const found = (results('window-access') as Access[]).find((r) => r.parent === parent);
+        expect(found).toBeDefined();
+        expect(found!.window).toMatchObject({ size: 0x200, from: 'device-tree' });
+        expect(found!.accesses).toEqual({
+          size: '0x200',
+          'readl 0x0': '0x74726976',
+          'readl 0x1fc': expect.stringMatching(/^0x[0-9a-f]+$/),
+          'readl 0x200': 'RangeError',
+          'readb 0x200': 'RangeError',
+          'writel 0x270': 'RangeError',
+          'readl 0xe00': 'RangeError',
+          'writel 0xe70': 'RangeError',
+        });
+      },
+    );
 
     test("nothing reached the rng that shares a003000's page; a caller's windowSize of the whole page shows it is there", () => {
       const [rng] = results('window-rng');
-      expect(rng).toEqual({ kind: 'window-rng', statusBefore: 0, statusAfter: 0, page: { size: '0x1000', magicAtE00: '0x74726976', deviceIdAtE08: 4 }, from: 'caller' });
+      expect(rng).toEqual({
+        kind: 'window-rng',
+        statusBefore: 0,
+        statusAfter: 0,
+        page: { size: '0x1000', magicAtE00: '0x74726976', deviceIdAtE08: 4 },
+        from: 'caller',
+      });
     });
 
     test('the CLI: scan --json gives each window and its source; inspect says where the size came from', () => {
-      const [cli] = results('window-cli') as { scanStatus: number; scan: { window?: string; windowFrom?: string }[]; inspectStatus: number; inspectHead: string }[];
+      const [cli] = results('window-cli') as {
+        scanStatus: number;
+        scan: { window?: string; windowFrom?: string }[];
+        inspectStatus: number;
+        inspectHead: string;
+      }[];
       expect(cli.scanStatus).toBe(0);
       expect(cli.scan).toHaveLength(32);
       for (const entry of cli.scan) expect(entry).toMatchObject({ window: '0x200', windowFrom: 'device-tree' });
       expect(cli.inspectStatus).toBe(0);
-      expect(cli.inspectHead).toMatch(/^\/dev\/uio\d+@0x0: window of 0x200 bytes \(device-tree reg\), MagicValue 0x74726976 \("virt"\), Version 2$/);
+      expect(cli.inspectHead).toMatch(
+        /^\/dev\/uio\d+@0x0: window of 0x200 bytes \(device-tree reg\), MagicValue 0x74726976 \("virt"\), Version 2$/,
+      );
     });
   });
 
@@ -410,7 +587,8 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
 
   describe('the runner', () => {
     // Processes whose command line starts with QEMU's name (pgrep prints 0 and exits 1 when none).
-    const qemuCount = (): number => Number(spawnSync('pgrep', ['-c', '-f', '^qemu-system-aarch64 '], { encoding: 'utf8' }).stdout.trim() || 0);
+    const qemuCount = (): number =>
+      Number(spawnSync('pgrep', ['-c', '-f', '^qemu-system-aarch64 '], { encoding: 'utf8' }).stdout.trim() || 0);
 
     test("returns the guest command's exit status", async () => {
       const run = await runLab({ command: 'echo hello from the guest; exit 7', timeoutMs: 120_000 });
@@ -429,7 +607,11 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
 
     test('Ctrl-C on the command line stops QEMU too', async () => {
       const before = qemuCount();
-      const cli = spawn(process.execPath, [resolve(__dirname, '../../scripts/lab/run.js'), '--timeout', '120', '--', 'sleep 600'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const cli = spawn(
+        process.execPath,
+        [resolve(__dirname, '../../scripts/lab/run.js'), '--timeout', '120', '--', 'sleep 600'],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
       let output = '';
       await new Promise<void>((ready, fail) => {
         cli.stdout.on('data', (chunk: Buffer) => {
@@ -478,7 +660,9 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
       if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
-    const rounds = (Object.keys(ROUNDS) as (keyof typeof ROUNDS)[]).flatMap((device) => ROUNDS[device].map((trigger, round) => [device, round, trigger] as const));
+    const rounds = (Object.keys(ROUNDS) as (keyof typeof ROUNDS)[]).flatMap((device) =>
+      ROUNDS[device].map((trigger, round) => [device, round, trigger] as const),
+    );
     type Described = { name: string; code?: string; virtio: boolean; message: string };
     interface RoundLine {
       trigger: string;
@@ -493,7 +677,10 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
     }
     const line = <T = Record<string, unknown>>(kind: string, device: string, round: number): T => {
       const found = run.results.find((r) => r.kind === kind && r.device === device && r.round === round);
-      if (!found) throw new Error(`no ${kind} line for ${device} round ${round}; guest exit ${run.exitCode}; console:\n${run.console.slice(-4000)}`);
+      if (!found)
+        throw new Error(
+          `no ${kind} line for ${device} round ${round}; guest exit ${run.exitCode}; console:\n${run.console.slice(-4000)}`,
+        );
       return found as T;
     };
 
@@ -504,42 +691,52 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
       expect(run.results.filter((r) => r.kind === 'unbind-round')).toHaveLength(rounds.length);
     });
 
-    test.each(rounds)('%s round %d (unbind %s): every request settled, in-flight ones rejected with a typed error', (device, round, trigger) => {
-      const r = line<RoundLine>('unbind-round', device, round);
-      expect(r).toMatchObject({ trigger, unbound: true, unsettled: 0, badData: 0 });
-      expect(r.resolved + r.rejected).toBe(r.submitted);
-      for (const error of r.errors) {
-        expect(error.virtio).toBe(true);
-        expect(IN_FLIGHT_CODES).toContain(error.code);
-      }
-      if (trigger === 'published') {
-        // Published and notified, none reaped: the driver cannot have completed any.
-        expect(r.settledBeforeUnbind).toBe(0);
-        expect(r.rejected).toBe(r.submitted);
-      } else if (trigger === 'after-some') {
-        expect(r.resolved).toBeGreaterThanOrEqual(1);
-        expect(r.rejected).toBeGreaterThanOrEqual(r.submitted / 2);
-      }
-      // The transport reported the loss once, and later work is refused, not hung.
-      expect(r.failures).toHaveLength(1);
-      expect(r.failures[0]).toMatchObject({ name: 'DeviceGoneError', code: 'ERR_VIRTIO_DEVICE_GONE', virtio: true });
-      expect(r.after.state).toBe('rejected');
-      expect(AFTER_CODES).toContain(r.after.code);
-      expect(r.closed).toEqual({ ok: true, unsettledAfterClose: 0 });
-    });
+    test.each(rounds)(
+      '%s round %d (unbind %s): every request settled, in-flight ones rejected with a typed error',
+      (device, round, trigger) => {
+        const r = line<RoundLine>('unbind-round', device, round);
+        expect(r).toMatchObject({ trigger, unbound: true, unsettled: 0, badData: 0 });
+        expect(r.resolved + r.rejected).toBe(r.submitted);
+        for (const error of r.errors) {
+          expect(error.virtio).toBe(true);
+          expect(IN_FLIGHT_CODES).toContain(error.code);
+        }
+        if (trigger === 'published') {
+          // Published and notified, none reaped: the driver cannot have completed any.
+          expect(r.settledBeforeUnbind).toBe(0);
+          expect(r.rejected).toBe(r.submitted);
+        } else if (trigger === 'after-some') {
+          expect(r.resolved).toBeGreaterThanOrEqual(1);
+          expect(r.rejected).toBeGreaterThanOrEqual(r.submitted / 2);
+        }
+        // The transport reported the loss once, and later work is refused, not hung.
+        expect(r.failures).toHaveLength(1);
+        expect(r.failures[0]).toMatchObject({ name: 'DeviceGoneError', code: 'ERR_VIRTIO_DEVICE_GONE', virtio: true });
+        expect(r.after.state).toBe('rejected');
+        expect(AFTER_CODES).toContain(r.after.code);
+        expect(r.closed).toEqual({ ok: true, unsettledAfterClose: 0 });
+      },
+    );
 
-    test.each(rounds)('%s round %d (%s): rebound to UIO and opened again through discovery; the data checks pass', (device, round) => {
-      const rebind = line<{ after: string }>('unbind-rebind', device, round);
-      expect(rebind.after).toMatch(/^\/dev\/uio\d+$/);
-      const reopen = line<{ ok: boolean; error?: unknown; bytes?: number; distinct?: number }>('unbind-reopen', device, round);
-      if (!reopen.ok) throw new Error(`re-open failed in the guest: ${JSON.stringify(reopen.error)}`);
-      if (device === 'blk') {
-        expect(reopen).toMatchObject({ sector0Ok: true, markersOk: true, markers: round + 1, writeReadOk: true });
-      } else {
-        expect(reopen.bytes).toBe(256);
-        expect(reopen.distinct).toBeGreaterThan(64);
-      }
-    });
+    test.each(rounds)(
+      '%s round %d (%s): rebound to UIO and opened again through discovery; the data checks pass',
+      (device, round) => {
+        const rebind = line<{ after: string }>('unbind-rebind', device, round);
+        expect(rebind.after).toMatch(/^\/dev\/uio\d+$/);
+        const reopen = line<{ ok: boolean; error?: unknown; bytes?: number; distinct?: number }>(
+          'unbind-reopen',
+          device,
+          round,
+        );
+        if (!reopen.ok) throw new Error(`re-open failed in the guest: ${JSON.stringify(reopen.error)}`);
+        if (device === 'blk') {
+          expect(reopen).toMatchObject({ sector0Ok: true, markersOk: true, markers: round + 1, writeReadOk: true });
+        } else {
+          expect(reopen.bytes).toBe(256);
+          expect(reopen.distinct).toBeGreaterThan(64);
+        }
+      },
+    );
 
     test('what each blk round wrote and flushed before its unbind is in the host image file', () => {
       const contents = readFileSync(image);
@@ -560,11 +757,20 @@ describeIf(armhfLab.ok, armhfLab.reason, 'the QEMU armhf lab (32-bit, LPAE)', ()
   ]);
 
   test('4 GiB of RAM (run.js above4GiB): the hugepages sit above 4 GiB and an rng request round-trips with its descriptor and rings there', async () => {
-    const run = await runLab({ above4GiB: true, devices: ['virtio-rng-device'], command: 'node scripts/lab/guest/suite.js', timeoutMs: 180_000 }, 'armhf');
+    const run = await runLab(
+      {
+        above4GiB: true,
+        devices: ['virtio-rng-device'],
+        command: 'node scripts/lab/guest/suite.js',
+        timeoutMs: 180_000,
+      },
+      'armhf',
+    );
     if (run.exitCode !== 0) throw new Error(`guest exit ${run.exitCode}; console:\n${run.console.slice(-4000)}`);
     expect(run.results.filter((r) => r.kind === 'case' && !r.ok)).toEqual([]);
     expect(run.results.filter((r) => r.kind === 'case' && r.suite === 'rng')).toHaveLength(2 * rngCases.length);
     const addresses = dmaInRam(run.results.filter((r) => r.kind === 'dma'));
-    for (const address of addresses) expect(address >= 1n << 32n ? 'above 4 GiB' : `0x${address.toString(16)}`).toBe('above 4 GiB');
+    for (const address of addresses)
+      expect(address >= 1n << 32n ? 'above 4 GiB' : `0x${address.toString(16)}`).toBe('above 4 GiB');
   }, 240_000);
 });

@@ -42,118 +42,149 @@ const blkCases = blkContract({} as BlkSubject).map((c) => c.name);
  * A guest shell line that prints one result line whose `field` is the output of `command` (no quotes or backslashes in
  * it).
  */
-const resultLine = (kind: string, field: string, command: string): string => `printf '@@LAB-RESULT {"kind":"${kind}","${field}":"%s"}\\n' "$(${command})"`;
+const resultLine = (kind: string, field: string, command: string): string =>
+  `printf '@@LAB-RESULT {"kind":"${kind}","${field}":"%s"}\\n' "$(${command})"`;
 
 /** The loaded addon, its barrier set and the guest's Node, reported by the guest's Node itself. */
 const ADDON_REPORT = `node -e 'const a = require("./lib/platform/addon"); const p = require("./lib/platform"); process.stdout.write("@@LAB-RESULT " + JSON.stringify({ kind: "addon", path: a.addonPath, barrierKind: p.barrierKind, arch: process.arch, node: process.version }) + "\\n")'`;
 
-describeIf(lab.ok, lab.reason, 'the x86-64 microvm lab (command-line devices, /dev/mem windows, a carve-out, polled completions)', () => {
-  let run: LabRun;
-  let dir: string;
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'lab-microvm-'));
-    const image = join(dir, 'disk.img');
-    writeFileSync(image, Buffer.alloc(16 * 1024 * 1024));
-    run = await runLab(
-      {
-        devices: ['virtio-rng-device', 'virtio-blk-device,drive=blk0'],
-        extraArgs: ['-drive', `file=${image},if=none,format=raw,id=blk0`],
-        command: [
-          resultLine('proc-cmdline', 'text', 'cat /proc/cmdline'),
-          resultLine('pat', 'line', "dmesg | grep -m1 'x86/PAT'"),
-          ADDON_REPORT,
-          `node scripts/lab/guest/no-uio.js ${CARVE_OUT.base} ${CARVE_OUT.size} ${PROBES.join(' ')}`,
-        ].join(' && '),
-        timeoutMs: BOOT_TIMEOUT_MS,
-      },
-      'amd64',
-    );
-    // For the CI budget: the wall time of this boot.
-    console.log(`microvm lab boot: ${(run.ms / 1000).toFixed(1)} s`);
-  }, BOOT_TIMEOUT_MS + 60_000);
-  afterAll(() => {
-    rmSync(dir, { recursive: true, force: true });
-  });
+describeIf(
+  lab.ok,
+  lab.reason,
+  'the x86-64 microvm lab (command-line devices, /dev/mem windows, a carve-out, polled completions)',
+  () => {
+    let run: LabRun;
+    let dir: string;
+    beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'lab-microvm-'));
+      const image = join(dir, 'disk.img');
+      writeFileSync(image, Buffer.alloc(16 * 1024 * 1024));
+      run = await runLab(
+        {
+          devices: ['virtio-rng-device', 'virtio-blk-device,drive=blk0'],
+          extraArgs: ['-drive', `file=${image},if=none,format=raw,id=blk0`],
+          command: [
+            resultLine('proc-cmdline', 'text', 'cat /proc/cmdline'),
+            resultLine('pat', 'line', "dmesg | grep -m1 'x86/PAT'"),
+            ADDON_REPORT,
+            `node scripts/lab/guest/no-uio.js ${CARVE_OUT.base} ${CARVE_OUT.size} ${PROBES.join(' ')}`,
+          ].join(' && '),
+          timeoutMs: BOOT_TIMEOUT_MS,
+        },
+        'amd64',
+      );
+      // For the CI budget: the wall time of this boot.
+      console.log(`microvm lab boot: ${(run.ms / 1000).toFixed(1)} s`);
+    }, BOOT_TIMEOUT_MS + 60_000);
+    afterAll(() => {
+      rmSync(dir, { recursive: true, force: true });
+    });
 
-  const results = (kind: string): Record<string, unknown>[] => run.results.filter((r) => r.kind === kind);
+    const results = (kind: string): Record<string, unknown>[] => run.results.filter((r) => r.kind === kind);
 
-  test('the guest ran to the end', () => {
-    expect(run.timedOut).toBe(false);
-    if (run.exitCode !== 0) throw new Error(`guest exit ${run.exitCode}; console:\n${run.console.slice(-4000)}`);
-  });
+    test('the guest ran to the end', () => {
+      expect(run.timedOut).toBe(false);
+      if (run.exitCode !== 0) throw new Error(`guest exit ${run.exitCode}; console:\n${run.console.slice(-4000)}`);
+    });
 
-  test("QEMU wrote the devices onto the kernel command line itself, and the guest's discovery found exactly them, with no UIO", () => {
-    const [proc] = results('proc-cmdline') as { text: string }[];
-    // run.js gives microvm no virtio_mmio.device= of its own: these are QEMU's.
-    expect(proc.text).toContain(`virtio_mmio.device=512@0xfeb00e00:12 virtio_mmio.device=512@0xfeb00c00:11`);
-    expect(proc.text).toContain('mem=768M');
-    const [cmdline] = results('cmdline') as { specs: string[]; uio: number; ram: string[] }[];
-    expect(cmdline).toMatchObject({ specs: [RNG, BLK], uio: 0 });
-    // The kernel's RAM ends where the carve-out begins.
-    const ramEnd = Math.max(...cmdline.ram.map((r) => Number.parseInt(r.split('-')[1], 16)));
-    expect(ramEnd + 1).toBe(CARVE_OUT.base);
-  });
+    test("QEMU wrote the devices onto the kernel command line itself, and the guest's discovery found exactly them, with no UIO", () => {
+      const [proc] = results('proc-cmdline') as { text: string }[];
+      // run.js gives microvm no virtio_mmio.device= of its own: these are QEMU's.
+      expect(proc.text).toContain(`virtio_mmio.device=512@0xfeb00e00:12 virtio_mmio.device=512@0xfeb00c00:11`);
+      expect(proc.text).toContain('mem=768M');
+      const [cmdline] = results('cmdline') as { specs: string[]; uio: number; ram: string[] }[];
+      expect(cmdline).toMatchObject({ specs: [RNG, BLK], uio: 0 });
+      // The kernel's RAM ends where the carve-out begins.
+      const ramEnd = Math.max(...cmdline.ram.map((r) => Number.parseInt(r.split('-')[1], 16)));
+      expect(ramEnd + 1).toBe(CARVE_OUT.base);
+    });
 
-  test('each command-line transport answers through its /dev/mem window: an rng and a block device, Version 2', () => {
-    expect(results('transport').map(({ where, version, deviceId, error }) => ({ where, version, deviceId, error }))).toEqual([
-      { where: RNG, version: 2, deviceId: 4, error: undefined },
-      { where: BLK, version: 2, deviceId: 2, error: undefined },
-    ]);
-  });
+    test('each command-line transport answers through its /dev/mem window: an rng and a block device, Version 2', () => {
+      expect(
+        results('transport').map(({ where, version, deviceId, error }) => ({ where, version, deviceId, error })),
+      ).toEqual([
+        { where: RNG, version: 2, deviceId: 4, error: undefined },
+        { where: BLK, version: 2, deviceId: 2, error: undefined },
+      ]);
+    });
 
-  test('the guest loads the host-built x86-64 addon from the package layout, and its barriers are the x86 ones', () => {
-    const [addon] = results('addon');
-    expect(addon).toMatchObject({ path: '/opt/virtio-mmio/prebuilds/linux-x64/node.napi.glibc.node', arch: 'x64', barrierKind: 'x86' });
-    // Debian's Node 18 in the guest, loading an addon built by the host's Node (Node-API 8).
-    expect(addon.node).toMatch(/^v18\./);
-  });
+    test('the guest loads the host-built x86-64 addon from the package layout, and its barriers are the x86 ones', () => {
+      const [addon] = results('addon');
+      expect(addon).toMatchObject({
+        path: '/opt/virtio-mmio/prebuilds/linux-x64/node.napi.glibc.node',
+        arch: 'x64',
+        barrierKind: 'x86',
+      });
+      // Debian's Node 18 in the guest, loading an addon built by the host's Node (Node-API 8).
+      expect(addon.node).toMatch(/^v18\./);
+    });
 
-  test.each([
-    ...rngCases.flatMap((name) => [['rng', 'default', name], ['rng', 'no-event-idx', name]]),
-    ...blkCases.map((name) => ['blk', 'default', name]),
-  ])('%s contract (%s features): %s', (suite, variant, name) => {
-    const result = results('case').find((r) => r.suite === suite && r.variant === variant && r.name === name);
-    expect(result).toBeDefined();
-    if (!result!.ok) throw new Error(`failed in the guest: ${result!.error}`);
-  });
+    test.each([
+      ...rngCases.flatMap((name) => [
+        ['rng', 'default', name],
+        ['rng', 'no-event-idx', name],
+      ]),
+      ...blkCases.map((name) => ['blk', 'default', name]),
+    ])('%s contract (%s features): %s', (suite, variant, name) => {
+      const result = results('case').find((r) => r.suite === suite && r.variant === variant && r.name === name);
+      expect(result).toBeDefined();
+      if (!result!.ok) throw new Error(`failed in the guest: ${result!.error}`);
+    });
 
-  test('rings and buffers lie in the carve-out: every ring address the driver placed', () => {
-    const rings = results('rings') as { device: string; driver: Record<string, string>; bytes: number }[];
-    expect(rings.map((r) => r.device)).toEqual([RNG, BLK]);
-    for (const r of rings) {
-      expect(r.bytes).toBeGreaterThan(0);
-      for (const address of Object.values(r.driver).map(Number)) {
-        expect({ device: r.device, address, inCarveOut: address >= CARVE_OUT.base && address < CARVE_OUT.base + CARVE_OUT.size }).toMatchObject({ inCarveOut: true });
+    test('rings and buffers lie in the carve-out: every ring address the driver placed', () => {
+      const rings = results('rings') as { device: string; driver: Record<string, string>; bytes: number }[];
+      expect(rings.map((r) => r.device)).toEqual([RNG, BLK]);
+      for (const r of rings) {
+        expect(r.bytes).toBeGreaterThan(0);
+        for (const address of Object.values(r.driver).map(Number)) {
+          expect({
+            device: r.device,
+            address,
+            inCarveOut: address >= CARVE_OUT.base && address < CARVE_OUT.base + CARVE_OUT.size,
+          }).toMatchObject({ inCarveOut: true });
+        }
       }
-    }
-  });
+    });
 
-  test('the CLI: scan lists both command-line transports (through /dev/mem), and rng reads from one given as <size>@<base>:<irq>', () => {
-    const [scanned] = results('cli-scan') as { status: number; stderr: string; entries: { where: string; kind: string; device: string; version: number; vendor: string }[] }[];
-    expect({ status: scanned.status, stderr: scanned.stderr }).toEqual({ status: 0, stderr: '' });
-    expect(scanned.entries.map(({ where, kind, device, version, vendor }) => ({ where, kind, device, version, vendor }))).toEqual([
-      { where: RNG, kind: 'physical', device: 'ENTROPY', version: 2, vendor: 'QEMU' },
-      { where: BLK, kind: 'physical', device: 'BLOCK', version: 2, vendor: 'QEMU' },
-    ]);
-    const [rng] = results('cli-rng') as { status: number; stderr: string; out: string }[];
-    expect({ status: rng.status, stderr: rng.stderr }).toEqual({ status: 0, stderr: '' });
-    expect(JSON.parse(rng.out)).toMatchObject({ where: RNG, bytes: 16, hex: expect.stringMatching(/^[0-9a-f]{32}$/) });
-  });
+    test('the CLI: scan lists both command-line transports (through /dev/mem), and rng reads from one given as <size>@<base>:<irq>', () => {
+      const [scanned] = results('cli-scan') as {
+        status: number;
+        stderr: string;
+        entries: { where: string; kind: string; device: string; version: number; vendor: string }[];
+      }[];
+      expect({ status: scanned.status, stderr: scanned.stderr }).toEqual({ status: 0, stderr: '' });
+      expect(
+        scanned.entries.map(({ where, kind, device, version, vendor }) => ({ where, kind, device, version, vendor })),
+      ).toEqual([
+        { where: RNG, kind: 'physical', device: 'ENTROPY', version: 2, vendor: 'QEMU' },
+        { where: BLK, kind: 'physical', device: 'BLOCK', version: 2, vendor: 'QEMU' },
+      ]);
+      const [rng] = results('cli-rng') as { status: number; stderr: string; out: string }[];
+      expect({ status: rng.status, stderr: rng.stderr }).toEqual({ status: 0, stderr: '' });
+      expect(JSON.parse(rng.out)).toMatchObject({
+        where: RNG,
+        bytes: 16,
+        hex: expect.stringMatching(/^[0-9a-f]{32}$/),
+      });
+    });
 
-  test("what Debian's amd64 kernel lets /dev/mem map (STRICT_DEVMEM, IO_STRICT_DEVMEM): unclaimed windows, RAM outside mem= and the first MiB; not its RAM, not a claimed region", () => {
-    const devmem = Object.fromEntries((results('devmem') as { name: string; ok: boolean; code?: string; hint?: string }[]).map((d) => [d.name, d]));
-    expect(devmem['carve-out']).toMatchObject({ ok: true });
-    expect(devmem['low-ram']).toMatchObject({ ok: true });
-    for (const refused of ['kernel-ram', 'local-apic']) {
-      // A typed SyscallError from mmap, with the hint that names the kernel options.
-      expect(devmem[refused]).toMatchObject({ ok: false, code: 'EPERM', syscall: 'mmap' });
-      expect(devmem[refused].hint).toContain('STRICT_DEVMEM');
-    }
-  });
+    test("what Debian's amd64 kernel lets /dev/mem map (STRICT_DEVMEM, IO_STRICT_DEVMEM): unclaimed windows, RAM outside mem= and the first MiB; not its RAM, not a claimed region", () => {
+      const devmem = Object.fromEntries(
+        (results('devmem') as { name: string; ok: boolean; code?: string; hint?: string }[]).map((d) => [d.name, d]),
+      );
+      expect(devmem['carve-out']).toMatchObject({ ok: true });
+      expect(devmem['low-ram']).toMatchObject({ ok: true });
+      for (const refused of ['kernel-ram', 'local-apic']) {
+        // A typed SyscallError from mmap, with the hint that names the kernel options.
+        expect(devmem[refused]).toMatchObject({ ok: false, code: 'EPERM', syscall: 'mmap' });
+        expect(devmem[refused].hint).toContain('STRICT_DEVMEM');
+      }
+    });
 
-  test('the guest kernel says what PAT does here (recorded, not asserted: it depends on the CPU model QEMU gives)', () => {
-    const [pat] = results('pat') as { line: string }[];
-    expect(pat.line).toMatch(/x86\/PAT: /);
-    console.log(`microvm guest: ${pat.line.replace(/^\[[^\]]*\]\s*/, '')}`);
-  });
-});
+    test('the guest kernel says what PAT does here (recorded, not asserted: it depends on the CPU model QEMU gives)', () => {
+      const [pat] = results('pat') as { line: string }[];
+      expect(pat.line).toMatch(/x86\/PAT: /);
+      console.log(`microvm guest: ${pat.line.replace(/^\[[^\]]*\]\s*/, '')}`);
+    });
+  },
+);

@@ -30,7 +30,12 @@ function disassemble(cxx: string, objdump: string, flags: string[] = []): Map<st
         current = [];
         functions.set(header[1], current);
       } else if (current && /^\s+[0-9a-f]+:\s/.test(line)) {
-        current.push(line.replace(/^\s+[0-9a-f]+:\s+/, '').replace(/\s+/g, ' ').trim());
+        current.push(
+          line
+            .replace(/^\s+[0-9a-f]+:\s+/, '')
+            .replace(/\s+/g, ' ')
+            .trim(),
+        );
       }
     }
     return functions;
@@ -53,9 +58,12 @@ function x86Suite(): void {
     expect(at(code.get(fn)!, pattern)).toBeGreaterThanOrEqual(0);
   });
 
-  it.each(['probe_dma_rmb', 'probe_dma_wmb', 'probe_read32', 'probe_write32'])('%s has no fence (x86 is ordered; compiler barrier only)', (fn) => {
-    expect(code.get(fn)!.some((i) => /fence/.test(i))).toBe(false);
-  });
+  it.each(['probe_dma_rmb', 'probe_dma_wmb', 'probe_read32', 'probe_write32'])(
+    '%s has no fence (x86 is ordered; compiler barrier only)',
+    (fn) => {
+      expect(code.get(fn)!.some((i) => /fence/.test(i))).toBe(false);
+    },
+  );
 
   it.each([
     ['probe_read8', /^movzbl \(%rdi\)/],
@@ -73,41 +81,46 @@ function x86Suite(): void {
 if (arch() === 'x64') describeIf(has('g++') && has('objdump'), 'needs g++ and objdump', 'x86-64 code', x86Suite);
 else describe.skip('x86-64 code (the host is not x86-64)', x86Suite);
 
-describeIf(has('aarch64-linux-gnu-g++') && has('aarch64-linux-gnu-objdump'), 'needs g++-aarch64-linux-gnu (apt)', 'arm64 code', () => {
-  const code = disassemble('aarch64-linux-gnu-g++', 'aarch64-linux-gnu-objdump');
+describeIf(
+  has('aarch64-linux-gnu-g++') && has('aarch64-linux-gnu-objdump'),
+  'needs g++-aarch64-linux-gnu (apt)',
+  'arm64 code',
+  () => {
+    const code = disassemble('aarch64-linux-gnu-g++', 'aarch64-linux-gnu-objdump');
 
-  it.each([
-    ['probe_read8', /^ldrb w0, \[x0\]$/],
-    ['probe_read16', /^ldrh w0, \[x0\]$/],
-    ['probe_read32', /^ldr w0, \[x0\]$/],
-  ])('%s: a plain load without writeback, then dmb oshld', (fn, load) => {
-    const body = code.get(fn)!;
-    const l = at(body, load);
-    expect(l).toBeGreaterThanOrEqual(0);
-    expect(body[l + 1]).toBe('dmb oshld');
-  });
+    it.each([
+      ['probe_read8', /^ldrb w0, \[x0\]$/],
+      ['probe_read16', /^ldrh w0, \[x0\]$/],
+      ['probe_read32', /^ldr w0, \[x0\]$/],
+    ])('%s: a plain load without writeback, then dmb oshld', (fn, load) => {
+      const body = code.get(fn)!;
+      const l = at(body, load);
+      expect(l).toBeGreaterThanOrEqual(0);
+      expect(body[l + 1]).toBe('dmb oshld');
+    });
 
-  it.each([
-    ['probe_write8', /^strb w1, \[x0\]$/],
-    ['probe_write16', /^strh w1, \[x0\]$/],
-    ['probe_write32', /^str w1, \[x0\]$/],
-  ])('%s: dmb oshst, then a plain store without writeback', (fn, store) => {
-    const body = code.get(fn)!;
-    const s = at(body, store);
-    expect(s).toBeGreaterThan(0);
-    expect(body.slice(0, s)).toContain('dmb oshst');
-  });
+    it.each([
+      ['probe_write8', /^strb w1, \[x0\]$/],
+      ['probe_write16', /^strh w1, \[x0\]$/],
+      ['probe_write32', /^str w1, \[x0\]$/],
+    ])('%s: dmb oshst, then a plain store without writeback', (fn, store) => {
+      const body = code.get(fn)!;
+      const s = at(body, store);
+      expect(s).toBeGreaterThan(0);
+      expect(body.slice(0, s)).toContain('dmb oshst');
+    });
 
-  it.each([
-    ['probe_mb', 'dsb sy'],
-    ['probe_rmb', 'dsb ld'],
-    ['probe_wmb', 'dsb st'],
-    ['probe_dma_rmb', 'dmb oshld'],
-    ['probe_dma_wmb', 'dmb oshst'],
-  ])('%s is %s, as in Linux', (fn, insn) => {
-    expect(code.get(fn)!).toContain(insn);
-  });
-});
+    it.each([
+      ['probe_mb', 'dsb sy'],
+      ['probe_rmb', 'dsb ld'],
+      ['probe_wmb', 'dsb st'],
+      ['probe_dma_rmb', 'dmb oshld'],
+      ['probe_dma_wmb', 'dmb oshst'],
+    ])('%s is %s, as in Linux', (fn, insn) => {
+      expect(code.get(fn)!).toContain(insn);
+    });
+  },
+);
 
 // 32-bit ARM (armhf). Node's build adds no -marm/-mthumb, so the addon comes
 // out in the toolchain's default instruction set (Debian: Thumb-2; others:

@@ -67,27 +67,38 @@ function expectHooksBeforeFinalizers(lines: string[]): void {
   expect(lines).toHaveLength(8);
 }
 
-describeIf(existsSync(join(nodeInclude, 'node_api.h')) && hasCc, `needs cc and Node's headers in ${nodeInclude}`, 'env teardown order (Node-API)', () => {
-  beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'teardown-order-'));
-    probe = join(dir, 'teardown_order_probe.node');
-    execFileSync('cc', ['-shared', '-fPIC', '-O1', '-Wall', `-I${nodeInclude}`, probeSource, '-o', probe]);
-  });
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+describeIf(
+  existsSync(join(nodeInclude, 'node_api.h')) && hasCc,
+  `needs cc and Node's headers in ${nodeInclude}`,
+  'env teardown order (Node-API)',
+  () => {
+    beforeAll(() => {
+      dir = mkdtempSync(join(tmpdir(), 'teardown-order-'));
+      probe = join(dir, 'teardown_order_probe.node');
+      execFileSync('cc', ['-shared', '-fPIC', '-O1', '-Wall', `-I${nodeInclude}`, probeSource, '-o', probe]);
+    });
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  test.each(['terminate', 'main-exit', 'return', 'process.exit'] as const)('a worker that ends by %s: every cleanup hook (newest first) before any finalizer or wrap', (end) => {
-    expectHooksBeforeFinalizers(workerTeardown(end));
-  });
+    test.each(['terminate', 'main-exit', 'return', 'process.exit'] as const)(
+      'a worker that ends by %s: every cleanup hook (newest first) before any finalizer or wrap',
+      (end) => {
+        expectHooksBeforeFinalizers(workerTeardown(end));
+      },
+    );
 
-  test('the main thread whose event loop runs dry: the same order', () => {
-    const child = spawnSync(process.execPath, ['-e', SETUP(probe)], { encoding: 'utf8', timeout: 15_000 });
-    expect(child.stderr).toBe('');
-    expectHooksBeforeFinalizers(child.stdout.split('\n').filter(Boolean));
-  });
+    test('the main thread whose event loop runs dry: the same order', () => {
+      const child = spawnSync(process.execPath, ['-e', SETUP(probe)], { encoding: 'utf8', timeout: 15_000 });
+      expect(child.stderr).toBe('');
+      expectHooksBeforeFinalizers(child.stdout.split('\n').filter(Boolean));
+    });
 
-  test('the main thread calling process.exit(): none of them runs', () => {
-    const child = spawnSync(process.execPath, ['-e', `${SETUP(probe)} process.exit(7);`], { encoding: 'utf8', timeout: 15_000 });
-    expect(child.status).toBe(7);
-    expect(child.stdout).toBe('');
-  });
-});
+    test('the main thread calling process.exit(): none of them runs', () => {
+      const child = spawnSync(process.execPath, ['-e', `${SETUP(probe)} process.exit(7);`], {
+        encoding: 'utf8',
+        timeout: 15_000,
+      });
+      expect(child.status).toBe(7);
+      expect(child.stdout).toBe('');
+    });
+  },
+);

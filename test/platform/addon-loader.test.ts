@@ -11,13 +11,24 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 
 import { VirtioError } from '../../lib/errors';
-import { ADDON_LOAD_FAILED, ADDON_NOT_FOUND, addonPackageRoot, addonPath, loadAddon, locateAddon } from '../../lib/platform/addon';
+import {
+  ADDON_LOAD_FAILED,
+  ADDON_NOT_FOUND,
+  addonPackageRoot,
+  addonPath,
+  loadAddon,
+  locateAddon,
+} from '../../lib/platform/addon';
 
 const root = resolve(__dirname, '../..');
 const tuple = `${process.platform}-${process.arch}`;
 
 /** The prebuild names scripts/build/prebuilds.sh writes (prebuildify's). */
-const PREBUILDS = ['linux-x64/node.napi.glibc.node', 'linux-arm64/node.napi.armv8.glibc.node', 'linux-arm/node.napi.armv7.glibc.node'];
+const PREBUILDS = [
+  'linux-x64/node.napi.glibc.node',
+  'linux-arm64/node.napi.armv8.glibc.node',
+  'linux-arm/node.napi.armv7.glibc.node',
+];
 
 let dir: string;
 beforeEach(() => {

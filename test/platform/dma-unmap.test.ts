@@ -57,7 +57,11 @@ interface Child {
 /** Runs `body` (async, may await) in a fresh node after PRELUDE; its last stdout line is JSON. */
 function runChild(body: string, flags: string[] = []): Child {
   const script = `${PRELUDE}\n(async () => {\n${body}\n})().catch((error) => { console.error(error); process.exit(1); });`;
-  const child = spawnSync(process.execPath, ['--expose-gc', ...flags, '-e', script], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+  const child = spawnSync(process.execPath, ['--expose-gc', ...flags, '-e', script], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
   return { status: child.status, signal: child.signal, stdout: child.stdout, stderr: child.stderr };
 }
 
@@ -72,7 +76,11 @@ function report(child: Child): Record<string, unknown> {
 /** The V8 flags under which ArrayBuffer.prototype.transfer exists (Node 20 needs one), or undefined. */
 const transferFlags = ((): string[] | undefined => {
   const has = (flags: string[]): boolean =>
-    spawnSync(process.execPath, [...flags, '-e', 'process.exit(typeof ArrayBuffer.prototype.transfer === "function" ? 0 : 3)']).status === 0;
+    spawnSync(process.execPath, [
+      ...flags,
+      '-e',
+      'process.exit(typeof ArrayBuffer.prototype.transfer === "function" ? 0 : 3)',
+    ]).status === 0;
   if (has([])) return [];
   if (has(['--harmony-rab-gsab-transfer'])) return ['--harmony-rab-gsab-transfer'];
   return undefined;
@@ -114,13 +122,25 @@ const fillingBody = (kind: string, chunk: number, fill: number): string => `
   console.log(JSON.stringify({ detached, released: held - mapped('${kind}') }));
 `;
 
-describeIf(transferFlags !== undefined, 'this Node has no ArrayBuffer.prototype.transfer, not even with --harmony-rab-gsab-transfer', 'DMA memory whose buffer was transferred, then freed', () => {
-  it('stays mapped and readable through the transferred buffer, and is unmapped once that is collected (anonymous)', () => {
-    const result = report(runChild(transferredBody('anonymous', ANON), transferFlags));
-    expect(result).toMatchObject({ freed: true, translateError: 'ERR_VIRTIO_CLOSED', length: ANON, first: 0x5a, last: 0xa5, viewLength: 0 });
-    expect(result.released).toBeGreaterThanOrEqual(ANON * 0.9);
-  });
-});
+describeIf(
+  transferFlags !== undefined,
+  'this Node has no ArrayBuffer.prototype.transfer, not even with --harmony-rab-gsab-transfer',
+  'DMA memory whose buffer was transferred, then freed',
+  () => {
+    it('stays mapped and readable through the transferred buffer, and is unmapped once that is collected (anonymous)', () => {
+      const result = report(runChild(transferredBody('anonymous', ANON), transferFlags));
+      expect(result).toMatchObject({
+        freed: true,
+        translateError: 'ERR_VIRTIO_CLOSED',
+        length: ANON,
+        first: 0x5a,
+        last: 0xa5,
+        viewLength: 0,
+      });
+      expect(result.released).toBeGreaterThanOrEqual(ANON * 0.9);
+    });
+  },
+);
 
 describe('DMA memory freed while a thread-pool job writes into it', () => {
   it('survives pool.close() during crypto.randomFill, and is unmapped once the job is done and the views collected (anonymous)', () => {
@@ -133,7 +153,9 @@ describe('DMA memory freed while a thread-pool job writes into it', () => {
 describe('DMA memory at the end of a worker thread', () => {
   it('is unmapped when the worker ends or is terminated, whether freed, kept, or transferred', () => {
     const canTransfer = transferFlags !== undefined;
-    const result = report(runChild(`
+    const result = report(
+      runChild(
+        `
       const size = ${ANON};
       const workerBody = \`
         const { parentPort } = require('node:worker_threads');
@@ -167,7 +189,10 @@ describe('DMA memory at the end of a worker thread', () => {
         results[name] = { held: held - before, left: mapped('anonymous') - before };
       }
       console.log(JSON.stringify(results));
-    `, transferFlags ?? []));
+    `,
+        transferFlags ?? [],
+      ),
+    );
     const blocks = canTransfer ? 3 : 2;
     for (const name of ['ends', 'terminated']) {
       const { held, left } = result[name] as { held: number; left: number };
@@ -177,20 +202,31 @@ describe('DMA memory at the end of a worker thread', () => {
   });
 });
 
-describeIf(isRoot() && freeHugepages() >= 2, 'needs root and at least 2 free hugepages (echo 16 > /proc/sys/vm/nr_hugepages)', 'hugetlb DMA memory, freed while reachable', () => {
-  it('stays mapped through a transferred buffer, and its hugepage is given back once that is collected', () => {
-    if (transferFlags === undefined) {
-      console.warn('skipping the transfer case: no ArrayBuffer.prototype.transfer on this Node');
-      return;
-    }
-    const result = report(runChild(transferredBody('hugetlb', HUGE), transferFlags));
-    expect(result).toMatchObject({ freed: true, translateError: 'ERR_VIRTIO_CLOSED', length: HUGE, first: 0x5a, last: 0xa5 });
-    expect(result.released).toBe(HUGE);
-  });
+describeIf(
+  isRoot() && freeHugepages() >= 2,
+  'needs root and at least 2 free hugepages (echo 16 > /proc/sys/vm/nr_hugepages)',
+  'hugetlb DMA memory, freed while reachable',
+  () => {
+    it('stays mapped through a transferred buffer, and its hugepage is given back once that is collected', () => {
+      if (transferFlags === undefined) {
+        console.warn('skipping the transfer case: no ArrayBuffer.prototype.transfer on this Node');
+        return;
+      }
+      const result = report(runChild(transferredBody('hugetlb', HUGE), transferFlags));
+      expect(result).toMatchObject({
+        freed: true,
+        translateError: 'ERR_VIRTIO_CLOSED',
+        length: HUGE,
+        first: 0x5a,
+        last: 0xa5,
+      });
+      expect(result.released).toBe(HUGE);
+    });
 
-  it('survives pool.close() during crypto.randomFill, and gives the hugepage back afterwards', () => {
-    const result = report(runChild(fillingBody('hugetlb', HUGE, HUGE)));
-    expect(result.detached).toBe(true);
-    expect(result.released).toBe(HUGE);
-  });
-});
+    it('survives pool.close() during crypto.randomFill, and gives the hugepage back afterwards', () => {
+      const result = report(runChild(fillingBody('hugetlb', HUGE, HUGE)));
+      expect(result.detached).toBe(true);
+      expect(result.released).toBe(HUGE);
+    });
+  },
+);

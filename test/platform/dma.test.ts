@@ -154,78 +154,87 @@ describe('DmaPool over anonymous chunks', () => {
   });
 });
 
-describeIf(isRoot() && freeHugepages() >= 2, 'needs root and at least 2 free hugepages (echo 16 > /proc/sys/vm/nr_hugepages)', 'hugetlb DMA memory', () => {
-  it('has a non-zero physical address from pagemap that stays the same', () => {
-    const m = native.allocHugetlb(8192);
-    expect(m.kind).toBe('hugetlb');
-    expect(m.iova).toBeGreaterThan(0n);
-    expect(m.iova % BigInt(HUGE)).toBe(0n); // a hugepage is naturally aligned
-    new Uint8Array(m.view).fill(0x5a); // touching it must not move it
-    expect(m.translate(0)).toBe(m.iova);
-    expect(m.translate(4097)).toBe(m.iova + 4097n);
-    m.free();
-    expect(m.view.byteLength).toBe(0);
-  });
+describeIf(
+  isRoot() && freeHugepages() >= 2,
+  'needs root and at least 2 free hugepages (echo 16 > /proc/sys/vm/nr_hugepages)',
+  'hugetlb DMA memory',
+  () => {
+    it('has a non-zero physical address from pagemap that stays the same', () => {
+      const m = native.allocHugetlb(8192);
+      expect(m.kind).toBe('hugetlb');
+      expect(m.iova).toBeGreaterThan(0n);
+      expect(m.iova % BigInt(HUGE)).toBe(0n); // a hugepage is naturally aligned
+      new Uint8Array(m.view).fill(0x5a); // touching it must not move it
+      expect(m.translate(0)).toBe(m.iova);
+      expect(m.translate(4097)).toBe(m.iova + 4097n);
+      m.free();
+      expect(m.view.byteLength).toBe(0);
+    });
 
-  it('checks contiguity across hugepages (or says it is not contiguous)', () => {
-    let m;
-    try {
-      m = native.allocHugetlb(2 * HUGE);
-    } catch (error) {
-      expect(error).toBeInstanceOf(DmaError);
-      expect((error as DmaError).code).toBe(DmaError.NOT_CONTIGUOUS);
-      return;
-    }
-    expect(m.translate(HUGE + 8)).toBe(m.iova + BigInt(HUGE + 8));
-    m.free();
-  });
+    it('checks contiguity across hugepages (or says it is not contiguous)', () => {
+      let m;
+      try {
+        m = native.allocHugetlb(2 * HUGE);
+      } catch (error) {
+        expect(error).toBeInstanceOf(DmaError);
+        expect((error as DmaError).code).toBe(DmaError.NOT_CONTIGUOUS);
+        return;
+      }
+      expect(m.translate(HUGE + 8)).toBe(m.iova + BigInt(HUGE + 8));
+      m.free();
+    });
 
-  it('says there are no free hugepages, and how to reserve them', () => {
-    const tooMany = (freeHugepages() + 1) * HUGE;
-    let thrown: unknown;
-    try {
-      native.allocHugetlb(tooMany);
-    } catch (error) {
-      thrown = error;
-    }
-    expect(thrown).toBeInstanceOf(SyscallError);
-    const e = thrown as SyscallError;
-    expect(e.code).toBe('ENOMEM');
-    expect(e.syscall).toBe('mmap');
-    expect(e.hint).toMatch(/HugePages_Free \d+ of \d+.*nr_hugepages/);
-  });
+    it('says there are no free hugepages, and how to reserve them', () => {
+      const tooMany = (freeHugepages() + 1) * HUGE;
+      let thrown: unknown;
+      try {
+        native.allocHugetlb(tooMany);
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toBeInstanceOf(SyscallError);
+      const e = thrown as SyscallError;
+      expect(e.code).toBe('ENOMEM');
+      expect(e.syscall).toBe('mmap');
+      expect(e.hint).toMatch(/HugePages_Free \d+ of \d+.*nr_hugepages/);
+    });
 
-  it('serves a pool of many small regions from one hugepage', () => {
-    const pool = DmaPool.hugetlb();
-    const regions = Array.from({ length: 32 }, () => pool.allocate(4096, 4096));
-    expect(pool.stats().chunks).toBe(1);
-    for (const r of regions) expect(r.iova % 4096n).toBe(0n);
-    pool.close();
-  });
+    it('serves a pool of many small regions from one hugepage', () => {
+      const pool = DmaPool.hugetlb();
+      const regions = Array.from({ length: 32 }, () => pool.allocate(4096, 4096));
+      expect(pool.stats().chunks).toBe(1);
+      for (const r of regions) expect(r.iova % 4096n).toBe(0n);
+      pool.close();
+    });
 
-  it('without CAP_SYS_ADMIN, says pagemap hides physical addresses', () => {
-    // The child runs as nobody from a world-readable copy of the addon.
-    const dir = mkdtempSync(join(tmpdir(), 'dma-nobody-'));
-    try {
-      chmodSync(dir, 0o755);
-      copyFileSync(resolve(__dirname, '../../build/Release/virtio_mmio.node'), join(dir, 'addon.node'));
-      writeFileSync(
-        join(dir, 'child.js'),
-        `const a = require(${JSON.stringify(join(dir, 'addon.node'))});
+    it('without CAP_SYS_ADMIN, says pagemap hides physical addresses', () => {
+      // The child runs as nobody from a world-readable copy of the addon.
+      const dir = mkdtempSync(join(tmpdir(), 'dma-nobody-'));
+      try {
+        chmodSync(dir, 0o755);
+        copyFileSync(resolve(__dirname, '../../build/Release/virtio_mmio.node'), join(dir, 'addon.node'));
+        writeFileSync(
+          join(dir, 'child.js'),
+          `const a = require(${JSON.stringify(join(dir, 'addon.node'))});
          try { a.allocHugetlb(4096); console.log('{}'); }
          catch (e) { console.log(JSON.stringify({ code: e.code, errno: e.errno, syscall: e.syscall, path: e.path, message: e.message })); }`,
-      );
-      const child = spawnSync(process.execPath, [join(dir, 'child.js')], { uid: 65534, gid: 65534, encoding: 'utf8' });
-      expect(child.status).toBe(0);
-      const failure = JSON.parse(child.stdout);
-      expect(failure).toMatchObject({ code: 'EPERM', errno: -1, syscall: 'read', path: '/proc/self/pagemap' });
-      const typed = makeNativeError('syscall', failure.message, failure) as SyscallError;
-      expect(typed.hint).toMatch(/CAP_SYS_ADMIN/);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
-});
+        );
+        const child = spawnSync(process.execPath, [join(dir, 'child.js')], {
+          uid: 65534,
+          gid: 65534,
+          encoding: 'utf8',
+        });
+        expect(child.status).toBe(0);
+        const failure = JSON.parse(child.stdout);
+        expect(failure).toMatchObject({ code: 'EPERM', errno: -1, syscall: 'read', path: '/proc/self/pagemap' });
+        const typed = makeNativeError('syscall', failure.message, failure) as SyscallError;
+        expect(typed.hint).toMatch(/CAP_SYS_ADMIN/);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  },
+);
 
 describe('/dev/mem carve-outs', () => {
   it('fail with the syscall, the path and a hint when /dev/mem cannot be used', () => {

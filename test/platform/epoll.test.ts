@@ -120,7 +120,15 @@ describe('native epoll set', () => {
 
   it.each<[string, (set: ReturnType<typeof makeSet>) => unknown, RegExp | typeof Error]>([
     ['adding a closed fd', (s) => s.add(987654), /EBADF/],
-    ['adding twice', (s) => { const fd = native.eventfdCreate(); s.add(fd); s.add(fd); }, /EEXIST/],
+    [
+      'adding twice',
+      (s) => {
+        const fd = native.eventfdCreate();
+        s.add(fd);
+        s.add(fd);
+      },
+      /EEXIST/,
+    ],
     ['modifying an unknown fd', (s) => s.modify(3, EPOLLIN), /not in this epoll set/],
     ['removing an unknown fd', (s) => s.remove(3), /not in this epoll set/],
     ['a negative fd', (s) => s.add(-1), RangeError],
@@ -212,8 +220,12 @@ describe('EpollLoop', () => {
       add: (fd: number) => calls.push(`add ${fd}`),
       modify: () => undefined,
       remove: (fd: number) => calls.push(`remove ${fd}`),
-      ref() { return this; },
-      unref() { return this; },
+      ref() {
+        return this;
+      },
+      unref() {
+        return this;
+      },
       close: () => calls.push('close'),
     };
     const loop = new EpollLoop(() => fake);

@@ -51,7 +51,8 @@ function runChild(script: string, flags: readonly string[] = []): Ended {
 }
 
 /** Opens `file` as a 0x200-byte window in the code that runs it. */
-const open = (file: string): string => `new (require(${JSON.stringify(addonPath)}).MmioRegion)(${JSON.stringify(file)}, 0, 0, 0x200, false)`;
+const open = (file: string): string =>
+  `new (require(${JSON.stringify(addonPath)}).MmioRegion)(${JSON.stringify(file)}, 0, 0, 0x200, false)`;
 
 /**
  * A child whose worker runs `setup` (with `open(file)` windows), tells the
@@ -104,7 +105,8 @@ describe('armExitWrite at the teardown of a worker', () => {
 
   test('an unreachable armed window stays mapped and is still written', () => {
     const file = registerFile();
-    const child = runChild(`
+    const child = runChild(
+      `
       const { Worker } = require('node:worker_threads');
       const w = new Worker(${JSON.stringify(`
         (() => { ${open(file)}.armExitWrite(${STATUS}, 0x77); })();
@@ -113,14 +115,19 @@ describe('armExitWrite at the teardown of a worker', () => {
         setInterval(() => {}, 1000);
       `)}, { eval: true });
       w.on('message', () => w.terminate());
-    `, ['--expose-gc']);
+    `,
+      ['--expose-gc'],
+    );
     expect(child.stderr).toBe('');
     expect(wordIn(file)).toBe(0x77);
   });
 
   test('arming again replaces the write', () => {
     const file = registerFile();
-    const child = workerChild(`const r = ${open(file)}; r.armExitWrite(${STATUS + 4}, 1); r.armExitWrite(${STATUS}, 2);`, 'terminate');
+    const child = workerChild(
+      `const r = ${open(file)}; r.armExitWrite(${STATUS + 4}, 1); r.armExitWrite(${STATUS}, 2);`,
+      'terminate',
+    );
     expect(child.stdout).toBe('worker exit 1\n');
     expect([wordIn(file), wordIn(file, STATUS + 4)]).toEqual([2, LIVE]);
   });
@@ -128,8 +135,14 @@ describe('armExitWrite at the teardown of a worker', () => {
   test('disarmed: untouched; armed again after disarm: written', () => {
     const [untouched, rearmed] = [registerFile(), registerFile()];
     const children = [
-      workerChild(`const r = ${open(untouched)}; r.armExitWrite(${STATUS}, 0); r.disarmExitWrite(); r.disarmExitWrite();`, 'terminate'),
-      workerChild(`const r = ${open(rearmed)}; r.armExitWrite(${STATUS}, 0); r.disarmExitWrite(); r.armExitWrite(${STATUS}, 3);`, 'terminate'),
+      workerChild(
+        `const r = ${open(untouched)}; r.armExitWrite(${STATUS}, 0); r.disarmExitWrite(); r.disarmExitWrite();`,
+        'terminate',
+      ),
+      workerChild(
+        `const r = ${open(rearmed)}; r.armExitWrite(${STATUS}, 0); r.disarmExitWrite(); r.armExitWrite(${STATUS}, 3);`,
+        'terminate',
+      ),
     ];
     expect(children.map((c) => c.stdout)).toEqual(['worker exit 1\n', 'worker exit 1\n']);
     expect(wordIn(untouched)).toBe(LIVE);
@@ -161,7 +174,9 @@ describe('armExitWrite at the teardown of a worker', () => {
     expect(child.stdout).toBe('worker exit 1\n');
     const image = readFileSync(file);
     expect(image.readUInt32LE(STATUS + 4)).toBe(LIVE);
-    expect(Array.from({ length: 64 }, (_, i) => image.readUInt32LE(0x100 + 4 * i))).toEqual(Array.from({ length: 64 }, (_, i) => 0x1000 + i));
+    expect(Array.from({ length: 64 }, (_, i) => image.readUInt32LE(0x100 + 4 * i))).toEqual(
+      Array.from({ length: 64 }, (_, i) => 0x1000 + i),
+    );
   });
 });
 
@@ -219,7 +234,8 @@ describe('armExitWrite arguments and state', () => {
   });
 
   test('a value that does not fit 32 bits or is not an integer: RangeError; not a number: TypeError', () => {
-    for (const value of [2 ** 32, -(2 ** 31) - 1, 1.5]) expect(() => region.armExitWrite(STATUS, value)).toThrow(RangeError);
+    for (const value of [2 ** 32, -(2 ** 31) - 1, 1.5])
+      expect(() => region.armExitWrite(STATUS, value)).toThrow(RangeError);
     expect(() => region.armExitWrite(STATUS, '0' as never)).toThrow(TypeError);
     expect(() => region.armExitWrite(STATUS, undefined as never)).toThrow(TypeError);
     expect(() => region.armExitWrite('0x70' as never, 0)).toThrow(TypeError);

@@ -102,7 +102,12 @@ describe('UioInterruptSource', () => {
     const { file, device } = fakeUio();
     const source = new UioInterruptSource(file, new EpollLoop());
     const events: InterruptEvent[] = [];
-    source.listen((e) => events.push(e), (e) => { throw e; });
+    source.listen(
+      (e) => events.push(e),
+      (e) => {
+        throw e;
+      },
+    );
     writeSync(device, u32(10));
     await settle(30);
     expect(events).toEqual([{ count: 1 }]);
@@ -123,7 +128,12 @@ describe('UioInterruptSource', () => {
     const source = new UioInterruptSource(file, new EpollLoop());
     writeSync(device, u32(5));
     const events: InterruptEvent[] = [];
-    source.listen((e) => events.push(e), (e) => { throw e; });
+    source.listen(
+      (e) => events.push(e),
+      (e) => {
+        throw e;
+      },
+    );
     await settle(30);
     expect(events).toEqual([]);
     expect(source.total).toBe(5);
@@ -139,7 +149,10 @@ describe('UioInterruptSource', () => {
     const source = new UioInterruptSource(file, new EpollLoop());
     const errors: Error[] = [];
     const events: InterruptEvent[] = [];
-    source.listen((e) => events.push(e), (e) => errors.push(e));
+    source.listen(
+      (e) => events.push(e),
+      (e) => errors.push(e),
+    );
     closeSync(device);
     await settle(30);
     // Edge-triggered, but the hang-up is checked by a read: the listener (which would touch the device's registers)
@@ -174,10 +187,23 @@ describe('UioInterruptSource', () => {
   it('refuses a second listener and listening after close', () => {
     const { file, device } = fakeUio();
     const source = new UioInterruptSource(file, new EpollLoop());
-    source.listen(() => undefined, () => undefined);
-    expect(() => source.listen(() => undefined, () => undefined)).toThrow(/already has a listener/);
+    source.listen(
+      () => undefined,
+      () => undefined,
+    );
+    expect(() =>
+      source.listen(
+        () => undefined,
+        () => undefined,
+      ),
+    ).toThrow(/already has a listener/);
     source.close();
-    expect(() => source.listen(() => undefined, () => undefined)).toThrow(ClosedError);
+    expect(() =>
+      source.listen(
+        () => undefined,
+        () => undefined,
+      ),
+    ).toThrow(ClosedError);
     closeSync(device);
   });
 });
@@ -188,7 +214,10 @@ describe('EventfdInterruptSource', () => {
     const source = new EventfdInterruptSource('sim irq', new EpollLoop());
     const events: InterruptEvent[] = [];
     try {
-      source.listen((e) => events.push(e), () => undefined);
+      source.listen(
+        (e) => events.push(e),
+        () => undefined,
+      );
       source.raise();
       await settle(20);
       source.raise(2);
@@ -209,7 +238,10 @@ describe('EventfdInterruptSource', () => {
     const source = new EventfdInterruptSource('sim irq', new EpollLoop());
     const events: InterruptEvent[] = [];
     try {
-      source.listen((e) => events.push(e), () => undefined);
+      source.listen(
+        (e) => events.push(e),
+        () => undefined,
+      );
       source.disable();
       source.raise(4);
       await settle(30);
@@ -227,12 +259,18 @@ describe('EventfdInterruptSource', () => {
     const first: InterruptEvent[] = [];
     const second: InterruptEvent[] = [];
     try {
-      source.listen((e) => first.push(e), () => undefined);
+      source.listen(
+        (e) => first.push(e),
+        () => undefined,
+      );
       source.raise(2);
       await settle(20);
       expect(first).toEqual([{ count: 2 }]);
       source.unlisten();
-      source.listen((e) => second.push(e), () => undefined);
+      source.listen(
+        (e) => second.push(e),
+        () => undefined,
+      );
       await settle(20);
       expect(second).toEqual([]);
       source.raise();

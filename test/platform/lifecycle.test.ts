@@ -10,19 +10,32 @@ import { resolve } from 'node:path';
 const addonPath = resolve(__dirname, '../../build/Release/virtio_mmio.node');
 
 /** Runs a script in a fresh node with `a` bound to the addon; returns status, output and time. */
-function runChild(body: string, timeoutMs = 5000, flags: string[] = []): { status: number | null; signal: string | null; stdout: string; stderr: string; ms: number } {
+function runChild(
+  body: string,
+  timeoutMs = 5000,
+  flags: string[] = [],
+): { status: number | null; signal: string | null; stdout: string; stderr: string; ms: number } {
   const script = `const a = require(${JSON.stringify(addonPath)});\n${body}`;
   const started = Date.now();
   const child = spawnSync(process.execPath, [...flags, '-e', script], { encoding: 'utf8', timeout: timeoutMs });
-  return { status: child.status, signal: child.signal, stdout: child.stdout, stderr: child.stderr, ms: Date.now() - started };
+  return {
+    status: child.status,
+    signal: child.signal,
+    stdout: child.stdout,
+    stderr: child.stderr,
+    ms: Date.now() - started,
+  };
 }
 
 describe('a process using the addon', () => {
   it.each<[string, string]>([
     ['an epoll set with nothing registered', 'const s = new a.EpollSet(() => {});'],
-    ['an unref\'d set with a registered fd', 'const s = new a.EpollSet(() => {}); s.add(a.eventfdCreate()); s.unref();'],
+    ["an unref'd set with a registered fd", 'const s = new a.EpollSet(() => {}); s.add(a.eventfdCreate()); s.unref();'],
     ['a closed set', 'const s = new a.EpollSet(() => {}); s.add(a.eventfdCreate()); s.close();'],
-    ['a set whose fds were all removed', 'const s = new a.EpollSet(() => {}); const fd = a.eventfdCreate(); s.add(fd); s.remove(fd);'],
+    [
+      'a set whose fds were all removed',
+      'const s = new a.EpollSet(() => {}); const fd = a.eventfdCreate(); s.add(fd); s.remove(fd);',
+    ],
     ['an unreachable set (collected)', '(() => new a.EpollSet(() => {}))();'],
   ])('exits on its own with %s', (_name, body) => {
     const child = runChild(`${body}\nconsole.log('end of script');`);
@@ -31,7 +44,7 @@ describe('a process using the addon', () => {
     expect(child.stdout).toBe('end of script\n');
   });
 
-  it('stays alive while a ref\'d set waits, and exits once the event came and the set closed', () => {
+  it("stays alive while a ref'd set waits, and exits once the event came and the set closed", () => {
     const child = runChild(`
       const fd = a.eventfdCreate();
       const s = new a.EpollSet((events) => { console.log('event', events[0].fd === fd); s.close(); });
@@ -44,12 +57,16 @@ describe('a process using the addon', () => {
   });
 
   it('keeps delivering events to a set nobody references while fds are registered', () => {
-    const child = runChild(`
+    const child = runChild(
+      `
       const fd = a.eventfdCreate();
       (() => { const s = new a.EpollSet(() => { a.eventfdRead(fd); console.log('delivered'); s.close(); }); s.add(fd); })();
       global.gc();
       setTimeout(() => { global.gc(); a.eventfdWrite(fd, 1); }, 50).unref();
-    `, 5000, ['--expose-gc']);
+    `,
+      5000,
+      ['--expose-gc'],
+    );
     expect(child.status).toBe(0);
     expect(child.stdout).toBe('delivered\n');
   });
@@ -84,7 +101,8 @@ describe('a process using the addon', () => {
   });
 
   it('keeps DMA memory valid while a view of it lives, after the wrapper is collected', () => {
-    const child = runChild(`
+    const child = runChild(
+      `
       let bytes = (() => new Uint8Array(a.allocAnonymous(1 << 20, 0n).view))();
       for (let i = 0; i < 5; i++) global.gc();
       bytes.fill(7);
@@ -92,13 +110,17 @@ describe('a process using the addon', () => {
       bytes = null;
       for (let i = 0; i < 5; i++) global.gc(); // the mapping is released here, without a crash
       console.log('ok');
-    `, 5000, ['--expose-gc']);
+    `,
+      5000,
+      ['--expose-gc'],
+    );
     expect(child.status).toBe(0);
     expect(child.stdout).toBe('7 1048576\nok\n');
   });
 
   it('keeps a register window mapped for accessors taken off a collected region', () => {
-    const child = runChild(`
+    const child = runChild(
+      `
       const fs = require('fs'), os = require('os'), path = require('path');
       const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'gc-')), 'regs');
       fs.writeFileSync(file, Buffer.alloc(4096));
@@ -107,7 +129,10 @@ describe('a process using the addon', () => {
       writel(8, 0xabcd);
       console.log(readl(8).toString(16), fs.readFileSync(file).readUInt32LE(8).toString(16));
       fs.rmSync(path.dirname(file), { recursive: true });
-    `, 5000, ['--expose-gc']);
+    `,
+      5000,
+      ['--expose-gc'],
+    );
     expect(child.status).toBe(0);
     expect(child.stdout).toBe('abcd abcd\n');
   });
@@ -115,7 +140,8 @@ describe('a process using the addon', () => {
 
 describe('worker threads', () => {
   it('load the addon per thread, use regions, DMA and epoll, and tear down with fds still registered', () => {
-    const child = runChild(`
+    const child = runChild(
+      `
       const { Worker } = require('worker_threads');
       const workerBody = \`
         const { parentPort } = require('worker_threads');
@@ -143,7 +169,9 @@ describe('worker threads', () => {
         });
         w.on('error', (e) => { console.log('worker error', e.message); process.exitCode = 2; });
       }
-    `, 15000);
+    `,
+      15000,
+    );
     expect(child.stderr).toBe('');
     expect(child.status).toBe(0);
     const results = JSON.parse(child.stdout);

@@ -98,7 +98,12 @@ describe('register window over a file', () => {
     ['copyOut past the end', (r) => r.copyOut(0x1f0, new Uint8Array(0x20)), RangeError, /outside/],
     ['copyOut misaligned length', (r) => r.copyOut(0, new Uint8Array(6), 4), RangeError, /aligned/],
     ['copyIn misaligned offset', (r) => r.copyIn(2, new Uint8Array(4), 4), RangeError, /aligned/],
-    ['copyOut into a non-byte array', (r) => r.copyOut(0, new Uint16Array(2) as unknown as Uint8Array), TypeError, /Uint8Array/],
+    [
+      'copyOut into a non-byte array',
+      (r) => r.copyOut(0, new Uint16Array(2) as unknown as Uint8Array),
+      TypeError,
+      /Uint8Array/,
+    ],
     ['pollUntil past the end', (r) => r.pollUntil(0x200, 1, 1, 1), RangeError, /outside/],
     ['pollUntil unbounded timeout', (r) => r.pollUntil(0, 1, 1, 1e9), RangeError, /timeoutMs/],
   ];

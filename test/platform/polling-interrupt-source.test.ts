@@ -35,12 +35,17 @@ describe('PollingInterruptSource', () => {
     expect(s.closed).toBe(false);
     expect(s.listening).toBe(false);
     expect(s.ticking).toBe(false);
-    expect(source({ intervalMs: 7, label: '0x200@0xa003e00 (polled)' })).toMatchObject({ intervalMs: 7, label: '0x200@0xa003e00 (polled)' });
+    expect(source({ intervalMs: 7, label: '0x200@0xa003e00 (polled)' })).toMatchObject({
+      intervalMs: 7,
+      label: '0x200@0xa003e00 (polled)',
+    });
   });
 
   it.each([0, -1, 1.5, NaN, Infinity, 2 ** 31])('refuses intervalMs %p with RangeError', (intervalMs) => {
     expect(() => new PollingInterruptSource({ intervalMs })).toThrow(RangeError);
-    expect(() => new PollingInterruptSource({ intervalMs })).toThrow(/intervalMs must be an integer in \[1, 2147483647\]/);
+    expect(() => new PollingInterruptSource({ intervalMs })).toThrow(
+      /intervalMs must be an integer in \[1, 2147483647\]/,
+    );
   });
 
   it('refuses a non-number intervalMs with TypeError', () => {
@@ -51,7 +56,10 @@ describe('PollingInterruptSource', () => {
     const s = source({ intervalMs: 2 });
     const events: InterruptEvent[] = [];
     const errors: Error[] = [];
-    s.listen((e) => events.push(e), (e) => errors.push(e));
+    s.listen(
+      (e) => events.push(e),
+      (e) => errors.push(e),
+    );
     expect(s.listening).toBe(true);
     expect(s.ticking).toBe(true);
     await until(() => events.length >= 3);
@@ -75,7 +83,10 @@ describe('PollingInterruptSource', () => {
     const s = source();
     let ticks = 0;
     s.disable();
-    s.listen(() => ticks++, () => undefined);
+    s.listen(
+      () => ticks++,
+      () => undefined,
+    );
     expect(s.listening).toBe(true);
     expect(s.ticking).toBe(false);
     await settle(15);
@@ -95,7 +106,10 @@ describe('PollingInterruptSource', () => {
   it('ref() and unref() decide whether the ticking timer keeps the process alive', () => {
     const base = refdTimers();
     const s = source();
-    s.listen(() => undefined, () => undefined);
+    s.listen(
+      () => undefined,
+      () => undefined,
+    );
     expect(refdTimers()).toBe(base + 1); // ref'd by default
     s.unref();
     expect(refdTimers()).toBe(base);
@@ -108,7 +122,10 @@ describe('PollingInterruptSource', () => {
     expect(s.ticking).toBe(true);
     expect(refdTimers()).toBe(base);
     s.unlisten();
-    s.listen(() => undefined, () => undefined);
+    s.listen(
+      () => undefined,
+      () => undefined,
+    );
     expect(refdTimers()).toBe(base);
     s.ref();
     expect(refdTimers()).toBe(base + 1);
@@ -122,14 +139,25 @@ describe('PollingInterruptSource', () => {
 
   it('refuses a second listener', () => {
     const s = source();
-    s.listen(() => undefined, () => undefined);
-    expect(() => s.listen(() => undefined, () => undefined)).toThrow(/polled interrupt already has a listener/);
+    s.listen(
+      () => undefined,
+      () => undefined,
+    );
+    expect(() =>
+      s.listen(
+        () => undefined,
+        () => undefined,
+      ),
+    ).toThrow(/polled interrupt already has a listener/);
   });
 
   it('close() stops ticking, is idempotent, and later listen/enable/disable throw ClosedError', async () => {
     const s = source({ label: 'dev' });
     let ticks = 0;
-    s.listen(() => ticks++, () => undefined);
+    s.listen(
+      () => ticks++,
+      () => undefined,
+    );
     s.close();
     s.close();
     expect(s.closed).toBe(true);
@@ -137,8 +165,18 @@ describe('PollingInterruptSource', () => {
     expect(s.ticking).toBe(false);
     await settle(10);
     expect(ticks).toBe(0);
-    expect(() => s.listen(() => undefined, () => undefined)).toThrow(ClosedError);
-    expect(() => s.listen(() => undefined, () => undefined)).toThrow('dev is closed');
+    expect(() =>
+      s.listen(
+        () => undefined,
+        () => undefined,
+      ),
+    ).toThrow(ClosedError);
+    expect(() =>
+      s.listen(
+        () => undefined,
+        () => undefined,
+      ),
+    ).toThrow('dev is closed');
     expect(() => s.enable()).toThrow(ClosedError);
     expect(() => s.disable()).toThrow(ClosedError);
     s.unlisten(); // harmless
@@ -167,7 +205,10 @@ describe('PollingInterruptSource', () => {
     expect(s.ticking).toBe(false);
     expect(s.closed).toBe(false);
     // It can be listened to again.
-    s.listen(() => undefined, () => undefined);
+    s.listen(
+      () => undefined,
+      () => undefined,
+    );
     expect(s.ticking).toBe(true);
   });
 
@@ -189,7 +230,10 @@ describe('PollingInterruptSource', () => {
       const s = source();
       let ticks = 0;
       const probe = source();
-      probe.listen(() => ticks++, () => undefined);
+      probe.listen(
+        () => ticks++,
+        () => undefined,
+      );
       const it = s.events();
       await until(() => ticks >= 5); // s has ticked about as often meanwhile
       const first = await it.next();
@@ -222,7 +266,10 @@ describe('PollingInterruptSource', () => {
 
     it('refuses to start while someone else listens, and on a closed source', () => {
       const s = source();
-      s.listen(() => undefined, () => undefined);
+      s.listen(
+        () => undefined,
+        () => undefined,
+      );
       expect(() => s.events()).toThrow(/already has a listener/);
       s.close();
       expect(() => s.events()).toThrow(ClosedError);
@@ -233,7 +280,10 @@ describe('PollingInterruptSource', () => {
       const it = s.events();
       await it.return?.();
       let ticks = 0;
-      s.listen(() => ticks++, () => undefined);
+      s.listen(
+        () => ticks++,
+        () => undefined,
+      );
       await it.return?.();
       expect(s.listening).toBe(true);
       await until(() => ticks > 0);

@@ -9,21 +9,41 @@ import { syscallHint, type SyscallFailure } from '../../lib/platform/syscall-hin
 
 describe('syscallHint', () => {
   it.each<[string, SyscallFailure, string[] | undefined]>([
-    ['EACCES open /dev/uio3', { code: 'EACCES', syscall: 'open', path: '/dev/uio3' }, ['/dev/uio3', 'udev', 'root', 'SUBSYSTEM=="uio"']],
+    [
+      'EACCES open /dev/uio3',
+      { code: 'EACCES', syscall: 'open', path: '/dev/uio3' },
+      ['/dev/uio3', 'udev', 'root', 'SUBSYSTEM=="uio"'],
+    ],
     ['EPERM open /dev/uio3', { code: 'EPERM', syscall: 'open', path: '/dev/uio3' }, ['udev', 'root']],
     ['EACCES mmap /dev/uio12', { code: 'EACCES', syscall: 'mmap', path: '/dev/uio12' }, ['/dev/uio12', 'udev', 'root']],
-    ['ENOENT open /dev/uio3', { code: 'ENOENT', syscall: 'open', path: '/dev/uio3' }, ['uio_pdrv_genirq of_id=virtio,mmio']],
+    [
+      'ENOENT open /dev/uio3',
+      { code: 'ENOENT', syscall: 'open', path: '/dev/uio3' },
+      ['uio_pdrv_genirq of_id=virtio,mmio'],
+    ],
     ['ENOSYS write /dev/uio3', { code: 'ENOSYS', syscall: 'write', path: '/dev/uio3' }, ['irqcontrol']],
-    ['ENOSYS read /dev/uio3 (only write means irqcontrol)', { code: 'ENOSYS', syscall: 'read', path: '/dev/uio3' }, undefined],
+    [
+      'ENOSYS read /dev/uio3 (only write means irqcontrol)',
+      { code: 'ENOSYS', syscall: 'read', path: '/dev/uio3' },
+      undefined,
+    ],
     ['EACCES open /dev/mem', { code: 'EACCES', syscall: 'open', path: '/dev/mem' }, ['CAP_SYS_RAWIO', 'STRICT_DEVMEM']],
     ['EPERM mmap /dev/mem', { code: 'EPERM', syscall: 'mmap', path: '/dev/mem' }, ['CAP_SYS_RAWIO', 'STRICT_DEVMEM']],
     ['ENOENT open /dev/mem', { code: 'ENOENT', syscall: 'open', path: '/dev/mem' }, ['CONFIG_DEVMEM']],
     ['ENOMEM mmap hugetlb', { code: 'ENOMEM', syscall: 'mmap', path: 'hugetlb' }, ['nr_hugepages', 'HugePages_Free']],
     ['EPERM mlock hugetlb', { code: 'EPERM', syscall: 'mlock', path: 'hugetlb' }, ['RLIMIT_MEMLOCK', 'CAP_IPC_LOCK']],
     ['EAGAIN mlock hugetlb', { code: 'EAGAIN', syscall: 'mlock', path: 'hugetlb' }, ['RLIMIT_MEMLOCK', 'CAP_IPC_LOCK']],
-    ['EPERM read /proc/self/pagemap', { code: 'EPERM', syscall: 'read', path: '/proc/self/pagemap' }, ['CAP_SYS_ADMIN', 'page frame 0']],
+    [
+      'EPERM read /proc/self/pagemap',
+      { code: 'EPERM', syscall: 'read', path: '/proc/self/pagemap' },
+      ['CAP_SYS_ADMIN', 'page frame 0'],
+    ],
     // EACCES is the open refused (a uid changed after start): no capability helps, starting as that user does.
-    ['EACCES open /proc/self/pagemap', { code: 'EACCES', syscall: 'open', path: '/proc/self/pagemap' }, ['start the process as its final user', 'CAP_SYS_ADMIN']],
+    [
+      'EACCES open /proc/self/pagemap',
+      { code: 'EACCES', syscall: 'open', path: '/proc/self/pagemap' },
+      ['start the process as its final user', 'CAP_SYS_ADMIN'],
+    ],
     ['EIO read /dev/uio3', { code: 'EIO', syscall: 'read', path: '/dev/uio3' }, undefined],
     ['ENOENT open /dev/uio3x (not a UIO node)', { code: 'ENOENT', syscall: 'open', path: '/dev/uio3x' }, undefined],
     ['EACCES open /dev/uio (no number)', { code: 'EACCES', syscall: 'open', path: '/dev/uio' }, undefined],
@@ -66,7 +86,11 @@ describe('makeNativeError', () => {
   });
 
   it('a syscall error without a known hint or path has neither, and keeps the plain message', () => {
-    const error = makeNativeError('syscall', 'EBADF: Bad file descriptor, epoll_ctl', { errno: -9, code: 'EBADF', syscall: 'epoll_ctl' });
+    const error = makeNativeError('syscall', 'EBADF: Bad file descriptor, epoll_ctl', {
+      errno: -9,
+      code: 'EBADF',
+      syscall: 'epoll_ctl',
+    });
     expect(error).toBeInstanceOf(SyscallError);
     const e = error as SyscallError;
     expect(e.errno).toBe(-9);
@@ -167,7 +191,12 @@ describe('makeNativeError', () => {
 
 describe('SyscallError fields', () => {
   it('leaves path and hint absent, not undefined, when unknown (like fs errors)', () => {
-    const e = new SyscallError({ message: 'EBADF: bad file descriptor, close', errno: -9, code: 'EBADF', syscall: 'close' });
+    const e = new SyscallError({
+      message: 'EBADF: bad file descriptor, close',
+      errno: -9,
+      code: 'EBADF',
+      syscall: 'close',
+    });
     expect('path' in e).toBe(false);
     expect('hint' in e).toBe(false);
     expect(e).toMatchObject({ errno: -9, code: 'EBADF', syscall: 'close' });
@@ -187,7 +216,12 @@ describe('/dev/mem refusals: which one, from /proc/iomem', () => {
     '',
   ].join('\n');
   const iomem = (): string => IOMEM;
-  const mmap = (start: bigint, length: bigint, code = 'EPERM'): SyscallFailure => ({ code, syscall: 'mmap', path: '/dev/mem', range: { start, end: start + length } });
+  const mmap = (start: bigint, length: bigint, code = 'EPERM'): SyscallFailure => ({
+    code,
+    syscall: 'mmap',
+    path: '/dev/mem',
+    range: { start, end: start + length },
+  });
 
   it('RAM the kernel owns: STRICT_DEVMEM, and how to keep the kernel off a carve-out', () => {
     const hint = syscallHint(mmap(0x4000_0000n, 0x1000n), iomem);
@@ -216,9 +250,14 @@ describe('/dev/mem refusals: which one, from /proc/iomem', () => {
     expect(syscallHint(mmap(0xffff_ffff_ffff_f000n, 0x1000n, 'EINVAL'), iomem)).toContain('check the base address');
   });
 
-  it('makeNativeError reads the range from the addon\'s message (register windows and carve-outs)', () => {
+  it("makeNativeError reads the range from the addon's message (register windows and carve-outs)", () => {
     for (const detail of ['offset 0x9000000, length 0x1000', 'physical 0x9000000, length 0x1000']) {
-      const error = makeNativeError('syscall', `EPERM: Operation not permitted, mmap '/dev/mem' (${detail})`, { errno: -1, code: 'EPERM', syscall: 'mmap', path: '/dev/mem' }) as SyscallError;
+      const error = makeNativeError('syscall', `EPERM: Operation not permitted, mmap '/dev/mem' (${detail})`, {
+        errno: -1,
+        code: 'EPERM',
+        syscall: 'mmap',
+        path: '/dev/mem',
+      }) as SyscallError;
       // The host's own /proc/iomem decides which hint; whichever it is, it is a /dev/mem hint.
       expect(error.hint).toMatch(/IO_STRICT_DEVMEM|STRICT_DEVMEM/);
     }

@@ -138,12 +138,14 @@ function qemuTransport(i: number): FakeDevice {
     compatible: 'virtio,mmio\0',
     // QEMU's hw/arm/virt.c: reg = <0 base 0 0x200>, a child of the root.
     reg: cells(0, start, 0, TRANSPORT_STRIDE),
-    maps: [{
-      addr: pa(start - offs),
-      size: pa(Math.ceil((offs + TRANSPORT_STRIDE) / KERNEL_PAGE) * KERNEL_PAGE),
-      offset: `0x${offs.toString(16)}\n`,
-      name: `virtio_mmio@${start.toString(16)}\n`,
-    }],
+    maps: [
+      {
+        addr: pa(start - offs),
+        size: pa(Math.ceil((offs + TRANSPORT_STRIDE) / KERNEL_PAGE) * KERNEL_PAGE),
+        offset: `0x${offs.toString(16)}\n`,
+        name: `virtio_mmio@${start.toString(16)}\n`,
+      },
+    ],
   };
 }
 
@@ -222,7 +224,17 @@ describe('UioSysfs over a fake QEMU virt tree', () => {
       sysfsPath: path.join(classDir, 'uio0'),
       parent: 'a000000.virtio_mmio',
       compatible: ['virtio,mmio'],
-      maps: [{ index: 0, name: 'virtio_mmio@a000000', addr: 0x0a000000n, size: 0x1000, offset: 0, window: 0x200, windowFrom: 'device-tree' }],
+      maps: [
+        {
+          index: 0,
+          name: 'virtio_mmio@a000000',
+          addr: 0x0a000000n,
+          size: 0x1000,
+          offset: 0,
+          window: 0x200,
+          windowFrom: 'device-tree',
+        },
+      ],
     });
     expect(byIndex.get(10)).toEqual<UioDeviceInfo>({
       index: 10,
@@ -232,7 +244,17 @@ describe('UioSysfs over a fake QEMU virt tree', () => {
       sysfsPath: path.join(classDir, 'uio10'),
       parent: 'a001400.virtio_mmio',
       compatible: ['virtio,mmio'],
-      maps: [{ index: 0, name: 'virtio_mmio@a001400', addr: 0x0a001000n, size: 0x1000, offset: 0x400, window: 0x200, windowFrom: 'device-tree' }],
+      maps: [
+        {
+          index: 0,
+          name: 'virtio_mmio@a001400',
+          addr: 0x0a001000n,
+          size: 0x1000,
+          offset: 0x400,
+          window: 0x200,
+          windowFrom: 'device-tree',
+        },
+      ],
     });
     expect(byIndex.get(31)).toMatchObject({
       parent: 'a003e00.virtio_mmio',
@@ -266,8 +288,26 @@ describe('UioSysfs over a fake QEMU virt tree', () => {
       parent: 'my_fpga.0',
       compatible: [],
       maps: [
-        { index: 0, name: 'regs', addr: 0x40000000n, size: 0x10000, offset: 0, window: 0x10000, windowFrom: 'uio-map', windowNote: 'no device-tree node' },
-        { index: 1, name: '', addr: 0x40100000n, size: 0x2000, offset: 0, window: 0x2000, windowFrom: 'uio-map', windowNote: 'no device-tree node' },
+        {
+          index: 0,
+          name: 'regs',
+          addr: 0x40000000n,
+          size: 0x10000,
+          offset: 0,
+          window: 0x10000,
+          windowFrom: 'uio-map',
+          windowNote: 'no device-tree node',
+        },
+        {
+          index: 1,
+          name: '',
+          addr: 0x40100000n,
+          size: 0x2000,
+          offset: 0,
+          window: 0x2000,
+          windowFrom: 'uio-map',
+          windowNote: 'no device-tree node',
+        },
       ],
     });
   });
@@ -284,8 +324,17 @@ describe('UioSysfs over a fake QEMU virt tree', () => {
     expect(virtio.map((d) => d.index)).toEqual([...Array.from({ length: QEMU_TRANSPORTS }, (_, i) => i), 33, 34]);
     expect(virtio.find((d) => d.name === 'my_fpga')).toBeUndefined();
     // uio33 qualifies only by compatible, uio34 only by name.
-    expect(virtio[QEMU_TRANSPORTS]).toMatchObject({ index: 33, name: 'something', compatible: ['acme,something', 'virtio,mmio'] });
-    expect(virtio[QEMU_TRANSPORTS + 1]).toMatchObject({ index: 34, name: 'virtio_mmio', parent: 'LNRO0005:00', compatible: [] });
+    expect(virtio[QEMU_TRANSPORTS]).toMatchObject({
+      index: 33,
+      name: 'something',
+      compatible: ['acme,something', 'virtio,mmio'],
+    });
+    expect(virtio[QEMU_TRANSPORTS + 1]).toMatchObject({
+      index: 34,
+      name: 'virtio_mmio',
+      parent: 'LNRO0005:00',
+      compatible: [],
+    });
   });
 
   it('read(n) matches the entry list() gives for n', () => {
@@ -346,15 +395,40 @@ describe('UioSysfs edge cases', () => {
   });
 
   it('a map without an offset attribute (old kernel) has offset 0', () => {
-    const sysfs = makeTree(newRoot(), [{
-      index: 0, name: 'virtio_mmio\n', version: 'devicetree\n', parent: 'a000000.virtio_mmio', compatible: 'virtio,mmio\0',
-      maps: [{ addr: pa(0x0a000000), size: pa(0x1000), name: 'virtio_mmio@a000000\n' }],
-    }]);
-    expect(sysfs.read(0).maps).toEqual([{ index: 0, name: 'virtio_mmio@a000000', addr: 0x0a000000n, size: 0x1000, offset: 0, window: 0x1000, windowFrom: 'uio-map', windowNote: expect.stringMatching(/no reg property/) }]);
+    const sysfs = makeTree(newRoot(), [
+      {
+        index: 0,
+        name: 'virtio_mmio\n',
+        version: 'devicetree\n',
+        parent: 'a000000.virtio_mmio',
+        compatible: 'virtio,mmio\0',
+        maps: [{ addr: pa(0x0a000000), size: pa(0x1000), name: 'virtio_mmio@a000000\n' }],
+      },
+    ]);
+    expect(sysfs.read(0).maps).toEqual([
+      {
+        index: 0,
+        name: 'virtio_mmio@a000000',
+        addr: 0x0a000000n,
+        size: 0x1000,
+        offset: 0,
+        window: 0x1000,
+        windowFrom: 'uio-map',
+        windowNote: expect.stringMatching(/no reg property/),
+      },
+    ]);
   });
 
   it('a device without a maps directory has maps []', () => {
-    const sysfs = makeTree(newRoot(), [{ index: 5, name: 'virtio_mmio\n', version: 'devicetree\n', parent: 'a000a00.virtio_mmio', compatible: 'virtio,mmio\0' }]);
+    const sysfs = makeTree(newRoot(), [
+      {
+        index: 5,
+        name: 'virtio_mmio\n',
+        version: 'devicetree\n',
+        parent: 'a000a00.virtio_mmio',
+        compatible: 'virtio,mmio\0',
+      },
+    ]);
     const d = sysfs.read(5);
     expect(d.maps).toEqual([]);
     expect(d.parent).toBe('a000a00.virtio_mmio');
@@ -371,12 +445,27 @@ describe('UioSysfs edge cases', () => {
   });
 
   it('accepts decimal numbers in map attributes', () => {
-    const sysfs = makeTree(newRoot(), [{ index: 0, name: 'x\n', maps: [{ addr: '4096\n', size: '8192\n', offset: '16\n', name: '\n' }] }]);
-    expect(sysfs.read(0).maps).toEqual([{ index: 0, name: '', addr: 4096n, size: 8192, offset: 16, window: 8192 - 16, windowFrom: 'uio-map', windowNote: 'no device-tree node' }]);
+    const sysfs = makeTree(newRoot(), [
+      { index: 0, name: 'x\n', maps: [{ addr: '4096\n', size: '8192\n', offset: '16\n', name: '\n' }] },
+    ]);
+    expect(sysfs.read(0).maps).toEqual([
+      {
+        index: 0,
+        name: '',
+        addr: 4096n,
+        size: 8192,
+        offset: 16,
+        window: 8192 - 16,
+        windowFrom: 'uio-map',
+        windowNote: 'no device-tree node',
+      },
+    ]);
   });
 
   it('keeps a 64-bit addr above 2^53 exact as a bigint', () => {
-    const sysfs = makeTree(newRoot(), [{ index: 0, name: 'x\n', maps: [{ addr: '0xfffffffffffff000\n', size: pa(0x1000), offset: '0x0\n' }] }]);
+    const sysfs = makeTree(newRoot(), [
+      { index: 0, name: 'x\n', maps: [{ addr: '0xfffffffffffff000\n', size: pa(0x1000), offset: '0x0\n' }] },
+    ]);
     expect(sysfs.read(0).maps[0].addr).toBe(0xfffffffffffff000n);
   });
 
@@ -405,7 +494,10 @@ describe('UioSysfs edge cases', () => {
     const sysfs = makeTree(newRoot(), [qemuTransport(0), broken, qemuTransport(2)]);
     expect(() => sysfs.list()).toThrow(DiscoveryError);
     expect(sysfs.listVirtioMmio().map((d) => d.index)).toEqual([0, 2]);
-    const brokenTransport = makeTree(newRoot(), [qemuTransport(0), { ...qemuTransport(1), maps: [{ addr: pa(0x0a000200), size: 'banana\n' }] }]);
+    const brokenTransport = makeTree(newRoot(), [
+      qemuTransport(0),
+      { ...qemuTransport(1), maps: [{ addr: pa(0x0a000200), size: 'banana\n' }] },
+    ]);
     expect(() => brokenTransport.listVirtioMmio()).toThrow(DiscoveryError);
   });
 
@@ -428,7 +520,15 @@ describe('MmioWindow.openUio on a regular file standing in for /dev/uioN', () =>
   const open: RegisterBlock[] = [];
 
   function device(maps: UioDeviceInfo['maps']): UioDeviceInfo {
-    return { index: 7, name: 'virtio_mmio', version: 'devicetree', devicePath, sysfsPath: '/nonexistent/uio7', compatible: ['virtio,mmio'], maps };
+    return {
+      index: 7,
+      name: 'virtio_mmio',
+      version: 'devicetree',
+      devicePath,
+      sysfsPath: '/nonexistent/uio7',
+      compatible: ['virtio,mmio'],
+      maps,
+    };
   }
 
   function track(region: RegisterBlock): RegisterBlock {
@@ -442,8 +542,10 @@ describe('MmioWindow.openUio on a regular file standing in for /dev/uioN', () =>
     fs.writeFileSync(devicePath, Buffer.alloc(2 * page));
   });
 
-  it('reads the older kernels\' layout (unaligned addr, raw size) as a window of `size` bytes', () => {
-    const region = track(MmioWindow.openUio(device([{ index: 0, name: '', addr: 0x0a000200n, size: 0x200, offset: 0x200 }])));
+  it("reads the older kernels' layout (unaligned addr, raw size) as a window of `size` bytes", () => {
+    const region = track(
+      MmioWindow.openUio(device([{ index: 0, name: '', addr: 0x0a000200n, size: 0x200, offset: 0x200 }])),
+    );
     expect(region.size).toBe(0x200);
     region.writel(0x1fc, 0x01020304);
     expect([...fs.readFileSync(devicePath).subarray(0x3fc, 0x400)]).toEqual([4, 3, 2, 1]);
@@ -458,7 +560,12 @@ describe('MmioWindow.openUio on a regular file standing in for /dev/uioN', () =>
   });
 
   it('map 0 with offset 0x200: window of size - offset, accesses land at file byte 0x200', () => {
-    const region = track(MmioWindow.openUio(device([{ index: 0, name: 'virtio_mmio', addr: 0x0a000000n, size: 0x1000, offset: 0x200 }]), 0));
+    const region = track(
+      MmioWindow.openUio(
+        device([{ index: 0, name: 'virtio_mmio', addr: 0x0a000000n, size: 0x1000, offset: 0x200 }]),
+        0,
+      ),
+    );
     expect(region.size).toBe(0xe00);
     region.writel(0, 0x74726976); // "virt", the virtio-mmio MagicValue
     region.writel(0xdfc, 0xa1b2c3d4);
@@ -487,7 +594,9 @@ describe('MmioWindow.openUio on a regular file standing in for /dev/uioN', () =>
   });
 
   it('accesses past the window end throw RangeError', () => {
-    const region = track(MmioWindow.openUio(device([{ index: 0, name: '', addr: 0n, size: 0x1000, offset: 0x200 }]), 0));
+    const region = track(
+      MmioWindow.openUio(device([{ index: 0, name: '', addr: 0n, size: 0x1000, offset: 0x200 }]), 0),
+    );
     expect(() => region.writel(0xe00, 1)).toThrow(expect.objectContaining({ name: 'RangeError' }));
     expect(() => region.writeb(0xe00, 1)).toThrow(expect.objectContaining({ name: 'RangeError' }));
     region.writeb(0xdff, 0x77);
@@ -497,10 +606,15 @@ describe('MmioWindow.openUio on a regular file standing in for /dev/uioN', () =>
   });
 
   it('map 1 maps the second page (mmap offset 1 * pageSize) plus its offset', () => {
-    const region = track(MmioWindow.openUio(device([
-      { index: 0, name: 'first', addr: 0x0a000000n, size: 0x1000, offset: 0x200 },
-      { index: 1, name: 'second', addr: 0x0b000000n, size: 0x1000, offset: 0x100 },
-    ]), 1));
+    const region = track(
+      MmioWindow.openUio(
+        device([
+          { index: 0, name: 'first', addr: 0x0a000000n, size: 0x1000, offset: 0x200 },
+          { index: 1, name: 'second', addr: 0x0b000000n, size: 0x1000, offset: 0x100 },
+        ]),
+        1,
+      ),
+    );
     expect(region.size).toBe(0xf00);
     region.writel(0, 0xdeadbeef);
     region.writeb(0xeff, 0x5a);
@@ -516,10 +630,15 @@ describe('MmioWindow.openUio on a regular file standing in for /dev/uioN', () =>
     bytes.writeUInt32LE(0x12345678, page);
     bytes.writeUInt32LE(0x9abcdef0, 0);
     fs.writeFileSync(devicePath, bytes);
-    const region = track(MmioWindow.openUio(device([
-      { index: 0, name: '', addr: 0n, size: 0x1000, offset: 0 },
-      { index: 1, name: '', addr: 0n, size: 0x1000, offset: 0 },
-    ]), 1));
+    const region = track(
+      MmioWindow.openUio(
+        device([
+          { index: 0, name: '', addr: 0n, size: 0x1000, offset: 0 },
+          { index: 1, name: '', addr: 0n, size: 0x1000, offset: 0 },
+        ]),
+        1,
+      ),
+    );
     expect(region.readl(0)).toBe(0x12345678);
   });
 
@@ -573,7 +692,12 @@ describe('register windows from the device tree (uio_pdrv_genirq page-rounds eac
    * A one-map device whose node sits at `node` with `reg`; the map as uio_pdrv_genirq makes it for a register block at
    * `start`.
    */
-  function boardDevice(start: number, regSize: number, reg: Buffer | undefined, node = `device@${start.toString(16)}`): FakeDevice {
+  function boardDevice(
+    start: number,
+    regSize: number,
+    reg: Buffer | undefined,
+    node = `device@${start.toString(16)}`,
+  ): FakeDevice {
     const offs = start % KERNEL_PAGE;
     return {
       index: 0,
@@ -583,7 +707,14 @@ describe('register windows from the device tree (uio_pdrv_genirq page-rounds eac
       compatible: 'virtio,mmio\0',
       reg,
       node,
-      maps: [{ addr: pa(start - offs), size: pa(Math.ceil((offs + regSize) / KERNEL_PAGE) * KERNEL_PAGE), offset: `0x${offs.toString(16)}\n`, name: '\n' }],
+      maps: [
+        {
+          addr: pa(start - offs),
+          size: pa(Math.ceil((offs + regSize) / KERNEL_PAGE) * KERNEL_PAGE),
+          offset: `0x${offs.toString(16)}\n`,
+          name: '\n',
+        },
+      ],
     };
   }
 
@@ -593,15 +724,18 @@ describe('register windows from the device tree (uio_pdrv_genirq page-rounds eac
     return windowNote === undefined ? { window, windowFrom } : { window, windowFrom, windowNote };
   };
 
-  it('QEMU virt: every one of the 32 transports gets reg\'s 0x200, whatever its in-page offset', () => {
-    const sysfs = makeTree(newRoot(), Array.from({ length: QEMU_TRANSPORTS }, (_, i) => qemuTransport(i)));
+  it("QEMU virt: every one of the 32 transports gets reg's 0x200, whatever its in-page offset", () => {
+    const sysfs = makeTree(
+      newRoot(),
+      Array.from({ length: QEMU_TRANSPORTS }, (_, i) => qemuTransport(i)),
+    );
     for (const d of sysfs.listVirtioMmio()) {
       expect(windowOf(d.maps[0])).toEqual({ window: 0x200, windowFrom: 'device-tree' });
       expect(MmioWindow.uioWindow(d)).toMatchObject({ size: 0x200, from: 'device-tree' });
     }
   });
 
-  it('in-page offset 0, reg size 0x200: a window of 0x200; an access at 0x200 is a RangeError and the neighbour\'s registers are untouched', () => {
+  it("in-page offset 0, reg size 0x200: a window of 0x200; an access at 0x200 is a RangeError and the neighbour's registers are untouched", () => {
     const root = newRoot();
     const sysfs = makeTree(root, [qemuTransport(0), qemuTransport(1)]);
     // /dev/uio0's page: our registers at 0, the neighbour's (uio1, a000200) at 0x200.
@@ -611,12 +745,24 @@ describe('register windows from the device tree (uio_pdrv_genirq page-rounds eac
     image.writeUInt32LE(0x0f, 0x270); // the neighbour's Status: DRIVER_OK and more, set by its own driver
     fs.writeFileSync(path.join(root, 'dev', 'uio0'), image);
     const d = sysfs.read(0);
-    expect(d.maps[0]).toMatchObject({ addr: 0x0a000000n, size: 0x1000, offset: 0, window: 0x200, windowFrom: 'device-tree' });
+    expect(d.maps[0]).toMatchObject({
+      addr: 0x0a000000n,
+      size: 0x1000,
+      offset: 0,
+      window: 0x200,
+      windowFrom: 'device-tree',
+    });
     const region = track(MmioWindow.openUio(d));
     expect(region.size).toBe(0x200);
     expect(region.readl(0)).toBe(0x74726976);
     region.writel(0x1fc, 0x11223344); // the last register word of our own block
-    for (const access of [() => region.readl(0x200), () => region.readb(0x200), () => region.writel(0x270, 0), () => region.writeb(0x270, 0), () => region.readl(0xffc)]) {
+    for (const access of [
+      () => region.readl(0x200),
+      () => region.readb(0x200),
+      () => region.writel(0x270, 0),
+      () => region.writeb(0x270, 0),
+      () => region.readl(0xffc),
+    ]) {
       expect(access).toThrow(RangeError);
     }
     expect(() => region.copyOut(0x1f0, new Uint8Array(0x20), 4)).toThrow(RangeError);
@@ -640,15 +786,37 @@ describe('register windows from the device tree (uio_pdrv_genirq page-rounds eac
 
   it('no of_node (ACPI, a platform device made by code): the page-rounded map, said so', () => {
     const root = newRoot();
-    const acpi: FakeDevice = { index: 0, name: 'virtio_mmio\n', version: '0.1\n', parent: 'LNRO0005:00', maps: [{ addr: pa(0x0a010000), size: pa(0x1000), offset: '0x0\n', name: '\n' }] };
-    const noDeviceLink: FakeDevice = { index: 1, name: 'virtio_mmio\n', maps: [{ addr: pa(0x0a011000), size: pa(0x1000), offset: '0x200\n', name: '\n' }] };
+    const acpi: FakeDevice = {
+      index: 0,
+      name: 'virtio_mmio\n',
+      version: '0.1\n',
+      parent: 'LNRO0005:00',
+      maps: [{ addr: pa(0x0a010000), size: pa(0x1000), offset: '0x0\n', name: '\n' }],
+    };
+    const noDeviceLink: FakeDevice = {
+      index: 1,
+      name: 'virtio_mmio\n',
+      maps: [{ addr: pa(0x0a011000), size: pa(0x1000), offset: '0x200\n', name: '\n' }],
+    };
     const sysfs = makeTree(root, [acpi, noDeviceLink]);
-    expect(windowOf(sysfs.read(0).maps[0])).toEqual({ window: 0x1000, windowFrom: 'uio-map', windowNote: 'no device-tree node' });
-    expect(windowOf(sysfs.read(1).maps[0])).toEqual({ window: 0xe00, windowFrom: 'uio-map', windowNote: 'no device-tree node' });
+    expect(windowOf(sysfs.read(0).maps[0])).toEqual({
+      window: 0x1000,
+      windowFrom: 'uio-map',
+      windowNote: 'no device-tree node',
+    });
+    expect(windowOf(sysfs.read(1).maps[0])).toEqual({
+      window: 0xe00,
+      windowFrom: 'uio-map',
+      windowNote: 'no device-tree node',
+    });
     fs.writeFileSync(path.join(root, 'dev', 'uio0'), Buffer.alloc(page));
     const region = track(MmioWindow.openUio(sysfs.read(0)));
     expect(region.size).toBe(0x1000);
-    expect(MmioWindow.uioWindow(sysfs.read(0))).toMatchObject({ size: 0x1000, from: 'uio-map', note: 'no device-tree node' });
+    expect(MmioWindow.uioWindow(sysfs.read(0))).toMatchObject({
+      size: 0x1000,
+      from: 'uio-map',
+      note: 'no device-tree node',
+    });
   });
 
   it('a 1-cell bus (#address-cells 1, #size-cells 1 on the parent, empty ranges): reg <addr 0x100>', () => {
@@ -658,7 +826,13 @@ describe('register windows from the device tree (uio_pdrv_genirq page-rounds eac
     dtProperty(root, 'soc', 'ranges', Buffer.alloc(0));
     const sysfs = makeTree(root, [boardDevice(0x1c130000, 0x100, cells(0x1c130000, 0x100), 'soc/virtio@1c130000')]);
     const d = sysfs.read(0);
-    expect(d.maps[0]).toMatchObject({ addr: 0x1c130000n, size: 0x1000, offset: 0, window: 0x100, windowFrom: 'device-tree' });
+    expect(d.maps[0]).toMatchObject({
+      addr: 0x1c130000n,
+      size: 0x1000,
+      offset: 0,
+      window: 0x100,
+      windowFrom: 'device-tree',
+    });
     fs.writeFileSync(d.devicePath, Buffer.alloc(page));
     const region = track(MmioWindow.openUio(d));
     expect(region.size).toBe(0x100);
@@ -675,27 +849,41 @@ describe('register windows from the device tree (uio_pdrv_genirq page-rounds eac
     const start = 0x1_2000_0800;
     const device = boardDevice(start, 0x800, cells(0x1, 0x2000_0800, 0x0, 0x800));
     const sysfs = makeTree(root, [device]);
-    expect(sysfs.read(0).maps[0]).toMatchObject({ addr: 0x1_2000_0000n, offset: 0x800, window: 0x800, windowFrom: 'device-tree' });
+    expect(sysfs.read(0).maps[0]).toMatchObject({
+      addr: 0x1_2000_0000n,
+      offset: 0x800,
+      window: 0x800,
+      windowFrom: 'device-tree',
+    });
   });
 
-  it('cells come from the nearest ancestor that has them (the kernel\'s of_n_addr_cells walks up), else 2 and 1', () => {
+  it("cells come from the nearest ancestor that has them (the kernel's of_n_addr_cells walks up), else 2 and 1", () => {
     // The bus has no #address-cells/#size-cells of its own: the root's 1 and 1 apply.
     const root = newRoot();
     dtProperty(root, 'bus', 'ranges', Buffer.alloc(0));
-    const inherited = makeTree(root, [boardDevice(0x20000000, 0x100, cells(0x20000000, 0x100), 'bus/dev@20000000')], [1, 1]);
+    const inherited = makeTree(
+      root,
+      [boardDevice(0x20000000, 0x100, cells(0x20000000, 0x100), 'bus/dev@20000000')],
+      [1, 1],
+    );
     expect(windowOf(inherited.read(0).maps[0])).toEqual({ window: 0x100, windowFrom: 'device-tree' });
     // Nobody says: #address-cells 2, #size-cells 1 (3 cells per entry).
     const defaults = makeTree(newRoot(), [boardDevice(0x20000000, 0x100, cells(0, 0x20000000, 0x100))], null);
     expect(windowOf(defaults.read(0).maps[0])).toEqual({ window: 0x100, windowFrom: 'device-tree' });
   });
 
-  it('a bus that translates (ranges <0x7e000000 0x0 0x3f000000 0x1000000>): reg\'s bus address maps to the UIO map\'s physical one', () => {
+  it("a bus that translates (ranges <0x7e000000 0x0 0x3f000000 0x1000000>): reg's bus address maps to the UIO map's physical one", () => {
     const root = newRoot();
     dtProperty(root, 'soc', '#address-cells', cells(1));
     dtProperty(root, 'soc', '#size-cells', cells(1));
     dtProperty(root, 'soc', 'ranges', cells(0x7e000000, 0x0, 0x3f000000, 0x01000000));
     const sysfs = makeTree(root, [boardDevice(0x3f00b200, 0x100, cells(0x7e00b200, 0x100), 'soc/virtio@7e00b200')]);
-    expect(sysfs.read(0).maps[0]).toMatchObject({ addr: 0x3f00b000n, offset: 0x200, window: 0x100, windowFrom: 'device-tree' });
+    expect(sysfs.read(0).maps[0]).toMatchObject({
+      addr: 0x3f00b000n,
+      offset: 0x200,
+      window: 0x100,
+      windowFrom: 'device-tree',
+    });
   });
 
   it('several maps: each takes the reg entry at its own physical address', () => {
@@ -709,7 +897,10 @@ describe('register windows from the device tree (uio_pdrv_genirq page-rounds eac
     };
     const sysfs = makeTree(root, [device]);
     const d = sysfs.read(0);
-    expect(d.maps.map(windowOf)).toEqual([{ window: 0x100, windowFrom: 'device-tree' }, { window: 0x800, windowFrom: 'device-tree' }]);
+    expect(d.maps.map(windowOf)).toEqual([
+      { window: 0x100, windowFrom: 'device-tree' },
+      { window: 0x800, windowFrom: 'device-tree' },
+    ]);
     fs.writeFileSync(d.devicePath, Buffer.alloc(2 * page));
     const second = track(MmioWindow.openUio(d, 1));
     expect(second.size).toBe(0x800);
@@ -730,35 +921,67 @@ describe('register windows from the device tree (uio_pdrv_genirq page-rounds eac
   });
 
   it.each<[string, (root: string) => FakeDevice, RegExp]>([
-    ['no reg entry at the map\'s address', () => boardDevice(0x0a000000, 0x200, cells(0, 0x0b000000, 0, 0x200)), /no reg entry of .* is at 0xa000000/],
-    ['a reg of 5 bytes', () => boardDevice(0x0a000000, 0x200, Buffer.from([0, 0, 0, 0, 1])), /has 5 bytes, not a non-zero multiple of 16/],
+    [
+      "no reg entry at the map's address",
+      () => boardDevice(0x0a000000, 0x200, cells(0, 0x0b000000, 0, 0x200)),
+      /no reg entry of .* is at 0xa000000/,
+    ],
+    [
+      'a reg of 5 bytes',
+      () => boardDevice(0x0a000000, 0x200, Buffer.from([0, 0, 0, 0, 1])),
+      /has 5 bytes, not a non-zero multiple of 16/,
+    ],
     ['an empty reg', () => boardDevice(0x0a000000, 0x200, Buffer.alloc(0)), /has 0 bytes/],
-    ['a reg written for 1+1 cells under a 2+2 parent', () => boardDevice(0x0a000000, 0x200, cells(0x0a000000, 0x200, 0x0a000400)), /not a non-zero multiple of 16/],
+    [
+      'a reg written for 1+1 cells under a 2+2 parent',
+      () => boardDevice(0x0a000000, 0x200, cells(0x0a000000, 0x200, 0x0a000400)),
+      /not a non-zero multiple of 16/,
+    ],
     ['no reg property', () => boardDevice(0x0a000000, 0x200, undefined), /no reg property/],
     ['a reg entry of size 0', () => boardDevice(0x0a000000, 0x200, cells(0, 0x0a000000, 0, 0)), /size 0/],
-    ['a 3-byte #address-cells', (root) => {
-      dtProperty(root, 'bad', '#address-cells', Buffer.from([0, 0, 1]));
-      return boardDevice(0x0a000000, 0x200, cells(0x0a000000, 0x200), 'bad/dev@a000000');
-    }, /#address-cells has 3 bytes/],
-    ['#size-cells 0', (root) => {
-      dtProperty(root, 'bad', '#size-cells', cells(0));
-      return boardDevice(0x0a000000, 0x200, cells(0, 0x0a000000), 'bad/dev@a000000');
-    }, /#size-cells is 0/],
-    ['#address-cells 9', (root) => {
-      dtProperty(root, 'bad', '#address-cells', cells(9));
-      return boardDevice(0x0a000000, 0x200, cells(0x0a000000, 0x200), 'bad/dev@a000000');
-    }, /#address-cells is 9/],
-    ['a bus with no ranges (not translatable)', (root) => {
-      dtProperty(root, 'bus', '#address-cells', cells(1));
-      dtProperty(root, 'bus', '#size-cells', cells(1));
-      return boardDevice(0x0a000000, 0x200, cells(0x0a000000, 0x200), 'bus/dev@a000000');
-    }, /no reg entry of .* is at 0xa000000/],
-    ['ranges of the wrong length', (root) => {
-      dtProperty(root, 'bus', '#address-cells', cells(1));
-      dtProperty(root, 'bus', '#size-cells', cells(1));
-      dtProperty(root, 'bus', 'ranges', cells(0, 0, 0x0a000000));
-      return boardDevice(0x0a000000, 0x200, cells(0, 0x200), 'bus/dev@0');
-    }, /ranges has 12 bytes, not a multiple of 16/],
+    [
+      'a 3-byte #address-cells',
+      (root) => {
+        dtProperty(root, 'bad', '#address-cells', Buffer.from([0, 0, 1]));
+        return boardDevice(0x0a000000, 0x200, cells(0x0a000000, 0x200), 'bad/dev@a000000');
+      },
+      /#address-cells has 3 bytes/,
+    ],
+    [
+      '#size-cells 0',
+      (root) => {
+        dtProperty(root, 'bad', '#size-cells', cells(0));
+        return boardDevice(0x0a000000, 0x200, cells(0, 0x0a000000), 'bad/dev@a000000');
+      },
+      /#size-cells is 0/,
+    ],
+    [
+      '#address-cells 9',
+      (root) => {
+        dtProperty(root, 'bad', '#address-cells', cells(9));
+        return boardDevice(0x0a000000, 0x200, cells(0x0a000000, 0x200), 'bad/dev@a000000');
+      },
+      /#address-cells is 9/,
+    ],
+    [
+      'a bus with no ranges (not translatable)',
+      (root) => {
+        dtProperty(root, 'bus', '#address-cells', cells(1));
+        dtProperty(root, 'bus', '#size-cells', cells(1));
+        return boardDevice(0x0a000000, 0x200, cells(0x0a000000, 0x200), 'bus/dev@a000000');
+      },
+      /no reg entry of .* is at 0xa000000/,
+    ],
+    [
+      'ranges of the wrong length',
+      (root) => {
+        dtProperty(root, 'bus', '#address-cells', cells(1));
+        dtProperty(root, 'bus', '#size-cells', cells(1));
+        dtProperty(root, 'bus', 'ranges', cells(0, 0, 0x0a000000));
+        return boardDevice(0x0a000000, 0x200, cells(0, 0x200), 'bus/dev@0');
+      },
+      /ranges has 12 bytes, not a multiple of 16/,
+    ],
   ])('a malformed or unmatched node (%s): the page-rounded map, the reason, no exception', (_label, make, note) => {
     const root = newRoot();
     const sysfs = makeTree(root, [make(root)]);
@@ -775,15 +998,23 @@ describe('register windows from the device tree (uio_pdrv_genirq page-rounds eac
     const link = path.join(root, 'sys', 'devices', 'platform', 'a000000.virtio_mmio', 'of_node');
     fs.rmSync(link);
     fs.symlinkSync(path.join(root, 'nowhere'), link);
-    expect(windowOf(sysfs.read(0).maps[0])).toEqual({ window: 0x1000, windowFrom: 'uio-map', windowNote: 'no device-tree node' });
+    expect(windowOf(sysfs.read(0).maps[0])).toEqual({
+      window: 0x1000,
+      windowFrom: 'uio-map',
+      windowNote: 'no device-tree node',
+    });
     const elsewhere = path.join(root, 'elsewhere', 'virtio_mmio@a000000');
     write(path.join(elsewhere, 'reg'), cells(0, 0x0a000000, 0, 0x200));
     fs.rmSync(link);
     fs.symlinkSync(elsewhere, link);
-    expect(windowOf(sysfs.read(0).maps[0])).toEqual({ window: 0x1000, windowFrom: 'uio-map', windowNote: expect.stringMatching(/^device tree not used: .* is not inside a devicetree\/base directory/) });
+    expect(windowOf(sysfs.read(0).maps[0])).toEqual({
+      window: 0x1000,
+      windowFrom: 'uio-map',
+      windowNote: expect.stringMatching(/^device tree not used: .* is not inside a devicetree\/base directory/),
+    });
   });
 
-  describe('the caller\'s windowSize', () => {
+  describe("the caller's windowSize", () => {
     let root: string;
     let d: UioDeviceInfo;
     beforeAll(() => {
@@ -817,9 +1048,23 @@ describe('register windows from the device tree (uio_pdrv_genirq page-rounds eac
   });
 
   it('a hand-made map without window gets its extent; one with a window beyond the extent is cut', () => {
-    const info = (map: Partial<UioMap>): UioDeviceInfo => ({ index: 0, name: 'x', version: '', devicePath: '/dev/null', sysfsPath: '/nonexistent', compatible: [], maps: [{ index: 0, name: '', addr: 0x0a000000n, size: 0x1000, offset: 0x200, ...map }] });
+    const info = (map: Partial<UioMap>): UioDeviceInfo => ({
+      index: 0,
+      name: 'x',
+      version: '',
+      devicePath: '/dev/null',
+      sysfsPath: '/nonexistent',
+      compatible: [],
+      maps: [{ index: 0, name: '', addr: 0x0a000000n, size: 0x1000, offset: 0x200, ...map }],
+    });
     expect(MmioWindow.uioWindow(info({}))).toEqual(expect.objectContaining({ size: 0xe00, from: 'uio-map' }));
-    expect(MmioWindow.uioWindow(info({ window: 0x200, windowFrom: 'device-tree' }))).toEqual(expect.objectContaining({ size: 0x200, from: 'device-tree' }));
-    expect(MmioWindow.uioWindow(info({ window: 0x2000, windowFrom: 'device-tree' }))).toMatchObject({ size: 0xe00, from: 'uio-map', note: expect.stringMatching(/cut to the map/) });
+    expect(MmioWindow.uioWindow(info({ window: 0x200, windowFrom: 'device-tree' }))).toEqual(
+      expect.objectContaining({ size: 0x200, from: 'device-tree' }),
+    );
+    expect(MmioWindow.uioWindow(info({ window: 0x2000, windowFrom: 'device-tree' }))).toMatchObject({
+      size: 0xe00,
+      from: 'uio-map',
+      note: expect.stringMatching(/cut to the map/),
+    });
   });
 });

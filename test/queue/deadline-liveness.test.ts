@@ -9,7 +9,10 @@ import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
 
 test('a read from a device that never answers times out in every queue mode, with nothing else keeping the process alive', () => {
-  const child = spawnSync(process.execPath, [resolve(__dirname, '../fixtures/deadline-child.js')], { encoding: 'utf8', timeout: 60_000 });
+  const child = spawnSync(process.execPath, [resolve(__dirname, '../fixtures/deadline-child.js')], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
   expect(child.stderr).toBe('');
   expect(child.stdout).toBe('interrupt ERR_VIRTIO_TIMEOUT\npoll ERR_VIRTIO_TIMEOUT\nhybrid ERR_VIRTIO_TIMEOUT\ndone\n');
   expect(child.status).toBe(0);

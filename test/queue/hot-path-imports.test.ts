@@ -37,7 +37,8 @@ function valueImports(source: string, from: string): string[] {
   const pattern = /import\s+(type\s+)?\{([^}]*)\}\s+from\s+'([^']+)'/g;
   for (let match = pattern.exec(source); match; match = pattern.exec(source)) {
     if (match[1] || match[3] !== from) continue;
-    for (const part of match[2].split(',').map((p) => p.trim())) if (part && !part.startsWith('type ')) names.push(part);
+    for (const part of match[2].split(',').map((p) => p.trim()))
+      if (part && !part.startsWith('type ')) names.push(part);
   }
   return names;
 }
@@ -48,5 +49,7 @@ test.each(HOT)('%s reads no spec value through the index re-exports', (file) => 
 });
 
 test('the check sees a value import through the index, and lets a type import pass', () => {
-  expect(valueImports("import { SplitRing, type VirtqDesc } from '../spec';\nimport type { X } from '../spec';", '../spec')).toEqual(['SplitRing']);
+  expect(
+    valueImports("import { SplitRing, type VirtqDesc } from '../spec';\nimport type { X } from '../spec';", '../spec'),
+  ).toEqual(['SplitRing']);
 });

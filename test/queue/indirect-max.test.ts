@@ -10,6 +10,8 @@ describe('checkIndirectMax', () => {
 
   test.each([1, 0x10000, 2.5, NaN, '8', null])('refuses %p with the one message', (bad) => {
     expect(() => checkIndirectMax(bad)).toThrow(`indirectMax must be an integer in [2, 65535], got ${String(bad)}`);
-    expect(() => checkIndirectMax(bad)).toThrow(expect.objectContaining({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => checkIndirectMax(bad)).toThrow(
+      expect.objectContaining({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' }),
+    );
   });
 });

@@ -44,7 +44,8 @@ const fill = (region: DmaRegion, byte: number): DmaRegion => {
   new Uint8Array(region.view, region.offset, region.size).fill(byte);
   return region;
 };
-const read = (region: DmaRegion, length = region.size): Buffer => Buffer.from(new Uint8Array(region.view, region.offset, length));
+const read = (region: DmaRegion, length = region.size): Buffer =>
+  Buffer.from(new Uint8Array(region.view, region.offset, length));
 
 describe.each(SIM_VARIANTS)('on the %s sim', (_label, variant) => {
   test('finding 4: with a full fixed pool, chains that go indirect are all placed — no lost Buffer ID, no DmaError from place()', async () => {
@@ -53,7 +54,10 @@ describe.each(SIM_VARIANTS)('on the %s sim', (_label, variant) => {
     const driver = new EchoDriver(rig.transport, { memory: fixed });
     const queue = driver.q;
     // Buffers for every request, then nothing left in the pool.
-    const requests = Array.from({ length: 3 * queue.size }, (_, i) => ({ input: fill(fixed!.allocate(32), i + 1), output: [fixed!.allocate(16), fixed!.allocate(16)] }));
+    const requests = Array.from({ length: 3 * queue.size }, (_, i) => ({
+      input: fill(fixed!.allocate(32), i + 1),
+      output: [fixed!.allocate(16), fixed!.allocate(16)],
+    }));
     exhaust(fixed);
     for (const { input, output } of requests) {
       const len = await queue.submit({ readable: [{ region: input }], writable: output.map((region) => ({ region })) });
@@ -69,13 +73,18 @@ describe.each(SIM_VARIANTS)('on the %s sim', (_label, variant) => {
     rig = simRig(variant, gate.model, { memory: fixed });
     const driver = new EchoDriver(rig.transport, { memory: fixed });
     const queue = driver.q;
-    const requests = Array.from({ length: 4 * queue.size }, (_, i) => ({ input: fill(fixed!.allocate(32), i + 1), output: [fixed!.allocate(16), fixed!.allocate(16)] }));
+    const requests = Array.from({ length: 4 * queue.size }, (_, i) => ({
+      input: fill(fixed!.allocate(32), i + 1),
+      output: [fixed!.allocate(16), fixed!.allocate(16)],
+    }));
     exhaust(fixed);
     const uncaught: unknown[] = [];
     const onUncaught = (error: unknown): void => void uncaught.push(error);
     process.on('uncaughtException', onUncaught);
     try {
-      const results = requests.map(({ input, output }) => queue.submit({ readable: [{ region: input }], writable: output.map((region) => ({ region })) }));
+      const results = requests.map(({ input, output }) =>
+        queue.submit({ readable: [{ region: input }], writable: output.map((region) => ({ region })) }),
+      );
       await turns();
       gate.holding = false;
       gate.releaseAll();
@@ -91,7 +100,10 @@ describe.each(SIM_VARIANTS)('on the %s sim', (_label, variant) => {
     const gate = gateModel(echoModel({ queueSizes: [4] }));
     rig = simRig(variant, gate.model);
     // Direct descriptors only, so that a grown request would overrun other chains' descriptors.
-    const driver = new EchoDriver(rig.transport, { memory: rig.pool, excludeFeatures: feature(FeatureBit.INDIRECT_DESC) });
+    const driver = new EchoDriver(rig.transport, {
+      memory: rig.pool,
+      excludeFeatures: feature(FeatureBit.INDIRECT_DESC),
+    });
     const queue = driver.q;
     const pool = rig.pool;
     // One descriptor each (the echo writes nothing back): one descriptor stays free.
@@ -126,7 +138,9 @@ describe.each(SIM_VARIANTS)('on the %s sim', (_label, variant) => {
     const again = Array.from({ length: queue.size * 3 }, (_, i) => {
       const a = fill(pool.allocate(8), i);
       const b = pool.allocate(8);
-      return queue.submit({ readable: [{ region: a }], writable: [{ region: b }] }).then((len) => len === 8 && read(b).equals(read(a)));
+      return queue
+        .submit({ readable: [{ region: a }], writable: [{ region: b }] })
+        .then((len) => len === 8 && read(b).equals(read(a)));
     });
     expect(await Promise.all(again)).toEqual(again.map(() => true));
   });

@@ -43,7 +43,15 @@ type Op =
   | { kind: 'wait' };
 
 const opArbitrary: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant('submit' as const), buffers: fc.integer({ min: 1, max: 3 }), timeout: fc.boolean(), bytes: fc.integer({ min: 1, max: 96 }) }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      kind: fc.constant('submit' as const),
+      buffers: fc.integer({ min: 1, max: 3 }),
+      timeout: fc.boolean(),
+      bytes: fc.integer({ min: 1, max: 96 }),
+    }),
+  },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('complete' as const), pick: fc.nat() }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('abort' as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.constant({ kind: 'turn' as const }) },
@@ -66,7 +74,13 @@ async function runCase(variant: SimVariant, ops: Op[], ending: 'close' | 'close-
   const pool = DmaPool.anonymous();
   const canary = new CanaryMemory(pool, { seed: ops.length + 1 });
   const gate = gateModel(echoModel({ queueSizes: [QUEUE_SIZE] }));
-  const sim = new SimDevice({ memory: canary, version: 2, model: gate.model, strict: true, transportFeatures: variant === 'packed' ? PACKED : SPLIT });
+  const sim = new SimDevice({
+    memory: canary,
+    version: 2,
+    model: gate.model,
+    strict: true,
+    transportFeatures: variant === 'packed' ? PACKED : SPLIT,
+  });
   const transport = new MmioTransport(sim, { interrupts: sim.interrupt, resetTimeoutMs: 20 });
   const driver = new EchoDriver(transport, { memory: canary, requestTimeoutMs: 0 });
   const tracked: Tracked[] = [];
@@ -82,8 +96,18 @@ async function runCase(variant: SimVariant, ops: Op[], ending: 'close' | 'close-
         view[1] = id & 0xff;
         for (let i = 2; i < view.length; i++) view[i] = (id * 7 + i) & 0xff;
         const each = Math.ceil(input.size / op.buffers);
-        const outputs = Array.from({ length: op.buffers }, (_, i) => canary.allocate(Math.max(1, Math.min(each, input.size - i * each)) || 1));
-        const t: Tracked = { n: id, input, outputs, controller: new AbortController(), state: 'pending', settlements: 0, reclaims: 0 };
+        const outputs = Array.from({ length: op.buffers }, (_, i) =>
+          canary.allocate(Math.max(1, Math.min(each, input.size - i * each)) || 1),
+        );
+        const t: Tracked = {
+          n: id,
+          input,
+          outputs,
+          controller: new AbortController(),
+          state: 'pending',
+          settlements: 0,
+          reclaims: 0,
+        };
         tracked.push(t);
         const expected = Buffer.from(view);
         driver.q
@@ -95,8 +119,17 @@ async function runCase(variant: SimVariant, ops: Op[], ending: 'close' | 'close-
             (len) => {
               t.settlements++;
               t.state = 'resolved';
-              const got = Buffer.concat(outputs.map((r) => Buffer.from(new Uint8Array(r.view, r.offset, r.size)))).subarray(0, len);
-              if (!got.equals(expected.subarray(0, got.length)) || len !== Math.min(expected.length, outputs.reduce((s, r) => s + r.size, 0))) {
+              const got = Buffer.concat(
+                outputs.map((r) => Buffer.from(new Uint8Array(r.view, r.offset, r.size))),
+              ).subarray(0, len);
+              if (
+                !got.equals(expected.subarray(0, got.length)) ||
+                len !==
+                  Math.min(
+                    expected.length,
+                    outputs.reduce((s, r) => s + r.size, 0),
+                  )
+              ) {
                 problems.push(`request ${id} resolved with other bytes`);
               }
             },
@@ -127,7 +160,10 @@ async function runCase(variant: SimVariant, ops: Op[], ending: 'close' | 'close-
       for (const t of tracked) {
         if (t.state !== 'rejected' || t.reclaims > 0) continue;
         for (const r of t.outputs) {
-          if (!pool.isHeld(r, 0, r.size)) problems.push(`request ${t.n} (${t.error?.code}) was rejected while in the device, but its buffer is not held`);
+          if (!pool.isHeld(r, 0, r.size))
+            problems.push(
+              `request ${t.n} (${t.error?.code}) was rejected while in the device, but its buffer is not held`,
+            );
         }
       }
     }
@@ -144,13 +180,20 @@ async function runCase(variant: SimVariant, ops: Op[], ending: 'close' | 'close-
       if (t.settlements !== 1) problems.push(`request ${t.n} settled ${t.settlements} times`);
       if (t.reclaims > 1) problems.push(`request ${t.n}: reclaim ran ${t.reclaims} times`);
       if (t.state === 'resolved' && t.reclaims !== 0) problems.push(`request ${t.n} resolved and was reclaimed`);
-      if (t.state === 'rejected' && ending === 'close' && t.reclaims !== 1) problems.push(`request ${t.n} (${t.error?.code}) rejected; the reset completed, but reclaim ran ${t.reclaims} times`);
+      if (t.state === 'rejected' && ending === 'close' && t.reclaims !== 1)
+        problems.push(
+          `request ${t.n} (${t.error?.code}) rejected; the reset completed, but reclaim ran ${t.reclaims} times`,
+        );
     }
     const damage = canary.check();
-    if (damage.length > 0) problems.push(`canary damage: ${JSON.stringify(damage, (_k, v: unknown) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v))}`);
+    if (damage.length > 0)
+      problems.push(
+        `canary damage: ${JSON.stringify(damage, (_k, v: unknown) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v))}`,
+      );
     if (ending === 'close') {
       const stats = pool.stats();
-      if (stats.holds !== 0 || canary.deferredRegions !== 0) problems.push(`after a completed reset: ${stats.holds} holds, ${canary.deferredRegions} deferred frees`);
+      if (stats.holds !== 0 || canary.deferredRegions !== 0)
+        problems.push(`after a completed reset: ${stats.holds} holds, ${canary.deferredRegions} deferred frees`);
     }
   } finally {
     transport.close();
@@ -165,18 +208,32 @@ describe.each([
   ['packed', 'packed' as SimVariant],
 ])('the ownership rule over random interleavings (%s ring)', (_label, variant) => {
   test(`${RUNS} cases`, async () => {
-    const counts = { cases: 0, ops: 0, submit: 0, timeout: 0, complete: 0, abort: 0, turn: 0, wait: 0, 'close-reset-fails': 0 };
+    const counts = {
+      cases: 0,
+      ops: 0,
+      submit: 0,
+      timeout: 0,
+      complete: 0,
+      abort: 0,
+      turn: 0,
+      wait: 0,
+      'close-reset-fails': 0,
+    };
     await fc.assert(
-      fc.asyncProperty(fc.array(opArbitrary, { minLength: 1, maxLength: 40 }), fc.constantFrom('close' as const, 'close-reset-fails' as const), async (ops, ending) => {
-        counts.cases++;
-        counts.ops += ops.length;
-        for (const op of ops) {
-          counts[op.kind]++;
-          if (op.kind === 'submit' && op.timeout) counts.timeout++;
-        }
-        if (ending === 'close-reset-fails') counts['close-reset-fails']++;
-        await runCase(variant, ops, ending);
-      }),
+      fc.asyncProperty(
+        fc.array(opArbitrary, { minLength: 1, maxLength: 40 }),
+        fc.constantFrom('close' as const, 'close-reset-fails' as const),
+        async (ops, ending) => {
+          counts.cases++;
+          counts.ops += ops.length;
+          for (const op of ops) {
+            counts[op.kind]++;
+            if (op.kind === 'submit' && op.timeout) counts.timeout++;
+          }
+          if (ending === 'close-reset-fails') counts['close-reset-fails']++;
+          await runCase(variant, ops, ending);
+        },
+      ),
       { numRuns: RUNS, seed: SEED, verbose: 1 },
     );
     process.stdout.write(`ownership property, ${_label} ring: seed ${SEED}, ${JSON.stringify(counts)}\n`);

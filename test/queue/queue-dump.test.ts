@@ -25,7 +25,6 @@ function open(variant: SimVariant, exclude: bigint): { driver: EchoDriver; relea
   return { driver, release: () => held.splice(0).forEach((go) => go()) };
 }
 
-
 /** One held request: a readable and a writable buffer, and the promise of its completion. */
 interface Sent {
   input: DmaRegion;
@@ -64,13 +63,24 @@ describe.each(SIM_VARIANTS)('Virtqueue.dump(): %s', (_label, variant) => {
       await turns();
       const dump = driver.dumpQueue(0);
 
-      expect(dump).toMatchObject({ index: 0, format, size: 16, features: { eventIdx, indirect, inOrder: false }, mode: 'interrupt' });
+      expect(dump).toMatchObject({
+        index: 0,
+        format,
+        size: 16,
+        features: { eventIdx, indirect, inOrder: false },
+        mode: 'interrupt',
+      });
       expect(JSON.parse(JSON.stringify(dump))).toEqual(dump);
       expect(dump.addresses.desc).toBe(hex(driver.q.addresses.desc));
       expect(dump.outstanding).toHaveLength(3);
-      expect(dump.outstanding.every((o) => o.orphan === false && o.used === undefined && o.problem === undefined)).toBe(true);
+      expect(dump.outstanding.every((o) => o.orphan === false && o.used === undefined && o.problem === undefined)).toBe(
+        true,
+      );
       // Each request's buffers, at their device addresses, in chain order: readable then writable.
-      const expected = sent.map((s) => [[hex(s.input.iova), 8, false], [hex(s.output.iova), 8, true]]);
+      const expected = sent.map((s) => [
+        [hex(s.input.iova), 8, false],
+        [hex(s.output.iova), 8, true],
+      ]);
       expect(dump.outstanding.map(buffers)).toEqual(expect.arrayContaining(expected));
       for (const chain of dump.outstanding) {
         const [first] = chain.descriptors;
@@ -85,7 +95,8 @@ describe.each(SIM_VARIANTS)('Virtqueue.dump(): %s', (_label, variant) => {
           expect(first.flagNames).toContain('NEXT');
           if (format === 'split') expect(first.next).toBe(chain.descriptors[1].slot);
         }
-        if (format === 'packed') expect(chain.descriptors.every((d) => d.state === 'available' && d.id === chain.id)).toBe(true);
+        if (format === 'packed')
+          expect(chain.descriptors.every((d) => d.state === 'available' && d.id === chain.id)).toBe(true);
       }
       if (dump.ring.format === 'split') {
         const shadow = dump.shadow as SplitShadow;
@@ -96,7 +107,13 @@ describe.each(SIM_VARIANTS)('Virtqueue.dump(): %s', (_label, variant) => {
         expect(dump.ring.usedEvent !== undefined).toBe(eventIdx);
       } else {
         const shadow = dump.shadow as PackedShadow;
-        expect(shadow).toMatchObject({ nextAvail: indirect ? 3 : 6, availWrap: 1, unpublished: 0, freeSlots: 16 - (indirect ? 3 : 6), freeIds: 13 });
+        expect(shadow).toMatchObject({
+          nextAvail: indirect ? 3 : 6,
+          availWrap: 1,
+          unpublished: 0,
+          freeSlots: 16 - (indirect ? 3 : 6),
+          freeIds: 13,
+        });
         expect(dump.ring.driverEvent.flagName).toBe(eventIdx ? 'DESC' : 'ENABLE');
       }
 
@@ -126,11 +143,23 @@ describe.each(SIM_VARIANTS)('Virtqueue.dump(): %s', (_label, variant) => {
         format: dump.format,
         ...(variant === 1 ? {} : { addresses: { desc, driver: avail, device } }),
       });
-      expect(live).toMatchObject({ index: 0, live: true, size: 16, sizeFrom: 'option', addresses: dump.addresses, queueSelLeftAt: 0 });
+      expect(live).toMatchObject({
+        index: 0,
+        live: true,
+        size: 16,
+        sizeFrom: 'option',
+        addresses: dump.addresses,
+        queueSelLeftAt: 0,
+      });
       if (!('ring' in live.memory)) throw new Error(`no ring memory: ${JSON.stringify(live.memory)}`);
       expect(live.memory.problems).toEqual([]);
-      expect(live.memory.ring).toEqual(dump.format === 'split' ? { ...dump.ring, usedEvent: expect.any(Number), availEvent: expect.any(Number) } : dump.ring);
-      const strip = (chains: OutstandingDump[]): unknown => chains.map((c) => ({ id: c.id, descriptors: c.descriptors })).sort((a, b) => a.id - b.id);
+      expect(live.memory.ring).toEqual(
+        dump.format === 'split'
+          ? { ...dump.ring, usedEvent: expect.any(Number), availEvent: expect.any(Number) }
+          : dump.ring,
+      );
+      const strip = (chains: OutstandingDump[]): unknown =>
+        chains.map((c) => ({ id: c.id, descriptors: c.descriptors })).sort((a, b) => a.id - b.id);
       expect(strip(live.memory.outstanding)).toEqual(strip(dump.outstanding));
       release();
       await Promise.all(sent.map((s) => s.done));
@@ -148,7 +177,8 @@ describe.each(SIM_VARIANTS)('Virtqueue.dump(): %s', (_label, variant) => {
     controller.abort();
     await expect(abandoned.done).rejects.toMatchObject({ code: 'ABORT_ERR' });
     const dump = driver.dumpQueue(0);
-    const orphanOf = (s: Sent): boolean | undefined => dump.outstanding.find((o) => buffers(o)[0][0] === hex(s.input.iova))?.orphan;
+    const orphanOf = (s: Sent): boolean | undefined =>
+      dump.outstanding.find((o) => buffers(o)[0][0] === hex(s.input.iova))?.orphan;
     expect(orphanOf(abandoned)).toBe(true);
     expect(orphanOf(kept)).toBe(false);
     release();
@@ -168,7 +198,8 @@ describe.each(SIM_VARIANTS)('Virtqueue.dump(): %s', (_label, variant) => {
     const dump: QueueDump = driver.dumpQueue(0);
     expect(dump.outstanding).toHaveLength(1);
     expect(dump.outstanding[0].used).toEqual({ len: 8 });
-    if (dump.ring.format === 'split') expect(dump.ring.usedIdx).toBe(((dump.shadow as SplitShadow).lastUsedIdx + 1) & 0xffff);
+    if (dump.ring.format === 'split')
+      expect(dump.ring.usedIdx).toBe(((dump.shadow as SplitShadow).lastUsedIdx + 1) & 0xffff);
     expect(driver.q.poll()).toBe(1);
     await sent.done;
     driver.close();

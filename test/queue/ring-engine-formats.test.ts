@@ -216,7 +216,11 @@ describe('packed ring engine', () => {
     }
     // Before publish: the head is not available (AVAIL ≠ the wrap counter, 1), the rest are written.
     expect(r.device.flags(0) & F_AVAIL).toBe(0);
-    expect([1, 2, 3].map((slot) => r.device.flags(slot))).toEqual([F_NEXT | F_AVAIL, F_WRITE | F_NEXT | F_AVAIL, F_WRITE | F_AVAIL]);
+    expect([1, 2, 3].map((slot) => r.device.flags(slot))).toEqual([
+      F_NEXT | F_AVAIL,
+      F_WRITE | F_NEXT | F_AVAIL,
+      F_WRITE | F_AVAIL,
+    ]);
     expect(r.device.pop()).toBeUndefined();
     expect(r.engine.publish()).toBe(4 | 0x8000);
     expect(r.device.flags(0)).toBe(F_NEXT | F_AVAIL);
@@ -233,7 +237,13 @@ describe('packed ring engine', () => {
     expect(r.engine.publish()).toBe(1);
     expect(r.device.flags(3)).toBe(F_NEXT | F_AVAIL);
     const chain = r.device.pop();
-    expect(chain).toEqual({ id: a.id, readable: [{ address: a.readable[0], length: 5 }], writable: [{ address: a.writable[0], length: 6 }], slots: 2, indirect: false });
+    expect(chain).toEqual({
+      id: a.id,
+      readable: [{ address: a.readable[0], length: 5 }],
+      writable: [{ address: a.writable[0], length: 6 }],
+      slots: 2,
+      indirect: false,
+    });
     r.device.use(a.id, 6);
     // Used in the device's first round (slot 3): AVAIL = USED = 1.
     expect(r.device.flags(3)).toBe(F_AVAIL | F_USED | F_WRITE);

@@ -3,7 +3,13 @@ import { join } from 'node:path';
 
 // The ring engines are synchronous and know nothing of Node's runtime (issue: "no promises, timers,
 // process, setImmediate or Node streams in them"): a change that brings one in fails here, by name.
-const ENGINE_FILES = ['ring-engine.ts', 'split-ring-engine.ts', 'packed-ring-engine.ts', 'used-entry.ts', 'descriptors.ts'];
+const ENGINE_FILES = [
+  'ring-engine.ts',
+  'split-ring-engine.ts',
+  'packed-ring-engine.ts',
+  'used-entry.ts',
+  'descriptors.ts',
+];
 const FORBIDDEN: [string, RegExp][] = [
   ['a promise', /\bPromise\b|\basync\b|\bawait\b/],
   ['a timer', /\bset(Timeout|Interval|Immediate)\b|\bqueueMicrotask\b/],
@@ -27,6 +33,10 @@ describe('ring engines stay synchronous and free of the event loop', () => {
 
   test('the check sees what it looks for', () => {
     const sample = 'const t = setTimeout(() => {}, 1); await Promise.resolve(); process.exit();';
-    expect(FORBIDDEN.filter(([, pattern]) => pattern.test(sample)).map(([what]) => what)).toEqual(['a promise', 'a timer', 'process']);
+    expect(FORBIDDEN.filter(([, pattern]) => pattern.test(sample)).map(([what]) => what)).toEqual([
+      'a promise',
+      'a timer',
+      'process',
+    ]);
   });
 });

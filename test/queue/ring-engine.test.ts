@@ -18,9 +18,12 @@ function prng(seed: number): () => number {
 }
 
 const sum = (values: number[]): number => values.reduce((a, b) => a + b, 0);
-const buffers = (addresses: bigint[], lengths: number[]): DeviceBuffer[] => addresses.map((address, i) => ({ address, length: lengths[i] }));
+const buffers = (addresses: bigint[], lengths: number[]): DeviceBuffer[] =>
+  addresses.map((address, i) => ({ address, length: lengths[i] }));
 function sameBuffers(list: DeviceBuffer[], addresses: bigint[], lengths: number[]): boolean {
-  return list.length === addresses.length && list.every((b, i) => b.address === addresses[i] && b.length === lengths[i]);
+  return (
+    list.length === addresses.length && list.every((b, i) => b.address === addresses[i] && b.length === lengths[i])
+  );
 }
 
 /** The notification value after `n` requests (split: avail.idx) or `n` descriptors (packed: slot | wrap << 15). */
@@ -51,10 +54,20 @@ describe.each<Format>(['split', 'packed'])('%s ring engine', (format) => {
     expect(r.device.pop()).toBeUndefined();
     expect(r.engine.publish()).toBe(notifyValue(format, 8, format === 'split' ? 1 : 4));
     expect(r.engine.publish()).toBe(-1);
-    expect(r.device.popAll()).toEqual([{ id: a.id, readable: buffers(a.readable, [70000, 7]), writable: buffers(a.writable, [300, 64]), slots: 4, indirect: false }]);
+    expect(r.device.popAll()).toEqual([
+      {
+        id: a.id,
+        readable: buffers(a.readable, [70000, 7]),
+        writable: buffers(a.writable, [300, 64]),
+        slots: 4,
+        indirect: false,
+      },
+    ]);
     const b = r.submit([], [12]);
     expect(r.engine.publish()).toBe(notifyValue(format, 8, format === 'split' ? 2 : 5));
-    expect(r.device.popAll()).toEqual([{ id: b.id, readable: [], writable: buffers(b.writable, [12]), slots: 1, indirect: false }]);
+    expect(r.device.popAll()).toEqual([
+      { id: b.id, readable: [], writable: buffers(b.writable, [12]), slots: 1, indirect: false },
+    ]);
     expect(b.id).not.toBe(a.id);
   });
 
@@ -122,7 +135,13 @@ describe.each<Format>(['split', 'packed'])('%s ring engine', (format) => {
         }
       }
       const chain = r.device.pop();
-      expect(chain).toEqual({ id: request.id, readable: buffers(request.readable, readable), writable: buffers(request.writable, writable), slots: 1, indirect: true });
+      expect(chain).toEqual({
+        id: request.id,
+        readable: buffers(request.readable, readable),
+        writable: buffers(request.writable, writable),
+        slots: 1,
+        indirect: true,
+      });
     }
     expect(r.stats.indirect).toBe(4);
     // One buffer, and more than indirectMax, go direct.
@@ -140,76 +159,90 @@ describe.each<Format>(['split', 'packed'])('%s ring engine', (format) => {
   test.each([
     ['direct chains', 0n, 20_000],
     // Split: more than 2^16 requests, so avail.idx, used.idx and used_event wrap.
-    ['indirect tables and EVENT_IDX', features(FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX), format === 'split' ? 66_000 : 10_000],
-  ])('the ring wraps (%s): thousands of requests in varying batches, used out of order, all settle with their lens', (_name, negotiated, total) => {
-    // Packed: an odd size, so chains run across the wrap.
-    const size = format === 'split' ? 16 : 13;
-    const r = ringRig(format, { size, features: negotiated, indirectMax: 3 });
-    const rand = prng(format === 'split' ? 11 : 12);
-    const placed = new Map<number, { readable: bigint[]; readableLengths: number[]; writable: bigint[]; writableLengths: number[] }>();
-    const reported = new Map<number, number>();
-    let pending: DeviceChain[] = [];
-    let submitted = 0;
-    let settled = 0;
-    const problems: string[] = [];
-    while (settled < total && problems.length === 0) {
-      const batch = 1 + Math.floor(rand() * size);
-      for (let n = 0; n < batch && submitted < total; n++) {
-        const count = 1 + Math.floor(rand() * 4);
-        if (!r.engine.hasRoom(count)) break;
-        const readableCount = Math.floor(rand() * (count + 1));
-        const readableLengths = Array.from({ length: readableCount }, () => 1 + Math.floor(rand() * 300));
-        const writableLengths = Array.from({ length: count - readableCount }, () => 1 + Math.floor(rand() * 300));
-        const request = r.submit(readableLengths, writableLengths);
-        if (placed.has(request.id)) problems.push(`id ${request.id} handed out twice`);
-        placed.set(request.id, { ...request, readableLengths, writableLengths });
-        submitted++;
-      }
-      r.engine.publish();
-      pending.push(...r.device.popAll());
-      // Use a random part of what the device holds, in random order.
-      for (let i = pending.length - 1; i > 0; i--) {
-        const j = Math.floor(rand() * (i + 1));
-        [pending[i], pending[j]] = [pending[j], pending[i]];
-      }
-      const take = Math.floor(rand() * (pending.length + 1));
-      for (let n = 0; n < take; n++) {
-        const chain = pending[n];
-        const expected = placed.get(chain.id);
-        if (!expected || !sameBuffers(chain.readable, expected.readable, expected.readableLengths) || !sameBuffers(chain.writable, expected.writable, expected.writableLengths)) {
-          problems.push(`chain ${chain.id} does not read back as placed`);
+    [
+      'indirect tables and EVENT_IDX',
+      features(FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX),
+      format === 'split' ? 66_000 : 10_000,
+    ],
+  ])(
+    'the ring wraps (%s): thousands of requests in varying batches, used out of order, all settle with their lens',
+    (_name, negotiated, total) => {
+      // Packed: an odd size, so chains run across the wrap.
+      const size = format === 'split' ? 16 : 13;
+      const r = ringRig(format, { size, features: negotiated, indirectMax: 3 });
+      const rand = prng(format === 'split' ? 11 : 12);
+      const placed = new Map<
+        number,
+        { readable: bigint[]; readableLengths: number[]; writable: bigint[]; writableLengths: number[] }
+      >();
+      const reported = new Map<number, number>();
+      let pending: DeviceChain[] = [];
+      let submitted = 0;
+      let settled = 0;
+      const problems: string[] = [];
+      while (settled < total && problems.length === 0) {
+        const batch = 1 + Math.floor(rand() * size);
+        for (let n = 0; n < batch && submitted < total; n++) {
+          const count = 1 + Math.floor(rand() * 4);
+          if (!r.engine.hasRoom(count)) break;
+          const readableCount = Math.floor(rand() * (count + 1));
+          const readableLengths = Array.from({ length: readableCount }, () => 1 + Math.floor(rand() * 300));
+          const writableLengths = Array.from({ length: count - readableCount }, () => 1 + Math.floor(rand() * 300));
+          const request = r.submit(readableLengths, writableLengths);
+          if (placed.has(request.id)) problems.push(`id ${request.id} handed out twice`);
+          placed.set(request.id, { ...request, readableLengths, writableLengths });
+          submitted++;
         }
-        let writable = 0;
-        for (const b of chain.writable) writable += b.length;
-        const len = Math.floor(rand() * (writable + 1));
-        reported.set(chain.id, len);
-        r.device.use(chain.id, len);
+        r.engine.publish();
+        pending.push(...r.device.popAll());
+        // Use a random part of what the device holds, in random order.
+        for (let i = pending.length - 1; i > 0; i--) {
+          const j = Math.floor(rand() * (i + 1));
+          [pending[i], pending[j]] = [pending[j], pending[i]];
+        }
+        const take = Math.floor(rand() * (pending.length + 1));
+        for (let n = 0; n < take; n++) {
+          const chain = pending[n];
+          const expected = placed.get(chain.id);
+          if (
+            !expected ||
+            !sameBuffers(chain.readable, expected.readable, expected.readableLengths) ||
+            !sameBuffers(chain.writable, expected.writable, expected.writableLengths)
+          ) {
+            problems.push(`chain ${chain.id} does not read back as placed`);
+          }
+          let writable = 0;
+          for (const b of chain.writable) writable += b.length;
+          const len = Math.floor(rand() * (writable + 1));
+          reported.set(chain.id, len);
+          r.device.use(chain.id, len);
+        }
+        pending = pending.slice(take);
+        const before = r.used.length;
+        const reaped = r.engine.reap();
+        if (reaped !== take) problems.push(`reap() returned ${reaped} for ${take} used`);
+        for (let n = before; n < r.used.length; n++) {
+          const [id, len] = r.used[n];
+          if (reported.get(id) !== len) problems.push(`onUsed(${id}, ${len}), the device reported ${reported.get(id)}`);
+          reported.delete(id);
+          placed.delete(id);
+        }
+        settled += reaped;
       }
-      pending = pending.slice(take);
-      const before = r.used.length;
-      const reaped = r.engine.reap();
-      if (reaped !== take) problems.push(`reap() returned ${reaped} for ${take} used`);
-      for (let n = before; n < r.used.length; n++) {
-        const [id, len] = r.used[n];
-        if (reported.get(id) !== len) problems.push(`onUsed(${id}, ${len}), the device reported ${reported.get(id)}`);
-        reported.delete(id);
-        placed.delete(id);
+      expect(problems).toEqual([]);
+      expect(r.used).toHaveLength(total);
+      expect(r.engine.violation).toBeUndefined();
+      expect(r.engine.outstanding).toBe(0);
+      expect(r.engine.free).toBe(size);
+      if (r.format === 'split') {
+        expect(r.device.availIdx).toBe(total & 0xffff);
+        expect(r.device.usedIdx).toBe(total & 0xffff);
+        if (negotiated !== 0n) expect(total).toBeGreaterThan(0x10000);
+      } else {
+        expect(r.device.wraps).toBeGreaterThan(1000);
       }
-      settled += reaped;
-    }
-    expect(problems).toEqual([]);
-    expect(r.used).toHaveLength(total);
-    expect(r.engine.violation).toBeUndefined();
-    expect(r.engine.outstanding).toBe(0);
-    expect(r.engine.free).toBe(size);
-    if (r.format === 'split') {
-      expect(r.device.availIdx).toBe(total & 0xffff);
-      expect(r.device.usedIdx).toBe(total & 0xffff);
-      if (negotiated !== 0n) expect(total).toBeGreaterThan(0x10000);
-    } else {
-      expect(r.device.wraps).toBeGreaterThan(1000);
-    }
-  });
+    },
+  );
 
   test('IN_ORDER: one used entry for the last request of a batch settles the batch oldest first, the earlier ones in full', () => {
     const r = ringRig(format, { size: 8, features: features(FeatureBit.IN_ORDER) });
@@ -249,7 +282,9 @@ describe.each<Format>(['split', 'packed'])('%s ring engine', (format) => {
         if (group.length === 0) continue;
         const last = group[group.length - 1];
         const len = Math.floor(rand() * (last.writable + 1));
-        const slots = sum(chains.filter((chain) => group.some((request) => request.id === chain.id)).map((chain) => chain.slots));
+        const slots = sum(
+          chains.filter((chain) => group.some((request) => request.id === chain.id)).map((chain) => chain.slots),
+        );
         if (r.format === 'split') r.device.use(last.id, len, group.length);
         else r.device.use(last.id, len, { slots });
         for (const request of group) expected.push([request.id, request === last ? len : request.writable]);
@@ -383,7 +418,9 @@ describe.each<Format>(['split', 'packed'])('%s ring engine', (format) => {
     const c = r.submit([5], [40]);
     expect(c.id).toBe(0);
     expect(r.engine.publish()).toBe(notifyValue(format, 8, format === 'split' ? 1 : 2));
-    expect(device.popAll()).toEqual([{ id: c.id, readable: buffers(c.readable, [5]), writable: buffers(c.writable, [40]), slots: 2, indirect: false }]);
+    expect(device.popAll()).toEqual([
+      { id: c.id, readable: buffers(c.readable, [5]), writable: buffers(c.writable, [40]), slots: 2, indirect: false },
+    ]);
     device.use(c.id, 40);
     r.used.length = 0;
     expect(r.engine.reap()).toBe(1);
@@ -391,7 +428,11 @@ describe.each<Format>(['split', 'packed'])('%s ring engine', (format) => {
   });
 
   test('thousands of place/publish/reap cycles allocate no DMA memory', () => {
-    const r = ringRig(format, { size: 64, features: features(FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX), indirectMax: 8 });
+    const r = ringRig(format, {
+      size: 64,
+      features: features(FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX),
+      indirectMax: 8,
+    });
     // Buffer memory, the ring, the indirect slab.
     expect(r.memory.allocations).toBe(3);
     const shapes: Array<[number[], number[]]> = [

@@ -25,21 +25,66 @@ interface Ring {
   inOrderBatch?: number;
 }
 
-const MODERN = features(FeatureBit.VERSION_1, FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX, FeatureBit.RING_RESET, FeatureBit.NOTIFICATION_DATA);
+const MODERN = features(
+  FeatureBit.VERSION_1,
+  FeatureBit.INDIRECT_DESC,
+  FeatureBit.EVENT_IDX,
+  FeatureBit.RING_RESET,
+  FeatureBit.NOTIFICATION_DATA,
+);
 export const RINGS: Ring[] = [
   { name: 'split ring, Version 1', version: 1, format: 'split' },
   { name: 'split ring, Version 2', version: 2, format: 'split' },
-  { name: 'split ring, IN_ORDER', version: 2, format: 'split', transportFeatures: MODERN | feature(FeatureBit.IN_ORDER) },
+  {
+    name: 'split ring, IN_ORDER',
+    version: 2,
+    format: 'split',
+    transportFeatures: MODERN | feature(FeatureBit.IN_ORDER),
+  },
   { name: 'packed ring', version: 2, format: 'packed', transportFeatures: MODERN | feature(FeatureBit.RING_PACKED) },
-  { name: 'packed ring, IN_ORDER', version: 2, format: 'packed', transportFeatures: MODERN | features(FeatureBit.RING_PACKED, FeatureBit.IN_ORDER) },
-  { name: 'split ring, IN_ORDER batches of 4', version: 2, format: 'split', transportFeatures: MODERN | feature(FeatureBit.IN_ORDER), inOrderBatch: 4 },
-  { name: 'packed ring, IN_ORDER batches of 4', version: 2, format: 'packed', transportFeatures: MODERN | features(FeatureBit.RING_PACKED, FeatureBit.IN_ORDER), inOrderBatch: 4 },
+  {
+    name: 'packed ring, IN_ORDER',
+    version: 2,
+    format: 'packed',
+    transportFeatures: MODERN | features(FeatureBit.RING_PACKED, FeatureBit.IN_ORDER),
+  },
+  {
+    name: 'split ring, IN_ORDER batches of 4',
+    version: 2,
+    format: 'split',
+    transportFeatures: MODERN | feature(FeatureBit.IN_ORDER),
+    inOrderBatch: 4,
+  },
+  {
+    name: 'packed ring, IN_ORDER batches of 4',
+    version: 2,
+    format: 'packed',
+    transportFeatures: MODERN | features(FeatureBit.RING_PACKED, FeatureBit.IN_ORDER),
+    inOrderBatch: 4,
+  },
 ];
 
-function open(ring: Ring, options: { exclude?: bigint; queueSizes?: number[]; queueSize?: number; sim?: Parameters<typeof simRig>[2]; model?: ReturnType<typeof echoModel> } = {}): EchoDriver {
-  const sim = { ...(ring.transportFeatures === undefined ? {} : { transportFeatures: ring.transportFeatures }), ...(ring.inOrderBatch ? { inOrderBatch: ring.inOrderBatch } : {}), ...options.sim };
+function open(
+  ring: Ring,
+  options: {
+    exclude?: bigint;
+    queueSizes?: number[];
+    queueSize?: number;
+    sim?: Parameters<typeof simRig>[2];
+    model?: ReturnType<typeof echoModel>;
+  } = {},
+): EchoDriver {
+  const sim = {
+    ...(ring.transportFeatures === undefined ? {} : { transportFeatures: ring.transportFeatures }),
+    ...(ring.inOrderBatch ? { inOrderBatch: ring.inOrderBatch } : {}),
+    ...options.sim,
+  };
   rig = simRig(ring.version, options.model ?? echoModel({ queueSizes: options.queueSizes }), sim);
-  const driver = new EchoDriver(rig.transport, { memory: rig.pool, excludeFeatures: options.exclude, queueSize: options.queueSize });
+  const driver = new EchoDriver(rig.transport, {
+    memory: rig.pool,
+    excludeFeatures: options.exclude,
+    queueSize: options.queueSize,
+  });
   expect(driver.q.format).toBe(ring.format);
   return driver;
 }
@@ -84,7 +129,10 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
   test('a full ring throws QueueFullError with wait: false, and waits otherwise', async () => {
     const driver = open(ring, { queueSize: 2, exclude: feature(FeatureBit.INDIRECT_DESC) });
     const first = driver.echo([bytes(4)], [4]);
-    await expect(driver.echo([bytes(4)], [4], { wait: false })).rejects.toMatchObject({ code: 'ERR_VIRTIO_QUEUE_FULL', retryable: true });
+    await expect(driver.echo([bytes(4)], [4], { wait: false })).rejects.toMatchObject({
+      code: 'ERR_VIRTIO_QUEUE_FULL',
+      retryable: true,
+    });
     await expect(driver.echo([bytes(4)], [4], { wait: false })).rejects.toBeInstanceOf(QueueFullError);
     const waited = driver.echo([bytes(4, 9)], [4]);
     await expect(Promise.all([first, waited])).resolves.toEqual([Buffer.from(bytes(4)), Buffer.from(bytes(4, 9))]);
@@ -131,7 +179,11 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
   if (ring.inOrderBatch) {
     test('IN_ORDER: one used entry settles a whole batch, each request with its own data', async () => {
       let usedEntries = 0;
-      const driver = open(ring, { queueSize: 64, queueSizes: [64], sim: { faults: { usedElement: (_q, e) => (usedEntries++, e) } } });
+      const driver = open(ring, {
+        queueSize: 64,
+        queueSizes: [64],
+        sim: { faults: { usedElement: (_q, e) => (usedEntries++, e) } },
+      });
       const outs = await Promise.all(Array.from({ length: 32 }, (_, i) => driver.echo([bytes(8, i)], [8])));
       outs.forEach((out, i) => expect(out).toEqual(Buffer.from(bytes(8, i))));
       expect(driver.q.stats.completed).toBe(32);
@@ -141,7 +193,7 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
     });
   }
 
-  test('requests placed from completion callbacks keep completing across the ring\'s wrap (the reap is not thrown off by a placement within it)', async () => {
+  test("requests placed from completion callbacks keep completing across the ring's wrap (the reap is not thrown off by a placement within it)", async () => {
     const driver = open(ring, { queueSize: 16 });
     const input = driver.dma(bytes(8));
     const output = driver.dma(8);
@@ -276,7 +328,14 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
             const publishes = driver.q.stats.publishes;
             // Queued first, so it runs before any microtask the placement could queue.
             queueMicrotask(() => (publishedByThen = driver.q.stats.publishes - publishes));
-            driver.q.enqueue(request, () => { second = true; resolve(); }, reject);
+            driver.q.enqueue(
+              request,
+              () => {
+                second = true;
+                resolve();
+              },
+              reject,
+            );
             // Not yet: the reap still runs (other used entries may follow); the publish comes when it ends.
             expect(driver.q.stats.publishes).toBe(publishes);
           },
@@ -409,7 +468,14 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
       expect(calledInCall).toBe(false);
       expect(len).toBe(8);
       let reclaimed = false;
-      expect(() => driver.q.enqueue({ writable: [] }, () => {}, () => {}, { reclaim: () => (reclaimed = true) })).toThrow(RangeError);
+      expect(() =>
+        driver.q.enqueue(
+          { writable: [] },
+          () => {},
+          () => {},
+          { reclaim: () => (reclaimed = true) },
+        ),
+      ).toThrow(RangeError);
       expect(reclaimed).toBe(true);
       rig!.pool.free(region);
       driver.close();
@@ -425,10 +491,17 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
           [0, 1, 2].map(
             (i) =>
               new Promise<void>((resolve) =>
-                driver.q.enqueue({ readable: [{ region, offset: i * 8, length: 8 }], writable: [{ region, offset: 32 + i * 8, length: 8 }] }, () => {
-                  resolve();
-                  if (i === 1) throw boom;
-                }, () => {}),
+                driver.q.enqueue(
+                  {
+                    readable: [{ region, offset: i * 8, length: 8 }],
+                    writable: [{ region, offset: 32 + i * 8, length: 8 }],
+                  },
+                  () => {
+                    resolve();
+                    if (i === 1) throw boom;
+                  },
+                  () => {},
+                ),
               ),
           ),
         );
@@ -489,10 +562,16 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
     test.each([
       ['used-id-out-of-range', (e: { id: number; len: number }) => ({ id: 1000, len: e.len })],
       // Split: a descriptor inside the chain; packed: a Buffer ID none of the three requests holds.
-      ['used-id-not-head', (e: { id: number; len: number }) => ({ id: e.id + (ring.format === 'split' ? 1 : 3), len: e.len })],
+      [
+        'used-id-not-head',
+        (e: { id: number; len: number }) => ({ id: e.id + (ring.format === 'split' ? 1 : 3), len: e.len }),
+      ],
       ['used-len-too-long', (e: { id: number; len: number }) => ({ id: e.id, len: 4097 })],
     ])('%s', async (reason, usedElement) => {
-      const driver = open(ring, { sim: { faults: { usedElement: (_q, e) => usedElement(e) } }, exclude: feature(FeatureBit.INDIRECT_DESC) });
+      const driver = open(ring, {
+        sim: { faults: { usedElement: (_q, e) => usedElement(e) } },
+        exclude: feature(FeatureBit.INDIRECT_DESC),
+      });
       const jobs = [driver.echo([bytes(4)], [4, 4]), driver.echo([bytes(4)], [4, 4]), driver.echo([bytes(4)], [4])];
       const results = await Promise.allSettled(jobs);
       for (const result of results) {
@@ -550,8 +629,15 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
     });
 
     test('a request waiting for room times out without ever reaching the ring', async () => {
-      const driver = open(ring, { queueSize: 2, exclude: feature(FeatureBit.INDIRECT_DESC), sim: { suppressNotifications: true } });
-      const first = [track(driver.q.submit({ writable: [{ region: driver.dma(8) }] })), track(driver.q.submit({ writable: [{ region: driver.dma(8) }] }))];
+      const driver = open(ring, {
+        queueSize: 2,
+        exclude: feature(FeatureBit.INDIRECT_DESC),
+        sim: { suppressNotifications: true },
+      });
+      const first = [
+        track(driver.q.submit({ writable: [{ region: driver.dma(8) }] })),
+        track(driver.q.submit({ writable: [{ region: driver.dma(8) }] })),
+      ];
       const waiting = track(driver.q.submit({ writable: [{ region: driver.dma(8) }] }, { timeoutMs: 20 }));
       const outcome = await waiting.result;
       expect((outcome as PromiseRejectedResult).reason).toMatchObject({ code: 'ERR_VIRTIO_TIMEOUT' });
@@ -562,28 +648,39 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
       driver.close();
     });
 
-    test.each(['interrupt', 'poll'] as const)('%s mode: a request waiting for room that only an aborted request holds still gets it, and keeps the line busy meanwhile', async (mode) => {
-      // The device completes each request a few event-loop turns after taking it (found by the mutation run).
-      const model = echoModel({ queueSizes: [4], handle: (request) => turns(5).then(() => echoRequest(request)) });
-      const driver = open(ring, { model, queueSize: 4, exclude: feature(FeatureBit.INDIRECT_DESC) });
-      driver.setQueueMode(mode);
-      const busy = jest.spyOn(rig!.transport, 'setBusy');
-      const buffers = () => ({ readable: [{ region: driver.dma(bytes(2)) }, { region: driver.dma(bytes(2, 5)) }], writable: [{ region: driver.dma(2) }, { region: driver.dma(2) }] });
-      const controller = new AbortController();
-      const first = track(driver.q.submit(buffers(), { signal: controller.signal }));
-      const second = track(driver.q.submit(buffers())); // waits: the first holds all 4 descriptors
-      await turns(2);
-      controller.abort();
-      expect(busy).not.toHaveBeenLastCalledWith(0, false);
-      const outcome = await Promise.race([second.result, new Promise((resolve) => setTimeout(() => resolve('stalled'), 1000))]);
-      expect(outcome).toEqual({ status: 'fulfilled', value: 4 });
-      expect((await first.result).status).toBe('rejected');
-      driver.close();
-    });
+    test.each(['interrupt', 'poll'] as const)(
+      '%s mode: a request waiting for room that only an aborted request holds still gets it, and keeps the line busy meanwhile',
+      async (mode) => {
+        // The device completes each request a few event-loop turns after taking it (found by the mutation run).
+        const model = echoModel({ queueSizes: [4], handle: (request) => turns(5).then(() => echoRequest(request)) });
+        const driver = open(ring, { model, queueSize: 4, exclude: feature(FeatureBit.INDIRECT_DESC) });
+        driver.setQueueMode(mode);
+        const busy = jest.spyOn(rig!.transport, 'setBusy');
+        const buffers = () => ({
+          readable: [{ region: driver.dma(bytes(2)) }, { region: driver.dma(bytes(2, 5)) }],
+          writable: [{ region: driver.dma(2) }, { region: driver.dma(2) }],
+        });
+        const controller = new AbortController();
+        const first = track(driver.q.submit(buffers(), { signal: controller.signal }));
+        const second = track(driver.q.submit(buffers())); // waits: the first holds all 4 descriptors
+        await turns(2);
+        controller.abort();
+        expect(busy).not.toHaveBeenLastCalledWith(0, false);
+        const outcome = await Promise.race([
+          second.result,
+          new Promise((resolve) => setTimeout(() => resolve('stalled'), 1000)),
+        ]);
+        expect(outcome).toEqual({ status: 'fulfilled', value: 4 });
+        expect((await first.result).status).toBe('rejected');
+        driver.close();
+      },
+    );
 
     test.each([0, -1, NaN, Infinity, '5' as never])('timeoutMs %p is refused with RangeError', async (timeoutMs) => {
       const driver = open(ring);
-      await expect(driver.q.submit({ writable: [{ region: driver.dma(8) }] }, { timeoutMs })).rejects.toThrow(RangeError);
+      await expect(driver.q.submit({ writable: [{ region: driver.dma(8) }] }, { timeoutMs })).rejects.toThrow(
+        RangeError,
+      );
       expect(driver.q.stats.submitted).toBe(0);
       driver.close();
     });
@@ -613,7 +710,11 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('failure paths: %s', (_nam
   });
 
   test('a driver whose setup fails leaves the device FAILED and frees its queues', () => {
-    rig = simRig(ring.version, echoModel(), ring.transportFeatures === undefined ? {} : { transportFeatures: ring.transportFeatures });
+    rig = simRig(
+      ring.version,
+      echoModel(),
+      ring.transportFeatures === undefined ? {} : { transportFeatures: ring.transportFeatures },
+    );
     const boom = new Error('configure failed');
     // A driver's open() whose config step fails after its queues were set up (§3.1.1 step 7).
     const open = (): never => {
@@ -632,7 +733,12 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('failure paths: %s', (_nam
   });
 
   test('a device that never finishes its reset keeps its ring memory on close', async () => {
-    rig = simRig(ring.version, echoModel(), ring.transportFeatures === undefined ? {} : { transportFeatures: ring.transportFeatures }, { resetTimeoutMs: 10 });
+    rig = simRig(
+      ring.version,
+      echoModel(),
+      ring.transportFeatures === undefined ? {} : { transportFeatures: ring.transportFeatures },
+      { resetTimeoutMs: 10 },
+    );
     const driver = new EchoDriver(rig.transport, { memory: rig.pool });
     const job = driver.echo([bytes(4)], [4]);
     await job;

@@ -47,7 +47,8 @@ const request = (readable: Uint8Array[], writable: Uint8Array[], queue = 0): Sim
 });
 
 /** Bytes i..i+n of a recognisable pattern (never all zero in a sector). */
-const pattern = (n: number, seed = 1): Uint8Array => Uint8Array.from({ length: n }, (_, i) => ((i * 7 + seed) % 251) + 1);
+const pattern = (n: number, seed = 1): Uint8Array =>
+  Uint8Array.from({ length: n }, (_, i) => ((i * 7 + seed) % 251) + 1);
 
 /** A disk of `sectors` sectors, each filled with a pattern seeded by its number. */
 function patternedDisk(sectors: number): Uint8Array {
@@ -69,7 +70,8 @@ function run(model: BlkModel, readable: Uint8Array[], data: Uint8Array[] = []): 
   return [len, status[0]];
 }
 
-const configOf = (model: BlkModel): DataView => new DataView(model.config.buffer, model.config.byteOffset, model.config.byteLength);
+const configOf = (model: BlkModel): DataView =>
+  new DataView(model.config.buffer, model.config.byteOffset, model.config.byteLength);
 
 describe('BlkModel (virtio 1.2 §5.2)', () => {
   describe('identity, features and configuration', () => {
@@ -84,7 +86,9 @@ describe('BlkModel (virtio 1.2 §5.2)', () => {
       expect(config.getBigUint64(BlkConfig.capacity, true)).toBe(2048n);
       expect(config.getUint32(BlkConfig.blk_size, true)).toBe(512);
       // Nothing else is set.
-      const rest = [...model.config].map((b, i) => (i < 8 || (i >= BlkConfig.blk_size && i < BlkConfig.blk_size + 4) ? 0 : b));
+      const rest = [...model.config].map((b, i) =>
+        i < 8 || (i >= BlkConfig.blk_size && i < BlkConfig.blk_size + 4) ? 0 : b,
+      );
       expect(rest.every((b) => b === 0)).toBe(true);
     });
 
@@ -95,8 +99,16 @@ describe('BlkModel (virtio 1.2 §5.2)', () => {
       ['sizeMax', { sizeMax: 4096 }, features(BlkFeature.BLK_SIZE, BlkFeature.FLUSH, BlkFeature.SIZE_MAX)],
       ['numQueues: 1', { numQueues: 1 }, features(BlkFeature.BLK_SIZE, BlkFeature.FLUSH)],
       ['numQueues: 3', { numQueues: 3 }, features(BlkFeature.BLK_SIZE, BlkFeature.FLUSH, BlkFeature.MQ)],
-      ['discard', { discard: { maxSectors: 8, maxSegments: 2 } }, features(BlkFeature.BLK_SIZE, BlkFeature.FLUSH, BlkFeature.DISCARD)],
-      ['writeZeroes', { writeZeroes: { maxSectors: 8, maxSegments: 2 } }, features(BlkFeature.BLK_SIZE, BlkFeature.FLUSH, BlkFeature.WRITE_ZEROES)],
+      [
+        'discard',
+        { discard: { maxSectors: 8, maxSegments: 2 } },
+        features(BlkFeature.BLK_SIZE, BlkFeature.FLUSH, BlkFeature.DISCARD),
+      ],
+      [
+        'writeZeroes',
+        { writeZeroes: { maxSectors: 8, maxSegments: 2 } },
+        features(BlkFeature.BLK_SIZE, BlkFeature.FLUSH, BlkFeature.WRITE_ZEROES),
+      ],
     ])('features for %s', (_, options, expected) => {
       expect(new BlkModel(options).features).toBe(expected);
     });
@@ -129,7 +141,11 @@ describe('BlkModel (virtio 1.2 §5.2)', () => {
     });
 
     test('discard alignment defaults to blk_size in sectors; may_unmap defaults to 0; one queue leaves num_queues 0', () => {
-      const model = new BlkModel({ blkSize: 4096, discard: { maxSectors: 8, maxSegments: 1 }, writeZeroes: { maxSectors: 8, maxSegments: 1 } });
+      const model = new BlkModel({
+        blkSize: 4096,
+        discard: { maxSectors: 8, maxSegments: 1 },
+        writeZeroes: { maxSectors: 8, maxSegments: 1 },
+      });
       const config = configOf(model);
       expect(config.getUint32(BlkConfig.discard_sector_alignment, true)).toBe(8);
       expect(config.getUint8(BlkConfig.write_zeroes_may_unmap)).toBe(0);
@@ -141,7 +157,9 @@ describe('BlkModel (virtio 1.2 §5.2)', () => {
     test('configFields lists every field once, read-only, capacity as 64-bit, padding left out', () => {
       const fields = new BlkModel().configFields;
       const named = Object.entries(BlkConfig).filter(([name]) => name !== 'SIZE');
-      expect(fields.map((f) => f.offset).sort((a, b) => a - b)).toEqual(named.map(([, offset]) => offset).sort((a, b) => a - b));
+      expect(fields.map((f) => f.offset).sort((a, b) => a - b)).toEqual(
+        named.map(([, offset]) => offset).sort((a, b) => a - b),
+      );
       expect(fields.find((f) => f.offset === BlkConfig.capacity)?.width).toBe(8);
       expect(fields.find((f) => f.offset === BlkConfig.num_queues)?.width).toBe(2);
       expect(fields.find((f) => f.offset === BlkConfig.writeback)?.width).toBe(1);
@@ -194,7 +212,10 @@ describe('BlkModel (virtio 1.2 §5.2)', () => {
     test('OUT copies data split over several buffers onto the disk; len is 1', () => {
       const model = new BlkModel({ disk: patternedDisk(8) });
       const data = pattern(1024, 99);
-      expect(run(model, [header(T.OUT, 5), data.subarray(0, 10), data.subarray(10, 700), data.subarray(700)])).toEqual([1, OK]);
+      expect(run(model, [header(T.OUT, 5), data.subarray(0, 10), data.subarray(10, 700), data.subarray(700)])).toEqual([
+        1,
+        OK,
+      ]);
       expect(model.disk.subarray(5 * SECTOR, 7 * SECTOR)).toEqual(data);
       // Neighbours untouched.
       expect(model.disk.subarray(4 * SECTOR, 5 * SECTOR)).toEqual(pattern(SECTOR, 4));
@@ -279,13 +300,23 @@ describe('BlkModel (virtio 1.2 §5.2)', () => {
       // Header and status buffers do not count; a buffer shared with the header counts for its data part.
       expect(run(model, [header(T.OUT, 0), new Uint8Array(SECTOR), new Uint8Array(SECTOR)])).toEqual([1, OK]);
       expect(run(model, [concat(header(T.OUT, 0), new Uint8Array(SECTOR)), new Uint8Array(SECTOR)])).toEqual([1, OK]);
-      expect(run(model, [header(T.OUT, 0), new Uint8Array(SECTOR), new Uint8Array(SECTOR), new Uint8Array(SECTOR)])).toEqual([1, IOERR]);
-      expect(run(model, [header(T.IN, 0)], [new Uint8Array(SECTOR), new Uint8Array(SECTOR), new Uint8Array(SECTOR)])).toEqual([1, IOERR]);
+      expect(
+        run(model, [header(T.OUT, 0), new Uint8Array(SECTOR), new Uint8Array(SECTOR), new Uint8Array(SECTOR)]),
+      ).toEqual([1, IOERR]);
+      expect(
+        run(model, [header(T.IN, 0)], [new Uint8Array(SECTOR), new Uint8Array(SECTOR), new Uint8Array(SECTOR)]),
+      ).toEqual([1, IOERR]);
       expect(run(model, [header(T.OUT, 0), new Uint8Array(1024)])).toEqual([1, OK]);
       expect(run(model, [header(T.OUT, 0), new Uint8Array(1536)])).toEqual([1, IOERR]);
       expect(run(model, [header(T.IN, 0)], [new Uint8Array(1536)])).toEqual([1, IOERR]);
       // Without the options there are no such limits.
-      expect(run(new BlkModel(), [header(T.IN, 0)], [new Uint8Array(8 * SECTOR), ...Array.from({ length: 8 }, () => new Uint8Array(SECTOR))])).toEqual([16 * SECTOR + 1, OK]);
+      expect(
+        run(
+          new BlkModel(),
+          [header(T.IN, 0)],
+          [new Uint8Array(8 * SECTOR), ...Array.from({ length: 8 }, () => new Uint8Array(SECTOR))],
+        ),
+      ).toEqual([16 * SECTOR + 1, OK]);
     });
   });
 
@@ -309,7 +340,12 @@ describe('BlkModel (virtio 1.2 §5.2)', () => {
       const model = new BlkModel({ disk: patternedDisk(2) });
       const data = new Uint8Array(SECTOR);
       const status = Uint8Array.of(0xee);
-      const len = model.handle(request([new Uint8Array(0), header(T.IN, 1), new Uint8Array(0)], [data, new Uint8Array(0), status, new Uint8Array(0)]));
+      const len = model.handle(
+        request(
+          [new Uint8Array(0), header(T.IN, 1), new Uint8Array(0)],
+          [data, new Uint8Array(0), status, new Uint8Array(0)],
+        ),
+      );
       expect([len, status[0]]).toEqual([SECTOR + 1, OK]);
       expect(data).toEqual(pattern(SECTOR, 1));
     });

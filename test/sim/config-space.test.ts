@@ -1,7 +1,6 @@
 import { MmioInterrupt } from '../../lib/spec';
 import { nextInterrupt, R, TestModel, useTestDrivers } from './sim-test-driver';
 
-
 const rig = useTestDrivers();
 
 const C = R.Config;
@@ -36,7 +35,7 @@ describe('configuration space (virtio 1.2 §4.2.2.2)', () => {
     expect(r.sim.violations).toEqual([]);
   });
 
-  test('a width that is not the field\'s, or an access across fields, is config-width (still performed)', () => {
+  test("a width that is not the field's, or an access across fields, is config-width (still performed)", () => {
     const r = rig(layoutModel());
     r.init();
     expect(r.sim.readl(C)).toBe(0xbeef_00ab);

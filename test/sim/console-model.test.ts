@@ -5,7 +5,16 @@
  */
 import { SplitQueue } from '../../lib/queue';
 import { ConsoleModel, type ConsoleModelOptions } from '../../lib/sim';
-import { ConsoleConfig, ConsoleControlEvent as E, ConsoleFeature, FeatureBit, decodeConsoleControl, encodeConsoleControl, feature, hasFeature } from '../../lib/spec';
+import {
+  ConsoleConfig,
+  ConsoleControlEvent as E,
+  ConsoleFeature,
+  FeatureBit,
+  decodeConsoleControl,
+  encodeConsoleControl,
+  feature,
+  hasFeature,
+} from '../../lib/spec';
 import { simRig, turns, type SimRig } from '../support/sim-rig';
 
 const ALL_FEATURES = (1n << 64n) - 1n;
@@ -18,7 +27,12 @@ interface Msg {
   value: number;
   extra: string;
 }
-const msg = (id: number, event: number, value: number, extra: Uint8Array = new Uint8Array(0)): Msg => ({ id, event, value, extra: Buffer.from(extra).toString('hex') });
+const msg = (id: number, event: number, value: number, extra: Uint8Array = new Uint8Array(0)): Msg => ({
+  id,
+  event,
+  value,
+  extra: Buffer.from(extra).toString('hex'),
+});
 
 /** A buffer posted on a queue; `value` is set once the device used it. */
 interface Posted {
@@ -87,7 +101,10 @@ class ConsoleBench {
   transmit(queue: number, data: Uint8Array): Promise<number> {
     const region = this.rig.pool.allocate(Math.max(data.length, 1));
     new Uint8Array(region.view, region.offset, data.length).set(data);
-    return within(this.queue(queue).submit({ readable: [{ region, length: data.length }] }), `transmit on queue ${queue}`);
+    return within(
+      this.queue(queue).submit({ readable: [{ region, length: data.length }] }),
+      `transmit on queue ${queue}`,
+    );
   }
 
   /** A control message from the driver (control transmitq, queue 3). */
@@ -174,7 +191,11 @@ describe.each([1, 2] as const)('ConsoleModel on a Version %i sim', (version) => 
   });
 
   test('multiport: MULTIPORT offered, max_nr_ports in config, control queues sized apart from the data queues', () => {
-    const model = new ConsoleModel({ queueSize: 32, size: { cols: 1, rows: 2 }, multiport: { maxPorts: 3, ports: [{ id: 0 }], controlQueueSize: 16 } });
+    const model = new ConsoleModel({
+      queueSize: 32,
+      size: { cols: 1, rows: 2 },
+      multiport: { maxPorts: 3, ports: [{ id: 0 }], controlQueueSize: 16 },
+    });
     expect(model.features).toBe(feature(ConsoleFeature.MULTIPORT) | feature(ConsoleFeature.SIZE));
     expect(model.queueSizes).toEqual([32, 32, 16, 16, 32, 32, 32, 32]);
     expect(new ConsoleModel({ multiport: { maxPorts: 1, ports: [] } }).queueSizes).toEqual([64, 64, 32, 32]);
@@ -209,38 +230,53 @@ describe.each([1, 2] as const)('ConsoleModel on a Version %i sim', (version) => 
     expect(b.model.postedControlReceives).toBe(1);
     expect(b.model.driverReady).toBe(true);
     expect([0, 1, 2, 3].map((id) => b.model.portAdded(id))).toEqual([true, false, true, false]);
-    expect(b.model.controlLog.map((m) => msg(m.id, m.event, m.value, m.extra))).toEqual([msg(0, E.DEVICE_READY, 0), msg(0, E.DEVICE_READY, 1)]);
+    expect(b.model.controlLog.map((m) => msg(m.id, m.event, m.value, m.extra))).toEqual([
+      msg(0, E.DEVICE_READY, 0),
+      msg(0, E.DEVICE_READY, 1),
+    ]);
     expect(b.model.protocolErrors).toEqual([]);
   });
 
   test.each([
     ['without a terminator (the spec)', false, ''],
     ['with a NUL terminator (QEMU 7.2)', true, '00'],
-  ])('PORT_READY is answered with CONSOLE_PORT, PORT_NAME, PORT_OPEN in that order, %s', async (_name, nameTerminator, tail) => {
-    const ports = [{ id: 0, console: true, name: 'console0' }, { id: 1, name: 'org.example.ünï' }, { id: 2, hostConnected: false }, { id: 3 }];
-    const b = open({ multiport: { maxPorts: 4, ports, nameTerminator } }, [0, 1, 2, 3]);
-    b.postControl(12);
-    await b.control(0, E.DEVICE_READY, 1);
-    expect(await b.takeControl(4)).toEqual([0, 1, 2, 3].map((id) => msg(id, E.DEVICE_ADD, 0)));
+  ])(
+    'PORT_READY is answered with CONSOLE_PORT, PORT_NAME, PORT_OPEN in that order, %s',
+    async (_name, nameTerminator, tail) => {
+      const ports = [
+        { id: 0, console: true, name: 'console0' },
+        { id: 1, name: 'org.example.ünï' },
+        { id: 2, hostConnected: false },
+        { id: 3 },
+      ];
+      const b = open({ multiport: { maxPorts: 4, ports, nameTerminator } }, [0, 1, 2, 3]);
+      b.postControl(12);
+      await b.control(0, E.DEVICE_READY, 1);
+      expect(await b.takeControl(4)).toEqual([0, 1, 2, 3].map((id) => msg(id, E.DEVICE_ADD, 0)));
 
-    await b.control(0, E.PORT_READY, 1);
-    const name0 = Buffer.from(text('console0').toString('hex') + tail, 'hex');
-    expect(await b.takeControl(3)).toEqual([msg(0, E.CONSOLE_PORT, 1), msg(0, E.PORT_NAME, 1, name0), msg(0, E.PORT_OPEN, 1)]);
+      await b.control(0, E.PORT_READY, 1);
+      const name0 = Buffer.from(text('console0').toString('hex') + tail, 'hex');
+      expect(await b.takeControl(3)).toEqual([
+        msg(0, E.CONSOLE_PORT, 1),
+        msg(0, E.PORT_NAME, 1, name0),
+        msg(0, E.PORT_OPEN, 1),
+      ]);
 
-    await b.control(1, E.PORT_READY, 1);
-    const name1 = Buffer.from(text('org.example.ünï').toString('hex') + tail, 'hex');
-    expect(await b.takeControl(2)).toEqual([msg(1, E.PORT_NAME, 1, name1), msg(1, E.PORT_OPEN, 1)]);
+      await b.control(1, E.PORT_READY, 1);
+      const name1 = Buffer.from(text('org.example.ünï').toString('hex') + tail, 'hex');
+      expect(await b.takeControl(2)).toEqual([msg(1, E.PORT_NAME, 1, name1), msg(1, E.PORT_OPEN, 1)]);
 
-    // No host side connected, no name, no console: PORT_READY gets no answer.
-    await b.control(2, E.PORT_READY, 1);
-    // PORT_READY 0: the driver could not set the port up.
-    await b.control(3, E.PORT_READY, 0);
-    await turns(5);
-    expect(b.model.pendingControl).toBe(0);
-    expect(b.filledControl).toBe(0);
-    expect(b.model.failedPorts).toEqual([3]);
-    expect(b.model.protocolErrors).toEqual([]);
-  });
+      // No host side connected, no name, no console: PORT_READY gets no answer.
+      await b.control(2, E.PORT_READY, 1);
+      // PORT_READY 0: the driver could not set the port up.
+      await b.control(3, E.PORT_READY, 0);
+      await turns(5);
+      expect(b.model.pendingControl).toBe(0);
+      expect(b.filledControl).toBe(0);
+      expect(b.model.failedPorts).toEqual([3]);
+      expect(b.model.protocolErrors).toEqual([]);
+    },
+  );
 
   test('bytes for a port wait until the driver opens it with PORT_OPEN 1, and wait again once it closes', async () => {
     const b = open({ multiport: { maxPorts: 2, ports: [{ id: 0 }, { id: 1 }] } }, [0, 1, 2, 3, 4, 5]);
@@ -286,7 +322,10 @@ describe.each([1, 2] as const)('ConsoleModel on a Version %i sim', (version) => 
   });
 
   test('transmitted bytes are kept per port and echoed per port (the port setting over the model default)', async () => {
-    const b = open({ echo: true, multiport: { maxPorts: 3, ports: [{ id: 0, echo: false }, { id: 1 }, { id: 2, echo: false }] } }, [0, 1, 2, 3, 4, 5, 6, 7]);
+    const b = open(
+      { echo: true, multiport: { maxPorts: 3, ports: [{ id: 0, echo: false }, { id: 1 }, { id: 2, echo: false }] } },
+      [0, 1, 2, 3, 4, 5, 6, 7],
+    );
     b.postControl(8);
     await b.control(0, E.DEVICE_READY, 1);
     await b.takeControl(3);
@@ -309,7 +348,10 @@ describe.each([1, 2] as const)('ConsoleModel on a Version %i sim', (version) => 
   });
 
   test('control messages wait while no control receive buffer is posted and arrive in order later', async () => {
-    const b = open({ multiport: { maxPorts: 4, ports: [{ id: 0, console: true }, { id: 3 }, { id: 1 }] } }, [0, 1, 2, 3]);
+    const b = open(
+      { multiport: { maxPorts: 4, ports: [{ id: 0, console: true }, { id: 3 }, { id: 1 }] } },
+      [0, 1, 2, 3],
+    );
     await b.control(0, E.DEVICE_READY, 1);
     await b.control(0, E.PORT_READY, 1);
     b.model.sendControl(7, 99, 5);
@@ -319,7 +361,13 @@ describe.each([1, 2] as const)('ConsoleModel on a Version %i sim', (version) => 
     expect(await b.takeControl(1)).toEqual([msg(0, E.DEVICE_ADD, 0)]);
     expect(b.model.pendingControl).toBe(5);
     b.postControl(6);
-    expect(await b.takeControl(5)).toEqual([msg(3, E.DEVICE_ADD, 0), msg(1, E.DEVICE_ADD, 0), msg(0, E.CONSOLE_PORT, 1), msg(0, E.PORT_OPEN, 1), msg(7, 99, 5)]);
+    expect(await b.takeControl(5)).toEqual([
+      msg(3, E.DEVICE_ADD, 0),
+      msg(1, E.DEVICE_ADD, 0),
+      msg(0, E.CONSOLE_PORT, 1),
+      msg(0, E.PORT_OPEN, 1),
+      msg(7, 99, 5),
+    ]);
     await turns(5);
     expect(b.model.pendingControl).toBe(0);
     expect(b.model.postedControlReceives).toBe(1);
@@ -336,7 +384,9 @@ describe.each([1, 2] as const)('ConsoleModel on a Version %i sim', (version) => 
     await b.control(1, E.PORT_READY, 1);
     expect(await b.takeControl(2)).toEqual([msg(1, E.PORT_NAME, 1, text('a-ra')), msg(1, E.PORT_OPEN, 1)]);
     expect(b.model.protocolErrors).toHaveLength(1);
-    expect(b.model.protocolErrors[0]).toMatch(/^truncated: PORT_NAME \(port 1\) is 31 bytes, the control receive buffer holds 12$/);
+    expect(b.model.protocolErrors[0]).toMatch(
+      /^truncated: PORT_NAME \(port 1\) is 31 bytes, the control receive buffer holds 12$/,
+    );
   });
 
   test('hot-plug and host events: addPort, resizePort, setHostConnected, removePort, sendControl', async () => {

@@ -6,7 +6,16 @@
  * replays the same lies, and hostileLog counts what was done.
  */
 import { BlkModel, FAULT_CATALOGUE, type HostileOptions, type SimDevice } from '../../lib/sim';
-import { BlkConfig, BlkFeature, DeviceStatus, FeatureBit, feature, MMIO_MAGIC_VALUE, MmioInterrupt, PackedRing } from '../../lib/spec';
+import {
+  BlkConfig,
+  BlkFeature,
+  DeviceStatus,
+  FeatureBit,
+  feature,
+  MMIO_MAGIC_VALUE,
+  MmioInterrupt,
+  PackedRing,
+} from '../../lib/spec';
 import { PipeInterruptSource } from '../support/pipe-interrupt';
 import { setupPackedQueue, notifyPacked, F_AVAIL, F_USED, TRANSPORT_PACKED } from './packed-test-driver';
 import { R, TestDriver, TestModel, TRANSPORT_V2, useTestDrivers } from './sim-test-driver';
@@ -39,12 +48,22 @@ interface Harness {
   descriptor(slot: number): Buffer;
 }
 
-function harness(format: 'split' | 'packed', behaviours: Behaviours, extra: Partial<HostileOptions> = {}, features?: bigint): Harness {
-  const r = rig(new TestModel({ queueSizes: [SIZE] }), { transportFeatures: features ?? (format === 'packed' ? TRANSPORT_PACKED : TRANSPORT_V2), hostile: { seed: 7, after: 1, behaviours, ...extra } });
+function harness(
+  format: 'split' | 'packed',
+  behaviours: Behaviours,
+  extra: Partial<HostileOptions> = {},
+  features?: bigint,
+): Harness {
+  const r = rig(new TestModel({ queueSizes: [SIZE] }), {
+    transportFeatures: features ?? (format === 'packed' ? TRANSPORT_PACKED : TRANSPORT_V2),
+    hostile: { seed: 7, after: 1, behaviours, ...extra },
+  });
   r.init();
   const sim = r.sim;
   let posted = 0;
-  const buffers = (seed: number): { input: number[]; inBuf: ReturnType<TestDriver['buffer']>; out: ReturnType<TestDriver['buffer']> } => {
+  const buffers = (
+    seed: number,
+  ): { input: number[]; inBuf: ReturnType<TestDriver['buffer']>; out: ReturnType<TestDriver['buffer']> } => {
     const input = [seed, seed + 1, seed + 2, seed + 3].map((b) => b & 0xff);
     return { input, inBuf: r.buffer(Uint8Array.from(input)), out: r.buffer(8) };
   };
@@ -94,7 +113,11 @@ function harness(format: 'split' | 'packed', behaviours: Behaviours, extra: Part
     },
     used: (n) => {
       const slot = (2 * n) % SIZE;
-      return { id: ring.desc.getUint16(at(slot) + PackedRing.DESC_ID, true), len: ring.desc.getUint32(at(slot) + PackedRing.DESC_LEN, true), flags: ring.flagsAt(slot) };
+      return {
+        id: ring.desc.getUint16(at(slot) + PackedRing.DESC_ID, true),
+        len: ring.desc.getUint32(at(slot) + PackedRing.DESC_LEN, true),
+        flags: ring.flagsAt(slot),
+      };
     },
     usedIdx: () => {
       throw new Error('a packed ring has no used idx');
@@ -120,7 +143,9 @@ describe('hostile options', () => {
   });
 
   it('refuses unknown behaviour names and a non-integer seed', () => {
-    expect(() => rig(new TestModel(), { hostile: { seed: 1, behaviours: { 'no-such-thing': true } as Behaviours } })).toThrow(RangeError);
+    expect(() =>
+      rig(new TestModel(), { hostile: { seed: 1, behaviours: { 'no-such-thing': true } as Behaviours } }),
+    ).toThrow(RangeError);
     expect(() => rig(new TestModel(), { hostile: { seed: 0.5, behaviours: {} } })).toThrow(RangeError);
   });
 
@@ -227,7 +252,7 @@ describe.each(FORMATS)('hostile ring behaviours on a %s ring', (format) => {
     expect(g.sim.hostileLog['used-len-too-short']).toBe(1);
   });
 
-  it('8 descriptors-rewritten: the chain\'s descriptors hold garbage after it is taken, the data is right', () => {
+  it("8 descriptors-rewritten: the chain's descriptors hold garbage after it is taken, the data is right", () => {
     const h = harness(format, { 'descriptors-rewritten': true });
     honestFirst(h);
     const slot = format === 'split' ? 2 : 2;
@@ -236,7 +261,12 @@ describe.each(FORMATS)('hostile ring behaviours on a %s ring', (format) => {
     h.kick();
     // The second descriptor is never a used descriptor: all of it is what the device rewrote (the first, packed, is
     // overwritten by the used descriptor's id, len, flags).
-    expect(h.descriptor(slot + 1).subarray(0, 12).equals(before[1].subarray(0, 12))).toBe(false);
+    expect(
+      h
+        .descriptor(slot + 1)
+        .subarray(0, 12)
+        .equals(before[1].subarray(0, 12)),
+    ).toBe(false);
     if (format === 'split') expect(h.descriptor(slot).equals(before[0])).toBe(false);
     expect(h.used(1)).toMatchObject({ id: p.id, len: 4 });
     expect([...h.r.bytes(p.out, 4)]).toEqual(p.input);
@@ -325,7 +355,10 @@ describe('hostile split-only and packed-only behaviours', () => {
 
 describe('hostile interrupt behaviours', () => {
   it('11 interrupt-when-not-live: InterruptStatus is set and the line raised before DRIVER_OK and after a reset', () => {
-    const r = rig(new TestModel({ queueSizes: [SIZE] }), { transportFeatures: TRANSPORT_V2, hostile: { seed: 1, behaviours: { 'interrupt-when-not-live': true } } });
+    const r = rig(new TestModel({ queueSizes: [SIZE] }), {
+      transportFeatures: TRANSPORT_V2,
+      hostile: { seed: 1, behaviours: { 'interrupt-when-not-live': true } },
+    });
     r.sim.writel(R.Status, DeviceStatus.ACKNOWLEDGE);
     expect(r.sim.readl(R.InterruptStatus) & 3).not.toBe(0);
     const before = r.sim.hostileLog['interrupt-when-not-live'];
@@ -368,7 +401,11 @@ describe('hostile interrupt behaviours', () => {
   it('22 device-gone: the line hangs up mid-I/O and, with registers: all-ones, every register reads 0xffffffff', () => {
     const line = new PipeInterruptSource('hostile pipe');
     try {
-      const r = rig(new TestModel({ queueSizes: [SIZE] }), { transportFeatures: TRANSPORT_V2, interrupt: line, hostile: { seed: 1, after: 1, behaviours: { 'device-gone': { registers: 'all-ones' } } } });
+      const r = rig(new TestModel({ queueSizes: [SIZE] }), {
+        transportFeatures: TRANSPORT_V2,
+        interrupt: line,
+        hostile: { seed: 1, after: 1, behaviours: { 'device-gone': { registers: 'all-ones' } } },
+      });
       r.init();
       const ring = r.setupQueue(0, SIZE);
       r.driverOk();
@@ -393,13 +430,17 @@ describe('hostile interrupt behaviours', () => {
   });
 
   it('22 device-gone needs a line that can hang up', () => {
-    expect(() => rig(new TestModel(), { hostile: { seed: 1, behaviours: { 'device-gone': true } } })).toThrow(TypeError);
+    expect(() => rig(new TestModel(), { hostile: { seed: 1, behaviours: { 'device-gone': true } } })).toThrow(
+      TypeError,
+    );
   });
 });
 
 describe('hostile register and config behaviours', () => {
   it('15 config-generation-churn: ConfigGeneration never reads the same twice', () => {
-    const r = rig(new TestModel({ config: new Uint8Array(8) }), { hostile: { seed: 1, behaviours: { 'config-generation-churn': true } } });
+    const r = rig(new TestModel({ config: new Uint8Array(8) }), {
+      hostile: { seed: 1, behaviours: { 'config-generation-churn': true } },
+    });
     r.init();
     const reads = Array.from({ length: 50 }, () => r.sim.readl(R.ConfigGeneration));
     expect(new Set(reads).size).toBe(50);
@@ -417,18 +458,32 @@ describe('hostile register and config behaviours', () => {
   it.each([
     ['blk-num-queues-zero', BlkConfig.num_queues, 2, (v: number) => v === 0, BlkFeature.MQ],
     ['blk-num-queues-huge', BlkConfig.num_queues, 2, (v: number) => v >= 0x8000, BlkFeature.MQ],
-    ['blk-size-not-power-of-two', BlkConfig.blk_size, 4, (v: number) => (v & (v - 1)) !== 0 || v === 0, BlkFeature.BLK_SIZE],
-  ] as const)('17 config-out-of-range %s: the field reads out of range and its feature is offered', (field, offset, width, bad, bit) => {
-    const r = rig(new BlkModel(), { hostile: { seed: 1, behaviours: { 'config-out-of-range': { field } } } });
-    r.init();
-    const value = width === 2 ? r.sim.readw(0x100 + offset) : r.sim.readl(0x100 + offset);
-    expect(bad(value)).toBe(true);
-    expect(r.sim.deviceFeatures & feature(bit)).not.toBe(0n);
-    expect(r.sim.hostileLog['config-out-of-range']).toBe(1);
-  });
+    [
+      'blk-size-not-power-of-two',
+      BlkConfig.blk_size,
+      4,
+      (v: number) => (v & (v - 1)) !== 0 || v === 0,
+      BlkFeature.BLK_SIZE,
+    ],
+  ] as const)(
+    '17 config-out-of-range %s: the field reads out of range and its feature is offered',
+    (field, offset, width, bad, bit) => {
+      const r = rig(new BlkModel(), { hostile: { seed: 1, behaviours: { 'config-out-of-range': { field } } } });
+      r.init();
+      const value = width === 2 ? r.sim.readw(0x100 + offset) : r.sim.readl(0x100 + offset);
+      expect(bad(value)).toBe(true);
+      expect(r.sim.deviceFeatures & feature(bit)).not.toBe(0n);
+      expect(r.sim.hostileLog['config-out-of-range']).toBe(1);
+    },
+  );
 
   it('17 config-out-of-range: a raw patch over a 64-bit field (blk capacity)', () => {
-    const r = rig(new BlkModel(), { hostile: { seed: 1, behaviours: { 'config-out-of-range': { offset: 0, width: 8, value: 0xffff_ffff_ffff_fff0n } } } });
+    const r = rig(new BlkModel(), {
+      hostile: {
+        seed: 1,
+        behaviours: { 'config-out-of-range': { offset: 0, width: 8, value: 0xffff_ffff_ffff_fff0n } },
+      },
+    });
     r.init();
     expect([r.sim.readl(0x100), r.sim.readl(0x104)]).toEqual([0xffff_fff0, 0xffff_ffff]);
   });
@@ -444,18 +499,27 @@ describe('hostile register and config behaviours', () => {
   });
 
   it('19 queue-num-max-bad: zero, not a power of two, and live before setup', () => {
-    const zero = rig(new TestModel({ queueSizes: [64] }), { transportFeatures: TRANSPORT_V2, hostile: { seed: 1, behaviours: { 'queue-num-max-bad': { kind: 'zero' } } } });
+    const zero = rig(new TestModel({ queueSizes: [64] }), {
+      transportFeatures: TRANSPORT_V2,
+      hostile: { seed: 1, behaviours: { 'queue-num-max-bad': { kind: 'zero' } } },
+    });
     zero.init();
     zero.sim.writel(R.QueueSel, 0);
     expect(zero.sim.readl(R.QueueNumMax)).toBe(0);
-    const odd = rig(new TestModel({ queueSizes: [64] }), { transportFeatures: TRANSPORT_V2, hostile: { seed: 1, behaviours: { 'queue-num-max-bad': { kind: 'not-power-of-two' } } } });
+    const odd = rig(new TestModel({ queueSizes: [64] }), {
+      transportFeatures: TRANSPORT_V2,
+      hostile: { seed: 1, behaviours: { 'queue-num-max-bad': { kind: 'not-power-of-two' } } },
+    });
     odd.init();
     odd.sim.writel(R.QueueSel, 0);
     const max = odd.sim.readl(R.QueueNumMax);
     expect(max).toBeGreaterThan(32);
     expect(max).toBeLessThan(64);
     expect(max & (max - 1)).not.toBe(0);
-    const live = rig(new TestModel({ queueSizes: [64] }), { transportFeatures: TRANSPORT_V2, hostile: { seed: 1, behaviours: { 'queue-num-max-bad': { kind: 'already-live' } } } });
+    const live = rig(new TestModel({ queueSizes: [64] }), {
+      transportFeatures: TRANSPORT_V2,
+      hostile: { seed: 1, behaviours: { 'queue-num-max-bad': { kind: 'already-live' } } },
+    });
     live.init();
     live.sim.writel(R.QueueSel, 0);
     expect(live.sim.readl(R.QueueReady)).toBe(1);
@@ -464,12 +528,22 @@ describe('hostile register and config behaviours', () => {
   });
 
   it('20 features-bad: FEATURES_OK dropped, VERSION_1 missing, unoffered bits shown', () => {
-    const dropped = rig(new TestModel(), { transportFeatures: TRANSPORT_V2, hostile: { seed: 1, behaviours: { 'features-bad': { kind: 'features-ok-dropped' } } } });
+    const dropped = rig(new TestModel(), {
+      transportFeatures: TRANSPORT_V2,
+      hostile: { seed: 1, behaviours: { 'features-bad': { kind: 'features-ok-dropped' } } },
+    });
     dropped.init();
     expect(dropped.status() & DeviceStatus.FEATURES_OK).toBe(0);
-    const missing = rig(new TestModel(), { transportFeatures: TRANSPORT_V2, strict: false, hostile: { seed: 1, behaviours: { 'features-bad': { kind: 'version-1-missing' } } } });
+    const missing = rig(new TestModel(), {
+      transportFeatures: TRANSPORT_V2,
+      strict: false,
+      hostile: { seed: 1, behaviours: { 'features-bad': { kind: 'version-1-missing' } } },
+    });
     expect(missing.deviceFeatures() & feature(FeatureBit.VERSION_1)).toBe(0n);
-    const echo = rig(new TestModel(), { transportFeatures: TRANSPORT_V2, hostile: { seed: 1, behaviours: { 'features-bad': { kind: 'echo-unoffered' } } } });
+    const echo = rig(new TestModel(), {
+      transportFeatures: TRANSPORT_V2,
+      hostile: { seed: 1, behaviours: { 'features-bad': { kind: 'echo-unoffered' } } },
+    });
     echo.sim.writel(R.Status, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER);
     const shown = [echo.deviceFeatures(), echo.deviceFeatures()].reduce((a, b) => a | b);
     expect(shown & ~echo.sim.deviceFeatures).not.toBe(0n);
@@ -477,11 +551,17 @@ describe('hostile register and config behaviours', () => {
   });
 
   it('23 reset-never-completes: Status never reads 0 after a reset; QueueReset never reads 0', () => {
-    const device = rig(new TestModel(), { transportFeatures: TRANSPORT_V2, hostile: { seed: 1, behaviours: { 'reset-never-completes': { kind: 'device' } } } });
+    const device = rig(new TestModel(), {
+      transportFeatures: TRANSPORT_V2,
+      hostile: { seed: 1, behaviours: { 'reset-never-completes': { kind: 'device' } } },
+    });
     device.sim.writel(R.Status, 0);
     expect(device.sim.pollUntil(R.Status, 0xff, 0, 50)).toBeNull();
     expect(device.sim.hostileLog['reset-never-completes']).toBeGreaterThan(0);
-    const queue = rig(new TestModel({ queueSizes: [SIZE] }), { transportFeatures: TRANSPORT_V2, hostile: { seed: 1, behaviours: { 'reset-never-completes': { kind: 'queue' } } } });
+    const queue = rig(new TestModel({ queueSizes: [SIZE] }), {
+      transportFeatures: TRANSPORT_V2,
+      hostile: { seed: 1, behaviours: { 'reset-never-completes': { kind: 'queue' } } },
+    });
     queue.init();
     queue.setupQueue(0, SIZE);
     queue.driverOk();

@@ -2,7 +2,16 @@ import type { SimRequest } from '../../lib/sim';
 import { MmioInterrupt } from '../../lib/spec';
 import { echoRequest } from '../support/echo-request';
 import { IN_ORDER, setupPackedQueue, TRANSPORT_PACKED, type PackedTestRing } from './packed-test-driver';
-import { R, type TestDriver, TestModel, type TestRing, TRANSPORT_V2, turns, useTestDrivers, VirtqDesc } from './sim-test-driver';
+import {
+  R,
+  type TestDriver,
+  TestModel,
+  type TestRing,
+  TRANSPORT_V2,
+  turns,
+  useTestDrivers,
+  VirtqDesc,
+} from './sim-test-driver';
 
 const { F_NEXT, F_WRITE, F_INDIRECT } = VirtqDesc;
 
@@ -13,11 +22,18 @@ type Held = { request: SimRequest; complete: (len?: number) => void }[];
 /** A model that echoes, now or (with `held`) when the test releases each request. */
 function model(size: number, held?: Held): TestModel {
   const m = new TestModel({ queueSizes: [size] });
-  if (held) m.handler = (request) => new Promise<number>((resolve) => held.push({ request, complete: (len) => resolve(len ?? echoRequest(request)) }));
+  if (held)
+    m.handler = (request) =>
+      new Promise<number>((resolve) => held.push({ request, complete: (len) => resolve(len ?? echoRequest(request)) }));
   return m;
 }
 
-function liveSplit(size: number, batch: number | undefined, held?: Held, transport = TRANSPORT_V2 | IN_ORDER): { r: TestDriver; ring: TestRing } {
+function liveSplit(
+  size: number,
+  batch: number | undefined,
+  held?: Held,
+  transport = TRANSPORT_V2 | IN_ORDER,
+): { r: TestDriver; ring: TestRing } {
   const r = rig(model(size, held), { transportFeatures: transport, inOrderBatch: batch });
   r.init();
   const ring = r.setupQueue(0, size);
@@ -58,7 +74,12 @@ class InOrderSplitDriver {
       const at = (head + i) % size;
       const last = i === readable;
       const buffer = this.r.buffer(last ? outLen : Uint8Array.of(i + 1));
-      this.ring.setDesc(at, { addr: buffer.iova, len: last ? outLen : 1, flags: last ? F_WRITE : F_NEXT, next: (at + 1) % size });
+      this.ring.setDesc(at, {
+        addr: buffer.iova,
+        len: last ? outLen : 1,
+        flags: last ? F_WRITE : F_NEXT,
+        next: (at + 1) % size,
+      });
     }
     this.next = (head + readable + 1) % size;
     this.heads.push(head);
@@ -191,7 +212,10 @@ describe('driver rules of IN_ORDER on the split ring (virtio 1.2 §2.7.5)', () =
     ring.publish(0, 3);
     r.sim.process();
     expect(r.rules).toEqual(['in-order-descriptor-order']);
-    expect(r.sim.violations[0]).toMatchObject({ section: '2.7.5', message: expect.stringMatching(/chain from head 3; .* starts at descriptor 1/) });
+    expect(r.sim.violations[0]).toMatchObject({
+      section: '2.7.5',
+      message: expect.stringMatching(/chain from head 3; .* starts at descriptor 1/),
+    });
     expect(ring.usedIdx).toBe(2); // recorded, not breaking
   });
 
@@ -234,7 +258,9 @@ describe('VIRTIO_F_IN_ORDER on the packed ring (virtio 1.2 §2.8.8)', () => {
   test('inOrderBatch 3: one used descriptor per batch with the last Buffer ID, skipping the batch’s descriptors', () => {
     const { r, ring } = livePacked(16, 3);
     const lengths = [1, 2, 3, 1, 2];
-    const ids = lengths.map((n) => ring.add(Array.from({ length: n }, (_, i) => ({ addr: r.buffer(1).iova, len: 1, write: i === n - 1 }))));
+    const ids = lengths.map((n) =>
+      ring.add(Array.from({ length: n }, (_, i) => ({ addr: r.buffer(1).iova, len: 1, write: i === n - 1 }))),
+    );
     r.sim.process();
     const used = ring.popAll();
     expect(used.map((u) => ({ slot: u.slot, id: u.id, ids: u.ids, skipped: u.skipped }))).toEqual([

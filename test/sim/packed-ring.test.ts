@@ -1,8 +1,28 @@
 import type { SimRequest } from '../../lib/sim';
 import { echoRequest } from '../support/echo-request';
 import { FeatureBit, feature, MmioInterrupt, RingEventFlags } from '../../lib/spec';
-import { notifyPacked, type PackedTestRing, setupPackedQueue, TRANSPORT_PACKED, F_AVAIL, F_USED, F_WRITE, PACKED, IN_ORDER } from './packed-test-driver';
-import { ACKNOWLEDGE, DRIVER, nextInterrupt, R, TestDriver, TestModel, TRANSPORT_V1, turns, useTestDrivers } from './sim-test-driver';
+import {
+  notifyPacked,
+  type PackedTestRing,
+  setupPackedQueue,
+  TRANSPORT_PACKED,
+  F_AVAIL,
+  F_USED,
+  F_WRITE,
+  PACKED,
+  IN_ORDER,
+} from './packed-test-driver';
+import {
+  ACKNOWLEDGE,
+  DRIVER,
+  nextInterrupt,
+  R,
+  TestDriver,
+  TestModel,
+  TRANSPORT_V1,
+  turns,
+  useTestDrivers,
+} from './sim-test-driver';
 
 const rig = useTestDrivers();
 
@@ -30,7 +50,12 @@ function live(options: LiveOptions = {}): { r: TestDriver; ring: PackedTestRing;
  * A buffer of `parts` readable elements holding consecutive bytes from `seed`, then one writable element of their total
  * length.
  */
-function echoBuffer(r: TestDriver, ring: PackedTestRing, seed: number, parts: number[]): { id: number; input: number[]; out: ReturnType<TestDriver['buffer']> } {
+function echoBuffer(
+  r: TestDriver,
+  ring: PackedTestRing,
+  seed: number,
+  parts: number[],
+): { id: number; input: number[]; out: ReturnType<TestDriver['buffer']> } {
   const input: number[] = [];
   const elements = parts.map((n) => {
     const bytes = Array.from({ length: n }, (_, i) => (seed + input.length + i) & 0xff);
@@ -60,7 +85,14 @@ describe('offering and negotiating VIRTIO_F_RING_PACKED (virtio 1.2 §2.8, §6)'
 
     const { r } = live();
     expect(r.negotiated & PACKED).toBe(PACKED);
-    expect(r.sim.queueState(0)).toMatchObject({ ready: true, ring: 'packed', lastAvail: 0, availWrap: true, usedIdx: 0, usedWrap: true });
+    expect(r.sim.queueState(0)).toMatchObject({
+      ready: true,
+      ring: 'packed',
+      lastAvail: 0,
+      availWrap: true,
+      usedIdx: 0,
+      usedWrap: true,
+    });
     expect(r.sim.violations).toEqual([]);
   });
 
@@ -110,7 +142,13 @@ describe('the packed ring device side (virtio 1.2 §2.8)', () => {
     expect(used).toEqual([{ slot: 0, id, len: 5, flags: F_AVAIL | F_USED | F_WRITE, ids: [id], skipped: 2 }]);
     expect([...r.bytes(out)]).toEqual([1, 2, 3, 4, 5]);
     expect(r.sim.stats).toEqual({ notifications: [1], interrupts: 1, interruptsSuppressed: 0, requests: 1 });
-    expect(r.sim.queueState(0)).toMatchObject({ lastAvail: 2, availWrap: true, usedIdx: 2, usedWrap: true, inFlight: 0 });
+    expect(r.sim.queueState(0)).toMatchObject({
+      lastAvail: 2,
+      availWrap: true,
+      usedIdx: 2,
+      usedWrap: true,
+      inFlight: 0,
+    });
     expect(r.sim.violations).toEqual([]);
   });
 
@@ -120,7 +158,14 @@ describe('the packed ring device side (virtio 1.2 §2.8)', () => {
     const a = r.buffer(Uint8Array.of(1, 2));
     const b = r.buffer(Uint8Array.of(3, 4, 5));
     const out = r.buffer(8);
-    ring.add([{ addr: a.iova, len: 2 }, { addr: b.iova, len: 3 }, { addr: out.iova, len: 8, write: true }], 5);
+    ring.add(
+      [
+        { addr: a.iova, len: 2 },
+        { addr: b.iova, len: 3 },
+        { addr: out.iova, len: 8, write: true },
+      ],
+      5,
+    );
     ring.add([{ addr: r.buffer(1).iova, len: 1 }], 6);
     r.sim.process();
     expect(model.requests.map((q) => [q.head, q.readable.map((x) => x.length), q.writableBytes])).toEqual([
@@ -149,7 +194,9 @@ describe('the packed ring device side (virtio 1.2 §2.8)', () => {
     ring.addRaw([{ addr: table.iova, len: 32, id: 3, flags: 4 | F_WRITE }], 3);
     r.sim.process();
     expect(model.requests[0]).toMatchObject({ head: 3, readableBytes: 2, writableBytes: 2 });
-    expect(ring.popAll()).toEqual([{ slot: 0, id: 3, len: 2, flags: F_AVAIL | F_USED | F_WRITE, ids: [3], skipped: 1 }]);
+    expect(ring.popAll()).toEqual([
+      { slot: 0, id: 3, len: 2, flags: F_AVAIL | F_USED | F_WRITE, ids: [3], skipped: 1 },
+    ]);
     expect([...r.bytes(out)]).toEqual([7, 8]);
     expect(r.sim.queueState(0)).toMatchObject({ lastAvail: 1, usedIdx: 1 });
     expect(r.sim.violations).toEqual([]);
@@ -179,7 +226,13 @@ describe('the packed ring device side (virtio 1.2 §2.8)', () => {
       }
     }
     // Positions agree between driver and device after all those laps.
-    expect(r.sim.queueState(0)).toMatchObject({ lastAvail: ring.nextAvail, availWrap: ring.availWrap, usedIdx: ring.nextUsed, usedWrap: ring.usedWrap, inFlight: 0 });
+    expect(r.sim.queueState(0)).toMatchObject({
+      lastAvail: ring.nextAvail,
+      availWrap: ring.availWrap,
+      usedIdx: ring.nextUsed,
+      usedWrap: ring.usedWrap,
+      inFlight: 0,
+    });
     expect(r.sim.stats.requests).toBe(1000);
     expect(r.sim.violations).toEqual([]);
   });
@@ -211,12 +264,17 @@ describe('the packed ring device side (virtio 1.2 §2.8)', () => {
     const { model, held } = heldModel();
     const { r, ring } = live({ size: 7, model });
     let seed = 1;
-    const random = (n: number): number => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+    const random = (n: number): number => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n;
     const pending = new Map<number, { input: number[]; out: ReturnType<TestDriver['buffer']> }>();
     let done = 0;
     for (let round = 0; round < 60; round++) {
       while (ring.room >= 3) {
-        const buffer = echoBuffer(r, ring, round, Array.from({ length: random(3) }, () => 1 + random(3)));
+        const buffer = echoBuffer(
+          r,
+          ring,
+          round,
+          Array.from({ length: random(3) }, () => 1 + random(3)),
+        );
         pending.set(buffer.id, buffer);
       }
       r.sim.process();
@@ -260,7 +318,14 @@ describe('the packed ring device side (virtio 1.2 §2.8)', () => {
     r.sim.writel(R.QueueReset, 1);
     expect(r.sim.pollUntil(R.QueueReset, 1, 0, 100)).toBe(0);
     const fresh = setupPackedQueue(r, 0, 4);
-    expect(r.sim.queueState(0)).toMatchObject({ ready: true, ring: 'packed', lastAvail: 0, availWrap: true, usedIdx: 0, usedWrap: true });
+    expect(r.sim.queueState(0)).toMatchObject({
+      ready: true,
+      ring: 'packed',
+      lastAvail: 0,
+      availWrap: true,
+      usedIdx: 0,
+      usedWrap: true,
+    });
     const { id } = echoBuffer(r, fresh, 9, [2]);
     r.sim.process();
     expect(fresh.popAll().map((u) => [u.slot, u.id, u.len])).toEqual([[0, id, 2]]);
@@ -392,7 +457,9 @@ describe('notification data on a packed ring (virtio 1.2 §2.9, §2.8.16)', () =
     r.sim.writel(R.QueueNotify, (0 | (3 << 16)) >>> 0); // says slot 3, wrap 0: the ring is at slot 0 wrap 1
     r.sim.writel(R.QueueNotify, (0 | (0 << 16)) >>> 0); // right slot, wrong wrap counter
     expect(r.rules).toEqual(['packed-notification-data-mismatch', 'packed-notification-data-mismatch']);
-    expect(r.sim.violations[0].message).toMatch(/next_off 3 next_wrap 0; the next descriptor to be made available is 0 with wrap counter 1/);
+    expect(r.sim.violations[0].message).toMatch(
+      /next_off 3 next_wrap 0; the next descriptor to be made available is 0 with wrap counter 1/,
+    );
     expect(r.sim.violations[0].section).toBe('2.8.16');
   });
 });

@@ -1,6 +1,17 @@
 import { SIM_RULES, type SimRequest } from '../../lib/sim';
 import { FeatureBit, feature, MmioInterrupt, RingEventFlags } from '../../lib/spec';
-import { availBits, F_AVAIL, F_INDIRECT, F_NEXT, F_USED, F_WRITE, type PackedTestRing, setupPackedQueue, TRANSPORT_PACKED, writeDesc } from './packed-test-driver';
+import {
+  availBits,
+  F_AVAIL,
+  F_INDIRECT,
+  F_NEXT,
+  F_USED,
+  F_WRITE,
+  type PackedTestRing,
+  setupPackedQueue,
+  TRANSPORT_PACKED,
+  writeDesc,
+} from './packed-test-driver';
 import { DEVICE_NEEDS_RESET, nextInterrupt, R, type TestDriver, TestModel, useTestDrivers } from './sim-test-driver';
 
 const rig = useTestDrivers();
@@ -9,7 +20,11 @@ const ALL = -1n;
 const NO_INDIRECT = ~feature(FeatureBit.INDIRECT_DESC);
 const NO_EVENT_IDX = ~feature(FeatureBit.EVENT_IDX);
 
-function live(size: number, wanted: bigint, model = new TestModel({ queueSizes: [8] })): { r: TestDriver; ring: PackedTestRing } {
+function live(
+  size: number,
+  wanted: bigint,
+  model = new TestModel({ queueSizes: [8] }),
+): { r: TestDriver; ring: PackedTestRing } {
   const r = rig(model, { transportFeatures: TRANSPORT_PACKED });
   r.init(wanted);
   const ring = setupPackedQueue(r, 0, size);
@@ -28,7 +43,9 @@ function holdingModel(): TestModel {
 function table(r: TestDriver, entries: { len: number; flags: number }[]): { iova: bigint; len: number } {
   const region = r.pool.allocate(16 * entries.length, 16);
   const view = new DataView(region.view, region.offset, 16 * entries.length);
-  entries.forEach((e, i) => writeDesc(view, i, { addr: r.buffer(Math.max(e.len, 1)).iova, len: e.len, flags: e.flags }));
+  entries.forEach((e, i) =>
+    writeDesc(view, i, { addr: r.buffer(Math.max(e.len, 1)).iova, len: e.len, flags: e.flags }),
+  );
   return { iova: region.iova, len: 16 * entries.length };
 }
 
@@ -48,7 +65,14 @@ describe('driver errors that break a packed queue (DEVICE_NEEDS_RESET, configura
       ALL,
       (r, ring) => {
         const b = r.buffer(1).iova;
-        ring.addRaw([{ addr: b, len: 1, flags: F_NEXT | availBits(true) }, { addr: b, len: 1, id: 1, flags: F_AVAIL | F_USED }], 1, true);
+        ring.addRaw(
+          [
+            { addr: b, len: 1, flags: F_NEXT | availBits(true) },
+            { addr: b, len: 1, id: 1, flags: F_AVAIL | F_USED },
+          ],
+          1,
+          true,
+        );
       },
     ],
     [
@@ -58,7 +82,14 @@ describe('driver errors that break a packed queue (DEVICE_NEEDS_RESET, configura
       (r, ring) => {
         const b = r.buffer(1).iova;
         // The second descriptor still looks as it did before (zero: not available in lap 1).
-        ring.addRaw([{ addr: b, len: 1, flags: F_NEXT | availBits(true) }, { addr: b, len: 1, id: 1, flags: 0 }], 1, true);
+        ring.addRaw(
+          [
+            { addr: b, len: 1, flags: F_NEXT | availBits(true) },
+            { addr: b, len: 1, id: 1, flags: 0 },
+          ],
+          1,
+          true,
+        );
       },
     ],
     [
@@ -67,7 +98,10 @@ describe('driver errors that break a packed queue (DEVICE_NEEDS_RESET, configura
       ALL,
       (r, ring) => {
         const b = r.buffer(1).iova;
-        ring.addRaw([0, 1, 2, 3].map(() => ({ addr: b, len: 1, flags: F_NEXT })), 0);
+        ring.addRaw(
+          [0, 1, 2, 3].map(() => ({ addr: b, len: 1, flags: F_NEXT })),
+          0,
+        );
       },
     ],
     [
@@ -76,7 +110,13 @@ describe('driver errors that break a packed queue (DEVICE_NEEDS_RESET, configura
       ALL,
       (r, ring) => {
         const b = r.buffer(1).iova;
-        ring.addRaw([{ addr: b, len: 1, flags: F_NEXT | F_WRITE }, { addr: b, len: 1, id: 0, flags: 0 }], 0);
+        ring.addRaw(
+          [
+            { addr: b, len: 1, flags: F_NEXT | F_WRITE },
+            { addr: b, len: 1, id: 0, flags: 0 },
+          ],
+          0,
+        );
       },
     ],
     [
@@ -94,7 +134,13 @@ describe('driver errors that break a packed queue (DEVICE_NEEDS_RESET, configura
       ALL,
       (r, ring) => {
         const t = table(r, [{ len: 1, flags: 0 }]);
-        ring.addRaw([{ addr: t.iova, len: t.len, flags: F_INDIRECT | F_NEXT }, { addr: r.buffer(1).iova, len: 1, id: 0, flags: 0 }], 0);
+        ring.addRaw(
+          [
+            { addr: t.iova, len: t.len, flags: F_INDIRECT | F_NEXT },
+            { addr: r.buffer(1).iova, len: 1, id: 0, flags: 0 },
+          ],
+          0,
+        );
       },
     ],
     [
@@ -105,7 +151,13 @@ describe('driver errors that break a packed queue (DEVICE_NEEDS_RESET, configura
         // §2.8.19: no indirect descriptor in a list linked by NEXT, even as its last element (the split ring allows
         // that).
         const t = table(r, [{ len: 1, flags: 0 }]);
-        ring.addRaw([{ addr: r.buffer(1).iova, len: 1, flags: F_NEXT }, { addr: t.iova, len: t.len, id: 0, flags: F_INDIRECT }], 0);
+        ring.addRaw(
+          [
+            { addr: r.buffer(1).iova, len: 1, flags: F_NEXT },
+            { addr: t.iova, len: t.len, id: 0, flags: F_INDIRECT },
+          ],
+          0,
+        );
       },
     ],
     [
@@ -113,7 +165,10 @@ describe('driver errors that break a packed queue (DEVICE_NEEDS_RESET, configura
       8,
       ALL,
       (r, ring) => {
-        const t = table(r, [{ len: 1, flags: 0 }, { len: 1, flags: 0 }]);
+        const t = table(r, [
+          { len: 1, flags: 0 },
+          { len: 1, flags: 0 },
+        ]);
         ring.addRaw([{ addr: t.iova, len: 17, flags: F_INDIRECT }], 0);
       },
     ],
@@ -135,14 +190,26 @@ describe('driver errors that break a packed queue (DEVICE_NEEDS_RESET, configura
     expect(r.status() & DEVICE_NEEDS_RESET).toBe(DEVICE_NEEDS_RESET);
     expect(r.ack()).toBe(MmioInterrupt.CONFIG);
     // Nothing was used and the device's positions did not move.
-    expect(r.sim.queueState(0)).toMatchObject({ lastAvail: 0, availWrap: true, usedIdx: 0, usedWrap: true, inFlight: 0 });
+    expect(r.sim.queueState(0)).toMatchObject({
+      lastAvail: 0,
+      availWrap: true,
+      usedIdx: 0,
+      usedWrap: true,
+      inFlight: 0,
+    });
   });
 
   test('packed-ring-overrun: a descriptor made available in a slot the device still owns', () => {
     const { r, ring } = live(4, ALL, holdingModel());
     const b = r.buffer(1).iova;
-    ring.add([{ addr: b, len: 1 }, { addr: b, len: 1 }]);
-    ring.add([{ addr: b, len: 1 }, { addr: b, len: 1 }]);
+    ring.add([
+      { addr: b, len: 1 },
+      { addr: b, len: 1 },
+    ]);
+    ring.add([
+      { addr: b, len: 1 },
+      { addr: b, len: 1 },
+    ]);
     r.sim.process();
     expect(r.sim.queueState(0)).toMatchObject({ inFlight: 2, lastAvail: 0, availWrap: false });
     // The ring is full; the driver overwrites slot 0 anyway with the next lap's marking.
@@ -156,9 +223,19 @@ describe('driver errors that break a packed queue (DEVICE_NEEDS_RESET, configura
   test('packed-ring-overrun: a list that needs more room than the device has given back', () => {
     const { r, ring } = live(4, ALL, holdingModel());
     const b = r.buffer(1).iova;
-    ring.add([{ addr: b, len: 1 }, { addr: b, len: 1 }, { addr: b, len: 1 }]);
+    ring.add([
+      { addr: b, len: 1 },
+      { addr: b, len: 1 },
+      { addr: b, len: 1 },
+    ]);
     r.sim.process();
-    ring.addRaw([{ addr: b, len: 1, flags: F_NEXT }, { addr: b, len: 1, id: 5, flags: 0 }], 5); // slot 3, then slot 0 (still the device's)
+    ring.addRaw(
+      [
+        { addr: b, len: 1, flags: F_NEXT },
+        { addr: b, len: 1, id: 5, flags: 0 },
+      ],
+      5,
+    ); // slot 3, then slot 0 (still the device's)
     r.sim.process();
     expect(r.rules).toEqual(['packed-ring-overrun']);
   });
@@ -236,7 +313,10 @@ test('a correct driver using every packed feature breaks no rule', () => {
       ]);
       ring.addRaw([{ addr: t.iova, len: t.len, id: n % 5, flags: F_INDIRECT }], n % 5);
     } else {
-      ring.add([{ addr: r.buffer(1).iova, len: 1 }, { addr: r.buffer(2).iova, len: 2, write: true }]);
+      ring.add([
+        { addr: r.buffer(1).iova, len: 1 },
+        { addr: r.buffer(2).iova, len: 2, write: true },
+      ]);
     }
     r.sim.writel(R.QueueNotify, ring.notificationValue());
     r.sim.process();

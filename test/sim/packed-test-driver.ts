@@ -84,7 +84,8 @@ export class PackedTestRing {
 
   /** Makes one buffer available as a list of `elements` (§2.8.21.1); returns its Buffer ID. */
   add(elements: Element[], id = this.allocateId()): number {
-    if (elements.length === 0 || elements.length > this.room) throw new Error(`no room for ${elements.length} descriptors (room ${this.room})`);
+    if (elements.length === 0 || elements.length > this.room)
+      throw new Error(`no room for ${elements.length} descriptors (room ${this.room})`);
     const first = this.nextAvail;
     let firstFlags = 0;
     elements.forEach((e, i) => {
@@ -231,7 +232,13 @@ export function setupPackedQueue(r: TestDriver, index: number, size: number, inO
   const desc = r.pool.allocate(PackedRing.DESC_SIZE * size, PackedRing.DESC_ALIGN);
   const driver = r.pool.allocate(PackedRing.EVENT_SIZE, PackedRing.EVENT_ALIGN);
   const device = r.pool.allocate(PackedRing.EVENT_SIZE, PackedRing.EVENT_ALIGN);
-  const ring = new PackedTestRing(index, size, { desc: desc.iova, driver: driver.iova, device: device.iova }, r.pool, inOrder);
+  const ring = new PackedTestRing(
+    index,
+    size,
+    { desc: desc.iova, driver: driver.iova, device: device.iova },
+    r.pool,
+    inOrder,
+  );
   sim.writel(R.QueueNum, size);
   r.writeAddress(R.QueueDescLow, desc.iova);
   r.writeAddress(R.QueueDriverLow, driver.iova);

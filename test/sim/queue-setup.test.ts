@@ -1,7 +1,6 @@
 import { availRingBytes, descTableBytes, FeatureBit, feature, legacyLayout, usedRingBytes } from '../../lib/spec';
 import { R, TestDriver, TestModel, useTestDrivers } from './sim-test-driver';
 
-
 const rig = useTestDrivers();
 
 /** Allocates the three areas of a Version 2 queue and writes their addresses (not QueueReady). */
@@ -27,7 +26,16 @@ describe('Version 2 queue configuration (virtio 1.2 §4.2.3.2)', () => {
     const ring = r.setupQueue(0, 8);
     expect(r.sim.readl(R.QueueReady)).toBe(1);
     expect(r.sim.queueState(0)).toEqual(
-      expect.objectContaining({ ready: true, broken: false, numMax: 16, size: 8, ...ring.addresses, lastAvail: 0, usedIdx: 0, inFlight: 0 }),
+      expect.objectContaining({
+        ready: true,
+        broken: false,
+        numMax: 16,
+        size: 8,
+        ...ring.addresses,
+        lastAvail: 0,
+        usedIdx: 0,
+        inFlight: 0,
+      }),
     );
     expect(r.sim.violations).toEqual([]);
     expect(() => r.sim.queueState(2)).toThrow(RangeError);
@@ -235,7 +243,12 @@ describe('shared memory regions (virtio 1.2 §2.10, §4.2.2)', () => {
     r.init();
     const read = (sel: number): [number, number, number, number] => {
       r.sim.writel(R.SHMSel, sel);
-      return [r.sim.readl(R.SHMLenLow), r.sim.readl(R.SHMLenHigh), r.sim.readl(R.SHMBaseLow), r.sim.readl(R.SHMBaseHigh)];
+      return [
+        r.sim.readl(R.SHMLenLow),
+        r.sim.readl(R.SHMLenHigh),
+        r.sim.readl(R.SHMBaseLow),
+        r.sim.readl(R.SHMBaseHigh),
+      ];
     };
     expect(read(2)).toEqual([0, 1, 0x1000, 8]);
     expect(read(0)).toEqual([0xffff_ffff, 0xffff_ffff, 0xffff_ffff, 0xffff_ffff]);

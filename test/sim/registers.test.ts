@@ -3,7 +3,6 @@ import { SimDevice, SIM_RULES, SIM_VENDOR_ID } from '../../lib/sim';
 import { DeviceId, MMIO_MAGIC_VALUE } from '../../lib/spec';
 import { R, TestModel, useTestDrivers } from './sim-test-driver';
 
-
 const rig = useTestDrivers();
 
 describe('probe values (virtio 1.2 §4.2.2, §4.2.4)', () => {
@@ -90,7 +89,9 @@ describe('the register window (RegisterBlock semantics)', () => {
   });
 
   test('writes accept the signed range like the native region (-1 is all ones)', () => {
-    const r = rig(new TestModel({ config: new Uint8Array(4), configFields: [{ offset: 0, width: 4, writable: true }] }));
+    const r = rig(
+      new TestModel({ config: new Uint8Array(4), configFields: [{ offset: 0, width: 4, writable: true }] }),
+    );
     r.init();
     r.sim.writel(0x100, -1);
     expect(r.sim.readl(0x100)).toBe(0xffff_ffff);
@@ -140,7 +141,16 @@ describe('register tables of both versions', () => {
     r.sim.writel(R.QueueAlign, 4096);
     expect(r.sim.readl(R.QueuePFN)).toBe(0);
     expect(r.rules).toEqual([]);
-    for (const offset of [R.QueueReady, R.QueueDescLow, R.QueueDriverHigh, R.QueueDeviceLow, R.SHMSel, R.SHMLenLow, R.QueueReset, R.ConfigGeneration]) {
+    for (const offset of [
+      R.QueueReady,
+      R.QueueDescLow,
+      R.QueueDriverHigh,
+      R.QueueDeviceLow,
+      R.SHMSel,
+      R.SHMLenLow,
+      R.QueueReset,
+      R.ConfigGeneration,
+    ]) {
       expect(r.sim.readl(offset)).toBe(0);
     }
     r.sim.writel(R.QueueReady, 1);

@@ -2,7 +2,6 @@ import { RngModel, type SimRequest } from '../../lib/sim';
 import { DeviceId } from '../../lib/spec';
 import { nextInterrupt, R, TestDriver, VirtqDesc } from './sim-test-driver';
 
-
 const request = (writable: Uint8Array[], readable: Uint8Array[] = []): SimRequest => ({
   queue: 0,
   head: 0,
@@ -69,7 +68,12 @@ describe('RngModel (virtio 1.2 §5.4)', () => {
       await interrupt;
       expect(r.sim.readl(R.InterruptStatus)).toBe(1);
       expect(ring.usedElement(0)).toEqual({ id: 0, len: 16 });
-      expect(r.bytes(out).subarray(16).every((x) => x === 0)).toBe(true);
+      expect(
+        r
+          .bytes(out)
+          .subarray(16)
+          .every((x) => x === 0),
+      ).toBe(true);
       expect(r.sim.violations).toEqual([]);
     } finally {
       r.close();

@@ -34,7 +34,9 @@ export class TestModel implements SimDeviceModel {
   readonly calls: string[] = [];
   handler?: (request: SimRequest) => number | Promise<number>;
 
-  constructor(options: Partial<Pick<SimDeviceModel, 'deviceId' | 'features' | 'queueSizes' | 'config' | 'configFields'>> = {}) {
+  constructor(
+    options: Partial<Pick<SimDeviceModel, 'deviceId' | 'features' | 'queueSizes' | 'config' | 'configFields'>> = {},
+  ) {
     this.deviceId = options.deviceId ?? 42;
     this.features = options.features ?? 0n;
     this.queueSizes = options.queueSizes ?? [8];
@@ -156,7 +158,12 @@ export class TestRing {
   }
 }
 
-export const TRANSPORT_V2 = feature(FeatureBit.VERSION_1) | feature(FeatureBit.INDIRECT_DESC) | feature(FeatureBit.EVENT_IDX) | feature(FeatureBit.RING_RESET) | feature(FeatureBit.NOTIFICATION_DATA);
+export const TRANSPORT_V2 =
+  feature(FeatureBit.VERSION_1) |
+  feature(FeatureBit.INDIRECT_DESC) |
+  feature(FeatureBit.EVENT_IDX) |
+  feature(FeatureBit.RING_RESET) |
+  feature(FeatureBit.NOTIFICATION_DATA);
 export const TRANSPORT_V1 = feature(FeatureBit.INDIRECT_DESC) | feature(FeatureBit.EVENT_IDX);
 
 /** A sim on anonymous DMA memory plus register-level driver steps. */
@@ -169,7 +176,11 @@ export class TestDriver {
   private readonly rings = new Map<number, TestRing>();
 
   /** `memoryFor` lets a test put its own DeviceMemory in front of the pool. */
-  constructor(model: SimDeviceModel | undefined, options: Partial<SimOptions> = {}, memoryFor?: (pool: DmaPool) => DeviceMemory) {
+  constructor(
+    model: SimDeviceModel | undefined,
+    options: Partial<SimOptions> = {},
+    memoryFor?: (pool: DmaPool) => DeviceMemory,
+  ) {
     this.pool = DmaPool.anonymous();
     this.sim = new SimDevice({ memory: memoryFor ? memoryFor(this.pool) : this.pool, model, ...options });
     this.version = this.sim.version;
@@ -185,7 +196,11 @@ export class TestDriver {
   }
 
   probe(): { magic: number; version: number; deviceId: number } {
-    return { magic: this.sim.readl(R.MagicValue), version: this.sim.readl(R.Version), deviceId: this.sim.readl(R.DeviceID) };
+    return {
+      magic: this.sim.readl(R.MagicValue),
+      version: this.sim.readl(R.Version),
+      deviceId: this.sim.readl(R.DeviceID),
+    };
   }
 
   status(): number {
@@ -247,7 +262,9 @@ export class TestDriver {
       this.writeAddress(R.QueueDriverLow, driver.iova);
       this.writeAddress(R.QueueDeviceLow, device.iova);
       sim.writel(R.QueueReady, 1);
-      return this.remember(new TestRing(index, size, { desc: desc.iova, driver: driver.iova, device: device.iova }, this.pool));
+      return this.remember(
+        new TestRing(index, size, { desc: desc.iova, driver: driver.iova, device: device.iova }, this.pool),
+      );
     }
     if (sim.readl(R.QueuePFN) !== 0) throw new Error('queue in use');
     if (sim.readl(R.QueueNumMax) < size) throw new Error('queue too small');
@@ -256,7 +273,18 @@ export class TestDriver {
     sim.writel(R.QueueNum, size);
     sim.writel(R.QueueAlign, 4096);
     sim.writel(R.QueuePFN, Number(area.iova / 4096n));
-    return this.remember(new TestRing(index, size, { desc: area.iova, driver: area.iova + BigInt(layout.availOffset), device: area.iova + BigInt(layout.usedOffset) }, this.pool));
+    return this.remember(
+      new TestRing(
+        index,
+        size,
+        {
+          desc: area.iova,
+          driver: area.iova + BigInt(layout.availOffset),
+          device: area.iova + BigInt(layout.usedOffset),
+        },
+        this.pool,
+      ),
+    );
   }
 
   private remember(ring: TestRing): TestRing {
@@ -312,7 +340,6 @@ export async function nextInterrupt(sim: SimDevice, ms = 2000): Promise<number> 
     await events.return?.();
   }
 }
-
 
 /** A factory of TestDrivers for one test file; every driver made is closed after each test. */
 export function useTestDrivers(): (...args: ConstructorParameters<typeof TestDriver>) => TestDriver {

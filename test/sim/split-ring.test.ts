@@ -1,7 +1,25 @@
 import type { SimRequest } from '../../lib/sim';
-import { DeviceStatus, FeatureBit, feature, MmioInterrupt, needEvent, nextAvailNotificationData, VRING_AVAIL_F_NO_INTERRUPT, VRING_USED_F_NO_NOTIFY } from '../../lib/spec';
-import { DEVICE_NEEDS_RESET, nextInterrupt, R, TestDriver, TestModel, type TestRing, turns, VirtqDesc, useTestDrivers } from './sim-test-driver';
-
+import {
+  DeviceStatus,
+  FeatureBit,
+  feature,
+  MmioInterrupt,
+  needEvent,
+  nextAvailNotificationData,
+  VRING_AVAIL_F_NO_INTERRUPT,
+  VRING_USED_F_NO_NOTIFY,
+} from '../../lib/spec';
+import {
+  DEVICE_NEEDS_RESET,
+  nextInterrupt,
+  R,
+  TestDriver,
+  TestModel,
+  type TestRing,
+  turns,
+  VirtqDesc,
+  useTestDrivers,
+} from './sim-test-driver';
 
 const { F_NEXT, F_WRITE, F_INDIRECT } = VirtqDesc;
 
@@ -12,7 +30,15 @@ const NO_INDIRECT = ~feature(FeatureBit.INDIRECT_DESC);
 const ALL = -1n;
 
 /** A live device with one queue of `size`: init, queue 0 set up, DRIVER_OK. */
-function live(version: 1 | 2, options: { size?: number; wanted?: bigint; model?: TestModel; sim?: ConstructorParameters<typeof TestDriver>[1] } = {}): { r: TestDriver; ring: TestRing; model: TestModel } {
+function live(
+  version: 1 | 2,
+  options: {
+    size?: number;
+    wanted?: bigint;
+    model?: TestModel;
+    sim?: ConstructorParameters<typeof TestDriver>[1];
+  } = {},
+): { r: TestDriver; ring: TestRing; model: TestModel } {
   const model = options.model ?? new TestModel({ queueSizes: [options.size ?? 8] });
   const r = rig(model, { version, ...options.sim });
   r.init(options.wanted ?? -1n);
@@ -22,7 +48,13 @@ function live(version: 1 | 2, options: { size?: number; wanted?: bigint; model?:
 }
 
 /** Descriptor `i` = readable `input`, descriptor `i + 1` = writable of `outLen`; returns the writable region. */
-function echoChain(r: TestDriver, ring: TestRing, head: number, input: Uint8Array, outLen: number): ReturnType<TestDriver['buffer']> {
+function echoChain(
+  r: TestDriver,
+  ring: TestRing,
+  head: number,
+  input: Uint8Array,
+  outLen: number,
+): ReturnType<TestDriver['buffer']> {
   const inBuf = r.buffer(input);
   const outBuf = r.buffer(outLen);
   ring.setDesc(head, { addr: inBuf.iova, len: input.length, flags: F_NEXT, next: head + 1 });
@@ -273,7 +305,11 @@ describe.each([1, 2] as const)('the split ring on a Version %i sim (virtio 1.2 Â
       { id: 4, len: 4 },
       { id: 2, len: 0 },
     ]);
-    expect(r.sim.modelErrors.map((e) => e.message)).toEqual(['boom', expect.stringMatching(/returned 99 for a chain with 4 writable bytes/), 'late boom']);
+    expect(r.sim.modelErrors.map((e) => e.message)).toEqual([
+      'boom',
+      expect.stringMatching(/returned 99 for a chain with 4 writable bytes/),
+      'late boom',
+    ]);
     expect(r.sim.violations).toEqual([]);
   });
 });
@@ -441,7 +477,9 @@ describe('ring violations break the queue (DEVICE_NEEDS_RESET, configuration cha
   test('a chain describing more than 2^32 bytes is chain-too-long', () => {
     const model = new TestModel({ queueSizes: [8] });
     // Memory that "has" huge buffers: rings come from the pool, big buffers are stand-ins.
-    const r = rig(model, {}, (pool) => ({ resolve: (iova, len) => (len >= 2 ** 31 ? new Uint8Array(1) : pool.resolve(iova, len)) }));
+    const r = rig(model, {}, (pool) => ({
+      resolve: (iova, len) => (len >= 2 ** 31 ? new Uint8Array(1) : pool.resolve(iova, len)),
+    }));
     r.init();
     const ring = r.setupQueue(0, 8);
     r.driverOk();

@@ -1,7 +1,18 @@
 import { SimDevice } from '../../lib/sim';
 import { FeatureBit, feature } from '../../lib/spec';
-import { ACKNOWLEDGE, DEVICE_NEEDS_RESET, DRIVER, DRIVER_OK, FAILED, FEATURES_OK, R, TestModel, TRANSPORT_V1, TRANSPORT_V2, useTestDrivers } from './sim-test-driver';
-
+import {
+  ACKNOWLEDGE,
+  DEVICE_NEEDS_RESET,
+  DRIVER,
+  DRIVER_OK,
+  FAILED,
+  FEATURES_OK,
+  R,
+  TestModel,
+  TRANSPORT_V1,
+  TRANSPORT_V2,
+  useTestDrivers,
+} from './sim-test-driver';
 
 const rig = useTestDrivers();
 

@@ -38,7 +38,14 @@ const MISTAKES: Step[] = [
   ['r', R.Status],
 ];
 
-function play(sim: { readl(o: number): number; readb(o: number): number; readw(o: number): number; writel(o: number, v: number): void; writeb(o: number, v: number): void; writew(o: number, v: number): void }): number[] {
+function play(sim: {
+  readl(o: number): number;
+  readb(o: number): number;
+  readw(o: number): number;
+  writel(o: number, v: number): void;
+  writeb(o: number, v: number): void;
+  writew(o: number, v: number): void;
+}): number[] {
   return MISTAKES.map(([op, offset, value]) => {
     switch (op) {
       case 'r':
@@ -65,26 +72,29 @@ describe.each([1, 2] as const)('Version %i: strict mode observes, the device act
     const strict = rig(new TestModel(), { version, strict: true });
     const lax = rig(new TestModel(), { version, strict: false });
     expect(play(strict.sim)).toEqual(play(lax.sim));
-    for (const key of ['status', 'driverFeatures', 'negotiatedFeatures', 'acceptedFeatures'] as const) expect(strict.sim[key]).toEqual(lax.sim[key]);
+    for (const key of ['status', 'driverFeatures', 'negotiatedFeatures', 'acceptedFeatures'] as const)
+      expect(strict.sim[key]).toEqual(lax.sim[key]);
     expect(lax.sim.violations).toEqual([]);
     expect(new Set(strict.rules)).toEqual(
-      new Set([
-        'init-without-probe',
-        'register-width',
-        'device-features-sel-unset',
-        'driver-features-sel-unset',
-        'features-before-driver',
-        'feature-not-offered',
-        'status-reserved-bit',
-        'undefined-register',
-        'read-write-only',
-        'write-read-only',
-        'notify-before-driver-ok',
-        'notify-queue-not-ready',
-        'interrupt-ack-undefined-bits',
-        'status-bit-cleared',
-        ...(version === 1 ? ['legacy-features-ok'] : ['driver-ok-without-features-ok']),
-      ].filter((rule) => version === 2 || rule !== 'notify-before-driver-ok')),
+      new Set(
+        [
+          'init-without-probe',
+          'register-width',
+          'device-features-sel-unset',
+          'driver-features-sel-unset',
+          'features-before-driver',
+          'feature-not-offered',
+          'status-reserved-bit',
+          'undefined-register',
+          'read-write-only',
+          'write-read-only',
+          'notify-before-driver-ok',
+          'notify-queue-not-ready',
+          'interrupt-ack-undefined-bits',
+          'status-bit-cleared',
+          ...(version === 1 ? ['legacy-features-ok'] : ['driver-ok-without-features-ok']),
+        ].filter((rule) => version === 2 || rule !== 'notify-before-driver-ok'),
+      ),
     );
   });
 

@@ -45,13 +45,26 @@ describe('register layout', () => {
   test('legacy areas follow §2.7.2 from the page number, and the page number is found back only for that layout', () => {
     const layout = legacyLayout(256, 4096);
     const areas = legacyQueueAreas(0x12345, 4096, 256, 4096);
-    expect(areas).toEqual({ desc: 0x12345000n, driver: 0x12345000n + BigInt(layout.availOffset), device: 0x12345000n + BigInt(layout.usedOffset) });
+    expect(areas).toEqual({
+      desc: 0x12345000n,
+      driver: 0x12345000n + BigInt(layout.availOffset),
+      device: 0x12345000n + BigInt(layout.usedOffset),
+    });
     expect(legacyQueuePfn(areas, 4096, 256, 4096)).toBe(0x12345);
     expect(legacyQueuePfn({ ...areas, device: areas.device + 4096n }, 4096, 256, 4096)).toBeUndefined();
-    expect(legacyQueuePfn({ ...areas, desc: areas.desc + 8n, driver: areas.driver + 8n, device: areas.device + 8n }, 4096, 256, 4096)).toBeUndefined();
+    expect(
+      legacyQueuePfn(
+        { ...areas, desc: areas.desc + 8n, driver: areas.driver + 8n, device: areas.device + 8n },
+        4096,
+        256,
+        4096,
+      ),
+    ).toBeUndefined();
     expect(legacyQueuePfn(legacyQueueAreas(0, 4096, 8, 4096), 4096, 8, 4096)).toBeUndefined();
     const beyond = 0x1_0000_0000n * 4096n;
-    expect(legacyQueuePfn({ desc: beyond, driver: beyond + 128n, device: beyond + 4096n }, 4096, 8, 4096)).toBeUndefined();
+    expect(
+      legacyQueuePfn({ desc: beyond, driver: beyond + 128n, device: beyond + 4096n }, 4096, 8, 4096),
+    ).toBeUndefined();
   });
 });
 
@@ -71,7 +84,14 @@ describe('QueueSelectTracker', () => {
     ];
     for (const [offset, value] of writes) expect(t.write(offset, value)).toBe(true);
     expect(t.selected).toBe(0);
-    expect(t.queue(1)).toMatchObject({ index: 1, size: 64, desc: 0x2_0000_1000n, driver: 0x3000n, device: 0x4000n, ready: true });
+    expect(t.queue(1)).toMatchObject({
+      index: 1,
+      size: 64,
+      desc: 0x2_0000_1000n,
+      driver: 0x3000n,
+      device: 0x4000n,
+      ready: true,
+    });
     expect(t.queue(0)).toMatchObject({ size: 8, ready: false });
     expect(t.queues.map((q) => q.index)).toEqual([1, 0]);
     t.write(R.QueueSel, 1);
@@ -119,35 +139,44 @@ describe('QueueSelectTracker', () => {
     expect(t.queue(0).desc).toBe(0n);
   });
 
-  test.each([1, 2] as const)('Version %s: following the transport’s writes gives the areas the sim device was given', (version) => {
-    const pool = DmaPool.anonymous();
-    const sim = new SimDevice({ memory: pool, version, model: echoModel({ queueSizes: [16] }), strict: true });
-    const tracker = new QueueSelectTracker(version);
-    const watched = new Proxy(sim as RegisterBlock, {
-      get(target, key) {
-        if (key === 'writel') {
-          return (offset: number, value: number): void => {
-            tracker.write(offset, value);
-            target.writel(offset, value);
-          };
-        }
-        const member = Reflect.get(target, key, target) as unknown;
-        return typeof member === 'function' ? (member as (...args: unknown[]) => unknown).bind(target) : member;
-      },
-    });
-    const transport = new MmioTransport(watched, { interrupts: sim.interrupt });
-    const driver = new EchoDriver(transport, { memory: pool, queueSize: 16 });
-    try {
-      const device = sim.queueState(0);
-      expect(device.ready).toBe(true);
-      expect(tracker.queue(0)).toMatchObject({ size: device.size, desc: device.desc, driver: device.driver, device: device.device, ready: true });
-    } finally {
-      driver.close();
-      transport.close();
-      expect(tracker.queue(0).ready).toBe(false);
-      expect(sim.violations).toEqual([]);
-      sim.close();
-      pool.close();
-    }
-  });
+  test.each([1, 2] as const)(
+    'Version %s: following the transport’s writes gives the areas the sim device was given',
+    (version) => {
+      const pool = DmaPool.anonymous();
+      const sim = new SimDevice({ memory: pool, version, model: echoModel({ queueSizes: [16] }), strict: true });
+      const tracker = new QueueSelectTracker(version);
+      const watched = new Proxy(sim as RegisterBlock, {
+        get(target, key) {
+          if (key === 'writel') {
+            return (offset: number, value: number): void => {
+              tracker.write(offset, value);
+              target.writel(offset, value);
+            };
+          }
+          const member = Reflect.get(target, key, target) as unknown;
+          return typeof member === 'function' ? (member as (...args: unknown[]) => unknown).bind(target) : member;
+        },
+      });
+      const transport = new MmioTransport(watched, { interrupts: sim.interrupt });
+      const driver = new EchoDriver(transport, { memory: pool, queueSize: 16 });
+      try {
+        const device = sim.queueState(0);
+        expect(device.ready).toBe(true);
+        expect(tracker.queue(0)).toMatchObject({
+          size: device.size,
+          desc: device.desc,
+          driver: device.driver,
+          device: device.device,
+          ready: true,
+        });
+      } finally {
+        driver.close();
+        transport.close();
+        expect(tracker.queue(0).ready).toBe(false);
+        expect(sim.violations).toEqual([]);
+        sim.close();
+        pool.close();
+      }
+    },
+  );
 });

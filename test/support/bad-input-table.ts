@@ -50,14 +50,17 @@ function expected(how: 'throws' | 'rejects', type: ErrorClass | readonly ErrorCl
   }
   const single = type as ErrorClass;
   // A library error without its exact code would let any code through.
-  if (isLibraryError(single) && code === undefined) throw new Error(`a row expecting ${single.name} must name its code`);
+  if (isLibraryError(single) && code === undefined)
+    throw new Error(`a row expecting ${single.name} must name its code`);
   return { how, class: single, code };
 }
 
 /** The call throws synchronously (one class, or a list of built-in classes any of which will do). */
-export const throws = (type: ErrorClass | readonly ErrorClass[], code?: string): Expected => expected('throws', type, code);
+export const throws = (type: ErrorClass | readonly ErrorClass[], code?: string): Expected =>
+  expected('throws', type, code);
 /** The call returns a promise that rejects (it must not throw synchronously). */
-export const rejects = (type: ErrorClass | readonly ErrorClass[], code?: string): Expected => expected('rejects', type, code);
+export const rejects = (type: ErrorClass | readonly ErrorClass[], code?: string): Expected =>
+  expected('rejects', type, code);
 /** Either argument error: for a wrongly typed argument where RangeError is as acceptable as TypeError. */
 export const ARGUMENT_ERROR: readonly ErrorClass[] = [TypeError, RangeError];
 /** The call is a documented no-op: it resolves, and still nothing reaches the device. */
@@ -77,7 +80,12 @@ export interface Subject {
   dispose(): readonly unknown[];
 }
 
-export type Row<S extends Subject> = readonly [description: string, setup: () => S | Promise<S>, call: (subject: S) => unknown, expected: Expected];
+export type Row<S extends Subject> = readonly [
+  description: string,
+  setup: () => S | Promise<S>,
+  call: (subject: S) => unknown,
+  expected: Expected,
+];
 
 /** Longest a bad call may stay unsettled: a bad input is refused at once, never after a wait. */
 const PENDING_MS = 1000;
@@ -93,7 +101,6 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
   return typeof (value as { then?: unknown })?.then === 'function';
 }
 
-
 /**
  * instanceof, except that Node's own errors (streams, buffers) come from the
  * outer realm under jest, so built-in classes are matched by name along the
@@ -108,15 +115,22 @@ function isA(error: unknown, type: ErrorClass): boolean {
   return false;
 }
 
-const classesOf = (want: Expected): readonly ErrorClass[] => (want.class === undefined ? [] : Array.isArray(want.class) ? want.class : [want.class as ErrorClass]);
+const classesOf = (want: Expected): readonly ErrorClass[] =>
+  want.class === undefined ? [] : Array.isArray(want.class) ? want.class : [want.class as ErrorClass];
 /** The expected class as a row reads it: 'RangeError', or 'TypeError or RangeError'. */
-const classNameOf = (want: Expected): string => classesOf(want).map((type) => type.name).join(' or ');
+const classNameOf = (want: Expected): string =>
+  classesOf(want)
+    .map((type) => type.name)
+    .join(' or ');
 
 /** How `call` ended, described the way `expected` is (class as the expected name when it matches). */
 async function outcomeOf(call: () => unknown, want: Expected): Promise<Outcome> {
   const judge = (how: 'throws' | 'rejects', error: unknown): Outcome => {
     const matches = classesOf(want).some((type) => isA(error, type));
-    const outcome: Outcome = { how, class: matches ? classNameOf(want) : (error as Error)?.constructor?.name ?? typeof error };
+    const outcome: Outcome = {
+      how,
+      class: matches ? classNameOf(want) : ((error as Error)?.constructor?.name ?? typeof error),
+    };
     if (want.code !== undefined || error instanceof VirtioError) outcome.code = (error as { code?: unknown }).code;
     if (!matches || outcome.code !== want.code) outcome.message = (error as Error)?.message;
     return outcome;
@@ -152,7 +166,8 @@ function describeExpected(want: Expected): Outcome {
   return outcome;
 }
 
-const poolUse = (pool?: DmaPool): unknown => (pool ? { regions: pool.stats().regions, bytesInUse: pool.stats().bytesInUse } : undefined);
+const poolUse = (pool?: DmaPool): unknown =>
+  pool ? { regions: pool.stats().regions, bytesInUse: pool.stats().bytesInUse } : undefined;
 
 async function settled(subject: Subject): Promise<void> {
   await turns(3);
@@ -161,7 +176,11 @@ async function settled(subject: Subject): Promise<void> {
 }
 
 /** Runs one row: the four checks of the module comment. */
-export async function runRow<S extends Subject>(setup: () => S | Promise<S>, call: (subject: S) => unknown, want: Expected): Promise<void> {
+export async function runRow<S extends Subject>(
+  setup: () => S | Promise<S>,
+  call: (subject: S) => unknown,
+  want: Expected,
+): Promise<void> {
   const subject = await setup();
   let violations: readonly unknown[] = [];
   try {
@@ -192,7 +211,12 @@ export interface RaceSubject extends Subject {
   close(): void;
 }
 
-export type CloseRow<S extends RaceSubject> = readonly [description: string, setup: () => S | Promise<S>, start: (subject: S) => Promise<unknown>[], expected: Expected];
+export type CloseRow<S extends RaceSubject> = readonly [
+  description: string,
+  setup: () => S | Promise<S>,
+  start: (subject: S) => Promise<unknown>[],
+  expected: Expected,
+];
 
 let extraSettles = 0;
 /** A promise over a callback API that counts any second call of the callback (it must be called exactly once). */
@@ -212,7 +236,12 @@ export function settleOnce(register: (callback: (error?: Error | null) => void) 
  * rejected as expected, none is still pending, none settled twice, the
  * device was reset and no DMA memory is left behind.
  */
-export async function runCloseRace<S extends RaceSubject>(setup: () => S | Promise<S>, start: (subject: S) => Promise<unknown>[], moment: CloseMoment, want: Expected): Promise<void> {
+export async function runCloseRace<S extends RaceSubject>(
+  setup: () => S | Promise<S>,
+  start: (subject: S) => Promise<unknown>[],
+  moment: CloseMoment,
+  want: Expected,
+): Promise<void> {
   const subject = await setup();
   let violations: readonly unknown[] = [];
   try {
@@ -220,7 +249,9 @@ export async function runCloseRace<S extends RaceSubject>(setup: () => S | Promi
     extraSettles = 0;
     const results: Outcome[] = [];
     const requests = start(subject);
-    const all = Promise.all(requests.map((request, i) => outcomeOf(() => request, want).then((outcome) => (results[i] = outcome))));
+    const all = Promise.all(
+      requests.map((request, i) => outcomeOf(() => request, want).then((outcome) => (results[i] = outcome))),
+    );
     if (moment === 'next tick') await new Promise((resolve) => process.nextTick(resolve));
     if (moment === 'device holds them') await turns(5);
     subject.close();
@@ -248,7 +279,13 @@ export function simSnapshot(sim: SimDevice): unknown {
     const q = sim.queueState(index);
     return { ready: q.ready, size: q.size, desc: q.desc, lastAvail: q.lastAvail, usedIdx: q.usedIdx };
   });
-  return { status: sim.status, driverFeatures: sim.driverFeatures, notifications: [...sim.stats.notifications], requests: sim.stats.requests, queues };
+  return {
+    status: sim.status,
+    driverFeatures: sim.driverFeatures,
+    notifications: [...sim.stats.notifications],
+    requests: sim.stats.requests,
+    queues,
+  };
 }
 
 /** Subject parts shared by everything on a sim rig. */
@@ -286,7 +323,15 @@ export function rigSubject<E extends { good(): unknown; close?(): void }>(
     rig.close();
     throw error;
   }
-  return { ...extra, ...onRig(rig, () => extra.good(), () => extra.close?.()), rig };
+  return {
+    ...extra,
+    ...onRig(
+      rig,
+      () => extra.good(),
+      () => extra.close?.(),
+    ),
+    rig,
+  };
 }
 
 let scratch: string | undefined;

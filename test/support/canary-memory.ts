@@ -97,7 +97,12 @@ export class CanaryMemory implements DmaAllocator, DeviceMemory {
     const before = roundUp(this.guardBytes, Math.max(align, 16));
     const after = this.guardBytes;
     const outer = this.pool.allocate(before + size + after, align);
-    const inner: DmaRegion = Object.freeze({ view: outer.view, offset: outer.offset + before, size: size + this.overhang, iova: outer.iova + BigInt(before) });
+    const inner: DmaRegion = Object.freeze({
+      view: outer.view,
+      offset: outer.offset + before,
+      size: size + this.overhang,
+      iova: outer.iova + BigInt(before),
+    });
     const guardBefore = this.random.bytes(before);
     const guardAfter = this.random.bytes(after);
     new Uint8Array(outer.view, outer.offset, before).set(guardBefore);
@@ -163,7 +168,12 @@ export class CanaryMemory implements DmaAllocator, DeviceMemory {
       const at = firstDifference(new Uint8Array(q.outer.view, q.outer.offset, q.outer.size), q.poison);
       if (at >= 0) {
         q.damaged = true;
-        this.damage.push({ kind: 'freed', iova: q.inner.iova, size: q.inner.size, at: at - Number(q.inner.iova - q.outer.iova) });
+        this.damage.push({
+          kind: 'freed',
+          iova: q.inner.iova,
+          size: q.inner.size,
+          at: at - Number(q.inner.iova - q.outer.iova),
+        });
       }
     }
     return this.damage.slice(before);
@@ -183,7 +193,8 @@ export class CanaryMemory implements DmaAllocator, DeviceMemory {
     const end = start + view.byteLength;
     for (const region of this.live.keys()) {
       if (region.view !== view.buffer) continue;
-      if (start >= region.offset && end <= region.offset + region.size) return region.iova + BigInt(start - region.offset);
+      if (start >= region.offset && end <= region.offset + region.size)
+        return region.iova + BigInt(start - region.offset);
     }
     return undefined;
   }
@@ -205,7 +216,10 @@ export class CanaryMemory implements DmaAllocator, DeviceMemory {
     const { outer, before, inner, guardBefore, guardAfter } = record;
     const size = inner.size - this.overhang;
     const head = firstDifference(new Uint8Array(outer.view, outer.offset, before), guardBefore);
-    const tail = firstDifference(new Uint8Array(outer.view, outer.offset + before + size, guardAfter.length), guardAfter);
+    const tail = firstDifference(
+      new Uint8Array(outer.view, outer.offset + before + size, guardAfter.length),
+      guardAfter,
+    );
     if (head >= 0) this.damage.push({ kind: 'guard', side: 'before', iova: inner.iova, size, at: head - before });
     if (tail >= 0) this.damage.push({ kind: 'guard', side: 'after', iova: inner.iova, size, at: size + tail });
     record.damaged = head >= 0 || tail >= 0;

@@ -43,7 +43,10 @@ export class EchoDriver extends VirtioDriver {
     // Written as a user would, freeing in `finally`: the base keeps whatever the device still holds
     // (the allocator defers the free until the chain comes back or a reset completes).
     try {
-      const len = await this.q.submit({ readable: input.map((region) => ({ region })), writable: output.map((region) => ({ region })) }, options);
+      const len = await this.q.submit(
+        { readable: input.map((region) => ({ region })), writable: output.map((region) => ({ region })) },
+        options,
+      );
       return Buffer.concat(output.map((r) => this.bytes(r))).subarray(0, len);
     } finally {
       for (const r of [...input, ...output]) freeIfLive(this.memory, r);

@@ -1,7 +1,9 @@
 import { createServer, type Server, type Socket } from 'node:net';
 
 /** The host end of the guest's console: a unix socket server that echoes, counting bytes. */
-export function echoServer(path: string): Promise<{ server: Server; echoed: () => number; close: () => Promise<void> }> {
+export function echoServer(
+  path: string,
+): Promise<{ server: Server; echoed: () => number; close: () => Promise<void> }> {
   let echoed = 0;
   const sockets = new Set<Socket>();
   const server = createServer((socket) => {

@@ -59,13 +59,18 @@ abstract class FakeDevice {
     const flags = table.getUint16(16 * index + flagsAt, true);
     const write = (flags & F_WRITE) !== 0;
     // §2.7.4.2, §2.8.6: the device-writable buffers come after the readable ones.
-    if (!write && chain.writable.length > 0) throw new Error(`chain ${chain.id}: a readable descriptor after a writable one`);
-    (write ? chain.writable : chain.readable).push({ address: table.getBigUint64(16 * index, true), length: table.getUint32(16 * index + 8, true) });
+    if (!write && chain.writable.length > 0)
+      throw new Error(`chain ${chain.id}: a readable descriptor after a writable one`);
+    (write ? chain.writable : chain.readable).push({
+      address: table.getBigUint64(16 * index, true),
+      length: table.getUint32(16 * index + 8, true),
+    });
     return flags;
   }
 
   /** The indirect table descriptor `index` of `view` points at. */
-  protected table = (view: DataView, index: number): DataView => this.memory.at(view.getBigUint64(16 * index, true), view.getUint32(16 * index + 8, true));
+  protected table = (view: DataView, index: number): DataView =>
+    this.memory.at(view.getBigUint64(16 * index, true), view.getUint32(16 * index + 8, true));
 }
 
 /** Split ring (§2.7): desc table, avail ring (driver area), used ring (device area). */
@@ -110,7 +115,8 @@ export class FakeSplitDevice extends FakeDevice {
       index = 0;
     }
     for (let steps = 1; ; steps++) {
-      if (index >= table.byteLength / 16 || steps > table.byteLength / 16) throw new Error(`chain ${head}: next ${index} outside the table, or a loop`);
+      if (index >= table.byteLength / 16 || steps > table.byteLength / 16)
+        throw new Error(`chain ${head}: next ${index} outside the table, or a loop`);
       const flags = this.add(chain, table, index, 12);
       if (flags & F_INDIRECT) throw new Error(`chain ${head}: F_INDIRECT inside a chain`);
       if (!(flags & F_NEXT)) return chain;
@@ -182,7 +188,8 @@ export class FakePackedDevice extends FakeDevice {
     if (!this.available()) return undefined;
     const chain: DeviceChain = { id: -1, readable: [], writable: [], slots: 0, indirect: false };
     for (;;) {
-      if (chain.slots > 0 && !this.available()) throw new Error(`slot ${this.availSlot}: a chain runs into a descriptor not available`);
+      if (chain.slots > 0 && !this.available())
+        throw new Error(`slot ${this.availSlot}: a chain runs into a descriptor not available`);
       const slot = this.availSlot;
       chain.id = this.id(slot);
       chain.slots++;

@@ -60,7 +60,9 @@ export function gateModel<M extends SimDeviceModel>(
   model.handle = (request: SimRequest) => {
     if (!(hold ? hold(request, gate) : gate.holding)) return inner(request);
     // What the device reads it reads when it takes the chain; what it writes it writes when it does the work.
-    const taken: SimRequest = readLate?.(request) ? request : { ...request, readable: request.readable.map((view) => Uint8Array.from(view)) };
+    const taken: SimRequest = readLate?.(request)
+      ? request
+      : { ...request, readable: request.readable.map((view) => Uint8Array.from(view)) };
     return new Promise<number>((resolve, reject) => queue.push({ request: taken, resolve, reject }));
   };
   return gate;

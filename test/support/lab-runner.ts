@@ -28,11 +28,15 @@ export const { kernelDriverCommands } = runner;
 export const carveOut = (arch: LabArch): { base: number; size: number } | undefined => runner.CARVE_OUT[arch];
 
 /** Boots the `arch` guest (arm64 unless told otherwise: LAB_ARCH does not move the tests). */
-export const runLab = (options: object, arch: LabArch = 'arm64'): Promise<LabRun> => runner.runLab({ arch, ...options });
+export const runLab = (options: object, arch: LabArch = 'arm64'): Promise<LabRun> =>
+  runner.runLab({ arch, ...options });
 
 /** Brings a lab up to date with the sources (seconds when warm); the reason when it cannot. */
 export function prepareLab(arch: LabArch): { ok: boolean; reason: string } {
-  const child = spawnSync('bash', [resolve(__dirname, '../../scripts/lab/prepare.sh'), '--arch', arch], { encoding: 'utf8', timeout: 900_000 });
+  const child = spawnSync('bash', [resolve(__dirname, '../../scripts/lab/prepare.sh'), '--arch', arch], {
+    encoding: 'utf8',
+    timeout: 900_000,
+  });
   if (child.status === 0) return { ok: true, reason: '' };
   const last = `${child.stderr ?? ''}${child.error?.message ?? ''}`.trim().split('\n').pop();
   return { ok: false, reason: `the ${arch} lab could not be prepared: ${last}` };

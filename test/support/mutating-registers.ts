@@ -16,8 +16,14 @@ export interface RegisterLies {
 
 const offsetOf = (name: string): number => R[name as keyof typeof R];
 /** The registers the catalogue's faults lie through (FAULT_CATALOGUE `registers`), by the fault they tell. */
-const CATALOGUED = FAULT_CATALOGUE.flatMap((entry) => ('registers' in entry ? entry.registers.filter((name) => name !== 'config').map((name) => [offsetOf(name), entry.name] as const) : []));
-const IDENTITY: ReadonlySet<number> = new Set(CATALOGUED.filter(([, fault]) => fault === 'bad-identity').map(([offset]) => offset));
+const CATALOGUED = FAULT_CATALOGUE.flatMap((entry) =>
+  'registers' in entry
+    ? entry.registers.filter((name) => name !== 'config').map((name) => [offsetOf(name), entry.name] as const)
+    : [],
+);
+const IDENTITY: ReadonlySet<number> = new Set(
+  CATALOGUED.filter(([, fault]) => fault === 'bad-identity').map(([offset]) => offset),
+);
 /**
  * Device-written registers (virtio 1.2 §4.2.2 / §4.2.4), which a lying device may misreport: those of the
  * catalogue's faults, and the shared memory registers (§2.10), which no driver of ours reads but a lie must not break.
@@ -132,7 +138,7 @@ export class MutatingRegisters implements RegisterBlock {
     const want = expected >>> 0;
     for (let reads = 1; ; reads++) {
       const value = this.readl(offset);
-      if (((value & mask) >>> 0) === want) return value;
+      if ((value & mask) >>> 0 === want) return value;
       if (reads >= POLL_READS || Date.now() >= deadline) return null;
     }
   }
@@ -144,7 +150,8 @@ export class MutatingRegisters implements RegisterBlock {
   private lie(offset: number, value: number, bits: 8 | 16 | 32): number {
     const config = offset >= R.Config;
     const register = config ? offset : offset & ~3;
-    const rate = config || DEVICE_WRITTEN.has(register) ? this.lies.rate : IDENTITY.has(register) ? this.lies.identityRate : 0;
+    const rate =
+      config || DEVICE_WRITTEN.has(register) ? this.lies.rate : IDENTITY.has(register) ? this.lies.identityRate : 0;
     if (!this.random.chance(rate)) return value;
     const out = mutateValue(this.random, value, bits);
     if (out === value) return value;

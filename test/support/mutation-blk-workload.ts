@@ -45,7 +45,8 @@ class BlkWorkload implements Workload {
   start(signal?: AbortSignal): Promise<void> {
     const { random, tracker } = this.context;
     const roll = random.next();
-    if (roll < 0.4) return this.write(signal) ?? this.read(signal) ?? tracker.track('blk flush', this.blk.flush({ signal }));
+    if (roll < 0.4)
+      return this.write(signal) ?? this.read(signal) ?? tracker.track('blk flush', this.blk.flush({ signal }));
     if (roll < 0.8) return this.read(signal) ?? tracker.track('blk flush', this.blk.flush({ signal }));
     if (roll < 0.88) return tracker.track('blk flush', this.blk.flush({ signal }));
     if (roll < 0.94) {
@@ -122,7 +123,9 @@ class BlkWorkload implements Workload {
           const s = first + i;
           const got = data.subarray(i * BLK_SECTOR_SIZE, (i + 1) * BLK_SECTOR_SIZE);
           if (!this.definite[s].equals(got) && !this.maybe[s].some((b) => b.equals(got))) {
-            this.context.mismatch(`blk read of sector ${s} returned bytes no write put there (${describeSector(got)}: ${got.subarray(0, 16).toString("hex")})`);
+            this.context.mismatch(
+              `blk read of sector ${s} returned bytes no write put there (${describeSector(got)}: ${got.subarray(0, 16).toString('hex')})`,
+            );
           }
         }
       })
@@ -164,6 +167,7 @@ class BlkWorkload implements Workload {
 
 function describeSector(bytes: Buffer): string {
   if (bytes.every((b) => b === 0)) return 'zeroes';
-  if (bytes.toString('latin1', 0, 4) === 'MUTW') return `write ${bytes.readUInt32LE(4)} of sector ${bytes.readUInt32LE(8)}`;
+  if (bytes.toString('latin1', 0, 4) === 'MUTW')
+    return `write ${bytes.readUInt32LE(4)} of sector ${bytes.readUInt32LE(8)}`;
   return 'unknown bytes';
 }

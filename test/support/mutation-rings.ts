@@ -1,6 +1,20 @@
-import type { DeviceMemory, InterruptErrorListener, InterruptEvent, InterruptListener, InterruptSource } from '../../lib/platform';
+import type {
+  DeviceMemory,
+  InterruptErrorListener,
+  InterruptEvent,
+  InterruptListener,
+  InterruptSource,
+} from '../../lib/platform';
 import type { FaultName, UsedElement } from '../../lib/sim';
-import { PackedDesc, PackedRing, RingViolation, SplitRing, availEventOffset, packedRingBytes, usedRingBytes } from '../../lib/spec';
+import {
+  PackedDesc,
+  PackedRing,
+  RingViolation,
+  SplitRing,
+  availEventOffset,
+  packedRingBytes,
+  usedRingBytes,
+} from '../../lib/spec';
 import type { MutatingRegisters, QueueAreas } from './mutating-registers';
 import { MutationRandom, mutateValue } from './mutation-random';
 
@@ -63,10 +77,18 @@ export class RingMutator {
   usedElement(queue: number, element: UsedElement): UsedElement {
     if (!this.random.chance(this.lies.usedElementRate)) return element;
     const bits = this.regs.packed ? 16 : 32;
-    const out = this.random.chance(0.5) ? { id: mutateValue(this.random, element.id, bits), len: element.len } : { id: element.id, len: mutateValue(this.random, element.len, 32) };
+    const out = this.random.chance(0.5)
+      ? { id: mutateValue(this.random, element.id, bits), len: element.len }
+      : { id: element.id, len: mutateValue(this.random, element.len, 32) };
     const size = this.regs.queues.find((q) => q.index === queue)?.size ?? Infinity;
     const fault: FaultName =
-      out.id !== element.id ? (out.id >= size ? RingViolation.USED_ID_OUT_OF_RANGE : RingViolation.USED_ID_NOT_HEAD) : out.len > element.len ? RingViolation.USED_LEN_TOO_LONG : 'used-len-too-short';
+      out.id !== element.id
+        ? out.id >= size
+          ? RingViolation.USED_ID_OUT_OF_RANGE
+          : RingViolation.USED_ID_NOT_HEAD
+        : out.len > element.len
+          ? RingViolation.USED_LEN_TOO_LONG
+          : 'used-len-too-short';
     if (out.id !== element.id || out.len !== element.len) this.count('used-element (as written)', true, fault);
     return out;
   }
@@ -80,14 +102,22 @@ export class RingMutator {
     switch (this.random.int(8)) {
       case 0:
       case 1:
-        this.mutate16(used, SplitRing.USED_IDX, 'used.idx', true, (old, value) => (((value - old) & 0xffff) < 0x8000 ? RingViolation.USED_IDX_JUMP : RingViolation.USED_IDX_BACKWARDS));
+        this.mutate16(used, SplitRing.USED_IDX, 'used.idx', true, (old, value) =>
+          ((value - old) & 0xffff) < 0x8000 ? RingViolation.USED_IDX_JUMP : RingViolation.USED_IDX_BACKWARDS,
+        );
         return;
       case 2:
         this.mutate16(used, SplitRing.USED_FLAGS, 'used.flags', false, () => 'uncatalogued');
         return;
       case 3:
         // An element the device has not written yet, then the index moved over it.
-        this.mutate32(used, SplitRing.USED_RING + SplitRing.USED_ELEM_SIZE * (at.usedIdx & (n - 1)), 'used.ring[next].id', true, () => RingViolation.USED_IDX_JUMP);
+        this.mutate32(
+          used,
+          SplitRing.USED_RING + SplitRing.USED_ELEM_SIZE * (at.usedIdx & (n - 1)),
+          'used.ring[next].id',
+          true,
+          () => RingViolation.USED_IDX_JUMP,
+        );
         used.setUint16(SplitRing.USED_IDX, (used.getUint16(SplitRing.USED_IDX, true) + 1) & 0xffff, true);
         return;
       case 4:
@@ -125,17 +155,31 @@ export class RingMutator {
         // The next slot made to look used in the device's current round (§2.8.1: AVAIL = USED = wrap).
         const next = (at.usedIdx % n) * PackedRing.DESC_SIZE + PackedRing.DESC_FLAGS;
         const wrap = at.usedWrap ?? true;
-        const flags = (desc.getUint16(next, true) & ~(PackedDesc.F_AVAIL | PackedDesc.F_USED)) | (wrap ? PackedDesc.F_AVAIL | PackedDesc.F_USED : 0);
+        const flags =
+          (desc.getUint16(next, true) & ~(PackedDesc.F_AVAIL | PackedDesc.F_USED)) |
+          (wrap ? PackedDesc.F_AVAIL | PackedDesc.F_USED : 0);
         desc.setUint16(next, flags, true);
         this.count('next desc flags made used', true, 'packed-wrong-flags');
         return;
       }
       case 5:
-        this.mutate16(desc, (at.usedIdx % n) * PackedRing.DESC_SIZE + PackedRing.DESC_ID, 'next desc id', true, () => 'descriptors-rewritten');
+        this.mutate16(
+          desc,
+          (at.usedIdx % n) * PackedRing.DESC_SIZE + PackedRing.DESC_ID,
+          'next desc id',
+          true,
+          () => 'descriptors-rewritten',
+        );
         return;
       default: {
         const suppression = new DataView(event.buffer, event.byteOffset, event.byteLength);
-        this.mutate16(suppression, this.random.chance(0.5) ? PackedRing.EVENT_DESC : PackedRing.EVENT_FLAGS, 'device event suppression', false, () => 'uncatalogued');
+        this.mutate16(
+          suppression,
+          this.random.chance(0.5) ? PackedRing.EVENT_DESC : PackedRing.EVENT_FLAGS,
+          'device event suppression',
+          false,
+          () => 'uncatalogued',
+        );
       }
     }
   }

@@ -44,13 +44,26 @@ export interface MutationRunOptions {
   profiles?: readonly MutationProfile[];
 }
 
-const V2_TRANSPORT = features(FeatureBit.VERSION_1, FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX, FeatureBit.RING_RESET, FeatureBit.NOTIFICATION_DATA);
+const V2_TRANSPORT = features(
+  FeatureBit.VERSION_1,
+  FeatureBit.INDIRECT_DESC,
+  FeatureBit.EVENT_IDX,
+  FeatureBit.RING_RESET,
+  FeatureBit.NOTIFICATION_DATA,
+);
 const V1_TRANSPORT = features(FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX);
 const VARIANTS: readonly SimVariant[] = [1, 2, 'packed'];
 
 export const PROFILES: readonly MutationProfile[] = [
   { name: 'control', openRate: 0, runRate: 0, identityRate: 0, ringRate: 0, usedElementRate: 0 },
-  { name: 'registers while opening', openRate: 0.01, runRate: 0.01, identityRate: 0.002, ringRate: 0, usedElementRate: 0 },
+  {
+    name: 'registers while opening',
+    openRate: 0.01,
+    runRate: 0.01,
+    identityRate: 0.002,
+    ringRate: 0,
+    usedElementRate: 0,
+  },
   { name: 'registers, hard', openRate: 0.05, runRate: 0.1, identityRate: 0.01, ringRate: 0, usedElementRate: 0 },
   { name: 'registers after opening', openRate: 0, runRate: 0.2, identityRate: 0, ringRate: 0, usedElementRate: 0 },
   { name: 'rings, rare', openRate: 0, runRate: 0, identityRate: 0, ringRate: 0.01, usedElementRate: 0.01 },
@@ -81,7 +94,8 @@ export function runOptionsFromEnv(env: NodeJS.ProcessEnv, ci: boolean): Mutation
     const raw = env[name];
     if (raw === undefined || raw === '') return fallback;
     const value = Number(raw);
-    if (!Number.isFinite(value) || value < 0) throw new RangeError(`${name} must be a non-negative number, got ${JSON.stringify(raw)}`);
+    if (!Number.isFinite(value) || value < 0)
+      throw new RangeError(`${name} must be a non-negative number, got ${JSON.stringify(raw)}`);
     return value;
   };
   return {
@@ -119,7 +133,8 @@ export async function runMutations(options: MutationRunOptions): Promise<Mutatio
       summary.seeds++;
       for (const { error } of catcher.crashes.slice(before)) {
         summary.crashes++;
-        if (summary.findings.length < 40) summary.findings.push(`seed ${seed} (${outcome}): escaped into the event loop: ${describeError(error)}`);
+        if (summary.findings.length < 40)
+          summary.findings.push(`seed ${seed} (${outcome}): escaped into the event loop: ${describeError(error)}`);
       }
     }
   } finally {
@@ -197,7 +212,9 @@ async function runSeed(seed: number, options: MutationRunOptions, summary: Mutat
     memory,
     queueSize: random.pick([4, 8, 16, 64]),
     queueMode: random.pick(QUEUE_MODES),
-    excludeFeatures: random.chance(0.3) ? random.pick([feature(FeatureBit.EVENT_IDX), feature(FeatureBit.INDIRECT_DESC), feature(FeatureBit.IN_ORDER)]) : 0n,
+    excludeFeatures: random.chance(0.3)
+      ? random.pick([feature(FeatureBit.EVENT_IDX), feature(FeatureBit.INDIRECT_DESC), feature(FeatureBit.IN_ORDER)])
+      : 0n,
     indirectMax: random.pick([2, 4, 32]),
   };
   try {
@@ -214,7 +231,8 @@ async function runSeed(seed: number, options: MutationRunOptions, summary: Mutat
       finding(`opening threw an out-of-bounds error: ${describeError(error)}`);
     }
     count(summary.openFailures, errorCode(error));
-    if (verdict === 'typed' && (errorCode(error) === 'RangeError' || errorCode(error) === 'TypeError')) summary.argumentErrors.add(`opening: ${(error as Error).message.replace(/\d+/g, 'N')}`);
+    if (verdict === 'typed' && (errorCode(error) === 'RangeError' || errorCode(error) === 'TypeError'))
+      summary.argumentErrors.add(`opening: ${(error as Error).message.replace(/\d+/g, 'N')}`);
   }
 
   regs.lies.rate = profile.runRate;
@@ -235,7 +253,7 @@ async function runSeed(seed: number, options: MutationRunOptions, summary: Mutat
   let stalled = false;
   let injected = false;
   if (workload) {
-    for (let op = 0; op < options.operations && !stalled && Date.now() < seedEnd; ) {
+    for (let op = 0; op < options.operations && !stalled && Date.now() < seedEnd;) {
       const batch = random.chance(0.3) ? 1 + random.int(8) : 1;
       const settles: Promise<void>[] = [];
       for (let k = 0; k < batch && op < options.operations; k++, op++) {
@@ -255,13 +273,19 @@ async function runSeed(seed: number, options: MutationRunOptions, summary: Mutat
       // A device that told no lie at all gets much longer: if it still stalls, the driver lost a completion.
       if (stalled && regs.mutated.size === 0 && ringMutator.mutated.size === 0) {
         stalled = !(await settledWithin(batchDone, HONEST_STALL_MS));
-        if (stalled) finding(`requests stalled for ${HONEST_STALL_MS} ms on a device that told no lie: ${[...new Set(tracker.unsettledKinds())].join(', ')}`);
+        if (stalled)
+          finding(
+            `requests stalled for ${HONEST_STALL_MS} ms on a device that told no lie: ${[...new Set(tracker.unsettledKinds())].join(', ')}`,
+          );
       }
     }
   }
   if (stalled) {
     summary.stalledSeeds++;
-    if (lies() === 0) summary.stallsWithoutLies.push(`${seed} (${scenario}, ${profile.name}${regs.mutated.size ? ', harmless register lies' : ''})`);
+    if (lies() === 0)
+      summary.stallsWithoutLies.push(
+        `${seed} (${scenario}, ${profile.name}${regs.mutated.size ? ', harmless register lies' : ''})`,
+      );
   }
 
   // close() must complete and must not throw; afterwards every request must settle.
@@ -278,7 +302,9 @@ async function runSeed(seed: number, options: MutationRunOptions, summary: Mutat
   while (tracker.unsettled > 0 && Date.now() < waitUntil) await new Promise((resolve) => setTimeout(resolve, 5));
   if (tracker.unsettled > 0) {
     summary.unsettledRequests += tracker.unsettled;
-    finding(`${tracker.unsettled} request(s) never settled after close(): ${[...new Set(tracker.unsettledKinds())].join(', ')}`);
+    finding(
+      `${tracker.unsettled} request(s) never settled after close(): ${[...new Set(tracker.unsettledKinds())].join(', ')}`,
+    );
   }
   if (workload?.finish) {
     integrityChecked++;
@@ -294,14 +320,17 @@ async function runSeed(seed: number, options: MutationRunOptions, summary: Mutat
       continue;
     }
     summary.outOfRegionAccesses++;
-    finding(`${damage.kind === 'guard' ? `${damage.side} guard` : 'freed memory'} of the ${damage.size}-byte region at 0x${damage.iova.toString(16)} written (byte ${damage.at})`);
+    finding(
+      `${damage.kind === 'guard' ? `${damage.side} guard` : 'freed memory'} of the ${damage.size}-byte region at 0x${damage.iova.toString(16)} written (byte ${damage.at})`,
+    );
   }
 
   summary.requests += tracker.requests;
   summary.doubleCompletions += tracker.doubles;
   if (tracker.doubles > 0) finding(`${tracker.doubles} request(s) settled more than once`);
   summary.outOfRegionAccesses += tracker.outOfBounds.length;
-  for (const error of tracker.outOfBounds) finding(`a request failed with an out-of-bounds access: ${describeError(error)}`);
+  for (const error of tracker.outOfBounds)
+    finding(`a request failed with an out-of-bounds access: ${describeError(error)}`);
   summary.crashes += tracker.untyped.length;
   for (const error of tracker.untyped) finding(`a request failed with an untyped error: ${describeError(error)}`);
   for (const [code, n] of tracker.rejections) count(summary.rejections, code, n);

@@ -4,9 +4,11 @@ import { VirtioError } from '../../lib/errors';
 export type ErrorVerdict = 'typed' | 'out-of-bounds' | 'untyped';
 
 /** V8's own RangeErrors for an access outside a typed array, DataView or ArrayBuffer. */
-const OUT_OF_BOUNDS = /outside the bounds|out of bounds|Invalid typed array length|Invalid DataView length|should be a multiple of|Invalid array buffer length|offset is out of range/i;
+const OUT_OF_BOUNDS =
+  /outside the bounds|out of bounds|Invalid typed array length|Invalid DataView length|should be a multiple of|Invalid array buffer length|offset is out of range/i;
 /** V8's TypeErrors for bugs (a property of undefined, a call of a non-function), not for bad arguments. */
-const INTERNAL_TYPE_ERROR = /Cannot read propert|Cannot set propert|is not a function|is not iterable|is not a constructor|Cannot convert|detached ArrayBuffer/i;
+const INTERNAL_TYPE_ERROR =
+  /Cannot read propert|Cannot set propert|is not a function|is not iterable|is not a constructor|Cannot convert|detached ArrayBuffer/i;
 
 /**
  * Typed: a VirtioError with a string `code`, a TypeError/RangeError the
@@ -102,7 +104,8 @@ export class SettleTracker {
     if (verdict === 'untyped') this.untyped.push(error);
     else if (verdict === 'out-of-bounds') this.outOfBounds.push(error);
     const code = errorCode(error);
-    if (code === 'RangeError' || code === 'TypeError') this.argumentErrors.add(`${code}: ${(error as Error).message.replace(/\d+/g, 'N')}`);
+    if (code === 'RangeError' || code === 'TypeError')
+      this.argumentErrors.add(`${code}: ${(error as Error).message.replace(/\d+/g, 'N')}`);
     this.rejections.set(code, (this.rejections.get(code) ?? 0) + 1);
   }
 

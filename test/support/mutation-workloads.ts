@@ -36,7 +36,11 @@ export interface WorkloadKind {
 
 export const rngWorkload: WorkloadKind = {
   device: 'rng',
-  model: (random) => new RngModel({ queueSize: random.pick([8, 16, 64]), maxBytesPerRequest: random.chance(0.3) ? 1 + random.int(64) : undefined }),
+  model: (random) =>
+    new RngModel({
+      queueSize: random.pick([8, 16, 64]),
+      maxBytesPerRequest: random.chance(0.3) ? 1 + random.int(64) : undefined,
+    }),
   open(transport, options, { random, tracker, mismatch }) {
     const requestBytes = random.pick([16, 64, 512]);
     const rng = VirtioRng.open(transport, { ...options, requestBytes });
@@ -69,11 +73,20 @@ export const echoWorkload: WorkloadKind = {
         const parts = Array.from({ length: 1 + random.int(3) }, () => random.bytes(1 + random.int(64)));
         const outSizes = Array.from({ length: 1 + random.int(2) }, () => 1 + random.int(128));
         const input = Buffer.concat(parts);
-        const expected = input.subarray(0, Math.min(input.length, outSizes.reduce((a, b) => a + b, 0)));
+        const expected = input.subarray(
+          0,
+          Math.min(
+            input.length,
+            outSizes.reduce((a, b) => a + b, 0),
+          ),
+        );
         // As EchoDriver.echo, except that buffers go back only when the device returned them (not after an abort).
         const readable = parts.map((p) => driver.dma(p));
         const writable = outSizes.map((n) => driver.dma(n));
-        const request = driver.q.submit({ readable: readable.map((region) => ({ region })), writable: writable.map((region) => ({ region })) }, { signal });
+        const request = driver.q.submit(
+          { readable: readable.map((region) => ({ region })), writable: writable.map((region) => ({ region })) },
+          { signal },
+        );
         return tracker.track('echo', request, (len) => {
           const out = Buffer.concat(writable.map((r) => driver.bytes(r))).subarray(0, len);
           if (!out.equals(expected)) mismatch(`echo of ${input.length} bytes came back as ${out.length} other bytes`);
@@ -87,10 +100,21 @@ export const echoWorkload: WorkloadKind = {
 
 export const consoleWorkload: WorkloadKind = {
   device: 'console',
-  model: (random) => new ConsoleModel({ echo: true, queueSize: random.pick([4, 8, 16]), size: random.chance(0.5) ? { cols: 80, rows: 24 } : undefined }),
+  model: (random) =>
+    new ConsoleModel({
+      echo: true,
+      queueSize: random.pick([4, 8, 16]),
+      size: random.chance(0.5) ? { cols: 80, rows: 24 } : undefined,
+    }),
   open(transport, options, context, model) {
     const { random, tracker, mismatch, sim } = context;
-    const console = VirtioConsole.open(transport, { ...options, receiveBuffers: 1 + random.int(6), receiveBufferBytes: random.pick([8, 32, 256]), transmitBufferBytes: random.pick([8, 16, 64]), multiport: false });
+    const console = VirtioConsole.open(transport, {
+      ...options,
+      receiveBuffers: 1 + random.int(6),
+      receiveBufferBytes: random.pick([8, 32, 256]),
+      transmitBufferBytes: random.pick([8, 16, 64]),
+      multiport: false,
+    });
     const stream: Duplex = console.stream;
     const sent: Buffer[] = [];
     const received: Buffer[] = [];
@@ -114,7 +138,8 @@ export const consoleWorkload: WorkloadKind = {
       finish() {
         const all = Buffer.concat(sent);
         const back = Buffer.concat(received);
-        if (!all.subarray(0, back.length).equals(back)) mismatch(`console echo returned ${back.length} bytes that are not a prefix of the ${all.length} sent`);
+        if (!all.subarray(0, back.length).equals(back))
+          mismatch(`console echo returned ${back.length} bytes that are not a prefix of the ${all.length} sent`);
       },
     };
   },
@@ -122,7 +147,13 @@ export const consoleWorkload: WorkloadKind = {
 
 export const netWorkload: WorkloadKind = {
   device: 'net',
-  model: (random) => new NetModel({ loopback: true, queueSize: random.pick([8, 16, 32]), mergeable: random.chance(0.5), linkUp: random.pick([true, false, null]) }),
+  model: (random) =>
+    new NetModel({
+      loopback: true,
+      queueSize: random.pick([8, 16, 32]),
+      mergeable: random.chance(0.5),
+      linkUp: random.pick([true, false, null]),
+    }),
   open(transport, options, context, model) {
     const { random, tracker, mismatch, sim } = context;
     const net = VirtioNet.open(transport, { ...options, receiveBuffers: 1 + random.int(8) });
@@ -141,9 +172,12 @@ export const netWorkload: WorkloadKind = {
         if (roll < 0.35 && receiving < 4) {
           // Waits for a frame that may come with a later send: tracked, but not waited for here.
           receiving++;
-          void tracker.track('net receive', frames.next(), (result) => {
-            if (!result.done && !sent.has(result.value.toString('hex'))) mismatch(`net received a ${result.value.length}-byte frame that was never sent`);
-          }).then(() => receiving--);
+          void tracker
+            .track('net receive', frames.next(), (result) => {
+              if (!result.done && !sent.has(result.value.toString('hex')))
+                mismatch(`net received a ${result.value.length}-byte frame that was never sent`);
+            })
+            .then(() => receiving--);
           return Promise.resolve();
         }
         const frame = random.bytes(14 + 46 + random.int(200));
@@ -156,5 +190,11 @@ export const netWorkload: WorkloadKind = {
   },
 };
 
-export const WORKLOADS: readonly WorkloadKind[] = [rngWorkload, blkWorkload, consoleWorkload, netWorkload, echoWorkload];
+export const WORKLOADS: readonly WorkloadKind[] = [
+  rngWorkload,
+  blkWorkload,
+  consoleWorkload,
+  netWorkload,
+  echoWorkload,
+];
 export { blkWorkload };

@@ -8,7 +8,9 @@ export function isRoot(): boolean {
 }
 
 export function freeHugepages(): number {
-  const line = readFileSync('/proc/meminfo', 'utf8').split('\n').find((l) => l.startsWith('HugePages_Free:'));
+  const line = readFileSync('/proc/meminfo', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('HugePages_Free:'));
   return line ? Number(line.split(/\s+/)[1]) : 0;
 }
 

@@ -40,7 +40,9 @@ function kernelEpollRegistrations(): number {
   for (const name of readdirSync('/proc/self/fd')) {
     try {
       if (readlinkSync(`/proc/self/fd/${name}`) !== 'anon_inode:[eventpoll]') continue;
-      total += readFileSync(`/proc/self/fdinfo/${name}`, 'utf8').split('\n').filter((line) => line.startsWith('tfd:')).length;
+      total += readFileSync(`/proc/self/fdinfo/${name}`, 'utf8')
+        .split('\n')
+        .filter((line) => line.startsWith('tfd:')).length;
     } catch {
       // Closed while we looked.
     }
@@ -88,8 +90,12 @@ export async function countResources(sources: CountSources = {}): Promise<Resour
     counts.set(`${label} DMA bytes held`, stats.bytesTotal);
   }
   // Timers, immediates and libuv handles and requests, by type (Timeout as sampled above).
-  const active = new Map<string, number>([['Timeout', timeouts], ['Immediate', 0]]);
-  for (const type of process.getActiveResourcesInfo()) if (type !== 'Timeout') active.set(type, (active.get(type) ?? 0) + 1);
+  const active = new Map<string, number>([
+    ['Timeout', timeouts],
+    ['Immediate', 0],
+  ]);
+  for (const type of process.getActiveResourcesInfo())
+    if (type !== 'Timeout') active.set(type, (active.get(type) ?? 0) + 1);
   for (const [type, n] of [...active].sort(([a], [b]) => a.localeCompare(b))) counts.set(`active ${type}`, n);
   for (const [name, n] of Object.entries(sources.extra?.() ?? {})) counts.set(name, n);
   return counts;
@@ -105,7 +111,8 @@ export function formatCounts(before: ResourceCounts, after: ResourceCounts): str
   const rows = names(before, after).map((name) => [name, String(before.get(name) ?? 0), String(after.get(name) ?? 0)]);
   const header = ['resource', 'before', 'after'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[], mark = ''): string => `${cells[0].padEnd(widths[0])}  ${cells[1].padStart(widths[1])}  ${cells[2].padStart(widths[2])}${mark}\n`;
+  const line = (cells: string[], mark = ''): string =>
+    `${cells[0].padEnd(widths[0])}  ${cells[1].padStart(widths[1])}  ${cells[2].padStart(widths[2])}${mark}\n`;
   return line(header) + rows.map((r) => line(r, r[1] === r[2] ? '' : '  <- differs')).join('');
 }
 

@@ -27,7 +27,8 @@ export class FakeDma implements DmaAllocator {
 
   allocate(size: number, align = 16): DmaRegion {
     if (!Number.isInteger(size) || size <= 0) throw new RangeError(`bad size ${size}`);
-    if (!Number.isInteger(align) || align <= 0 || (align & (align - 1)) !== 0) throw new RangeError(`bad alignment ${align}`);
+    if (!Number.isInteger(align) || align <= 0 || (align & (align - 1)) !== 0)
+      throw new RangeError(`bad alignment ${align}`);
     // Aligned in device-address space, whatever the base.
     const a = BigInt(align);
     const iova = ((this.base + BigInt(this.top) + a - 1n) / a) * a;
@@ -121,7 +122,8 @@ export function ringRig<F extends Format>(format: F, options: RigOptions = {}): 
     onUsed: (id: number, len: number) => void used.push([id, len]),
   };
   const engine = format === 'split' ? new SplitRingEngine(engineOptions) : new PackedRingEngine(engineOptions);
-  const newDevice = (): DeviceOf<F> => (format === 'split' ? new FakeSplitDevice(memory, engine) : new FakePackedDevice(memory, engine)) as DeviceOf<F>;
+  const newDevice = (): DeviceOf<F> =>
+    (format === 'split' ? new FakeSplitDevice(memory, engine) : new FakePackedDevice(memory, engine)) as DeviceOf<F>;
   // Buffers are taken round-robin from `data`, 64-byte aligned, so addresses vary from request to request.
   let cursor = 0;
   const take = (length: number): QueueBuffer => {

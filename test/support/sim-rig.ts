@@ -24,7 +24,14 @@ export const SIM_VARIANTS: readonly (readonly [string, SimVariant])[] = [
   ['packed-ring', 'packed'],
 ];
 
-const PACKED_TRANSPORT = features(FeatureBit.VERSION_1, FeatureBit.INDIRECT_DESC, FeatureBit.EVENT_IDX, FeatureBit.RING_RESET, FeatureBit.NOTIFICATION_DATA, FeatureBit.RING_PACKED);
+const PACKED_TRANSPORT = features(
+  FeatureBit.VERSION_1,
+  FeatureBit.INDIRECT_DESC,
+  FeatureBit.EVENT_IDX,
+  FeatureBit.RING_RESET,
+  FeatureBit.NOTIFICATION_DATA,
+  FeatureBit.RING_PACKED,
+);
 
 /** A sim device with `model`, its memory pool, and a transport on it, strict mode on. */
 export function simRig(
@@ -52,7 +59,10 @@ export function simRig(
     close() {
       const violations: unknown[] = [...sim.violations];
       // The packed variant must really have run packed whenever a driver negotiated: the sim saw every FEATURES_OK.
-      if (variant === 'packed' && sim.acceptedFeatures.some((accepted) => !hasFeature(accepted, FeatureBit.RING_PACKED))) {
+      if (
+        variant === 'packed' &&
+        sim.acceptedFeatures.some((accepted) => !hasFeature(accepted, FeatureBit.RING_PACKED))
+      ) {
         violations.push({ rule: 'test-rig-packed-not-negotiated', message: 'the packed-ring sim ran a split ring' });
       }
       transport.close();
@@ -69,7 +79,15 @@ export async function turns(n = 3): Promise<void> {
 }
 
 /** A model for tests: echoes readable bytes into writable buffers; config bytes given. */
-export function echoModel(options: { deviceId?: number; queueSizes?: number[]; config?: Uint8Array; features?: bigint; handle?: SimDeviceModel['handle'] } = {}): SimDeviceModel & { requests: number } {
+export function echoModel(
+  options: {
+    deviceId?: number;
+    queueSizes?: number[];
+    config?: Uint8Array;
+    features?: bigint;
+    handle?: SimDeviceModel['handle'];
+  } = {},
+): SimDeviceModel & { requests: number } {
   const model = {
     deviceId: options.deviceId ?? 42,
     features: options.features ?? 0n,

@@ -12,7 +12,8 @@ describe('discoverCmdline', () => {
 
   test('QEMU microvm (x86-64): one entry per transport, irq given, suffixed size', () => {
     // What qemu-system-x86_64 -M microvm appends (hw/i386/microvm.c): "virtio_mmio.device=512@0x<base>:<irq>".
-    const cmdline = 'console=ttyS0 root=/dev/vda rw earlyprintk=ttyS0 virtio_mmio.device=512@0xfeb00e00:12 virtio_mmio.device=512@0xfeb00c00:11\n';
+    const cmdline =
+      'console=ttyS0 root=/dev/vda rw earlyprintk=ttyS0 virtio_mmio.device=512@0xfeb00e00:12 virtio_mmio.device=512@0xfeb00c00:11\n';
     expect(discoverCmdline(cmdline)).toEqual([
       { kind: 'physical', size: 512, base: 0xfeb00e00n, irq: 12 },
       { kind: 'physical', size: 512, base: 0xfeb00c00n, irq: 11 },
@@ -20,7 +21,8 @@ describe('discoverCmdline', () => {
   });
 
   test('Firecracker: 4K windows with an id, mixed with other arguments', () => {
-    const cmdline = 'reboot=k panic=1 pci=off virtio_mmio.device=4K@0xd0000000:5 nomodule virtio_mmio.device=4K@0xd0001000:6:3 i8042.noaux';
+    const cmdline =
+      'reboot=k panic=1 pci=off virtio_mmio.device=4K@0xd0000000:5 nomodule virtio_mmio.device=4K@0xd0001000:6:3 i8042.noaux';
     expect(discoverCmdline(cmdline)).toEqual([
       { kind: 'physical', size: 4096, base: 0xd0000000n, irq: 5 },
       { kind: 'physical', size: 4096, base: 0xd0001000n, irq: 6, id: 3 },
@@ -28,18 +30,19 @@ describe('discoverCmdline', () => {
   });
 
   test('K, M and G suffixes in either case, decimal and hex', () => {
-    expect(labels('virtio_mmio.device=1k@4096:1 virtio_mmio.device=1M@0x10000000:2 virtio_mmio.device=1g@0x100000000:3:7 virtio_mmio.device=0x200@167772160:4')).toEqual([
-      '0x400@0x1000:1',
-      '0x100000@0x10000000:2',
-      '0x40000000@0x100000000:3:7',
-      '0x200@0xa000000:4',
-    ]);
+    expect(
+      labels(
+        'virtio_mmio.device=1k@4096:1 virtio_mmio.device=1M@0x10000000:2 virtio_mmio.device=1g@0x100000000:3:7 virtio_mmio.device=0x200@167772160:4',
+      ),
+    ).toEqual(['0x400@0x1000:1', '0x100000@0x10000000:2', '0x40000000@0x100000000:3:7', '0x200@0xa000000:4']);
   });
 
   test('none: an empty line, other parameters, a look-alike name', () => {
     expect(discoverCmdline('')).toEqual([]);
     expect(discoverCmdline('console=ttyAMA0 root=/dev/vda')).toEqual([]);
-    expect(discoverCmdline('virtio_mmio.devices=0x200@0x1000:1 xvirtio_mmio.device=0x200@0x1000:1 virtio_mmio.device_x=1')).toEqual([]);
+    expect(
+      discoverCmdline('virtio_mmio.devices=0x200@0x1000:1 xvirtio_mmio.device=0x200@0x1000:1 virtio_mmio.device_x=1'),
+    ).toEqual([]);
   });
 
   test('"-" and "_" are the same in the parameter name, as to the kernel', () => {
@@ -47,7 +50,9 @@ describe('discoverCmdline', () => {
   });
 
   test('quotes around the value or around the whole word are removed', () => {
-    expect(labels('a="x y" virtio_mmio.device="0x200@0xa000200:49" "virtio_mmio.device=0x200@0xa000400:50" b')).toEqual(['0x200@0xa000200:49', '0x200@0xa000400:50']);
+    expect(labels('a="x y" virtio_mmio.device="0x200@0xa000200:49" "virtio_mmio.device=0x200@0xa000400:50" b')).toEqual(
+      ['0x200@0xa000200:49', '0x200@0xa000400:50'],
+    );
   });
 
   test('a quoted value of another parameter that contains the text is not an entry', () => {
@@ -55,11 +60,16 @@ describe('discoverCmdline', () => {
   });
 
   test('words after a lone "--" go to init and are not read', () => {
-    expect(labels('virtio_mmio.device=0x200@0x1000:1 -- virtio_mmio.device=0x200@0x2000:2')).toEqual(['0x200@0x1000:1']);
+    expect(labels('virtio_mmio.device=0x200@0x1000:1 -- virtio_mmio.device=0x200@0x2000:2')).toEqual([
+      '0x200@0x1000:1',
+    ]);
   });
 
   test('tabs and newlines separate words', () => {
-    expect(labels('\tvirtio_mmio.device=0x200@0x1000:1\nvirtio_mmio.device=0x200@0x2000:2\n')).toEqual(['0x200@0x1000:1', '0x200@0x2000:2']);
+    expect(labels('\tvirtio_mmio.device=0x200@0x1000:1\nvirtio_mmio.device=0x200@0x2000:2\n')).toEqual([
+      '0x200@0x1000:1',
+      '0x200@0x2000:2',
+    ]);
   });
 
   test.each([

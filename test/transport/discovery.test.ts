@@ -3,7 +3,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { DiscoveryError, SyscallError, TransportError } from '../../lib/errors';
-import { MmioWindow, PollingInterruptSource, UioInterruptSource, UioSysfs, type UioDeviceInfo } from '../../lib/platform';
+import {
+  MmioWindow,
+  PollingInterruptSource,
+  UioInterruptSource,
+  UioSysfs,
+  type UioDeviceInfo,
+} from '../../lib/platform';
 import { native } from '../../lib/platform/addon';
 import { DeviceStatus, MMIO_MAGIC_VALUE, MmioInterrupt, MmioRegister as R } from '../../lib/spec';
 import {
@@ -106,7 +112,8 @@ function makeTree(root: string, devices: FakeUio[]): UioSysfs {
     write(path.join(map, 'offset'), `0x${offset.toString(16)}\n`);
     write(path.join(map, 'name'), `virtio_mmio@${start.toString(16)}\n`);
     fs.symlinkSync(path.relative(classDir, uioDir), path.join(classDir, uio));
-    if (d.registers !== undefined) fs.writeFileSync(path.join(devDir, uio), registerImage(d.registers, offset, d.fileSize ?? page));
+    if (d.registers !== undefined)
+      fs.writeFileSync(path.join(devDir, uio), registerImage(d.registers, offset, d.fileSize ?? page));
   }
   return new UioSysfs(classDir, devDir);
 }
@@ -114,7 +121,14 @@ function makeTree(root: string, devices: FakeUio[]): UioSysfs {
 /** A QEMU-virt-like transport: name virtio_mmio, DT compatible, parent "<addr>.virtio_mmio". */
 function transport(index: number, registers?: Registers, extra: Partial<FakeUio> = {}): FakeUio {
   const start = 0x0a000000 + 0x200 * index;
-  return { index, parent: `${start.toString(16)}.virtio_mmio`, compatible: 'virtio,mmio\0', start, registers, ...extra };
+  return {
+    index,
+    parent: `${start.toString(16)}.virtio_mmio`,
+    compatible: 'virtio,mmio\0',
+    start,
+    registers,
+    ...extra,
+  };
 }
 
 // ---- parseDeviceSpec ----
@@ -137,7 +151,10 @@ describe('parseDeviceSpec', () => {
     ['0x100@0x8', { kind: 'physical', size: 0x100, base: 8n }],
     ['0x1000@0xfffffffffffff000', { kind: 'physical', size: 0x1000, base: 0xfffffffffffff000n }],
     ['0x200@0x1000:0:0', { kind: 'physical', size: 0x200, base: 0x1000n, irq: 0, id: 0 }],
-    ['0x200@0x1000:4294967295:2147483647', { kind: 'physical', size: 0x200, base: 0x1000n, irq: 0xffffffff, id: 0x7fffffff }],
+    [
+      '0x200@0x1000:4294967295:2147483647',
+      { kind: 'physical', size: 0x200, base: 0x1000n, irq: 0xffffffff, id: 0x7fffffff },
+    ],
     ['  virtio_mmio.device=0x200@0xa003e00:48\n', { kind: 'physical', size: 0x200, base: 0xa003e00n, irq: 48 }],
   ])('parses %p', (text, expected) => {
     const spec = parseDeviceSpec(text);
@@ -187,7 +204,10 @@ describe('parseDeviceSpec', () => {
     ['0x40000001@0', /size "0x40000001" .* is larger than 1 GiB/],
     ['99999999999999999999999K@0', /larger than 1 GiB/],
     ['0x200@0x10000000000000000', /base address "0x10000000000000000" does not fit in 64 bits/],
-    ['0x2000@0xfffffffffffff000', /base address "0xfffffffffffff000" \+ size "0x2000" runs past the end of the 64-bit address space/],
+    [
+      '0x2000@0xfffffffffffff000',
+      /base address "0xfffffffffffff000" \+ size "0x2000" runs past the end of the 64-bit address space/,
+    ],
     ['0x200@0xa003e02', /base address "0xa003e02" is not 4-byte aligned/],
     ['0x200@010', /base address "010" has a leading zero \(octal to Linux\)/],
     ['0200@0x1000', /size "0200" has a leading zero/],
@@ -241,7 +261,9 @@ describe('describeSpec', () => {
 
   it('writes a physical device in the virtio_mmio.device= syntax', () => {
     expect(describeSpec({ kind: 'physical', size: 0x200, base: 0xa003e00n })).toBe('0x200@0xa003e00');
-    expect(describeSpec({ kind: 'physical', size: 0x1000, base: 0x100b0000n, irq: 48, id: 7 })).toBe('0x1000@0x100b0000:48:7');
+    expect(describeSpec({ kind: 'physical', size: 0x1000, base: 0x100b0000n, irq: 48, id: 7 })).toBe(
+      '0x1000@0x100b0000:48:7',
+    );
     expect(describeSpec({ kind: 'physical', size: 0x1000, base: 0n, irq: 5 })).toBe('0x1000@0x0:5');
   });
 
@@ -269,7 +291,13 @@ describe('discoverUio', () => {
       transport(10),
       { index: 1, name: 'my_fpga', parent: 'my_fpga.0', start: 0x40000000 },
       transport(2),
-      { index: 3, name: 'something', parent: 'c000000.something', compatible: 'acme,something\0virtio,mmio\0', start: 0x0c000000 },
+      {
+        index: 3,
+        name: 'something',
+        parent: 'c000000.something',
+        compatible: 'acme,something\0virtio,mmio\0',
+        start: 0x0c000000,
+      },
       { index: 4, name: 'virtio_mmio', parent: 'LNRO0005:00', start: 0x0a010000 },
     ]);
     const specs = discoverUio(sysfs);
@@ -328,7 +356,10 @@ describe('probeAll over fake UIO devices (register images in regular files)', ()
     expect(reports.map((r) => r.spec)).toEqual(specs);
     const [modern, empty, badMagic, badVersion, missing, short, legacy] = reports;
 
-    expect(modern).toEqual({ spec: byIndex(0), result: { version: 2, deviceId: 4, vendorId: 0x554d4551, empty: false } });
+    expect(modern).toEqual({
+      spec: byIndex(0),
+      result: { version: 2, deviceId: 4, vendorId: 0x554d4551, empty: false },
+    });
     expect(legacy).toEqual({ spec: byIndex(31), result: { version: 1, deviceId: 2, vendorId: 0x1af4, empty: false } });
 
     // An empty slot is a result, not an error; its VendorID is not read (§4.2.3.1.1).
@@ -417,7 +448,10 @@ describe('probeAll over fake UIO devices (register images in regular files)', ()
       whole.close();
       sized.close();
     }
-    const [tooBig, tooSmall] = probeAll([{ ...byIndex(31), windowSize: 0x400 }, { ...byIndex(0), windowSize: 8 }]);
+    const [tooBig, tooSmall] = probeAll([
+      { ...byIndex(31), windowSize: 0x400 },
+      { ...byIndex(0), windowSize: 8 },
+    ]);
     expect(tooBig.error).toBeInstanceOf(RangeError);
     expect(tooBig.error?.message).toMatch(/windowSize 0x400 .* must be in \[1, 0x200\]/);
     // Probing reads up to VendorID (0x00c): an 8-byte window stops it with a RangeError, not a read beyond.
@@ -431,7 +465,9 @@ describe('probeAll over fake UIO devices (register images in regular files)', ()
     ['a missing device node', 5, 'ENOENT', /uio5/],
   ])('refuses %s and leaves no fd open', (_label, index, code, message) => {
     const before = openFds();
-    expect(() => openTransport(byIndex(index))).toThrow(expect.objectContaining({ code, message: expect.stringMatching(message) }));
+    expect(() => openTransport(byIndex(index))).toThrow(
+      expect.objectContaining({ code, message: expect.stringMatching(message) }),
+    );
     expect(openFds()).toBe(before);
   });
 

@@ -22,7 +22,13 @@ import { VirtioRng } from '../../lib/devices';
 import { RngModel, SimDevice } from '../../lib/sim';
 import { DeviceStatus, MMIO_MAGIC_VALUE, MmioRegister as R } from '../../lib/spec';
 import { MmioTransport } from '../../lib/transport';
-import { liveDeviceCount, resetDevicesOnSignals, resetLiveDevices, trackLiveDevice, type LiveDevice } from '../../lib/transport/exit-reset';
+import {
+  liveDeviceCount,
+  resetDevicesOnSignals,
+  resetLiveDevices,
+  trackLiveDevice,
+  type LiveDevice,
+} from '../../lib/transport/exit-reset';
 
 const LIVE = DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK;
 
@@ -38,7 +44,8 @@ function fakeDevice(label: string, log: string[], throws = false): LiveDevice {
 }
 
 /** The 'exit' listeners added since `before` (a snapshot of process.listeners('exit')). */
-const addedExitListeners = (before: readonly unknown[]): NodeJS.ExitListener[] => process.listeners('exit').filter((l) => !before.includes(l));
+const addedExitListeners = (before: readonly unknown[]): NodeJS.ExitListener[] =>
+  process.listeners('exit').filter((l) => !before.includes(l));
 
 afterEach(() => {
   // Nothing a test tracked may leak into the next one.
@@ -288,7 +295,11 @@ describe('resetDevicesOnSignals', () => {
   });
 
   test('installs one listener per signal, shared; the last uninstall removes it', () => {
-    const before = { SIGINT: process.listeners('SIGINT'), SIGTERM: process.listeners('SIGTERM'), SIGHUP: process.listeners('SIGHUP') };
+    const before = {
+      SIGINT: process.listeners('SIGINT'),
+      SIGTERM: process.listeners('SIGTERM'),
+      SIGHUP: process.listeners('SIGHUP'),
+    };
     const first = resetDevicesOnSignals();
     const second = resetDevicesOnSignals({ signals: ['SIGTERM', 'SIGHUP', 'SIGTERM'] });
     expect(process.listenerCount('SIGINT')).toBe(before.SIGINT.length + 1);
@@ -335,7 +346,8 @@ const dist = resolve(__dirname, '../../dist');
 let dir: string;
 
 beforeAll(() => {
-  if (!existsSync(resolve(dist, 'transport/exit-reset.js'))) throw new Error('dist/ is missing or stale: run `npm run build:ts`');
+  if (!existsSync(resolve(dist, 'transport/exit-reset.js')))
+    throw new Error('dist/ is missing or stale: run `npm run build:ts`');
   dir = mkdtempSync(join(tmpdir(), 'exit-reset-'));
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -383,7 +395,12 @@ function runChild(body: string): Ended {
 }
 
 /** Starts a child, waits for `ready` on stdout, sends `signal`, resolves when it has ended. */
-function signalChild(args: readonly string[], ready: RegExp, signal: NodeJS.Signals, where: 'stdout' | 'stderr' = 'stdout'): Promise<Ended> {
+function signalChild(
+  args: readonly string[],
+  ready: RegExp,
+  signal: NodeJS.Signals,
+  where: 'stdout' | 'stderr' = 'stdout',
+): Promise<Ended> {
   return new Promise((done, fail) => {
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -391,7 +408,11 @@ function signalChild(args: readonly string[], ready: RegExp, signal: NodeJS.Sign
     let sent = false;
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      fail(new Error(`the child did not ${sent ? 'end' : 'get ready'}; stdout ${JSON.stringify(stdout)}, stderr ${JSON.stringify(stderr.slice(-2000))}`));
+      fail(
+        new Error(
+          `the child did not ${sent ? 'end' : 'get ready'}; stdout ${JSON.stringify(stdout)}, stderr ${JSON.stringify(stderr.slice(-2000))}`,
+        ),
+      );
     }, 30_000);
     const check = (): void => {
       if (!sent && ready.test(where === 'stdout' ? stdout : stderr)) {
@@ -439,7 +460,9 @@ describe('a process that ends with a device live (a sim device driven by VirtioR
   });
 
   test('an uncaught exception: reset, the stack printed, exit code 1', () => {
-    const child = runChild(`${SIM_RNG} rng.read(64).then(() => setTimeout(() => { throw new Error('boom from the child'); }));`);
+    const child = runChild(
+      `${SIM_RNG} rng.read(64).then(() => setTimeout(() => { throw new Error('boom from the child'); }));`,
+    );
     expect(child.stdout).toBe(`live: status ${LIVE}\nat exit: status 0, code 1\n`);
     expect(child.stderr).toMatch(/Error: boom from the child\n\s+at /);
     expect(child.status).toBe(1);
@@ -489,7 +512,9 @@ describe('a process that ends with a device live (a register window in a file, r
   test('a device closed before the end is not touched again at exit', () => {
     const file = registerFile();
     // After close() the library writes nothing: the child sets a marker and no reset may clear it.
-    const child = runChild(`const t = openLive(${JSON.stringify(file)}); t.close(); const w = lib.MmioWindow.openFile(${JSON.stringify(file)}, 0, 0x200); w.writel(0x70, 0x40); w.close();`);
+    const child = runChild(
+      `const t = openLive(${JSON.stringify(file)}); t.close(); const w = lib.MmioWindow.openFile(${JSON.stringify(file)}, 0, 0x200); w.writel(0x70, 0x40); w.close();`,
+    );
     expect(child.stderr).toBe('');
     expect(statusIn(file)).toBe(0x40);
   });
@@ -510,14 +535,17 @@ describe('a process that ends with a device live (a register window in a file, r
       expect(statusIn(file)).toBe(0);
     });
 
-    test.each(['SIGTERM', 'SIGINT'] as const)('without it, %s kills the process as Node does by default, and the device stays live', async (signal) => {
-      const file = registerFile();
-      const child = await signalChild(['-e', LIVE_AND_WAITING(file, false)], /live\n/, signal);
-      expect(child.signal).toBe(signal);
-      expect(child.status).toBeNull();
-      // No JavaScript runs for a signal nobody listens for (nor for SIGKILL): nothing can reset the device.
-      expect(statusIn(file)).toBe(LIVE);
-    });
+    test.each(['SIGTERM', 'SIGINT'] as const)(
+      'without it, %s kills the process as Node does by default, and the device stays live',
+      async (signal) => {
+        const file = registerFile();
+        const child = await signalChild(['-e', LIVE_AND_WAITING(file, false)], /live\n/, signal);
+        expect(child.signal).toBe(signal);
+        expect(child.status).toBeNull();
+        // No JavaScript runs for a signal nobody listens for (nor for SIGKILL): nothing can reset the device.
+        expect(statusIn(file)).toBe(LIVE);
+      },
+    );
   });
 });
 
@@ -551,7 +579,11 @@ describe('worker threads (the transport lives in the worker)', () => {
 
   test('a terminated worker resets its device: no JavaScript runs in it, the env cleanup hook armed at DRIVER_OK does', () => {
     const child = runChild(
-      withWorker(registerFile(), "setInterval(() => {}, 1000); require('node:worker_threads').parentPort.postMessage('live');", "w.on('message', () => w.terminate());"),
+      withWorker(
+        registerFile(),
+        "setInterval(() => {}, 1000); require('node:worker_threads').parentPort.postMessage('live');",
+        "w.on('message', () => w.terminate());",
+      ),
     );
     expect(child.stderr).toBe('');
     expect(child.stdout).toBe('worker exit 1, status 0\n');
@@ -559,7 +591,13 @@ describe('worker threads (the transport lives in the worker)', () => {
 
   test('a worker still running when the main thread exits is terminated, and resets its device the same way', () => {
     const file = registerFile();
-    const child = runChild(withWorker(file, "setInterval(() => {}, 1000); require('node:worker_threads').parentPort.postMessage('live');", "w.on('message', () => process.exit(0));"));
+    const child = runChild(
+      withWorker(
+        file,
+        "setInterval(() => {}, 1000); require('node:worker_threads').parentPort.postMessage('live');",
+        "w.on('message', () => process.exit(0));",
+      ),
+    );
     expect(child.stderr).toBe('');
     expect(child.status).toBe(0);
     expect(statusIn(file)).toBe(0);
@@ -567,7 +605,8 @@ describe('worker threads (the transport lives in the worker)', () => {
 
   test('a terminated worker leaves alone the devices it reset or closed before (a marker written through another window stays)', () => {
     const [live, wasReset, wasClosed] = [registerFile(), registerFile(), registerFile()];
-    const marker = (file: string): string => `{ const m = lib.MmioWindow.openFile(${JSON.stringify(file)}, 0, 0x200); m.writel(0x70, 0x40); m.close(); }`;
+    const marker = (file: string): string =>
+      `{ const m = lib.MmioWindow.openFile(${JSON.stringify(file)}, 0, 0x200); m.writel(0x70, 0x40); m.close(); }`;
     const child = runChild(
       withWorker(
         live,
@@ -582,7 +621,13 @@ describe('worker threads (the transport lives in the worker)', () => {
   });
 
   test('resetDevicesOnSignals() in a worker is refused: signals reach the main thread only', () => {
-    const child = runChild(withWorker(registerFile(), "try { lib.resetDevicesOnSignals(); } catch (e) { require('node:worker_threads').parentPort.postMessage(e.code); }", "w.on('message', (code) => writeSync(1, code + '\\n'));"));
+    const child = runChild(
+      withWorker(
+        registerFile(),
+        "try { lib.resetDevicesOnSignals(); } catch (e) { require('node:worker_threads').parentPort.postMessage(e.code); }",
+        "w.on('message', (code) => writeSync(1, code + '\\n'));",
+      ),
+    );
     expect(child.stdout).toBe(`${TransportError.STATE}\nworker exit 0, status 0\n`);
   });
 });
@@ -608,7 +653,12 @@ describe('the CLI (node dist/cli/bin.js)', () => {
   ] as const)('blk bench on a sim device: %s resets the device and exits %i', async (signal, code) => {
     const observer = join(dir, 'observer.js');
     writeFileSync(observer, OBSERVER);
-    const child = await signalChild(['-r', observer, join(dist, 'cli/bin.js'), 'blk', 'sim:blk', 'bench', '--seconds', '60', '--progress'], /bench read \[/, signal, 'stderr');
+    const child = await signalChild(
+      ['-r', observer, join(dist, 'cli/bin.js'), 'blk', 'sim:blk', 'bench', '--seconds', '60', '--progress'],
+      /bench read \[/,
+      signal,
+      'stderr',
+    );
     expect(child.signal).toBeNull();
     expect(child.status).toBe(code);
     expect(child.stdout).toBe('');

@@ -72,7 +72,13 @@ function setup(options: { stormLimit?: number; line?: boolean } = {}) {
   const device = { label: 'fake', live: true, handleInterrupt: (): void => dispatch.handle() };
   const endpoints = new Map<number, QueueEndpoint>();
   const configListeners = new Set<() => void>();
-  const stats: TransportStats = { interrupts: 0, spuriousInterrupts: 0, unknownInterruptBits: 0, ignoredInterrupts: 0, configChanges: 0 };
+  const stats: TransportStats = {
+    interrupts: 0,
+    spuriousInterrupts: 0,
+    unknownInterruptBits: 0,
+    ignoredInterrupts: 0,
+    configChanges: 0,
+  };
   const failures: Error[] = [];
   const dispatch = new InterruptDispatch({
     device,
@@ -97,9 +103,19 @@ describe('InterruptDispatch', () => {
     configListeners.add(() => changes++);
     registers.interruptStatus = MmioInterrupt.VRING | MmioInterrupt.CONFIG | 0x10;
     dispatch.handle();
-    expect(registers.log).toEqual(['read InterruptStatus', `ack ${MmioInterrupt.VRING | MmioInterrupt.CONFIG}`, 'read Status']);
+    expect(registers.log).toEqual([
+      'read InterruptStatus',
+      `ack ${MmioInterrupt.VRING | MmioInterrupt.CONFIG}`,
+      'read Status',
+    ]);
     expect([a.used, b.used, changes]).toEqual([1, 1, 1]);
-    expect(stats).toEqual({ interrupts: 1, spuriousInterrupts: 0, unknownInterruptBits: 1, ignoredInterrupts: 0, configChanges: 1 });
+    expect(stats).toEqual({
+      interrupts: 1,
+      spuriousInterrupts: 0,
+      unknownInterruptBits: 1,
+      ignoredInterrupts: 0,
+      configChanges: 1,
+    });
 
     registers.log.length = 0;
     registers.interruptStatus = MmioInterrupt.VRING;

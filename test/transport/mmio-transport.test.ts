@@ -76,7 +76,9 @@ describe.each([1, 2] as const)('MmioTransport on a Version %i sim', (version) =>
 
     const stuck = rig(version, echoModel(), { resetLatency: Infinity }, { resetTimeoutMs: 20 });
     const started = Date.now();
-    expect(() => stuck.transport.negotiate(0n)).toThrow(expect.objectContaining({ code: TransportError.RESET_TIMEOUT }));
+    expect(() => stuck.transport.negotiate(0n)).toThrow(
+      expect.objectContaining({ code: TransportError.RESET_TIMEOUT }),
+    );
     expect(Date.now() - started).toBeLessThan(2000);
   });
 
@@ -125,7 +127,13 @@ describe.each([1, 2] as const)('MmioTransport on a Version %i sim', (version) =>
     const { sim, transport, pool } = rig(version, echoModel({ queueSizes: [64] }));
     const negotiated = transport.negotiate(TRANSPORT_FEATURES);
     expect(transport.queueNumMax(0)).toBe(64);
-    const queue = new SplitQueue({ index: 0, size: 32, memory: pool, layout: transport.queueLayout, features: negotiated });
+    const queue = new SplitQueue({
+      index: 0,
+      size: 32,
+      memory: pool,
+      layout: transport.queueLayout,
+      features: negotiated,
+    });
     queue.attach(transport);
     const state = sim.queueState(0);
     expect(state.ready).toBe(true);
@@ -147,7 +155,13 @@ describe.each([1, 2] as const)('MmioTransport on a Version %i sim', (version) =>
     const { transport, pool } = rig(version, echoModel({ queueSizes: [8] }));
     const negotiated = transport.negotiate(0n);
     expect(transport.queueNumMax(1)).toBe(0);
-    const queue = new SplitQueue({ index: 1, size: 8, memory: pool, layout: transport.queueLayout, features: negotiated });
+    const queue = new SplitQueue({
+      index: 1,
+      size: 8,
+      memory: pool,
+      layout: transport.queueLayout,
+      features: negotiated,
+    });
     expect(() => queue.attach(transport)).toThrow(expect.objectContaining({ code: TransportError.QUEUE_UNAVAILABLE }));
     queue.close();
   });
@@ -205,7 +219,9 @@ describe('Version 2 only', () => {
 
   test('a Version 2 device without VERSION_1 is refused', () => {
     const { transport } = rig(2, echoModel(), { transportFeatures: features(FeatureBit.EVENT_IDX) });
-    expect(() => transport.negotiate(TRANSPORT_FEATURES)).toThrow(expect.objectContaining({ code: NegotiationError.VERSION_1_MISSING }));
+    expect(() => transport.negotiate(TRANSPORT_FEATURES)).toThrow(
+      expect.objectContaining({ code: NegotiationError.VERSION_1_MISSING }),
+    );
     expect(transport.status & DeviceStatus.FAILED).toBe(DeviceStatus.FAILED);
   });
 
@@ -216,20 +232,34 @@ describe('Version 2 only', () => {
     expect(churning.transport.config.read64(0)).toBe(0xfeed_face_cafe_beefn);
 
     const never = rig(2, echoModel({ config }), { configGenerationChurn: Infinity }, { configRetries: 10 });
-    expect(() => never.transport.config.read64(0)).toThrow(expect.objectContaining({ code: TransportError.CONFIG_UNSTABLE }));
+    expect(() => never.transport.config.read64(0)).toThrow(
+      expect.objectContaining({ code: TransportError.CONFIG_UNSTABLE }),
+    );
   });
 
   test('queue reset (RING_RESET) waits for QueueReset to read 0, then allows setup after DRIVER_OK', () => {
     const { sim, transport, pool } = rig(2, echoModel());
     const negotiated = transport.negotiate(TRANSPORT_FEATURES);
     expect(hasFeature(negotiated, FeatureBit.RING_RESET)).toBe(true);
-    const first = new SplitQueue({ index: 0, size: 8, memory: pool, layout: transport.queueLayout, features: negotiated });
+    const first = new SplitQueue({
+      index: 0,
+      size: 8,
+      memory: pool,
+      layout: transport.queueLayout,
+      features: negotiated,
+    });
     first.attach(transport);
     transport.driverOk();
     transport.resetQueue(0);
     expect(sim.queueState(0).ready).toBe(false);
     first.close();
-    const second = new SplitQueue({ index: 0, size: 4, memory: pool, layout: transport.queueLayout, features: negotiated });
+    const second = new SplitQueue({
+      index: 0,
+      size: 4,
+      memory: pool,
+      layout: transport.queueLayout,
+      features: negotiated,
+    });
     second.attach(transport);
     expect(sim.queueState(0)).toMatchObject({ ready: true, size: 4 });
     second.close();
@@ -238,7 +268,9 @@ describe('Version 2 only', () => {
   test('a queue reset that never completes is a typed error', () => {
     const { transport } = rig(2, echoModel(), { queueResetLatency: Infinity }, { queueResetTimeoutMs: 20 });
     transport.negotiate(TRANSPORT_FEATURES);
-    expect(() => transport.resetQueue(0)).toThrow(expect.objectContaining({ code: TransportError.QUEUE_RESET_TIMEOUT }));
+    expect(() => transport.resetQueue(0)).toThrow(
+      expect.objectContaining({ code: TransportError.QUEUE_RESET_TIMEOUT }),
+    );
   });
 
   test('queue reset needs RING_RESET', () => {
@@ -266,8 +298,12 @@ describe('probe errors', () => {
     const magic = new SimDevice({ memory: bad.pool, model: echoModel(), magic: 0x1234_5678 });
     const version = new SimDevice({ memory: bad.pool, model: echoModel(), versionValue: 3 });
     try {
-      expect(() => probe(magic)).toThrow(expect.objectContaining({ code: TransportError.BAD_MAGIC, message: expect.stringContaining('0x12345678') }));
-      expect(() => new MmioTransport(version)).toThrow(expect.objectContaining({ code: TransportError.BAD_VERSION, message: expect.stringContaining('Version 3') }));
+      expect(() => probe(magic)).toThrow(
+        expect.objectContaining({ code: TransportError.BAD_MAGIC, message: expect.stringContaining('0x12345678') }),
+      );
+      expect(() => new MmioTransport(version)).toThrow(
+        expect.objectContaining({ code: TransportError.BAD_VERSION, message: expect.stringContaining('Version 3') }),
+      );
     } finally {
       magic.close();
       version.close();

@@ -39,7 +39,11 @@ describe('finding 8: reset time limits in pollUntil’s range', () => {
     ['queueResetTimeoutMs', 0.5],
     ['queueResetTimeoutMs', Infinity],
   ] as const)('finding 8: %s %p is refused by the constructor (RangeError), not later by pollUntil', (name, value) => {
-    expect(() => new MmioTransport(sim, { [name]: value })).toThrow(new RangeError(`${name} must be an integer in [0, ${POLL_TIMEOUT_MAX_MS}] (ms, the most pollUntil waits), got ${String(value)}`));
+    expect(() => new MmioTransport(sim, { [name]: value })).toThrow(
+      new RangeError(
+        `${name} must be an integer in [0, ${POLL_TIMEOUT_MAX_MS}] (ms, the most pollUntil waits), got ${String(value)}`,
+      ),
+    );
   });
 
   test('finding 8: with the largest limits the constructor takes, open() and close() reset (every value it takes, pollUntil takes)', () => {
@@ -95,7 +99,11 @@ describe('finding 8 (checked, consistent): request time limits go to setTimeout 
     const onWarning = (warning: Error): number => warnings.push(warning);
     process.on('warning', onWarning);
     try {
-      const rng = VirtioRng.open(held.transport, { memory: held.pool, requestTimeoutMs: 2 ** 31 - 1, requestBytes: 16 });
+      const rng = VirtioRng.open(held.transport, {
+        memory: held.pool,
+        requestTimeoutMs: 2 ** 31 - 1,
+        requestBytes: 16,
+      });
       const reads = Array.from({ length: 20 }, () => rng.read(16));
       await new Promise((resolve) => setTimeout(resolve, 20));
       expect(gate.held).toBeGreaterThan(0);

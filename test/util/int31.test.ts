@@ -4,7 +4,8 @@ describe('inInt31Range', () => {
   test('takes [0, 2^31 - 1] by default, fractions included', () => {
     expect(INT31_MAX).toBe(2147483647);
     for (const ok of [0, 1, 0.5, INT31_MAX]) expect(inInt31Range(ok)).toBe(true);
-    for (const bad of [-1, INT31_MAX + 1, NaN, Infinity, '5', 5n, undefined, null]) expect(inInt31Range(bad)).toBe(false);
+    for (const bad of [-1, INT31_MAX + 1, NaN, Infinity, '5', 5n, undefined, null])
+      expect(inInt31Range(bad)).toBe(false);
   });
 
   test('honours min, minExclusive and integer', () => {

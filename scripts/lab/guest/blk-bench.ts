@@ -90,12 +90,15 @@ function parsePlan(argv: string[]): Plan {
     label: values.label,
     api: (values.api ?? 'promise') as Plan['api'],
   };
-  if (plan.api !== 'promise' && plan.api !== 'callback') throw new RangeError(`bad api ${plan.api} (promise, callback)`);
-  if (plan.depths.some((d) => !Number.isInteger(d) || d < 1)) throw new RangeError(`bad iodepth in ${plan.depths.join(',')}`);
+  if (plan.api !== 'promise' && plan.api !== 'callback')
+    throw new RangeError(`bad api ${plan.api} (promise, callback)`);
+  if (plan.depths.some((d) => !Number.isInteger(d) || d < 1))
+    throw new RangeError(`bad iodepth in ${plan.depths.join(',')}`);
   if (!(plan.seconds > 0)) throw new RangeError(`bad seconds ${plan.seconds}`);
   if (!Number.isInteger(plan.rounds) || plan.rounds < 1) throw new RangeError(`bad rounds ${plan.rounds}`);
   if (plan.warmUp !== undefined && !(plan.warmUp >= 0)) throw new RangeError(`bad warmup ${plan.warmUp}`);
-  for (const mode of plan.modes) if (!MODES.includes(mode)) throw new RangeError(`bad mode ${mode} (${MODES.join(', ')})`);
+  for (const mode of plan.modes)
+    if (!MODES.includes(mode)) throw new RangeError(`bad mode ${mode} (${MODES.join(', ')})`);
   return plan;
 }
 
@@ -107,7 +110,8 @@ function hook(command: string | undefined, depth: number, round: string, seconds
     env: { ...process.env, BENCH_QD: String(depth), BENCH_ROUND: String(round), BENCH_SECONDS: String(seconds) },
   });
   if (result.error) throw result.error;
-  if (result.status !== 0) throw new Error(`'${command}' (QD${depth}, round ${round}) exited with ${result.status ?? result.signal}`);
+  if (result.status !== 0)
+    throw new Error(`'${command}' (QD${depth}, round ${round}) exited with ${result.status ?? result.signal}`);
 }
 
 /**
@@ -117,7 +121,8 @@ function hook(command: string | undefined, depth: number, round: string, seconds
  */
 const gcEntries: { start: number; duration: number }[] = [];
 new PerformanceObserver((list) => {
-  for (const entry of list.getEntries() as PerformanceEntry[]) gcEntries.push({ start: entry.startTime, duration: entry.duration });
+  for (const entry of list.getEntries() as PerformanceEntry[])
+    gcEntries.push({ start: entry.startTime, duration: entry.duration });
 }).observe({ entryTypes: ['gc'] });
 
 /**
@@ -152,7 +157,8 @@ class AllocationMeter {
     this.endedAt = performance.now();
     const { statistics } = this.profiler.stop();
     let freed = 0;
-    for (const gc of statistics) freed += gc.beforeGC.heapStatistics.usedHeapSize - gc.afterGC.heapStatistics.usedHeapSize;
+    for (const gc of statistics)
+      freed += gc.beforeGC.heapStatistics.usedHeapSize - gc.afterGC.heapStatistics.usedHeapSize;
     return {
       allocatedBytes: usedAfter - this.usedBefore + freed,
       gcCollections: statistics.length,
@@ -197,7 +203,14 @@ function record(us: number): void {
  * One run of ours: open the device in `mode`, warm up, measure for
  * `seconds` (none: a warm-up only), close (the close resets the device).
  */
-async function measure(spec: UioDeviceSpec, depth: number, mode: QueueMode, seconds: number, warmUpSeconds: number, api: Plan['api'] = 'promise'): Promise<Record<string, unknown> | undefined> {
+async function measure(
+  spec: UioDeviceSpec,
+  depth: number,
+  mode: QueueMode,
+  seconds: number,
+  warmUpSeconds: number,
+  api: Plan['api'] = 'promise',
+): Promise<Record<string, unknown> | undefined> {
   const memory = DmaPool.hugetlb();
   const transport = openTransport(spec);
   const blk = VirtioBlk.open(transport, { memory, queueMode: mode });
@@ -207,17 +220,19 @@ async function measure(spec: UioDeviceSpec, depth: number, mode: QueueMode, seco
     for (let i = 0; i < depth; i++) buffers.push(blk.allocBuffer(4096));
     /** `depth` workers reading until `until` (performance.now() ms); latencies recorded when `measured`. */
     const run = (until: number, measured: boolean): Promise<void[]> =>
-      api === 'callback' ? runCallbacks(until, measured) : Promise.all(
-        buffers.map(async (buffer) => {
-          let t0 = performance.now();
-          while (t0 < until) {
-            await blk.read(Math.floor(Math.random() * blocks) * 8, buffer);
-            const t1 = performance.now();
-            if (measured) record((t1 - t0) * 1000);
-            t0 = t1;
-          }
-        }),
-      );
+      api === 'callback'
+        ? runCallbacks(until, measured)
+        : Promise.all(
+            buffers.map(async (buffer) => {
+              let t0 = performance.now();
+              while (t0 < until) {
+                await blk.read(Math.floor(Math.random() * blocks) * 8, buffer);
+                const t1 = performance.now();
+                if (measured) record((t1 - t0) * 1000);
+                t0 = t1;
+              }
+            }),
+          );
     /** The same with readInto(): each worker's next read starts from the last one's callback. */
     const runCallbacks = (until: number, measured: boolean): Promise<void[]> =>
       Promise.all(
@@ -317,7 +332,12 @@ async function main(): Promise<void> {
         const key = `${mode} ${depth}`;
         const warmUp = warmed.has(key) ? Math.min(0.5, plan.seconds / 4) : Math.min(2, plan.seconds / 2);
         warmed.add(key);
-        report({ ...(await measure(spec, depth, mode, plan.seconds, warmUp, plan.api)), round, api: plan.api, ...(plan.label ? { label: plan.label, nodeFlags: process.execArgv.join(' ') } : {}) });
+        report({
+          ...(await measure(spec, depth, mode, plan.seconds, warmUp, plan.api)),
+          round,
+          api: plan.api,
+          ...(plan.label ? { label: plan.label, nodeFlags: process.execArgv.join(' ') } : {}),
+        });
       }
       hook(plan.after, depth, tag, plan.seconds);
     }

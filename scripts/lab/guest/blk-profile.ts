@@ -83,7 +83,14 @@ function summarize(values: Float64Array, n: number): Summary {
 }
 
 /** The QD1 read loop of blk-bench.ts, with the per-request timing kept in preallocated arrays. */
-async function readLoop(blk: VirtioBlk, transport: MmioTransport, buffer: Buffer, seconds: number, hooks: LoopHooks = {}, withGc = false): Promise<LoopResult> {
+async function readLoop(
+  blk: VirtioBlk,
+  transport: MmioTransport,
+  buffer: Buffer,
+  seconds: number,
+  hooks: LoopHooks = {},
+  withGc = false,
+): Promise<LoopResult> {
   const blocks = Number(blk.info.capacity / 8n);
   const capacity = Math.max(1000, seconds * 20_000);
   const readUs = new Float64Array(capacity);
@@ -137,8 +144,14 @@ async function readLoop(blk: VirtioBlk, transport: MmioTransport, buffer: Buffer
 // ---- The CPU profile ----
 
 function post<T>(session: Session, method: string, params: object = {}): Promise<T> {
-  const send = session.post as unknown as (m: string, p: object, cb: (error: Error | null, result: unknown) => void) => void;
-  return new Promise((resolve, reject) => send.call(session, method, params, (error, result) => (error ? reject(error) : resolve(result as T))));
+  const send = session.post as unknown as (
+    m: string,
+    p: object,
+    cb: (error: Error | null, result: unknown) => void,
+  ) => void;
+  return new Promise((resolve, reject) =>
+    send.call(session, method, params, (error, result) => (error ? reject(error) : resolve(result as T))),
+  );
 }
 
 type Node = Profiler.ProfileNode;
@@ -204,7 +217,8 @@ function analyse(profile: Profiler.Profile, requests: number, top: number) {
   // Sample i lasts until sample i + 1 (the last one until endTime).
   let t = profile.startTime;
   const stamps = deltas.map((d) => (t += d));
-  const duration = (i: number): number => (i + 1 < stamps.length ? stamps[i + 1] - stamps[i] : Math.max(0, profile.endTime - stamps[i]));
+  const duration = (i: number): number =>
+    i + 1 < stamps.length ? stamps[i + 1] - stamps[i] : Math.max(0, profile.endTime - stamps[i]);
   const wallUs = profile.endTime - profile.startTime;
 
   const NATIVE = 'native & builtins (no script)';
@@ -214,15 +228,22 @@ function analyse(profile: Profiler.Profile, requests: number, top: number) {
     while (up !== undefined && categoryOf(byId.get(up)!) === NATIVE) up = parent.get(up);
     return up === undefined ? undefined : byId.get(up);
   };
-  const frameKey = (node: Node): string => `${node.callFrame.functionName}|${node.callFrame.url}|${node.callFrame.lineNumber}|${node.callFrame.columnNumber}`;
+  const frameKey = (node: Node): string =>
+    `${node.callFrame.functionName}|${node.callFrame.url}|${node.callFrame.lineNumber}|${node.callFrame.columnNumber}`;
   // V8 names every N-API function after one of them (they share one C++
   // entry point), so a frame without a script is told apart by its caller.
   const describe = (node: Node): { key: string; name: string; where: string; category: string } => {
     const category = categoryOf(node);
-    if (category !== NATIVE) return { key: frameKey(node), name: node.callFrame.functionName || '(anonymous)', where: where(node), category };
+    if (category !== NATIVE)
+      return { key: frameKey(node), name: node.callFrame.functionName || '(anonymous)', where: where(node), category };
     const caller = callerOf(node);
     const callerName = caller ? caller.callFrame.functionName || '(anonymous)' : '(none)';
-    return { key: `native|${caller ? frameKey(caller) : ''}`, name: `[native] <- ${callerName}`, where: caller ? where(caller) : '', category };
+    return {
+      key: `native|${caller ? frameKey(caller) : ''}`,
+      name: `[native] <- ${callerName}`,
+      where: caller ? where(caller) : '',
+      category,
+    };
   };
 
   const category = new Map<string, number>();
@@ -260,12 +281,22 @@ function analyse(profile: Profiler.Profile, requests: number, top: number) {
   }
   const pct = (us: number): number => (100 * us) / sampledUs;
   const rows = (m: Map<string, number>): Row[] =>
-    [...m.entries()].sort((a, b) => b[1] - a[1]).map(([name, us]) => ({ name, ms: us / 1000, pct: pct(us), usPerRequest: us / requests }));
+    [...m.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .map(([name, us]) => ({ name, ms: us / 1000, pct: pct(us), usPerRequest: us / requests }));
   const fn = (e: { node: Node; us: number }): FunctionRow => {
     const d = describe(e.node);
     const s = self.get(d.key)?.us ?? 0;
     const tt = total.get(d.key)?.us ?? s;
-    return { name: d.name, where: d.where, category: d.category, selfMs: s / 1000, selfPct: pct(s), totalMs: tt / 1000, totalPct: pct(tt) };
+    return {
+      name: d.name,
+      where: d.where,
+      category: d.category,
+      selfMs: s / 1000,
+      selfPct: pct(s),
+      totalMs: tt / 1000,
+      totalPct: pct(tt),
+    };
   };
   return {
     samples: samples.length,
@@ -274,7 +305,10 @@ function analyse(profile: Profiler.Profile, requests: number, top: number) {
     sampledMs: sampledUs / 1000,
     categories: rows(category),
     nativeByCaller: rows(nativeByCaller),
-    topSelf: [...self.values()].sort((a, b) => b.us - a.us).slice(0, top).map(fn),
+    topSelf: [...self.values()]
+      .sort((a, b) => b.us - a.us)
+      .slice(0, top)
+      .map(fn),
     topTotal: [...total.values()]
       .filter((e) => !SPECIAL.has(e.node.callFrame.functionName))
       .sort((a, b) => b.us - a.us)
@@ -372,7 +406,8 @@ async function marksPhase(blk: VirtioBlk, transport: MmioTransport, buffer: Buff
       }
     }
     if (kept >= capacity) return;
-    for (let g = 0; g < GAPS.length; g++) gaps[g][kept] = (marks[index[GAPS[g].from] + 1] - marks[index[GAPS[g].from]]) * 1000;
+    for (let g = 0; g < GAPS.length; g++)
+      gaps[g][kept] = (marks[index[GAPS[g].from] + 1] - marks[index[GAPS[g].from]]) * 1000;
     kept++;
   };
   let loop: LoopResult;
@@ -401,7 +436,13 @@ async function marksPhase(blk: VirtioBlk, transport: MmioTransport, buffer: Buff
   }
   const phases = GAPS.map((g, i) => ({ label: g.label, ...summarize(gaps[i], kept) }));
   const cycleUs = phases.reduce((a, p) => a + p.mean, 0);
-  return { loop, requestsTimed: kept, irregular, cycleUs, phases: phases.map((p) => ({ ...p, pct: (100 * p.mean) / cycleUs })) };
+  return {
+    loop,
+    requestsTimed: kept,
+    irregular,
+    cycleUs,
+    phases: phases.map((p) => ({ ...p, pct: (100 * p.mean) / cycleUs })),
+  };
 }
 
 // ---- Unit costs in this guest ----
@@ -428,7 +469,11 @@ async function calibrate(spec: UioDeviceSpec) {
       for (let i = 0; i < n; i++) schedule(callback);
     });
   const perMicrotask = async (n: number, schedule: (callback: () => void) => void): Promise<number> =>
-    Math.min(await perMicrotaskOnce(n, schedule), await perMicrotaskOnce(n, schedule), await perMicrotaskOnce(n, schedule));
+    Math.min(
+      await perMicrotaskOnce(n, schedule),
+      await perMicrotaskOnce(n, schedule),
+      await perMicrotaskOnce(n, schedule),
+    );
   const result: Record<string, number | string> = {
     emptyLoopUs: per(20_000, () => undefined),
     performanceNowUs: per(20_000, () => performance.now()),

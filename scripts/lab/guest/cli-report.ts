@@ -15,7 +15,10 @@ async function main(): Promise<void> {
   if (uid) process.setuid!(Number(uid));
   let stdout = '';
   let stderr = '';
-  const status = await runCli(argv, { stdout: { write: (t: string) => (stdout += t) }, stderr: { write: (t: string) => (stderr += t) } });
+  const status = await runCli(argv, {
+    stdout: { write: (t: string) => (stdout += t) },
+    stderr: { write: (t: string) => (stderr += t) },
+  });
   process.stdout.write(`# virtio-mmio ${argv.join(' ')}\n${stdout}${stderr}# exit ${status}\n`);
   report({ kind: 'cli', argv, status, stdout, stderr });
 }

@@ -1,7 +1,18 @@
 import { VirtioBlk, VirtioConsole, VirtioRng, type VirtioConsoleOptions } from '../../../lib/devices';
 import { DmaPool, UioInterruptSource } from '../../../lib/platform';
 import { DeviceId, describeFeatures, deviceIdName } from '../../../lib/spec';
-import { describeSpec, discoverUio, openTransport, probeAll, type DeviceSpec, type MmioTransport, type OpenTransportOptions, type PhysicalDeviceSpec, type ProbeReport, type UioDeviceSpec } from '../../../lib/transport';
+import {
+  describeSpec,
+  discoverUio,
+  openTransport,
+  probeAll,
+  type DeviceSpec,
+  type MmioTransport,
+  type OpenTransportOptions,
+  type PhysicalDeviceSpec,
+  type ProbeReport,
+  type UioDeviceSpec,
+} from '../../../lib/transport';
 import type { BlkSubject } from '../../../test/support/contracts/blk-contract';
 import type { ConsoleSubject } from '../../../test/support/contracts/console-contract';
 import type { RngSubject } from '../../../test/support/contracts/rng-contract';
@@ -35,7 +46,10 @@ export function uioEventCount(source: unknown): number | undefined {
  * address = physical: the guest has no IOMMU); closing the driver closes
  * both. What every contract subject in the guest does.
  */
-export function openOnUio<D extends { close(): void }>(spec: UioDeviceSpec, open: (transport: MmioTransport, memory: DmaPool) => D): { driver: D; transport: MmioTransport; close(): void } {
+export function openOnUio<D extends { close(): void }>(
+  spec: UioDeviceSpec,
+  open: (transport: MmioTransport, memory: DmaPool) => D,
+): { driver: D; transport: MmioTransport; close(): void } {
   return openWith(openTransport(spec), () => DmaPool.hugetlb(), open);
 }
 
@@ -43,7 +57,11 @@ export function openOnUio<D extends { close(): void }>(spec: UioDeviceSpec, open
  * A driver opened by `open` on `transport` and the memory `allocate` makes, closing both with it; what was made is
  * closed if anything throws.
  */
-function openWith<D extends { close(): void }>(transport: MmioTransport, allocate: () => DmaPool, open: (transport: MmioTransport, memory: DmaPool) => D): { driver: D; transport: MmioTransport; close(): void } {
+function openWith<D extends { close(): void }>(
+  transport: MmioTransport,
+  allocate: () => DmaPool,
+  open: (transport: MmioTransport, memory: DmaPool) => D,
+): { driver: D; transport: MmioTransport; close(): void } {
   let memory: DmaPool;
   try {
     memory = allocate();
@@ -83,7 +101,8 @@ export interface CarveOut {
 /** Slice `index` of the carve-out: its base and size (page multiples). */
 export function carveOutSlice(carveOut: CarveOut, index: number): { base: bigint; size: number } {
   const size = Math.floor(carveOut.size / carveOut.slices / 4096) * 4096;
-  if (!Number.isInteger(index) || index < 0 || index >= carveOut.slices || size === 0) throw new RangeError(`no slice ${index} of a carve-out of ${carveOut.size} bytes in ${carveOut.slices}`);
+  if (!Number.isInteger(index) || index < 0 || index >= carveOut.slices || size === 0)
+    throw new RangeError(`no slice ${index} of a carve-out of ${carveOut.size} bytes in ${carveOut.slices}`);
   return { base: carveOut.base + BigInt(index * size), size };
 }
 
@@ -106,7 +125,9 @@ export function openOnPhysical<D extends { close(): void }>(
 interface Found {
   readonly label: string;
   readonly spec: DeviceSpec;
-  openDriver<D extends { close(): void }>(open: (transport: MmioTransport, memory: DmaPool) => D): { driver: D; transport: MmioTransport; close(): void };
+  openDriver<D extends { close(): void }>(
+    open: (transport: MmioTransport, memory: DmaPool) => D,
+  ): { driver: D; transport: MmioTransport; close(): void };
 }
 
 /**
@@ -123,7 +144,8 @@ function found(reports: ProbeReport[], deviceId: number, carveOut?: CarveOut): F
       out.push({ label: spec.device.devicePath, spec, openDriver: (open) => openOnUio(spec, open) });
       return;
     }
-    if (!carveOut) throw new RangeError(`${describeSpec(spec)}: a physical device needs a carve-out for its DMA memory`);
+    if (!carveOut)
+      throw new RangeError(`${describeSpec(spec)}: a physical device needs a carve-out for its DMA memory`);
     const slice = carveOutSlice(carveOut, index);
     out.push({ label: describeSpec(spec), spec, openDriver: (open) => openOnPhysical(spec, slice, open) });
   });
@@ -139,7 +161,11 @@ export function rngSubjects(reports: ProbeReport[], excludeFeatures = 0n, carveO
   return found(reports, DeviceId.ENTROPY, carveOut).map((device) => ({
     label: excludeFeatures ? `${device.label} (without ${describeFeatures(excludeFeatures)})` : device.label,
     open(options) {
-      const { driver: rng, transport, close } = device.openDriver((t, memory) => VirtioRng.open(t, { memory, excludeFeatures, ...options }));
+      const {
+        driver: rng,
+        transport,
+        close,
+      } = device.openDriver((t, memory) => VirtioRng.open(t, { memory, excludeFeatures, ...options }));
       return { rng, transport, close };
     },
   }));
@@ -150,7 +176,11 @@ export function blkSubjects(reports: ProbeReport[], carveOut?: CarveOut): BlkSub
   return found(reports, DeviceId.BLOCK, carveOut).map((device) => ({
     label: device.label,
     open(options) {
-      const { driver: blk, transport, close } = device.openDriver((t, memory) => VirtioBlk.open(t, { memory, ...options }));
+      const {
+        driver: blk,
+        transport,
+        close,
+      } = device.openDriver((t, memory) => VirtioBlk.open(t, { memory, ...options }));
       return { blk, transport, close };
     },
   }));
@@ -162,11 +192,18 @@ export function blkSubjects(reports: ProbeReport[], carveOut?: CarveOut): BlkSub
  * choose e.g. `multiport: false`. The subject's stream is port 0's, or
  * the named port's.
  */
-export function consoleSubjects(reports: ProbeReport[], base: Partial<VirtioConsoleOptions> = {}, portName?: string, carveOut?: CarveOut): ConsoleSubject[] {
+export function consoleSubjects(
+  reports: ProbeReport[],
+  base: Partial<VirtioConsoleOptions> = {},
+  portName?: string,
+  carveOut?: CarveOut,
+): ConsoleSubject[] {
   return found(reports, DeviceId.CONSOLE, carveOut).map((device) => ({
     label: portName ? `${device.label} port ${portName}` : device.label,
     async open(options) {
-      const { driver: console, close } = device.openDriver((t, memory) => VirtioConsole.open(t, { memory, ...base, ...options }));
+      const { driver: console, close } = device.openDriver((t, memory) =>
+        VirtioConsole.open(t, { memory, ...base, ...options }),
+      );
       try {
         const stream = portName ? (await console.waitForPort(portName, { timeoutMs: 10_000 })).open() : console.stream;
         return { console, stream, close };

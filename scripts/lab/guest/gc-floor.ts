@@ -26,7 +26,8 @@ const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve)
 async function main(): Promise<void> {
   const count = Number(process.argv[2] ?? 15);
   const collect = (globalThis as { gc?: (options: { type: 'minor' }) => void }).gc;
-  if (!collect || !Number.isInteger(count) || count < 1) throw new RangeError('usage: node --expose-gc gc-floor.js [count]');
+  if (!collect || !Number.isInteger(count) || count < 1)
+    throw new RangeError('usage: node --expose-gc gc-floor.js [count]');
   // A driver's heap: the library loaded and a blk device opened and read once (then closed).
   const spec = scan().find((r) => r.result?.deviceId === DeviceId.BLOCK)?.spec;
   if (spec) {
@@ -38,7 +39,8 @@ async function main(): Promise<void> {
   }
   const pauses: number[] = [];
   const observer = new PerformanceObserver((list) => {
-    for (const e of list.getEntries() as (PerformanceEntry & { detail?: { kind?: number } })[]) if (e.detail?.kind === GC_MINOR) pauses.push(e.duration);
+    for (const e of list.getEntries() as (PerformanceEntry & { detail?: { kind?: number } })[])
+      if (e.detail?.kind === GC_MINOR) pauses.push(e.duration);
   });
   observer.observe({ entryTypes: ['gc'] });
   await turn();

@@ -75,7 +75,17 @@ async function main(): Promise<void> {
   if (!ours) throw new Error('no virtio-net transport left on UIO');
   const memory = DmaPool.hugetlb();
   const net = VirtioNet.open(openTransport(ours.spec as UioDeviceSpec), { memory });
-  const result = { kind: 'net', device: (ours.spec as UioDeviceSpec).device.devicePath, mac: net.mac.toString('hex'), linkUp: net.linkUp, peerMac: '', arpRequestsAnswered: 0, pings: 5, replies: 0, framesIn: 0 };
+  const result = {
+    kind: 'net',
+    device: (ours.spec as UioDeviceSpec).device.devicePath,
+    mac: net.mac.toString('hex'),
+    linkUp: net.linkUp,
+    peerMac: '',
+    arpRequestsAnswered: 0,
+    pings: 5,
+    replies: 0,
+    framesIn: 0,
+  };
   let peerMac: Buffer | undefined;
   const replies = new Set<number>();
   let settle: () => void = () => undefined;
@@ -93,7 +103,14 @@ async function main(): Promise<void> {
         settle();
       } else if (op === 1 && targetIp.equals(OUR_IP)) {
         result.arpRequestsAnswered++;
-        void net.send(ethernet(Buffer.from(senderMac), net.mac, ETH_ARP, arp(2, net.mac, OUR_IP, Buffer.from(senderMac), Buffer.from(senderIp))));
+        void net.send(
+          ethernet(
+            Buffer.from(senderMac),
+            net.mac,
+            ETH_ARP,
+            arp(2, net.mac, OUR_IP, Buffer.from(senderMac), Buffer.from(senderIp)),
+          ),
+        );
       }
     } else if (type === ETH_IPV4 && frame.length >= 42 && frame[23] === 1 && frame[34] === 0) {
       // ICMP echo reply: IP protocol 1, ICMP type 0; sequence number at 14 + 20 + 6.
@@ -101,13 +118,15 @@ async function main(): Promise<void> {
       if (replies.size === result.pings) settle();
     }
   });
-  const timeout = (ms: number, what: string): Promise<never> => new Promise((_, reject) => setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms).unref());
+  const timeout = (ms: number, what: string): Promise<never> =>
+    new Promise((_, reject) => setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms).unref());
   try {
     await net.send(ethernet(BROADCAST, net.mac, ETH_ARP, arp(1, net.mac, OUR_IP, Buffer.alloc(6), PEER_IP)));
     await Promise.race([done, timeout(20_000, 'the ARP reply')]);
     result.peerMac = peerMac!.toString('hex');
     const replied = new Promise<void>((resolve) => (settle = resolve));
-    for (let seq = 1; seq <= result.pings; seq++) await net.send(ethernet(peerMac!, net.mac, ETH_IPV4, ping(0x1234, seq)));
+    for (let seq = 1; seq <= result.pings; seq++)
+      await net.send(ethernet(peerMac!, net.mac, ETH_IPV4, ping(0x1234, seq)));
     await Promise.race([replied, timeout(20_000, 'the echo replies')]);
   } finally {
     result.replies = replies.size;

@@ -27,24 +27,52 @@ import { cli, systemRam } from './guest-tools';
 
 async function main(): Promise<void> {
   const [baseText, sizeText, ...probes] = process.argv.slice(2);
-  if (!baseText || !sizeText) throw new TypeError('usage: no-uio.js <carve-out base> <carve-out size> [<name>=<size>@<base>]...');
+  if (!baseText || !sizeText)
+    throw new TypeError('usage: no-uio.js <carve-out base> <carve-out size> [<name>=<size>@<base>]...');
   const specs = discoverCmdline();
   const carveOut: CarveOut = { base: BigInt(baseText), size: Number(sizeText), slices: Math.max(specs.length, 1) };
   // The addon as the package loads it, and which architecture's barriers it compiled in.
   report({ kind: 'addon', path: addonPath, arch: process.arch, node: process.version, barrierKind });
   report({ kind: 'cmdline', specs: specs.map(describeSpec), uio: readdir('/sys/class/uio').length, ram: systemRam() });
   const reports = probeAll(specs);
-  for (const r of reports) report({ kind: 'transport', where: describeSpec(r.spec), version: r.result?.version, deviceId: r.result?.deviceId, error: r.error?.message });
+  for (const r of reports)
+    report({
+      kind: 'transport',
+      where: describeSpec(r.spec),
+      version: r.result?.version,
+      deviceId: r.result?.deviceId,
+      error: r.error?.message,
+    });
 
   // What /dev/mem allows: the devices' own windows were opened by probeAll above; these are the others asked for.
   for (const probe of probes) report({ kind: 'devmem', ...devmemProbe(probe) });
   report({ kind: 'devmem', name: 'carve-out', ...outcome(() => DmaPool.physical(carveOut.base, 4096).close()) });
 
   const runs: { suite: string; variant: string; device: string; cases: ContractCase[] }[] = [
-    ...rngSubjects(reports, 0n, carveOut).map((s) => ({ suite: 'rng', variant: 'default', device: s.label, cases: rngContract(s) })),
-    ...rngSubjects(reports, feature(FeatureBit.EVENT_IDX), carveOut).map((s) => ({ suite: 'rng', variant: 'no-event-idx', device: s.label, cases: rngContract(s) })),
-    ...blkSubjects(reports, carveOut).map((s) => ({ suite: 'blk', variant: 'default', device: s.label, cases: blkContract(s) })),
-    ...consoleSubjects(reports, {}, undefined, carveOut).map((s) => ({ suite: 'console-echo', variant: 'default', device: s.label, cases: consoleEchoContract(s) })),
+    ...rngSubjects(reports, 0n, carveOut).map((s) => ({
+      suite: 'rng',
+      variant: 'default',
+      device: s.label,
+      cases: rngContract(s),
+    })),
+    ...rngSubjects(reports, feature(FeatureBit.EVENT_IDX), carveOut).map((s) => ({
+      suite: 'rng',
+      variant: 'no-event-idx',
+      device: s.label,
+      cases: rngContract(s),
+    })),
+    ...blkSubjects(reports, carveOut).map((s) => ({
+      suite: 'blk',
+      variant: 'default',
+      device: s.label,
+      cases: blkContract(s),
+    })),
+    ...consoleSubjects(reports, {}, undefined, carveOut).map((s) => ({
+      suite: 'console-echo',
+      variant: 'default',
+      device: s.label,
+      cases: consoleEchoContract(s),
+    })),
   ];
   for (const { suite, variant, device, cases } of runs) {
     for (const c of cases) {
@@ -62,23 +90,45 @@ async function main(): Promise<void> {
   // Where queue 0's rings are: as the driver placed them, and the words it wrote to the device for them
   // (QEMU reads the address registers back as 0: they are write-only, virtio 1.2 §4.2.2).
   for (const [index, r] of reports.entries()) {
-    if (r.spec.kind !== 'physical' || (r.result?.deviceId !== DeviceId.ENTROPY && r.result?.deviceId !== DeviceId.BLOCK)) continue;
+    if (
+      r.spec.kind !== 'physical' ||
+      (r.result?.deviceId !== DeviceId.ENTROPY && r.result?.deviceId !== DeviceId.BLOCK)
+    )
+      continue;
     let recorder: QueueAddressRecorder | undefined;
     const wrapRegisters = (regs: RegisterBlock): RegisterBlock => (recorder = new QueueAddressRecorder(regs));
     const slice = carveOutSlice(carveOut, index);
     if (r.result.deviceId === DeviceId.ENTROPY) {
-      const { driver, transport, close } = openOnPhysical(r.spec, slice, (t, memory) => VirtioRng.open(t, { memory }), { wrapRegisters });
+      const { driver, transport, close } = openOnPhysical(r.spec, slice, (t, memory) => VirtioRng.open(t, { memory }), {
+        wrapRegisters,
+      });
       try {
         const bytes = await driver.read(64);
-        report({ kind: 'rings', device: describeSpec(r.spec), version: transport.version, driver: driver.dumpQueue(0).addresses, written: recorder?.queue(0), bytes: bytes.length });
+        report({
+          kind: 'rings',
+          device: describeSpec(r.spec),
+          version: transport.version,
+          driver: driver.dumpQueue(0).addresses,
+          written: recorder?.queue(0),
+          bytes: bytes.length,
+        });
       } finally {
         close();
       }
     } else {
-      const { driver, transport, close } = openOnPhysical(r.spec, slice, (t, memory) => VirtioBlk.open(t, { memory }), { wrapRegisters });
+      const { driver, transport, close } = openOnPhysical(r.spec, slice, (t, memory) => VirtioBlk.open(t, { memory }), {
+        wrapRegisters,
+      });
       try {
         const bytes = await driver.read(0n, 4096);
-        report({ kind: 'rings', device: describeSpec(r.spec), version: transport.version, driver: driver.dumpQueue(0).addresses, written: recorder?.queue(0), bytes: bytes.length });
+        report({
+          kind: 'rings',
+          device: describeSpec(r.spec),
+          version: transport.version,
+          driver: driver.dumpQueue(0).addresses,
+          written: recorder?.queue(0),
+          bytes: bytes.length,
+        });
       } finally {
         close();
       }
@@ -87,11 +137,22 @@ async function main(): Promise<void> {
 
   // The CLI on the same devices: scan lists the command line's transports; rng takes one as <size>@<base>.
   const scanned = await cli('scan', '--json');
-  report({ kind: 'cli-scan', status: scanned.status, stderr: scanned.stderr, entries: JSON.parse(scanned.stdout || '[]') });
+  report({
+    kind: 'cli-scan',
+    status: scanned.status,
+    stderr: scanned.stderr,
+    entries: JSON.parse(scanned.stdout || '[]'),
+  });
   const rng = reports.find((r) => r.result?.deviceId === DeviceId.ENTROPY);
   if (rng) {
     const read = await cli('rng', describeSpec(rng.spec), '--bytes', '16', '--json');
-    report({ kind: 'cli-rng', where: describeSpec(rng.spec), status: read.status, stderr: read.stderr, out: read.stdout.trim() });
+    report({
+      kind: 'cli-rng',
+      where: describeSpec(rng.spec),
+      status: read.status,
+      stderr: read.stderr,
+      out: read.stdout.trim(),
+    });
   }
 }
 
@@ -114,7 +175,15 @@ function outcome(run: () => void): Record<string, unknown> {
 }
 
 /** The queue address registers of Version 2 (virtio 1.2 §4.2.2) and Version 1's QueuePFN (§4.2.4). */
-const ADDRESS_REGISTERS = ['QueueDescLow', 'QueueDescHigh', 'QueueDriverLow', 'QueueDriverHigh', 'QueueDeviceLow', 'QueueDeviceHigh', 'QueuePFN'] as const;
+const ADDRESS_REGISTERS = [
+  'QueueDescLow',
+  'QueueDescHigh',
+  'QueueDriverLow',
+  'QueueDriverHigh',
+  'QueueDeviceLow',
+  'QueueDeviceHigh',
+  'QueuePFN',
+] as const;
 const REGISTER_NAME = new Map<number, string>(ADDRESS_REGISTERS.map((n) => [MmioRegister[n], n]));
 
 /** Passes every access through and notes, per QueueSel, the last word written to each queue address register. */
@@ -143,7 +212,11 @@ class QueueAddressRecorder implements RegisterBlock {
     this.inner.writel(offset, value);
     if (offset === MmioRegister.QueueSel) this.selected = value;
     const name = REGISTER_NAME.get(offset);
-    if (name) this.written.set(this.selected, { ...this.written.get(this.selected), [name]: `0x${(value >>> 0).toString(16)}` });
+    if (name)
+      this.written.set(this.selected, {
+        ...this.written.get(this.selected),
+        [name]: `0x${(value >>> 0).toString(16)}`,
+      });
   }
 
   readb(offset: number): number {

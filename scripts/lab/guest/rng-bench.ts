@@ -66,7 +66,14 @@ async function main(): Promise<void> {
       for (const inFlight of IN_FLIGHT) {
         const interruptsBefore = transport.stats.interrupts;
         const bytesPerSecond = await ours(inFlight, seconds);
-        report({ kind: 'rng-bench', driver: 'ours', round, inFlight, bytesPerSecond, interrupts: transport.stats.interrupts - interruptsBefore });
+        report({
+          kind: 'rng-bench',
+          driver: 'ours',
+          round,
+          inFlight,
+          bytesPerSecond,
+          interrupts: transport.stats.interrupts - interruptsBefore,
+        });
       }
     }
   } finally {

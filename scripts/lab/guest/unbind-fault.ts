@@ -99,8 +99,14 @@ function describeError(error: unknown): Record<string, unknown> {
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 function findSpec(deviceId: number, parent?: string): UioDeviceSpec {
-  const found = scan().find((r) => r.result?.deviceId === deviceId && (parent === undefined || (r.spec as UioDeviceSpec).device.parent === parent));
-  if (!found) throw new Error(`no ${deviceId === DeviceId.BLOCK ? 'virtio-blk' : 'virtio-rng'} transport on UIO${parent ? ` under ${parent}` : ''}`);
+  const found = scan().find(
+    (r) =>
+      r.result?.deviceId === deviceId && (parent === undefined || (r.spec as UioDeviceSpec).device.parent === parent),
+  );
+  if (!found)
+    throw new Error(
+      `no ${deviceId === DeviceId.BLOCK ? 'virtio-blk' : 'virtio-rng'} transport on UIO${parent ? ` under ${parent}` : ''}`,
+    );
   return found.spec as UioDeviceSpec;
 }
 
@@ -118,22 +124,39 @@ async function rebind(name: string): Promise<{ spec: UioDeviceSpec; ms: number; 
   for (let scans = 1; ; scans++) {
     const spec = discoverUio().find((s) => s.device.parent === name);
     if (spec && existsSync(spec.device.devicePath)) return { spec, ms: Date.now() - started, bindMs, scans };
-    if (Date.now() - started > REBIND_LIMIT_MS) throw new Error(`${name}: no /dev/uioN within ${REBIND_LIMIT_MS} ms of the bind`);
+    if (Date.now() - started > REBIND_LIMIT_MS)
+      throw new Error(`${name}: no /dev/uioN within ${REBIND_LIMIT_MS} ms of the bind`);
     await sleep(20);
   }
 }
 
 /** Settles within `ms` or reports 'unsettled'. */
-async function bounded(promise: Promise<unknown>, ms: number): Promise<{ state: 'resolved' | 'rejected' | 'unsettled'; value?: unknown; error?: unknown }> {
+async function bounded(
+  promise: Promise<unknown>,
+  ms: number,
+): Promise<{ state: 'resolved' | 'rejected' | 'unsettled'; value?: unknown; error?: unknown }> {
   let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<{ state: 'unsettled' }>((resolve) => (timer = setTimeout(() => resolve({ state: 'unsettled' }), ms)));
-  const outcome = await Promise.race([promise.then((value) => ({ state: 'resolved' as const, value }), (error: unknown) => ({ state: 'rejected' as const, error })), limit]);
+  const limit = new Promise<{ state: 'unsettled' }>(
+    (resolve) => (timer = setTimeout(() => resolve({ state: 'unsettled' }), ms)),
+  );
+  const outcome = await Promise.race([
+    promise.then(
+      (value) => ({ state: 'resolved' as const, value }),
+      (error: unknown) => ({ state: 'rejected' as const, error }),
+    ),
+    limit,
+  ]);
   clearTimeout(timer);
   return outcome;
 }
 
 /** One round: requests in flight, unbind at `trigger`, everything settled (or counted), close. */
-async function faultRound<D extends VirtioDriver>(subject: FaultSubject<D>, opened: Opened<D>, round: number, trigger: Trigger): Promise<void> {
+async function faultRound<D extends VirtioDriver>(
+  subject: FaultSubject<D>,
+  opened: Opened<D>,
+  round: number,
+  trigger: Trigger,
+): Promise<void> {
   const { driver, spec } = opened;
   const name = spec.device.parent!;
   await subject.prepare?.(driver, round);
@@ -145,7 +168,13 @@ async function faultRound<D extends VirtioDriver>(subject: FaultSubject<D>, open
     failures.push(error);
     failureMs ??= Date.now() - unbindAt;
   });
-  const outcomes: { state: 'pending' | 'resolved' | 'rejected'; before: boolean; ok?: boolean; error?: unknown; at?: number }[] = [];
+  const outcomes: {
+    state: 'pending' | 'resolved' | 'rejected';
+    before: boolean;
+    ok?: boolean;
+    error?: unknown;
+    at?: number;
+  }[] = [];
   const unbind = (): void => {
     if (unbindAt) return;
     unbindAt = Date.now();
@@ -161,8 +190,20 @@ async function faultRound<D extends VirtioDriver>(subject: FaultSubject<D>, open
       const request = start();
       outcomes[i] = { state: 'pending', before: false };
       settled[i] = request.promise.then(
-        (value) => Object.assign(outcomes[i], { state: 'resolved', before: !unbindAt, ok: request.check(value), at: unbindAt && Date.now() - unbindAt }),
-        (error: unknown) => Object.assign(outcomes[i], { state: 'rejected', before: !unbindAt, error, at: unbindAt && Date.now() - unbindAt }),
+        (value) =>
+          Object.assign(outcomes[i], {
+            state: 'resolved',
+            before: !unbindAt,
+            ok: request.check(value),
+            at: unbindAt && Date.now() - unbindAt,
+          }),
+        (error: unknown) =>
+          Object.assign(outcomes[i], {
+            state: 'rejected',
+            before: !unbindAt,
+            error,
+            at: unbindAt && Date.now() - unbindAt,
+          }),
       );
       return request.promise;
     });
@@ -244,7 +285,17 @@ async function exercise<D extends VirtioDriver>(subject: FaultSubject<D>, trigge
     await faultRound(subject, opened, round, trigger);
     const before = spec.device.devicePath;
     const { spec: next, ms, bindMs, scans } = await rebind(name);
-    report({ kind: 'unbind-rebind', device: subject.device, round, parent: name, before, after: next.device.devicePath, ms, bindMs, scans });
+    report({
+      kind: 'unbind-rebind',
+      device: subject.device,
+      round,
+      parent: name,
+      before,
+      after: next.device.devicePath,
+      ms,
+      bindMs,
+      scans,
+    });
     // The same discovery path a fresh program takes.
     spec = findSpec(subject.deviceId, name);
     const started = Date.now();
@@ -255,7 +306,14 @@ async function exercise<D extends VirtioDriver>(subject: FaultSubject<D>, trigge
     } catch (error) {
       checks = { ok: false, error: describeError(error) };
     }
-    report({ kind: 'unbind-reopen', device: subject.device, round, path: spec.device.devicePath, ms: Date.now() - started, ...checks });
+    report({
+      kind: 'unbind-reopen',
+      device: subject.device,
+      round,
+      path: spec.device.devicePath,
+      ms: Date.now() - started,
+      ...checks,
+    });
   }
   opened.close();
 }
@@ -279,14 +337,17 @@ const blkSubject: FaultSubject<VirtioBlk> = {
     const expected = pattern(PATTERN_BYTES);
     const reads = Array.from({ length: BLK_READS }, (_, i) => () => ({
       promise: blk.read(i * 16, BLOCK),
-      check: (value: unknown) => Buffer.compare(value as Buffer, expected.subarray(i * 16 * 512, i * 16 * 512 + BLOCK)) === 0,
+      check: (value: unknown) =>
+        Buffer.compare(value as Buffer, expected.subarray(i * 16 * 512, i * 16 * 512 + BLOCK)) === 0,
     }));
     const writes = Array.from({ length: BLK_WRITES }, (_, i) => () => ({
       promise: blk.write(SCRATCH_SECTOR + (round * BLK_WRITES + i) * 8, Buffer.alloc(BLOCK, round + 1)),
       check: () => true,
     }));
     // Interleaved, so that both halves of an 'after-some' round carry writes.
-    return reads.flatMap((read, i) => (i % (BLK_READS / BLK_WRITES) === 0 ? [read, writes[i / (BLK_READS / BLK_WRITES)]] : [read]));
+    return reads.flatMap((read, i) =>
+      i % (BLK_READS / BLK_WRITES) === 0 ? [read, writes[i / (BLK_READS / BLK_WRITES)]] : [read],
+    );
   },
   another: (blk) => blk.read(0, 512),
   async verify(blk, rounds) {
@@ -304,7 +365,11 @@ const rngSubject: FaultSubject<VirtioRng> = {
   device: 'rng',
   deviceId: DeviceId.ENTROPY,
   open: (transport, memory) => VirtioRng.open(transport, { memory }),
-  requests: (rng) => Array.from({ length: RNG_READS }, () => () => ({ promise: rng.read(BLOCK), check: (value: unknown) => (value as Buffer).length === BLOCK })),
+  requests: (rng) =>
+    Array.from({ length: RNG_READS }, () => () => ({
+      promise: rng.read(BLOCK),
+      check: (value: unknown) => (value as Buffer).length === BLOCK,
+    })),
   another: (rng) => rng.read(64),
   async verify(rng) {
     const bytes = await rng.read(256);

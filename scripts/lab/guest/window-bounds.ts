@@ -15,7 +15,6 @@ import { discoverUio, type UioDeviceSpec } from '../../../lib/transport';
 import { report, runMain } from './report';
 import { hex } from '../../../lib/util/hex';
 
-
 /** What one access did: its value, 'ok' for a write, or the error's name. */
 function attempt(access: () => number | void): string {
   try {
@@ -38,7 +37,17 @@ async function main(): Promise<void> {
   const specs = discoverUio();
   for (const { device } of specs) {
     const [map] = device.maps;
-    report({ kind: 'window', path: device.devicePath, parent: device.parent, start: hex(map.addr + BigInt(map.offset)), mapSize: hex(map.size), offset: hex(map.offset), window: map.window === undefined ? undefined : hex(map.window), windowFrom: map.windowFrom, windowNote: map.windowNote });
+    report({
+      kind: 'window',
+      path: device.devicePath,
+      parent: device.parent,
+      start: hex(map.addr + BigInt(map.offset)),
+      mapSize: hex(map.size),
+      offset: hex(map.offset),
+      window: map.window === undefined ? undefined : hex(map.window),
+      windowFrom: map.windowFrom,
+      windowNote: map.windowNote,
+    });
   }
   const byParent = (parent: string): UioDeviceSpec => {
     const spec = specs.find((s) => s.device.parent === parent);
@@ -51,8 +60,17 @@ async function main(): Promise<void> {
 
   // The device tree as the kernel shows it for the first transport.
   const ofNode = `/sys/class/uio/uio${first.device.index}/device/of_node`;
-  const cells = (file: string): string => readFileSync(file).toString('hex').replace(/(.{8})(?!$)/g, '$1 ');
-  report({ kind: 'window-dt', path: first.device.devicePath, reg: cells(`${ofNode}/reg`), addressCells: cells(`${ofNode}/../#address-cells`), sizeCells: cells(`${ofNode}/../#size-cells`) });
+  const cells = (file: string): string =>
+    readFileSync(file)
+      .toString('hex')
+      .replace(/(.{8})(?!$)/g, '$1 ');
+  report({
+    kind: 'window-dt',
+    path: first.device.devicePath,
+    reg: cells(`${ofNode}/reg`),
+    addressCells: cells(`${ofNode}/../#address-cells`),
+    sizeCells: cells(`${ofNode}/../#size-cells`),
+  });
 
   const rngStatus = (): number => withRegs(MmioWindow.openUio(rng.device), (regs) => regs.readl(MmioRegister.Status));
   const statusBefore = rngStatus();
@@ -68,7 +86,13 @@ async function main(): Promise<void> {
       'readl 0xe00': attempt(() => regs.readl(0xe00)),
       'writel 0xe70': attempt(() => regs.writel(0xe70, 1)),
     }));
-    report({ kind: 'window-access', path: spec.device.devicePath, parent: spec.device.parent, window: MmioWindow.uioWindow(spec.device), accesses });
+    report({
+      kind: 'window-access',
+      path: spec.device.devicePath,
+      parent: spec.device.parent,
+      window: MmioWindow.uioWindow(spec.device),
+      accesses,
+    });
   }
   const statusAfter = rngStatus();
   // The caller's windowSize of the whole page (as the windows were before): the rng really is in a003000's page. Reads
@@ -78,7 +102,13 @@ async function main(): Promise<void> {
     magicAtE00: hex(regs.readl(0xe00 + MmioRegister.MagicValue)),
     deviceIdAtE08: regs.readl(0xe00 + MmioRegister.DeviceID),
   }));
-  report({ kind: 'window-rng', statusBefore, statusAfter, page, from: MmioWindow.uioWindow(shared.device, 0, { windowSize: 0x1000 }).from });
+  report({
+    kind: 'window-rng',
+    statusBefore,
+    statusAfter,
+    page,
+    from: MmioWindow.uioWindow(shared.device, 0, { windowSize: 0x1000 }).from,
+  });
 
   // The CLI shows the same: scan's JSON, inspect's first line.
   let out = '';
@@ -87,7 +117,13 @@ async function main(): Promise<void> {
   const entries = JSON.parse(out) as { where: string; window?: string; windowFrom?: string }[];
   out = '';
   const inspectStatus = await runCli(['inspect', shared.device.devicePath], io);
-  report({ kind: 'window-cli', scanStatus, scan: entries.map(({ where, window, windowFrom }) => ({ where, window, windowFrom })), inspectStatus, inspectHead: out.split('\n')[0] });
+  report({
+    kind: 'window-cli',
+    scanStatus,
+    scan: entries.map(({ where, window, windowFrom }) => ({ where, window, windowFrom })),
+    inspectStatus,
+    inspectHead: out.split('\n')[0],
+  });
 }
 
 runMain(main);

@@ -16,7 +16,11 @@ export interface BlkHandle {
   close(): void;
 }
 
-async function withBlk(subject: BlkSubject, options: Partial<VirtioBlkOptions>, body: (h: BlkHandle) => Promise<void>): Promise<void> {
+async function withBlk(
+  subject: BlkSubject,
+  options: Partial<VirtioBlkOptions>,
+  body: (h: BlkHandle) => Promise<void>,
+): Promise<void> {
   const handle = subject.open(options);
   try {
     await body(handle);
@@ -45,7 +49,12 @@ export function blkContract(subject: BlkSubject): ContractCase[] {
       run: () =>
         withBlk(subject, {}, async ({ blk }) => {
           const last = blk.info.capacity - 1n;
-          for (const [sector, sectors] of [[0n, 1], [7n, 3], [last, 1], [last - 7n, 8]] as const) {
+          for (const [sector, sectors] of [
+            [0n, 1],
+            [7n, 3],
+            [last, 1],
+            [last - 7n, 8],
+          ] as const) {
             const data = randomBytes(sectors * SECTOR);
             await blk.write(sector, data);
             sameBytes(await blk.read(sector, data.length), data, `sector ${sector}, ${sectors} sectors`);
@@ -126,7 +135,8 @@ export function blkContract(subject: BlkSubject): ContractCase[] {
             writer.end(data.subarray(7000));
           });
           const chunks: Buffer[] = [];
-          for await (const chunk of blk.createReadStream({ start: 1024 * SECTOR, end: 1064 * SECTOR, chunkSize: 4096 })) chunks.push(chunk as Buffer);
+          for await (const chunk of blk.createReadStream({ start: 1024 * SECTOR, end: 1064 * SECTOR, chunkSize: 4096 }))
+            chunks.push(chunk as Buffer);
           sameBytes(Buffer.concat(chunks), data);
         }),
     },

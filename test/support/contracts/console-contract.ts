@@ -32,7 +32,11 @@ function peerOf(handle: ConsoleHandle): ConsolePeer {
   return handle.peer;
 }
 
-async function withConsole(subject: ConsoleSubject, options: Partial<VirtioConsoleOptions>, body: (h: ConsoleHandle) => Promise<void>): Promise<void> {
+async function withConsole(
+  subject: ConsoleSubject,
+  options: Partial<VirtioConsoleOptions>,
+  body: (h: ConsoleHandle) => Promise<void>,
+): Promise<void> {
   const handle = await subject.open(options);
   try {
     await body(handle);
@@ -246,7 +250,10 @@ export function consoleMultiportContract(subject: ConsoleSubject, expected: Mult
         withConsole(subject, {}, async ({ console }) => {
           const port = await console.waitForPort(expected.echoPort, { timeoutMs: PORT_WAIT_MS });
           await console.waitForPort(0, { timeoutMs: PORT_WAIT_MS });
-          await Promise.all([echoThrough(console.stream, randomBytes(20_000)), echoThrough(port.open(), randomBytes(20_000))]);
+          await Promise.all([
+            echoThrough(console.stream, randomBytes(20_000)),
+            echoThrough(port.open(), randomBytes(20_000)),
+          ]);
         }),
     },
     {

@@ -22,7 +22,11 @@ export interface NetHandle {
   close(): void;
 }
 
-async function withNet(subject: NetSubject, options: Partial<VirtioNetOptions>, body: (h: NetHandle) => Promise<void>): Promise<void> {
+async function withNet(
+  subject: NetSubject,
+  options: Partial<VirtioNetOptions>,
+  body: (h: NetHandle) => Promise<void>,
+): Promise<void> {
   const handle = await subject.open(options);
   try {
     await body(handle);
@@ -64,14 +68,18 @@ export function netContract(subject: NetSubject): ContractCase[] {
           const arrived = peer.received(frames.length);
           await Promise.all(frames.map((f) => net.send(f)));
           const got = await arrived;
-          got.forEach((frame, i) => assert.ok(frame.equals(frames[i]), `frame ${i}: ${frame.length} bytes, ${frames[i].length} sent`));
+          got.forEach((frame, i) =>
+            assert.ok(frame.equals(frames[i]), `frame ${i}: ${frame.length} bytes, ${frames[i].length} sent`),
+          );
         }),
     },
     {
       name: 'frames from the wire arrive whole and in order, as events and through the iterator',
       run: () =>
         withNet(subject, {}, async ({ net, peer }) => {
-          const frames = Array.from({ length: 50 }, (_, i) => testFrame(net.mac, Buffer.from([2, 0, 0, 0, 0, 1]), i, 1500 - 14));
+          const frames = Array.from({ length: 50 }, (_, i) =>
+            testFrame(net.mac, Buffer.from([2, 0, 0, 0, 0, 1]), i, 1500 - 14),
+          );
           const events: Buffer[] = [];
           net.events.on('frame', (f: Buffer) => events.push(f));
           for (const f of frames) peer.send(f);

@@ -16,7 +16,11 @@ export interface RngHandle {
   close(): void;
 }
 
-async function withRng(subject: RngSubject, options: Parameters<RngSubject['open']>[0], body: (h: RngHandle) => Promise<void>): Promise<void> {
+async function withRng(
+  subject: RngSubject,
+  options: Parameters<RngSubject['open']>[0],
+  body: (h: RngHandle) => Promise<void>,
+): Promise<void> {
   const handle = subject.open(options);
   try {
     await body(handle);
@@ -58,7 +62,7 @@ export function rngContract(subject: RngSubject): ContractCase[] {
           const distinct = new Set(bytes).size;
           assert.ok(distinct > 200, `only ${distinct} distinct byte values in 4096 random bytes`);
           const again = await rng.read(4096);
-          assert.ok(!again.equals(bytes), "two 4096-byte reads returned the same bytes");
+          assert.ok(!again.equals(bytes), 'two 4096-byte reads returned the same bytes');
         }),
     },
     {
