@@ -150,6 +150,12 @@ function blkCommand(variants) {
     'c0=$(cpu)',
     `${FLOOR} $BENCH_QD $BENCH_SECONDS`,
     cpuMark('floor'),
+    // QD1 of the main plan (numbered rounds): the C floor once more, waiting for interrupts as a UIO driver must.
+    'if [ "$BENCH_QD" = 1 ]; then case "$BENCH_ROUND" in [0-9]*)',
+    'c0=$(cpu)',
+    `${FLOOR} 1 $BENCH_SECONDS interrupt`,
+    cpuMark('floor-interrupt'),
+    'esac; fi',
     'EOF',
     // Warm-up, not measured: the kernel's block path and fio through TCG once.
     `${fio('warmup', 32, WARMUP_FIO_SECONDS, 'terse')} > /dev/null`,
@@ -210,7 +216,7 @@ function medianRun(runs) {
 async function blkBoot(packed) {
   const suffix = packed ? ',packed=on' : '';
   // runs, fio's start, ours' settling, open and close
-  const perRound = SECONDS * (2 + MODES.length) + 15 + MODES.length * 3;
+  const perRound = SECONDS * (3 + MODES.length) + 15 + MODES.length * 3; // + the interrupt floor at QD1
   const variants = !packed;
   const run = await runLab({
     devices: [`virtio-blk-device,drive=ours${suffix}`, `virtio-blk-device,drive=kernel${suffix}`],
@@ -263,7 +269,9 @@ async function blkBoot(packed) {
     return (cpus * (b1 - b0)) / (t1 - t0);
   };
   const ours = run.results.filter((r) => r.kind === 'blk-bench' && r.label === undefined);
-  const floors = run.results.filter((r) => r.kind === 'blk-floor');
+  const floors = run.results.filter((r) => r.kind === 'blk-floor' && r.mode !== 'interrupt');
+  // The C floor in interrupt mode: QD1 of the main plan, one per round, in order.
+  const interruptFloors = run.results.filter((r) => r.kind === 'blk-floor' && r.mode === 'interrupt');
   // Each variant's QD1 runs by mode, against the kernel's run just before them: { lowGc: [...], callbacks: [...] }.
   const variantRuns = variants
     ? Object.fromEntries(
@@ -305,7 +313,16 @@ async function blkBoot(packed) {
       const poll = oursRuns.find((o) => o.mode === 'poll');
       // How many times longer ours (poll) takes per request than the C floor: C IOPS / ours poll IOPS.
       const floorRatio = floor && !floor.skipped ? floor.iops / poll.iops : undefined;
-      return { round, kernel, ours: oursRuns, floor, floorRatio };
+      const cIrq = qd === 1 && interruptFloors[i] && !interruptFloors[i].skipped ? interruptFloors[i] : undefined;
+      const irq = oursRuns.find((o) => o.mode === 'interrupt');
+      const interruptFloor = cIrq && {
+        ...cIrq,
+        busyCpus: busyCpus('floor-interrupt', qd, round),
+        // IOPS ratio against the kernel; and, as for poll, how many times longer ours' interrupt mode takes.
+        overKernel: cIrq.iops / kernel.iops,
+        oursOverC: cIrq.iops / irq.iops,
+      };
+      return { round, kernel, ours: oursRuns, floor, floorRatio, interruptFloor };
     });
     return {
       ring,
@@ -319,6 +336,15 @@ async function blkBoot(packed) {
       floor: rounds[0].floor?.skipped
         ? { skipped: rounds[0].floor.skipped }
         : { ...medianRun(rounds.map((r) => r.floor)), ratio: spread(rounds.map((r) => r.floorRatio)) },
+      ...(rounds[0].interruptFloor
+        ? {
+            interruptFloor: {
+              ...medianRun(rounds.map((r) => r.interruptFloor)),
+              overKernel: spread(rounds.map((r) => r.interruptFloor?.overKernel)),
+              oursOverC: spread(rounds.map((r) => r.interruptFloor?.oursOverC)),
+            },
+          }
+        : {}),
       ...(qd === 1 && variantRuns ? { ...variantRuns, gcFloor: spread(gcFloor.pausesMs) } : {}),
     };
   });
@@ -412,7 +438,10 @@ function print({ blk, rng, host, wallMs, bootMs }) {
   console.log(
     "latency is per request, submission to completion (fio's lat; ours around each read); vCPUs busy: of the guest's 2, during the run.",
   );
-  console.log('The floor (bench/floor/blk-floor.c) drives our device from C in a polled loop on a split ring.');
+  console.log('The floor (bench/floor/blk-floor.c) drives our device from C in a polled loop on a split ring;');
+  console.log(
+    '"C interrupt" is the same C loop at QD1 waiting for interrupts through /dev/uioN instead (2 syscalls per interrupt).',
+  );
   console.log(
     '"ours poll / C" is a time ratio: how many times longer a request takes ours in poll mode than the floor',
   );
@@ -455,6 +484,16 @@ function print({ blk, rng, host, wallMs, bootMs }) {
           `ours poll / C ${x(row.floor.ratio?.median)} (${range(row.floor.ratio)})`,
         ),
       );
+    const irqFloor = row.interruptFloor;
+    if (irqFloor)
+      console.log(
+        line(
+          'C interrupt',
+          irqFloor,
+          row.rounds.map((r) => r.interruptFloor),
+          `C/kernel ${x(irqFloor.overKernel.median)} (${range(irqFloor.overKernel)})`,
+        ),
+      );
   }
   console.log('');
   for (const row of blk) {
@@ -477,6 +516,17 @@ function print({ blk, rng, host, wallMs, bootMs }) {
         (packed && !packed.floor.skipped
           ? `; ours poll on the packed ring / C = ${x(packed.floor.ratio.median)} (${range(packed.floor.ratio)})`
           : ''),
+    );
+  }
+
+  // What a user-space driver's interrupt mode can reach here at best: C, two syscalls per interrupt.
+  for (const row of blk.filter((r) => r.interruptFloor)) {
+    const c = row.interruptFloor;
+    console.log(
+      `floor QD1 interrupt (${row.ring} boot): C interrupt / kernel = ${x(c.overKernel.median)} (${range(c.overKernel)}); ` +
+        `ours interrupt / C interrupt = ${x(c.oursOverC.median)} (${range(c.oursOverC)}) ` +
+        `(C: ${f(c.iops)} IOPS, ${f(c.meanUs, 1)} µs mean, ${f(c.interruptsPerRequest, 2)} interrupts per request; ` +
+        'a blocking read() of /dev/uioN and an unmasking write() per interrupt)',
     );
   }
 

@@ -8,7 +8,10 @@
 // batch sizes run side by side in one process, alternating rounds, so the
 // ratio between them is what to read; absolute figures depend on the
 // machine. The device side (sim) runs on the same thread and is included
-// in the time.
+// in the time. Then the part of a batch-1 request no ring or queue code
+// can shrink: the round trip of an eventfd interrupt alone (the sim's
+// line: its write, libuv's epoll wait, the addon's own), measured in the
+// same process, beside what remains for the sim, the ring and the queue.
 //
 //   node bench/ring-sim.js [--requests N] [--rounds R] [--json]
 //
@@ -17,6 +20,7 @@
 const { parseArgs } = require('node:util');
 const lib = require('../dist/index.js');
 const { SimDevice } = require('../dist/sim/index.js');
+const { EventfdInterruptSource } = require('../dist/platform/eventfd-interrupt-source.js');
 
 let opts;
 try {
@@ -125,10 +129,37 @@ async function run(rig, batch, total) {
   };
 }
 
+/**
+ * µs per round trip of an eventfd interrupt through the event loop, nothing
+ * else: raised from its own listener, `count` times in a row.
+ */
+function eventfdRoundTrip(count) {
+  const line = new EventfdInterruptSource('bench round trip');
+  return new Promise((resolve, reject) => {
+    let left = count;
+    let start;
+    line.listen(
+      () => {
+        if (--left > 0) return line.raise(1);
+        const us = Number(process.hrtime.bigint() - start) / 1000 / count;
+        line.close();
+        resolve(us);
+      },
+      (error) => {
+        line.close();
+        reject(error);
+      },
+    );
+    start = process.hrtime.bigint();
+    line.raise(1);
+  });
+}
+
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 async function main() {
   const results = {};
+  const roundTrips = [];
   for (const [ring, eventIdx] of [
     ['split', true],
     ['split', false],
@@ -139,7 +170,11 @@ async function main() {
     try {
       for (const batch of BATCHES) await run(rig, batch, 2000); // warm-up
       const rounds = Object.fromEntries(BATCHES.map((b) => [b, []]));
-      for (let r = 0; r < ROUNDS; r++) for (const batch of BATCHES) rounds[batch].push(await run(rig, batch, REQUESTS));
+      for (let r = 0; r < ROUNDS; r++) {
+        for (const batch of BATCHES) rounds[batch].push(await run(rig, batch, REQUESTS));
+        // Between the rounds, under the same conditions: the interrupt's round trip alone.
+        roundTrips.push(await eventfdRoundTrip(Math.max(1000, Math.floor(REQUESTS / 4))));
+      }
       for (const batch of BATCHES) {
         const rs = rounds[batch];
         results[`${ring}/${eventIdx ? 'event_idx' : 'flags'}/batch${batch}`] = {
@@ -172,6 +207,7 @@ async function main() {
           results,
           batch32OverBatch1: Object.fromEntries(modes.map((m) => [m, ratio(m)])),
           worstSplitAtomicsPerBatch: splitAtomics,
+          eventfdRoundTripUs: median(roundTrips),
         },
         null,
         2,
@@ -192,6 +228,16 @@ async function main() {
   console.log(
     `packed / split throughput: event_idx batch1 ${packedOverSplit('event_idx', 1).toFixed(2)}x, batch32 ${packedOverSplit('event_idx', 32).toFixed(2)}x; flags batch1 ${packedOverSplit('flags', 1).toFixed(2)}x, batch32 ${packedOverSplit('flags', 32).toFixed(2)}x`,
   );
+  const roundTrip = median(roundTrips);
+  const [lo, hi] = [Math.min(...roundTrips), Math.max(...roundTrips)];
+  for (const mode of ['split/event_idx', 'packed/event_idx']) {
+    const us = 1e6 / results[`${mode}/batch1`].requestsPerSecond;
+    console.log(
+      `${mode} batch 1: ${us.toFixed(1)} µs a request = ${roundTrip.toFixed(1)} µs the eventfd interrupt's round trip ` +
+        `alone (${lo.toFixed(1)}–${hi.toFixed(1)}; a write and two epoll waits) + ${(us - roundTrip).toFixed(1)} µs ` +
+        'the sim, the ring, the queue and the promise',
+    );
+  }
   console.log(
     `split ring Atomics per batch, worst case: ${splitAtomics.toFixed(2)} (target ≤ 2): ${splitAtomics <= 2 ? 'met' : 'NOT met'}`,
   );

@@ -6,7 +6,15 @@
  * a fixed time), so "ours poll / C" says how much of a request's time is
  * ours and how much is the device and the emulator's.
  *
- *   blk-floor <iodepth> <seconds>
+ *   blk-floor <iodepth> <seconds> [poll|interrupt]
+ *
+ * poll (the default) spins on used.idx with interrupts suppressed;
+ * interrupt waits for the device's used buffer notifications the way a
+ * user-space driver on UIO must: a blocking read() of /dev/uioN, then the
+ * InterruptStatus acknowledgement (§4.2.2) and the write() that unmasks
+ * the line again (uio_pdrv_genirq masks it in its handler) — two syscalls
+ * per interrupt, the least a UIO driver can pay. "C interrupt / kernel"
+ * thus bounds what any user-space driver's interrupt mode can reach here.
  *
  * Prints one result line, as the guest programs do (scripts/lab/guest/report.ts):
  *   @@LAB-RESULT {"kind":"blk-floor","iodepth":1,"iops":...,"meanUs":...,"requests":...}
@@ -57,6 +65,7 @@
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
+#include <stdbool.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "virtio 1.x structures are little-endian; this program stores them in host order"
@@ -321,11 +330,46 @@ static uint64_t config_read64(uint32_t offset) {
   return (uint64_t)high << 32 | low;
 }
 
+/*
+ * Unmasks the line (uio_pdrv_genirq's irqcontrol write). Unmasking an
+ * unmasked line is a no-op; a UIO driver without irqcontrol answers an
+ * error, ignored here (the poll floor needs no interrupt).
+ */
+static void unmask_line(void) {
+  int32_t unmask = 1;
+  if (write(uio_fd, &unmask, sizeof unmask) != (ssize_t)sizeof unmask && errno != ENOSYS) {
+    fprintf(stderr, "blk-floor: %s: unmasking the interrupt: %s\n", uio_path, strerror(errno));
+  }
+}
+
+/*
+ * Sleeps until the device interrupts: read() returns the line's event
+ * count once it moved. Then §4.2.2: InterruptStatus acknowledged (the
+ * level-triggered line drops) and the line unmasked. An interrupt raised
+ * after the caller last looked at used.idx is never lost: the line stays
+ * asserted until acknowledged, so an unmask re-raises it and the next read
+ * returns at once.
+ */
+static void wait_for_interrupt(void) {
+  uint32_t count;
+  ssize_t n;
+  do {
+    n = read(uio_fd, &count, sizeof count);
+  } while (n < 0 && errno == EINTR);
+  if (n != (ssize_t)sizeof count) die("%s: waiting for the interrupt: %s", uio_path, n < 0 ? strerror(errno) : "short read");
+  uint32_t pending = reg_read(REG_INTERRUPT_STATUS);
+  if (pending) reg_write(REG_INTERRUPT_ACK, pending);
+  unmask_line();
+}
+
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: blk-floor <iodepth> <seconds>\n");
+  if (argc != 3 && argc != 4) {
+    fprintf(stderr, "usage: blk-floor <iodepth> <seconds> [poll|interrupt]\n");
     return 2;
   }
+  const char *mode = argc == 4 ? argv[3] : "poll";
+  if (strcmp(mode, "poll") != 0 && strcmp(mode, "interrupt") != 0) die("mode must be poll or interrupt, got %s", mode);
+  bool interrupts = strcmp(mode, "interrupt") == 0;
   int depth = atoi(argv[1]);
   double seconds = atof(argv[2]);
   if (depth < 1 || depth > MAX_DEPTH) die("iodepth must be in [1, %d]", MAX_DEPTH);
@@ -334,7 +378,8 @@ int main(int argc, char **argv) {
   uint32_t version = open_first_blk();
   if (version != 2) {
     printf("blk-floor: %s is virtio-mmio Version %u; floor: Version 2 only, skipped\n", uio_path, version);
-    printf("@@LAB-RESULT {\"kind\":\"blk-floor\",\"iodepth\":%d,\"skipped\":\"floor: Version 2 only\",\"version\":%u}\n", depth, version);
+    printf("@@LAB-RESULT {\"kind\":\"blk-floor\",\"mode\":\"%s\",\"iodepth\":%d,\"skipped\":\"floor: Version 2 only\",\"version\":%u}\n",
+           mode, depth, version);
     return 0;
   }
 
@@ -379,8 +424,8 @@ int main(int argc, char **argv) {
   reg_write(REG_QUEUE_DRIVER_HIGH, (uint32_t)(avail_phys >> 32));
   reg_write(REG_QUEUE_DEVICE_LOW, (uint32_t)used_phys);
   reg_write(REG_QUEUE_DEVICE_HIGH, (uint32_t)(used_phys >> 32));
-  /* §2.7.7: no used buffer notifications, please; we poll. */
-  avail->flags = VIRTQ_AVAIL_F_NO_INTERRUPT;
+  /* §2.7.7: polling needs no used buffer notifications. */
+  avail->flags = interrupts ? 0 : VIRTQ_AVAIL_F_NO_INTERRUPT;
   reg_write(REG_QUEUE_READY, 1);
 
   uint64_t capacity = config_read64(0); /* §5.2.4: capacity in 512-byte sectors */
@@ -401,7 +446,8 @@ int main(int argc, char **argv) {
   random_state = (uint64_t)now_us() | 1;
   double submitted_at[MAX_DEPTH];
   uint16_t avail_idx = 0, used_seen = 0;
-  uint64_t notifications = 0, requests = 0, in_flight = 0;
+  uint64_t notifications = 0, requests = 0, in_flight = 0, wakeups = 0;
+  if (interrupts) unmask_line(); /* a line an earlier driver left masked */
   double latency_sum = 0;
 
   /* Places slot s's request in the avail ring (not yet published). */
@@ -437,6 +483,11 @@ int main(int argc, char **argv) {
   PUBLISH();
   int measuring = 1;
   while (in_flight > 0) {
+    /* Interrupt mode looks at the ring only when woken, as an interrupt-driven driver does. */
+    if (interrupts) {
+      wait_for_interrupt();
+      wakeups++;
+    }
     /* §2.7.14: used.idx (acquire) before the elements it covers. */
     uint16_t used_idx = __atomic_load_n(&used->idx, __ATOMIC_ACQUIRE);
     if (used_idx == used_seen) continue;
@@ -474,18 +525,16 @@ int main(int argc, char **argv) {
    * a hint) and uio_pdrv_genirq masked it; unmasking an unmasked line is a
    * no-op, and a driver without irqcontrol answers an error we ignore.
    */
-  int32_t unmask = 1;
-  if (write(uio_fd, &unmask, sizeof unmask) != (ssize_t)sizeof unmask && errno != ENOSYS) {
-    fprintf(stderr, "blk-floor: %s: unmasking the interrupt: %s\n", uio_path, strerror(errno));
-  }
+  unmask_line();
   close(uio_fd);
   munlock(page, HUGEPAGE_BYTES);
   munmap(page, HUGEPAGE_BYTES);
 
   double elapsed = (ended - started) / 1e6;
-  printf("@@LAB-RESULT {\"kind\":\"blk-floor\",\"driver\":\"c\",\"iodepth\":%d,\"iops\":%.1f,\"meanUs\":%.2f,\"requests\":%" PRIu64
-         ",\"seconds\":%.3f,\"queueSize\":%u,\"notificationsPerRequest\":%.4f}\n",
-         depth, requests / elapsed, requests ? latency_sum / requests : 0.0, requests, elapsed, queue_size,
-         requests ? (double)notifications / requests : 0.0);
+  printf("@@LAB-RESULT {\"kind\":\"blk-floor\",\"driver\":\"c\",\"mode\":\"%s\",\"iodepth\":%d,\"iops\":%.1f,"
+         "\"meanUs\":%.2f,\"requests\":%" PRIu64 ",\"seconds\":%.3f,\"queueSize\":%u,"
+         "\"notificationsPerRequest\":%.4f,\"interruptsPerRequest\":%.4f}\n",
+         mode, depth, requests / elapsed, requests ? latency_sum / requests : 0.0, requests, elapsed, queue_size,
+         requests ? (double)notifications / requests : 0.0, requests ? (double)wakeups / requests : 0.0);
   return 0;
 }

@@ -19,6 +19,11 @@ export abstract class FdInterruptSource implements InterruptSource {
   private keepAlive = true;
   private readonly onClose = new Set<() => void>();
   protected isClosed = false;
+  /** An interrupt is being delivered (the listener runs). */
+  private delivering = false;
+  /** acknowledged() re-armed the line during this delivery (or tried: the error waits for the listener's return). */
+  private rearmedEarly = false;
+  private rearmError: unknown;
 
   protected constructor(
     readonly label: string,
@@ -141,16 +146,47 @@ export abstract class FdInterruptSource implements InterruptSource {
       return;
     }
     if (count === null) return;
+    this.delivering = true;
+    this.rearmedEarly = false;
     try {
       listener({ count });
     } finally {
-      if (!this.isClosed && this.onInterrupt) {
-        try {
-          this.rearm();
-        } catch (error) {
-          this.fail(error);
-        }
-      }
+      this.delivering = false;
+      this.afterDelivery();
+    }
+  }
+
+  /** Re-arms the line unless acknowledged() did; reports a failed re-arm either way. */
+  private afterDelivery(): void {
+    const error = this.rearmError;
+    this.rearmError = undefined;
+    if (this.isClosed || !this.onInterrupt) return;
+    if (this.rearmedEarly) {
+      if (error !== undefined) this.fail(error);
+      return;
+    }
+    try {
+      this.rearm();
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  /**
+   * The listener has acknowledged the device: the line is re-armed now, not
+   * when the listener returns, so that an interrupt raised meanwhile (for a
+   * request the listener itself submitted) reaches an unmasked line. A
+   * re-arm that fails is reported when the listener returns, as it would
+   * have been without this call. Outside a delivery, or a second time in
+   * one, it does nothing.
+   */
+  acknowledged(): void {
+    if (!this.delivering || this.rearmedEarly || this.isClosed || !this.onInterrupt) return;
+    this.rearmedEarly = true;
+    try {
+      this.rearm();
+    } catch (error) {
+      this.rearmError = error;
     }
   }
 

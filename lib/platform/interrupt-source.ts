@@ -10,9 +10,10 @@ export type InterruptErrorListener = (error: Error) => void;
  * A device's interrupt line as seen from user space (a UIO fd, or the
  * software device's eventfd), watched from the event loop without a thread.
  *
- * listen() delivers each interrupt to the listener; when the listener
- * returns, the line is re-armed (UIO: the 4-byte write of 1), so the
- * listener should acknowledge the device (InterruptACK) before returning.
+ * listen() delivers each interrupt to the listener; the line is re-armed
+ * (UIO: the 4-byte write of 1) when the listener calls acknowledged() or,
+ * at the latest, when it returns, so the listener acknowledges the device
+ * (InterruptACK) first.
  * A line that fails (device gone: EIO, EPOLLERR, EPOLLHUP) stops listening
  * and reports a DeviceGoneError to the error listener. While nobody listens,
  * the source does not keep the process alive.
@@ -23,6 +24,17 @@ export interface InterruptSource {
   readonly listening: boolean;
   listen(onInterrupt: InterruptListener, onError: InterruptErrorListener): void;
   unlisten(): void;
+  /**
+   * Called by a listener once it has acknowledged the device's interrupt
+   * (§4.2.3.4's InterruptACK): the line may be re-armed before the listener
+   * goes on to the used buffers and whatever they start. Unmasking only
+   * after acknowledging keeps a level-triggered line from firing again at
+   * once; unmasking before new requests reach the device keeps their
+   * interrupts from arriving at a masked line, where an edge-triggered one
+   * waits for the kernel to resend it. Optional: a source without it
+   * re-arms when the listener returns.
+   */
+  acknowledged?(): void;
   /** Unmask the line (UIO irqcontrol write of 1). */
   enable(): void;
   /** Mask the line (UIO irqcontrol write of 0). */

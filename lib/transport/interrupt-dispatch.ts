@@ -130,6 +130,8 @@ export class InterruptDispatch {
     }
     this.stats.interrupts++;
     this.registers.ackInterrupt(handled);
+    // Acknowledged: the line may be unmasked before the completions start new requests (interrupt-source.ts).
+    this.source?.acknowledged?.();
     let settled = 0;
     if (handled & MmioInterrupt.VRING) {
       for (const endpoint of this.endpoints.values()) settled += endpoint.onUsedBuffer();

@@ -123,6 +123,67 @@ describe('UioInterruptSource', () => {
     closeSync(device);
   });
 
+  it('acknowledged() re-arms during the delivery, once, and then the return does not; outside a delivery it does nothing', async () => {
+    const { file, device } = fakeUio();
+    const source = new UioInterruptSource(file, new EpollLoop());
+    const seenInListener: number[][] = [];
+    source.listen(
+      () => {
+        source.acknowledged();
+        source.acknowledged();
+        seenInListener.push(drain(device));
+      },
+      (e) => {
+        throw e;
+      },
+    );
+    expect(drain(device)).toEqual([1]); // unmasked when listening starts
+    source.acknowledged();
+    expect(drain(device)).toEqual([]);
+    writeSync(device, u32(1));
+    await settle(30);
+    expect(seenInListener).toEqual([[1]]);
+    expect(drain(device)).toEqual([]);
+    source.close();
+    closeSync(device);
+  });
+
+  it('a re-arm that fails in acknowledged() is reported when the listener returns, as DeviceGoneError', async () => {
+    const { file, device } = fakeUio();
+    // The file with a re-arm write that fails once told to (EIO, as once the device is unbound).
+    let failing = false;
+    const flaky = new Proxy(file, {
+      get(target, key) {
+        if (key === 'enable' && failing) {
+          return () => {
+            throw new SyscallError({ message: 'write failed', errno: 5, code: 'EIO', syscall: 'write' });
+          };
+        }
+        const value: unknown = Reflect.get(target, key, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const source = new UioInterruptSource(flaky, new EpollLoop());
+    const errors: Error[] = [];
+    let after = 'not run';
+    source.listen(
+      () => {
+        failing = true;
+        source.acknowledged();
+        after = source.listening ? 'still listening' : 'stopped early';
+      },
+      (e) => errors.push(e),
+    );
+    writeSync(device, u32(1));
+    await settle(30);
+    expect(after).toBe('still listening');
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toBeInstanceOf(DeviceGoneError);
+    expect(source.listening).toBe(false);
+    source.close();
+    closeSync(device);
+  });
+
   it('an interrupt counted before listen() is read then, not delivered as a new one', async () => {
     const { file, device } = fakeUio();
     const source = new UioInterruptSource(file, new EpollLoop());

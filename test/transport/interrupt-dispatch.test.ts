@@ -50,6 +50,11 @@ class FakeLine {
     this.reffed = false;
     this.unrefs++;
   }
+  /** Logged into the registers' log when the test gives one (the order against the register accesses). */
+  log?: string[];
+  acknowledged(): void {
+    this.log?.push('line acknowledged');
+  }
 }
 
 class FakeEndpoint implements QueueEndpoint {
@@ -122,6 +127,30 @@ describe('InterruptDispatch', () => {
     dispatch.handle();
     expect(registers.log).toEqual(['read InterruptStatus', `ack ${MmioInterrupt.VRING}`]);
     expect([a.used, b.used, changes]).toEqual([2, 2, 1]);
+  });
+
+  test('tells the line the interrupt is acknowledged after the InterruptACK write and before any used buffer is dispatched', () => {
+    const { dispatch, registers, endpoints, line } = setup();
+    line.log = registers.log;
+    const endpoint = new FakeEndpoint();
+    endpoint.onUsedBuffer = (): number => {
+      registers.log.push('used buffers');
+      return 0;
+    };
+    endpoints.set(0, endpoint);
+    registers.interruptStatus = MmioInterrupt.VRING;
+    dispatch.handle();
+    expect(registers.log).toEqual([
+      'read InterruptStatus',
+      `ack ${MmioInterrupt.VRING}`,
+      'line acknowledged',
+      'used buffers',
+    ]);
+    // Nothing acknowledged (spurious): the line is not told; it re-arms when the listener returns.
+    registers.log.length = 0;
+    registers.interruptStatus = 0;
+    dispatch.handle();
+    expect(registers.log).toEqual(['read InterruptStatus']);
   });
 
   test('a wake-up with no defined bit is spurious: counted, nothing acknowledged; unknown bits alone are never acknowledged', () => {
