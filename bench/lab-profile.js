@@ -32,7 +32,8 @@ const { runLab, kernelDriverCommands } = require('../scripts/lab/run.js');
 const { watchHost } = require('./host-watch.js');
 
 const USAGE =
-  'usage: node bench/lab-profile.js [--seconds S] [--legacy] [--json] [--interval µs] [--no-kernel] [--kpti-off] [--mode interrupt|poll|hybrid]';
+  'usage: node bench/lab-profile.js [--seconds S] [--legacy] [--json] [--interval µs] [--no-kernel] ' +
+  '[--kpti-off] [--mode interrupt|poll|hybrid]';
 let opts;
 try {
   ({ values: opts } = parseArgs({
@@ -81,11 +82,13 @@ const command = [
         'sleep 1',
         'test -b /dev/vda',
         'echo "@@LAB-FIO-BEGIN"',
-        `fio --name=kernel --filename=/dev/vda --direct=1 --rw=randread --bs=4k --ioengine=libaio --iodepth=1 --runtime=${SECONDS} --time_based --output-format=json`,
+        `fio --name=kernel --filename=/dev/vda --direct=1 --rw=randread --bs=4k --ioengine=libaio --iodepth=1 ` +
+          `--runtime=${SECONDS} --time_based --output-format=json`,
         'echo "@@LAB-FIO-END"',
       ]
     : []),
-  `node scripts/lab/guest/blk-profile.js ${SECONDS} --interval ${INTERVAL} --warmup ${Math.min(5, SECONDS)} --mode ${MODE}`,
+  `node scripts/lab/guest/blk-profile.js ${SECONDS} --interval ` +
+    `${INTERVAL} --warmup ${Math.min(5, SECONDS)} --mode ${MODE}`,
 ].join('\n');
 
 // ---- How busy the host was (other QEMUs share its few CPUs) ----
@@ -138,7 +141,9 @@ function print(result) {
   const { guest: g, kernel: k, host, guestKernel } = result;
   const p = g.profiled.profile;
   console.log(
-    `virtio-blk QD1, ${g.mode ?? 'interrupt'} mode, 4 KiB random reads, null-co backend, virtio-mmio Version ${g.version}, ${SECONDS} s per phase, guest under TCG (Node ${g.node})`,
+    `virtio-blk QD1, ${g.mode ?? 'interrupt'} mode, 4 KiB random reads, null-co backend, virtio-mmio ` +
+      `Version ${g.version}` +
+      `, ${SECONDS} s per phase, guest under TCG (Node ${g.node})`,
   );
   if (guestKernel)
     console.log(`guest kernel: KPTI ${guestKernel.kpti ? 'on' : 'off'} (cmdline: ${guestKernel.cmdline})`);
@@ -148,34 +153,45 @@ function print(result) {
     host.otherCpuSDuringOurs !== undefined ? `${f(host.otherCpuSDuringOurs, 1)} during ours` : undefined,
   ].filter(Boolean);
   console.log(
-    `host during the run (${f(host.wallS)} s): ${f(host.busyPct)}% busy of ${host.cpus} CPUs; other processes used ${f(host.otherCpuS, 1)} CPU-s` +
-      `${during.length ? ` (${during.join(', ')})` : ''}, other QEMUs seen: ${host.otherQemus}${shared ? '  (shared host: figures may be slowed)' : ''}`,
+    `host during the run (${f(host.wallS)} s): ${f(host.busyPct)}% busy of ${host.cpus} CPUs; other processes ` +
+      `used ${f(host.otherCpuS, 1)} CPU-s` +
+      `${during.length ? ` (${during.join(', ')})` : ''}, other QEMUs seen: ${host.otherQemus}` +
+      `${shared ? '  (shared host: figures may be slowed)' : ''}`,
   );
 
   console.log('\nThroughput                     IOPS   µs/req   mean µs   p50 µs   p99 µs   epoll idle');
   if (k) {
     console.log(
-      `kernel (fio libaio, clat)   ${pad(f(k.iops), 7)}  ${pad(f(1e6 / k.iops), 7)}  ${pad(f(k.clatMeanUs), 8)}        -  ${pad(f(k.p99Us), 7)}            -   (lat incl. submit: ${f(k.latMeanUs)} µs)`,
+      `kernel (fio libaio, clat)   ${pad(f(k.iops), 7)}  ${pad(f(1e6 / k.iops), 7)}  ` +
+        `${pad(f(k.clatMeanUs), 8)}        ` +
+        `-  ${pad(f(k.p99Us), 7)}            -   (lat incl. submit: ${f(k.latMeanUs)} µs)`,
     );
   }
   const ours = (label, r) =>
     console.log(
-      `${label.padEnd(27)} ${pad(f(r.iops), 7)}  ${pad(f(1e6 / r.iops), 7)}  ${pad(f(r.readUs.mean), 8)}  ${pad(f(r.readUs.p50), 7)}  ${pad(f(r.readUs.p99), 7)}  ${pad(f(r.loop.idlePct, 1), 10)}%`,
+      `${label.padEnd(27)} ${pad(f(r.iops), 7)}  ${pad(f(1e6 / r.iops), 7)}  ` +
+        `${pad(f(r.readUs.mean), 8)}  ${pad(f(r.readUs.p50), 7)}  ${pad(f(r.readUs.p99), 7)}  ` +
+        `${pad(f(r.loop.idlePct, 1), 10)}%`,
     );
   ours('ours, plain (in read())', g.plain);
   ours('ours, CPU profiler on', g.profiled);
   ours('ours, wrapped marks', g.marks.loop);
   ours('ours, plain again', g.plainAgain);
   console.log(
-    'µs/req = 1e6 / IOPS, the whole cycle; "mean" is the completion latency (fio clat; ours: time in await blk.read()).',
+    'µs/req = 1e6 / IOPS, the whole cycle; "mean" is the ' +
+      'completion latency (fio clat; ours: time in await blk.read()).',
   );
   const plainIops = g.overhead.plainIops;
   console.log(
-    `phases in this order, after a ${g.warmup.seconds} s warm-up at ${f(g.warmup.iops)} IOPS: plain, CPU profiler, marks, plain again`,
+    `phases in this order, after a ${g.warmup.seconds} s warm-up at ${f(g.warmup.iops)} IOPS: plain, CPU ` +
+      `profiler, marks, plain again`,
   );
   console.log(
-    `ours, plain: ${f(g.plain.betweenUs.mean)} µs mean between reads (the loop), GC ${g.plain.gc.count}× ${f(g.plain.gc.ms, 1)} ms in ${SECONDS} s, ` +
-      `${f(g.plain.interruptsPerRequest, 2)} interrupts and ${f(g.plain.notificationsPerRequest, 2)} notifications per request`,
+    `ours, plain: ${f(g.plain.betweenUs.mean)} µs mean between reads (the loop), GC ${g.plain.gc.count}` +
+      `× ${f(g.plain.gc.ms, 1)} ` +
+      `ms in ${SECONDS} s, ` +
+      `${f(g.plain.interruptsPerRequest, 2)} interrupts and ${f(g.plain.notificationsPerRequest, 2)} ` +
+      `notifications per request`,
   );
   if (k) {
     console.log(
@@ -186,12 +202,17 @@ function print(result) {
 
   const o = g.overhead;
   console.log(
-    `\nOverhead: CPU profiler (${g.samplingIntervalUs} µs sampling) IOPS ×${f(o.profilerIopsRatio, 2)} (+${f(o.profilerUsPerRequest)} µs/req); ` +
-      `wrapped marks IOPS ×${f(o.marksIopsRatio, 2)} (+${f(o.marksUsPerRequest)} µs/req), against the mean of the plain phases`,
+    `\nOverhead: CPU profiler (${g.samplingIntervalUs} µs ` +
+      `sampling) IOPS ×${f(o.profilerIopsRatio, 2)} (+` +
+      `${f(o.profilerUsPerRequest)} µs/req); wrapped marks IOPS ` +
+      `×${f(o.marksIopsRatio, 2)} (+${f(o.marksUsPerRequest)} ` +
+      `µs/req), against the mean of the plain phases`,
   );
 
   console.log(
-    `\nCPU profile: ${p.samples} samples over ${f(p.wallMs)} ms wall (${f(p.sampledMs)} ms covered), ${g.profiled.requests} requests; self time by category`,
+    `\nCPU profile: ${p.samples} samples over ${f(p.wallMs)} ms wall (${f(p.sampledMs)} ms covered), ` +
+      `${g.profiled.requests} ` +
+      `requests; self time by category`,
   );
   console.log('category                                      ms       %    µs/req');
   for (const c of p.categories)
@@ -201,7 +222,8 @@ function print(result) {
     console.log(`  ${c.name.padEnd(38)} ${pad(f(c.ms), 8)}  ${pad(f(c.pct, 1), 6)}  ${pad(f(c.usPerRequest), 8)}`);
   const profIdle = p.categories.find((c) => c.name === '(idle)');
   console.log(
-    `  cross-check: profiler (idle) ${f(profIdle?.pct ?? 0, 1)}% vs libuv epoll idle ${f(g.profiled.loop.idlePct, 1)}% in the same phase ` +
+    `  cross-check: profiler (idle) ${f(profIdle?.pct ?? 0, 1)}% vs libuv epoll idle ${f(g.profiled.loop.idlePct, 1)}` +
+      `% in the same phase ` +
       "((idle) also holds the poll phase's native code before JS is entered)",
   );
 
@@ -209,29 +231,37 @@ function print(result) {
   console.log('  self ms      %   total %  function                       where');
   for (const r of p.topSelf)
     console.log(
-      `${pad(f(r.selfMs), 9)}  ${pad(f(r.selfPct, 1), 5)}  ${pad(f(r.totalPct, 1), 8)}  ${r.name.padEnd(30)} ${r.where || `(${r.category})`}`,
+      `${pad(f(r.selfMs), 9)}  ${pad(f(r.selfPct, 1), 5)}  ${pad(f(r.totalPct, 1), 8)}  ` +
+        `${r.name.padEnd(30)} ${r.where || `(${r.category})`}`,
     );
   console.log(`\nTop ${p.topTotal.length} functions by total time (self + callees)`);
   console.log(' total ms      %    self %  function                       where');
   for (const r of p.topTotal)
     console.log(
-      `${pad(f(r.totalMs), 9)}  ${pad(f(r.totalPct, 1), 5)}  ${pad(f(r.selfPct, 1), 8)}  ${r.name.padEnd(30)} ${r.where || `(${r.category})`}`,
+      `${pad(f(r.totalMs), 9)}  ${pad(f(r.totalPct, 1), 5)}  ${pad(f(r.selfPct, 1), 8)}  ` +
+        `${r.name.padEnd(30)} ${r.where || `(${r.category})`}`,
     );
 
   const u = g.unitCosts;
   const uc = (v) => (typeof v === 'number' ? f(v, 1) : v);
   console.log(
-    `\nUnit costs in this guest, µs per call: empty loop ${uc(u.emptyLoopUs)}, performance.now() ${uc(u.performanceNowUs)}, hrtime.bigint() ${uc(u.hrtimeBigintUs)}, ` +
-      `N-API call mb() ${uc(u.napiMbUs)}, dmaWmb() ${uc(u.napiDmaWmbUs)}, MMIO readl (trap to QEMU) ${uc(u.mmioReadlUs)}, fs.readSync 4 B of /dev/zero (one read() syscall) ${uc(u.readSyscallUs)}, ` +
+    `\nUnit costs in this guest, µs per call: empty loop ${uc(u.emptyLoopUs)}, performance.now() ` +
+      `${uc(u.performanceNowUs)}` +
+      `, hrtime.bigint() ${uc(u.hrtimeBigintUs)}, ` +
+      `N-API call mb() ${uc(u.napiMbUs)}, dmaWmb() ${uc(u.napiDmaWmbUs)}, MMIO readl (trap to QEMU) ` +
+      `${uc(u.mmioReadlUs)}` +
+      `, fs.readSync 4 B of /dev/zero (one read() syscall) ${uc(u.readSyscallUs)}, ` +
       `queueMicrotask ${uc(u.queueMicrotaskUs)}, Promise.then ${uc(u.promiseThenUs)}, await ${uc(u.awaitUs)}`,
   );
   console.log(
-    '("[native] <- f": time inside N-API/V8 API functions called from f; V8 gives all N-API functions one name, so they are told apart by caller)',
+    '("[native] <- f": time inside N-API/V8 API functions called from f; V8 gives all N-API functions one ' +
+      'name, so they are told apart by caller)',
   );
 
   const m = g.marks;
   console.log(
-    `\nPer-request phases from wrapped methods (${m.requestsTimed} requests timed, ${m.irregular} irregular skipped; sum of means ${f(m.cycleUs)} µs)`,
+    `\nPer-request phases from wrapped methods (${m.requestsTimed} requests timed, ${m.irregular} irregular ` +
+      `skipped; sum of means ${f(m.cycleUs)} µs)`,
   );
   console.log('   mean µs   p50 µs   p99 µs      %  phase');
   for (const ph of m.phases)

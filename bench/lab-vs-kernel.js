@@ -112,7 +112,8 @@ const VARIANTS = [
 const ALLOCATION_TARGET_BYTES = 1024;
 
 const fio = (name, qd, seconds, format) =>
-  `fio --name=${name} --filename=/dev/vda --direct=1 --rw=randread --bs=4k --ioengine=libaio --iodepth=${qd} --runtime=${seconds} --time_based --output-format=${format}`;
+  `fio --name=${name} --filename=/dev/vda --direct=1 --rw=randread --bs=4k --ioengine=libaio --iodepth=${qd} ` +
+  `--runtime=${seconds} --time_based --output-format=${format}`;
 
 /**
  * The guest's commands for one blk boot. blk-bench runs the whole plan in
@@ -134,7 +135,8 @@ function blkCommand(variants) {
     'set -e',
     cpu,
     // The kernel names the device's interrupt after the virtio device (virtio0); sum the per-CPU columns.
-    "irqs() { awk '/ virtio0$/ { s = 0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i; print s }' /proc/interrupts; }",
+    "irqs() { awk '/ virtio0$/ { s = 0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i; print s }' " +
+      '/proc/interrupts; }',
     'before=$(irqs)',
     'echo "@@LAB-FIO-BEGIN $BENCH_QD $BENCH_ROUND"',
     'c0=$(cpu)',
@@ -159,12 +161,16 @@ function blkCommand(variants) {
     'EOF',
     // Warm-up, not measured: the kernel's block path and fio through TCG once.
     `${fio('warmup', 32, WARMUP_FIO_SECONDS, 'terse')} > /dev/null`,
-    `node scripts/lab/guest/blk-bench.js --depths ${DEPTHS.join(',')} --seconds ${SECONDS} --modes ${MODES.join(',')} --rounds ${PAIRS} --warmup ${WARMUP_OURS_SECONDS}` +
+    `node scripts/lab/guest/blk-bench.js --depths ${DEPTHS.join(',')} --seconds ${SECONDS} --modes ` +
+      `${MODES.join(',')} ` +
+      `--rounds ${PAIRS} --warmup ${WARMUP_OURS_SECONDS}` +
       " --before 'sh /tmp/kernel-fio.sh' --after 'sh /tmp/floor.sh'",
     ...(variants ? VARIANTS : []).map(
       (v) =>
-        `${v.node} scripts/lab/guest/blk-bench.js --depths 1 --seconds ${SECONDS} --modes ${v.modes.join(',')} --rounds 1 --warmup ${WARMUP_OURS_SECONDS}` +
-        ` --label ${v.label} --api ${v.api} --before 'sh /tmp/kernel-fio.sh'${v.floor ? " --after 'sh /tmp/floor.sh'" : ''}`,
+        `${v.node} scripts/lab/guest/blk-bench.js --depths 1 --seconds ${SECONDS} --modes ${v.modes.join(',')} ` +
+        `--rounds 1 --warmup ${WARMUP_OURS_SECONDS}` +
+        ` --label ${v.label} --api ${v.api} --before 'sh /tmp/kernel-fio.sh'` +
+        `${v.floor ? " --after 'sh /tmp/floor.sh'" : ''}`,
     ),
     // What one scavenge costs here at the least (an empty young generation): beside the pause target.
     ...(variants ? ['node --expose-gc scripts/lab/guest/gc-floor.js 15'] : []),
@@ -364,8 +370,11 @@ function printVariant(row, runs, tag, title) {
     longestMs = Math.max(longestMs, g.longestMs);
     bytes = Math.max(bytes, g.bytesPerRequest);
     console.log(
-      `gc QD1 ${o.mode} (${row.ring}, ${tag}): ${g.pauses} pauses (${g.markCompacts} mark-compact), longest ${f(g.longestMs, 1)} ms, ${f(g.totalMs, 1)} ms in all; ` +
-        `${f(g.bytesPerRequest)} bytes per request; ours/kernel ${x(o.ratio)} (usual: ${x(usual.ratio.median)}, ${f(usual.gc.bytesPerRequest)} bytes per request)`,
+      `gc QD1 ${o.mode} (${row.ring}, ${tag}): ${g.pauses} pauses (${g.markCompacts} mark-compact), ` +
+        `longest ${f(g.longestMs, 1)} ` +
+        `ms, ${f(g.totalMs, 1)} ms in all; ` +
+        `${f(g.bytesPerRequest)} bytes per request; ours/kernel ${x(o.ratio)} (usual: ${x(usual.ratio.median)}` +
+        `, ${f(usual.gc.bytesPerRequest)} bytes per request)`,
     );
   }
   return { longestMs, bytes };
@@ -427,20 +436,25 @@ function print({ blk, rng, host, wallMs, bootMs }) {
   const version = opts.legacy ? 1 : 2;
   console.log(`virtio-blk, 4 KiB random reads, null-co backend, virtio-mmio Version ${version}, guest under TCG`);
   console.log(
-    `${PAIRS} rounds per queue depth, each: kernel fio, ours interrupt, poll and hybrid (the order rotating by round), the C floor (${SECONDS} s per run),`,
+    `${PAIRS} rounds per queue depth, each: kernel fio, ours interrupt, poll and hybrid (the order rotating ` +
+      `by round), the C floor (${SECONDS} s per run),`,
   );
   console.log(
-    `after a warm-up (fio ${WARMUP_FIO_SECONDS} s; ours ${WARMUP_OURS_SECONDS} s over its modes and depths, then ${Math.min(0.5, SECONDS / 4)} s before each run);`,
+    `after a warm-up (fio ${WARMUP_FIO_SECONDS} s; ours ${WARMUP_OURS_SECONDS} s over its modes and depths, ` +
+      `then ${Math.min(0.5, SECONDS / 4)} s before each run);`,
   );
   console.log(
-    'figures are medians over the rounds (per-round IOPS in brackets); ours/kernel is the median of the per-round ratios (min–max);',
+    'figures are medians over the rounds (per-round IOPS in brackets); ours/kernel is the median of the ' +
+      'per-round ratios (min–max);',
   );
   console.log(
-    "latency is per request, submission to completion (fio's lat; ours around each read); vCPUs busy: of the guest's 2, during the run.",
+    "latency is per request, submission to completion (fio's lat; ours around each read); vCPUs busy: of the " +
+      "guest's 2, during the run.",
   );
   console.log('The floor (bench/floor/blk-floor.c) drives our device from C in a polled loop on a split ring;');
   console.log(
-    '"C interrupt" is the same C loop at QD1 waiting for interrupts through /dev/uioN instead (2 syscalls per interrupt).',
+    '"C interrupt" is the same C loop at QD1 waiting for interrupts through /dev/uioN instead ' +
+      '(2 syscalls per interrupt).',
   );
   console.log(
     '"ours poll / C" is a time ratio: how many times longer a request takes ours in poll mode than the floor',
@@ -448,12 +462,16 @@ function print({ blk, rng, host, wallMs, bootMs }) {
   console.log('(C IOPS / ours poll IOPS per round, median; 1.00x would be as fast as bare C, higher is slower).');
   console.log('');
   console.log(
-    'ring    QD  driver                IOPS  (per round)                 mean µs    p99 µs  notifies/req  interrupts/req  vCPUs busy  ours/kernel (min–max)',
+    'ring    QD  driver                IOPS  (per round)                 mean µs    p99 µs  notifies/req  ' +
+      'interrupts/req  vCPUs busy  ours/kernel (min–max)',
   );
   const perRound = (runs) => `(${runs.map((r) => (r && !r.skipped ? f(r.iops) : '-')).join(' ')})`;
   for (const row of blk) {
     const line = (who, m, runs, ratio) =>
-      `${row.ring.padEnd(7)} ${String(row.qd).padEnd(3)} ${who.padEnd(16)} ${f(m.iops).padStart(9)}  ${perRound(runs).padEnd(26)} ${f(m.meanUs).padStart(9)} ${f(m.p99Us).padStart(9)}  ${f(m.notificationsPerRequest, 2).padStart(12)}  ${f(m.interruptsPerRequest, 2).padStart(14)}  ${f(m.busyCpus, 2).padStart(10)}  ${ratio}`;
+      `${row.ring.padEnd(7)} ${String(row.qd).padEnd(3)} ${who.padEnd(16)} ${f(m.iops).padStart(9)}  ` +
+      `${perRound(runs).padEnd(26)} ${f(m.meanUs).padStart(9)} ${f(m.p99Us).padStart(9)}  ` +
+      `${f(m.notificationsPerRequest, 2).padStart(12)}  ${f(m.interruptsPerRequest, 2).padStart(14)}  ` +
+      `${f(m.busyCpus, 2).padStart(10)}  ${ratio}`;
     console.log(
       line(
         'kernel',
@@ -498,7 +516,9 @@ function print({ blk, rng, host, wallMs, bootMs }) {
   console.log('');
   for (const row of blk) {
     console.log(
-      `${row.ring} QD${row.qd}: ours/kernel IOPS = ${row.ours.map((o) => `${o.mode} ${x(o.ratio.median)}`).join(', ')}${row.qd === 32 ? ' (goal: >= 1.0)' : ''}`,
+      `${row.ring} QD${row.qd}: ours/kernel IOPS = ` +
+        `${row.ours.map((o) => `${o.mode} ${x(o.ratio.median)}`).join(', ')}` +
+        `${row.qd === 32 ? ' (goal: >= 1.0)' : ''}`,
     );
   }
   for (const row of blk)
@@ -512,7 +532,9 @@ function print({ blk, rng, host, wallMs, bootMs }) {
     }
     console.log(`floor QD${qd}: ours poll / C = ${x(split.floor.ratio.median)}`);
     console.log(
-      `floor QD${qd} range: ${range(split.floor.ratio)} (split ring: C ${f(split.floor.iops)} IOPS, ${f(split.floor.meanUs, 1)} µs mean; ours poll ${f(split.ours.find((o) => o.mode === 'poll').iops)} IOPS)` +
+      `floor QD${qd} range: ${range(split.floor.ratio)} (split ring: C ${f(split.floor.iops)} IOPS, ` +
+        `${f(split.floor.meanUs, 1)} ` +
+        `µs mean; ours poll ${f(split.ours.find((o) => o.mode === 'poll').iops)} IOPS)` +
         (packed && !packed.floor.skipped
           ? `; ours poll on the packed ring / C = ${x(packed.floor.ratio.median)} (${range(packed.floor.ratio)})`
           : ''),
@@ -523,7 +545,8 @@ function print({ blk, rng, host, wallMs, bootMs }) {
   for (const row of blk.filter((r) => r.interruptFloor)) {
     const c = row.interruptFloor;
     console.log(
-      `floor QD1 interrupt (${row.ring} boot): C interrupt / kernel = ${x(c.overKernel.median)} (${range(c.overKernel)}); ` +
+      `floor QD1 interrupt (${row.ring} boot): ` +
+        `C interrupt / kernel = ${x(c.overKernel.median)} (${range(c.overKernel)}); ` +
         `ours interrupt / C interrupt = ${x(c.oursOverC.median)} (${range(c.oursOverC)}) ` +
         `(C: ${f(c.iops)} IOPS, ${f(c.meanUs, 1)} µs mean, ${f(c.interruptsPerRequest, 2)} interrupts per request; ` +
         'a blocking read() of /dev/uioN and an unmasking write() per interrupt)',
@@ -532,7 +555,8 @@ function print({ blk, rng, host, wallMs, bootMs }) {
 
   console.log('');
   console.log(
-    `GC in ours' QD1 runs (${PAIRS} runs per mode; pauses from 'gc' performance entries, bytes from v8.GCProfiler + used-heap growth):`,
+    `GC in ours' QD1 runs (${PAIRS} runs per mode; pauses from 'gc' performance entries, bytes from ` +
+      `v8.GCProfiler + used-heap growth):`,
   );
   let longest = { ms: 0 };
   let most = { bytes: 0 };
@@ -540,19 +564,27 @@ function print({ blk, rng, host, wallMs, bootMs }) {
     for (const o of row.ours) {
       const g = o.gc;
       console.log(
-        `gc QD1 ${o.mode} (${row.ring}): ${g.pauses} pauses in ${g.runs} runs (${g.markCompacts} mark-compact), longest ${f(g.longestMs, 1)} ms, ${f(g.totalMs, 1)} ms in all; ${f(g.bytesPerRequest)} bytes allocated per request`,
+        `gc QD1 ${o.mode} (${row.ring}): ${g.pauses} pauses in ${g.runs} runs (${g.markCompacts} ` +
+          `mark-compact), longest ${f(g.longestMs, 1)} ms, ${f(g.totalMs, 1)} ms in all; ${f(g.bytesPerRequest)} ` +
+          `bytes allocated per request`,
       );
       if (g.longestMs >= longest.ms) longest = { ms: g.longestMs, where: `${row.ring} ${o.mode}` };
       if (g.bytesPerRequest >= most.bytes) most = { bytes: g.bytesPerRequest, where: `${row.ring} ${o.mode}` };
     }
   }
   console.log(
-    `gc targets, QD1: no pause over ${GC_PAUSE_TARGET_MS} ms: ${longest.ms <= GC_PAUSE_TARGET_MS ? 'met' : 'NOT met'} (longest ${f(longest.ms, 1)} ms, ${longest.where}); ` +
-      `<= 1 KiB allocated per request: ${most.bytes <= ALLOCATION_TARGET_BYTES ? 'met' : 'NOT met'} (most ${f(most.bytes)} bytes, ${most.where})`,
+    `gc targets, QD1: no pause over ${GC_PAUSE_TARGET_MS} ms: ` +
+      `${longest.ms <= GC_PAUSE_TARGET_MS ? 'met' : 'NOT met'} ` +
+      `(longest ${f(longest.ms, 1)} ms, ${longest.where}); ` +
+      `<= 1 KiB allocated per request: ${most.bytes <= ALLOCATION_TARGET_BYTES ? 'met' : 'NOT met'} ` +
+      `(most ${f(most.bytes)} ` +
+      `bytes, ${most.where})`,
   );
   const variantRow = blk.find((r) => r.qd === 1 && r.lowGc);
   if (variantRow) {
-    const where = `${variantRow.ring}, QD1, one run per mode in a process of its own, after its own warm-up; ours/kernel against the kernel's run just before`;
+    const where =
+      `${variantRow.ring}, QD1, one run per mode in a process of its own, after its own warm-up; ours/kernel ` +
+      `against the kernel's run just before`;
     const flags = printVariant(
       variantRow,
       variantRow.lowGc,
@@ -560,7 +592,9 @@ function print({ blk, rng, host, wallMs, bootMs }) {
       `GC with node ${LOW_GC_FLAGS} (${where}):`,
     );
     console.log(
-      `gc target with low-GC flags, QD1: no pause over ${GC_PAUSE_TARGET_MS} ms: ${flags.longestMs <= GC_PAUSE_TARGET_MS ? 'met' : 'NOT met'} (longest ${f(flags.longestMs, 1)} ms)`,
+      `gc target with low-GC flags, QD1: no pause over ${GC_PAUSE_TARGET_MS} ms: ` +
+        `${flags.longestMs <= GC_PAUSE_TARGET_MS ? 'met' : 'NOT met'} ` +
+        `(longest ${f(flags.longestMs, 1)} ms)`,
     );
     const callbacks = printVariant(
       variantRow,
@@ -569,20 +603,27 @@ function print({ blk, rng, host, wallMs, bootMs }) {
       `The callback API, VirtioBlk.readInto() (default flags; ${where}):`,
     );
     console.log(
-      `allocation target with readInto(), QD1: <= 1 KiB per request: ${callbacks.bytes <= ALLOCATION_TARGET_BYTES ? 'met' : 'NOT met'} (most ${f(callbacks.bytes)} bytes)`,
+      `allocation target with readInto(), QD1: <= 1 KiB per request: ` +
+        `${callbacks.bytes <= ALLOCATION_TARGET_BYTES ? 'met' : 'NOT met'} ` +
+        `(most ${f(callbacks.bytes)} bytes)`,
     );
     console.log(
-      `gc target with readInto(), QD1: no pause over ${GC_PAUSE_TARGET_MS} ms: ${callbacks.longestMs <= GC_PAUSE_TARGET_MS ? 'met' : 'NOT met'} (longest ${f(callbacks.longestMs, 1)} ms)`,
+      `gc target with readInto(), QD1: no pause over ${GC_PAUSE_TARGET_MS} ms: ` +
+        `${callbacks.longestMs <= GC_PAUSE_TARGET_MS ? 'met' : 'NOT met'} ` +
+        `(longest ${f(callbacks.longestMs, 1)} ms)`,
     );
     const cf = variantRow.callbackFloor;
     if (cf) {
       console.log(
-        `floor QD1 with readInto(): ours poll / C = ${x(cf.ratio)} (one run after the plan above: C ${f(cf.iops)} IOPS, ${f(cf.meanUs, 1)} µs mean; ours poll with readInto() ${f(cf.pollIops)} IOPS)`,
+        `floor QD1 with readInto(): ours poll / C = ${x(cf.ratio)} (one run after the plan above: C ${f(cf.iops)} ` +
+          `IOPS, ${f(cf.meanUs, 1)} µs mean; ours poll with readInto() ${f(cf.pollIops)} IOPS)`,
       );
     }
     const floor = variantRow.gcFloor;
     console.log(
-      `gc floor: a scavenge of an empty young generation pauses ${f(floor.median, 1)} ms (median of ${floor.values.length}; ${f(floor.min, 1)}–${f(floor.max, 1)}) in this guest ` +
+      `gc floor: a scavenge of an empty young generation pauses ${f(floor.median, 1)} ms (median of ` +
+        `${floor.values.length}` +
+        `; ${f(floor.min, 1)}–${f(floor.max, 1)}) in this guest ` +
         `(node --expose-gc, gc({ type: 'minor' }), the library loaded)` +
         (floor.median >= GC_PAUSE_TARGET_MS
           ? `: at or above the ${GC_PAUSE_TARGET_MS} ms target, which only a run with no scavenge at all can meet`
@@ -591,15 +632,19 @@ function print({ blk, rng, host, wallMs, bootMs }) {
   }
 
   console.log(
-    `\nvirtio-rng, 4 KiB reads, ${PAIRS} rounds of kernel, ours 1 in flight, ours 8 (${SECONDS} s each; warm-up: kernel ${WARMUP_RNG_SECONDS} s, ours ${2 * WARMUP_RNG_SECONDS} s); medians`,
+    `\nvirtio-rng, 4 KiB reads, ${PAIRS} rounds of kernel, ours 1 in flight, ours 8 (${SECONDS} s each; ` +
+      `warm-up: kernel ${WARMUP_RNG_SECONDS} s, ours ${2 * WARMUP_RNG_SECONDS} s); medians`,
   );
   console.log(
-    `kernel   1 in flight  ${f(rng.kernel.bytesPerSecond / 1024).padStart(8)} KiB/s  (${rng.rounds.map((r) => f(r.kernel.bytesPerSecond / 1024)).join(' ')})`,
+    `kernel   1 in flight  ${f(rng.kernel.bytesPerSecond / 1024).padStart(8)} KiB/s  (` +
+      `${rng.rounds.map((r) => f(r.kernel.bytesPerSecond / 1024)).join(' ')})`,
   );
   for (const o of rng.ours) {
     const runs = rng.rounds.map((r) => r.ours.find((p) => p.inFlight === o.inFlight));
     console.log(
-      `ours    ${String(o.inFlight).padStart(2)} in flight  ${f(o.bytesPerSecond / 1024).padStart(8)} KiB/s  (${runs.map((r) => f(r.bytesPerSecond / 1024)).join(' ')})  ${x(o.ratio.median)} the kernel's /dev/hwrng (${range(o.ratio)})`,
+      `ours    ${String(o.inFlight).padStart(2)} in flight  ${f(o.bytesPerSecond / 1024).padStart(8)} KiB/s  ` +
+        `(${runs.map((r) => f(r.bytesPerSecond / 1024)).join(' ')})  ${x(o.ratio.median)} the kernel's ` +
+        `/dev/hwrng (${range(o.ratio)})`,
     );
   }
   const at = (n) => rng.ours.find((o) => o.inFlight === n);
@@ -608,7 +653,8 @@ function print({ blk, rng, host, wallMs, bootMs }) {
 
   console.log('');
   console.log(
-    `host during the bench: ${f(host.busyPct)}% busy of ${host.cpus} CPUs; other processes used ${f(host.otherCpuS)} CPU-s, other QEMUs seen: ${host.otherQemus}` +
+    `host during the bench: ${f(host.busyPct)}% busy of ${host.cpus} CPUs; other processes used ${f(host.otherCpuS)} ` +
+      `CPU-s, other QEMUs seen: ${host.otherQemus}` +
       (host.otherQemus > 0 || host.otherCpuS > 0.05 * (wallMs / 1000)
         ? ' (shared host: absolute figures slowed; the per-round ratios are less affected)'
         : ''),

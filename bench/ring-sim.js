@@ -221,25 +221,31 @@ async function main() {
   console.log('ring/mode/batch              requests/s  atomics/batch  notifies/batch  interrupts/batch');
   for (const [name, r] of Object.entries(results)) {
     console.log(
-      `${name.padEnd(27)} ${String(r.requestsPerSecond).padStart(11)}  ${r.atomicsPerBatch.toFixed(2).padStart(13)}  ${r.notificationsPerBatch.toFixed(2).padStart(14)}  ${r.interruptsPerBatch.toFixed(2).padStart(16)}`,
+      `${name.padEnd(27)} ${String(r.requestsPerSecond).padStart(11)}  ` +
+        `${r.atomicsPerBatch.toFixed(2).padStart(13)}  ${r.notificationsPerBatch.toFixed(2).padStart(14)}` +
+        `  ${r.interruptsPerBatch.toFixed(2).padStart(16)}`,
     );
   }
   console.log(`batch 32 / batch 1 throughput: ${modes.map((m) => `${m} ${ratio(m).toFixed(2)}x`).join(', ')}`);
   console.log(
-    `packed / split throughput: event_idx batch1 ${packedOverSplit('event_idx', 1).toFixed(2)}x, batch32 ${packedOverSplit('event_idx', 32).toFixed(2)}x; flags batch1 ${packedOverSplit('flags', 1).toFixed(2)}x, batch32 ${packedOverSplit('flags', 32).toFixed(2)}x`,
+    `packed / split throughput: event_idx batch1 ${packedOverSplit('event_idx', 1).toFixed(2)}x, ` +
+      `batch32 ${packedOverSplit('event_idx', 32).toFixed(2)}` +
+      `x; flags batch1 ${packedOverSplit('flags', 1).toFixed(2)}x, batch32 ${packedOverSplit('flags', 32).toFixed(2)}x`,
   );
   const roundTrip = median(roundTrips);
   const [lo, hi] = [Math.min(...roundTrips), Math.max(...roundTrips)];
   for (const mode of ['split/event_idx', 'packed/event_idx']) {
     const us = 1e6 / results[`${mode}/batch1`].requestsPerSecond;
     console.log(
-      `${mode} batch 1: ${us.toFixed(1)} µs a request = ${roundTrip.toFixed(1)} µs the eventfd interrupt's round trip ` +
+      `${mode} batch 1: ${us.toFixed(1)} µs a request = ` +
+        `${roundTrip.toFixed(1)} µs the eventfd interrupt's round trip ` +
         `alone (${lo.toFixed(1)}–${hi.toFixed(1)}; a write and two epoll waits) + ${(us - roundTrip).toFixed(1)} µs ` +
         'the sim, the ring, the queue and the promise',
     );
   }
   console.log(
-    `split ring Atomics per batch, worst case: ${splitAtomics.toFixed(2)} (target ≤ 2): ${splitAtomics <= 2 ? 'met' : 'NOT met'}`,
+    `split ring Atomics per batch, worst case: ${splitAtomics.toFixed(2)} (target ≤ 2): ` +
+      `${splitAtomics <= 2 ? 'met' : 'NOT met'}`,
   );
 }
 

@@ -68,7 +68,7 @@ describe('argument errors carry Node codes and keep their classes', () => {
     expect(error).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
   });
 
-  test('a misaligned register access: RangeError ERR_INVALID_ARG_VALUE; a non-number offset: TypeError ERR_INVALID_ARG_TYPE', () => {
+  test('misaligned access: RangeError ERR_INVALID_ARG_VALUE; bad offset type: TypeError ERR_INVALID_ARG_TYPE', () => {
     const misaligned = caught(() => sim.readl(2));
     expect(misaligned).toBeInstanceOf(RangeError);
     expect(misaligned).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });

@@ -40,7 +40,8 @@ test('every ts block of README.md typechecks', () => {
       .getPreEmitDiagnostics(program)
       .map(
         (d) =>
-          `${d.file ? `${d.file.fileName.replace(dir, 'README')}: ` : ''}${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`,
+          `${d.file ? `${d.file.fileName.replace(dir, 'README')}: ` : ''}` +
+          `${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`,
       );
     expect(problems).toEqual([]);
   } finally {

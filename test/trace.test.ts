@@ -28,7 +28,10 @@ test('NODE_DEBUG=virtio-mmio traces status, features, queues, interrupts, a brea
   expect(text).toMatch(/features sim ENTROPY \(4\): offered .*VERSION_1/);
   expect(text).toMatch(/features sim ENTROPY \(4\): accepted .*VERSION_1/);
   expect(text).toMatch(
-    /queue sim ENTROPY \(4\): queue 0 ready: size \d+ of QueueNumMax \d+, desc 0x[0-9a-f]+ driver 0x[0-9a-f]+ device 0x[0-9a-f]+\n/,
+    new RegExp(
+      String.raw`queue sim ENTROPY \(4\): queue 0 ready: size \d+ of QueueNumMax \d+, ` +
+        String.raw`desc 0x[0-9a-f]+ driver 0x[0-9a-f]+ device 0x[0-9a-f]+\n`,
+    ),
   );
   expect(text).toMatch(/irq sim ENTROPY \(4\): InterruptStatus 0x1\n/);
   expect(text).toMatch(/status sim ENTROPY \(4\): reset \(Status 0\): .*transport closed\n/);

@@ -180,11 +180,13 @@ export async function runBench(blk: VirtioBlk, context: Context, bench: BenchPla
 function formatBench(r: BenchResult): string {
   const us = (v: number | null): string => (v === null ? '-' : v.toFixed(1));
   return [
-    `${r.where}: ${r.write ? 'random writes' : 'random reads'} of ${r.size} bytes, depth ${r.depth}, ${r.mode} mode, ${r.ring} ring`,
+    `${r.where}: ${r.write ? 'random writes' : 'random reads'} of ${r.size} bytes, depth ${r.depth}, ${r.mode} ` +
+      `mode, ${r.ring} ring`,
     `requests ${r.requests} in ${r.seconds.toFixed(3)} s (after ${r.warmupRequests} warm-up requests)`,
     `IOPS ${r.iops.toFixed(1)}, ${r.mbPerSecond.toFixed(2)} MB/s`,
     `latency µs: mean ${us(r.meanUs)}, p50 ${us(r.p50Us)}, p99 ${us(r.p99Us)}`,
-    `per request: ${r.notificationsPerRequest ?? '-'} notifications, ${r.interruptsPerRequest ?? '-'} interrupts, ${r.polledPerRequest ?? '-'} polled completions`,
+    `per request: ${r.notificationsPerRequest ?? '-'} notifications, ${r.interruptsPerRequest ?? '-'} ` +
+      `interrupts, ${r.polledPerRequest ?? '-'} polled completions`,
     '',
   ].join('\n');
 }

@@ -192,7 +192,8 @@ function writeData(values: Values): Buffer {
     const data = readFileSync(values.in);
     if (data.length === 0 || data.length % BLK_SECTOR_SIZE !== 0 || data.length > MAX_TRANSFER) {
       throw new UsageError(
-        `--in ${values.in}: its size must be a non-zero multiple of ${BLK_SECTOR_SIZE} bytes up to 1 GiB, it is ${data.length}`,
+        `--in ${values.in}: its size must be a non-zero multiple of ${BLK_SECTOR_SIZE} bytes ` +
+          `up to 1 GiB, it is ${data.length}`,
       );
     }
     return data;
@@ -276,13 +277,16 @@ async function info(blk: VirtioBlk, context: Context): Promise<number> {
     return 0;
   }
   const lines = [
-    `${context.where}: virtio-blk, ${i.capacity} sectors (${formatBytes(Number(i.bytes))}, ${i.bytes} bytes), block size ${i.blockSize}, ${i.readOnly ? 'read-only' : 'read-write'}, ${i.queues} queue${i.queues === 1 ? '' : 's'}`,
+    `${context.where}: virtio-blk, ${i.capacity} sectors (${formatBytes(Number(i.bytes))}, ${i.bytes} bytes), ` +
+      `block size ${i.blockSize}, ${i.readOnly ? 'read-only' : 'read-write'}, ${i.queues} queue` +
+      `${i.queues === 1 ? '' : 's'}`,
     `id: ${id === null ? '(the device does not support GET_ID)' : JSON.stringify(id)}`,
     `features: ${features}`,
   ];
   if (i.segMax !== undefined || i.sizeMax !== undefined) {
     lines.push(
-      `limits: ${i.segMax !== undefined ? `${i.segMax} segments per request` : 'any number of segments'}, ${i.sizeMax !== undefined ? `at most ${i.sizeMax} bytes each` : 'of any size'}`,
+      `limits: ${i.segMax !== undefined ? `${i.segMax} segments per request` : 'any number of segments'}, ` +
+        `${i.sizeMax !== undefined ? `at most ${i.sizeMax} bytes each` : 'of any size'}`,
     );
   }
   context.io.stdout.write(`${lines.join('\n')}\n`);
@@ -314,7 +318,8 @@ async function read(blk: VirtioBlk, context: Context, sector: bigint, bytes: num
     if (json) print(context, { where: context.where, sector: String(sector), bytes, ms, out, sha256 });
     else
       context.io.stdout.write(
-        `${context.where}: ${bytes} bytes from sector ${sector} written to ${out} in ${ms.toFixed(1)} ms (sha256 ${sha256})\n`,
+        `${context.where}: ${bytes} bytes from sector ${sector} written to ${out} in ${ms.toFixed(1)} ms ` +
+          `(sha256 ${sha256})\n`,
       );
   } else if (json) {
     print(context, { where: context.where, sector: String(sector), bytes, ms, hex: data.toString('hex') });
@@ -381,7 +386,8 @@ async function write(blk: VirtioBlk, context: Context, sector: bigint, data: Buf
   }
   if (mismatch) {
     const error = new VerifyError(
-      `verify failed: first difference at byte ${mismatch.offset} of the data (device byte ${mismatch.deviceOffset}): wrote ${hex(mismatch.wrote, 2)}, read back ${hex(mismatch.read, 2)}`,
+      `verify failed: first difference at byte ${mismatch.offset} of the data (device byte ${mismatch.deviceOffset}` +
+        `): wrote ${hex(mismatch.wrote, 2)}, read back ${hex(mismatch.read, 2)}`,
       mismatch.offset,
     );
     // The JSON result (verified: false, mismatch) is already on stdout: the failure goes to stderr only.

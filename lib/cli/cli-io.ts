@@ -28,7 +28,8 @@ export const EXIT_USAGE = 2;
 export function oneTarget(positionals: readonly string[], io: CliIo, command: string): Target {
   if (positionals.length !== 1)
     throw new UsageError(
-      `${command} takes one device, got ${positionals.length}${positionals.length ? ` ('${positionals.join("', '")}')` : ''}`,
+      `${command} takes one device, got ${positionals.length}` +
+        `${positionals.length ? ` ('${positionals.join("', '")}')` : ''}`,
     );
   return parseTarget(positionals[0], io.sysfs ?? new UioSysfs());
 }

@@ -134,7 +134,9 @@ function openDriver(
   if (!open) {
     throw new TransportError(
       TransportError.WRONG_DEVICE,
-      `${transport.label}: dump drives entropy, block, console and network devices, this is ${deviceIdName(transport.deviceId)}; use --live on a device another driver has set up`,
+      `${transport.label}: dump drives entropy, block, console and network devices, this is ` +
+        `${deviceIdName(transport.deviceId)}` +
+        `; use --live on a device another driver has set up`,
     );
   }
   const driver = open(transport, { memory });
@@ -164,7 +166,8 @@ async function driveAndDump(
       if (!(error instanceof RangeError)) throw error;
       throw new TransportError(
         TransportError.QUEUE_UNAVAILABLE,
-        `${opened.where}: the device has no queue ${dump.queue}, or the ${deviceIdName(opened.transport.deviceId)} driver does not use it`,
+        `${opened.where}: the device has no queue ${dump.queue}, or the ${deviceIdName(opened.transport.deviceId)} ` +
+          `driver does not use it`,
       );
     }
     const options: LiveQueueOptions = { ...dump.options, size: geometry.size, format: geometry.format };

@@ -9,7 +9,8 @@ export function hexDump(data: Uint8Array, base = 0n, indent = ''): string {
     const hex = Array.from({ length: 16 }, (_, i) => (i < row.length ? row[i].toString(16).padStart(2, '0') : '  '));
     const ascii = Array.from(row, (b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : '.')).join('');
     lines.push(
-      `${indent}${(base + BigInt(at)).toString(16).padStart(8, '0')}  ${hex.slice(0, 8).join(' ')}  ${hex.slice(8).join(' ')}  |${ascii}|`,
+      `${indent}${(base + BigInt(at)).toString(16).padStart(8, '0')}  ${hex.slice(0, 8).join(' ')}  ` +
+        `${hex.slice(8).join(' ')}  |${ascii}|`,
     );
   }
   return lines.length ? `${lines.join('\n')}\n` : '';

@@ -54,7 +54,8 @@ export function formatInspect(report: InspectReport): string {
   if (report.problem) lines.push(`problem: ${report.problem}`);
   if (report.device !== undefined)
     lines.push(
-      `device: ${report.empty ? 'none (DeviceID 0: an empty slot)' : report.device}${report.vendorId ? `, vendor ${report.vendorId}${report.vendor ? ` "${report.vendor}"` : ''}` : ''}`,
+      `device: ${report.empty ? 'none (DeviceID 0: an empty slot)' : report.device}` +
+        `${report.vendorId ? `, vendor ${report.vendorId}${report.vendor ? ` "${report.vendor}"` : ''}` : ''}`,
     );
   if (report.reset)
     lines.push(

@@ -38,7 +38,9 @@ const EXIT_NOTE = `  exit status: 0 ok, 1 the device or the operation failed, 2 
 
 /** Each command's synopsis (the first line, options included) and what it does, as USAGE lists them. */
 const SUMMARIES: Record<string, string> = {
-  scan: `  scan [--device <size>@<baseaddr>[:<irq>[:<id>]]]... [--sim <type>[:1|2|packed]]... [--no-uio] [--no-cmdline] [--json]
+  scan:
+    '  scan [--device <size>@<baseaddr>[:<irq>[:<id>]]]... [--sim <type>[:1|2|packed]]... ' +
+    `[--no-uio] [--no-cmdline] [--json]
         every virtio-mmio transport: UIO devices named virtio_mmio (or device-tree virtio,mmio),
         the virtio_mmio.device= entries of /proc/cmdline and the /dev/mem windows given (both
         through /dev/mem), and software devices; one line each
@@ -55,7 +57,9 @@ const SUMMARIES: Record<string, string> = {
         (--in FILE | --pattern) [--verify] [--flush]; bench (IOPS, MB/s, latency; --write
         overwrites the device's data); a progress bar on long runs; "virtio-mmio blk --help" lists the options
 `,
-  dump: `  dump <dev> --queue N [--live] [--size N] [--format split|packed] [--page-size N] [--rings <desc>,<driver>,<device>] [--json]
+  dump:
+    '  dump <dev> --queue N [--live] [--size N] [--format split|packed] [--page-size N] ' +
+    `[--rings <desc>,<driver>,<device>] [--json]
         one queue's ring state as JSON (--json or not) (indices, flags, requests in flight with their descriptors):
         driven by this process (a sim, or a device without DRIVER_OK: a request is put in flight),
         or read live (DRIVER_OK set, or --live) through /dev/mem; QueueSel is left at N
@@ -67,7 +71,9 @@ const SUMMARIES: Record<string, string> = {
         --hostile (sim devices only) makes the software device lie, to see --strict catch it:
         a fault of the sim's FAULT_CATALOGUE, with =value for its parameter (e.g. bad-identity=magic)
 `,
-  queue: `  queue <dev> --queue N [--out HEX|@FILE] [--in SIZE]... [--features LIST] [--exclude LIST] [--chains K] [--size N] [--timeout MS] [--strict] [--json]
+  queue:
+    '  queue <dev> --queue N [--out HEX|@FILE] [--in SIZE]... [--features LIST] [--exclude LIST] [--chains K] ' +
+    `[--size N] [--timeout MS] [--strict] [--json]
         bring-up of any device, one the library has no driver for included: negotiates the
         transport features (plus --features), sets up queue N, posts chains of the --out bytes
         (device-readable) and --in buffers (device-writable), and prints the used length and
@@ -236,11 +242,15 @@ async function rngCommand(args: readonly string[], io: CliIo): Promise<number> {
     const started = performance.now();
     const data = await rng.read(bytes);
     const ms = performance.now() - started;
-    if (values.json)
-      io.stdout.write(
-        `${JSON.stringify({ where: opened.where, bytes: data.length, ms: Math.round(ms * 1000) / 1000, hex: data.toString('hex') })}\n`,
-      );
-    else
+    if (values.json) {
+      const result = {
+        where: opened.where,
+        bytes: data.length,
+        ms: Math.round(ms * 1000) / 1000,
+        hex: data.toString('hex'),
+      };
+      io.stdout.write(`${JSON.stringify(result)}\n`);
+    } else
       io.stdout.write(`${opened.where}: ${data.length} random bytes in ${ms.toFixed(1)} ms\n${data.toString('hex')}\n`);
     return 0;
   } finally {

@@ -21,7 +21,9 @@ import { featureBitByName, nameFeatures } from './inspect';
 import { vendorText } from '../diag';
 import { openForDriver, type OpenForDriverOptions, type Target } from './targets';
 
-export const QUEUE_USAGE = `usage: virtio-mmio queue <dev> --queue N [--out HEX|@FILE] [--in SIZE]... [--features LIST] [--exclude LIST] [--chains K] [--size N] [--timeout MS] [--strict] [--json]
+export const QUEUE_USAGE =
+  'usage: virtio-mmio queue <dev> --queue N [--out HEX|@FILE] [--in SIZE]... [--features LIST] [--exclude LIST] ' +
+  `[--chains K] [--size N] [--timeout MS] [--strict] [--json]
 
   Bring-up of a device the library may have no driver for (an FPGA or SoC block, a new
   device type): the init sequence of virtio 1.2 §3.1.1 with the features chosen, queue N
@@ -198,7 +200,8 @@ function featureMask(option: string, text: string | undefined, deviceId: number)
     const bit = /^\d+$/.test(item) ? Number(item) : featureBitByName(deviceId, item);
     if (bit === undefined || bit > 63)
       throw new UsageError(
-        `--${option}: '${item}' is neither a feature bit number (0-63) nor a feature name of ${deviceIdName(deviceId)} or of the transport`,
+        `--${option}: '${item}' is neither a feature bit number (0-63) nor a feature name of ` +
+          `${deviceIdName(deviceId)} or of the transport`,
       );
     mask |= feature(bit);
   }
@@ -326,7 +329,9 @@ async function bringUp(target: Target, plan: QueuePlan, deps: QueueDependencies)
       deviceId: transport.deviceId,
       device: deviceIdName(transport.deviceId),
       version: transport.version,
-      vendorId: `0x${(transport.vendorId >>> 0).toString(16)}${vendorText(transport.vendorId) ? ` "${vendorText(transport.vendorId)}"` : ''}`,
+      vendorId:
+        `0x${(transport.vendorId >>> 0).toString(16)}` +
+        `${vendorText(transport.vendorId) ? ` "${vendorText(transport.vendorId)}"` : ''}`,
       offered: `0x${transport.deviceFeatures.toString(16)}`,
       features: nameFeatures(transport.deviceId, driver.features).map((f) => f.name),
       queue: {
@@ -379,7 +384,8 @@ export function formatQueue(report: QueueReport): string {
     const posted = `${c.out} bytes out, ${c.in.length ? `${c.in.join(' + ')} bytes in` : 'nothing in'}`;
     if (c.error) {
       lines.push(
-        `chain ${c.chain} (${posted}): FAILED ${c.error.message.startsWith(`${c.error.code}:`) ? c.error.message : `${c.error.code}: ${c.error.message}`}`,
+        `chain ${c.chain} (${posted}): FAILED ` +
+          `${c.error.message.startsWith(`${c.error.code}:`) ? c.error.message : `${c.error.code}: ${c.error.message}`}`,
       );
       continue;
     }
@@ -395,7 +401,8 @@ export function formatQueue(report: QueueReport): string {
       lines.push(`strict: ${rules} device rules checked, ${violations.length} broken:`);
       for (const v of violations)
         lines.push(
-          `  ${v.level.toUpperCase()} §${v.section} ${v.rule}: ${v.text}\n      ${v.count === 1 ? '' : `${v.count} times; first: `}${v.detail}`,
+          `  ${v.level.toUpperCase()} §${v.section} ${v.rule}: ${v.text}\n      ` +
+            `${v.count === 1 ? '' : `${v.count} times; first: `}${v.detail}`,
         );
     }
   }

@@ -75,17 +75,23 @@ export function formatScan(entries: readonly ScanEntry[]): string {
   for (const e of entries) {
     if (e.error)
       lines.push(
-        `${e.where}: ${e.error.code && !e.error.message.startsWith(`${e.error.code}:`) ? `${e.error.code}: ` : ''}${e.error.message}`,
+        `${e.where}: ` +
+          `${e.error.code && !e.error.message.startsWith(`${e.error.code}:`) ? `${e.error.code}: ` : ''}` +
+          `${e.error.message}`,
       );
     else if (e.empty) empty++;
     else
       lines.push(
-        `${e.where}: ${e.device} (${e.deviceId}), virtio-mmio Version ${e.version}, vendor ${e.vendorId}${e.vendor ? ` "${e.vendor}"` : ''}, status ${e.status} (${e.statusBits})`,
+        `${e.where}: ${e.device} (${e.deviceId}), virtio-mmio Version ${e.version}, vendor ` +
+          `${e.vendorId}${e.vendor ? ` "${e.vendor}"` : ''}` +
+          `, status ${e.status} (${e.statusBits})`,
       );
   }
   const present = entries.filter((e) => !e.error && !e.empty).length;
   lines.unshift(
-    `${entries.length} virtio-mmio transport${entries.length === 1 ? '' : 's'}: ${present} with a device, ${empty} empty${entries.length - present - empty ? `, ${entries.length - present - empty} not usable` : ''}`,
+    `${entries.length} virtio-mmio transport${entries.length === 1 ? '' : 's'}: ${present} with a ` +
+      `device, ${empty} empty` +
+      `${entries.length - present - empty ? `, ${entries.length - present - empty} not usable` : ''}`,
   );
   if (empty) lines.push(`(${empty} empty slot${empty === 1 ? '' : 's'}: DeviceID 0)`);
   return lines.join('\n') + '\n';

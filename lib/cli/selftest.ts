@@ -18,20 +18,24 @@ export function selftest(
 /** Human-readable report: a line per step, then the verdict (and the broken rules with --strict). */
 export function formatSelftest(report: SelftestReport): string {
   const lines = [
-    `${report.where}: ${report.device ?? 'no device'}${report.version ? `, virtio-mmio Version ${report.version}` : ''}${report.ring ? `, ${report.ring} ring` : ''}`,
+    `${report.where}: ${report.device ?? 'no device'}` +
+      `${report.version ? `, virtio-mmio Version ${report.version}` : ''}` +
+      `${report.ring ? `, ${report.ring} ring` : ''}`,
   ];
   const width = Math.max(...report.steps.map((s) => s.step.length));
   for (const s of report.steps) {
     const verdict = !s.ok ? 'FAIL' : s.skipped ? 'skip' : 'pass';
-    lines.push(
-      `  ${verdict}  ${s.step.padEnd(width)}  ${s.ms.toFixed(1).padStart(8)} ms  ${s.error ? (s.error.code && !s.error.message.startsWith(`${s.error.code}:`) ? `${s.error.code}: ${s.error.message}` : s.error.message) : (s.detail ?? '')}`,
-    );
+    const { error } = s;
+    const coded = error?.code && !error.message.startsWith(`${error.code}:`);
+    const outcome = !error ? (s.detail ?? '') : coded ? `${error.code}: ${error.message}` : error.message;
+    lines.push(`  ${verdict}  ${s.step.padEnd(width)}  ${s.ms.toFixed(1).padStart(8)} ms  ${outcome}`);
   }
   if (report.strict) {
     const { rules, violations, stoppedAt } = report.strict;
     if (violations.length === 0 && stoppedAt === 'identify')
       lines.push(
-        'strict: no device rule checked: the selftest stopped at its first step (identify), before the device was driven',
+        'strict: no device rule checked: the selftest stopped at ' +
+          'its first step (identify), before the device was driven',
       );
     else if (violations.length === 0 && stoppedAt)
       lines.push(`strict: ${rules} device rules watched until the selftest stopped at '${stoppedAt}', none broken`);
@@ -40,7 +44,8 @@ export function formatSelftest(report: SelftestReport): string {
       lines.push(`strict: ${rules} device rules checked, ${violations.length} broken:`);
       for (const v of violations)
         lines.push(
-          `  ${v.level.toUpperCase()} §${v.section} ${v.rule}: ${v.text}\n      ${v.count === 1 ? '' : `${v.count} times; first: `}${v.detail}`,
+          `  ${v.level.toUpperCase()} §${v.section} ${v.rule}: ${v.text}\n      ` +
+            `${v.count === 1 ? '' : `${v.count} times; first: `}${v.detail}`,
         );
     }
   }

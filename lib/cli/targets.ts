@@ -80,7 +80,9 @@ export function parseTarget(text: string, sysfs: UioSysfs = new UioSysfs()): Tar
 
 /** How to get virtio-mmio transports onto UIO, for messages. */
 export const NO_UIO_HINT =
-  'bind the transports to UIO: `modprobe uio_pdrv_genirq of_id=virtio,mmio` (or insmod uio.ko, then uio_pdrv_genirq.ko of_id=virtio,mmio) with the virtio_mmio kernel driver not bound to them, or name a /dev/mem window as <size>@<baseaddr>';
+  'bind the transports to UIO: `modprobe uio_pdrv_genirq of_id=virtio,mmio` (or insmod uio.ko, then ' +
+  'uio_pdrv_genirq.ko of_id=virtio,mmio) with the virtio_mmio kernel driver not bound to them, or name a ' +
+  '/dev/mem window as <size>@<baseaddr>';
 
 function parseSim(text: string): Target {
   const [, type, version = '2', ...rest] = text.split(':');

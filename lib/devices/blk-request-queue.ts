@@ -329,7 +329,8 @@ function checkCompletion(request: SlotRequest, status: number, len: number): Err
   if (short) {
     return new ProtocolError(
       len === 0 ? 'blk-status-missing' : 'blk-short-read',
-      `virtio-blk request type ${request.type} at sector ${request.sector}: the device reported ${len} bytes written, ${expected} expected`,
+      `virtio-blk request type ${request.type} at sector ${request.sector}: the device reported ${len} bytes ` +
+        `written, ${expected} expected`,
     );
   }
   if (status === BlkStatus.OK) return undefined;

@@ -64,7 +64,8 @@ export class DriverSetup {
     if (transport.deviceId !== deviceId) {
       throw new TransportError(
         TransportError.WRONG_DEVICE,
-        `${transport.label}: this driver is for ${deviceIdName(deviceId)}, the device is ${deviceIdName(transport.deviceId)}`,
+        `${transport.label}: this driver is for ${deviceIdName(deviceId)}, the device is ` +
+          `${deviceIdName(transport.deviceId)}`,
       );
     }
     const asked = (wanted | TRANSPORT_FEATURES) & ~(this.options.excludeFeatures ?? 0n);
@@ -184,7 +185,8 @@ export class DriverSetup {
     if (this.stage !== stage)
       throw new TransportError(
         TransportError.STATE,
-        `${this.transport.label}: ${what} called while the setup is ${this.stage} (order: negotiate, setUpQueues, driverOk, finish)`,
+        `${this.transport.label}: ${what} called while the setup is ${this.stage} (order: negotiate, ` +
+          `setUpQueues, driverOk, finish)`,
       );
   }
 }

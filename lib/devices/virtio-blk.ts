@@ -1,21 +1,12 @@
 import type { Readable, Writable } from 'node:stream';
-import { AbortError, CanceledError, DeviceIoError, invalidArgType, invalidArgValue, outOfRange } from '../errors';
+import { AbortError, CanceledError, invalidArgType, outOfRange } from '../errors';
 import { freeIfLive, type DmaRegion } from '../platform';
 import type { QueueBuffer } from '../queue';
-import {
-  BLK_DISCARD_SEGMENT_SIZE,
-  BLK_ID_BYTES,
-  BLK_SECTOR_SIZE,
-  BLK_WRITE_ZEROES_FLAG_UNMAP,
-  BlkFeature,
-  BlkRequestType,
-  BlkStatus,
-} from '../spec/blk';
+import { BLK_SECTOR_SIZE, BlkRequestType } from '../spec/blk';
 import { DeviceId } from '../spec/device-ids';
-import { FeatureBit, features, hasFeature } from '../spec/features';
 import type { VirtioTransport } from '../transport';
-import { configBytes, readInfo, type BlkInfo } from './blk-info';
-import { checkLength, checkRange, checkWritable, fastCapacity, sectorInRange } from './blk-sectors';
+import type { BlkInfo } from './blk-info';
+import { checkLength, checkRange, checkWritable, sectorInRange } from './blk-sectors';
 import {
   createBlkReadStream,
   createBlkWriteStream,
@@ -23,47 +14,19 @@ import {
   type BlkWriteStreamOptions,
 } from './blk-streams';
 import { DriverSetup } from './driver-setup';
-import {
-  BlkRequestQueue,
-  NO_HOOKS,
-  SLOT_BYTES,
-  type BlkCallback,
-  type Transfer,
-  type TransferHooks,
-} from './blk-request-queue';
+import { BlkRequestQueue, NO_HOOKS, type BlkCallback, type Transfer, type TransferHooks } from './blk-request-queue';
 import { abortable } from './slot-pool';
-import { DEFAULT_INDIRECT_MAX } from '../queue/indirect-max';
-import { VirtioDriver, type DriverOptions, type StartedDevice } from './virtio-driver';
+import type { StartedDevice } from './virtio-driver';
+import {
+  VirtioBlkBase,
+  checkBlkOptions,
+  setUpBlk,
+  type BlkRequestOptions,
+  type VirtioBlkOptions,
+} from './virtio-blk-base';
 
-export interface BlkRange {
-  /** First 512-byte sector. */
-  sector: number | bigint;
-  /** Number of sectors. */
-  sectors: number;
-}
+export type { BlkRange, BlkRequestOptions, VirtioBlkOptions } from './virtio-blk-base';
 
-export interface BlkRequestOptions {
-  signal?: AbortSignal;
-  /** Request queue to use (MQ); default: round robin. */
-  queue?: number;
-}
-
-export interface VirtioBlkOptions extends DriverOptions {
-  /** Largest transfer per request in bytes (default 256 KiB); bigger reads and writes are split. */
-  maxRequestBytes?: number;
-}
-
-const WANTED = features(
-  BlkFeature.SIZE_MAX,
-  BlkFeature.SEG_MAX,
-  BlkFeature.RO,
-  BlkFeature.BLK_SIZE,
-  BlkFeature.FLUSH,
-  BlkFeature.TOPOLOGY,
-  BlkFeature.MQ,
-  BlkFeature.DISCARD,
-  BlkFeature.WRITE_ZEROES,
-);
 /** The default of every request's options: made once, not per call. */
 const NO_OPTIONS: BlkRequestOptions = Object.freeze({});
 
@@ -73,87 +36,28 @@ const NO_OPTIONS: BlkRequestOptions = Object.freeze({});
  * against the capacity before anything is sent. Buffers from allocBuffer()
  * go to the device as they are; others are copied through DMA memory.
  * Requests run in parallel up to the queue size; more wait their turn.
+ *
+ * This file is the data path (read, write, readInto, writeFrom); opening,
+ * buffers, FLUSH, GET_ID, DISCARD, WRITE_ZEROES and close are its base class
+ * (virtio-blk-base.ts).
  */
-export class VirtioBlk extends VirtioDriver {
+export class VirtioBlk extends VirtioBlkBase {
   static readonly deviceId = DeviceId.BLOCK;
 
-  readonly info: BlkInfo;
-  private readonly requestQueues: BlkRequestQueue[];
-  private readonly slotMemory: DmaRegion[];
-  private readonly maxRequestBytes: number;
-  private readonly maxSegments: number;
-  private next = 0;
-  private readonly ownBuffers = new WeakMap<ArrayBufferView, DmaRegion>();
-  /** The capacity as readInto()/writeFrom() check it without bigints (blk-sectors fastCapacity()). */
-  private readonly fastCapacity: number;
-
   private constructor(started: StartedDevice, info: BlkInfo, options: VirtioBlkOptions) {
-    super(started);
-    this.info = info;
-    this.fastCapacity = fastCapacity(info);
-    this.slotMemory = [];
-    try {
-      this.requestQueues = Array.from({ length: info.queues }, (_, i) => {
-        const queue = this.queue(i);
-        const region = this.memory.allocate(queue.size * SLOT_BYTES, 16);
-        this.slotMemory.push(region);
-        return new BlkRequestQueue(queue, region);
-      });
-    } catch (error) {
-      // The device has seen none of them; open()'s abandon() closes it.
-      for (const region of this.slotMemory) this.memory.free(region);
-      throw error;
-    }
-    // Descriptors per request: header + data segments + status; indirect tables hold up to indirectMax.
-    const indirect = hasFeature(this.features, FeatureBit.INDIRECT_DESC);
-    const perChain = Math.max(
-      ...this.requestQueues.map((q) => q.queue.size),
-      indirect ? (options.indirectMax ?? DEFAULT_INDIRECT_MAX) : 0,
-    );
-    this.maxSegments = Math.max(1, Math.min(info.segMax ?? Infinity, perChain - 2));
-    const limit = info.sizeMax !== undefined ? this.maxSegments * info.sizeMax : Infinity;
-    this.maxRequestBytes = Math.max(
-      BLK_SECTOR_SIZE,
-      floorSectors(Math.min(options.maxRequestBytes ?? 256 * 1024, limit)),
-    );
+    super(started, info, options);
   }
 
   /** Initializes the device on `transport` (which must hold a block device). */
   static open(transport: VirtioTransport, options: VirtioBlkOptions): VirtioBlk {
-    const max = options?.maxRequestBytes;
-    if (max !== undefined && (!Number.isInteger(max) || max < BLK_SECTOR_SIZE || max > 1 << 26)) {
-      throw outOfRange(`maxRequestBytes must be an integer in [512, 64 MiB], got ${max}`);
-    }
+    checkBlkOptions(options);
     const setup = DriverSetup.begin(transport, options);
     try {
-      const features = setup.negotiate(DeviceId.BLOCK, WANTED);
-      setup.requireConfig(configBytes(features), 'virtio-blk');
-      const info = readInfo(transport, features);
-      // §5.2.2: requestq1..requestqN at indices 0..N-1.
-      setup.setUpQueues(
-        Array.from({ length: info.queues }, (_, i) => i),
-        128,
-      );
-      setup.driverOk();
+      const info = setUpBlk(setup, transport);
       return new VirtioBlk(setup.finish(), info, options);
     } catch (error) {
       throw setup.abandon(error);
     }
-  }
-
-  /** A Buffer in DMA memory: reads into it and writes from it need no copy. Give it back with freeBuffer(). */
-  allocBuffer(size: number): Buffer {
-    const region = this.memory.allocate(size, BLK_SECTOR_SIZE);
-    const buffer = Buffer.from(region.view, region.offset, size);
-    this.ownBuffers.set(buffer, region);
-    return buffer;
-  }
-
-  freeBuffer(buffer: Buffer): void {
-    const region = this.ownBuffers.get(buffer);
-    if (!region) throw invalidArgValue('this buffer did not come from allocBuffer() of this device', 'range');
-    this.ownBuffers.delete(buffer);
-    this.memory.free(region);
   }
 
   /** Reads `length` bytes (a multiple of 512) from `sector`, or fills `target` (its length a multiple of 512). */
@@ -269,60 +173,6 @@ export class VirtioBlk extends VirtioDriver {
     );
   }
 
-  /** Makes written data durable (FLUSH); without the feature the device writes through and this resolves at once. */
-  async flush(options: BlkRequestOptions = {}): Promise<void> {
-    this.checkOpen();
-    if (!this.info.flush) return;
-    await this.submit({ type: BlkRequestType.FLUSH, sector: 0n }, options, {}, undefined);
-  }
-
-  /** The device ID string (GET_ID, up to 20 ASCII characters). */
-  async getId(options: BlkRequestOptions = {}): Promise<string> {
-    this.checkOpen();
-    const region = this.memory.allocate(BLK_ID_BYTES);
-    let id = '';
-    await this.submit(
-      { type: BlkRequestType.GET_ID, sector: 0n, in: [{ region }] },
-      options,
-      {
-        complete: () => {
-          const bytes = Buffer.from(new Uint8Array(region.view, region.offset, BLK_ID_BYTES));
-          const end = bytes.indexOf(0);
-          id = bytes.subarray(0, end < 0 ? BLK_ID_BYTES : end).toString('latin1');
-        },
-        release: () => freeIfLive(this.memory, region),
-      },
-      undefined,
-    );
-    return id;
-  }
-
-  /** Tells the device these ranges are unused (DISCARD). */
-  discard(ranges: readonly BlkRange[], options: BlkRequestOptions = {}): Promise<void> {
-    const limits = this.info.discard;
-    if (!limits)
-      return Promise.reject(
-        new DeviceIoError('the device does not support discard (VIRTIO_BLK_F_DISCARD)', BlkStatus.UNSUPP),
-      );
-    return this.segmentsRequest(BlkRequestType.DISCARD, ranges, limits, 0, options);
-  }
-
-  /** Writes zeroes over these ranges (WRITE_ZEROES); `unmap` lets the device deallocate them. */
-  writeZeroes(ranges: readonly BlkRange[], options: BlkRequestOptions & { unmap?: boolean } = {}): Promise<void> {
-    const limits = this.info.writeZeroes;
-    if (!limits)
-      return Promise.reject(
-        new DeviceIoError('the device does not support write zeroes (VIRTIO_BLK_F_WRITE_ZEROES)', BlkStatus.UNSUPP),
-      );
-    return this.segmentsRequest(
-      BlkRequestType.WRITE_ZEROES,
-      ranges,
-      limits,
-      options.unmap ? BLK_WRITE_ZEROES_FLAG_UNMAP : 0,
-      options,
-    );
-  }
-
   /**
    * Sequential reads from byte `start` to `end` (default: the end of the
    * disk), both sector aligned, as safe integers or bigints. The range may
@@ -338,14 +188,6 @@ export class VirtioBlk extends VirtioDriver {
    */
   createWriteStream(options: BlkWriteStreamOptions = {}): Writable {
     return createBlkWriteStream(this, options);
-  }
-
-  override close(): void {
-    if (this.closed) return;
-    super.close();
-    for (const q of this.requestQueues ?? [])
-      q.slots.fail(new CanceledError('virtio-blk closed while the request waited for a slot'));
-    if (this.deviceReleased) for (const region of this.slotMemory ?? []) this.memory.free(region);
   }
 
   // ---- internals ----
@@ -487,39 +329,6 @@ export class VirtioBlk extends VirtioDriver {
     return out;
   }
 
-  private async segmentsRequest(
-    type: number,
-    ranges: readonly BlkRange[],
-    limits: { maxSectors: number; maxSegments: number },
-    flags: number,
-    options: BlkRequestOptions,
-  ): Promise<void> {
-    this.checkOpen();
-    checkWritable(this.info, type === BlkRequestType.DISCARD ? 'discard' : 'write zeroes');
-    if (!Array.isArray(ranges) || ranges.length === 0) throw invalidArgValue('at least one range is needed', 'range');
-    if (ranges.length > limits.maxSegments)
-      throw outOfRange(`${ranges.length} ranges, the device takes at most ${limits.maxSegments} per request`);
-    const sectors = ranges.map((range, i) => {
-      if (!Number.isInteger(range?.sectors) || range.sectors < 1 || range.sectors > limits.maxSectors) {
-        throw outOfRange(`range ${i}: sectors must be an integer in [1, ${limits.maxSectors}], got ${range?.sectors}`);
-      }
-      return checkRange(this.info, range.sector, range.sectors * BLK_SECTOR_SIZE);
-    });
-    const region = this.memory.allocate(ranges.length * BLK_DISCARD_SEGMENT_SIZE);
-    const view = new DataView(region.view, region.offset, region.size);
-    ranges.forEach((range, i) => {
-      view.setBigUint64(i * BLK_DISCARD_SEGMENT_SIZE, sectors[i], true);
-      view.setUint32(i * BLK_DISCARD_SEGMENT_SIZE + 8, range.sectors, true);
-      view.setUint32(i * BLK_DISCARD_SEGMENT_SIZE + 12, flags, true);
-    });
-    await this.submit(
-      { type, sector: 0n, out: [{ region }] },
-      options,
-      { release: () => freeIfLive(this.memory, region) },
-      undefined,
-    );
-  }
-
   /**
    * One request (BlkRequestQueue.send) on the picked queue, in a free slot
    * at once or, when none is free, after waiting for one (FIFO; the signal
@@ -527,7 +336,7 @@ export class VirtioBlk extends VirtioDriver {
    * device no longer holds the buffers (see TransferHooks), at once when
    * the request never reached it.
    */
-  private submit<T>(transfer: Transfer, options: BlkRequestOptions, hooks: TransferHooks, result: T): Promise<T> {
+  protected submit<T>(transfer: Transfer, options: BlkRequestOptions, hooks: TransferHooks, result: T): Promise<T> {
     let requestQueue: BlkRequestQueue;
     const { signal } = options;
     try {
@@ -569,8 +378,6 @@ export class VirtioBlk extends VirtioDriver {
     return index;
   }
 }
-
-const floorSectors = (n: number): number => Math.floor(n / BLK_SECTOR_SIZE) * BLK_SECTOR_SIZE;
 
 function asBuffer(data: Uint8Array): Buffer {
   if (!(data instanceof Uint8Array)) throw invalidArgType('data must be a Buffer or Uint8Array');

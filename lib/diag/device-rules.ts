@@ -53,7 +53,9 @@ export const DEVICE_RULES = {
   'config-generation-settles': {
     section: '4.2.2.1',
     level: 'must',
-    text: 'ConfigGeneration changes only when the configuration may have changed (it settles between config change notifications)',
+    text:
+      'ConfigGeneration changes only when the configuration may ' +
+      'have changed (it settles between config change notifications)',
   },
   'config-valid': {
     section: '5',
@@ -68,7 +70,9 @@ export const DEVICE_RULES = {
   'used-ring-valid': {
     section: '2.7.8',
     level: 'must',
-    text: 'used elements name a chain in flight, and the used index moves by at most the chains in flight (§2.8.1 on packed rings)',
+    text:
+      'used elements name a chain in flight, and the used index moves by at most the chains in flight (§2.8.1 ' +
+      'on packed rings)',
   },
   'used-len-valid': {
     section: '2.7.8.1',

@@ -212,7 +212,9 @@ export function inspect(regs: RegisterBlock, options: InspectOptions = {}): Insp
   if (options.windowFrom !== undefined) report.windowFrom = options.windowFrom;
   if (options.windowNote !== undefined) report.windowNote = options.windowNote;
   if (regs.size < MmioRegister.Config) {
-    report.problem = `the window has ${hex(regs.size)} bytes, less than the ${hex(MmioRegister.Config)} bytes of the virtio-mmio registers`;
+    report.problem =
+      `the window has ${hex(regs.size)} bytes, less than the ${hex(MmioRegister.Config)} bytes of the ` +
+      `virtio-mmio registers`;
     return report;
   }
   const readings = new Map<MmioRegisterName, RegisterReading>();
@@ -316,14 +318,16 @@ export function inspect(regs: RegisterBlock, options: InspectOptions = {}): Insp
       });
     if (report.config.stable === false)
       report.warnings.push(
-        `ConfigGeneration changed during each of ${report.config.attempts} reads of the configuration space; the bytes shown may be inconsistent`,
+        `ConfigGeneration changed during each of ${report.config.attempts} reads of the configuration space; ` +
+          `the bytes shown may be inconsistent`,
       );
   } else if (version === 2) read('ConfigGeneration');
 
   if (version === 2) {
     report.shmRegions = inspectShm(regs, write, readSelected);
     notes.set('SHMSel', { note: `write-only: written 0…${SHM_IDS - 1}, then left at 0` });
-    const absent = `all ones (no region) for every SHMSel 0…${SHM_IDS - 1}${report.shmRegions.length ? ' not listed' : ''}`;
+    const absent =
+      `all ones (no region) for every SHMSel 0…${SHM_IDS - 1}` + `${report.shmRegions.length ? ' not listed' : ''}`;
     notes.set('SHMLenLow', { note: absent });
     notes.set('SHMLenHigh', { note: absent });
     notes.set('SHMBaseLow', { note: 'read for present regions only' });

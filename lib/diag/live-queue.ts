@@ -186,7 +186,8 @@ export function readLiveQueue(
     dump.formatFrom = 'option';
   } else
     notes.push(
-      'DriverFeatures is write-only, so VIRTIO_F_RING_PACKED cannot be read back: read as split (give the format if the driver negotiated packed)',
+      'DriverFeatures is write-only, so VIRTIO_F_RING_PACKED cannot be read back: read as split (give the ' +
+        'format if the driver negotiated packed)',
     );
 
   let desc = 0n;
@@ -210,7 +211,8 @@ export function readLiveQueue(
       Object.assign(dump.registers, { QueueDesc: hex(desc), QueueDriver: hex(driver), QueueDevice: hex(device) });
       if (desc === 0n && driver === 0n && device === 0n) {
         notes.push(
-          'QueueDesc/QueueDriver/QueueDevice are write-only (§4.2.2) and read 0 here (QEMU answers 0): give the addresses to read the rings',
+          'QueueDesc/QueueDriver/QueueDevice are write-only (§4.2.2) and read 0 here (QEMU answers 0): give ' +
+            'the addresses to read the rings',
         );
       } else dump.addressesFrom = 'registers';
     }
@@ -255,12 +257,15 @@ export function readLiveQueue(
     dump.memory = { error: { code: error.code, message: error.message } };
   } else if (!dump.live)
     dump.memory = {
-      skipped: `queue ${index} is not live (${version === 2 ? 'QueueReady 0' : 'QueuePFN 0'}): the device uses no rings for it`,
+      skipped:
+        `queue ${index} is not live (${version === 2 ? 'QueueReady 0' : 'QueuePFN 0'}` +
+        `): the device uses no rings for it`,
     };
   else if (dump.size === undefined) {
     const error = new TransportError(
       TransportError.STATE,
-      'the ring size is unknown: QueueNum is write-only and QueueNumMax may not be read while QueuePFN is set (§4.2.4); give the size',
+      'the ring size is unknown: QueueNum is write-only and QueueNumMax may not be read while QueuePFN is set ' +
+        '(§4.2.4); give the size',
     );
     dump.memory = { error: { code: error.code, message: error.message } };
   } else if (dump.addressesFrom === 'not readable') {
@@ -326,7 +331,8 @@ function readSplit(memory: RingMemory, size: number, desc: bigint, driver: bigin
   const outstanding: OutstandingDump[] = [];
   if (ahead > size) {
     problems.push(
-      `avail.idx ${ring.availIdx} is ${ahead} ahead of used.idx ${ring.usedIdx}, more than the ${size} entries of the ring (§2.7.6, §2.7.8)`,
+      `avail.idx ${ring.availIdx} is ${ahead} ahead of used.idx ${ring.usedIdx}, more than the ${size} ` +
+        `entries of the ring (§2.7.6, §2.7.8)`,
     );
   } else {
     const read = tableReader(memory);

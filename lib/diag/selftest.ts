@@ -237,7 +237,11 @@ const STEPS: Partial<Record<number, [string, StepRun][]>> = {
         const blk = driver as VirtioBlk;
         const data = await blk.read(0, 512);
         const zero = data.every((b) => b === 0);
-        return `capacity ${blk.info.capacity} sectors (${Number(blk.info.capacity) * 512} bytes)${blk.info.readOnly ? ', read-only' : ''}; sector 0 ${zero ? 'all zero' : `starts ${data.subarray(0, 16).toString('hex')}`}`;
+        return (
+          `capacity ${blk.info.capacity} sectors (${Number(blk.info.capacity) * 512} bytes)` +
+          `${blk.info.readOnly ? ', read-only' : ''}` +
+          `; sector 0 ${zero ? 'all zero' : `starts ${data.subarray(0, 16).toString('hex')}`}`
+        );
       },
     ],
     [
@@ -264,7 +268,11 @@ const STEPS: Partial<Record<number, [string, StepRun][]>> = {
       (driver) => {
         const net = driver as VirtioNet;
         const status = hasFeature(net.features, NetFeature.STATUS);
-        return `MAC ${macText(net.mac)}${hasFeature(net.features, NetFeature.MAC) ? '' : ' (made up: no VIRTIO_NET_F_MAC)'}; link ${net.linkUp ? 'up' : 'down'}${status ? '' : ' (assumed: no VIRTIO_NET_F_STATUS)'}`;
+        return (
+          `MAC ${macText(net.mac)}` +
+          `${hasFeature(net.features, NetFeature.MAC) ? '' : ' (made up: no VIRTIO_NET_F_MAC)'}` +
+          `; link ${net.linkUp ? 'up' : 'down'}${status ? '' : ' (assumed: no VIRTIO_NET_F_STATUS)'}`
+        );
       },
     ],
   ],

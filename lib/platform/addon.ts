@@ -254,7 +254,8 @@ export function locateAddon(root: string = addonPackageRoot()): string {
     throw new VirtioError(
       ADDON_NOT_FOUND,
       `virtio-mmio: no build from source (${join(root, BUILD_DIRS[0], ADDON_FILE)}), and node-gyp-build, which finds ` +
-        `the prebuilds, cannot be loaded (${String((err as Error).message).split('\n')[0]}): reinstall virtio-mmio with its dependencies.`,
+        `the prebuilds, cannot be loaded (${String((err as Error).message).split('\n')[0]}): reinstall ` +
+        `virtio-mmio with its dependencies.`,
       { cause: err },
     );
   }
@@ -299,7 +300,8 @@ export function loadAddon(root: string = addonPackageRoot()): { addon: NativeAdd
     throw new VirtioError(
       ADDON_LOAD_FAILED,
       `virtio-mmio: ${what} ${path} does not load here: ${(err as Error).message}. ` +
-        `If this system's glibc or libstdc++ is older than the one it was built with, or the file is from another machine, ` +
+        `If this system's glibc or libstdc++ is older than the one it was built with, or the file is from ` +
+        `another machine, ` +
         `build it from source: ${buildFromSource}.`,
       { cause: err },
     );

@@ -101,7 +101,9 @@ function translate(address: bigint, parent: string, root: string): bigint | unde
     const width = 4 * (child.address + parentAddressCells + child.size);
     if (ranges.length % width !== 0)
       fail(
-        `${join(bus, 'ranges')} has ${ranges.length} bytes, not a multiple of ${width} (${child.address}+${parentAddressCells}+${child.size} cells)`,
+        `${join(bus, 'ranges')} has ${ranges.length} bytes, not a multiple of ${width} (` +
+          `${child.address}+${parentAddressCells}` +
+          `+${child.size} cells)`,
       );
     let translated: bigint | undefined;
     for (let at = 0; at < ranges.length && translated === undefined; at += width) {
@@ -143,7 +145,9 @@ export function readDeviceTreeReg(ofNode: string): DeviceTreeReg {
   const width = 4 * (cells.address + cells.size);
   if (reg.length === 0 || reg.length % width !== 0) {
     fail(
-      `${join(node, 'reg')} has ${reg.length} bytes, not a non-zero multiple of ${width} (#address-cells ${cells.address}, #size-cells ${cells.size} of the parent)`,
+      `${join(node, 'reg')} has ${reg.length} bytes, not a non-zero multiple of ${width} ` +
+        `(#address-cells ${cells.address}` +
+        `, #size-cells ${cells.size} of the parent)`,
     );
   }
   const entries: DeviceTreeRegEntry[] = [];

@@ -74,7 +74,8 @@ export class MmioWindow {
       checkInteger('windowSize', windowSize);
       if (windowSize === 0 || windowSize > extent) {
         throw outOfRange(
-          `windowSize ${hex(windowSize)} for ${device.devicePath} map ${mapIndex} must be in [1, ${hex(extent)}], the bytes the map holds from offset ${hex(map.offset)}`,
+          `windowSize ${hex(windowSize)} for ${device.devicePath} map ${mapIndex} must be in [1, ${hex(extent)}` +
+            `], the bytes the map holds from offset ${hex(map.offset)}`,
         );
       }
       return { map, size: windowSize, from: 'caller' };

@@ -64,14 +64,17 @@ export function syscallHint(f: SyscallFailure, iomem: () => string = readIomem):
     const holder = f.code === 'EPERM' && f.syscall === 'mmap' && f.range ? iomemHolder(iomem(), f.range) : undefined;
     if (holder?.kind === 'ram') {
       return (
-        `${hexRange(f.range!)} is RAM the kernel owns ("${holder.name}" in ${IOMEM}) and STRICT_DEVMEM refuses it: ` +
-        'for DMA memory, keep the kernel off a range (mem=, memmap=, or a reserved-memory node with no-map) and map that'
+        `${hexRange(f.range!)} is RAM the kernel owns ("${holder.name}" in ${IOMEM}` +
+        `) and STRICT_DEVMEM refuses it: for DMA memory, keep the kernel off a ` +
+        `range (mem=, memmap=, or a reserved-memory node with no-map) and map that`
       );
     }
     if (holder?.kind === 'claimed') {
       return (
-        `${hexRange(f.range!)} is claimed by a driver ("${holder.name}" in ${IOMEM}) and IO_STRICT_DEVMEM refuses busy ranges: ` +
-        'unbind that driver (e.g. echo <device> > /sys/bus/platform/drivers/<driver>/unbind) or reach the device through UIO'
+        `${hexRange(f.range!)} is claimed by a driver ("${holder.name}" in ${IOMEM}) and IO_STRICT_DEVMEM ` +
+        `refuses busy ranges: ` +
+        'unbind that driver (e.g. echo <device> > /sys/bus/platform/drivers/<driver>/unbind) or reach the ' +
+        'device through UIO'
       );
     }
     if (f.code === 'EINVAL' && f.syscall === 'mmap') {
@@ -109,7 +112,8 @@ export function syscallHint(f: SyscallFailure, iomem: () => string = readIomem):
     if (f.code === 'EACCES') {
       return (
         '/proc/self/pagemap could not be opened: a process that starts as root and changes its uid later may not ' +
-        'open it; start the process as its final user, with CAP_SYS_ADMIN (e.g. systemd AmbientCapabilities=CAP_SYS_ADMIN)'
+        'open it; start the process as its final user, with CAP_SYS_ADMIN (e.g. systemd ' +
+        'AmbientCapabilities=CAP_SYS_ADMIN)'
       );
     }
     if (f.code === 'EPERM') {

@@ -90,7 +90,9 @@ function withWindow(map: UioMap, reg: DeviceTreeReg | Error | undefined): UioMap
   if (entry.size === 0n) return fromMap(`the reg entry at ${hex(start)} has size 0`);
   if (entry.size > BigInt(extent))
     return fromMap(
-      `reg size ${hex(entry.size)} is larger than the ${hex(extent)} bytes the map holds from offset ${hex(map.offset)}; cut to the map`,
+      `reg size ${hex(entry.size)} is larger than the ${hex(extent)} bytes the map holds from offset ` +
+        `${hex(map.offset)}` +
+        `; cut to the map`,
     );
   return { ...map, window: Number(entry.size), windowFrom: 'device-tree' };
 }

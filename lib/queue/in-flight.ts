@@ -132,7 +132,8 @@ export class InFlightRequests {
     } catch (error) {
       // Runs inside interrupt handling and resets: an owner's failure must not unwind those.
       process.emitWarning(
-        `virtio-mmio: queue ${this.index}: a SubmitOptions.reclaim callback threw: ${String((error as Error)?.message ?? error)}`,
+        `virtio-mmio: queue ${this.index}: a SubmitOptions.reclaim callback threw: ` +
+          `${String((error as Error)?.message ?? error)}`,
         'VirtioReclaimWarning',
       );
     }

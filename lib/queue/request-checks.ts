@@ -52,7 +52,8 @@ function checkOwnedBuffer(buffer: QueueBuffer, writable: boolean, memory: DmaAll
   // Memory a device still holds from a request given up on may still be written by it: not a second time.
   if (writable && memory.isHeld?.(buffer.region, buffer.offset ?? 0, length)) {
     throw new BufferHeldError(
-      `a writable buffer of this request overlaps memory the device still holds from a request that was given up on (timeout, abort, detach); wait for SubmitOptions.reclaim`,
+      `a writable buffer of this request overlaps memory the device still holds from a request that was given ` +
+        `up on (timeout, abort, detach); wait for SubmitOptions.reclaim`,
     );
   }
   return length;

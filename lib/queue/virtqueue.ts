@@ -1,18 +1,11 @@
 import '../disposable';
-import { AbortError, CanceledError, ClosedError, QueueFullError, TransportError } from '../errors';
-import { nativeBarriers, type Barriers, type DmaAllocator } from '../platform';
-import type { QueueAddresses, QueueEndpoint, QueueTransport } from '../transport';
-import { RequestAbandonment } from './abandonment';
-import { checkIndirectMax } from './indirect-max';
-import { CompletionPoller, checkQueueMode, type QueueMode, type QueueModeOptions } from './completion-mode';
-import { InFlightRequests } from './in-flight';
-import { QueueState } from './queue-state';
-import { Pending, PendingPool, WaitingRoom, type Waiter } from './pending-request';
-import { dumpQueue, type QueueDump } from './queue-dump';
-import type { QueueRequest, QueueStats, SubmitOptions, VirtqueueOptions } from './queue-types';
-import { checkRequest, checkSubmitOptions, snapshotRequest, type RequestLimits } from './request-checks';
-import { RequestDeadlines } from './request-deadlines';
-import type { RingEngine, RingEngineFactory } from './ring-engine';
+import { AbortError, QueueFullError, TransportError } from '../errors';
+import type { QueueEndpoint } from '../transport';
+import type { Pending, Waiter } from './pending-request';
+import type { QueueRequest, SubmitOptions, VirtqueueOptions } from './queue-types';
+import { checkRequest, checkSubmitOptions, snapshotRequest } from './request-checks';
+import type { RingEngineFactory } from './ring-engine';
+import { VirtqueueLifecycle } from './virtqueue-lifecycle';
 
 const RESOLVED = Promise.resolve();
 
@@ -33,38 +26,15 @@ const RESOLVED = Promise.resolve();
  * dropped; a request already given to the device becomes an orphan whose
  * buffers stay held until the device returns them, and whose result is
  * discarded.
+ *
+ * This file is the request path (submit, publish, notify, reap, complete);
+ * construction, completion modes, the dump and teardown are its base class
+ * (virtqueue-lifecycle.ts).
  */
-export class Virtqueue implements QueueEndpoint {
-  readonly index: number;
-  readonly size: number;
-  readonly stats: QueueStats = {
-    submitted: 0,
-    completed: 0,
-    publishes: 0,
-    notifications: 0,
-    notificationsSuppressed: 0,
-    atomics: 0,
-    indirect: 0,
-    polls: 0,
-    polledCompletions: 0,
-    spins: 0,
-    spinHits: 0,
-  };
-  /** The ring itself (synchronous; see RingEngine). */
-  protected readonly engine: RingEngine;
-
-  private readonly memory: DmaAllocator;
-  private readonly barriers: Barriers;
-  private readonly limits: RequestLimits;
+export class Virtqueue extends VirtqueueLifecycle implements QueueEndpoint {
   private busy = false;
   /** Whether requests in flight keep the process alive (setKeepAlive). */
   private holdsProcess = true;
-  private readonly deadlines: RequestDeadlines;
-  /** Aborts, timeouts and rejections of what is pending (the ownership rule for requests given up). */
-  private readonly abandonment: RequestAbandonment;
-  private transport?: QueueTransport;
-  /** Requests the device has, and the ownership rule over their memory. */
-  private readonly inFlightRequests: InFlightRequests;
   private flushScheduled = false;
   /**
    * > 0 while completions are dispatched (consume) or a flush runs: what
@@ -87,68 +57,12 @@ export class Virtqueue implements QueueEndpoint {
       });
     }
   };
-  private readonly waiters = new WaitingRoom();
-  private readonly pendings: PendingPool;
   private readonly fits = (count: number): boolean => !this.state.unusable && this.engine.hasRoom(count);
   private readonly placeWaiter = (waiter: Waiter): void =>
     this.placeRequest(waiter.request, waiter.count, waiter.pending);
-  private poller?: CompletionPoller;
-  private readonly state: QueueState;
-  /** Whether the device has let go of everything it was given (never attached, or a reset/teardown completed since). */
-  private deviceLetGo = true;
-  private ringFreed = false;
 
   constructor(options: VirtqueueOptions, makeEngine: RingEngineFactory) {
-    const { index, size } = options;
-    this.index = index;
-    this.memory = options.memory;
-    this.barriers = options.barriers ?? nativeBarriers;
-    const indirectMax = checkIndirectMax(options.indirectMax);
-    this.engine = makeEngine({
-      size,
-      memory: options.memory,
-      layout: options.layout,
-      features: options.features,
-      barriers: this.barriers,
-      indirectMax,
-      stats: this.stats,
-      onUsed: (id, len) => this.complete(id, len),
-    });
-    this.size = this.engine.size;
-    this.limits = { index, size: this.size, indirectMax: this.engine.indirect ? indirectMax : 0 };
-    this.inFlightRequests = new InFlightRequests(this.size, options.memory, index);
-    this.pendings = new PendingPool(this.size);
-    this.state = new QueueState(index);
-    this.deadlines = new RequestDeadlines(() => this.abandonment.expire());
-    this.abandonment = new RequestAbandonment({
-      index,
-      waiters: this.waiters,
-      inFlight: this.inFlightRequests,
-      deadlines: this.deadlines,
-      updateBusy: () => this.updateBusy(),
-      drainWaiters: () => this.drainWaiters(),
-      consume: () => this.consume(),
-    });
-  }
-
-  /** 'split' or 'packed'. */
-  get format(): 'split' | 'packed' {
-    return this.engine.format;
-  }
-
-  /** The areas' device addresses, for the transport's queue registers. */
-  get addresses(): QueueAddresses {
-    return this.engine.addresses;
-  }
-
-  /** Free descriptors right now. */
-  get free(): number {
-    return this.engine.free;
-  }
-
-  /** Requests given to the device and not yet returned. */
-  get inFlight(): number {
-    return this.inFlightRequests.outstanding;
+    super(options, makeEngine);
   }
 
   /**
@@ -159,18 +73,6 @@ export class Virtqueue implements QueueEndpoint {
   get awaited(): number {
     const { outstanding, orphans } = this.inFlightRequests;
     return this.waiters.length > 0 ? outstanding : outstanding - orphans;
-  }
-
-  get broken(): boolean {
-    return this.state.brokenBy !== undefined;
-  }
-
-  /** Hands the queue to the device through `transport` (QueueNum, addresses, QueueReady / QueuePFN). */
-  attach(transport: QueueTransport): void {
-    if (this.state.closed) throw new CanceledError(`queue ${this.index} is closed`);
-    this.deviceLetGo = false;
-    transport.activateQueue(this.index, this.addresses, this);
-    this.transport = transport;
   }
 
   // ---- Submitting ----
@@ -314,7 +216,7 @@ export class Virtqueue implements QueueEndpoint {
    * Tells the transport whether someone waits for this queue (the interrupt
    * line keeps the process alive only then).
    */
-  private updateBusy(): void {
+  protected updateBusy(): void {
     const busy = this.holdsProcess && this.awaited > 0;
     if (busy === this.busy) return;
     this.busy = busy;
@@ -333,7 +235,7 @@ export class Virtqueue implements QueueEndpoint {
     return this.consume();
   }
 
-  private consume(): number {
+  protected consume(): number {
     if (this.state.unusable) return 0;
     this.batching++;
     let consumed: number;
@@ -353,7 +255,7 @@ export class Virtqueue implements QueueEndpoint {
    * A used entry the engine validated (onUsed): settles request `id` with
    * `len`; false when a callback made the queue unusable.
    */
-  private complete(id: number, len: number): boolean {
+  protected complete(id: number, len: number): boolean {
     const pending = this.inFlightRequests.settle(id);
     this.stats.completed++;
     if (!pending.orphaned) {
@@ -375,7 +277,7 @@ export class Virtqueue implements QueueEndpoint {
     return !this.state.unusable;
   }
 
-  private drainWaiters(): void {
+  protected drainWaiters(): void {
     if (this.waiters.length === 0) return;
     this.waiters.drain(this.fits, this.placeWaiter);
     // The last waiter placed: orphans no longer hold room someone waits for.
@@ -397,114 +299,5 @@ export class Virtqueue implements QueueEndpoint {
     this.engine.setNotifications(true);
     this.barriers.mb();
     return this.consume();
-  }
-
-  // ---- Completion modes ----
-
-  /** How completions are found: 'interrupt' (default), 'poll' or 'hybrid' (see QueueMode). */
-  get mode(): QueueMode {
-    return this.poller?.mode ?? 'interrupt';
-  }
-
-  /** Switches the completion mode; takes effect at once. */
-  setMode(mode: QueueMode, options: QueueModeOptions = {}): void {
-    checkQueueMode(mode);
-    if (this.state.closed) throw new ClosedError(`queue ${this.index} is closed`);
-    const poller = mode === 'interrupt' ? undefined : new CompletionPoller(this, mode, options);
-    this.poller?.stop();
-    this.poller = poller;
-    if (mode === 'interrupt' && !this.engine.notifications) this.enableInterrupts();
-    if (mode === 'poll' && this.inFlight > 0) poller!.submitted();
-  }
-
-  /**
-   * The queue's state as plain JSON data: shadow state, ring memory,
-   * requests in flight (see QueueDump); on demand only. ClosedError after
-   * close().
-   */
-  dump(): QueueDump {
-    if (this.state.closed) throw new ClosedError(`queue ${this.index} is closed`);
-    const { index, size, engine, mode, stats, addresses, format } = this;
-    return dumpQueue(
-      { index, size, engine, mode, stats, addresses, format, brokenBy: this.state.brokenBy },
-      this.inFlightRequests.dumpEntries(),
-    );
-  }
-
-  // ---- Failure and teardown ----
-
-  /** Marks the queue broken (sticky) and rejects every pending request. */
-  private breakQueue(reason: string, message: string): void {
-    this.state.markBroken(reason, message);
-    // A device that lies may still write the buffers of what is pending, which their owners free once
-    // rejected: the transport resets it first (and detaches every queue of it with this error).
-    this.transport?.deviceBroken?.(this.state.brokenError());
-    this.rejectAll(() => this.state.brokenError());
-  }
-
-  /**
-   * The transport was reset, closed, or lost its interrupt (QueueEndpoint).
-   * What the device had is rejected but stays held until reclaimAll() says
-   * a reset completed.
-   */
-  detach(error: Error): void {
-    if (this.state.detached) return;
-    this.state.markDetached(error);
-    this.transport = undefined;
-    this.rejectAll(() => error);
-  }
-
-  /**
-   * The device has let go of every buffer of this queue: a reset of the
-   * device or of this queue completed, or the queue was taken back
-   * (QueueEndpoint). The memory of requests rejected meanwhile goes back
-   * to its owners (SubmitOptions.reclaim); a close() that waited for this
-   * frees the ring now. Idempotent.
-   */
-  reclaimAll(): void {
-    if (this.inFlight > 0) this.rejectAll(() => this.state.detachedError());
-    this.deviceLetGo = true;
-    this.inFlightRequests.reclaimRetained();
-    // A close() that came while the device held the ring frees it now.
-    if (this.state.closed) this.freeRing();
-  }
-
-  /** Rejects everything; requests the device had are retained (and held) until reclaimAll(). */
-  private rejectAll(makeError: () => Error): void {
-    this.poller?.stop();
-    this.abandonment.rejectAll(makeError);
-  }
-
-  /** close(), for `using` (explicit resource management): disposed at the end of the enclosing block. */
-  [Symbol.dispose](): void {
-    this.close();
-  }
-
-  /**
-   * Takes the queue back from the device (if still attached) and rejects
-   * what is pending with CanceledError. Idempotent. The ring, the indirect
-   * tables and the buffers of pending requests go back only once the
-   * device has let go: at once when the queue is taken back (QueueReady
-   * reads 0) or a reset completed before; otherwise when a reset completes
-   * later (reclaimAll), or never — the allocator's close() takes them back
-   * at process end. A device that does not let go makes this throw.
-   */
-  close(): void {
-    if (this.state.closed) return;
-    const transport = this.transport;
-    this.transport = undefined;
-    this.state.closed = true;
-    this.rejectAll(() => new CanceledError(`queue ${this.index} closed`));
-    if (transport) {
-      transport.deactivateQueue(this.index);
-      this.reclaimAll();
-    } else if (this.deviceLetGo) this.freeRing();
-  }
-
-  /** Frees the ring and the indirect tables (once; only when the device let go). */
-  private freeRing(): void {
-    if (this.ringFreed) return;
-    this.ringFreed = true;
-    this.engine.release(this.memory);
   }
 }

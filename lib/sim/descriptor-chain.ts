@@ -54,13 +54,15 @@ export function walkDescriptorChain(source: ChainSource, head: number): ChainWal
     if (index >= entries) {
       return fail(
         'descriptor-index-out-of-range',
-        `chain from head ${head}: ${inIndirect ? 'indirect table index' : 'descriptor index'} ${index} is not below ${entries}`,
+        `chain from head ${head}: ${inIndirect ? 'indirect table index' : 'descriptor index'} ${index} ` +
+          `is not below ${entries}`,
       );
     }
     if (ttl-- === 0) {
       return fail(
         'descriptor-loop',
-        `chain from head ${head} is longer than ${inIndirect ? 'its indirect table' : 'the queue'} (${entries} entries): it loops`,
+        `chain from head ${head} is longer than ${inIndirect ? 'its indirect table' : 'the queue'} (${entries} ` +
+          `entries): it loops`,
       );
     }
     if (!inIndirect) descriptors.push(index);
@@ -86,14 +88,16 @@ export function walkDescriptorChain(source: ChainSource, head: number): ChainWal
       if (len === 0 || len % SplitRing.DESC_SIZE !== 0) {
         return fail(
           'indirect-len',
-          `chain from head ${head}: ${where(index)} points to an indirect table of ${len} bytes, not a positive multiple of 16`,
+          `chain from head ${head}: ${where(index)} points to an indirect table of ${len} bytes, not a ` +
+            `positive multiple of 16`,
         );
       }
       const bytes = source.memory.resolve(addr, len);
       if (!bytes)
         return fail(
           'buffer-unreachable',
-          `chain from head ${head}: indirect table at 0x${addr.toString(16)} (${len} bytes) is not in device-reachable memory`,
+          `chain from head ${head}: indirect table at 0x${addr.toString(16)} (${len} bytes) is not in ` +
+            `device-reachable memory`,
         );
       // The WRITE flag of the descriptor naming the table is ignored (§2.7.5.3.2).
       table = viewOf(bytes);
@@ -120,7 +124,8 @@ function checkInOrderNext(source: ChainSource, head: number, index: number, next
   if (inIndirect) {
     source.note?.(
       'in-order-indirect-next',
-      `chain from head ${head}: indirect descriptor ${index} has next ${next}; with VIRTIO_F_IN_ORDER it must be ${expected}`,
+      `chain from head ${head}: indirect descriptor ${index} has next ${next}; with VIRTIO_F_IN_ORDER ` +
+        `it must be ${expected}`,
     );
   } else {
     source.note?.(

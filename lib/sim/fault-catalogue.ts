@@ -240,7 +240,8 @@ export const FAULT_CATALOGUE = [
     name: 'late-completion',
     section: '2.7.13',
     summary:
-      'an honest device that does the work of a chain and uses it long after the driver gave up on it (timeout, abort, a reset that did not complete)',
+      'an honest device that does the work of a chain and uses it long after the driver gave up on it ' +
+      '(timeout, abort, a reset that did not complete)',
     subject: 'completion',
   },
 ] as const satisfies readonly {

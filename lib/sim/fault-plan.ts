@@ -67,7 +67,8 @@ export function faultPlan(options: SimOptions, version: 1 | 2, hostile: Hostile 
   const raw = hostile ? configPatch(hostile) : undefined;
   if (raw && (raw.offset < 0 || raw.offset + raw.width > configBytes.length)) {
     throw outOfRange(
-      `config-out-of-range: ${raw.width} bytes at config offset ${raw.offset} lie outside the ${configBytes.length}-byte config space`,
+      `config-out-of-range: ${raw.width} bytes at config offset ${raw.offset} lie outside the ${configBytes.length}` +
+        `-byte config space`,
     );
   }
   const churn = hostile?.has('config-generation-churn')

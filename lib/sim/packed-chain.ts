@@ -131,7 +131,8 @@ function walkIndirect(
     if (flags & ~F_WRITE && notes.length === 0) {
       notes.push({
         rule: 'packed-indirect-flags',
-        message: `${what}: table entry ${i} has flags 0x${flags.toString(16)}; only WRITE is valid in an indirect table`,
+        message:
+          `${what}: table entry ${i} has flags 0x${flags.toString(16)}` + `; only WRITE is valid in an indirect table`,
       });
     }
     const fault = buffers.add(

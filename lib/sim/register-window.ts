@@ -110,7 +110,9 @@ export abstract class RegisterWindow implements RegisterBlock {
   private checkAccess(offset: number, width: number): void {
     this.assertOpen();
     if (typeof offset !== 'number') throw invalidArgType(`offset must be a number, got ${String(offset)}`);
-    const what = `${width * 8}-bit access at offset ${Number.isInteger(offset) && offset >= 0 ? hex(offset) : String(offset)} of ${this.label} (window of ${hex(this.size)} bytes)`;
+    const what =
+      `${width * 8}-bit access at offset ${Number.isInteger(offset) && offset >= 0 ? hex(offset) : String(offset)} ` +
+      `of ${this.label} (window of ${hex(this.size)} bytes)`;
     if (!Number.isInteger(offset) || offset < 0) throw outOfRange(`${what}: offset is not a non-negative integer`);
     if (offset + width > this.size) throw outOfRange(`${what}: outside the window`);
     if (offset % width !== 0) throw invalidArgValue(`${what}: not naturally aligned`, 'range');
@@ -122,7 +124,9 @@ export abstract class RegisterWindow implements RegisterBlock {
     if (typeof offset !== 'number' || !Number.isInteger(offset) || offset < 0)
       throw outOfRange(`offset must be a non-negative integer, got ${String(offset)}`);
     if (width !== 1 && width !== 2 && width !== 4) throw outOfRange(`width must be 1, 2 or 4, got ${String(width)}`);
-    const what = `${width * 8}-bit copy of ${hex(bytes.length)} bytes at offset ${hex(offset)} of ${this.label} (window of ${hex(this.size)} bytes)`;
+    const what =
+      `${width * 8}-bit copy of ${hex(bytes.length)} bytes at offset ${hex(offset)} of ${this.label} ` +
+      `(window of ${hex(this.size)} bytes)`;
     if (offset + bytes.length > this.size) throw outOfRange(`${what}: outside the window`);
     if (offset % width !== 0 || bytes.length % width !== 0)
       throw invalidArgValue(`${what}: not naturally aligned`, 'range');

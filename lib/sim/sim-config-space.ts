@@ -95,7 +95,8 @@ export class SimConfigSpace {
     if (width !== expected || offset + width > field.offset + field.width || (offset - field.offset) % expected !== 0) {
       this.rules.record(
         'config-width',
-        `${at}: the field at config offset ${field.offset} is ${field.width * 8}-bit, accessed by ${expected * 8}-bit aligned accesses`,
+        `${at}: the field at config offset ${field.offset} is ${field.width * 8}-bit, accessed by ${expected * 8}` +
+          `-bit aligned accesses`,
       );
     }
     return field;

@@ -100,7 +100,8 @@ export class SimPackedRing extends SimRing<PackedBuffer> {
       if (avail === wrap && used === wrap) {
         this.break(
           'packed-desc-flags-inconsistent',
-          `${where} has AVAIL = USED = ${+wrap}, the marking of a used descriptor, where the driver makes the next one available`,
+          `${where} has AVAIL = USED = ${+wrap}, the marking of a used descriptor, where the driver makes the ` +
+            `next one available`,
         );
         return;
       }
@@ -154,7 +155,8 @@ export class SimPackedRing extends SimRing<PackedBuffer> {
     if (nextOff !== expected.off || nextWrap !== expected.wrap) {
       this.host.rules.record(
         'packed-notification-data-mismatch',
-        `QueueNotify for queue ${this.index} says next_off ${nextOff} next_wrap ${+nextWrap}; the next descriptor to be made available is ${expected.off} with wrap counter ${+expected.wrap}`,
+        `QueueNotify for queue ${this.index} says next_off ${nextOff} next_wrap ${+nextWrap}; the next ` +
+          `descriptor to be made available is ${expected.off} with wrap counter ${+expected.wrap}`,
       );
     }
   }
@@ -324,7 +326,9 @@ export class SimPackedRing extends SimRing<PackedBuffer> {
     const isDesc = flags === RingEventFlags.DESC;
     let problem = '';
     if (flags > RingEventFlags.DESC)
-      problem = `flags 0x${flags.toString(16)}: only ENABLE (0), DISABLE (1) and DESC (2) are defined, the other bits are reserved`;
+      problem =
+        `flags 0x${flags.toString(16)}: only ENABLE (0), DISABLE ` +
+        `(1) and DESC (2) are defined, the other bits are reserved`;
     else if (isDesc && !this.host.eventIdx) problem = 'flags DESC without VIRTIO_F_EVENT_IDX negotiated';
     else if (isDesc && (desc & 0x7fff) >= this.num)
       problem = `DESC with desc_event_off ${desc & 0x7fff}, not below the queue size ${this.num}`;

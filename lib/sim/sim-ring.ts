@@ -247,7 +247,8 @@ export abstract class SimRing<T extends Completion> {
     if (typeof len !== 'number' || !Number.isInteger(len) || len < 0 || len > item.writableBytes) {
       this.host.modelError(
         new RangeError(
-          `queue ${this.index}: handle() returned ${String(result)} for a chain with ${item.writableBytes} writable bytes`,
+          `queue ${this.index}: handle() returned ${String(result)}` +
+            ` for a chain with ${item.writableBytes} writable bytes`,
         ),
       );
       len = typeof len === 'number' && len > item.writableBytes ? item.writableBytes : 0;

@@ -77,7 +77,8 @@ export class SimSplitRing extends SimRing<SplitBuffer> {
     if (pending > this.num) {
       this.break(
         'avail-idx-jump',
-        `queue ${this.index}: avail idx moved from ${this.lastAvail} to ${availIdx}, ${pending} new entries in a queue of ${this.num}`,
+        `queue ${this.index}: avail idx moved from ${this.lastAvail} to ${availIdx}, ${pending} new entries ` +
+          `in a queue of ${this.num}`,
       );
       return;
     }
@@ -133,7 +134,8 @@ export class SimSplitRing extends SimRing<SplitBuffer> {
     if (inOrder && head !== this.nextInOrderHead) {
       rules.record(
         'in-order-descriptor-order',
-        `queue ${this.index}: chain from head ${head}; with VIRTIO_F_IN_ORDER the next chain starts at descriptor ${this.nextInOrderHead}`,
+        `queue ${this.index}: chain from head ${head}; with VIRTIO_F_IN_ORDER the next chain starts at ` +
+          `descriptor ${this.nextInOrderHead}`,
       );
     }
     const note = (rule: Parameters<typeof rules.record>[0], message: string): void =>
@@ -146,7 +148,8 @@ export class SimSplitRing extends SimRing<SplitBuffer> {
     if (reused !== undefined) {
       this.break(
         'chain-in-flight',
-        `queue ${this.index}: chain from head ${head} uses descriptor ${reused}, which belongs to a chain the device has not used yet`,
+        `queue ${this.index}: chain from head ${head} uses descriptor ${reused}, which belongs to a chain the ` +
+          `device has not used yet`,
       );
       return false;
     }
@@ -243,7 +246,8 @@ export class SimSplitRing extends SimRing<SplitBuffer> {
     if (bad && flags !== this.lastBadAvailFlags) {
       this.host.rules.record(
         'avail-flags-invalid',
-        `queue ${this.index}: avail flags ${flags}, must be ${this.host.eventIdx ? '0 with VIRTIO_F_EVENT_IDX' : '0 or 1'}`,
+        `queue ${this.index}: avail flags ${flags}, must be ` +
+          `${this.host.eventIdx ? '0 with VIRTIO_F_EVENT_IDX' : '0 or 1'}`,
       );
     }
     this.lastBadAvailFlags = bad ? flags : -1;

@@ -99,7 +99,9 @@ export class StrictObserver implements SimObserver {
       const verb = read ? 'read' : 'write';
       rules.record(
         'register-width',
-        `${width * 8}-bit ${verb} at ${hex(offset)} (${this.nameOf(register)}): control registers are ${verb === 'read' ? 'read' : 'written'} 32 bits wide`,
+        `${width * 8}-bit ${verb} at ${hex(offset)} (` +
+          `${this.nameOf(register)}): control registers are ` +
+          `${verb === 'read' ? 'read' : 'written'} 32 bits wide`,
       );
     }
   }
@@ -205,7 +207,8 @@ export class StrictObserver implements SimObserver {
     if (!device.identityValid) {
       rules.record(
         'ignored-device-access',
-        `${what} on a device with MagicValue ${hex(device.magic)} and Version ${device.versionValue}, which the driver must ignore`,
+        `${what} on a device with MagicValue ${hex(device.magic)} and Version ${device.versionValue}, which ` +
+          `the driver must ignore`,
       );
       return false;
     }
@@ -245,7 +248,8 @@ export class StrictObserver implements SimObserver {
     if (!(device.state.value & DRIVER)) {
       rules.record(
         'features-before-driver',
-        `DriverFeatures word ${sel} written before the DRIVER status bit was set (status ${describeStatus(device.state.value)})`,
+        `DriverFeatures word ${sel} written before the DRIVER status bit was set (status ` +
+          `${describeStatus(device.state.value)})`,
       );
     }
     if (sel > 3) {

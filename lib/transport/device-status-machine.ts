@@ -1,14 +1,15 @@
 import '../disposable';
-import { CanceledError, ClosedError, NegotiationError, outOfRange, TransportError } from '../errors';
+import { CanceledError, ClosedError, TransportError } from '../errors';
 import type { InterruptSource } from '../platform';
 import { FeatureBit, describeFeatures, hasFeature } from '../spec/features';
 import { nextAvailNotificationData } from '../spec/notification';
 import { DeviceStatus, describeStatus } from '../spec/status';
 import { trace, tracing } from '../trace';
-import { guardLiveDevice } from './exit-reset';
+import { exitPollMs, guardLiveDevice, resetForExit } from './exit-reset';
 import { InterruptDispatch } from './interrupt-dispatch';
 import { QueueOwnership, checkQueueIndex } from './queue-ownership';
-import { chooseFeatures } from './transport-features';
+import { checkShmId, everyShmRegion } from './shm-regions';
+import { settleFeatures } from './transport-features';
 import type { TransportOps } from './transport-ops';
 import type {
   DeviceConfig,
@@ -19,8 +20,6 @@ import type {
   TransportStats,
   VirtioTransport,
 } from './virtio-transport';
-
-const MAX_SHM_ID = 255;
 
 /** What the status machine is given by its transport, checked there. */
 export interface DeviceStatusMachineOptions {
@@ -156,12 +155,10 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
 
   /**
    * Steps 1–6 of §3.1.1: reset, ACKNOWLEDGE, DRIVER, read the 64 device
-   * feature bits, write driver features = wanted ∩ offered ∩ implemented
-   * (plus VERSION_1 on Version 2, which requires it), then FEATURES_OK and
-   * check that the device kept it (legacy devices have no FEATURES_OK: the
-   * transport's completeLegacyFeatures instead, MMIO's GuestPageSize of
-   * §4.2.4). Returns the negotiated features.
-   * On refusal the status is set to FAILED and NegotiationError thrown.
+   * feature bits, then (transport-features.ts settleFeatures) write driver
+   * features = wanted ∩ offered ∩ implemented and set FEATURES_OK, or the
+   * legacy completion. Returns the negotiated features. On refusal the
+   * status is set to FAILED and NegotiationError thrown.
    */
   negotiate(wanted: bigint, required = 0n): bigint {
     // A live device belongs to the driver that set it up: reset() or close() it first.
@@ -177,24 +174,7 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
     const offered = this.ops.readDeviceFeatures();
     this.offered = offered;
     if (tracing) trace('features', '%s: offered %s', this.label, describeFeatures(offered));
-    const choice = chooseFeatures(this, offered, wanted, required);
-    if ('refused' in choice) this.fail(choice.refused, choice.message, offered, 0n);
-    const { accepted } = choice;
-    if (tracing) trace('features', '%s: accepted %s', this.label, describeFeatures(accepted));
-    this.ops.writeDriverFeatures(accepted);
-    if (this.version === 2) {
-      this.addStatus(DeviceStatus.FEATURES_OK);
-      if (!(this.status & DeviceStatus.FEATURES_OK)) {
-        this.fail(
-          NegotiationError.FEATURES_REFUSED,
-          `${this.label}: device refused FEATURES_OK for features ${describeFeatures(accepted)}`,
-          offered,
-          accepted,
-        );
-      }
-    } else {
-      this.ops.completeLegacyFeatures();
-    }
+    const accepted = settleFeatures(this, this.ops, { offered, wanted, required }, (bit) => this.addStatus(bit));
     this.negotiated = accepted;
     this.notificationData = hasFeature(accepted, FeatureBit.NOTIFICATION_DATA);
     this.phase = 'features-ok';
@@ -205,7 +185,7 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
   driverOk(): void {
     this.expectPhase('features-ok', 'set DRIVER_OK');
     this.addStatus(DeviceStatus.DRIVER_OK);
-    this.untrackExit = guardLiveDevice(this, this.ops, this.exitPollMs);
+    this.untrackExit = guardLiveDevice(this, this.ops, exitPollMs(this.options.resetTimeoutMs));
     this.phase = 'live';
     try {
       this.dispatch.start();
@@ -222,11 +202,6 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
     this.dispatch.stop();
     this.addStatus(DeviceStatus.FAILED);
     this.phase = 'failed';
-  }
-
-  private fail(code: string, message: string, offered: bigint, requested: bigint): never {
-    this.markFailed();
-    throw new NegotiationError(code, message, offered, requested);
   }
 
   private addStatus(bit: number): void {
@@ -356,19 +331,12 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
   /** Region `id`, or undefined when the device has none with that id. Version 1 has none. */
   shmRegion(id: number): ShmRegion | undefined {
     this.checkOpen();
-    if (!Number.isInteger(id) || id < 0 || id > MAX_SHM_ID)
-      throw outOfRange(`SHM id must be an integer in [0, ${MAX_SHM_ID}], got ${id}`);
-    return this.ops.shmRegion(id);
+    return this.ops.shmRegion(checkShmId(id));
   }
 
   /** All shared memory regions, by id. */
   shmRegions(): ShmRegion[] {
-    const regions: ShmRegion[] = [];
-    for (let id = 0; id <= MAX_SHM_ID && this.version === 2; id++) {
-      const region = this.shmRegion(id);
-      if (region) regions.push(region);
-    }
-    return regions;
+    return this.version === 2 ? everyShmRegion((id) => this.shmRegion(id)) : [];
   }
 
   // ---- Interrupts and failure ----
@@ -474,26 +442,8 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
     }
   }
 
-  /** How long a reset at thread exit waits for Status to read 0: 10 ms, never beyond resetTimeoutMs. */
-  private get exitPollMs(): number {
-    return Math.min(10, this.options.resetTimeoutMs);
-  }
-
-  /**
-   * The reset of the exit paths (exit-reset.ts: 'exit', opt-in signals):
-   * Status ← 0 (§2.4) if the registers are still there, then at most 10 ms
-   * (and never beyond resetTimeoutMs) for Status to read 0. Not unbounded:
-   * an exit must not hang on a device that never resets. Not without a read
-   * either: the DMA memory goes back to the kernel right after, and a reset
-   * that reads 0 is the device saying it let go of the rings (§2.4.1).
-   * Changes no driver-side state; synchronous; never throws.
-   */
+  /** The reset of the exit paths ('exit', opt-in signals): exit-reset.ts resetForExit(); never throws. */
   emergencyReset(): void {
-    try {
-      if (this.ops.closed) return;
-      this.ops.reset(this.exitPollMs);
-    } catch {
-      // Registers gone or refusing accesses: nothing more can be done from here.
-    }
+    resetForExit(this.ops, this.options.resetTimeoutMs);
   }
 }

@@ -89,6 +89,29 @@ export function guardLiveDevice(
   };
 }
 
+/** How long a reset at thread exit waits for Status to read 0: 10 ms, never beyond `resetTimeoutMs`. */
+export function exitPollMs(resetTimeoutMs: number): number {
+  return Math.min(10, resetTimeoutMs);
+}
+
+/**
+ * The reset of the exit paths (this registry's 'exit' listener, opt-in
+ * signals): Status ← 0 (§2.4) if the registers are still there, then at
+ * most 10 ms (and never beyond `resetTimeoutMs`) for Status to read 0. Not
+ * unbounded: an exit must not hang on a device that never resets. Not
+ * without a read either: the DMA memory goes back to the kernel right
+ * after, and a reset that reads 0 is the device saying it let go of the
+ * rings (§2.4.1). Changes no driver-side state; synchronous; never throws.
+ */
+export function resetForExit(ops: Pick<TransportOps, 'closed' | 'reset'>, resetTimeoutMs: number): void {
+  try {
+    if (ops.closed) return;
+    ops.reset(exitPollMs(resetTimeoutMs));
+  } catch {
+    // Registers gone or refusing accesses: nothing more can be done from here.
+  }
+}
+
 /** How many devices this thread has live (tracked and not untracked). */
 export function liveDeviceCount(): number {
   return live.size;
@@ -178,7 +201,8 @@ export function resetDevicesOnSignals(options: ResetOnSignalsOptions = {}): () =
   if (!isMainThread) {
     throw new TransportError(
       TransportError.STATE,
-      'resetDevicesOnSignals: signals are delivered to the main thread only; a worker resets its devices when it ends by itself or calls process.exit()',
+      'resetDevicesOnSignals: signals are delivered to the main thread only; a worker resets its devices when ' +
+        'it ends by itself or calls process.exit()',
     );
   }
   const install: Install = { onReset: options.onReset };

@@ -91,7 +91,8 @@ export class InterruptDispatch {
     if (source.listening) {
       throw new TransportError(
         TransportError.STATE,
-        `${this.device.label}: the interrupt source already has a listener (another transport or driver on the same device?)`,
+        `${this.device.label}: the interrupt source already has a listener (another transport or driver on ` +
+          `the same device?)`,
       );
     }
     this.listening = true;
@@ -172,7 +173,8 @@ export class InterruptDispatch {
     this.fail(
       new DeviceBrokenError(
         'interrupt-storm',
-        `${this.device.label}: ${this.idleInterrupts} interrupts in a row found no work; the line is no longer listened to`,
+        `${this.device.label}: ${this.idleInterrupts} interrupts in a row found no work; the line is no ` +
+          `longer listened to`,
       ),
     );
   }

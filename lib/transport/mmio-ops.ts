@@ -92,7 +92,8 @@ export class MmioOps implements TransportOps {
       pfn = legacyQueuePfn(addresses, this.guestPageSize, size, this.queueAlign);
       if (pfn === undefined) {
         throw invalidArgValue(
-          `queue ${index}: legacy queues need one page-aligned area at a non-zero 32-bit page number laid out as virtio 1.2 §2.7.2`,
+          `queue ${index}: legacy queues need one page-aligned area at a non-zero 32-bit page number laid out ` +
+            `as virtio 1.2 §2.7.2`,
           'range',
         );
       }

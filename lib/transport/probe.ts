@@ -23,7 +23,8 @@ export function probe(regs: RegisterBlock): ProbeResult {
   if (magic !== MMIO_MAGIC_VALUE) {
     throw new TransportError(
       TransportError.BAD_MAGIC,
-      `${regs.label}: MagicValue is ${hex32(magic, 8)}, not ${hex32(MMIO_MAGIC_VALUE, 8)} ("virt"): not a virtio-mmio device`,
+      `${regs.label}: MagicValue is ${hex32(magic, 8)}, not ${hex32(MMIO_MAGIC_VALUE, 8)} ("virt"): not a ` +
+        `virtio-mmio device`,
     );
   }
   const version = regs.readl(MmioRegister.Version);

@@ -67,7 +67,8 @@ export class QueueOwnership {
       (!packed && !isPowerOfTwo(size))
     ) {
       throw invalidArgValue(
-        `queue ${index}: size must be ${packed ? 'an integer' : 'a power of two'} in [1, QueueNumMax ${max}], got ${size}`,
+        `queue ${index}: size must be ${packed ? 'an integer' : 'a power of two'}` +
+          ` in [1, QueueNumMax ${max}], got ${size}`,
         'range',
       );
     }

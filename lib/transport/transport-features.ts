@@ -1,5 +1,8 @@
 import { NegotiationError } from '../errors';
 import { FeatureBit, describeFeatures, deviceIdName, features, hasFeature } from '../spec';
+import { DeviceStatus } from '../spec/status';
+import { trace, tracing } from '../trace';
+import type { TransportOps } from './transport-ops';
 
 /**
  * Transport feature bits this library implements (virtio 1.2 §6). The
@@ -53,7 +56,9 @@ export function chooseFeatures(
   if (device.version === 2 && !hasFeature(offered, FeatureBit.VERSION_1)) {
     return {
       refused: NegotiationError.VERSION_1_MISSING,
-      message: `${device.label}: a Version 2 device must offer VIRTIO_F_VERSION_1 (offered: ${describeFeatures(offered)})`,
+      message:
+        `${device.label}: a Version 2 device must offer VIRTIO_F_VERSION_1 (offered: ` +
+        `${describeFeatures(offered)})`,
     };
   }
   const missing = required & ~offered;
@@ -63,4 +68,41 @@ export function chooseFeatures(
       message: `${device.label}: ${deviceIdName(device.deviceId)} lacks required features ${describeFeatures(missing)}`,
     };
   return { accepted: acceptedFeatures(wanted, offered, device.version !== 2) };
+}
+
+/**
+ * Steps 4–6 of §3.1.1 once the device's feature bits are read (`offered`):
+ * the driver features written (chooseFeatures: VERSION_1 added on Version
+ * 2, which requires it), then FEATURES_OK set with `addStatus` and read
+ * back on Version 2; legacy devices have no FEATURES_OK, the transport's
+ * completeLegacyFeatures instead (MMIO's GuestPageSize of §4.2.4).
+ * Returns the features accepted. A refusal sets FAILED (markFailed) and
+ * throws NegotiationError.
+ */
+export function settleFeatures(
+  device: Parameters<typeof chooseFeatures>[0] & { readonly status: number; markFailed(): void },
+  ops: Pick<TransportOps, 'writeDriverFeatures' | 'completeLegacyFeatures'>,
+  bits: { offered: bigint; wanted: bigint; required: bigint },
+  addStatus: (bit: number) => void,
+): bigint {
+  const { offered } = bits;
+  const refuse = (code: string, message: string, requested: bigint): never => {
+    device.markFailed();
+    throw new NegotiationError(code, message, offered, requested);
+  };
+  const choice = chooseFeatures(device, offered, bits.wanted, bits.required);
+  if ('refused' in choice) return refuse(choice.refused, choice.message, 0n);
+  const { accepted } = choice;
+  if (tracing) trace('features', '%s: accepted %s', device.label, describeFeatures(accepted));
+  ops.writeDriverFeatures(accepted);
+  if (device.version !== 2) {
+    ops.completeLegacyFeatures();
+    return accepted;
+  }
+  addStatus(DeviceStatus.FEATURES_OK);
+  if (!(device.status & DeviceStatus.FEATURES_OK)) {
+    const message = `${device.label}: device refused FEATURES_OK for features ${describeFeatures(accepted)}`;
+    refuse(NegotiationError.FEATURES_REFUSED, message, accepted);
+  }
+  return accepted;
 }

@@ -279,7 +279,8 @@ if (require.main === module) {
     else if (argv[i] === '--timeout') timeoutMs = Number(argv[++i]) * 1000;
     else {
       console.error(
-        `unknown option ${argv[i]}\nusage: node scripts/lab/run.js [--arch arm64|armhf|amd64 [--above-4gib]] [--legacy] [--device SPEC]... [--qemu ARG]... [--timeout S] -- COMMAND...`,
+        `unknown option ${argv[i]}\nusage: node scripts/lab/run.js [--arch arm64|armhf|amd64 [--above-4gib]] ` +
+          `[--legacy] [--device SPEC]... [--qemu ARG]... [--timeout S] -- COMMAND...`,
       );
       process.exit(2);
     }

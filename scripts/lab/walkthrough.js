@@ -53,7 +53,8 @@ async function main() {
     'export PATH=/tmp/bin:$PATH',
     ...STEPS.map(
       (step) =>
-        `echo '$ virtio-mmio ${step}'; virtio-mmio ${step}${step.includes('2>') ? '' : ' 2>&1'} || echo "(exit status $?)"; echo`,
+        `echo '$ virtio-mmio ${step}'; virtio-mmio ${step}${step.includes('2>') ? '' : ' 2>&1'} || echo ` +
+        `"(exit status $?)"; echo`,
     ),
   ].join('\n');
   const printed = [];

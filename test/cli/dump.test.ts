@@ -74,7 +74,7 @@ describe('dump: errors', () => {
     await expect(run(['--queue', '0'])).rejects.toThrow(UsageError);
   });
 
-  test('an empty slot and a queue the device lacks exit 1 with the error code, on stderr and as JSON on stdout', async () => {
+  test('an empty slot and a queue the device lacks exit 1 with the error code, on stderr and as JSON', async () => {
     const empty = await run(['sim:empty', '--queue', '0']);
     expect(empty.code).toBe(1);
     expect(empty.stderr).toMatch(/^virtio-mmio dump: ERR_VIRTIO_EMPTY_SLOT: sim:empty: /);

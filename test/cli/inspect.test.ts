@@ -253,7 +253,8 @@ describe.each(SIM_VARIANTS)('inspect on %s', (_label, variant) => {
     const text = formatInspect(inspect(sim));
     const lines = text.split('\n');
     expect(lines[0]).toBe(
-      `sim BLOCK (2): window of 0x13c bytes, MagicValue 0x74726976 ("virt"), Version ${version}${version === 1 ? ' (legacy)' : ''}`,
+      `sim BLOCK (2): window of 0x13c bytes, MagicValue 0x74726976 ("virt"), Version ${version}` +
+        `${version === 1 ? ' (legacy)' : ''}`,
     );
     expect(lines).toContain('device: BLOCK (2), vendor 0x4d4d4956 "VIMM"');
     expect(lines).toContain('status: 0x0 (0)');
@@ -268,7 +269,7 @@ describe.each(SIM_VARIANTS)('inspect on %s', (_label, variant) => {
 });
 
 describe('inspect: the legend of ".." in the config bytes', () => {
-  test('a blk config (padding at bytes 33 and 57-59, not read) has ".." and the legend right under the bytes; an rng (no config) has neither', () => {
+  test('a blk config (padding at 33, 57-59: not read) has ".." and the legend under the bytes; an rng, neither', () => {
     const text = formatInspect(inspect(bareSim(2, new BlkModel({ disk: new Uint8Array(16 * 512) }))));
     const lines = text.split('\n');
     const legend = lines.indexOf(

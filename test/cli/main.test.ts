@@ -76,8 +76,10 @@ describe('virtio-mmio scan', () => {
   // read.
   const FAR = ['0x200@0xfffffffffffff000:5', '0x200@0xffffffffffffe000:6:1'];
 
-  test('lists the virtio_mmio.device= entries of the kernel command line, each through its /dev/mem window', async () => {
-    const cmdline = `console=ttyS0 virtio_mmio.device=${FAR[0]} root=/dev/vda virtio_mmio.device=${FAR[1]} -- virtio_mmio.device=0x200@0x1000:7`;
+  test("lists the kernel command line's virtio_mmio.device= entries, each through its /dev/mem window", async () => {
+    const cmdline =
+      `console=ttyS0 virtio_mmio.device=${FAR[0]} root=/dev/vda virtio_mmio.device=${FAR[1]} -- ` +
+      `virtio_mmio.device=0x200@0x1000:7`;
     const { status, out } = await cliOn({ sysfs: NO_UIO, cmdline }, 'scan', '--json', '--sim', 'rng');
     const entries = JSON.parse(out) as ScanEntry[];
     expect(entries.map((e) => [e.where, e.kind])).toEqual([
@@ -210,7 +212,8 @@ describe('scan and inspect on a UIO transport at in-page offset 0 (fake sysfs wi
   test("inspect says the window is the device tree's 0x200 bytes, not the page", async () => {
     const { out } = await cliWith(sysfs, 'inspect', 'uio0');
     expect(out.split('\n')[0]).toBe(
-      `${path.join(root, 'dev', 'uio0')}@0x0: window of 0x200 bytes (device-tree reg), MagicValue 0x74726976 ("virt"), Version 2`,
+      `${path.join(root, 'dev', 'uio0')}@0x0: window of 0x200 bytes (device-tree reg), MagicValue 0x74726976 ` +
+        `("virt"), Version 2`,
     );
     const json = JSON.parse((await cliWith(sysfs, 'inspect', 'uio0', '--json')).out);
     expect(json).toMatchObject({ windowSize: 0x200, windowFrom: 'device-tree' });

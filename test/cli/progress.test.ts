@@ -63,7 +63,7 @@ describe('Progress', () => {
     expect(writes[0]).toContain('20 B / 100 B');
   });
 
-  test('finish() draws the final 100 % line with the totals and the overall rate, then a newline; nothing after', () => {
+  test('finish() draws the final 100 % line with the totals and overall rate, then a newline; nothing after', () => {
     const { progress, writes, at } = rig({ total: 3 * MiB, width: 10 });
     at(50);
     progress.update(MiB);

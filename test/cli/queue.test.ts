@@ -134,7 +134,7 @@ describe('queue on a device the library has no driver for', () => {
   });
 
   test.each([1, 2, 'packed'] as const)(
-    'Version %s: transport features only, queue 0, one chain of 5 bytes out and 3 + 8 bytes in: used len 5, the bytes reversed',
+    'Version %s: transport features only, queue 0, one chain of 5 bytes out, 3 + 8 in: used len 5, the bytes reversed',
     async (variant) => {
       const model = new ReverseModel();
       const { deps, violations, state } = onReverse(model, variant);
@@ -218,7 +218,7 @@ describe('queue on a device the library has no driver for', () => {
     );
   });
 
-  test('--features a bit the device does not offer: exit 1, NegotiationError, the device left FAILED and closed', async () => {
+  test('--features a bit the device does not offer: exit 1, NegotiationError, device left FAILED, closed', async () => {
     const { deps, state } = onReverse(new ReverseModel());
     const { status, out, err } = await run(deps, '--queue', '0', '--features', '5', '--in', '2', '--json');
     expect(status).toBe(1);
@@ -246,7 +246,7 @@ describe('queue on a device the library has no driver for', () => {
     expect(report.chains[0]).toMatchObject({ usedLen: 4, hex: '04030201' });
   });
 
-  test('--chains 20 on a queue of 8 with --strict: every chain comes back with its own bytes, no rule broken on either side', async () => {
+  test('--chains 20, a queue of 8, --strict: each chain gets its own bytes back, no rule broken', async () => {
     const model = new ReverseModel();
     const { deps, violations } = onReverse(model, 'packed');
     const { status, report } = await runJson(
@@ -271,7 +271,7 @@ describe('queue on a device the library has no driver for', () => {
     expect(violations).toEqual([]);
   });
 
-  test('a device that never uses the chain: the chain fails with ERR_VIRTIO_TIMEOUT, exit 1; --strict names the SHOULD it breaks', async () => {
+  test('a device never using the chain: ERR_VIRTIO_TIMEOUT, exit 1; --strict names the SHOULD it breaks', async () => {
     const { deps, state } = onReverse(new ReverseModel(() => new Promise<number>(() => undefined)));
     const { status, report } = await runJson(deps, '--queue', '0', '--in', '4', '--timeout', '50', '--strict');
     expect(status).toBe(1);
@@ -292,7 +292,7 @@ describe('queue on a device the library has no driver for', () => {
     expect(text.out.endsWith('FAILED\n')).toBe(true);
   });
 
-  test('a device that reports more bytes written than it was given: caught, and --strict reports the MUST (§2.7.8.1)', async () => {
+  test('a device reporting more bytes written than given: caught, --strict reports the MUST (§2.7.8.1)', async () => {
     const { deps, violations } = onReverse(new ReverseModel(), 2, {
       hostile: { seed: 1, behaviours: { [RingViolation.USED_LEN_TOO_LONG]: true } },
     });
@@ -329,7 +329,8 @@ describe('queue on a device the library has no driver for', () => {
     expect(status).toBe(2);
     expect(out).toBe('');
     expect(err.split('\n')[0]).toBe(
-      `virtio-mmio queue: ERR_VIRTIO_USAGE: ${message}${message.endsWith('--bogus') ? ' (virtio-mmio queue --help lists the options)' : ''}`,
+      `virtio-mmio queue: ERR_VIRTIO_USAGE: ${message}` +
+        `${message.endsWith('--bogus') ? ' (virtio-mmio queue --help lists the options)' : ''}`,
     );
     expect(err).toContain(QUEUE_USAGE);
     expect(state.opened).toBe(0);

@@ -54,7 +54,7 @@ describe('selftest on every software device, Version 1, Version 2 and packed, wi
     if (version !== '1') expect(report.features).toContain('VIRTIO_F_VERSION_1');
   });
 
-  test('the step details say what was seen: random bytes, the blk capacity and ID, the echo, the MAC and link', async () => {
+  test('the step details say what was seen: random bytes, blk capacity and ID, the echo, MAC and link', async () => {
     const detail = async (target: string, step: string): Promise<string | undefined> =>
       (await selftestJson(target)).report.steps.find((s) => s.step === step)?.detail;
     expect(await detail('sim:rng', 'read 64 random bytes')).toMatch(/^[0-9a-f]{32}…$/);
@@ -81,7 +81,7 @@ describe('selftest on every software device, Version 1, Version 2 and packed, wi
   });
 });
 
-describe('selftest --strict turns the sim around: each lie of a hostile device is reported as the rule it breaks', () => {
+describe('selftest --strict turns the sim around: each lie of a hostile device is reported as its rule', () => {
   // [target, --hostile, the rule, exit status (0 when only a SHOULD rule broke), the failed step or undefined]
   const table: [string, string, string, number, string | undefined][] = [
     ['sim:rng', 'bad-identity=magic', 'magic-value', 1, 'identify'],
@@ -187,12 +187,13 @@ describe('selftest: other outcomes', () => {
     ]);
   });
 
-  test('--strict on a selftest that stops at its first step says no rule was checked, not that none was broken', async () => {
+  test('--strict on a selftest stopped at its first step says no rule was checked, not none broken', async () => {
     const { status, stdout } = await cli('selftest', 'sim:empty', '--strict');
     expect(status).toBe(1);
     expect(stdout).not.toContain('device rules checked, none broken');
     expect(stdout).toContain(
-      'strict: no device rule checked: the selftest stopped at its first step (identify), before the device was driven\n',
+      'strict: no device rule checked: the selftest stopped at ' +
+        'its first step (identify), before the device was driven\n',
     );
     const { report } = await selftestJson('sim:empty', '--strict');
     expect(report.strict).toEqual({ rules: Object.keys(DEVICE_RULES).length, violations: [], stoppedAt: 'identify' });
@@ -209,7 +210,7 @@ describe('selftest: other outcomes', () => {
     expect(later).toContain("strict: 17 device rules watched until the selftest stopped at 'negotiate', none broken\n");
   });
 
-  test('the watch itself breaks no driver rule: the sim in strict mode sees nothing wrong during a --strict selftest', async () => {
+  test('the watch breaks no driver rule: the sim in strict mode sees nothing wrong in --strict selftest', async () => {
     for (const type of ['rng', 'blk', 'console', 'net']) {
       for (const version of ['1', '2', 'packed']) {
         const violations: SimViolation[] = [];

@@ -113,7 +113,7 @@ describe.each(SIM_VARIANTS)('virtio-blk ranges and limits on the %s sim', (_labe
     return blk;
   }
 
-  test('finding 9: createReadStream() over a 5 GiB disk does not throw; it reads in chunkSize pieces from the start', async () => {
+  test('finding 9: createReadStream() over a 5 GiB disk does not throw; reads chunkSize pieces from 0', async () => {
     const disk = open(new SparseDisk(5n * BigInt(GiB)));
     const stream = disk.createReadStream({ chunkSize: 4096 });
     const chunks: Buffer[] = [];
@@ -125,7 +125,7 @@ describe.each(SIM_VARIANTS)('virtio-blk ranges and limits on the %s sim', (_labe
     expect(tags(Buffer.concat(chunks))).toEqual(range(0n, 24));
   });
 
-  test('finding 9: a read stream at the end of a 5 GiB disk, start and end as bigints or safe integers, reads the right sectors', async () => {
+  test('finding 9: a read stream at the end of a 5 GiB disk (bigint or number bounds) reads right', async () => {
     const model = new SparseDisk(5n * BigInt(GiB) + 8192n);
     const disk = open(model);
     const end = model.bytes;
@@ -146,7 +146,7 @@ describe.each(SIM_VARIANTS)('virtio-blk ranges and limits on the %s sim', (_labe
     expect(tags(Buffer.concat(tail))).toEqual(range(end / BigInt(SECTOR) - 2n, 2));
   });
 
-  test('finding 9: stream offsets past the capacity, unaligned, negative or beyond safe integers are refused up front', () => {
+  test('finding 9: stream offsets past capacity, unaligned, negative or beyond safe integers refused up front', () => {
     const model = new SparseDisk(5n * BigInt(GiB));
     const disk = open(model);
     expect(() => disk.createReadStream({ end: model.bytes + 512n })).toThrow(RangeError);
@@ -174,7 +174,7 @@ describe.each(SIM_VARIANTS)('virtio-blk ranges and limits on the %s sim', (_labe
     sameBytes(await disk.read(at / BigInt(SECTOR), 3 * SECTOR), data);
   });
 
-  test('finding 9: a discard of a range larger than 2 GiB is checked against the capacity, not the per-request length', async () => {
+  test('finding 9: a discard over 2 GiB is checked against the capacity, not the per-request length', async () => {
     const model = new SparseDisk(5n * BigInt(GiB));
     const disk = open(model);
     const sectors = Number((4n * BigInt(GiB)) / BigInt(SECTOR));
@@ -205,7 +205,7 @@ describe.each(SIM_VARIANTS)('virtio-blk ranges and limits on the %s sim', (_labe
     },
   );
 
-  test('finding 9: a seg_max of 0 counts as 1 (as Linux), so requests fit a device that takes few segments', async () => {
+  test('finding 9: seg_max 0 counts as 1 (as Linux), so requests fit a device that takes few segments', async () => {
     const model = lyingLimits('seg_max', 0);
     const disk = open(model);
     expect(disk.info.segMax).toBe(1);

@@ -56,7 +56,7 @@ describe.each(SIM_VARIANTS)('buffer ownership on the %s sim', (_label, variant) 
     rig = undefined;
   });
 
-  test('finding 1, blk: a read that timed out does not hand its bounce buffer to the next read (sector 1 returns its own bytes)', async () => {
+  test('finding 1, blk: a timed-out read keeps its bounce buffer from the next (sector 1 gets its own)', async () => {
     const gate = gateModel(new BlkModel({ disk: patternDisk() }));
     rig = simRig(variant, gate.model);
     const blk = VirtioBlk.open(rig.transport, { memory: rig.pool, requestTimeoutMs: TIMEOUT_MS });
@@ -89,7 +89,7 @@ describe.each(SIM_VARIANTS)('buffer ownership on the %s sim', (_label, variant) 
     blk.close();
   });
 
-  test('finding 1, blk: the timed-out request keeps its bounce buffer and header slot until the device returns it', async () => {
+  test('finding 1, blk: a timed-out request keeps bounce buffer and header slot till the device returns', async () => {
     const gate = gateModel(new BlkModel({ disk: patternDisk() }));
     rig = simRig(variant, gate.model);
     const blk = VirtioBlk.open(rig.transport, { memory: rig.pool, requestTimeoutMs: TIMEOUT_MS });
@@ -144,7 +144,7 @@ describe.each(SIM_VARIANTS)('buffer ownership on the %s sim', (_label, variant) 
     net.close();
   });
 
-  test('finding 1, console ports and control: a transmit that timed out keeps its copy until the device takes it (TransmitBuffers)', async () => {
+  test('finding 1, console ports, control: a timed-out transmit keeps its copy until the device takes it', async () => {
     const gate = gateModel(echoModel());
     rig = simRig(variant, gate.model);
     const driver = new EchoDriver(rig.transport, { memory: rig.pool });
@@ -162,7 +162,7 @@ describe.each(SIM_VARIANTS)('buffer ownership on the %s sim', (_label, variant) 
     driver.close();
   });
 
-  test('finding 1, console: the port-0 stream of a console whose write timed out closes the device; the copy goes back only with the completed reset', async () => {
+  test('finding 1, console: a port-0 write timing out closes the device; its copy returns with the reset', async () => {
     const gate = gateModel(new ConsoleModel(), (request, g) => request.queue === 1 && g.holding);
     rig = simRig(variant, gate.model);
     const console = VirtioConsole.open(rig.transport, { memory: rig.pool, requestTimeoutMs: TIMEOUT_MS });
@@ -224,7 +224,7 @@ test('DmaPool: free() of held memory is deferred until unhold(); isHeld() sees o
   }
 });
 
-test('a reused writable buffer that the device still holds is refused (BufferHeldError), a readable one is not', async () => {
+test('a reused writable buffer the device holds is refused (BufferHeldError), a readable one is not', async () => {
   const gate = gateModel(new BlkModel({ disk: patternDisk() }));
   const rig = simRig(2, gate.model);
   try {

@@ -13,7 +13,7 @@ import { SIM_VARIANTS, simRig, turns } from '../support/sim-rig';
 const FLOOD = 3000;
 
 describe.each(SIM_VARIANTS)('on the %s sim', (_label, variant) => {
-  test('finding 6: a DEVICE_ADD flood with the control transmitq never drained keeps our memory bounded; the dropped replies are counted', async () => {
+  test('finding 6: DEVICE_ADD flood, control transmitq never drained: memory bounded, drops counted', async () => {
     const model = new ConsoleModel({ multiport: { maxPorts: 2, ports: [{ id: 0, console: true }] } });
     // queue 3, the control transmitq: the device takes our replies and never uses them.
     const gate = gateModel(model, (request, g) => request.queue === 3 && g.holding);

@@ -66,7 +66,7 @@ describe.each(SIM_VARIANTS)('virtio-console MULTIPORT on a %s sim', (_label, ver
     await c.run();
   });
 
-  test('the driver speaks first and in order: DEVICE_READY, then PORT_READY per port, PORT_OPEN 1 for the console port', () =>
+  test('the driver speaks first, in order: DEVICE_READY, PORT_READY per port, PORT_OPEN 1 for the console port', () =>
     withMultiport(async (console, model) => {
       await console.waitForPort('second', { timeoutMs: 2000 });
       await turns(5);

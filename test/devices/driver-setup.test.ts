@@ -125,7 +125,7 @@ describe('DriverSetup before the device is touched', () => {
     expect(rig.sim.status).toBe(0);
   });
 
-  test('a device of another type is refused by negotiate() before any register write; abandon() then undoes nothing', () => {
+  test('a device of another type is refused by negotiate() before any register write; abandon() undoes nothing', () => {
     rig = simRig(2, echoModel());
     const setup = DriverSetup.begin(rig.transport, { memory: rig.pool });
     let caught: unknown;

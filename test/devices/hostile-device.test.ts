@@ -197,7 +197,7 @@ describe('3 used-wrong-chain', () => {
     ['packed', 0n],
     ['packed with IN_ORDER', feature(FeatureBit.IN_ORDER)],
   ] as const)(
-    '3 used-wrong-chain: %s: the request named is the one resolved (with its own data), nothing twice; the replay that follows breaks the queue',
+    '3 used-wrong-chain: %s: the named request is resolved (own data), nothing twice; the replay then breaks the queue',
     async (_label, extra) => {
       const rig = hostileRig(
         'packed',
@@ -445,7 +445,7 @@ describe('13 interrupt-storm', () => {
     ['used buffer and configuration change', 3],
   ] as const)('with %s interrupts', (_kind, bits) => {
     it.each(SIM_VARIANTS)(
-      '13 interrupt-storm: %s: bounded by stormLimit, DeviceBrokenError interrupt-storm through onError, pending rejected, timers still fire',
+      '13 interrupt-storm: %s: bounded by stormLimit; DeviceBrokenError via onError, pending rejected, timers fire',
       async (_label, variant) => {
         const model = echoModel({ handle: () => new Promise<number>(() => undefined) });
         const rig = hostileRig(variant, model, { 'interrupt-storm': { bits } }, { transport: { stormLimit: 200 } });
@@ -685,7 +685,7 @@ describe('20 features-bad', () => {
 
 describe('21 needs-reset', () => {
   it.each(SIM_VARIANTS)(
-    '21 needs-reset: %s: DeviceBrokenError needs-reset for every pending request and through onError; later submits too',
+    '21 needs-reset: %s: DeviceBrokenError needs-reset for each pending request and via onError; later submits too',
     async (_label, variant) => {
       const rig = hostileRig(variant, echoModel(), { 'needs-reset': true }, { after: 1 });
       const driver = new EchoDriver(rig.transport, { memory: rig.pool, queueSize: 8 });

@@ -230,7 +230,7 @@ const VARIANTS: [string, SimVariant][] = [
 describe.each(VARIANTS)('late completions on the %s ring', (_label, variant) => {
   describe.each(WORKLOADS.map((w) => [w.name, w] as const))('%s', (_name, workload) => {
     test.each(workload.giveUps)(
-      'after %s: later requests get their own data, late writes land only in memory still held, regions come back with the chains',
+      'after %s: later requests get own data, late writes land only in held memory, regions return with chains',
       async (giveUp) => {
         const bench = open(workload, variant, 24);
         try {

@@ -405,7 +405,8 @@ describe('10,000 open/negotiate/teardown cycles against the sim', () => {
     const after = await countResources(sources);
 
     process.stdout.write(
-      `\nleak check: ${CYCLES} cycles in ${seconds.toFixed(1)} s\ncycles: ${JSON.stringify(tally.kinds)}\nerror codes: ${JSON.stringify(tally.codes)}\n${formatCounts(before, after)}\n`,
+      `\nleak check: ${CYCLES} cycles in ${seconds.toFixed(1)} s\ncycles: ${JSON.stringify(tally.kinds)}` +
+        `\nerror codes: ${JSON.stringify(tally.codes)}\n${formatCounts(before, after)}\n`,
     );
     expect(tally.problems).toEqual([]);
     expect(countChanges(before, after)).toEqual({});
@@ -538,7 +539,8 @@ describe('a process driving a sim device', () => {
         );
         if (at === undefined)
           throw new Error(
-            `no line ${JSON.stringify(text)} from the child within ${withinMs} ms; stdout ${JSON.stringify(out)}, stderr ${JSON.stringify(err)}`,
+            `no line ${JSON.stringify(text)} from the child within ${withinMs} ms; stdout ${JSON.stringify(out)}` +
+              `, stderr ${JSON.stringify(err)}`,
           );
         return at;
       },

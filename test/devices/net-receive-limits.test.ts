@@ -41,7 +41,7 @@ describe.each(SIM_VARIANTS)('virtio-net receive limits on the %s sim', (_label, 
   }
 
   test.each([true, false])(
-    'finding 7: a frame longer than send() allows (1519 bytes) is dropped and counted, its buffer re-posted; 1518 bytes still arrive (MRG_RXBUF offered: %s)',
+    'finding 7: a 1519-byte frame (too long) is dropped, counted, its buffer re-posted; 1518 arrive (MRG_RXBUF: %s)',
     async (mergeable) => {
       const model = new NetModel({ mergeable });
       const net = open(model, { receiveBuffers: 8 });
@@ -70,7 +70,7 @@ describe.each(SIM_VARIANTS)('virtio-net receive limits on the %s sim', (_label, 
     expect(net.droppedFrames).toBe(1);
   });
 
-  test('finding 7: MRG_RXBUF num_buffers × buffer size (a 512 KiB "frame" over all 256 posted buffers) is dropped and counted, never kept; every buffer is re-posted', async () => {
+  test('finding 7: a 512 KiB MRG_RXBUF "frame" (256 buffers) is dropped, counted, not kept; all reposted', async () => {
     const model = new NetModel({ queueSize: 256 });
     const net = open(model);
     await until(() => model.postedReceives === 256, 'the receive buffers');
@@ -88,7 +88,7 @@ describe.each(SIM_VARIANTS)('virtio-net receive limits on the %s sim', (_label, 
     await until(() => model.postedReceives === 256, 'the buffers re-posted');
   });
 
-  test('finding 7: frames not yet consumed stay within maxQueuedBytes: buffers are posted only for what fits, the device holds the rest, nothing received is lost', async () => {
+  test('finding 7: unconsumed frames stay within maxQueuedBytes: only what fits posted, none lost', async () => {
     const model = new NetModel();
     // Room for two largest frames: two buffers posted, not eight.
     const net = open(model, { receiveBuffers: 8, maxQueuedBytes: 2 * NET_MAX_FRAME + 28 });
@@ -110,7 +110,7 @@ describe.each(SIM_VARIANTS)('virtio-net receive limits on the %s sim', (_label, 
     expect(model.dropped).toBe(0);
   });
 
-  test('finding 7: frames not yet consumed stay within maxQueuedFrames, counting what posted buffers may still bring', async () => {
+  test('finding 7: unconsumed frames stay within maxQueuedFrames, counting what posted buffers may bring', async () => {
     const model = new NetModel();
     const net = open(model, { receiveBuffers: 8, maxQueuedFrames: 3 });
     await until(() => model.postedReceives === 3, 'the receive buffers');

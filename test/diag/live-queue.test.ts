@@ -144,7 +144,7 @@ describe('readLiveQueue', () => {
     expect(ring.problems).toEqual([]); // a chain problem is on the descriptor
   });
 
-  test('a next or a head outside the table, and an absurd avail.idx, are reported without reading outside the ring', () => {
+  test('a next or head outside the table and an absurd avail.idx are reported without reading outside the ring', () => {
     const { bytes, memory, reads } = foreignMemory();
     descriptor(bytes, DESC, 0, 0x9000, 1, VirtqDesc.F_NEXT, 99);
     avail(bytes, [0, 200]);
@@ -179,7 +179,7 @@ describe('readLiveQueue', () => {
     expect(away.descriptors[0].problem).toMatch(/could not be read/);
   });
 
-  test('packed: the driver position is inferred from the AVAIL bits; a chain with NEXT everywhere stays bounded', () => {
+  test('packed: the driver position is inferred from AVAIL bits; a chain with NEXT everywhere stays bounded', () => {
     const { bytes, memory } = foreignMemory();
     const { regs } = modern();
     // Round 1: slots 0–1 one chain (id 4), slot 2 one descriptor (id 6); the rest never written (round 0).
@@ -204,7 +204,7 @@ describe('readLiveQueue', () => {
     expect(looping.problems).toEqual([expect.stringMatching(/goes on past 8/), expect.stringMatching(/Buffer ID 300/)]);
   });
 
-  test('what cannot be known is said: zero address registers, a live legacy queue without a size, an absent queue, a queue not live', () => {
+  test('unknowns are said: zero address registers, live legacy queue without size, absent queue, not live', () => {
     const { memory } = foreignMemory();
     const zero = readLiveQueue(registers({ QueueNumMax: SIZE, QueueReady: 1 }).regs, 0, memory);
     expect(zero.addressesFrom).toBe('not readable');

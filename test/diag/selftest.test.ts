@@ -37,7 +37,7 @@ function simSubject(): SelftestSubject & { opened: number; closed: number; wrapp
   return subject;
 }
 
-test('runs the device type’s steps on whatever the opener gives, strict through the wrapped registers, and closes it', async () => {
+test('runs the device type’s steps on what the opener gives, strict through wrapped registers; closes it', async () => {
   const subject = simSubject();
   const report = await selftest(subject, { strict: true, timeoutMs: 2000 });
   expect(report).toMatchObject({

@@ -186,7 +186,7 @@ describeIf(
       }
     });
 
-    test("the guide's interrupt numbers are what it says: GIC SPI 47 = interrupt ID 79, edge rising, and the root names the interrupt parent", () => {
+    test("the guide's interrupt numbers: GIC SPI 47 = interrupt ID 79, edge rising; the root names the parent", () => {
       const guide = boardGuide();
       const node = guideNodes(guide)[0];
       const [type, spi, flags] = node.interrupts;

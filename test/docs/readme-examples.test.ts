@@ -49,7 +49,9 @@ test.each(
         (_, entry: string) => `from ${JSON.stringify(join(root, 'lib', entry))}`,
       )
       .replace(/from 'virtio-mmio'/g, `from ${JSON.stringify(join(root, 'lib'))}`);
-    const source = `${imports}\nasync function main(): Promise<void> {\n${lines.slice(firstBody).join('\n')}\n}\nmain().catch((error) => { console.error(error); process.exitCode = 1; });\n`;
+    const source =
+      `${imports}\nasync function main(): Promise<void> {\n${lines.slice(firstBody).join('\n')}` +
+      `\n}\nmain().catch((error) => { console.error(error); process.exitCode = 1; });\n`;
     const js = ts.transpileModule(source, {
       compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
     }).outputText;

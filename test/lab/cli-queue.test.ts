@@ -39,7 +39,8 @@ describeIf(lab.ok, lab.reason, 'virtio-mmio queue on QEMU virtio-rng, addressed 
       command: [
         'node scripts/lab/guest/cli-report.js queue /dev/uio31 --queue 0 --in 64 --in 64 --chains 4 --strict --json',
         // The installed command itself: its text output and exit statuses (0, then 2 for a chain with nothing in it).
-        'node lib/cli/bin.js queue /dev/uio31 --queue 0 --in 32; echo "@@LAB-RESULT {\\"kind\\":\\"bin\\",\\"status\\":$?}"',
+        'node lib/cli/bin.js queue /dev/uio31 --queue 0 --in 32; echo "@@LAB-RESULT ' +
+          '{\\"kind\\":\\"bin\\",\\"status\\":$?}"',
         'node lib/cli/bin.js queue /dev/uio31 --queue 0; echo "@@LAB-RESULT {\\"kind\\":\\"bin\\",\\"status\\":$?}"',
       ].join('\n'),
       timeoutMs: 150_000,

@@ -84,6 +84,7 @@ function contractBoots(
     let portEcho: Awaited<ReturnType<typeof echoServer>>;
     // QEMU 7.2 offers RING_PACKED with packed=on (Version 2 only); it has no IN_ORDER or NOTIFICATION_DATA property.
     const packedOn = packed ? ',packed=on' : '';
+    const ring = packed ? 'packed' : 'split';
     beforeAll(async () => {
       dir = mkdtempSync(join(tmpdir(), 'lab-devices-'));
       // A 16 MiB raw image for QEMU's virtio-blk (the contract overwrites parts of it).
@@ -131,7 +132,7 @@ function contractBoots(
       if (run.exitCode !== 0) throw new Error(`guest exit ${run.exitCode}; console:\n${run.console.slice(-4000)}`);
     });
 
-    test(`the library loads its ${arch} prebuild from the package layout, with no build/ directory and no compiler in the guest`, () => {
+    test(`the library loads its ${arch} prebuild from the package layout, without build/ or a compiler`, () => {
       const [addon] = results('addon');
       expect(addon).toEqual({
         kind: 'addon',
@@ -240,7 +241,7 @@ function contractBoots(
       ).toBeUndefined();
     });
 
-    test('the CLI: dump shows queue 0 of each device as its driver sees it and as ring memory shows it, and the two agree', () => {
+    test("the CLI: dump shows each device's queue 0 as its driver and as ring memory see it, and the two agree", () => {
       type Chain = { id: number; descriptors: { addr: string; len: number; flags: number }[] };
       const dumps = results('cli-dump') as {
         deviceId: number;
@@ -288,7 +289,7 @@ function contractBoots(
       expect(dumps.find((d) => d.deviceId === 3)!.dump.queue.outstanding.length).toBeGreaterThan(0);
     });
 
-    test('the CLI: dump --live from another process reads the registers of a queue this one drives, and the rings or says why not', () => {
+    test("the CLI: dump --live from another process reads a queue's registers, and the rings or says why not", () => {
       const [own] = results('cli-dump-own') as { outstanding: number; size: number; addresses: { desc: string } }[];
       const [child] = results('cli') as { argv: string[]; status: number; stderr: string; stdout: string }[];
       expect(own.outstanding).toBeGreaterThan(0);
@@ -343,7 +344,7 @@ function contractBoots(
       expect(portEcho.echoed()).toBeGreaterThanOrEqual(30_000 + 64_000 + 70_000);
     });
 
-    test(`our drivers negotiated the ${packed ? 'packed' : 'split'} ring with QEMU's devices${packed ? ', and blk reads used both queues' : ''}`, () => {
+    test(`our drivers negotiated the ${ring} ring with QEMU's devices${packed ? ', blk on both queues' : ''}`, () => {
       const negotiated = results('negotiated');
       expect(negotiated.map((r) => r.suite).sort()).toEqual(['blk', 'rng']);
       for (const r of negotiated) expect(r).toMatchObject({ packed });
@@ -487,7 +488,7 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
       if (run.exitCode !== 0) throw new Error(`guest exit ${run.exitCode}; console:\n${run.console.slice(-4000)}`);
     });
 
-    test("every transport's window is its reg's 0x200 bytes, read from the device tree, though each map is a 0x1000 page", () => {
+    test("each transport's window is its reg's 0x200 bytes from the device tree, though maps are 0x1000 pages", () => {
       const windows = results('window');
       expect(windows).toHaveLength(32);
       for (const w of windows)
@@ -529,7 +530,7 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
       },
     );
 
-    test("nothing reached the rng that shares a003000's page; a caller's windowSize of the whole page shows it is there", () => {
+    test("nothing reached the rng sharing a003000's page; a windowSize of the whole page shows it is there", () => {
       const [rng] = results('window-rng');
       expect(rng).toEqual({
         kind: 'window-rng',
@@ -679,12 +680,13 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
       const found = run.results.find((r) => r.kind === kind && r.device === device && r.round === round);
       if (!found)
         throw new Error(
-          `no ${kind} line for ${device} round ${round}; guest exit ${run.exitCode}; console:\n${run.console.slice(-4000)}`,
+          `no ${kind} line for ${device} round ${round}; guest exit ${run.exitCode}; console:\n` +
+            `${run.console.slice(-4000)}`,
         );
       return found as T;
     };
 
-    test('the guest ran every round to the end, and nothing escaped as an uncaught exception or unhandled rejection', () => {
+    test('the guest ran every round to the end; nothing escaped as uncaught exception or unhandled rejection', () => {
       expect(run.timedOut).toBe(false);
       expect(run.results.filter((r) => r.kind === 'unbind-crash')).toEqual([]);
       if (run.exitCode !== 0) throw new Error(`guest exit ${run.exitCode}; console:\n${run.console.slice(-4000)}`);
@@ -756,7 +758,7 @@ describeIf(armhfLab.ok, armhfLab.reason, 'the QEMU armhf lab (32-bit, LPAE)', ()
     ['Version 2 (force-legacy=false)', false, 2, false],
   ]);
 
-  test('4 GiB of RAM (run.js above4GiB): the hugepages sit above 4 GiB and an rng request round-trips with its descriptor and rings there', async () => {
+  test('4 GiB of RAM (run.js above4GiB): hugepages above 4 GiB; an rng request round-trips there', async () => {
     const run = await runLab(
       {
         above4GiB: true,

@@ -46,7 +46,10 @@ const resultLine = (kind: string, field: string, command: string): string =>
   `printf '@@LAB-RESULT {"kind":"${kind}","${field}":"%s"}\\n' "$(${command})"`;
 
 /** The loaded addon, its barrier set and the guest's Node, reported by the guest's Node itself. */
-const ADDON_REPORT = `node -e 'const a = require("./lib/platform/addon"); const p = require("./lib/platform"); process.stdout.write("@@LAB-RESULT " + JSON.stringify({ kind: "addon", path: a.addonPath, barrierKind: p.barrierKind, arch: process.arch, node: process.version }) + "\\n")'`;
+const ADDON_REPORT =
+  `node -e 'const a = require("./lib/platform/addon"); const p = require("./lib/platform"); ` +
+  `process.stdout.write("@@LAB-RESULT " + JSON.stringify({ kind: "addon", path: a.addonPath, barrierKind: ` +
+  `p.barrierKind, arch: process.arch, node: process.version }) + "\\n")'`;
 
 describeIf(
   lab.ok,
@@ -87,7 +90,7 @@ describeIf(
       if (run.exitCode !== 0) throw new Error(`guest exit ${run.exitCode}; console:\n${run.console.slice(-4000)}`);
     });
 
-    test("QEMU wrote the devices onto the kernel command line itself, and the guest's discovery found exactly them, with no UIO", () => {
+    test("QEMU put the devices on the kernel command line; the guest's discovery found exactly them, no UIO", () => {
       const [proc] = results('proc-cmdline') as { text: string }[];
       // run.js gives microvm no virtio_mmio.device= of its own: these are QEMU's.
       expect(proc.text).toContain(`virtio_mmio.device=512@0xfeb00e00:12 virtio_mmio.device=512@0xfeb00c00:11`);
@@ -99,7 +102,7 @@ describeIf(
       expect(ramEnd + 1).toBe(CARVE_OUT.base);
     });
 
-    test('each command-line transport answers through its /dev/mem window: an rng and a block device, Version 2', () => {
+    test('each command-line transport answers through its /dev/mem window: an rng and a blk device, Version 2', () => {
       expect(
         results('transport').map(({ where, version, deviceId, error }) => ({ where, version, deviceId, error })),
       ).toEqual([
@@ -108,7 +111,7 @@ describeIf(
       ]);
     });
 
-    test('the guest loads the host-built x86-64 addon from the package layout, and its barriers are the x86 ones', () => {
+    test('the guest loads the host-built x86-64 addon from the package layout; its barriers are the x86 ones', () => {
       const [addon] = results('addon');
       expect(addon).toMatchObject({
         path: '/opt/virtio-mmio/prebuilds/linux-x64/node.napi.glibc.node',
@@ -146,7 +149,7 @@ describeIf(
       }
     });
 
-    test('the CLI: scan lists both command-line transports (through /dev/mem), and rng reads from one given as <size>@<base>:<irq>', () => {
+    test('the CLI: scan lists both command-line transports (/dev/mem); rng reads one as <size>@<base>:<irq>', () => {
       const [scanned] = results('cli-scan') as {
         status: number;
         stderr: string;
@@ -168,7 +171,7 @@ describeIf(
       });
     });
 
-    test("what Debian's amd64 kernel lets /dev/mem map (STRICT_DEVMEM, IO_STRICT_DEVMEM): unclaimed windows, RAM outside mem= and the first MiB; not its RAM, not a claimed region", () => {
+    test("what Debian's amd64 /dev/mem maps: free windows, RAM outside mem=, the first MiB; not its RAM", () => {
       const devmem = Object.fromEntries(
         (results('devmem') as { name: string; ok: boolean; code?: string; hint?: string }[]).map((d) => [d.name, d]),
       );
@@ -181,7 +184,7 @@ describeIf(
       }
     });
 
-    test('the guest kernel says what PAT does here (recorded, not asserted: it depends on the CPU model QEMU gives)', () => {
+    test("the guest kernel says what PAT does here (recorded, not asserted: it depends on QEMU's CPU model)", () => {
       const [pat] = results('pat') as { line: string }[];
       expect(pat.line).toMatch(/x86\/PAT: /);
       console.log(`microvm guest: ${pat.line.replace(/^\[[^\]]*\]\s*/, '')}`);

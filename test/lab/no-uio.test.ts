@@ -107,7 +107,7 @@ describeIf(
         if (run.exitCode !== 0) throw new Error(`guest exit ${run.exitCode}; console:\n${run.console.slice(-4000)}`);
       });
 
-      test('discoverCmdline() finds the three entries; none of them is on UIO, and the kernel owns no RAM above 4 GiB', () => {
+      test('discoverCmdline() finds the three entries; none is on UIO, and the kernel owns no RAM above 4 GiB', () => {
         const [cmdline] = results('cmdline') as { specs: string[]; uio: number; ram: string[] }[];
         expect(cmdline.specs).toEqual([RNG, BLK, CONSOLE]);
         // 32 transports, three unbound.
@@ -144,7 +144,8 @@ describeIf(
 
       test(
         version === 2
-          ? 'rings above 4 GiB: the driver wrote 1 to QueueDescHigh, QueueDriverHigh and QueueDeviceHigh, and requests completed'
+          ? 'rings above 4 GiB: the driver wrote 1 to QueueDescHigh, QueueDriverHigh and QueueDeviceHigh, and ' +
+              'requests completed'
           : 'rings above 4 GiB: the driver wrote a QueuePFN above 4 GiB, and requests completed',
         () => {
           // QEMU reads the address registers back as 0 (write-only, virtio 1.2 §4.2.2): the guest reports the words
@@ -205,7 +206,7 @@ describeIf(
         );
       });
 
-      test('virtio-mmio scan lists the command line devices; virtio-mmio rng reads from one named <size>@<base>', () => {
+      test('virtio-mmio scan lists the command line devices; virtio-mmio rng reads one named <size>@<base>', () => {
         const [scanned] = results('cli-scan') as {
           status: number;
           stderr: string;

@@ -54,7 +54,10 @@ describe('the bench addon', () => {
         freedDma: outcome(() => b.cReadLoop(freed, 0, 1000)),
         liveDma: outcome(() => b.cWriteLoop(a.allocAnonymous(4096, 0n), 0, 1000)),
         // The prototype makes it pass instanceof, not the type tag.
-        disguisedDma: outcome(() => b.cReadLoop(Object.setPrototypeOf(a.allocAnonymous(4096, 0n), a.MmioRegion.prototype), 0, 1000)),
+        disguisedDma: outcome(() => {
+          const disguised = Object.setPrototypeOf(a.allocAnonymous(4096, 0n), a.MmioRegion.prototype);
+          return b.cReadLoop(disguised, 0, 1000);
+        }),
         bareObjectOfRegionPrototype: outcome(() => b.cWriteLoop(Object.create(a.MmioRegion.prototype), 0, 1000)),
         plain: outcome(() => b.cReadLoop({}, 0, 1000)),
         number: outcome(() => b.cReadLoop(0x1000, 0, 1000)),

@@ -41,12 +41,13 @@ function workerTeardown(end: End): string[] {
     ${end === 'process.exit' ? 'process.exit(2);' : ''}
     require('node:worker_threads').parentPort.postMessage('ready');
     ${end === 'return' ? '' : 'setInterval(() => {}, 1000);'}`;
+  const ending = end === 'terminate' ? 'w.terminate();' : end === 'main-exit' ? 'process.exit(0);' : '';
   const child = spawnSync(
     process.execPath,
     [
       '-e',
       `const w = new (require('node:worker_threads').Worker)(${JSON.stringify(worker)}, { eval: true });
-       w.on('message', () => { ${end === 'terminate' ? 'w.terminate();' : end === 'main-exit' ? 'process.exit(0);' : ''} });`,
+       w.on('message', () => { ${ending} });`,
     ],
     { encoding: 'utf8', timeout: 15_000 },
   );

@@ -27,7 +27,8 @@ const PRELUDE = `
   require.extensions['.ts'] = (module, filename) => {
     const ts = require(${JSON.stringify(require.resolve('typescript'))});
     const compilerOptions = { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true };
-    module._compile(ts.transpileModule(fs.readFileSync(filename, 'utf8'), { fileName: filename, compilerOptions }).outputText, filename);
+    const source = fs.readFileSync(filename, 'utf8');
+    module._compile(ts.transpileModule(source, { fileName: filename, compilerOptions }).outputText, filename);
   };
   const { DmaPool } = require(${JSON.stringify(resolve(root, 'lib/platform/dma-pool.ts'))});
   const { native } = require(${JSON.stringify(resolve(root, 'lib/platform/addon.ts'))});
@@ -35,9 +36,11 @@ const PRELUDE = `
   // Bytes mapped: address space for anonymous memory, this process's hugepages for hugetlb.
   const mapped = (kind) => {
     const field = kind === 'hugetlb' ? 'HugetlbPages' : 'VmSize';
-    return Number(new RegExp(field + ':\\\\s+(\\\\d+) kB').exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]) * 1024;
+    const status = fs.readFileSync('/proc/self/status', 'utf8');
+    return Number(new RegExp(field + ':\\\\s+(\\\\d+) kB').exec(status)[1]) * 1024;
   };
-  const alloc = (kind, size) => (kind === 'hugetlb' ? native.allocHugetlb(size) : native.allocAnonymous(size, 0x4000_0000n));
+  const alloc = (kind, size) =>
+    kind === 'hugetlb' ? native.allocHugetlb(size) : native.allocAnonymous(size, 0x4000_0000n);
   // Finalizers run from immediates after a collection (backing stores may be swept on another thread first).
   const settle = async () => {
     for (let i = 0; i < 5; i++) {
@@ -56,7 +59,8 @@ interface Child {
 
 /** Runs `body` (async, may await) in a fresh node after PRELUDE; its last stdout line is JSON. */
 function runChild(body: string, flags: string[] = []): Child {
-  const script = `${PRELUDE}\n(async () => {\n${body}\n})().catch((error) => { console.error(error); process.exit(1); });`;
+  const script =
+    `${PRELUDE}\n(async () => {\n${body}\n})().catch((error) ` + `=> { console.error(error); process.exit(1); });`;
   const child = spawnSync(process.execPath, ['--expose-gc', ...flags, '-e', script], {
     cwd: root,
     encoding: 'utf8',
@@ -98,7 +102,8 @@ const transferredBody = (kind: string, size: number): string => `
   await settle();
   let bytes = new Uint8Array(moved);
   bytes.fill(0x5a, 0, 16); // still writable, too
-  const kept = { freed: m.freed, translateError, length: bytes.length, first: bytes[0], last: bytes[size - 1], viewLength: m.view.byteLength };
+  const kept = { freed: m.freed, translateError, length: bytes.length, first: bytes[0], last: bytes[size - 1] };
+  kept.viewLength = m.view.byteLength;
   const held = mapped('${kind}');
   moved = bytes = null;
   await settle();
@@ -127,7 +132,7 @@ describeIf(
   'this Node has no ArrayBuffer.prototype.transfer, not even with --harmony-rab-gsab-transfer',
   'DMA memory whose buffer was transferred, then freed',
   () => {
-    it('stays mapped and readable through the transferred buffer, and is unmapped once that is collected (anonymous)', () => {
+    it('stays mapped and readable through the transferred buffer, unmapped once that is collected (anonymous)', () => {
       const result = report(runChild(transferredBody('anonymous', ANON), transferFlags));
       expect(result).toMatchObject({
         freed: true,
@@ -143,7 +148,7 @@ describeIf(
 );
 
 describe('DMA memory freed while a thread-pool job writes into it', () => {
-  it('survives pool.close() during crypto.randomFill, and is unmapped once the job is done and the views collected (anonymous)', () => {
+  it('survives pool.close() in crypto.randomFill; unmapped once the job is done, views collected (anonymous)', () => {
     const result = report(runChild(fillingBody('anonymous', ANON, 64 * MiB)));
     expect(result.detached).toBe(true); // free() still detaches at once
     expect(result.released).toBeGreaterThanOrEqual(ANON * 0.9);

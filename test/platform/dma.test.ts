@@ -217,7 +217,10 @@ describeIf(
           join(dir, 'child.js'),
           `const a = require(${JSON.stringify(join(dir, 'addon.node'))});
          try { a.allocHugetlb(4096); console.log('{}'); }
-         catch (e) { console.log(JSON.stringify({ code: e.code, errno: e.errno, syscall: e.syscall, path: e.path, message: e.message })); }`,
+         catch (e) {
+           const { code, errno, syscall, path, message } = e;
+           console.log(JSON.stringify({ code, errno, syscall, path, message }));
+         }`,
         );
         const child = spawnSync(process.execPath, [join(dir, 'child.js')], {
           uid: 65534,

@@ -149,10 +149,11 @@ describe('armExitWrite at the teardown of a worker', () => {
     expect(wordIn(rearmed)).toBe(3);
   });
 
-  test('a window closed while armed is not touched (another window of the same file writes a marker after the close)', () => {
+  test('a window closed while armed is not touched (another window of the file writes a marker after it)', () => {
     const file = registerFile();
     const child = workerChild(
-      `const r = ${open(file)}; r.armExitWrite(${STATUS}, 0); r.close(); r.disarmExitWrite(); const m = ${open(file)}; m.writel(${STATUS}, 0x40); m.close();`,
+      `const r = ${open(file)}; r.armExitWrite(${STATUS}, 0); r.close(); r.disarmExitWrite(); const m = ${open(file)}` +
+        `; m.writel(${STATUS}, 0x40); m.close();`,
       'terminate',
     );
     expect(child.stderr).toBe('');
@@ -160,13 +161,17 @@ describe('armExitWrite at the teardown of a worker', () => {
     expect(wordIn(file)).toBe(0x40);
   });
 
-  test('1,000 arm/disarm cycles and 64 armed windows in one worker: each armed window written once, the disarmed untouched', () => {
+  test('1,000 arm/disarm cycles, 64 armed windows in a worker: each armed one written once, disarmed untouched', () => {
     const file = registerFile();
     const child = workerChild(
       `
       const r = ${open(file)};
       for (let i = 0; i < 1000; i++) { r.armExitWrite(${STATUS + 4}, i); r.disarmExitWrite(); }
-      const many = Array.from({ length: 64 }, (_, i) => { const w = ${open(file)}; w.armExitWrite(0x100 + 4 * i, 0x1000 + i); return w; });
+      const many = Array.from({ length: 64 }, (_, i) => {
+        const w = ${open(file)};
+        w.armExitWrite(0x100 + 4 * i, 0x1000 + i);
+        return w;
+      });
       `,
       'terminate',
     );
@@ -188,7 +193,7 @@ describe('armExitWrite at the teardown of the main thread', () => {
     expect(wordIn(file)).toBe(0);
   });
 
-  test("process.exit() on the main thread: not written — Node ends the process without tearing the main environment down (the library's 'exit' listener covers it)", () => {
+  test("process.exit() on the main thread: not written — no environment teardown ('exit' listener covers it)", () => {
     const file = registerFile();
     const child = runChild(`${open(file)}.armExitWrite(${STATUS}, 0); process.exit(5);`);
     expect(child.status).toBe(5);

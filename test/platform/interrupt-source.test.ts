@@ -98,7 +98,7 @@ describe('UioFile (4-byte protocol, against a socketpair)', () => {
 });
 
 describe('UioInterruptSource', () => {
-  it('delivers each wake-up as one event without reading the counter (edge-triggered), then re-arms (writes 1); total reads the counter on demand', async () => {
+  it('each wake-up is one event, counter unread (edge-triggered), re-armed (1 written); total reads it', async () => {
     const { file, device } = fakeUio();
     const source = new UioInterruptSource(file, new EpollLoop());
     const events: InterruptEvent[] = [];
@@ -123,7 +123,7 @@ describe('UioInterruptSource', () => {
     closeSync(device);
   });
 
-  it('acknowledged() re-arms during the delivery, once, and then the return does not; outside a delivery it does nothing', async () => {
+  it('acknowledged() re-arms once during a delivery (the return then does not), and not outside one', async () => {
     const { file, device } = fakeUio();
     const source = new UioInterruptSource(file, new EpollLoop());
     const seenInListener: number[][] = [];
@@ -315,7 +315,7 @@ describe('EventfdInterruptSource', () => {
     }
   });
 
-  it('a new listener hears only what is raised from then on, though the fd (never read) is still readable', async () => {
+  it('a new listener hears only what is raised from then on, though the fd (never read) stays readable', async () => {
     const source = new EventfdInterruptSource('sim irq', new EpollLoop());
     const first: InterruptEvent[] = [];
     const second: InterruptEvent[] = [];

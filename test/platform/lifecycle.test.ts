@@ -60,7 +60,10 @@ describe('a process using the addon', () => {
     const child = runChild(
       `
       const fd = a.eventfdCreate();
-      (() => { const s = new a.EpollSet(() => { a.eventfdRead(fd); console.log('delivered'); s.close(); }); s.add(fd); })();
+      (() => {
+        const s = new a.EpollSet(() => { a.eventfdRead(fd); console.log('delivered'); s.close(); });
+        s.add(fd);
+      })();
       global.gc();
       setTimeout(() => { global.gc(); a.eventfdWrite(fd, 1); }, 50).unref();
     `,

@@ -156,7 +156,7 @@ describe('makeNativeError', () => {
     expect(e.message).toContain(e.hint!);
   });
 
-  it('the addon reports a missing regular file as a SyscallError without a hint, and use after close as ClosedError', () => {
+  it('the addon reports a missing regular file as SyscallError without a hint, use after close as ClosedError', () => {
     const dir = mkdtempSync(join(tmpdir(), 'virtio-mmio-hints-'));
     try {
       const missing = join(dir, 'missing');

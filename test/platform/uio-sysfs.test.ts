@@ -735,7 +735,7 @@ describe('register windows from the device tree (uio_pdrv_genirq page-rounds eac
     }
   });
 
-  it("in-page offset 0, reg size 0x200: a window of 0x200; an access at 0x200 is a RangeError and the neighbour's registers are untouched", () => {
+  it('in-page offset 0, reg size 0x200: window 0x200; access at 0x200 is a RangeError, neighbour untouched', () => {
     const root = newRoot();
     const sysfs = makeTree(root, [qemuTransport(0), qemuTransport(1)]);
     // /dev/uio0's page: our registers at 0, the neighbour's (uio1, a000200) at 0x200.
@@ -872,7 +872,7 @@ describe('register windows from the device tree (uio_pdrv_genirq page-rounds eac
     expect(windowOf(defaults.read(0).maps[0])).toEqual({ window: 0x100, windowFrom: 'device-tree' });
   });
 
-  it("a bus that translates (ranges <0x7e000000 0x0 0x3f000000 0x1000000>): reg's bus address maps to the UIO map's physical one", () => {
+  it("a translating bus (ranges <0x7e000000 0x0 0x3f000000 0x1000000>): reg's bus address maps to UIO's", () => {
     const root = newRoot();
     dtProperty(root, 'soc', '#address-cells', cells(1));
     dtProperty(root, 'soc', '#size-cells', cells(1));

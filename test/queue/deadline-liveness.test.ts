@@ -8,7 +8,7 @@
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
 
-test('a read from a device that never answers times out in every queue mode, with nothing else keeping the process alive', () => {
+test('a read from a device that never answers times out in every queue mode, nothing else keeping us alive', () => {
   const child = spawnSync(process.execPath, [resolve(__dirname, '../fixtures/deadline-child.js')], {
     encoding: 'utf8',
     timeout: 60_000,

@@ -11,6 +11,7 @@ import { resolve } from 'node:path';
 
 const HOT = [
   'queue/virtqueue.ts',
+  'queue/virtqueue-lifecycle.ts',
   'queue/split-ring-engine.ts',
   'queue/packed-ring-engine.ts',
   'queue/ring-engine.ts',
@@ -26,6 +27,7 @@ const HOT = [
   'transport/interrupt-dispatch.ts',
   'transport/device-status-machine.ts',
   'devices/virtio-blk.ts',
+  'devices/virtio-blk-base.ts',
   'devices/blk-request-queue.ts',
   'devices/blk-sectors.ts',
   'devices/slot-pool.ts',

@@ -48,7 +48,7 @@ const read = (region: DmaRegion, length = region.size): Buffer =>
   Buffer.from(new Uint8Array(region.view, region.offset, length));
 
 describe.each(SIM_VARIANTS)('on the %s sim', (_label, variant) => {
-  test('finding 4: with a full fixed pool, chains that go indirect are all placed — no lost Buffer ID, no DmaError from place()', async () => {
+  test('finding 4: full fixed pool, chains going indirect all placed — no lost Buffer ID, no DmaError', async () => {
     fixed = fixedPool(256 * 1024);
     rig = simRig(variant, echoModel({ queueSizes: [8] }), { memory: fixed });
     const driver = new EchoDriver(rig.transport, { memory: fixed });
@@ -67,7 +67,7 @@ describe.each(SIM_VARIANTS)('on the %s sim', (_label, variant) => {
     if (variant !== 1) expect(queue.stats.indirect).toBe(3 * queue.size);
   });
 
-  test('finding 4: requests placed from waiting (drainWaiters, inside interrupt handling) on a full pool all complete; nothing escapes the handler', async () => {
+  test('finding 4: requests placed by drainWaiters (interrupt handling) on a full pool all complete', async () => {
     fixed = fixedPool(256 * 1024);
     const gate = gateModel(echoModel({ queueSizes: [4] }));
     rig = simRig(variant, gate.model, { memory: fixed });
@@ -96,7 +96,7 @@ describe.each(SIM_VARIANTS)('on the %s sim', (_label, variant) => {
     expect(uncaught).toEqual([]);
   });
 
-  test('finding 5: a request that waits for room is placed as submitted, whatever the caller does to its objects meanwhile', async () => {
+  test('finding 5: a request waiting for room is placed as submitted, whatever the caller then does', async () => {
     const gate = gateModel(echoModel({ queueSizes: [4] }));
     rig = simRig(variant, gate.model);
     // Direct descriptors only, so that a grown request would overrun other chains' descriptors.

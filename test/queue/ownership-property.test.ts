@@ -188,7 +188,8 @@ async function runCase(variant: SimVariant, ops: Op[], ending: 'close' | 'close-
     const damage = canary.check();
     if (damage.length > 0)
       problems.push(
-        `canary damage: ${JSON.stringify(damage, (_k, v: unknown) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v))}`,
+        `canary damage: ` +
+          `${JSON.stringify(damage, (_k, v: unknown) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v))}`,
       );
     if (ending === 'close') {
       const stats = pool.stats();

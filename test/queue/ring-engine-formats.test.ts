@@ -17,7 +17,7 @@ function drain(r: Rig<'split'> | Rig<'packed'>): number {
 describe('split ring engine', () => {
   const EVENT_IDX = features(FeatureBit.EVENT_IDX);
 
-  test('a chain of readable then writable buffers: 64-bit addresses, lengths, F_NEXT links, F_WRITE; avail.idx only at publish', () => {
+  test('readable, writable buffers: 64-bit addresses, lengths, F_NEXT links, F_WRITE; avail.idx at publish', () => {
     const r = ringRig('split', { size: 8 });
     const a = r.submit([70000, 7], [300, 64]);
     const addresses = [...a.readable, ...a.writable];
@@ -120,7 +120,7 @@ describe('split ring engine', () => {
     expect(r.engine.notifications).toBe(true);
   });
 
-  test('setNotifications() with EVENT_IDX writes used_event; reap() keeps it at the next used index while enabled', () => {
+  test('setNotifications() with EVENT_IDX writes used_event; reap() keeps it at the next used index if enabled', () => {
     const r = ringRig('split', { size: 8, features: EVENT_IDX });
     place(r, 3);
     r.engine.publish();
@@ -202,7 +202,7 @@ describe('split ring engine', () => {
 });
 
 describe('packed ring engine', () => {
-  test('a chain: the Buffer ID in every descriptor, F_NEXT/F_WRITE, AVAIL/USED for the wrap; the head flags written only at publish', () => {
+  test('a chain: Buffer ID in each descriptor, F_NEXT/F_WRITE, AVAIL/USED for the wrap; head flags at publish', () => {
     const r = ringRig('packed', { size: 8 });
     const a = r.submit([70000, 7], [300, 64]);
     const addresses = [...a.readable, ...a.writable];
@@ -227,7 +227,7 @@ describe('packed ring engine', () => {
     expect(r.device.pop()?.slots).toBe(4);
   });
 
-  test('after the wrap: AVAIL clear and USED set, a chain across the end of the ring, the notification value without bit 15', () => {
+  test("after the wrap: AVAIL clear, USED set, a chain across the ring's end, notify value sans bit 15", () => {
     const r = ringRig('packed', { size: 4 });
     place(r, 3);
     r.engine.publish();
@@ -297,7 +297,7 @@ describe('packed ring engine', () => {
     expect(r.engine.publish()).toBe(-1);
   });
 
-  test('setNotifications() writes the driver event flags: DISABLE / ENABLE, or DESC at the next used slot with EVENT_IDX', () => {
+  test('setNotifications() writes driver event flags: DISABLE / ENABLE, or DESC at next used slot (EVENT_IDX)', () => {
     const plain = ringRig('packed', { size: 8 });
     expect(plain.device.driverEvent.flags).toBe(EVENT.ENABLE);
     plain.engine.setNotifications(false);
@@ -325,7 +325,7 @@ describe('packed ring engine', () => {
     expect(r.device.driverEvent).toEqual({ flags: EVENT.DESC, offset: 2, wrap: false });
   });
 
-  test('a used descriptor without F_WRITE: a len that fits is taken, one that does not counts as 0 (no violation)', () => {
+  test('a used descriptor without F_WRITE: a len that fits is taken, one that does not is 0 (no violation)', () => {
     const r = ringRig('packed', { size: 8 });
     const a = r.submit([4], [32]);
     const b = r.submit([], [16]);

@@ -43,7 +43,7 @@ describe.each<Format>(['split', 'packed'])('%s ring engine', (format) => {
   /** The ring-slot flags the engine adds to F_NEXT/F_WRITE/F_INDIRECT (packed, first round: AVAIL). */
   const availBits = format === 'packed' ? F_AVAIL : 0;
 
-  test('a published chain reads back on the device as placed; publish() returns the notification value, then -1', () => {
+  test('a published chain reads back on the device as placed; publish() returns the notify value, then -1', () => {
     const r = ringRig(format, { size: 8 });
     const a = r.submit([70000, 7], [300, 64]);
     // 64-bit addresses: the buffers straddle 2^35 (high words 7 and 8).
@@ -99,7 +99,7 @@ describe.each<Format>(['split', 'packed'])('%s ring engine', (format) => {
     expect(r.used).toHaveLength(3);
   });
 
-  test('INDIRECT_DESC: a chain of 2..indirectMax buffers takes one ring descriptor with F_INDIRECT pointing at its table', () => {
+  test('INDIRECT_DESC: a chain of 2..indirectMax buffers takes one F_INDIRECT ring descriptor to its table', () => {
     const r = ringRig(format, { size: 16, features: features(FeatureBit.INDIRECT_DESC), indirectMax: 4 });
     const slab = r.engine.indirect!;
     expect(slab).toBeDefined();
@@ -244,7 +244,7 @@ describe.each<Format>(['split', 'packed'])('%s ring engine', (format) => {
     },
   );
 
-  test('IN_ORDER: one used entry for the last request of a batch settles the batch oldest first, the earlier ones in full', () => {
+  test("IN_ORDER: one used entry for a batch's last request settles the batch oldest first, all in full", () => {
     const r = ringRig(format, { size: 8, features: features(FeatureBit.IN_ORDER) });
     const requests = [r.submit([8], [50]), r.submit([], [60, 4]), r.submit([8]), r.submit([], [80])];
     r.engine.publish();

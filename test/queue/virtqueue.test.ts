@@ -193,7 +193,7 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
     });
   }
 
-  test("requests placed from completion callbacks keep completing across the ring's wrap (the reap is not thrown off by a placement within it)", async () => {
+  test("requests placed from completion callbacks (mid-reap) keep completing across the ring's wrap", async () => {
     const driver = open(ring, { queueSize: 16 });
     const input = driver.dma(bytes(8));
     const output = driver.dma(8);
@@ -212,7 +212,7 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
     driver.close();
   });
 
-  test('a completion callback that closes the driver and its memory stops the reap: the rest of the batch is canceled, nothing reads the freed ring', async () => {
+  test('a callback closing driver and memory stops the reap: rest of batch canceled, freed ring unread', async () => {
     // The device answers each notification at once, so one reap finds all four.
     const driver = open(ring, { queueSize: 16, sim: { completeOnNotify: true } });
     driver.q.setMode('poll', { loop: false, spinMicros: 0 });
@@ -273,7 +273,7 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
       driver.close();
     });
 
-    test('poll, a device that answers within the spin: each completion is found by the spin after its notification, no loop turn, no interrupt', async () => {
+    test("poll, a device answering within the spin: each notify's spin finds it, no loop turn/interrupt", async () => {
       const driver = open(ring, { queueSize: 16, sim: { completeOnNotify: true } });
       driver.q.setMode('poll', { burstMicros: 1e7 });
       const interruptsBefore = rig!.sim.stats.interrupts;
@@ -287,7 +287,7 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
       driver.close();
     });
 
-    test('poll: requests that completion callbacks place go out in the same flush — a chain of enqueue() callbacks runs within one flush() call, with no microtask between requests', async () => {
+    test('poll: requests placed by completion callbacks go out in the same flush(), no microtask between', async () => {
       const driver = open(ring, { queueSize: 16, sim: { completeOnNotify: true } });
       driver.q.setMode('poll', { burstMicros: 1e7 });
       const input = driver.dma(bytes(8));
@@ -314,7 +314,7 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
       driver.close();
     });
 
-    test('interrupt: a request a completion callback places is published when the reap ends, before any microtask', async () => {
+    test('interrupt: a callback-placed request is published when the reap ends, before any microtask', async () => {
       const driver = open(ring, { queueSize: 16 });
       const input = driver.dma(bytes(8));
       const output = driver.dma(8);
@@ -358,7 +358,7 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
       driver.close();
     });
 
-    test('poll: a device that answers only on a later turn makes spins miss, then be skipped (backoff), and the loop finds it', async () => {
+    test('poll: a device answering a turn later makes spins miss, then skip (backoff); the loop finds it', async () => {
       const driver = open(ring);
       driver.q.setMode('poll', { spinMicros: 50 });
       for (let i = 0; i < 40; i++) await driver.echo([bytes(4, i)], [4]);
@@ -414,7 +414,7 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
       driver.close();
     });
 
-    test('hybrid, a device slower than the spin: the spin misses, interrupts come back on and deliver, and spins back off', async () => {
+    test('hybrid, a device slower than the spin: spins miss, interrupts resume, deliver; spins back off', async () => {
       const driver = open(ring, { queueSize: 16 });
       driver.q.setMode('hybrid', { spinMicros: 50 });
       const before = rig!.sim.stats.interrupts;
@@ -427,7 +427,7 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
       driver.close();
     });
 
-    test('spinning is bounded per turn: a timer and an immediate still run during a loop of requests the spin completes', async () => {
+    test('spinning is bounded per turn: a timer and an immediate run amid spin-completed requests', async () => {
       const driver = open(ring, { sim: { completeOnNotify: true } });
       driver.q.setMode('poll');
       let immediate = -1;
@@ -446,7 +446,7 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
       driver.close();
     });
 
-    test('enqueue: the callback form calls done later, never within the call; a refusal throws after reclaim', async () => {
+    test('enqueue: callbacks: done is called later, never in the call; a refusal throws after reclaim', async () => {
       const driver = open(ring);
       const region = rig!.pool.allocate(64);
       let len = -1;
@@ -596,7 +596,7 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
       return { settled: () => settled, result };
     };
 
-    test('a request the device does not complete rejects with TimeoutError, stops keeping the line busy, and is reclaimed when the device uses it', async () => {
+    test('an uncompleted request rejects with TimeoutError, frees the line, is reclaimed once used', async () => {
       const driver = open(ring, { sim: { suppressNotifications: true } });
       const busy = jest.spyOn(rig!.transport, 'setBusy');
       const job = track(driver.q.submit({ writable: [{ region: driver.dma(8) }] }, { timeoutMs: 20 }));
@@ -649,7 +649,7 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
     });
 
     test.each(['interrupt', 'poll'] as const)(
-      '%s mode: a request waiting for room that only an aborted request holds still gets it, and keeps the line busy meanwhile',
+      '%s mode: a request waiting for room only an aborted request holds gets it, keeping the line busy meanwhile',
       async (mode) => {
         // The device completes each request a few event-loop turns after taking it (found by the mutation run).
         const model = echoModel({ queueSizes: [4], handle: (request) => turns(5).then(() => echoRequest(request)) });

@@ -140,7 +140,7 @@ describe('BlkModel (virtio 1.2 §5.2)', () => {
       expect(model.queueSizes).toEqual([16, 16, 16]);
     });
 
-    test('discard alignment defaults to blk_size in sectors; may_unmap defaults to 0; one queue leaves num_queues 0', () => {
+    test('discard alignment defaults to blk_size in sectors; may_unmap to 0; one queue leaves num_queues 0', () => {
       const model = new BlkModel({
         blkSize: 4096,
         discard: { maxSectors: 8, maxSegments: 1 },

@@ -93,7 +93,7 @@ describe('configuration space (virtio 1.2 §4.2.2.2)', () => {
 });
 
 describe('ConfigGeneration (virtio 1.2 §2.5, §4.2.2)', () => {
-  test('stable while nothing changes; raiseConfigChange mutates, changes it, and notifies after DRIVER_OK', async () => {
+  test('stable while nothing changes; raiseConfigChange mutates, changes it, notifies after DRIVER_OK', async () => {
     const model = new TestModel({ config: new Uint8Array(4) });
     const r = rig(model);
     r.init();

@@ -321,7 +321,7 @@ describe.each([1, 2] as const)('ConsoleModel on a Version %i sim', (version) => 
     expect(b.model.protocolErrors).toEqual([]);
   });
 
-  test('transmitted bytes are kept per port and echoed per port (the port setting over the model default)', async () => {
+  test('transmitted bytes are kept and echoed per port (the port setting over the model default)', async () => {
     const b = open(
       { echo: true, multiport: { maxPorts: 3, ports: [{ id: 0, echo: false }, { id: 1 }, { id: 2, echo: false }] } },
       [0, 1, 2, 3, 4, 5, 6, 7],
@@ -428,7 +428,7 @@ describe.each([1, 2] as const)('ConsoleModel on a Version %i sim', (version) => 
     expect(b.model.protocolErrors).toEqual([]);
   });
 
-  test('protocol errors: a short message, PORT_READY/PORT_OPEN for a port not added, unknown and device-only events', async () => {
+  test('protocol errors: short message, PORT_READY/PORT_OPEN for a port not added, unknown, device-only', async () => {
     const b = open({ multiport: { maxPorts: 4, ports: [{ id: 0 }] } }, [0, 1, 2, 3, 6, 7]);
     b.postControl(4);
     expect(await b.transmit(3, Uint8Array.of(1, 2, 3, 4))).toBe(0);
@@ -464,7 +464,7 @@ describe.each([1, 2] as const)('ConsoleModel on a Version %i sim', (version) => 
     expect(b.model.pendingControl).toBe(0);
   });
 
-  test('reset drops held buffers and pending messages, un-adds every port, keeps the port list and the logs', async () => {
+  test('reset drops held buffers and pending messages, un-adds every port, keeps the port list and logs', async () => {
     const b = open({ multiport: { maxPorts: 3, ports: [{ id: 0 }, { id: 1 }] } }, [0, 1, 2, 3, 4, 5, 6, 7]);
     b.postControl(2);
     await b.control(0, E.DEVICE_READY, 1);

@@ -301,7 +301,7 @@ describe.each(FORMATS)('hostile ring behaviours on a %s ring', (format) => {
     expect(h.sim.hostileLog['never-completes']).toBe(1);
   });
 
-  it('21 needs-reset: DEVICE_NEEDS_RESET and a configuration change interrupt mid-I/O, then nothing completes until reset', () => {
+  it('21 needs-reset: DEVICE_NEEDS_RESET and a config change interrupt mid-I/O, nothing completes till reset', () => {
     const h = harness(format, { 'needs-reset': true });
     honestFirst(h);
     h.r.sim.writel(R.InterruptACK, h.r.sim.readl(R.InterruptStatus));
@@ -354,7 +354,7 @@ describe('hostile split-only and packed-only behaviours', () => {
 });
 
 describe('hostile interrupt behaviours', () => {
-  it('11 interrupt-when-not-live: InterruptStatus is set and the line raised before DRIVER_OK and after a reset', () => {
+  it('11 interrupt-when-not-live: InterruptStatus set and the line raised before DRIVER_OK and after a reset', () => {
     const r = rig(new TestModel({ queueSizes: [SIZE] }), {
       transportFeatures: TRANSPORT_V2,
       hostile: { seed: 1, behaviours: { 'interrupt-when-not-live': true } },
@@ -367,7 +367,7 @@ describe('hostile interrupt behaviours', () => {
     expect(r.sim.hostileLog['interrupt-when-not-live']).toBe(before + 1);
   });
 
-  it('12 spurious-interrupts: after an acknowledged interrupt the line comes back with nothing or only undefined bits', () => {
+  it('12 spurious-interrupts: after an acknowledged interrupt the line comes back with none or undefined bits', () => {
     for (const variant of ['zero', 'unknown-bits'] as const) {
       const h = harness('split', { 'spurious-interrupts': { variant } });
       const p = h.post(1);

@@ -95,7 +95,7 @@ describe('VIRTIO_F_IN_ORDER on the split ring (virtio 1.2 §2.7.9)', () => {
     expect(r.negotiated & IN_ORDER).toBe(0n);
   });
 
-  test('inOrderBatch 4: six buffers become two used entries, at the offsets of the batches’ first buffers, used.idx + 6', () => {
+  test('inOrderBatch 4: six buffers, two used entries at the offsets of the batches’ first buffers, idx + 6', () => {
     const { r, ring } = liveSplit(16, 4);
     const driver = new InOrderSplitDriver(r, ring);
     for (let n = 0; n < 6; n++) driver.add(1);
@@ -255,7 +255,7 @@ describe('driver rules of IN_ORDER on the split ring (virtio 1.2 §2.7.5)', () =
 });
 
 describe('VIRTIO_F_IN_ORDER on the packed ring (virtio 1.2 §2.8.8)', () => {
-  test('inOrderBatch 3: one used descriptor per batch with the last Buffer ID, skipping the batch’s descriptors', () => {
+  test('inOrderBatch 3: one used descriptor per batch, the last Buffer ID, skipping the batch’s descriptors', () => {
     const { r, ring } = livePacked(16, 3);
     const lengths = [1, 2, 3, 1, 2];
     const ids = lengths.map((n) =>

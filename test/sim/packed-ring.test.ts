@@ -130,7 +130,7 @@ describe('offering and negotiating VIRTIO_F_RING_PACKED (virtio 1.2 §2.8, §6)'
 });
 
 describe('the packed ring device side (virtio 1.2 §2.8)', () => {
-  test('one buffer: the used descriptor has the Buffer ID, the written length, AVAIL = USED = 1 and WRITE', async () => {
+  test('one buffer: the used descriptor has the Buffer ID, written length, AVAIL = USED = 1 and WRITE', async () => {
     const { r, ring, model } = live();
     const { id, out } = echoBuffer(r, ring, 1, [5]);
     const interrupt = nextInterrupt(r.sim);
@@ -237,7 +237,7 @@ describe('the packed ring device side (virtio 1.2 §2.8)', () => {
     expect(r.sim.violations).toEqual([]);
   });
 
-  test('out-of-order completions: used descriptors in completion order, each advancing by its own list length', async () => {
+  test('out-of-order completions: used descriptors in completion order, each advancing by its length', async () => {
     const { model, held } = heldModel();
     const { r, ring } = live({ model });
     const a = echoBuffer(r, ring, 0, [1, 1]); // 3 descriptors
@@ -422,7 +422,7 @@ describe('packed event suppression (virtio 1.2 §2.8.10)', () => {
     expect(plain.ring.deviceEventFlags).toBe(RingEventFlags.ENABLE);
   });
 
-  test('suppressNotifications: the device area says DISABLE, notifications start nothing, process() does the work', async () => {
+  test('suppressNotifications: the device area says DISABLE, notifications do nothing, process() works', async () => {
     for (const wanted of [-1n, NO_EVENT_IDX]) {
       const { r, ring } = live({ wanted, sim: { suppressNotifications: true } });
       expect(ring.deviceEventFlags).toBe(RingEventFlags.DISABLE);

@@ -254,7 +254,7 @@ describe('driver errors that break a packed queue (DEVICE_NEEDS_RESET, configura
 });
 
 describe('driver errors a packed queue records and goes on from', () => {
-  test('packed-indirect-flags: flags other than WRITE in an indirect table are recorded (once per table) and ignored', () => {
+  test('packed-indirect-flags: flags other than WRITE in an indirect table recorded (once per table), ignored', () => {
     const model = new TestModel({ queueSizes: [8] });
     const { r, ring } = live(8, ALL, model);
     const t = table(r, [
@@ -270,7 +270,7 @@ describe('driver errors a packed queue records and goes on from', () => {
     expect(r.sim.queueState(0).broken).toBe(false);
   });
 
-  test('packed-event-flags-invalid: reserved flag values, DESC without EVENT_IDX, an offset outside the ring (once per value)', () => {
+  test('packed-event-flags-invalid: reserved values, DESC without EVENT_IDX, offset outside the ring (once)', () => {
     const withIdx = live(8, ALL);
     withIdx.ring.setDriverEvent(3);
     withIdx.r.sim.process();

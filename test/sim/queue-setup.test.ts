@@ -128,7 +128,7 @@ describe('Version 2 queue configuration (virtio 1.2 §4.2.3.2)', () => {
 });
 
 describe('QueueReset (virtio 1.2 §2.6.1, §4.2.2)', () => {
-  test('resets one queue; reads 1 for queueResetLatency reads; the queue may then be set up again after DRIVER_OK', () => {
+  test('resets one queue; reads 1 for queueResetLatency reads; the queue may be set up again after DRIVER_OK', () => {
     const model = new TestModel({ queueSizes: [8, 8] });
     const r = rig(model, { queueResetLatency: 2 });
     r.init();

@@ -261,7 +261,7 @@ describe.each([1, 2] as const)('the split ring on a Version %i sim (virtio 1.2 ย
     expect(r.sim.violations).toEqual([]);
   });
 
-  test('suppressNotifications: the device asks for none, notifications start nothing, process() does the work', async () => {
+  test('suppressNotifications: the device asks for none, notifications do nothing, process() works', async () => {
     for (const wanted of [-1n, NO_EVENT_IDX]) {
       const { r, ring } = live(version, { wanted, sim: { suppressNotifications: true } });
       const eventIdx = wanted === -1n;
@@ -284,7 +284,7 @@ describe.each([1, 2] as const)('the split ring on a Version %i sim (virtio 1.2 ย
     }
   });
 
-  test('model errors: a throw, a rejection or a bad length complete with len 0 (or clamped) and are recorded', async () => {
+  test('model errors: a throw, a rejection or a bad length complete with len 0 (or clamped), recorded', async () => {
     const model = new TestModel({ queueSizes: [8] });
     const results: (() => number | Promise<number>)[] = [
       () => {
@@ -504,7 +504,7 @@ describe('notifications and interrupt acknowledgement (virtio 1.2 ยง4.2.3.3, ยง4
     expect(r.sim.stats.notifications).toEqual([0, 1]);
   });
 
-  test('Version 2: a notification before DRIVER_OK is a violation; the buffers are used only after DRIVER_OK', async () => {
+  test('Version 2: a notification before DRIVER_OK is a violation; buffers are used only after DRIVER_OK', async () => {
     const r = rig(new TestModel());
     r.init();
     const ring = r.setupQueue(0, 8);

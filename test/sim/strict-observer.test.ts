@@ -98,7 +98,7 @@ describe.each([1, 2] as const)('Version %i: strict mode observes, the device act
     );
   });
 
-  test('the observer sees the device decide: DRIVER_OK after a refused FEATURES_OK is driver-ok-without-features-ok (Version 2)', () => {
+  test('the device decides: DRIVER_OK after a refused FEATURES_OK is driver-ok-without-features-ok (Version 2)', () => {
     const r = rig(new TestModel(), { version, acceptFeatures: () => false });
     const { sim } = r;
     sim.readl(R.MagicValue);

@@ -42,7 +42,7 @@ describe('register layout', () => {
     expect(queueLiveRegister(1)).toBe(R.QueuePFN);
   });
 
-  test('legacy areas follow §2.7.2 from the page number, and the page number is found back only for that layout', () => {
+  test('legacy areas follow §2.7.2 from the page number, which is found back only for that layout', () => {
     const layout = legacyLayout(256, 4096);
     const areas = legacyQueueAreas(0x12345, 4096, 256, 4096);
     expect(areas).toEqual({
@@ -69,7 +69,7 @@ describe('register layout', () => {
 });
 
 describe('QueueSelectTracker', () => {
-  test('Version 2: each write lands on the queue QueueSel names; QueueReady 1 makes it live, QueueReset and a device reset undo that', () => {
+  test("Version 2: writes land on QueueSel's queue; QueueReady 1 makes it live, QueueReset or reset undo it", () => {
     const t = new QueueSelectTracker(2);
     const writes: [number, number][] = [
       [R.QueueSel, 1],
@@ -103,7 +103,7 @@ describe('QueueSelectTracker', () => {
     expect(t.queue(1)).toMatchObject({ ready: false, size: 64 });
   });
 
-  test('Version 2 ignores the legacy registers; Version 1 ignores QueueReady; other registers are not queue protocol', () => {
+  test('Version 2 ignores legacy registers; Version 1 ignores QueueReady; other registers are not queue ones', () => {
     const modern = new QueueSelectTracker(2);
     expect(modern.write(R.QueuePFN, 5)).toBe(false);
     expect(modern.write(R.GuestPageSize, 4096)).toBe(false);

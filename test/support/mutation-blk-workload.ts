@@ -124,7 +124,8 @@ class BlkWorkload implements Workload {
           const got = data.subarray(i * BLK_SECTOR_SIZE, (i + 1) * BLK_SECTOR_SIZE);
           if (!this.definite[s].equals(got) && !this.maybe[s].some((b) => b.equals(got))) {
             this.context.mismatch(
-              `blk read of sector ${s} returned bytes no write put there (${describeSector(got)}: ${got.subarray(0, 16).toString('hex')})`,
+              `blk read of sector ${s} returned bytes no write put there (${describeSector(got)}: ` +
+                `${got.subarray(0, 16).toString('hex')})`,
             );
           }
         }

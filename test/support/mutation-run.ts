@@ -275,7 +275,8 @@ async function runSeed(seed: number, options: MutationRunOptions, summary: Mutat
         stalled = !(await settledWithin(batchDone, HONEST_STALL_MS));
         if (stalled)
           finding(
-            `requests stalled for ${HONEST_STALL_MS} ms on a device that told no lie: ${[...new Set(tracker.unsettledKinds())].join(', ')}`,
+            `requests stalled for ${HONEST_STALL_MS} ms on a device that told no lie: ` +
+              `${[...new Set(tracker.unsettledKinds())].join(', ')}`,
           );
       }
     }
@@ -303,7 +304,8 @@ async function runSeed(seed: number, options: MutationRunOptions, summary: Mutat
   if (tracker.unsettled > 0) {
     summary.unsettledRequests += tracker.unsettled;
     finding(
-      `${tracker.unsettled} request(s) never settled after close(): ${[...new Set(tracker.unsettledKinds())].join(', ')}`,
+      `${tracker.unsettled} request(s) never settled after close(): ` +
+        `${[...new Set(tracker.unsettledKinds())].join(', ')}`,
     );
   }
   if (workload?.finish) {
@@ -321,7 +323,8 @@ async function runSeed(seed: number, options: MutationRunOptions, summary: Mutat
     }
     summary.outOfRegionAccesses++;
     finding(
-      `${damage.kind === 'guard' ? `${damage.side} guard` : 'freed memory'} of the ${damage.size}-byte region at 0x${damage.iova.toString(16)} written (byte ${damage.at})`,
+      `${damage.kind === 'guard' ? `${damage.side} guard` : 'freed memory'} of the ${damage.size}-byte region ` +
+        `at 0x${damage.iova.toString(16)} written (byte ${damage.at})`,
     );
   }
 

@@ -62,6 +62,12 @@ export function newSummary(planned: number): MutationSummary {
   };
 }
 
+/** Up to five stalls without a data lie, in parentheses ('' when there are none). */
+function stallList(stalls: readonly string[]): string {
+  if (stalls.length === 0) return '';
+  return ` (${stalls.slice(0, 5).join('; ')}${stalls.length > 5 ? '; …' : ''})`;
+}
+
 /** The summary block printed to stdout (CI logs). */
 export function formatSummary(s: MutationSummary): string {
   const map = (m: Map<string, number>): string =>
@@ -72,7 +78,8 @@ export function formatSummary(s: MutationSummary): string {
   return [
     'virtio-mmio mutation run',
     `  scenarios: ${s.scenarios}`,
-    `  seeds: ${s.seeds} (of ${s.seedsPlanned} planned${s.seeds < s.seedsPlanned ? ', stopped by the time limit' : ''})`,
+    `  seeds: ${s.seeds} (of ${s.seedsPlanned} planned` +
+      `${s.seeds < s.seedsPlanned ? ', stopped by the time limit' : ''})`,
     `  operations: ${s.operations}`,
     `  crashes: ${s.crashes}`,
     `  double completions: ${s.doubleCompletions}`,
@@ -82,10 +89,13 @@ export function formatSummary(s: MutationSummary): string {
     `  drivers opened: ${s.opened}; open failures by code: ${map(s.openFailures)}`,
     `  requests: ${s.requests}; rejections by code: ${map(s.rejections)}`,
     `  RangeError/TypeError messages: ${[...s.argumentErrors].join('; ') || 'none'}`,
-    `  lies told: registers ${s.registerLies}, rings ${s.ringLies}; seeds where the device stalled: ${s.stalledSeeds}, without a data lie: ${s.stallsWithoutLies.length}${s.stallsWithoutLies.length ? ` (${s.stallsWithoutLies.slice(0, 5).join('; ')}${s.stallsWithoutLies.length > 5 ? '; …' : ''})` : ''}`,
+    `  lies told: registers ${s.registerLies}, rings ${s.ringLies}; seeds where the device stalled: ${s.stalledSeeds}` +
+      `, without a data lie: ${s.stallsWithoutLies.length}${stallList(s.stallsWithoutLies)}`,
     `  lies by catalogue fault: ${map(s.liesByFault)}`,
-    `  results checked in seeds without lies: ${s.integrityChecked}; wrong results or freed-memory writes explained by a lie: ${s.explainedByLies}`,
-    `  seeds over the time bound: ${s.seedsOverTime}; slowest seed ${s.slowestSeedMs} ms; elapsed ${(s.elapsedMs / 1000).toFixed(1)} s`,
+    `  results checked in seeds without lies: ${s.integrityChecked}; wrong results or freed-memory writes ` +
+      `explained by a lie: ${s.explainedByLies}`,
+    `  seeds over the time bound: ${s.seedsOverTime}; slowest seed ${s.slowestSeedMs} ms; elapsed ` +
+      `${(s.elapsedMs / 1000).toFixed(1)} s`,
     ...(s.findings.length ? ['  findings:', ...s.findings.map((f) => `    ${f.replace(/\n/g, '\n      ')}`)] : []),
     '',
   ].join('\n');

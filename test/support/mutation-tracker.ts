@@ -4,11 +4,31 @@ import { VirtioError } from '../../lib/errors';
 export type ErrorVerdict = 'typed' | 'out-of-bounds' | 'untyped';
 
 /** V8's own RangeErrors for an access outside a typed array, DataView or ArrayBuffer. */
-const OUT_OF_BOUNDS =
-  /outside the bounds|out of bounds|Invalid typed array length|Invalid DataView length|should be a multiple of|Invalid array buffer length|offset is out of range/i;
+const OUT_OF_BOUNDS = new RegExp(
+  [
+    'outside the bounds',
+    'out of bounds',
+    'Invalid typed array length',
+    'Invalid DataView length',
+    'should be a multiple of',
+    'Invalid array buffer length',
+    'offset is out of range',
+  ].join('|'),
+  'i',
+);
 /** V8's TypeErrors for bugs (a property of undefined, a call of a non-function), not for bad arguments. */
-const INTERNAL_TYPE_ERROR =
-  /Cannot read propert|Cannot set propert|is not a function|is not iterable|is not a constructor|Cannot convert|detached ArrayBuffer/i;
+const INTERNAL_TYPE_ERROR = new RegExp(
+  [
+    'Cannot read propert',
+    'Cannot set propert',
+    'is not a function',
+    'is not iterable',
+    'is not a constructor',
+    'Cannot convert',
+    'detached ArrayBuffer',
+  ].join('|'),
+  'i',
+);
 
 /**
  * Typed: a VirtioError with a string `code`, a TypeError/RangeError the

@@ -13,7 +13,8 @@ describe('discoverCmdline', () => {
   test('QEMU microvm (x86-64): one entry per transport, irq given, suffixed size', () => {
     // What qemu-system-x86_64 -M microvm appends (hw/i386/microvm.c): "virtio_mmio.device=512@0x<base>:<irq>".
     const cmdline =
-      'console=ttyS0 root=/dev/vda rw earlyprintk=ttyS0 virtio_mmio.device=512@0xfeb00e00:12 virtio_mmio.device=512@0xfeb00c00:11\n';
+      'console=ttyS0 root=/dev/vda rw earlyprintk=ttyS0 virtio_mmio.device=512@0xfeb00e00:12 ' +
+      'virtio_mmio.device=512@0xfeb00c00:11\n';
     expect(discoverCmdline(cmdline)).toEqual([
       { kind: 'physical', size: 512, base: 0xfeb00e00n, irq: 12 },
       { kind: 'physical', size: 512, base: 0xfeb00c00n, irq: 11 },
@@ -22,7 +23,8 @@ describe('discoverCmdline', () => {
 
   test('Firecracker: 4K windows with an id, mixed with other arguments', () => {
     const cmdline =
-      'reboot=k panic=1 pci=off virtio_mmio.device=4K@0xd0000000:5 nomodule virtio_mmio.device=4K@0xd0001000:6:3 i8042.noaux';
+      'reboot=k panic=1 pci=off virtio_mmio.device=4K@0xd0000000:5 nomodule ' +
+      'virtio_mmio.device=4K@0xd0001000:6:3 i8042.noaux';
     expect(discoverCmdline(cmdline)).toEqual([
       { kind: 'physical', size: 4096, base: 0xd0000000n, irq: 5 },
       { kind: 'physical', size: 4096, base: 0xd0001000n, irq: 6, id: 3 },
@@ -32,7 +34,8 @@ describe('discoverCmdline', () => {
   test('K, M and G suffixes in either case, decimal and hex', () => {
     expect(
       labels(
-        'virtio_mmio.device=1k@4096:1 virtio_mmio.device=1M@0x10000000:2 virtio_mmio.device=1g@0x100000000:3:7 virtio_mmio.device=0x200@167772160:4',
+        'virtio_mmio.device=1k@4096:1 virtio_mmio.device=1M@0x10000000:2 ' +
+          'virtio_mmio.device=1g@0x100000000:3:7 virtio_mmio.device=0x200@167772160:4',
       ),
     ).toEqual(['0x400@0x1000:1', '0x100000@0x10000000:2', '0x40000000@0x100000000:3:7', '0x200@0xa000000:4']);
   });

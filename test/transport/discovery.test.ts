@@ -435,7 +435,7 @@ describe('probeAll over fake UIO devices (register images in regular files)', ()
     }
   });
 
-  it("passes a UIO spec's windowSize on to the window (openTransport and probeAll), and refuses one larger than the map", () => {
+  it("passes a UIO spec's windowSize to the window (openTransport, probeAll), refuses one larger than the map", () => {
     // These fake nodes have no reg: without windowSize, the window is what the map holds from its offset.
     expect(byIndex(0).device.maps[0]).toMatchObject({ window: 0x1000, windowFrom: 'uio-map' });
     const whole = openTransport(byIndex(0));

@@ -74,7 +74,7 @@ describe('the registry of live devices', () => {
     expect(log).toEqual([]);
   });
 
-  test("the 'exit' listener resets every device once, goes on past one that throws, throws nothing and forgets them", () => {
+  test("the 'exit' listener resets each device once, goes past one that throws, throws nothing, forgets them", () => {
     const before = process.listeners('exit');
     const log: string[] = [];
     trackLiveDevice(fakeDevice('a', log));
@@ -154,7 +154,7 @@ describe('MmioTransport in the registry', () => {
     transport.close();
   });
 
-  test('still tracked after markFailed(): FAILED does not stop a device that has DRIVER_OK (§2.1), only a reset does', () => {
+  test('still tracked after markFailed(): FAILED does not stop a DRIVER_OK device (§2.1), only a reset does', () => {
     const transport = live();
     transport.markFailed();
     expect(sim.status).toBe(LIVE | DeviceStatus.FAILED);
@@ -239,7 +239,7 @@ describe("MmioTransport arms the teardown reset of the addon's windows (armExitW
     expect(regs.exitWriteArmed).toBe(false);
   });
 
-  test('what it arms: Status ← 0, then at most 10 ms (never beyond resetTimeoutMs) of read-back; one disarm per arm', () => {
+  test('what it arms: Status ← 0, then at most 10 ms (never past resetTimeoutMs) of read-back; one disarm', () => {
     // The addon's methods cannot be spied on (read-only): a sim window given the two methods stands in.
     const pool = DmaPool.anonymous();
     const sim = new SimDevice({ memory: pool, model: new RngModel() });
@@ -276,7 +276,7 @@ describe("MmioTransport arms the teardown reset of the addon's windows (armExitW
     broken.close();
   });
 
-  test('a window closed under a live transport: disarmed by the close, and the transport closes without throwing', () => {
+  test('a window closed under a live transport: disarmed by the close; the transport closes without throwing', () => {
     const [transport, regs] = negotiated();
     transport.driverOk();
     regs.close();
@@ -410,7 +410,8 @@ function signalChild(
       child.kill('SIGKILL');
       fail(
         new Error(
-          `the child did not ${sent ? 'end' : 'get ready'}; stdout ${JSON.stringify(stdout)}, stderr ${JSON.stringify(stderr.slice(-2000))}`,
+          `the child did not ${sent ? 'end' : 'get ready'}; stdout ${JSON.stringify(stdout)}, stderr ` +
+            `${JSON.stringify(stderr.slice(-2000))}`,
         ),
       );
     }, 30_000);
@@ -478,7 +479,7 @@ describe('a process that ends with a device live (a sim device driven by VirtioR
 });
 
 describe('a process that opens and closes many devices', () => {
-  test("10,000 driver open/close cycles, 20 devices live at a time, hold one 'exit' listener at most and print no MaxListeners warning", () => {
+  test("10,000 open/close cycles, 20 live at a time: at most one 'exit' listener, no MaxListeners warning", () => {
     // Up to 20 live at a time (more than the 10 listeners Node warns at), each opened and closed 500 times.
     const child = runChild(`
       const pool = lib.DmaPool.anonymous();
@@ -513,7 +514,9 @@ describe('a process that ends with a device live (a register window in a file, r
     const file = registerFile();
     // After close() the library writes nothing: the child sets a marker and no reset may clear it.
     const child = runChild(
-      `const t = openLive(${JSON.stringify(file)}); t.close(); const w = lib.MmioWindow.openFile(${JSON.stringify(file)}, 0, 0x200); w.writel(0x70, 0x40); w.close();`,
+      `const t = openLive(${JSON.stringify(file)}); t.close(); const w = lib.MmioWindow.openFile(` +
+        `${JSON.stringify(file)}` +
+        `, 0, 0x200); w.writel(0x70, 0x40); w.close();`,
     );
     expect(child.stderr).toBe('');
     expect(statusIn(file)).toBe(0x40);
@@ -521,7 +524,8 @@ describe('a process that ends with a device live (a register window in a file, r
 
   describe('signals', () => {
     const LIVE_AND_WAITING = (file: string, optIn: boolean): string =>
-      `${PRELUDE} ${optIn ? 'lib.resetDevicesOnSignals();' : ''} openLive(${JSON.stringify(file)}); setInterval(() => {}, 1000); writeSync(1, 'live\\n');`;
+      `${PRELUDE} ${optIn ? 'lib.resetDevicesOnSignals();' : ''} openLive(${JSON.stringify(file)}); ` +
+      `setInterval(() => {}, 1000); writeSync(1, 'live\\n');`;
 
     test.each([
       ['SIGTERM', 143],
@@ -577,7 +581,7 @@ describe('worker threads (the transport lives in the worker)', () => {
     expect(child.stdout).toBe('worker error: thrown in the worker\nworker exit 1, status 0\n');
   });
 
-  test('a terminated worker resets its device: no JavaScript runs in it, the env cleanup hook armed at DRIVER_OK does', () => {
+  test('a terminated worker resets its device: no JavaScript runs, the cleanup hook armed at DRIVER_OK does', () => {
     const child = runChild(
       withWorker(
         registerFile(),
@@ -603,14 +607,15 @@ describe('worker threads (the transport lives in the worker)', () => {
     expect(statusIn(file)).toBe(0);
   });
 
-  test('a terminated worker leaves alone the devices it reset or closed before (a marker written through another window stays)', () => {
+  test('a terminated worker leaves alone devices it reset or closed (a marker from another window stays)', () => {
     const [live, wasReset, wasClosed] = [registerFile(), registerFile(), registerFile()];
     const marker = (file: string): string =>
       `{ const m = lib.MmioWindow.openFile(${JSON.stringify(file)}, 0, 0x200); m.writel(0x70, 0x40); m.close(); }`;
     const child = runChild(
       withWorker(
         live,
-        `openLive(${JSON.stringify(wasReset)}).reset(); ${marker(wasReset)} openLive(${JSON.stringify(wasClosed)}).close(); ${marker(wasClosed)}
+        `openLive(${JSON.stringify(wasReset)}).reset(); ${marker(wasReset)}
+         openLive(${JSON.stringify(wasClosed)}).close(); ${marker(wasClosed)}
          setInterval(() => {}, 1000); require('node:worker_threads').parentPort.postMessage('live');`,
         "w.on('message', () => w.terminate());",
       ),
@@ -624,7 +629,8 @@ describe('worker threads (the transport lives in the worker)', () => {
     const child = runChild(
       withWorker(
         registerFile(),
-        "try { lib.resetDevicesOnSignals(); } catch (e) { require('node:worker_threads').parentPort.postMessage(e.code); }",
+        'try { lib.resetDevicesOnSignals(); } catch (e) { ' +
+          "require('node:worker_threads').parentPort.postMessage(e.code); }",
         "w.on('message', (code) => writeSync(1, code + '\\n'));",
       ),
     );

@@ -99,7 +99,7 @@ function setup(options: { stormLimit?: number; line?: boolean } = {}) {
 }
 
 describe('InterruptDispatch', () => {
-  test('acknowledges exactly the defined bits read, then used buffers go to every queue and config changes to the listeners', () => {
+  test('acknowledges exactly the defined bits read; used buffers to every queue, config changes to listeners', () => {
     const { dispatch, registers, endpoints, configListeners, stats } = setup();
     const a = new FakeEndpoint();
     const b = new FakeEndpoint();
@@ -129,7 +129,7 @@ describe('InterruptDispatch', () => {
     expect([a.used, b.used, changes]).toEqual([2, 2, 1]);
   });
 
-  test('tells the line the interrupt is acknowledged after the InterruptACK write and before any used buffer is dispatched', () => {
+  test('the line hears acknowledged() after the InterruptACK write, before any used buffer is dispatched', () => {
     const { dispatch, registers, endpoints, line } = setup();
     line.log = registers.log;
     const endpoint = new FakeEndpoint();
@@ -153,7 +153,7 @@ describe('InterruptDispatch', () => {
     expect(registers.log).toEqual(['read InterruptStatus']);
   });
 
-  test('a wake-up with no defined bit is spurious: counted, nothing acknowledged; unknown bits alone are never acknowledged', () => {
+  test('a wake-up with no defined bit is spurious: counted, not acknowledged; unknown bits never acknowledged', () => {
     const { dispatch, registers, stats } = setup();
     dispatch.handle();
     registers.interruptStatus = 0x80;
@@ -193,7 +193,7 @@ describe('InterruptDispatch', () => {
     expect(failures).toEqual([]);
   });
 
-  test('stormLimit interrupts in a row with no work fail the device once; a completion anywhere starts the count again', () => {
+  test('stormLimit interrupts in a row with no work fail the device once; any completion restarts the count', () => {
     const { dispatch, registers, endpoints, failures } = setup({ stormLimit: 3 });
     const queue = new FakeEndpoint();
     endpoints.set(0, queue);
@@ -217,7 +217,7 @@ describe('InterruptDispatch', () => {
     expect(failures).toHaveLength(1);
   });
 
-  test('start() listens once, refuses a line someone else listens to, and leaves the line unref’d while nothing is busy', () => {
+  test('start() listens once, refuses a line another listens to, leaves the line unref’d while nothing is busy', () => {
     const { dispatch, registers, line, failures, device } = setup();
     // The line's wake-ups go through the device's public handleInterrupt() (what a profiler wraps).
     let viaDevice = 0;
@@ -248,7 +248,7 @@ describe('InterruptDispatch', () => {
     expect(other.line.unlistens).toBe(0); // never another's listener
   });
 
-  test('busy queues keep the line ref’d; it is unref’d one turn after the last goes idle, not if one is busy again by then', async () => {
+  test('busy queues keep the line ref’d; unref’d a turn after the last goes idle, unless one is busy', async () => {
     const { dispatch, line } = setup();
     dispatch.setBusy(0, true);
     dispatch.setBusy(1, true);

@@ -41,12 +41,13 @@ describe('finding 8: reset time limits in pollUntil’s range', () => {
   ] as const)('finding 8: %s %p is refused by the constructor (RangeError), not later by pollUntil', (name, value) => {
     expect(() => new MmioTransport(sim, { [name]: value })).toThrow(
       new RangeError(
-        `${name} must be an integer in [0, ${POLL_TIMEOUT_MAX_MS}] (ms, the most pollUntil waits), got ${String(value)}`,
+        `${name} must be an integer in [0, ${POLL_TIMEOUT_MAX_MS}] (ms, the most pollUntil waits), got ` +
+          `${String(value)}`,
       ),
     );
   });
 
-  test('finding 8: with the largest limits the constructor takes, open() and close() reset (every value it takes, pollUntil takes)', () => {
+  test('finding 8: with the largest limits the constructor (and pollUntil) takes, open() and close() reset', () => {
     for (const [resetTimeoutMs, queueResetTimeoutMs] of [
       [POLL_TIMEOUT_MAX_MS, POLL_TIMEOUT_MAX_MS],
       [0, 0],

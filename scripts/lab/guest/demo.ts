@@ -25,7 +25,8 @@ async function main(): Promise<void> {
       transport.close();
     }
     console.log(
-      `  ${d.path} at ${d.address}: ${d.device}, virtio-mmio Version ${d.version}, vendor 0x${Number(d.vendorId).toString(16)}`,
+      `  ${d.path} at ${d.address}: ${d.device}, virtio-mmio Version ${d.version}, vendor 0x` +
+        `${Number(d.vendorId).toString(16)}`,
     );
     console.log(`    offers: ${offered}`);
     report({ kind: 'device', ...d, features: offered });
@@ -38,10 +39,12 @@ async function main(): Promise<void> {
       const more = await Promise.all([rng.read(4096), rng.read(4096), rng.read(4096)]);
       console.log(`\n${subject.label}: 32 random bytes: ${bytes.toString('hex')}`);
       console.log(
-        `  then ${more.reduce((n, b) => n + b.length, 0)} bytes more in 3 concurrent reads; negotiated: ${describeFeatures(transport.features)}`,
+        `  then ${more.reduce((n, b) => n + b.length, 0)} bytes more in 3 concurrent reads; ` +
+          `negotiated: ${describeFeatures(transport.features)}`,
       );
       console.log(
-        `  interrupts handled: ${transport.stats.interrupts} (UIO event count ${uioEventCount(transport.interrupts)}), spurious: ${transport.stats.spuriousInterrupts}`,
+        `  interrupts handled: ${transport.stats.interrupts} (UIO event count ${uioEventCount(transport.interrupts)}` +
+          `), spurious: ${transport.stats.spuriousInterrupts}`,
       );
       report({
         kind: 'rng',

@@ -105,7 +105,8 @@ function findSpec(deviceId: number, parent?: string): UioDeviceSpec {
   );
   if (!found)
     throw new Error(
-      `no ${deviceId === DeviceId.BLOCK ? 'virtio-blk' : 'virtio-rng'} transport on UIO${parent ? ` under ${parent}` : ''}`,
+      `no ${deviceId === DeviceId.BLOCK ? 'virtio-blk' : 'virtio-rng'} transport on UIO` +
+        `${parent ? ` under ${parent}` : ''}`,
     );
   return found.spec as UioDeviceSpec;
 }

@@ -23,6 +23,7 @@ export function sameBytes(actual: Uint8Array, expected: Uint8Array, what = 'data
   let at = 0;
   while (at < Math.min(actual.length, expected.length) && actual[at] === expected[at]) at++;
   assert.fail(
-    `${what}: ${actual.length} bytes, ${expected.length} expected; first difference at byte ${at} (${actual[at]} ≠ ${expected[at]})`,
+    `${what}: ${actual.length} bytes, ${expected.length} expected; first difference at byte ${at} (${actual[at]} ` +
+      `≠ ${expected[at]})`,
   );
 }
