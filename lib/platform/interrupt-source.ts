@@ -30,9 +30,9 @@ export interface InterruptSource {
    * goes on to the used buffers and whatever they start. Unmasking only
    * after acknowledging keeps a level-triggered line from firing again at
    * once; unmasking before new requests reach the device keeps their
-   * interrupts from arriving at a masked line, where an edge-triggered one
-   * waits for the kernel to resend it. Optional: a source without it
-   * re-arms when the listener returns.
+   * interrupts from arriving at a masked line (an edge-triggered one is
+   * then held pending by the kernel until the unmask). Optional: a source
+   * without it re-arms when the listener returns.
    */
   acknowledged?(): void;
   /** Unmask the line (UIO irqcontrol write of 1). */
