@@ -116,6 +116,8 @@ test('the root exports exactly the driver author’s list; spec, diagnostics and
       'readLiveQueue',
       'deviceRingMemory',
       'selftest',
+      'bringUpQueue',
+      'dumpQueueState',
       'DeviceRuleWatch',
       'DEVICE_RULES',
       'descriptorFlagNames',

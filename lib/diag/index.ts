@@ -2,8 +2,10 @@
  * Diagnostics (the `virtio-mmio/diag` entry): what the bring-up CLI is
  * made of, as a library. Reading a transport without changing it
  * (inspect, its configuration space), the state of a queue someone else
- * drives (readLiveQueue), a queue's own dump (Virtqueue.dump()'s types),
- * a device's selftest, and the spec rules it holds a device to
+ * drives (readLiveQueue) or this process drives to dump it
+ * (dumpQueueState), a queue's own dump (Virtqueue.dump()'s types),
+ * a device's selftest, the bring-up of one queue on any device type
+ * (bringUpQueue), and the spec rules it holds a device to
  * (DeviceRuleWatch). The CLI (lib/cli) only parses arguments and prints.
  */
 export {
@@ -50,6 +52,20 @@ export {
   type SelftestSubject,
 } from './selftest';
 export { DRIVERS } from './drivers';
+export {
+  bringUpQueue,
+  type QueueBringUpSubject,
+  type QueueBringUpPlan,
+  type QueueBringUpReport,
+  type QueueChainResult,
+} from './queue-bringup';
+export {
+  dumpQueueState,
+  type QueueDumpSubject,
+  type QueueDumpOptions,
+  type DrivenElsewhereDump,
+  type DrivenHereDump,
+} from './driven-dump';
 export {
   descriptorFlagNames,
   packedSlotState,
