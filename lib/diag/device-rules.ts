@@ -8,6 +8,7 @@ import {
   VirtioError,
 } from '../errors';
 import type { AccessWidth, RegisterBlock } from '../platform';
+import type { TransportStats } from '../transport';
 import { DeviceStatus, MmioRegister as R, MMIO_MAGIC_VALUE, QueueSelectTracker, RingViolation } from '../spec';
 import { hex32 as hex } from '../util/hex';
 
@@ -147,6 +148,20 @@ export class DeviceRuleWatch implements RegisterBlock {
     const entry = this.seen.get(rule);
     if (entry) entry.count++;
     else this.seen.set(rule, { count: 1, detail });
+  }
+  /** What the transport's interrupt counters show against the interrupt rules (wake-ups with no or undefined cause). */
+  noteInterrupts(stats: Pick<TransportStats, 'interrupts' | 'spuriousInterrupts' | 'unknownInterruptBits'>): void {
+    const { interrupts, spuriousInterrupts, unknownInterruptBits } = stats;
+    if (spuriousInterrupts > 0)
+      this.note(
+        'interrupts-with-cause',
+        `${spuriousInterrupts} of ${interrupts + spuriousInterrupts} wake-ups found InterruptStatus 0`,
+      );
+    if (unknownInterruptBits > 0)
+      this.note(
+        'interrupt-status-defined-bits',
+        `${unknownInterruptBits} wake-ups found undefined InterruptStatus bits`,
+      );
   }
 
   /** Every rule broken so far, in DEVICE_RULES order. */

@@ -243,18 +243,8 @@ export async function bringUpQueue(subject: QueueBringUpSubject, plan: QueueBrin
     // The reset (§2.4) before the report is final: what it and the interrupts showed counts with `strict`.
     driver = undefined;
     d.close();
-    const { interrupts, spuriousInterrupts, unknownInterruptBits } = transport.stats;
-    report.interrupts = interrupts;
-    if (spuriousInterrupts > 0)
-      watch?.note(
-        'interrupts-with-cause',
-        `${spuriousInterrupts} of ${interrupts + spuriousInterrupts} wake-ups found InterruptStatus 0`,
-      );
-    if (unknownInterruptBits > 0)
-      watch?.note(
-        'interrupt-status-defined-bits',
-        `${unknownInterruptBits} wake-ups found undefined InterruptStatus bits`,
-      );
+    report.interrupts = transport.stats.interrupts;
+    watch?.noteInterrupts(transport.stats);
     const chainsOk = chains.every((c) => !c.error);
     if (watch) {
       report.strict = { rules: Object.keys(DEVICE_RULES).length, violations: watch.violations };

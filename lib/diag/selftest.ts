@@ -180,17 +180,8 @@ export async function selftest(subject: SelftestSubject, options: SelftestOption
         driver = undefined;
         if (d) d.close();
         else transport.reset();
-        const { interrupts, spuriousInterrupts, unknownInterruptBits } = transport.stats;
-        if (spuriousInterrupts > 0)
-          watch?.note(
-            'interrupts-with-cause',
-            `${spuriousInterrupts} of ${interrupts + spuriousInterrupts} wake-ups found InterruptStatus 0`,
-          );
-        if (unknownInterruptBits > 0)
-          watch?.note(
-            'interrupt-status-defined-bits',
-            `${unknownInterruptBits} wake-ups found undefined InterruptStatus bits`,
-          );
+        const { interrupts, spuriousInterrupts } = transport.stats;
+        watch?.noteInterrupts(transport.stats);
         return `interrupts ${interrupts}, spurious ${spuriousInterrupts}`;
       });
     }
