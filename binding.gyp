@@ -30,6 +30,7 @@
         "native/dma_memory.cc",
         "native/uio_file.cc",
         "native/epoll_set.cc",
+        "native/poll_set.cc",
         "native/fd_helpers.cc"
       ]
     }

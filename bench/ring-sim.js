@@ -10,7 +10,8 @@
 // machine. The device side (sim) runs on the same thread and is included
 // in the time. Then the part of a batch-1 request no ring or queue code
 // can shrink: the round trip of an eventfd interrupt alone (the sim's
-// line: its write, libuv's epoll wait, the addon's own), measured in the
+// line: its write and libuv's epoll wait; the fd sits edge-triggered in
+// libuv's own epoll set, so nothing reads it), measured in the
 // same process, beside what remains for the sim, the ring and the queue.
 //
 //   node bench/ring-sim.js [--requests N] [--rounds R] [--json]
@@ -239,7 +240,7 @@ async function main() {
     console.log(
       `${mode} batch 1: ${us.toFixed(1)} µs a request = ` +
         `${roundTrip.toFixed(1)} µs the eventfd interrupt's round trip ` +
-        `alone (${lo.toFixed(1)}–${hi.toFixed(1)}; a write and two epoll waits) + ${(us - roundTrip).toFixed(1)} µs ` +
+        `alone (${lo.toFixed(1)}–${hi.toFixed(1)}; a write and one epoll wait) + ${(us - roundTrip).toFixed(1)} µs ` +
         'the sim, the ring, the queue and the promise',
     );
   }

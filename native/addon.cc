@@ -5,6 +5,7 @@
 #include "addon_data.h"
 #include "dma_memory.h"
 #include "epoll_set.h"
+#include "poll_set.h"
 #include "fd_helpers.h"
 #include "io_access.h"
 #include "mmio_region.h"
@@ -42,6 +43,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("DmaMemory", dma);
   exports.Set("UioFile", uio);
   exports.Set("EpollSet", epoll);
+  exports.Set("PollSet", PollSet::Define(env));
   exports.Set("allocHugetlb", Napi::Function::New<DmaMemory::AllocHugetlb>(env, "allocHugetlb"));
   exports.Set("mapPhysical", Napi::Function::New<DmaMemory::MapPhysical>(env, "mapPhysical"));
   exports.Set("allocAnonymous", Napi::Function::New<DmaMemory::AllocAnonymous>(env, "allocAnonymous"));

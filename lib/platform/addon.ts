@@ -88,6 +88,25 @@ export interface NativeEpollSet {
   close(): void;
 }
 
+/**
+ * Fds watched on the event loop's own epoll set, one libuv poll handle
+ * each: a wake-up costs libuv's epoll wait alone. An fd added with EPOLLET
+ * becomes edge-triggered after its first wake-up when libuv's registration
+ * allows it; its wake-ups then carry EPOLLET (the fd need not be read),
+ * and until then they do not (the fd must be read, as level-triggered).
+ */
+export interface NativePollSet {
+  readonly size: number;
+  readonly closed: boolean;
+  /** Watched fds whose registration is edge-triggered now. */
+  readonly edgeCount: number;
+  add(fd: number, events?: number): void;
+  remove(fd: number): void;
+  ref(): this;
+  unref(): this;
+  close(): void;
+}
+
 export interface EpollConstants {
   EPOLLIN: number;
   EPOLLPRI: number;
@@ -123,6 +142,7 @@ export interface NativeAddon {
   ) => NativeMmioRegion;
   UioFile: new (pathOrFd: string | number, label?: string) => NativeUioFile;
   EpollSet: new (callback: (events: EpollEvent[]) => void) => NativeEpollSet;
+  PollSet: new (callback: (fd: number, events: number) => void) => NativePollSet;
   allocHugetlb(size: number): NativeDmaMemory;
   mapPhysical(phys: bigint | number, size: number, cached?: boolean): NativeDmaMemory;
   allocAnonymous(size: number, iova: bigint | number): NativeDmaMemory;

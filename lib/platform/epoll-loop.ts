@@ -1,24 +1,27 @@
 import '../disposable';
-import { native, type EpollEvent, type NativeEpollSet } from './addon';
+import { native, type NativePollSet } from './addon';
 import { invalidArgValue } from '../errors';
 
 export type ReadyHandler = (events: number) => void;
-export type EpollSetFactory = (callback: (events: EpollEvent[]) => void) => NativeEpollSet;
+/** What the loop watches fds with: the addon's PollSet (an fd per libuv poll handle), or a test's fake. */
+export type EpollSetFactory = (onReady: (fd: number, events: number) => void) => NativePollSet;
 
 /**
- * One epoll set per thread, dispatching ready fds to their handlers. It
- * keeps the process alive only while some watched fd is marked keep-alive
- * (the default) and the loop as a whole is not unref'd.
+ * The fds of one thread watched on its event loop, dispatching ready fds to
+ * their handlers. It keeps the process alive only while some watched fd is
+ * marked keep-alive (the default) and the loop as a whole is not unref'd.
+ * Each fd is polled by libuv directly (one epoll wait per wake-up, no
+ * nested set); see NativePollSet for what EPOLLET means here.
  */
 export class EpollLoop {
   private static shared?: EpollLoop;
   private readonly handlers = new Map<number, ReadyHandler>();
   private readonly idleFds = new Set<number>();
-  private set?: NativeEpollSet;
+  private set?: NativePollSet;
   private unrefd = false;
   private refd?: boolean;
 
-  constructor(private readonly factory: EpollSetFactory = (cb) => new native.EpollSet(cb)) {}
+  constructor(private readonly factory: EpollSetFactory = (onReady) => new native.PollSet(onReady)) {}
 
   /** The loop of this thread (each worker has its own module instance). */
   static default(): EpollLoop {
@@ -37,7 +40,7 @@ export class EpollLoop {
 
   watch(fd: number, events: number, handler: ReadyHandler, options: { keepAlive?: boolean } = {}): void {
     if (this.handlers.has(fd)) throw invalidArgValue(`fd ${fd} is already watched`, 'range');
-    this.set ??= this.factory((batch) => this.dispatch(batch));
+    this.set ??= this.factory((fd, ready) => this.handlers.get(fd)?.(ready));
     this.set.add(fd, events);
     this.handlers.set(fd, handler);
     if (options.keepAlive === false) this.idleFds.add(fd);
@@ -91,12 +94,5 @@ export class EpollLoop {
     this.refd = want;
     if (want) this.set.ref();
     else this.set.unref();
-  }
-
-  private dispatch(batch: EpollEvent[]): void {
-    for (const { fd, events } of batch) {
-      // A handler earlier in the batch may have unwatched this fd.
-      this.handlers.get(fd)?.(events);
-    }
   }
 }

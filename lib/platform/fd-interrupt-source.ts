@@ -35,10 +35,11 @@ export abstract class FdInterruptSource implements InterruptSource {
   /** Reads what is pending: interrupts since the last call, or null if none (spurious wake-up). */
   protected abstract consume(): number | null;
   /**
-   * Watched edge-triggered (EPOLLET): each wake-up is one event (count 1)
-   * and consume() is not called, one syscall less per interrupt — unless
-   * the wake-up carries EPOLLERR or EPOLLHUP. Only for an fd that wakes its
-   * waiters on every new event even while readable.
+   * Watched edge-triggered (EPOLLET): once the loop reports a wake-up with
+   * EPOLLET (from the second on, see NativePollSet), each wake-up is one
+   * event (count 1) and consume() is not called, one syscall less per
+   * interrupt — unless the wake-up carries EPOLLERR or EPOLLHUP. Only for an
+   * fd that wakes its waiters on every new event even while readable.
    */
   protected readonly edgeTriggered: boolean = false;
   /** Edge-triggered: what a wake-up stands for, without reading the fd (null: nothing new, skip it). */
@@ -131,16 +132,16 @@ export abstract class FdInterruptSource implements InterruptSource {
     const listener = this.onInterrupt;
     if (!listener) return;
     let count: number | null;
+    const flagged = events & (EPOLLERR | EPOLLHUP);
     try {
-      if (events & (EPOLLERR | EPOLLHUP) && !(events & EPOLLIN)) {
-        throw new DeviceGoneError(
-          `${this.label}: the interrupt fd reported ${events & EPOLLERR ? 'EPOLLERR' : 'EPOLLHUP'}`,
-        );
-      }
+      if (flagged && !(events & EPOLLIN)) throw this.goneError(events);
       // An error or hang-up flag (UIO reports -EIO as every bit once the device is unbound) is checked by a read even
-      // when
-      // edge-triggered: the read fails for a device that is gone, and its registers must not be touched then.
-      count = this.edgeTriggered && !(events & (EPOLLERR | EPOLLHUP)) ? this.edgeCount() : this.consume();
+      // when edge-triggered: the read fails for a device that is gone, and its registers must not be touched then. A
+      // wake-up without EPOLLET comes from a level-triggered registration: the fd must be read.
+      count = events & EPOLLET && !flagged ? this.edgeCount() : this.consume();
+      // libuv reports a hang-up as readable too: with nothing left to read, the line is gone (and level-triggered,
+      // it would wake the loop forever).
+      if (count === null && flagged) throw this.goneError(events);
     } catch (error) {
       this.fail(error);
       return;
@@ -154,6 +155,12 @@ export abstract class FdInterruptSource implements InterruptSource {
       this.delivering = false;
       this.afterDelivery();
     }
+  }
+
+  private goneError(events: number): DeviceGoneError {
+    return new DeviceGoneError(
+      `${this.label}: the interrupt fd reported ${events & EPOLLERR ? 'EPOLLERR' : 'EPOLLHUP'}`,
+    );
   }
 
   /** Re-arms the line unless acknowledged() did; reports a failed re-arm either way. */

@@ -17,6 +17,7 @@ export type {
   NativeMmioRegion,
   NativeUioFile,
   NativeEpollSet,
+  NativePollSet,
   EpollEvent,
 } from './addon';
 export { PhysicalMemory, type PhysicalMapper } from './physical-memory';

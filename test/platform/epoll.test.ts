@@ -214,11 +214,10 @@ describe('EpollLoop', () => {
   it('uses the injected epoll set factory', () => {
     const calls: string[] = [];
     const fake = {
-      fd: 99,
       size: 0,
       closed: false,
+      edgeCount: 0,
       add: (fd: number) => calls.push(`add ${fd}`),
-      modify: () => undefined,
       remove: (fd: number) => calls.push(`remove ${fd}`),
       ref() {
         return this;

@@ -98,6 +98,66 @@ describe('UioFile (4-byte protocol, against a socketpair)', () => {
 });
 
 describe('UioInterruptSource', () => {
+  it('reads the counter on a wake-up without EPOLLET (level-triggered so far) and not on one with it', () => {
+    const { EPOLLIN, EPOLLET, EPOLLHUP } = native.constants;
+    let onReady: ((fd: number, events: number) => void) | undefined;
+    const loop = new EpollLoop((callback) => {
+      onReady = callback;
+      return {
+        size: 0,
+        closed: false,
+        edgeCount: 0,
+        add: () => undefined,
+        remove: () => undefined,
+        ref() {
+          return this;
+        },
+        unref() {
+          return this;
+        },
+        close: () => undefined,
+      };
+    });
+    const counts = [null, 7, 9, null];
+    const reads: number[] = [];
+    const file = {
+      fd: 42,
+      path: 'fake uio',
+      closed: false,
+      enable: () => undefined,
+      disable: () => undefined,
+      readCount: () => {
+        reads.push(reads.length);
+        return counts.shift() ?? null;
+      },
+      close: () => undefined,
+    };
+    const source = new UioInterruptSource(file, loop);
+    const events: InterruptEvent[] = [];
+    const errors: Error[] = [];
+    source.listen(
+      (e) => events.push(e),
+      (e) => errors.push(e),
+    );
+    expect(reads).toHaveLength(1); // listen() drains what was counted before
+    onReady!(42, EPOLLIN);
+    expect(reads).toHaveLength(2);
+    onReady!(42, (EPOLLIN | EPOLLET) >>> 0);
+    onReady!(42, (EPOLLIN | EPOLLET) >>> 0);
+    expect(reads).toHaveLength(2);
+    onReady!(42, EPOLLIN);
+    expect(reads).toHaveLength(3);
+    expect(events).toEqual([{ count: 1 }, { count: 1 }, { count: 1 }, { count: 2 }]);
+    // A hang-up reported as readable with nothing to read: the line is gone.
+    onReady!(42, (EPOLLIN | EPOLLHUP | EPOLLET) >>> 0);
+    expect(reads).toHaveLength(4);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toBeInstanceOf(DeviceGoneError);
+    expect(errors[0].message).toMatch(/EPOLLHUP/);
+    expect(source.listening).toBe(false);
+    source.close();
+  });
+
   it('each wake-up is one event, counter unread (edge-triggered), re-armed (1 written); total reads it', async () => {
     const { file, device } = fakeUio();
     const source = new UioInterruptSource(file, new EpollLoop());

@@ -200,3 +200,91 @@ describe('worker threads', () => {
     expect(child.stdout).toBe('worker exit 0\n');
   });
 });
+
+describe('a process using the addon’s poll set (fds on the event loop’s own epoll set)', () => {
+  it.each<[string, string]>([
+    ['a poll set with nothing watched', 'const s = new a.PollSet(() => {});'],
+    ["an unref'd poll set watching an fd", 'const s = new a.PollSet(() => {}); s.add(a.eventfdCreate()); s.unref();'],
+    [
+      'an fd added to an unref’d poll set',
+      'const s = new a.PollSet(() => {}); s.unref(); s.add(a.eventfdCreate(), 0x80000001);',
+    ],
+    ['a closed poll set', 'const s = new a.PollSet(() => {}); s.add(a.eventfdCreate()); s.close();'],
+    [
+      'a poll set whose fds were all removed',
+      'const s = new a.PollSet(() => {}); const fd = a.eventfdCreate(); s.add(fd); s.remove(fd);',
+    ],
+    ['an unreachable poll set (collected)', '(() => new a.PollSet(() => {}))();'],
+  ])('exits on its own with %s', (_name, body) => {
+    const child = runChild(`${body}\nconsole.log('end of script');`);
+    expect(child.signal).toBeNull();
+    expect(child.status).toBe(0);
+    expect(child.stdout).toBe('end of script\n');
+  });
+
+  it("stays alive while a ref'd poll set waits, keeps delivering when unreferenced, exits once closed", () => {
+    const child = runChild(
+      `
+      const fd = a.eventfdCreate();
+      (() => {
+        const s = new a.PollSet((f, events) => { console.log('event', f === fd, events); s.close(); });
+        s.add(fd, 0x80000001);
+      })();
+      global.gc();
+      setTimeout(() => { global.gc(); a.eventfdWrite(fd, 1); }, 300).unref(); // only the set keeps the process
+    `,
+      5000,
+      ['--expose-gc'],
+    );
+    expect(child.status).toBe(0);
+    expect(child.stdout).toBe('event true 1\n');
+    expect(child.ms).toBeGreaterThanOrEqual(250);
+  });
+
+  it('treats a throwing poll callback as an uncaught exception, and keeps polling', () => {
+    const child = runChild(`
+      let n = 0;
+      process.on('uncaughtException', (e) => console.log('uncaught:', e.message));
+      const fd = a.eventfdCreate();
+      const s = new a.PollSet(() => {
+        a.eventfdRead(fd);
+        n++;
+        if (n === 1) { setTimeout(() => a.eventfdWrite(fd, 1), 10); throw new Error('callback bug'); }
+        console.log('second event'); s.close();
+      });
+      s.add(fd);
+      a.eventfdWrite(fd, 1);
+    `);
+    expect(child.status).toBe(0);
+    expect(child.stdout).toBe('uncaught: callback bug\nsecond event\n');
+  });
+
+  it('tears down in terminated workers with fds still watched, and lets idle workers exit', () => {
+    const child = runChild(
+      `
+      const { Worker } = require('worker_threads');
+      const body = (idle) => \`
+        const { parentPort } = require('worker_threads');
+        const a = require(${JSON.stringify(addonPath)});
+        const fd = a.eventfdCreate();
+        const s = new a.PollSet(() => {
+          a.eventfdRead(fd);
+          s.add(a.eventfdCreate(), 0x80000001); // left watched: the cleanup hook must close it
+          parentPort.postMessage('event');
+        });
+        s.add(fd, 0x80000001);
+        if (\${idle}) s.remove(fd); else a.eventfdWrite(fd, 1);
+      \`;
+      const busy = new Worker(body(false), { eval: true });
+      busy.on('message', async (m) => { console.log(m); await busy.terminate(); console.log('terminated');
+        const idle = new Worker(body(true), { eval: true });
+        idle.on('exit', (code) => console.log('idle exit', code));
+      });
+    `,
+      15000,
+    );
+    expect(child.stderr).toBe('');
+    expect(child.status).toBe(0);
+    expect(child.stdout).toBe('event\nterminated\nidle exit 0\n');
+  });
+});
