@@ -15,8 +15,9 @@ export type EpollSetFactory = (onReady: (fd: number, events: number) => void) =>
  */
 export class EpollLoop {
   private static shared?: EpollLoop;
-  private readonly handlers = new Map<number, ReadyHandler>();
-  private readonly idleFds = new Set<number>();
+  /** Per fd: its handler and whether it keeps the process alive (a flag, not a Set: toggled per request at QD1). */
+  private readonly watches = new Map<number, { handler: ReadyHandler; keepAlive: boolean }>();
+  private keepAlives = 0;
   private set?: NativePollSet;
   private unrefd = false;
   private refd?: boolean;
@@ -30,35 +31,39 @@ export class EpollLoop {
   }
 
   get size(): number {
-    return this.handlers.size;
+    return this.watches.size;
   }
 
   /** Watched fds that keep the process alive (leak checks: none once every driver is idle or closed). */
   get keepAliveCount(): number {
-    return this.handlers.size - this.idleFds.size;
+    return this.keepAlives;
   }
 
   watch(fd: number, events: number, handler: ReadyHandler, options: { keepAlive?: boolean } = {}): void {
-    if (this.handlers.has(fd)) throw invalidArgValue(`fd ${fd} is already watched`, 'range');
-    this.set ??= this.factory((fd, ready) => this.handlers.get(fd)?.(ready));
+    if (this.watches.has(fd)) throw invalidArgValue(`fd ${fd} is already watched`, 'range');
+    this.set ??= this.factory((fd, ready) => this.watches.get(fd)?.handler(ready));
     this.set.add(fd, events);
-    this.handlers.set(fd, handler);
-    if (options.keepAlive === false) this.idleFds.add(fd);
+    const keepAlive = options.keepAlive !== false;
+    this.watches.set(fd, { handler, keepAlive });
+    if (keepAlive) this.keepAlives++;
     this.updateRef();
   }
 
   unwatch(fd: number): void {
-    if (!this.handlers.delete(fd)) return;
-    this.idleFds.delete(fd);
+    const watch = this.watches.get(fd);
+    if (!watch) return;
+    this.watches.delete(fd);
+    if (watch.keepAlive) this.keepAlives--;
     this.set?.remove(fd);
     this.updateRef();
   }
 
   /** Whether a watched fd keeps the process alive (like timer.ref()/unref() for one fd). */
   setKeepAlive(fd: number, keepAlive: boolean): void {
-    if (!this.handlers.has(fd)) return;
-    if (keepAlive) this.idleFds.delete(fd);
-    else this.idleFds.add(fd);
+    const watch = this.watches.get(fd);
+    if (!watch || watch.keepAlive === keepAlive) return;
+    watch.keepAlive = keepAlive;
+    this.keepAlives += keepAlive ? 1 : -1;
     this.updateRef();
   }
 
@@ -79,8 +84,8 @@ export class EpollLoop {
   }
 
   close(): void {
-    this.handlers.clear();
-    this.idleFds.clear();
+    this.watches.clear();
+    this.keepAlives = 0;
     this.set?.close();
     this.set = undefined;
     this.refd = undefined;
@@ -89,7 +94,7 @@ export class EpollLoop {
 
   private updateRef(): void {
     if (!this.set) return;
-    const want = !this.unrefd && this.handlers.size > this.idleFds.size;
+    const want = !this.unrefd && this.keepAlives > 0;
     if (want === this.refd) return;
     this.refd = want;
     if (want) this.set.ref();

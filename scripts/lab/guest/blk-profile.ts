@@ -327,9 +327,9 @@ const MARKS = [
   'flushOut',
   'readyIn', // the UIO source's ready() entered: epoll woke, the addon called JS
   'handleIn', // MmioTransport.handleInterrupt entered
-  'handleOut',
-  'rearmIn', // rearm(): the write() that unmasks the line
+  'rearmIn', // rearm(): the write() that unmasks the line, from acknowledged() right after InterruptACK
   'rearmOut',
+  'handleOut',
   'readyOut',
   'done', // after await blk.read()
   'next', // before the next blk.read()
@@ -344,10 +344,10 @@ const GAPS: { from: (typeof MARKS)[number]; label: string }[] = [
   { from: 'flushOut', label: 'wait: device, IRQ, guest kernel, epoll, libuv, addon > JS' },
   // The UIO fd is watched edge-triggered: no read() of it per interrupt (only when epoll flags an error).
   { from: 'readyIn', label: 'ready() to the listener (no read() of the UIO fd: edge-triggered)' },
-  { from: 'handleIn', label: 'handleInterrupt: status readl, ACK writel, used ring, resolve' },
-  { from: 'handleOut', label: 'finally glue' },
+  { from: 'handleIn', label: 'handleInterrupt to the unmask: status readl, ACK writel' },
   { from: 'rearmIn', label: 'rearm: write() to the UIO fd (unmask)' },
-  { from: 'rearmOut', label: 'ready() return' },
+  { from: 'rearmOut', label: 'handleInterrupt after it: used ring, resolve' },
+  { from: 'handleOut', label: 'ready() return' },
   { from: 'readyOut', label: 'completion: addon returns, microtasks, promise chain to caller' },
   { from: 'done', label: 'bench loop: record, Math.random, BigInt sector' },
 ];
