@@ -415,6 +415,8 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
     } finally {
       this.dispatch.stop();
       this.queues.detachAll(cause);
+      // Idle now: the line is unref'd at once, not a turn later.
+      this.dispatch.unrefNow();
       this.phase = 'closed';
       this.untrackExit?.();
       this.released = released;

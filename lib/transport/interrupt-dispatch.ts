@@ -62,6 +62,12 @@ export class InterruptDispatch {
    */
   private readonly busy: boolean[] = [];
   private busyCount = 0;
+  private readonly unrefIfIdle = (): void => {
+    this.pendingUnref = undefined;
+    const source = this.source;
+    if (source && !source.closed && this.busyCount === 0) source.unref();
+  };
+  private pendingUnref?: NodeJS.Immediate;
   private listening = false;
   /** Storm detection: consecutive interrupts that found no work, and the completions total at the last one. */
   private idleInterrupts = 0;
@@ -180,25 +186,39 @@ export class InterruptDispatch {
 
   /**
    * A queue tells whether it has requests in flight; the interrupt line
-   * keeps the process alive exactly while some queue has. The line is
-   * ref'd and unref'd at once: libuv judges whether the loop is alive only
-   * between its turns, so a request submitted from a completion (a QD1
-   * loop) re-refs the line before that happens. That is two calls into
-   * the addon per request there, instead of an event-loop immediate per
-   * request (an Immediate object and a JS entry from libuv's check phase;
-   * ~300 fewer bytes allocated per QD1 read() in the lab).
+   * keeps the process alive only while some queue has (and for one
+   * event-loop turn after the last completes).
    */
   setBusy(index: number, busy: boolean): void {
     if ((this.busy[index] === true) === busy) return;
     this.busy[index] = busy;
     this.busyCount += busy ? 1 : -1;
     if (!this.source || this.source.closed) return;
-    if (busy && this.busyCount === 1) this.source.ref();
-    else if (!busy && this.busyCount === 0) this.source.unref();
+    if (this.busyCount > 0) {
+      // With an unref pending from the last idle moment the line never stopped being ref'd; the unref
+      // finds it busy and does nothing (one immediate per event-loop turn, not one per request).
+      if (!this.pendingUnref) this.source.ref();
+    } else if (!this.pendingUnref) {
+      // Unref one event-loop turn later, not now: a caller that submits again from the completion
+      // (a QD1 loop) keeps the line ref'd instead of paying two native calls per request.
+      this.pendingUnref = setImmediate(this.unrefIfIdle);
+    }
   }
 
   /** No queue is busy any more (all were detached). */
   setAllIdle(): void {
     for (let index = 0; index < this.busy.length; index++) if (this.busy[index]) this.setBusy(index, false);
+  }
+
+  /** Idle for good (closing): an unref still pending is made at once, not a turn later. */
+  unrefNow(): void {
+    if (!this.pendingUnref) return;
+    this.cancelPendingUnref();
+    if (this.source && !this.source.closed) this.source.unref();
+  }
+
+  private cancelPendingUnref(): void {
+    if (this.pendingUnref) clearImmediate(this.pendingUnref);
+    this.pendingUnref = undefined;
   }
 }

@@ -554,15 +554,18 @@ describe('a polled transport (what openTransport builds for a physical spec), ov
       t.setBusy(0, true);
       expect(refdTimers()).toBe(timers + 1);
       t.setBusy(0, false);
-      // Unref'd at once (checked on the source itself: other timers in the process may come and go).
+      // Unref'd one turn later, so that a request submitted from a completion costs no ref/unref pair.
+      // (Checked on the source itself: other timers in the process may come and go across a turn.)
+      expect(polling.keepsAlive).toBe(true);
+      await new Promise((resolve) => setImmediate(resolve));
       expect(polling.keepsAlive).toBe(false);
       t.setBusy(0, true);
       t.setBusy(0, false);
-      t.setBusy(0, true); // busy again before libuv's next turn: ref'd again
-      expect(polling.keepsAlive).toBe(true);
+      t.setBusy(0, true); // busy again within the turn: still ref'd, the pending unref dropped
       await new Promise((resolve) => setImmediate(resolve));
       expect(polling.keepsAlive).toBe(true);
       t.setBusy(0, false);
+      await new Promise((resolve) => setImmediate(resolve));
       expect(polling.keepsAlive).toBe(false);
 
       await settle(20);

@@ -248,24 +248,31 @@ describe('InterruptDispatch', () => {
     expect(other.line.unlistens).toBe(0); // never another's listener
   });
 
-  test('busy queues keep the line ref’d; it is unref’d as the last goes idle and ref’d as one gets busy', () => {
+  test('busy queues keep the line ref’d; unref’d a turn after the last goes idle, unless one is busy', async () => {
     const { dispatch, line } = setup();
     dispatch.setBusy(0, true);
     dispatch.setBusy(1, true);
-    expect([line.reffed, line.refs, line.unrefs]).toEqual([true, 1, 0]);
+    expect([line.reffed, line.unrefs]).toEqual([true, 0]);
     dispatch.setBusy(0, false);
-    expect([line.reffed, line.unrefs]).toEqual([true, 0]); // queue 1 is still busy
     dispatch.setBusy(1, false);
-    dispatch.setBusy(1, false); // no change: nothing done twice
+    expect([line.reffed, line.unrefs]).toEqual([true, 0]);
+    const refs = line.refs;
+    dispatch.setBusy(1, true); // resubmitted from the completion: the line stayed ref'd, no native call
+    await turn();
+    expect([line.reffed, line.refs, line.unrefs]).toEqual([true, refs, 0]);
+    dispatch.setBusy(1, false);
+    dispatch.setBusy(1, false); // no change: nothing scheduled twice
+    await turn();
     expect([line.reffed, line.unrefs]).toEqual([false, 1]);
-    dispatch.setBusy(1, true); // resubmitted from the completion, before libuv looks at the loop again
-    expect([line.reffed, line.refs, line.unrefs]).toEqual([true, 2, 1]);
 
     dispatch.setBusy(2, true);
     dispatch.setBusy(3, true);
-    expect(line.refs).toBe(2);
     dispatch.setAllIdle();
+    expect(line.reffed).toBe(true);
+    dispatch.unrefNow(); // closing: at once, not a turn later
     expect([line.reffed, line.unrefs]).toEqual([false, 2]);
+    await turn();
+    expect(line.unrefs).toBe(2);
   });
 
   test('without a line, or with a closed one, busy tracking touches nothing', async () => {
