@@ -29,7 +29,6 @@
         "native/exit_write.cc",
         "native/dma_memory.cc",
         "native/uio_file.cc",
-        "native/epoll_set.cc",
         "native/poll_set.cc",
         "native/fd_helpers.cc"
       ]

@@ -4,7 +4,6 @@
 
 #include "addon_data.h"
 #include "dma_memory.h"
-#include "epoll_set.h"
 #include "poll_set.h"
 #include "fd_helpers.h"
 #include "io_access.h"
@@ -33,17 +32,16 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function region = MmioRegion::Define(env);
   Napi::Function dma = DmaMemory::Define(env);
   Napi::Function uio = UioFile::Define(env);
-  Napi::Function epoll = EpollSet::Define(env);
+  Napi::Function poll = PollSet::Define(env);
   data.mmio_region = Napi::Persistent(region);
   data.dma_memory = Napi::Persistent(dma);
   data.uio_file = Napi::Persistent(uio);
-  data.epoll_set = Napi::Persistent(epoll);
+  data.poll_set = Napi::Persistent(poll);
 
   exports.Set("MmioRegion", region);
   exports.Set("DmaMemory", dma);
   exports.Set("UioFile", uio);
-  exports.Set("EpollSet", epoll);
-  exports.Set("PollSet", PollSet::Define(env));
+  exports.Set("PollSet", poll);
   exports.Set("allocHugetlb", Napi::Function::New<DmaMemory::AllocHugetlb>(env, "allocHugetlb"));
   exports.Set("mapPhysical", Napi::Function::New<DmaMemory::MapPhysical>(env, "mapPhysical"));
   exports.Set("allocAnonymous", Napi::Function::New<DmaMemory::AllocAnonymous>(env, "allocAnonymous"));

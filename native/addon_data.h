@@ -10,7 +10,7 @@ struct AddonData {
   Napi::FunctionReference mmio_region;
   Napi::FunctionReference dma_memory;
   Napi::FunctionReference uio_file;
-  Napi::FunctionReference epoll_set;
+  Napi::FunctionReference poll_set;
   // JS function (kind, message, props) -> Error, installed by lib/platform
   // so that native failures are thrown as the library's typed errors.
   Napi::FunctionReference error_factory;

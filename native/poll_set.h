@@ -1,7 +1,7 @@
 // Fds watched on the event loop's own epoll set, one uv_poll_t each. A ready
-// fd costs libuv's epoll_pwait and nothing more; EpollSet nests a second
-// epoll set and so pays an epoll_wait of its own per wake-up, a syscall that
-// costs ~100 µs in a guest under TCG.
+// fd costs libuv's epoll_pwait and nothing more (a nested epoll set, which
+// this replaces, paid an epoll_wait of its own per wake-up: a syscall that
+// costs ~100 µs in a guest under TCG).
 //
 // An fd added with EPOLLET is moved to edge-triggered in libuv's set after
 // its first wake-up, provided libuv's registration is what this code

@@ -71,23 +71,6 @@ export interface NativeUioFile {
   close(): void;
 }
 
-export interface EpollEvent {
-  fd: number;
-  events: number;
-}
-
-export interface NativeEpollSet {
-  readonly fd: number;
-  readonly size: number;
-  readonly closed: boolean;
-  add(fd: number, events?: number): void;
-  modify(fd: number, events: number): void;
-  remove(fd: number): void;
-  ref(): this;
-  unref(): this;
-  close(): void;
-}
-
 /**
  * Fds watched on the event loop's own epoll set, one libuv poll handle
  * each: a wake-up costs libuv's epoll wait alone. An fd added with EPOLLET
@@ -141,7 +124,6 @@ export interface NativeAddon {
     sync?: boolean,
   ) => NativeMmioRegion;
   UioFile: new (pathOrFd: string | number, label?: string) => NativeUioFile;
-  EpollSet: new (callback: (events: EpollEvent[]) => void) => NativeEpollSet;
   PollSet: new (callback: (fd: number, events: number) => void) => NativePollSet;
   allocHugetlb(size: number): NativeDmaMemory;
   mapPhysical(phys: bigint | number, size: number, cached?: boolean): NativeDmaMemory;

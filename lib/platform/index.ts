@@ -11,13 +11,5 @@ export { EventfdInterruptSource } from './eventfd-interrupt-source';
 export { PollingInterruptSource, type PollingInterruptSourceOptions } from './polling-interrupt-source';
 export { UioSysfs, type UioDeviceInfo, type UioMap, type UioWindowSource } from './uio-sysfs';
 export { syscallHint, type SyscallFailure } from './syscall-hints';
-export type {
-  NativeAddon,
-  NativeDmaMemory,
-  NativeMmioRegion,
-  NativeUioFile,
-  NativeEpollSet,
-  NativePollSet,
-  EpollEvent,
-} from './addon';
+export type { NativeAddon, NativeDmaMemory, NativeMmioRegion, NativeUioFile, NativePollSet } from './addon';
 export { PhysicalMemory, type PhysicalMapper } from './physical-memory';

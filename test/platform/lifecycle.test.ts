@@ -28,74 +28,10 @@ function runChild(
 }
 
 describe('a process using the addon', () => {
-  it.each<[string, string]>([
-    ['an epoll set with nothing registered', 'const s = new a.EpollSet(() => {});'],
-    ["an unref'd set with a registered fd", 'const s = new a.EpollSet(() => {}); s.add(a.eventfdCreate()); s.unref();'],
-    ['a closed set', 'const s = new a.EpollSet(() => {}); s.add(a.eventfdCreate()); s.close();'],
-    [
-      'a set whose fds were all removed',
-      'const s = new a.EpollSet(() => {}); const fd = a.eventfdCreate(); s.add(fd); s.remove(fd);',
-    ],
-    ['an unreachable set (collected)', '(() => new a.EpollSet(() => {}))();'],
-  ])('exits on its own with %s', (_name, body) => {
-    const child = runChild(`${body}\nconsole.log('end of script');`);
-    expect(child.signal).toBeNull(); // not killed by the timeout
-    expect(child.status).toBe(0);
-    expect(child.stdout).toBe('end of script\n');
-  });
-
-  it("stays alive while a ref'd set waits, and exits once the event came and the set closed", () => {
-    const child = runChild(`
-      const fd = a.eventfdCreate();
-      const s = new a.EpollSet((events) => { console.log('event', events[0].fd === fd); s.close(); });
-      s.add(fd);
-      setTimeout(() => a.eventfdWrite(fd, 1), 300).unref(); // only the set keeps the process alive
-    `);
-    expect(child.status).toBe(0);
-    expect(child.stdout).toBe('event true\n');
-    expect(child.ms).toBeGreaterThanOrEqual(250);
-  });
-
-  it('keeps delivering events to a set nobody references while fds are registered', () => {
-    const child = runChild(
-      `
-      const fd = a.eventfdCreate();
-      (() => {
-        const s = new a.EpollSet(() => { a.eventfdRead(fd); console.log('delivered'); s.close(); });
-        s.add(fd);
-      })();
-      global.gc();
-      setTimeout(() => { global.gc(); a.eventfdWrite(fd, 1); }, 50).unref();
-    `,
-      5000,
-      ['--expose-gc'],
-    );
-    expect(child.status).toBe(0);
-    expect(child.stdout).toBe('delivered\n');
-  });
-
-  it('treats a throwing epoll callback as an uncaught exception, and keeps polling', () => {
-    const child = runChild(`
-      let n = 0;
-      process.on('uncaughtException', (e) => console.log('uncaught:', e.message));
-      const fd = a.eventfdCreate();
-      const s = new a.EpollSet(() => {
-        a.eventfdRead(fd);
-        n++;
-        if (n === 1) { setTimeout(() => a.eventfdWrite(fd, 1), 10); throw new Error('callback bug'); }
-        console.log('second event'); s.close();
-      });
-      s.add(fd);
-      a.eventfdWrite(fd, 1);
-    `);
-    expect(child.status).toBe(0);
-    expect(child.stdout).toBe('uncaught: callback bug\nsecond event\n');
-  });
-
   it('without a handler, a throwing callback ends the process with the error, like any callback', () => {
     const child = runChild(`
       const fd = a.eventfdCreate();
-      const s = new a.EpollSet(() => { throw new Error('callback bug'); });
+      const s = new a.PollSet(() => { throw new Error('callback bug'); });
       s.add(fd);
       a.eventfdWrite(fd, 1);
     `);
@@ -152,7 +88,7 @@ describe('worker threads', () => {
         const m = a.allocAnonymous(4096, 0x1000n);
         new Uint32Array(m.view)[0] = 0xfeed;
         const fd = a.eventfdCreate();
-        const s = new a.EpollSet(() => {
+        const s = new a.PollSet(() => {
           a.eventfdRead(fd);
           parentPort.postMessage({ iova: m.iova.toString(16), word: new Uint32Array(m.view)[0] });
           // Leave another fd registered: termination must close the set through the cleanup hook.
@@ -190,7 +126,7 @@ describe('worker threads', () => {
       const { Worker } = require('worker_threads');
       const w = new Worker(\`
         const a = require(${JSON.stringify(addonPath)});
-        const s = new a.EpollSet(() => {});
+        const s = new a.PollSet(() => {});
         const fd = a.eventfdCreate();
         s.add(fd); s.remove(fd);
       \`, { eval: true });

@@ -117,6 +117,42 @@ describe('native poll set (fds on the event loop’s own epoll set)', () => {
     native.closeFd(readFd);
   });
 
+  it('runs microtasks queued by the callback right after it, before immediates', async () => {
+    const order: string[] = [];
+    const fd = native.eventfdCreate();
+    const done = new Promise<void>((resolve) => {
+      const set = new native.PollSet(() => {
+        native.eventfdRead(fd);
+        Promise.resolve().then(() => {
+          order.push('microtask');
+          set.close();
+          resolve();
+        });
+        setImmediate(() => order.push('immediate'));
+        order.push('callback');
+      });
+      set.add(fd);
+    });
+    native.eventfdWrite(fd, 1);
+    await done;
+    expect(order.slice(0, 2)).toEqual(['callback', 'microtask']);
+    native.closeFd(fd);
+  });
+
+  it('tolerates remove() after the fd was closed, and refuses a closed fd', () => {
+    const set = new native.PollSet(() => undefined);
+    const fd = native.eventfdCreate();
+    set.add(fd);
+    native.closeFd(fd);
+    expect(() => set.remove(fd)).not.toThrow();
+    expect(() => set.add(987654)).toThrow(/EBADF/);
+    set.close();
+  });
+
+  it('uses the Linux values for the epoll constants', () => {
+    expect([EPOLLIN, EPOLLOUT, native.constants.EPOLLERR, EPOLLHUP, EPOLLET >>> 0]).toEqual([1, 4, 8, 16, 0x80000000]);
+  });
+
   it('refuses bad arguments and use after close', () => {
     const fd = native.eventfdCreate();
     const set = new native.PollSet(() => undefined);
