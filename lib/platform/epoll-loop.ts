@@ -4,7 +4,7 @@ import { invalidArgValue } from '../errors';
 
 export type ReadyHandler = (events: number) => void;
 /** What the loop watches fds with: the addon's PollSet (an fd per libuv poll handle), or a test's fake. */
-export type EpollSetFactory = (onReady: (fd: number, events: number) => void) => NativePollSet;
+export type PollSetFactory = (onReady: (fd: number, events: number) => void) => NativePollSet;
 
 /**
  * The fds of one thread watched on its event loop, dispatching ready fds to
@@ -22,7 +22,7 @@ export class EpollLoop {
   private unrefd = false;
   private refd?: boolean;
 
-  constructor(private readonly factory: EpollSetFactory = (onReady) => new native.PollSet(onReady)) {}
+  constructor(private readonly factory: PollSetFactory = (onReady) => new native.PollSet(onReady)) {}
 
   /** The loop of this thread (each worker has its own module instance). */
   static default(): EpollLoop {
