@@ -251,7 +251,9 @@ function print(result) {
       `N-API call mb() ${uc(u.napiMbUs)}, dmaWmb() ${uc(u.napiDmaWmbUs)}, MMIO readl (trap to QEMU) ` +
       `${uc(u.mmioReadlUs)}` +
       `, fs.readSync 4 B of /dev/zero (one read() syscall) ${uc(u.readSyscallUs)}, ` +
-      `queueMicrotask ${uc(u.queueMicrotaskUs)}, Promise.then ${uc(u.promiseThenUs)}, await ${uc(u.awaitUs)}`,
+      `queueMicrotask ${uc(u.queueMicrotaskUs)}, Promise.then ${uc(u.promiseThenUs)}, await ${uc(u.awaitUs)}, ` +
+      `an eventfd wake-up through the event loop (write, poll, callback) ${uc(u.eventfdLoopUs)}, ` +
+      `an event-loop turn for an immediate ${uc(u.immediateTurnUs)}`,
   );
   console.log(
     '("[native] <- f": time inside N-API/V8 API functions called from f; V8 gives all N-API functions one ' +

@@ -36,7 +36,7 @@ import { Session, type Profiler } from 'node:inspector';
 import * as path from 'node:path';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { VirtioBlk } from '../../../lib/devices';
-import { DmaPool, MmioWindow, nativeBarriers } from '../../../lib/platform';
+import { DmaPool, EventfdInterruptSource, MmioWindow, nativeBarriers } from '../../../lib/platform';
 import { DeviceId } from '../../../lib/spec';
 import { checkQueueMode, type QueueMode } from '../../../lib/queue/completion-mode';
 import { openTransport, type MmioTransport, type UioDeviceSpec } from '../../../lib/transport';
@@ -447,6 +447,44 @@ async function marksPhase(blk: VirtioBlk, transport: MmioTransport, buffer: Buff
 
 // ---- Unit costs in this guest ----
 
+/**
+ * µs per wake-up of an eventfd line through the event loop, raised from its
+ * own listener: a write(), libuv's poll (the event already pending) and the
+ * callback into JS; the blocking wait of an interrupt adds a second poll.
+ */
+function eventfdRoundTrip(count: number): Promise<number> {
+  const line = new EventfdInterruptSource('unit cost');
+  return new Promise((resolve, reject) => {
+    let left = count;
+    const t0 = performance.now();
+    line.listen(
+      () => {
+        if (--left > 0) return line.raise(1);
+        line.close();
+        resolve(((performance.now() - t0) * 1000) / count);
+      },
+      (error) => {
+        line.close();
+        reject(error);
+      },
+    );
+    line.raise(1);
+  });
+}
+
+/** µs per event-loop turn with nothing but an immediate to run (libuv polls once with a zero timeout). */
+function immediateTurn(count: number): Promise<number> {
+  return new Promise((resolve) => {
+    let left = count;
+    const t0 = performance.now();
+    const next = (): void => {
+      if (--left > 0) setImmediate(next);
+      else resolve(((performance.now() - t0) * 1000) / count);
+    };
+    setImmediate(next);
+  });
+}
+
 /** µs per call of a few operations every request makes, to read the profile with. */
 async function calibrate(spec: UioDeviceSpec) {
   // The best of three rounds: the guest's timing is noisy (TCG, a shared host).
@@ -487,6 +525,12 @@ async function calibrate(spec: UioDeviceSpec) {
   const four = Buffer.alloc(4);
   result.readSyscallUs = per(2000, () => readSync(zero, four, 0, 4, null));
   closeSync(zero);
+  result.eventfdLoopUs = Infinity;
+  result.immediateTurnUs = Infinity;
+  for (let round = 0; round < 3; round++) {
+    result.eventfdLoopUs = Math.min(result.eventfdLoopUs, await eventfdRoundTrip(1000));
+    result.immediateTurnUs = Math.min(result.immediateTurnUs, await immediateTurn(1000));
+  }
   result.awaitUs = Infinity;
   for (let round = 0; round < 3; round++) {
     const t0 = performance.now();
