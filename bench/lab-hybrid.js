@@ -120,7 +120,7 @@ async function main() {
   console.log(
     `hybrid target (>= ${TARGET.toFixed(2)}x the better mode at every ring and depth, median of ${ROUNDS} rounds): ` +
       `${worst.overBest.median >= TARGET ? 'met' : 'NOT met'} (lowest: ${worst.ring} QD${worst.qd} ` +
-      `${x(worst.overBest.median)})`,
+      `${worst.overBest.median.toFixed(3)}x)`,
   );
   console.log(`wall time: ${Math.round((Date.now() - started) / 1000)} s`);
 }

@@ -543,7 +543,7 @@ function print({ blk, rng, host, wallMs, bootMs }) {
     console.log(
       `hybrid target (>= 0.90x the better mode at every ring and depth): ` +
         `${worst.hybridOverBest.median >= 0.9 ? 'met' : 'NOT met'} (lowest: ${worst.ring} QD${worst.qd} ` +
-        `${x(worst.hybridOverBest.median)})`,
+        `${worst.hybridOverBest.median.toFixed(3)}x)`,
     );
   }
   for (const qd of DEPTHS) {
