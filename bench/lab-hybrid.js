@@ -17,6 +17,7 @@
 
 const { parseArgs } = require('node:util');
 const { runLab } = require('../scripts/lab/run.js');
+const { median, spread } = require('./stats.js');
 
 const USAGE = 'usage: node bench/lab-hybrid.js [--seconds S] [--rounds R] [--json]';
 let opts;
@@ -43,12 +44,6 @@ const MODES = ['interrupt', 'poll', 'hybrid'];
 const WARMUP_SECONDS = 30;
 const TARGET = 0.9;
 
-const median = (values) => {
-  const v = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(v.length / 2);
-  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
-};
-const spread = (values) => ({ median: median(values), min: Math.min(...values), max: Math.max(...values), values });
 const x = (n) => `${n.toFixed(2)}x`;
 
 async function measureRing(ring) {

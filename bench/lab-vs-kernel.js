@@ -45,6 +45,7 @@
 const { parseArgs } = require('node:util');
 const { runLab, kernelDriverCommands } = require('../scripts/lab/run.js');
 const { watchHost } = require('./host-watch.js');
+const { median, spread } = require('./stats.js');
 
 const USAGE = 'usage: node bench/lab-vs-kernel.js [--seconds S] [--pairs N] [--legacy] [--trace] [--json]';
 let opts;
@@ -195,19 +196,6 @@ function check(run) {
 
 // ---- statistics ----
 
-function median(values) {
-  const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return undefined;
-  const mid = v.length >> 1;
-  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
-}
-
-/** Median, min and max of a list of numbers. */
-function spread(values) {
-  const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x));
-  return v.length ? { median: median(v), min: Math.min(...v), max: Math.max(...v), values: v } : undefined;
-}
-
 /** Medians of a run's figures over the rounds. */
 function medianRun(runs) {
   const keys = ['iops', 'meanUs', 'p99Us', 'notificationsPerRequest', 'interruptsPerRequest', 'busyCpus'];
@@ -331,7 +319,7 @@ async function blkBoot(packed) {
       };
       // Hybrid against the better of the other two modes in the same round (the target is >= 0.9).
       const [irqIops, pollIops, hybridIops] = ['interrupt', 'poll', 'hybrid'].map(
-        (mode) => oursRuns.find((o) => o.mode === mode)?.iops,
+        (mode) => oursRuns.find((o) => o.mode === mode).iops,
       );
       const hybridOverBest = hybridIops / Math.max(irqIops, pollIops);
       return { round, kernel, ours: oursRuns, floor, floorRatio, interruptFloor, hybridOverBest };

@@ -22,6 +22,7 @@ const { parseArgs } = require('node:util');
 const lib = require('../dist/index.js');
 const { SimDevice } = require('../dist/sim/index.js');
 const { EventfdInterruptSource } = require('../dist/platform/eventfd-interrupt-source.js');
+const { median } = require('./stats.js');
 
 let opts;
 try {
@@ -155,8 +156,6 @@ function eventfdRoundTrip(count) {
     line.raise(1);
   });
 }
-
-const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 async function main() {
   const results = {};
