@@ -29,15 +29,24 @@
 // one reading with VirtioBlk.readInto() (callbacks, no promise per request;
 // both split boot only), the latter followed by a C floor run for its own
 // floor ratio (`floor QD1 with readInto()`); how busy the host was; the
-// wall time.
+// wall time. In the split boot, each QD1 round also runs the JavaScript
+// floor (scripts/lab/guest/js-floor.ts: the C loop written in JavaScript
+// on our platform layer alone, polled, waiting for interrupts through the
+// event loop, and with blocking fs calls), which splits "ours / C" into
+// what any Node driver pays here and what our library adds.
 //
-//   node bench/lab-vs-kernel.js [--seconds S] [--pairs N] [--legacy] [--trace] [--json]
+//   node bench/lab-vs-kernel.js [--seconds S] [--pairs N] [--legacy] [--trace] [--kpti-off] [--json]
 //
 // --seconds: length of each measured run (default 10); --pairs: rounds per
 // queue depth (default 3, at least 3: a median and a range need three);
 // --trace counts the kernel's notifications through QEMU's trace events;
 // tracing slows QEMU (more for the kernel, which notifies once per request),
-// so its timings are not comparable with a run without it.
+// so its timings are not comparable with a run without it. --kpti-off:
+// an experiment, boots the guest kernel with kpti=0 (Debian's arm64 kernel
+// turns page-table isolation on because of KASLR; under TCG each kernel
+// entry and exit then switches page tables, which costs a process that
+// touches many pages, as a JavaScript one does, a refill of QEMU's
+// software TLB). The output's first line says which state the guest ran in.
 //
 // Needs the lab (npm run lab:prepare). The guest runs under TCG, so
 // absolute numbers are far below hardware; the ratios are what to read.
@@ -47,7 +56,7 @@ const { runLab, kernelDriverCommands } = require('../scripts/lab/run.js');
 const { watchHost } = require('./host-watch.js');
 const { median, spread } = require('./stats.js');
 
-const USAGE = 'usage: node bench/lab-vs-kernel.js [--seconds S] [--pairs N] [--legacy] [--trace] [--json]';
+const USAGE = 'usage: node bench/lab-vs-kernel.js [--seconds S] [--pairs N] [--legacy] [--trace] [--kpti-off] [--json]';
 let opts;
 try {
   ({ values: opts } = parseArgs({
@@ -56,6 +65,7 @@ try {
       pairs: { type: 'string' },
       legacy: { type: 'boolean' },
       trace: { type: 'boolean' },
+      'kpti-off': { type: 'boolean' },
       json: { type: 'boolean' },
     },
   }));
@@ -77,6 +87,8 @@ const DEPTHS = [1, 32];
 const MODES = ['interrupt', 'poll', 'hybrid'];
 const KERNEL_DEV = 'a003c00.virtio_mmio'; // the kernel's device: the second -device lands one slot below the first
 const FLOOR = '/opt/virtio-mmio/bench/blk-floor'; // bench/floor/blk-floor.c, built by scripts/lab/prepare.sh
+const JS_FLOOR_MODES = ['poll', 'interrupt', 'interrupt-sync']; // scripts/lab/guest/js-floor.ts
+const KPTI_OFF = opts['kpti-off'] ?? false;
 const WARMUP_FIO_SECONDS = Math.min(2, SECONDS);
 // Ours under TCG: V8 needs ~30 s of reading to settle (scripts/lab/guest/blk-bench.ts); shorter for short test runs.
 const WARMUP_OURS_SECONDS = Math.min(30, 10 * SECONDS);
@@ -87,9 +99,10 @@ const GC_PAUSE_TARGET_MS = 5;
 const LOW_GC_FLAGS = '--max-semi-space-size=1 --single-threaded-gc';
 /**
  * Variants of ours' QD1 runs, each in a Node process of its own after the
- * main plan of the split boot (its own warm-up; the kernel's run just
- * before it for the ratio): V8's low-latency GC flags with read(), and the
- * callback API (VirtioBlk.readInto) with default flags.
+ * main plan of the split boot (its own warm-up; each round after a kernel
+ * run for the ratio): V8's low-latency GC flags with read() (one round),
+ * and the callback API (VirtioBlk.readInto) with default flags, the API the
+ * issue's targets may be met with (PAIRS rounds, all three modes).
  */
 const VARIANTS = [
   {
@@ -98,6 +111,7 @@ const VARIANTS = [
     node: `node ${LOW_GC_FLAGS}`,
     api: 'promise',
     modes: MODES,
+    rounds: 1,
     what: `node ${LOW_GC_FLAGS}`,
   },
   // With the C floor's run after it: the floor ratio of the callback API (one run).
@@ -106,7 +120,8 @@ const VARIANTS = [
     label: 'cb',
     node: 'node',
     api: 'callback',
-    modes: ['poll', 'hybrid'],
+    modes: MODES,
+    rounds: PAIRS,
     what: 'readInto()',
     floor: true,
   },
@@ -123,12 +138,16 @@ const fio = (name, qd, seconds, format) =>
  * kernel and floor turns to these shell commands, waiting meanwhile.
  */
 function blkCommand(variants) {
+  // The JavaScript floor, all its modes in one Node process (a start costs seconds here).
+  const jsFloor = variants ? [`node scripts/lab/guest/js-floor.js $BENCH_SECONDS ${JS_FLOOR_MODES.join(',')}`] : [];
   // Busy and total ticks of all vCPUs (/proc/stat): how many vCPUs a run kept busy.
   const cpu = "cpu() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6 }' /proc/stat; }";
   const cpuMark = (who) =>
     `echo "@@LAB-CPU ${who} $BENCH_QD $BENCH_ROUND $c0 $(cpu) $(grep -c '^cpu[0-9]' /proc/stat)"`;
   return [
     'set -e',
+    // Whether the guest kernel isolates its page tables (it says so at boot), and its command line.
+    'echo "@@LAB-KPTI $(dmesg | grep -c \'detected: Kernel page table isolation\') $(cat /proc/cmdline)"',
     ...kernelDriverCommands(KERNEL_DEV, ['virtio_blk']),
     'sleep 1',
     'test -b /dev/vda',
@@ -159,6 +178,7 @@ function blkCommand(variants) {
     'c0=$(cpu)',
     `${FLOOR} 1 $BENCH_SECONDS interrupt`,
     cpuMark('floor-interrupt'),
+    ...jsFloor,
     'esac; fi',
     'EOF',
     // Warm-up, not measured: the kernel's block path and fio through TCG once.
@@ -170,7 +190,7 @@ function blkCommand(variants) {
     ...(variants ? VARIANTS : []).map(
       (v) =>
         `${v.node} scripts/lab/guest/blk-bench.js --depths 1 --seconds ${SECONDS} --modes ${v.modes.join(',')} ` +
-        `--rounds 1 --warmup ${WARMUP_OURS_SECONDS}` +
+        `--rounds ${v.rounds} --warmup ${WARMUP_OURS_SECONDS}` +
         ` --label ${v.label} --api ${v.api} --before 'sh /tmp/kernel-fio.sh'` +
         `${v.floor ? " --after 'sh /tmp/floor.sh'" : ''}`,
     ),
@@ -213,6 +233,9 @@ async function blkBoot(packed) {
   // runs, fio's start, ours' settling, open and close
   const perRound = SECONDS * (3 + MODES.length) + 15 + MODES.length * 3; // + the interrupt floor at QD1
   const variants = !packed;
+  // The JavaScript floor's modes, 1 s of warm-up each, and its Node start, in each QD1 round of the split boot.
+  const jsFloorSeconds = variants ? PAIRS * (JS_FLOOR_MODES.length * (SECONDS + 1) + 20) : 0;
+  const variantRounds = variants ? VARIANTS.reduce((n, v) => n + v.rounds, 0) : 0;
   const run = await runLab({
     devices: [`virtio-blk-device,drive=ours${suffix}`, `virtio-blk-device,drive=kernel${suffix}`],
     extraArgs: [
@@ -223,10 +246,12 @@ async function blkBoot(packed) {
       // One line per available-buffer notification QEMU receives, from either device.
       ...(opts.trace ? ['-trace', 'virtio_queue_notify'] : []),
     ],
+    append: KPTI_OFF ? ['kpti=0'] : [],
     legacy: opts.legacy ?? false,
     command: blkCommand(variants),
     timeoutMs:
-      ((perRound * (PAIRS * DEPTHS.length + (variants ? VARIANTS.length : 0)) +
+      ((perRound * (PAIRS * DEPTHS.length + variantRounds) +
+        jsFloorSeconds +
         WARMUP_OURS_SECONDS * (1 + (variants ? VARIANTS.length : 0)) +
         60) *
         2 +
@@ -236,6 +261,11 @@ async function blkBoot(packed) {
   check(run);
   const ring = packed ? 'packed' : 'split';
   const lines = run.console.split('\n');
+  const kptiLine = lines.find((l) => l.startsWith('@@LAB-KPTI '));
+  const guestKernel = kptiLine && {
+    kpti: kptiLine.split(' ')[1] !== '0',
+    cmdline: kptiLine.split(' ').slice(2).join(' '),
+  };
   const kernelRun = (qd, round) => {
     const begin = lines.findIndex((l) => l === `@@LAB-FIO-BEGIN ${qd} ${round}`);
     const end = lines.findIndex((l, i) => i > begin && l.startsWith(`@@LAB-FIO-END ${qd} ${round} `));
@@ -267,30 +297,40 @@ async function blkBoot(packed) {
   const floors = run.results.filter((r) => r.kind === 'blk-floor' && r.mode !== 'interrupt');
   // The C floor in interrupt mode: QD1 of the main plan, one per round, in order.
   const interruptFloors = run.results.filter((r) => r.kind === 'blk-floor' && r.mode === 'interrupt');
-  // Each variant's QD1 runs by mode, against the kernel's run just before them: { lowGc: [...], callbacks: [...] }.
+  /** A variant's QD1 run in `mode` and round `round`, with its ratio to the kernel's run of that round. */
+  const variantRun = (v, mode, round) => {
+    const o = run.results.find(
+      (r) => r.kind === 'blk-bench' && r.label === v.label && r.mode === mode && r.round === round,
+    );
+    if (!o) throw new Error(`${ring}: no result of ours with ${v.what} for QD1 ${mode} round ${round}`);
+    return { ...o, ratio: o.iops / kernelRun(1, `${v.label}${round}`).iops };
+  };
+  // Each variant's QD1 runs by mode, medians over its rounds: { lowGc: [...], callbacks: [...] }.
   const variantRuns = variants
     ? Object.fromEntries(
         VARIANTS.map((v) => [
           v.key,
           v.modes.map((mode) => {
-            const o = run.results.find((r) => r.kind === 'blk-bench' && r.label === v.label && r.mode === mode);
-            if (!o) throw new Error(`${ring}: no result of ours with ${v.what} for QD1 ${mode}`);
-            return { ...o, ratio: o.iops / kernelRun(1, `${v.label}1`).iops, gc: gcOf([o]) };
+            const runs = Array.from({ length: v.rounds }, (_, i) => variantRun(v, mode, i + 1));
+            return { mode, ...medianRun(runs), ratio: spread(runs.map((o) => o.ratio)), gc: gcOf(runs), runs };
           }),
         ]),
       )
     : undefined;
-  // The callback variant's floor run comes after the main plan's QD1 floors (one per round).
-  const callbackFloor = variants ? floors.filter((r) => r.iodepth === 1)[PAIRS] : undefined;
-  if (variantRuns && callbackFloor && !callbackFloor.skipped) {
-    const poll = variantRuns.callbacks.find((o) => o.mode === 'poll');
+  // The callback variant's floor runs come after the main plan's QD1 floors (one per round).
+  const callbackFloors = variants ? floors.filter((r) => r.iodepth === 1).slice(PAIRS) : [];
+  if (variantRuns && callbackFloors.length && !callbackFloors[0].skipped) {
+    const polls = variantRuns.callbacks.find((o) => o.mode === 'poll').runs;
     variantRuns.callbackFloor = {
-      iops: callbackFloor.iops,
-      meanUs: callbackFloor.meanUs,
-      pollIops: poll.iops,
-      ratio: callbackFloor.iops / poll.iops,
+      ...medianRun(callbackFloors),
+      pollIops: median(polls.map((o) => o.iops)),
+      ratio: spread(callbackFloors.map((c, i) => c.iops / polls[i]?.iops)),
     };
   }
+  // The JavaScript floor, by mode: one result per numbered QD1 round, in order.
+  const jsFloors = Object.fromEntries(
+    JS_FLOOR_MODES.map((mode) => [mode, run.results.filter((r) => r.kind === 'js-floor' && r.mode === mode)]),
+  );
   const gcFloor = variants ? run.results.find((r) => r.kind === 'gc-floor') : undefined;
   if (variants && !gcFloor) throw new Error(`${ring}: no gc-floor result`);
   return DEPTHS.map((qd) => {
@@ -317,16 +357,30 @@ async function blkBoot(packed) {
         overKernel: cIrq.iops / kernel.iops,
         oursOverC: cIrq.iops / irq.iops,
       };
+      const js = qd === 1 && jsFloors.poll[i] && !jsFloors.poll[i].skipped ? jsFloors : undefined;
+      const jsFloor = js && {
+        poll: js.poll[i],
+        interrupt: js.interrupt[i],
+        sync: js['interrupt-sync'][i],
+        // Time ratios (how many times longer a request takes), as for the C floor; IOPS ratios against the kernel.
+        jsPollOverC: floor && !floor.skipped ? floor.iops / js.poll[i].iops : undefined,
+        oursPollOverJs: js.poll[i].iops / poll.iops,
+        jsIrqOverKernel: js.interrupt[i].iops / kernel.iops,
+        jsIrqOverC: cIrq ? cIrq.iops / js.interrupt[i].iops : undefined,
+        oursIrqOverJs: js.interrupt[i].iops / irq.iops,
+        syncOverKernel: js['interrupt-sync'][i].iops / kernel.iops,
+      };
       // Hybrid against the better of the other two modes in the same round (the target is >= 0.9).
       const [irqIops, pollIops, hybridIops] = ['interrupt', 'poll', 'hybrid'].map(
         (mode) => oursRuns.find((o) => o.mode === mode).iops,
       );
       const hybridOverBest = hybridIops / Math.max(irqIops, pollIops);
-      return { round, kernel, ours: oursRuns, floor, floorRatio, interruptFloor, hybridOverBest };
+      return { round, kernel, ours: oursRuns, floor, floorRatio, interruptFloor, jsFloor, hybridOverBest };
     });
     return {
       ring,
       qd,
+      guestKernel,
       rounds,
       kernel: medianRun(rounds.map((r) => r.kernel)),
       ours: MODES.map((mode) => {
@@ -346,9 +400,21 @@ async function blkBoot(packed) {
             },
           }
         : {}),
+      ...(rounds[0].jsFloor ? { jsFloor: jsFloorOf(rounds.map((r) => r.jsFloor)) } : {}),
       ...(qd === 1 && variantRuns ? { ...variantRuns, gcFloor: spread(gcFloor.pausesMs) } : {}),
     };
   });
+}
+
+/** The JavaScript floor's rounds: medians of each mode's runs, and the per-round ratios' spreads. */
+function jsFloorOf(rounds) {
+  const ratios = ['jsPollOverC', 'oursPollOverJs', 'jsIrqOverKernel', 'jsIrqOverC', 'oursIrqOverJs', 'syncOverKernel'];
+  return {
+    poll: medianRun(rounds.map((r) => r.poll)),
+    interrupt: medianRun(rounds.map((r) => r.interrupt)),
+    sync: medianRun(rounds.map((r) => r.sync)),
+    ...Object.fromEntries(ratios.map((k) => [k, spread(rounds.map((r) => r[k]))])),
+  };
 }
 
 /**
@@ -365,10 +431,11 @@ function printVariant(row, runs, tag, title) {
     longestMs = Math.max(longestMs, g.longestMs);
     bytes = Math.max(bytes, g.bytesPerRequest);
     console.log(
-      `gc QD1 ${o.mode} (${row.ring}, ${tag}): ${g.pauses} pauses (${g.markCompacts} mark-compact), ` +
-        `longest ${f(g.longestMs, 1)} ` +
+      `gc QD1 ${o.mode} (${row.ring}, ${tag}): ${g.pauses} pauses in ${g.runs} run${g.runs > 1 ? 's' : ''} ` +
+        `(${g.markCompacts} mark-compact), longest ${f(g.longestMs, 1)} ` +
         `ms, ${f(g.totalMs, 1)} ms in all; ` +
-        `${f(g.bytesPerRequest)} bytes per request; ours/kernel ${x(o.ratio)} (usual: ${x(usual.ratio.median)}` +
+        `${f(g.bytesPerRequest)} bytes per request; ours/kernel ${x(o.ratio.median)}` +
+        `${o.ratio.values.length > 1 ? ` (${range(o.ratio)})` : ''} (usual: ${x(usual.ratio.median)}` +
         `, ${f(usual.gc.bytesPerRequest)} bytes per request)`,
     );
   }
@@ -427,8 +494,13 @@ const x = (n) => `${f(n, 2)}x`;
 const range = (s) => (s ? `${f(s.min, 2)}–${f(s.max, 2)}x` : '-');
 const duration = (ms) => `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000) / 1000)} s`;
 
-function print({ blk, rng, host, wallMs, bootMs }) {
+function print({ blk, rng, host, wallMs, bootMs, guestKernel }) {
   const version = opts.legacy ? 1 : 2;
+  if (guestKernel)
+    console.log(
+      `guest kernel: KPTI ${guestKernel.kpti ? 'on' : 'off'}${KPTI_OFF ? ' (--kpti-off: an experiment)' : ''} ` +
+        `(cmdline: ${guestKernel.cmdline})`,
+    );
   console.log(`virtio-blk, 4 KiB random reads, null-co backend, virtio-mmio Version ${version}, guest under TCG`);
   console.log(
     `${PAIRS} rounds per queue depth, each: kernel fio, ours interrupt, poll and hybrid (the order rotating ` +
@@ -450,6 +522,10 @@ function print({ blk, rng, host, wallMs, bootMs }) {
   console.log(
     '"C interrupt" is the same C loop at QD1 waiting for interrupts through /dev/uioN instead ' +
       '(2 syscalls per interrupt).',
+  );
+  console.log(
+    '"JS" (split boot, QD1, after the C runs of each round) is the same loop in JavaScript on our platform layer ' +
+      'alone (scripts/lab/guest/js-floor.ts).',
   );
   console.log(
     '"ours poll / C" is a time ratio: how many times longer a request takes ours in poll mode than the floor',
@@ -563,6 +639,24 @@ function print({ blk, rng, host, wallMs, bootMs }) {
         'a blocking read() of /dev/uioN and an unmasking write() per interrupt)',
     );
   }
+  // The same loops in JavaScript: what Node and V8 cost any driver here (JS / C), and what ours adds (ours / JS).
+  for (const row of blk.filter((r) => r.jsFloor)) {
+    const j = row.jsFloor;
+    const us = (m) => `${f(m.meanUs, 1)} µs`;
+    console.log(
+      `floor QD1 JS poll (${row.ring} boot): JS poll / C = ${x(j.jsPollOverC?.median)} (${range(j.jsPollOverC)}); ` +
+        `ours poll / JS poll = ${x(j.oursPollOverJs.median)} (${range(j.oursPollOverJs)}) ` +
+        `(JS: ${f(j.poll.iops)} IOPS, ${us(j.poll)} mean)`,
+    );
+    console.log(
+      `floor QD1 JS interrupt (${row.ring} boot): JS interrupt / kernel = ${x(j.jsIrqOverKernel.median)} ` +
+        `(${range(j.jsIrqOverKernel)}); JS interrupt / C interrupt = ${x(j.jsIrqOverC?.median)} ` +
+        `(${range(j.jsIrqOverC)}); ours interrupt / JS interrupt = ${x(j.oursIrqOverJs.median)} ` +
+        `(${range(j.oursIrqOverJs)}) (JS: ${f(j.interrupt.iops)} IOPS, ${us(j.interrupt)} mean, the UIO fd in ` +
+        `libuv's epoll set; with a blocking readSync() and writeSync() instead of the event loop: ` +
+        `${f(j.sync.iops)} IOPS, ${us(j.sync)} mean, ${x(j.syncOverKernel.median)} the kernel)`,
+    );
+  }
 
   console.log('');
   console.log(
@@ -593,14 +687,14 @@ function print({ blk, rng, host, wallMs, bootMs }) {
   );
   const variantRow = blk.find((r) => r.qd === 1 && r.lowGc);
   if (variantRow) {
-    const where =
-      `${variantRow.ring}, QD1, one run per mode in a process of its own, after its own warm-up; ours/kernel ` +
-      `against the kernel's run just before`;
+    const where = (rounds) =>
+      `${variantRow.ring}, QD1, ${rounds === 1 ? 'one run' : `${rounds} rounds`} per mode in a process of its own, ` +
+      `after its own warm-up; ours/kernel against the kernel's run just before each round`;
     const flags = printVariant(
       variantRow,
       variantRow.lowGc,
       'low-GC flags',
-      `GC with node ${LOW_GC_FLAGS} (${where}):`,
+      `GC with node ${LOW_GC_FLAGS} (${where(1)}):`,
     );
     console.log(
       `gc target with low-GC flags, QD1: no pause over ${GC_PAUSE_TARGET_MS} ms: ` +
@@ -611,7 +705,15 @@ function print({ blk, rng, host, wallMs, bootMs }) {
       variantRow,
       variantRow.callbacks,
       'readInto',
-      `The callback API, VirtioBlk.readInto() (default flags; ${where}):`,
+      `The callback API, VirtioBlk.readInto() (default flags; ${where(PAIRS)}):`,
+    );
+    const cb = (mode) => variantRow.callbacks.find((o) => o.mode === mode);
+    console.log(
+      `${variantRow.ring} QD1 readInto(): ours/kernel IOPS = ` +
+        MODES.map((m) => `${m} ${x(cb(m).ratio.median)}`).join(', '),
+    );
+    console.log(
+      `${variantRow.ring} QD1 readInto() range: ${MODES.map((m) => `${m} ${range(cb(m).ratio)}`).join(', ')}`,
     );
     console.log(
       `allocation target with readInto(), QD1: <= 1 KiB per request: ` +
@@ -626,8 +728,9 @@ function print({ blk, rng, host, wallMs, bootMs }) {
     const cf = variantRow.callbackFloor;
     if (cf) {
       console.log(
-        `floor QD1 with readInto(): ours poll / C = ${x(cf.ratio)} (one run after the plan above: C ${f(cf.iops)} ` +
-          `IOPS, ${f(cf.meanUs, 1)} µs mean; ours poll with readInto() ${f(cf.pollIops)} IOPS)`,
+        `floor QD1 with readInto(): ours poll / C = ${x(cf.ratio.median)} (${range(cf.ratio)}; a C run after ` +
+          `each round above: C ${f(cf.iops)} IOPS, ${f(cf.meanUs, 1)} µs mean; ours poll with readInto() ` +
+          `${f(cf.pollIops)} IOPS)`,
       );
     }
     const floor = variantRow.gcFloor;
@@ -721,7 +824,7 @@ async function main() {
     );
     return;
   }
-  print({ blk, rng, host, wallMs, bootMs });
+  print({ blk, rng, host, wallMs, bootMs, guestKernel: blk[0].guestKernel });
 }
 
 main().catch((error) => {
