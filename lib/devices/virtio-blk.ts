@@ -158,6 +158,25 @@ export class VirtioBlk extends VirtioBlkBase {
       this.sendDirect(type, start, data as Buffer, region!, options, reading ? data : undefined, callback)
     )
       return;
+    this.transferChecked(type, sector, data, callback, options);
+  }
+
+  /**
+   * transferWithCallback() past its fast path: checkRange(), then the
+   * callback path or read()/write(). A function of its own because its
+   * closures capture `callback` and `result`: V8 10.2 (Node 18) allocates
+   * the context that holds them at the entry of the function that declares
+   * them (48 bytes), also when the fast path returns before any closure is
+   * made.
+   */
+  private transferChecked(
+    type: number,
+    sector: number | bigint,
+    data: Uint8Array,
+    callback: BlkCallback<unknown>,
+    options: BlkRequestOptions,
+  ): void {
+    const reading = type === BlkRequestType.IN;
     let buffer: Buffer;
     let checked: bigint;
     try {

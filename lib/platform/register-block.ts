@@ -30,6 +30,8 @@ export function checkPollTimeout(name: string, value: unknown): number {
  * before later loads from it. Offsets are bytes from the window start; an
  * access outside the window or not naturally aligned throws RangeError
  * before memory is touched; any access after close() throws ClosedError.
+ * A value written may be given unsigned or signed (-2^(n-1) … 2^n - 1 for
+ * n bits: -1 means all ones); reads return it unsigned.
  */
 export interface RegisterBlock {
   readonly size: number;

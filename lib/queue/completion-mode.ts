@@ -69,8 +69,12 @@ export class CompletionPoller {
   private readonly capUs: number;
   private readonly burstMs: number;
   private readonly loop: boolean;
-  /** Notification → completion latency of recent spin hits, µs (exponentially weighted). */
-  private latencyUs: number;
+  /**
+   * Notification → completion latency of recent spin hits, µs (exponentially weighted). Declared with a number: a
+   * field that first holds undefined (ES2022 class fields) boxes each double stored in it in a new heap number; one
+   * that starts as a number is updated in place.
+   */
+  private latencyUs = 0;
   private misses = 0;
   private skipLeft = 0;
   /** performance.now() when the current run of synchronous spins began (0: none). */
