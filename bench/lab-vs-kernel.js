@@ -218,7 +218,16 @@ function check(run) {
 
 /** Medians of a run's figures over the rounds. */
 function medianRun(runs) {
-  const keys = ['iops', 'meanUs', 'p99Us', 'notificationsPerRequest', 'interruptsPerRequest', 'busyCpus'];
+  const keys = [
+    'iops',
+    'meanUs',
+    'p99Us',
+    'notificationsPerRequest',
+    'interruptsPerRequest',
+    'busyCpus',
+    'turnsPerRequest',
+    'spinHitsPerRequest',
+  ];
   return Object.fromEntries(keys.map((k) => [k, median(runs.map((r) => r?.[k]))]));
 }
 
@@ -655,6 +664,19 @@ function print({ blk, rng, host, wallMs, bootMs, guestKernel }) {
         `(${range(j.oursIrqOverJs)}) (JS: ${f(j.interrupt.iops)} IOPS, ${us(j.interrupt)} mean, the UIO fd in ` +
         `libuv's epoll set; with a blocking readSync() and writeSync() instead of the event loop: ` +
         `${f(j.sync.iops)} IOPS, ${us(j.sync)} mean, ${x(j.syncOverKernel.median)} the kernel)`,
+    );
+  }
+
+  // Under TCG an event-loop turn costs ~100-170 µs: how often poll and hybrid hand back to the loop at QD1 matters.
+  for (const row of blk.filter((r) => r.qd === 1)) {
+    const turns = (runs) =>
+      ['poll', 'hybrid']
+        .map((m) => runs?.find((o) => o.mode === m))
+        .map((o) => `${o?.mode} ${f(o?.turnsPerRequest, 3)} (spin hits ${f(o?.spinHitsPerRequest, 2)})`)
+        .join(', ');
+    console.log(
+      `QD1 event-loop turns per request (${row.ring}): read() ${turns(row.ours)}` +
+        (row.callbacks ? `; readInto() ${turns(row.callbacks)}` : ''),
     );
   }
 

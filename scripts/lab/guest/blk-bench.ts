@@ -285,6 +285,10 @@ async function measure(
       notificationsPerRequest: (after.notifications - before.notifications) / n,
       interruptsPerRequest: (transport.stats.interrupts - before.interrupts) / n,
       polledPerRequest: (after.polledCompletions - before.polledCompletions) / n,
+      // Poll and hybrid: event-loop turns the poller took, and spins (hits) after a publish, per request.
+      turnsPerRequest: (after.polls - before.polls) / n,
+      spinsPerRequest: (after.spins - before.spins) / n,
+      spinHitsPerRequest: (after.spinHits - before.spinHits) / n,
       // vCPUs kept busy on average (0 to the guest's count): this process, its V8 helper threads, the kernel for it.
       busyCpus: (cpuAfter.cpus * (cpuAfter.busy - cpuBefore.busy)) / (cpuAfter.total - cpuBefore.total),
       warmUpSeconds,
