@@ -340,6 +340,9 @@ async function blkBoot(packed) {
   const jsFloors = Object.fromEntries(
     JS_FLOOR_MODES.map((mode) => [mode, run.results.filter((r) => r.kind === 'js-floor' && r.mode === mode)]),
   );
+  for (const [mode, results] of Object.entries(jsFloors))
+    if (variants && results.length !== PAIRS)
+      throw new Error(`${ring}: ${results.length} JavaScript floor results in ${mode} mode, not ${PAIRS}`);
   const gcFloor = variants ? run.results.find((r) => r.kind === 'gc-floor') : undefined;
   if (variants && !gcFloor) throw new Error(`${ring}: no gc-floor result`);
   return DEPTHS.map((qd) => {
