@@ -18,6 +18,15 @@ export function nextAvailNotificationData(queueIndex: number, nextAvail: number)
   return notificationData(queueIndex, nextAvail & 0x7fff, (nextAvail & 0x8000) !== 0);
 }
 
+/**
+ * nextAvailNotificationData() as a signed 32-bit integer, the same 32 bits:
+ * what a register write takes without a heap number when next_wrap (bit 31)
+ * is set (RegisterBlock.writel accepts either form).
+ */
+export function nextAvailNotificationWord(queueIndex: number, nextAvail: number): number {
+  return (queueIndex & 0xffff) | ((nextAvail & 0xffff) << 16);
+}
+
 /** The fields of a notification value (device side). */
 export function parseNotificationData(value: number): { queueIndex: number; nextOff: number; nextWrap: boolean } {
   return { queueIndex: value & 0xffff, nextOff: (value >>> 16) & 0x7fff, nextWrap: (value & 0x8000_0000) !== 0 };

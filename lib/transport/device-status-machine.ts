@@ -2,6 +2,7 @@ import '../disposable';
 import { CanceledError, ClosedError, TransportError } from '../errors';
 import type { InterruptSource } from '../platform';
 import { FeatureBit, describeFeatures, hasFeature } from '../spec/features';
+import { nextAvailNotificationWord } from '../spec/notification';
 import { DeviceStatus, describeStatus } from '../spec/status';
 import { trace, tracing } from '../trace';
 import { exitPollMs, guardLiveDevice, resetForExit } from './exit-reset';
@@ -300,9 +301,7 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
   notify(index: number, nextAvail: number): void {
     // §3.1.1: no notification before DRIVER_OK; only queues handed to the device.
     if (this.phase !== 'live' || !this.endpoints.has(index)) this.refuseNotify(index);
-    // nextAvailNotificationData()'s bits (§4.2.3.3: the index in 0–15, nextAvail's 16 in 16–31) as an int32: unsigned,
-    // a set next_wrap is ≥ 2^31, a heap number per notification. writel takes either (see RegisterBlock).
-    this.ops.notify(index, this.notificationData ? (index & 0xffff) | ((nextAvail & 0xffff) << 16) : index);
+    this.ops.notify(index, this.notificationData ? nextAvailNotificationWord(index, nextAvail) : index);
   }
 
   /**

@@ -29,42 +29,20 @@
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { DmaPool, MmioWindow, UioInterruptSource, nativeBarriers, type RegisterBlock } from '../../../lib/platform';
-import { DeviceId } from '../../../lib/spec';
+import {
+  BlkConfig,
+  BlkRequestType,
+  BlkStatus,
+  DeviceId,
+  DeviceStatus,
+  MmioRegister as R,
+  VRING_AVAIL_F_NO_INTERRUPT,
+  VRING_USED_F_NO_NOTIFY,
+  VirtqDesc,
+} from '../../../lib/spec';
 import type { UioDeviceSpec } from '../../../lib/transport';
 import { scan } from './devices';
 import { report, runMain } from './report';
-
-// virtio-mmio registers (virtio 1.2 §4.2.2).
-const DEVICE_FEATURES = 0x010;
-const DEVICE_FEATURES_SEL = 0x014;
-const DRIVER_FEATURES = 0x020;
-const DRIVER_FEATURES_SEL = 0x024;
-const QUEUE_SEL = 0x030;
-const QUEUE_NUM_MAX = 0x034;
-const QUEUE_NUM = 0x038;
-const QUEUE_READY = 0x044;
-const QUEUE_NOTIFY = 0x050;
-const INTERRUPT_STATUS = 0x060;
-const INTERRUPT_ACK = 0x064;
-const STATUS = 0x070;
-const QUEUE_DESC_LOW = 0x080;
-const QUEUE_DRIVER_LOW = 0x090;
-const QUEUE_DEVICE_LOW = 0x0a0;
-const CONFIG_GENERATION = 0x0fc;
-const CONFIG = 0x100;
-const VERSION = 0x004;
-
-// Device status (§2.1): ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK.
-const ACKNOWLEDGE = 1;
-const DRIVER = 2;
-const DRIVER_OK = 4;
-const FEATURES_OK = 8;
-
-// Split ring flags (§2.7.5, §2.7.7, §2.7.10).
-const DESC_F_NEXT = 1;
-const DESC_F_WRITE = 2;
-const AVAIL_F_NO_INTERRUPT = 1;
-const USED_F_NO_NOTIFY = 1;
 
 // One DMA region, laid out as the C floor lays out its hugepage.
 const AT_DESC = 0x0000;
@@ -97,56 +75,56 @@ interface Floor {
 
 /** §2.4: write 0, then wait until the device reads back 0. */
 function reset(regs: RegisterBlock): void {
-  regs.writel(STATUS, 0);
-  if (regs.pollUntil(STATUS, 0xff, 0, 1000) === null) throw new Error('the device did not reset');
+  regs.writel(R.Status, 0);
+  if (regs.pollUntil(R.Status, 0xff, 0, 1000) === null) throw new Error('the device did not reset');
 }
 
 /** A 64-bit config field, read again while ConfigGeneration moves (§2.5.1). */
 function configRead64(regs: RegisterBlock, offset: number): bigint {
   for (;;) {
-    const before = regs.readl(CONFIG_GENERATION);
-    const low = regs.readl(CONFIG + offset);
-    const high = regs.readl(CONFIG + offset + 4);
-    if (regs.readl(CONFIG_GENERATION) === before) return (BigInt(high) << 32n) | BigInt(low);
+    const before = regs.readl(R.ConfigGeneration);
+    const low = regs.readl(R.Config + offset);
+    const high = regs.readl(R.Config + offset + 4);
+    if (regs.readl(R.ConfigGeneration) === before) return (BigInt(high) << 32n) | BigInt(low);
   }
 }
 
 /** The init sequence (§3.1.1, §4.2.3.1, §4.2.3.2): VERSION_1 only, queue 0 split, the chain's descriptors fixed. */
 function setUp(regs: RegisterBlock, memory: DmaPool, suppressInterrupts: boolean): Floor {
   reset(regs);
-  regs.writel(STATUS, ACKNOWLEDGE | DRIVER);
-  regs.writel(DEVICE_FEATURES_SEL, 1);
-  if ((regs.readl(DEVICE_FEATURES) & 1) === 0) throw new Error('the device does not offer VIRTIO_F_VERSION_1');
-  regs.writel(DRIVER_FEATURES_SEL, 0);
-  regs.writel(DRIVER_FEATURES, 0);
-  regs.writel(DRIVER_FEATURES_SEL, 1);
-  regs.writel(DRIVER_FEATURES, 1);
-  regs.writel(STATUS, ACKNOWLEDGE | DRIVER | FEATURES_OK);
-  if ((regs.readl(STATUS) & FEATURES_OK) === 0) throw new Error('the device refused FEATURES_OK');
-  const capacity = configRead64(regs, 0); // virtio_blk_config.capacity, in 512-byte sectors (§5.2.4)
-  regs.writel(QUEUE_SEL, 0);
-  const max = regs.readl(QUEUE_NUM_MAX);
+  regs.writel(R.Status, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER);
+  regs.writel(R.DeviceFeaturesSel, 1);
+  if ((regs.readl(R.DeviceFeatures) & 1) === 0) throw new Error('the device does not offer VIRTIO_F_VERSION_1');
+  regs.writel(R.DriverFeaturesSel, 0);
+  regs.writel(R.DriverFeatures, 0);
+  regs.writel(R.DriverFeaturesSel, 1);
+  regs.writel(R.DriverFeatures, 1);
+  regs.writel(R.Status, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK);
+  if ((regs.readl(R.Status) & DeviceStatus.FEATURES_OK) === 0) throw new Error('the device refused FEATURES_OK');
+  const capacity = configRead64(regs, BlkConfig.capacity); // in 512-byte sectors (§5.2.4)
+  regs.writel(R.QueueSel, 0);
+  const max = regs.readl(R.QueueNumMax);
   if (max === 0) throw new Error('queue 0 is not available');
   const size = Math.min(max, QUEUE_SIZE_CAP);
   const region = memory.allocate(REGION_BYTES, 4096);
   new Uint8Array(region.view, region.offset, REGION_BYTES).fill(0);
   const at = (offset: number): bigint => region.iova + BigInt(offset);
-  regs.writel(QUEUE_NUM, size);
+  regs.writel(R.QueueNum, size);
   for (const [low, offset] of [
-    [QUEUE_DESC_LOW, AT_DESC],
-    [QUEUE_DRIVER_LOW, AT_AVAIL],
-    [QUEUE_DEVICE_LOW, AT_USED],
+    [R.QueueDescLow, AT_DESC],
+    [R.QueueDriverLow, AT_AVAIL],
+    [R.QueueDeviceLow, AT_USED],
   ]) {
     regs.writel(low, Number(at(offset) & 0xffff_ffffn));
     regs.writel(low + 4, Number(at(offset) >> 32n));
   }
-  regs.writel(QUEUE_READY, 1);
+  regs.writel(R.QueueReady, 1);
   // The fixed chain (§2.7.5): header (device-readable), data and status (device-writable).
   const desc = new DataView(region.view, region.offset + AT_DESC, 3 * 16);
   const chain: [number, number, number][] = [
-    [AT_HEADER, 16, DESC_F_NEXT],
-    [AT_DATA, READ_BYTES, DESC_F_NEXT | DESC_F_WRITE],
-    [AT_STATUS, 1, DESC_F_WRITE],
+    [AT_HEADER, 16, VirtqDesc.F_NEXT],
+    [AT_DATA, READ_BYTES, VirtqDesc.F_NEXT | VirtqDesc.F_WRITE],
+    [AT_STATUS, 1, VirtqDesc.F_WRITE],
   ];
   chain.forEach(([offset, length, flags], i) => {
     desc.setBigUint64(i * 16, at(offset), true);
@@ -155,8 +133,11 @@ function setUp(regs: RegisterBlock, memory: DmaPool, suppressInterrupts: boolean
     desc.setUint16(i * 16 + 14, i + 1, true);
   });
   const avail = new Uint16Array(region.view, region.offset + AT_AVAIL, 2 + size);
-  avail[0] = suppressInterrupts ? AVAIL_F_NO_INTERRUPT : 0;
-  regs.writel(STATUS, ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
+  avail[0] = suppressInterrupts ? VRING_AVAIL_F_NO_INTERRUPT : 0;
+  regs.writel(
+    R.Status,
+    DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK,
+  );
   return {
     regs,
     size,
@@ -175,7 +156,7 @@ function setUp(regs: RegisterBlock, memory: DmaPool, suppressInterrupts: boolean
 /** Writes a random 4 KiB read into the slot and publishes it (§2.7.13); notifies unless the device said not to. */
 function submit(f: Floor): void {
   const sector = Math.floor(Math.random() * f.blocks) * 8;
-  f.header.setUint32(0, 0, true); // VIRTIO_BLK_T_IN
+  f.header.setUint32(0, BlkRequestType.IN, true);
   f.header.setUint32(8, sector % 0x1_0000_0000, true);
   f.header.setUint32(12, Math.floor(sector / 0x1_0000_0000), true);
   f.status[0] = 0xff;
@@ -185,7 +166,7 @@ function submit(f: Floor): void {
   // (§2.7.13.4); writel orders the notify after both.
   Atomics.store(f.avail, 1, f.availIdx);
   nativeBarriers.mb();
-  if ((Atomics.load(f.used, 0) & USED_F_NO_NOTIFY) === 0) f.regs.writel(QUEUE_NOTIFY, 0);
+  if ((Atomics.load(f.used, 0) & VRING_USED_F_NO_NOTIFY) === 0) f.regs.writel(R.QueueNotify, 0);
 }
 
 /** Consumes the completion if used.idx moved (§2.7.14); checks its id, length and status. False when nothing came. */
@@ -197,7 +178,7 @@ function reap(f: Floor): boolean {
   const id = f.usedElems[slot];
   const len = f.usedElems[slot + 1];
   f.usedIdx = idx;
-  if (id !== 0 || len !== READ_BYTES + 1 || f.status[0] !== 0)
+  if (id !== 0 || len !== READ_BYTES + 1 || f.status[0] !== BlkStatus.OK)
     throw new Error(`bad completion: id ${id}, len ${len}, status ${f.status[0]}`);
   f.requests++;
   return true;
@@ -212,8 +193,8 @@ function runPoll(f: Floor, until: number): void {
 
 /** The acknowledgement a UIO driver owes the device before the line is unmasked (§4.2.2). */
 function acknowledge(regs: RegisterBlock): void {
-  const pending = regs.readl(INTERRUPT_STATUS);
-  if (pending !== 0) regs.writel(INTERRUPT_ACK, pending);
+  const pending = regs.readl(R.InterruptStatus);
+  if (pending !== 0) regs.writel(R.InterruptACK, pending);
 }
 
 function runInterrupt(f: Floor, line: UioInterruptSource, until: number): Promise<void> {
@@ -311,7 +292,7 @@ async function main(): Promise<void> {
   const { device } = found.spec as UioDeviceSpec;
   const regs = MmioWindow.openUio(device);
   try {
-    const version = regs.readl(VERSION);
+    const version = regs.readl(R.Version);
     for (const mode of modes) {
       if (version !== 2) report({ kind: 'js-floor', mode, iodepth: 1, skipped: 'floor: Version 2 only', version });
       else await measure(device, regs, mode, seconds);
