@@ -224,6 +224,9 @@ export class CompletionPoller {
 
   private turn(): void {
     this.scheduled = undefined;
+    // The event loop has had its turn: a new burst may start here. Left to endBurst, which can be queued after this
+    // immediate, a spent burst would skip this turn's spin and cost one more event-loop iteration per request or two.
+    this.burstStart = 0;
     const got = this.queue.poll();
     this.queue.stats.polls++;
     this.queue.stats.polledCompletions += got;

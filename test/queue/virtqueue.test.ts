@@ -446,6 +446,37 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
       driver.close();
     });
 
+    test('poll: each event-loop turn after a spent burst starts a new burst, not a turn per request', async () => {
+      const driver = open(ring, { queueSize: 16, sim: { completeOnNotify: true } });
+      driver.q.setMode('poll', { burstMicros: 300 });
+      const request = { readable: [{ region: driver.dma(bytes(8)) }], writable: [{ region: driver.dma(8) }] };
+      // Completions per event-loop iteration, counted from an immediate of our own that runs once in each.
+      const perTurn: number[] = [];
+      let last = driver.q.stats.completed;
+      let counting = true;
+      const count = (): void => {
+        perTurn.push(driver.q.stats.completed - last);
+        last = driver.q.stats.completed;
+        if (counting) setImmediate(count);
+      };
+      setImmediate(count);
+      await new Promise<void>((resolve, reject) => {
+        let left = 4000;
+        const next = (): void => {
+          if (--left === 0) return resolve();
+          driver.q.enqueue(request, next, reject);
+        };
+        driver.q.enqueue(request, next, reject);
+      });
+      counting = false;
+      const turns = perTurn.slice(1, -1);
+      // A turn that completes one request or none is an event-loop iteration (an epoll_wait) spent without a burst.
+      const idle = turns.filter((n) => n < 2).length;
+      expect(turns.length).toBeGreaterThan(2);
+      expect(idle / turns.length).toBeLessThan(0.2);
+      driver.close();
+    });
+
     test('enqueue: callbacks: done is called later, never in the call; a refusal throws after reclaim', async () => {
       const driver = open(ring);
       const region = rig!.pool.allocate(64);
