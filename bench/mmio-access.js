@@ -17,30 +17,17 @@
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { parseArgs } = require('node:util');
 const bindings = require('bindings');
+const { benchArgs } = require('./args.js');
 const { native } = require('../dist/platform/addon.js');
 
 const bench = bindings('virtio_mmio_bench');
 
-// Defaults are applied by hand: parseArgs' `default` needs Node 18.11+.
-let opts;
-try {
-  ({ values: opts } = parseArgs({
-    options: { iterations: { type: 'string' }, rounds: { type: 'string' }, json: { type: 'boolean' } },
-  }));
-} catch (err) {
-  usage(err.message);
-}
-function usage(problem) {
-  console.error(`${problem}\nusage: node bench/mmio-access.js [--iterations N] [--rounds R] [--json]`);
-  process.exit(2);
-}
-function positiveInt(name, text) {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 1) usage(`--${name} must be a positive integer, got ${text}`);
-  return n;
-}
+const { opts, positiveInt } = benchArgs('node bench/mmio-access.js [--iterations N] [--rounds R] [--json]', {
+  iterations: { type: 'string' },
+  rounds: { type: 'string' },
+  json: { type: 'boolean' },
+});
 const ITERATIONS = positiveInt('iterations', opts.iterations ?? '2000000');
 const ROUNDS = positiveInt('rounds', opts.rounds ?? '7');
 const WARMUP = 200000;

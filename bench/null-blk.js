@@ -14,29 +14,17 @@
 //
 // Needs dist/ and the built addon (the barriers are the addon's).
 
-const { parseArgs } = require('node:util');
 const v8 = require('node:v8');
 const lib = require('../dist/index.js');
 const { MmioRegister: R, MMIO_MAGIC_VALUE, SplitRing, VirtqDesc, BlkStatus } = require('../dist/spec/index.js');
 const { median } = require('./stats.js');
+const { benchArgs } = require('./args.js');
 
-let opts;
-try {
-  ({ values: opts } = parseArgs({
-    options: { requests: { type: 'string' }, rounds: { type: 'string' }, json: { type: 'boolean' } },
-  }));
-} catch (err) {
-  usage(err.message);
-}
-function usage(problem) {
-  console.error(`${problem}\nusage: node bench/null-blk.js [--requests N] [--rounds R] [--json]`);
-  process.exit(2);
-}
-function positiveInt(name, text) {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 1) usage(`--${name} must be a positive integer, got ${text}`);
-  return n;
-}
+const { opts, positiveInt } = benchArgs('node bench/null-blk.js [--requests N] [--rounds R] [--json]', {
+  requests: { type: 'string' },
+  rounds: { type: 'string' },
+  json: { type: 'boolean' },
+});
 const REQUESTS = positiveInt('requests', opts.requests ?? '200000');
 const ROUNDS = positiveInt('rounds', opts.rounds ?? '5');
 

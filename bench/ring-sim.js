@@ -18,29 +18,17 @@
 //
 // Needs dist/ (npx tsc -p tsconfig.build.json) and the built addon.
 
-const { parseArgs } = require('node:util');
 const lib = require('../dist/index.js');
 const { SimDevice } = require('../dist/sim/index.js');
 const { EventfdInterruptSource } = require('../dist/platform/eventfd-interrupt-source.js');
 const { median } = require('./stats.js');
+const { benchArgs } = require('./args.js');
 
-let opts;
-try {
-  ({ values: opts } = parseArgs({
-    options: { requests: { type: 'string' }, rounds: { type: 'string' }, json: { type: 'boolean' } },
-  }));
-} catch (err) {
-  usage(err.message);
-}
-function usage(problem) {
-  console.error(`${problem}\nusage: node bench/ring-sim.js [--requests N] [--rounds R] [--json]`);
-  process.exit(2);
-}
-function positiveInt(name, text) {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 1) usage(`--${name} must be a positive integer, got ${text}`);
-  return n;
-}
+const { opts, positiveInt } = benchArgs('node bench/ring-sim.js [--requests N] [--rounds R] [--json]', {
+  requests: { type: 'string' },
+  rounds: { type: 'string' },
+  json: { type: 'boolean' },
+});
 const REQUESTS = positiveInt('requests', opts.requests ?? '64000');
 const ROUNDS = positiveInt('rounds', opts.rounds ?? '5');
 const BATCHES = [1, 32];
