@@ -33,7 +33,10 @@
 // floor (scripts/lab/guest/js-floor.ts: the C loop written in JavaScript
 // on our platform layer alone, polled, waiting for interrupts through the
 // event loop, and with blocking fs calls), which splits "ours / C" into
-// what any Node driver pays here and what our library adds.
+// what any Node driver pays here and what our library adds; and once per
+// split boot, bench/null-blk.js (the library alone, over a device that
+// completes inside the notify: no device time) prints the library's own
+// µs per QD1 request in this guest beside ours and the C floor.
 //
 //   node bench/lab-vs-kernel.js [--seconds S] [--pairs N] [--legacy] [--trace] [--kpti-off] [--json]
 //
@@ -127,6 +130,8 @@ const VARIANTS = [
   },
 ];
 const ALLOCATION_TARGET_BYTES = 1024;
+// bench/null-blk.js in the guest: ~40 µs a request there, so ~1 s a round and a warm-up of 2 s.
+const NULL_BLK_ARGS = '--requests 25000 --rounds 3';
 
 const fio = (name, qd, seconds, format) =>
   `fio --name=${name} --filename=/dev/vda --direct=1 --rw=randread --bs=4k --ioengine=libaio --iodepth=${qd} ` +
@@ -196,6 +201,8 @@ function blkCommand(variants) {
     ),
     // What one scavenge costs here at the least (an empty young generation): beside the pause target.
     ...(variants ? ['node --expose-gc scripts/lab/guest/gc-floor.js 15'] : []),
+    // The library alone in this guest (bench/null-blk.js: poll, QD1, no device time), beside the floors.
+    ...(variants ? [`nb=$(node bench/null-blk.js --json ${NULL_BLK_ARGS})`, 'echo "@@LAB-NULLBLK $nb"'] : []),
   ].join('\n');
 }
 
@@ -345,6 +352,9 @@ async function blkBoot(packed) {
       throw new Error(`${ring}: ${results.length} JavaScript floor results in ${mode} mode, not ${PAIRS}`);
   const gcFloor = variants ? run.results.find((r) => r.kind === 'gc-floor') : undefined;
   if (variants && !gcFloor) throw new Error(`${ring}: no gc-floor result`);
+  const nullBlkLine = lines.find((l) => l.startsWith('@@LAB-NULLBLK '));
+  const nullBlk = nullBlkLine && JSON.parse(nullBlkLine.slice('@@LAB-NULLBLK '.length));
+  if (variants && !nullBlk?.readInto) throw new Error(`${ring}: no bench/null-blk.js result`);
   return DEPTHS.map((qd) => {
     // The floor does not know its round: its results come in order, one per round.
     const floorRuns = floors.filter((r) => r.iodepth === qd);
@@ -413,7 +423,7 @@ async function blkBoot(packed) {
           }
         : {}),
       ...(rounds[0].jsFloor ? { jsFloor: jsFloorOf(rounds.map((r) => r.jsFloor)) } : {}),
-      ...(qd === 1 && variantRuns ? { ...variantRuns, gcFloor: spread(gcFloor.pausesMs) } : {}),
+      ...(qd === 1 && variantRuns ? { ...variantRuns, gcFloor: spread(gcFloor.pausesMs), nullBlk } : {}),
     };
   });
 }
@@ -756,6 +766,14 @@ function print({ blk, rng, host, wallMs, bootMs, guestKernel }) {
         `floor QD1 with readInto(): ours poll / C = ${x(cf.ratio.median)} (${range(cf.ratio)}; a C run after ` +
           `each round above: C ${f(cf.iops)} IOPS, ${f(cf.meanUs, 1)} µs mean; ours poll with readInto() ` +
           `${f(cf.pollIops)} IOPS)`,
+      );
+      // Where the floor's gap goes: the library's own work, measured apart from any device.
+      const nb = variantRow.nullBlk;
+      console.log(
+        `library alone in this guest (bench/null-blk.js: poll, QD1, a device that completes inside the notify, ` +
+          `Node ${nb.node}): readInto() ${f(nb.readInto.us, 1)} µs a request (${f(nb.readInto.usMin, 1)}–` +
+          `${f(nb.readInto.usMax, 1)}), read() ${f(nb.read.us, 1)} µs; beside ours poll with readInto() ` +
+          `${f(1e6 / cf.pollIops, 1)} µs and the C floor ${f(cf.meanUs, 1)} µs a request`,
       );
     }
     const floor = variantRow.gcFloor;

@@ -215,7 +215,7 @@ elif [ ! -f "$addon/virtio_mmio.node" ]; then
 fi
 
 # ---- stage: the library for the guest (keyed by its sources; seconds) ----
-lib_key="$( (cd "$root" && find lib test/support/contracts scripts/lab/guest scripts/lab/init.sh scripts/lab/tsconfig.guest.json bench/floor -type f | sort | xargs cat; echo "$addon_key"; node -p "require('$root/node_modules/node-gyp-build/package.json').version"; [ -z "$tag" ] || echo "$deb_arch") | hash_of)"
+lib_key="$( (cd "$root" && find lib test/support/contracts scripts/lab/guest scripts/lab/init.sh scripts/lab/tsconfig.guest.json bench/floor bench/null-blk.js bench/args.js bench/stats.js -type f | sort | xargs cat; echo "$addon_key"; node -p "require('$root/node_modules/node-gyp-build/package.json').version"; [ -z "$tag" ] || echo "$deb_arch") | hash_of)"
 library="$cache/library-$tag$lib_key"
 if [ ! -f "$library/done" ]; then
   say "library: compiling for the guest ($(elapsed))"
@@ -234,6 +234,9 @@ if [ ! -f "$library/done" ]; then
     mkdir -p "$app/bench"
     "$triple-gcc" -O2 -Wall -Wextra -static -o "$app/bench/blk-floor" "$root/bench/floor/blk-floor.c" \
       || die "cross-compiling bench/floor/blk-floor.c failed"
+    # The library alone (bench/null-blk.js), run in the guest as on the host: it loads ../dist, here the guest's lib.
+    cp "$root/bench/null-blk.js" "$root/bench/args.js" "$root/bench/stats.js" "$app/bench/"
+    ln -s lib "$app/dist"
   fi
   install -m 0755 "$root/scripts/lab/init.sh" "$stage/init"
   (cd "$stage" && find . | cpio -o -H newc --quiet | gzip -1 > "$library/library.cpio.gz")
