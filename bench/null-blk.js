@@ -16,8 +16,18 @@
 
 const v8 = require('node:v8');
 const lib = require('../dist/index.js');
-const { MmioRegister: R, MMIO_MAGIC_VALUE, SplitRing, VirtqDesc, BlkStatus } = require('../dist/spec/index.js');
-const { median } = require('./stats.js');
+const {
+  MmioRegister: R,
+  MMIO_MAGIC_VALUE,
+  SplitRing,
+  VirtqDesc,
+  BlkStatus,
+  availEventOffset,
+  availRingBytes,
+  descTableBytes,
+  usedRingBytes,
+} = require('../dist/spec/index.js');
+const { median, spread } = require('./stats.js');
 const { benchArgs } = require('./args.js');
 
 const { opts, positiveInt } = benchArgs('node bench/null-blk.js [--requests N] [--rounds R] [--json]', {
@@ -41,10 +51,7 @@ const FEATURES = lib.features(lib.FeatureBit.VERSION_1, lib.FeatureBit.INDIRECT_
 function nullBlockDevice(memory) {
   const config = Buffer.alloc(0x100);
   config.writeBigUInt64LE(CAPACITY_SECTORS, 0);
-  const regs = new Map();
-  let featuresSel = 0;
-  let status = 0;
-  let ready = 0;
+  const regs = new Map(); // what the driver wrote, by offset
   let ring;
   const views = new Map(); // device address → DataView, made once per address
   const view = (address, length) => {
@@ -70,13 +77,12 @@ function nullBlockDevice(memory) {
       case R.VendorID:
         return 0x6e756c6c;
       case R.DeviceFeatures:
-        return Number((FEATURES >> BigInt(32 * featuresSel)) & 0xffff_ffffn);
+        return Number((FEATURES >> BigInt(32 * (regs.get(R.DeviceFeaturesSel) ?? 0))) & 0xffff_ffffn);
       case R.QueueNumMax:
         return QUEUE_SIZE;
       case R.QueueReady:
-        return ready;
       case R.Status:
-        return status;
+        return regs.get(offset) ?? 0; // read back as written (a reset is Status <- 0)
       default:
         return 0;
     }
@@ -114,21 +120,18 @@ function nullBlockDevice(memory) {
     }
     used.setUint16(SplitRing.USED_IDX, ring.usedIdx, true);
     // EVENT_IDX (§2.7.10): notify me at the next request.
-    used.setUint16(SplitRing.USED_RING + SplitRing.USED_ELEM_SIZE * size, ring.lastAvail, true);
+    used.setUint16(availEventOffset(size), ring.lastAvail, true);
   };
   const writel = (offset, value) => {
     regs.set(offset, value >>> 0);
-    if (offset === R.DeviceFeaturesSel) featuresSel = value;
-    else if (offset === R.Status) status = value;
-    else if (offset === R.QueueReady) {
-      ready = value;
+    if (offset === R.QueueReady) {
       const size = regs.get(R.QueueNum);
       ring = value
         ? {
             size,
-            desc: view(address(R.QueueDescLow), SplitRing.DESC_SIZE * size),
-            avail: view(address(R.QueueDriverLow), 6 + 2 * size),
-            used: view(address(R.QueueDeviceLow), 6 + SplitRing.USED_ELEM_SIZE * size),
+            desc: view(address(R.QueueDescLow), descTableBytes(size)),
+            avail: view(address(R.QueueDriverLow), availRingBytes(size)),
+            used: view(address(R.QueueDeviceLow), usedRingBytes(size)),
             lastAvail: 0,
             usedIdx: 0,
           }
@@ -205,9 +208,8 @@ async function main() {
   }
   const summary = Object.fromEntries(
     Object.entries(results).map(([api, rs]) => {
-      const us = rs.map((x) => x.us);
-      const bytes = rs.map((x) => x.bytes);
-      return [api, { us: median(us), usMin: Math.min(...us), usMax: Math.max(...us), bytes: median(bytes) }];
+      const us = spread(rs.map((x) => x.us));
+      return [api, { us: us.median, usMin: us.min, usMax: us.max, bytes: median(rs.map((x) => x.bytes)) }];
     }),
   );
   if (opts.json) {
