@@ -85,6 +85,8 @@ export class TransportError extends VirtioError {
   static readonly QUEUE_IN_USE = 'ERR_VIRTIO_QUEUE_IN_USE';
   /** QueueReset did not read back 0 within the time limit. */
   static readonly QUEUE_RESET_TIMEOUT = 'ERR_VIRTIO_QUEUE_RESET_TIMEOUT';
+  /** QueueReset read back 0 but QueueReady did not: the device did not reset the queue (virtio 1.2 §4.2.2.1). */
+  static readonly QUEUE_RESET_IGNORED = 'ERR_VIRTIO_QUEUE_RESET_IGNORED';
   /** A call made in the wrong phase of the init sequence (e.g. queue setup after DRIVER_OK). */
   static readonly STATE = 'ERR_VIRTIO_STATE';
   /** A feature this call needs was not negotiated (e.g. queue reset without RING_RESET). */

@@ -60,7 +60,14 @@ export { Virtqueue } from './queue/virtqueue';
 export { SplitQueue, type SplitQueueOptions } from './queue/split-queue';
 export { PackedQueue, type PackedQueueOptions } from './queue/packed-queue';
 export { createQueue } from './queue/create-queue';
-export type { QueueBuffer, QueueRequest, SubmitOptions, QueueStats, VirtqueueOptions } from './queue/queue-types';
+export type {
+  QueueBuffer,
+  QueueRequest,
+  QueueRecovery,
+  SubmitOptions,
+  QueueStats,
+  VirtqueueOptions,
+} from './queue/queue-types';
 export type { QueueMode, QueueModeOptions } from './queue/completion-mode';
 
 // Devices: the drivers, and the public base for one's own.

@@ -100,7 +100,9 @@ export class ControlChannel {
         else this.options.onMalformed(len);
       },
       (error: unknown) => {
-        if (!this.options.owner.closed) this.options.onError(error as Error);
+        // The queue was reset and goes on (Virtqueue.reset): the buffer is posted again on the new ring.
+        if (this.options.receive.recovered(error)) this.post(slot);
+        else if (!this.options.owner.closed) this.options.onError(error as Error);
       },
     );
   }

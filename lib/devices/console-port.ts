@@ -273,7 +273,9 @@ export class ConsolePort extends EventEmitter {
         else this.held.push(slot);
       },
       (error: unknown) => {
-        if (!this.owner.closed) this.fail(error as Error);
+        // The queue was reset and goes on (Virtqueue.reset): the buffer is posted again on the new ring.
+        if (this.rx.recovered(error)) this.post(slot);
+        else if (!this.owner.closed) this.fail(error as Error);
       },
     );
   }

@@ -9,6 +9,7 @@ import { inInt31Range } from '../util/int31';
 
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 const DEFAULT_QUEUE_SIZE = 256;
+const QUEUE_RECOVERIES: readonly unknown[] = ['reset-broken', 'reset-broken-or-stuck', 'none'];
 
 type Stage = 'begun' | 'negotiated' | 'live' | 'finished' | 'abandoned';
 
@@ -121,6 +122,7 @@ export class DriverSetup {
         features,
         barriers: options.barriers,
         indirectMax: options.indirectMax,
+        recovery: options.queueRecovery,
       });
       this.queues.set(index, queue);
       queue.attach(transport);
@@ -193,13 +195,15 @@ export class DriverSetup {
 
 /** Refuses bad options before the device is touched (a refusal later would leave it FAILED). */
 function checkDriverOptions(options: DriverOptions): void {
-  const { queueSize, indirectMax, queueMode, excludeFeatures } = options;
+  const { queueSize, indirectMax, queueMode, excludeFeatures, queueRecovery } = options;
   if (queueSize !== undefined && (!Number.isInteger(queueSize) || queueSize < 1 || queueSize > 32768))
     throw outOfRange(`queueSize must be an integer in [1, 32768], got ${String(queueSize)}`);
   checkIndirectMax(indirectMax);
   if (queueMode !== undefined) checkQueueMode(queueMode, 'queueMode');
   if (excludeFeatures !== undefined && typeof excludeFeatures !== 'bigint')
     throw invalidArgType('excludeFeatures must be a bigint');
+  if (queueRecovery !== undefined && !QUEUE_RECOVERIES.includes(queueRecovery))
+    throw invalidArgValue(`queueRecovery must be one of ${QUEUE_RECOVERIES.join(', ')}, got ${String(queueRecovery)}`);
 }
 
 function floorPowerOfTwo(n: number): number {

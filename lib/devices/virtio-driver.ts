@@ -1,7 +1,7 @@
 import '../disposable';
 import { ClosedError, invalidArgValue } from '../errors';
 import type { Barriers, DmaAllocator } from '../platform';
-import type { QueueDump, QueueMode, QueueModeOptions, QueueStats, Virtqueue } from '../queue';
+import type { QueueDump, QueueMode, QueueModeOptions, QueueRecovery, QueueStats, Virtqueue } from '../queue';
 import type { VirtioTransport } from '../transport';
 
 /** How to run a driver, chosen by whoever opens it. */
@@ -25,6 +25,15 @@ export interface DriverOptions {
    * limit off.
    */
   requestTimeoutMs?: number;
+  /**
+   * What a queue does, when VIRTIO_F_RING_RESET is negotiated, after the
+   * device broke it (a lie caught by validation) or — with
+   * 'reset-broken-or-stuck' — kept a request past its deadline: reset that
+   * queue alone and go on (see resetQueue(), VirtqueueOptions.recovery).
+   * Default 'reset-broken'; 'none' fails the whole device on a broken queue,
+   * as without RING_RESET.
+   */
+  queueRecovery?: QueueRecovery;
 }
 
 /**
@@ -42,6 +51,7 @@ export abstract class VirtioDriver {
   protected readonly requestTimeoutMs?: number;
   private readonly queueMap: Map<number, Virtqueue>;
   private closing = false;
+  private readonly resetListeners = new Set<(index: number, reason: Error) => void>();
 
   protected constructor(started: StartedDevice) {
     this.transport = started.transport;
@@ -49,6 +59,11 @@ export abstract class VirtioDriver {
     this.memory = started.memory;
     this.queueMap = started.queues;
     this.requestTimeoutMs = started.requestTimeoutMs;
+    for (const [index, queue] of this.queueMap) {
+      queue.onReset = (reason) => {
+        for (const listener of [...this.resetListeners]) listener(index, reason);
+      };
+    }
   }
 
   /** The queue at `index` (one of those set up by DriverSetup.setUpQueues). */
@@ -105,6 +120,33 @@ export abstract class VirtioDriver {
   setQueueMode(mode: QueueMode, options: QueueModeOptions = {}, index?: number): void {
     const queues = index === undefined ? [...this.queueMap.values()] : [this.queue(index)];
     for (const queue of queues) queue.setMode(mode, options);
+  }
+
+  /**
+   * Resets the queue at `index` alone (VIRTIO_F_RING_RESET, virtio 1.2
+   * §2.6.1) and hands it to the device again; the other queues go on
+   * untouched. Its requests in flight reject with CanceledError (receive
+   * buffers are posted again by the driver); their memory goes back only
+   * once the device reports the reset complete. TransportError
+   * NOT_NEGOTIATED without RING_RESET; QUEUE_RESET_TIMEOUT or
+   * QUEUE_RESET_IGNORED when the device does not reset the queue — then the
+   * device is failed as a whole (onError) and its reset takes the memory
+   * back. ClosedError after close().
+   */
+  resetQueue(index: number): void {
+    this.checkOpen();
+    this.queue(index).reset();
+  }
+
+  /**
+   * Listens for resets of one queue: resetQueue(), or a recovery
+   * (DriverOptions.queueRecovery) from a broken or stuck queue; `reason` is
+   * the error its pending requests were rejected with. Returns the
+   * unsubscribe function.
+   */
+  onQueueReset(listener: (index: number, reason: Error) => void): () => void {
+    this.resetListeners.add(listener);
+    return () => this.resetListeners.delete(listener);
   }
 
   /** Listens for config changes (§4.2.3.4, InterruptStatus bit 1). Returns the unsubscribe function. */

@@ -15,6 +15,8 @@ export interface AbandonmentHost {
   drainWaiters(): void;
   /** Takes what the device used, so that a late interrupt does not turn into a timeout. */
   consume(): void;
+  /** A request the device has was given up on at its deadline (it may be stuck in the device). */
+  timedOut(): void;
 }
 
 /**
@@ -59,7 +61,9 @@ export class RequestAbandonment {
   expire(): void {
     const { index, waiters, inFlight, deadlines } = this.queue;
     this.queue.consume();
-    const late = (pending: Pending, waiter?: Waiter): void =>
+    let inDevice = false;
+    const late = (pending: Pending, waiter?: Waiter): void => {
+      inDevice ||= waiter === undefined;
       this.giveUp(
         pending,
         new TimeoutError(
@@ -68,8 +72,10 @@ export class RequestAbandonment {
         ),
         waiter,
       );
+    };
     deadlines.sweep(waiters.list(), inFlight, late);
     this.queue.drainWaiters();
+    if (inDevice) this.queue.timedOut();
   }
 
   /** Rejects everything; requests the device had are retained (and held) until the queue's reclaimAll(). */

@@ -4,7 +4,14 @@ export { SplitRingEngine } from './split-ring-engine';
 export { PackedRingEngine } from './packed-ring-engine';
 export { checkUsedEntry, type RingBreak } from './used-entry';
 export { SplitQueue, type SplitQueueOptions } from './split-queue';
-export type { QueueBuffer, QueueRequest, SubmitOptions, QueueStats, VirtqueueOptions } from './queue-types';
+export type {
+  QueueBuffer,
+  QueueRequest,
+  QueueRecovery,
+  SubmitOptions,
+  QueueStats,
+  VirtqueueOptions,
+} from './queue-types';
 export { PackedQueue, type PackedQueueOptions } from './packed-queue';
 export { createQueue } from './create-queue';
 export { type QueueMode, type QueueModeOptions } from './completion-mode';

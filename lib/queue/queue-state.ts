@@ -33,6 +33,12 @@ export class QueueState {
     this.detachedBy = error;
   }
 
+  /** A reset of this queue completed and it was set up again: neither broken nor detached any more (§2.6.1). */
+  revive(): void {
+    this.brokenBy = undefined;
+    this.detachedBy = undefined;
+  }
+
   /** The error a request on an unusable queue gets (undefined while usable). */
   refusal(): Error | undefined {
     if (this.brokenBy) return this.brokenError();

@@ -68,6 +68,8 @@ export interface QueueStats {
   spins: number;
   /** Spins that found a completion. */
   spinHits: number;
+  /** Resets of this queue alone (§2.6.1) after which it was handed to the device again (Virtqueue.reset). */
+  resets: number;
 }
 
 export interface VirtqueueOptions {
@@ -82,4 +84,19 @@ export interface VirtqueueOptions {
   barriers?: Barriers;
   /** Longest chain sent as one indirect table (default 32); longer chains go direct. */
   indirectMax?: number;
+  /**
+   * What this queue does when its transport can reset one queue
+   * (VIRTIO_F_RING_RESET): 'reset-broken' (default) resets it alone and goes
+   * on when the device breaks the ring (Virtqueue.reset), where otherwise
+   * the whole device would be failed; 'reset-broken-or-stuck' also when a
+   * request the device has passes its deadline — once nothing else in
+   * flight is awaited, the queue is reset, which gives the late request's
+   * memory back; 'none' keeps a broken queue sticky (the device is failed)
+   * and a timed-out request holding its descriptors until the device
+   * returns them.
+   */
+  recovery?: QueueRecovery;
 }
+
+/** See VirtqueueOptions.recovery. */
+export type QueueRecovery = 'reset-broken' | 'reset-broken-or-stuck' | 'none';

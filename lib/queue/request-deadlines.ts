@@ -32,6 +32,12 @@ export class RequestDeadlines {
     if (pending.deadline < this.armedFor) this.arm(pending.deadline);
   }
 
+  /** Counts `pending` again with the deadline it has (after clear(), for a request that stays). */
+  keep(pending: Pending): void {
+    this.timed++;
+    if (pending.deadline < this.armedFor) this.arm(pending.deadline);
+  }
+
   remove(pending: Pending): void {
     pending.deadline = Infinity;
     // With nothing timed the timer may still fire once, and find nothing.

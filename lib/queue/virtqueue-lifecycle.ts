@@ -1,5 +1,5 @@
 import '../disposable';
-import { CanceledError, ClosedError } from '../errors';
+import { CanceledError, ClosedError, TransportError } from '../errors';
 import { nativeBarriers, type Barriers, type DmaAllocator } from '../platform';
 import type { QueueAddresses, QueueEndpoint, QueueTransport } from '../transport';
 import { RequestAbandonment } from './abandonment';
@@ -9,7 +9,7 @@ import { InFlightRequests } from './in-flight';
 import { PendingPool, WaitingRoom } from './pending-request';
 import { dumpQueue, type QueueDump } from './queue-dump';
 import { QueueState } from './queue-state';
-import type { QueueStats, VirtqueueOptions } from './queue-types';
+import type { QueueRecovery, QueueStats, VirtqueueOptions } from './queue-types';
 import type { RequestLimits } from './request-checks';
 import { RequestDeadlines } from './request-deadlines';
 import type { RingEngine, RingEngineFactory } from './ring-engine';
@@ -38,7 +38,14 @@ export abstract class VirtqueueLifecycle implements QueueEndpoint {
     polledCompletions: 0,
     spins: 0,
     spinHits: 0,
+    resets: 0,
   };
+  /**
+   * Called after each reset of this queue alone (reset()), once it is the
+   * driver's again and handed back to the device, with the error its
+   * pending requests were rejected with.
+   */
+  onReset?: (reason: Error) => void;
   /** The ring itself (synchronous; see RingEngine). */
   protected readonly engine: RingEngine;
 
@@ -58,11 +65,15 @@ export abstract class VirtqueueLifecycle implements QueueEndpoint {
   /** Whether the device has let go of everything it was given (never attached, or a reset/teardown completed since). */
   private deviceLetGo = true;
   private ringFreed = false;
+  protected readonly recovery: QueueRecovery;
+  /** The errors reset() rejected requests with, for their owners to tell a recovery from a failure (recovered()). */
+  private readonly resetReasons = new WeakSet<Error>();
 
   protected constructor(options: VirtqueueOptions, makeEngine: RingEngineFactory) {
     const { index, size } = options;
     this.index = index;
     this.memory = options.memory;
+    this.recovery = options.recovery ?? 'reset-broken';
     this.barriers = options.barriers ?? nativeBarriers;
     const indirectMax = checkIndirectMax(options.indirectMax);
     this.engine = makeEngine({
@@ -89,6 +100,7 @@ export abstract class VirtqueueLifecycle implements QueueEndpoint {
       updateBusy: () => this.updateBusy(),
       drainWaiters: () => this.drainWaiters(),
       consume: () => this.consume(),
+      timedOut: () => this.timedOut(),
     });
   }
 
@@ -136,6 +148,7 @@ export abstract class VirtqueueLifecycle implements QueueEndpoint {
   protected abstract complete(id: number, len: number): boolean;
   protected abstract updateBusy(): void;
   protected abstract drainWaiters(): void;
+  protected abstract timedOut(): void;
 
   // ---- Completion modes ----
 
@@ -171,13 +184,78 @@ export abstract class VirtqueueLifecycle implements QueueEndpoint {
 
   // ---- Failure and teardown ----
 
-  /** Marks the queue broken (sticky) and rejects every pending request. */
+  /**
+   * Marks the queue broken and rejects every pending request. With recovery
+   * and a transport that can reset one queue, this queue alone is reset and
+   * goes on (reset()); otherwise the break is sticky.
+   */
   protected breakQueue(reason: string, message: string): void {
     this.state.markBroken(reason, message);
+    if (this.recovery !== 'none' && this.transport?.queueResettable) {
+      try {
+        this.reset(this.state.brokenError());
+      } catch {
+        // The queue reset failed: reset() failed the device as a whole, which its error listeners hear of.
+      }
+      return;
+    }
     // A device that lies may still write the buffers of what is pending, which their owners free once
     // rejected: the transport resets it first (and detaches every queue of it with this error).
     this.transport?.deviceBroken?.(this.state.brokenError());
     this.rejectAll(() => this.state.brokenError());
+  }
+
+  /**
+   * Resets this queue alone and hands it to the device again
+   * (VIRTIO_F_RING_RESET, virtio 1.2 §2.6.1, §4.2.2.1); the device's other
+   * queues are untouched. Requests in flight reject with `reason` (default
+   * CanceledError) and their memory goes back to its owners only once
+   * QueueReset and QueueReady read 0; requests waiting for room stay and go
+   * out on the new ring. TransportError NOT_NEGOTIATED when the transport
+   * cannot (no RING_RESET, or a queue reset failed before); a reset that
+   * does not complete or that the device ignores (QUEUE_RESET_TIMEOUT,
+   * QUEUE_RESET_IGNORED) fails the device as a whole — its reset is what
+   * takes the memory back — and throws.
+   */
+  reset(reason?: Error): void {
+    if (this.state.closed) throw new ClosedError(`queue ${this.index} is closed`);
+    const transport = this.transport;
+    if (!transport) throw this.state.refusal() ?? notAttached(this.index);
+    if (!transport.resetQueue || !transport.queueResettable) {
+      throw new TransportError(
+        TransportError.NOT_NEGOTIATED,
+        `queue ${this.index}: the transport cannot reset one queue (VIRTIO_F_RING_RESET not negotiated, or a ` +
+          'queue reset failed since the device was reset)',
+      );
+    }
+    const cause = reason ?? new CanceledError(`queue ${this.index} was reset`);
+    this.resetReasons.add(cause);
+    const waiting = this.waiters.takeAll();
+    try {
+      transport.resetQueue(this.index, cause);
+      this.engine.reset();
+      this.state.revive();
+      this.attach(transport);
+    } catch (error) {
+      for (const waiter of waiting) this.waiters.push(waiter);
+      const failure = error instanceof Error ? error : new Error(String(error));
+      this.rejectAll(() => failure);
+      transport.deviceBroken?.(failure);
+      throw error;
+    }
+    this.stats.resets++;
+    for (const waiter of waiting) {
+      this.waiters.push(waiter);
+      if (waiter.pending.deadline !== Infinity) this.deadlines.keep(waiter.pending);
+    }
+    this.drainWaiters();
+    this.updateBusy();
+    this.onReset?.(cause);
+  }
+
+  /** Whether `error` is one reset() rejected requests with: the queue went on; a receive buffer may be posted again. */
+  recovered(error: unknown): boolean {
+    return error instanceof Error && this.resetReasons.has(error);
   }
 
   /**
@@ -245,4 +323,8 @@ export abstract class VirtqueueLifecycle implements QueueEndpoint {
     this.ringFreed = true;
     this.engine.release(this.memory);
   }
+}
+
+function notAttached(index: number): TransportError {
+  return new TransportError(TransportError.STATE, `queue ${index} is not attached to a transport (call attach())`);
 }

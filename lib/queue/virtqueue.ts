@@ -1,5 +1,5 @@
 import '../disposable';
-import { AbortError, QueueFullError, TransportError } from '../errors';
+import { AbortError, CanceledError, QueueFullError, TransportError } from '../errors';
 import type { QueueEndpoint } from '../transport';
 import type { Pending, Waiter } from './pending-request';
 import type { QueueRequest, SubmitOptions, VirtqueueOptions } from './queue-types';
@@ -57,7 +57,15 @@ export class Virtqueue extends VirtqueueLifecycle implements QueueEndpoint {
       });
     }
   };
-  private readonly fits = (count: number): boolean => !this.state.unusable && this.engine.hasRoom(count);
+  /** A request in flight timed out: the queue is reset once nothing else in flight is awaited (resetIfQuiet). */
+  private resetWanted = false;
+  private quietCheckQueued = false;
+  private readonly quietCheck = (): void => {
+    this.quietCheckQueued = false;
+    this.resetIfQuiet();
+  };
+  private readonly fits = (count: number): boolean =>
+    !this.state.unusable && !this.resetWanted && this.engine.hasRoom(count);
   private readonly placeWaiter = (waiter: Waiter): void =>
     this.placeRequest(waiter.request, waiter.count, waiter.pending);
 
@@ -113,7 +121,7 @@ export class Virtqueue extends VirtqueueLifecycle implements QueueEndpoint {
       if (signal?.aborted) throw new AbortError(undefined, { cause: signal.reason });
       const pending = this.pendings.take(done, failed);
       pending.reclaim = reclaim;
-      if (this.waiters.length === 0 && this.engine.hasRoom(count)) {
+      if (this.waiters.length === 0 && !this.resetWanted && this.engine.hasRoom(count)) {
         if (timeoutMs !== undefined) this.deadlines.add(pending, timeoutMs);
         this.placeRequest(request, count, pending);
         if (signal) this.abandonment.watchAbort(pending, signal);
@@ -273,8 +281,46 @@ export class Virtqueue extends VirtqueueLifecycle implements QueueEndpoint {
       this.pendings.put(pending);
     }
     if (this.busy && this.awaited === 0) this.updateBusy();
+    if (this.resetWanted && !this.quietCheckQueued) {
+      // Not inside the reap: the ring is read on after this entry.
+      this.quietCheckQueued = true;
+      queueMicrotask(this.quietCheck);
+    }
     // The callback may have closed the queue, and its owner freed the ring: the engine reads no further.
     return !this.state.unusable;
+  }
+
+  // ---- Recovery from a stuck request (VirtqueueOptions.recovery) ----
+
+  /**
+   * A request the device has timed out (RequestAbandonment.expire): its
+   * descriptors stay the device's. With recovery and a transport that can
+   * reset one queue, new requests wait while the others in flight finish,
+   * then the queue is reset (§2.6.1), which gives the timed-out requests'
+   * memory back, and the waiting requests go out on the new ring.
+   */
+  protected timedOut(): void {
+    if (this.recovery !== 'reset-broken-or-stuck' || !this.transport?.queueResettable) return;
+    this.resetWanted = true;
+    this.resetIfQuiet();
+  }
+
+  private resetIfQuiet(): void {
+    const { outstanding, orphans } = this.inFlightRequests;
+    if (!this.resetWanted || outstanding > orphans) return;
+    this.resetWanted = false;
+    // The late requests came back meanwhile, or the queue failed otherwise: nothing to reset.
+    if (orphans === 0 || this.state.unusable || !this.transport?.queueResettable) {
+      this.drainWaiters();
+      return;
+    }
+    try {
+      this.reset(
+        new CanceledError(`queue ${this.index} was reset: the device kept ${orphans} request(s) past their deadline`),
+      );
+    } catch {
+      // The queue reset failed: reset() failed the device as a whole, which its error listeners hear of.
+    }
   }
 
   protected drainWaiters(): void {

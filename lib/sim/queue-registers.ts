@@ -18,6 +18,8 @@ export interface QueueRegisterContext {
   readonly rules: StrictRules;
   /** QueueReset reads of 1 after a queue reset. */
   readonly queueResetLatency: number;
+  /** SimOptions.queueResetIgnored: QueueReset writes do nothing. */
+  readonly queueResetIgnored: boolean;
   /** Whether DRIVER_OK is set. */
   driverOk(): boolean;
   negotiated(bit: number): boolean;
@@ -270,7 +272,7 @@ export class SimQueueRegisters {
       return;
     }
     const queue = this.selectedQueue('QueueReset');
-    if (!queue) return;
+    if (!queue || this.context.queueResetIgnored) return;
     queue.reset();
     queue.resetReadsLeft = this.context.queueResetLatency;
     queue.reenabling = true;

@@ -195,6 +195,7 @@ export class SimDevice extends RegisterWindow {
       version,
       rules,
       queueResetLatency: plan.queueResetLatency,
+      queueResetIgnored: options.queueResetIgnored ?? false,
       driverOk: live,
       negotiated: (bit) => this.negotiated(bit),
       queueReset: (index) => model?.resetQueue?.(index),

@@ -49,6 +49,13 @@ export interface SimOptions {
    */
   queueResetLatency?: number;
   /**
+   * QueueReset writes are ignored and it reads 0, while RING_RESET is still
+   * offered: the queue stays live (QueueReady 1). What QEMU's virtio-mmio
+   * does (7.2 and 10.0 in the lab); a driver must not take such a reset as
+   * complete (§4.2.2.1: QueueReady reads 0 after it).
+   */
+  queueResetIgnored?: boolean;
+  /**
    * The next N reads of ConfigGeneration each return a new value (default 0; Infinity: never settles). Any-value form
    * of config-generation-churn.
    */

@@ -154,11 +154,9 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
   }
 
   /**
-   * Steps 1–6 of §3.1.1: reset, ACKNOWLEDGE, DRIVER, read the 64 device
-   * feature bits, then (transport-features.ts settleFeatures) write driver
-   * features = wanted ∩ offered ∩ implemented and set FEATURES_OK, or the
-   * legacy completion. Returns the negotiated features. On refusal the
-   * status is set to FAILED and NegotiationError thrown.
+   * Steps 1–6 of §3.1.1: reset, ACKNOWLEDGE, DRIVER, read the 64 device feature bits, then (settleFeatures) write
+   * driver features = wanted ∩ offered ∩ implemented and set FEATURES_OK, or the legacy completion. Returns the
+   * negotiated features. On refusal the status is set to FAILED and NegotiationError thrown.
    */
   negotiate(wanted: bigint, required = 0n): bigint {
     // A live device belongs to the driver that set it up: reset() or close() it first.
@@ -278,11 +276,10 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
   }
 
   /**
-   * Resets one queue (VIRTIO_F_RING_RESET, §2.6.1), waiting (bounded) for
-   * the reset to complete. The queue may then be set up again, also after
-   * DRIVER_OK.
+   * Resets one queue (VIRTIO_F_RING_RESET, §2.6.1; bounded wait; failures: QueueOwnership.reset); its pending
+   * requests reject with `reason`. The queue may then be set up again, also after DRIVER_OK.
    */
-  resetQueue(index: number): void {
+  resetQueue(index: number, reason?: Error): void {
     this.checkOpen();
     if (!this.hasFeature(FeatureBit.RING_RESET)) {
       throw new TransportError(
@@ -290,8 +287,13 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
         `${this.label}: queue reset needs VIRTIO_F_RING_RESET, which was not negotiated`,
       );
     }
-    this.queues.reset(index);
+    this.queues.reset(index, reason);
     if (tracing) trace('queue', '%s: queue %d reset (§2.6.1)', this.label, index);
+  }
+
+  /** Whether a live queue can be reset alone: RING_RESET negotiated, and no queue reset failed since the last reset. */
+  get queueResettable(): boolean {
+    return this.phase === 'live' && this.hasFeature(FeatureBit.RING_RESET) && this.queues.resetWorks;
   }
 
   /**
@@ -393,11 +395,9 @@ export abstract class DeviceStatusMachine implements VirtioTransport {
   }
 
   /**
-   * Resets the device (if the registers are still there), rejects pending
-   * requests with `reason`, stops interrupts; with `owns`, also closes the
-   * registers and the interrupt source. Idempotent. Returns whether the
-   * device is known to have let go of its queues (the reset completed, or
-   * there was none to do); false means ring memory must not be reused.
+   * Resets the device (if the registers are still there), rejects pending requests with `reason`, stops interrupts;
+   * with `owns`, also closes the registers and the interrupt source. Idempotent. Returns whether the device is known
+   * to have let go of its queues (the reset completed, or there was none to do); false: ring memory must not be reused.
    */
   close(reason?: Error): boolean {
     if (this.phase === 'closed') return this.released;

@@ -17,6 +17,8 @@ export class QueueOwnership {
   private readonly detached = new Set<QueueEndpoint>();
   /** Queues reset (§2.6.1) since the last device reset: these may be set up again while live. */
   private readonly resetQueues = new Set<number>();
+  /** A queue reset timed out or was ignored since the last device reset. */
+  private resetFailed = false;
 
   constructor(
     private readonly device: { readonly label: string },
@@ -40,6 +42,7 @@ export class QueueOwnership {
   /** The device was reset: no queue reset counts any more. */
   forgetResets(): void {
     this.resetQueues.clear();
+    this.resetFailed = false;
   }
 
   /** Selects queue `index`, checks it is not in use and returns its QueueNumMax (0: no such queue). */
@@ -97,8 +100,25 @@ export class QueueOwnership {
     }
   }
 
-  /** Resets queue `index` (§2.6.1), waiting (bounded) for the reset to complete; it may be set up again then. */
-  reset(index: number): void {
+  /**
+   * Whether QueueReset has worked on this device: false once a queue reset
+   * did not complete or was ignored (the device's own reset is the recovery
+   * left). A device reset makes it true again.
+   */
+  get resetWorks(): boolean {
+    return !this.resetFailed;
+  }
+
+  /**
+   * Resets queue `index` (§2.6.1), waiting (bounded) for the reset to
+   * complete; it may be set up again then. What the queue had pending is
+   * rejected with `reason` (default CanceledError); its memory goes back only
+   * once QueueReset and QueueReady both read 0 (§4.2.2.1). A reset that does
+   * not complete (QUEUE_RESET_TIMEOUT) or that the device ignores
+   * (QUEUE_RESET_IGNORED) leaves that memory the device's until a device
+   * reset completes.
+   */
+  reset(index: number, reason?: Error): void {
     checkQueueIndex(index);
     this.ops.selectQueue(index);
     if (this.ops.queueNumMax() === 0)
@@ -112,13 +132,26 @@ export class QueueOwnership {
     this.dispatch.setBusy(index, false);
     if (endpoint) {
       this.detached.add(endpoint);
-      endpoint.detach(new CanceledError(`${this.device.label}: queue ${index} was reset`));
+      endpoint.detach(reason ?? new CanceledError(`${this.device.label}: queue ${index} was reset`));
     }
+    let failure: TransportError | undefined;
     if (!this.ops.resetQueue(this.queueResetTimeoutMs)) {
-      throw new TransportError(
+      failure = new TransportError(
         TransportError.QUEUE_RESET_TIMEOUT,
         `${this.device.label}: QueueReset of queue ${index} did not read 0 within ${this.queueResetTimeoutMs} ms`,
       );
+    } else if (this.ops.queueInUse()) {
+      // §4.2.2.1: a completed queue reset reads 0 in QueueReady too. A device that offers RING_RESET and
+      // ignores the register (QEMU's virtio-mmio up to 10.0 at least) still owns the ring.
+      failure = new TransportError(
+        TransportError.QUEUE_RESET_IGNORED,
+        `${this.device.label}: QueueReset of queue ${index} read 0 but QueueReady still reads 1: the device did ` +
+          "not reset the queue, which stays the device's until the device is reset",
+      );
+    }
+    if (failure) {
+      this.resetFailed = true;
+      throw failure;
     }
     // §2.6.1: the device forgot the queue's buffers; its memory is the driver's again.
     if (endpoint) {

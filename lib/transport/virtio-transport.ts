@@ -80,6 +80,14 @@ export interface QueueTransport {
   setBusy(index: number, busy: boolean): void;
   /** The device broke this queue's protocol: the transport resets it and fails the device (optional). */
   deviceBroken?(error: Error): void;
+  /** Whether a live queue can be reset alone now (VIRTIO_F_RING_RESET negotiated and working; optional). */
+  readonly queueResettable?: boolean;
+  /**
+   * Resets queue `index` alone (§2.6.1): detaches its endpoint with
+   * `reason`, waits for the reset, then reclaimAll(); throws when the reset
+   * did not complete or was ignored (optional).
+   */
+  resetQueue?(index: number, reason?: Error): void;
 }
 
 /**
@@ -122,8 +130,9 @@ export interface VirtioTransport extends QueueTransport {
   markFailed(): void;
   /** QueueNumMax of queue `index` (0: no such queue); the queue must not be in use. */
   queueNumMax(index: number): number;
-  /** Resets one queue (VIRTIO_F_RING_RESET, §2.6.1). */
-  resetQueue(index: number): void;
+  /** Resets one queue (VIRTIO_F_RING_RESET, §2.6.1); its pending requests reject with `reason`. */
+  resetQueue(index: number, reason?: Error): void;
+  readonly queueResettable: boolean;
   onConfigChange(listener: () => void): () => void;
   onError(listener: (error: Error) => void): () => void;
   shmRegion(id: number): ShmRegion | undefined;

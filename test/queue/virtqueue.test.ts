@@ -1,4 +1,5 @@
-import { DeviceBrokenError, QueueFullError, TimeoutError } from '../../lib/errors';
+import { CanceledError, DeviceBrokenError, QueueFullError, TimeoutError, TransportError } from '../../lib/errors';
+import type { QueueRecovery } from '../../lib/queue';
 import { DriverSetup } from '../../lib/devices';
 import { DeviceStatus, FeatureBit, feature, features } from '../../lib/spec';
 import { EchoDriver } from '../support/echo-driver';
@@ -72,6 +73,8 @@ function open(
     queueSize?: number;
     sim?: Parameters<typeof simRig>[2];
     model?: ReturnType<typeof echoModel>;
+    recovery?: QueueRecovery;
+    timeoutMs?: number;
   } = {},
 ): EchoDriver {
   const sim = {
@@ -84,6 +87,7 @@ function open(
     memory: rig.pool,
     excludeFeatures: options.exclude,
     queueSize: options.queueSize,
+    queueRecovery: options.recovery,
   });
   expect(driver.q.format).toBe(ring.format);
   return driver;
@@ -589,19 +593,20 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
     driver.close();
   });
 
-  describe('a device that lies in the used ring breaks the queue, typed and sticky', () => {
-    test.each([
-      ['used-id-out-of-range', (e: { id: number; len: number }) => ({ id: 1000, len: e.len })],
-      // Split: a descriptor inside the chain; packed: a Buffer ID none of the three requests holds.
-      [
-        'used-id-not-head',
-        (e: { id: number; len: number }) => ({ id: e.id + (ring.format === 'split' ? 1 : 3), len: e.len }),
-      ],
-      ['used-len-too-long', (e: { id: number; len: number }) => ({ id: e.id, len: 4097 })],
-    ])('%s', async (reason, usedElement) => {
+  type UsedLie = (e: { id: number; len: number }) => { id: number; len: number };
+  const usedLies: [string, UsedLie][] = [
+    ['used-id-out-of-range', (e) => ({ id: 1000, len: e.len })],
+    // Split: a descriptor inside the chain; packed: a Buffer ID none of the three requests holds.
+    ['used-id-not-head', (e) => ({ id: e.id + (ring.format === 'split' ? 1 : 3), len: e.len })],
+    ['used-len-too-long', (e) => ({ id: e.id, len: 4097 })],
+  ];
+
+  describe("a device that lies in the used ring breaks the queue, typed and sticky (queueRecovery 'none')", () => {
+    test.each(usedLies)('%s', async (reason, usedElement) => {
       const driver = open(ring, {
         sim: { faults: { usedElement: (_q, e) => usedElement(e) } },
         exclude: feature(FeatureBit.INDIRECT_DESC),
+        recovery: 'none',
       });
       const jobs = [driver.echo([bytes(4)], [4, 4]), driver.echo([bytes(4)], [4, 4]), driver.echo([bytes(4)], [4])];
       const results = await Promise.allSettled(jobs);
@@ -615,6 +620,122 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
       driver.close();
     });
   });
+
+  describe('a device that lies in the used ring: with RING_RESET that queue alone is reset and goes on', () => {
+    test.each(usedLies)('%s', async (reason, usedElement) => {
+      let lies = 1;
+      const driver = open(ring, {
+        sim: { faults: { usedElement: (_q, e) => (lies-- > 0 ? usedElement(e) : e) } },
+        exclude: feature(FeatureBit.INDIRECT_DESC),
+      });
+      const resettable = rig!.transport.queueResettable;
+      expect(resettable).toBe(ring.version === 2);
+      const resets: [number, Error][] = [];
+      driver.onQueueReset((index, why) => resets.push([index, why]));
+      const jobs = [driver.echo([bytes(4)], [4, 4]), driver.echo([bytes(4)], [4, 4]), driver.echo([bytes(4)], [4])];
+      for (const result of await Promise.allSettled(jobs)) {
+        expect(result.status).toBe('rejected');
+        expect((result as PromiseRejectedResult).reason).toMatchObject({ code: 'ERR_VIRTIO_BROKEN', reason });
+      }
+      if (!resettable) {
+        // Version 1 has no QueueReset: the device was failed as a whole, as before.
+        expect(driver.q.broken).toBe(true);
+        expect(rig!.transport.failure).toBeInstanceOf(DeviceBrokenError);
+        driver.close();
+        return;
+      }
+      expect(driver.q.broken).toBe(false);
+      expect(driver.q.stats.resets).toBe(1);
+      expect(resets).toEqual([[0, expect.objectContaining({ code: 'ERR_VIRTIO_BROKEN', reason })]]);
+      expect(rig!.transport.failure).toBeUndefined();
+      expect(rig!.transport.live).toBe(true);
+      // The device let go of the rejected requests' buffers (the reset completed): nothing is deferred or held.
+      expect(rig!.pool.stats()).toMatchObject({ deferredRegions: 0, holds: 0 });
+      await expect(driver.echo([bytes(5, 7)], [5])).resolves.toEqual(Buffer.from(bytes(5, 7)));
+      driver.close();
+    });
+  });
+
+  describe('Virtqueue.reset() (RING_RESET, §2.6.1)', () => {
+    test('in-flight requests reject with CanceledError, waiters stay and go out on the new ring', async () => {
+      const driver = open(ring, { sim: { suppressNotifications: true }, queueSize: 2 });
+      if (ring.version === 1) {
+        expect(() => driver.q.reset()).toThrow(expect.objectContaining({ code: TransportError.NOT_NEGOTIATED }));
+        driver.close();
+        return;
+      }
+      // The sim holds every request until process() (suppressNotifications: QueueNotify starts nothing).
+      const inFlight = [driver.echo([bytes(2)], [2]), driver.echo([bytes(2)], [2])];
+      const waiting = driver.echo([bytes(3, 9)], [3], { timeoutMs: 5_000 });
+      await turns(3);
+      expect(driver.q.inFlight).toBe(2);
+      driver.resetQueue(0);
+      for (const result of await Promise.allSettled(inFlight)) {
+        expect(result.status).toBe('rejected');
+        expect((result as PromiseRejectedResult).reason).toBeInstanceOf(CanceledError);
+      }
+      expect(driver.q.stats.resets).toBe(1);
+      expect(driver.q.inFlight).toBe(1);
+      rig!.sim.process();
+      expect(await waiting).toEqual(Buffer.from(bytes(3, 9)));
+      driver.close();
+    });
+  });
+
+  describe("a request the device keeps past its deadline (queueRecovery 'reset-broken-or-stuck')", () => {
+    test.each(['reset-broken', 'reset-broken-or-stuck'] as const)(
+      '%s: the queue is reset once only late requests are in flight, and their memory comes back',
+      async (recovery) => {
+        const driver = open(ring, { sim: { suppressNotifications: true }, recovery });
+        const resetsWhenStuck = recovery === 'reset-broken-or-stuck' && ring.version === 2;
+        const late = driver.echo([bytes(2)], [2], { timeoutMs: 20 });
+        const awaited = driver.echo([bytes(3, 4)], [3]);
+        await expect(late).rejects.toBeInstanceOf(TimeoutError);
+        // One request in flight is still awaited: nothing is reset yet, new requests wait for the reset.
+        expect(driver.q.stats.resets).toBe(0);
+        const next = driver.echo([bytes(4, 5)], [4]);
+        await turns(3);
+        expect(driver.q.inFlight).toBe(resetsWhenStuck ? 2 : 3);
+        rig!.sim.process();
+        await expect(awaited).resolves.toEqual(Buffer.from(bytes(3, 4)));
+        // The device used the late request too (process() does every chain): it came back, no reset needed.
+        await turns(3);
+        expect(driver.q.stats.resets).toBe(0);
+        rig!.sim.process();
+        await expect(next).resolves.toEqual(Buffer.from(bytes(4, 5)));
+        // Now one that never comes back: reset (with 'reset-broken-or-stuck') as soon as it is the only one.
+        const stuck = driver.echo([bytes(2)], [2], { timeoutMs: 20 });
+        await expect(stuck).rejects.toBeInstanceOf(TimeoutError);
+        await turns(3);
+        expect(driver.q.stats.resets).toBe(resetsWhenStuck ? 1 : 0);
+        expect(driver.q.inFlight).toBe(resetsWhenStuck ? 0 : 1);
+        expect(rig!.pool.stats().deferredRegions).toBe(resetsWhenStuck ? 0 : 2);
+        const after = driver.echo([bytes(6, 1)], [6]);
+        await turns(3);
+        rig!.sim.process();
+        await expect(after).resolves.toEqual(Buffer.from(bytes(6, 1)));
+        driver.close();
+      },
+    );
+  });
+
+  if (ring.version === 2) {
+    test('RING_RESET offered, QueueReset ignored: typed, device failed, memory kept till its reset', async () => {
+      const driver = open(ring, { sim: { suppressNotifications: true, queueResetIgnored: true } });
+      const errors: Error[] = [];
+      driver.onError((error) => errors.push(error));
+      const pending = driver.echo([bytes(2)], [2]);
+      await turns(3);
+      expect(() => driver.resetQueue(0)).toThrow(expect.objectContaining({ code: TransportError.QUEUE_RESET_IGNORED }));
+      await expect(pending).rejects.toBeInstanceOf(CanceledError);
+      // The device did not let go of the queue: only its own reset (which the sim completes) gave the memory back.
+      expect(errors).toEqual([expect.objectContaining({ code: TransportError.QUEUE_RESET_IGNORED })]);
+      expect(rig!.transport.live).toBe(false);
+      expect(rig!.pool.stats()).toMatchObject({ deferredRegions: 0, holds: 0 });
+      expect(rig!.transport.queueResettable).toBe(false);
+      driver.close();
+    });
+  }
 
   describe('time limits (SubmitOptions.timeoutMs)', () => {
     /** Settles of each promise, counted: a request must settle exactly once. */
