@@ -132,6 +132,47 @@ function contractBoots(
       if (run.exitCode !== 0) throw new Error(`guest exit ${run.exitCode}; console:\n${run.console.slice(-4000)}`);
     });
 
+    test('RING_RESET (Version 2): one queue of blk and of rng reset through QueueReset; what QEMU did, checked', () => {
+      const checks = results('queue-reset') as {
+        device: string;
+        queues: number;
+        offered: boolean;
+        reset: string;
+        failure?: string;
+        live: boolean;
+        resettableAfter: boolean;
+        reads: Record<string, string>;
+      }[];
+      if (version === 1) {
+        // Legacy: no RING_RESET, nothing tried.
+        expect(checks).toEqual([]);
+        return;
+      }
+      expect(checks.map((c) => [c.device, c.queues]).sort()).toEqual([
+        ['blk', packed ? 2 : 1],
+        ['rng', 1],
+      ]);
+      for (const c of checks) {
+        expect(c.offered).toBe(true);
+        if (c.reset === 'ok') {
+          // A completed reset (QueueReset and QueueReady read 0): that queue serves again, the others never stopped.
+          expect(c).toMatchObject({ failure: undefined, live: true, resettableAfter: true });
+          expect(Object.values(c.reads).every((r) => r === 'ok')).toBe(true);
+        } else {
+          // QEMU's virtio-mmio offers RING_RESET but ignores QueueReset (QueueReady stays 1): caught, the memory is
+          // not taken back from the device; the device is failed as a whole (its reset takes the memory back) and
+          // later requests are refused, typed.
+          expect(c).toMatchObject({
+            reset: 'ERR_VIRTIO_QUEUE_RESET_IGNORED',
+            failure: 'ERR_VIRTIO_QUEUE_RESET_IGNORED',
+            live: false,
+            resettableAfter: false,
+          });
+          for (const read of Object.values(c.reads)) expect(read).toMatch(/^ERR_VIRTIO_/);
+        }
+      }
+    });
+
     test(`the library loads its ${arch} prebuild from the package layout, without build/ or a compiler`, () => {
       const [addon] = results('addon');
       expect(addon).toEqual({

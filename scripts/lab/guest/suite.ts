@@ -10,6 +10,7 @@ import { rngContract } from '../../../test/support/contracts/rng-contract';
 import { blkSubjects, consoleSubjects, describeReport, rngSubjects, scan, uioEventCount } from './devices';
 import { report, runMain } from './report';
 import { cli, systemRam } from './guest-tools';
+import { queueResetCheck } from './queue-reset';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
@@ -227,6 +228,8 @@ async function main(): Promise<void> {
       close();
     }
   }
+  // Last: a device that ignores QueueReset is failed by it.
+  await queueResetCheck(reports);
 }
 
 runMain(main);
