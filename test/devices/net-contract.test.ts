@@ -1,20 +1,34 @@
-/** The virtio-net contract on the sim, for both versions, with and without MRG_RXBUF. */
-import { VirtioNet } from '../../lib/devices';
-import { NetModel } from '../../lib/sim';
+/**
+ * The virtio-net contract on the sim, for both versions and the packed
+ * ring, with and without MRG_RXBUF, and with every feature the driver
+ * knows (MTU, CSUM, GUEST_CSUM, control queue, two pairs, frames spanning
+ * 256-byte receive buffers).
+ */
+import { VirtioNet, type VirtioNetOptions } from '../../lib/devices';
+import { NetModel, type NetModelOptions } from '../../lib/sim';
 import { netContract, testFrame, type NetSubject } from '../support/contracts/net-contract';
 import { simRig, turns, SIM_VARIANTS, driverOnSim } from '../support/sim-rig';
 
 describe.each(SIM_VARIANTS)('virtio-net on a %s sim', (_label, version) => {
-  describe.each([true, false])('mergeable receive buffers offered: %s', (mergeable) => {
+  const configs: [string, NetModelOptions, Partial<VirtioNetOptions>][] = [
+    ['mergeable receive buffers', { mergeable: true }, {}],
+    ['no mergeable receive buffers', { mergeable: false }, {}],
+    [
+      'every feature, 256-byte buffers, two pairs',
+      { mtu: 1500, csum: true, guestCsum: true, maxPairs: 2 },
+      { queuePairs: 2, receiveBufferBytes: 256 },
+    ],
+  ];
+  describe.each(configs)('%s', (_name, modelOptions, driverOptions) => {
     const violations: unknown[] = [];
     const subject: NetSubject = {
       label: `sim v${version}`,
       async open(options) {
-        const model = new NetModel({ mergeable });
+        const model = new NetModel(modelOptions);
         const { driver: net, close } = driverOnSim(
           version,
           model,
-          (r) => VirtioNet.open(r.transport, { memory: r.pool, ...options }),
+          (r) => VirtioNet.open(r.transport, { memory: r.pool, ...driverOptions, ...options }),
           violations,
         );
         let seen = 0;
