@@ -2,7 +2,7 @@ import { invalidArgType, invalidArgValue, outOfRange, TransportError } from '../
 import { createQueue, type Virtqueue } from '../queue';
 import { checkQueueMode } from '../queue/completion-mode';
 import { checkIndirectMax } from '../queue/indirect-max';
-import { FeatureBit, deviceIdName, hasFeature, isPowerOfTwo } from '../spec';
+import { FeatureBit, deviceIdName, features, hasFeature, isPowerOfTwo } from '../spec';
 import { TRANSPORT_FEATURES, type VirtioTransport } from '../transport';
 import type { DriverOptions, StartedDevice } from './virtio-driver';
 import { inInt31Range } from '../util/int31';
@@ -58,8 +58,16 @@ export class DriverSetup {
    * transport features the queues implement are added to `wanted`,
    * options.excludeFeatures taken out. Returns the negotiated features;
    * NegotiationError FEATURE_MISSING when one of `required` is not.
+   * `dependencies` ([bit, bit it needs]): §2.2.1 forbids accepting a
+   * feature whose prerequisite was not accepted, so when the device offered
+   * one without the other the negotiation is redone (from reset) without it.
    */
-  negotiate(deviceId: number, wanted: bigint, required = 0n): bigint {
+  negotiate(
+    deviceId: number,
+    wanted: bigint,
+    required = 0n,
+    dependencies: readonly (readonly [number, number])[] = [],
+  ): bigint {
     this.expect('begun', 'negotiate()');
     const { transport } = this;
     if (transport.deviceId !== deviceId) {
@@ -72,6 +80,11 @@ export class DriverSetup {
     const asked = (wanted | TRANSPORT_FEATURES) & ~(this.options.excludeFeatures ?? 0n);
     // A refused negotiation is the transport's to report (it sets FAILED itself); nothing here to undo.
     this.features = transport.negotiate(asked, required);
+    const orphans = dependencies.filter(
+      ([bit, needs]) => hasFeature(this.features, bit) && !hasFeature(this.features, needs),
+    );
+    if (orphans.length > 0)
+      this.features = transport.negotiate(asked & ~features(...orphans.map(([bit]) => bit)), required);
     this.stage = 'negotiated';
     return this.features;
   }

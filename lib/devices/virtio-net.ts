@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { CanceledError, NegotiationError, TransportError, UsageError, invalidArgType, outOfRange } from '../errors';
+import { CanceledError, TransportError, UsageError, invalidArgType, outOfRange } from '../errors';
 import { freeIfLive } from '../platform';
 import type { Virtqueue } from '../queue';
 import {
@@ -171,16 +171,10 @@ export class VirtioNet extends VirtioDriver {
     validateNetOptions(options);
     const setup = DriverSetup.begin(transport, options);
     try {
-      const negotiated = setup.negotiate(DeviceId.NET, WANTED);
+      // §5.1.3.1: CTRL_RX, MQ and CTRL_MAC_ADDR need CTRL_VQ; offered alone, they are not accepted.
+      const needs = NEED_CTRL_VQ.map((bit) => [bit, NetFeature.CTRL_VQ] as const);
+      const negotiated = setup.negotiate(DeviceId.NET, WANTED, 0n, needs);
       const has = (bit: number): boolean => hasFeature(negotiated, bit);
-      const orphan = NEED_CTRL_VQ.find((bit) => has(bit) && !has(NetFeature.CTRL_VQ));
-      if (orphan !== undefined)
-        throw new NegotiationError(
-          NegotiationError.FEATURE_MISSING,
-          `${transport.label}: virtio-net offered feature ${orphan} without VIRTIO_NET_F_CTRL_VQ (§5.1.3.1)`,
-          transport.deviceFeatures,
-          negotiated,
-        );
       // §5.1.4: each field is valid with its feature; the config must reach the last one used.
       const ends = [
         has(NetFeature.MAC) ? NetConfig.mac + 6 : 0,

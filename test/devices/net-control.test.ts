@@ -5,7 +5,7 @@
 import { VirtioNet, type VirtioNetOptions } from '../../lib/devices';
 import { DeviceIoError, ProtocolError, TransportError, UsageError } from '../../lib/errors';
 import { NetModel, type NetModelOptions } from '../../lib/sim';
-import { NetConfig, NetCtrl } from '../../lib/spec';
+import { NetConfig, NetCtrl, NetFeature, feature, hasFeature } from '../../lib/spec';
 import { testFrame } from '../support/contracts/net-contract';
 import { SIM_VARIANTS, simRig, turns, type SimRig } from '../support/sim-rig';
 
@@ -125,6 +125,18 @@ describe.each(SIM_VARIANTS)('virtio-net control queue and MQ on the %s sim', (_l
     await expect(net.send(testFrame(PEER, net.mac, 1), { pair: 1 })).rejects.toThrow(DeviceIoError);
     await net.send(testFrame(PEER, net.mac, 2));
     expect(model.sentPairs).toEqual([0]);
+  });
+
+  test('§2.2.1: without CTRL_VQ accepted, MQ, CTRL_RX and CTRL_MAC_ADDR are not accepted either', async () => {
+    const model = new NetModel({ maxPairs: 2 });
+    const net = open(model, { excludeFeatures: feature(NetFeature.CTRL_VQ) });
+    const accepted = net.features; // what the driver wrote to DriverFeatures
+    for (const bit of [NetFeature.CTRL_VQ, NetFeature.CTRL_RX, NetFeature.MQ, NetFeature.CTRL_MAC_ADDR])
+      expect(hasFeature(accepted, bit)).toBe(false);
+    expect(hasFeature(accepted, NetFeature.MRG_RXBUF)).toBe(true);
+    await expect(net.setPromiscuous(true)).rejects.toThrow(UsageError);
+    await net.send(testFrame(PEER, net.mac, 1));
+    expect(model.sent).toHaveLength(1);
   });
 
   test.each([
