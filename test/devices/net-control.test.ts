@@ -89,7 +89,7 @@ describe.each(SIM_VARIANTS)('virtio-net control queue and MQ on the %s sim', (_l
     await expect(net.send(Buffer.alloc(60), { pair: 1 })).rejects.toThrow(RangeError);
   });
 
-  test('MQ: VQ_PAIRS_SET for the pairs asked; each transmit queue used as chosen; every receive queue delivers', async () => {
+  test('MQ: VQ_PAIRS_SET for the pairs asked; transmit queue per send; every receive queue delivers', async () => {
     const model = new NetModel({ maxPairs: 4 });
     const net = open(model, { queuePairs: 4, receiveBuffers: 8 });
     expect(net.queuePairs).toBe(4);
