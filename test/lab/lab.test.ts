@@ -423,7 +423,7 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
     const command = [
       'set -e',
       ...kernelDriverCommands(kernelNic, ['failover', 'net_failover', 'virtio_net']),
-      'ip link set eth0 up',
+      'ip link set eth0 mtu 9000 up',
       'ip addr add 10.0.0.1/24 dev eth0',
       'node scripts/lab/guest/net-peer.js',
       // The bring-up CLI on our NIC, after the peer program has let it go.
@@ -432,7 +432,8 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
     let run: LabRun;
     beforeAll(async () => {
       run = await runLab({
-        devices: ['virtio-net-device,netdev=n0', 'virtio-net-device,netdev=n1'],
+        // host_mtu offers VIRTIO_NET_F_MTU to both; QEMU's defaults add MRG_RXBUF, CTRL_VQ, CTRL_RX, CTRL_MAC_ADDR.
+        devices: ['virtio-net-device,netdev=n0,host_mtu=9000', 'virtio-net-device,netdev=n1,host_mtu=9000'],
         extraArgs: ['-netdev', 'hubport,id=n0,hubid=0', '-netdev', 'hubport,id=n1,hubid=0'],
         legacy,
         command,
@@ -454,6 +455,23 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
       expect(net.peerMac).toMatch(/^[0-9a-f]{12}$/);
       expect(net.peerMac).not.toBe(net.mac);
       expect(net.replies).toBe(net.pings);
+    });
+
+    test('VIRTIO_NET_F_MTU 9000: near-mtu replies span several 1024-byte receive buffers and arrive whole', () => {
+      const [net] = run.results.filter((r) => r.kind === 'net') as Record<string, number | string>[];
+      expect(net).toBeDefined();
+      expect(net.mtu).toBe(9000);
+      expect(net.bigPings).toBe(5);
+      expect({ bigReplies: net.bigReplies, dropped: net.dropped }).toEqual({ bigReplies: 5, dropped: 0 });
+      expect(net.largestFrameIn).toBe(9000 - 100 + 14);
+    });
+
+    test('the control queue: promiscuous off, MAC_ADDR_SET acked by QEMU; the kernel answers the new MAC', () => {
+      const [net] = run.results.filter((r) => r.kind === 'net') as Record<string, number | string>[];
+      expect(net).toBeDefined();
+      expect(net.control).toBe('ok');
+      expect(net.newMac).toBe('0200000a0b0c');
+      expect(net.newMacReplies).toBe(5);
     });
 
     test('the CLI: selftest --strict passes on our NIC, link up, with no MUST rule broken', () => {
