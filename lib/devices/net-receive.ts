@@ -90,6 +90,13 @@ export class NetReceiveQueue {
       },
       (error: unknown) => {
         this.posted--;
+        if (!this.stopped && this.queue.recovered(error)) {
+          // The queue was reset and goes on (Virtqueue.reset): a frame half gathered is lost; post the buffer again.
+          this.partial = undefined;
+          this.idle.push(slot);
+          this.sink.refill();
+          return;
+        }
         this.stopped = true;
         this.sink.fail(error);
       },

@@ -6,8 +6,8 @@
  * ignores QueueReset (QEMU's virtio-mmio) caught.
  */
 import { CanceledError, TransportError } from '../../lib/errors';
-import { VirtioBlk, VirtioConsole, VirtioRng } from '../../lib/devices';
-import { BlkModel, ConsoleModel, RngModel } from '../../lib/sim';
+import { VirtioBlk, VirtioConsole, VirtioNet, VirtioRng } from '../../lib/devices';
+import { BlkModel, ConsoleModel, NetModel, RngModel } from '../../lib/sim';
 import { simRig, turns, type SimRig, type SimVariant } from '../support/sim-rig';
 
 let rig: SimRig | undefined;
@@ -101,6 +101,25 @@ describe.each(MODERN)('%s', (_label, variant) => {
     expect(Buffer.concat(chunks).toString()).toBe('after the reset');
     expect(console.queueStats(0).resets).toBe(1);
     console.close();
+  });
+
+  test('net: after a reset of the receiveq its buffers are posted again, and frames arrive', async () => {
+    const model = new NetModel();
+    rig = simRig(variant, model);
+    const net = VirtioNet.open(rig.transport, { memory: rig.pool, receiveBufferBytes: 256 });
+    const frames: Buffer[] = [];
+    net.events.on('frame', (frame: Buffer) => frames.push(frame));
+    const frame = (n: number): Buffer => Buffer.alloc(600, n);
+    model.inject(frame(1));
+    for (let i = 0; i < 50 && frames.length < 1; i++) await turns(1);
+    net.resetQueue(0);
+    await turns(3);
+    model.inject(frame(2));
+    for (let i = 0; i < 50 && frames.length < 2; i++) await turns(1);
+    expect(frames).toEqual([frame(1), frame(2)]);
+    expect(net.queueStats(0).resets).toBe(1);
+    expect(net.droppedFrames).toBe(0);
+    net.close();
   });
 
   test("a device that ignores QueueReset (QEMU's virtio-mmio): QUEUE_RESET_IGNORED, the device failed", async () => {
