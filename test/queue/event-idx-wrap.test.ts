@@ -68,7 +68,7 @@ function runEngine({ format, size, depth }: EngineCase, seed: number): EngineRun
   const random = prng(seed);
   const r = ringRig(format, { size, features: EVENT_IDX }) as AnyRig;
   const bytes = r.memory;
-  /** Linear counters: requests (split) or descriptors (packed; one each here) — the same for these one-buffer chains. */
+  /** Linear counters: requests, or (packed) descriptors, the same for these one-buffer chains. */
   let placed = 0;
   let published = 0;
   let deviceAvail = 0;
@@ -251,7 +251,10 @@ describe.each(
     let next = 0;
     let done = 0;
     let bad = '';
-    /** One lane: its own two buffers, one request at a time; `depth` lanes keep `depth` in flight. A missed notification or interrupt is a TimeoutError. */
+    /**
+     * One lane: its own two buffers, one request at a time; `depth` lanes keep `depth` in flight. A missed notification
+     * or interrupt is a TimeoutError.
+     */
     const lane = async (): Promise<void> => {
       const input = driver.dma(8);
       const output = driver.dma(8);
@@ -285,8 +288,6 @@ describe.each(
     }
     driver.close();
     if (process.env.EVENT_IDX_TIMES)
-      console.log(
-        `sim ${_name}: ${Date.now() - started} ms, ${JSON.stringify({ ...stats, sim: { ...sim, notifications: sim.notifications[0] } })}`,
-      );
+      console.log(`sim ${_name}: ${Date.now() - started} ms`, { ...stats, sim: { ...sim } });
   }, 120_000);
 });

@@ -8,6 +8,7 @@ import { blkContract } from '../../../test/support/contracts/blk-contract';
 import { consoleEchoContract, consoleMultiportContract } from '../../../test/support/contracts/console-contract';
 import { rngContract } from '../../../test/support/contracts/rng-contract';
 import { blkSubjects, consoleSubjects, describeReport, rngSubjects, scan, uioEventCount } from './devices';
+import { eventIdxWrap } from './event-idx-wrap';
 import { report, runMain } from './report';
 import { cli, systemRam } from './guest-tools';
 import { queueResetCheck } from './queue-reset';
@@ -134,6 +135,14 @@ async function main(): Promise<void> {
       });
     } finally {
       close();
+    }
+  }
+  for (const subject of rngSubjects(reports)) {
+    // EVENT_IDX across the 16-bit index wrap (and the packed ring's wrap counter): 70,000 small reads.
+    try {
+      report(await eventIdxWrap(subject));
+    } catch (error) {
+      report({ kind: 'event-idx-wrap', device: subject.label, error: String((error as Error)?.stack ?? error) });
     }
   }
   for (const subject of rngSubjects(reports)) {
