@@ -1,11 +1,13 @@
 /**
  * Runs in the lab guest (from suite.ts): VIRTIO_F_EVENT_IDX across the wrap
  * of the 16-bit ring indexes (virtio 1.2 §2.7.7.2, §2.7.10; packed: the
- * wrap counter of §2.8.10, flipping every lap of QEMU's 8-entry rng ring).
- * 70,000 8-byte rng reads, the ring kept full, except for a stretch around
- * request 65,536 run one at a time, so that the index wraps at QD1 too. A
- * notification or interrupt lost at the wrap is a read that never completes
- * (the driver's request timeout); the counts show suppression at depth.
+ * wrap counter of §2.8.10, flipping every lap of the 64-entry queue).
+ * 70,000 8-byte rng reads, the ring kept full, except for 256 around request
+ * 65,536 run one at a time (the other lanes parked), so that the index wraps
+ * at QD1 too. A notification or interrupt lost at the wrap is a read that
+ * never completes (the driver's request timeout), or, if QEMU's rate-limit
+ * timer picks the request up late, a QD1 notification or interrupt missing
+ * from the counts; at depth the counts show suppression.
  */
 import { FeatureBit, hasFeature } from '../../../lib/spec';
 import type { RngSubject } from '../../../test/support/contracts/rng-contract';
