@@ -66,6 +66,8 @@ export abstract class VirtqueueLifecycle implements QueueEndpoint {
   private deviceLetGo = true;
   private ringFreed = false;
   protected readonly recovery: QueueRecovery;
+  /** A request in flight timed out: the queue is reset once nothing else in flight is awaited (Virtqueue). */
+  protected resetWanted = false;
   /** The errors reset() rejected requests with, for their owners to tell a recovery from a failure (recovered()). */
   private readonly resetReasons = new WeakSet<Error>();
 
@@ -244,6 +246,7 @@ export abstract class VirtqueueLifecycle implements QueueEndpoint {
       throw error;
     }
     this.stats.resets++;
+    this.resetWanted = false;
     for (const waiter of waiting) {
       this.waiters.push(waiter);
       if (waiter.pending.deadline !== Infinity) this.deadlines.keep(waiter.pending);

@@ -57,8 +57,6 @@ export class Virtqueue extends VirtqueueLifecycle implements QueueEndpoint {
       });
     }
   };
-  /** A request in flight timed out: the queue is reset once nothing else in flight is awaited (resetIfQuiet). */
-  private resetWanted = false;
   private quietCheckQueued = false;
   private readonly quietCheck = (): void => {
     this.quietCheckQueued = false;

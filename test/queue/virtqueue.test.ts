@@ -719,6 +719,24 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
     );
   });
 
+  test('an explicit reset() while a stuck reset is wanted lets the waiting requests out (no deadlock)', async () => {
+    const driver = open(ring, { sim: { suppressNotifications: true }, recovery: 'reset-broken-or-stuck' });
+    if (ring.version === 1) return driver.close();
+    const late = driver.echo([bytes(2)], [2], { timeoutMs: 20 });
+    const awaited = driver.echo([bytes(3, 4)], [3]);
+    await expect(late).rejects.toBeInstanceOf(TimeoutError);
+    const waiting = driver.echo([bytes(4, 5)], [4]);
+    await turns(3);
+    expect(driver.q.inFlight).toBe(2);
+    driver.resetQueue(0);
+    await expect(awaited).rejects.toBeInstanceOf(CanceledError);
+    await turns(3);
+    expect(driver.q.inFlight).toBe(1);
+    rig!.sim.process();
+    await expect(waiting).resolves.toEqual(Buffer.from(bytes(4, 5)));
+    driver.close();
+  });
+
   if (ring.version === 2) {
     test('RING_RESET offered, QueueReset ignored: typed, device failed, memory kept till its reset', async () => {
       const driver = open(ring, { sim: { suppressNotifications: true, queueResetIgnored: true } });
