@@ -81,6 +81,7 @@ const ROOT = [
   'VirtioBlk',
   'VirtioConsole',
   'VirtioDriver',
+  'VirtioInput',
   'VirtioNet',
   'VirtioRng',
   // feature bits and device types

@@ -7,3 +7,11 @@ export { ConsolePort } from './console-port';
 export { VirtioBlk, type VirtioBlkOptions, type BlkRange, type BlkRequestOptions } from './virtio-blk';
 export type { BlkInfo } from './blk-info';
 export type { BlkReadStreamOptions, BlkWriteStreamOptions } from './blk-streams';
+export {
+  VirtioInput,
+  type VirtioInputOptions,
+  type VirtioInputEvents,
+  type InputStats,
+  type InputAbsInfoValue,
+  type InputDevidsValue,
+} from './virtio-input';

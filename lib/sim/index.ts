@@ -33,5 +33,6 @@ export { NetModel, type NetModelOptions } from './net-model';
 export { ConsoleModel, type ConsoleModelOptions } from './console-model';
 export type { ConsolePortSpec, ConsoleMultiportOptions } from './console-multiport';
 export { BlkModel, type BlkModelOptions } from './blk-model';
+export { InputModel, type InputModelOptions, type InputModelAbsInfo } from './input-model';
 export { SIM_RULES, type SimRule } from './strict-rules';
 export type { SimDeviceModel, SimRequest, SimConfigField, SimViolation } from './sim-model';

@@ -11,3 +11,4 @@ export * from './packed-ring';
 export * from './mmio-register-table';
 export * from './ring-violations';
 export * from './queue-select';
+export * from './input';

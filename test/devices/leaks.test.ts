@@ -568,6 +568,7 @@ describe('a process driving a sim device', () => {
     ['idle', 'blk'],
     ['idle-unref', 'console'],
     ['idle-unref', 'net'],
+    ['idle-unref', 'input'],
   ])(
     '%s: with an idle %s driver, never closed, exits on its own',
     async (scenario, device) => {
@@ -586,10 +587,10 @@ describe('a process driving a sim device', () => {
     START_MS + 10_000,
   );
 
-  test(
-    "an idle console driver that was not unref()'d keeps the process alive, as an open socket does",
-    async () => {
-      const child = start('idle', 'console');
+  test.each(['console', 'input'])(
+    "an idle %s driver that was not unref()'d keeps the process alive, as an open socket does",
+    async (device) => {
+      const child = start('idle', device);
       await child.line('requests done', START_MS);
       expect(await child.exit(1_000)).toBeUndefined();
       child.process.kill('SIGTERM');
