@@ -28,7 +28,7 @@ export type { CliIo } from './cli-io';
 
 /** What `<dev>` may be, for the usage texts. */
 const DEVICE_NOTE = `  <dev> is /dev/uioN, uioN, <size>@<baseaddr>[:<irq>[:<id>]] (a /dev/mem window), or
-  sim:<rng|blk|console|net|empty>[:1|2|packed] (a software device in this process)
+  sim:<rng|blk|console|net|input|empty>[:1|2|packed] (a software device in this process)
 `;
 
 const EXIT_NOTE = `  exit status: 0 ok, 1 the device or the operation failed, 2 bad usage (a device name that

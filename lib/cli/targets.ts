@@ -7,7 +7,16 @@ import {
   type RegisterBlock,
   type UioWindowSource,
 } from '../platform';
-import { BlkModel, ConsoleModel, NetModel, RngModel, SimDevice, type SimDeviceModel, type SimOptions } from '../sim';
+import {
+  BlkModel,
+  ConsoleModel,
+  InputModel,
+  NetModel,
+  RngModel,
+  SimDevice,
+  type SimDeviceModel,
+  type SimOptions,
+} from '../sim';
 import { FeatureBit, features } from '../spec';
 import {
   MmioTransport,
@@ -23,13 +32,13 @@ import {
  * What a command works on: a transport bound to UIO (`/dev/uioN`, `uioN`),
  * a /dev/mem window (`<size>@<baseaddr>[:<irq>[:<id>]]`), or a software
  * device made in this process (`sim:<type>[:1|2|packed]`, type rng, blk,
- * console, net or empty) — for trying the tool without hardware.
+ * console, net, input or empty) — for trying the tool without hardware.
  */
 export type Target =
   | { readonly kind: 'device'; readonly spec: DeviceSpec; readonly where: string }
   | { readonly kind: 'sim'; readonly type: SimType; readonly version: 1 | 2 | 'packed'; readonly where: string };
 
-export const SIM_TYPES = ['rng', 'blk', 'console', 'net', 'empty'] as const;
+export const SIM_TYPES = ['rng', 'blk', 'console', 'net', 'input', 'empty'] as const;
 export type SimType = (typeof SIM_TYPES)[number];
 
 /** Registers (and, for drivers, interrupts and DMA memory) of an opened target; close() releases all of it. */
@@ -107,6 +116,8 @@ function simModel(type: SimType): SimDeviceModel | undefined {
       return new ConsoleModel({ echo: true });
     case 'net':
       return new NetModel({ loopback: true });
+    case 'input':
+      return new InputModel({ echoStatus: true });
     case 'empty':
       return undefined;
   }

@@ -13,6 +13,7 @@ import {
   NetStatus,
   macText,
 } from '../spec';
+import { INPUT_LAYOUT, decodeInput } from './inspect-input';
 
 /**
  * One field of a device's configuration structure, as the driver must access it (virtio 1.2 §4.2.2.2: by its own width;
@@ -100,6 +101,7 @@ const TYPES: ReadonlyMap<number, ConfigType> = new Map([
   [DeviceId.BLOCK, { layout: BLK_LAYOUT, decode: decodeBlk }],
   [DeviceId.NET, { layout: NET_LAYOUT, decode: decodeNet }],
   [DeviceId.CONSOLE, { layout: CONSOLE_LAYOUT, decode: decodeConsole }],
+  [DeviceId.INPUT, { layout: INPUT_LAYOUT, decode: decodeInput }],
 ]);
 
 /** The entropy device has no configuration space (§5.4.4). */

@@ -1,6 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { DeviceIoError, PortError, VirtioError } from '../errors';
-import type { ConsolePort, VirtioBlk, VirtioConsole, VirtioNet, VirtioRng, VirtioDriver } from '../devices';
+import type {
+  ConsolePort,
+  VirtioBlk,
+  VirtioConsole,
+  VirtioInput,
+  VirtioNet,
+  VirtioRng,
+  VirtioDriver,
+} from '../devices';
 import { POLL_TIMEOUT_MAX_MS } from '../platform/register-block';
 import type { DmaAllocator, RegisterBlock } from '../platform';
 import type { MmioTransport, OpenTransportOptions } from '../transport';
@@ -8,6 +16,7 @@ import { DeviceId, FeatureBit, NetFeature, deviceTypeName, hasFeature, macText }
 import { nameFeatures } from './inspect';
 import { DEVICE_RULES, DeviceRuleWatch, type DeviceRuleViolation } from './device-rules';
 import { DRIVERS } from './drivers';
+import { describeInput, inputStatusEcho, inputSummary } from './input-steps';
 
 /** One step of a selftest: what it did, whether it passed, how long it took. */
 export interface SelftestStep {
@@ -46,7 +55,7 @@ export interface SelftestOptions {
    * Default 5000.
    */
   timeoutMs?: number;
-  /** How long to wait for a console echo, in ms. Default 2000. */
+  /** How long to wait for a console echo (and an input status echo), in ms. Default 2000. */
   echoTimeoutMs?: number;
 }
 
@@ -84,7 +93,8 @@ const round = (ms: number): number => Math.round(ms * 1000) / 1000;
 /**
  * Runs the device type's driver through negotiation and a few requests —
  * rng bytes, a blk read of sector 0, a console echo when the far end loops
- * back, the net link status — timing each step, then closes (a reset).
+ * back, the net link status, the input device's config and a status
+ * event — timing each step, then closes (a reset).
  * Nothing is written to a block device.
  */
 export async function selftest(subject: SelftestSubject, options: SelftestOptions = {}): Promise<SelftestReport> {
@@ -142,7 +152,8 @@ export async function selftest(subject: SelftestSubject, options: SelftestOption
           ok: false,
           ms: 0,
           error: {
-            message: `no selftest for device type ${transport.deviceId}: only rng, blk, console and net have one`,
+            message:
+              `no selftest for device type ${transport.deviceId}: ` + 'only rng, blk, console, net and input have one',
           },
         });
       } else if (
@@ -266,6 +277,10 @@ const STEPS: Partial<Record<number, [string, StepRun][]>> = {
         );
       },
     ],
+  ],
+  [DeviceId.INPUT]: [
+    ['read config', (driver) => inputSummary(describeInput(driver as VirtioInput))],
+    ['status event', (driver, options) => inputStatusEcho(driver as VirtioInput, options.echoTimeoutMs ?? 2000)],
   ],
 };
 

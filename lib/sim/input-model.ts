@@ -51,6 +51,8 @@ export interface InputModelOptions {
   queueSize?: number;
   /** Events held while the driver has no event buffer posted before the oldest is dropped (default 4096). */
   backlog?: number;
+  /** Each statusq event comes back on eventq, followed by a SYN_REPORT (default false; the CLI's sim:input). */
+  echoStatus?: boolean;
 }
 
 interface Pending {
@@ -93,6 +95,7 @@ export class InputModel implements SimDeviceModel {
   private readonly backlog: Pending[] = [];
   private readonly receives = new HeldReceives(() => this.deliver());
   private readonly statusListeners: ((event: InputEvent) => void)[] = [];
+  private readonly echoStatus: boolean;
 
   constructor(options: InputModelOptions = {}) {
     const queueSize = options.queueSize ?? 64;
@@ -133,6 +136,7 @@ export class InputModel implements SimDeviceModel {
       Object.entries(abs).flatMap(([axis, info]) => (info ? [[Number(axis), info] as const] : [])),
     );
     this.backlogLimit = options.backlog ?? 4096;
+    this.echoStatus = options.echoStatus ?? false;
   }
 
   /** Event buffers the driver has posted and the device holds. */
@@ -181,6 +185,7 @@ export class InputModel implements SimDeviceModel {
       const event = decodeInputEvent(bytes);
       this.status.push(event);
       for (const listener of [...this.statusListeners]) listener(event);
+      if (this.echoStatus) this.inject(event, { type: InputEventType.EV_SYN, code: InputSyn.SYN_REPORT, value: 0 });
     }
     return 0;
   }

@@ -4,6 +4,7 @@ import { DmaPool, type RegisterBlock } from '../../lib/platform';
 import {
   BlkModel,
   ConsoleModel,
+  InputModel,
   NetModel,
   RngModel,
   SimDevice,
@@ -211,6 +212,30 @@ describe.each(SIM_VARIANTS)('inspect on %s', (_label, variant) => {
     // receiveq0, transmitq0, control pair, ports 1 and 2 (§5.3.2).
     expect(report.queues!.map((q) => q.index)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
     expect(report.queues!.filter((q, i) => q.sizeMax !== sim.queueState(i).numMax)).toEqual([]);
+  });
+
+  test('input: select, subsel and size, and the answer a driver left in the union (no config written)', () => {
+    const model = new InputModel({ name: 'QEMU Virtio Keyboard' });
+    const sim = bareSim(variant, model);
+    const before = inspect(sim);
+    expectCleanReport(sim, before, variant);
+    expect(before).toMatchObject({ deviceId: 18, device: 'INPUT (18)' });
+    expect(before.config!.fields).toEqual({ select: 'UNSET (0)', subsel: 0, size: 0 });
+    expect(before.queues!.map((q) => q.sizeMax)).toEqual([64, 64]);
+    // As a driver leaves it after reading the name (§5.8.4), then after reading ABS_INFO of ABS_Y.
+    model.config[0] = 1;
+    model.configWritten(0);
+    expect(inspect(sim).config!.fields).toEqual({
+      select: 'ID_NAME (1)',
+      subsel: 0,
+      size: 20,
+      string: '"QEMU Virtio Keyboard"',
+    });
+    model.config.set([0x12, 1]);
+    model.configWritten(1);
+    const abs = inspect(sim);
+    expect(abs.config!.fields).toMatchObject({ select: 'ABS_INFO (18)', subsel: 1, size: 20, min: 0, max: 32767 });
+    expect(formatInspect(abs)).toContain('  max: 32767\n');
   });
 
   test('a type inspect does not know: features and config by number and raw bytes', () => {

@@ -27,12 +27,14 @@ const STEPS: Record<string, string[]> = {
   blk: ['identify', 'negotiate', 'read sector 0', 'device ID', 'idle 100 ms', 'reset'],
   console: ['identify', 'negotiate', 'echo on port 0', 'idle 100 ms', 'reset'],
   net: ['identify', 'negotiate', 'link status', 'idle 100 ms', 'reset'],
+  input: ['identify', 'negotiate', 'read config', 'status event', 'idle 100 ms', 'reset'],
 };
 const DEVICE_NAMES: Record<string, [string, number]> = {
   rng: ['ENTROPY', 4],
   blk: ['BLOCK', 2],
   console: ['CONSOLE', 3],
   net: ['NET', 1],
+  input: ['INPUT', 18],
 };
 
 describe('selftest on every software device, Version 1, Version 2 and packed, with --strict', () => {
@@ -62,6 +64,11 @@ describe('selftest on every software device, Version 1, Version 2 and packed, wi
     expect(await detail('sim:blk', 'device ID')).toBe('"sim-blk"');
     expect(await detail('sim:console', 'echo on port 0')).toMatch(/^\d+ bytes sent and echoed$/);
     expect(await detail('sim:net', 'link status')).toBe('MAC 52:54:00:12:34:56; link up');
+    expect(await detail('sim:input', 'read config')).toBe(
+      '"virtio-mmio sim input", serial "sim-0001"; bus 0x6 vendor 0x1af4 product 0x1 version 0x1; ' +
+        'EV_KEY (6) EV_ABS (2) EV_LED (3); axes 0,1',
+    );
+    expect(await detail('sim:input', 'status event')).toBe('EV_LED LED_NUML 0 used by the device and echoed on eventq');
   });
 
   test('without --strict there is no idle step and no strict section', async () => {
