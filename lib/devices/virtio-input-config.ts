@@ -35,7 +35,9 @@ const SUBSEL = 'subsel';
  * §5.8.4): the driver writes select and subsel, the device answers with
  * `size` and that many bytes of the union. Every answer is read inside one
  * configuration generation (§2.5.1) and copied out; `size` is checked
- * before it sizes anything.
+ * before it sizes anything. QEMU 7.2 notifies a configuration change for
+ * each select/subsel write, so the generation moves with them; the
+ * bracket starts after them.
  */
 export class InputConfigReader {
   constructor(
@@ -48,9 +50,10 @@ export class InputConfigReader {
     checkByte(select, SELECT);
     checkByte(subsel, SUBSEL);
     const { config } = this;
+    // The writes stay outside the generation bracket: QEMU raises a config change (a new generation) on each of them.
+    config.write8(InputConfig.select, select);
+    config.write8(InputConfig.subsel, subsel);
     return config.atomic(() => {
-      config.write8(InputConfig.select, select);
-      config.write8(InputConfig.subsel, subsel);
       const size = config.read8(InputConfig.size);
       // §5.8.4: u is 128 bytes; a larger size would read past it.
       if (size > INPUT_CONFIG_UNION_BYTES) {
