@@ -53,6 +53,11 @@ export interface InputModelOptions {
   backlog?: number;
   /** Each statusq event comes back on eventq, followed by a SYN_REPORT (default false; the CLI's sim:input). */
   echoStatus?: boolean;
+  /**
+   * Called after each select or subsel write has changed the answer: QEMU 7.2 notifies a configuration change there
+   * (a new ConfigGeneration); pass `() => sim.raiseConfigChange()` to do the same.
+   */
+  onSelect?: () => void;
 }
 
 interface Pending {
@@ -96,6 +101,7 @@ export class InputModel implements SimDeviceModel {
   private readonly receives = new HeldReceives(() => this.deliver());
   private readonly statusListeners: ((event: InputEvent) => void)[] = [];
   private readonly echoStatus: boolean;
+  private readonly onSelect?: () => void;
 
   constructor(options: InputModelOptions = {}) {
     const queueSize = options.queueSize ?? 64;
@@ -137,6 +143,7 @@ export class InputModel implements SimDeviceModel {
     );
     this.backlogLimit = options.backlog ?? 4096;
     this.echoStatus = options.echoStatus ?? false;
+    this.onSelect = options.onSelect;
   }
 
   /** Event buffers the driver has posted and the device holds. */
@@ -198,6 +205,7 @@ export class InputModel implements SimDeviceModel {
     this.config.fill(0, InputConfig.u);
     this.config.set(answer, InputConfig.u);
     this.config[InputConfig.size] = answer.length;
+    this.onSelect?.();
   }
 
   reset(): void {
