@@ -195,6 +195,29 @@ describe.each(SIM_VARIANTS)('virtio-input on a %s sim', (_label, variant: SimVar
   });
 });
 
+describe('virtio-input memory ownership', () => {
+  test.each(SIM_VARIANTS)(
+    '%s: close() with a status event the device never used rejects it; the reset frees every region',
+    async (_label, variant) => {
+      const rig = simRig(variant, new InputModel(), { suppressNotifications: true });
+      const before = rig.pool.stats().regions;
+      const input = VirtioInput.open(rig.transport, { memory: rig.pool });
+      try {
+        const pending = input.sendStatus(EV_LED, InputLed.LED_CAPSL, 1);
+        await turns(3);
+        expect(rig.pool.stats().regions).toBeGreaterThan(before + 2);
+        input.close();
+        await expect(pending).rejects.toMatchObject({ code: 'ERR_VIRTIO_CANCELED' });
+        // The sim's reset completed: rings, event buffers and the status event are the driver's again, and freed.
+        expect(rig.pool.stats()).toMatchObject({ regions: before, deferredRegions: 0 });
+      } finally {
+        input.close();
+        expect(rig.close()).toEqual([]);
+      }
+    },
+  );
+});
+
 describe('virtio-input with a bad device', () => {
   test('a config size above 128 is a ProtocolError, and the driver goes on', async () => {
     const rig = simRig(2, new InputModel(), {
