@@ -192,9 +192,11 @@ export class DeviceRuleWatch implements RegisterBlock {
     return value;
   }
   writeb(offset: number, value: number): void {
+    this.configWritten(offset);
     this.regs.writeb(offset, value);
   }
   writew(offset: number, value: number): void {
+    this.configWritten(offset);
     this.regs.writew(offset, value);
   }
   writel(offset: number, value: number): void {
@@ -275,7 +277,16 @@ export class DeviceRuleWatch implements RegisterBlock {
     }
   }
 
+  /**
+   * A driver write to the configuration space may change what it reads (virtio-input's select and subsel, §5.8.4;
+   * QEMU 7.2 notifies a configuration change for each): the generation may move before the notification is seen.
+   */
+  private configWritten(offset: number): void {
+    if (offset >= R.Config) this.configChangeSeen = true;
+  }
+
   private beforeWrite(offset: number, value: number): void {
+    this.configWritten(offset);
     this.queues.write(offset, value);
     switch (offset) {
       case R.DeviceFeaturesSel:

@@ -2,7 +2,7 @@
 import { selftest, type SelftestSubject } from '../../lib/diag';
 import { TransportError } from '../../lib/errors';
 import { DmaPool } from '../../lib/platform';
-import { RngModel, SimDevice } from '../../lib/sim';
+import { InputModel, RngModel, SimDevice } from '../../lib/sim';
 import { MmioTransport } from '../../lib/transport';
 
 /** A sim rng, opened the way the subject is asked to; counts its opens and closes. */
@@ -73,4 +73,33 @@ test('an opener that throws gives a failed identify step with the error’s code
       error: { code: TransportError.BAD_MAGIC, message: 'nowhere: MagicValue 0 is not "virt"' },
     },
   ]);
+});
+
+test('--strict: an input device notifying a config change per select write (as QEMU 7.2) breaks no rule', async () => {
+  let sim: SimDevice | undefined;
+  const subject: SelftestSubject = {
+    where: 'qemu-like input',
+    open(options) {
+      const memory = DmaPool.anonymous();
+      const model = new InputModel({ echoStatus: true, onSelect: () => sim!.raiseConfigChange() });
+      sim = new SimDevice({ memory, model, strict: true });
+      const transport = new MmioTransport(options.wrapRegisters!(sim), {
+        ...options.transport,
+        interrupts: sim.interrupt,
+      });
+      return {
+        transport,
+        memory,
+        close() {
+          transport.close();
+          sim!.close();
+          memory.close();
+        },
+      };
+    },
+  };
+  const report = await selftest(subject, { strict: true, timeoutMs: 2000 });
+  expect(report.strict?.violations).toEqual([]);
+  expect(report).toMatchObject({ device: 'INPUT', ok: true });
+  expect(report.steps.find((s) => s.step === 'read config')?.detail).toMatch(/^"virtio-mmio sim input"/);
 });
