@@ -60,7 +60,10 @@ describeIf(lab.ok, lab.reason, 'virtio-input on QEMU virtio-keyboard-device and 
         devices: ['virtio-keyboard-device', 'virtio-tablet-device'],
         extraArgs: ['-qmp', `unix:${socket},server=on,wait=off`],
         legacy,
-        command: 'node scripts/lab/guest/input-check.js 60',
+        // Then the CLI's selftest on the keyboard (after the driver above closed it).
+        command:
+          'node scripts/lab/guest/input-check.js 60 && ' +
+          'node scripts/lab/guest/cli-report.js selftest /dev/uio31 --strict --json',
         timeoutMs: BOOT_TIMEOUT_MS,
         onConsole: (line: string) => {
           if (!sent && line.startsWith(INPUT_READY))
@@ -151,6 +154,26 @@ describeIf(lab.ok, lab.reason, 'virtio-input on QEMU virtio-keyboard-device and 
         reports: [2],
         stats: { events: 3, malformed: 0, overruns: 0 },
       });
+    });
+
+    test('selftest --strict on the keyboard: config read; the status step fails on the used len (one MUST)', () => {
+      const [cli] = lines('cli');
+      expect(cli).toMatchObject({ argv: ['selftest', '/dev/uio31', '--strict', '--json'], status: 1 });
+      const report = JSON.parse(cli.stdout as string) as {
+        steps: { step: string; ok: boolean; detail?: string; error?: { code?: string } }[];
+        strict: { violations: { rule: string }[] };
+      };
+      expect(report.steps.map((s) => [s.step, s.ok])).toEqual([
+        ['identify', true],
+        ['negotiate', true],
+        ['read config', true],
+        ['status event', false],
+        ['idle 100 ms', false],
+        ['reset', true],
+      ]);
+      expect(report.steps[2].detail).toMatch(/^"QEMU Virtio Keyboard"; bus 0x6 vendor 0x627 product 0x1 version 0x1; /);
+      expect(report.steps[3].error?.code).toBe('ERR_VIRTIO_BROKEN');
+      expect(report.strict.violations.map((v) => v.rule)).toEqual(['used-len-valid']);
     });
 
     test('statusq: QEMU 7.2 uses an LED event buffer with len 8 (0 writable bytes); the ring refuses it', () => {
