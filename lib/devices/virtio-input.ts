@@ -222,7 +222,11 @@ export class VirtioInput extends VirtioDriver {
         else this.received(decodeInputEvent(this.eventBytes, offset));
         this.post(slot);
       },
-      (error: unknown) => this.fail(error),
+      (error: unknown) => {
+        // The queue was reset and goes on (Virtqueue.reset): the buffer is posted again on the new ring.
+        if (!this.closed && this.eventq.recovered(error)) this.post(slot);
+        else this.fail(error);
+      },
     );
   }
 

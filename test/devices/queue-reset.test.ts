@@ -6,8 +6,9 @@
  * ignores QueueReset (QEMU's virtio-mmio) caught.
  */
 import { CanceledError, TransportError } from '../../lib/errors';
-import { VirtioBlk, VirtioConsole, VirtioNet, VirtioRng } from '../../lib/devices';
-import { BlkModel, ConsoleModel, NetModel, RngModel } from '../../lib/sim';
+import { VirtioBlk, VirtioConsole, VirtioInput, VirtioNet, VirtioRng } from '../../lib/devices';
+import { BlkModel, ConsoleModel, InputModel, NetModel, RngModel } from '../../lib/sim';
+import { InputEventType } from '../../lib/spec';
 import { simRig, turns, type SimRig, type SimVariant } from '../support/sim-rig';
 
 let rig: SimRig | undefined;
@@ -120,6 +121,26 @@ describe.each(MODERN)('%s', (_label, variant) => {
     expect(net.queueStats(0).resets).toBe(1);
     expect(net.droppedFrames).toBe(0);
     net.close();
+  });
+
+  test('input: after a reset of the eventq its buffers are posted again, and events arrive', async () => {
+    const model = new InputModel();
+    rig = simRig(variant, model);
+    const input = VirtioInput.open(rig.transport, { memory: rig.pool });
+    const codes: number[] = [];
+    input.on('event', (event: { type: number; code: number }) => {
+      if (event.type === InputEventType.EV_KEY) codes.push(event.code);
+    });
+    await turns(3);
+    model.tapKey(30);
+    for (let i = 0; i < 50 && codes.length < 2; i++) await turns(1);
+    input.resetQueue(0);
+    await turns(3);
+    model.tapKey(31);
+    for (let i = 0; i < 50 && codes.length < 4; i++) await turns(1);
+    expect(codes).toEqual([30, 30, 31, 31]);
+    expect(input.queueStats(0).resets).toBe(1);
+    input.close();
   });
 
   test("a device that ignores QueueReset (QEMU's virtio-mmio): QUEUE_RESET_IGNORED, the device failed", async () => {
