@@ -68,6 +68,8 @@ export interface QueueStats {
   spins: number;
   /** Spins that found a completion. */
   spinHits: number;
+  /** Used entries of chains with no device-writable buffer whose len was not 0: taken as 0 (§2.7.8.1). */
+  usedLenIgnored: number;
   /** Resets of this queue alone (§2.6.1) after which it was handed to the device again (Virtqueue.reset). */
   resets: number;
 }

@@ -225,8 +225,14 @@ export abstract class RingEngine {
   protected settle(id: number, len: number): boolean {
     const violation = checkUsedEntry(id, len, this.inFlightIds, this.writableBytes);
     if (violation) {
-      this.violation = violation;
-      return false;
+      // A chain the device may not write at all: its len can index nothing and is taken as 0, counted
+      // (QEMU's virtio-input reports 8 for each statusq buffer; Linux ignores such a len).
+      if (violation.reason !== RingViolation.USED_LEN_TOO_LONG || this.writableBytes[id] !== 0) {
+        this.violation = violation;
+        return false;
+      }
+      this.stats.usedLenIgnored++;
+      len = 0;
     }
     this.inFlightIds[id] = IdState.FREE;
     this.inFlight--;

@@ -38,6 +38,7 @@ export abstract class VirtqueueLifecycle implements QueueEndpoint {
     polledCompletions: 0,
     spins: 0,
     spinHits: 0,
+    usedLenIgnored: 0,
     resets: 0,
   };
   /**

@@ -156,7 +156,7 @@ describeIf(lab.ok, lab.reason, 'virtio-input on QEMU virtio-keyboard-device and 
       });
     });
 
-    test('selftest --strict on the keyboard: config read; the status step fails on the used len (one MUST)', () => {
+    test('selftest --strict on the keyboard: config read and status event pass; one MUST broken (used len)', () => {
       const [cli] = lines('cli');
       expect(cli).toMatchObject({ argv: ['selftest', '/dev/uio31', '--strict', '--json'], status: 1 });
       const report = JSON.parse(cli.stdout as string) as {
@@ -167,26 +167,21 @@ describeIf(lab.ok, lab.reason, 'virtio-input on QEMU virtio-keyboard-device and 
         ['identify', true],
         ['negotiate', true],
         ['read config', true],
-        ['status event', false],
-        ['idle 100 ms', false],
+        ['status event', true],
+        ['idle 100 ms', true],
         ['reset', true],
       ]);
       expect(report.steps[2].detail).toMatch(/^"QEMU Virtio Keyboard"; bus 0x6 vendor 0x627 product 0x1 version 0x1; /);
-      expect(report.steps[3].error?.code).toBe('ERR_VIRTIO_BROKEN');
+      // The device's side of the status event: a used len of 8 for a buffer it may not write (§2.7.8.1).
       expect(report.strict.violations.map((v) => v.rule)).toEqual(['used-len-valid']);
     });
 
-    test('statusq: QEMU 7.2 uses an LED event buffer with len 8 (0 writable bytes); the ring refuses it', () => {
-      // QEMU's status handler puts back the bytes it read as the used len; the split/packed ring's check of §2.7.8
-      // (len ≤ the writable bytes posted) fails the queue, so the driver reports it typed instead of trusting it.
+    test('statusq: QEMU 7.2 uses an LED event buffer with len 8 (0 writable bytes): taken as 0, counted', () => {
+      // QEMU's status handler puts back the bytes it read as the used len. A chain with nothing device-writable
+      // cannot be indexed by its len, so the ring takes it as 0 and counts it (QueueStats.usedLenIgnored) rather
+      // than break the queue, as Linux does.
       for (const name of ['QEMU Virtio Keyboard', 'QEMU Virtio Tablet']) {
-        expect(of('input-status', device(name).path)).toMatchObject({
-          ok: false,
-          error: {
-            code: 'ERR_VIRTIO_BROKEN',
-            message: expect.stringContaining('reports 8 bytes written into 0 writable bytes'),
-          },
-        });
+        expect(of('input-status', device(name).path)).toMatchObject({ ok: true, usedLenIgnored: 1 });
       }
     });
   });

@@ -71,6 +71,7 @@ export const newStats = (): QueueStats => ({
   polledCompletions: 0,
   spins: 0,
   spinHits: 0,
+  usedLenIgnored: 0,
   resets: 0,
 });
 

@@ -75,12 +75,19 @@ async function main(): Promise<void> {
         stats: o.input.inputStats,
       });
     }
-    // §5.8.6.2: an LED event on statusq, last: a device that breaks the ring protocol there is failed (reset) for good.
+    // §5.8.6.2: an LED event on statusq, last: a device that breaks the ring protocol there is failed (reset).
     for (const o of opened) {
       const started = performance.now();
       try {
         await o.input.sendStatus(InputEventType.EV_LED, InputLed.LED_CAPSL, 1);
-        report({ kind: 'input-status', path: o.path, ok: true, ms: Math.round(performance.now() - started) });
+        const { usedLenIgnored } = o.input.queueStats(1);
+        report({
+          kind: 'input-status',
+          path: o.path,
+          ok: true,
+          usedLenIgnored,
+          ms: Math.round(performance.now() - started),
+        });
       } catch (error) {
         report({ kind: 'input-status', path: o.path, ok: false, error: describeError(error) });
       }
