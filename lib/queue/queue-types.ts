@@ -72,6 +72,13 @@ export interface QueueStats {
   usedLenIgnored: number;
   /** Resets of this queue alone (§2.6.1) after which it was handed to the device again (Virtqueue.reset). */
   resets: number;
+  /**
+   * VIRTIO_F_IN_ORDER: used elements that stood for more than one request
+   * (a batch, virtio 1.2 §2.7.9 split, §2.8.20 packed), and the requests
+   * those covered. A device that writes one element per buffer leaves both 0.
+   */
+  inOrderBatches: number;
+  inOrderBatched: number;
 }
 
 export interface VirtqueueOptions {

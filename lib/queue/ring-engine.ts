@@ -259,6 +259,10 @@ export abstract class RingEngine {
       };
       return -1;
     }
+    if (batch > 1) {
+      this.stats.inOrderBatches++;
+      this.stats.inOrderBatched += batch;
+    }
     for (let n = 1; n <= batch; n++) {
       const next = order.shift();
       if (!this.settle(next, n === batch ? len : this.writableBytes[next])) return -1;

@@ -40,6 +40,8 @@ export abstract class VirtqueueLifecycle implements QueueEndpoint {
     spinHits: 0,
     usedLenIgnored: 0,
     resets: 0,
+    inOrderBatches: 0,
+    inOrderBatched: 0,
   };
   /**
    * Called after each reset of this queue alone (reset()), once it is the

@@ -192,7 +192,19 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
       outs.forEach((out, i) => expect(out).toEqual(Buffer.from(bytes(8, i))));
       expect(driver.q.stats.completed).toBe(32);
       expect(usedEntries).toBe(32 / ring.inOrderBatch!);
+      // The counters the lab reads to tell a batching device from one that uses each buffer alone.
+      expect(driver.q.stats.inOrderBatches).toBe(32 / ring.inOrderBatch!);
+      expect(driver.q.stats.inOrderBatched).toBe(32);
       expect(driver.q.free).toBe(driver.q.size);
+      driver.close();
+    });
+  } else {
+    test('one used entry per request: no IN_ORDER batch is counted', async () => {
+      const driver = open(ring, { queueSize: 64, queueSizes: [64] });
+      await Promise.all(Array.from({ length: 32 }, (_, i) => driver.echo([bytes(8, i)], [8])));
+      expect(driver.q.stats.completed).toBe(32);
+      expect(driver.q.stats.inOrderBatches).toBe(0);
+      expect(driver.q.stats.inOrderBatched).toBe(0);
       driver.close();
     });
   }

@@ -73,6 +73,8 @@ export const newStats = (): QueueStats => ({
   spinHits: 0,
   usedLenIgnored: 0,
   resets: 0,
+  inOrderBatches: 0,
+  inOrderBatched: 0,
 });
 
 export type Format = 'split' | 'packed';
