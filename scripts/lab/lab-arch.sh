@@ -24,7 +24,7 @@ lab_arch() { # arm64 | armhf | amd64
       deb_arch=arm64 flavour=arm64 kernel_meta=linux-image-arm64 kernel_arch=arm64
       triple=aarch64-linux-gnu node_arch=arm64 elf_machine=AArch64 elf_attributes=()
       prebuild=linux-arm64/node.napi.armv8.glibc.node
-      guest_pkgs="nodejs,busybox-static,fio" bench_floor=1 tag='' ready_dir=ready drop_device_table=0 qemu_backport=0
+      guest_pkgs="nodejs,busybox-static,fio" bench_floor=1 tag='' ready_dir=ready drop_device_table=0 qemu_backport=1
       host_pkgs=(qemu-system-arm qemu-system-data "gcc-$triple" "g++-$triple" mmdebstrap cpio xz-utils make binutils linux-source-6.1 linux-kbuild-6.1)
       # uio for our driver; the kernel's own virtio drivers for side-by-side
       # checks and benchmarks (virtio and virtio_ring are built in).

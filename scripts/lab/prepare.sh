@@ -7,6 +7,10 @@
 # (32-bit armv7 hard-float; Debian's armmp-lpae kernel) and amd64 (an
 # x86-64 -M microvm with Debian's amd64 kernel, no UIO, and the host's own
 # addon build from build/Release), lab-arch.sh.
+# arm64 and armhf also get QEMU 10.0 from bookworm-backports, unpacked beside
+# the host's 7.2 (ready*/qemu): armhf's above-4GiB boot and arm64's in-order
+# boot (run.js: ARCHES.armhf.above4GiB, ARCHES.arm64.backport) use it; every
+# other boot keeps the host's.
 # Everything lands under $LAB_CACHE (default .lab-cache/), in stages keyed
 # by their inputs, so a warm run after a source change only rebuilds the
 # library layer. Prints the path of the finished initrd parts on the last
@@ -117,10 +121,14 @@ if [ ! -f "$kernel/done" ]; then
   touch "$kernel/done"
 fi
 
-# ---- stage: QEMU from backports (armhf; keyed by its version) ----
+# ---- stage: QEMU from backports (arm64 and armhf; keyed by its version and the binaries kept) ----
 # QEMU 7.2's TCG faults on LPAE page-table walks above 4 GiB (a 32-bit guest
-# with RAM there dies at /init); 10.0 from backports does not. Unpacked
-# beside the host's 7.2 (which the arm64 lab keeps), never installed.
+# with RAM there dies at /init); 10.0 from backports does not. 10.0's virtio
+# devices also take in_order=on (VIRTIO_F_IN_ORDER), which 7.2 lacks: the
+# arm64 lab's in-order boot (test/lab/in-order.test.ts). One qemu-system-arm
+# package holds both binaries; they need no host library beyond 7.2's. Unpacked
+# beside the host's 7.2 (which every other boot keeps), never installed; one
+# stage shared by both guests.
 qemu=""
 if [ "$qemu_backport" = 1 ]; then
   bpo="$cache/apt-backports"
@@ -133,16 +141,20 @@ if [ "$qemu_backport" = 1 ]; then
   fi
   qemu_version="$(apt-cache "${apt_bpo[@]}" policy qemu-system-arm | sed -n 's/ *Candidate: //p')"
   case "$qemu_version" in *bpo*) ;; *) die "$suite-backports offers no qemu-system-arm (candidate: '$qemu_version')" ;; esac
-  qemu="$cache/qemu-$tag$(echo "$qemu_version" | hash_of)"
+  qemu_bins=(qemu-system-arm qemu-system-aarch64)
+  qemu="$cache/qemu-bpo-$(echo "$qemu_version ${qemu_bins[*]}" | hash_of)"
   if [ ! -f "$qemu/done" ]; then
     say "qemu: $qemu_version from $suite-backports ($(elapsed))"
-    stale qemu- "$qemu"
+    # Older versions, and the armhf-only stage that kept qemu-system-arm alone.
+    for d in "$cache"/qemu-bpo-* "$cache"/qemu-armhf-*; do [ ! -e "$d" ] || [ "$d" = "$qemu" ] || rm -rf "$d"; done
     rm -rf "$qemu"; mkdir -p "$qemu/debs"
     (cd "$qemu/debs" && apt-get "${apt_bpo[@]}" download -qq "qemu-system-arm=$qemu_version" >/dev/null) \
       || die "apt-get download of qemu-system-arm=$qemu_version failed"
     dpkg -x "$qemu"/debs/*.deb "$qemu/x"
-    cp "$qemu/x/usr/bin/qemu-system-arm" "$qemu/"
-    "$qemu/qemu-system-arm" --version >/dev/null || die "the unpacked qemu-system-arm does not run (missing host libraries?)"
+    for b in "${qemu_bins[@]}"; do
+      cp "$qemu/x/usr/bin/$b" "$qemu/" || die "the qemu-system-arm package has no $b"
+      "$qemu/$b" --version >/dev/null || die "the unpacked $b does not run (missing host libraries?)"
+    done
     rm -rf "$qemu/x" "$qemu/debs"
     touch "$qemu/done"
   fi

@@ -8,9 +8,9 @@
 // without UIO); LAB_ARCH picks the default.
 //
 //   node scripts/lab/run.js [--arch arm64|armhf|amd64 [--above-4gib]] [--legacy] [--device SPEC]... [--qemu ARG]...
-// [--timeout S] -- COMMAND...
+// [--backport] [--timeout S] -- COMMAND...
 //
-// As a module: runLab({ arch, above4GiB, devices, legacy, command, timeoutMs, onConsole }).
+// As a module: runLab({ arch, above4GiB, backport, devices, legacy, command, timeoutMs, onConsole }).
 
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
@@ -29,6 +29,10 @@ const ARCHES = {
     cpu: 'cortex-a72',
     memoryMb: 2048,
     ready: path.join(CACHE, 'ready'),
+    // `backport`: the same guest on QEMU 10.0 from bookworm-backports (prepare.sh
+    // unpacks it into ready/qemu), whose virtio devices take in_order=on; -audio
+    // none as for armhf above 4 GiB.
+    backport: { bundled: 'qemu/qemu-system-aarch64', args: ['-audio', 'none'] },
   },
   // -M virt puts RAM at 0x40000000: 3072 MiB end at 4 GiB. `above4GiB`
   // boots 4096 MiB (to 0x140000000, so the hugepages sit above 4 GiB) with
@@ -108,8 +112,9 @@ process.once('exit', killAll);
 
 /**
  * `append`: more words for the kernel command line (e.g. mem=, virtio_mmio.device= entries).
- * @param {{ arch?: 'arm64' | 'armhf' | 'amd64', above4GiB?: boolean, devices?: string[], extraArgs?: string[], append?:
- * string[], legacy?: boolean, command: string,
+ * `backport`: boot the arch's QEMU 10.0 from bookworm-backports (ARCHES.<arch>.backport) instead of the host's.
+ * @param {{ arch?: 'arm64' | 'armhf' | 'amd64', above4GiB?: boolean, backport?: boolean, devices?: string[],
+ * extraArgs?: string[], append?: string[], legacy?: boolean, command: string,
  *           timeoutMs?: number, memoryMb?: number, onConsole?: (line: string) => void }} options
  * @returns {Promise<{ exitCode: number | null, timedOut: boolean, results: object[], console: string, ms: number }>}
  */
@@ -125,7 +130,11 @@ function runLab(options) {
     return Promise.reject(new Error(`the lab is not prepared (${ready}): run npm run lab:prepare`));
   if (options.above4GiB && !guest.above4GiB)
     return Promise.reject(new RangeError(`the ${options.arch ?? DEFAULT_ARCH} lab has no above4GiB boot`));
-  const high = options.above4GiB ? guest.above4GiB : undefined;
+  if (options.backport && !guest.backport)
+    return Promise.reject(new RangeError(`the ${options.arch ?? DEFAULT_ARCH} lab has no backport boot`));
+  if (options.backport && !fs.existsSync(path.join(ready, guest.backport.bundled)))
+    return Promise.reject(new Error(`the lab has no backports QEMU (${ready}/qemu): run npm run lab:prepare`));
+  const high = options.above4GiB ? guest.above4GiB : options.backport ? guest.backport : undefined;
   const qemu = high ? path.join(ready, high.bundled) : guest.qemu;
   const {
     devices = [],
@@ -268,19 +277,21 @@ if (require.main === module) {
   let legacy = false;
   let arch;
   let above4GiB = false;
+  let backport = false;
   let timeoutMs = 300_000;
   let i = 0;
   for (; i < argv.length && argv[i] !== '--'; i++) {
     if (argv[i] === '--legacy') legacy = true;
     else if (argv[i] === '--arch') arch = argv[++i];
     else if (argv[i] === '--above-4gib') above4GiB = true;
+    else if (argv[i] === '--backport') backport = true;
     else if (argv[i] === '--device') devices.push(argv[++i]);
     else if (argv[i] === '--qemu') extraArgs.push(argv[++i]);
     else if (argv[i] === '--timeout') timeoutMs = Number(argv[++i]) * 1000;
     else {
       console.error(
         `unknown option ${argv[i]}\nusage: node scripts/lab/run.js [--arch arm64|armhf|amd64 [--above-4gib]] ` +
-          `[--legacy] [--device SPEC]... [--qemu ARG]... [--timeout S] -- COMMAND...`,
+          `[--legacy] [--device SPEC]... [--qemu ARG]... [--backport] [--timeout S] -- COMMAND...`,
       );
       process.exit(2);
     }
@@ -289,6 +300,7 @@ if (require.main === module) {
   runLab({
     arch,
     above4GiB,
+    backport,
     devices,
     extraArgs,
     legacy,
