@@ -20,7 +20,8 @@ import { prepareLab, runLab, type LabRun } from '../support/lab-runner';
 import { describeIf } from '../support/requirements';
 
 const lab = prepareLab('arm64');
-const QEMU10 = resolve(__dirname, '../../.lab-cache/ready/qemu/qemu-system-aarch64');
+/** Where prepare.sh unpacks the backports QEMU for the arm64 lab (run.js's ARCHES.arm64.backport). */
+const QEMU10 = join(process.env.LAB_CACHE ?? resolve(__dirname, '../../.lab-cache'), 'ready/qemu/qemu-system-aarch64');
 const qemu = (bin: string, ...args: string[]): string => {
   const child = spawnSync(bin, ['-M', 'virt', '-display', 'none', '-audio', 'none', ...args], {
     encoding: 'utf8',
