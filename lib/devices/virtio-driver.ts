@@ -100,6 +100,11 @@ export abstract class VirtioDriver {
     if (this.closing) throw new ClosedError(`${this.transport.label}: the driver is closed`);
   }
 
+  /** The indices of the queues this driver set up, ascending. */
+  get queueIndices(): number[] {
+    return [...this.queueMap.keys()].sort((a, b) => a - b);
+  }
+
   /** Counters of the queue at `index` (requests, publishes, notifications, Atomics…), as a copy. */
   queueStats(index: number): QueueStats {
     return { ...this.queue(index).stats };

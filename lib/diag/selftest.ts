@@ -171,6 +171,15 @@ export async function selftest(subject: SelftestSubject, options: SelftestOption
         }
       }
       if (options.strict && driver) {
+        // §2.7.8.1: a len on a chain the device may not write is taken as 0 by the ring, but it is the device's fault.
+        for (const index of driver.queueIndices) {
+          const ignored = driver.queueStats(index).usedLenIgnored;
+          if (ignored > 0)
+            watch?.note(
+              'used-len-valid',
+              `queue ${index}: ${ignored} used element(s) with a len for a chain it may not write (taken as 0)`,
+            );
+        }
         // A quiet spell: wake-ups the device raised after the last request are handled, and a line that keeps firing
         // shows.
         await step('idle 100 ms', async () => {

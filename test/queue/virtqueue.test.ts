@@ -668,6 +668,16 @@ describe.each(RINGS.map((r) => [r.name, r] as const))('Virtqueue: %s', (_name, r
     });
   });
 
+  test('a len on a chain the device may not write is taken as 0 and counted; the queue goes on', async () => {
+    const driver = open(ring, { sim: { faults: { usedElement: (_q, e) => ({ id: e.id, len: 8 }) } } });
+    await expect(driver.echo([bytes(4)], [])).resolves.toEqual(Buffer.alloc(0));
+    expect(driver.q.stats.usedLenIgnored).toBe(1);
+    expect(driver.q.broken).toBe(false);
+    // With a writable buffer the same lie (8 bytes into 4) still breaks the queue.
+    await expect(driver.echo([bytes(4)], [4])).rejects.toMatchObject({ code: 'ERR_VIRTIO_BROKEN' });
+    driver.close();
+  });
+
   describe('Virtqueue.reset() (RING_RESET, §2.6.1)', () => {
     test('in-flight requests reject with CanceledError, waiters stay and go out on the new ring', async () => {
       const driver = open(ring, { sim: { suppressNotifications: true }, queueSize: 2 });
