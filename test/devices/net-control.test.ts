@@ -2,12 +2,12 @@
  * virtio-net's control queue (virtio 1.2 §5.1.6.5) and multiqueue
  * (§5.1.6.5.5, queue layout §5.1.2), on every sim variant.
  */
-import { VirtioNet, type VirtioNetOptions } from '../../lib/devices';
 import { DeviceIoError, ProtocolError, TransportError, UsageError } from '../../lib/errors';
-import { NetModel, type NetModelOptions } from '../../lib/sim';
+import { NetModel } from '../../lib/sim';
 import { NetConfig, NetCtrl, NetFeature, feature, hasFeature } from '../../lib/spec';
 import { testFrame } from '../support/contracts/net-contract';
-import { SIM_VARIANTS, simRig, turns, type SimRig } from '../support/sim-rig';
+import { SIM_VARIANTS, turns } from '../support/sim-rig';
+import { netSim } from '../support/net-sim';
 
 const PEER = Buffer.from([2, 0, 0, 0, 0, 1]);
 
@@ -17,32 +17,7 @@ async function until(done: () => boolean, what: string): Promise<void> {
 }
 
 describe.each(SIM_VARIANTS)('virtio-net control queue and MQ on the %s sim', (_label, variant) => {
-  let rig: SimRig | undefined;
-  let net: VirtioNet | undefined;
-  afterEach(() => {
-    net?.close();
-    const violations = rig?.close() ?? [];
-    net = undefined;
-    rig = undefined;
-    expect(violations).toEqual([]);
-  });
-
-  function open(model: NetModel, options: Partial<VirtioNetOptions> = {}): VirtioNet {
-    rig = simRig(variant, model);
-    net = VirtioNet.open(rig.transport, { memory: rig.pool, ...options });
-    return net;
-  }
-
-  function openFails(modelOptions: NetModelOptions, options: Partial<VirtioNetOptions> = {}): () => void {
-    return () => {
-      const r = simRig(variant, new NetModel(modelOptions));
-      try {
-        VirtioNet.open(r.transport, { memory: r.pool, ...options }).close();
-      } finally {
-        expect(r.close()).toEqual([]);
-      }
-    };
-  }
+  const { open, openFails } = netSim(variant);
 
   test('promiscuous, all-multicast and MAC_ADDR_SET reach the device and are acked', async () => {
     const model = new NetModel({ control: true });

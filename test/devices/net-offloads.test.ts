@@ -3,12 +3,12 @@
  * checksum offload both ways (virtio 1.2 §5.1.4, §5.1.6.2–§5.1.6.4), on
  * every sim variant (split Version 1 and 2, packed).
  */
-import { VirtioNet, type VirtioNetOptions } from '../../lib/devices';
 import { ProtocolError, TransportError, UsageError } from '../../lib/errors';
-import { NetModel, type NetModelOptions } from '../../lib/sim';
+import { NetModel } from '../../lib/sim';
 import { NetFeature, feature, internetChecksum } from '../../lib/spec';
 import { testFrame } from '../support/contracts/net-contract';
-import { SIM_VARIANTS, simRig, turns, type SimRig } from '../support/sim-rig';
+import { SIM_VARIANTS, turns } from '../support/sim-rig';
+import { netSim } from '../support/net-sim';
 
 const PEER = Buffer.from([2, 0, 0, 0, 0, 1]);
 const frameOf = (dst: Buffer, n: number, length: number): Buffer => testFrame(dst, PEER, n, length - 14);
@@ -32,32 +32,7 @@ test('internetChecksum matches RFC 1071 §3 (00 01 f2 03 f4 f5 f6 f7 sums to ddf
 });
 
 describe.each(SIM_VARIANTS)('virtio-net offloads on the %s sim', (_label, variant) => {
-  let rig: SimRig | undefined;
-  let net: VirtioNet | undefined;
-  afterEach(() => {
-    net?.close();
-    const violations = rig?.close() ?? [];
-    net = undefined;
-    rig = undefined;
-    expect(violations).toEqual([]);
-  });
-
-  function open(model: NetModel, options: Partial<VirtioNetOptions> = {}): VirtioNet {
-    rig = simRig(variant, model);
-    net = VirtioNet.open(rig.transport, { memory: rig.pool, ...options });
-    return net;
-  }
-
-  function openFails(modelOptions: NetModelOptions, options: Partial<VirtioNetOptions> = {}): () => void {
-    return () => {
-      const r = simRig(variant, new NetModel(modelOptions));
-      try {
-        VirtioNet.open(r.transport, { memory: r.pool, ...options }).close();
-      } finally {
-        expect(r.close()).toEqual([]);
-      }
-    };
-  }
+  const { open, openFails } = netSim(variant);
 
   describe.each([true, false])('MTU 9000, MRG_RXBUF offered: %s', (mergeable) => {
     test('mtu is read; frames up to mtu + 18 go both ways; longer ones are refused', async () => {

@@ -4,11 +4,12 @@
  * no VIRTIO_NET_F_MTU), whatever num_buffers and len say, and the frames
  * not yet consumed stay within maxQueuedFrames and maxQueuedBytes.
  */
-import { VirtioNet, type VirtioNetOptions } from '../../lib/devices';
+import { VirtioNet } from '../../lib/devices';
 import { NetModel } from '../../lib/sim';
 import { NET_MAX_FRAME } from '../../lib/spec';
 import { testFrame } from '../support/contracts/net-contract';
-import { SIM_VARIANTS, simRig, turns, type SimRig } from '../support/sim-rig';
+import { SIM_VARIANTS, simRig, turns } from '../support/sim-rig';
+import { netSim } from '../support/net-sim';
 
 const PEER = Buffer.from([2, 0, 0, 0, 0, 1]);
 /** The driver's receive buffer size (virtio-net.ts RX_BUFFER_BYTES). */
@@ -24,21 +25,7 @@ async function until(done: () => boolean, what: string): Promise<void> {
 const frameOf = (dst: Buffer, n: number, length: number): Buffer => testFrame(dst, PEER, n, length - 14);
 
 describe.each(SIM_VARIANTS)('virtio-net receive limits on the %s sim', (_label, variant) => {
-  let rig: SimRig | undefined;
-  let net: VirtioNet | undefined;
-  afterEach(() => {
-    net?.close();
-    const violations = rig?.close() ?? [];
-    net = undefined;
-    rig = undefined;
-    expect(violations).toEqual([]);
-  });
-
-  function open(model: NetModel, options: Partial<VirtioNetOptions> = {}): VirtioNet {
-    rig = simRig(variant, model);
-    net = VirtioNet.open(rig.transport, { memory: rig.pool, ...options });
-    return net;
-  }
+  const { open } = netSim(variant);
 
   test.each([true, false])(
     'finding 7: a 1519-byte frame (too long) is dropped, counted, its buffer re-posted; 1518 arrive (MRG_RXBUF: %s)',

@@ -3,21 +3,16 @@ import { EchoDriver } from '../support/echo-driver';
 import { EVENT } from '../support/fake-ring-device';
 import { echoModel, simRig, type SimRig, type SimVariant } from '../support/sim-rig';
 import { ringRig, type AnyRig, type Format } from '../support/ring-engine-rig';
+import { SeededRandom } from '../../lib/sim/seeded-random';
 
 // VIRTIO_F_EVENT_IDX across the wrap of the 16-bit indexes (split, virtio 1.2 §2.7.7.2, §2.7.10) and of the ring wrap
 // counter (packed, §2.8.10, §2.8.21): ≥ 70,000 requests per case. The reference below counts positions on an unbounded
 // linear scale, never modulo 2^16 or with a wrap counter, so it shares no arithmetic with the driver it checks.
 
-/** A small seeded generator (mulberry32), so every run is the same. */
+/** A seeded generator (the sim's mulberry32), so every run is the same. */
 function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const random = new SeededRandom(seed);
+  return () => random.next();
 }
 
 const REQUESTS = 70_000;

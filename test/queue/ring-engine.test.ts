@@ -1,20 +1,15 @@
 import { FeatureBit, RingViolation, features } from '../../lib/spec';
 import { F_AVAIL, F_INDIRECT, F_NEXT, F_WRITE, type DeviceBuffer, type DeviceChain } from '../support/fake-ring-device';
 import { ringRig, type AnyRig, type Format } from '../support/ring-engine-rig';
+import { SeededRandom } from '../../lib/sim/seeded-random';
 
 // The ring engines driven by plain calls against a fake device over raw memory:
 // what holds for both formats. Format-only rules are in ring-engine-formats.test.ts.
 
-/** A small seeded generator (mulberry32), so every run is the same. */
+/** A seeded generator (the sim's mulberry32), so every run is the same. */
 function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const random = new SeededRandom(seed);
+  return () => random.next();
 }
 
 const sum = (values: number[]): number => values.reduce((a, b) => a + b, 0);
