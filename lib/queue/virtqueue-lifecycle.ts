@@ -331,6 +331,7 @@ export abstract class VirtqueueLifecycle implements QueueEndpoint {
   }
 }
 
-function notAttached(index: number): TransportError {
+/** The refusal of a queue that was never attached, or whose transport let it go. */
+export function notAttached(index: number): TransportError {
   return new TransportError(TransportError.STATE, `queue ${index} is not attached to a transport (call attach())`);
 }

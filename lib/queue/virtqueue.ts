@@ -1,11 +1,11 @@
 import '../disposable';
-import { AbortError, CanceledError, QueueFullError, TransportError } from '../errors';
+import { AbortError, CanceledError, QueueFullError } from '../errors';
 import type { QueueEndpoint } from '../transport';
 import type { Pending, Waiter } from './pending-request';
 import type { QueueRequest, SubmitOptions, VirtqueueOptions } from './queue-types';
 import { checkRequest, checkSubmitOptions, snapshotRequest } from './request-checks';
 import type { RingEngineFactory } from './ring-engine';
-import { VirtqueueLifecycle } from './virtqueue-lifecycle';
+import { VirtqueueLifecycle, notAttached } from './virtqueue-lifecycle';
 
 const RESOLVED = Promise.resolve();
 
@@ -184,11 +184,7 @@ export class Virtqueue extends VirtqueueLifecycle implements QueueEndpoint {
   private checkUsable(): void {
     const refusal = this.state.refusal();
     if (refusal) throw refusal;
-    if (!this.transport)
-      throw new TransportError(
-        TransportError.STATE,
-        `queue ${this.index} is not attached to a transport (call attach())`,
-      );
+    if (!this.transport) throw notAttached(this.index);
   }
 
   private placeRequest(request: QueueRequest, count: number, pending: Pending): void {
