@@ -1,7 +1,14 @@
 export { VirtioDriver, type DriverOptions, type StartedDevice } from './virtio-driver';
 export { DriverSetup } from './driver-setup';
 export { VirtioRng, type VirtioRngOptions } from './virtio-rng';
-export { VirtioNet, type VirtioNetOptions } from './virtio-net';
+export {
+  VirtioNet,
+  completeChecksum,
+  type VirtioNetOptions,
+  type NetChecksumRequest,
+  type NetSendOptions,
+  type ReceivedFrame,
+} from './virtio-net';
 export { VirtioConsole, type VirtioConsoleOptions, type ConsoleSize, type WaitForPortOptions } from './virtio-console';
 export { ConsolePort } from './console-port';
 export { VirtioBlk, type VirtioBlkOptions, type BlkRange, type BlkRequestOptions } from './virtio-blk';

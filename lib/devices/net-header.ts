@@ -1,4 +1,5 @@
-import { NET_HDR_GSO_NONE, NET_HDR_NUM_BUFFERS, NetHdr, NetHdrFlag } from '../spec';
+import { outOfRange } from '../errors';
+import { NET_HDR_GSO_NONE, NET_HDR_NUM_BUFFERS, NetHdr, NetHdrFlag, internetChecksum } from '../spec';
 
 /** Where the device is to put a transmitted frame's checksum (VIRTIO_NET_F_CSUM, virtio 1.2 §5.1.6.2). */
 export interface NetChecksumRequest {
@@ -74,4 +75,29 @@ export function writeTransmitHeader(header: DataView, checksum?: NetChecksumRequ
   header.setUint8(NetHdr.flags, NetHdrFlag.NEEDS_CSUM);
   header.setUint16(NetHdr.csum_start, checksum.start, true);
   header.setUint16(NetHdr.csum_offset, checksum.offset, true);
+}
+
+/** ERR_OUT_OF_RANGE unless `checksum` names a field inside a `frameBytes`-byte frame. */
+export function checkChecksumRequest(checksum: NetChecksumRequest, frameBytes: number): void {
+  const { start, offset } = checksum ?? {};
+  if (!Number.isInteger(start) || !Number.isInteger(offset) || start < 0 || offset < 0)
+    throw outOfRange(`checksum start and offset must be non-negative integers, got ${start}, ${offset}`);
+  if (!checksumFits(checksum, frameBytes))
+    throw outOfRange(`checksum at ${start} + ${offset} does not fit a ${frameBytes}-byte frame`);
+}
+
+/**
+ * Completes a partial checksum in place: what NEEDS_CSUM on a received
+ * frame (VIRTIO_NET_F_GUEST_CSUM, §5.1.6.4.1) leaves to the driver, as a
+ * network stack given CHECKSUM_PARTIAL would. The Internet checksum of
+ * frame[start..] (its field at start + offset holding the pseudo-header
+ * sum) replaces the field. A range outside the frame is ERR_OUT_OF_RANGE.
+ */
+export function completeChecksum(frame: Uint8Array, checksum: NetChecksumRequest): void {
+  checkChecksumRequest(checksum, frame.length);
+  const { start, offset } = checksum;
+  // A sum of zero goes out as 0xffff, its other ones'-complement form: zero means "no checksum" to UDP (RFC 768).
+  const sum = internetChecksum(frame, start) || 0xffff;
+  frame[start + offset] = sum >>> 8;
+  frame[start + offset + 1] = sum & 0xff;
 }

@@ -27,14 +27,14 @@ import {
 import type { VirtioTransport } from '../transport';
 import { DriverSetup } from './driver-setup';
 import { NetControl } from './net-control';
-import { checksumFits, writeTransmitHeader, type NetChecksumRequest } from './net-header';
+import { checkChecksumRequest, writeTransmitHeader, type NetChecksumRequest } from './net-header';
 import { NetReceiveQueue, type ReceivedFrame } from './net-receive';
 import { validateNetOptions, type VirtioNetOptions } from './net-options';
 import { VirtioDriver, type StartedDevice } from './virtio-driver';
 
 export type { VirtioNetOptions } from './net-options';
 export type { ReceivedFrame } from './net-receive';
-export type { NetChecksumRequest } from './net-header';
+export { completeChecksum, type NetChecksumRequest } from './net-header';
 
 export interface NetSendOptions {
   /** VIRTIO_NET_F_CSUM: the device fills the checksum at start + offset (§5.1.6.2). */
@@ -222,11 +222,7 @@ export class VirtioNet extends VirtioDriver {
     if (checksum) {
       if (!hasFeature(this.features, NetFeature.CSUM))
         throw new UsageError('checksum offload needs VIRTIO_NET_F_CSUM, which was not negotiated');
-      const { start, offset } = checksum;
-      if (!Number.isInteger(start) || !Number.isInteger(offset) || start < 0 || offset < 0)
-        throw outOfRange(`checksum start and offset must be non-negative integers, got ${start}, ${offset}`);
-      if (!checksumFits(checksum, frame.length))
-        throw outOfRange(`checksum at ${start} + ${offset} does not fit a ${frame.length}-byte frame`);
+      checkChecksumRequest(checksum, frame.length);
     }
     this.checkOpen();
     if (this.failure) throw this.failure;

@@ -129,3 +129,22 @@ export function internetChecksum(bytes: Uint8Array, start = 0, end = bytes.lengt
   while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
   return ~sum & 0xffff;
 }
+
+/**
+ * The IPv4 pseudo-header sum (RFC 768, RFC 793) for a TCP or UDP segment of
+ * `length` bytes: the 16-bit ones'-complement sum, not complemented. A
+ * frame sent with a checksum request (VIRTIO_NET_F_CSUM, §5.1.6.2) carries
+ * this in its checksum field; the device sums from csum_start onwards.
+ */
+export function ipv4PseudoHeaderSum(
+  source: Uint8Array,
+  destination: Uint8Array,
+  protocol: number,
+  length: number,
+): number {
+  let sum = protocol + length;
+  for (const address of [source, destination])
+    sum += ((address[0] << 8) | address[1]) + ((address[2] << 8) | address[3]);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return sum;
+}

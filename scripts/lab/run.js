@@ -8,9 +8,9 @@
 // without UIO); LAB_ARCH picks the default.
 //
 //   node scripts/lab/run.js [--arch arm64|armhf|amd64 [--above-4gib]] [--legacy] [--device SPEC]... [--qemu ARG]...
-// [--backport] [--timeout S] -- COMMAND...
+// [--backport] [--netns NAME] [--timeout S] -- COMMAND...
 //
-// As a module: runLab({ arch, above4GiB, backport, devices, legacy, command, timeoutMs, onConsole }).
+// As a module: runLab({ arch, above4GiB, backport, netns, devices, legacy, command, timeoutMs, onConsole }).
 
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
@@ -113,7 +113,9 @@ process.once('exit', killAll);
 /**
  * `append`: more words for the kernel command line (e.g. mem=, virtio_mmio.device= entries).
  * `backport`: boot the arch's QEMU 10.0 from bookworm-backports (ARCHES.<arch>.backport) instead of the host's.
- * @param {{ arch?: 'arm64' | 'armhf' | 'amd64', above4GiB?: boolean, backport?: boolean, devices?: string[],
+ * `netns`: run QEMU inside that network namespace (netns.js makes one), where its tap netdevs are.
+ * @param {{ arch?: 'arm64' | 'armhf' | 'amd64', above4GiB?: boolean, backport?: boolean, netns?: string,
+ * devices?: string[],
  * extraArgs?: string[], append?: string[], legacy?: boolean, command: string,
  *           timeoutMs?: number, memoryMb?: number, onConsole?: (line: string) => void }} options
  * @returns {Promise<{ exitCode: number | null, timedOut: boolean, results: object[], console: string, ms: number }>}
@@ -195,7 +197,9 @@ function runLab(options) {
   ];
   const started = Date.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(qemu, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // `ip netns exec` enters the namespace and execs QEMU: the child is QEMU itself.
+    const [file, argv] = options.netns ? ['ip', ['netns', 'exec', options.netns, qemu, ...args]] : [qemu, args];
+    const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     live.add(child);
     const lines = [];
     const results = [];
@@ -243,7 +247,11 @@ function runLab(options) {
     child.on('error', (error) => {
       finish();
       reject(
-        error.code === 'ENOENT' ? new Error(`${qemu} is not installed: run npm run lab:prepare (as root)`) : error,
+        error.code !== 'ENOENT'
+          ? error
+          : new Error(
+              `${file} is not installed: ${file === 'ip' ? 'apt-get install iproute2' : 'run npm run lab:prepare'}`,
+            ),
       );
     });
     child.on('close', () => {
@@ -278,6 +286,7 @@ if (require.main === module) {
   let arch;
   let above4GiB = false;
   let backport = false;
+  let netns;
   let timeoutMs = 300_000;
   let i = 0;
   for (; i < argv.length && argv[i] !== '--'; i++) {
@@ -285,13 +294,14 @@ if (require.main === module) {
     else if (argv[i] === '--arch') arch = argv[++i];
     else if (argv[i] === '--above-4gib') above4GiB = true;
     else if (argv[i] === '--backport') backport = true;
+    else if (argv[i] === '--netns') netns = argv[++i];
     else if (argv[i] === '--device') devices.push(argv[++i]);
     else if (argv[i] === '--qemu') extraArgs.push(argv[++i]);
     else if (argv[i] === '--timeout') timeoutMs = Number(argv[++i]) * 1000;
     else {
       console.error(
         `unknown option ${argv[i]}\nusage: node scripts/lab/run.js [--arch arm64|armhf|amd64 [--above-4gib]] ` +
-          `[--legacy] [--device SPEC]... [--qemu ARG]... [--backport] [--timeout S] -- COMMAND...`,
+          `[--legacy] [--device SPEC]... [--qemu ARG]... [--backport] [--netns NAME] [--timeout S] -- COMMAND...`,
       );
       process.exit(2);
     }
@@ -301,6 +311,7 @@ if (require.main === module) {
     arch,
     above4GiB,
     backport,
+    netns,
     devices,
     extraArgs,
     legacy,

@@ -25,7 +25,7 @@ import { EVENT_IDX_WRAP_REQUESTS } from '../../scripts/lab/guest/event-idx-wrap'
 import type { QueueStats } from '../../lib/queue';
 import { describeIf } from '../support/requirements';
 import { echoServer } from '../support/echo-server';
-import { kernelDriverCommands, prepareLab, runLab, type LabArch, type LabRun } from '../support/lab-runner';
+import { prepareLab, runLab, type LabArch, type LabRun } from '../support/lab-runner';
 
 type Arch = Exclude<LabArch, 'amd64'>; // amd64 (the microvm, no UIO) has its own file: microvm.test.ts
 
@@ -462,88 +462,6 @@ describeIf(lab.ok, lab.reason, 'the QEMU lab', () => {
     ['Version 2 (force-legacy=false)', false, 2, false],
     ['Version 2, packed=on devices, blk num-queues=2', false, 2, true],
   ]);
-
-  describe.each([
-    ['Version 1', true],
-    ['Version 2', false],
-  ] as const)('virtio-net against the guest kernel, %s', (_name, legacy) => {
-    // Two NICs on one QEMU hub: the first (/dev/uio31) is ours, the second
-    // (a003c00) is handed to the kernel's virtio_net as eth0, 10.0.0.1/24.
-    const kernelNic = 'a003c00.virtio_mmio';
-    const command = [
-      'set -e',
-      ...kernelDriverCommands(kernelNic, ['failover', 'net_failover', 'virtio_net']),
-      'ip link set eth0 mtu 9000 up',
-      'ip addr add 10.0.0.1/24 dev eth0',
-      'node scripts/lab/guest/net-peer.js',
-      // The bring-up CLI on our NIC, after the peer program has let it go.
-      'node scripts/lab/guest/cli-report.js selftest /dev/uio31 --strict --json',
-    ].join('\n');
-    let run: LabRun;
-    beforeAll(async () => {
-      run = await runLab({
-        // host_mtu offers VIRTIO_NET_F_MTU to both; QEMU's defaults add MRG_RXBUF, CTRL_VQ, CTRL_RX, CTRL_MAC_ADDR.
-        devices: ['virtio-net-device,netdev=n0,host_mtu=9000', 'virtio-net-device,netdev=n1,host_mtu=9000'],
-        extraArgs: ['-netdev', 'hubport,id=n0,hubid=0', '-netdev', 'hubport,id=n1,hubid=0'],
-        legacy,
-        command,
-        timeoutMs: 180_000,
-      });
-    }, 240_000);
-
-    test("the kernel's ARP answers ours, and it answers our pings", () => {
-      if (run.exitCode !== 0) throw new Error(`guest exit ${run.exitCode}; console:\n${run.console.slice(-4000)}`);
-      const [net] = run.results.filter((r) => r.kind === 'net') as {
-        mac: string;
-        peerMac: string;
-        linkUp: boolean;
-        replies: number;
-        pings: number;
-      }[];
-      expect(net).toBeDefined();
-      expect(net.linkUp).toBe(true);
-      expect(net.peerMac).toMatch(/^[0-9a-f]{12}$/);
-      expect(net.peerMac).not.toBe(net.mac);
-      expect(net.replies).toBe(net.pings);
-    });
-
-    test('VIRTIO_NET_F_MTU 9000: near-mtu replies span several 1024-byte receive buffers and arrive whole', () => {
-      const [net] = run.results.filter((r) => r.kind === 'net') as Record<string, number | string>[];
-      expect(net).toBeDefined();
-      expect(net.mtu).toBe(9000);
-      expect(net.bigPings).toBe(5);
-      expect({ bigReplies: net.bigReplies, dropped: net.dropped }).toEqual({ bigReplies: 5, dropped: 0 });
-      expect(net.largestFrameIn).toBe(9000 - 100 + 14);
-    });
-
-    test('the control queue: promiscuous off, MAC_ADDR_SET acked by QEMU; the kernel answers the new MAC', () => {
-      const [net] = run.results.filter((r) => r.kind === 'net') as Record<string, number | string>[];
-      expect(net).toBeDefined();
-      expect(net.control).toBe('ok');
-      expect(net.newMac).toBe('0200000a0b0c');
-      expect(net.newMacReplies).toBe(5);
-    });
-
-    test('the CLI: selftest --strict passes on our NIC, link up, with no MUST rule broken', () => {
-      const [cli] = run.results.filter((r) => r.kind === 'cli') as { status: number; stderr: string; stdout: string }[];
-      expect(cli).toBeDefined();
-      const report = JSON.parse(cli.stdout) as {
-        ok: boolean;
-        deviceId: number;
-        version: number;
-        steps: { step: string; ok: boolean; detail?: string }[];
-        strict: { violations: { level: string }[] };
-      };
-      expect({ status: cli.status, stderr: cli.stderr, failed: report.steps.filter((s) => !s.ok) }).toEqual({
-        status: 0,
-        stderr: '',
-        failed: [],
-      });
-      expect(report).toMatchObject({ ok: true, deviceId: 1, version: legacy ? 1 : 2 });
-      expect(report.steps.find((s) => s.step === 'link status')?.detail).toMatch(/^MAC [0-9a-f:]{17}; link up$/);
-      expect(report.strict.violations.filter((v) => v.level === 'must')).toEqual([]);
-    });
-  });
 
   test('the CLI explains what is missing: no access to /dev/uioN (not root), no free hugepages', async () => {
     const run = await runLab({

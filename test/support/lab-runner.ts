@@ -41,3 +41,16 @@ export function prepareLab(arch: LabArch): { ok: boolean; reason: string } {
   const last = `${child.stderr ?? ''}${child.error?.message ?? ''}`.trim().split('\n').pop();
   return { ok: false, reason: `the ${arch} lab could not be prepared: ${last}` };
 }
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const netns = require('../../scripts/lab/netns.js') as {
+  createLabNetwork(spec: { name?: string; taps: { name: string; queues?: number }[]; mtu?: number }): {
+    name: string;
+    remove(): void;
+  };
+  labNetworkUnavailable(): string;
+  tapNetdev(id: string, ifname: string, queues?: number): string[];
+};
+
+/** A network namespace with taps on a bridge, for runLab's `netns` (scripts/lab/netns.js). */
+export const { createLabNetwork, labNetworkUnavailable, tapNetdev } = netns;

@@ -1,6 +1,7 @@
 /**
- * Runs in the lab guest, with the guest kernel's virtio_net driving the
- * other NIC on the same QEMU hub (eth0, 10.0.0.1/24): our VirtioNet asks
+ * Runs in the lab guest, with the guest kernel's virtio_net driving
+ * another NIC on the same QEMU hub or host bridge (eth0, 10.0.0.1/24): our
+ * VirtioNet (on /dev/uioN if given, else the first on UIO) asks
  * the kernel's ARP for its address and pings it, answering the kernel's own
  * ARP requests — frames both ways with a network stack we did not write.
  * With VIRTIO_NET_F_MTU (host_mtu) it also pings with frames near the mtu
@@ -8,76 +9,17 @@
  * and with the control queue it turns promiscuous mode off, changes its
  * MAC (MAC_ADDR_SET) and pings again from the new address: replies arrive
  * only if QEMU took the new address (it filters by MAC when not promiscuous).
+ *
+ *   node scripts/lab/guest/net-peer.js [/dev/uioN]
  */
 import { VirtioNet } from '../../../lib/devices';
 import { DmaPool } from '../../../lib/platform';
-import { DeviceId } from '../../../lib/spec';
 import { openTransport, type UioDeviceSpec } from '../../../lib/transport';
-import { scan } from './devices';
 import { report, runMain } from './report';
-
-const OUR_IP = Buffer.from([10, 0, 0, 2]);
-const PEER_IP = Buffer.from([10, 0, 0, 1]);
-const BROADCAST = Buffer.alloc(6, 0xff);
-const ETH_ARP = 0x0806;
-const ETH_IPV4 = 0x0800;
-
-function ethernet(dst: Buffer, src: Buffer, type: number, payload: Buffer): Buffer {
-  const header = Buffer.alloc(14);
-  dst.copy(header, 0);
-  src.copy(header, 6);
-  header.writeUInt16BE(type, 12);
-  return Buffer.concat([header, payload]);
-}
-
-/** RFC 826: Ethernet/IPv4 ARP, `op` 1 request or 2 reply. */
-function arp(op: number, senderMac: Buffer, senderIp: Buffer, targetMac: Buffer, targetIp: Buffer): Buffer {
-  const p = Buffer.alloc(28);
-  p.writeUInt16BE(1, 0);
-  p.writeUInt16BE(ETH_IPV4, 2);
-  p[4] = 6;
-  p[5] = 4;
-  p.writeUInt16BE(op, 6);
-  senderMac.copy(p, 8);
-  senderIp.copy(p, 14);
-  targetMac.copy(p, 18);
-  targetIp.copy(p, 24);
-  return p;
-}
-
-/** RFC 1071 Internet checksum. */
-function checksum(data: Buffer): number {
-  let sum = 0;
-  for (let i = 0; i + 1 < data.length; i += 2) sum += data.readUInt16BE(i);
-  if (data.length % 2) sum += data[data.length - 1] << 8;
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
-}
-
-/** An IPv4 ICMP echo request (RFC 792) with `data` bytes of payload. */
-function ping(id: number, seq: number, data = 56): Buffer {
-  const icmp = Buffer.alloc(8 + data);
-  icmp[0] = 8;
-  icmp.writeUInt16BE(id, 4);
-  icmp.writeUInt16BE(seq, 6);
-  for (let i = 8; i < icmp.length; i++) icmp[i] = i & 0xff;
-  icmp.writeUInt16BE(checksum(icmp), 2);
-  const ip = Buffer.alloc(20);
-  ip[0] = 0x45;
-  ip.writeUInt16BE(20 + icmp.length, 2);
-  ip.writeUInt16BE(seq, 4);
-  ip.writeUInt16BE(0x4000, 6);
-  ip[8] = 64;
-  ip[9] = 1;
-  OUR_IP.copy(ip, 12);
-  PEER_IP.copy(ip, 16);
-  ip.writeUInt16BE(checksum(ip), 10);
-  return Buffer.concat([ip, icmp]);
-}
+import { ETH_IPV4, arpRequest, ethernet, findNet, handleArp, ping } from './net-frames';
 
 async function main(): Promise<void> {
-  const ours = scan().find((r) => r.result?.deviceId === DeviceId.NET);
-  if (!ours) throw new Error('no virtio-net transport left on UIO');
+  const ours = findNet(process.argv[2]);
   const memory = DmaPool.hugetlb();
   const net = VirtioNet.open(openTransport(ours.spec as UioDeviceSpec), { memory, receiveBufferBytes: 1024 });
   const result = {
@@ -108,25 +50,12 @@ async function main(): Promise<void> {
     result.framesIn++;
     result.largestFrameIn = Math.max(result.largestFrameIn, frame.length);
     const type = frame.readUInt16BE(12);
-    if (type === ETH_ARP && frame.length >= 42) {
-      const op = frame.readUInt16BE(20);
-      const senderMac = frame.subarray(22, 28);
-      const senderIp = frame.subarray(28, 32);
-      const targetIp = frame.subarray(38, 42);
-      if (op === 2 && senderIp.equals(PEER_IP)) {
-        peerMac = Buffer.from(senderMac);
-        settle();
-      } else if (op === 1 && targetIp.equals(OUR_IP)) {
-        result.arpRequestsAnswered++;
-        void net.send(
-          ethernet(
-            Buffer.from(senderMac),
-            net.mac,
-            ETH_ARP,
-            arp(2, net.mac, OUR_IP, Buffer.from(senderMac), Buffer.from(senderIp)),
-          ),
-        );
-      }
+    const arpKind = handleArp(net, frame, (mac) => {
+      peerMac = mac;
+      settle();
+    });
+    if (arpKind === 'request') {
+      result.arpRequestsAnswered++;
     } else if (type === ETH_IPV4 && frame.length >= 42 && frame[23] === 1 && frame[34] === 0) {
       // ICMP echo reply: IP protocol 1, ICMP type 0; sequence number at 14 + 20 + 6.
       replies.add(frame.readUInt16BE(40));
@@ -145,7 +74,7 @@ async function main(): Promise<void> {
   };
   const arpPeer = async (): Promise<void> => {
     const answered = new Promise<void>((resolve) => (settle = resolve));
-    await net.send(ethernet(BROADCAST, net.mac, ETH_ARP, arp(1, net.mac, OUR_IP, Buffer.alloc(6), PEER_IP)));
+    await net.send(arpRequest(net.mac));
     await Promise.race([answered, timeout(20_000, 'the ARP reply')]);
   };
   try {
