@@ -84,6 +84,7 @@ const ROOT = [
   'VirtioInput',
   'VirtioNet',
   'VirtioRng',
+  'completeChecksum', // what NEEDS_CSUM on a received frame leaves to its user
   // feature bits and device types
   'DeviceId',
   'FeatureBit',

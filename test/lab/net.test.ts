@@ -187,7 +187,7 @@ describeIf(
         });
       });
 
-      test('MQ: after MQ_VQ_PAIRS_SET both pairs transmit, and the tap steers answers to both', () => {
+      test('MQ: after MQ_VQ_PAIRS_SET both pairs send; each flow is answered on the pair it went out on', () => {
         const offload = resultsOf(() => run, 'net-offload', device);
         const [tx0, tx1] = offload.txByPair as number[];
         const [rx0, rx1] = offload.rxByPair as number[];
@@ -196,6 +196,8 @@ describeIf(
         expect(tx0).toBeGreaterThanOrEqual((offload.sent as number) / 2 + 2);
         expect(rx0 + rx1).toBe(offload.replies);
         expect(Math.min(rx0, rx1)).toBeGreaterThan(0);
+        // The tap's automatic steering sends a flow's answers to the queue it last sent on.
+        expect(offload.rxOnSendingPair).toBe(offload.replies);
       });
     });
     cliCheck(() => run, 2);

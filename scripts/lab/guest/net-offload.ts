@@ -74,6 +74,8 @@ async function main(): Promise<void> {
     rxDataValid: 0,
     rxChecksumGood: 0,
     rxByPair: new Array<number>(net.queuePairs).fill(0),
+    /** Echoes that came in on the pair their flow went out on. */
+    rxOnSendingPair: 0,
     txByPair: new Array<number>(net.queuePairs).fill(0),
     kernelCsumErrors: 0,
     dropped: 0,
@@ -93,6 +95,7 @@ async function main(): Promise<void> {
     const port = frame.readUInt16BE(L4_AT + 2);
     if (port === BAD_PORT) result.badReplies++;
     result.rxByPair[info.pair]++;
+    if (port !== BAD_PORT && info.pair === (port - FIRST_PORT) % net.queuePairs) result.rxOnSendingPair++;
     if (info.checksumValid) result.rxDataValid++;
     if (info.needsChecksum) {
       result.rxNeedsCsum++;
