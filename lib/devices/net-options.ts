@@ -1,4 +1,4 @@
-import { outOfRange } from '../errors';
+import { invalidArgType, outOfRange } from '../errors';
 import { NET_MAX_FRAME, NET_MQ_PAIRS_MAX } from '../spec';
 import type { DriverOptions } from './virtio-driver';
 
@@ -14,6 +14,13 @@ export interface VirtioNetOptions extends DriverOptions {
   receiveBufferBytes?: number;
   /** Queue pairs to use (VIRTIO_NET_F_MQ, §5.1.6.5.5; default 1, at most max_virtqueue_pairs). */
   queuePairs?: number;
+  /**
+   * Complete a received frame's partial checksum (NEEDS_CSUM, virtio 1.2
+   * §5.1.6.4.1) before handing it over, so every frame is as it would be
+   * on the wire: it then carries no `needsChecksum` (default false: the
+   * frame comes as the device wrote it, with `needsChecksum` for the user).
+   */
+  completeChecksums?: boolean;
   /** Received frames kept for a slow consumer (default 1024). */
   maxQueuedFrames?: number;
   /** Bytes of received frames kept for a slow consumer (default 4 MiB; at least one largest frame). */
@@ -22,6 +29,8 @@ export interface VirtioNetOptions extends DriverOptions {
 
 /** RangeError for an option out of range (the device-dependent bounds are checked in open()). */
 export function validateNetOptions(options: VirtioNetOptions): void {
+  if (options?.completeChecksums !== undefined && typeof options.completeChecksums !== 'boolean')
+    throw invalidArgType(`completeChecksums must be a boolean, got ${typeof options.completeChecksums}`);
   const ranges = {
     receiveBuffers: [1, 65536],
     maxQueuedFrames: [1, 65536],

@@ -27,7 +27,7 @@ import {
 import type { VirtioTransport } from '../transport';
 import { DriverSetup } from './driver-setup';
 import { NetControl } from './net-control';
-import { checkChecksumRequest, writeTransmitHeader, type NetChecksumRequest } from './net-header';
+import { checkChecksumRequest, completeChecksum, writeTransmitHeader, type NetChecksumRequest } from './net-header';
 import { NetReceiveQueue, type ReceivedFrame } from './net-receive';
 import { validateNetOptions, type VirtioNetOptions } from './net-options';
 import { VirtioDriver, type StartedDevice } from './virtio-driver';
@@ -106,6 +106,7 @@ export class VirtioNet extends VirtioDriver {
   private readonly headerBytes: number;
   private readonly maxQueued: number;
   private readonly maxQueuedBytes: number;
+  private readonly completeChecksums: boolean;
   private readonly queued: ReceivedFrame[] = [];
   private queuedBytes = 0;
   private readonly waiters: { resolve: (f: ReceivedFrame | undefined) => void; reject: (e: unknown) => void }[] = [];
@@ -120,6 +121,7 @@ export class VirtioNet extends VirtioDriver {
     this.headerBytes = modern || mergeable ? NET_HDR_SIZE : NET_HDR_SIZE_LEGACY;
     this.maxQueued = options.maxQueuedFrames ?? 1024;
     this.maxQueuedBytes = options.maxQueuedBytes ?? 4 * 1024 * 1024;
+    this.completeChecksums = options.completeChecksums ?? false;
     this.mac = plan.mac ?? randomMac();
     this.mtu = plan.mtu;
     this.maxFrameBytes = plan.maxFrame;
@@ -312,7 +314,12 @@ export class VirtioNet extends VirtioDriver {
     return (this.transport.config.read16(NetConfig.status) & NetStatus.LINK_UP) !== 0;
   }
 
-  private deliver(frame: ReceivedFrame): void {
+  private deliver(received: ReceivedFrame): void {
+    let frame = received;
+    if (frame.needsChecksum && this.completeChecksums) {
+      completeChecksum(frame.frame, frame.needsChecksum); // its range was checked against the frame
+      frame = { frame: frame.frame, pair: frame.pair, checksumValid: frame.checksumValid };
+    }
     this.events.emit('frame', frame.frame, frame);
     const waiter = this.waiters.shift();
     if (waiter) {

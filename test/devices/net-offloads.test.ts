@@ -155,4 +155,33 @@ describe.each(SIM_VARIANTS)('virtio-net offloads on the %s sim', (_label, varian
     expect((await iterator.next()).value).toEqual({ frame: frames[3], pair: 0, checksumValid: false });
     expect(net.droppedFrames).toBe(1);
   });
+
+  test('completeChecksums: a NEEDS_CSUM frame arrives with its sum filled in and no needsChecksum', async () => {
+    const model = new NetModel({ guestCsum: true });
+    const net = open(model, { receiveBuffers: 8, completeChecksums: true });
+    await until(() => model.postedReceives === 8, 'the receive buffers');
+    const partial = udpFrame(net.mac, 301, 0x1234);
+    const valid = udpFrame(net.mac, 40, 0x5678);
+    model.inject(partial, { needsChecksum: { start: 34, offset: 6 } });
+    model.inject(valid, { dataValid: true });
+    const seen: unknown[] = [];
+    net.events.on('frame', (_frame: Buffer, info: unknown) => seen.push(info));
+    const iterator = net.received();
+    const first = (await iterator.next()).value as { frame: Buffer };
+    // The receiver's check: the sum from csum_start with the filled field, plus the seed's complement, is all ones.
+    expect(internetChecksum(first.frame, 34)).toBe(0x1234);
+    expect(first.frame.readUInt16BE(40)).not.toBe(0x1234);
+    expect(first.frame.subarray(0, 40)).toEqual(partial.subarray(0, 40));
+    expect(first.frame.subarray(42)).toEqual(partial.subarray(42));
+    expect(first).toEqual({ frame: first.frame, pair: 0, checksumValid: false });
+    expect((await iterator.next()).value).toEqual({ frame: valid, pair: 0, checksumValid: true });
+    expect(seen).toEqual([{ frame: first.frame, pair: 0, checksumValid: false }, expect.anything()]);
+  });
+
+  test('completeChecksums must be a boolean (ERR_INVALID_ARG_TYPE)', () => {
+    const model = new NetModel({ guestCsum: true });
+    expect(() => open(model, { completeChecksums: 'yes' as unknown as boolean })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }),
+    );
+  });
 });
