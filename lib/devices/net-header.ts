@@ -1,4 +1,4 @@
-import { outOfRange } from '../errors';
+import { invalidArgType, outOfRange } from '../errors';
 import { NET_HDR_GSO_NONE, NET_HDR_NUM_BUFFERS, NetHdr, NetHdrFlag, internetChecksum } from '../spec';
 
 /** Where the device is to put a transmitted frame's checksum (VIRTIO_NET_F_CSUM, virtio 1.2 §5.1.6.2). */
@@ -91,9 +91,11 @@ export function checkChecksumRequest(checksum: NetChecksumRequest, frameBytes: n
  * frame (VIRTIO_NET_F_GUEST_CSUM, §5.1.6.4.1) leaves to the driver, as a
  * network stack given CHECKSUM_PARTIAL would. The Internet checksum of
  * frame[start..] (its field at start + offset holding the pseudo-header
- * sum) replaces the field. A range outside the frame is ERR_OUT_OF_RANGE.
+ * sum) replaces the field. A range outside the frame is ERR_OUT_OF_RANGE;
+ * a frame that is not a Uint8Array ERR_INVALID_ARG_TYPE.
  */
 export function completeChecksum(frame: Uint8Array, checksum: NetChecksumRequest): void {
+  if (!(frame instanceof Uint8Array)) throw invalidArgType('frame must be a Buffer or Uint8Array');
   checkChecksumRequest(checksum, frame.length);
   const { start, offset } = checksum;
   // A sum of zero goes out as 0xffff, its other ones'-complement form: zero means "no checksum" to UDP (RFC 768).

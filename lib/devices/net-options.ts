@@ -27,7 +27,7 @@ export interface VirtioNetOptions extends DriverOptions {
   maxQueuedBytes?: number;
 }
 
-/** RangeError for an option out of range (the device-dependent bounds are checked in open()). */
+/** RangeError for an option out of range, TypeError for one of the wrong type (device bounds: open()). */
 export function validateNetOptions(options: VirtioNetOptions): void {
   if (options?.completeChecksums !== undefined && typeof options.completeChecksums !== 'boolean')
     throw invalidArgType(`completeChecksums must be a boolean, got ${typeof options.completeChecksums}`);

@@ -115,8 +115,7 @@ process.once('exit', killAll);
  * `backport`: boot the arch's QEMU 10.0 from bookworm-backports (ARCHES.<arch>.backport) instead of the host's.
  * `netns`: run QEMU inside that network namespace (netns.js makes one), where its tap netdevs are.
  * @param {{ arch?: 'arm64' | 'armhf' | 'amd64', above4GiB?: boolean, backport?: boolean, netns?: string,
- * devices?: string[],
- * extraArgs?: string[], append?: string[], legacy?: boolean, command: string,
+ *           devices?: string[], extraArgs?: string[], append?: string[], legacy?: boolean, command: string,
  *           timeoutMs?: number, memoryMb?: number, onConsole?: (line: string) => void }} options
  * @returns {Promise<{ exitCode: number | null, timedOut: boolean, results: object[], console: string, ms: number }>}
  */

@@ -101,3 +101,9 @@ test('a checksum that sums to zero is written as 0xffff (zero would mean "no che
     written: 0xffff,
   });
 });
+
+test.each([null, 'frame', [1, 2, 3]])('completeChecksum refuses a frame of %p with ERR_INVALID_ARG_TYPE', (frame) => {
+  expect(() => completeChecksum(frame as unknown as Uint8Array, { start: 0, offset: 0 })).toThrow(
+    expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }),
+  );
+});
