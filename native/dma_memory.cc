@@ -226,6 +226,17 @@ Napi::Value DmaMemory::Free(const Napi::CallbackInfo& info) {
   buffer_.Unref();  // weak: a freed wrapper that JS keeps must not keep the memory
   DmaBlock* block = block_;
   block_ = nullptr;
+  // Hugepages and /dev/mem go back now, not when the collector gets to the
+  // buffer object: an anonymous mapping takes the range over in place
+  // (MAP_FIXED, one step), so a job still writing through an old pointer
+  // writes into it and the range cannot be handed to anything else before
+  // the last holder unmaps it. Without this, a loop that opens and closes
+  // pools ran out of hugepages (ENOMEM) with all of them freed. If the
+  // replacement fails, the original stays mapped until then, as before.
+  if (block->kind != "anonymous" && block->holders.load() > 1) {
+    mmap(block->map_base, block->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
+         -1, 0);
+  }
   Release(block);
   return info.Env().Undefined();
 }
