@@ -22,6 +22,17 @@ interface Live {
   size: number;
 }
 
+/**
+ * Chunks a pool was closed with while a device still held bytes in them:
+ * never freed (the device may still write there until it is reset, and the
+ * pages must not go to anyone else), kept reachable here so that no
+ * collection unmaps them either.
+ */
+const quarantined: NativeDmaMemory[] = [];
+
+/** Chunks closed pools left mapped because a device held bytes in them (diagnostics, tests). */
+export const quarantinedChunks = (): number => quarantined.length;
+
 const GRANULE = 16;
 const MAX_ALIGN = 1 << 21;
 
@@ -193,15 +204,23 @@ export class DmaPool implements DmaAllocator, DeviceMemory {
     this.close();
   }
 
+  /**
+   * Frees every chunk and detaches every view — except a chunk in which a
+   * device still holds bytes (hold()): that one stays mapped for the life of
+   * the process, since the device may still write it.
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     for (const region of this.live.keys()) this.freed.add(region);
     this.live.clear();
     this.deferred.clear();
+    for (const chunk of this.chunks) {
+      if (this.held.has(chunk.memory.view)) quarantined.push(chunk.memory);
+      else chunk.memory.free();
+    }
     this.held.clear();
     this.holds = 0;
-    for (const chunk of this.chunks) chunk.memory.free();
     this.chunks.length = 0;
   }
 

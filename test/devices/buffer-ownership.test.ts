@@ -6,6 +6,8 @@
  * is the audit's reproduction, with a slow but honest device (gateModel).
  */
 import { DmaPool } from '../../lib/platform';
+import { quarantinedChunks } from '../../lib/platform/dma-pool';
+import { native } from '../../lib/platform/addon';
 import { BlkModel, NetModel, type SimDeviceModel, type SimRequest } from '../../lib/sim';
 import { VirtioBlk, VirtioConsole, VirtioNet, VirtioRng } from '../../lib/devices';
 import { DeviceId } from '../../lib/spec';
@@ -222,6 +224,24 @@ test('DmaPool: free() of held memory is deferred until unhold(); isHeld() sees o
   } finally {
     pool.close();
   }
+});
+
+test('DmaPool.close() leaves a chunk a device holds bytes in mapped for good; the others are freed', () => {
+  const before = quarantinedChunks();
+  const pool = new DmaPool((minSize) => native.allocAnonymous(Math.max(minSize, 4096), 0x1000_0000n));
+  const heldRegion = pool.allocate(4096); // fills the first chunk
+  const freeRegion = pool.allocate(4096); // a second chunk
+  expect(heldRegion.view).not.toBe(freeRegion.view);
+  pool.hold(heldRegion, 128, 64);
+  const heldBytes = new Uint8Array(heldRegion.view, heldRegion.offset, heldRegion.size);
+  const freeBytes = new Uint8Array(freeRegion.view, freeRegion.offset, freeRegion.size);
+  pool.close();
+  expect(quarantinedChunks()).toBe(before + 1);
+  expect(heldBytes.length).toBe(4096); // still mapped: the device may still write it
+  heldBytes[130] = 0x77;
+  expect(heldBytes[130]).toBe(0x77);
+  expect(freeBytes.length).toBe(0); // freed and detached
+  expect(pool.wasFreed(heldRegion)).toBe(true);
 });
 
 test('a reused writable buffer the device holds is refused (BufferHeldError), a readable one is not', async () => {

@@ -256,7 +256,7 @@ describeIf(
       });
     });
 
-    it('survives pool.close() during crypto.randomFill, which writes the placeholder; the hugepage is back at once', () => {
+    it('survives pool.close() in crypto.randomFill (it writes the placeholder); the hugepage is back at once', () => {
       const result = report(runChild(fillingBody('hugetlb', HUGE, HUGE)));
       expect(result.detached).toBe(true);
       expect(result.released).toBe(0); // nothing left to give back after the job: close() gave it
