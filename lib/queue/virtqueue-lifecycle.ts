@@ -308,8 +308,10 @@ export abstract class VirtqueueLifecycle implements QueueEndpoint {
    * tables and the buffers of pending requests go back only once the
    * device has let go: at once when the queue is taken back (QueueReady
    * reads 0) or a reset completed before; otherwise when a reset completes
-   * later (reclaimAll), or never — the allocator's close() takes them back
-   * at process end. A device that does not let go makes this throw.
+   * later (reclaimAll), or never: the pending requests' buffers are held,
+   * so the allocator's close() keeps their chunks mapped; the ring is not
+   * held, and that close() frees it. A device that does not let go makes
+   * this throw.
    */
   close(): void {
     if (this.state.closed) return;
