@@ -68,6 +68,7 @@ export abstract class VirtqueueLifecycle implements QueueEndpoint {
   /** Whether the device has let go of everything it was given (never attached, or a reset/teardown completed since). */
   private deviceLetGo = true;
   private ringFreed = false;
+  private ringHeld = false;
   protected readonly recovery: QueueRecovery;
   /** A request in flight timed out: the queue is reset once nothing else in flight is awaited (Virtqueue). */
   protected resetWanted = false;
@@ -308,10 +309,9 @@ export abstract class VirtqueueLifecycle implements QueueEndpoint {
    * tables and the buffers of pending requests go back only once the
    * device has let go: at once when the queue is taken back (QueueReady
    * reads 0) or a reset completed before; otherwise when a reset completes
-   * later (reclaimAll), or never: the pending requests' buffers are held,
-   * so the allocator's close() keeps their chunks mapped; the ring is not
-   * held, and that close() frees it. A device that does not let go makes
-   * this throw.
+   * later (reclaimAll), or never: until then they are held in the
+   * allocator, whose close() keeps their chunks mapped. A device that does
+   * not let go makes this throw.
    */
   close(): void {
     if (this.state.closed) return;
@@ -320,15 +320,30 @@ export abstract class VirtqueueLifecycle implements QueueEndpoint {
     this.state.closed = true;
     this.rejectAll(() => new CanceledError(`queue ${this.index} closed`));
     if (transport) {
-      transport.deactivateQueue(this.index);
+      try {
+        transport.deactivateQueue(this.index);
+      } catch (error) {
+        this.holdRing();
+        throw error;
+      }
       this.reclaimAll();
     } else if (this.deviceLetGo) this.freeRing();
+    else this.holdRing();
+  }
+
+  /** A closed queue whose device still has the ring: its memory is held, so the allocator never hands it out. */
+  private holdRing(): void {
+    if (this.ringHeld || this.ringFreed) return;
+    this.ringHeld = true;
+    this.engine.holdRing(this.memory, true);
   }
 
   /** Frees the ring and the indirect tables (once; only when the device let go). */
   private freeRing(): void {
     if (this.ringFreed) return;
     this.ringFreed = true;
+    if (this.ringHeld) this.engine.holdRing(this.memory, false);
+    this.ringHeld = false;
     this.engine.release(this.memory);
   }
 }
