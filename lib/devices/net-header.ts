@@ -97,7 +97,11 @@ export function checkChecksumRequest(checksum: NetChecksumRequest, frameBytes: n
 export function completeChecksum(frame: Uint8Array, checksum: NetChecksumRequest): void {
   if (!(frame instanceof Uint8Array)) throw invalidArgType('frame must be a Buffer or Uint8Array');
   checkChecksumRequest(checksum, frame.length);
-  const { start, offset } = checksum;
+  fillChecksum(frame, checksum);
+}
+
+/** completeChecksum() for a range already checked against the frame (a received header's, checksumFits). */
+export function fillChecksum(frame: Uint8Array, { start, offset }: NetChecksumRequest): void {
   // A sum of zero goes out as 0xffff, its other ones'-complement form: zero means "no checksum" to UDP (RFC 768).
   const sum = internetChecksum(frame, start) || 0xffff;
   frame[start + offset] = sum >>> 8;

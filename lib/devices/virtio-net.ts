@@ -27,7 +27,7 @@ import {
 import type { VirtioTransport } from '../transport';
 import { DriverSetup } from './driver-setup';
 import { NetControl } from './net-control';
-import { checkChecksumRequest, completeChecksum, writeTransmitHeader, type NetChecksumRequest } from './net-header';
+import { checkChecksumRequest, fillChecksum, writeTransmitHeader, type NetChecksumRequest } from './net-header';
 import { NetReceiveQueue, type ReceivedFrame } from './net-receive';
 import { validateNetOptions, type VirtioNetOptions } from './net-options';
 import { VirtioDriver, type StartedDevice } from './virtio-driver';
@@ -317,7 +317,7 @@ export class VirtioNet extends VirtioDriver {
   private deliver(received: ReceivedFrame): void {
     let frame = received;
     if (frame.needsChecksum && this.completeChecksums) {
-      completeChecksum(frame.frame, frame.needsChecksum); // its range was checked against the frame
+      fillChecksum(frame.frame, frame.needsChecksum); // NetReceiveQueue checked its range against the frame
       frame = { frame: frame.frame, pair: frame.pair, checksumValid: frame.checksumValid };
     }
     this.events.emit('frame', frame.frame, frame);

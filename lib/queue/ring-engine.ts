@@ -174,18 +174,9 @@ export abstract class RingEngine {
     return this.useIndirect(count) ? 1 : count;
   }
 
-  /** The ring memory and the indirect tables, which the device still has: held in `memory` (`on`) or let go. */
-  holdRing(memory: DmaAllocator, on: boolean): void {
-    for (const region of this.indirect ? [this.ring, this.indirect.region] : [this.ring]) {
-      if (on) memory.hold?.(region, 0, region.size);
-      else memory.unhold?.(region, 0, region.size);
-    }
-  }
-
-  /** The ring memory and the indirect tables back to `memory` (once the device let go). */
-  release(memory: DmaAllocator): void {
-    memory.free(this.ring);
-    if (this.indirect) memory.free(this.indirect.region);
+  /** The memory the device reads and writes for this ring: the ring itself and the indirect tables. */
+  get regions(): DmaRegion[] {
+    return this.indirect ? [this.ring, this.indirect.region] : [this.ring];
   }
 
   /** The format's shadow state, ring words and chains of the requests in `outstanding`, for QueueDump. */

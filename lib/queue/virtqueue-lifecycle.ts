@@ -335,16 +335,18 @@ export abstract class VirtqueueLifecycle implements QueueEndpoint {
   private holdRing(): void {
     if (this.ringHeld || this.ringFreed) return;
     this.ringHeld = true;
-    this.engine.holdRing(this.memory, true);
+    for (const region of this.engine.regions) this.memory.hold?.(region, 0, region.size);
   }
 
   /** Frees the ring and the indirect tables (once; only when the device let go). */
   private freeRing(): void {
     if (this.ringFreed) return;
     this.ringFreed = true;
-    if (this.ringHeld) this.engine.holdRing(this.memory, false);
+    for (const region of this.engine.regions) {
+      if (this.ringHeld) this.memory.unhold?.(region, 0, region.size);
+      this.memory.free(region);
+    }
     this.ringHeld = false;
-    this.engine.release(this.memory);
   }
 }
 

@@ -115,6 +115,12 @@ export const NET_MIN_FRAME = 14;
 /** A MAC address as six colon-separated hex bytes ("52:54:00:12:34:56"). */
 export const macText = (mac: Uint8Array): string => Array.from(mac, (b) => b.toString(16).padStart(2, '0')).join(':');
 
+/** A 32-bit sum of 16-bit words folded to 16 bits, carries added back in (ones'-complement addition, RFC 1071). */
+const foldSum = (sum: number): number => {
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return sum;
+};
+
 /**
  * The Internet checksum (RFC 1071) of bytes[start..end): the 16-bit
  * ones'-complement of the ones'-complement sum, as a device computes it
@@ -126,8 +132,7 @@ export function internetChecksum(bytes: Uint8Array, start = 0, end = bytes.lengt
   let i = start;
   for (; i + 1 < end; i += 2) sum += (bytes[i] << 8) | bytes[i + 1];
   if (i < end) sum += bytes[i] << 8;
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
+  return ~foldSum(sum) & 0xffff;
 }
 
 /**
@@ -145,6 +150,5 @@ export function ipv4PseudoHeaderSum(
   let sum = protocol + length;
   for (const address of [source, destination])
     sum += ((address[0] << 8) | address[1]) + ((address[2] << 8) | address[3]);
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return sum;
+  return foldSum(sum);
 }

@@ -10,7 +10,6 @@
 
 const { execFileSync, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
-const { isAbsolute } = require('node:path');
 
 const live = new Set();
 process.once('exit', () => {
@@ -44,7 +43,7 @@ function labNetworkUnavailable() {
  */
 function createLabNetwork(spec) {
   const name = spec.name ?? `vmlab-${process.pid}-${live.size}`;
-  if (!/^[\w.-]{1,64}$/.test(name) || isAbsolute(name)) throw new RangeError(`bad namespace name '${name}'`);
+  if (!/^[\w.-]{1,64}$/.test(name)) throw new RangeError(`bad namespace name '${name}'`);
   const mtu = String(spec.mtu ?? 1500);
   removeNetns(name); // a namespace left by a killed run of the same pid
   ip('netns', 'add', name);
